@@ -1,0 +1,3 @@
+from strataflow.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""Request dependencies as `Annotated` aliases: sessions, the caller, the namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+from sqlalchemy.orm import Session
+
+from strataflow.runtime import Runtime
+from strataflow.services.auth import authenticate
+from strataflow.services.namespaces import resolve_scope
+from strataflow.services.scope import NamespaceScope, Principal
+from strataflow.store.pagination import PageRequest
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def write_session(runtime: RuntimeDep) -> Iterator[Session]:
+    with runtime.db.session() as session:
+        yield session
+
+
+def read_session(runtime: RuntimeDep) -> Iterator[Session]:
+    with runtime.db.read_session() as session:
+        yield session
+
+
+DbDep = Annotated[Session, Depends(write_session)]
+ReadDbDep = Annotated[Session, Depends(read_session)]
+
+
+def get_principal(
+    session: ReadDbDep,
+    authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
+) -> Principal:
+    return authenticate(session, authorization)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_scope(
+    principal: PrincipalDep,
+    session: ReadDbDep,
+    x_namespace: Annotated[str | None, Header(alias="X-Namespace", description="Namespace name or id")] = None,
+) -> NamespaceScope:
+    return resolve_scope(session, principal, x_namespace)
+
+
+ScopeDep = Annotated[NamespaceScope, Depends(get_scope)]
+
+
+def optional_namespace(
+    principal: PrincipalDep,
+    session: ReadDbDep,
+    x_namespace: Annotated[str | None, Header(alias="X-Namespace")] = None,
+) -> NamespaceScope | None:
+    """Org-scoped routes tolerate X-Namespace and narrow to it when it is sent."""
+    if not x_namespace:
+        return None
+    return resolve_scope(session, principal, x_namespace)
+
+
+OptionalScopeDep = Annotated[NamespaceScope | None, Depends(optional_namespace)]
+
+
+def page_request(
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    offset: Annotated[int, Query(ge=0, le=10000)] = 0,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    include_total: bool = False,
+) -> PageRequest:
+    return PageRequest(limit=limit, offset=offset, cursor=cursor, include_total=include_total)
+
+
+PageDep = Annotated[PageRequest, Depends(page_request)]

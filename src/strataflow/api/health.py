@@ -1,0 +1,39 @@
+"""Health and liveness. Public: no key needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import text
+
+from strataflow.api.deps import RuntimeDep
+
+router = APIRouter(prefix="/v1/health", tags=["Health"])
+
+
+@router.get("/liveness")
+def liveness() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@router.get("")
+def health(runtime: RuntimeDep, deep: bool = False, metrics: bool = False) -> dict[str, Any]:
+    try:
+        with runtime.db.read_session() as session:
+            session.execute(text("SELECT 1"))
+        metadata_ok = True
+    except Exception:
+        metadata_ok = False
+    storage_ok = runtime.blobs.check()
+    data = {
+        "cache": True,
+        "metadata": metadata_ok,
+        "vector_store": True,
+        "object_storage": storage_ok,
+        "task_queue": metadata_ok,  # the queue is the tasks table
+        "inference": True,
+        "analytics": None,
+    }
+    status = "OK" if metadata_ok and storage_ok else "DEGRADED"
+    return {"status": status, "data": data, "errors": None, "meta": None}

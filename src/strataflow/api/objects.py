@@ -1,0 +1,180 @@
+"""Objects inside a bucket."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy.orm import Session
+
+from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.blobs import BlobStore
+from strataflow.clock import isoformat
+from strataflow.schemas.common import ERROR_RESPONSES
+from strataflow.schemas.objects import (
+    CreateObjectRequest,
+    CreateObjectsBatchRequest,
+    CreateObjectsBatchResponse,
+    ListObjectsRequest,
+    ListObjectsResponse,
+    ObjectAggregationRequest,
+    ObjectAggregationResponse,
+    ObjectResponse,
+    PatchObjectRequest,
+    UpdateObjectRequest,
+)
+from strataflow.services import aggregation
+from strataflow.services import objects as service
+from strataflow.services.buckets import get_bucket
+from strataflow.store.tables import BucketObject
+
+router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/objects", tags=["Bucket Objects"],
+                   responses=ERROR_RESPONSES)
+
+PRESIGNED_GET_SECONDS = 3600
+Policy = Annotated[str | None, Query(pattern="^(insert|update|upsert)$")]
+
+
+def present(row: BucketObject, blobs: BlobStore | None = None) -> dict[str, Any]:
+    """Wire shape; with `blobs`, each stored blob gets a fresh presigned download URL."""
+    blob_list = []
+    for blob in row.blobs:
+        blob = {**blob, "properties": dict(blob.get("properties", {}))}
+        if blobs is not None and blob["properties"].get("key"):
+            blob["properties"]["presigned_url"] = blobs.presigned_get_url(
+                blob["properties"]["key"], PRESIGNED_GET_SECONDS
+            )
+        blob_list.append(blob)
+    return {
+        "object_id": row.object_id,
+        "bucket_id": row.bucket_id,
+        "key_prefix": row.key_prefix,
+        "blobs": blob_list,
+        "source_details": row.source_details,
+        "status": row.status,
+        "error": row.error,
+        "metadata": row.metadata_,
+        "created_at": isoformat(row.created_at),
+        "updated_at": isoformat(row.updated_at),
+    }
+
+
+def _bucket(session: Session, scope: Any, identifier: str) -> Any:
+    return get_bucket(session, scope, identifier)
+
+
+@router.post("", response_model=ObjectResponse)
+def create_object(
+    bucket_identifier: str,
+    request: CreateObjectRequest,
+    scope: ScopeDep,
+    session: DbDep,
+    runtime: RuntimeDep,
+    policy: Policy = None,
+    auto_process: bool = False,
+) -> dict[str, Any]:
+    bucket = _bucket(session, scope, bucket_identifier)
+    return present(service.create_object(session, runtime.object_writer, bucket, request, policy))
+
+
+@router.post("/batch", response_model=CreateObjectsBatchResponse)
+def create_objects_batch(
+    bucket_identifier: str,
+    request: CreateObjectsBatchRequest,
+    scope: ScopeDep,
+    session: DbDep,
+    runtime: RuntimeDep,
+    auto_process: bool = False,
+) -> dict[str, Any]:
+    bucket = _bucket(session, scope, bucket_identifier)
+    succeeded, failed = service.create_objects_batch(session, runtime.object_writer, bucket, request.objects)
+    return {
+        "succeeded": [present(r) for r in succeeded],
+        "failed": failed,
+        "total_requested": len(request.objects),
+        "succeeded_count": len(succeeded),
+        "failed_count": len(failed),
+    }
+
+
+@router.post("/list", response_model=ListObjectsResponse)
+def list_objects(
+    bucket_identifier: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    page: PageDep,
+    request: ListObjectsRequest | None = None,
+) -> dict[str, Any]:
+    request = request or ListObjectsRequest()
+    bucket = _bucket(session, scope, bucket_identifier)
+    result = service.list_objects(session, scope, bucket, request, page)
+    rows = [present(r) for r in result.rows]
+    if request.select:
+        keep = set(request.select) | {"object_id", "bucket_id"}
+        rows = [{k: v for k, v in row.items() if k in keep} for row in rows]
+    by_status: dict[str, int] = {}
+    for row in result.rows:
+        by_status[row.status] = by_status.get(row.status, 0) + 1
+    blob_total = sum(len(r.blobs) for r in result.rows)
+    stats = {"total_objects": len(rows), "total_blobs": blob_total,
+             "avg_blobs_per_object": blob_total / len(rows) if rows else 0.0, "objects_by_status": by_status}
+    return {"results": rows, "pagination": result.pagination, "stats": stats}
+
+
+@router.get("", response_model=ListObjectsResponse)
+def list_objects_get(bucket_identifier: str, scope: ScopeDep, session: ReadDbDep, page: PageDep) -> dict[str, Any]:
+    return list_objects(bucket_identifier, scope, session, page, None)
+
+
+@router.post("/aggregate", response_model=ObjectAggregationResponse)
+def aggregate_objects(
+    bucket_identifier: str, request: ObjectAggregationRequest, scope: ScopeDep, session: ReadDbDep
+) -> dict[str, Any]:
+    bucket = _bucket(session, scope, bucket_identifier)
+    return aggregation.aggregate_objects(session, bucket, request)
+
+
+@router.get("/{object_identifier}", response_model=ObjectResponse)
+def get_object(
+    bucket_identifier: str,
+    object_identifier: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    return_presigned_urls: bool = False,
+) -> dict[str, Any]:
+    bucket = _bucket(session, scope, bucket_identifier)
+    row = service.get_object(session, scope, bucket, object_identifier)
+    return present(row, runtime.blobs if return_presigned_urls else None)
+
+
+@router.put("/{object_identifier}", response_model=ObjectResponse)
+def update_object(
+    bucket_identifier: str,
+    object_identifier: str,
+    request: UpdateObjectRequest,
+    scope: ScopeDep,
+    session: DbDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    bucket = _bucket(session, scope, bucket_identifier)
+    row = service.get_object(session, scope, bucket, object_identifier)
+    return present(service.update_object(session, runtime.object_writer, bucket, row, request))
+
+
+@router.patch("/{object_identifier}", response_model=ObjectResponse)
+def patch_object(
+    bucket_identifier: str, object_identifier: str, request: PatchObjectRequest, scope: ScopeDep, session: DbDep
+) -> dict[str, Any]:
+    bucket = _bucket(session, scope, bucket_identifier)
+    row = service.get_object(session, scope, bucket, object_identifier)
+    return present(service.patch_object(session, bucket, row, request))
+
+
+@router.delete("/{object_identifier}", status_code=204, response_class=Response)
+def delete_object(
+    bucket_identifier: str, object_identifier: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
+) -> Response:
+    bucket = _bucket(session, scope, bucket_identifier)
+    service.delete_object(session, runtime.blobs, service.get_object(session, scope, bucket, object_identifier))
+    return Response(status_code=204)

@@ -1,0 +1,39 @@
+"""Tasks: org-scoped; X-Namespace is tolerated and narrows lists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from strataflow.api.deps import DbDep, OptionalScopeDep, PageDep, PrincipalDep, ReadDbDep
+from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
+from strataflow.schemas.tasks import ListTasksRequest, ListTasksResponse, TaskResponse
+from strataflow.services import tasks as service
+
+router = APIRouter(prefix="/v1/tasks", tags=["Tasks"], responses=ERROR_RESPONSES)
+
+
+@router.get("/{task_id}", response_model=TaskResponse)
+def get_task(task_id: str, principal: PrincipalDep, session: ReadDbDep) -> dict[str, Any]:
+    return service.task_payload(service.get_task(session, principal.org_id, task_id))
+
+
+@router.post("/list", response_model=ListTasksResponse)
+def list_tasks(
+    principal: PrincipalDep,
+    scope: OptionalScopeDep,
+    session: ReadDbDep,
+    page: PageDep,
+    request: ListTasksRequest | None = None,
+) -> dict[str, Any]:
+    namespace_id = scope.namespace_id if scope else None
+    result = service.list_tasks(session, principal.org_id, namespace_id, request or ListTasksRequest(), page)
+    return {"results": [service.task_payload(t) for t in result.rows], "pagination": result.pagination}
+
+
+@router.delete("/{task_id}", response_model=GenericDeleteResponse)
+def kill_task(task_id: str, principal: PrincipalDep, session: DbDep) -> GenericDeleteResponse:
+    killed = service.kill_task(session, principal.org_id, task_id)
+    message = f"Task {task_id} canceled" if killed else f"Task {task_id} is not running; nothing to cancel"
+    return GenericDeleteResponse(message=message, success=True)

@@ -1,0 +1,52 @@
+"""create_app(settings) -> FastAPI. Wiring only: routers, errors, limits, lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from strataflow import __version__
+from strataflow.api import buckets, errors, extractors, health, namespaces, objects, tasks
+from strataflow.api.limits import BodySizeLimit
+from strataflow.api.logging import RequestLogging
+from strataflow.config import Settings
+from strataflow.runtime import Runtime, open_runtime
+
+ROUTERS = (health, namespaces, buckets, objects, tasks, extractors)
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
+               run_background: bool = True) -> FastAPI:
+    """Build the API. Pass a `runtime` to share one with the caller (the CLI, tests)."""
+    settings = settings or (runtime.settings if runtime else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = app.state.runtime is None
+        if owned:
+            app.state.runtime = open_runtime(settings)
+        if run_background:
+            app.state.runtime.jobs.start()
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.runtime.close()
+            elif run_background:
+                app.state.runtime.jobs.stop()
+
+    app = FastAPI(
+        title="Strataflow",
+        version=__version__,
+        description="Self-hosted multimodal data engine speaking the Mixpeek v1 API.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    errors.install(app)
+    for module in ROUTERS:
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_json_body_bytes)
+    app.add_middleware(RequestLogging)
+    return app

@@ -1,0 +1,134 @@
+"""`strataflow serve | orgs | keys` — the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from strataflow.config import Settings
+from strataflow.errors import StrataflowError
+
+app = typer.Typer(help="Strataflow: a self-hosted multimodal data engine.", no_args_is_help=True)
+orgs_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(keys_app, name="keys")
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (env STRATAFLOW_DATA_DIR).", show_default=False)
+]
+
+
+def _settings(data_dir: Path | None, **overrides: object) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Start the API with its background workers (embedded SQLite by default)."""
+    import uvicorn
+
+    from strataflow.app import create_app
+    from strataflow.logs import configure
+    from strataflow.runtime import open_runtime
+
+    settings = _settings(data_dir, host=host, port=port)
+    configure(settings.log_level, settings.log_json)
+    runtime = open_runtime(settings)
+    base = settings.base_url
+    console.print(f"[bold]Strataflow[/bold] listening on {base}")
+    console.print(f"  API docs:  {base}/docs")
+    console.print(f"  data dir:  {settings.data_dir.resolve()}")
+    console.print(f"  database:  {'SQLite (embedded)' if settings.is_sqlite else 'PostgreSQL'}")
+    if runtime.first_key is not None and settings.api_key is None:
+        console.print(f"  admin API key written to {settings.admin_key_path.resolve()} (mode 0600)")
+    elif settings.admin_key_path.exists():
+        console.print(f"  admin API key: see {settings.admin_key_path.resolve()}")
+    else:
+        console.print("  admin API key: the one given in STRATAFLOW_API_KEY on first start")
+    uvicorn.run(create_app(settings, runtime=runtime), host=settings.host, port=settings.port,
+                log_config=None, access_log=False)
+
+
+@orgs_app.command("create")
+def orgs_create(name: str, data_dir: DataDir = None) -> None:
+    """Create an organization and print its first API key (shown once)."""
+    from strataflow.services.auth import create_organization, issue_key
+
+    runtime = _open(data_dir)
+    with runtime.db.transaction() as session:
+        org = create_organization(session, name)
+        issued = issue_key(session, org, "admin")
+    console.print(f"organization {org.name} ({org.org_id}) created")
+    console.print(f"API key (shown once): {issued.plaintext}")
+
+
+@keys_app.command("create")
+def keys_create(
+    org: Annotated[str, typer.Option("--org", help="Organization name.")] = "default",
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "key",
+    data_dir: DataDir = None,
+) -> None:
+    """Issue a new API key for an organization (printed once)."""
+    from strataflow.services.auth import get_organization, issue_key
+
+    runtime = _open(data_dir)
+    with runtime.db.transaction() as session:
+        issued = issue_key(session, get_organization(session, org), name)
+    console.print(f"key {issued.key_id} for {issued.org_name} (shown once): {issued.plaintext}")
+
+
+@keys_app.command("list")
+def keys_list(
+    org: Annotated[str | None, typer.Option("--org", help="Only this organization.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List API keys (ids and prefixes, never the keys)."""
+    from strataflow.services.auth import list_keys
+
+    runtime = _open(data_dir)
+    with runtime.db.read_session() as session:
+        rows = list_keys(session, org)
+        table = Table("key id", "organization", "name", "prefix", "created", "revoked")
+        for key, organization in rows:
+            table.add_row(key.key_id, organization.name, key.name, key.key_prefix + "…",
+                          str(key.created_at)[:19], str(key.revoked_at)[:19] if key.revoked_at else "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
+    """Revoke an API key; requests with it get 401 from then on."""
+    from strataflow.services.auth import revoke_key
+
+    runtime = _open(data_dir)
+    with runtime.db.transaction() as session:
+        revoke_key(session, key_id)
+    console.print(f"key {key_id} revoked")
+
+
+def _open(data_dir: Path | None) -> "Runtime":  # noqa: F821
+    from strataflow.runtime import open_runtime
+
+    return open_runtime(_settings(data_dir))
+
+
+def main() -> None:
+    try:
+        app()
+    except StrataflowError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise SystemExit(1) from None

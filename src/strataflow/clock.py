@@ -1,0 +1,17 @@
+"""One source of 'now', timezone-aware UTC everywhere."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def isoformat(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC.
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()

@@ -1,0 +1,64 @@
+"""All settings, in one place. Nothing else in the package reads os.environ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, read from `STRATAFLOW_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="STRATAFLOW_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".strataflow"), description="Embedded data lives here.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; empty means SQLite in the data dir.",
+    )
+    blob_url: str | None = Field(
+        default=None,
+        description="Where blob bytes live: empty for the data dir, or s3://bucket/prefix.",
+    )
+    index_uri: str | None = Field(default=None, description="LanceDB URI; empty for the data dir.")
+    api_key: str | None = Field(
+        default=None,
+        description="Admin key adopted on first start with an empty data dir.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL clients reach the API on; used in presigned URLs.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_json_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_inline_blob_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    url_fetch_timeout_s: float = Field(default=30.0, gt=0)
+    task_workers: int = Field(default=2, ge=1, description="Threads running API background tasks.")
+    task_poll_interval_s: float = Field(default=1.0, gt=0)
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'strataflow.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.data_dir / "admin-key"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

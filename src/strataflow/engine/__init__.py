@@ -1,0 +1,1 @@
+"""Running asynchronous work: background API jobs now, batch tiers next."""

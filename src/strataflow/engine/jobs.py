@@ -1,0 +1,179 @@
+"""Background jobs for API tasks (deletes, batch confirms, ...), claimed from the tasks table.
+
+The tasks table is the queue. A job is claimed with a lease; a process that
+dies mid-job leaves an expired lease behind and another runner picks the task
+up again, so every handler must be idempotent (at-least-once execution,
+exactly-once effect). Handlers are registered by the services that own them;
+this module knows nothing about what a job does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from strataflow.blobs import BlobStore
+from strataflow.clock import utcnow
+from strataflow.config import Settings
+from strataflow.statuses import Status
+from strataflow.store.db import Database
+from strataflow.store.tables import Task
+from strataflow.transitions import transition
+
+log = logging.getLogger("strataflow.jobs")
+
+LEASE = timedelta(seconds=60)
+
+
+@dataclass
+class JobContext:
+    """What a handler may use. Handlers open their own sessions from `db`."""
+
+    db: Database
+    blobs: BlobStore
+    settings: Settings
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    status: Status
+    outputs: list[Any] | None = None
+    additional_data: dict[str, Any] | None = None
+    error: str | None = None
+
+
+Handler = Callable[[JobContext, Task], JobOutcome]
+_HANDLERS: dict[str, Handler] = {}
+
+
+def handles(task_type: str) -> Callable[[Handler], Handler]:
+    """Register the handler that runs tasks of `task_type`."""
+
+    def decorator(func: Handler) -> Handler:
+        _HANDLERS[task_type] = func
+        return func
+
+    return decorator
+
+
+def handled_types() -> list[str]:
+    return sorted(_HANDLERS)
+
+
+class JobRunner:
+    """Threads that claim PENDING (or lease-expired) API tasks and run their handlers."""
+
+    def __init__(self, context: JobContext, threads: int, poll_interval_s: float) -> None:
+        self.context = context
+        self.threads = threads
+        self.poll_interval_s = poll_interval_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for index in range(self.threads):
+            worker = threading.Thread(target=self._loop, name=f"strataflow-jobs-{index}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for worker in self._workers:
+            worker.join(timeout)
+
+    def notify(self) -> None:
+        """Wake the runners now: a task was just queued in this process."""
+        self._wake.set()
+
+    def run_pending(self) -> int:
+        """Claim and run jobs until none is left. Returns how many ran (tests use this)."""
+        ran = 0
+        while (task_id := self._claim()) is not None:
+            self._run(task_id)
+            ran += 1
+        return ran
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.run_pending() == 0:
+                    self._wake.wait(self.poll_interval_s)
+                    self._wake.clear()
+            except Exception:  # the loop must survive a broken database connection
+                log.exception("job loop error")
+                self._stop.wait(self.poll_interval_s)
+
+    def _claim(self) -> str | None:
+        """Take one runnable task under a row lock (SQLite: the write lock) and lease it."""
+        types = handled_types()
+        if not types:
+            return None
+        now = utcnow()
+        runnable = or_(
+            Task.status == Status.PENDING.value,
+            (Task.status == Status.PROCESSING.value) & (Task.lease_expires_at < now),
+        )
+        with self.context.db.transaction() as session:
+            query = select(Task).where(Task.task_type.in_(types), runnable)
+            query = query.order_by(Task.created_at).limit(1)
+            if not self.context.db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            task = session.scalar(query)
+            if task is None:
+                return None
+            if task.status == Status.PROCESSING.value:
+                transition(session, task, Status.PENDING, f"lease of {task.lease_owner} expired")
+            transition(session, task, Status.PROCESSING, f"claimed by {self.owner}")
+            task.lease_owner = self.owner
+            task.lease_expires_at = now + LEASE
+            task.attempts += 1
+            return task.task_id
+
+    def _run(self, task_id: str) -> None:
+        with self.context.db.read_session() as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                return
+            session.expunge(task)
+        handler = _HANDLERS[task.task_type]
+        log.info("job started", extra={"task_id": task_id, "task_type": task.task_type})
+        try:
+            outcome = handler(self.context, task)
+        except Exception as exc:  # one failure path: the task records it
+            log.exception("job failed", extra={"task_id": task_id})
+            outcome = JobOutcome(
+                status=Status.FAILED,
+                error=f"{type(exc).__name__}: {exc}",
+                additional_data={"traceback": traceback.format_exc()[-2000:]},
+            )
+        self._finish(task_id, outcome)
+        log.info("job finished", extra={"task_id": task_id, "status": outcome.status.value})
+
+    def _finish(self, task_id: str, outcome: JobOutcome) -> None:
+        with self.context.db.transaction() as session:
+            task = session.get(Task, task_id)
+            if task is None or task.lease_owner != self.owner:
+                return  # deleted meanwhile, or our lease expired and another runner owns it
+            if Status(task.status) != Status.PROCESSING:
+                return  # killed while running: the kill already set the final status
+            transition(session, task, outcome.status, outcome.error or "job finished")
+            task.outputs = outcome.outputs if outcome.outputs is not None else task.outputs
+            task.additional_data = {**(task.additional_data or {}), **(outcome.additional_data or {})}
+            if outcome.error:
+                task.additional_data["error"] = outcome.error
+                task.error = outcome.error
+            task.lease_owner = None
+            task.lease_expires_at = None

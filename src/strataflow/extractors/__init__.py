@@ -1,0 +1,1 @@
+"""Feature extractors: pure functions from input rows to output rows, plus their catalogue."""

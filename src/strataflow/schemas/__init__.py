@@ -1,0 +1,1 @@
+"""Pydantic wire models, one module per resource, matching the Mixpeek v1 contract."""

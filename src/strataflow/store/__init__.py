@@ -1,0 +1,1 @@
+"""Metadata storage: SQLAlchemy tables, sessions and migrations (SQLite or PostgreSQL)."""

@@ -1,0 +1,82 @@
+"""Engine and session factory for SQLite (embedded) and PostgreSQL (scaled out).
+
+SQLite allows one writer. A transaction that reads and later writes can fail
+immediately with SQLITE_BUSY when another writer got in between, and no busy
+timeout helps. So every writing transaction starts with BEGIN IMMEDIATE (it
+waits for the write lock up front), while read-only sessions use a plain
+deferred BEGIN and never block in WAL mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import regex
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+_READONLY = "strataflow_readonly"
+_REGEX_TIMEOUT_S = 0.25
+
+
+def _sqlite_regexp(pattern: str | None, value: Any) -> bool | None:
+    """REGEXP for SQLite. `regex` with a timeout, so a pathological pattern cannot hang a writer."""
+    if pattern is None or value is None:
+        return None
+    return regex.search(pattern, str(value), timeout=_REGEX_TIMEOUT_S) is not None
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+        dbapi_connection.create_function("regexp", 2, _sqlite_regexp, deterministic=True)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        readonly = connection.get_execution_options().get(_READONLY, False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+class Database:
+    """Owns the engine; hands out sessions for writing and for reading."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20)
+        self.engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self._writer = sessionmaker(self.engine, expire_on_commit=False)
+        self._reader = sessionmaker(
+            self.engine.execution_options(**{_READONLY: True}), expire_on_commit=False
+        )
+
+    def session(self) -> Session:
+        """A session for a unit of work that writes; the caller commits."""
+        return self._writer()
+
+    def read_session(self) -> Session:
+        return self._reader()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A writing session committed on success, rolled back on any error."""
+        with self._writer() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

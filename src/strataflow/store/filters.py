@@ -1,0 +1,190 @@
+"""Compile the contract's filter language (LogicalOperator / FilterCondition) to SQL.
+
+A `FieldMap` says which names are plain columns and which prefixes are JSON
+columns (e.g. `metadata.category`). Anything else is refused with a clear
+error rather than silently matching nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Boolean, ColumnElement, and_, false, func, not_, or_, true
+from sqlalchemy.orm import InstrumentedAttribute
+
+from strataflow.errors import BadRequestError
+from strataflow.store.types import json_value
+
+OPERATORS = frozenset(
+    "eq ne gt lt gte lte in nin contains starts_with ends_with regex exists is_null text".split()
+)
+MAX_DEPTH = 12
+MAX_CONDITIONS = 256
+_LOGICAL_KEYS = {"AND", "OR", "NOT"}
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Names a filter or sort may use for one resource."""
+
+    columns: dict[str, InstrumentedAttribute[Any]]
+    json_columns: dict[str, InstrumentedAttribute[Any]] = field(default_factory=dict)
+
+    def allowed(self) -> list[str]:
+        return sorted(self.columns) + [f"{name}.<key>" for name in sorted(self.json_columns)]
+
+
+@dataclass
+class FieldTarget:
+    """What a field name resolved to: a column, or a path inside a JSON column."""
+
+    column: InstrumentedAttribute[Any]
+    path: tuple[str, ...] = ()
+
+    def as_type(self, value: Any) -> ColumnElement[Any]:
+        if not self.path:
+            return self.column  # type: ignore[return-value]
+        element = self.column[self.path]
+        if isinstance(value, bool):
+            return element.as_boolean()
+        if isinstance(value, (int, float)):
+            return element.as_float()
+        return element.as_string()
+
+    def raw(self) -> ColumnElement[Any]:
+        return json_value(self.column, *self.path) if self.path else self.column  # type: ignore[return-value]
+
+
+def resolve_field(name: str, fields: FieldMap) -> FieldTarget:
+    if name in fields.columns:
+        return FieldTarget(fields.columns[name])
+    root, _, rest = name.partition(".")
+    if root in fields.json_columns and rest:
+        parts = tuple(rest.split("."))
+        if any(not p for p in parts):
+            raise BadRequestError(f"Invalid field path '{name}'", {"field": name})
+        return FieldTarget(fields.json_columns[root], parts)
+    raise BadRequestError(
+        f"Cannot filter or sort on field '{name}'",
+        {"field": name, "allowed_fields": fields.allowed()},
+    )
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class _Compiler:
+    def __init__(self, fields: FieldMap, case_sensitive: bool) -> None:
+        self.fields = fields
+        self.case_sensitive = case_sensitive
+        self.conditions = 0
+
+    def node(self, node: Any, depth: int) -> ColumnElement[bool]:
+        if depth > MAX_DEPTH:
+            raise BadRequestError(f"Filters nest deeper than {MAX_DEPTH} levels")
+        if not isinstance(node, dict):
+            raise BadRequestError("Each filter must be an object")
+        if "field" in node:
+            return self.condition(node)
+        clauses: list[ColumnElement[bool]] = []
+        for key, value in node.items():
+            if key == "case_sensitive":
+                continue
+            if key in _LOGICAL_KEYS:
+                if not isinstance(value, list):
+                    raise BadRequestError(f"'{key}' takes a list of filters")
+                children = [self.node(child, depth + 1) for child in value]
+                if key == "AND":
+                    clauses.append(and_(true(), *children))
+                elif key == "OR":
+                    clauses.append(or_(false(), *children) if children else true())
+                else:
+                    clauses.append(not_(or_(false(), *children)) if children else true())
+            else:  # shorthand {"metadata.tag": "x"} means equality
+                clauses.append(self.condition({"field": key, "operator": "eq", "value": value}))
+        return and_(true(), *clauses)
+
+    def condition(self, cond: dict[str, Any]) -> ColumnElement[bool]:
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise BadRequestError(f"Filters may hold at most {MAX_CONDITIONS} conditions")
+        name = cond.get("field")
+        operator = str(cond.get("operator") or "eq").lower()
+        if not isinstance(name, str) or not name:
+            raise BadRequestError("A filter condition needs a 'field' string")
+        if operator not in OPERATORS:
+            raise BadRequestError(
+                f"Unknown filter operator '{operator}'",
+                {"field": name, "operator": operator, "allowed_operators": sorted(OPERATORS)},
+            )
+        value = cond.get("value")
+        if isinstance(value, dict) and value.get("type") == "dynamic":
+            raise BadRequestError("Dynamic filter values are only available in retrievers", {"field": name})
+        return self.apply(resolve_field(name, self.fields), operator, value, name)
+
+    def _fold(self, expr: ColumnElement[Any], value: Any) -> tuple[ColumnElement[Any], Any]:
+        if self.case_sensitive or not isinstance(value, str):
+            return expr, value
+        return func.lower(expr), value.lower()
+
+    def apply(self, target: FieldTarget, op: str, value: Any, name: str) -> ColumnElement[bool]:
+        if op in ("exists", "is_null"):
+            present = target.raw().is_not(None)
+            wanted = bool(value) if value is not None else True
+            return present if (op == "exists") == wanted else not_(present)
+        if op in ("in", "nin"):
+            if not isinstance(value, list):
+                raise BadRequestError(f"Operator '{op}' needs a list value", {"field": name})
+            members = [self._equal(target, v) for v in value]
+            matched = or_(false(), *members)
+            return matched if op == "in" else not_(matched)
+        if op in ("contains", "starts_with", "ends_with", "text"):
+            if not isinstance(value, str):
+                raise BadRequestError(f"Operator '{op}' needs a string value", {"field": name})
+            expr, folded = self._fold(target.as_type(""), value)
+            pattern = _like_escape(folded)
+            pattern = {"starts_with": f"{pattern}%", "ends_with": f"%{pattern}"}.get(op, f"%{pattern}%")
+            return expr.like(pattern, escape="\\")
+        if op == "regex":
+            if not isinstance(value, str):
+                raise BadRequestError("Operator 'regex' needs a string pattern", {"field": name})
+            return target.as_type("").regexp_match(value, flags=None if self.case_sensitive else "i")
+        if op == "eq":
+            return self._equal(target, value)
+        if op == "ne":
+            return not_(self._equal(target, value))
+        if value is None or isinstance(value, (dict, list)):
+            raise BadRequestError(f"Operator '{op}' needs a scalar value", {"field": name})
+        expr = target.as_type(value)
+        return {"gt": expr > value, "lt": expr < value, "gte": expr >= value, "lte": expr <= value}[op]
+
+    def _equal(self, target: FieldTarget, value: Any) -> ColumnElement[bool]:
+        if value is None:
+            return target.raw().is_(None)
+        if isinstance(value, (dict, list)):
+            raise BadRequestError("Equality needs a scalar value")
+        expr, folded = self._fold(target.as_type(value), value)
+        if isinstance(value, bool) and not target.path:
+            return expr == value if isinstance(target.column.type, Boolean) else expr == str(value)
+        return expr == folded
+
+
+def compile_filters(
+    filters: dict[str, Any] | None, fields: FieldMap, *, case_sensitive: bool | None = None
+) -> ColumnElement[bool] | None:
+    """SQL for a filter tree, or None when there is nothing to filter on."""
+    if not filters:
+        return None
+    sensitive = bool(filters.get("case_sensitive", False)) if case_sensitive is None else case_sensitive
+    return _Compiler(fields, sensitive).node(filters, 0)
+
+
+def sort_expression(
+    sort_field: str, direction: str, fields: FieldMap
+) -> ColumnElement[Any]:
+    target = resolve_field(sort_field, fields).raw()
+    if str(direction).lower() not in ("asc", "desc"):
+        raise BadRequestError("Sort direction must be 'asc' or 'desc'", {"direction": direction})
+    return target.desc() if str(direction).lower() == "desc" else target.asc()

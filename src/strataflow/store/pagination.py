@@ -1,0 +1,74 @@
+"""Offset and cursor pagination over a SQL query, in the contract's response shape.
+
+A cursor is an opaque token holding the offset of the next page; clients
+pass `next_cursor` back as `cursor` and need nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from strataflow.errors import BadRequestError
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int = 20
+    offset: int = 0
+    cursor: str | None = None
+    include_total: bool = False
+
+    @property
+    def start(self) -> int:
+        return decode_cursor(self.cursor) if self.cursor else self.offset
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        offset = json.loads(base64.urlsafe_b64decode(padded.encode()))["o"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise BadRequestError("Invalid pagination cursor", {"cursor": cursor}) from exc
+    if not isinstance(offset, int) or offset < 0:
+        raise BadRequestError("Invalid pagination cursor", {"cursor": cursor})
+    return offset
+
+
+@dataclass
+class Page:
+    rows: list[Any]
+    pagination: dict[str, Any]
+    total: int | None
+
+
+def paginate(session: Session, query: Select[Any], page: PageRequest) -> Page:
+    """Run `query` for one page. Totals are counted only when asked for (they cost a scan)."""
+    start = page.start
+    rows = list(session.scalars(query.offset(start).limit(page.limit + 1)))
+    has_more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    total: int | None = None
+    if page.include_total:
+        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    page_number = start // page.limit + 1 if page.limit else 1
+    pagination: dict[str, Any] = {
+        "total": total,
+        "page": page_number,
+        "page_size": page.limit,
+        "total_pages": (-(-total // page.limit) if total is not None and page.limit else None),
+        "next_page": str(page_number + 1) if has_more else None,
+        "previous_page": str(page_number - 1) if page_number > 1 else None,
+        "next_cursor": encode_cursor(start + page.limit) if has_more else None,
+    }
+    return Page(rows=rows, pagination=pagination, total=total)

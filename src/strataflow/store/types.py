@@ -1,0 +1,40 @@
+"""Column types shared by the tables, portable across SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, DateTime
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy.types import NullType
+
+# JSONB on PostgreSQL (indexable, native ordering), JSON text on SQLite.
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+Timestamp = DateTime(timezone=True)
+
+
+class json_value(FunctionElement[Any]):  # noqa: N801 - reads like the SQL function it is
+    """The value at a JSON path, in the database's native JSON ordering (for sorting)."""
+
+    type = NullType()
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any], *path: str) -> None:
+        self.path = path
+        super().__init__(column)
+
+
+@compiles(json_value, "sqlite")
+def _json_value_sqlite(element: json_value, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(list(element.clauses)[0], **kw)
+    path = "$" + "".join(f'."{p}"' for p in element.path)
+    return f"json_extract({column}, '{path.replace(chr(39), chr(39) * 2)}')"
+
+
+@compiles(json_value, "postgresql")
+def _json_value_pg(element: json_value, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(list(element.clauses)[0], **kw)
+    path = ",".join('"' + p.replace('"', '\\"') + '"' for p in element.path)
+    return f"({column} #> '{{{path.replace(chr(39), chr(39) * 2)}}}')"

@@ -1,0 +1,100 @@
+"""The one governed place where a task, tier or batch changes status.
+
+Every status write goes through `transition`: it knows the allowed moves of
+each kind of entity, refuses the rest, never lets a terminal state change
+except along an explicit retry edge, and records why each change happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from strataflow.clock import utcnow
+from strataflow.errors import InvalidTransitionError
+from strataflow.statuses import Status
+from strataflow.store.tables import StatusEvent
+
+S = Status
+_FINISH = {S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Allowed moves of one kind of entity: from-status -> the statuses it may go to."""
+
+    kind: str
+    id_attribute: str
+    moves: Mapping[Status, frozenset[Status]]
+
+    def allows(self, current: Status, target: Status) -> bool:
+        return target in self.moves.get(current, frozenset())
+
+
+TASK = Machine(
+    kind="task",
+    id_attribute="task_id",
+    moves={
+        # A worker that loses its lease hands the task back to PENDING.
+        S.PENDING: frozenset({S.IN_PROGRESS, S.PROCESSING, *_FINISH}),
+        S.IN_PROGRESS: frozenset({S.PENDING, S.PROCESSING, *_FINISH}),
+        S.PROCESSING: frozenset({S.PENDING, S.IN_PROGRESS, *_FINISH}),
+    },
+)
+
+_MACHINES: dict[type[Any], Machine] = {}
+
+
+def register(model: type[Any], machine: Machine) -> None:
+    """Declare the state machine that governs a table's `status` column."""
+    _MACHINES[model] = machine
+
+
+def machine_for(entity: object) -> Machine:
+    try:
+        return _MACHINES[type(entity)]
+    except KeyError as exc:
+        raise TypeError(f"no state machine registered for {type(entity).__name__}") from exc
+
+
+def transition(session: Session, entity: Any, target: Status, reason: str) -> bool:
+    """Move `entity` to `target`. Returns False when it is already there (a no-op).
+
+    Raises InvalidTransitionError for a move the entity's machine does not allow.
+    The caller owns the transaction: the new status and its event commit together.
+    """
+    machine = machine_for(entity)
+    current = Status(entity.status)
+    if current == target:
+        return False
+    if not machine.allows(current, target):
+        entity_id = getattr(entity, machine.id_attribute)
+        raise InvalidTransitionError(
+            f"{machine.kind} {entity_id} cannot move from {current} to {target}",
+            {"entity": machine.kind, "id": entity_id, "from": current.value, "to": target.value},
+        )
+    entity.status = target.value
+    if hasattr(entity, "updated_at"):
+        entity.updated_at = utcnow()
+    session.add(
+        StatusEvent(
+            entity_type=machine.kind,
+            entity_id=getattr(entity, machine.id_attribute),
+            from_status=current.value,
+            to_status=target.value,
+            reason=reason,
+        )
+    )
+    return True
+
+
+def _register_builtin() -> None:
+    from strataflow.store.tables import Task
+
+    register(Task, TASK)
+
+
+_register_builtin()
