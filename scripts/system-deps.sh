@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages Strataflow needs at run time or in its tests, installed only when missing.
+set -euo pipefail
+
+PACKAGES=(
+  postgresql-client   # pg_isready in .ci/run
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,88 @@
+"""Shared fixtures: a fresh Strataflow on SQLite and on the real PostgreSQL, per test.
+
+PostgreSQL runs at 127.0.0.1:5432 (database `test`). Each pytest worker gets
+its own schema, migrated once; every test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from strataflow.app import create_app
+from strataflow.config import Settings
+from strataflow.runtime import Runtime, open_runtime
+from strataflow.statuses import TERMINAL
+from strataflow.store.tables import Base
+
+ADMIN_KEY = "sk_test_admin_key_0123456789abcdef"
+PG_DSN = os.environ.get("STRATAFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ["sqlite", "postgres"]
+
+
+def _pg_schema() -> str:
+    return "sf_test_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A private schema on the machine's PostgreSQL, dropped at the end."""
+    schema = _pg_schema()
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    host_part = PG_DSN.split("://", 1)[1]
+    yield f"postgresql+psycopg://{host_part}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _truncate_all(runtime: Runtime) -> None:
+    names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with runtime.db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    database_url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, api_key=ADMIN_KEY,
+                    task_poll_interval_s=0.05)
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    if settings.database_url:  # empty the shared schema first, then bootstrap afresh
+        first = open_runtime(settings)
+        _truncate_all(first)
+        first.close()
+    rt = open_runtime(settings)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime=runtime), raise_server_exceptions=False) as test_client:
+        test_client.headers.update({"Authorization": f"Bearer {ADMIN_KEY}"})
+        yield test_client
+
+
+@pytest.fixture
+def namespace(client: TestClient) -> dict[str, Any]:
+    response = client.post("/v1/namespaces", json={"namespace_name": "main", "feature_extractors": []})
+    assert response.status_code == 200, response.text
+    client.headers.update({"X-Namespace": "main"})
+    return dict(response.json())
