@@ -9,8 +9,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strataflow.api.errors import error_body
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(BaseException):
+    """Over the limit while streaming. A BaseException on purpose: FastAPI turns any
+    Exception raised while it parses a body into a generic 400, and this must reach
+    the middleware to become a 413."""
 
 
 class BodySizeLimit:

@@ -143,9 +143,14 @@ def load_or_create_secret(path: Path) -> bytes:
         return bytes.fromhex(path.read_text().strip())
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return load_or_create_secret(path)
     with os.fdopen(fd, "w") as handle:
         handle.write(secret.hex())
+        handle.flush()
+        os.fsync(handle.fileno())
     return secret
 
 

@@ -1,0 +1,91 @@
+"""Namespaces: create, read by id or name, list, update, delete asynchronously."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.helpers import assert_error, wait_task
+
+
+def _create(client: TestClient, name: str, **extra: object) -> dict:
+    response = client.post("/v1/namespaces", json={"namespace_name": name, **extra})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_create_then_get_by_id_and_name(client: TestClient) -> None:
+    created = _create(client, "media", description="videos", feature_extractors=[
+        {"feature_extractor_name": "text_extractor", "version": "v1"},
+        {"feature_extractor_name": "text_extractor", "version": "v1"}])
+    assert created["namespace_id"].startswith("ns_")
+    assert created["feature_extractors"] == [{"feature_extractor_name": "text_extractor", "version": "v1",
+                                             "feature_extractor_id": "text_extractor_v1", "params": None}]
+    assert created["bucket_count"] == 0 and created["object_count"] == 0
+    by_id = client.get(f"/v1/namespaces/{created['namespace_id']}").json()
+    by_name = client.get("/v1/namespaces/media").json()
+    assert by_id == by_name
+    assert by_id["description"] == "videos"
+
+
+def test_duplicate_and_invalid_names_are_refused(client: TestClient) -> None:
+    _create(client, "media")
+    assert_error(client.post("/v1/namespaces", json={"namespace_name": "media"}), 409, "AlreadyExistsError")
+    assert_error(client.post("/v1/namespaces", json={"namespace_name": "bad name!"}), 422, "ValidationError")
+    assert_error(client.post("/v1/namespaces", json={"namespace_name": "ns_looks_like_id"}), 400)
+    assert_error(client.post("/v1/namespaces", json={"namespace_name": "x" * 65}), 422)
+    assert_error(client.post("/v1/namespaces", json={}), 422)
+    listed = client.post("/v1/namespaces/list", json={}).json()
+    assert listed["total_count"] == 1
+
+
+def test_list_search_sort_and_paginate(client: TestClient) -> None:
+    for name in ("alpha", "beta", "gamma", "delta"):
+        _create(client, name)
+    body = client.post("/v1/namespaces/list", json={"search": "ta"}).json()
+    assert sorted(n["namespace_name"] for n in body["results"]) == ["beta", "delta"]
+    assert body["total_count"] == 2
+    ordered = client.post("/v1/namespaces/list", json={"sort": {"field": "namespace_name", "direction": "asc"}})
+    assert [n["namespace_name"] for n in ordered.json()["results"]] == ["alpha", "beta", "delta", "gamma"]
+    first = client.post("/v1/namespaces/list?limit=3&include_total=true", json={}).json()
+    assert len(first["results"]) == 3 and first["pagination"]["total"] == 4
+    second = client.post(f"/v1/namespaces/list?limit=3&cursor={first['pagination']['next_cursor']}", json={}).json()
+    assert len(second["results"]) == 1 and second["pagination"]["next_cursor"] is None
+    seen = {n["namespace_id"] for n in first["results"] + second["results"]}
+    assert len(seen) == 4
+    assert client.get("/v1/namespaces").json()["total_count"] == 4
+    filtered = client.post("/v1/namespaces/list", json={
+        "filters": {"field": "namespace_name", "operator": "in", "value": ["alpha", "GAMMA"]}}).json()
+    assert sorted(n["namespace_name"] for n in filtered["results"]) == ["alpha", "gamma"]
+
+
+def test_patch_and_put_rename_with_conflict_check(client: TestClient) -> None:
+    media = _create(client, "media")
+    _create(client, "other")
+    patched = client.patch("/v1/namespaces/media", json={"description": "all media"}).json()
+    assert patched["description"] == "all media" and patched["namespace_name"] == "media"
+    assert_error(client.put("/v1/namespaces/media", json={"namespace_name": "other"}), 409)
+    renamed = client.put(f"/v1/namespaces/{media['namespace_id']}", json={"namespace_name": "video"}).json()
+    assert renamed["namespace_name"] == "video"
+    assert client.get("/v1/namespaces/video").status_code == 200
+    assert_error(client.get("/v1/namespaces/media"), 404, "NotFoundError")
+
+
+def test_delete_is_asynchronous_and_removes_contents(client: TestClient, runtime: object) -> None:
+    _create(client, "doomed")
+    client.headers["X-Namespace"] = "doomed"
+    schema = {"properties": {"content": {"type": "text"}}}
+    assert client.post("/v1/buckets", json={"bucket_name": "b", "bucket_schema": schema}).status_code == 200
+    created = client.post("/v1/buckets/b/objects", json={"blobs": [{"property": "content", "type": "text",
+                                                                   "data": "bytes on disk"}]}).json()
+    blob_path = runtime.blobs.path(created["blobs"][0]["properties"]["key"])  # type: ignore[attr-defined]
+    assert blob_path.is_file()
+    del client.headers["X-Namespace"]
+    answer = client.delete("/v1/namespaces/doomed")
+    assert answer.status_code == 200 and answer.json()["status"] == "PENDING"
+    assert_error(client.get("/v1/namespaces/doomed"), 404)  # hidden at once
+    task = wait_task(client, answer.json()["task_id"])
+    assert task["status"] == "COMPLETED" and task["task_type"] == "api_namespaces_delete"
+    assert task["outputs"][0]["objects_deleted"] == 1
+    assert not blob_path.exists()
+    assert_error(client.delete("/v1/namespaces/doomed"), 404)
+    assert _create(client, "doomed")["bucket_count"] == 0  # the name is free again

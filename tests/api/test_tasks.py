@@ -1,0 +1,66 @@
+"""Tasks: org-scoped reads, lists with filters, idempotent kill."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from strataflow.services.tasks import create_task
+from strataflow.statuses import TaskType
+from tests.helpers import assert_error, wait_task
+
+
+def _queue_bucket_delete(client: TestClient, name: str) -> str:
+    client.post("/v1/buckets", json={"bucket_name": name, "bucket_schema": {"properties": {}}})
+    return str(client.delete(f"/v1/buckets/{name}").json()["task_id"])
+
+
+def test_get_list_and_filter(client: TestClient, namespace: dict[str, Any]) -> None:
+    task_ids = [_queue_bucket_delete(client, f"b{i}") for i in range(3)]
+    for task_id in task_ids:
+        assert wait_task(client, task_id)["status"] == "COMPLETED"
+    del client.headers["X-Namespace"]  # tasks are org-scoped; the SDK sends no namespace here
+    task = client.get(f"/v1/tasks/{task_ids[0]}").json()
+    assert task["task_type"] == "api_buckets_delete" and task["additional_data"]["namespace_id"]
+    listed = client.post("/v1/tasks/list?include_total=true", json={"task_type": "API_BUCKETS_DELETE",
+                                                                    "status": "COMPLETED"}).json()
+    assert listed["pagination"]["total"] == 3
+    assert {t["task_id"] for t in listed["results"]} == set(task_ids)
+    by_filter = client.post("/v1/tasks/list", json={"filters": {"field": "task_id", "value": task_ids[1]}}).json()
+    assert [t["task_id"] for t in by_filter["results"]] == [task_ids[1]]
+    assert_error(client.post("/v1/tasks/list", json={"status": "DONE"}), 422)
+    assert_error(client.get("/v1/tasks/task_doesnotexist"), 404, "NotFoundError")
+
+
+def test_x_namespace_narrows_the_list(client: TestClient, namespace: dict[str, Any]) -> None:
+    wait_task(client, _queue_bucket_delete(client, "a"))
+    client.post("/v1/namespaces", json={"namespace_name": "other"})
+    client.headers["X-Namespace"] = "other"
+    wait_task(client, _queue_bucket_delete(client, "b"))
+    assert len(client.post("/v1/tasks/list", json={}).json()["results"]) == 1
+    del client.headers["X-Namespace"]
+    assert len(client.post("/v1/tasks/list", json={}).json()["results"]) == 2
+
+
+def test_kill_is_idempotent(client: TestClient, namespace: dict[str, Any], runtime: Any) -> None:
+    with runtime.db.transaction() as session:  # a task no runner handles, so it stays PENDING
+        pending = create_task(session, namespace_org(client), TaskType.EVALUATIONS_RUN).task_id
+    killed = client.delete(f"/v1/tasks/{pending}").json()
+    assert killed["success"] is True and "canceled" in killed["message"]
+    assert client.get(f"/v1/tasks/{pending}").json()["status"] == "CANCELED"
+    again = client.delete(f"/v1/tasks/{pending}")
+    assert again.status_code == 200 and again.json()["success"] is True
+    assert client.delete("/v1/tasks/task_unknown").json()["success"] is True
+    done = _queue_bucket_delete(client, "c")
+    wait_task(client, done)
+    client.delete(f"/v1/tasks/{done}")
+    assert client.get(f"/v1/tasks/{done}").json()["status"] == "COMPLETED"
+
+
+def namespace_org(client: TestClient) -> str:
+    from strataflow.store.tables import Namespace
+
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.db.read_session() as session:
+        return str(session.query(Namespace.org_id).first()[0])
