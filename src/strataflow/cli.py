@@ -102,7 +102,11 @@ def keys_list(
     runtime = _open(data_dir)
     with runtime.db.read_session() as session:
         rows = list_keys(session, org)
-        table = Table("key id", "organization", "name", "prefix", "created", "revoked")
+        table = Table()
+        table.add_column("key id", no_wrap=True)  # ids are copied into `keys revoke`: never wrap them
+        table.add_column("organization", no_wrap=True)
+        for header in ("name", "prefix", "created", "revoked"):
+            table.add_column(header)
         for key, organization in rows:
             table.add_row(key.key_id, organization.name, key.name, key.key_prefix + "…",
                           str(key.created_at)[:19], str(key.revoked_at)[:19] if key.revoked_at else "")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +42,12 @@ class Settings(BaseSettings):
     task_poll_interval_s: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = False
+
+    @field_validator("database_url", "blob_url", "index_uri", "api_key", "public_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """`STRATAFLOW_API_KEY=` in a shell or compose file means 'not set', not an empty key."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def resolved_database_url(self) -> str:

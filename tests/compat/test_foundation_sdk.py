@@ -65,7 +65,7 @@ def test_health_needs_no_key(sdk: mixpeek.ApiClient) -> None:
     try:
         assert HealthApi(sdk).healthcheck_health()["status"] == "OK"
     finally:
-        from tests.compat.conftest import API_KEY
+        from tests.live import API_KEY
 
         sdk.configuration.access_token = API_KEY
 

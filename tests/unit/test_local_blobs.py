@@ -1,0 +1,88 @@
+"""The local blob store: atomic streaming writes, key safety, signed URLs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from strataflow.blobs.local import LocalBlobStore, load_or_create_secret
+from strataflow.errors import BadRequestError
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalBlobStore:
+    return LocalBlobStore(tmp_path / "blobs", b"k" * 32, "http://127.0.0.1:8000")
+
+
+class _Exploding(io.RawIOBase):
+    """A stream that fails half-way, like a client that drops the connection."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        self.calls += 1
+        if self.calls > 2:
+            raise ConnectionError("client went away")
+        buffer[:4] = b"data"
+        return 4
+
+
+def test_write_reports_size_md5_and_sha256(store: LocalBlobStore) -> None:
+    payload = b"x" * 3_000_000
+    written = store.put_stream("ns/b/o/blob", io.BytesIO(payload))
+    assert written.size == len(payload)
+    assert written.etag == hashlib.md5(payload).hexdigest()
+    assert written.sha256 == hashlib.sha256(payload).hexdigest()
+    info = store.head("ns/b/o/blob")
+    assert info is not None and (info.size, info.etag) == (len(payload), written.etag)
+    assert b"".join(store.iter_chunks("ns/b/o/blob")) == payload
+
+
+def test_a_failed_write_leaves_no_file(store: LocalBlobStore) -> None:
+    store.put_bytes("ns/keep", b"old")
+    with pytest.raises(ConnectionError):
+        store.put_stream("ns/keep", _Exploding())  # type: ignore[arg-type]
+    assert store.path("ns/keep").read_bytes() == b"old"
+    assert [p.name for p in store.path("ns/keep").parent.iterdir() if p.name.startswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("key", ["../etc/passwd", "/abs", "a/../../b", "a//b", "a/./b", "a\\b", "", "a/b\x00"])
+def test_keys_cannot_escape(store: LocalBlobStore, key: str) -> None:
+    with pytest.raises(BadRequestError):
+        store.put_bytes(key, b"x")
+
+
+def test_delete_prefix(store: LocalBlobStore) -> None:
+    for name in ("a", "b", "c"):
+        store.put_bytes(f"ns1/bkt/{name}", b"1")
+    store.put_bytes("ns2/bkt/a", b"1")
+    assert store.delete_prefix("ns1/") == 3
+    assert store.head("ns1/bkt/a") is None and store.head("ns2/bkt/a") is not None
+
+
+def test_signatures_bind_method_key_type_and_expiry(store: LocalBlobStore) -> None:
+    expires = int(time.time()) + 60
+    signature = store.sign("PUT", "k/1", "video/mp4", expires)
+    assert store.verify("PUT", "k/1", "video/mp4", expires, signature)
+    assert not store.verify("GET", "k/1", "video/mp4", expires, signature)
+    assert not store.verify("PUT", "k/2", "video/mp4", expires, signature)
+    assert not store.verify("PUT", "k/1", "image/png", expires, signature)
+    assert not store.verify("PUT", "k/1", "video/mp4", expires + 1, signature)
+    past = int(time.time()) - 1
+    assert not store.verify("PUT", "k/1", "video/mp4", past, store.sign("PUT", "k/1", "video/mp4", past))
+    assert "signature=" in store.presigned_put_url("k/1", "video/mp4", 60)
+
+
+def test_secret_is_created_once_with_private_mode(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    first = load_or_create_secret(path)
+    assert load_or_create_secret(path) == first and len(first) == 32
+    assert path.stat().st_mode & 0o777 == 0o600
