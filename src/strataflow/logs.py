@@ -8,6 +8,11 @@ import sys
 import structlog
 
 
+def _drop_color_message(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+    event.pop("color_message", None)  # uvicorn's ANSI duplicate of the message
+    return event
+
+
 def configure(level: str = "INFO", json_output: bool = False) -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=False)
@@ -17,6 +22,7 @@ def configure(level: str = "INFO", json_output: bool = False) -> None:
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.stdlib.ExtraAdder(),
+            _drop_color_message,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
         ],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
