@@ -45,6 +45,32 @@ TASK = Machine(
     },
 )
 
+# Batches and tiers: the contract's lifecycle. The only way out of a finished
+# state is the explicit retry edge (FAILED / COMPLETED_WITH_ERRORS -> IN_PROGRESS);
+# tasks never leave a terminal state, so a retry opens new tasks instead.
+BATCH = Machine(
+    kind="batch",
+    id_attribute="batch_id",
+    moves={
+        S.DRAFT: frozenset({S.PENDING, S.CANCELED}),
+        S.PENDING: frozenset({S.IN_PROGRESS, S.CANCELED, S.FAILED}),
+        S.IN_PROGRESS: frozenset({S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED}),
+        S.FAILED: frozenset({S.IN_PROGRESS}),
+        S.COMPLETED_WITH_ERRORS: frozenset({S.IN_PROGRESS}),
+    },
+)
+
+TIER = Machine(
+    kind="tier",
+    id_attribute="task_id",
+    moves={
+        S.PENDING: frozenset({S.IN_PROGRESS, S.CANCELED}),
+        S.IN_PROGRESS: frozenset({S.PENDING, S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED}),
+        S.FAILED: frozenset({S.PENDING}),
+        S.COMPLETED_WITH_ERRORS: frozenset({S.PENDING}),
+    },
+)
+
 _MACHINES: dict[type[Any], Machine] = {}
 
 
@@ -92,9 +118,11 @@ def transition(session: Session, entity: Any, target: Status, reason: str) -> bo
 
 
 def _register_builtin() -> None:
-    from strataflow.store.tables import Task
+    from strataflow.store.tables import Batch, BatchTier, Task
 
     register(Task, TASK)
+    register(Batch, BATCH)
+    register(BatchTier, TIER)
 
 
 _register_builtin()

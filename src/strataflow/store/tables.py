@@ -140,3 +140,97 @@ class StatusEvent(Base):
     to_status: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- batches and their tiers (the batch engine) ----------------------------------
+
+
+class Batch(Base):
+    """A group of objects pushed through the collection DAG, tier by tier."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_bucket_created", "bucket_id", "created_at"),)
+
+    batch_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"))
+    namespace_id: Mapped[str] = mapped_column(String(40), index=True)
+    bucket_id: Mapped[str] = mapped_column(ForeignKey("buckets.bucket_id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(32), default="DRAFT")
+    batch_type: Mapped[str] = mapped_column(String(16), default="BUCKET")
+    task_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    object_count: Mapped[int] = mapped_column(Integer, default=0)
+    collection_ids: Mapped[list[Any] | None] = mapped_column(default=None)
+    dag_tiers: Mapped[list[Any] | None] = mapped_column(default=None)
+    total_tiers: Mapped[int] = mapped_column(Integer, default=1)
+    current_tier: Mapped[int | None] = mapped_column(Integer, default=None)
+    manifest_key: Mapped[str | None] = mapped_column(String(1024), default=None)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    internal_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    retry_round: Mapped[int] = mapped_column(Integer, default=0)
+    submitted_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class BatchObject(Base):
+    """Membership of an object in a batch: one row each, so 100k ids stay cheap to add and check."""
+
+    __tablename__ = "batch_objects"
+
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.batch_id", ondelete="CASCADE"), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BatchTier(Base):
+    """One tier of a submitted batch: its own task, status, lease, counters and errors."""
+
+    __tablename__ = "batch_tiers"
+    __table_args__ = (Index("ix_batch_tiers_claim", "status", "lease_expires_at"),)
+
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.batch_id", ondelete="CASCADE"), primary_key=True)
+    tier_num: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(32), default="PENDING")
+    task_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    parent_task_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    collection_ids: Mapped[list[Any]] = mapped_column(default=list)
+    source_type: Mapped[str] = mapped_column(String(16), default="bucket")
+    source_collection_ids: Mapped[list[Any] | None] = mapped_column(default=None)
+    manifest_key: Mapped[str | None] = mapped_column(String(1024), default=None)
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    counters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    extractor_jobs: Mapped[list[Any]] = mapped_column(default=list)
+    errors: Mapped[list[Any]] = mapped_column(default=list)
+    error_summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    logs: Mapped[list[Any]] = mapped_column(default=list)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    retry_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DocumentFailure(Base):
+    """A source row that failed in a tier: what went wrong, whether a retry may help."""
+
+    __tablename__ = "document_failures"
+    __table_args__ = (UniqueConstraint("batch_id", "tier_num", "collection_id", "row_id"),)
+
+    failure_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.batch_id", ondelete="CASCADE"), index=True)
+    tier_num: Mapped[int] = mapped_column(Integer)
+    collection_id: Mapped[str] = mapped_column(String(40))
+    row_id: Mapped[str] = mapped_column(String(64))
+    root_object_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    error_type: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    is_transient: Mapped[bool] = mapped_column(Boolean, default=False)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

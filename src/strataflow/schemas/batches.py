@@ -1,0 +1,95 @@
+"""Batch wire models."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from strataflow.schemas.common import RequestModel, ResponseModel
+from strataflow.statuses import Status
+
+# One request may carry many ids (100,000 is a supported size), each an object id.
+ObjectIds = list[str]
+
+
+class CreateBatchRequest(RequestModel):
+    object_ids: ObjectIds = Field(min_length=1, max_length=1_000_000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class AddObjectsToBatchRequest(RequestModel):
+    object_ids: ObjectIds = Field(min_length=1, max_length=1_000_000)
+
+
+class SubmitBatchRequest(RequestModel):
+    include_processing_history: bool = True
+
+
+class PatchBatchRequest(RequestModel):
+    metadata: dict[str, Any] | None = None
+
+
+class ListBatchesRequest(RequestModel):
+    status: Status | None = None
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class RetryBatchRequest(RequestModel):
+    retry_mode: Literal["transient_only", "all"] = "transient_only"
+    tier_nums: list[int] | None = None
+    max_retry_count: int = Field(default=3, ge=1, le=10)
+
+
+class TierTaskInfo(ResponseModel):
+    tier_num: int = Field(ge=0)
+    task_id: str | None = None
+    status: Status = Status.PENDING
+    collection_ids: list[str] = Field(default_factory=list)
+    extractor_jobs: list[dict[str, Any]] = Field(default_factory=list)
+    source_type: str
+    source_collection_ids: list[str] | None = None
+    parent_task_id: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: float | None = None
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+    error_summary: dict[str, int] | None = None
+    performance: dict[str, Any] | None = None
+    ray_job_id: str | None = None
+    celery_task_id: str | None = None
+    source_documents_fetched: int | None = None
+    documents_after_source_filter: int | None = None
+    documents_missing_input_fields: int | None = None
+    documents_submitted_to_engine: int | None = None
+    documents_written: int | None = None
+
+
+class BatchModel(ResponseModel):
+    batch_id: str
+    bucket_id: str
+    status: Status = Status.DRAFT
+    object_ids: list[str] = Field(default_factory=list)
+    collection_ids: list[str] | None = None
+    error: str | None = None
+    error_summary: dict[str, int] | None = None
+    type: str = "BUCKET"
+    manifest_key: str | None = None
+    task_id: str | None = None
+    loaded_object_ids: list[str] | None = None
+    internal_metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tier_tasks: list[TierTaskInfo] = Field(default_factory=list)
+    current_tier: int | None = None
+    total_tiers: int = Field(default=1, ge=1)
+    dag_tiers: list[list[str]] | None = None
+    max_node_death_resubmits: int = 3
+    max_deploy_resubmits: int = 3
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class ListBatchesResponse(ResponseModel):
+    results: list[BatchModel]
+    total_count: int
