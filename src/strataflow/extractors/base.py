@@ -42,6 +42,10 @@ class ExtractionError(Exception):
         self.category = category
         self.message = message
 
+    def __reduce__(self) -> tuple[type[ExtractionError], tuple[ErrorCategory, str]]:
+        # Results cross process boundaries (process pool, Ray): keep the category.
+        return (type(self), (self.category, self.message))
+
 
 @dataclass(frozen=True)
 class VectorIndexSpec:
