@@ -19,6 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 FPS = 25
 SIZE = (320, 240)
 AUDIO_RATE = 22050
+av.logging.set_libav_level(av.logging.ERROR)  # no encoder statistics in test output
+
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 
 
@@ -111,9 +113,13 @@ def soundtrack(work: Path, total_seconds: float, speech_at: float = 3.0) -> tupl
 
 
 def write_video(path: Path, shots: tuple[Shot, ...] = FOUR_SHOTS, audio: np.ndarray | None = None,
-                gop: int = 50) -> Path:
-    """H.264 (+ AAC when `audio` is given) MP4 of `shots` at 25 fps."""
-    with av.open(str(path), "w") as container:
+                gop: int = 50, faststart: bool = False) -> Path:
+    """H.264 (+ AAC when `audio` is given) MP4 of `shots` at 25 fps, a keyframe every `gop` frames.
+
+    `faststart` puts the index first, so a truncated copy still opens and only its data is short.
+    """
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
         video = container.add_stream("libx264", rate=FPS)
         video.width, video.height = SIZE
         video.pix_fmt = "yuv420p"
@@ -168,3 +174,8 @@ def truncate(source: Path, target: Path, keep_fraction: float = 0.3) -> Path:
     data = source.read_bytes()
     target.write_bytes(data[: int(len(data) * keep_fraction)])
     return target
+
+
+def files_under(root: Path) -> set[Path]:
+    """Every file left below `root` (what a test expects cleaned up or kept)."""
+    return {p.resolve() for p in root.rglob("*") if p.is_file()} if root.exists() else set()

@@ -19,6 +19,7 @@ PAGE_W, PAGE_H = 612, 792  # US Letter, points
 class TextPage:
     items: list[tuple[float, float, float, str]]
     bold_sizes: set[float] = field(default_factory=set)  # items in these sizes use Helvetica-Bold
+    figure: tuple[Image.Image, tuple[float, float, float, float]] | None = None  # image, (x, top, w, h)
 
 
 @dataclass
@@ -45,6 +46,14 @@ def _jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _image_object(image: Image.Image) -> bytes:
+    data = _jpeg(image)
+    w, h = image.size
+    return (f"<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceRGB "
+            f"/BitsPerComponent 8 /Filter /DCTDecode /Length {len(data)} >>\nstream\n".encode() + data
+            + b"\nendstream")
+
+
 def write_pdf(path: Path, pages: list[TextPage | ScannedPage]) -> Path:
     objects: list[bytes] = []  # object n is objects[n - 1]
 
@@ -60,13 +69,15 @@ def write_pdf(path: Path, pages: list[TextPage | ScannedPage]) -> Path:
     for page in pages:
         if isinstance(page, TextPage):
             stream = _text_stream(page)
-            resources = f"<< /Font << /F1 {helvetica} 0 R /F2 {bold} 0 R >> >>".encode()
+            xobjects = b""
+            if page.figure is not None:
+                picture, (x, top, w, h) = page.figure
+                figure = add(_image_object(picture))
+                stream += f"\nq {w:g} 0 0 {h:g} {x:g} {PAGE_H - top - h:g} cm /Fig0 Do Q".encode()
+                xobjects = f" /XObject << /Fig0 {figure} 0 R >>".encode()
+            resources = (f"<< /Font << /F1 {helvetica} 0 R /F2 {bold} 0 R >>".encode() + xobjects + b" >>")
         else:
-            data = _jpeg(page.image)
-            w, h = page.image.size
-            image = add(f"<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceRGB "
-                        f"/BitsPerComponent 8 /Filter /DCTDecode /Length {len(data)} >>\nstream\n".encode()
-                        + data + b"\nendstream")
+            image = add(_image_object(page.image))
             stream = f"q {PAGE_W} 0 0 {PAGE_H} 0 0 cm /Im0 Do Q".encode()
             resources = f"<< /XObject << /Im0 {image} 0 R >> >>".encode()
         content = add(f"<< /Length {len(stream)} >>\nstream\n".encode() + stream + b"\nendstream")
@@ -90,8 +101,8 @@ def write_pdf(path: Path, pages: list[TextPage | ScannedPage]) -> Path:
     return path
 
 
-def report_pages(scan: Image.Image) -> list[TextPage | ScannedPage]:
-    """Page 0: a header, two paragraphs, a table; page 1: a scan of `scan`."""
+def report_pages(scan: Image.Image, figure: Image.Image) -> list[TextPage | ScannedPage]:
+    """Page 0: a header, two paragraphs, a table, a figure; page 1: a scan of `scan`."""
     body = 11.0
     text = TextPage(items=[
         (72, 72, 20.0, "Annual Lighthouse Survey"),
@@ -102,5 +113,5 @@ def report_pages(scan: Image.Image) -> list[TextPage | ScannedPage]:
         (72, 240, body, "Station"), (250, 240, body, "Keeper"), (420, 240, body, "Visits"),
         (72, 256, body, "North Point"), (250, 256, body, "Morgan"), (420, 256, body, "12"),
         (72, 272, body, "South Cape"), (250, 272, body, "Alvarez"), (420, 272, body, "7"),
-    ], bold_sizes={20.0})
+    ], bold_sizes={20.0}, figure=(figure, (72, 340, 300, 100)))
     return [text, ScannedPage(scan)]

@@ -3,4 +3,5 @@
 import av
 
 # FFmpeg prints per-file encoder statistics (x264, aac) at INFO; in a worker that floods the log.
-av.logging.set_level(av.logging.ERROR)
+# Set FFmpeg's own level (not a Python log callback, which can deadlock with decoder threads).
+av.logging.set_libav_level(av.logging.ERROR)

@@ -51,4 +51,5 @@ def _decode(container: av.container.InputContainer, stream: av.audio.stream.Audi
     try:
         yield from container.decode(stream)
     except av.error.FFmpegError as exc:
-        raise invalid(f"{path.name}: the audio track cannot be decoded ({exc.strerror or exc})") from exc
+        raise invalid(f"{path.name}: the audio track cannot be decoded ({exc.strerror or exc}); "
+                      "the file is truncated or corrupt") from exc

@@ -43,4 +43,5 @@ def detect_scene_cuts(path: Path, threshold: float, adaptive_ratio: float, min_s
         if video.frame_number == before:
             break
         until += _STEP_SECONDS
-    return [cut.seconds for cut in manager.get_cut_list()]
+    # Every scene after the first starts at a cut.
+    return [start.seconds for start, _ in manager.get_scene_list()[1:]]
