@@ -112,7 +112,7 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
             fields.append(OutputField("thumbnail_url", "image", "JPEG of the segment's keyframe (video only)."))
         if params.run_transcription:
             fields += [
-                OutputField("transcription", "text", "Words spoken in the segment (Whisper base)."),
+                OutputField("transcription", "text", f"Words spoken in the segment ({WHISPER_MODEL_NAME})."),
                 OutputField("transcription_language", "string", "Language Whisper heard or was told."),
                 OutputField("transcription_words", "array", "[{word, start, end, probability}], seconds."),
             ]

@@ -69,7 +69,7 @@ def probe_media(path: Path) -> MediaInfo:
 
 def _duration(container: av.container.InputContainer, *streams: av.stream.Stream | None) -> float:
     if container.duration:
-        return float(container.duration) / av.time_base
+        return float(container.duration) / float(av.time_base)
     lengths = [float(s.duration * s.time_base) for s in streams if s is not None and s.duration and s.time_base]
     return max(lengths, default=0.0)
 

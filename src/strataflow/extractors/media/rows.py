@@ -51,7 +51,7 @@ def run_rows(rows: list[ExtractorInput], context: ExtractContext, extractor: str
         scratch = row_dir(context.work_dir, extractor, row.row_id)
         try:
             documents = work(row, scratch)
-        except Exception as exc:  # one broken file must not take the other rows down
+        except Exception as exc:  # noqa: BLE001 - one broken file must not take the other rows down
             shutil.rmtree(scratch, ignore_errors=True)
             results.append(RowResult(row.row_id, error=categorise(exc, f"{extractor} on row {row.row_id}")))
             continue

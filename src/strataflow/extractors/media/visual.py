@@ -70,7 +70,7 @@ def visual_descriptor(image: Image.Image) -> list[float]:
     norm = np.linalg.norm(vector)
     if norm > 0:
         vector = vector / norm
-    return vector.astype(np.float32).tolist()
+    return [float(x) for x in vector.astype(np.float32)]
 
 
 def perceptual_hashes(image: Image.Image) -> dict[str, str]:
