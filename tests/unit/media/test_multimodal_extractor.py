@@ -185,3 +185,21 @@ def test_declared_vectors_have_the_true_dimensions(extractor: MultimodalExtracto
     assert extractor.position_fields() == ["start_time", "end_time"]
     assert extractor.extractor_id == "multimodal_extractor_v1"
     assert extractor.vector_indexes(MultimodalParams(run_visual_descriptor=False)) == []
+
+
+def test_an_audio_file_is_transcribed_with_its_language_detected(
+        extractor: MultimodalExtractor, media: Media, context: ExtractContext) -> None:
+    params = MultimodalParams(split_method="time", time_split_interval=4.0, run_transcription=True,
+                              transcription_language="auto")
+    result = run(extractor, context, params, audio=media.audio)
+    assert [(d.fields["start_time"], d.fields["end_time"]) for d in result.documents] == [(0.0, 4.0), (4.0, 8.0)]
+    assert {d.fields["transcription_language"] for d in result.documents} == {"en"}
+    assert "fox" in " ".join(d.fields["transcription"].lower() for d in result.documents)
+
+
+def test_keyframes_without_segment_files(extractor: MultimodalExtractor, media: Media,
+                                         context: ExtractContext) -> None:
+    params = MultimodalParams(split_method="time", time_split_interval=4.0, store_segments=False)
+    result = run(extractor, context, params, video=media.video)
+    assert [[b.field for b in d.blobs] for d in result.documents] == [["thumbnail_url"], ["thumbnail_url"]]
+    assert all(len(d.vectors["visual_descriptor"]) == 128 for d in result.documents)

@@ -94,7 +94,8 @@ def encode_segments(path: Path, info: MediaInfo, segments: list[Segment], out_di
     writers: dict[int, _SegmentWriter] = {}
     pending_keyframe: dict[int, av.VideoFrame] = {}
     with av.open(str(path)) as source:
-        streams = [s for s in (source.streams.video[:1] + source.streams.audio[:1])]
+        # Without segment files only the keyframes are wanted: leave the audio undecoded.
+        streams = list(source.streams.video[:1]) + (list(source.streams.audio[:1]) if write_files else [])
         for stream in streams:
             stream.thread_type = "AUTO"
         video_stream = source.streams.video[0] if source.streams.video else None
