@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,12 +34,12 @@ def stopped() -> ExtractionError:
 
 
 def row_dir(work_dir: Path, extractor: str, row_id: str) -> Path:
-    """A fresh directory for one row; the name is a digest, so any row id is a safe path."""
+    """A fresh directory for one row, named by a digest (any row id is a safe path) plus a unique tail,
+    so two rows with the same id never share or wipe each other's files."""
     digest = hashlib.sha256(row_id.encode()).hexdigest()[:16]
-    path = work_dir / extractor / digest
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
+    parent = work_dir / extractor
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{digest}-", dir=parent))
 
 
 def run_rows(rows: list[ExtractorInput], context: ExtractContext, extractor: str, work: RowWork) -> list[RowResult]:
