@@ -4,6 +4,9 @@ set -euo pipefail
 
 PACKAGES=(
   postgresql-client   # pg_isready in .ci/run
+  tesseract-ocr       # OCR in the image, multimodal and document_graph extractors
+  tesseract-ocr-eng   # its English language data
+  espeak-ng           # speaks the test sentences that Whisper must transcribe
 )
 
 missing=()
