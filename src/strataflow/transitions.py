@@ -66,8 +66,11 @@ TIER = Machine(
     moves={
         S.PENDING: frozenset({S.IN_PROGRESS, S.CANCELED}),
         S.IN_PROGRESS: frozenset({S.PENDING, S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED}),
+        # Retry rounds: a failed tier re-runs its failed rows; a later tier re-runs
+        # the roots those rows lead to, so a completed tier may be queued again.
         S.FAILED: frozenset({S.PENDING}),
         S.COMPLETED_WITH_ERRORS: frozenset({S.PENDING}),
+        S.COMPLETED: frozenset({S.PENDING}),
     },
 )
 

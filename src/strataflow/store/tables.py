@@ -231,6 +231,7 @@ class DocumentFailure(Base):
     message: Mapped[str] = mapped_column(Text)
     is_transient: Mapped[bool] = mapped_column(Boolean, default=False)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    retry_round: Mapped[int] = mapped_column(Integer, default=0)  # the batch round that last queued it
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -2,7 +2,7 @@
 
 Revision ID: 0004
 Revises: 0001
-Create Date: 2026-11-22 22:37:45.497144
+Create Date: 2026-11-22 22:50:34.857872
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def upgrade() -> None:
     sa.Column('message', sa.Text(), nullable=False),
     sa.Column('is_transient', sa.Boolean(), nullable=False),
     sa.Column('retry_count', sa.Integer(), nullable=False),
+    sa.Column('retry_round', sa.Integer(), nullable=False),
     sa.Column('resolved', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),

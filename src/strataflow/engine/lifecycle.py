@@ -1,0 +1,153 @@
+"""How a submitted batch moves: tiers start, report progress, finish, and roll up.
+
+Every status change goes through `transition`. The caller owns the
+transaction; functions here take a session holding the batch's row lock
+(SQLite: the write lock; PostgreSQL: SELECT ... FOR UPDATE), so cancel racing
+completion, or two workers racing one tier, resolve to one outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from strataflow.clock import utcnow
+from strataflow.ids import new_id
+from strataflow.statuses import TERMINAL, Status, TaskType
+from strataflow.store.tables import Batch, BatchTier, Task
+from strataflow.transitions import transition
+
+S = Status
+
+
+def lock_batch(session: Session, batch_id: str) -> Batch | None:
+    query = select(Batch).where(Batch.batch_id == batch_id)
+    if session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def tier_of(session: Session, batch_id: str, tier_num: int) -> BatchTier | None:
+    return session.get(BatchTier, (batch_id, tier_num))
+
+
+def open_task(session: Session, batch: Batch, task_type: TaskType, data: dict[str, Any]) -> Task:
+    task = Task(task_id=new_id("task"), org_id=batch.org_id, namespace_id=batch.namespace_id,
+                task_type=task_type.value, status=S.PENDING.value,
+                additional_data={"batch_id": batch.batch_id, "bucket_id": batch.bucket_id,
+                                 "namespace_id": batch.namespace_id, **data})
+    session.add(task)
+    session.flush()
+    return task
+
+
+def make_runnable(session: Session, batch: Batch, tier: BatchTier, parent_task_id: str | None) -> None:
+    """Give the tier a fresh task and point the batch at it; the scheduler will claim it."""
+    task = open_task(session, batch, TaskType.ENGINE_FEATURE_EXTRACTOR_RUN,
+                     {"tier_num": tier.tier_num, "collection_ids": tier.collection_ids})
+    tier.task_id = task.task_id
+    tier.parent_task_id = parent_task_id
+    tier.lease_owner = None
+    tier.lease_expires_at = None
+    batch.current_tier = tier.tier_num
+
+
+def _task(session: Session, task_id: str | None) -> Task | None:
+    return session.get(Task, task_id) if task_id else None
+
+
+def _move_task(session: Session, task_id: str | None, target: Status, reason: str,
+               error: str | None = None) -> None:
+    task = _task(session, task_id)
+    if task is None or Status(task.status) in TERMINAL:
+        return
+    transition(session, task, target, reason)
+    if error:
+        task.error = error
+        task.additional_data = {**(task.additional_data or {}), "error": error}
+
+
+def start_tier(session: Session, batch: Batch, tier: BatchTier, owner: str, lease_until: Any) -> None:
+    if Status(tier.status) is S.IN_PROGRESS:  # reclaimed after a dead worker's lease ran out
+        transition(session, tier, S.PENDING, f"lease of {tier.lease_owner} expired")
+    transition(session, tier, S.IN_PROGRESS, f"claimed by {owner}")
+    tier.lease_owner = owner
+    tier.lease_expires_at = lease_until
+    tier.attempts += 1
+    tier.started_at = tier.started_at or utcnow()
+    if Status(batch.status) is S.PENDING:
+        transition(session, batch, S.IN_PROGRESS, f"tier {tier.tier_num} started")
+    _move_task(session, tier.task_id, S.IN_PROGRESS, f"claimed by {owner}")
+    _move_task(session, batch.task_id, S.IN_PROGRESS, f"tier {tier.tier_num} started")
+    batch.current_tier = tier.tier_num
+
+
+def tier_outcome(rows_total: int, rows_failed: int) -> Status:
+    if rows_failed == 0:
+        return S.COMPLETED
+    if rows_failed >= rows_total:
+        return S.FAILED
+    return S.COMPLETED_WITH_ERRORS
+
+
+def finish_tier(session: Session, batch: Batch, tier: BatchTier, outcome: Status, message: str) -> None:
+    """Record the tier's end, then start the next tier or finish the batch."""
+    if Status(tier.status) is not S.IN_PROGRESS or Status(batch.status) in TERMINAL:
+        return  # canceled meanwhile, or a newer claim owns the tier
+    transition(session, tier, outcome, message)
+    tier.completed_at = utcnow()
+    tier.lease_owner = None
+    tier.lease_expires_at = None
+    _move_task(session, tier.task_id, outcome, message, message if outcome is S.FAILED else None)
+    if outcome is S.FAILED:
+        batch.error = f"tier {tier.tier_num}: {message}"
+        transition(session, batch, S.FAILED, f"tier {tier.tier_num} failed")
+        _move_task(session, batch.task_id, S.FAILED, f"tier {tier.tier_num} failed", batch.error)
+        batch.completed_at = utcnow()
+        return
+    following = tier_of(session, batch.batch_id, tier.tier_num + 1)
+    if following is not None:
+        if Status(following.status) is not S.PENDING:
+            transition(session, following, S.PENDING, "retry round reaches this tier")
+        make_runnable(session, batch, following, tier.task_id)
+        return
+    tiers = session.scalars(select(BatchTier).where(BatchTier.batch_id == batch.batch_id)).all()
+    final = S.COMPLETED if all(Status(t.status) is S.COMPLETED for t in tiers) else S.COMPLETED_WITH_ERRORS
+    transition(session, batch, final, "last tier finished")
+    _move_task(session, batch.task_id, final, "last tier finished")
+    batch.completed_at = utcnow()
+
+
+def cancel(session: Session, batch: Batch, reason: str) -> bool:
+    """Cancel a batch that has not finished; running work stops at its next chunk boundary."""
+    if Status(batch.status) in TERMINAL:
+        return False
+    transition(session, batch, S.CANCELED, reason)
+    batch.completed_at = utcnow()
+    _move_task(session, batch.task_id, S.CANCELED, reason)
+    for tier in session.scalars(select(BatchTier).where(BatchTier.batch_id == batch.batch_id)):
+        if Status(tier.status) in (S.PENDING, S.IN_PROGRESS):
+            transition(session, tier, S.CANCELED, reason)
+            tier.lease_owner = None
+            tier.lease_expires_at = None
+            _move_task(session, tier.task_id, S.CANCELED, reason)
+    return True
+
+
+def fail_batch(session: Session, batch: Batch, tier: BatchTier, message: str) -> None:
+    """The tier itself broke (not a row): fail it and the batch with the reason."""
+    if Status(tier.status) is S.IN_PROGRESS:
+        finish_tier(session, batch, tier, S.FAILED, message)
+
+
+def record_progress(session: Session, batch: Batch, tier: BatchTier) -> None:
+    """Mirror a running tier's progress into its task and the batch task (clients poll those)."""
+    progress = {"current_tier": tier.tier_num, "total_tiers": batch.total_tiers,
+                "rows_done": tier.rows_done, "rows_total": tier.rows_total,
+                "documents_written": (tier.counters or {}).get("documents_written", 0)}
+    for task in (_task(session, tier.task_id), _task(session, batch.task_id)):
+        if task is not None:
+            task.additional_data = {**(task.additional_data or {}), "progress": progress,
+                                    "current_tier": tier.tier_num}

@@ -1,0 +1,5 @@
+"""Runners execute extractor work: locally in a process pool, or on a Ray cluster."""
+
+from strataflow.engine.runners.base import ExtractionCall, Runner
+
+__all__ = ["ExtractionCall", "Runner"]

@@ -1,0 +1,42 @@
+"""What runs inside a worker process: look up the extractor, extract, return row results.
+
+Kept free of the server's state so it imports quickly and behaves the same in
+a process pool or a Ray actor.
+"""
+
+from __future__ import annotations
+
+import os
+
+from strataflow.extractors.base import ErrorCategory, ExtractContext, ExtractionError, RowResult
+from strataflow.engine.runners.base import ExtractionCall
+
+
+def initialise(torch_threads: int) -> None:
+    """Per-process set-up: bounded threads, offline model hubs."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, torch_threads))
+    except ImportError:  # extractors that need no torch run without it
+        pass
+
+
+def run_extraction(call: ExtractionCall) -> list[RowResult]:
+    from strataflow.extractors.registry import get_extractor, parse_parameters
+
+    extractor = get_extractor(call.extractor_name, call.extractor_version)
+    params = parse_parameters(extractor, call.parameters)
+    call.work_dir.mkdir(parents=True, exist_ok=True)
+    context = ExtractContext(work_dir=call.work_dir, device=call.device)
+    try:
+        results = extractor.extract(call.inputs, params, context)
+    except MemoryError as exc:  # the whole chunk failed for want of memory: transient
+        error = ExtractionError(ErrorCategory.RESOURCE, f"out of memory: {exc}")
+        return [RowResult(row_id=row.row_id, error=error) for row in call.inputs]
+    by_id = {r.row_id: r for r in results}
+    missing = ExtractionError(ErrorCategory.RUNTIME, "the extractor returned no result for this row")
+    return [by_id.get(row.row_id) or RowResult(row_id=row.row_id, error=missing) for row in call.inputs]

@@ -1,0 +1,230 @@
+"""The scheduler: claims runnable tiers from the database and runs them.
+
+A tier is runnable when it is the batch's current tier and PENDING, or when it
+is IN_PROGRESS under a lease nobody renewed (its worker died). Claims take a
+row lock (PostgreSQL: FOR UPDATE SKIP LOCKED, so several workers never take the
+same tier; SQLite: the single write lock). A heartbeat thread renews the lease
+while the tier runs. Execution itself is delegated to a `TierExecutor`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import and_, func, or_, select, update
+
+from strataflow.clock import utcnow
+from strataflow.engine import lifecycle
+from strataflow.statuses import TERMINAL, Status
+from strataflow.store.db import Database
+from strataflow.store.tables import Batch, BatchTier
+
+log = logging.getLogger("strataflow.scheduler")
+
+
+@dataclass
+class TierJob:
+    """What an executor is asked to do, and how it reports back."""
+
+    batch_id: str
+    tier_num: int
+    owner: str
+    should_stop: Callable[[], bool]
+    report: Callable[[int, int, dict[str, Any]], None]  # rows_done, rows_total, counters
+
+
+@dataclass
+class TierResult:
+    rows_total: int
+    rows_failed: int
+    counters: dict[str, Any] = field(default_factory=dict)
+    extractor_jobs: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    error_summary: dict[str, int] = field(default_factory=dict)
+    logs: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+
+class TierExecutor(Protocol):
+    def __call__(self, job: TierJob) -> TierResult: ...
+
+
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_dead(owner: str | None) -> bool:
+    """A lease held by a process on this machine that no longer exists can be taken at once."""
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Scheduler:
+    def __init__(self, db: Database, executor: TierExecutor, *, lease_s: float = 30.0,
+                 poll_interval_s: float = 1.0, workers: int = 1) -> None:
+        self.db = db
+        self.executor = executor
+        self.lease = timedelta(seconds=lease_s)
+        self.poll_interval_s = poll_interval_s
+        self.workers = workers
+        self.owner = process_owner()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        for index in range(self.workers):
+            thread = threading.Thread(target=self._loop, name=f"strataflow-scheduler-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def run_pending(self) -> int:
+        ran = 0
+        while not self._stop.is_set() and (claim := self.claim()) is not None:
+            self.run(*claim)
+            ran += 1
+        return ran
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.run_pending() == 0:
+                    self._wake.wait(self.poll_interval_s)
+                    self._wake.clear()
+            except Exception:
+                log.exception("scheduler loop error")
+                self._stop.wait(self.poll_interval_s)
+
+    # -- claiming ----------------------------------------------------------------
+    def claim(self) -> tuple[str, int] | None:
+        now = utcnow()
+        active = Batch.status.in_([Status.PENDING.value, Status.IN_PROGRESS.value])
+        ready = and_(BatchTier.status == Status.PENDING.value, BatchTier.tier_num == func.coalesce(Batch.current_tier, 0),
+                     BatchTier.task_id.is_not(None))
+        orphaned = and_(BatchTier.status == Status.IN_PROGRESS.value, BatchTier.lease_expires_at < now)
+        with self.db.transaction() as session:
+            query = (select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
+                     .where(active, or_(ready, orphaned)).order_by(Batch.submitted_at).limit(1))
+            if not self.db.is_sqlite:
+                query = query.with_for_update(of=BatchTier, skip_locked=True)
+            tier = session.scalar(query) or self._dead_owner_tier(session)
+            if tier is None:
+                return None
+            batch = lifecycle.lock_batch(session, tier.batch_id)
+            assert batch is not None
+            lifecycle.start_tier(session, batch, tier, self.owner, now + self.lease)
+            log.info("tier claimed", extra={"batch_id": tier.batch_id, "tier": tier.tier_num, "owner": self.owner})
+            return tier.batch_id, tier.tier_num
+
+    def _dead_owner_tier(self, session: Any) -> BatchTier | None:
+        query = (select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
+                 .where(BatchTier.status == Status.IN_PROGRESS.value, Batch.status == Status.IN_PROGRESS.value))
+        for tier in session.scalars(query):
+            if _owner_is_dead(tier.lease_owner):
+                return tier
+        return None
+
+    # -- running -------------------------------------------------------------------
+    def run(self, batch_id: str, tier_num: int) -> None:
+        beating = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(batch_id, tier_num, beating), daemon=True)
+        heartbeat.start()
+        job = TierJob(batch_id, tier_num, self.owner,
+                      should_stop=lambda: self._should_stop(batch_id, tier_num),
+                      report=lambda done, total, counters: self._report(batch_id, tier_num, done, total, counters))
+        try:
+            result = self.executor(job)
+            error = None
+        except Exception as exc:
+            log.exception("tier failed", extra={"batch_id": batch_id, "tier": tier_num})
+            result, error = None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+        finally:
+            beating.set()
+            heartbeat.join()
+        self._finish(batch_id, tier_num, result, error)
+
+    def _heartbeat(self, batch_id: str, tier_num: int, done: threading.Event) -> None:
+        interval = max(self.lease.total_seconds() / 3, 0.2)
+        while not done.wait(interval):
+            try:
+                with self.db.transaction() as session:
+                    session.execute(
+                        update(BatchTier)
+                        .where(BatchTier.batch_id == batch_id, BatchTier.tier_num == tier_num,
+                               BatchTier.lease_owner == self.owner)
+                        .values(lease_expires_at=utcnow() + self.lease)
+                    )
+            except Exception:
+                log.exception("heartbeat failed", extra={"batch_id": batch_id, "tier": tier_num})
+
+    def _should_stop(self, batch_id: str, tier_num: int) -> bool:
+        if self._stop.is_set():
+            return True
+        with self.db.read_session() as session:
+            tier = session.get(BatchTier, (batch_id, tier_num))
+            return tier is None or tier.status != Status.IN_PROGRESS.value or tier.lease_owner != self.owner
+
+    def _report(self, batch_id: str, tier_num: int, done: int, total: int, counters: dict[str, Any]) -> None:
+        with self.db.transaction() as session:
+            tier = session.get(BatchTier, (batch_id, tier_num))
+            if tier is None or tier.lease_owner != self.owner:
+                return
+            tier.rows_done, tier.rows_total = done, total
+            tier.counters = {**(tier.counters or {}), **counters}
+            batch = session.get(Batch, batch_id)
+            if batch is not None and batch.task_id:
+                lifecycle.record_progress(session, batch, tier)
+
+    def _finish(self, batch_id: str, tier_num: int, result: TierResult | None, error: str | None) -> None:
+        with self.db.transaction() as session:
+            batch = lifecycle.lock_batch(session, batch_id)
+            tier = session.get(BatchTier, (batch_id, tier_num))
+            if batch is None or tier is None or tier.lease_owner != self.owner:
+                return
+            if Status(batch.status) in TERMINAL or (result is not None and result.stopped):
+                tier.lease_owner = None  # canceled, or we are shutting down: leave the tier as it is
+                if Status(tier.status) is Status.IN_PROGRESS and not self._stop.is_set():
+                    lifecycle.cancel(session, batch, "stopped")
+                return
+            if result is None:
+                lifecycle.fail_batch(session, batch, tier, error or "tier failed")
+                return
+            tier.rows_total, tier.rows_done = result.rows_total, result.rows_total
+            tier.counters = {**(tier.counters or {}), **result.counters}
+            tier.extractor_jobs = result.extractor_jobs
+            tier.errors = result.errors
+            tier.error_summary = result.error_summary
+            tier.logs = (tier.logs or []) + result.logs
+            outcome = lifecycle.tier_outcome(result.rows_total, result.rows_failed)
+            message = (f"{result.rows_total - result.rows_failed}/{result.rows_total} rows succeeded"
+                       if result.rows_total else "no input rows")
+            lifecycle.finish_tier(session, batch, tier, outcome, message)
+        self.notify()  # the next tier may be runnable now
