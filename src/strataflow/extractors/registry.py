@@ -12,7 +12,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from strataflow.errors import BadRequestError
+from pydantic import ValidationError as PydanticValidationError
+
+from strataflow.errors import BadRequestError, ValidationError
 from strataflow.extractors.base import Extractor, ExtractorParams, VectorIndexSpec
 
 _REGISTRY: dict[str, Extractor[Any]] = {}
@@ -68,6 +70,37 @@ def get_extractor(name: str, version: str) -> Extractor[Any]:
              "available": [e.extractor_id for e in registered()]},
         )
     return extractor
+
+
+def parse_parameters(extractor: Extractor[Any], raw: dict[str, Any] | None) -> ExtractorParams:
+    """Validate collection `parameters` with the extractor's model; failures are a 422 naming each field."""
+    values = dict(raw or {})
+    declared = values.get("extractor_type")
+    if declared is not None and declared != extractor.name:
+        raise ValidationError(
+            f"parameters.extractor_type is '{declared}' but the extractor is '{extractor.name}'",
+            {"validation_errors": [{"type": "value_error", "location": "feature_extractor.parameters.extractor_type",
+                                    "message": f"must be '{extractor.name}'"}]},
+        )
+    try:
+        return extractor.params_model.model_validate(values)
+    except PydanticValidationError as exc:
+        problems = [
+            {"type": err.get("type"),
+             "location": ".".join(["feature_extractor", "parameters", *map(str, err.get("loc", ()))]),
+             "message": err.get("msg")}
+            for err in exc.errors()
+        ]
+        first = problems[0]
+        raise ValidationError(
+            f"Invalid parameters for {extractor.extractor_id}: {first['location']}: {first['message']}",
+            {"validation_errors": problems},
+        ) from None
+
+
+def stored_parameters(extractor: Extractor[Any], params: ExtractorParams) -> dict[str, Any]:
+    """Parameters as echoed to clients: always with `extractor_type`, so SDKs decode the right class."""
+    return {**params.model_dump(mode="json", exclude_none=True), "extractor_type": extractor.name}
 
 
 def feature_uri(extractor: Extractor[Any], output_name: str) -> str:
