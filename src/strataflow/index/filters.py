@@ -150,7 +150,7 @@ class _Compiler:
             if not isinstance(value, list) or not value:
                 raise BadRequestError(f"Operator '{op}' needs a non-empty list value", {"field": name})
             matched = "(" + " OR ".join(self._equal(target, v, name) for v in value) + ")"
-            return matched if op == "in" else f"({self._absent(target)} OR NOT {matched})"
+            return matched if op == "in" else f"(NOT coalesce({matched}, false))"
         if op in ("contains", "starts_with", "ends_with", "text"):
             return self._like(target, op, value, name)
         if op == "regex":
@@ -158,14 +158,12 @@ class _Compiler:
         if op == "eq":
             return self._equal(target, value, name)
         if op == "ne":
-            return f"({self._absent(target)} OR NOT {self._equal(target, value, name)})"
+            # coalesce: a missing field, or one of another type (NULL comparisons), is "not equal"
+            return f"(NOT coalesce({self._equal(target, value, name)}, false))"
         return self._compare(target, _COMPARE[op], value, name)
 
     def _present(self, target: Target) -> str:
         return f"({target.json_text() if target.is_json else target.column} IS NOT NULL)"
-
-    def _absent(self, target: Target) -> str:
-        return f"({target.json_text() if target.is_json else target.column} IS NULL)"
 
     def _null(self, target: Target) -> str:
         if not target.is_json:
