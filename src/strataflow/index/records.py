@@ -10,6 +10,7 @@ float32 vector column per vector index, null where a document has no vector.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -66,7 +67,10 @@ def _vector(value: list[float] | None, name: str, dims: int) -> list[float] | No
             f"Vector '{name}' has {len(value)} dimensions; its index has {dims}",
             {"vector": name, "dimensions": len(value), "expected": dims},
         )
-    return [float(x) for x in value]
+    values = [float(x) for x in value]
+    if not all(math.isfinite(x) for x in values):
+        raise BadRequestError(f"Vector '{name}' holds a value that is not a finite number", {"vector": name})
+    return values
 
 
 def to_arrow(documents: list[StoredDocument], schema: pa.Schema) -> pa.Table:

@@ -133,7 +133,10 @@ class DocumentIndex:
         # Built with our own schema: its arrow.json columns are what LanceDB turns into JSONB. The
         # stored schema reports them as raw binary, and bytes written under it would not be JSONB.
         data = to_arrow(list(unique.values()), table_schema(vector_columns_of(table.schema)))
-        table.merge_insert("document_id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+        # Vectors were checked (dimensions, finite values) in to_arrow; what LanceDB would call
+        # "bad" here can only be a document without a vector, which stays null.
+        merge = table.merge_insert("document_id").when_matched_update_all().when_not_matched_insert_all()
+        merge.execute(data, on_bad_vectors="null")
 
     def delete(self, collection_id: str, where: str) -> int:
         with self.write_lock(collection_id):

@@ -23,7 +23,8 @@ from strataflow.services.bucket_schema import FILE_TYPES
 from strataflow.services.collection_schema import ResolvedInput
 from strataflow.store.tables import BucketObject
 
-_FILE_TYPE_NAMES = frozenset(t.value for t in FILE_TYPES)
+# Inputs an extractor receives as a local file. Text arrives as a string even when stored as a blob.
+_FILE_TYPE_NAMES = frozenset(t.value for t in FILE_TYPES) - {"text"}
 
 
 @dataclass(frozen=True)
