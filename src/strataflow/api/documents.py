@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Body
 
 from strataflow.api.deps import PageDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.errors import ValidationError
 from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
 from strataflow.schemas.documents import (
     BatchDeleteDocumentsRequest,
@@ -24,6 +26,7 @@ from strataflow.schemas.documents import (
 )
 from strataflow.services import document_queries as queries
 from strataflow.services import documents as service
+from strataflow.schemas.validation import validate_as
 from strataflow.services.collection_sources import get_collection
 from strataflow.services.document_model import document_view
 from strataflow.store.pagination import PageRequest
@@ -56,11 +59,13 @@ def create_document(collection_identifier: str, request: DocumentCreateRequest, 
 
 @router.post("/list", response_model=ListDocumentsResponse)
 def list_documents(collection_identifier: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
-                   page: PageDep, request: ListDocumentsRequest | None = None) -> dict[str, Any]:
+                   page: PageDep, request: ListDocumentsRequest | None = None, return_vectors: bool = False,
+                   return_presigned_urls: bool = False) -> dict[str, Any]:
     request = request or ListDocumentsRequest()
     collection = _collection(session, scope, collection_identifier)
-    with_vectors = bool(request.return_vectors)
-    blobs = runtime.blobs if (request.return_url or request.return_presigned_urls) else None
+    with_vectors = bool(request.return_vectors) or return_vectors  # either place turns it on
+    presign = request.return_url or request.return_presigned_urls or return_presigned_urls
+    blobs = runtime.blobs if presign else None
     result = queries.list_documents(runtime.index, collection, request, _page(page, request), with_vectors)
 
     def view(doc: Any) -> dict[str, Any]:
@@ -80,10 +85,30 @@ def list_documents(collection_identifier: str, scope: ScopeDep, session: ReadDbD
                       "avg_blobs_per_document": blob_count / len(results) if results else 0.0}}
 
 
+def _json_query(name: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise ValidationError(f"Query parameter '{name}' must be JSON", {"validation_errors": [
+            {"type": "json_invalid", "location": f"query.{name}", "message": "invalid JSON"}]}) from None
+
+
 @router.get("", response_model=ListDocumentsResponse)
 def list_documents_get(collection_identifier: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
-                       page: PageDep) -> dict[str, Any]:
-    return list_documents(collection_identifier, scope, session, runtime, page, None)
+                       page: PageDep, filters: str | None = None, search: str | None = None,
+                       sort: str | None = None, return_vectors: bool = False,
+                       return_presigned_urls: bool = False) -> dict[str, Any]:
+    """The GET form: filters and sort as JSON query strings (sort also as `field:direction`)."""
+    sort_spec = None
+    if sort:
+        sort_spec = _json_query("sort", sort) if sort.lstrip().startswith("{") else dict(
+            zip(("field", "direction"), sort.split(":", 1), strict=False))
+    request = validate_as(ListDocumentsRequest, {"filters": _json_query("filters", filters), "search": search,
+                                                 "sort": sort_spec}, "query")
+    return list_documents(collection_identifier, scope, session, runtime, page, request, return_vectors,
+                          return_presigned_urls)
 
 
 @router.patch("/bulk", response_model=BulkUpdateDocumentsResponse)

@@ -20,6 +20,7 @@ from strataflow.extractors.registry import (
 from strataflow.ids import looks_like, new_id
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.collections import CreateCollectionRequest, ListCollectionsRequest, PatchCollectionRequest
+from strataflow.schemas.validation import validate_as
 from strataflow.services import collection_schema as schema
 from strataflow.services.bucket_schema import normalize_schema
 from strataflow.services.collection_sources import ResolvedSource, dependants, get_collection, resolve_source
@@ -191,7 +192,7 @@ def patch_collection(session: Session, scope: NamespaceScope, identifier: str, b
     if fixed:
         raise BadRequestError(f"Cannot change {', '.join(fixed)} of a collection; create a new collection instead",
                               {"immutable_fields": fixed})
-    request = PatchCollectionRequest.model_validate(body)
+    request = validate_as(PatchCollectionRequest, body)
     row = get_collection(session, scope, identifier)
     changes = request.model_dump(exclude_unset=True)
     if changes.get("collection_name") is not None:
