@@ -63,8 +63,8 @@ def test_characters_exact_windows() -> None:
 
 def test_paragraphs_and_pages() -> None:
     assert texts(chunk_text(TEXT, SplitBy.PARAGRAPHS, 1, 0)) == [
-        "The lighthouse keeper climbed the stairs. He counted them: one hundred and twelve! "
-        "Was the lamp still burning? It was.",
+        ("The lighthouse keeper climbed the stairs. He counted them: one hundred and twelve! "
+         "Was the lamp still burning? It was."),
         "Outside, the storm had not eased.\nWaves broke over the rocks.",
         "By morning the sea was flat.",
     ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
@@ -89,7 +89,7 @@ def get_collection_route(collection_identifier: str, scope: ScopeDep, session: R
 
 @router.patch("/{collection_identifier}", response_model=CollectionResponse)
 def patch_collection(collection_identifier: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep,
-                     body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+                     body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     return present(service.patch_collection(session, scope, collection_identifier, body), runtime.index)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
@@ -24,9 +24,9 @@ from strataflow.schemas.documents import (
     ListDocumentsRequest,
     ListDocumentsResponse,
 )
+from strataflow.schemas.validation import validate_as
 from strataflow.services import document_queries as queries
 from strataflow.services import documents as service
-from strataflow.schemas.validation import validate_as
 from strataflow.services.collection_sources import get_collection
 from strataflow.services.document_model import document_view
 from strataflow.store.pagination import PageRequest
@@ -132,7 +132,7 @@ def batch_update(collection_identifier: str, request: BatchUpdateDocumentsReques
 
 @router.delete("/batch", response_model=BatchDeleteDocumentsResponse)
 def batch_delete(collection_identifier: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
-                 request: BatchDeleteDocumentsRequest = Body(...)) -> dict[str, Any]:
+                 request: Annotated[BatchDeleteDocumentsRequest, Body()]) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     results = service.delete_documents(runtime.index, runtime.blobs, collection, request)
     deleted = sum(1 for r in results if r["success"])
@@ -157,14 +157,14 @@ def get_document(collection_identifier: str, document_id: str, scope: ScopeDep, 
 
 @router.put("/{document_id}", response_model=DocumentResponse)
 def replace_document(collection_identifier: str, document_id: str, scope: ScopeDep, session: ReadDbDep,
-                     runtime: RuntimeDep, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+                     runtime: RuntimeDep, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     return document_view(service.update_document(runtime.index, collection, document_id, body, replace=True))
 
 
 @router.patch("/{document_id}", response_model=DocumentResponse)
 def patch_document(collection_identifier: str, document_id: str, scope: ScopeDep, session: ReadDbDep,
-                   runtime: RuntimeDep, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+                   runtime: RuntimeDep, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     return document_view(service.update_document(runtime.index, collection, document_id, body, replace=False))
 

@@ -25,9 +25,8 @@ from typing import Any
 
 from strataflow.errors import BadRequestError
 
-OPERATORS = frozenset(
-    "eq ne gt lt gte lte in nin contains starts_with ends_with regex exists is_null text".split()
-)
+OPERATORS = frozenset({"eq", "ne", "gt", "lt", "gte", "lte", "in", "nin", "contains", "starts_with", "ends_with",
+                       "regex", "exists", "is_null", "text"})
 MAX_DEPTH = 12
 MAX_CONDITIONS = 256
 _LOGICAL_KEYS = {"AND", "OR", "NOT"}
@@ -71,7 +70,7 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def sql_number(value: int | float) -> str:
+def sql_number(value: float) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         raise BadRequestError("Filter numbers must be finite")
     return repr(float(value)) if isinstance(value, float) else str(int(value))

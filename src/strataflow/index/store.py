@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lancedb
 import pyarrow as pa
+from lancedb.db import LanceDBConnection
 from lancedb.index import BTree, IvfHnswSq
 from lancedb.query import ColumnOrdering
 
@@ -52,7 +53,8 @@ class DocumentIndex:
         self._local_dir = Path(uri) if "://" not in uri else None
         if self._local_dir is not None:
             (self._local_dir / ".locks").mkdir(parents=True, exist_ok=True)
-        self._db = lancedb.connect(uri, read_consistency_interval=timedelta(0), storage_options=storage_options)
+        self._db = cast(LanceDBConnection, lancedb.connect(uri, read_consistency_interval=timedelta(0),
+                                                          storage_options=storage_options))
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
 

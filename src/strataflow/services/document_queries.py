@@ -133,7 +133,7 @@ def _metric(function: str, values: list[Any]) -> Any:
         return sum(numbers)
     if function == "avg":
         return sum(numbers) / len(numbers) if numbers else None
-    comparable = numbers or [v for v in present if isinstance(v, str)]
+    comparable: list[Any] = list(numbers) or [v for v in present if isinstance(v, str)]
     if not comparable:
         return None
     return min(comparable) if function == "min" else max(comparable)
@@ -158,7 +158,7 @@ def aggregate_documents(index: DocumentIndex, collection: Collection,
         function = str(op.get("function", "")).lower()
         if function not in _FUNCTIONS:
             raise BadRequestError(f"Unsupported aggregation function '{function}'", {"supported": sorted(_FUNCTIONS)})
-        field = op.get("field") or op.get("distinct_field")
+        field = str(op.get("field") or op.get("distinct_field") or "")
         column = None
         if function != "count":
             if not field:
@@ -179,9 +179,8 @@ def aggregate_documents(index: DocumentIndex, collection: Collection,
                   for alias, function, col, is_json in metrics}
         results.append({"group": group, "metrics": values})
     if request.sort_by:
-        reverse = request.sort_direction.lower() == "desc"
-        results.sort(key=lambda r: _sort_key(r["metrics"].get(request.sort_by, r["group"].get(request.sort_by))),
-                     reverse=reverse)
+        key, reverse = request.sort_by, request.sort_direction.lower() == "desc"
+        results.sort(key=lambda r: _sort_key(r["metrics"].get(key, r["group"].get(key))), reverse=reverse)
     if request.limit:
         results = results[: request.limit]
     elapsed = round((time.perf_counter() - started) * 1000, 2)

@@ -44,8 +44,8 @@ def _feature_vectors(collection: Collection, vectors: Any) -> dict[str, Any]:
                                   {"vector_indexes": names})
         return {names[0]: vectors}
     if isinstance(vectors, dict):
-        aliases = {d["name"]: d["index"]["name"] for d in collection.vector_indexes}
-        return {aliases.get(k, k): v for k, v in vectors.items()}
+        aliases = {str(d["name"]): str(d["index"]["name"]) for d in collection.vector_indexes}
+        return {aliases.get(str(k), str(k)): v for k, v in vectors.items()}
     raise BadRequestError("Feature vectors must be a list of numbers or an object of named lists")
 
 
