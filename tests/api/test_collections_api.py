@@ -149,3 +149,15 @@ def test_catalogue_global_and_per_namespace(client: TestClient, namespace: dict[
     assert_error(client.get("/v1/collections/features/extractors/nope_v1"), 404)
     scoped = client.get(f"/v1/namespaces/{namespace['namespace_id']}/extractors").json()
     assert scoped["total"] == len(listed) and scoped["builtin_count"] == len(listed)
+
+
+def test_namespace_deletion_removes_collections_and_tables(client: TestClient, namespace: dict[str, Any],
+                                                          runtime: Runtime) -> None:
+    from tests.helpers import wait_task
+
+    make_bucket(client)
+    created = text_collection(client, "chunks", {"type": "bucket", "bucket_ids": ["docs"]}, model="wordllama")
+    assert client.get(f"/v1/namespaces/{namespace['namespace_id']}").json()["collection_count"] == 1
+    task = client.delete(f"/v1/namespaces/{namespace['namespace_id']}").json()
+    assert wait_task(client, task["task_id"])["status"] == "COMPLETED"
+    assert not runtime.index.has_table(created["collection_id"])
