@@ -157,6 +157,9 @@ def test_vector_index_is_built_at_the_threshold(tmp_path: Path) -> None:
     docs = [StoredDocument(f"doc_{i}", "col_v", {"text": t}, {}, {"emb": vectors[i].tolist()},
                            timestamp(), timestamp()) for i, t in enumerate(texts)]
     store.upsert("col_v", docs[:299])
+    # Unbounded reads really are unbounded (LanceDB's own default is 10 rows).
+    assert len(store.query("col_v", None)) == 299
+    assert store.select("col_v", None, {"document_id": "document_id"}).num_rows == 299
     store.maintain("col_v")
     exact = [d.document_id for d, _ in store.nearest("col_v", "emb", vectors[7].tolist(), 5)]
     assert not any("emb" in i.columns for i in store._table("col_v").list_indices())

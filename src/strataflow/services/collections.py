@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
@@ -155,6 +156,11 @@ def create_collection(session: Session, index: DocumentIndex, scope: NamespaceSc
         session.add_all(CollectionSource(collection_id=row.collection_id, source_type=kind, source_id=source_id)
                         for kind, source_id in source.edges)
         session.commit()
+    except IntegrityError:  # a concurrent create took the name between our check and the commit
+        session.rollback()
+        index.drop_table(row.collection_id)
+        raise AlreadyExistsError(f"Collection '{row.collection_name}' already exists in this namespace",
+                                 {"collection_name": row.collection_name}) from None
     except BaseException:
         session.rollback()
         index.drop_table(row.collection_id)
