@@ -51,5 +51,5 @@ def run(runtime: Runtime, collection_id: str, source_ids: list[str] | None = Non
         else:
             records = [r for upstream in upstream_ids(collection)
                        for r in load_document_records(runtime.index, upstream, source_ids)]
-    context = RunContext(blobs=runtime.blobs, index=runtime.index, work_root=runtime.settings.work_dir)
+    context = RunContext.from_settings(runtime.blobs, runtime.index, runtime.settings)
     return run_collection(context, collection, records)

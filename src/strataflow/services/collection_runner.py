@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from strataflow.blobs import BlobStore
+from strataflow.config import Settings
 from strataflow.extractors.base import ErrorCategory, ExtractContext, ExtractionError, ExtractorInput, RowResult
 from strataflow.extractors.registry import get_extractor, parse_parameters, vector_storage_name
 from strataflow.index.records import StoredDocument, timestamp
@@ -45,6 +46,11 @@ class RunContext:
     device: str = "cpu"
     batch_size: int = 256  # source rows handed to the extractor per call
     should_stop: Callable[[], bool] = lambda: False
+
+    @classmethod
+    def from_settings(cls, blobs: BlobStore, index: DocumentIndex, settings: Settings, **options: Any) -> RunContext:
+        """The usual context: scratch space under the data dir (`settings.work_dir`)."""
+        return cls(blobs=blobs, index=index, work_root=settings.work_dir, **options)
 
 
 @dataclass(frozen=True)
