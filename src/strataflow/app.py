@@ -8,13 +8,25 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from strataflow import __version__
-from strataflow.api import batches, buckets, errors, extractors, health, namespaces, objects, tasks
+from strataflow.api import (
+    batches,
+    buckets,
+    collections,
+    documents,
+    errors,
+    extractors,
+    health,
+    lineage,
+    namespaces,
+    objects,
+    tasks,
+)
 from strataflow.api.limits import BodySizeLimit
 from strataflow.api.logging import RequestLogging
 from strataflow.config import Settings
 from strataflow.runtime import Runtime, open_runtime
 
-ROUTERS = (health, namespaces, buckets, objects, batches, tasks, extractors)
+ROUTERS = (health, namespaces, buckets, objects, batches, tasks, extractors, collections, documents, lineage)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None,

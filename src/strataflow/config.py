@@ -25,6 +25,10 @@ class Settings(BaseSettings):
         description="Where blob bytes live: empty for the data dir, or s3://bucket/prefix.",
     )
     index_uri: str | None = Field(default=None, description="LanceDB URI; empty for the data dir.")
+    vector_index_min_rows: int = Field(
+        default=50_000, ge=1,
+        description="A collection's table gets a vector index (IVF_HNSW_SQ) at this many rows; exact search below.",
+    )
     api_key: str | None = Field(
         default=None,
         description="Admin key adopted on first start with an empty data dir.",
@@ -62,6 +66,15 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def resolved_index_uri(self) -> str:
+        return self.index_uri or str((self.data_dir / "index").resolve())
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for extraction jobs (inputs fetched from blob storage)."""
+        return self.data_dir / "work"
 
     @property
     def admin_key_path(self) -> Path:

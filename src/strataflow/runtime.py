@@ -9,6 +9,7 @@ from strataflow.blobs import BlobStore
 from strataflow.blobs.local import LocalBlobStore
 from strataflow.config import Settings
 from strataflow.engine.jobs import JobContext, JobRunner
+from strataflow.index.store import DocumentIndex
 from strataflow.services.auth import IssuedKey, bootstrap
 from strataflow.services.blob_sources import SourceLimits
 from strataflow.services.objects import ObjectWriter
@@ -38,6 +39,7 @@ class Runtime:
     db: Database
     blobs: BlobStore
     jobs: JobRunner
+    index: DocumentIndex
     first_key: IssuedKey | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -51,6 +53,10 @@ class Runtime:
         self.db.dispose()
 
 
+def open_index(settings: Settings) -> DocumentIndex:
+    return DocumentIndex(settings.resolved_index_uri, vector_index_min_rows=settings.vector_index_min_rows)
+
+
 def open_runtime(settings: Settings) -> Runtime:
     """Create the data dir, migrate the schema, and make the first admin key if needed."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -59,6 +65,7 @@ def open_runtime(settings: Settings) -> Runtime:
     blobs = open_blob_store(settings)
     with db.transaction() as session:
         first_key = bootstrap(session, settings.admin_key_path, settings.api_key)
-    context = JobContext(db=db, blobs=blobs, settings=settings)
+    index = open_index(settings)
+    context = JobContext(db=db, blobs=blobs, settings=settings, services={"index": index})
     jobs = JobRunner(context, settings.task_workers, settings.task_poll_interval_s)
-    return Runtime(settings=settings, db=db, blobs=blobs, jobs=jobs, first_key=first_key)
+    return Runtime(settings=settings, db=db, blobs=blobs, jobs=jobs, index=index, first_key=first_key)

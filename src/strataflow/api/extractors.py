@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from strataflow.api.deps import ScopeDep
 from strataflow.errors import BadRequestError, not_found
-from strataflow.extractors.registry import catalogue, find_entry
+from strataflow.extractors.registry import describe, find_extractor, registered
 from strataflow.schemas.common import ERROR_RESPONSES
 
 router = APIRouter(tags=["Feature Extractors"], responses=ERROR_RESPONSES)
@@ -16,15 +16,15 @@ router = APIRouter(tags=["Feature Extractors"], responses=ERROR_RESPONSES)
 
 @router.get("/v1/collections/features/extractors")
 def list_feature_extractors() -> list[dict[str, Any]]:
-    return [entry.describe() for entry in catalogue()]
+    return [describe(extractor) for extractor in registered()]
 
 
 @router.get("/v1/collections/features/extractors/{feature_extractor_id}")
 def get_feature_extractor(feature_extractor_id: str) -> dict[str, Any]:
-    entry = find_entry(feature_extractor_id)
-    if entry is None:
+    extractor = find_extractor(feature_extractor_id)
+    if extractor is None:
         raise not_found("Feature extractor", feature_extractor_id)
-    return entry.describe()
+    return describe(extractor)
 
 
 def _check_namespace(namespace_id: str, scope: ScopeDep) -> None:
@@ -40,7 +40,7 @@ def list_namespace_extractors(
     namespace_id: str, scope: ScopeDep, source: str | None = None, include_disabled: bool = False
 ) -> dict[str, Any]:
     _check_namespace(namespace_id, scope)
-    entries = [e.describe() for e in catalogue()]
+    entries = [describe(e) for e in registered()]
     if source is not None:
         entries = [e for e in entries if e["source"] == source]
     return {"extractors": entries, "total": len(entries), "namespace_id": scope.namespace_id,
@@ -50,7 +50,7 @@ def list_namespace_extractors(
 @router.get("/v1/namespaces/{namespace_id}/extractors/{extractor_id}", tags=["Namespace Extractors"])
 def get_namespace_extractor(namespace_id: str, extractor_id: str, scope: ScopeDep) -> dict[str, Any]:
     _check_namespace(namespace_id, scope)
-    entry = find_entry(extractor_id)
-    if entry is None:
+    extractor = find_extractor(extractor_id)
+    if extractor is None:
         raise not_found("Feature extractor", extractor_id)
-    return {**entry.describe(), "is_enabled": True}
+    return {**describe(extractor), "is_enabled": True}

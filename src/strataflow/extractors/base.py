@@ -81,7 +81,10 @@ class ExtractorInput:
     `values` holds the mapped inputs by the extractor's input names. File-typed
     inputs are local file paths (`Path`); text inputs are `str`.
     `source` carries the identity the engine needs for lineage and ids; an
-    extractor may read it but never depends on its layout.
+    extractor may read it but never depends on its layout, with one exception:
+    `source["fields"]` (the source row's fields) and `source["vectors"]` (its
+    vectors by storage name) are always present, for extractors that declare
+    `copies_source` (the passthrough extractor).
     """
 
     row_id: str
@@ -163,6 +166,11 @@ class Extractor(Generic[P]):
     params_model: ClassVar[type[ExtractorParams]]
     inputs: ClassVar[Sequence[InputField]]
     resources: ClassVar[Resources] = Resources()
+    # True for an extractor that copies its source row (fields and vectors) into each
+    # document. A collection using it then inherits its source's output schema and
+    # vector indexes, which `output_fields` and `vector_indexes` cannot know from the
+    # parameters alone.
+    copies_source: ClassVar[bool] = False
 
     @property
     def extractor_id(self) -> str:
@@ -173,6 +181,10 @@ class Extractor(Generic[P]):
 
     def vector_indexes(self, params: P) -> list[VectorIndexSpec]:
         return []
+
+    def possible_vector_indexes(self) -> list[VectorIndexSpec]:
+        """Every vector space the extractor can write, whatever its parameters (for the catalogue)."""
+        return self.vector_indexes(self.params_model())  # type: ignore[arg-type]
 
     def position_fields(self) -> list[str]:
         """Output fields that locate a document inside its source (part of its id)."""

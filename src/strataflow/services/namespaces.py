@@ -20,7 +20,7 @@ from strataflow.services.tasks import create_task
 from strataflow.statuses import Status, TaskType
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression
 from strataflow.store.pagination import Page, PageRequest, paginate
-from strataflow.store.tables import Bucket, BucketObject, Namespace, Task
+from strataflow.store.tables import Bucket, BucketObject, Collection, Namespace, Task
 
 NAMESPACE_FIELDS = FieldMap(
     columns={
@@ -145,7 +145,8 @@ def list_namespaces(
 def namespace_counts(session: Session, namespace_id: str) -> dict[str, int]:
     buckets = session.scalar(select(func.count()).where(Bucket.namespace_id == namespace_id)) or 0
     objects = session.scalar(select(func.count()).where(BucketObject.namespace_id == namespace_id)) or 0
-    return {"bucket_count": buckets, "object_count": objects}
+    collections = session.scalar(select(func.count()).where(Collection.namespace_id == namespace_id)) or 0
+    return {"bucket_count": buckets, "object_count": objects, "collection_count": collections}
 
 
 def request_namespace_deletion(session: Session, principal: Principal, identifier: str) -> Task:
@@ -169,10 +170,17 @@ def _delete_namespace(context: JobContext, task: Task) -> JobOutcome:
     assert namespace_id is not None
     removed_blobs = context.blobs.delete_prefix(f"{namespace_id}/")
     with context.db.transaction() as session:
+        collection_ids = list(session.scalars(select(Collection.collection_id).where(
+            Collection.namespace_id == namespace_id)))
+        session.execute(delete(Collection).where(Collection.namespace_id == namespace_id))
         bucket_ids = list(session.scalars(select(Bucket.bucket_id).where(Bucket.namespace_id == namespace_id)))
         objects = session.execute(delete(BucketObject).where(BucketObject.namespace_id == namespace_id)).rowcount
         session.execute(delete(Bucket).where(Bucket.namespace_id == namespace_id))
         session.execute(delete(Namespace).where(Namespace.namespace_id == namespace_id))
+    index = context.services.get("index")
+    for collection_id in collection_ids:  # after the commit: an orphaned table is unreachable, never half-live
+        if index is not None:
+            index.drop_table(collection_id)
     outputs = [{"namespace_id": namespace_id, "buckets_deleted": len(bucket_ids), "objects_deleted": objects,
-                "blobs_deleted": removed_blobs}]
+                "collections_deleted": len(collection_ids), "blobs_deleted": removed_blobs}]
     return JobOutcome(status=Status.COMPLETED, outputs=outputs)

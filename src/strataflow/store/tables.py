@@ -235,3 +235,51 @@ class DocumentFailure(Base):
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# ---------------------------------------------------------------------------------------------
+# Collections (issue 4). Their documents live in LanceDB (`strataflow.index`), not here.
+# ---------------------------------------------------------------------------------------------
+
+
+class Collection(Base):
+    """A collection: one source (buckets or upstream collections) and exactly one extractor."""
+
+    __tablename__ = "collections"
+    __table_args__ = (UniqueConstraint("namespace_id", "collection_name"),)
+
+    collection_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    namespace_id: Mapped[str] = mapped_column(
+        ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True
+    )
+    collection_name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    source: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    input_schema: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    output_schema: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    feature_extractor: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    vector_indexes: Mapped[list[Any]] = mapped_column(default=list)
+    source_lineage: Mapped[list[Any]] = mapped_column(default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    taxonomy_applications: Mapped[list[Any] | None] = mapped_column(default=None)
+    cluster_applications: Mapped[list[Any] | None] = mapped_column(default=None)
+    alert_applications: Mapped[list[Any] | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CollectionSource(Base):
+    """One edge of the collection DAG: a collection reads from a bucket or a collection.
+
+    Kept as rows (not only inside `collections.source`) so "who reads from X" is an
+    indexed lookup: delete checks, cycle checks and tier resolution use it.
+    """
+
+    __tablename__ = "collection_sources"
+
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collections.collection_id", ondelete="CASCADE"), primary_key=True
+    )
+    source_type: Mapped[str] = mapped_column(String(16), primary_key=True)  # bucket | collection
+    source_id: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)

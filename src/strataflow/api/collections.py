@@ -1,0 +1,105 @@
+"""Collections in the caller's namespace."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+
+from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.clock import isoformat
+from strataflow.index.store import DocumentIndex
+from strataflow.schemas.collections import (
+    CollectionResponse,
+    CreateCollectionRequest,
+    DescribeCollectionFeaturesResponse,
+    ListCollectionsRequest,
+    ListCollectionsResponse,
+)
+from strataflow.schemas.common import ERROR_RESPONSES
+from strataflow.services import collections as service
+from strataflow.services.collection_sources import get_collection
+from strataflow.store.tables import Collection
+
+router = APIRouter(prefix="/v1/collections", tags=["Collections"], responses=ERROR_RESPONSES)
+
+
+def present(row: Collection, index: DocumentIndex) -> dict[str, Any]:
+    return {
+        "collection_id": row.collection_id,
+        "collection_name": row.collection_name,
+        "description": row.description,
+        "input_schema": row.input_schema,
+        "output_schema": row.output_schema,
+        "feature_extractor": row.feature_extractor,
+        "source": row.source,
+        "source_lineage": row.source_lineage,
+        "vector_indexes": row.vector_indexes,
+        "payload_indexes": [],
+        "enabled": row.enabled,
+        "metadata": row.metadata_,
+        "created_at": isoformat(row.created_at),
+        "updated_at": isoformat(row.updated_at),
+        "document_count": index.count(row.collection_id),
+        "schema_version": 1,
+        "schema_sync_enabled": False,  # the output schema is fixed at creation
+        "taxonomy_applications": row.taxonomy_applications,
+        "cluster_applications": row.cluster_applications,
+        "alert_applications": row.alert_applications,
+        "taxonomy_count": len(row.taxonomy_applications or []),
+        "retriever_count": 0,
+    }
+
+
+@router.post("", response_model=CollectionResponse)
+def create_collection(request: CreateCollectionRequest, scope: ScopeDep, session: DbDep,
+                      runtime: RuntimeDep) -> dict[str, Any]:
+    return present(service.create_collection(session, runtime.index, scope, request), runtime.index)
+
+
+@router.post("/list", response_model=ListCollectionsResponse)
+def list_collections(scope: ScopeDep, session: ReadDbDep, page: PageDep, runtime: RuntimeDep,
+                     request: ListCollectionsRequest | None = None) -> dict[str, Any]:
+    result, total = service.list_collections(session, scope, request or ListCollectionsRequest(), page)
+    results = [present(row, runtime.index) for row in result.rows]
+    result.pagination["total"] = total
+    documents = sum(r["document_count"] for r in results)
+    return {
+        "results": results,
+        "pagination": result.pagination,
+        "total_count": total,
+        "stats": {"total_documents": documents,
+                  "avg_documents_per_collection": documents / len(results) if results else 0.0,
+                  "collections_with_taxonomies": sum(1 for r in results if r["taxonomy_count"]),
+                  "total_feature_extractors": len(results),
+                  "total_taxonomies": sum(r["taxonomy_count"] for r in results), "total_retrievers": 0},
+    }
+
+
+@router.get("", response_model=ListCollectionsResponse)
+def list_collections_get(scope: ScopeDep, session: ReadDbDep, page: PageDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return list_collections(scope, session, page, runtime, None)
+
+
+@router.get("/{collection_identifier}", response_model=CollectionResponse)
+def get_collection_route(collection_identifier: str, scope: ScopeDep, session: ReadDbDep,
+                         runtime: RuntimeDep) -> dict[str, Any]:
+    return present(get_collection(session, scope, collection_identifier), runtime.index)
+
+
+@router.patch("/{collection_identifier}", response_model=CollectionResponse)
+def patch_collection(collection_identifier: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep,
+                     body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    return present(service.patch_collection(session, scope, collection_identifier, body), runtime.index)
+
+
+@router.delete("/{collection_identifier}")
+def delete_collection(collection_identifier: str, scope: ScopeDep, session: DbDep,
+                      runtime: RuntimeDep) -> dict[str, Any]:
+    outcome = service.delete_collection(session, runtime.index, runtime.blobs, scope, collection_identifier)
+    return {"success": True, "message": "Collection deleted with all of its documents", **outcome}
+
+
+@router.get("/{collection_identifier}/features", response_model=DescribeCollectionFeaturesResponse)
+def describe_features(collection_identifier: str, scope: ScopeDep, session: ReadDbDep) -> dict[str, Any]:
+    return {"features": service.describe_features(get_collection(session, scope, collection_identifier))}

@@ -1,0 +1,1 @@
+"""Documents and vectors in LanceDB: one table per collection."""

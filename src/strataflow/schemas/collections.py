@@ -1,0 +1,120 @@
+"""Collection wire models."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from strataflow.schemas.common import PaginationResponse, RequestModel, ResponseModel, SortOption
+
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_\-]+$"
+
+
+class SourceConfig(RequestModel):
+    type: Literal["bucket", "collection", "taxonomy", "cluster"]
+    bucket_ids: list[str] | None = Field(default=None, min_length=1)
+    bucket_id: str | None = Field(default=None, description="Older single-bucket spelling; same as bucket_ids=[id].")
+    collection_id: str | None = None
+    collection_ids: list[str] | None = Field(default=None, min_length=1)
+    inherited_bucket_ids: list[str] | None = None
+    source_filters: dict[str, Any] | None = None
+    source_namespace_id: str | None = None
+
+
+class InputMapping(RequestModel):
+    input_key: str = Field(min_length=1)
+    source_type: Literal["payload", "literal", "vector"] | None = "payload"
+    path: str | None = None
+    override: Any = None
+
+
+class FieldPassthrough(RequestModel):
+    source_path: str = Field(min_length=1, max_length=500)
+    target_path: str | None = Field(default=None, min_length=1, max_length=100)
+    default: Any = None
+    required: bool = False
+
+
+class FeatureExtractorConfig(RequestModel):
+    feature_extractor_name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    params: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = None
+    input_mappings: dict[str, Any] | list[InputMapping] = Field(default_factory=dict)
+    field_passthrough: list[FieldPassthrough] = Field(default_factory=list)
+    include_all_source_fields: bool = False
+
+
+class CreateCollectionRequest(RequestModel):
+    collection_name: str = Field(min_length=3, max_length=100, pattern=COLLECTION_NAME_PATTERN)
+    description: str | None = Field(default=None, max_length=2000)
+    source: SourceConfig
+    input_schema: dict[str, Any] | None = None
+    feature_extractor: FeatureExtractorConfig
+    enabled: bool = True
+    metadata: dict[str, Any] | None = None
+    taxonomy_applications: list[dict[str, Any]] | None = None
+    cluster_applications: list[dict[str, Any]] | None = None
+    alert_applications: list[dict[str, Any]] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_extractor(cls, data: Any) -> Any:
+        # Older clients send a one-element `feature_extractors` list; a collection has exactly one.
+        if isinstance(data, dict) and "feature_extractor" not in data and "feature_extractors" in data:
+            extractors = data["feature_extractors"]
+            if not isinstance(extractors, list) or len(extractors) != 1:
+                raise ValueError("a collection has exactly one feature extractor")
+            data = {**data, "feature_extractor": extractors[0]}
+        return data
+
+
+class PatchCollectionRequest(RequestModel):
+    collection_name: str | None = Field(default=None, min_length=3, max_length=100, pattern=COLLECTION_NAME_PATTERN)
+    description: str | None = Field(default=None, max_length=2000)
+    enabled: bool | None = None
+    metadata: dict[str, Any] | None = None
+    taxonomy_applications: list[dict[str, Any]] | None = None
+    cluster_applications: list[dict[str, Any]] | None = None
+    alert_applications: list[dict[str, Any]] | None = None
+
+
+class ListCollectionsRequest(RequestModel):
+    filters: dict[str, Any] | None = None
+    sort: SortOption | None = None
+    search: str | None = None
+    case_sensitive: bool = False
+
+
+class CollectionResponse(ResponseModel):
+    collection_id: str
+    collection_name: str
+    description: str | None = None
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    feature_extractor: dict[str, Any]
+    source: dict[str, Any]
+    vector_indexes: list[dict[str, Any]] = Field(default_factory=list)
+    enabled: bool = True
+    document_count: int | None = None
+
+
+class ListCollectionsResponse(ResponseModel):
+    results: list[CollectionResponse]
+    pagination: PaginationResponse
+    total_count: int
+    stats: dict[str, Any] | None = None
+
+
+class CollectionFeature(ResponseModel):
+    feature_address: str
+    feature_uri: str
+    feature_extractor_name: str
+    version: str
+    vector_index: dict[str, Any]
+    primary: bool = False
+
+
+class DescribeCollectionFeaturesResponse(ResponseModel):
+    features: list[CollectionFeature]

@@ -1,0 +1,134 @@
+"""Collection document and lineage wire models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ConfigDict, Field
+
+from strataflow.schemas.common import PaginationResponse, RequestModel, ResponseModel, SortOption
+
+
+class ListDocumentsRequest(RequestModel):
+    filters: dict[str, Any] | None = None
+    sort: SortOption | None = None
+    search: str | None = None
+    cursor: str | None = Field(default=None, max_length=512)
+    return_url: bool | None = None
+    return_presigned_urls: bool | None = None
+    return_vectors: bool | None = None
+    group_by: str | None = None
+    select: list[str] | None = None
+    # The SDK sends these in the body; older clients as query parameters. The body wins.
+    limit: int | None = Field(default=None, ge=1, le=1000)
+    offset: int | None = Field(default=None, ge=0, le=10000)
+    include_total: bool | None = None
+
+
+class FeatureModel(RequestModel):
+    feature_extractor_id: str = Field(min_length=1)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    vectors: Any = None
+
+
+class DocumentCreateRequest(RequestModel):
+    """Extra top-level keys become document fields."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    collection_id: str | None = None
+    root_object_id: str | None = None
+    root_bucket_id: str | None = None
+    source_type: str | None = Field(default=None, pattern="^(bucket|collection)$")
+    source_collection_id: str | None = None
+    source_document_id: str | None = None
+    source_object_id: str | None = None
+    lineage_path: str | None = None
+    lineage_chain: list[dict[str, Any]] = Field(default_factory=list)
+    document_schema_version: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    features: list[FeatureModel] = Field(default_factory=list)
+
+
+class BulkUpdateDocumentsRequest(RequestModel):
+    filters: dict[str, Any] | None = None
+    update_data: dict[str, Any]
+
+
+class BatchDocumentUpdate(RequestModel):
+    document_id: str = Field(min_length=1)
+    update_data: dict[str, Any]
+
+
+class BatchUpdateDocumentsRequest(RequestModel):
+    updates: list[BatchDocumentUpdate] | None = Field(default=None, max_length=1000)
+    filters: dict[str, Any] | None = None
+    update_data: dict[str, Any] | None = None
+
+
+class BatchDeleteDocumentsRequest(RequestModel):
+    document_ids: list[str] | None = Field(default=None, max_length=10000)
+    filters: dict[str, Any] | None = None
+
+
+class DocumentAggregationRequest(RequestModel):
+    group_by: list[dict[str, Any]] = Field(default_factory=list, max_length=8)
+    aggregations: list[dict[str, Any]] = Field(min_length=1, max_length=16)
+    filters: dict[str, Any] | None = None
+    sort_by: str | None = None
+    sort_direction: str = Field(default="desc", pattern="^(?i)(asc|desc)$")
+    limit: int | None = Field(default=None, ge=1, le=10000)
+
+
+class DocumentResponse(ResponseModel):
+    document_id: str
+    collection_id: str
+
+
+class ListDocumentsResponse(ResponseModel):
+    results: list[dict[str, Any]] | None = None
+    groups: list[dict[str, Any]] | None = None
+    pagination: PaginationResponse
+    stats: dict[str, Any] | None = None
+    group_by_field: str | None = None
+    total_documents: int | None = None
+
+
+class BulkUpdateDocumentsResponse(ResponseModel):
+    updated_count: int
+    message: str = "Documents updated successfully"
+
+
+class DocumentResult(ResponseModel):
+    document_id: str
+    success: bool
+    error: str | None = None
+
+
+class BatchUpdateDocumentsResponse(ResponseModel):
+    updated_count: int
+    failed_count: int = 0
+    results: list[DocumentResult] = Field(default_factory=list)
+    message: str = "Batch update completed"
+
+
+class BatchDeleteDocumentsResponse(ResponseModel):
+    deleted_count: int
+    failed_count: int = 0
+    results: list[DocumentResult] = Field(default_factory=list)
+    message: str = "Batch delete completed"
+
+
+class DocumentAggregationResponse(ResponseModel):
+    results: list[dict[str, Any]]
+    total_groups: int
+    query_info: dict[str, Any] = Field(default_factory=dict)
+
+
+class DocumentLineageResponse(ResponseModel):
+    document_id: str
+    collection_id: str
+    lineage: dict[str, Any] | None = None
+    depth: int = 0
+    total_steps: int = 0
+    message: str | None = None

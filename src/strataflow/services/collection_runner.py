@@ -1,0 +1,172 @@
+"""Run one collection over a list of source records, synchronously.
+
+This is the unit the batch engine schedules: it resolves each record's inputs,
+calls the extractor on a batch of rows, turns its output into documents with
+lineage and passthrough fields, and writes them to the index. Document ids are
+derived from (collection, source, position), so running the same records
+again overwrites instead of duplicating; documents a source no longer yields
+(a shorter text has fewer chunks) are removed. A row that fails is reported
+and leaves its earlier documents as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from strataflow.blobs import BlobStore
+from strataflow.config import Settings
+from strataflow.extractors.base import ErrorCategory, ExtractContext, ExtractionError, ExtractorInput, RowResult
+from strataflow.extractors.registry import get_extractor, parse_parameters, vector_storage_name
+from strataflow.index.records import StoredDocument, timestamp
+from strataflow.index.store import DocumentIndex
+from strataflow.services import collection_schema as schema
+from strataflow.services.document_outputs import DocumentBuilder
+from strataflow.services.source_records import SourceRecord, input_value
+from strataflow.store.tables import Collection
+
+log = logging.getLogger("strataflow.runner")
+
+
+@dataclass
+class RunContext:
+    """What a run needs from its surroundings."""
+
+    blobs: BlobStore
+    index: DocumentIndex
+    work_root: Path
+    device: str = "cpu"
+    batch_size: int = 256  # source rows handed to the extractor per call
+    should_stop: Callable[[], bool] = lambda: False
+
+    @classmethod
+    def from_settings(cls, blobs: BlobStore, index: DocumentIndex, settings: Settings, **options: Any) -> RunContext:
+        """The usual context: scratch space under the data dir (`settings.work_dir`)."""
+        return cls(blobs=blobs, index=index, work_root=settings.work_dir, **options)
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    source_id: str
+    error_type: str  # an ErrorCategory value
+    message: str
+
+    @property
+    def transient(self) -> bool:
+        return ErrorCategory(self.error_type).transient
+
+
+@dataclass
+class CollectionRunResult:
+    collection_id: str
+    rows_processed: int = 0
+    documents_written: int = 0
+    document_ids: list[str] = field(default_factory=list)
+    stale_documents_removed: int = 0
+    failures: list[RowFailure] = field(default_factory=list)
+    duration_ms: int = 0
+
+    @property
+    def failed_source_ids(self) -> list[str]:
+        return [f.source_id for f in self.failures]
+
+
+def parameters_hash(collection: Collection) -> str:
+    config = collection.feature_extractor
+    material = {k: config.get(k) for k in ("parameters", "input_mappings", "field_passthrough",
+                                           "include_all_source_fields")}
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_collection(ctx: RunContext, collection: Collection, records: list[SourceRecord]) -> CollectionRunResult:
+    """Extract `records` through `collection` and write the documents. Per-row failures are returned."""
+    started = time.monotonic()
+    result = CollectionRunResult(collection.collection_id)
+    config = collection.feature_extractor
+    extractor = get_extractor(config["feature_extractor_name"], config["version"])
+    params = parse_parameters(extractor, config.get("parameters"))
+    from_bucket = collection.source.get("type") == "bucket"
+    wrong = sorted({r.source_type for r in records} - {"bucket" if from_bucket else "collection"})
+    if wrong:
+        raise ValueError(f"collection {collection.collection_id} reads from its {collection.source.get('type')}, "
+                         f"not from records of type {wrong}")
+    mappings = schema.resolve_input_mappings(
+        extractor, config.get("input_mappings") or {}, collection.input_schema, from_bucket=from_bucket,
+        vector_names=schema.vector_fields_of(collection.input_schema))
+    produced = set() if extractor.copies_source else {f.name for f in extractor.output_fields(params)}
+    storage_names = {d["index"]["name"] for d in collection.vector_indexes}
+    vector_map = {spec.name: vector_storage_name(extractor, spec) for spec in extractor.vector_indexes(params)}
+    passthrough = schema.resolve_passthrough(config.get("field_passthrough") or [], collection.input_schema,
+                                             produced | storage_names, from_bucket=from_bucket)
+    builder = DocumentBuilder(collection, extractor.extractor_id, parameters_hash(collection), passthrough,
+                              bool(config.get("include_all_source_fields")), produced, vector_map, storage_names,
+                              ctx.blobs)
+    ctx.work_root.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix=f"{collection.collection_id}-", dir=ctx.work_root))
+    try:
+        for start in range(0, len(records), ctx.batch_size):
+            chunk = records[start : start + ctx.batch_size]
+            _run_chunk(ctx, collection, extractor, params, mappings, builder, chunk, work_dir, result)
+            shutil.rmtree(work_dir / "rows", ignore_errors=True)  # inputs of finished rows are not needed again
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    ctx.index.maintain(collection.collection_id)
+    result.duration_ms = int((time.monotonic() - started) * 1000)
+    return result
+
+
+def _run_chunk(ctx: RunContext, collection: Collection, extractor: Any, params: Any,
+               mappings: list[schema.ResolvedInput], builder: DocumentBuilder, chunk: list[SourceRecord],
+               work_dir: Path, result: CollectionRunResult) -> None:
+    inputs: list[ExtractorInput] = []
+    by_id = {record.source_id: record for record in chunk}
+    for record in chunk:
+        try:
+            values = {m.input_key: input_value(record, m, ctx.blobs, work_dir / "rows") for m in mappings}
+        except ExtractionError as error:
+            result.failures.append(RowFailure(record.source_id, error.category.value, error.message))
+            continue
+        source = {"type": record.source_type, "id": record.source_id, "container_id": record.container_id,
+                  "fields": record.fields, "vectors": record.vectors}
+        inputs.append(ExtractorInput(row_id=record.source_id, values=values, source=source))
+    result.rows_processed += len(chunk)
+    if not inputs:
+        return
+    try:
+        outcomes = extractor.extract(inputs, params, ExtractContext(work_dir / "extract", ctx.device,
+                                                                    ctx.should_stop))
+    except Exception as exc:  # an extractor bug fails its rows, not the run
+        log.exception("extractor failed", extra={"collection_id": collection.collection_id})
+        outcomes = [RowResult(i.row_id, error=ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"))
+                    for i in inputs]
+    documents: list[StoredDocument] = []
+    succeeded: list[str] = []
+    now = timestamp()
+    for outcome in outcomes:
+        if outcome.error is not None:
+            result.failures.append(RowFailure(outcome.row_id, outcome.error.category.value, outcome.error.message))
+            continue
+        try:
+            documents += builder.build(by_id[outcome.row_id], outcome.documents, now)
+        except ExtractionError as error:
+            result.failures.append(RowFailure(outcome.row_id, error.category.value, error.message))
+            continue
+        succeeded.append(outcome.row_id)
+    _write(ctx, collection, chunk[0].source_type, documents, succeeded, result)
+
+
+def _write(ctx: RunContext, collection: Collection, source_type: str, documents: list[StoredDocument],
+           succeeded: list[str], result: CollectionRunResult) -> None:
+    column = "source_object_id" if source_type == "bucket" else "source_document_id"
+    result.stale_documents_removed += ctx.index.replace_sources(collection.collection_id, documents, column,
+                                                                succeeded)
+    result.documents_written += len(documents)
+    result.document_ids += [d.document_id for d in documents]
