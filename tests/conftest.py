@@ -28,7 +28,8 @@ BACKENDS = ["sqlite", "postgres"]
 
 
 def _pg_schema() -> str:
-    return "sf_test_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
+    # Unique per process: parallel runs (a developer beside CI, two worktrees) never share tables.
+    return f"sf_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
