@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from strataflow.app import create_app
 from strataflow.config import Settings
+from strataflow.engine.runners.local import LocalRunner
 from strataflow.runtime import Runtime, open_runtime
 from strataflow.statuses import TERMINAL
 from strataflow.store.tables import Base
@@ -63,13 +64,21 @@ def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Se
                     task_poll_interval_s=0.05)
 
 
+@pytest.fixture(scope="session")
+def shared_runner() -> Iterator[LocalRunner]:
+    """One worker pool per test process: its models load once, whatever the test's database."""
+    runner = LocalRunner(processes=1, torch_threads=1)
+    yield runner
+    runner.close()
+
+
 @pytest.fixture
-def runtime(settings: Settings) -> Iterator[Runtime]:
+def runtime(settings: Settings, shared_runner: LocalRunner) -> Iterator[Runtime]:
     if settings.database_url:  # empty the shared schema first, then bootstrap afresh
-        first = open_runtime(settings)
+        first = open_runtime(settings, shared_runner)
         _truncate_all(first)
         first.close()
-    rt = open_runtime(settings)
+    rt = open_runtime(settings, shared_runner)
     yield rt
     rt.close()
 

@@ -1,3 +1,5 @@
 from strataflow.cli import main
 
-main()
+# Guarded: the local runner spawns worker processes, which import __main__ again.
+if __name__ == "__main__":
+    main()

@@ -40,14 +40,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         if owned:
             app.state.runtime = open_runtime(settings)
         if run_background:
-            app.state.runtime.jobs.start()
+            app.state.runtime.start_background()
         try:
             yield
         finally:
             if owned:
                 app.state.runtime.close()
             elif run_background:
-                app.state.runtime.jobs.stop()
+                app.state.runtime.stop_background()
 
     app = FastAPI(
         title="Strataflow",

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     url_fetch_timeout_s: float = Field(default=30.0, gt=0)
     task_workers: int = Field(default=2, ge=1, description="Threads running API background tasks.")
     task_poll_interval_s: float = Field(default=1.0, gt=0)
+    engine: str = Field(default="local", pattern="^(local|ray)$", description="Where extraction runs.")
+    engine_processes: int = Field(default=1, ge=1, description="Worker processes of the local runner.")
+    engine_threads: int = Field(default=0, ge=0, description="Torch threads per worker; 0 = all cores / processes.")
+    device: str = Field(default="cpu", description="Device extractors use: cpu, or cuda when a GPU is there.")
+    scheduler_workers: int = Field(default=2, ge=1, description="Tiers this process runs at the same time.")
+    tier_lease_s: float = Field(default=30.0, gt=0, description="A tier's lease; a dead worker's tier resumes after it.")
+    manifest_chunk_rows: int = Field(default=1000, ge=1, description="Manifest rows read and processed at a time.")
+    extract_batch_size: int = Field(default=256, ge=1, description="Rows handed to an extractor per call.")
     log_level: str = "INFO"
     log_json: bool = False
 

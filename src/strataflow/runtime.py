@@ -1,18 +1,22 @@
-"""The running system's parts, built once from Settings: database, blobs, job runner."""
+"""The running system's parts, built once from Settings: database, blobs, index, jobs, scheduler."""
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 from strataflow.blobs import BlobStore
 from strataflow.blobs.local import LocalBlobStore
 from strataflow.config import Settings
 from strataflow.engine.jobs import JobContext, JobRunner
+from strataflow.engine.runners import Runner
+from strataflow.engine.scheduler import Scheduler
 from strataflow.index.store import DocumentIndex
 from strataflow.services.auth import IssuedKey, bootstrap
 from strataflow.services.blob_sources import SourceLimits
 from strataflow.services.objects import ObjectWriter
+from strataflow.services.tier_execution import BatchTierExecutor
 from strataflow.store.db import Database
 from strataflow.store.migrate import upgrade_to_head
 
@@ -40,7 +44,10 @@ class Runtime:
     blobs: BlobStore
     jobs: JobRunner
     index: DocumentIndex
+    runner: Runner
+    scheduler: Scheduler
     first_key: IssuedKey | None = None
+    owns_runner: bool = True
     extras: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -48,17 +55,46 @@ class Runtime:
         limits = SourceLimits(self.settings.max_inline_blob_bytes, self.settings.url_fetch_timeout_s)
         return ObjectWriter(self.blobs, limits)
 
-    def close(self) -> None:
+    def start_background(self) -> None:
+        """Background jobs and the tier scheduler (the API server and `strataflow worker`)."""
+        self.jobs.start()
+        self.scheduler.start()
+
+    def stop_background(self) -> None:
+        self.scheduler.stop()
         self.jobs.stop()
+
+    def wake_scheduler(self) -> None:
+        """A batch was submitted or retried here: start it now rather than at the next poll."""
+        self.scheduler.notify()
+
+    def close(self) -> None:
+        self.stop_background()
+        if self.owns_runner:
+            self.runner.close()
         self.db.dispose()
+
+
+def open_runner(settings: Settings) -> Runner:
+    if settings.engine == "ray":
+        from strataflow.engine.runners.ray import RayRunner  # imported lazily: ray is heavy
+
+        return RayRunner.from_settings(settings)
+    from strataflow.engine.runners.local import LocalRunner
+
+    threads = settings.engine_threads or max(1, (os.cpu_count() or 1) // settings.engine_processes)
+    return LocalRunner(settings.engine_processes, threads)
 
 
 def open_index(settings: Settings) -> DocumentIndex:
     return DocumentIndex(settings.resolved_index_uri, vector_index_min_rows=settings.vector_index_min_rows)
 
 
-def open_runtime(settings: Settings) -> Runtime:
-    """Create the data dir, migrate the schema, and make the first admin key if needed."""
+def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
+    """Create the data dir, migrate the schema, and make the first admin key if needed.
+
+    A `runner` may be shared between runtimes (its workers hold models, not state).
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
     upgrade_to_head(db)
@@ -68,4 +104,10 @@ def open_runtime(settings: Settings) -> Runtime:
     index = open_index(settings)
     context = JobContext(db=db, blobs=blobs, settings=settings, services={"index": index})
     jobs = JobRunner(context, settings.task_workers, settings.task_poll_interval_s)
-    return Runtime(settings=settings, db=db, blobs=blobs, jobs=jobs, index=index, first_key=first_key)
+    owns_runner = runner is None
+    runner = runner or open_runner(settings)
+    executor = BatchTierExecutor(db, blobs, index, runner, settings)
+    scheduler = Scheduler(db, executor, lease_s=settings.tier_lease_s, poll_interval_s=settings.task_poll_interval_s,
+                          workers=settings.scheduler_workers)
+    return Runtime(settings=settings, db=db, blobs=blobs, jobs=jobs, index=index, runner=runner,
+                   scheduler=scheduler, first_key=first_key, owns_runner=owns_runner)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from strataflow.api.deps import DbDep, ReadDbDep, ScopeDep
+from strataflow.api.deps import DbDep, ReadDbDep, RuntimeDep, ScopeDep
 from strataflow.schemas.batches import (
     AddObjectsToBatchRequest,
     BatchModel,
@@ -14,9 +14,15 @@ from strataflow.schemas.batches import (
     ListBatchesRequest,
     ListBatchesResponse,
     PatchBatchRequest,
+    RetryBatchRequest,
+    SubmitBatchRequest,
 )
 from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
+from strataflow.schemas.tasks import TaskResponse
+from strataflow.services import batch_retry as retries
+from strataflow.services import batch_submit as submission
 from strataflow.services import batches as service
+from strataflow.services.tasks import task_payload
 from strataflow.services.batch_view import batch_payload
 from strataflow.services.buckets import get_bucket
 
@@ -65,3 +71,44 @@ def delete_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session
     bucket = get_bucket(session, scope, bucket_identifier)
     service.delete_batch(session, scope, bucket, batch_id)
     return GenericDeleteResponse(message=f"Batch {batch_id} deleted")
+
+
+@router.post("/{batch_id}/submit", response_model=TaskResponse)
+def submit_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep,
+                 request: SubmitBatchRequest | None = None, force: bool = False) -> dict[str, Any]:
+    bucket = get_bucket(session, scope, bucket_identifier)
+    task = submission.submit_batch(session, runtime.blobs, scope, bucket, batch_id)
+    runtime.wake_scheduler()
+    return task_payload(task)
+
+
+@router.post("/{batch_id}/cancel", response_model=TaskResponse)
+def cancel_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: DbDep,
+                 reason: str | None = None) -> dict[str, Any]:
+    bucket = get_bucket(session, scope, bucket_identifier)
+    return task_payload(submission.cancel_batch(session, scope, bucket, batch_id, reason))
+
+
+@router.post("/{batch_id}/retry")
+def retry_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep,
+                request: RetryBatchRequest | None = None) -> dict[str, Any]:
+    bucket = get_bucket(session, scope, bucket_identifier)
+    answer = retries.retry_batch(session, scope, bucket, batch_id, request or RetryBatchRequest())
+    runtime.wake_scheduler()
+    return answer
+
+
+@router.get("/{batch_id}/failed-documents")
+def failed_documents(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: ReadDbDep,
+                     tier_num: Annotated[int | None, Query(ge=0)] = None, collection_id: str | None = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                     offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    bucket = get_bucket(session, scope, bucket_identifier)
+    return retries.failed_documents(session, scope, bucket, batch_id, tier_num, collection_id, limit, offset)
+
+
+@router.get("/{batch_id}/logs")
+def batch_logs(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: ReadDbDep,
+               tier_num: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
+    bucket = get_bucket(session, scope, bucket_identifier)
+    return retries.batch_logs(session, scope, bucket, batch_id, tier_num)

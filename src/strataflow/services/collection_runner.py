@@ -36,6 +36,9 @@ from strataflow.store.tables import Collection
 log = logging.getLogger("strataflow.runner")
 
 
+ExtractFunction = Callable[[dict[str, Any], list[ExtractorInput], Path], list[RowResult]]
+
+
 @dataclass
 class RunContext:
     """What a run needs from its surroundings."""
@@ -46,6 +49,9 @@ class RunContext:
     device: str = "cpu"
     batch_size: int = 256  # source rows handed to the extractor per call
     should_stop: Callable[[], bool] = lambda: False
+    # Where extraction runs. None: in this process. The batch engine passes its runner
+    # (a process pool or Ray), which receives the extractor's name, version and raw parameters.
+    extract: ExtractFunction | None = None
 
     @classmethod
     def from_settings(cls, blobs: BlobStore, index: DocumentIndex, settings: Settings, **options: Any) -> RunContext:
@@ -58,6 +64,7 @@ class RowFailure:
     source_id: str
     error_type: str  # an ErrorCategory value
     message: str
+    missing_input: bool = False  # a required input field was absent from the source row
 
     @property
     def transient(self) -> bool:
@@ -128,11 +135,17 @@ def _run_chunk(ctx: RunContext, collection: Collection, extractor: Any, params: 
                work_dir: Path, result: CollectionRunResult) -> None:
     inputs: list[ExtractorInput] = []
     by_id = {record.source_id: record for record in chunk}
+    required = {field.name for field in extractor.inputs if field.required}
     for record in chunk:
         try:
             values = {m.input_key: input_value(record, m, ctx.blobs, work_dir / "rows") for m in mappings}
         except ExtractionError as error:
             result.failures.append(RowFailure(record.source_id, error.category.value, error.message))
+            continue
+        absent = sorted(k for k, v in values.items() if v is None and k in required)
+        if absent:
+            message = f"missing input field(s): {', '.join(absent)}"
+            result.failures.append(RowFailure(record.source_id, ErrorCategory.VALIDATION.value, message, True))
             continue
         source = {"type": record.source_type, "id": record.source_id, "container_id": record.container_id,
                   "fields": record.fields, "vectors": record.vectors}
@@ -141,8 +154,11 @@ def _run_chunk(ctx: RunContext, collection: Collection, extractor: Any, params: 
     if not inputs:
         return
     try:
-        outcomes = extractor.extract(inputs, params, ExtractContext(work_dir / "extract", ctx.device,
-                                                                    ctx.should_stop))
+        if ctx.extract is not None:
+            outcomes = ctx.extract(collection.feature_extractor, inputs, work_dir / "extract")
+        else:
+            outcomes = extractor.extract(inputs, params, ExtractContext(work_dir / "extract", ctx.device,
+                                                                        ctx.should_stop))
     except Exception as exc:  # an extractor bug fails its rows, not the run
         log.exception("extractor failed", extra={"collection_id": collection.collection_id})
         outcomes = [RowResult(i.row_id, error=ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"))

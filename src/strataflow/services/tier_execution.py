@@ -1,0 +1,238 @@
+"""Running one tier of a batch: its input rows through each of its collections.
+
+The scheduler (engine) decides *when* a tier runs; this module decides *what*
+running it means. Tier 0 reads the manifest written at submit. Tier k > 0
+first builds its manifest from the documents its source collections produced
+for this batch's root objects. Rows stream in chunks; each chunk goes through
+`run_collection`, whose extraction step runs on the configured runner (a
+process pool or Ray). Failures are recorded per row; a retry round re-runs
+only the rows it queued.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from strataflow.blobs import BlobStore
+from strataflow.config import Settings
+from strataflow.engine.manifest import ManifestRow, count_rows, manifest_key, read_manifest, write_manifest
+from strataflow.engine.runners import ExtractionCall, Runner
+from strataflow.engine.scheduler import TierJob, TierResult
+from strataflow.extractors.base import ErrorCategory, ExtractorInput, RowResult
+from strataflow.index.store import DocumentIndex, quote_ids
+from strataflow.services.batch_objects import member_ids
+from strataflow.services.collection_runner import CollectionRunResult, RowFailure, RunContext, run_collection
+from strataflow.services.source_records import SourceRecord, load_document_records
+from strataflow.store.db import Database
+from strataflow.store.tables import Batch, BatchTier, Collection, DocumentFailure
+
+log = logging.getLogger("strataflow.tiers")
+
+_ROOT_CHUNK = 500  # root object ids per index query when building a tier's manifest
+
+
+@dataclass
+class _Tally:
+    """Per-collection results of a tier, summed over its chunks."""
+
+    collection_id: str
+    extractor: str
+    rows: int = 0
+    failed: int = 0
+    missing_inputs: int = 0
+    documents_written: int = 0
+    started: float = field(default_factory=time.monotonic)
+    errors: dict[str, list[str]] = field(default_factory=dict)  # category -> affected row ids
+    messages: dict[str, str] = field(default_factory=dict)  # category -> first message
+
+
+def record_from_row(row: ManifestRow) -> SourceRecord:
+    return SourceRecord(**row.payload)
+
+
+def record_payload(record: SourceRecord) -> dict[str, Any]:
+    return dataclasses.asdict(record)
+
+
+class BatchTierExecutor:
+    """Implements the engine's TierExecutor for batches of bucket objects."""
+
+    def __init__(self, db: Database, blobs: BlobStore, index: DocumentIndex, runner: Runner,
+                 settings: Settings) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.index = index
+        self.runner = runner
+        self.settings = settings
+
+    def __call__(self, job: TierJob) -> TierResult:
+        with self.db.read_session() as session:
+            batch = session.get(Batch, job.batch_id)
+            tier = session.get(BatchTier, (job.batch_id, job.tier_num))
+            assert batch is not None and tier is not None
+            collections = [c for cid in tier.collection_ids if (c := session.get(Collection, cid)) is not None]
+            retry = dict(batch.internal_metadata.get("retry") or {}) if tier.retry_only else {}
+            retry_rows = self._retry_rows(session, batch, tier) if tier.retry_only else None
+            session.expunge_all()
+        key = tier.manifest_key
+        if tier.tier_num > 0 and (key is None or tier.retry_only):
+            key = self._build_manifest(batch, tier, retry.get("root_object_ids"))
+        assert key is not None
+        total_rows = count_rows(self.blobs, key)
+        tallies = [_Tally(c.collection_id, c.feature_extractor.get("feature_extractor_name", "")) for c in collections]
+        progress = {"done": 0}
+        expected = total_rows * len(collections)
+        job.report(0, expected, {"source_documents_fetched": total_rows})
+
+        def run_one(collection: Collection, tally: _Tally) -> bool:
+            wanted = retry_rows.get(collection.collection_id, set()) if retry_rows is not None else None
+            return self._run_collection(job, batch, tier, collection, key, wanted, tally, progress, expected)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(collections))) as pool:
+            stopped = any(list(pool.map(run_one, collections, tallies)))
+        return self._result(tier, tallies, total_rows, stopped)
+
+    # -- inputs ------------------------------------------------------------------------------
+    def _retry_rows(self, session: Session, batch: Batch, tier: BatchTier) -> dict[str, set[str]]:
+        wanted: dict[str, set[str]] = {}
+        query = select(DocumentFailure).where(
+            DocumentFailure.batch_id == batch.batch_id, DocumentFailure.tier_num == tier.tier_num,
+            DocumentFailure.retry_round == batch.retry_round, DocumentFailure.resolved.is_(False))
+        for failure in session.scalars(query):
+            wanted.setdefault(failure.collection_id, set()).add(failure.row_id)
+        return wanted
+
+    def _source_rows(self, batch: Batch, tier: BatchTier, roots: list[str]) -> Iterator[ManifestRow]:
+        for collection_id in tier.source_collection_ids or []:
+            if not self.index.has_table(collection_id):
+                continue
+            for start in range(0, len(roots), _ROOT_CHUNK):
+                chunk = roots[start : start + _ROOT_CHUNK]
+                where = f"root_object_id IN ({quote_ids(chunk)})"
+                for record in load_document_records(self.index, collection_id, where=where):
+                    yield ManifestRow(
+                        row_id=record.source_id, root_object_id=str(record.lineage.get("root_object_id") or ""),
+                        root_bucket_id=batch.bucket_id, source_type="collection",
+                        source_document_id=record.source_id, source_collection_id=collection_id,
+                        payload=record_payload(record))
+
+    def _build_manifest(self, batch: Batch, tier: BatchTier, retry_roots: list[str] | None) -> str:
+        with self.db.read_session() as session:
+            roots = retry_roots if retry_roots is not None else member_ids(session, batch.batch_id)
+        key = manifest_key(batch.namespace_id, batch.batch_id, tier.tier_num)
+        if batch.retry_round and tier.retry_only:
+            key = key.replace(".parquet", f".retry{batch.retry_round}.parquet")
+        rows = write_manifest(self.blobs, key, self._source_rows(batch, tier, roots))
+        with self.db.transaction() as session:
+            session.execute(update(BatchTier).where(BatchTier.batch_id == batch.batch_id,
+                                                    BatchTier.tier_num == tier.tier_num)
+                            .values(manifest_key=key, rows_total=rows))
+        return key
+
+    # -- running -----------------------------------------------------------------------------
+    def _extract_with_runner(self, config: dict[str, Any], inputs: list[ExtractorInput],
+                             work_dir: Path) -> list[RowResult]:
+        call = ExtractionCall(config["feature_extractor_name"], config["version"], config.get("parameters") or {},
+                              inputs, work_dir, self.settings.device)
+        return self.runner.submit(call).result()
+
+    def _run_collection(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, key: str,
+                        wanted: set[str] | None, tally: _Tally, progress: dict[str, int], expected: int) -> bool:
+        context = RunContext(blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
+                             device=self.settings.device, batch_size=self.settings.extract_batch_size,
+                             should_stop=job.should_stop, extract=self._extract_with_runner)
+        for chunk in read_manifest(self.blobs, key, self.settings.manifest_chunk_rows):
+            if job.should_stop():
+                return True
+            rows = [r for r in chunk if wanted is None or r.row_id in wanted]
+            missing = [r for r in rows if r.payload.get("missing")]
+            records = [record_from_row(r) for r in rows if not r.payload.get("missing")]
+            result = run_collection(context, collection, records) if records else CollectionRunResult(
+                collection.collection_id)
+            result.failures += [RowFailure(r.row_id, ErrorCategory.VALIDATION.value,
+                                           "the object no longer exists in the bucket") for r in missing]
+            self._record(batch, tier, collection, rows, result)
+            tally.rows += len(rows)
+            tally.failed += len(result.failures)
+            tally.missing_inputs += sum(1 for f in result.failures if f.missing_input)
+            tally.documents_written += result.documents_written
+            for failure in result.failures:
+                tally.errors.setdefault(failure.error_type, []).append(failure.source_id)
+                tally.messages.setdefault(failure.error_type, failure.message)
+            progress["done"] += len(chunk)
+            job.report(progress["done"], expected, {"documents_written": self._written(tally)})
+        return False
+
+    @staticmethod
+    def _written(tally: _Tally) -> int:
+        return tally.documents_written
+
+    def _record(self, batch: Batch, tier: BatchTier, collection: Collection, rows: list[ManifestRow],
+                result: CollectionRunResult) -> None:
+        """Upsert this chunk's failures; rows that succeeded resolve their earlier failures."""
+        roots = {r.row_id: r.root_object_id for r in rows}
+        failed = {f.source_id: f for f in result.failures}
+        with self.db.transaction() as session:
+            existing = {f.row_id: f for f in session.scalars(select(DocumentFailure).where(
+                DocumentFailure.batch_id == batch.batch_id, DocumentFailure.tier_num == tier.tier_num,
+                DocumentFailure.collection_id == collection.collection_id,
+                DocumentFailure.row_id.in_(list(roots))))}
+            for row_id in roots:
+                failure, known = failed.get(row_id), existing.get(row_id)
+                if failure is None:
+                    if known is not None:
+                        known.resolved = True
+                    continue
+                if known is None:
+                    known = DocumentFailure(batch_id=batch.batch_id, tier_num=tier.tier_num,
+                                            collection_id=collection.collection_id, row_id=row_id,
+                                            root_object_id=roots[row_id], retry_count=0, retry_round=0)
+                    session.add(known)
+                known.error_type = failure.error_type
+                known.message = failure.message[:4000]
+                known.is_transient = failure.transient
+                known.resolved = False
+
+    def _result(self, tier: BatchTier, tallies: list[_Tally], total_rows: int, stopped: bool) -> TierResult:
+        errors: list[dict[str, Any]] = []
+        summary: dict[str, int] = {}
+        jobs = []
+        for tally in tallies:
+            for category, ids in tally.errors.items():
+                summary[category] = summary.get(category, 0) + len(ids)
+                errors.append({"error_type": category, "message": tally.messages[category],
+                               "component": tally.extractor, "stage": "extraction",
+                               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "affected_document_ids": ids[:100], "affected_count": len(ids),
+                               "recovery_suggestion": "retry the batch" if ErrorCategory(category).transient
+                               else "fix the source data, then retry with retry_mode='all'",
+                               "metadata": {"collection_id": tally.collection_id}})
+            duration = round((time.monotonic() - tally.started) * 1000, 1)
+            jobs.append({"extractor_type": tally.extractor, "collection_ids": [tally.collection_id],
+                         "status": "FAILED" if tally.rows and tally.failed >= tally.rows else (
+                             "COMPLETED_WITH_ERRORS" if tally.failed else "COMPLETED"),
+                         "duration_ms": duration, "documents_written": tally.documents_written,
+                         "errors": [e for e in errors if e["metadata"]["collection_id"] == tally.collection_id],
+                         "error": next(iter(tally.messages.values()), None), "ray_job_id": None,
+                         "celery_task_id": None})
+        rows = sum(t.rows for t in tallies)
+        written = sum(t.documents_written for t in tallies)
+        elapsed = max(max((time.monotonic() - t.started for t in tallies), default=0.0), 1e-6)
+        counters = {"source_documents_fetched": total_rows, "documents_after_source_filter": total_rows,
+                    "documents_missing_input_fields": sum(t.missing_inputs for t in tallies),
+                    "documents_submitted_to_engine": rows - sum(t.missing_inputs for t in tallies),
+                    "documents_written": written, "documents_per_second": round(written / elapsed, 1)}
+        logs = [f"tier {tier.tier_num} collection {t.collection_id}: {t.rows} rows, {t.failed} failed, "
+                f"{t.documents_written} documents written" for t in tallies]
+        return TierResult(rows_total=rows, rows_failed=sum(t.failed for t in tallies), counters=counters,
+                          extractor_jobs=jobs, errors=errors, error_summary=summary, logs=logs, stopped=stopped)
