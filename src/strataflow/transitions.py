@@ -62,7 +62,7 @@ BATCH = Machine(
 
 TIER = Machine(
     kind="tier",
-    id_attribute="task_id",
+    id_attribute="tier_key",
     moves={
         S.PENDING: frozenset({S.IN_PROGRESS, S.CANCELED}),
         S.IN_PROGRESS: frozenset({S.PENDING, S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED}),

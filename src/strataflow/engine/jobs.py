@@ -83,6 +83,8 @@ class JobRunner:
         self._workers: list[threading.Thread] = []
 
     def start(self) -> None:
+        self._stop.clear()  # may follow a stop(): the new threads must run
+        self._workers = [t for t in self._workers if t.is_alive()]
         for index in range(self.threads):
             worker = threading.Thread(target=self._loop, name=f"strataflow-jobs-{index}", daemon=True)
             worker.start()

@@ -92,6 +92,8 @@ class Scheduler:
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
+        self._stop.clear()  # may follow a stop(): the new threads must run
+        self._threads = [t for t in self._threads if t.is_alive()]
         for index in range(self.workers):
             thread = threading.Thread(target=self._loop, name=f"strataflow-scheduler-{index}", daemon=True)
             thread.start()

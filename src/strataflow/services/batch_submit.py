@@ -17,6 +17,7 @@ from strataflow.errors import BadRequestError
 from strataflow.services.batches import get_batch
 from strataflow.services.dag import CollectionNode, resolve_tiers
 from strataflow.services.scope import NamespaceScope
+from strataflow.services.tasks import on_kill
 from strataflow.services.source_records import object_record
 from strataflow.statuses import Status, TaskType
 from strataflow.store.tables import Batch, BatchObject, BatchTier, Bucket, BucketObject, Collection, Task
@@ -126,3 +127,15 @@ def cancel_batch(session: Session, scope: NamespaceScope, bucket: Bucket, batch_
     task = session.get(Task, batch.task_id)
     assert task is not None
     return task
+
+
+def _cancel_from_task(session: Session, task: Task) -> None:
+    """Killing a batch's task (or one of its tier tasks) cancels the whole batch."""
+    batch_id = (task.additional_data or {}).get("batch_id")
+    batch = lifecycle.lock_batch(session, batch_id) if batch_id else None
+    if batch is not None:
+        lifecycle.cancel(session, batch, f"task {task.task_id} killed through the API")
+
+
+on_kill(TaskType.BUCKETS_BATCHES_PROCESS.value, _cancel_from_task)
+on_kill(TaskType.ENGINE_FEATURE_EXTRACTOR_RUN.value, _cancel_from_task)

@@ -214,6 +214,11 @@ class BatchTier(Base):
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    @property
+    def tier_key(self) -> str:
+        """A tier's identity in status events (its task changes with each retry round)."""
+        return f"{self.batch_id}/tier_{self.tier_num}"
+
 
 class DocumentFailure(Base):
     """A source row that failed in a tier: what went wrong, whether a retry may help."""
