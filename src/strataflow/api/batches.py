@@ -32,9 +32,13 @@ router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/batches", tags=["Buck
 
 @router.post("", response_model=BatchModel)
 def create_batch(bucket_identifier: str, request: CreateBatchRequest, scope: ScopeDep, session: DbDep,
-                 skip_validation: bool = False) -> dict[str, Any]:
+                 runtime: RuntimeDep, skip_validation: bool = False, auto_submit: bool = False) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
-    return batch_payload(session, service.create_batch(session, scope, bucket, request, skip_validation))
+    batch = service.create_batch(session, scope, bucket, request, skip_validation)
+    if auto_submit:
+        submission.submit_batch(session, runtime.blobs, scope, bucket, batch.batch_id)
+        runtime.wake_scheduler()
+    return batch_payload(session, batch)
 
 
 @router.post("/list", response_model=ListBatchesResponse)

@@ -15,9 +15,12 @@ from strataflow.schemas.collections import (
     DescribeCollectionFeaturesResponse,
     ListCollectionsRequest,
     ListCollectionsResponse,
+    TriggerCollectionRequest,
+    TriggerCollectionResponse,
 )
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.services import collections as service
+from strataflow.services import trigger
 from strataflow.services.collection_sources import get_collection
 from strataflow.store.tables import Collection
 
@@ -103,3 +106,13 @@ def delete_collection(collection_identifier: str, scope: ScopeDep, session: DbDe
 @router.get("/{collection_identifier}/features", response_model=DescribeCollectionFeaturesResponse)
 def describe_features(collection_identifier: str, scope: ScopeDep, session: ReadDbDep) -> dict[str, Any]:
     return {"features": service.describe_features(get_collection(session, scope, collection_identifier))}
+
+
+@router.post("/{collection_identifier}/trigger", status_code=202, response_model=TriggerCollectionResponse)
+def trigger_collection(collection_identifier: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep,
+                       request: TriggerCollectionRequest | None = None) -> dict[str, Any]:
+    request = request or TriggerCollectionRequest()
+    answer = trigger.trigger_collection(session, runtime.blobs, scope, collection_identifier,
+                                        request.include_buckets, request.source_filters)
+    runtime.wake_scheduler()
+    return answer

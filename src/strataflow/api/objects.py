@@ -26,6 +26,7 @@ from strataflow.schemas.objects import (
 from strataflow.services import aggregation
 from strataflow.services import objects as service
 from strataflow.services.buckets import get_bucket
+from strataflow.services.trigger import process_objects
 from strataflow.store.tables import BucketObject
 
 router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/objects", tags=["Bucket Objects"],
@@ -63,6 +64,17 @@ def _bucket(session: Session, scope: Any, identifier: str) -> Any:
     return get_bucket(session, scope, identifier)
 
 
+def _process(session: Session, runtime: Any, scope: Any, bucket: Any, object_ids: list[str]) -> dict[str, Any]:
+    """auto_process: submit the new objects as a batch; says which (extra keys are allowed here)."""
+    if not object_ids:
+        return {}
+    task = process_objects(session, runtime.blobs, scope, bucket, object_ids)
+    if task is None:
+        return {"processing": "no collection processes this bucket"}
+    runtime.wake_scheduler()
+    return {"batch_id": (task.additional_data or {}).get("batch_id"), "task_id": task.task_id}
+
+
 @router.post("", response_model=ObjectResponse)
 def create_object(
     bucket_identifier: str,
@@ -74,7 +86,11 @@ def create_object(
     auto_process: bool = False,
 ) -> dict[str, Any]:
     bucket = _bucket(session, scope, bucket_identifier)
-    return present(service.create_object(session, runtime.object_writer, bucket, request, policy))
+    row = service.create_object(session, runtime.object_writer, bucket, request, policy)
+    answer = present(row)
+    if auto_process:
+        answer.update(_process(session, runtime, scope, bucket, [row.object_id]))
+    return answer
 
 
 @router.post("/batch", response_model=CreateObjectsBatchResponse)
@@ -88,7 +104,9 @@ def create_objects_batch(
 ) -> dict[str, Any]:
     bucket = _bucket(session, scope, bucket_identifier)
     succeeded, failed = service.create_objects_batch(session, runtime.object_writer, bucket, request.objects)
+    processing = _process(session, runtime, scope, bucket, [r.object_id for r in succeeded]) if auto_process else {}
     return {
+        **processing,
         "succeeded": [present(r) for r in succeeded],
         "failed": failed,
         "total_requested": len(request.objects),

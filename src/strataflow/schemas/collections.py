@@ -118,3 +118,21 @@ class CollectionFeature(ResponseModel):
 
 class DescribeCollectionFeaturesResponse(ResponseModel):
     features: list[CollectionFeature]
+
+
+class TriggerCollectionRequest(RequestModel):
+    include_buckets: list[str] | None = None
+    include_collections: list[str] | None = None
+    source_filters: dict[str, Any] | None = None
+
+
+class TriggerCollectionResponse(ResponseModel):
+    batch_id: str
+    task_id: str
+    collection_id: str
+    source_bucket_ids: list[str] | None = None
+    source_collection_ids: list[str] | None = None
+    object_count: int | None = None
+    document_count: int | None = None
+    total_tiers: int
+    message: str

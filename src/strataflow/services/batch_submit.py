@@ -65,15 +65,16 @@ def object_rows(session: Session, batch: Batch) -> Iterator[ManifestRow]:
                               lineage_path=batch.bucket_id)
 
 
-def _tier_sources(tiers: list[list[str]], nodes: dict[str, CollectionNode], tier_num: int) -> list[str] | None:
-    if tier_num == 0:
-        return None
+def _tier_sources(tiers: list[list[str]], nodes: dict[str, CollectionNode], tier_num: int) -> list[str]:
     return sorted({s for cid in tiers[tier_num] for s in nodes[cid].source_ids})
 
 
 def submit_batch(session: Session, blobs: BlobStore, scope: NamespaceScope, bucket: Bucket,
-                 batch_id: str) -> Task:
-    """Queue a DRAFT batch. Submitting it again returns the same task (idempotent)."""
+                 batch_id: str, roots: list[str] | None = None) -> Task:
+    """Queue a DRAFT batch. Submitting it again returns the same task (idempotent).
+
+    `roots` limits the DAG to those collections and what depends on them (trigger).
+    """
     batch = get_batch(session, scope, bucket, batch_id, for_update=True)
     if batch.status != Status.DRAFT.value:
         existing = session.get(Task, batch.task_id) if batch.task_id else None
@@ -83,25 +84,29 @@ def submit_batch(session: Session, blobs: BlobStore, scope: NamespaceScope, buck
     if batch.object_count == 0:
         raise BadRequestError("The batch holds no objects; add objects before submitting it")
     nodes = {n.collection_id: n for n in collection_nodes(session, scope.namespace_id)}
-    tiers = resolve_tiers(bucket.bucket_id, nodes.values())
+    tiers = resolve_tiers(bucket.bucket_id, nodes.values(), roots)
     if not tiers:
         raise BadRequestError(
             f"No enabled collection processes bucket '{bucket.bucket_name}'; create a collection on it first",
             {"bucket_id": bucket.bucket_id},
         )
+    first_from_bucket = nodes[tiers[0][0]].source_type == "bucket"
     key = manifest_key(scope.namespace_id, batch.batch_id, 0)
-    rows = write_manifest(blobs, key, object_rows(session, batch))
+    # A tier fed by collections builds its manifest when it starts, from their documents.
+    rows = write_manifest(blobs, key, object_rows(session, batch)) if first_from_bucket else 0
     batch.dag_tiers = tiers
     batch.collection_ids = [cid for tier in tiers for cid in tier]
     batch.total_tiers = len(tiers)
-    batch.manifest_key = key
+    batch.manifest_key = key if first_from_bucket else None
     batch.submitted_at = utcnow()
+    if roots is not None:
+        batch.internal_metadata = {**(batch.internal_metadata or {}), "root_collection_ids": sorted(roots)}
     for tier_num, collection_ids in enumerate(tiers):
+        from_bucket = tier_num == 0 and first_from_bucket
         session.add(BatchTier(batch_id=batch.batch_id, tier_num=tier_num, collection_ids=collection_ids,
-                              source_type="bucket" if tier_num == 0 else "collection",
-                              source_collection_ids=_tier_sources(tiers, nodes, tier_num),
-                              manifest_key=key if tier_num == 0 else None,
-                              rows_total=rows if tier_num == 0 else 0))
+                              source_type="bucket" if from_bucket else "collection",
+                              source_collection_ids=None if from_bucket else _tier_sources(tiers, nodes, tier_num),
+                              manifest_key=key if from_bucket else None, rows_total=rows if from_bucket else 0))
     session.flush()
     task = lifecycle.open_task(session, batch, TaskType.BUCKETS_BATCHES_PROCESS, {
         "current_tier": None, "total_tiers": len(tiers), "collection_ids": batch.collection_ids,

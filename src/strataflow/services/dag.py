@@ -23,12 +23,21 @@ class CollectionNode:
     source_ids: tuple[str, ...]  # bucket ids or upstream collection ids
 
 
-def resolve_tiers(bucket_id: str, collections: Iterable[CollectionNode]) -> list[list[str]]:
-    """Tiers of collection ids reachable from `bucket_id`; [] when nothing consumes it."""
+def resolve_tiers(bucket_id: str, collections: Iterable[CollectionNode],
+                  roots: Iterable[str] | None = None) -> list[list[str]]:
+    """Tiers of collection ids reachable from `bucket_id`; [] when nothing consumes it.
+
+    With `roots`, tier 0 is those collections alone (a trigger re-running one
+    collection), followed by whatever depends on them.
+    """
     nodes = [c for c in collections if c.enabled]
     placed: dict[str, int] = {}
     tiers: list[list[str]] = []
-    current = sorted(c.collection_id for c in nodes if c.source_type == "bucket" and bucket_id in c.source_ids)
+    if roots is not None:
+        wanted = set(roots)
+        current = sorted(c.collection_id for c in nodes if c.collection_id in wanted)
+    else:
+        current = sorted(c.collection_id for c in nodes if c.source_type == "bucket" and bucket_id in c.source_ids)
     downstream = [c for c in nodes if c.source_type == "collection"]
     while current:
         for collection_id in current:

@@ -85,7 +85,7 @@ class BatchTierExecutor:
             retry_rows = self._retry_rows(session, batch, tier) if tier.retry_only else None
             session.expunge_all()
         key = tier.manifest_key
-        if tier.tier_num > 0 and (key is None or tier.retry_only):
+        if tier.source_type == "collection" and (key is None or tier.retry_only):
             key = self._build_manifest(batch, tier, retry.get("root_object_ids"))
         assert key is not None
         total_rows = count_rows(self.blobs, key)

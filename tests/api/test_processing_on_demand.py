@@ -1,0 +1,69 @@
+"""Collection trigger and the objects' auto_process flag create and submit batches for the user."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.collection_flows import add_object, make_bucket, text_collection
+from tests.helpers import assert_error, wait_task
+
+TEXT = "Alpha beta. Gamma delta."
+
+
+def test_trigger_reprocesses_one_branch_of_the_dag(client: TestClient, namespace: dict[str, Any]) -> None:
+    bucket_id = make_bucket(client)
+    first = text_collection(client, "first", {"type": "bucket", "bucket_ids": [bucket_id]}, split_by="sentences",
+                            chunk_size=1, model="wordllama")
+    other = text_collection(client, "other", {"type": "bucket", "bucket_ids": [bucket_id]}, split_by="words",
+                            chunk_size=1, model="wordllama")
+    child = text_collection(client, "child", {"type": "collection", "collection_ids": [first["collection_id"]]},
+                            mapping="text", split_by="words", chunk_size=1, model="wordllama")
+    for _ in range(2):
+        add_object(client, TEXT)
+    response = client.post(f"/v1/collections/{first['collection_id']}/trigger", json={})
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["object_count"] == 2 and body["total_tiers"] == 2 and body["source_bucket_ids"] == [bucket_id]
+    assert wait_task(client, body["task_id"], timeout=60)["status"] == "COMPLETED"
+    batch = client.get(f"/v1/buckets/docs/batches/{body['batch_id']}").json()
+    assert batch["dag_tiers"] == [[first["collection_id"]], [child["collection_id"]]]
+    count = lambda c: len(client.post(f"/v1/collections/{c['collection_id']}/documents/list?limit=100",  # noqa: E731
+                                      json={}).json()["results"])
+    assert (count(first), count(child), count(other)) == (4, 8, 0)
+
+    from_child = client.post(f"/v1/collections/{child['collection_id']}/trigger", json={}).json()
+    assert wait_task(client, from_child["task_id"], timeout=60)["status"] == "COMPLETED"
+    child_batch = client.get(f"/v1/buckets/docs/batches/{from_child['batch_id']}").json()
+    assert child_batch["tier_tasks"][0]["source_type"] == "collection" and count(child) == 8
+
+    filtered = client.post(f"/v1/collections/{first['collection_id']}/trigger", json={
+        "source_filters": {"filters": {"field": "metadata.title", "value": "none"}}})
+    assert_error(filtered, 400)
+    assert_error(client.post("/v1/collections/col_unknown/trigger", json={}), 404)
+    assert_error(client.post(f"/v1/collections/{first['collection_id']}/trigger",
+                             json={"include_buckets": ["bkt_other"]}), 400)
+
+
+def test_auto_process_submits_new_objects(client: TestClient, namespace: dict[str, Any]) -> None:
+    bucket_id = make_bucket(client)
+    plain = client.post("/v1/buckets/docs/objects?auto_process=true", json={
+        "blobs": [{"property": "content", "type": "text", "data": TEXT}]}).json()
+    assert plain["processing"] == "no collection processes this bucket" and "task_id" not in plain
+    chunks = text_collection(client, "chunks", {"type": "bucket", "bucket_ids": [bucket_id]}, split_by="sentences",
+                             chunk_size=1, model="wordllama")
+    created = client.post("/v1/buckets/docs/objects?auto_process=true", json={
+        "blobs": [{"property": "content", "type": "text", "data": TEXT}]}).json()
+    assert created["object_id"].startswith("obj_") and created["batch_id"].startswith("btch_")
+    assert wait_task(client, created["task_id"], timeout=60)["status"] == "COMPLETED"
+    many = client.post("/v1/buckets/docs/objects/batch?auto_process=true", json={"objects": [
+        {"blobs": [{"property": "content", "type": "text", "data": TEXT}]} for _ in range(2)]}).json()
+    assert wait_task(client, many["task_id"], timeout=60)["status"] == "COMPLETED"
+    batch = client.get(f"/v1/buckets/docs/batches/{many['batch_id']}").json()
+    assert len(batch["object_ids"]) == 2
+    documents = client.post(f"/v1/collections/{chunks['collection_id']}/documents/list?limit=100", json={}).json()
+    assert len(documents["results"]) == 6
+    submitted = client.post("/v1/buckets/docs/batches?auto_submit=true",
+                            json={"object_ids": [plain["object_id"]]}).json()
+    assert submitted["status"] == "PENDING" and submitted["task_id"]
