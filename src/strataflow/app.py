@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from strataflow import __version__
-from strataflow.api import buckets, errors, extractors, health, namespaces, objects, tasks
+from strataflow.api import blobs, buckets, errors, extractors, health, namespaces, objects, tasks, uploads
 from strataflow.api.limits import BodySizeLimit
 from strataflow.api.logging import RequestLogging
 from strataflow.config import Settings
 from strataflow.runtime import Runtime, open_runtime
 
-ROUTERS = (health, namespaces, buckets, objects, tasks, extractors)
+ROUTERS = (health, namespaces, buckets, objects, tasks, extractors, uploads, blobs)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None,

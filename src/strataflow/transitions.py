@@ -45,6 +45,19 @@ TASK = Machine(
     },
 )
 
+# An upload waits for its bytes (PENDING), may be confirmed in the background
+# (PROCESSING), and ends COMPLETED, FAILED (expired, or a background confirm
+# failed) or CANCELED (deleted). A synchronous confirm that finds the wrong
+# bytes changes nothing, so the client can PUT again and retry.
+UPLOAD = Machine(
+    kind="upload",
+    id_attribute="upload_id",
+    moves={
+        S.PENDING: frozenset({S.PROCESSING, S.COMPLETED, S.FAILED, S.CANCELED}),
+        S.PROCESSING: frozenset({S.COMPLETED, S.FAILED}),
+    },
+)
+
 _MACHINES: dict[type[Any], Machine] = {}
 
 
@@ -92,9 +105,10 @@ def transition(session: Session, entity: Any, target: Status, reason: str) -> bo
 
 
 def _register_builtin() -> None:
-    from strataflow.store.tables import Task
+    from strataflow.store.tables import Task, Upload
 
     register(Task, TASK)
+    register(Upload, UPLOAD)
 
 
 _register_builtin()
