@@ -6,6 +6,7 @@ so a reader never sees half a file and a crash leaves no partial blob.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import os
@@ -169,26 +170,49 @@ class LocalBlobStore:
 
     def complete_multipart(self, key: str, multipart_id: str, parts: list[PartInfo],
                            progress: Progress | None = None) -> BlobInfo:
-        prefix = self._parts_prefix(multipart_id)
-        if not self.path(prefix).is_dir():
-            joined = self.head(key)
-            if joined is None:
-                raise MultipartGoneError(multipart_id)
-            return joined  # joined by an earlier call
+        folder = self.path(self._parts_prefix(multipart_id))
+        try:
+            handle = os.open(folder, os.O_RDONLY)
+        except FileNotFoundError:
+            return self._joined(key, multipart_id)
+        try:
+            # One join at a time per upload, across processes; a join that waited
+            # finds the folder gone and answers what the first one joined.
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            if not folder.is_dir():
+                return self._joined(key, multipart_id)
+            written = self._join(key, folder, parts, progress)
+            self.abort_multipart(key, multipart_id)
+        finally:
+            os.close(handle)
+        return BlobInfo(key=key, size=written.size, etag=written.etag, sha256=written.sha256)
+
+    def _join(self, key: str, folder: Path, parts: list[PartInfo], progress: Progress | None) -> WrittenBlob:
         done = 0
         with self.open_writer(key, md5=False) as writer:
             for part in sorted(parts, key=lambda p: p.part_number):
-                for chunk in self.iter_chunks(f"{prefix}/{part.part_number:05d}", _JOIN_CHUNK):
-                    writer.write(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done)
-            written = writer.commit(etag=multipart_etag([p.etag for p in parts]))
-        self.abort_multipart(key, multipart_id)
-        return BlobInfo(key=key, size=written.size, etag=written.etag, sha256=written.sha256)
+                with (folder / f"{part.part_number:05d}").open("rb") as source:
+                    while chunk := source.read(_JOIN_CHUNK):
+                        writer.write(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(done)
+            return writer.commit(etag=multipart_etag([p.etag for p in parts]))
+
+    def _joined(self, key: str, multipart_id: str) -> BlobInfo:
+        joined = self.head(key)
+        if joined is None:
+            raise MultipartGoneError(multipart_id)
+        return joined
 
     def abort_multipart(self, key: str, multipart_id: str) -> None:
-        shutil.rmtree(self.path(self._parts_prefix(multipart_id)), ignore_errors=True)
+        folder = self.path(self._parts_prefix(multipart_id))
+        trash = folder.with_name(f".gone-{multipart_id}-{secrets.token_hex(4)}")
+        try:
+            folder.rename(trash)  # atomic: a reader sees every part or no upload at all
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 class LocalBlobWriter:
