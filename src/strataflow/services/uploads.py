@@ -368,7 +368,7 @@ def cancel_upload(session: Session, blobs: BlobStore, bucket: Bucket, upload_id:
     if status is Status.PROCESSING:
         raise BadRequestError(f"Upload '{upload_id}' is being confirmed; try again when it finishes",
                               {"upload_id": upload_id, "task_id": row.task_id})
-    if status in (Status.PENDING, Status.IN_PROGRESS):
+    if status is Status.PENDING:
         transition(session, row, Status.CANCELED, "deleted through the API")
         row.message = "Canceled by a delete request."
     key, multipart_id = row.s3_key, row.multipart_id

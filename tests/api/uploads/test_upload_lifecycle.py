@@ -234,3 +234,14 @@ def test_delete_cancels_and_removes_bytes(client: TestClient, bucket: dict[str, 
     assert client.delete(f"{BASE}/{kept['upload_id']}", params={"delete_s3_object": False}).status_code == 204
     assert runtime.blobs.head(kept["s3_key"]) is not None
     assert_error(client.get(f"{BASE}/upl_doesnotexist00"), 404, "NotFoundError")
+
+
+def test_deleting_the_bucket_removes_upload_bytes(client: TestClient, bucket: dict[str, Any],
+                                                  runtime: Runtime) -> None:
+    confirmed_upload, _ = upload_and_confirm(client, b"kept by an object")
+    pending = create(client, filename="pending.txt")
+    put(client, pending["presigned_url"], b"never confirmed", "text/plain")
+    task = client.delete("/v1/buckets/files").json()
+    assert wait_task(client, task["task_id"])["status"] == "COMPLETED"
+    assert runtime.blobs.head(confirmed_upload["s3_key"]) is None
+    assert runtime.blobs.head(pending["s3_key"]) is None

@@ -171,3 +171,19 @@ def test_list_filters_search_sort_and_stats(client: TestClient, bucket: dict[str
     assert all(r["presigned_url"] is None for r in paged["results"])
     assert_error(client.post(f"{BASE}/list", json={"filters": {"password": "x"}}), 400)
     assert_error(client.post(f"{BASE}/list", json={"limit": 101}), 422)
+
+
+def test_killing_a_background_confirm_fails_the_upload(client: TestClient, bucket: dict[str, Any],
+                                                       runtime: Runtime) -> None:
+    runtime.jobs.stop()  # nothing picks the task up: it can only be killed
+    upload = create(client)
+    put(client, upload["presigned_url"], b"queued", "text/plain")
+    queued = client.post(f"{BASE}/{upload['upload_id']}/confirm", params={"async": True}, json={}).json()
+    assert queued["status"] == "PROCESSING"
+    again = client.post(f"{BASE}/{upload['upload_id']}/confirm", json={}).json()
+    assert again["status"] == "PROCESSING" and again["task_id"] == queued["task_id"]
+    assert_error(client.delete(f"{BASE}/{upload['upload_id']}"), 400)
+    assert client.delete(f"/v1/tasks/{queued['task_id']}").json()["success"] is True
+    record = client.get(f"{BASE}/{upload['upload_id']}").json()
+    assert record["status"] == "FAILED" and "killed" in record["message"]
+    assert client.get(f"/v1/tasks/{queued['task_id']}").json()["status"] == "CANCELED"
