@@ -30,7 +30,7 @@ from strataflow.schemas.uploads import (
     OpenMultipartRequest,
     UploadResponse,
 )
-from strataflow.services import upload_multipart, uploads
+from strataflow.services import upload_create, upload_multipart, uploads
 from strataflow.services.buckets import get_bucket
 from strataflow.services.scope import NamespaceScope
 from strataflow.services.tasks import task_payload
@@ -54,17 +54,17 @@ def create_upload(bucket_identifier: str, request: CreateUploadRequest, scope: S
                   runtime: RuntimeDep) -> dict[str, Any]:
     with runtime.db.session() as session:
         bucket = get_bucket(session, scope, bucket_identifier)
-        return uploads.create_uploads(session, runtime.blobs, runtime.settings, scope, bucket, [request])[0]
+        return upload_create.create_uploads(session, runtime.blobs, runtime.settings, scope, bucket, [request])[0]
 
 
 @router.post("/batch", response_model=BatchUploadResponse)
 def create_uploads_batch(bucket_identifier: str, request: BatchUploadRequest, scope: ScopeDep,
                          runtime: RuntimeDep) -> dict[str, Any]:
-    items = [uploads.merge_shared(item, request.shared_metadata, request.shared_object_metadata)
+    items = [upload_create.merge_shared(item, request.shared_metadata, request.shared_object_metadata)
              for item in request.uploads]
     with runtime.db.session() as session:
         bucket = get_bucket(session, scope, bucket_identifier)
-        created = uploads.create_uploads(session, runtime.blobs, runtime.settings, scope, bucket, items)
+        created = upload_create.create_uploads(session, runtime.blobs, runtime.settings, scope, bucket, items)
     return {"uploads": created, "total": len(created)}
 
 
