@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode
 
 from strataflow.blobs.base import BlobInfo, WrittenBlob, validate_key
 from strataflow.blobs.multipart import MultipartGoneError, PartInfo, Progress, multipart_etag
+from strataflow.errors import NotFoundError
 
 _CHUNK = 1 << 20
 _ETAG_SUFFIX = ".etag"  # sidecar holding the etag and SHA-256, so HEAD needs no re-read
@@ -55,7 +56,11 @@ class LocalBlobStore:
     # -- bytes ---------------------------------------------------------------
     def open_writer(self, key: str, *, md5: bool = True) -> LocalBlobWriter:
         """A blob written piece by piece (the presigned PUT route streams into one)."""
-        return LocalBlobWriter(self.path(key), key, md5=md5)
+        target = self.path(key)
+        if key.startswith(f"{_MULTIPART_ROOT}/") and not target.parent.is_dir():
+            # a part sent after its upload was joined or aborted would only leave litter
+            raise NotFoundError("This multipart upload is no longer open", {"key": key})
+        return LocalBlobWriter(target, key, md5=md5)
 
     def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> WrittenBlob:
         with self.open_writer(key) as writer:

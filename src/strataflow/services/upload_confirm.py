@@ -188,13 +188,10 @@ def _sha256_of(blobs: BlobStore, key: str, progress: Any) -> str:
 def complete_upload(context: JobContext, bucket_id: str, upload_id: str, verified: Verified,
                     *, from_background: bool) -> Upload:
     """Mark the upload COMPLETED and create its object, once. Safe to call concurrently."""
-    for attempt in (1, 2):
-        try:
-            return _complete_once(context, bucket_id, upload_id, verified, from_background)
-        except StaleDataError:
-            if attempt == 2:  # a concurrent writer changed the row twice in a row: let the caller retry
-                raise
-    raise AssertionError("unreachable")
+    try:
+        return _complete_once(context, bucket_id, upload_id, verified, from_background)
+    except StaleDataError:  # a concurrent writer changed the row first; the retry sees its result
+        return _complete_once(context, bucket_id, upload_id, verified, from_background)
 
 
 def _complete_once(context: JobContext, bucket_id: str, upload_id: str, verified: Verified,
