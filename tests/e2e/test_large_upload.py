@@ -66,7 +66,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 def api(server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=120,
                       headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": "big"}) as client:
-        assert client.post("/v1/namespaces", json={"namespace_name": "big", "feature_extractors": []}).status_code == 200
+        created = client.post("/v1/namespaces", json={"namespace_name": "big", "feature_extractors": []})
+        assert created.status_code == 200, created.text
         schema = {"properties": {"clip": {"type": "video"}}}
         assert client.post("/v1/buckets", json={"bucket_name": "media", "bucket_schema": schema}).status_code == 200
         yield client

@@ -60,7 +60,8 @@ class ObjectWriter:
             for blob in blobs:
                 if blob.upload_id is not None:
                     if session is None:
-                        raise BadRequestError("Upload-backed blobs are not accepted here", {"upload_id": blob.upload_id})
+                        raise BadRequestError("Upload-backed blobs are not accepted here",
+                                              {"upload_id": blob.upload_id})
                     stored.records.append(upload_blob_record(session, self.blobs, bucket, blob, object_id))
                     continue
                 store_blob(self.blobs, bucket.bucket_schema, root, blob, self.limits, stored)

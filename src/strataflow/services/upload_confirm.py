@@ -19,9 +19,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from strataflow.blobs import BlobInfo, BlobStore
+from strataflow.blobs.multipart import Progress
 from strataflow.clock import isoformat, utcnow
 from strataflow.engine.jobs import JobContext, extend_lease
 from strataflow.errors import BadRequestError, StrataflowError
@@ -120,7 +122,7 @@ def refuse_unconfirmable(row: Upload) -> None:
 # -- step 2: what does storage hold? ----------------------------------------------------
 
 
-def stored_info(blobs: BlobStore, row: Upload, claim: Claim, progress: Any = None) -> BlobInfo:
+def stored_info(blobs: BlobStore, row: Upload, claim: Claim, progress: Progress | None = None) -> BlobInfo:
     """HEAD the upload's key, joining its parts first when it is a multipart upload."""
     if row.multipart_id is not None:
         return join_parts(blobs, row, claim.parts, progress)
@@ -160,7 +162,8 @@ def _bare_etag(etag: str) -> str:
     return value.strip('"')
 
 
-def verify_stored(blobs: BlobStore, row: Upload, claim: Claim, max_bytes: int, progress: Any = None) -> Verified:
+def verify_stored(blobs: BlobStore, row: Upload, claim: Claim, max_bytes: int,
+                  progress: Progress | None = None) -> Verified:
     info = stored_info(blobs, row, claim, progress)
     check_matches(row, claim, info, max_bytes)
     sha256 = info.sha256 or _sha256_of(blobs, row.s3_key, progress)
@@ -172,7 +175,7 @@ def verify_stored(blobs: BlobStore, row: Upload, claim: Claim, max_bytes: int, p
     return Verified(size=info.size, etag=info.etag, sha256=sha256)
 
 
-def _sha256_of(blobs: BlobStore, key: str, progress: Any) -> str:
+def _sha256_of(blobs: BlobStore, key: str, progress: Progress | None) -> str:
     digest, done = hashlib.sha256(), 0
     for chunk in blobs.iter_chunks(key, _HASH_CHUNK):
         digest.update(chunk)
@@ -226,7 +229,7 @@ def _complete_once(context: JobContext, bucket_id: str, upload_id: str, verified
             raise
 
 
-def _record_verification(session: Any, row: Upload, verified: Verified) -> None:
+def _record_verification(session: Session, row: Upload, verified: Verified) -> None:
     now = utcnow()
     row.stored_size_bytes = verified.size
     row.etag = verified.etag
@@ -255,7 +258,7 @@ def mark_failed(context: JobContext, bucket_id: str, upload_id: str, reason: str
 
 
 def confirm_inline(context: JobContext, bucket: Bucket, upload_id: str, claim: Claim,
-                   progress: Any = None) -> Upload:
+                   progress: Progress | None = None) -> Upload:
     """Steps 1-3 in the calling thread (a sync confirm, or one item of a batch confirm)."""
     row = load_for_confirm(context, bucket, upload_id)
     if row.status == Status.COMPLETED.value:

@@ -145,7 +145,8 @@ def _check_parts(plan: PartPlan, received: dict[int, PartInfo], claimed: list[Pa
     wrong = {n: {"expected": plan.size_of(n), "stored": received[n].size}
              for n in range(1, plan.count + 1) if received[n].size != plan.size_of(n)}
     if wrong:
-        raise BadRequestError(f"{len(wrong)} parts have the wrong size", {"part_sizes": dict(list(wrong.items())[:100])})
+        raise BadRequestError(f"{len(wrong)} parts have the wrong size",
+                              {"part_sizes": dict(list(wrong.items())[:100])})
     for ref in claimed or []:
         got = received.get(ref.part_number)
         if got is None or got.etag != ref.etag.strip().strip('"'):
