@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from strataflow import __version__
 from strataflow.api import (
     batches,
+    blobs,
     buckets,
     collections,
     documents,
@@ -20,13 +21,16 @@ from strataflow.api import (
     namespaces,
     objects,
     tasks,
+    uploads,
 )
 from strataflow.api.limits import BodySizeLimit
 from strataflow.api.logging import RequestLogging
 from strataflow.config import Settings
 from strataflow.runtime import Runtime, open_runtime
 
-ROUTERS = (health, namespaces, buckets, objects, batches, tasks, extractors, collections, documents, lineage)
+ROUTERS = (
+    health, namespaces, buckets, objects, uploads, blobs, batches, tasks, extractors, collections, documents, lineage,
+)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None,

@@ -52,6 +52,21 @@ class Settings(BaseSettings):
     tier_lease_s: float = Field(default=30.0, gt=0, description="A tier's lease; a dead worker's tier resumes after it.")
     manifest_chunk_rows: int = Field(default=1000, ge=1, description="Manifest rows read and processed at a time.")
     extract_batch_size: int = Field(default=256, ge=1, description="Rows handed to an extractor per call.")
+    # Presigned uploads: per-file cap, optional per-namespace quota, and the size above
+    # which a confirm runs as a background task (the contract says 100 MB).
+    max_upload_bytes: int = Field(default=5 * 1024**3, ge=1, description="Largest file one upload may carry.")
+    upload_quota_bytes: int | None = Field(
+        default=None, ge=1, description="Bytes of live uploads a namespace may hold; empty means no quota."
+    )
+    upload_async_confirm_bytes: int = Field(default=100 * 1024**2, ge=1)
+    multipart_part_size_bytes: int = Field(default=64 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
+    # S3 back end (STRATAFLOW_BLOB_URL=s3://bucket/prefix). Empty credentials fall back
+    # to boto3's own chain (environment, config files, instance roles).
+    s3_endpoint_url: str | None = Field(default=None, description="S3 API endpoint, e.g. http://127.0.0.1:9000.")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_path_style: bool = Field(default=False, description="Address buckets as endpoint/bucket (MinIO, moto).")
     log_level: str = "INFO"
     log_json: bool = False
 

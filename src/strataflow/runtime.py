@@ -25,6 +25,7 @@ log = logging.getLogger("strataflow")
 # Importing these registers their background job handlers.
 import strataflow.services.buckets  # noqa: E402,F401
 import strataflow.services.namespaces  # noqa: E402,F401
+import strataflow.services.upload_tasks  # noqa: E402,F401
 
 
 def open_blob_store(settings: Settings) -> BlobStore:

@@ -74,6 +74,20 @@ TIER = Machine(
     },
 )
 
+
+# An upload waits for its bytes (PENDING), may be confirmed in the background
+# (PROCESSING), and ends COMPLETED, FAILED (expired, or a background confirm
+# failed) or CANCELED (deleted). A synchronous confirm that finds the wrong
+# bytes changes nothing, so the client can PUT again and retry.
+UPLOAD = Machine(
+    kind="upload",
+    id_attribute="upload_id",
+    moves={
+        S.PENDING: frozenset({S.PROCESSING, S.COMPLETED, S.FAILED, S.CANCELED}),
+        S.PROCESSING: frozenset({S.COMPLETED, S.FAILED}),
+    },
+)
+
 _MACHINES: dict[type[Any], Machine] = {}
 
 
@@ -121,11 +135,12 @@ def transition(session: Session, entity: Any, target: Status, reason: str) -> bo
 
 
 def _register_builtin() -> None:
-    from strataflow.store.tables import Batch, BatchTier, Task
+    from strataflow.store.tables import Batch, BatchTier, Task, Upload
 
     register(Task, TASK)
     register(Batch, BATCH)
     register(BatchTier, TIER)
+    register(Upload, UPLOAD)
 
 
 _register_builtin()

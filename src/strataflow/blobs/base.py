@@ -19,6 +19,7 @@ class BlobInfo:
     size: int
     etag: str  # unquoted; MD5 hex for single-part writes, S3-style for multipart
     content_type: str | None = None
+    sha256: str | None = None  # known without reading the bytes again (local store), else None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ so a reader never sees half a file and a crash leaves no partial blob.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import os
@@ -19,9 +20,14 @@ from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
 from strataflow.blobs.base import BlobInfo, WrittenBlob, validate_key
+from strataflow.blobs.multipart import MultipartGoneError, PartInfo, Progress, multipart_etag
+from strataflow.errors import NotFoundError
 
 _CHUNK = 1 << 20
-_ETAG_SUFFIX = ".etag"  # sidecar holding the MD5 etag, so HEAD needs no re-read
+_ETAG_SUFFIX = ".etag"  # sidecar holding the etag and SHA-256, so HEAD needs no re-read
+_JOIN_CHUNK = 8 << 20
+_MULTIPART_ROOT = "_multipart"  # parts of open multipart uploads, one directory per upload
+ANY_CONTENT_TYPE = "*"  # signed into part URLs: parts may be sent with any Content-Type
 
 
 class LocalBlobStore:
@@ -48,27 +54,19 @@ class LocalBlobStore:
         return f"local://{validate_key(key)}"
 
     # -- bytes ---------------------------------------------------------------
-    def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> WrittenBlob:
+    def open_writer(self, key: str, *, md5: bool = True) -> LocalBlobWriter:
+        """A blob written piece by piece (the presigned PUT route streams into one)."""
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        md5, sha, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(_CHUNK):
-                    out.write(chunk)
-                    md5.update(chunk)
-                    sha.update(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            etag = md5.hexdigest()
-            Path(tmp).replace(target)
-            _write_sidecar(target, etag)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return WrittenBlob(key=key, size=size, etag=etag, sha256=sha.hexdigest())
+        if key.startswith(f"{_MULTIPART_ROOT}/") and not target.parent.is_dir():
+            # a part sent after its upload was joined or aborted would only leave litter
+            raise NotFoundError("This multipart upload is no longer open", {"key": key})
+        return LocalBlobWriter(target, key, md5=md5)
+
+    def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> WrittenBlob:
+        with self.open_writer(key) as writer:
+            while chunk := stream.read(_CHUNK):
+                writer.write(chunk)
+            return writer.commit()
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> WrittenBlob:
         import io
@@ -88,8 +86,9 @@ class LocalBlobStore:
         if not path.is_file():
             return None
         sidecar = path.with_name(path.name + _ETAG_SUFFIX)
-        etag = sidecar.read_text().strip() if sidecar.is_file() else _md5_of(path)
-        return BlobInfo(key=key, size=path.stat().st_size, etag=etag)
+        lines = sidecar.read_text().split() if sidecar.is_file() else [_md5_of(path)]
+        sha256 = lines[1] if len(lines) > 1 else None
+        return BlobInfo(key=key, size=path.stat().st_size, etag=lines[0], sha256=sha256)
 
     def delete(self, key: str) -> None:
         path = self.path(key)
@@ -125,6 +124,12 @@ class LocalBlobStore:
         expected = self.sign(method, key, content_type, expires)
         return hmac.compare_digest(expected, signature) and time.time() <= expires
 
+    def verify_put(self, key: str, content_type: str, expires: int, signature: str) -> bool:
+        """A PUT is allowed with the exact Content-Type signed, or any if the URL was signed for any."""
+        return self.verify("PUT", key, content_type, expires, signature) or self.verify(
+            "PUT", key, ANY_CONTENT_TYPE, expires, signature
+        )
+
     def _url(self, method: str, key: str, content_type: str, expires_in: int) -> str:
         expires = int(time.time()) + int(expires_in)
         query = {"expires": str(expires), "signature": self.sign(method, key, content_type, expires)}
@@ -135,6 +140,133 @@ class LocalBlobStore:
 
     def presigned_put_url(self, key: str, content_type: str, expires_in: int) -> str:
         return self._url("PUT", key, content_type, expires_in)
+
+
+    # -- multipart -------------------------------------------------------------
+    # Parts are ordinary blobs under _multipart/<id>/, PUT through presigned URLs
+    # like any other; joining streams them into the target in part order.
+    def _parts_prefix(self, multipart_id: str) -> str:
+        if not multipart_id.isalnum():
+            raise MultipartGoneError(multipart_id)
+        return f"{_MULTIPART_ROOT}/{multipart_id}"
+
+    def create_multipart(self, key: str, content_type: str) -> str:
+        validate_key(key)
+        multipart_id = secrets.token_hex(16)
+        self.path(self._parts_prefix(multipart_id)).mkdir(parents=True)
+        return multipart_id
+
+    def presigned_part_url(self, key: str, multipart_id: str, part_number: int, expires_in: int) -> str:
+        part_key = f"{self._parts_prefix(multipart_id)}/{part_number:05d}"
+        return self._url("PUT", part_key, ANY_CONTENT_TYPE, expires_in)
+
+    def list_parts(self, key: str, multipart_id: str) -> list[PartInfo]:
+        prefix = self._parts_prefix(multipart_id)
+        folder = self.path(prefix)
+        if not folder.is_dir():
+            raise MultipartGoneError(multipart_id)
+        parts = []
+        for entry in sorted(folder.iterdir()):
+            if entry.name.isdigit():
+                info = self.head(f"{prefix}/{entry.name}")
+                if info is not None:
+                    parts.append(PartInfo(part_number=int(entry.name), size=info.size, etag=info.etag))
+        return parts
+
+    def complete_multipart(self, key: str, multipart_id: str, parts: list[PartInfo],
+                           progress: Progress | None = None) -> BlobInfo:
+        folder = self.path(self._parts_prefix(multipart_id))
+        try:
+            handle = os.open(folder, os.O_RDONLY)
+        except FileNotFoundError:
+            return self._joined(key, multipart_id)
+        try:
+            # One join at a time per upload, across processes; a join that waited
+            # finds the folder gone and answers what the first one joined.
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            if not folder.is_dir():
+                return self._joined(key, multipart_id)
+            written = self._join(key, folder, parts, progress)
+            self.abort_multipart(key, multipart_id)
+        finally:
+            os.close(handle)
+        return BlobInfo(key=key, size=written.size, etag=written.etag, sha256=written.sha256)
+
+    def _join(self, key: str, folder: Path, parts: list[PartInfo], progress: Progress | None) -> WrittenBlob:
+        done = 0
+        with self.open_writer(key, md5=False) as writer:
+            for part in sorted(parts, key=lambda p: p.part_number):
+                with (folder / f"{part.part_number:05d}").open("rb") as source:
+                    while chunk := source.read(_JOIN_CHUNK):
+                        writer.write(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(done)
+            return writer.commit(etag=multipart_etag([p.etag for p in parts]))
+
+    def _joined(self, key: str, multipart_id: str) -> BlobInfo:
+        joined = self.head(key)
+        if joined is None:
+            raise MultipartGoneError(multipart_id)
+        return joined
+
+    def abort_multipart(self, key: str, multipart_id: str) -> None:
+        folder = self.path(self._parts_prefix(multipart_id))
+        trash = folder.with_name(f".gone-{multipart_id}-{secrets.token_hex(4)}")
+        try:
+            folder.rename(trash)  # atomic: a reader sees every part or no upload at all
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+class LocalBlobWriter:
+    """One blob being written in pieces: bytes go to a temporary file beside the target,
+    hashed as they pass, and `commit` renames it into place (a reader never sees half a file)."""
+
+    def __init__(self, target: Path, key: str, *, md5: bool = True) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.key = key
+        self.size = 0
+        self._target = target
+        self._md5 = hashlib.md5(usedforsecurity=False) if md5 else None
+        self._sha = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        self._tmp = Path(tmp)
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        assert self._file is not None, "writer already closed"
+        self._file.write(chunk)
+        if self._md5 is not None:
+            self._md5.update(chunk)
+        self._sha.update(chunk)
+        self.size += len(chunk)
+
+    def commit(self, etag: str | None = None) -> WrittenBlob:
+        """Make the blob visible. `etag` replaces the MD5 (multipart joins know theirs)."""
+        assert self._file is not None, "writer already closed"
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        etag = etag or (self._md5.hexdigest() if self._md5 is not None else "")
+        sha256 = self._sha.hexdigest()
+        self._tmp.replace(self._target)
+        _write_sidecar(self._target, etag, sha256)
+        return WrittenBlob(key=self.key, size=self.size, etag=etag, sha256=sha256)
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> LocalBlobWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()  # a no-op after commit; otherwise nothing half-written stays behind
 
 
 def load_or_create_secret(path: Path) -> bytes:
@@ -154,10 +286,10 @@ def load_or_create_secret(path: Path) -> bytes:
     return secret
 
 
-def _write_sidecar(target: Path, etag: str) -> None:
+def _write_sidecar(target: Path, etag: str, sha256: str) -> None:
     sidecar = target.with_name(target.name + _ETAG_SUFFIX)
     tmp = sidecar.with_name(sidecar.name + f".{secrets.token_hex(4)}")
-    tmp.write_text(etag)
+    tmp.write_text(f"{etag}\n{sha256}\n")
     tmp.replace(sidecar)
 
 

@@ -179,3 +179,14 @@ class JobRunner:
                 task.error = outcome.error
             task.lease_owner = None
             task.lease_expires_at = None
+
+
+def extend_lease(db: Database, task_id: str, owner: str | None) -> bool:
+    """Push a running task's lease forward. Long handlers call this so no other runner
+    takes their task while they still work on it. False once the lease is lost."""
+    with db.transaction() as session:
+        task = session.get(Task, task_id)
+        if task is None or owner is None or task.lease_owner != owner or task.status != Status.PROCESSING.value:
+            return False
+        task.lease_expires_at = utcnow() + LEASE
+        return True

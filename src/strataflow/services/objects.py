@@ -24,6 +24,7 @@ from strataflow.schemas.objects import (
 from strataflow.services.blob_sources import SourceLimits, StoredBlobs, store_blob
 from strataflow.services.bucket_schema import check_metadata, check_required
 from strataflow.services.scope import NamespaceScope
+from strataflow.services.upload_blobs import upload_blob_record
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Bucket, BucketObject
@@ -49,15 +50,20 @@ class ObjectWriter:
     blobs: BlobStore
     limits: SourceLimits
 
-    def store(self, bucket: Bucket, object_id: str, blobs: list[CreateBlobRequest]) -> StoredBlobs:
+    def store(self, bucket: Bucket, object_id: str, blobs: list[CreateBlobRequest],
+              session: Session | None = None) -> StoredBlobs:
+        """Blob records for an object. Upload-backed blobs (`upload_id`) need the `session`:
+        their upload is bound to the object in it, and their bytes stay where they are."""
         stored = StoredBlobs()
         root = f"{bucket.namespace_id}/{bucket.bucket_id}/{object_id}"
         try:
             for blob in blobs:
                 if blob.upload_id is not None:
-                    raise BadRequestError(
-                        f"Upload '{blob.upload_id}' not found in this bucket", {"upload_id": blob.upload_id}
-                    )
+                    if session is None:
+                        raise BadRequestError("Upload-backed blobs are not accepted here",
+                                              {"upload_id": blob.upload_id})
+                    stored.records.append(upload_blob_record(session, self.blobs, bucket, blob, object_id))
+                    continue
                 store_blob(self.blobs, bucket.bucket_schema, root, blob, self.limits, stored)
         except BaseException:
             stored.undo(self.blobs)
@@ -74,7 +80,7 @@ def content_hash(blobs: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def _unique_value(bucket: Bucket, metadata: dict[str, Any]) -> str | None:
+def unique_key_value(bucket: Bucket, metadata: dict[str, Any]) -> str | None:
     if not bucket.unique_key:
         return None
     values = []
@@ -105,7 +111,7 @@ def create_object(
     """Validate, store blob bytes, then insert the row. On any failure nothing remains."""
     metadata = dict(request.metadata or {})
     _validate(bucket, request.blobs, metadata)
-    unique_value = _unique_value(bucket, metadata)
+    unique_value = unique_key_value(bucket, metadata)
     policy = policy or (bucket.unique_key or {}).get("default_policy") or "insert"
     if policy not in ("insert", "update", "upsert"):
         raise BadRequestError("policy must be insert, update or upsert", {"policy": policy})
@@ -124,7 +130,7 @@ def create_object(
         if existing is None and policy == "update":
             raise not_found("Object with unique key", unique_value)
     object_id = existing.object_id if existing is not None else new_id("object")
-    stored = writer.store(bucket, object_id, request.blobs)
+    stored = writer.store(bucket, object_id, request.blobs, session)
     try:
         digest = content_hash(stored.records)
         if request.skip_duplicates and existing is None:
@@ -134,6 +140,7 @@ def create_object(
                 )
             )
             if duplicate is not None:
+                session.rollback()  # releases any upload the blobs had bound to the new object
                 stored.undo(writer.blobs)
                 return duplicate
         if existing is not None:
@@ -222,14 +229,14 @@ def update_object(
         check_required(bucket.bucket_schema, {b["property"] for b in row.blobs} | set(metadata))
         row.metadata_ = metadata
         row.key_prefix = request.key_prefix
-        row.unique_key_value = _unique_value(bucket, metadata)
+        row.unique_key_value = unique_key_value(bucket, metadata)
         session.commit()
         return row
     _validate(bucket, blobs, metadata)
-    stored = writer.store(bucket, row.object_id, blobs)
+    stored = writer.store(bucket, row.object_id, blobs, session)
     old_keys = _blob_keys(row.blobs)
     try:
-        row.unique_key_value = _unique_value(bucket, metadata)
+        row.unique_key_value = unique_key_value(bucket, metadata)
         _fill(row, request.key_prefix, stored, metadata, content_hash(stored.records))
         session.commit()
     except BaseException:
@@ -248,7 +255,7 @@ def patch_object(session: Session, bucket: Bucket, row: BucketObject, request: P
     if changes.get("metadata") is not None:
         merged = {**row.metadata_, **changes["metadata"]}
         check_metadata(bucket.bucket_schema, merged)
-        row.unique_key_value = _unique_value(bucket, merged)
+        row.unique_key_value = unique_key_value(bucket, merged)
         row.metadata_ = merged
     session.commit()
     return row

@@ -288,3 +288,60 @@ class CollectionSource(Base):
     )
     source_type: Mapped[str] = mapped_column(String(16), primary_key=True)  # bucket | collection
     source_id: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)
+
+
+# ---------------------------------------------------------------------------
+# Uploads (issue 3): presigned uploads and their confirmation.
+# ---------------------------------------------------------------------------
+
+
+class Upload(Base):
+    """One presigned upload: the file a client PUTs to blob storage, then confirms.
+
+    `version` makes every UPDATE conditional on the row being unchanged since it
+    was read, so two writers racing on one upload can never both succeed.
+    """
+
+    __tablename__ = "uploads"
+    __table_args__ = (
+        Index("ix_uploads_bucket_created", "bucket_id", "created_at"),
+        Index("ix_uploads_bucket_hash", "bucket_id", "content_sha256"),
+        Index("ix_uploads_status_expires", "status", "expires_at"),
+    )
+
+    upload_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    bucket_id: Mapped[str] = mapped_column(ForeignKey("buckets.bucket_id", ondelete="CASCADE"))
+    namespace_id: Mapped[str] = mapped_column(String(40), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    file_size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)  # declared at create
+    stored_size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)  # verified at confirm
+    presigned_url_expiration: Mapped[int] = mapped_column(Integer)
+    s3_key: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(32), default="PENDING")
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    create_object_on_confirm: Mapped[bool] = mapped_column(Boolean, default=True)
+    object_metadata: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    blob_property: Mapped[str | None] = mapped_column(String(100), default=None)
+    blob_type: Mapped[str | None] = mapped_column(String(32), default=None)
+    file_hash: Mapped[str | None] = mapped_column(String(64), default=None)  # the client's SHA-256
+    content_sha256: Mapped[str | None] = mapped_column(String(64), default=None)  # ours, of stored bytes
+    skip_duplicates: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    duplicate_of_upload_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    skipped_unique_key: Mapped[bool] = mapped_column(Boolean, default=False)
+    existing_object_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    etag: Mapped[str | None] = mapped_column(String(128), default=None)
+    object_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    task_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+    multipart_id: Mapped[str | None] = mapped_column(String(1024), default=None)
+    part_size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    verified_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __mapper_args__ = {"version_id_col": version}

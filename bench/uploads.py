@@ -1,0 +1,293 @@
+"""Benchmark presigned uploads on the local back end against a real server on loopback.
+
+    python bench/uploads.py [--put-mib 1024] [--reps 3] [--batch 100] [--multipart-mib 2048]
+
+Measures, in one run and on one disk:
+  1. PUT throughput through a local presigned URL vs a plain file copy of the
+     same bytes (both end with fsync), as a ratio;
+  2. wall time of a batch confirm of 100 uploads (request -> task COMPLETED);
+  3. a 2 GB multipart upload (64 MiB parts) and its background confirm, with
+     the server's peak resident memory.
+Prints a table and writes bench/results/uploads.json. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "uploads.json"
+API_KEY = "sk_bench_admin_key_0123456789abcdef"
+MiB = 1024 * 1024
+PART = 64 * MiB
+
+
+# -- a real server ------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, data_dir: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "STRATAFLOW_API_KEY": API_KEY, "STRATAFLOW_TASK_POLL_INTERVAL_S": "0.05",
+               "STRATAFLOW_LOG_LEVEL": "WARNING",
+               "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+        self.log = (data_dir.parent / "server.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "strataflow", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(data_dir)], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/v1/health/liveness", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("server did not start; see server.log")
+            time.sleep(0.1)
+
+    def memory(self) -> dict[str, int]:
+        values = {}
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                values[name] = int(rest.split()[0]) * 1024
+        return values
+
+    def reset_peak(self) -> None:
+        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def api_client(server: Server) -> httpx.Client:
+    client = httpx.Client(base_url=server.url, timeout=600,
+                          headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": "bench"})
+    client.post("/v1/namespaces", json={"namespace_name": "bench", "feature_extractors": []}).raise_for_status()
+    schema = {"properties": {"file": {"type": "video"}, "note": {"type": "text"}}}
+    client.post("/v1/buckets", json={"bucket_name": "bench", "bucket_schema": schema}).raise_for_status()
+    return client
+
+
+def create_upload(api: httpx.Client, name: str, size: int, prop: str = "file",
+                  content_type: str = "video/mp4") -> dict[str, Any]:
+    response = api.post("/v1/buckets/bench/uploads", json={
+        "filename": name, "content_type": content_type, "blob_property": prop, "file_size_bytes": size})
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def wait_task(api: httpx.Client, task_id: str) -> dict[str, Any]:
+    while True:
+        response = api.get(f"/v1/tasks/{task_id}")
+        response.raise_for_status()
+        task = response.json()
+        if task["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED"):
+            return dict(task)
+        time.sleep(0.02)
+
+
+# -- data -----------------------------------------------------------------------------
+
+
+def write_source(path: Path, size: int, seed: str) -> None:
+    """A file of `size` bytes, distinct per MiB so no two runs share content."""
+    block = hashlib.shake_256(seed.encode()).digest(MiB)
+    with path.open("wb") as out:
+        for index in range(size // MiB):
+            out.write(index.to_bytes(8, "big") + block[8:])
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def put(url: str, path: Path, start: int, length: int, content_type: str | None) -> dict[str, str]:
+    """PUT a file range with sendfile(2): the client costs almost no CPU, so what is
+    measured is the server (both share this machine's cores). Returns the response headers."""
+    parts = urlsplit(url)
+    head = [f"PUT {parts.path}?{parts.query} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {length}",
+            "Connection: close"] + ([f"Content-Type: {content_type}"] if content_type else [])
+    with socket.create_connection((parts.hostname, parts.port)) as sock, path.open("rb") as source:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        sock.sendfile(source, start, length)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"PUT answered {response.status}: {body[:300]!r}")
+        return dict(response.getheaders())
+
+
+def plain_copy(source: Path, target: Path) -> None:
+    shutil.copyfile(source, target)
+    with target.open("rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+# -- measurements -----------------------------------------------------------------------
+
+
+def measure_put_vs_copy(api: httpx.Client, work: Path, size: int, reps: int) -> dict[str, Any]:
+    source = work / "put-source.bin"
+    write_source(source, size, "put")
+    copy_times, put_times = [], []
+    for rep in range(reps):
+        target = work / f"copy-{rep}.bin"
+        started = time.perf_counter()
+        plain_copy(source, target)
+        copy_times.append(time.perf_counter() - started)
+        target.unlink()
+
+        upload = create_upload(api, f"put-{rep}.mp4", size)
+        started = time.perf_counter()
+        put(upload["presigned_url"], source, 0, size, "video/mp4")
+        put_times.append(time.perf_counter() - started)
+        api.delete(f"/v1/buckets/bench/uploads/{upload['upload_id']}").raise_for_status()
+    source.unlink()
+    copy_s, put_s = statistics.median(copy_times), statistics.median(put_times)
+    return {
+        "bytes": size, "reps": reps,
+        "copy_seconds": copy_times, "put_seconds": put_times,
+        "copy_mib_per_s": size / MiB / copy_s, "put_mib_per_s": size / MiB / put_s,
+        "put_to_copy_ratio": copy_s / put_s,
+    }
+
+
+def measure_batch_confirm(api: httpx.Client, count: int) -> dict[str, Any]:
+    created = api.post("/v1/buckets/bench/uploads/batch", json={"uploads": [
+        {"filename": f"n{i}.txt", "content_type": "text/plain", "blob_property": "note"} for i in range(count)]})
+    created.raise_for_status()
+    confirmations = []
+    for i, upload in enumerate(created.json()["uploads"]):
+        body = f"note number {i}\n".encode() * 64
+        response = httpx.put(upload["presigned_url"], content=body, headers={"Content-Type": "text/plain"})
+        response.raise_for_status()
+        confirmations.append({"upload_id": upload["upload_id"], "etag": response.headers["ETag"],
+                              "file_size_bytes": len(body)})
+    started = time.perf_counter()
+    answer = api.post("/v1/buckets/bench/uploads/confirm/batch", json={"confirmations": confirmations})
+    answer.raise_for_status()
+    task = wait_task(api, answer.json()["task_id"])
+    elapsed = time.perf_counter() - started
+    ok = sum(1 for o in task["outputs"] if o.get("success"))
+    return {"uploads": count, "status": task["status"], "succeeded": ok, "seconds": elapsed,
+            "ms_per_upload": elapsed * 1000 / count}
+
+
+def measure_multipart(api: httpx.Client, server: Server, work: Path, size: int) -> dict[str, Any]:
+    source = work / "multipart-source.bin"
+    write_source(source, size, "multipart")
+    upload = create_upload(api, "big.mp4", size)
+    plan = api.post(f"/v1/buckets/bench/uploads/{upload['upload_id']}/multipart",
+                    json={"part_size_bytes": PART}).json()
+    server.reset_peak()
+    rss_before = server.memory()["VmRSS"]
+    started = time.perf_counter()
+    for part in plan["parts"]:
+        put(part["presigned_url"], source, (part["part_number"] - 1) * PART, part["size_bytes"], None)
+    put_s = time.perf_counter() - started
+    started = time.perf_counter()
+    answer = api.post(f"/v1/buckets/bench/uploads/{upload['upload_id']}/confirm",
+                      json={"file_size_bytes": size}).json()
+    if answer["status"] == "PROCESSING":  # large files are confirmed in the background
+        task = wait_task(api, answer["task_id"])
+        status, etag = task["status"], task["outputs"][0].get("etag")
+    else:
+        status, etag = answer["status"], answer["etag"]
+    confirm_s = time.perf_counter() - started
+    peak = server.memory()["VmHWM"]
+    source.unlink()
+    return {
+        "bytes": size, "parts": plan["part_count"], "part_bytes": PART, "task_status": status,
+        "etag": etag, "parts_put_seconds": put_s,
+        "parts_put_mib_per_s": size / MiB / put_s, "confirm_seconds": confirm_s,
+        "server_rss_before_mib": rss_before / MiB, "server_peak_rss_mib": peak / MiB,
+        "server_peak_growth_mib": (peak - rss_before) / MiB,
+    }
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def table(results: dict[str, Any]) -> str:
+    put_copy, batch, multi = results["put_vs_copy"], results["batch_confirm"], results["multipart"]
+    rows = [
+        ("plain file copy (+fsync)", f"{put_copy['copy_mib_per_s']:.0f} MiB/s", f"{put_copy['bytes'] // MiB} MiB"),
+        ("PUT via local presigned URL", f"{put_copy['put_mib_per_s']:.0f} MiB/s",
+         f"median of {put_copy['reps']}"),
+        ("PUT / copy throughput ratio", f"{put_copy['put_to_copy_ratio']:.2f}", ""),
+        (f"batch confirm of {batch['uploads']} uploads", f"{batch['seconds']:.2f} s",
+         f"{batch['ms_per_upload']:.1f} ms/upload, {batch['status']}"),
+        (f"multipart PUT, {multi['parts']} x {multi['part_bytes'] // MiB} MiB",
+         f"{multi['parts_put_mib_per_s']:.0f} MiB/s",
+         f"{multi['bytes'] / MiB / 1024:.1f} GiB in {multi['parts_put_seconds']:.1f} s"),
+        ("multipart confirm (join + verify)", f"{multi['confirm_seconds']:.1f} s", multi["task_status"]),
+        ("server peak RSS during multipart", f"{multi['server_peak_rss_mib']:.0f} MiB",
+         f"+{multi['server_peak_growth_mib']:.0f} MiB over {multi['server_rss_before_mib']:.0f} MiB"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'measure'.ljust(width)}  {'value':>12}  notes", "-" * (width + 40)]
+    lines += [f"{name.ljust(width)}  {value:>12}  {note}" for name, value, note in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--put-mib", type=int, default=1024, help="size of the PUT-vs-copy file")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--multipart-mib", type=int, default=2048)
+    parser.add_argument("--work-dir", type=Path, default=None, help="where data goes (default: a temp dir)")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="strataflow-bench-", dir=args.work_dir))
+    server = Server(work / "data")
+    try:
+        api = api_client(server)
+        results = {
+            "benchmark": "uploads",
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                        "work_dir": str(work)},
+            "put_vs_copy": measure_put_vs_copy(api, work, args.put_mib * MiB, args.reps),
+            "batch_confirm": measure_batch_confirm(api, args.batch),
+            "multipart": measure_multipart(api, server, work, args.multipart_mib * MiB),
+        }
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print(f"\nwritten to {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

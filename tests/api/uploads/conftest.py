@@ -1,0 +1,124 @@
+"""Upload tests run on both databases and on both blob back ends.
+
+The S3 back end is a real S3 API over HTTP: moto in server mode, started
+once per test session as a subprocess on a free loopback port. Each test gets
+its own S3 bucket. (moto checks neither signatures nor expiry; those tests
+use the local back end, whose verifier is ours.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from strataflow.config import Settings
+
+SCHEMA = {"properties": {
+    "content": {"type": "text"},
+    "photo": {"type": "image"},
+    "clip": {"type": "video"},
+    "title": {"type": "string"},
+    "views": {"type": "integer"},
+}}
+
+
+@dataclass(frozen=True)
+class MotoServer:
+    endpoint: str
+
+    def client(self) -> Any:
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(endpoint, timeout=1)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.1)
+    yield MotoServer(endpoint)
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(params=["local", "s3"])
+def blob_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(settings: Settings, blob_backend: str, request: pytest.FixtureRequest) -> Settings:
+    if blob_backend == "local":
+        return settings
+    moto: MotoServer = request.getfixturevalue("moto_server")
+    bucket = f"sf-{secrets.token_hex(6)}"
+    moto.client().create_bucket(Bucket=bucket)
+    return settings.model_copy(update={
+        "blob_url": f"s3://{bucket}/data", "s3_endpoint_url": moto.endpoint, "s3_region": "us-east-1",
+        "s3_access_key_id": "testing", "s3_secret_access_key": "testing", "s3_path_style": True,
+    })
+
+
+@pytest.fixture
+def bucket(client: TestClient, namespace: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/v1/buckets", json={"bucket_name": "files", "bucket_schema": SCHEMA})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def put(client: TestClient, url: str, data: bytes, content_type: str | None) -> httpx.Response:
+    """PUT to a presigned URL: ours are served by the app under test, S3's by moto."""
+    headers = {"Content-Type": content_type} if content_type is not None else {}
+    if "/v1/blobs/" in url:
+        return client.put(url, content=data, headers=headers)
+    return httpx.put(url, content=data, headers=headers)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def create(client: TestClient, **fields: Any) -> dict[str, Any]:
+    body = {"filename": "note.txt", "content_type": "text/plain", "blob_property": "content", **fields}
+    response = client.post("/v1/buckets/files/uploads", json=body)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def upload_and_confirm(client: TestClient, data: bytes, **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    upload = create(client, **fields)
+    stored = put(client, upload["presigned_url"], data, upload["content_type"])
+    assert stored.status_code == 200, stored.text
+    confirmed = client.post(f"/v1/buckets/files/uploads/{upload['upload_id']}/confirm",
+                            json={"etag": stored.headers["ETag"], "file_size_bytes": len(data)})
+    assert confirmed.status_code == 200, confirmed.text
+    return upload, dict(confirmed.json())
