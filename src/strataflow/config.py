@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         return self.data_dir / "work"
 
     @property
+    def models_dir(self) -> Path:
+        """Models assembled on disk at first use (Whisper's joined weights)."""
+        return (self.data_dir / "models").resolve()
+
+    @property
     def admin_key_path(self) -> Path:
         return self.data_dir / "admin-key"
 

@@ -142,6 +142,7 @@ class ExtractContext:
     work_dir: Path
     device: str = "cpu"
     should_stop: Callable[[], bool] = lambda: False
+    models_dir: Path | None = None  # where models assembled on disk live (Whisper); the engine's data dir
 
 
 class ExtractorParams(BaseModel):

@@ -177,7 +177,7 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
         language = params.transcription_language
         if language is not None and language.lower() in ("", "auto"):
             language = None
-        return transcribe(path, self.models_dir, language, context.device, context.should_stop)
+        return transcribe(path, context.models_dir or self.models_dir, language, context.device, context.should_stop)
 
 
 def _split_settings(params: MultimodalParams) -> SplitSettings:

@@ -143,7 +143,7 @@ class BatchTierExecutor:
     def _extract_with_runner(self, config: dict[str, Any], inputs: list[ExtractorInput],
                              work_dir: Path) -> list[RowResult]:
         call = ExtractionCall(config["feature_extractor_name"], config["version"], config.get("parameters") or {},
-                              inputs, work_dir, self.settings.device)
+                              inputs, work_dir, self.settings.device, self.settings.models_dir)
         return self.runner.submit(call).result()
 
     def _run_collection(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, key: str,

@@ -20,6 +20,7 @@ class ExtractionCall:
     inputs: list[ExtractorInput]
     work_dir: Path
     device: str = "cpu"
+    models_dir: Path | None = None
 
 
 class Runner(Protocol):
