@@ -67,3 +67,38 @@ def test_auto_process_submits_new_objects(client: TestClient, namespace: dict[st
     submitted = client.post("/v1/buckets/docs/batches?auto_submit=true",
                             json={"object_ids": [plain["object_id"]]}).json()
     assert submitted["status"] == "PENDING" and submitted["task_id"]
+
+
+def test_source_filters_choose_the_rows_a_collection_sees(client: TestClient, namespace: dict[str, Any]) -> None:
+    bucket_id = make_bucket(client)
+    english = client.post("/v1/collections", json={
+        "collection_name": "english_only", "source": {"type": "bucket", "bucket_ids": [bucket_id],
+                                                      "source_filters": {"filters": {"field": "metadata.lang",
+                                                                                     "value": "en"}}},
+        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
+                              "input_mappings": {"text": "content"},
+                              "parameters": {"extractor_type": "text_extractor", "split_by": "sentences",
+                                             "chunk_size": 1, "model": "wordllama"}}}).json()
+    long_ones = client.post("/v1/collections", json={
+        "collection_name": "long_chunks", "source": {"type": "collection",
+                                                     "collection_ids": [english["collection_id"]],
+                                                     "source_filters": {"filters": {"field": "text",
+                                                                                    "operator": "contains",
+                                                                                    "value": "Gamma"}}},
+        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
+                              "input_mappings": {"text": "text"},
+                              "parameters": {"extractor_type": "text_extractor", "split_by": "words",
+                                             "chunk_size": 1, "model": "wordllama"}}}).json()
+    keep = [add_object(client, TEXT, lang="en") for _ in range(2)]
+    skip = add_object(client, TEXT, lang="fr")
+    batch = client.post("/v1/buckets/docs/batches", json={"object_ids": keep + [skip]}).json()
+    task = client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={}).json()
+    assert wait_task(client, task["task_id"], timeout=60)["status"] == "COMPLETED"
+    tiers = client.get(f"/v1/buckets/docs/batches/{batch['batch_id']}").json()["tier_tasks"]
+    assert (tiers[0]["source_documents_fetched"], tiers[0]["documents_after_source_filter"]) == (3, 2)
+    assert (tiers[1]["source_documents_fetched"], tiers[1]["documents_after_source_filter"]) == (4, 2)
+    roots = {d["_internal"]["lineage"]["root_object_id"] for d in client.post(
+        f"/v1/collections/{english['collection_id']}/documents/list?limit=100", json={}).json()["results"]}
+    assert roots == set(keep)
+    words = client.post(f"/v1/collections/{long_ones['collection_id']}/documents/list?limit=100", json={}).json()
+    assert sorted(d["text"] for d in words["results"]) == ["Gamma", "Gamma", "delta.", "delta."]

@@ -120,6 +120,8 @@ def run_collection(ctx: RunContext, collection: Collection, records: list[Source
     work_dir = Path(tempfile.mkdtemp(prefix=f"{collection.collection_id}-", dir=ctx.work_root))
     try:
         for start in range(0, len(records), ctx.batch_size):
+            if ctx.should_stop():  # canceled: stop at the next batch of rows, not at the end of the chunk
+                break
             chunk = records[start : start + ctx.batch_size]
             _run_chunk(ctx, collection, extractor, params, mappings, builder, chunk, work_dir, result)
             shutil.rmtree(work_dir / "rows", ignore_errors=True)  # inputs of finished rows are not needed again

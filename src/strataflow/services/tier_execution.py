@@ -34,7 +34,10 @@ from strataflow.services.batch_objects import member_ids
 from strataflow.services.collection_runner import CollectionRunResult, RowFailure, RunContext, run_collection
 from strataflow.services.source_records import SourceRecord, load_document_records
 from strataflow.store.db import Database
-from strataflow.store.tables import Batch, BatchTier, Collection, DocumentFailure
+from strataflow.services.documents import where_of
+from strataflow.services.objects import OBJECT_FIELDS
+from strataflow.store.filters import compile_filters
+from strataflow.store.tables import Batch, BatchObject, BatchTier, BucketObject, Collection, DocumentFailure
 
 log = logging.getLogger("strataflow.tiers")
 
@@ -48,6 +51,7 @@ class _Tally:
     collection_id: str
     extractor: str
     rows: int = 0
+    filtered_out: int = 0
     failed: int = 0
     missing_inputs: int = 0
     documents_written: int = 0
@@ -151,10 +155,15 @@ class BatchTierExecutor:
         context = RunContext(blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
                              device=self.settings.device, batch_size=self.settings.extract_batch_size,
                              should_stop=job.should_stop, extract=self._extract_with_runner)
+        allowed = self._passing_source_filters(batch, tier, collection)
         for chunk in read_manifest(self.blobs, key, self.settings.manifest_chunk_rows):
             if job.should_stop():
                 return True
             rows = [r for r in chunk if wanted is None or r.row_id in wanted]
+            if allowed is not None:
+                kept = [r for r in rows if r.row_id in allowed]
+                tally.filtered_out += len(rows) - len(kept)
+                rows = kept
             missing = [r for r in rows if r.payload.get("missing")]
             records = [record_from_row(r) for r in rows if not r.payload.get("missing")]
             result = run_collection(context, collection, records) if records else CollectionRunResult(
@@ -176,6 +185,32 @@ class BatchTierExecutor:
     @staticmethod
     def _written(tally: _Tally) -> int:
         return tally.documents_written
+
+    def _passing_source_filters(self, batch: Batch, tier: BatchTier, collection: Collection) -> set[str] | None:
+        """Ids of this tier's input rows that pass the collection's `source_filters` (None: no filter)."""
+        filters = ((collection.source or {}).get("source_filters") or {}).get("filters")
+        if not filters:
+            return None
+        with self.db.read_session() as session:
+            roots = member_ids(session, batch.batch_id)
+            if tier.source_type == "bucket":
+                clause = compile_filters(filters, OBJECT_FIELDS)
+                query = select(BucketObject.object_id).where(
+                    BucketObject.bucket_id == batch.bucket_id, BucketObject.object_id.in_(
+                        select(BatchObject.object_id).where(BatchObject.batch_id == batch.batch_id)))
+                return set(session.scalars(query.where(clause) if clause is not None else query))
+            upstream = [c for cid in tier.source_collection_ids or [] if (c := session.get(Collection, cid))]
+        passing: set[str] = set()
+        for source in upstream:
+            if not self.index.has_table(source.collection_id):
+                continue
+            where = where_of(source, filters)
+            for start in range(0, len(roots), _ROOT_CHUNK):
+                scope = f"root_object_id IN ({quote_ids(roots[start:start + _ROOT_CHUNK])})"
+                table = self.index.select(source.collection_id, f"({where}) AND {scope}" if where else scope,
+                                          {"document_id": "document_id"})
+                passing.update(table.column("document_id").to_pylist())
+        return passing
 
     def _record(self, batch: Batch, tier: BatchTier, collection: Collection, rows: list[ManifestRow],
                 result: CollectionRunResult) -> None:
@@ -228,7 +263,8 @@ class BatchTierExecutor:
         rows = sum(t.rows for t in tallies)
         written = sum(t.documents_written for t in tallies)
         elapsed = max(max((time.monotonic() - t.started for t in tallies), default=0.0), 1e-6)
-        counters = {"source_documents_fetched": total_rows, "documents_after_source_filter": total_rows,
+        after_filter = total_rows - max((t.filtered_out for t in tallies), default=0)
+        counters = {"source_documents_fetched": total_rows, "documents_after_source_filter": after_filter,
                     "documents_missing_input_fields": sum(t.missing_inputs for t in tallies),
                     "documents_submitted_to_engine": rows - sum(t.missing_inputs for t in tallies),
                     "documents_written": written, "documents_per_second": round(written / elapsed, 1)}
