@@ -80,6 +80,10 @@ class CollectionRunResult:
     stale_documents_removed: int = 0
     failures: list[RowFailure] = field(default_factory=list)
     duration_ms: int = 0
+    # Where the time went: reading inputs, extracting, building and writing documents.
+    prepare_ms: float = 0.0
+    extract_ms: float = 0.0
+    write_ms: float = 0.0
 
     @property
     def failed_source_ids(self) -> list[str]:
@@ -138,6 +142,7 @@ def _run_chunk(ctx: RunContext, collection: Collection, extractor: Any, params: 
     inputs: list[ExtractorInput] = []
     by_id = {record.source_id: record for record in chunk}
     required = {field.name for field in extractor.inputs if field.required}
+    clock = time.monotonic()
     for record in chunk:
         try:
             values = {m.input_key: input_value(record, m, ctx.blobs, work_dir / "rows") for m in mappings}
@@ -153,8 +158,10 @@ def _run_chunk(ctx: RunContext, collection: Collection, extractor: Any, params: 
                   "fields": record.fields, "vectors": record.vectors}
         inputs.append(ExtractorInput(row_id=record.source_id, values=values, source=source))
     result.rows_processed += len(chunk)
+    result.prepare_ms += (time.monotonic() - clock) * 1000
     if not inputs:
         return
+    clock = time.monotonic()
     try:
         if ctx.extract is not None:
             outcomes = ctx.extract(collection.feature_extractor, inputs, work_dir / "extract")
@@ -165,6 +172,8 @@ def _run_chunk(ctx: RunContext, collection: Collection, extractor: Any, params: 
         log.exception("extractor failed", extra={"collection_id": collection.collection_id})
         outcomes = [RowResult(i.row_id, error=ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"))
                     for i in inputs]
+    result.extract_ms += (time.monotonic() - clock) * 1000
+    clock = time.monotonic()
     documents: list[StoredDocument] = []
     succeeded: list[str] = []
     now = timestamp()
@@ -179,6 +188,7 @@ def _run_chunk(ctx: RunContext, collection: Collection, extractor: Any, params: 
             continue
         succeeded.append(outcome.row_id)
     _write(ctx, collection, chunk[0].source_type, documents, succeeded, result)
+    result.write_ms += (time.monotonic() - clock) * 1000
 
 
 def _write(ctx: RunContext, collection: Collection, source_type: str, documents: list[StoredDocument],

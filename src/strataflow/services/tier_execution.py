@@ -55,6 +55,9 @@ class _Tally:
     failed: int = 0
     missing_inputs: int = 0
     documents_written: int = 0
+    prepare_ms: float = 0.0
+    extract_ms: float = 0.0
+    write_ms: float = 0.0
     started: float = field(default_factory=time.monotonic)
     errors: dict[str, list[str]] = field(default_factory=dict)  # category -> affected row ids
     messages: dict[str, str] = field(default_factory=dict)  # category -> first message
@@ -175,6 +178,9 @@ class BatchTierExecutor:
             tally.failed += len(result.failures)
             tally.missing_inputs += sum(1 for f in result.failures if f.missing_input)
             tally.documents_written += result.documents_written
+            tally.prepare_ms += result.prepare_ms
+            tally.extract_ms += result.extract_ms
+            tally.write_ms += result.write_ms
             for failure in result.failures:
                 tally.errors.setdefault(failure.error_type, []).append(failure.source_id)
                 tally.messages.setdefault(failure.error_type, failure.message)
@@ -259,6 +265,8 @@ class BatchTierExecutor:
                          "duration_ms": duration, "documents_written": tally.documents_written,
                          "errors": [e for e in errors if e["metadata"]["collection_id"] == tally.collection_id],
                          "error": next(iter(tally.messages.values()), None), "ray_job_id": None,
+                         "timing_ms": {"inputs": round(tally.prepare_ms), "extraction": round(tally.extract_ms),
+                                       "writes": round(tally.write_ms)},
                          "celery_task_id": None})
         rows = sum(t.rows for t in tallies)
         written = sum(t.documents_written for t in tallies)
@@ -269,6 +277,7 @@ class BatchTierExecutor:
                     "documents_submitted_to_engine": rows - sum(t.missing_inputs for t in tallies),
                     "documents_written": written, "documents_per_second": round(written / elapsed, 1)}
         logs = [f"tier {tier.tier_num} collection {t.collection_id}: {t.rows} rows, {t.failed} failed, "
-                f"{t.documents_written} documents written" for t in tallies]
+                f"{t.documents_written} documents written; inputs {t.prepare_ms / 1000:.2f}s, "
+                f"extraction {t.extract_ms / 1000:.2f}s, writes {t.write_ms / 1000:.2f}s" for t in tallies]
         return TierResult(rows_total=rows, rows_failed=sum(t.failed for t in tallies), counters=counters,
                           extractor_jobs=jobs, errors=errors, error_summary=summary, logs=logs, stopped=stopped)
