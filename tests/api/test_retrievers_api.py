@@ -130,7 +130,7 @@ def test_shaping_stages(client: TestClient, corpus: dict[str, Any], runtime: Run
     assert len(titles(dedup)) == 3 and titles(dedup)[0] in {"Fish", "Ice"}
     grouped = adhoc(client, [search_stage(uri), {"stage_name": "g", "config": {
         "stage_id": "group_by", "parameters": {"field": "root_object_id", "max_per_group": 1}}}], {"query": "x"})
-    assert len(titles(grouped)) == 5 and grouped.json()["stage_statistics"]["stages"]["g"]["groups"] == 5
+    assert len(titles(grouped)) == 5 and grouped.json()["stage_statistics"]["stages"]["g"]["metadata"]["groups"] == 5
     diverse = adhoc(client, [search_stage(uri), {"stage_name": "m", "config": {
         "stage_id": "mmr", "parameters": {"lambda": 0.3, "top_k": 3}}}], {"query": "cooking with flour"})
     assert len(titles(diverse)) == 3 and titles(diverse)[0] in {"Cake", "Bread"}

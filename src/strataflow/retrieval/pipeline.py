@@ -98,7 +98,7 @@ class Execution:
             yield {"event": "stage_start", "execution_id": self.execution_id, "stage_name": name,
                    "stage_id": stage_id, "stage_index": position}
             stage_started = time.perf_counter()
-            count_in = len(hits) if hits is not None else None
+            count_in = len(hits) if hits is not None else 0  # a first stage searches whole collections
             try:
                 parameters = resolve(stage["config"]["parameters"], self.inputs)
                 hits = stage_kind(stage_id, position).run(ctx, parameters, hits)
@@ -106,8 +106,7 @@ class Execution:
                 yield {"event": "stage_error", "execution_id": self.execution_id, "stage_name": name,
                        "stage_id": stage_id, "stage_index": position, "error": str(getattr(exc, "message", exc))}
                 raise
-            stats = {"stage_id": stage_id, "stage_index": position, "input_count": count_in,
-                     "output_count": len(hits), "duration_ms": _ms(stage_started), **ctx.notes}
+            stats = _stage_statistics(stage_id, position, count_in, len(hits), _ms(stage_started), ctx.notes)
             statistics[name] = stats
             yield {"event": "stage_complete", "execution_id": self.execution_id, "stage_name": name,
                    "stage_index": position, "statistics": stats}
@@ -155,6 +154,14 @@ class Execution:
             for doc in self.index.get_many(collection_id, ids, with_vectors=True):
                 found[(collection_id, doc.document_id)] = doc
         return found
+
+
+def _stage_statistics(stage_id: str, position: int, count_in: int, count_out: int, duration_ms: float,
+                      notes: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's StageStatistics; what the stage itself reported goes under `metadata`."""
+    return {"input_count": count_in, "output_count": count_out, "duration_ms": duration_ms,
+            "efficiency": round(count_out / count_in, 4) if count_in else 0.0, "stage_cache_hit": False,
+            "metadata": {"stage_id": stage_id, "stage_index": position, **notes}}
 
 
 def _first(*values: Any) -> Any:
