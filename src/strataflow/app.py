@@ -20,6 +20,7 @@ from strataflow.api import (
     lineage,
     namespaces,
     objects,
+    retrievers,
     tasks,
     uploads,
 )
@@ -30,6 +31,7 @@ from strataflow.runtime import Runtime, open_runtime
 
 ROUTERS = (
     health, namespaces, buckets, objects, uploads, blobs, batches, tasks, extractors, collections, documents, lineage,
+    retrievers,
 )
 
 

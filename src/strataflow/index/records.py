@@ -24,6 +24,9 @@ LINEAGE_COLUMNS = ("root_object_id", "root_bucket_id", "source_type", "source_ob
                    "source_document_id", "source_collection_id")
 STRING_COLUMNS = ("document_id", "collection_id", *LINEAGE_COLUMNS, "lineage_path", "created_at", "updated_at")
 JSON_COLUMNS = ("payload", "internal")
+# Every string in the payload, joined: the column the full-text index covers (LanceDB's native
+# inverted index needs a plain string column; the payload is JSON).
+SEARCH_TEXT_COLUMN = "search_text"
 
 
 def timestamp(moment: datetime | None = None) -> str:
@@ -51,6 +54,7 @@ class StoredDocument:
 def table_schema(vector_columns: dict[str, int]) -> pa.Schema:
     fields = [pa.field(name, pa.string(), nullable=name != "document_id") for name in STRING_COLUMNS]
     fields += [pa.field(name, pa.json_(pa.utf8())) for name in JSON_COLUMNS]
+    fields.append(pa.field(SEARCH_TEXT_COLUMN, pa.string()))
     fields += [pa.field(name, pa.list_(pa.float32(), dims)) for name, dims in sorted(vector_columns.items())]
     return pa.schema(fields)
 
@@ -73,6 +77,19 @@ def _vector(value: list[float] | None, name: str, dims: int) -> list[float] | No
     return values
 
 
+def search_text(value: Any) -> str:
+    """The strings inside a payload value, in order, one per line."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        parts = [search_text(v) for v in value.values()]
+    elif isinstance(value, list):
+        parts = [search_text(v) for v in value]
+    else:
+        return ""
+    return "\n".join(p for p in parts if p)
+
+
 def to_arrow(documents: list[StoredDocument], schema: pa.Schema) -> pa.Table:
     vectors = vector_columns_of(schema)
     rows = []
@@ -91,6 +108,7 @@ def to_arrow(documents: list[StoredDocument], schema: pa.Schema) -> pa.Table:
             "updated_at": doc.updated_at,
             "payload": json.dumps(doc.payload, ensure_ascii=False, default=str),
             "internal": json.dumps(doc.internal, ensure_ascii=False, default=str),
+            SEARCH_TEXT_COLUMN: search_text(doc.payload),
         }
         for name, dims in vectors.items():
             row[name] = _vector(doc.vectors.get(name), name, dims)

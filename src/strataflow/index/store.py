@@ -24,11 +24,18 @@ from typing import Any, cast
 import lancedb
 import pyarrow as pa
 from lancedb.db import LanceDBConnection
-from lancedb.index import BTree, IvfHnswSq
+from lancedb.index import FTS, BTree, IvfHnswSq
 from lancedb.query import ColumnOrdering
 
 from strataflow.errors import BadRequestError, not_found
-from strataflow.index.records import StoredDocument, from_row, table_schema, to_arrow, vector_columns_of
+from strataflow.index.records import (
+    SEARCH_TEXT_COLUMN,
+    StoredDocument,
+    from_row,
+    table_schema,
+    to_arrow,
+    vector_columns_of,
+)
 
 log = logging.getLogger("strataflow.index")
 
@@ -62,6 +69,22 @@ class DocumentIndex:
 
     def create_table(self, collection_id: str, vector_columns: dict[str, int]) -> None:
         self._db.create_table(collection_id, schema=table_schema(vector_columns), exist_ok=True)
+        self.ensure_text_index(collection_id)
+
+    def ensure_text_index(self, collection_id: str) -> None:
+        """The full-text index over `search_text`; tables made before it existed get the column first.
+
+        Rows written after the index was built are still searched (LanceDB scans unindexed rows),
+        and `maintain` folds them in.
+        """
+        table = self._table(collection_id)
+        if any(SEARCH_TEXT_COLUMN in index.columns for index in table.list_indices()):
+            return
+        with self.write_lock(collection_id):
+            if SEARCH_TEXT_COLUMN not in table.schema.names:
+                table.add_columns({SEARCH_TEXT_COLUMN: "CAST(NULL AS STRING)"})
+            if not any(SEARCH_TEXT_COLUMN in index.columns for index in table.list_indices()):
+                table.create_index(SEARCH_TEXT_COLUMN, config=FTS(with_position=False), replace=True)
 
     def drop_table(self, collection_id: str) -> None:
         with self.write_lock(collection_id):
@@ -134,6 +157,8 @@ class DocumentIndex:
             doc.created_at = created.get(doc.document_id) or doc.created_at
         # Built with our own schema: its arrow.json columns are what LanceDB turns into JSONB. The
         # stored schema reports them as raw binary, and bytes written under it would not be JSONB.
+        if SEARCH_TEXT_COLUMN not in table.schema.names:  # a table from before full-text search
+            table.add_columns({SEARCH_TEXT_COLUMN: "CAST(NULL AS STRING)"})
         data = to_arrow(list(unique.values()), table_schema(vector_columns_of(table.schema)))
         # Vectors were checked (dimensions, finite values) in to_arrow; what LanceDB would call
         # "bad" here can only be a document without a vector, which stays null.
@@ -164,8 +189,7 @@ class DocumentIndex:
         """Documents matching `where`, ordered by columns [(name, ascending)], one page of them."""
         table = self._table(collection_id)
         vectors = list(vector_columns_of(table.schema))
-        columns = [f.name for f in table.schema if with_vectors or f.name not in vectors]
-        query = table.search().select(columns)
+        query = table.search().select(self._columns(table.schema, with_vectors))
         if where:
             query = query.where(where)
         if order:
@@ -186,15 +210,34 @@ class DocumentIndex:
             return 0
         return int(self._guarded(lambda: self._table(collection_id).count_rows(where)))
 
+    @staticmethod
+    def _columns(schema: pa.Schema, with_vectors: bool) -> list[str]:
+        vectors = vector_columns_of(schema)
+        return [f.name for f in schema if f.name != SEARCH_TEXT_COLUMN and (with_vectors or f.name not in vectors)]
+
     def nearest(self, collection_id: str, column: str, vector: list[float], k: int,
-                where: str | None = None) -> list[tuple[StoredDocument, float]]:
+                where: str | None = None, with_vectors: bool = False) -> list[tuple[StoredDocument, float]]:
         """The k documents closest to `vector` by cosine distance (index when built, else exact)."""
         table = self._table(collection_id)
-        query = table.search(vector, vector_column_name=column).distance_type("cosine").limit(k)
+        query = (table.search(vector, vector_column_name=column).distance_type("cosine")
+                 .select([*self._columns(table.schema, with_vectors), "_distance"]).limit(k))
         if where:
-            query = query.where(where)
+            query = query.where(where, prefilter=True)
         rows = self._guarded(lambda: query.to_arrow()).to_pylist()
-        return [(from_row(row, []), float(row["_distance"])) for row in rows]
+        names = list(vector_columns_of(table.schema)) if with_vectors else []
+        return [(from_row(row, names), float(row["_distance"])) for row in rows]
+
+    def text_search(self, collection_id: str, text: str, k: int,
+                    where: str | None = None) -> list[tuple[StoredDocument, float]]:
+        """The k best BM25 matches of `text` over every string of the payload (native inverted index)."""
+        self.ensure_text_index(collection_id)
+        table = self._table(collection_id)
+        query = (table.search(text, query_type="fts", fts_columns=SEARCH_TEXT_COLUMN)
+                 .select([*self._columns(table.schema, False), "_score"]).limit(k))
+        if where:
+            query = query.where(where, prefilter=True)
+        rows = self._guarded(lambda: query.to_arrow()).to_pylist()
+        return [(from_row(row, []), float(row["_score"])) for row in rows]
 
     @staticmethod
     def _guarded(run: Any) -> Any:

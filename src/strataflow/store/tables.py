@@ -345,3 +345,31 @@ class Upload(Base):
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
 
     __mapper_args__ = {"version_id_col": version}
+
+
+# ---------------------------------------------------------------------------------------------
+# Retrievers (issue 7): saved search pipelines over collections.
+# ---------------------------------------------------------------------------------------------
+
+
+class Retriever(Base):
+    """A saved retriever: its collections, input schema and ordered stages (as echoed to clients)."""
+
+    __tablename__ = "retrievers"
+    __table_args__ = (UniqueConstraint("namespace_id", "retriever_name"),)
+
+    retriever_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    namespace_id: Mapped[str] = mapped_column(
+        ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True
+    )
+    retriever_name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    collection_ids: Mapped[list[Any]] = mapped_column(default=list)
+    stages: Mapped[list[Any]] = mapped_column(default=list)
+    input_schema: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    budget_limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    display_config: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,173 @@
+"""Retrieval quality and speed.
+
+    python bench/retrieval.py [--docs 100000] [--queries 200]
+
+Quality: bench/data/retrieval_eval.json (200 passages, 50 queries; made by
+bench/make_retrieval_eval.py) embedded with MiniLM into a real collection table, then searched
+through the retriever pipeline three ways: vector (feature_search), full-text (text_search,
+LanceDB's native BM25 index) and hybrid (hybrid_search, RRF). Reports recall@10 and nDCG@10,
+overall and per query kind.
+
+Speed: 100,000 documents of 384 random unit vectors loaded straight into LanceDB (set-up only),
+then p50/p99 of (a) a retriever execute (the pipeline in-process: plan, stage, fusion-free
+feature_search with a raw vector, document views, pagination) and (b) a direct LanceDB query of
+the same vectors returning the same columns, interleaved in one run; without a vector index
+(exact scan) and with the IVF_HNSW_SQ index the index maintenance builds. HTTP and the
+database lookup of a saved retriever are not in (a).
+Writes bench/results/retrieval.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from strataflow.extractors.builtin import register_builtins  # noqa: F401  (registry side effects)
+from strataflow.extractors.text_models import TEXT_MODELS, embed_texts
+from strataflow.index.records import StoredDocument, table_schema, to_arrow
+from strataflow.index.store import DocumentIndex
+from strataflow.retrieval.pipeline import Execution, ResultPage
+from strataflow.retrieval.stages import normalise_stages
+from strataflow.store.tables import Collection
+
+HERE = Path(__file__).parent
+COLUMN = "text_extractor_v1_all_minilm_l6_v2"
+URI = "mixpeek://text_extractor@v1/all_minilm_l6_v2"
+
+
+def collection(collection_id: str) -> Collection:
+    spec = TEXT_MODELS["minilm"]
+    return Collection(collection_id=collection_id, vector_indexes=[{
+        "feature_uri": URI, "name": "all_minilm_l6_v2",
+        "index": {"name": COLUMN, "dimensions": spec.dimensions, "inference_name": spec.model_name}}])
+
+
+def load(index: DocumentIndex, collection_id: str, texts: list[str], vectors: np.ndarray) -> None:
+    index.create_table(collection_id, {COLUMN: vectors.shape[1]})
+    docs = [StoredDocument(document_id=f"d{i:06d}", collection_id=collection_id, payload={"text": t},
+                           internal={"lineage": {"root_object_id": f"obj{i}"}}, vectors={COLUMN: v.tolist()},
+                           created_at="2026-01-01T00:00:00.000000+00:00", updated_at="2026-01-01T00:00:00.000000+00:00")
+            for i, (t, v) in enumerate(zip(texts, vectors, strict=True))]
+    table = index._table(collection_id)  # bench set-up: bulk append, bypassing per-document upserts
+    for start in range(0, len(docs), 10_000):
+        table.add(to_arrow(docs[start : start + 10_000], table_schema({COLUMN: vectors.shape[1]})))
+
+
+def execution(index: DocumentIndex, col: Collection, stage: dict[str, Any], inputs: dict[str, Any],
+              size: int = 10) -> Execution:
+    return Execution(index=index, collections=[col], stages=normalise_stages([stage]), inputs=inputs,
+                     page=ResultPage(0, size))
+
+
+STAGES = {
+    "vector": {"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {
+        "searches": [{"feature_uri": URI, "query": "{{INPUT.query}}", "top_k": 100}], "final_top_k": 100}}},
+    "full_text": {"stage_name": "s", "config": {"stage_id": "text_search", "parameters": {
+        "query": "{{INPUT.query}}", "top_k": 100}}},
+    "hybrid": {"stage_name": "s", "config": {"stage_id": "hybrid_search", "parameters": {
+        "query": "{{INPUT.query}}", "feature_uri": URI, "top_k": 100, "final_top_k": 100}}},
+}
+
+
+def ndcg(ranked: list[str], relevant: set[str], k: int = 10) -> float:
+    gain = sum(1 / math.log2(i + 2) for i, doc in enumerate(ranked[:k]) if doc in relevant)
+    ideal = sum(1 / math.log2(i + 2) for i in range(min(k, len(relevant))))
+    return gain / ideal
+
+
+def quality(workdir: Path) -> dict[str, Any]:
+    data = json.loads((HERE / "data" / "retrieval_eval.json").read_text())
+    index = DocumentIndex(str(workdir / "quality"))
+    texts = [p["text"] for p in data["passages"]]
+    ids = [p["id"] for p in data["passages"]]
+    load(index, "col_eval", texts, embed_texts(texts, "minilm"))
+    to_passage = {f"d{i:06d}": pid for i, pid in enumerate(ids)}
+    col = collection("col_eval")
+    report: dict[str, Any] = {}
+    for mode, stage in STAGES.items():
+        per_kind: dict[str, list[tuple[float, float]]] = {}
+        for query in data["queries"]:
+            out = execution(index, col, stage, {"query": query["query"]}, size=10).run()
+            ranked = [to_passage[d["document_id"]] for d in out["documents"]]
+            relevant = set(query["relevant"])
+            recall = len(relevant & set(ranked[:10])) / len(relevant)
+            per_kind.setdefault(query["kind"], []).append((recall, ndcg(ranked, relevant)))
+            per_kind.setdefault("all", []).append((recall, ndcg(ranked, relevant)))
+        report[mode] = {kind: {"recall@10": round(statistics.fmean(r for r, _ in rows), 4),
+                               "ndcg@10": round(statistics.fmean(n for _, n in rows), 4), "queries": len(rows)}
+                        for kind, rows in per_kind.items()}
+    return report
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"p50_ms": round(ordered[len(ordered) // 2] * 1000, 3),
+            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 3)}
+
+
+def speed(workdir: Path, docs: int, queries: int) -> dict[str, Any]:
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((docs, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = DocumentIndex(str(workdir / "speed"), vector_index_min_rows=min(50_000, docs))
+    started = time.perf_counter()
+    load(index, "col_speed", [f"passage {i}" for i in range(docs)], vectors)
+    load_s = time.perf_counter() - started
+    col = collection("col_speed")
+    table = index._table("col_speed")
+    columns = [f.name for f in table.schema if f.name not in (COLUMN, "search_text")] + ["_distance"]
+    probes = rng.standard_normal((queries, 384)).astype(np.float32)
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    stage = {"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {
+        "searches": [{"feature_uri": URI, "query": "{{INPUT.vector}}", "top_k": 10}], "final_top_k": 10}}}
+    results: dict[str, Any] = {"documents": docs, "dimensions": 384, "queries": queries, "load_s": round(load_s, 1)}
+    for label in ("exact_scan", "ivf_hnsw_sq_index"):
+        if label == "ivf_hnsw_sq_index":
+            started = time.perf_counter()
+            index.maintain("col_speed")
+            results["index_build_s"] = round(time.perf_counter() - started, 1)
+            table = index._table("col_speed")
+        retriever, direct = [], []
+        for position, probe in enumerate(probes):
+            vector = probe.tolist()
+            run = [("direct", lambda v=vector: table.search(v, vector_column_name=COLUMN).distance_type("cosine")
+                    .select(columns).limit(10).to_arrow().to_pylist()),
+                   ("retriever", lambda v=vector: execution(index, col, stage, {"vector": v}).run())]
+            if position % 2:
+                run.reverse()  # alternate the order so neither side always runs on a warm cache
+            for name, call in run:
+                t0 = time.perf_counter()
+                call()
+                (direct if name == "direct" else retriever).append(time.perf_counter() - t0)
+        warm = 5  # first calls load index pages and code paths
+        r, d = percentiles(retriever[warm:]), percentiles(direct[warm:])
+        results[label] = {"retriever": r, "direct_lancedb": d,
+                          "overhead_p50": round(r["p50_ms"] / d["p50_ms"] - 1, 3),
+                          "overhead_p99": round(r["p99_ms"] / d["p99_ms"] - 1, 3)}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = {"machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count()},
+               "quality": quality(Path(tmp)), "speed": speed(Path(tmp), args.docs, args.queries)}
+    target = HERE / "results" / "retrieval.json"
+    target.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

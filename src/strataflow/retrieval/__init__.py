@@ -1,0 +1,1 @@
+"""Retrieval: retriever stages over collections' documents and their execution."""

@@ -1,0 +1,53 @@
+"""What every stage of one execution sees: the collections, the index, the query embedder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
+
+from strataflow.errors import ValidationError
+from strataflow.index.store import DocumentIndex, quote_ids
+from strataflow.retrieval.features import QueryEmbedder
+from strataflow.retrieval.results import Hit
+from strataflow.services.documents import where_of
+from strataflow.store.tables import Collection
+
+
+class StageParams(BaseModel):
+    """Base of stage parameter models: unknown keys are ignored, as for request bodies."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+@dataclass
+class StageContext:
+    index: DocumentIndex
+    collections: list[Collection]
+    embedder: QueryEmbedder
+    stage_name: str = ""
+    # What a stage reports about itself (searches run, skipped, candidates seen) for the statistics.
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def where(self, collection: Collection, filters: dict[str, Any] | None, within: list[Hit] | None) -> str | None:
+        """SQL for a stage's filters in one collection, narrowed to the hits of earlier stages if any."""
+        clauses = [where_of(collection, filters)]
+        if within is not None:
+            ids = [h.document.document_id for h in within if h.document.collection_id == collection.collection_id]
+            clauses.append(f"document_id IN ({quote_ids(ids)})" if ids else "FALSE")
+        parts = [c for c in clauses if c]
+        return " AND ".join(f"({c})" for c in parts) or None
+
+
+def parse_params(model: type[StageParams], stage_name: str, raw: dict[str, Any]) -> Any:
+    """Stage parameters through their model; problems are a 422 naming the stage and field."""
+    try:
+        return model.model_validate(raw)
+    except PydanticValidationError as exc:
+        problems = [{"type": e.get("type"),
+                     "location": ".".join(["stages", stage_name, "parameters", *map(str, e.get("loc", ()))]),
+                     "message": e.get("msg")} for e in exc.errors()]
+        raise ValidationError(f"Invalid parameters for stage '{stage_name}': {problems[0]['location']}: "
+                              f"{problems[0]['message']}", {"validation_errors": problems}) from None

@@ -1,0 +1,75 @@
+"""Request shapes of retrievers: create, patch, list, execute (saved and ad hoc)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field
+
+from strataflow.schemas.common import RequestModel
+
+InputType = Literal["string", "number", "integer", "float", "boolean", "object", "array", "date", "datetime",
+                    "text", "image", "audio", "video", "pdf", "excel", "document_reference"]
+
+
+class InputField(RequestModel):
+    """One named input of a retriever (RetrieverInputSchemaField)."""
+
+    type: InputType
+    default: Any = None
+    items: dict[str, Any] | None = None
+    properties: dict[str, Any] | None = None
+    examples: list[Any] | None = None
+    description: str | None = None
+    enum: list[Any] | None = None
+    required: bool = False
+
+
+class BudgetLimits(RequestModel):
+    max_credits: float | None = Field(default=None, ge=0)
+    max_time_ms: int | None = Field(default=None, ge=1)
+
+
+class CreateRetrieverRequest(RequestModel):
+    retriever_name: str = Field(min_length=1, max_length=255)
+    description: str | None = None
+    collection_identifiers: list[str] = Field(
+        default_factory=list, validation_alias=AliasChoices("collection_identifiers", "collection_ids"))
+    stages: list[dict[str, Any]] = Field(min_length=1)
+    input_schema: dict[str, InputField] = Field(default_factory=dict)
+    budget_limits: BudgetLimits | None = None
+    tags: list[str] = Field(default_factory=list)
+    display_config: dict[str, Any] | None = None
+
+
+class PatchRetrieverRequest(RequestModel):
+    retriever_name: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = None
+    tags: list[str] | None = None
+    display_config: dict[str, Any] | None = None
+
+
+class ListRetrieversRequest(RequestModel):
+    search: str | None = None
+    filters: dict[str, Any] | None = None
+    sorts: list[dict[str, Any]] | None = None
+    case_sensitive: bool = False
+
+
+class ExecuteRetrieverRequest(RequestModel):
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    pagination: dict[str, Any] | None = None
+    stream: bool = False
+    # Sent by newer SDKs in the body; the query parameters of the same names work too.
+    limit: int | None = Field(default=None, ge=1, le=500)
+    offset: int | None = Field(default=None, ge=0)
+    return_vectors: bool = False
+    return_presigned_urls: bool = False
+
+
+class AdhocExecuteRequest(ExecuteRetrieverRequest):
+    collection_identifiers: list[str] = Field(
+        default_factory=list, validation_alias=AliasChoices("collection_identifiers", "collection_ids"))
+    input_schema: dict[str, InputField]
+    stages: list[dict[str, Any]] = Field(min_length=1)
+    budget_limits: BudgetLimits | None = None

@@ -1,0 +1,217 @@
+"""Retrievers over the API on SQLite and PostgreSQL: CRUD, every stage, pagination, streaming, bad input.
+
+Documents are written by the synchronous collection runner with the real MiniLM model, so a
+text query is embedded exactly as the chunks were.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from strataflow.runtime import Runtime
+from tests.collection_flows import add_object, make_bucket, run, text_collection
+from tests.helpers import assert_error
+
+PASSAGES = [
+    ("Salmon swim upstream to spawn in the rivers where they hatched.", "Fish", 10, "nature"),
+    ("A sourdough starter is a culture of wild yeast and bacteria.", "Bread", 40, "food"),
+    ("The Apollo 11 mission landed the first humans on the Moon in 1969.", "Moon", 90, "space"),
+    ("Whisk eggs and sugar until pale before folding in the flour.", "Cake", 25, "food"),
+    ("Glaciers carve deep U-shaped valleys as they slowly move.", "Ice", 60, "nature"),
+]
+QUERY = {"query": {"type": "text", "required": True}}
+
+
+@pytest.fixture
+def corpus(client: TestClient, namespace: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+    make_bucket(client)
+    collection = text_collection(client, "passages", {"type": "bucket", "bucket_ids": ["docs"]},
+                                 split_by="none", model="minilm", passthrough=("title", "views", "lang"))
+    objects = [add_object(client, text, title=title, views=views, lang=lang)
+               for text, title, views, lang in PASSAGES]
+    result = run(runtime, collection["collection_id"], objects)
+    assert result.failures == [] and result.documents_written == len(PASSAGES)
+    feature = client.get(f"/v1/collections/{collection['collection_id']}/features").json()
+    uri = next(f["feature_uri"] for f in feature["features"])
+    return {"collection": collection, "objects": objects, "feature_uri": uri}
+
+
+def search_stage(uri: str, **extra: Any) -> dict[str, Any]:
+    return {"stage_name": "search", "stage_type": "filter", "config": {"stage_id": "feature_search", "parameters": {
+        "searches": [{"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": 50}], "final_top_k": 10, **extra}}}
+
+
+def adhoc(client: TestClient, stages: list[dict[str, Any]], inputs: dict[str, Any], query: str = "",
+          **body: Any) -> Any:
+    return client.post(f"/v1/retrievers/execute{query}", json={
+        "collection_identifiers": ["passages"], "input_schema": QUERY, "stages": stages, "inputs": inputs, **body})
+
+
+def titles(response: Any) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [d["title"] for d in response.json()["documents"]]
+
+
+def test_crud_and_saved_execute(client: TestClient, corpus: dict[str, Any]) -> None:
+    created = client.post("/v1/retrievers", json={
+        "retriever_name": "passages_search", "collection_identifiers": ["passages"],
+        "stages": [search_stage(corpus["feature_uri"])], "input_schema": QUERY, "tags": ["demo"],
+        "requires_subscription": False})
+    assert created.status_code == 200, created.text
+    body = created.json()
+    rid = body["retriever_id"]
+    assert body["retriever"]["retriever_id"] == rid and body["fusion"] is None and body["version"] == 1
+    assert body["collection_ids"] == body["collection_identifiers"] == [corpus["collection"]["collection_id"]]
+    stage = body["stages"][0]
+    assert stage["parameters"] == stage["config"]["parameters"] and stage["config"]["stage_id"] == "feature_search"
+
+    assert client.get(f"/v1/retrievers/{rid}").json()["retriever_name"] == "passages_search"
+    assert client.get("/v1/retrievers/passages_search").json()["retriever_id"] == rid
+    listed = client.post("/v1/retrievers/list", json={"search": "PASSAGES"}).json()
+    assert [r["retriever_id"] for r in listed["results"]] == [rid] and listed["total"] == 1
+    assert client.get("/v1/retrievers").json()["total"] == 1
+    assert_error(client.post("/v1/retrievers", json={
+        "retriever_name": "passages_search", "collection_identifiers": ["passages"],
+        "stages": [search_stage(corpus["feature_uri"])]}), 409)
+
+    patched = client.patch(f"/v1/retrievers/{rid}", json={"description": "moon and bread", "tags": ["x"]}).json()
+    assert patched["description"] == "moon and bread" and patched["version"] == 2 and patched["tags"] == ["x"]
+
+    result = client.post(f"/v1/retrievers/{rid}/execute", json={"inputs": {"query": "astronauts on the lunar surface"},
+                                                                "limit": 3, "stream": False})
+    assert result.status_code == 200, result.text
+    out = result.json()
+    assert out["execution_id"].startswith("exec_") and out["status"] == "completed" and out["retriever_id"] == rid
+    top = out["documents"][0]
+    assert top["title"] == "Moon" and 0 < top["score"] <= 1 and len(out["documents"]) == 3
+    assert top["_internal"]["lineage"]["root_object_id"] == corpus["objects"][2]
+    stats = out["stage_statistics"]["stages"]["search"]
+    assert stats["output_count"] == 5 and stats["duration_ms"] >= 0 and out["stage_statistics"]["total_time_ms"] > 0
+
+    assert client.delete(f"/v1/retrievers/{rid}").json()["success"] is True
+    assert_error(client.get(f"/v1/retrievers/{rid}"), 404)
+
+
+def test_full_text_hybrid_and_fusion(client: TestClient, corpus: dict[str, Any]) -> None:
+    text = adhoc(client, [{"stage_name": "fts", "config": {"stage_id": "text_search", "parameters": {
+        "query": "{{input.query}}"}}}], {"query": "sourdough yeast"})
+    assert titles(text)[0] == "Bread"
+    hybrid = adhoc(client, [{"stage_name": "hybrid", "config": {"stage_id": "hybrid_search", "parameters": {
+        "query": "{{INPUTS.query}}", "feature_uri": corpus["feature_uri"]}}}], {"query": "sourdough yeast"})
+    assert titles(hybrid)[0] == "Bread"
+    assert set(hybrid.json()["documents"][0]["search_scores"]) == {"vector", "text"}
+
+    # Two searches fused: every method puts the passage both queries like at the top.
+    for fusion in ("rrf", "weighted", "max", "dbsf"):
+        two = adhoc(client, [{"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {
+            "fusion": fusion, "searches": [
+                {"feature_uri": corpus["feature_uri"], "query": "{{INPUT.query}}"},
+                {"feature_uri": corpus["feature_uri"], "query": "rocket to the moon", "weight": 0.5}]}}}],
+            {"query": "space exploration"})
+        assert titles(two)[0] == "Moon", fusion
+
+
+def test_shaping_stages(client: TestClient, corpus: dict[str, Any], runtime: Runtime) -> None:
+    uri = corpus["feature_uri"]
+    food_only = adhoc(client, [search_stage(uri), {"stage_name": "f", "config": {
+        "stage_id": "attribute_filter", "parameters": {"filters": {"field": "lang", "operator": "eq",
+                                                                   "value": "food"}}}}], {"query": "baking"})
+    assert sorted(titles(food_only)) == ["Bread", "Cake"]
+    by_views = adhoc(client, [search_stage(uri), {"stage_name": "s", "config": {
+        "stage_id": "sort_attribute", "parameters": {"field": "views", "direction": "asc"}}},
+        {"stage_name": "l", "config": {"stage_id": "limit", "parameters": {"limit": 2}}}], {"query": "anything"})
+    assert titles(by_views) == ["Fish", "Cake"]
+    dedup = adhoc(client, [search_stage(uri), {"stage_name": "d", "config": {
+        "stage_id": "deduplicate", "parameters": {"field": "lang"}}}], {"query": "rivers and ice"})
+    assert len(titles(dedup)) == 3 and titles(dedup)[0] in {"Fish", "Ice"}
+    grouped = adhoc(client, [search_stage(uri), {"stage_name": "g", "config": {
+        "stage_id": "group_by", "parameters": {"field": "root_object_id", "max_per_group": 1}}}], {"query": "x"})
+    assert len(titles(grouped)) == 5 and grouped.json()["stage_statistics"]["stages"]["g"]["metadata"]["groups"] == 5
+    diverse = adhoc(client, [search_stage(uri), {"stage_name": "m", "config": {
+        "stage_id": "mmr", "parameters": {"lambda": 0.3, "top_k": 3}}}], {"query": "cooking with flour"})
+    assert len(titles(diverse)) == 3 and titles(diverse)[0] in {"Cake", "Bread"}
+    # A filter inside a search, and a filter as the first stage.
+    nature = adhoc(client, [search_stage(uri)], {"query": "fish"}, **{})
+    assert titles(nature)[0] == "Fish"
+    first = adhoc(client, [{"stage_name": "f", "config": {"stage_id": "attribute_filter", "parameters": {
+        "filters": {"field": "views", "operator": "gte", "value": 60}}}}], {"query": "unused"})
+    assert sorted(titles(first)) == ["Ice", "Moon"]
+
+
+def test_pages_vectors_and_presigned(client: TestClient, corpus: dict[str, Any]) -> None:
+    stages = [search_stage(corpus["feature_uri"])]
+    everything = titles(adhoc(client, stages, {"query": "nature"}, pagination={"method": "offset", "page_size": 5}))
+    page1 = adhoc(client, stages, {"query": "nature"}, pagination={"method": "offset", "page_size": 2})
+    page2 = adhoc(client, stages, {"query": "nature"}, pagination={"method": "offset", "page_size": 2,
+                                                                   "page_number": 2})
+    assert titles(page1) + titles(page2) == everything[:4]
+    cursor1 = adhoc(client, stages, {"query": "nature"}, pagination={"method": "cursor", "limit": 3})
+    following = cursor1.json()["pagination"]["next_cursor"]
+    cursor2 = adhoc(client, stages, {"query": "nature"}, pagination={"method": "cursor", "limit": 3,
+                                                                     "cursor": following})
+    assert titles(cursor1) + titles(cursor2) == everything and cursor2.json()["pagination"]["next_cursor"] is None
+    with_vectors = adhoc(client, stages, {"query": "nature"}, "?return_vectors=true&return_presigned_urls=true")
+    doc = with_vectors.json()["documents"][0]
+    vector_name = next(k for k in doc if k.startswith("text_extractor_v1_"))
+    assert len(doc[vector_name]) == 384
+    assert all("presigned_url" in b for b in doc["document_blobs"] if b.get("url"))
+
+
+def test_stream_events(client: TestClient, corpus: dict[str, Any]) -> None:
+    stages = [search_stage(corpus["feature_uri"]), {"stage_name": "l", "config": {"stage_id": "limit",
+                                                                                   "parameters": {"limit": 2}}}]
+    with client.stream("POST", "/v1/retrievers/execute", json={
+            "collection_identifiers": ["passages"], "input_schema": QUERY, "stages": stages,
+            "inputs": {"query": "bread"}, "stream": True}) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    assert [e["event"] for e in events] == ["stage_start", "stage_complete", "stage_start", "stage_complete",
+                                            "execution_complete"]
+    assert len(events[-1]["result"]["documents"]) == 2
+    bad_vector = [{"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {"searches": [
+        {"feature_uri": corpus["feature_uri"], "query": {"input_mode": "vector", "value": [0.1, 0.2]}}]}}}]
+    with client.stream("POST", "/v1/retrievers/execute", json={
+            "collection_identifiers": ["passages"], "input_schema": {}, "stages": bad_vector, "inputs": {},
+            "stream": True}) as response:
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    assert [e["event"] for e in events] == ["stage_start", "stage_error", "execution_error"]
+    assert events[-1]["status"] == 400 and "dimensions" in events[-1]["error"]["message"]
+
+
+def test_bad_input(client: TestClient, corpus: dict[str, Any]) -> None:
+    uri = corpus["feature_uri"]
+    missing = adhoc(client, [search_stage(uri)], {})
+    assert "query" in assert_error(missing, 422, "ValidationError")["error"]["message"]
+    assert_error(adhoc(client, [search_stage(uri)], {"query": 5}), 422)
+    unknown = adhoc(client, [search_stage("mixpeek://text_extractor@v1/nope")], {"query": "x"})
+    assert "Unknown feature URI" in assert_error(unknown, 400)["error"]["message"]
+    wrong_dims = adhoc(client, [{"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {
+        "searches": [{"feature_uri": uri, "query": {"input_mode": "vector", "value": [0.5] * 10}}]}}}], {"query": "x"})
+    assert "384" in assert_error(wrong_dims, 400)["error"]["message"]
+    bad_filter = adhoc(client, [{"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {
+        "searches": [{"feature_uri": uri, "query": "x", "filters": {"field": "lang", "operator": "fuzzy",
+                                                                     "value": 1}}]}}}], {"query": "x"})
+    assert "fuzzy" in assert_error(bad_filter, 400)["error"]["message"]
+    assert_error(adhoc(client, [{"stage_name": "s", "config": {"stage_id": "teleport"}}], {"query": "x"}), 400)
+    assert_error(adhoc(client, [{"stage_name": "s", "config": {"stage_id": "limit", "parameters": {
+        "limit": -1}}}], {"query": "x"}), 422)
+    two_searches = [{"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {
+        "fusion": "magic", "searches": [{"feature_uri": uri, "query": "a"}, {"feature_uri": uri, "query": "b"}]}}}]
+    assert "fusion" in assert_error(adhoc(client, two_searches, {"query": "x"}), 400)["error"]["message"]
+    bad_schema = client.post("/v1/retrievers/execute", json={
+        "collection_identifiers": ["passages"], "input_schema": {"q": {"type": "hologram"}},
+        "stages": [search_stage(uri)], "inputs": {}})
+    assert_error(bad_schema, 422)
+    assert_error(adhoc(client, [search_stage(uri)], {"query": "x"}, pagination={"method": "offset",
+                                                                                 "page_size": 0}), 400)
+    no_collection = client.post("/v1/retrievers", json={"retriever_name": "r", "collection_identifiers": ["ghost"],
+                                                        "stages": [search_stage(uri)]})
+    assert_error(no_collection, 404)
+    unknown_saved = client.post("/v1/retrievers", json={"retriever_name": "r", "collection_identifiers": ["passages"],
+                                                        "stages": [search_stage("mixpeek://x@v1/y")]})
+    assert_error(unknown_saved, 400)
+    assert client.post("/v1/retrievers/list", json={}).json()["total"] == 0  # nothing left behind
