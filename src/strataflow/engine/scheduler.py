@@ -271,7 +271,8 @@ class Scheduler:
             tier.extractor_jobs = result.extractor_jobs
             tier.errors = result.errors
             tier.error_summary = result.error_summary
-            tier.logs = (tier.logs or []) + result.logs
+            ran_on = f"tier {tier_num} attempt {tier.attempts} ran on {self.owner}"  # which worker, for operators
+            tier.logs = (tier.logs or []) + [ran_on] + result.logs
             outcome = lifecycle.tier_outcome(result.rows_total, result.rows_failed)
             message = (f"{result.rows_total - result.rows_failed}/{result.rows_total} rows succeeded"
                        if result.rows_total else "no input rows")
