@@ -272,7 +272,7 @@ class Scheduler:
             tier.errors = result.errors
             tier.error_summary = result.error_summary
             ran_on = f"tier {tier_num} attempt {tier.attempts} ran on {self.owner}"  # which worker, for operators
-            tier.logs = (tier.logs or []) + [ran_on] + result.logs
+            tier.logs = (tier.logs or []) + result.logs + [ran_on]
             outcome = lifecycle.tier_outcome(result.rows_total, result.rows_failed)
             message = (f"{result.rows_total - result.rows_failed}/{result.rows_total} rows succeeded"
                        if result.rows_total else "no input rows")
