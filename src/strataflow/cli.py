@@ -1,4 +1,4 @@
-"""`strataflow serve | orgs | keys` — the command line."""
+"""`strataflow serve | worker | orgs | keys` — the command line."""
 
 from __future__ import annotations
 
@@ -61,6 +61,44 @@ def serve(
         console.print("  admin API key: the one given in STRATAFLOW_API_KEY on first start")
     uvicorn.run(create_app(settings, runtime=runtime), host=settings.host, port=settings.port,
                 log_config=None, access_log=False)
+
+
+@app.command()
+def worker(data_dir: DataDir = None) -> None:
+    """Run batches without the API: the tier scheduler, its runner and background jobs.
+
+    Reads the same settings as `serve`. Point several workers (and API replicas) at one
+    PostgreSQL and one S3: they claim tiers under leases, never the same one twice.
+    Stops cleanly on SIGTERM or Ctrl-C, handing a running tier back at once.
+    """
+    import signal
+    import threading
+
+    from strataflow.logs import configure
+    from strataflow.runtime import open_runtime
+
+    settings = _settings(data_dir)
+    configure(settings.log_level, settings.log_json)
+    if settings.is_sqlite:
+        err.print("[yellow]note:[/yellow] a worker on SQLite shares the data dir with one server at most; "
+                  "set STRATAFLOW_DATABASE_URL to PostgreSQL to scale out")
+    runtime = open_runtime(settings)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runtime.start_background()
+    console.print(f"[bold]Strataflow worker[/bold] {runtime.scheduler.owner}: engine {settings.engine}, "
+                  f"database {'SQLite' if settings.is_sqlite else 'PostgreSQL'}, "
+                  f"blobs {settings.blob_url or settings.blob_dir}")
+    while not stopping.wait(1.0):  # a bounded wait: signal handlers run between waits
+        pass
+    console.print("stopping: finishing the current chunk, handing running tiers back")
+    runtime.close()
+    console.print("stopped")
 
 
 @orgs_app.command("create")

@@ -47,6 +47,20 @@ class Settings(BaseSettings):
     engine: str = Field(default="local", pattern="^(local|ray)$", description="Where extraction runs.")
     engine_processes: int = Field(default=1, ge=1, description="Worker processes of the local runner.")
     engine_threads: int = Field(default=0, ge=0, description="Torch threads per worker; 0 = all cores / processes.")
+    # The Ray runner (STRATAFLOW_ENGINE=ray). Extraction runs in Ray actors that keep their
+    # models loaded; documents are still written by the scheduler process.
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster to join: 'auto', 'host:6379' or 'ray://host:10001'; empty starts Ray in-process.",
+    )
+    ray_num_cpus: int = Field(default=0, ge=0, description="CPUs of an in-process Ray; 0 = all of the machine.")
+    ray_object_store_mb: int = Field(default=0, ge=0, description="Object store of an in-process Ray; 0 = Ray's.")
+    ray_actors: int = Field(default=1, ge=1, description="Actors per extractor (each holds its models).")
+    ray_actor_cpus: float = Field(
+        default=0.0, ge=0, description="CPUs an actor reserves; 0 = the extractor's declared num_cpus.")
+    ray_max_restarts: int = Field(
+        default=3, ge=0, description="Restarts of a dead actor, each retrying the chunk it was running.")
+    ray_namespace: str = Field(default="strataflow", description="Ray namespace of the runner's actors.")
     device: str = Field(default="cpu", description="Device extractors use: cpu, or cuda when a GPU is there.")
     scheduler_workers: int = Field(default=2, ge=1, description="Tiers this process runs at the same time.")
     tier_lease_s: float = Field(default=30.0, gt=0, description="A tier's lease; a dead worker's tier resumes after it.")
@@ -70,7 +84,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
-    @field_validator("database_url", "blob_url", "index_uri", "api_key", "public_url", mode="before")
+    @field_validator("database_url", "blob_url", "index_uri", "api_key", "public_url", "ray_address",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """`STRATAFLOW_API_KEY=` in a shell or compose file means 'not set', not an empty key."""

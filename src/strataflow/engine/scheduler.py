@@ -5,6 +5,11 @@ is IN_PROGRESS under a lease nobody renewed (its worker died). Claims take a
 row lock (PostgreSQL: FOR UPDATE SKIP LOCKED, so several workers never take the
 same tier; SQLite: the single write lock). A heartbeat thread renews the lease
 while the tier runs. Execution itself is delegated to a `TierExecutor`.
+
+Waking up: a submit in this process wakes this scheduler directly. Other
+processes (`strataflow worker`s, API replicas) learn of it through PostgreSQL
+LISTEN/NOTIFY on one channel, so they start within moments instead of at their
+next poll; SQLite has one process anyway and keeps polling.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 
 from strataflow.clock import utcnow
 from strataflow.engine import lifecycle
@@ -28,6 +33,8 @@ from strataflow.store.db import Database
 from strataflow.store.tables import Batch, BatchTier
 
 log = logging.getLogger("strataflow.scheduler")
+
+NOTIFY_CHANNEL = "strataflow_tiers"  # database-wide: a wake-up meant for another schema only costs a claim query
 
 
 @dataclass
@@ -98,15 +105,53 @@ class Scheduler:
             thread = threading.Thread(target=self._loop, name=f"strataflow-scheduler-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if not self.db.is_sqlite:
+            listener = threading.Thread(target=self._listen, name="strataflow-scheduler-listen", daemon=True)
+            listener.start()
+            self._threads.append(listener)
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
+        self.notify()  # tiers this process handed back can be claimed by the others now
 
     def notify(self) -> None:
+        """Work may be runnable: wake this process's loops, and (PostgreSQL) every other process's."""
         self._wake.set()
+        if self.db.is_sqlite:
+            return
+        try:
+            with self.db.engine.connect() as conn:
+                conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+                conn.commit()
+        except Exception:  # the others still find the work at their next poll
+            log.warning("NOTIFY failed", exc_info=True)
+
+    def _listen(self) -> None:
+        """Turn NOTIFYs from other processes into local wake-ups; reconnect on errors."""
+        while not self._stop.is_set():
+            raw = None
+            try:
+                raw = self.db.engine.raw_connection()
+                raw.detach()  # a session-long LISTEN: this connection never goes back to the pool
+                conn = raw.driver_connection
+                conn.autocommit = True
+                conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                while not self._stop.is_set():
+                    # A bounded wait, so a stop is noticed within a second.
+                    for _ in conn.notifies(timeout=1.0, stop_after=1):
+                        self._wake.set()
+            except Exception:
+                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+                self._stop.wait(self.poll_interval_s)
+            finally:
+                if raw is not None:
+                    try:
+                        raw.close()
+                    except Exception:
+                        pass
 
     def run_pending(self) -> int:
         ran = 0
@@ -213,6 +258,8 @@ class Scheduler:
                 return
             if Status(batch.status) in TERMINAL or (result is not None and result.stopped):
                 tier.lease_owner = None  # canceled, or we are shutting down: leave the tier as it is
+                if self._stop.is_set():  # a clean shutdown hands the tier over now, not after the lease
+                    tier.lease_expires_at = utcnow()
                 if Status(tier.status) is Status.IN_PROGRESS and not self._stop.is_set():
                     lifecycle.cancel(session, batch, "stopped")
                 return
@@ -224,7 +271,8 @@ class Scheduler:
             tier.extractor_jobs = result.extractor_jobs
             tier.errors = result.errors
             tier.error_summary = result.error_summary
-            tier.logs = (tier.logs or []) + result.logs
+            ran_on = f"tier {tier_num} attempt {tier.attempts} ran on {self.owner}"  # which worker, for operators
+            tier.logs = (tier.logs or []) + result.logs + [ran_on]
             outcome = lifecycle.tier_outcome(result.rows_total, result.rows_failed)
             message = (f"{result.rows_total - result.rows_failed}/{result.rows_total} rows succeeded"
                        if result.rows_total else "no input rows")

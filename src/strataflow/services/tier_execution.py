@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from strataflow.blobs import BlobStore
 from strataflow.config import Settings
 from strataflow.engine.manifest import ManifestRow, count_rows, manifest_key, read_manifest, write_manifest
-from strataflow.engine.runners import ExtractionCall, Runner
+from strataflow.engine.runners import ExtractionCall, Runner, RunNotes
 from strataflow.engine.scheduler import TierJob, TierResult
 from strataflow.extractors.base import ErrorCategory, ExtractorInput, RowResult
 from strataflow.index.store import DocumentIndex, quote_ids
@@ -42,6 +42,7 @@ from strataflow.store.tables import Batch, BatchObject, BatchTier, BucketObject,
 log = logging.getLogger("strataflow.tiers")
 
 _ROOT_CHUNK = 500  # root object ids per index query when building a tier's manifest
+_MAX_WORKER_LOG_LINES = 400  # runner log lines kept in a tier's logs
 
 
 @dataclass
@@ -61,6 +62,7 @@ class _Tally:
     started: float = field(default_factory=time.monotonic)
     errors: dict[str, list[str]] = field(default_factory=dict)  # category -> affected row ids
     messages: dict[str, str] = field(default_factory=dict)  # category -> first message
+    notes: RunNotes = field(default_factory=RunNotes)  # where the runner ran it: Ray ids, worker log lines
 
 
 def record_from_row(row: ManifestRow) -> SourceRecord:
@@ -148,16 +150,18 @@ class BatchTierExecutor:
 
     # -- running -----------------------------------------------------------------------------
     def _extract_with_runner(self, config: dict[str, Any], inputs: list[ExtractorInput],
-                             work_dir: Path) -> list[RowResult]:
+                             work_dir: Path, notes: RunNotes) -> list[RowResult]:
         call = ExtractionCall(config["feature_extractor_name"], config["version"], config.get("parameters") or {},
                               inputs, work_dir, self.settings.device, self.settings.models_dir)
-        return self.runner.submit(call).result()
+        return self.runner.submit(call, notes).result()
 
     def _run_collection(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, key: str,
                         wanted: set[str] | None, tally: _Tally, progress: dict[str, int], expected: int) -> bool:
         context = RunContext(blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
                              device=self.settings.device, batch_size=self.settings.extract_batch_size,
-                             should_stop=job.should_stop, extract=self._extract_with_runner)
+                             should_stop=job.should_stop,
+                             extract=lambda config, inputs, work_dir: self._extract_with_runner(
+                                 config, inputs, work_dir, tally.notes))
         allowed = self._passing_source_filters(batch, tier, collection)
         for chunk in read_manifest(self.blobs, key, self.settings.manifest_chunk_rows):
             if job.should_stop():
@@ -185,7 +189,8 @@ class BatchTierExecutor:
                 tally.errors.setdefault(failure.error_type, []).append(failure.source_id)
                 tally.messages.setdefault(failure.error_type, failure.message)
             progress["done"] += len(chunk)
-            job.report(progress["done"], expected, {"documents_written": self._written(tally)})
+            running_on = {"ray_job_id": tally.notes.job_id} if tally.notes.job_id else {}
+            job.report(progress["done"], expected, {"documents_written": self._written(tally), **running_on})
         return False
 
     @staticmethod
@@ -264,7 +269,9 @@ class BatchTierExecutor:
                              "COMPLETED_WITH_ERRORS" if tally.failed else "COMPLETED"),
                          "duration_ms": duration, "documents_written": tally.documents_written,
                          "errors": [e for e in errors if e["metadata"]["collection_id"] == tally.collection_id],
-                         "error": next(iter(tally.messages.values()), None), "ray_job_id": None,
+                         "error": next(iter(tally.messages.values()), None),
+                         "ray_job_id": tally.notes.job_id, "ray_actor_ids": tally.notes.actor_ids,
+                         "ray_task_ids": tally.notes.task_ids,
                          "timing_ms": {"inputs": round(tally.prepare_ms), "extraction": round(tally.extract_ms),
                                        "writes": round(tally.write_ms)},
                          "celery_task_id": None})
@@ -276,8 +283,17 @@ class BatchTierExecutor:
                     "documents_missing_input_fields": sum(t.missing_inputs for t in tallies),
                     "documents_submitted_to_engine": rows - sum(t.missing_inputs for t in tallies),
                     "documents_written": written, "documents_per_second": round(written / elapsed, 1)}
+        job_ids = sorted({t.notes.job_id for t in tallies if t.notes.job_id})
+        if job_ids:  # the Ray job (driver) that ran the tier's extraction
+            counters["ray_job_id"] = ",".join(job_ids)
         logs = [f"tier {tier.tier_num} collection {t.collection_id}: {t.rows} rows, {t.failed} failed, "
                 f"{t.documents_written} documents written; inputs {t.prepare_ms / 1000:.2f}s, "
                 f"extraction {t.extract_ms / 1000:.2f}s, writes {t.write_ms / 1000:.2f}s" for t in tallies]
+        worker_lines = [line for t in tallies for line in t.notes.logs]
+        if len(worker_lines) > _MAX_WORKER_LOG_LINES:  # the tier row is no log store: keep both ends
+            half = _MAX_WORKER_LOG_LINES // 2
+            skipped = len(worker_lines) - 2 * half
+            worker_lines = [*worker_lines[:half], f"... {skipped} lines left out ...", *worker_lines[-half:]]
+        logs += worker_lines
         return TierResult(rows_total=rows, rows_failed=sum(t.failed for t in tallies), counters=counters,
                           extractor_jobs=jobs, errors=errors, error_summary=summary, logs=logs, stopped=stopped)

@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from strataflow.config import Settings
+from tests.s3_server import MotoServer, moto_server  # noqa: F401  (the session's S3 server)
 
 SCHEMA = {"properties": {
     "content": {"type": "text"},
@@ -32,38 +26,6 @@ SCHEMA = {"properties": {
     "title": {"type": "string"},
     "views": {"type": "integer"},
 }}
-
-
-@dataclass(frozen=True)
-class MotoServer:
-    endpoint: str
-
-    def client(self) -> Any:
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(endpoint, timeout=1)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.1)
-    yield MotoServer(endpoint)
-    process.terminate()
-    process.wait(10)
 
 
 @pytest.fixture(params=["local", "s3"])

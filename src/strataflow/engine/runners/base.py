@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,10 +23,24 @@ class ExtractionCall:
     models_dir: Path | None = None
 
 
+@dataclass
+class RunNotes:
+    """What a runner tells the tier about where its work ran: ids and log lines.
+
+    The executor passes one per collection; a runner appends to it before it
+    resolves a call's future, so the notes are complete once the result is read.
+    """
+
+    job_id: str | None = None
+    actor_ids: list[str] = field(default_factory=list)
+    task_ids: list[str] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+
+
 class Runner(Protocol):
     name: str
 
-    def submit(self, call: ExtractionCall) -> Future[list[RowResult]]:
+    def submit(self, call: ExtractionCall, notes: RunNotes | None = None) -> Future[list[RowResult]]:
         """Start extracting; the future yields one RowResult per input row, in order."""
         ...
 

@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from strataflow.engine.runners.base import ExtractionCall
+from strataflow.engine.runners.base import ExtractionCall, RunNotes
 from strataflow.engine.runners.worker import initialise, run_extraction
 from strataflow.extractors.base import ErrorCategory, ExtractionError, RowResult
 
@@ -42,7 +42,8 @@ class LocalRunner:
                 )
             return self._pool
 
-    def submit(self, call: ExtractionCall) -> Future[list[RowResult]]:
+    def submit(self, call: ExtractionCall, notes: RunNotes | None = None) -> Future[list[RowResult]]:
+        # The local pool has no ids worth reporting; its log lines go to this process's log.
         outer: Future[list[RowResult]] = Future()
         try:
             inner = self._executor().submit(run_extraction, call)

@@ -1,0 +1,233 @@
+"""The Ray runner: extraction in Ray actors that keep their models loaded.
+
+Same contract as the local runner: `submit` takes one chunk of rows and
+returns a future of one RowResult per row. Each extractor gets a small pool
+of actors (`ray_actors`), placed with the extractor's declared resources:
+`num_cpus` (fractional is fine), `memory`, and `num_gpus` only when the
+cluster has GPUs, in which case the actor runs the extractor on `cuda`.
+
+Documents are not written here: the chunk's results travel back to the
+scheduler process, which writes them through the same index writer as the
+local runner, so document ids and vectors are the same whichever runner ran.
+
+A worker process that dies mid-chunk (OOM killer, a native crash, a lost
+node) is handled by Ray: the actor is restarted (`max_restarts`) and the
+chunk it was running is retried on the new actor (`max_task_retries`);
+extraction is deterministic, so a retried chunk yields the same documents.
+Only when the restarts run out do the chunk's rows fail, as a transient
+RESOURCE error that a batch retry picks up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+import strataflow
+from strataflow.config import Settings
+from strataflow.engine.runners.base import ExtractionCall, RunNotes
+from strataflow.engine.runners.worker import initialise, run_extraction
+from strataflow.extractors.base import ErrorCategory, ExtractionError, RowResult
+
+log = logging.getLogger("strataflow.runner.ray")
+
+
+class _LineCollector(logging.Handler):
+    """Keeps the log lines an extraction emits, so the tier's logs show what ran on the cluster."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@ray.remote(concurrency_groups={"control": 1})
+class ExtractionActor:
+    """One Ray worker process holding an extractor's models between chunks.
+
+    Chunks run one at a time (the default concurrency group); `pid` and `describe`
+    answer from their own group so they can be asked while a chunk runs.
+    """
+
+    def __init__(self, torch_threads: int) -> None:
+        initialise(torch_threads)
+        self.started = time.time()
+
+    @ray.method(concurrency_group="control")
+    def pid(self) -> int:
+        return os.getpid()
+
+    def extract(self, call: ExtractionCall) -> tuple[list[RowResult], list[str]]:
+        context = ray.get_runtime_context()
+        if ray.get_gpu_ids():  # placed on a GPU: use it, whatever the scheduler's default device
+            call = dataclasses.replace(call, device="cuda")
+        collector = _LineCollector()
+        root = logging.getLogger()
+        root.addHandler(collector)
+        started = time.monotonic()
+        try:
+            results = run_extraction(call)
+        finally:
+            root.removeHandler(collector)
+        failed = sum(1 for r in results if r.failed)
+        summary = (f"actor {context.get_actor_id()} task {context.get_task_id()} node {context.get_node_id()} "
+                   f"pid {os.getpid()} device {call.device}: {call.extractor_name} {call.extractor_version} "
+                   f"{len(results)} rows, {failed} failed, {time.monotonic() - started:.2f}s")
+        return results, [*collector.lines, summary]
+
+
+@dataclass
+class _Slot:
+    handle: Any
+    actor_id: str
+    in_flight: int = 0
+
+
+def _source_dir() -> str | None:
+    """The directory holding this `strataflow` package when it runs from a source checkout.
+
+    Ray workers must import the same code as the driver; an installed package is
+    found by them anyway, a checkout is not unless it is on their PYTHONPATH.
+    """
+    package_parent = Path(strataflow.__file__).resolve().parents[1]
+    if any(part in ("site-packages", "dist-packages") for part in package_parent.parts):
+        return None
+    return str(package_parent)
+
+
+class RayRunner:
+    name = "ray"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._pools: dict[str, list[_Slot]] = {}
+        self._started_ray = self._connect()
+        self.job_id = ray.get_runtime_context().get_job_id()
+        self.has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+        log.info("ray runner connected", extra={"ray_job_id": self.job_id, "address": settings.ray_address or "local",
+                                                "gpus": self.has_gpus})
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RayRunner:
+        return cls(settings)
+
+    # -- cluster ------------------------------------------------------------------
+    def _connect(self) -> bool:
+        """Join the configured cluster, or start Ray in this process; True when we started it."""
+        if ray.is_initialized():  # another runner in this process already connected
+            return False
+        env_vars = {"TOKENIZERS_PARALLELISM": "false"}
+        if (source := _source_dir()) is not None:
+            env_vars["PYTHONPATH"] = source
+        options: dict[str, Any] = {"namespace": self.settings.ray_namespace, "include_dashboard": False,
+                                   "runtime_env": {"env_vars": env_vars}, "logging_level": logging.WARNING}
+        if self.settings.ray_address:
+            ray.init(address=self.settings.ray_address, **options)
+            return False
+        if self.settings.ray_num_cpus:
+            options["num_cpus"] = self.settings.ray_num_cpus
+        if self.settings.ray_object_store_mb:
+            options["object_store_memory"] = self.settings.ray_object_store_mb * 1024 * 1024
+        ray.init(**options)
+        return True
+
+    def _actor_options(self, call: ExtractionCall) -> dict[str, Any]:
+        from strataflow.extractors.registry import get_extractor
+
+        resources = get_extractor(call.extractor_name, call.extractor_version).resources
+        num_cpus = self.settings.ray_actor_cpus or resources.num_cpus
+        options: dict[str, Any] = {
+            "num_cpus": num_cpus, "memory": resources.memory_mb * 1024 * 1024,
+            "max_restarts": self.settings.ray_max_restarts, "max_task_retries": self.settings.ray_max_restarts,
+        }
+        if self.has_gpus and resources.num_gpus:
+            options["num_gpus"] = resources.num_gpus
+        return options
+
+    def _slot(self, call: ExtractionCall) -> _Slot:
+        """The least busy actor for this extractor, creating the pool on first use."""
+        key = f"{call.extractor_name}_{call.extractor_version}"
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                options = self._actor_options(call)
+                threads = max(1, int(options["num_cpus"]))
+                pool = []
+                for _ in range(self.settings.ray_actors):
+                    handle = ExtractionActor.options(**options).remote(threads)  # type: ignore[attr-defined]
+                    pool.append(_Slot(handle, handle._actor_id.hex()))
+                self._pools[key] = pool
+                log.info("ray actors started", extra={"extractor": key, "actors": [s.actor_id for s in pool],
+                                                      **{k: v for k, v in options.items() if k != "memory"}})
+            slot = min(pool, key=lambda s: s.in_flight)
+            slot.in_flight += 1
+            return slot
+
+    # -- the runner interface ---------------------------------------------------------
+    def submit(self, call: ExtractionCall, notes: RunNotes | None = None) -> Future[list[RowResult]]:
+        outer: Future[list[RowResult]] = Future()
+        slot = self._slot(call)
+        ref = slot.handle.extract.remote(call)
+        task_id = ref.task_id().hex()
+
+        def relay(done: Future[Any]) -> None:
+            with self._lock:
+                slot.in_flight -= 1
+            lines: list[str] = []
+            try:
+                results, lines = done.result()
+            except RayActorError as exc:  # the restarts ran out: transient, a retry may succeed
+                log.error("ray actor lost", extra={"actor_id": slot.actor_id, "error": str(exc)[:500]})
+                error = ExtractionError(ErrorCategory.RESOURCE, f"the Ray actor died while extracting: {exc}"[:2000])
+                results = [RowResult(row_id=r.row_id, error=error) for r in call.inputs]
+                lines = [f"actor {slot.actor_id} task {task_id}: actor died, restarts exhausted"]
+            except RayTaskError as exc:  # an extractor bug: every row of the chunk fails with it
+                cause = exc.cause if exc.cause is not None else exc
+                error = ExtractionError(ErrorCategory.RUNTIME, f"{type(cause).__name__}: {cause}"[:2000])
+                results = [RowResult(row_id=r.row_id, error=error) for r in call.inputs]
+                lines = [f"actor {slot.actor_id} task {task_id}: {type(cause).__name__}: {cause}"[:2000]]
+            except Exception as exc:
+                error = ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"[:2000])
+                results = [RowResult(row_id=r.row_id, error=error) for r in call.inputs]
+            if notes is not None:
+                notes.job_id = self.job_id
+                if slot.actor_id not in notes.actor_ids:
+                    notes.actor_ids.append(slot.actor_id)
+                notes.task_ids.append(task_id)
+                notes.logs.extend(lines)
+            outer.set_result(results)
+
+        ref.future().add_done_callback(relay)
+        return outer
+
+    def actor_pids(self) -> dict[str, int]:
+        """Process ids of the live actors, by actor id (operators and tests use this)."""
+        with self._lock:
+            slots = [slot for pool in self._pools.values() for slot in pool]
+        return {slot.actor_id: ray.get(slot.handle.pid.remote(), timeout=60) for slot in slots}
+
+    def close(self) -> None:
+        with self._lock:
+            slots = [slot for pool in self._pools.values() for slot in pool]
+            self._pools.clear()
+        for slot in slots:
+            try:
+                ray.kill(slot.handle, no_restart=True)
+            except Exception:  # already gone with its node
+                pass
+        if self._started_ray and ray.is_initialized():
+            ray.shutdown()
