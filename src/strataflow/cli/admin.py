@@ -1,4 +1,4 @@
-"""`strataflow serve | orgs | keys` — the command line."""
+"""`strataflow serve | orgs | keys`: commands that run the server or act on its data directory directly."""
 
 from __future__ import annotations
 
@@ -9,16 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from strataflow.cli.app import app
 from strataflow.config import Settings
-from strataflow.errors import StrataflowError
 
-app = typer.Typer(help="Strataflow: a self-hosted multimodal data engine.", no_args_is_help=True)
 orgs_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(keys_app, name="keys")
 console = Console()
-err = Console(stderr=True)
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (env STRATAFLOW_DATA_DIR).", show_default=False)
@@ -129,10 +127,3 @@ def _open(data_dir: Path | None) -> "Runtime":  # noqa: F821
 
     return open_runtime(_settings(data_dir))
 
-
-def main() -> None:
-    try:
-        app()
-    except StrataflowError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise SystemExit(1) from None
