@@ -7,6 +7,8 @@ PACKAGES=(
   tesseract-ocr       # OCR in the image, multimodal and document_graph extractors
   tesseract-ocr-eng   # its English language data
   espeak-ng           # speaks the test sentences that Whisper must transcribe
+  chromium            # the web console test drives a real headless browser
+  chromium-driver     # its WebDriver (Playwright launches the same binary)
 )
 
 missing=()

@@ -45,6 +45,16 @@ def run_cli(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> su
                           env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
 
 
+def run_client(*args: str, url: str, key: str | None = API_KEY, cwd: Path | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a client command (`ingest`, `watch`, `search`) against a server, configured as a user
+    would: STRATAFLOW_URL and STRATAFLOW_API_KEY in the environment (no key: the admin-key file)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATAFLOW_")}
+    env.update({"STRATAFLOW_URL": url, "COLUMNS": "160", **({"STRATAFLOW_API_KEY": key} if key else {})})
+    return subprocess.run([sys.executable, "-m", "strataflow", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def start_server(data_dir: Path, port: int | None = None, extra_env: dict[str, str] | None = None) -> LiveServer:
     port = port or free_port()
     env = {**os.environ, "STRATAFLOW_API_KEY": API_KEY, "STRATAFLOW_TASK_POLL_INTERVAL_S": "0.1",

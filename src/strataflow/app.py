@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from strataflow import __version__
 from strataflow.api import (
@@ -29,6 +32,7 @@ from strataflow.api.logging import RequestLogging
 from strataflow.config import Settings
 from strataflow.runtime import Runtime, open_runtime
 
+CONSOLE_DIR = Path(__file__).parent / "console"
 ROUTERS = (
     health, namespaces, buckets, objects, uploads, blobs, batches, tasks, extractors, collections, documents, lineage,
     retrievers,
@@ -65,6 +69,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     errors.install(app)
     for module in ROUTERS:
         app.include_router(module.router)
+    # The web console: static files, no build step; it talks to the API like any other client.
+    app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_json_body_bytes)
     app.add_middleware(RequestLogging)
     return app

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
         default=None,
         description="Base URL clients reach the API on; used in presigned URLs.",
     )
+    url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where the command-line client finds the server (ingest, watch, search).",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     max_json_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

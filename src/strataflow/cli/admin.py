@@ -1,4 +1,4 @@
-"""`strataflow serve | worker | orgs | keys` — the command line."""
+"""`strataflow serve | worker | orgs | keys`: commands that run the server or act on its data directory."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from strataflow.cli.app import app
 from strataflow.config import Settings
-from strataflow.errors import StrataflowError
 
-app = typer.Typer(help="Strataflow: a self-hosted multimodal data engine.", no_args_is_help=True)
 orgs_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(orgs_app, name="orgs")
@@ -167,10 +166,3 @@ def _open(data_dir: Path | None) -> "Runtime":  # noqa: F821
 
     return open_runtime(_settings(data_dir))
 
-
-def main() -> None:
-    try:
-        app()
-    except StrataflowError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise SystemExit(1) from None

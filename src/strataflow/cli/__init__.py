@@ -1,0 +1,31 @@
+"""The `strataflow` command line.
+
+Server-side commands (`serve`, `orgs`, `keys`) act on the data directory; client commands
+(`ingest`, `watch`, `search`) talk to a running server by URL and API key, so they work
+against a remote deployment as well."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from strataflow.cli import admin as _admin  # noqa: F401  (registers serve, orgs, keys)
+from strataflow.cli.app import app
+from strataflow.cli.client import ApiError
+from strataflow.cli.ingest import ingest
+from strataflow.cli.watch import watch
+from strataflow.errors import StrataflowError
+
+app.command()(ingest)
+app.command()(watch)
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point: a refused request or a bad setting prints one line, never a traceback."""
+    err = Console(stderr=True)
+    try:
+        app()
+    except (StrataflowError, ApiError) as exc:
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise SystemExit(1) from None
