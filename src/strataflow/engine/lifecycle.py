@@ -100,6 +100,7 @@ def finish_tier(session: Session, batch: Batch, tier: BatchTier, outcome: Status
     tier.completed_at = utcnow()
     tier.lease_owner = None
     tier.lease_expires_at = None
+    session.flush()  # lock order: batch, tiers, then tasks
     _move_task(session, tier.task_id, outcome, message, message if outcome is S.FAILED else None)
     if outcome is S.FAILED:
         batch.error = f"tier {tier.tier_num}: {message}"
@@ -121,18 +122,27 @@ def finish_tier(session: Session, batch: Batch, tier: BatchTier, outcome: Status
 
 
 def cancel(session: Session, batch: Batch, reason: str) -> bool:
-    """Cancel a batch that has not finished; running work stops at its next chunk boundary."""
+    """Cancel a batch that has not finished; running work stops at its next chunk boundary.
+
+    Rows are locked in the order every writer uses (batch, then tiers, then tasks), so
+    a cancel racing a worker's progress report or finish cannot deadlock.
+    """
     if Status(batch.status) in TERMINAL:
         return False
     transition(session, batch, S.CANCELED, reason)
     batch.completed_at = utcnow()
-    _move_task(session, batch.task_id, S.CANCELED, reason)
-    for tier in session.scalars(select(BatchTier).where(BatchTier.batch_id == batch.batch_id)):
+    tier_tasks = []
+    for tier in session.scalars(select(BatchTier).where(BatchTier.batch_id == batch.batch_id)
+                                .order_by(BatchTier.tier_num)):
         if Status(tier.status) in (S.PENDING, S.IN_PROGRESS):
             transition(session, tier, S.CANCELED, reason)
             tier.lease_owner = None
             tier.lease_expires_at = None
-            _move_task(session, tier.task_id, S.CANCELED, reason)
+            tier_tasks.append(tier.task_id)
+    session.flush()  # the tier rows first, then the tasks
+    _move_task(session, batch.task_id, S.CANCELED, reason)
+    for task_id in tier_tasks:
+        _move_task(session, task_id, S.CANCELED, reason)
     return True
 
 

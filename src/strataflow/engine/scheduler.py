@@ -135,8 +135,8 @@ class Scheduler:
             raw = None
             try:
                 raw = self.db.engine.raw_connection()
-                raw.detach()  # a session-long LISTEN: this connection never goes back to the pool
                 conn = raw.driver_connection
+                raw.detach()  # a session-long LISTEN: this connection never goes back to the pool
                 conn.autocommit = True
                 conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 while not self._stop.is_set():
@@ -181,7 +181,10 @@ class Scheduler:
             query = (select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
                      .where(active, or_(ready, orphaned)).order_by(Batch.submitted_at).limit(1))
             if not self.db.is_sqlite:
-                query = query.with_for_update(of=BatchTier, skip_locked=True)
+                # Both rows in one statement, never waiting: cancel and finish lock the batch
+                # and then its tiers, so a claim holding a tier while waiting for its batch
+                # would deadlock with them.
+                query = query.with_for_update(of=(BatchTier, Batch), skip_locked=True)
             tier = session.scalar(query) or self._dead_owner_tier(session)
             if tier is None:
                 return None
@@ -246,6 +249,7 @@ class Scheduler:
                 return
             tier.rows_done, tier.rows_total = done, total
             tier.counters = {**(tier.counters or {}), **counters}
+            session.flush()  # lock order: tier rows before task rows, as cancel and finish do
             batch = session.get(Batch, batch_id)
             if batch is not None and batch.task_id:
                 lifecycle.record_progress(session, batch, tier)
