@@ -130,3 +130,14 @@ def test_bad_key_and_unreachable_server_are_one_line_errors(server: LiveServer, 
     assert down.returncode == 1 and "cannot reach the server at http://127.0.0.1:9" in down.stderr
     for result in (wrong, down):
         assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_search_shows_ranked_hits_with_their_source(server: LiveServer, first_run: str) -> None:
+    result = run_client("search", "singing whales", "--collection", "notes-text", "--top-k", "3",
+                        "--namespace", "cli", url=server.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert len(lines) == 3 and "Whales sing." in lines[0]  # the best hit first
+    assert "obj_" in lines[0] and "chunk" in lines[0]
+    missing = run_client("search", "x", "--collection", "nope", "--namespace", "cli", url=server.url)
+    assert missing.returncode == 1 and "not found" in missing.stderr and "Traceback" not in missing.stderr

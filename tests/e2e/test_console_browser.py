@@ -114,6 +114,13 @@ def test_sign_in_drop_a_file_and_watch_its_batch(server: LiveServer, page: Page,
     expect(page.locator("tbody")).to_contain_text("COMPLETED")
     shot(page, tmp_path, "4-tasks")
 
+    page.click("a[data-view=search]")
+    page.fill("#search-query", "meltwater feeding rivers")
+    page.press("#search-query", "Enter")
+    expect(page.locator(".hit").first).to_contain_text("Meltwater feeds the rivers below.")
+    expect(page.locator(".hit").first.locator(".lineage")).to_contain_text("obj_")
+    shot(page, tmp_path, "5-search")
+
     page.click("#logout")
     expect(page.locator("#login-form")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('strataflow.apiKey')") is None

@@ -12,11 +12,13 @@ from strataflow.cli import admin as _admin  # noqa: F401  (registers serve, orgs
 from strataflow.cli.app import app
 from strataflow.cli.client import ApiError
 from strataflow.cli.ingest import ingest
+from strataflow.cli.search import search
 from strataflow.cli.watch import watch
 from strataflow.errors import StrataflowError
 
 app.command()(ingest)
 app.command()(watch)
+app.command()(search)
 
 __all__ = ["app", "main"]
 
