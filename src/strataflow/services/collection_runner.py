@@ -64,7 +64,6 @@ class RowFailure:
     source_id: str
     error_type: str  # an ErrorCategory value
     message: str
-    missing_input: bool = False  # a required input field was absent from the source row
 
     @property
     def transient(self) -> bool:
@@ -79,6 +78,9 @@ class CollectionRunResult:
     document_ids: list[str] = field(default_factory=list)
     stale_documents_removed: int = 0
     failures: list[RowFailure] = field(default_factory=list)
+    # Rows that do not carry this collection's input (a text collection meeting an image in a
+    # mixed bucket): not this collection's work, so counted and skipped rather than failed.
+    missing_input_ids: list[str] = field(default_factory=list)
     duration_ms: int = 0
     # Where the time went: reading inputs, extracting, building and writing documents.
     prepare_ms: float = 0.0
@@ -149,10 +151,9 @@ def _run_chunk(ctx: RunContext, collection: Collection, extractor: Any, params: 
         except ExtractionError as error:
             result.failures.append(RowFailure(record.source_id, error.category.value, error.message))
             continue
-        absent = sorted(k for k, v in values.items() if v is None and k in required)
-        if absent:
-            message = f"missing input field(s): {', '.join(absent)}"
-            result.failures.append(RowFailure(record.source_id, ErrorCategory.VALIDATION.value, message, True))
+        absent = [k for k, v in values.items() if v is None]
+        if values and (len(absent) == len(values) or any(k in required for k in absent)):
+            result.missing_input_ids.append(record.source_id)
             continue
         source = {"type": record.source_type, "id": record.source_id, "container_id": record.container_id,
                   "fields": record.fields, "vectors": record.vectors}

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
@@ -92,6 +92,7 @@ class BatchTierExecutor:
             collections = [c for cid in tier.collection_ids if (c := session.get(Collection, cid)) is not None]
             retry = dict(batch.internal_metadata.get("retry") or {}) if tier.retry_only else {}
             retry_rows = self._retry_rows(session, batch, tier) if tier.retry_only else None
+            full_rows = tier.rows_total  # before this run reports over it (a retry round counts fewer)
             session.expunge_all()
         key = tier.manifest_key
         if tier.source_type == "collection" and (key is None or tier.retry_only):
@@ -109,7 +110,19 @@ class BatchTierExecutor:
 
         with ThreadPoolExecutor(max_workers=max(1, len(collections))) as pool:
             stopped = any(list(pool.map(run_one, collections, tallies)))
-        return self._result(tier, tallies, total_rows, stopped)
+        result = self._result(tier, tallies, total_rows, stopped)
+        if retry_rows is not None:
+            # A retry round ran only the failed rows; the tier's outcome is judged on all of its
+            # rows against what is still unresolved, not on the handful retried.
+            result.rows_total = max(full_rows, result.rows_total)
+            result.rows_failed = self._unresolved(batch, tier)
+        return result
+
+    def _unresolved(self, batch: Batch, tier: BatchTier) -> int:
+        with self.db.read_session() as session:
+            return session.scalar(select(func.count()).where(
+                DocumentFailure.batch_id == batch.batch_id, DocumentFailure.tier_num == tier.tier_num,
+                DocumentFailure.resolved.is_(False))) or 0
 
     # -- inputs ------------------------------------------------------------------------------
     def _retry_rows(self, session: Session, batch: Batch, tier: BatchTier) -> dict[str, set[str]]:
@@ -180,7 +193,7 @@ class BatchTierExecutor:
             self._record(batch, tier, collection, rows, result)
             tally.rows += len(rows)
             tally.failed += len(result.failures)
-            tally.missing_inputs += sum(1 for f in result.failures if f.missing_input)
+            tally.missing_inputs += len(result.missing_input_ids)
             tally.documents_written += result.documents_written
             tally.prepare_ms += result.prepare_ms
             tally.extract_ms += result.extract_ms
