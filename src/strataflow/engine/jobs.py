@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from sqlalchemy import or_, select
 from strataflow.blobs import BlobStore
 from strataflow.clock import utcnow
 from strataflow.config import Settings
+from strataflow.engine.loops import PollingLoop
 from strataflow.statuses import Status
 from strataflow.store.db import Database
 from strataflow.store.tables import Task
@@ -70,35 +70,13 @@ def handled_types() -> list[str]:
     return sorted(_HANDLERS)
 
 
-class JobRunner:
+class JobRunner(PollingLoop):
     """Threads that claim PENDING (or lease-expired) API tasks and run their handlers."""
 
     def __init__(self, context: JobContext, threads: int, poll_interval_s: float) -> None:
+        super().__init__("strataflow-jobs", threads, poll_interval_s)
         self.context = context
-        self.threads = threads
-        self.poll_interval_s = poll_interval_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._workers: list[threading.Thread] = []
-
-    def start(self) -> None:
-        self._stop.clear()  # may follow a stop(): the new threads must run
-        self._workers = [t for t in self._workers if t.is_alive()]
-        for index in range(self.threads):
-            worker = threading.Thread(target=self._loop, name=f"strataflow-jobs-{index}", daemon=True)
-            worker.start()
-            self._workers.append(worker)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        for worker in self._workers:
-            worker.join(timeout)
-
-    def notify(self) -> None:
-        """Wake the runners now: a task was just queued in this process."""
-        self._wake.set()
 
     def run_pending(self) -> int:
         """Claim and run jobs until none is left. Returns how many ran (tests use this)."""
@@ -107,16 +85,6 @@ class JobRunner:
             self._run(task_id)
             ran += 1
         return ran
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self.run_pending() == 0:
-                    self._wake.wait(self.poll_interval_s)
-                    self._wake.clear()
-            except Exception:  # the loop must survive a broken database connection
-                log.exception("job loop error")
-                self._stop.wait(self.poll_interval_s)
 
     def _claim(self) -> str | None:
         """Take one runnable task under a row lock (SQLite: the write lock) and lease it."""

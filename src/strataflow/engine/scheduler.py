@@ -28,6 +28,7 @@ from sqlalchemy import and_, func, or_, select, text, update
 
 from strataflow.clock import utcnow
 from strataflow.engine import lifecycle
+from strataflow.engine.loops import PollingLoop
 from strataflow.statuses import TERMINAL, Status
 from strataflow.store.db import Database
 from strataflow.store.tables import Batch, BatchTier
@@ -84,37 +85,23 @@ def _owner_is_dead(owner: str | None) -> bool:
     return False
 
 
-class Scheduler:
+class Scheduler(PollingLoop):
     def __init__(self, db: Database, executor: TierExecutor, *, lease_s: float = 30.0,
                  poll_interval_s: float = 1.0, workers: int = 1) -> None:
+        super().__init__("strataflow-scheduler", workers, poll_interval_s)
         self.db = db
         self.executor = executor
         self.lease = timedelta(seconds=lease_s)
-        self.poll_interval_s = poll_interval_s
-        self.workers = workers
         self.owner = process_owner()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
-        self._stop.clear()  # may follow a stop(): the new threads must run
-        self._threads = [t for t in self._threads if t.is_alive()]
-        for index in range(self.workers):
-            thread = threading.Thread(target=self._loop, name=f"strataflow-scheduler-{index}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        super().start()
         if not self.db.is_sqlite:
-            listener = threading.Thread(target=self._listen, name="strataflow-scheduler-listen", daemon=True)
-            listener.start()
-            self._threads.append(listener)
+            self.spawn(self._listen, "strataflow-scheduler-listen")
 
     def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout)
+        super().stop(timeout)
         self.notify()  # tiers this process handed back can be claimed by the others now
 
     def notify(self) -> None:
@@ -160,15 +147,6 @@ class Scheduler:
             ran += 1
         return ran
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self.run_pending() == 0:
-                    self._wake.wait(self.poll_interval_s)
-                    self._wake.clear()
-            except Exception:
-                log.exception("scheduler loop error")
-                self._stop.wait(self.poll_interval_s)
 
     # -- claiming ----------------------------------------------------------------
     def claim(self) -> tuple[str, int] | None:
