@@ -163,15 +163,25 @@ class LocalBlobStore:
     def list_parts(self, key: str, multipart_id: str) -> list[PartInfo]:
         prefix = self._parts_prefix(multipart_id)
         folder = self.path(prefix)
-        if not folder.is_dir():
-            raise MultipartGoneError(multipart_id)
-        parts = []
-        for entry in sorted(folder.iterdir()):
-            if entry.name.isdigit():
-                info = self.head(f"{prefix}/{entry.name}")
-                if info is not None:
-                    parts.append(PartInfo(part_number=int(entry.name), size=info.size, etag=info.etag))
-        return parts
+        try:
+            handle = os.open(folder, os.O_RDONLY)
+        except FileNotFoundError:
+            raise MultipartGoneError(multipart_id) from None
+        try:
+            # Shared with other readers, exclusive of a join: a concurrent confirm that is
+            # joining and removing the parts can never be seen half-way.
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            if not folder.is_dir():  # joined (and moved away) while we waited
+                raise MultipartGoneError(multipart_id)
+            parts = []
+            for entry in sorted(folder.iterdir()):
+                if entry.name.isdigit():
+                    info = self.head(f"{prefix}/{entry.name}")
+                    if info is not None:
+                        parts.append(PartInfo(part_number=int(entry.name), size=info.size, etag=info.etag))
+            return parts
+        finally:
+            os.close(handle)
 
     def complete_multipart(self, key: str, multipart_id: str, parts: list[PartInfo],
                            progress: Progress | None = None) -> BlobInfo:
