@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from strataflow.statuses import Status
 
@@ -46,9 +46,17 @@ class GenericDeleteResponse(BaseModel):
     success: bool = True
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+# "ASC" and "desc" alike; an enum in the OpenAPI document (a portable schema, unlike a (?i) pattern).
+SortDirection = Annotated[Literal["asc", "desc"], BeforeValidator(_lower)]
+
+
 class SortOption(RequestModel):
     field: str = Field(min_length=1)
-    direction: str = Field(default="asc", pattern="^(?i)(asc|desc)$")
+    direction: SortDirection = "asc"
 
 
 class AsyncTaskAccepted(ResponseModel):

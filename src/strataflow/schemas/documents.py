@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from strataflow.schemas.common import PaginationResponse, RequestModel, ResponseModel, SortOption
+from strataflow.schemas.common import PaginationResponse, RequestModel, ResponseModel, SortDirection, SortOption
 
 
 class ListDocumentsRequest(RequestModel):
@@ -76,7 +76,7 @@ class DocumentAggregationRequest(RequestModel):
     aggregations: list[dict[str, Any]] = Field(min_length=1, max_length=16)
     filters: dict[str, Any] | None = None
     sort_by: str | None = None
-    sort_direction: str = Field(default="desc", pattern="^(?i)(asc|desc)$")
+    sort_direction: SortDirection = "desc"
     limit: int | None = Field(default=None, ge=1, le=10000)
 
 
