@@ -89,3 +89,11 @@ def test_delete_is_asynchronous_and_removes_contents(client: TestClient, runtime
     assert not blob_path.exists()
     assert_error(client.delete("/v1/namespaces/doomed"), 404)
     assert _create(client, "doomed")["bucket_count"] == 0  # the name is free again
+
+
+def test_search_matches_wildcard_characters_literally(client: TestClient) -> None:
+    for name in ("alpha", "a_b", "beta"):
+        _create(client, name)
+    body = client.post("/v1/namespaces/list", json={"search": "_"}).json()
+    assert [n["namespace_name"] for n in body["results"]] == ["a_b"]  # '_' is no single-character wildcard
+    assert client.post("/v1/namespaces/list", json={"search": "%"}).json()["total_count"] == 0

@@ -24,12 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from strataflow.errors import BadRequestError
+from strataflow.filter_language import LOGICAL_KEYS, check_count, check_depth, parse_condition
 
-OPERATORS = frozenset({"eq", "ne", "gt", "lt", "gte", "lte", "in", "nin", "contains", "starts_with", "ends_with",
-                       "regex", "exists", "is_null", "text"})
-MAX_DEPTH = 12
-MAX_CONDITIONS = 256
-_LOGICAL_KEYS = {"AND", "OR", "NOT"}
 _SEGMENT = re.compile(r'^[^"\\\x00-\x1f]{1,200}$')
 _COMPARE = {"gt": ">", "lt": "<", "gte": ">=", "lte": "<="}
 
@@ -96,8 +92,7 @@ class _Compiler:
         self.conditions = 0
 
     def node(self, node: Any, depth: int) -> str:
-        if depth > MAX_DEPTH:
-            raise BadRequestError(f"Filters nest deeper than {MAX_DEPTH} levels")
+        check_depth(depth)
         if not isinstance(node, dict):
             raise BadRequestError("Each filter must be an object")
         if "field" in node:
@@ -106,7 +101,7 @@ class _Compiler:
         for key, value in node.items():
             if key == "case_sensitive":
                 continue
-            if key in _LOGICAL_KEYS:
+            if key in LOGICAL_KEYS:
                 if not isinstance(value, list):
                     raise BadRequestError(f"'{key}' takes a list of filters")
                 children = [self.node(child, depth + 1) for child in value]
@@ -124,20 +119,8 @@ class _Compiler:
 
     def condition(self, cond: dict[str, Any]) -> str:
         self.conditions += 1
-        if self.conditions > MAX_CONDITIONS:
-            raise BadRequestError(f"Filters may hold at most {MAX_CONDITIONS} conditions")
-        name = cond.get("field")
-        operator = str(cond.get("operator") or "eq").lower()
-        if not isinstance(name, str) or not name:
-            raise BadRequestError("A filter condition needs a 'field' string")
-        if operator not in OPERATORS:
-            raise BadRequestError(
-                f"Unknown filter operator '{operator}'",
-                {"field": name, "operator": operator, "allowed_operators": sorted(OPERATORS)},
-            )
-        value = cond.get("value")
-        if isinstance(value, dict) and value.get("type") == "dynamic":
-            raise BadRequestError("Dynamic filter values are only available in retrievers", {"field": name})
+        check_count(self.conditions)
+        name, operator, value = parse_condition(cond)
         return self.apply(self.resolve(name), operator, value, name)
 
     def apply(self, target: Target, op: str, value: Any, name: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from strataflow.engine.jobs import JobContext, JobOutcome, handles
@@ -16,7 +16,7 @@ from strataflow.services.scope import NamespaceScope
 from strataflow.services.tasks import create_task
 from strataflow.services.upload_blobs import delete_bucket_upload_bytes
 from strataflow.statuses import Status, TaskType
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression
+from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.tables import Bucket, BucketObject, Task
 
 BUCKET_FIELDS = FieldMap(
@@ -95,14 +95,7 @@ def list_buckets(session: Session, scope: NamespaceScope, request: ListBucketsRe
     if clause is not None:
         base = base.where(clause)
     if request.search:
-        needle = f"%{request.search.lower()}%"
-        base = base.where(
-            or_(
-                func.lower(Bucket.bucket_name).like(needle),
-                func.lower(Bucket.bucket_id).like(needle),
-                func.lower(func.coalesce(Bucket.description, "")).like(needle),
-            )
-        )
+        base = base.where(text_search(request.search, Bucket.bucket_name, Bucket.bucket_id, Bucket.description))
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     query = base
     if request.sort:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,7 +26,7 @@ from strataflow.services import collection_schema as schema
 from strataflow.services.bucket_schema import normalize_schema
 from strataflow.services.collection_sources import ResolvedSource, dependants, get_collection, resolve_source
 from strataflow.services.scope import NamespaceScope
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression
+from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Collection, CollectionSource
 
@@ -179,12 +179,8 @@ def list_collections(session: Session, scope: NamespaceScope, request: ListColle
     if clause is not None:
         query = query.where(clause)
     if request.search:
-        needle = f"%{request.search.lower()}%"
-        query = query.where(or_(
-            func.lower(Collection.collection_name).like(needle),
-            func.lower(Collection.collection_id).like(needle),
-            func.lower(func.coalesce(Collection.description, "")).like(needle),
-        ))
+        query = query.where(text_search(request.search, Collection.collection_name, Collection.collection_id,
+                                        Collection.description))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     if request.sort is not None:
         query = query.order_by(sort_expression(request.sort.field, request.sort.direction, COLLECTION_FIELDS))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from strataflow.engine.jobs import JobContext, JobOutcome, handles
@@ -18,7 +18,7 @@ from strataflow.schemas.namespaces import (
 from strataflow.services.scope import NamespaceScope, Principal
 from strataflow.services.tasks import create_task
 from strataflow.statuses import Status, TaskType
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression
+from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Bucket, BucketObject, Collection, Namespace, Task
 
@@ -124,14 +124,8 @@ def list_namespaces(
     if clause is not None:
         base = base.where(clause)
     if request.search:
-        needle = f"%{request.search.lower()}%"
-        base = base.where(
-            or_(
-                func.lower(Namespace.namespace_name).like(needle),
-                func.lower(Namespace.namespace_id).like(needle),
-                func.lower(func.coalesce(Namespace.description, "")).like(needle),
-            )
-        )
+        base = base.where(text_search(request.search, Namespace.namespace_name, Namespace.namespace_id,
+                                      Namespace.description))
     query = base
     if request.sort:
         query = query.order_by(

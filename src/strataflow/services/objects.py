@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
@@ -25,7 +25,7 @@ from strataflow.services.blob_sources import SourceLimits, StoredBlobs, store_bl
 from strataflow.services.bucket_schema import check_metadata, check_required
 from strataflow.services.scope import NamespaceScope
 from strataflow.services.upload_blobs import upload_blob_record
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression
+from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Bucket, BucketObject
 
@@ -287,15 +287,8 @@ def list_objects(
     if clause is not None:
         query = query.where(clause)
     if request.search:
-        needle = f"%{request.search.lower()}%"
-        query = query.where(
-            or_(
-                func.lower(BucketObject.object_id).like(needle),
-                func.lower(func.coalesce(BucketObject.key_prefix, "")).like(needle),
-                func.lower(cast(BucketObject.metadata_, String)).like(needle),
-                func.lower(cast(BucketObject.blobs, String)).like(needle),
-            )
-        )
+        query = query.where(text_search(request.search, BucketObject.object_id, BucketObject.key_prefix,
+                                        cast(BucketObject.metadata_, String), cast(BucketObject.blobs, String)))
     if request.sort is not None:
         query = query.order_by(sort_expression(request.sort.field, request.sort.direction, OBJECT_FIELDS))
     query = query.order_by(BucketObject.created_at.desc(), BucketObject.object_id)

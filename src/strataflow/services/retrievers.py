@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,7 +17,7 @@ from strataflow.schemas.retrievers import CreateRetrieverRequest, InputField, Li
 from strataflow.schemas.retrievers import PatchRetrieverRequest
 from strataflow.services.collection_sources import get_collection
 from strataflow.services.scope import NamespaceScope
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression
+from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Collection, Retriever
 
@@ -99,10 +99,8 @@ def list_retrievers(session: Session, scope: NamespaceScope, request: ListRetrie
     if clause is not None:
         query = query.where(clause)
     if request.search:
-        needle = f"%{request.search.lower()}%"
-        query = query.where(or_(func.lower(Retriever.retriever_name).like(needle),
-                                func.lower(Retriever.retriever_id).like(needle),
-                                func.lower(func.coalesce(Retriever.description, "")).like(needle)))
+        query = query.where(text_search(request.search, Retriever.retriever_name, Retriever.retriever_id,
+                                        Retriever.description))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     for sort in request.sorts or []:
         if not isinstance(sort, dict) or not sort.get("field"):

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import String, cast, or_, select
+from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
 from strataflow.errors import not_found
 from strataflow.ids import new_id
 from strataflow.schemas.tasks import ListTasksRequest
 from strataflow.statuses import TERMINAL, Status, TaskType
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression
+from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Task
 from strataflow.transitions import transition
@@ -83,10 +83,7 @@ def list_tasks(
     if clause is not None:
         query = query.where(clause)
     if request.search:
-        needle = f"%{request.search.lower()}%"
-        query = query.where(
-            or_(Task.task_id.ilike(needle), Task.task_type.ilike(needle), cast(Task.inputs, String).ilike(needle))
-        )
+        query = query.where(text_search(request.search, Task.task_id, Task.task_type, cast(Task.inputs, String)))
     if request.sort is not None:
         query = query.order_by(sort_expression(request.sort.field, request.sort.direction, TASK_FIELDS))
     query = query.order_by(Task.created_at.desc(), Task.task_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
@@ -17,7 +17,7 @@ from strataflow.errors import BadRequestError, not_found
 from strataflow.schemas.uploads import ListUploadsRequest
 from strataflow.statuses import Status
 from strataflow.store.db import Database
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression
+from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Bucket, Upload
 from strataflow.transitions import transition
@@ -142,12 +142,8 @@ def list_uploads(
     if clause is not None:
         query = query.where(clause)
     if request.search:
-        needle = f"%{request.search.lower()}%"
-        query = query.where(or_(
-            func.lower(Upload.filename).like(needle),
-            func.lower(Upload.upload_id).like(needle),
-            func.lower(cast(Upload.metadata_, String)).like(needle),
-        ))
+        query = query.where(text_search(request.search, Upload.filename, Upload.upload_id,
+                                        cast(Upload.metadata_, String)))
     stats = _stats(session, query)
     if request.sort is not None:
         query = query.order_by(sort_expression(request.sort.field, request.sort.direction, UPLOAD_FIELDS))

@@ -14,14 +14,8 @@ from sqlalchemy import Boolean, ColumnElement, and_, false, func, not_, or_, tru
 from sqlalchemy.orm import InstrumentedAttribute
 
 from strataflow.errors import BadRequestError
+from strataflow.filter_language import LOGICAL_KEYS, check_count, check_depth, parse_condition
 from strataflow.store.types import json_value
-
-OPERATORS = frozenset(
-    "eq ne gt lt gte lte in nin contains starts_with ends_with regex exists is_null text".split()
-)
-MAX_DEPTH = 12
-MAX_CONDITIONS = 256
-_LOGICAL_KEYS = {"AND", "OR", "NOT"}
 
 
 @dataclass(frozen=True)
@@ -82,8 +76,7 @@ class _Compiler:
         self.conditions = 0
 
     def node(self, node: Any, depth: int) -> ColumnElement[bool]:
-        if depth > MAX_DEPTH:
-            raise BadRequestError(f"Filters nest deeper than {MAX_DEPTH} levels")
+        check_depth(depth)
         if not isinstance(node, dict):
             raise BadRequestError("Each filter must be an object")
         if "field" in node:
@@ -92,7 +85,7 @@ class _Compiler:
         for key, value in node.items():
             if key == "case_sensitive":
                 continue
-            if key in _LOGICAL_KEYS:
+            if key in LOGICAL_KEYS:
                 if not isinstance(value, list):
                     raise BadRequestError(f"'{key}' takes a list of filters")
                 children = [self.node(child, depth + 1) for child in value]
@@ -108,20 +101,8 @@ class _Compiler:
 
     def condition(self, cond: dict[str, Any]) -> ColumnElement[bool]:
         self.conditions += 1
-        if self.conditions > MAX_CONDITIONS:
-            raise BadRequestError(f"Filters may hold at most {MAX_CONDITIONS} conditions")
-        name = cond.get("field")
-        operator = str(cond.get("operator") or "eq").lower()
-        if not isinstance(name, str) or not name:
-            raise BadRequestError("A filter condition needs a 'field' string")
-        if operator not in OPERATORS:
-            raise BadRequestError(
-                f"Unknown filter operator '{operator}'",
-                {"field": name, "operator": operator, "allowed_operators": sorted(OPERATORS)},
-            )
-        value = cond.get("value")
-        if isinstance(value, dict) and value.get("type") == "dynamic":
-            raise BadRequestError("Dynamic filter values are only available in retrievers", {"field": name})
+        check_count(self.conditions)
+        name, operator, value = parse_condition(cond)
         return self.apply(resolve_field(name, self.fields), operator, value, name)
 
     def _fold(self, expr: ColumnElement[Any], value: Any) -> tuple[ColumnElement[Any], Any]:
@@ -188,3 +169,9 @@ def sort_expression(
     if str(direction).lower() not in ("asc", "desc"):
         raise BadRequestError("Sort direction must be 'asc' or 'desc'", {"direction": direction})
     return target.desc() if str(direction).lower() == "desc" else target.asc()
+
+
+def text_search(text: str, *columns: Any) -> ColumnElement[bool]:
+    """The lists' `search`: a case-insensitive substring of any column (its % and _ match themselves)."""
+    pattern = f"%{_like_escape(text.lower())}%"
+    return or_(*(func.lower(func.coalesce(column, "")).like(pattern, escape="\\") for column in columns))
