@@ -13,19 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import regex
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from strataflow.store import regex_guard
+
 _READONLY = "strataflow_readonly"
-_REGEX_TIMEOUT_S = 0.25
-
-
-def _sqlite_regexp(pattern: str | None, value: Any) -> bool | None:
-    """REGEXP for SQLite. `regex` with a timeout, so a pathological pattern cannot hang a writer."""
-    if pattern is None or value is None:
-        return None
-    return regex.search(pattern, str(value), timeout=_REGEX_TIMEOUT_S) is not None
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -38,7 +31,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
-        dbapi_connection.create_function("regexp", 2, _sqlite_regexp, deterministic=True)
+        dbapi_connection.create_function("regexp", 2, regex_guard.sqlite_regexp, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -60,6 +53,7 @@ class Database:
         self.engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        regex_guard.install(self.engine, self.is_sqlite)  # untrusted regex filters: bounded, clear errors
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         self._reader = sessionmaker(
             self.engine.execution_options(**{_READONLY: True}), expire_on_commit=False

@@ -7,6 +7,7 @@ error rather than silently matching nothing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 from strataflow.errors import BadRequestError
 from strataflow.filter_language import LOGICAL_KEYS, check_count, check_depth, parse_condition
 from strataflow.store.types import json_value
+
+_LEADING_OPTIONS = re.compile(r"^\(\?([a-zA-Z]+)\)")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,17 @@ def resolve_field(name: str, fields: FieldMap) -> FieldTarget:
         f"Cannot filter or sort on field '{name}'",
         {"field": name, "allowed_fields": fields.allowed()},
     )
+
+
+def _ignore_case(pattern: str) -> str:
+    """The pattern with an embedded (?i). Not `regexp_match(flags="i")`: SQLAlchemy's SQLite
+    dialect drops flags silently, so SQLite matched case-sensitively where PostgreSQL did not.
+    Both engines (Python `regex`, PostgreSQL AREs) read leading embedded options; an existing
+    leading option group is merged, since PostgreSQL accepts only one."""
+    options = _LEADING_OPTIONS.match(pattern)
+    if options:
+        return f"(?i{options.group(1)}){pattern[options.end():]}"
+    return f"(?i){pattern}"
 
 
 def _like_escape(text: str) -> str:
@@ -131,7 +145,7 @@ class _Compiler:
         if op == "regex":
             if not isinstance(value, str):
                 raise BadRequestError("Operator 'regex' needs a string pattern", {"field": name})
-            return target.as_type("").regexp_match(value, flags=None if self.case_sensitive else "i")
+            return target.as_type("").regexp_match(value if self.case_sensitive else _ignore_case(value))
         if op == "eq":
             return self._equal(target, value)
         if op == "ne":
