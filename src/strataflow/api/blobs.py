@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -21,6 +22,7 @@ from strataflow.blobs import WrittenBlob
 from strataflow.blobs.local import LocalBlobStore, LocalBlobWriter
 from strataflow.errors import ForbiddenError, NotFoundError, PayloadTooLargeError
 from strataflow.schemas.common import ERROR_RESPONSES
+from strataflow.services.uploads import refuse_put_to_closed_upload
 
 router = APIRouter(prefix="/v1/blobs", tags=["Blobs"], responses=ERROR_RESPONSES)
 
@@ -57,15 +59,19 @@ async def put_blob(key: str, request: Request, runtime: RuntimeDep, expires: Exp
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"The body exceeds the upload limit of {limit} bytes", {"limit_bytes": limit})
+    # Checked before reading the body and again just before the bytes become visible, so a
+    # replay, or a PUT that was still streaming while the upload got confirmed, changes nothing.
+    await run_in_threadpool(refuse_put_to_closed_upload, runtime.db, key)
     writer = await run_in_threadpool(store.open_writer, key)
     try:
-        written = await _receive(request, writer, limit)
+        written = await _receive(request, writer, limit, lambda: refuse_put_to_closed_upload(runtime.db, key))
     finally:
         writer.abort()  # a no-op once committed; otherwise the temporary file goes
     return Response(status_code=200, headers={"ETag": f'"{written.etag}"'})
 
 
-async def _receive(request: Request, writer: LocalBlobWriter, limit: int) -> WrittenBlob:
+async def _receive(request: Request, writer: LocalBlobWriter, limit: int,
+                   before_commit: Callable[[], None]) -> WrittenBlob:
     """Stream the body into `writer`. Hashing and disk writes run in a worker thread while
     the next bytes arrive, so neither waits on the other; memory stays at a few batches."""
     loop = asyncio.get_running_loop()
@@ -93,6 +99,7 @@ async def _receive(request: Request, writer: LocalBlobWriter, limit: int) -> Wri
         raise failure
     if batch:
         await run_in_threadpool(writer.write, b"".join(batch))
+    await run_in_threadpool(before_commit)
     return await run_in_threadpool(writer.commit)
 
 

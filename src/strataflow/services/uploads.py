@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
 from strataflow.clock import isoformat, utcnow
-from strataflow.errors import BadRequestError, not_found
+from strataflow.errors import BadRequestError, ConflictError, NotFoundError, not_found
 from strataflow.schemas.uploads import ListUploadsRequest
-from strataflow.statuses import Status
+from strataflow.statuses import Status, TaskType
 from strataflow.store.db import Database
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
@@ -196,3 +196,25 @@ def cancel_upload(session: Session, blobs: BlobStore, bucket: Bucket, upload_id:
 
         abort_parts(blobs, key, multipart_id)
         blobs.delete(key)
+
+
+def refuse_put_to_closed_upload(db: Database, key: str) -> None:
+    """Presigned PUTs may write an upload's key only while that upload waits for its bytes.
+
+    A confirmed upload's bytes are its object's blob where they lie (nothing is copied),
+    and its presigned URL stays valid until it expires: replaying it after the confirm
+    would silently replace the object's content behind its recorded hash. Keys outside
+    the uploads layout (multipart parts, other blobs) are left to the signature alone.
+    """
+    parts = key.split("/")
+    if len(parts) < 5 or parts[2] != TaskType.BUCKETS_UPLOADS_CREATE.value:
+        return
+    with db.read_session() as session:
+        row = session.get(Upload, parts[3])
+    if row is None or row.s3_key != key:
+        raise NotFoundError("No upload waits for bytes at this URL", {"key": key})
+    if row.status != Status.PENDING.value:
+        raise ConflictError(
+            f"Upload '{row.upload_id}' is {row.status}; its presigned URL can no longer write",
+            {"upload_id": row.upload_id, "status": row.status},
+        )
