@@ -29,6 +29,7 @@ from strataflow.api import (
 )
 from strataflow.api.limits import BodySizeLimit
 from strataflow.api.logging import RequestLogging
+from strataflow.api.text_guard import TextGuard
 from strataflow.config import Settings
 from strataflow.runtime import Runtime, open_runtime
 
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         app.include_router(module.router)
     # The web console: static files, no build step; it talks to the API like any other client.
     app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+    app.add_middleware(TextGuard)  # inside the size limit: it buffers only bodies the limit let through
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_json_body_bytes)
     app.add_middleware(RequestLogging)
     return app
