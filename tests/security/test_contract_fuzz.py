@@ -68,7 +68,7 @@ schema = schemathesis.openapi.from_dict(DOCUMENT)
 
 
 def test_the_server_publishes_the_document_we_fuzz(live: LiveServer) -> None:
-    assert httpx.get(f"{live.url}/openapi.json").json() == DOCUMENT
+    assert httpx.get(f"{live.url}/openapi.json", timeout=60).json() == DOCUMENT
 
 
 SEEN: Counter[int] = Counter()  # status codes answered, for the sanity check at the end
