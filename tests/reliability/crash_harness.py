@@ -133,10 +133,12 @@ def kill_point(client: httpx.Client, batch_id: str, rng: random.Random, mid_tier
     deadline = time.monotonic() + 60  # did-not-hang bound; the first chunk normally lands in seconds
     while time.monotonic() < deadline:
         tiers = client.get(f"/v1/buckets/docs/batches/{batch_id}").json()["tier_tasks"]
-        if tiers and (tiers[0].get("performance") or {}).get("rows_done", 0) > 0:
-            break
-        time.sleep(0.05)
-    time.sleep(rng.uniform(0.0, 0.4))
+        progress = (tiers[0].get("performance") or {}) if tiers else {}
+        if 0 < progress.get("rows_done", 0) < progress.get("rows_total", 0):
+            time.sleep(rng.uniform(0.0, 0.1))  # a chunk takes longer than this: the kill stays mid-tier
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the tier never showed partial progress: {tiers}")
 
 
 def all_objects(client: httpx.Client) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from tests.reliability.crash_harness import (
     wait_terminal,
 )
 
-SEED, ROUNDS, OBJECTS = 20240611, 4, 16
+SEED, ROUNDS, OBJECTS = 20240611, 4, 40
 ENV = {"STRATAFLOW_TIER_LEASE_S": "3", "STRATAFLOW_MANIFEST_CHUNK_ROWS": "4", "STRATAFLOW_EXTRACT_BATCH_SIZE": "4",
        "STRATAFLOW_ENGINE_THREADS": "1"}
 
@@ -80,7 +80,7 @@ def test_sigkill_server_during_uploads_and_tiers(tmp_path: Path) -> None:
         with api(server.url) as client:
             confirmed = check_uploads(client, ledger)
             assert confirmed > ROUNDS, f"only {confirmed} uploads confirmed: the rounds did too little to test"
-            history = terminal_events(f"sqlite:///{tmp_path / 'data' / 'strataflow.db'}", [*batches, *tasks])
+            history = terminal_events(f"sqlite:///{tmp_path / 'data' / 'strataflow.db'}", [*batches, *tasks, *ledger.confirm_tasks])
             assert {e: len(h) for e, h in history.items()} == {e: 1 for e in history}, history
 
             crashed = documents(client, collection_id)
