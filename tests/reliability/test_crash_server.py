@@ -32,7 +32,7 @@ from tests.reliability.crash_harness import (
     wait_terminal,
 )
 
-SEED, ROUNDS, OBJECTS = 20240611, 4, 40
+SEED, ROUNDS, OBJECTS = 20240611, 3, 40
 ENV = {"STRATAFLOW_TIER_LEASE_S": "3", "STRATAFLOW_MANIFEST_CHUNK_ROWS": "4", "STRATAFLOW_EXTRACT_BATCH_SIZE": "4",
        "STRATAFLOW_ENGINE_THREADS": "1"}
 
