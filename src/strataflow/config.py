@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     url_fetch_timeout_s: float = Field(default=30.0, gt=0)
     task_workers: int = Field(default=2, ge=1, description="Threads running API background tasks.")
     task_poll_interval_s: float = Field(default=1.0, gt=0)
+    api_only: bool = Field(
+        default=False,
+        description="`serve` runs the API alone: `strataflow worker` processes run batches and background jobs.")
     engine: str = Field(default="local", pattern="^(local|ray)$", description="Where extraction runs.")
     engine_processes: int = Field(default=1, ge=1, description="Worker processes of the local runner.")
     engine_threads: int = Field(default=0, ge=0, description="Torch threads per worker; 0 = all cores / processes.")

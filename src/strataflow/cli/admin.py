@@ -52,13 +52,15 @@ def serve(
     console.print(f"  API docs:  {base}/docs")
     console.print(f"  data dir:  {settings.data_dir.resolve()}")
     console.print(f"  database:  {'SQLite (embedded)' if settings.is_sqlite else 'PostgreSQL'}")
+    if settings.api_only:
+        console.print("  engine:    off (STRATAFLOW_API_ONLY): `strataflow worker` processes run batches and jobs")
     if runtime.first_key is not None and settings.api_key is None:
         console.print(f"  admin API key written to {settings.admin_key_path.resolve()} (mode 0600)")
     elif settings.admin_key_path.exists():
         console.print(f"  admin API key: see {settings.admin_key_path.resolve()}")
     else:
         console.print("  admin API key: the one given in STRATAFLOW_API_KEY on first start")
-    uvicorn.run(create_app(settings, runtime=runtime), host=settings.host, port=settings.port,
+    uvicorn.run(create_app(settings, runtime=runtime, run_background=not settings.api_only), host=settings.host, port=settings.port,
                 log_config=None, access_log=False)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -149,7 +150,8 @@ def _run_chunk(ctx: RunContext, collection: Collection, extractor: Any, params: 
         try:
             values = {m.input_key: input_value(record, m, ctx.blobs, work_dir / "rows") for m in mappings}
         except ExtractionError as error:
-            result.failures.append(RowFailure(record.source_id, error.category.value, error.message))
+            result.failures.append(RowFailure(record.source_id, error.category.value,
+                                              _public(error.message, work_dir)))
             continue
         absent = [k for k, v in values.items() if v is None]
         if values and (len(absent) == len(values) or any(k in required for k in absent)):
@@ -180,16 +182,24 @@ def _run_chunk(ctx: RunContext, collection: Collection, extractor: Any, params: 
     now = timestamp()
     for outcome in outcomes:
         if outcome.error is not None:
-            result.failures.append(RowFailure(outcome.row_id, outcome.error.category.value, outcome.error.message))
+            result.failures.append(RowFailure(outcome.row_id, outcome.error.category.value,
+                                              _public(outcome.error.message, work_dir)))
             continue
         try:
             documents += builder.build(by_id[outcome.row_id], outcome.documents, now)
         except ExtractionError as error:
-            result.failures.append(RowFailure(outcome.row_id, error.category.value, error.message))
+            result.failures.append(RowFailure(outcome.row_id, error.category.value, _public(error.message, work_dir)))
             continue
         succeeded.append(outcome.row_id)
     _write(ctx, collection, chunk[0].source_type, documents, succeeded, result)
     result.write_ms += (time.monotonic() - clock) * 1000
+
+
+def _public(message: str, work_dir: Path) -> str:
+    """A failure message as clients see it: a scratch path (which media libraries like to quote) becomes
+    its file name, so an error never tells a tenant where the server keeps its files."""
+    root = re.escape(str(work_dir.parent))
+    return re.sub(root + r"/[^\s'\"]*", lambda m: Path(m.group()).name, message)
 
 
 def _write(ctx: RunContext, collection: Collection, source_type: str, documents: list[StoredDocument],
