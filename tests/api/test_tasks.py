@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -64,3 +65,37 @@ def namespace_org(client: TestClient) -> str:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     with runtime.db.read_session() as session:
         return str(session.query(Namespace.org_id).first()[0])
+
+
+def _lease_to(runtime: Any, task_id: str, owner: str) -> None:
+    """Make a queued job look as if `owner` had claimed it a moment ago (lease still running)."""
+    from datetime import timedelta
+
+    from strataflow.clock import utcnow
+    from strataflow.store.tables import Task
+
+    with runtime.db.transaction() as session:
+        task = session.get(Task, task_id)
+        task.status, task.lease_owner = "PROCESSING", owner
+        task.lease_expires_at = utcnow() + timedelta(minutes=10)
+
+
+def test_a_job_of_a_dead_local_process_is_taken_at_once(client: TestClient, namespace: dict[str, Any],
+                                                        runtime: Any) -> None:
+    import socket
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid names no process now
+    runtime.stop_background()  # hold the job runner while the leases are set up
+    dead = _queue_bucket_delete(client, "dead")
+    alive = _queue_bucket_delete(client, "alive")
+    elsewhere = _queue_bucket_delete(client, "elsewhere")
+    _lease_to(runtime, dead, f"{socket.gethostname()}:{gone.pid}")
+    _lease_to(runtime, alive, f"{socket.gethostname()}:{os.getppid()}")  # a live process of this host
+    _lease_to(runtime, elsewhere, f"another-host:{gone.pid}")  # other hosts' processes are never judged
+    assert runtime.jobs.run_pending() == 1
+    task = client.get(f"/v1/tasks/{dead}").json()
+    assert task["status"] == "COMPLETED"
+    assert client.get(f"/v1/tasks/{alive}").json()["status"] == "PROCESSING"
+    assert client.get(f"/v1/tasks/{elsewhere}").json()["status"] == "PROCESSING"

@@ -10,8 +10,6 @@ this module knows nothing about what a job does.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,10 +17,12 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
 from strataflow.clock import utcnow
 from strataflow.config import Settings
+from strataflow.engine.leases import owner_is_dead, process_owner
 from strataflow.engine.loops import PollingLoop
 from strataflow.statuses import Status
 from strataflow.store.db import Database
@@ -76,7 +76,7 @@ class JobRunner(PollingLoop):
     def __init__(self, context: JobContext, threads: int, poll_interval_s: float) -> None:
         super().__init__("strataflow-jobs", threads, poll_interval_s)
         self.context = context
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = process_owner()
 
     def run_pending(self) -> int:
         """Claim and run jobs until none is left. Returns how many ran (tests use this)."""
@@ -101,16 +101,27 @@ class JobRunner(PollingLoop):
             query = query.order_by(Task.created_at).limit(1)
             if not self.context.db.is_sqlite:
                 query = query.with_for_update(skip_locked=True)
-            task = session.scalar(query)
+            task = session.scalar(query) or self._dead_owner_task(session, types, self.context.db.is_sqlite)
             if task is None:
                 return None
             if task.status == Status.PROCESSING.value:
-                transition(session, task, Status.PENDING, f"lease of {task.lease_owner} expired")
+                reason = "died" if owner_is_dead(task.lease_owner) else "let its lease expire"
+                transition(session, task, Status.PENDING, f"{task.lease_owner} {reason}")
             transition(session, task, Status.PROCESSING, f"claimed by {self.owner}")
             task.lease_owner = self.owner
             task.lease_expires_at = now + LEASE
             task.attempts += 1
             return task.task_id
+
+    @staticmethod
+    def _dead_owner_task(session: Session, types: list[str], is_sqlite: bool) -> Task | None:
+        """A job still leased to a process of this host that no longer exists: take it now
+        rather than after its lease (a restarted server resumes its batch confirms at once)."""
+        query = select(Task).where(Task.task_type.in_(types), Task.status == Status.PROCESSING.value,
+                                   Task.lease_owner.is_not(None)).order_by(Task.created_at)
+        if not is_sqlite:  # as in the main claim: a row another claimer holds is not ours
+            query = query.with_for_update(skip_locked=True)
+        return next((task for task in session.scalars(query) if owner_is_dead(task.lease_owner)), None)
 
     def _run(self, task_id: str) -> None:
         with self.context.db.read_session() as session:

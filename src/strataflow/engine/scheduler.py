@@ -15,8 +15,6 @@ next poll; SQLite has one process anyway and keeps polling.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import traceback
 from collections.abc import Callable
@@ -28,6 +26,7 @@ from sqlalchemy import and_, func, or_, select, text, update
 
 from strataflow.clock import utcnow
 from strataflow.engine import lifecycle
+from strataflow.engine.leases import owner_is_dead, process_owner
 from strataflow.engine.loops import PollingLoop
 from strataflow.statuses import TERMINAL, Status
 from strataflow.store.db import Database
@@ -63,26 +62,6 @@ class TierResult:
 
 class TierExecutor(Protocol):
     def __call__(self, job: TierJob) -> TierResult: ...
-
-
-def process_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_is_dead(owner: str | None) -> bool:
-    """A lease held by a process on this machine that no longer exists can be taken at once."""
-    if not owner or ":" not in owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 class Scheduler(PollingLoop):
@@ -176,7 +155,7 @@ class Scheduler(PollingLoop):
         query = (select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
                  .where(BatchTier.status == Status.IN_PROGRESS.value, Batch.status == Status.IN_PROGRESS.value))
         for tier in session.scalars(query):
-            if _owner_is_dead(tier.lease_owner):
+            if owner_is_dead(tier.lease_owner):
                 return tier
         return None
 
