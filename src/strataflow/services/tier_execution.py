@@ -33,6 +33,7 @@ from strataflow.index.store import DocumentIndex, quote_ids
 from strataflow.services.batch_objects import member_ids
 from strataflow.services.collection_runner import CollectionRunResult, RowFailure, RunContext, run_collection
 from strataflow.services.source_records import SourceRecord, load_document_records
+from strataflow.services.tier_pipeline import PipelineStep, TierWork, pipeline_steps
 from strataflow.store.db import Database
 from strataflow.services.documents import where_of
 from strataflow.services.objects import OBJECT_FIELDS
@@ -170,41 +171,62 @@ class BatchTierExecutor:
 
     def _run_collection(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, key: str,
                         wanted: set[str] | None, tally: _Tally, progress: dict[str, int], expected: int) -> bool:
+        allowed = self._passing_source_filters(batch, tier, collection)
+        pipelines = getattr(self.runner, "pipelines", None)  # a Ray runner with Ray Data runs whole tiers
+        if pipelines is not None:
+            if job.should_stop():
+                return True
+            work = TierWork(f"{batch.batch_id}-tier{tier.tier_num}-{collection.collection_id}", key,
+                            frozenset(wanted) if wanted is not None else None,
+                            frozenset(allowed) if allowed is not None else None)
+            steps = pipeline_steps(pipelines, self.settings, self.blobs, self.index, collection, work, tally.notes)
+            try:
+                for step in steps:
+                    self._account(job, batch, tier, collection, step, tally, progress, expected)
+                    if job.should_stop():  # canceled: closing the steps stops the Ray Data execution
+                        return True
+            finally:
+                steps.close()
+            return False
         context = RunContext(blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
                              device=self.settings.device, batch_size=self.settings.extract_batch_size,
                              should_stop=job.should_stop,
                              extract=lambda config, inputs, work_dir: self._extract_with_runner(
                                  config, inputs, work_dir, tally.notes))
-        allowed = self._passing_source_filters(batch, tier, collection)
         for chunk in read_manifest(self.blobs, key, self.settings.manifest_chunk_rows):
             if job.should_stop():
                 return True
             rows = [r for r in chunk if wanted is None or r.row_id in wanted]
-            if allowed is not None:
-                kept = [r for r in rows if r.row_id in allowed]
-                tally.filtered_out += len(rows) - len(kept)
-                rows = kept
-            missing = [r for r in rows if r.payload.get("missing")]
-            records = [record_from_row(r) for r in rows if not r.payload.get("missing")]
+            kept = [r for r in rows if allowed is None or r.row_id in allowed]
+            missing = [r for r in kept if r.payload.get("missing")]
+            records = [record_from_row(r) for r in kept if not r.payload.get("missing")]
             result = run_collection(context, collection, records) if records else CollectionRunResult(
                 collection.collection_id)
             result.failures += [RowFailure(r.row_id, ErrorCategory.VALIDATION.value,
                                            "the object no longer exists in the bucket") for r in missing]
-            self._record(batch, tier, collection, rows, result)
-            tally.rows += len(rows)
-            tally.failed += len(result.failures)
-            tally.missing_inputs += len(result.missing_input_ids)
-            tally.documents_written += result.documents_written
-            tally.prepare_ms += result.prepare_ms
-            tally.extract_ms += result.extract_ms
-            tally.write_ms += result.write_ms
-            for failure in result.failures:
-                tally.errors.setdefault(failure.error_type, []).append(failure.source_id)
-                tally.messages.setdefault(failure.error_type, failure.message)
-            progress["done"] += len(chunk)
-            running_on = {"ray_job_id": tally.notes.job_id} if tally.notes.job_id else {}
-            job.report(progress["done"], expected, {"documents_written": self._written(tally), **running_on})
+            step = PipelineStep(result, {r.row_id: r.root_object_id for r in kept}, len(rows) - len(kept), len(chunk))
+            self._account(job, batch, tier, collection, step, tally, progress, expected)
         return False
+
+    def _account(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, step: PipelineStep,
+                 tally: _Tally, progress: dict[str, int], expected: int) -> None:
+        """Record one written chunk's failures, add it to the tally, and report progress."""
+        result = step.result
+        self._record(batch, tier, collection, step.roots, result)
+        tally.rows += len(step.roots)
+        tally.filtered_out += step.filtered_out
+        tally.failed += len(result.failures)
+        tally.missing_inputs += len(result.missing_input_ids)
+        tally.documents_written += result.documents_written
+        tally.prepare_ms += result.prepare_ms
+        tally.extract_ms += result.extract_ms
+        tally.write_ms += result.write_ms
+        for failure in result.failures:
+            tally.errors.setdefault(failure.error_type, []).append(failure.source_id)
+            tally.messages.setdefault(failure.error_type, failure.message)
+        progress["done"] += step.consumed
+        running_on = {"ray_job_id": tally.notes.job_id} if tally.notes.job_id else {}
+        job.report(progress["done"], expected, {"documents_written": self._written(tally), **running_on})
 
     @staticmethod
     def _written(tally: _Tally) -> int:
@@ -236,10 +258,9 @@ class BatchTierExecutor:
                 passing.update(table.column("document_id").to_pylist())
         return passing
 
-    def _record(self, batch: Batch, tier: BatchTier, collection: Collection, rows: list[ManifestRow],
+    def _record(self, batch: Batch, tier: BatchTier, collection: Collection, roots: dict[str, str],
                 result: CollectionRunResult) -> None:
-        """Upsert this chunk's failures; rows that succeeded resolve their earlier failures."""
-        roots = {r.row_id: r.root_object_id for r in rows}
+        """Upsert this chunk's failures (`roots`: its rows' root object ids); successes resolve earlier ones."""
         failed = {f.source_id: f for f in result.failures}
         with self.db.transaction() as session:
             existing = {f.row_id: f for f in session.scalars(select(DocumentFailure).where(
