@@ -64,6 +64,12 @@ def _assert_same_documents(local: dict[str, Any], other: dict[str, Any]) -> None
             np.testing.assert_allclose(np.asarray(other_vectors[name]), np.asarray(vector), rtol=1e-4, atol=1e-5)
 
 
+def _counters(tier: dict[str, Any]) -> dict[str, Any]:
+    return {k: tier[k] for k in ("source_documents_fetched", "documents_after_source_filter",
+                                 "documents_missing_input_fields", "documents_submitted_to_engine",
+                                 "documents_written")}
+
+
 def _run_again(settings: Settings, runner: Runner, object_ids: list[str],
                collections: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Empty the collections, run the batch again on `runner`: the documents, the batch, its logs."""
@@ -85,18 +91,23 @@ def test_two_tier_pipeline_on_ray_matches_the_local_runner(tmp_path: Path, share
         bucket_id = make_bucket(client)
         chunks = text_collection(client, "sentences", {"type": "bucket", "bucket_ids": [bucket_id]},
                                  split_by="sentences", chunk_size=1, model="minilm")
-        words = text_collection(client, "pairs", {"type": "collection", "collection_ids": [chunks["collection_id"]]},
+        barking = {"filters": {"field": "text", "operator": "contains", "value": "bark"}}  # a source filter
+        words = text_collection(client, "pairs", {"type": "collection", "collection_ids": [chunks["collection_id"]],
+                                                  "source_filters": barking},
                                 mapping="text", split_by="words", chunk_size=2, model="minilm")
         collections = [chunks["collection_id"], words["collection_id"]]
         object_ids = [add_object(client, f"{TEXT} Object {i} ends here.", title=f"note {i}") for i in range(4)]
-        _, task_id = _submit(client, object_ids)
+        local_batch, task_id = _submit(client, object_ids)
         assert wait_task(client, task_id, timeout=120)["status"] == "COMPLETED"
         local = _snapshot(runtime, collections)
-    assert len(local) == 4 * 4 + 4 * 4 * 2  # 4 sentences per object, each split into 2 word pairs
+        local_tiers = [_counters(t) for t in client.get(f"/v1/buckets/docs/batches/{local_batch}").json()["tier_tasks"]]
+    # 4 sentences per object; the one that barks split into 2 word pairs.
+    assert len(local) == 4 * 4 + 4 * 2 and local_tiers[1]["documents_after_source_filter"] == 4
 
     # Ray Data: each tier's collection is one dataset over the tier's manifest.
     on_ray_data, batch, logs = _run_again(settings, ray_runner, object_ids, collections)
     _assert_same_documents(local, on_ray_data)
+    assert [_counters(t) for t in batch["tier_tasks"]] == local_tiers
     for tier in batch["tier_tasks"]:  # the real Ray job, and the stage actors that ran
         assert tier["ray_job_id"] == ray_runner.job_id
         job = tier["extractor_jobs"][0]

@@ -14,6 +14,7 @@ on their own would race each other and report what they wrote after the fact.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import tempfile
 import time
@@ -132,6 +133,6 @@ def _write_batch(batch: pa.Table, builder: Any, index: DocumentIndex, work_root:
 def _outcome(row: dict[str, Any], work_dir: Path) -> RowResult:
     try:
         return RowResult(row["row_id"], documents=unpack_documents(row["documents"], work_dir))
-    except Exception as exc:  # undecodable output fails its row, not the tier
+    except (pickle.UnpicklingError, EOFError, OSError) as exc:  # unreadable output fails its row, not the tier
         error = ExtractionError(ErrorCategory.RUNTIME, f"the worker's output could not be read: {exc}"[:2000])
         return RowResult(row["row_id"], error=error)

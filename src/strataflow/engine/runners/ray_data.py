@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -137,8 +138,25 @@ class RayDataPipelines:
         self.settings = settings
         self.job_id = job_id
         self.has_gpus = has_gpus
+        self._lock = threading.Lock()
+        self._slots: dict[float, threading.BoundedSemaphore] = {}
         # A server's log is no terminal: no progress bars from Ray Data.
         ray.data.DataContext.get_current().enable_progress_bars = False
+
+    def _slot(self, stage_cpus: float) -> threading.BoundedSemaphore:
+        """How many pipelines of this size run at once from this process: as many as the cluster holds.
+
+        A pipeline's stage actors hold their CPUs for the whole run, and its read and repartition
+        tasks need a CPU beside them (Ray Data's default for tasks: 1). Pipelines started beyond
+        what the cluster holds would hold actors while their reads wait for CPUs that other
+        pipelines' actors hold, each waiting on the other; so the extra ones wait here instead.
+        """
+        with self._lock:
+            if stage_cpus not in self._slots:
+                cpus = float(ray.cluster_resources().get("CPU", 1.0))
+                at_once = max(1, int(cpus // (stage_cpus * self.settings.ray_actors + 1.0)))
+                self._slots[stage_cpus] = threading.BoundedSemaphore(at_once)
+            return self._slots[stage_cpus]
 
     def _stage_options(self, resources: Resources) -> dict[str, Any]:
         options: dict[str, Any] = {"num_cpus": self.settings.ray_actor_cpus or resources.num_cpus,
@@ -152,7 +170,8 @@ class RayDataPipelines:
         """Yield the stage's output batches as they finish. Closing the iterator stops the dataset."""
         path, filesystem = manifest_source(pipeline.blobs, pipeline.manifest_key, pipeline.settings)
         options = self._stage_options(pipeline.resources)
-        dataset = ray.data.read_parquet(path, filesystem=filesystem, num_cpus=self.settings.ray_read_cpus)
+        with self._lock:  # read_parquet samples the files here, importing as it goes: not thread-safe
+            dataset = ray.data.read_parquet(path, filesystem=filesystem, num_cpus=self.settings.ray_read_cpus)
         # A manifest is one file of large row groups, so it reads as one block, and a block is what
         # one actor task takes and returns whole. Blocks of one batch each spread the work over all
         # actors, stream each batch back as it finishes (progress, a cancel between batches), and
@@ -168,10 +187,17 @@ class RayDataPipelines:
         shown = {k: v for k, v in options.items() if k != "memory"}
         notes.logs.append(f"ray data: job {self.job_id} dataset {pipeline.name}: read_parquet({path}) -> "
                           f"map_batches(batch_size={pipeline.batch_size}, {shown})")
+        slot = self._slot(float(options["num_cpus"]))
+        slot.acquire()
+        batches = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
         try:
-            for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for batch in batches:
                 yield self._take_notes(batch, notes)
         finally:
+            close = getattr(batches, "close", None)
+            if close is not None:  # stopped early (a cancel): shut the execution and its actors down now
+                close()
+            slot.release()
             notes.logs.append(f"ray data: dataset {dataset.get_dataset_id()} ended")
             notes.logs.extend(self._stats(dataset))
 
@@ -190,6 +216,7 @@ class RayDataPipelines:
         try:
             lines = [line.strip() for line in dataset.stats().splitlines() if line.strip()]
         except Exception as exc:  # stats are a report, never a reason to fail the tier
+            log.warning("ray data stats unavailable", exc_info=True)
             return [f"ray data stats unavailable: {type(exc).__name__}: {exc}"]
         summary = [line for line in lines if line.startswith("Operator ")]
         if "Dataset throughput:" in lines:  # the per-operator details stay in Ray's own logs
