@@ -83,8 +83,9 @@ def pipeline_steps(pipelines: PipelineRunner, settings: Settings, blobs: BlobSto
     builder = document_builder(collection, plan, blobs)
     config = collection.feature_extractor
     resources: Resources = get_extractor(config["feature_extractor_name"], config["version"]).resources
-    # Workers open the blob store themselves from these settings: absolute paths, whatever their cwd.
-    shipped = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    # Workers open the blob store themselves from these settings: absolute paths, whatever their cwd,
+    # and nothing they do not need (the admin key stays here; the S3 keys must travel).
+    shipped = settings.model_copy(update={"data_dir": settings.data_dir.resolve(), "api_key": None})
     pipeline = Pipeline(name=work.name, settings=shipped, blobs=blobs, manifest_key=work.manifest_key, stage=ExtractionStage,
                         stage_kwargs={"settings": shipped, "spec": spec, "wanted": work.wanted,
                                       "allowed": work.allowed},

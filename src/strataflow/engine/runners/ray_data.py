@@ -158,18 +158,30 @@ class RayDataPipelines:
                 self._slots[stage_cpus] = threading.BoundedSemaphore(at_once)
             return self._slots[stage_cpus]
 
-    def _stage_options(self, resources: Resources) -> dict[str, Any]:
-        options: dict[str, Any] = {"num_cpus": self.settings.ray_actor_cpus or resources.num_cpus,
-                                   "memory": resources.memory_mb * 1024 * 1024,
+    def _stage_options(self, resources: Resources) -> tuple[dict[str, Any], int]:
+        """The stage's Ray options, and the torch threads of each of its actors.
+
+        An actor's CPUs are reserved for the whole run, while the read and repartition tasks
+        upstream need a CPU of their own (Ray Data's default for a task: 1). So the stage
+        reserves at most all but one of the cluster's CPUs, or its own inputs could never be
+        read; its torch threads still follow what was asked for.
+        """
+        wanted = self.settings.ray_actor_cpus or resources.num_cpus
+        cluster = float(ray.cluster_resources().get("CPU", 1.0))
+        room = max(cluster - 1.0, 0.1) / self.settings.ray_actors
+        options: dict[str, Any] = {"num_cpus": min(wanted, room), "memory": resources.memory_mb * 1024 * 1024,
                                    "concurrency": self.settings.ray_actors}
+        if options["num_cpus"] < wanted:
+            log.warning("stage actors reserve fewer CPUs than asked, to leave one for reading the manifest",
+                        extra={"asked": wanted, "reserved": options["num_cpus"], "cluster_cpus": cluster})
         if self.has_gpus and resources.num_gpus:  # ask for a GPU only where the cluster has one
             options["num_gpus"] = resources.num_gpus
-        return options
+        return options, max(1, int(wanted))
 
     def run(self, pipeline: Pipeline, notes: RunNotes) -> Iterator[pa.Table]:
         """Yield the stage's output batches as they finish. Closing the iterator stops the dataset."""
         path, filesystem = manifest_source(pipeline.blobs, pipeline.manifest_key, pipeline.settings)
-        options = self._stage_options(pipeline.resources)
+        options, torch_threads = self._stage_options(pipeline.resources)
         with self._lock:  # read_parquet samples the files here, importing as it goes: not thread-safe
             dataset = ray.data.read_parquet(path, filesystem=filesystem, num_cpus=self.settings.ray_read_cpus)
         # A manifest is one file of large row groups, so it reads as one block, and a block is what
@@ -180,7 +192,7 @@ class RayDataPipelines:
         dataset = dataset.map_batches(
             StageActor, batch_size=pipeline.batch_size, batch_format="pyarrow",
             fn_constructor_kwargs={"stage": pipeline.stage, "stage_kwargs": pipeline.stage_kwargs,
-                                   "torch_threads": max(1, int(options["num_cpus"]))},
+                                   "torch_threads": torch_threads},
             **options)
         dataset.set_name(pipeline.name)
         notes.job_id = self.job_id
