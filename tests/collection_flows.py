@@ -7,7 +7,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from strataflow.runtime import Runtime
-from strataflow.services.collection_runner import CollectionRunResult, RunContext, run_collection
+from strataflow.services.collection_results import CollectionRunResult
+from strataflow.services.collection_runner import RunContext, run_collection
 from strataflow.services.collection_sources import upstream_ids
 from strataflow.services.source_records import load_document_records, load_object_records
 from strataflow.store.tables import Collection

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     ray_max_restarts: int = Field(
         default=3, ge=0, description="Restarts of a dead actor, each retrying the chunk it was running.")
     ray_namespace: str = Field(default="strataflow", description="Ray namespace of the runner's actors.")
+    ray_data: bool = Field(
+        default=True,
+        description="Run a tier's collections as Ray Data pipelines over its Parquet manifest; "
+                    "false: send manifest chunks to a pool of actors one call at a time.")
+    ray_read_cpus: float = Field(
+        default=0.25, gt=0,
+        description="CPUs a Ray Data read task reserves: a fraction, so reads never wait on the extraction actors.")
     device: str = Field(default="cpu", description="Device extractors use: cpu, or cuda when a GPU is there.")
     scheduler_workers: int = Field(default=2, ge=1, description="Tiers this process runs at the same time.")
     tier_lease_s: float = Field(default=30.0, gt=0, description="A tier's lease; a dead worker's tier resumes after it.")

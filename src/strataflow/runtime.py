@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from strataflow.blobs import BlobStore
-from strataflow.blobs.local import LocalBlobStore
+from strataflow.blobs.stores import open_blob_store
 from strataflow.config import Settings
 from strataflow.engine.jobs import JobContext, JobRunner
 from strataflow.engine.runners import Runner
@@ -26,16 +26,6 @@ log = logging.getLogger("strataflow")
 import strataflow.services.buckets  # noqa: E402,F401
 import strataflow.services.namespaces  # noqa: E402,F401
 import strataflow.services.upload_tasks  # noqa: E402,F401
-
-
-def open_blob_store(settings: Settings) -> BlobStore:
-    if settings.blob_url and settings.blob_url.startswith("s3://"):
-        from strataflow.blobs.s3 import S3BlobStore  # imported lazily: boto3 is heavy
-
-        return S3BlobStore.from_settings(settings)
-    if settings.blob_url and not settings.blob_url.startswith("file://"):
-        raise ValueError(f"STRATAFLOW_BLOB_URL must be s3://bucket/prefix or empty, not {settings.blob_url!r}")
-    return LocalBlobStore.from_data_dir(settings.data_dir, settings.base_url)
 
 
 @dataclass

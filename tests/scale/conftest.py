@@ -1,7 +1,10 @@
 """Scale-out fixtures: one real Ray started in the test process, for the whole session.
 
 Ray starts in about 5 s and holds ~0.5 GB, so every Ray test shares it. It gets
-2 CPUs; actors reserve 1 each, so a test's actor never waits on another's.
+2 CPUs. `ray_runner` runs tiers as Ray Data pipelines (the default): a stage
+actor reserves 1 CPU and read tasks a fraction, only while a tier runs.
+`ray_chunk_runner` sends chunks to its own actor pool (`ray_data=False`); its
+actor holds 1 CPU until the test ends, so it is closed after each test.
 """
 
 from __future__ import annotations
@@ -22,6 +25,16 @@ def ray_runner() -> Iterator[object]:
                                               ray_actor_cpus=1.0))
     yield runner
     runner.close()  # kills its actors and shuts down the Ray it started
+
+
+@pytest.fixture
+def ray_chunk_runner(ray_runner: object) -> Iterator[object]:
+    """The per-chunk Ray runner on the session's Ray (which `ray_runner` starts, with its CPU limit)."""
+    from strataflow.engine.runners.ray import RayRunner
+
+    runner = RayRunner.from_settings(Settings(engine="ray", ray_data=False, ray_actor_cpus=1.0))
+    yield runner
+    runner.close()  # kills its actors; the session's Ray stays
 
 
 __all__ = ["MotoServer"]

@@ -14,12 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from strataflow.extractors.registry import get_extractor, parse_parameters, vect
 from strataflow.index.records import StoredDocument, timestamp
 from strataflow.index.store import DocumentIndex
 from strataflow.services import collection_schema as schema
+from strataflow.services.collection_results import CollectionRunResult, RowFailure
 from strataflow.services.document_outputs import DocumentBuilder
 from strataflow.services.source_records import SourceRecord, input_value
 from strataflow.store.tables import Collection
@@ -60,39 +60,6 @@ class RunContext:
         return cls(blobs=blobs, index=index, work_root=settings.work_dir, **options)
 
 
-@dataclass(frozen=True)
-class RowFailure:
-    source_id: str
-    error_type: str  # an ErrorCategory value
-    message: str
-
-    @property
-    def transient(self) -> bool:
-        return ErrorCategory(self.error_type).transient
-
-
-@dataclass
-class CollectionRunResult:
-    collection_id: str
-    rows_processed: int = 0
-    documents_written: int = 0
-    document_ids: list[str] = field(default_factory=list)
-    stale_documents_removed: int = 0
-    failures: list[RowFailure] = field(default_factory=list)
-    # Rows that do not carry this collection's input (a text collection meeting an image in a
-    # mixed bucket): not this collection's work, so counted and skipped rather than failed.
-    missing_input_ids: list[str] = field(default_factory=list)
-    duration_ms: int = 0
-    # Where the time went: reading inputs, extracting, building and writing documents.
-    prepare_ms: float = 0.0
-    extract_ms: float = 0.0
-    write_ms: float = 0.0
-
-    @property
-    def failed_source_ids(self) -> list[str]:
-        return [f.source_id for f in self.failures]
-
-
 def parameters_hash(collection: Collection) -> str:
     config = collection.feature_extractor
     material = {k: config.get(k) for k in ("parameters", "input_mappings", "field_passthrough",
@@ -100,29 +67,66 @@ def parameters_hash(collection: Collection) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What preparing a collection's inputs needs: plain data, so it can travel to a Ray worker."""
+
+    collection_id: str
+    feature_extractor: dict[str, Any]
+    input_schema: dict[str, Any]
+    source_type: str  # "bucket" | "collection"
+
+    @classmethod
+    def of(cls, collection: Collection) -> CollectionSpec:
+        return cls(collection.collection_id, dict(collection.feature_extractor), dict(collection.input_schema or {}),
+                   str((collection.source or {}).get("type")))
+
+
+@dataclass
+class InputPlan:
+    """The extractor of a collection and where each of its inputs comes from."""
+
+    spec: CollectionSpec
+    extractor: Any
+    params: Any
+    mappings: list[schema.ResolvedInput]
+    required: frozenset[str]
+
+
+def plan_inputs(spec: CollectionSpec) -> InputPlan:
+    config = spec.feature_extractor
+    extractor = get_extractor(config["feature_extractor_name"], config["version"])
+    params = parse_parameters(extractor, config.get("parameters"))
+    from_bucket = spec.source_type == "bucket"
+    mappings = schema.resolve_input_mappings(
+        extractor, config.get("input_mappings") or {}, spec.input_schema, from_bucket=from_bucket,
+        vector_names=schema.vector_fields_of(spec.input_schema))
+    required = frozenset(field.name for field in extractor.inputs if field.required)
+    return InputPlan(spec, extractor, params, mappings, required)
+
+
+def document_builder(collection: Collection, plan: InputPlan, blobs: BlobStore) -> DocumentBuilder:
+    """The one builder of a collection's documents, whichever runner extracted them."""
+    extractor, config = plan.extractor, collection.feature_extractor
+    produced = set() if extractor.copies_source else {f.name for f in extractor.output_fields(plan.params)}
+    storage_names = {d["index"]["name"] for d in collection.vector_indexes}
+    vector_map = {spec.name: vector_storage_name(extractor, spec) for spec in extractor.vector_indexes(plan.params)}
+    passthrough = schema.resolve_passthrough(config.get("field_passthrough") or [], collection.input_schema,
+                                             produced | storage_names, from_bucket=plan.spec.source_type == "bucket")
+    return DocumentBuilder(collection, extractor.extractor_id, parameters_hash(collection), passthrough,
+                           bool(config.get("include_all_source_fields")), produced, vector_map, storage_names, blobs)
+
+
 def run_collection(ctx: RunContext, collection: Collection, records: list[SourceRecord]) -> CollectionRunResult:
     """Extract `records` through `collection` and write the documents. Per-row failures are returned."""
     started = time.monotonic()
     result = CollectionRunResult(collection.collection_id)
-    config = collection.feature_extractor
-    extractor = get_extractor(config["feature_extractor_name"], config["version"])
-    params = parse_parameters(extractor, config.get("parameters"))
-    from_bucket = collection.source.get("type") == "bucket"
-    wrong = sorted({r.source_type for r in records} - {"bucket" if from_bucket else "collection"})
+    plan = plan_inputs(CollectionSpec.of(collection))
+    wrong = sorted({r.source_type for r in records} - {plan.spec.source_type})
     if wrong:
         raise ValueError(f"collection {collection.collection_id} reads from its {collection.source.get('type')}, "
                          f"not from records of type {wrong}")
-    mappings = schema.resolve_input_mappings(
-        extractor, config.get("input_mappings") or {}, collection.input_schema, from_bucket=from_bucket,
-        vector_names=schema.vector_fields_of(collection.input_schema))
-    produced = set() if extractor.copies_source else {f.name for f in extractor.output_fields(params)}
-    storage_names = {d["index"]["name"] for d in collection.vector_indexes}
-    vector_map = {spec.name: vector_storage_name(extractor, spec) for spec in extractor.vector_indexes(params)}
-    passthrough = schema.resolve_passthrough(config.get("field_passthrough") or [], collection.input_schema,
-                                             produced | storage_names, from_bucket=from_bucket)
-    builder = DocumentBuilder(collection, extractor.extractor_id, parameters_hash(collection), passthrough,
-                              bool(config.get("include_all_source_fields")), produced, vector_map, storage_names,
-                              ctx.blobs)
+    builder = document_builder(collection, plan, ctx.blobs)
     ctx.work_root.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix=f"{collection.collection_id}-", dir=ctx.work_root))
     try:
@@ -130,7 +134,7 @@ def run_collection(ctx: RunContext, collection: Collection, records: list[Source
             if ctx.should_stop():  # canceled: stop at the next batch of rows, not at the end of the chunk
                 break
             chunk = records[start : start + ctx.batch_size]
-            _run_chunk(ctx, collection, extractor, params, mappings, builder, chunk, work_dir, result)
+            _run_chunk(ctx, collection, plan, builder, chunk, work_dir, result)
             shutil.rmtree(work_dir / "rows", ignore_errors=True)  # inputs of finished rows are not needed again
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -139,28 +143,31 @@ def run_collection(ctx: RunContext, collection: Collection, records: list[Source
     return result
 
 
-def _run_chunk(ctx: RunContext, collection: Collection, extractor: Any, params: Any,
-               mappings: list[schema.ResolvedInput], builder: DocumentBuilder, chunk: list[SourceRecord],
-               work_dir: Path, result: CollectionRunResult) -> None:
+def prepare_inputs(plan: InputPlan, records: list[SourceRecord], blobs: BlobStore, work_dir: Path,
+                   result: CollectionRunResult) -> list[ExtractorInput]:
+    """The extractor inputs of `records`; rows that cannot be prepared go to `result` (failed or missing input)."""
     inputs: list[ExtractorInput] = []
-    by_id = {record.source_id: record for record in chunk}
-    required = {field.name for field in extractor.inputs if field.required}
-    clock = time.monotonic()
-    for record in chunk:
+    for record in records:
         try:
-            values = {m.input_key: input_value(record, m, ctx.blobs, work_dir / "rows") for m in mappings}
+            values = {m.input_key: input_value(record, m, blobs, work_dir) for m in plan.mappings}
         except ExtractionError as error:
-            result.failures.append(RowFailure(record.source_id, error.category.value,
-                                              _public(error.message, work_dir)))
+            result.failures.append(RowFailure(record.source_id, error.category.value, error.message))
             continue
         absent = [k for k, v in values.items() if v is None]
-        if values and (len(absent) == len(values) or any(k in required for k in absent)):
+        if values and (len(absent) == len(values) or any(k in plan.required for k in absent)):
             result.missing_input_ids.append(record.source_id)
             continue
         source = {"type": record.source_type, "id": record.source_id, "container_id": record.container_id,
                   "fields": record.fields, "vectors": record.vectors}
         inputs.append(ExtractorInput(row_id=record.source_id, values=values, source=source))
-    result.rows_processed += len(chunk)
+    result.rows_processed += len(records)
+    return inputs
+
+
+def _run_chunk(ctx: RunContext, collection: Collection, plan: InputPlan, builder: DocumentBuilder,
+               chunk: list[SourceRecord], work_dir: Path, result: CollectionRunResult) -> None:
+    clock = time.monotonic()
+    inputs = prepare_inputs(plan, chunk, ctx.blobs, work_dir / "rows", result)
     result.prepare_ms += (time.monotonic() - clock) * 1000
     if not inputs:
         return
@@ -169,43 +176,44 @@ def _run_chunk(ctx: RunContext, collection: Collection, extractor: Any, params: 
         if ctx.extract is not None:
             outcomes = ctx.extract(collection.feature_extractor, inputs, work_dir / "extract")
         else:
-            outcomes = extractor.extract(inputs, params, ExtractContext(work_dir / "extract", ctx.device,
-                                                                        ctx.should_stop))
+            outcomes = plan.extractor.extract(inputs, plan.params, ExtractContext(work_dir / "extract", ctx.device,
+                                                                                  ctx.should_stop))
     except Exception as exc:  # an extractor bug fails its rows, not the run
         log.exception("extractor failed", extra={"collection_id": collection.collection_id})
         outcomes = [RowResult(i.row_id, error=ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"))
                     for i in inputs]
     result.extract_ms += (time.monotonic() - clock) * 1000
     clock = time.monotonic()
+    write_outcomes(ctx.index, builder, {record.source_id: record for record in chunk}, outcomes, result)
+    result.write_ms += (time.monotonic() - clock) * 1000
+
+
+def write_outcomes(index: DocumentIndex, builder: DocumentBuilder, records: dict[str, SourceRecord],
+                   outcomes: list[RowResult], result: CollectionRunResult) -> None:
+    """Build documents from extractor outcomes and write them; failed rows go to `result`.
+
+    Each succeeded source's documents replace what it had before (stale chunks go), so a
+    re-run overwrites instead of doubling. `records` holds the source record of every outcome.
+    """
     documents: list[StoredDocument] = []
     succeeded: list[str] = []
     now = timestamp()
     for outcome in outcomes:
         if outcome.error is not None:
             result.failures.append(RowFailure(outcome.row_id, outcome.error.category.value,
-                                              _public(outcome.error.message, work_dir)))
+                                              outcome.error.message))
             continue
         try:
-            documents += builder.build(by_id[outcome.row_id], outcome.documents, now)
+            documents += builder.build(records[outcome.row_id], outcome.documents, now)
         except ExtractionError as error:
-            result.failures.append(RowFailure(outcome.row_id, error.category.value, _public(error.message, work_dir)))
+            result.failures.append(RowFailure(outcome.row_id, error.category.value, error.message))
             continue
         succeeded.append(outcome.row_id)
-    _write(ctx, collection, chunk[0].source_type, documents, succeeded, result)
-    result.write_ms += (time.monotonic() - clock) * 1000
-
-
-def _public(message: str, work_dir: Path) -> str:
-    """A failure message as clients see it: a scratch path (which media libraries like to quote) becomes
-    its file name, so an error never tells a tenant where the server keeps its files."""
-    root = re.escape(str(work_dir.parent))
-    return re.sub(root + r"/[^\s'\"]*", lambda m: Path(m.group()).name, message)
-
-
-def _write(ctx: RunContext, collection: Collection, source_type: str, documents: list[StoredDocument],
-           succeeded: list[str], result: CollectionRunResult) -> None:
+    if not outcomes:
+        return
+    source_type = records[outcomes[0].row_id].source_type
     column = "source_object_id" if source_type == "bucket" else "source_document_id"
-    result.stale_documents_removed += ctx.index.replace_sources(collection.collection_id, documents, column,
-                                                                succeeded)
+    result.stale_documents_removed += index.replace_sources(builder.collection.collection_id, documents, column,
+                                                            succeeded)
     result.documents_written += len(documents)
     result.document_ids += [d.document_id for d in documents]

@@ -5,18 +5,18 @@ running it means. Tier 0 reads the manifest written at submit. Tier k > 0
 first builds its manifest from the documents its source collections produced
 for this batch's root objects. Rows stream in chunks; each chunk goes through
 `run_collection`, whose extraction step runs on the configured runner (a
-process pool or Ray). Failures are recorded per row; a retry round re-runs
-only the rows it queued.
+process pool or Ray actors). A Ray runner with Ray Data instead runs each
+collection as one pipeline over the manifest (services/tier_pipeline.py); its
+output batches are accounted for exactly like chunks. Failures are recorded
+per row; a retry round re-runs only the rows it queued.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,38 +31,20 @@ from strataflow.engine.scheduler import TierJob, TierResult
 from strataflow.extractors.base import ErrorCategory, ExtractorInput, RowResult
 from strataflow.index.store import DocumentIndex, quote_ids
 from strataflow.services.batch_objects import member_ids
-from strataflow.services.collection_runner import CollectionRunResult, RowFailure, RunContext, run_collection
-from strataflow.services.source_records import SourceRecord, load_document_records
-from strataflow.store.db import Database
+from strataflow.services.collection_results import CollectionRunResult, RowFailure
+from strataflow.services.collection_runner import RunContext, run_collection
 from strataflow.services.documents import where_of
 from strataflow.services.objects import OBJECT_FIELDS
+from strataflow.services.source_records import SourceRecord, load_document_records
+from strataflow.services.tier_pipeline import PipelineRunner, PipelineStep, TierWork, pipeline_steps
+from strataflow.services.tier_report import Tally, tier_result
+from strataflow.store.db import Database
 from strataflow.store.filters import compile_filters
 from strataflow.store.tables import Batch, BatchObject, BatchTier, BucketObject, Collection, DocumentFailure
 
 log = logging.getLogger("strataflow.tiers")
 
 _ROOT_CHUNK = 500  # root object ids per index query when building a tier's manifest
-_MAX_WORKER_LOG_LINES = 400  # runner log lines kept in a tier's logs
-
-
-@dataclass
-class _Tally:
-    """Per-collection results of a tier, summed over its chunks."""
-
-    collection_id: str
-    extractor: str
-    rows: int = 0
-    filtered_out: int = 0
-    failed: int = 0
-    missing_inputs: int = 0
-    documents_written: int = 0
-    prepare_ms: float = 0.0
-    extract_ms: float = 0.0
-    write_ms: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-    errors: dict[str, list[str]] = field(default_factory=dict)  # category -> affected row ids
-    messages: dict[str, str] = field(default_factory=dict)  # category -> first message
-    notes: RunNotes = field(default_factory=RunNotes)  # where the runner ran it: Ray ids, worker log lines
 
 
 def record_from_row(row: ManifestRow) -> SourceRecord:
@@ -99,18 +81,18 @@ class BatchTierExecutor:
             key = self._build_manifest(batch, tier, retry.get("root_object_ids"))
         assert key is not None
         total_rows = count_rows(self.blobs, key)
-        tallies = [_Tally(c.collection_id, c.feature_extractor.get("feature_extractor_name", "")) for c in collections]
-        progress = {"done": 0}
+        tallies = [Tally(c.collection_id, c.feature_extractor.get("feature_extractor_name", "")) for c in collections]
+        progress = {"done": 0, "rows": total_rows}  # rows: the manifest's, which each collection goes through
         expected = total_rows * len(collections)
         job.report(0, expected, {"source_documents_fetched": total_rows})
 
-        def run_one(collection: Collection, tally: _Tally) -> bool:
+        def run_one(collection: Collection, tally: Tally) -> bool:
             wanted = retry_rows.get(collection.collection_id, set()) if retry_rows is not None else None
             return self._run_collection(job, batch, tier, collection, key, wanted, tally, progress, expected)
 
         with ThreadPoolExecutor(max_workers=max(1, len(collections))) as pool:
             stopped = any(list(pool.map(run_one, collections, tallies)))
-        result = self._result(tier, tallies, total_rows, stopped)
+        result = tier_result(tier.tier_num, tallies, total_rows, stopped)
         if retry_rows is not None:
             # A retry round ran only the failed rows; the tier's outcome is judged on all of its
             # rows against what is still unresolved, not on the handful retried.
@@ -169,45 +151,78 @@ class BatchTierExecutor:
         return self.runner.submit(call, notes).result()
 
     def _run_collection(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, key: str,
-                        wanted: set[str] | None, tally: _Tally, progress: dict[str, int], expected: int) -> bool:
+                        wanted: set[str] | None, tally: Tally, progress: dict[str, int], expected: int) -> bool:
+        allowed = self._passing_source_filters(batch, tier, collection)
+        pipelines = getattr(self.runner, "pipelines", None)  # a Ray runner with Ray Data runs whole tiers
+        if pipelines is not None:
+            return self._run_pipeline(pipelines, job, batch, tier, collection, key, (wanted, allowed), tally,
+                                      progress, expected)
         context = RunContext(blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
                              device=self.settings.device, batch_size=self.settings.extract_batch_size,
                              should_stop=job.should_stop,
                              extract=lambda config, inputs, work_dir: self._extract_with_runner(
                                  config, inputs, work_dir, tally.notes))
-        allowed = self._passing_source_filters(batch, tier, collection)
         for chunk in read_manifest(self.blobs, key, self.settings.manifest_chunk_rows):
             if job.should_stop():
                 return True
             rows = [r for r in chunk if wanted is None or r.row_id in wanted]
-            if allowed is not None:
-                kept = [r for r in rows if r.row_id in allowed]
-                tally.filtered_out += len(rows) - len(kept)
-                rows = kept
-            missing = [r for r in rows if r.payload.get("missing")]
-            records = [record_from_row(r) for r in rows if not r.payload.get("missing")]
+            kept = [r for r in rows if allowed is None or r.row_id in allowed]
+            missing = [r for r in kept if r.payload.get("missing")]
+            records = [record_from_row(r) for r in kept if not r.payload.get("missing")]
             result = run_collection(context, collection, records) if records else CollectionRunResult(
                 collection.collection_id)
             result.failures += [RowFailure(r.row_id, ErrorCategory.VALIDATION.value,
                                            "the object no longer exists in the bucket") for r in missing]
-            self._record(batch, tier, collection, rows, result)
-            tally.rows += len(rows)
-            tally.failed += len(result.failures)
-            tally.missing_inputs += len(result.missing_input_ids)
-            tally.documents_written += result.documents_written
-            tally.prepare_ms += result.prepare_ms
-            tally.extract_ms += result.extract_ms
-            tally.write_ms += result.write_ms
-            for failure in result.failures:
-                tally.errors.setdefault(failure.error_type, []).append(failure.source_id)
-                tally.messages.setdefault(failure.error_type, failure.message)
-            progress["done"] += len(chunk)
-            running_on = {"ray_job_id": tally.notes.job_id} if tally.notes.job_id else {}
-            job.report(progress["done"], expected, {"documents_written": self._written(tally), **running_on})
+            step = PipelineStep(result, {r.row_id: r.root_object_id for r in kept}, len(rows) - len(kept), len(chunk))
+            self._account(job, batch, tier, collection, step, tally, progress, expected)
         return False
 
+    def _run_pipeline(self, pipelines: PipelineRunner, job: TierJob, batch: Batch, tier: BatchTier,
+                      collection: Collection, key: str, rows: tuple[set[str] | None, set[str] | None],
+                      tally: Tally, progress: dict[str, int], expected: int) -> bool:
+        """The collection as one Ray Data pipeline over the manifest; True when canceled."""
+        if job.should_stop():
+            return True
+        wanted, allowed = rows
+        if progress["rows"] == 0 or (wanted is not None and not wanted):  # nothing to run: start no dataset
+            empty = PipelineStep(CollectionRunResult(collection.collection_id), consumed=progress["rows"])
+            self._account(job, batch, tier, collection, empty, tally, progress, expected)
+            return False
+        work = TierWork(f"{batch.batch_id}-tier{tier.tier_num}-{collection.collection_id}", key,
+                        frozenset(wanted) if wanted is not None else None,
+                        frozenset(allowed) if allowed is not None else None)
+        steps = pipeline_steps(pipelines, self.settings, self.blobs, self.index, collection, work, tally.notes)
+        try:
+            for step in steps:
+                self._account(job, batch, tier, collection, step, tally, progress, expected)
+                if job.should_stop():  # canceled: closing the steps stops the Ray Data execution
+                    return True
+        finally:
+            steps.close()
+        return False
+
+    def _account(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, step: PipelineStep,
+                 tally: Tally, progress: dict[str, int], expected: int) -> None:
+        """Record one written chunk's failures, add it to the tally, and report progress."""
+        result = step.result
+        self._record(batch, tier, collection, step.roots, result)
+        tally.rows += len(step.roots)
+        tally.filtered_out += step.filtered_out
+        tally.failed += len(result.failures)
+        tally.missing_inputs += len(result.missing_input_ids)
+        tally.documents_written += result.documents_written
+        tally.prepare_ms += result.prepare_ms
+        tally.extract_ms += result.extract_ms
+        tally.write_ms += result.write_ms
+        for failure in result.failures:
+            tally.errors.setdefault(failure.error_type, []).append(failure.source_id)
+            tally.messages.setdefault(failure.error_type, failure.message)
+        progress["done"] += step.consumed
+        running_on = {"ray_job_id": tally.notes.job_id} if tally.notes.job_id else {}
+        job.report(progress["done"], expected, {"documents_written": self._written(tally), **running_on})
+
     @staticmethod
-    def _written(tally: _Tally) -> int:
+    def _written(tally: Tally) -> int:
         return tally.documents_written
 
     def _passing_source_filters(self, batch: Batch, tier: BatchTier, collection: Collection) -> set[str] | None:
@@ -236,10 +251,9 @@ class BatchTierExecutor:
                 passing.update(table.column("document_id").to_pylist())
         return passing
 
-    def _record(self, batch: Batch, tier: BatchTier, collection: Collection, rows: list[ManifestRow],
+    def _record(self, batch: Batch, tier: BatchTier, collection: Collection, roots: dict[str, str],
                 result: CollectionRunResult) -> None:
-        """Upsert this chunk's failures; rows that succeeded resolve their earlier failures."""
-        roots = {r.row_id: r.root_object_id for r in rows}
+        """Upsert this chunk's failures (`roots`: its rows' root object ids); successes resolve earlier ones."""
         failed = {f.source_id: f for f in result.failures}
         with self.db.transaction() as session:
             existing = {f.row_id: f for f in session.scalars(select(DocumentFailure).where(
@@ -261,52 +275,3 @@ class BatchTierExecutor:
                 known.message = failure.message[:4000]
                 known.is_transient = failure.transient
                 known.resolved = False
-
-    def _result(self, tier: BatchTier, tallies: list[_Tally], total_rows: int, stopped: bool) -> TierResult:
-        errors: list[dict[str, Any]] = []
-        summary: dict[str, int] = {}
-        jobs = []
-        for tally in tallies:
-            for category, ids in tally.errors.items():
-                summary[category] = summary.get(category, 0) + len(ids)
-                errors.append({"error_type": category, "message": tally.messages[category],
-                               "component": tally.extractor, "stage": "extraction",
-                               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "affected_document_ids": ids[:100], "affected_count": len(ids),
-                               "recovery_suggestion": "retry the batch" if ErrorCategory(category).transient
-                               else "fix the source data, then retry with retry_mode='all'",
-                               "metadata": {"collection_id": tally.collection_id}})
-            duration = round((time.monotonic() - tally.started) * 1000, 1)
-            jobs.append({"extractor_type": tally.extractor, "collection_ids": [tally.collection_id],
-                         "status": "FAILED" if tally.rows and tally.failed >= tally.rows else (
-                             "COMPLETED_WITH_ERRORS" if tally.failed else "COMPLETED"),
-                         "duration_ms": duration, "documents_written": tally.documents_written,
-                         "errors": [e for e in errors if e["metadata"]["collection_id"] == tally.collection_id],
-                         "error": next(iter(tally.messages.values()), None),
-                         "ray_job_id": tally.notes.job_id, "ray_actor_ids": tally.notes.actor_ids,
-                         "ray_task_ids": tally.notes.task_ids,
-                         "timing_ms": {"inputs": round(tally.prepare_ms), "extraction": round(tally.extract_ms),
-                                       "writes": round(tally.write_ms)},
-                         "celery_task_id": None})
-        rows = sum(t.rows for t in tallies)
-        written = sum(t.documents_written for t in tallies)
-        elapsed = max(max((time.monotonic() - t.started for t in tallies), default=0.0), 1e-6)
-        after_filter = total_rows - max((t.filtered_out for t in tallies), default=0)
-        counters = {"source_documents_fetched": total_rows, "documents_after_source_filter": after_filter,
-                    "documents_missing_input_fields": sum(t.missing_inputs for t in tallies),
-                    "documents_submitted_to_engine": rows - sum(t.missing_inputs for t in tallies),
-                    "documents_written": written, "documents_per_second": round(written / elapsed, 1)}
-        job_ids = sorted({t.notes.job_id for t in tallies if t.notes.job_id})
-        if job_ids:  # the Ray job (driver) that ran the tier's extraction
-            counters["ray_job_id"] = ",".join(job_ids)
-        logs = [f"tier {tier.tier_num} collection {t.collection_id}: {t.rows} rows, {t.failed} failed, "
-                f"{t.documents_written} documents written; inputs {t.prepare_ms / 1000:.2f}s, "
-                f"extraction {t.extract_ms / 1000:.2f}s, writes {t.write_ms / 1000:.2f}s" for t in tallies]
-        worker_lines = [line for t in tallies for line in t.notes.logs]
-        if len(worker_lines) > _MAX_WORKER_LOG_LINES:  # the tier row is no log store: keep both ends
-            half = _MAX_WORKER_LOG_LINES // 2
-            skipped = len(worker_lines) - 2 * half
-            worker_lines = [*worker_lines[:half], f"... {skipped} lines left out ...", *worker_lines[-half:]]
-        logs += worker_lines
-        return TierResult(rows_total=rows, rows_failed=sum(t.failed for t in tallies), counters=counters,
-                          extractor_jobs=jobs, errors=errors, error_summary=summary, logs=logs, stopped=stopped)

@@ -1,5 +1,8 @@
 """The Ray runner: extraction in Ray actors that keep their models loaded.
 
+Batch tiers run as Ray Data pipelines (`self.pipelines`, engine/runners/ray_data.py)
+unless `ray_data` is off. Single chunks go through `submit`, described here.
+
 Same contract as the local runner: `submit` takes one chunk of rows and
 returns a future of one RowResult per row. Each extractor gets a small pool
 of actors (`ray_actors`), placed with the extractor's declared resources:
@@ -36,6 +39,7 @@ from ray.exceptions import RayActorError, RayTaskError
 import strataflow
 from strataflow.config import Settings
 from strataflow.engine.runners.base import ExtractionCall, RunNotes
+from strataflow.engine.runners.ray_data import RayDataPipelines
 from strataflow.engine.runners.worker import initialise, run_extraction
 from strataflow.extractors.base import ErrorCategory, ExtractionError, RowResult
 
@@ -118,6 +122,10 @@ class RayRunner:
         self._started_ray = self._connect()
         self.job_id = ray.get_runtime_context().get_job_id()
         self.has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+        # With Ray Data on (the default), the tier executor runs each collection of a tier as one
+        # pipeline over its manifest; `submit` (one chunk per call) serves everything else.
+        self.pipelines: RayDataPipelines | None = (
+            RayDataPipelines(settings, self.job_id, self.has_gpus) if settings.ray_data else None)
         log.info("ray runner connected", extra={"ray_job_id": self.job_id, "address": settings.ray_address or "local",
                                                 "gpus": self.has_gpus})
 

@@ -1,0 +1,185 @@
+"""Ray Data pipelines on a real local Ray.
+
+A Ray Data stage worker is killed (SIGKILL) while it runs a batch, with blobs and
+manifests on S3 (a moto server over HTTP): Ray restarts the actor and retries
+the batch, and the tier completes with every document written exactly once.
+The rules of the local path (rows without the collection's input, lost blobs,
+objects deleted after joining, retry rounds of failed rows only) give the same
+outcome on Ray Data (tests/scale/test_ray_runner.py covers source filters), and
+a cancel stops the execution.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from strataflow.config import Settings
+from strataflow.engine.runners import Runner
+from tests.collection_flows import add_object, make_bucket, text_collection
+from tests.conftest import ADMIN_KEY
+from tests.helpers import wait_task
+from tests.s3_server import MotoServer
+from tests.scale.test_ray_runner import TEXT, _api, _submit, _tier_state
+
+
+def _descendants(root: int) -> set[int]:
+    """Process ids under `root` (Linux /proc): this test's Ray (raylet, workers) runs under the test process."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):  # gone meanwhile
+                continue
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _title(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _kill_stage_worker_mid_batch(running: Callable[[], bool]) -> int:
+    """SIGKILL a Ray Data stage worker of this test's Ray while it runs a batch ('ray::MapWorker(…).submit')."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and running():
+        for pid in _descendants(os.getpid()):
+            title = _title(pid)
+            if title.startswith("ray::MapWorker(MapBatches(StageActor))") and title.endswith(".submit"):
+                os.kill(pid, signal.SIGKILL)
+                return pid
+        time.sleep(0.01)
+    raise AssertionError("no Ray Data stage worker ran a batch")
+
+
+def test_a_killed_ray_data_worker_is_replaced_and_the_tier_completes_on_s3(
+        tmp_path: Path, ray_runner: Any, moto_server: MotoServer) -> None:
+    objects, sentences = 40, 6
+    bucket = f"sf-{secrets.token_hex(6)}"
+    moto_server.client().create_bucket(Bucket=bucket)
+    settings = Settings(data_dir=tmp_path / "data", api_key=ADMIN_KEY, task_poll_interval_s=0.05,
+                        extract_batch_size=2, **moto_server.settings_for(bucket))
+    with _api(settings, ray_runner) as (client, runtime):
+        client.post("/v1/namespaces", json={"namespace_name": "main"})
+        bucket_id = make_bucket(client)
+        collection = text_collection(client, "sentences", {"type": "bucket", "bucket_ids": [bucket_id]},
+                                     split_by="sentences", chunk_size=1, model="minilm")
+        text = " ".join(f"Sentence number {n} of this object." for n in range(sentences))
+        object_ids = [add_object(client, f"{text} Unique tail {i}.") for i in range(objects)]
+        batch_id, task_id = _submit(client, object_ids)
+
+        killed = _kill_stage_worker_mid_batch(
+            lambda: _tier_state(client, batch_id)["status"] in ("PENDING", "IN_PROGRESS"))
+        killed_while = _tier_state(client, batch_id)["status"]
+        assert wait_task(client, task_id, timeout=180)["status"] == "COMPLETED"
+        tier = _tier_state(client, batch_id)
+        logs = client.get(f"/v1/buckets/docs/batches/{batch_id}/logs").json()["tiers"][0]["logs"]
+        documents = runtime.index.query(collection["collection_id"], None)
+
+    assert killed_while == "IN_PROGRESS"
+    # The manifest was read from S3 by Ray Data, not from a local file.
+    assert any(line.startswith("ray data: ") and f"read_parquet(s3://{bucket}/data/" in line for line in logs)
+    # Ray recovered inside the tier: the same lease, one attempt, the batch retried on a new process.
+    assert tier["status"] == "COMPLETED" and tier["performance"]["attempts"] == 1
+    pids = {int(line.split(" pid ")[1].split()[0]) for line in logs if line.startswith("actor ")}
+    assert pids - {killed}, (killed, pids)
+    # Nothing lost, nothing doubled: each object's sentences written once, each row once.
+    expected = objects * (sentences + 1)
+    assert tier["documents_written"] == expected and tier["performance"]["rows_done"] == objects
+    assert len(documents) == expected and len({d.document_id for d in documents}) == expected
+    assert len({(d.lineage["root_object_id"], d.payload.get("chunk_index")) for d in documents}) == expected
+
+
+def _stage_workers() -> set[int]:
+    return {pid for pid in _descendants(os.getpid()) if _title(pid).startswith("ray::MapWorker(MapBatches(StageActor))")}
+
+
+def _rules_outcome(settings: Settings, runner: Runner) -> dict[str, Any]:
+    """A batch whose rows hit every rule, then a retry round: what came of each row, by name."""
+    with _api(settings, runner) as (client, runtime):
+        client.post("/v1/namespaces", json={"namespace_name": "main"})
+        bucket_id = make_bucket(client)
+        collection = text_collection(client, "all", {"type": "bucket", "bucket_ids": [bucket_id]},
+                                     split_by="sentences", chunk_size=1, model="wordllama")["collection_id"]
+        ids = {name: add_object(client, f"{TEXT} Row {name}.", lang="fr" if name == "french" else "en", title=name)
+               for name in ("good", "other", "french", "lost", "gone")}
+        ids["empty"] = client.post("/v1/buckets/docs/objects", json={
+            "blobs": [], "metadata": {"lang": "en", "title": "empty"}}).json()["object_id"]
+        names = {object_id: name for name, object_id in ids.items()}
+        key = client.get(f"/v1/buckets/docs/objects/{ids['lost']}").json()["blobs"][0]["properties"]["key"]
+        saved = runtime.blobs.path(key).read_bytes()
+        runtime.blobs.path(key).unlink()  # its bytes vanish: that row fails, the others go on
+        batch = client.post("/v1/buckets/docs/batches", json={"object_ids": list(ids.values())}).json()
+        client.delete(f"/v1/buckets/docs/objects/{ids['gone']}")  # deleted after it joined the batch
+        task = client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={}).json()
+        first = wait_task(client, task["task_id"], timeout=180)
+        assert first["status"] != "FAILED", first  # no rule may fail the tier: rows fail alone
+        outcome: dict[str, Any] = {"first": first["status"]}
+
+        def state() -> dict[str, Any]:
+            tier = _tier_state(client, batch["batch_id"])
+            failed = client.get(f"/v1/buckets/docs/batches/{batch['batch_id']}/failed-documents").json()["results"]
+            documents = [(d.payload["title"], d.payload["chunk_index"]) for d in runtime.index.query(collection, None)]
+            return {"counters": {k: tier[k] for k in ("source_documents_fetched", "documents_after_source_filter",
+                                                      "documents_missing_input_fields",
+                                                      "documents_submitted_to_engine", "documents_written")},
+                    "errors": tier["error_summary"], "rows": tier["performance"]["rows_total"],
+                    "failed": sorted((names[f["object_id"]], f["error_type"], f["retry_count"]) for f in failed),
+                    "documents": sorted(documents)}
+
+        outcome["after_first"] = state()
+        runtime.blobs.path(key).write_bytes(saved)  # storage is fixed: a retry round runs the failed rows only
+        retry = client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/retry",
+                            json={"retry_mode": "all", "tier_nums": [0]}).json()
+        outcome["retry"] = (retry["retried_count"], wait_task(client, retry["task_id"], timeout=180)["status"])
+        outcome["after_retry"] = state()
+        return outcome
+
+
+def test_ray_data_applies_the_local_paths_rules_and_stops_when_canceled(
+        tmp_path: Path, shared_runner: Runner, ray_runner: Any) -> None:
+    def settings(name: str) -> Settings:
+        return Settings(data_dir=tmp_path / name, api_key=ADMIN_KEY, task_poll_interval_s=0.05, extract_batch_size=2)
+
+    local = _rules_outcome(settings("local"), shared_runner)
+    # What the local path makes of these rows: no input (empty), a lost blob (lost), an object deleted
+    # after it joined (gone); the retry round runs the two failed rows and heals lost.
+    assert local["first"] == "COMPLETED_WITH_ERRORS"
+    assert local["after_first"]["failed"] == [("gone", "validation", 0), ("lost", "dependency", 0)]
+    assert local["after_first"]["counters"]["documents_missing_input_fields"] == 1
+    assert local["retry"] == (2, "COMPLETED_WITH_ERRORS")
+    assert local["after_retry"]["failed"] == [("gone", "validation", 1)]
+    assert {title for title, _ in local["after_retry"]["documents"]} == {"good", "other", "french", "lost"}
+    assert _rules_outcome(settings("ray-data"), ray_runner) == local
+
+    # A cancel between output batches stops the Ray Data execution: its stage actors go away.
+    with _api(settings("cancel"), ray_runner) as (client, _):
+        client.post("/v1/namespaces", json={"namespace_name": "main"})
+        text_collection(client, "sentences", {"type": "bucket", "bucket_ids": [make_bucket(client)]},
+                        split_by="sentences", chunk_size=1, model="wordllama")
+        batch_id, _ = _submit(client, [add_object(client, f"{TEXT} Row {i}.") for i in range(40)])
+        deadline = time.monotonic() + 120
+        while _tier_state(client, batch_id)["performance"]["rows_done"] < 2:
+            assert time.monotonic() < deadline and _tier_state(client, batch_id)["status"] != "COMPLETED"
+            time.sleep(0.02)
+        assert client.post(f"/v1/buckets/docs/batches/{batch_id}/cancel").json()["status"] == "CANCELED"
+        while _stage_workers():
+            assert time.monotonic() < deadline, "the canceled tier's stage actors are still running"
+            time.sleep(0.1)
+        tier = _tier_state(client, batch_id)
+    assert tier["status"] == "CANCELED" and tier["performance"]["rows_done"] < 40
