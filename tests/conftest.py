@@ -20,7 +20,6 @@ from strataflow.app import create_app
 from strataflow.config import Settings
 from strataflow.engine.runners.local import LocalRunner
 from strataflow.runtime import Runtime, open_runtime
-from strataflow.statuses import TERMINAL
 from strataflow.store.tables import Base
 
 ADMIN_KEY = "sk_test_admin_key_0123456789abcdef"

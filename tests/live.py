@@ -42,7 +42,7 @@ class LiveServer:
 def run_cli(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `strataflow ARGS` as a user would, in its own process."""
     return subprocess.run([sys.executable, "-m", "strataflow", *args, "--data-dir", str(data_dir)],
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120, check=False)
 
 
 def run_client(*args: str, url: str, key: str | None = API_KEY, cwd: Path | None = None,
@@ -52,7 +52,7 @@ def run_client(*args: str, url: str, key: str | None = API_KEY, cwd: Path | None
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATAFLOW_")}
     env.update({"STRATAFLOW_URL": url, "COLUMNS": "160", **({"STRATAFLOW_API_KEY": key} if key else {})})
     return subprocess.run([sys.executable, "-m", "strataflow", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def start_server(data_dir: Path, port: int | None = None, extra_env: dict[str, str] | None = None) -> LiveServer:

@@ -23,9 +23,9 @@ from strataflow.store.migrate import upgrade_to_head
 log = logging.getLogger("strataflow")
 
 # Importing these registers their background job handlers.
-import strataflow.services.buckets  # noqa: E402,F401
-import strataflow.services.namespaces  # noqa: E402,F401
-import strataflow.services.upload_tasks  # noqa: E402,F401
+import strataflow.services.buckets
+import strataflow.services.namespaces
+import strataflow.services.upload_tasks  # noqa: F401
 
 
 @dataclass

@@ -29,7 +29,7 @@ def test_trigger_reprocesses_one_branch_of_the_dag(client: TestClient, namespace
     assert wait_task(client, body["task_id"], timeout=60)["status"] == "COMPLETED"
     batch = client.get(f"/v1/buckets/docs/batches/{body['batch_id']}").json()
     assert batch["dag_tiers"] == [[first["collection_id"]], [child["collection_id"]]]
-    count = lambda c: len(client.post(f"/v1/collections/{c['collection_id']}/documents/list?limit=100",  # noqa: E731
+    count = lambda c: len(client.post(f"/v1/collections/{c['collection_id']}/documents/list?limit=100",
                                       json={}).json()["results"])
     assert (count(first), count(child), count(other)) == (4, 8, 0)
 

@@ -135,7 +135,7 @@ def test_shaping_stages(client: TestClient, corpus: dict[str, Any], runtime: Run
         "stage_id": "mmr", "parameters": {"lambda": 0.3, "top_k": 3}}}], {"query": "cooking with flour"})
     assert len(titles(diverse)) == 3 and titles(diverse)[0] in {"Cake", "Bread"}
     # A filter inside a search, and a filter as the first stage.
-    nature = adhoc(client, [search_stage(uri)], {"query": "fish"}, **{})
+    nature = adhoc(client, [search_stage(uri)], {"query": "fish"})
     assert titles(nature)[0] == "Fish"
     first = adhoc(client, [{"stage_name": "f", "config": {"stage_id": "attribute_filter", "parameters": {
         "filters": {"field": "views", "operator": "gte", "value": 60}}}}], {"query": "unused"})

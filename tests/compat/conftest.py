@@ -9,6 +9,7 @@ import pytest
 
 from tests.live import API_KEY, LiveServer, start_server
 
+
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server = start_server(tmp_path_factory.mktemp("compat") / "data")

@@ -22,9 +22,9 @@ from strataflow.schemas.tasks import TaskResponse
 from strataflow.services import batch_retry as retries
 from strataflow.services import batch_submit as submission
 from strataflow.services import batches as service
-from strataflow.services.tasks import task_payload
 from strataflow.services.batch_view import batch_payload
 from strataflow.services.buckets import get_bucket
+from strataflow.services.tasks import task_payload
 
 router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/batches", tags=["Bucket Batches"],
                    responses=ERROR_RESPONSES)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
-from strataflow.api.deps import DbDep, RuntimeDep, ReadDbDep, ScopeDep
+from strataflow.api.deps import DbDep, ReadDbDep, RuntimeDep, ScopeDep
 from strataflow.clock import isoformat
 from strataflow.schemas.buckets import (
     BucketCreateRequest,

@@ -23,7 +23,7 @@ def health(runtime: RuntimeDep, deep: bool = False, metrics: bool = False) -> di
         with runtime.db.read_session() as session:
             session.execute(text("SELECT 1"))
         metadata_ok = True
-    except Exception:
+    except Exception:  # noqa: BLE001  whatever the cause, the database is not usable
         metadata_ok = False
     storage_ok = runtime.blobs.check()
     data = {

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from sqlalchemy.orm import Session
 
-from strataflow.api.deps import DbDep, RuntimeDep, PageDep, PrincipalDep, ReadDbDep
+from strataflow.api.deps import DbDep, PageDep, PrincipalDep, ReadDbDep, RuntimeDep
 from strataflow.clock import isoformat
 from strataflow.schemas.common import ERROR_RESPONSES, AsyncTaskAccepted
 from strataflow.schemas.namespaces import (
@@ -19,7 +20,6 @@ from strataflow.schemas.namespaces import (
 )
 from strataflow.services import namespaces as service
 from strataflow.store.tables import Namespace
-from sqlalchemy.orm import Session
 
 router = APIRouter(prefix="/v1/namespaces", tags=["Namespaces"], responses=ERROR_RESPONSES)
 

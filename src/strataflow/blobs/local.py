@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 from urllib.parse import quote, urlencode
 
 from strataflow.blobs.base import BlobInfo, WrittenBlob, validate_key
@@ -272,7 +272,7 @@ class LocalBlobWriter:
             self._file = None
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> LocalBlobWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -163,7 +163,7 @@ def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
     console.print(f"key {key_id} revoked")
 
 
-def _open(data_dir: Path | None) -> "Runtime":  # noqa: F821
+def _open(data_dir: Path | None) -> Runtime:  # noqa: F821
     from strataflow.runtime import open_runtime
 
     return open_runtime(_settings(data_dir))

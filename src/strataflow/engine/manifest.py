@@ -9,12 +9,13 @@ extractor inputs.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -79,11 +80,12 @@ class ManifestWriter:
         self.chunk_rows = chunk_rows
         self.rows_written = 0
         self._buffer: list[dict[str, Any]] = []
-        self._tmp = tempfile.NamedTemporaryFile(suffix=".parquet", delete=False)
-        self._tmp.close()
-        self._writer = pq.ParquetWriter(self._tmp.name, MANIFEST_SCHEMA, compression="zstd")
+        handle, path = tempfile.mkstemp(suffix=".parquet")  # a name only: Parquet opens the file itself
+        os.close(handle)
+        self._path = Path(path)
+        self._writer = pq.ParquetWriter(path, MANIFEST_SCHEMA, compression="zstd")
 
-    def __enter__(self) -> ManifestWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -92,7 +94,7 @@ class ManifestWriter:
             self.close()
         else:
             self._writer.close()
-            Path(self._tmp.name).unlink(missing_ok=True)
+            self._path.unlink(missing_ok=True)
 
     def write(self, rows: Iterable[ManifestRow]) -> None:
         for row in rows:
@@ -110,10 +112,10 @@ class ManifestWriter:
         self._flush()
         self._writer.close()
         try:
-            with open(self._tmp.name, "rb") as handle:
+            with open(self._path, "rb") as handle:
                 self.blobs.put_stream(self.key, handle, "application/vnd.apache.parquet")
         finally:
-            Path(self._tmp.name).unlink(missing_ok=True)
+            self._path.unlink(missing_ok=True)
 
 
 def write_manifest(blobs: BlobStore, key: str, rows: Iterable[ManifestRow],

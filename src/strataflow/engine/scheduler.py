@@ -116,7 +116,7 @@ class Scheduler(PollingLoop):
                 if raw is not None:
                     try:
                         raw.close()
-                    except Exception:
+                    except Exception:  # noqa: BLE001, S110  a lost connection may fail to close; it is dropped anyway
                         pass
 
     def run_pending(self) -> int:

@@ -17,8 +17,8 @@ from strataflow.errors import BadRequestError
 from strataflow.services.batches import get_batch
 from strataflow.services.dag import CollectionNode, resolve_tiers
 from strataflow.services.scope import NamespaceScope
-from strataflow.services.tasks import on_kill
 from strataflow.services.source_records import object_record
+from strataflow.services.tasks import on_kill
 from strataflow.statuses import Status, TaskType
 from strataflow.store.tables import Batch, BatchObject, BatchTier, Bucket, BucketObject, Collection, Task
 from strataflow.transitions import transition

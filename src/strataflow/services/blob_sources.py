@@ -19,7 +19,7 @@ from strataflow.ids import new_id
 from strataflow.schemas.objects import CreateBlobRequest
 from strataflow.services.bucket_schema import FILE_TYPES, FieldType, check_value, parse_type
 
-_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+\-/]*)?(?P<params>(;[^,;]*)*?)(?P<b64>;base64)?,(?P<data>.*)$", re.S)
+_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+\-/]*)?(?P<params>(;[^,;]*)*?)(?P<b64>;base64)?,(?P<data>.*)$", re.DOTALL)
 _DEFAULT_MIME = {
     FieldType.TEXT: "text/plain",
     FieldType.IMAGE: "image/octet-stream",

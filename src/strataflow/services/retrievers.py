@@ -13,8 +13,12 @@ from strataflow.errors import AlreadyExistsError, BadRequestError, not_found
 from strataflow.ids import looks_like, new_id
 from strataflow.retrieval.features import feature_targets
 from strataflow.retrieval.stages import literal_feature_uris, normalise_stages
-from strataflow.schemas.retrievers import CreateRetrieverRequest, InputField, ListRetrieversRequest
-from strataflow.schemas.retrievers import PatchRetrieverRequest
+from strataflow.schemas.retrievers import (
+    CreateRetrieverRequest,
+    InputField,
+    ListRetrieversRequest,
+    PatchRetrieverRequest,
+)
 from strataflow.services.collection_sources import get_collection
 from strataflow.services.scope import NamespaceScope
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search

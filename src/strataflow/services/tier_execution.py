@@ -260,7 +260,7 @@ class BatchTierExecutor:
                 DocumentFailure.batch_id == batch.batch_id, DocumentFailure.tier_num == tier.tier_num,
                 DocumentFailure.collection_id == collection.collection_id,
                 DocumentFailure.row_id.in_(list(roots))))}
-            for row_id in roots:
+            for row_id, root_object_id in roots.items():
                 failure, known = failed.get(row_id), existing.get(row_id)
                 if failure is None:
                     if known is not None:
@@ -269,7 +269,7 @@ class BatchTierExecutor:
                 if known is None:
                     known = DocumentFailure(batch_id=batch.batch_id, tier_num=tier.tier_num,
                                             collection_id=collection.collection_id, row_id=row_id,
-                                            root_object_id=roots[row_id], retry_count=0, retry_round=0)
+                                            root_object_id=root_object_id, retry_count=0, retry_round=0)
                     session.add(known)
                 known.error_type = failure.error_type
                 known.message = failure.message[:4000]

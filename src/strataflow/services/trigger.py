@@ -63,7 +63,7 @@ def trigger_collection(session: Session, blobs: BlobStore, scope: NamespaceScope
     if not answers:
         raise BadRequestError("Nothing to process: the collection's source buckets hold no matching objects",
                           {"source_bucket_ids": bucket_ids})
-    batch, task, count = answers[0]
+    batch, task, _count = answers[0]
     return {
         "batch_id": batch.batch_id, "task_id": task.task_id, "collection_id": collection.collection_id,
         "source_bucket_ids": bucket_ids,

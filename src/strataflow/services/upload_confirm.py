@@ -157,8 +157,7 @@ def check_matches(row: Upload, claim: Claim, info: BlobInfo, max_bytes: int) -> 
 
 def _bare_etag(etag: str) -> str:
     value = etag.strip()
-    if value.startswith("W/"):
-        value = value[2:]
+    value = value.removeprefix("W/")
     return value.strip('"')
 
 

@@ -88,7 +88,7 @@ def _run_confirm(context: JobContext, task: Task) -> JobOutcome:
             verified = verify_stored(context.blobs, row, Claim.from_input(spec), context.settings.max_upload_bytes,
                                      keeper)
             row = complete_upload(context, bucket_id, upload_id, verified, from_background=True)
-    except Exception as exc:  # whatever went wrong, the upload must not stay PROCESSING
+    except Exception as exc:  # noqa: BLE001  whatever went wrong, the upload must not stay PROCESSING
         message, kind = describe_error(exc)
         mark_failed(context, bucket_id, upload_id, message)
         return JobOutcome(status=Status.FAILED, error=message,
@@ -175,7 +175,7 @@ def _run_batch_confirm(context: JobContext, task: Task) -> JobOutcome:
                 raise BadRequestError(f"Bucket '{bucket_id}' no longer exists")
             row = confirm_inline(context, bucket, spec["upload_id"], Claim.from_input(spec), keeper)
             outputs.append({**confirm_payload(row), "success": True})
-        except Exception as exc:  # reported per item; the batch goes on
+        except Exception as exc:  # noqa: BLE001  reported per item; the batch goes on
             message, kind = describe_error(exc)
             outputs.append({"upload_id": spec["upload_id"], "status": Status.FAILED.value, "success": False,
                             "error": message, "error_type": kind})

@@ -15,7 +15,7 @@ JsonType = JSON().with_variant(JSONB(), "postgresql")
 Timestamp = DateTime(timezone=True)
 
 
-class json_value(FunctionElement[Any]):  # noqa: N801 - reads like the SQL function it is
+class json_value(FunctionElement[Any]):
     """The value at a JSON path, in the database's native JSON ordering (for sorting)."""
 
     type = NullType()
@@ -28,13 +28,13 @@ class json_value(FunctionElement[Any]):  # noqa: N801 - reads like the SQL funct
 
 @compiles(json_value, "sqlite")
 def _json_value_sqlite(element: json_value, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(list(element.clauses)[0], **kw)
+    column = compiler.process(next(iter(element.clauses)), **kw)
     path = "$" + "".join(f'."{p}"' for p in element.path)
     return f"json_extract({column}, '{path.replace(chr(39), chr(39) * 2)}')"
 
 
 @compiles(json_value, "postgresql")
 def _json_value_pg(element: json_value, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(list(element.clauses)[0], **kw)
+    column = compiler.process(next(iter(element.clauses)), **kw)
     path = ",".join('"' + p.replace('"', '\\"') + '"' for p in element.path)
     return f"({column} #> '{{{path.replace(chr(39), chr(39) * 2)}}}')"

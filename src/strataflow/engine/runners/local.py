@@ -59,7 +59,7 @@ class LocalRunner:
                 self._reset()
                 error = ExtractionError(ErrorCategory.RESOURCE, "the worker process died while extracting")
                 outer.set_result([RowResult(row_id=r.row_id, error=error) for r in call.inputs])
-            except Exception as exc:  # an extractor bug: every row of the chunk fails with it
+            except Exception as exc:  # noqa: BLE001  an extractor bug: every row of the chunk fails with it
                 error = ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}")
                 outer.set_result([RowResult(row_id=r.row_id, error=error) for r in call.inputs])
 

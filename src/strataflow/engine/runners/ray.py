@@ -208,7 +208,7 @@ class RayRunner:
                 error = ExtractionError(ErrorCategory.RUNTIME, f"{type(cause).__name__}: {cause}"[:2000])
                 results = [RowResult(row_id=r.row_id, error=error) for r in call.inputs]
                 lines = [f"actor {slot.actor_id} task {task_id}: {type(cause).__name__}: {cause}"[:2000]]
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  anything else fails the chunk's rows, not the tier
                 error = ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"[:2000])
                 results = [RowResult(row_id=r.row_id, error=error) for r in call.inputs]
             if notes is not None:
@@ -235,7 +235,7 @@ class RayRunner:
         for slot in slots:
             try:
                 ray.kill(slot.handle, no_restart=True)
-            except Exception:  # already gone with its node
+            except Exception:  # noqa: BLE001, S110  already gone with its node
                 pass
         if self._started_ray and ray.is_initialized():
             ray.shutdown()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-from strataflow.extractors.base import ErrorCategory, ExtractContext, ExtractionError, RowResult
 from strataflow.engine.runners.base import ExtractionCall
+from strataflow.extractors.base import ErrorCategory, ExtractContext, ExtractionError, RowResult
 
 
 def initialise(torch_threads: int) -> None:

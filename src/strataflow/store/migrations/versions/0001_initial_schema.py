@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
-import strataflow.store.types
 from sqlalchemy.dialects import postgresql
 
 revision = '0001'
