@@ -7,6 +7,7 @@ its own schema, migrated once; every test starts from empty tables.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,15 @@ def namespace(client: TestClient) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     client.headers.update({"X-Namespace": "main"})
     return dict(response.json())
+
+
+@pytest.fixture
+def private_pg() -> Iterator[str]:
+    """A PostgreSQL schema of the test's own, as a database URL: for tests whose several
+    processes (API server, workers) share one database that nothing else touches."""
+    schema = f"sf_private_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"postgresql+psycopg://{PG_DSN.split('://', 1)[1]}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -11,19 +11,13 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
-import pytest
-
-from tests.conftest import PG_DSN
 from tests.live import API_KEY, free_port, start_server
 from tests.reliability.crash_harness import (
     SENTENCES,
@@ -42,16 +36,6 @@ from tests.reliability.crash_harness import (
 SEED, ROUNDS, OBJECTS = 7781, 2, 40
 
 
-@pytest.fixture
-def pg_schema_url() -> Iterator[str]:
-    """A schema of this test's own, shared by the API server and the workers."""
-    schema = f"sf_crash_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield f"postgresql+psycopg://{PG_DSN.split('://', 1)[1]}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
 
 def _start_worker(data_dir: Path, env: dict[str, str], n: int) -> subprocess.Popen[bytes]:
     log_path = data_dir.parent / f"worker-{n}.log"
@@ -65,10 +49,10 @@ def _start_worker(data_dir: Path, env: dict[str, str], n: int) -> subprocess.Pop
     return process
 
 
-def test_sigkill_worker_behind_an_api_only_server(tmp_path: Path, pg_schema_url: str) -> None:
+def test_sigkill_worker_behind_an_api_only_server(tmp_path: Path, private_pg: str) -> None:
     rng = random.Random(SEED)
     data_dir, port = tmp_path / "data", free_port()
-    env = {"STRATAFLOW_DATABASE_URL": pg_schema_url, "STRATAFLOW_TIER_LEASE_S": "3",
+    env = {"STRATAFLOW_DATABASE_URL": private_pg, "STRATAFLOW_TIER_LEASE_S": "3",
            "STRATAFLOW_MANIFEST_CHUNK_ROWS": "4", "STRATAFLOW_EXTRACT_BATCH_SIZE": "4",
            "STRATAFLOW_ENGINE_THREADS": "1", "STRATAFLOW_SCHEDULER_WORKERS": "1",
            "STRATAFLOW_PUBLIC_URL": f"http://127.0.0.1:{port}"}  # the worker signs URLs the API serves
@@ -105,7 +89,7 @@ def test_sigkill_worker_behind_an_api_only_server(tmp_path: Path, pg_schema_url:
                 tasks += [done["task_id"]] + [t["task_id"] for t in done["tier_tasks"]]
 
             assert check_uploads(client, ledger) > ROUNDS
-            history = terminal_events(pg_schema_url, [*batches, *tasks, *ledger.confirm_tasks])
+            history = terminal_events(private_pg, [*batches, *tasks, *ledger.confirm_tasks])
             assert {e: len(h) for e, h in history.items()} == {e: 1 for e in history}, history
             crashed = documents(client, collection_id)
             every_object = [o for ids in batches.values() for o in ids]

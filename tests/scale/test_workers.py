@@ -14,11 +14,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
-import pytest
 from fastapi.testclient import TestClient
 
 from strataflow.app import create_app
@@ -26,22 +23,12 @@ from strataflow.config import Settings
 from strataflow.engine.runners import Runner
 from strataflow.runtime import open_runtime
 from tests.collection_flows import make_bucket, text_collection
-from tests.conftest import ADMIN_KEY, PG_DSN
+from tests.conftest import ADMIN_KEY
 from tests.helpers import wait_task
 from tests.s3_server import MotoServer
 
 OBJECTS, BATCHES = 2000, 4
 
-
-@pytest.fixture
-def private_pg() -> Iterator[str]:
-    """A schema of this test's own: the workers and the API share it, nothing else does."""
-    schema = f"sf_workers_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield f"postgresql+psycopg://{PG_DSN.split('://', 1)[1]}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def _worker(name: str, tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:

@@ -40,22 +40,10 @@ import strataflow
 from strataflow.config import Settings
 from strataflow.engine.runners.base import ExtractionCall, RunNotes
 from strataflow.engine.runners.ray_data import RayDataPipelines
-from strataflow.engine.runners.worker import initialise, run_extraction
+from strataflow.engine.runners.worker import LineCollector, initialise, run_extraction
 from strataflow.extractors.base import ErrorCategory, ExtractionError, RowResult
 
 log = logging.getLogger("strataflow.runner.ray")
-
-
-class _LineCollector(logging.Handler):
-    """Keeps the log lines an extraction emits, so the tier's logs show what ran on the cluster."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
 
 
 @ray.remote(concurrency_groups={"control": 1})
@@ -78,7 +66,7 @@ class ExtractionActor:
         context = ray.get_runtime_context()
         if ray.get_gpu_ids():  # placed on a GPU: use it, whatever the scheduler's default device
             call = dataclasses.replace(call, device="cuda")
-        collector = _LineCollector()
+        collector = LineCollector()
         root = logging.getLogger()
         root.addHandler(collector)
         started = time.monotonic()

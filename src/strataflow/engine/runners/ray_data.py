@@ -41,7 +41,7 @@ from strataflow.blobs import BlobStore
 from strataflow.blobs.local import LocalBlobStore
 from strataflow.config import Settings
 from strataflow.engine.runners.base import RunNotes
-from strataflow.engine.runners.worker import initialise
+from strataflow.engine.runners.worker import LineCollector, initialise
 from strataflow.extractors.base import Resources
 
 log = logging.getLogger("strataflow.runner.ray_data")
@@ -85,18 +85,6 @@ def manifest_source(blobs: BlobStore, key: str, settings: Settings) -> tuple[str
     return uri, pafs.S3FileSystem(**options)
 
 
-class _LineCollector(logging.Handler):
-    """Keeps the log lines a batch emits, so the tier's logs show what ran on the cluster."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
 class StageActor:
     """The class Ray Data runs in each actor: the stage, plus where it ran and what it logged."""
 
@@ -113,7 +101,7 @@ class StageActor:
         context = ray.get_runtime_context()
         actor_id = context.get_actor_id() or ""
         self.batches += 1
-        collector = _LineCollector()
+        collector = LineCollector()
         root = logging.getLogger()
         root.addHandler(collector)
         started = time.monotonic()

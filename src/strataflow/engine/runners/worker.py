@@ -6,6 +6,7 @@ a process pool or a Ray actor.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from strataflow.engine.runners.base import ExtractionCall
@@ -40,3 +41,15 @@ def run_extraction(call: ExtractionCall) -> list[RowResult]:
     by_id = {r.row_id: r for r in results}
     missing = ExtractionError(ErrorCategory.RUNTIME, "the extractor returned no result for this row")
     return [by_id.get(row.row_id) or RowResult(row_id=row.row_id, error=missing) for row in call.inputs]
+
+
+class LineCollector(logging.Handler):
+    """Keeps the log lines an extraction emits in a worker, so the tier's logs show what ran where."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
