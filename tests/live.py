@@ -78,3 +78,35 @@ def start_server(data_dir: Path, port: int | None = None, extra_env: dict[str, s
             time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name (state, ppid, ...); None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"  # a zombie has exited already
+
+
+def child_pids(pid: int) -> set[int]:
+    """The running processes whose parent is `pid` (read from /proc: no dependency for one field)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) and fields[0] != "Z" and int(fields[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def wait_gone(pids: set[int], timeout: float) -> set[int]:
+    """Wait until none of `pids` runs any more; the ones still running at the deadline."""
+    deadline = time.monotonic() + timeout
+    alive = {pid for pid in pids if _running(pid)}
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = {pid for pid in alive if _running(pid)}
+    return alive

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.live import API_KEY, free_port, start_server
+from tests.live import API_KEY, child_pids, free_port, start_server, wait_gone
 
 SENTENCES = 6
 OBJECTS = 60
@@ -63,7 +63,12 @@ def test_sigkill_mid_tier_then_restart(tmp_path: Path) -> None:
         running = _wait(api, batch_id, lambda b: b["tier_tasks"] and b["tier_tasks"][0]["status"] == "IN_PROGRESS"
                         and (b["tier_tasks"][0]["performance"] or {}).get("rows_done", 0) >= 10, 120)
         assert running["status"] == "IN_PROGRESS"
+    workers = child_pids(server.process.pid)  # the pool's spawned processes, mid-extraction
+    assert workers
     server.stop(signal.SIGKILL)
+    # They must not outlive their server as orphans holding its models (a generous bound: they
+    # notice within a second, but the machine may be busy).
+    assert wait_gone(workers, 30) == set()
 
     server = start_server(data_dir, port, env)
     try:

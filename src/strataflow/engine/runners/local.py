@@ -16,7 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from strataflow.engine.runners.base import ExtractionCall, RunNotes
-from strataflow.engine.runners.worker import initialise, run_extraction
+from strataflow.engine.runners.worker import initialise_pool_worker, run_extraction
 from strataflow.extractors.base import ErrorCategory, ExtractionError, RowResult
 
 log = logging.getLogger("strataflow.runner")
@@ -37,7 +37,7 @@ class LocalRunner:
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.processes,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=initialise,
+                    initializer=initialise_pool_worker,
                     initargs=(self.torch_threads,),
                 )
             return self._pool

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 
 from strataflow.engine.runners.base import ExtractionCall
 from strataflow.extractors.base import ErrorCategory, ExtractContext, ExtractionError, RowResult
@@ -24,6 +26,25 @@ def initialise(torch_threads: int) -> None:
         torch.set_num_threads(max(1, torch_threads))
     except ImportError:  # extractors that need no torch run without it
         pass
+
+
+def initialise_pool_worker(torch_threads: int) -> None:
+    """Set-up of a local pool's worker: `initialise`, and exit when the server that spawned it dies.
+
+    A SIGKILLed server cannot shut its pool down, and its spawned workers would live on as
+    orphans, each holding its models (hundreds of MiB). The kernel re-parents an orphan, so
+    a changed parent pid is the sign to go. (Not PR_SET_PDEATHSIG: it fires when the
+    spawning *thread* ends, and the pool spawns from short-lived tier threads.)
+    """
+    initialise(torch_threads)
+    parent = os.getppid()
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="strataflow-parent-watch", daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int, interval_s: float = 1.0) -> None:
+    while os.getppid() == parent:
+        time.sleep(interval_s)
+    os._exit(0)  # no clean-up owed: the work in hand belongs to a server that no longer exists
 
 
 def run_extraction(call: ExtractionCall) -> list[RowResult]:
