@@ -158,7 +158,7 @@ def measure(seconds: float, rounds: int, connections: int, work: Path) -> dict[s
 def figures_of(result: dict[str, Any]) -> list[Figure]:
     ours, minimal = result["median"]["ours"], result["median"]["minimal"]
     conns = result["connections"]
-    name = f"minimal FastAPI handler: same body, uvicorn, client"
+    name = "minimal FastAPI handler: same body, uvicorn, client"
     return [
         Figure("task_poll_requests_per_s", f"GET /v1/tasks/{{id}} with a real key, {conns} connections",
                ours["requests_per_s"], "req/s", "higher", minimal["requests_per_s"], name,
