@@ -42,18 +42,18 @@ def _leaves(data: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
 
 
 def _engine_rows(data: dict[str, Any]) -> tuple[list[Row], set[str]]:
-    """engine.json is flat (its owner keeps it so): map what we know, leave the rest to the fallback."""
+    """engine.json is flat (its owner keeps it so): every `<runner>.docs_per_s` against the raw
+    encode, Ray against local; whatever else it holds is left to the key/value fallback."""
     leaves = dict(_leaves(data))
     raw = leaves.get("raw_encode_per_s")
     rows, used = [], {"raw_encode_per_s", "docs"}
-    for runner in ("local", "ray"):
-        key = f"{runner}.docs_per_s"
-        if key in leaves:
-            rows.append(Row("engine", f"text batch through the {runner} runner", leaves[key], "docs/s", raw,
-                            "the model's own encode, same texts, in-process", leaves[key] / raw if raw else None,
-                            "higher"))
-            used |= {key, f"{runner}_over_raw"}
-    if "local.docs_per_s" in leaves and "ray.docs_per_s" in leaves:
+    runners = [key.split(".")[0] for key in leaves if key.count(".") == 1 and key.endswith(".docs_per_s")]
+    for runner in runners:
+        value = leaves[f"{runner}.docs_per_s"]
+        rows.append(Row("engine", f"text batch through {runner}", value, "docs/s", raw,
+                        "the model's own encode, same texts, in-process", value / raw if raw else None, "higher"))
+        used |= {f"{runner}.docs_per_s", f"{runner}_over_raw"}
+    if "local" in runners and "ray" in runners:
         local, ray = leaves["local.docs_per_s"], leaves["ray.docs_per_s"]
         rows.append(Row("engine", "Ray runner vs local runner", ray, "docs/s", local, "local runner, same batch",
                         ray / local if local else None, "higher"))
