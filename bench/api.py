@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 from figures import Figure, print_figures, write_results
-from uploads import API_KEY, Server, api_client, wait_task
+from live_server import API_KEY, Server, api_client, wait_task
 
 HERE = Path(__file__).resolve().parent
 
