@@ -1,22 +1,24 @@
-"""`make bench` / `python -m bench`: run every benchmark, then gather their figures.
+"""`make bench` / `python -m bench`: run every benchmark, then print and write one table.
 
 Each benchmark script measures its figures together with a baseline in the same
 run and writes bench/results/<name>.json. This runs them one after another (they
 must not share the CPU with each other), then writes bench/results/latest.json
-and prints every figure. `python -m bench uploads batches` runs only those.
+and latest.md and prints the table (bench/report.py). `python -m bench uploads api`
+runs only those; the table still shows every result file present.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench.report import write_and_print
+
 HERE = Path(__file__).parent
-RESULTS = HERE / "results"
-BENCHMARKS = ["uploads", "text_extraction", "batches", "media", "retrieval", "engine"]
+BENCHMARKS = ["uploads", "text_extraction", "batches", "media", "retrieval", "api", "engine"]
 
 
 def main(names: list[str]) -> int:
@@ -26,23 +28,18 @@ def main(names: list[str]) -> int:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
         return 2
     failed = []
+    began = time.monotonic()
     for name in chosen:
-        print(f"== {name}", flush=True)
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"== {name} (load average {load})", flush=True)
         started = time.monotonic()
         done = subprocess.run([sys.executable, str(HERE / f"{name}.py")], check=False)
         print(f"== {name}: exit {done.returncode} after {time.monotonic() - started:.0f} s", flush=True)
         if done.returncode:
             failed.append(name)
-    gathered = {}
-    for name in BENCHMARKS:
-        path = RESULTS / f"{name}.json"
-        if path.exists():
-            gathered[name] = json.loads(path.read_text())
-    (RESULTS / "latest.json").write_text(json.dumps(gathered, indent=2))
-    for name, figures in gathered.items():
-        print(f"\n{name}")
-        for key, value in (figures.items() if isinstance(figures, dict) else []):
-            print(f"  {key:<44} {json.dumps(value)[:80]}")
+    write_and_print()
+    print(f"ran {', '.join(chosen)} in {time.monotonic() - began:.0f} s"
+          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
 

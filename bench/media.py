@@ -9,30 +9,32 @@ timing starts. Writes bench/results/media.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# Run as a script: the source tree and the test factories (tests.media_factory) come first on the path.
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-import av
-import numpy as np
-from PIL import Image, ImageDraw
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
 
-from strataflow.extractors.base import ExtractContext, ExtractorInput
-from strataflow.extractors.media.transcription import load_whisper, transcribe
-from strataflow.extractors.multimodal import MultimodalExtractor, MultimodalParams
-from strataflow.extractors.pdf import DOCUMENT_GRAPH_EXTRACTOR, DocumentGraphParams
-from strataflow.extractors.text_models import embed_texts
-from tests import media_factory as mf
-from tests import pdf_factory as pf
+from strataflow.extractors.base import ExtractContext, ExtractorInput  # noqa: E402
+from strataflow.extractors.media.transcription import load_whisper, transcribe  # noqa: E402
+from strataflow.extractors.multimodal import MultimodalExtractor, MultimodalParams  # noqa: E402
+from strataflow.extractors.pdf import DOCUMENT_GRAPH_EXTRACTOR, DocumentGraphParams  # noqa: E402
+from strataflow.extractors.text_models import embed_texts  # noqa: E402
+from tests import media_factory as mf  # noqa: E402
+from tests import pdf_factory as pf  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from figures import Figure, print_figures, write_results  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 360, 25
 SHOT_SECONDS = 4.0
@@ -118,6 +120,19 @@ def bench_video(seconds: float, work: Path, models_dir: Path) -> list[dict[str, 
     return rows
 
 
+def count_pages_text(path: Path) -> float:
+    """Baseline for text PDFs: pdfium opening the file and reading every page's text, nothing else."""
+    import pypdfium2
+
+    started = time.perf_counter()
+    document = pypdfium2.PdfDocument(str(path))
+    for page in document:
+        page.get_textpage().get_text_range()
+    pages = len(document)
+    document.close()
+    return round(pages / (time.perf_counter() - started), 2)
+
+
 def bench_pdf(pages: int, work: Path) -> list[dict[str, object]]:
     text_page = pf.report_pages(Image.new("RGB", (10, 10)), Image.new("RGB", (10, 10)))[0]
     text_page.figure = None
@@ -135,6 +150,7 @@ def bench_pdf(pages: int, work: Path) -> list[dict[str, object]]:
         ("scanned pages, OCR at 300 dpi + defaults", scanned_pdf, max(1, pages // 4), DocumentGraphParams()),
     ]
     rows = []
+    text_baseline = count_pages_text(text_pdf)
     for name, path, count, params in cases:
         def work_fn(path: Path = path, params: DocumentGraphParams = params) -> None:
             with tempfile.TemporaryDirectory() as scratch:
@@ -144,18 +160,20 @@ def bench_pdf(pages: int, work: Path) -> list[dict[str, object]]:
                     raise RuntimeError(result.error.message)
         elapsed = timed(work_fn)
         rows.append({"case": name, "pages": count, "wall_seconds": round(elapsed, 3),
-                     "pages_per_second": round(count / elapsed, 2)})
+                     "pages_per_second": round(count / elapsed, 2),
+                     "pdfium_text_pages_per_second": text_baseline if path == text_pdf else None})
     return rows
 
 
-def print_table(video: list[dict[str, object]], pdf: list[dict[str, object]]) -> None:
-    print(f"\n{'video case':<62} {'video s/s':>10} {'PyAV decode s/s':>16}")
-    for row in video:
-        print(f"{row['case']:<62} {row['video_seconds_per_second']:>10} "
-              f"{row['pyav_decode_video_seconds_per_second']:>16}")
-    print(f"\n{'PDF case':<62} {'pages/s':>10}")
-    for row in pdf:
-        print(f"{row['case']:<62} {row['pages_per_second']:>10}")
+def figures_of(video: list[dict[str, Any]], pdf: list[dict[str, Any]]) -> list[Figure]:
+    figures = [Figure(f"video_{i}", row["case"], row["video_seconds_per_second"], "media s/s", "higher",
+                      row["pyav_decode_video_seconds_per_second"], "PyAV decoding the same file, nothing else")
+               for i, row in enumerate(video)]
+    figures += [Figure(f"pdf_{i}", row["case"], row["pages_per_second"], "pages/s", "higher",
+                       row["pdfium_text_pages_per_second"],
+                       "pdfium reading each page's text" if row["pdfium_text_pages_per_second"] else "")
+                for i, row in enumerate(pdf)]
+    return figures
 
 
 def main() -> None:
@@ -167,17 +185,14 @@ def main() -> None:
         work = Path(tmp)
         video = bench_video(args.seconds, work, work / "models")
         pdf = bench_pdf(args.pages, work)
-    print_table(video, pdf)
     results = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "video": {"width": WIDTH, "height": HEIGHT, "fps": FPS, "codec": "h264+aac", "cut_every_s": SHOT_SECONDS},
         "video_results": video,
         "pdf_results": pdf,
     }
-    out = ROOT / "bench" / "results" / "media.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {out.relative_to(ROOT)}")
+    figures = figures_of(video, pdf)
+    print_figures(figures)
+    print(f"wrote {write_results('media', figures, results)}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from figures import Figure, print_figures, write_results
 
 from strataflow.extractors.builtin import register_builtins  # noqa: F401  (registry side effects)
 from strataflow.extractors.text_models import TEXT_MODELS, embed_texts
@@ -156,17 +156,33 @@ def speed(workdir: Path, docs: int, queries: int) -> dict[str, Any]:
     return results
 
 
+def figures_of(out: dict[str, Any]) -> list[Figure]:
+    figures = []
+    quality_ = out["quality"]
+    vector = quality_["vector"]["all"]["ndcg@10"]
+    for mode in ("vector", "full_text", "hybrid"):
+        figures.append(Figure(f"{mode}_ndcg10", f"nDCG@10, {mode.replace('_', '-')} retriever (eval set)",
+                              quality_[mode]["all"]["ndcg@10"], "nDCG", "higher",
+                              None if mode == "vector" else vector, "" if mode == "vector" else "vector retriever"))
+    speed_ = out["speed"]
+    for label in ("exact_scan", "ivf_hnsw_sq_index"):
+        r, d = speed_[label]["retriever"], speed_[label]["direct_lancedb"]
+        for p in ("p50", "p99"):
+            figures.append(Figure(f"{label}_{p}_ms", f"retriever {p}, {speed_['documents']:,} docs, {label}",
+                                  r[f"{p}_ms"], "ms", "lower", d[f"{p}_ms"], "direct LanceDB query, same vectors"))
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        out = {"machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count()},
-               "quality": quality(Path(tmp)), "speed": speed(Path(tmp), args.docs, args.queries)}
-    target = HERE / "results" / "retrieval.json"
-    target.write_text(json.dumps(out, indent=2))
-    print(json.dumps(out, indent=2))
+        out = {"quality": quality(Path(tmp)), "speed": speed(Path(tmp), args.docs, args.queries)}
+    figures = figures_of(out)
+    print_figures(figures)
+    print(f"wrote {write_results('retrieval', figures, out)}")
 
 
 if __name__ == "__main__":

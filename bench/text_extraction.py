@@ -8,27 +8,25 @@ For each model, in one process and on the same 5,000 paragraphs:
   pipeline   run_collection: inputs resolved, documents built with lineage, written to LanceDB (documents/s)
 The ratio extractor/raw is what the extractor's own work (chunking, bookkeeping)
 costs on top of the model. Models are loaded and warmed up before any timing.
-Writes bench/results/text_extraction.json.
+Writes bench/results/text_extraction.json (bench/figures.py shape).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from figures import Figure, print_figures, write_results
+
 from strataflow.extractors.base import ExtractContext, ExtractorInput
 from strataflow.extractors.registry import parse_parameters
 from strataflow.extractors.text import TextExtractor
 from strataflow.extractors.text_models import TEXT_MODELS, load_text_model
-
-RESULTS = Path(__file__).parent / "results" / "text_extraction.json"
 
 # Paragraphs are composed from these clauses with a fixed seed: varied lengths and words,
 # the same texts on every run.
@@ -134,6 +132,20 @@ def bench_model(model_key: str, texts: list[str], batch_size: int) -> dict[str, 
     return figures
 
 
+def figures_of(models: dict[str, dict[str, Any]]) -> list[Figure]:
+    figures = []
+    for key, m in models.items():
+        raw = m["raw_encode_texts_per_s"]
+        raw_name = f"{key} encode alone, same {m['texts']} texts"
+        figures += [
+            Figure(f"{key}_extractor_docs_per_s", f"text extractor ({key})", m["extractor_documents_per_s"],
+                   "docs/s", "higher", raw, raw_name),
+            Figure(f"{key}_pipeline_docs_per_s", f"collection pipeline to LanceDB ({key})",
+                   m["pipeline_documents_per_s"], "docs/s", "higher", raw, raw_name),
+        ]
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paragraphs", type=int, default=5000)
@@ -143,16 +155,14 @@ def main() -> None:
     texts = paragraphs(args.paragraphs)
     words = sum(len(t.split()) for t in texts)
     report = {
-        "benchmark": "text_extraction",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "paragraphs": len(texts),
         "mean_words_per_paragraph": round(words / len(texts), 1),
         "batch_size": args.batch_size,
         "models": {key: bench_model(key, texts, args.batch_size) for key in args.models.split(",")},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    figures = figures_of(report["models"])
+    print_figures(figures)
+    print(f"wrote {write_results('text_extraction', figures, report)}")
 
 
 if __name__ == "__main__":

@@ -16,103 +16,22 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import json
 import os
-import platform
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from figures import Figure, print_figures, write_results
+from live_server import Server, api_client, create_upload, wait_task
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "uploads.json"
-API_KEY = "sk_bench_admin_key_0123456789abcdef"
 MiB = 1024 * 1024
 PART = 64 * MiB
-
-
-# -- a real server ------------------------------------------------------------------
-
-
-class Server:
-    def __init__(self, data_dir: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "STRATAFLOW_API_KEY": API_KEY, "STRATAFLOW_TASK_POLL_INTERVAL_S": "0.05",
-               "STRATAFLOW_LOG_LEVEL": "WARNING",
-               "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-        self.log = (data_dir.parent / "server.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "strataflow", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(data_dir)], env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/v1/health/liveness", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError("server did not start; see server.log")
-            time.sleep(0.1)
-
-    def memory(self) -> dict[str, int]:
-        values = {}
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            name, _, rest = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                values[name] = int(rest.split()[0]) * 1024
-        return values
-
-    def reset_peak(self) -> None:
-        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
-
-
-def api_client(server: Server) -> httpx.Client:
-    client = httpx.Client(base_url=server.url, timeout=600,
-                          headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": "bench"})
-    client.post("/v1/namespaces", json={"namespace_name": "bench", "feature_extractors": []}).raise_for_status()
-    schema = {"properties": {"file": {"type": "video"}, "note": {"type": "text"}}}
-    client.post("/v1/buckets", json={"bucket_name": "bench", "bucket_schema": schema}).raise_for_status()
-    return client
-
-
-def create_upload(api: httpx.Client, name: str, size: int, prop: str = "file",
-                  content_type: str = "video/mp4") -> dict[str, Any]:
-    response = api.post("/v1/buckets/bench/uploads", json={
-        "filename": name, "content_type": content_type, "blob_property": prop, "file_size_bytes": size})
-    response.raise_for_status()
-    return dict(response.json())
-
-
-def wait_task(api: httpx.Client, task_id: str) -> dict[str, Any]:
-    while True:
-        response = api.get(f"/v1/tasks/{task_id}")
-        response.raise_for_status()
-        task = response.json()
-        if task["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED"):
-            return dict(task)
-        time.sleep(0.02)
 
 
 # -- data -----------------------------------------------------------------------------
@@ -180,7 +99,7 @@ def measure_put_vs_copy(api: httpx.Client, work: Path, size: int, reps: int) -> 
     }
 
 
-def measure_batch_confirm(api: httpx.Client, count: int) -> dict[str, Any]:
+def _put_notes(api: httpx.Client, count: int) -> list[dict[str, Any]]:
     created = api.post("/v1/buckets/bench/uploads/batch", json={"uploads": [
         {"filename": f"n{i}.txt", "content_type": "text/plain", "blob_property": "note"} for i in range(count)]})
     created.raise_for_status()
@@ -191,14 +110,26 @@ def measure_batch_confirm(api: httpx.Client, count: int) -> dict[str, Any]:
         response.raise_for_status()
         confirmations.append({"upload_id": upload["upload_id"], "etag": response.headers["ETag"],
                               "file_size_bytes": len(body)})
+    return confirmations
+
+
+def measure_batch_confirm(api: httpx.Client, count: int) -> dict[str, Any]:
+    """One batch confirm of `count` uploads (request -> task done) against confirming as many
+    other uploads one request at a time, which is what a client without the batch call does."""
+    batch, singles = _put_notes(api, count), _put_notes(api, count)
     started = time.perf_counter()
-    answer = api.post("/v1/buckets/bench/uploads/confirm/batch", json={"confirmations": confirmations})
+    answer = api.post("/v1/buckets/bench/uploads/confirm/batch", json={"confirmations": batch})
     answer.raise_for_status()
     task = wait_task(api, answer.json()["task_id"])
     elapsed = time.perf_counter() - started
     ok = sum(1 for o in task["outputs"] if o.get("success"))
+    started = time.perf_counter()
+    for confirmation in singles:
+        api.post(f"/v1/buckets/bench/uploads/{confirmation['upload_id']}/confirm", json={
+            "etag": confirmation["etag"], "file_size_bytes": confirmation["file_size_bytes"]}).raise_for_status()
+    one_by_one = time.perf_counter() - started
     return {"uploads": count, "status": task["status"], "succeeded": ok, "seconds": elapsed,
-            "ms_per_upload": elapsed * 1000 / count}
+            "one_by_one_seconds": one_by_one, "ms_per_upload": elapsed * 1000 / count}
 
 
 def measure_multipart(api: httpx.Client, server: Server, work: Path, size: int) -> dict[str, Any]:
@@ -223,11 +154,15 @@ def measure_multipart(api: httpx.Client, server: Server, work: Path, size: int) 
         status, etag = answer["status"], answer["etag"]
     confirm_s = time.perf_counter() - started
     peak = server.memory()["VmHWM"]
+    started = time.perf_counter()  # baseline for the confirm: reading and hashing the bytes once
+    with source.open("rb") as handle:
+        hashlib.file_digest(handle, "sha256")
+    hash_s = time.perf_counter() - started
     source.unlink()
     return {
         "bytes": size, "parts": plan["part_count"], "part_bytes": PART, "task_status": status,
         "etag": etag, "parts_put_seconds": put_s,
-        "parts_put_mib_per_s": size / MiB / put_s, "confirm_seconds": confirm_s,
+        "parts_put_mib_per_s": size / MiB / put_s, "confirm_seconds": confirm_s, "sha256_seconds": hash_s,
         "server_rss_before_mib": rss_before / MiB, "server_peak_rss_mib": peak / MiB,
         "server_peak_growth_mib": (peak - rss_before) / MiB,
     }
@@ -236,26 +171,24 @@ def measure_multipart(api: httpx.Client, server: Server, work: Path, size: int) 
 # -- report -------------------------------------------------------------------------------
 
 
-def table(results: dict[str, Any]) -> str:
+def figures_of(results: dict[str, Any]) -> list[Figure]:
     put_copy, batch, multi = results["put_vs_copy"], results["batch_confirm"], results["multipart"]
-    rows = [
-        ("plain file copy (+fsync)", f"{put_copy['copy_mib_per_s']:.0f} MiB/s", f"{put_copy['bytes'] // MiB} MiB"),
-        ("PUT via local presigned URL", f"{put_copy['put_mib_per_s']:.0f} MiB/s",
-         f"median of {put_copy['reps']}"),
-        ("PUT / copy throughput ratio", f"{put_copy['put_to_copy_ratio']:.2f}", ""),
-        (f"batch confirm of {batch['uploads']} uploads", f"{batch['seconds']:.2f} s",
-         f"{batch['ms_per_upload']:.1f} ms/upload, {batch['status']}"),
-        (f"multipart PUT, {multi['parts']} x {multi['part_bytes'] // MiB} MiB",
-         f"{multi['parts_put_mib_per_s']:.0f} MiB/s",
-         f"{multi['bytes'] / MiB / 1024:.1f} GiB in {multi['parts_put_seconds']:.1f} s"),
-        ("multipart confirm (join + verify)", f"{multi['confirm_seconds']:.1f} s", multi["task_status"]),
-        ("server peak RSS during multipart", f"{multi['server_peak_rss_mib']:.0f} MiB",
-         f"+{multi['server_peak_growth_mib']:.0f} MiB over {multi['server_rss_before_mib']:.0f} MiB"),
+    copy = put_copy["copy_mib_per_s"]
+    copy_name = f"plain file copy of {put_copy['bytes'] // MiB} MiB (+fsync)"
+    return [
+        Figure("put_mib_per_s", "PUT via local presigned URL", put_copy["put_mib_per_s"], "MiB/s", "higher",
+               copy, copy_name, f"median of {put_copy['reps']}"),
+        Figure("batch_confirm_s", f"batch confirm of {batch['uploads']} uploads", batch["seconds"], "s", "lower",
+               batch["one_by_one_seconds"], f"{batch['uploads']} single confirms, one request each",
+               f"{batch['status']}, {batch['succeeded']} ok"),
+        Figure("multipart_put_mib_per_s", f"multipart PUT, {multi['parts']} x {multi['part_bytes'] // MiB} MiB",
+               multi["parts_put_mib_per_s"], "MiB/s", "higher", copy, copy_name),
+        Figure("multipart_confirm_s", f"multipart confirm of {multi['bytes'] / MiB / 1024:.0f} GiB (join + verify)",
+               multi["confirm_seconds"], "s", "lower", multi["sha256_seconds"],
+               "sha256 of the same bytes, in-process", multi["task_status"]),
+        Figure("multipart_peak_rss_mib", "server peak RSS during multipart", multi["server_peak_rss_mib"], "MiB",
+               "lower", multi["server_rss_before_mib"], "server RSS before the upload"),
     ]
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{'measure'.ljust(width)}  {'value':>12}  notes", "-" * (width + 40)]
-    lines += [f"{name.ljust(width)}  {value:>12}  {note}" for name, value, note in rows]
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -272,10 +205,6 @@ def main() -> None:
     try:
         api = api_client(server)
         results = {
-            "benchmark": "uploads",
-            "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                        "work_dir": str(work)},
             "put_vs_copy": measure_put_vs_copy(api, work, args.put_mib * MiB, args.reps),
             "batch_confirm": measure_batch_confirm(api, args.batch),
             "multipart": measure_multipart(api, server, work, args.multipart_mib * MiB),
@@ -283,10 +212,9 @@ def main() -> None:
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(table(results))
-    print(f"\nwritten to {RESULTS.relative_to(REPO)}")
+    figures = figures_of(results)
+    print_figures(figures)
+    print(f"written to {write_results('uploads', figures, results)}")
 
 
 if __name__ == "__main__":

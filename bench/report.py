@@ -1,0 +1,132 @@
+"""Gather bench/results/*.json into one table: latest.json, latest.md and a rich table on the terminal.
+
+Results in the common shape (bench/figures.py: a "figures" list) are shown as
+they are. Any other JSON still gets rows: engine.json through a mapping of its
+known keys, and every numeric leaf no mapping used as a plain key/value row,
+so a new benchmark shows up before anyone teaches this module about it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).parent / "results"
+FIRST = ["uploads", "text_extraction", "batches", "media", "retrieval", "api", "engine"]
+
+
+@dataclass(frozen=True)
+class Row:
+    benchmark: str
+    name: str
+    value: float
+    unit: str = ""
+    baseline: float | None = None
+    baseline_name: str = ""
+    ratio: float | None = None
+    better: str = ""
+
+
+def _leaves(data: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(data, (int, float)) and not isinstance(data, bool):
+        yield prefix, float(data)
+
+
+def _engine_rows(data: dict[str, Any]) -> tuple[list[Row], set[str]]:
+    """engine.json is flat (its owner keeps it so): every `<runner>.docs_per_s` against the raw
+    encode, Ray against local; whatever else it holds is left to the key/value fallback."""
+    leaves = dict(_leaves(data))
+    raw = leaves.get("raw_encode_per_s")
+    rows, used = [], {"raw_encode_per_s", "docs"}
+    runners = [key.split(".")[0] for key in leaves if key.count(".") == 1 and key.endswith(".docs_per_s")]
+    for runner in runners:
+        value = leaves[f"{runner}.docs_per_s"]
+        rows.append(Row("engine", f"text batch through {runner}", value, "docs/s", raw,
+                        "the model's own encode, same texts, in-process", value / raw if raw else None, "higher"))
+        used |= {f"{runner}.docs_per_s", f"{runner}_over_raw"}
+    if "local" in runners and "ray" in runners:
+        local, ray = leaves["local.docs_per_s"], leaves["ray.docs_per_s"]
+        rows.append(Row("engine", "Ray runner vs local runner", ray, "docs/s", local, "local runner, same batch",
+                        ray / local if local else None, "higher"))
+        used.add("ray_over_local")
+    return rows, used
+
+
+def rows_of(benchmark: str, data: Any) -> list[Row]:
+    if isinstance(data, dict) and isinstance(data.get("figures"), list):
+        return [Row(benchmark, f["name"], f["value"], f.get("unit", ""), f.get("baseline"),
+                    f.get("baseline_name", ""), f.get("ratio"), f.get("better", "")) for f in data["figures"]]
+    rows, used = _engine_rows(data) if benchmark == "engine" and isinstance(data, dict) else ([], set())
+    skip = ("machine.",)  # cpu counts and versions are context, not figures
+    rows += [Row(benchmark, key, value) for key, value in _leaves(data)
+             if key not in used and not key.startswith(skip)]
+    return rows
+
+
+def gather(results: Path = RESULTS) -> dict[str, Any]:
+    found = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*.json")) if p.stem != "latest"}
+    order = [n for n in FIRST if n in found] + sorted(n for n in found if n not in FIRST)
+    return {name: found[name] for name in order}
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.{digits}g}"
+
+
+def _cells(row: Row) -> list[str]:
+    ratio = f"{row.ratio:.3f}" if row.ratio is not None else ""
+    baseline_name = row.baseline_name if row.baseline is not None else ""
+    return [row.benchmark, row.name, _number(row.value), row.unit, _number(row.baseline), baseline_name, ratio,
+            row.better]
+
+
+HEADERS = ["benchmark", "figure", "value", "unit", "baseline", "baseline is (same run)", "ratio", "better"]
+
+
+def _loads(gathered: dict[str, Any]) -> str:
+    parts = []
+    for name, data in gathered.items():
+        load = data.get("load") if isinstance(data, dict) else None
+        if load:
+            parts.append(f"{name} {load['before'][0]:.2f}->{load['after'][0]:.2f}")
+    return "1-min load average before->after each benchmark: " + ", ".join(parts) if parts else ""
+
+
+def markdown(rows: list[Row], gathered: dict[str, Any]) -> str:
+    escape = str.maketrans({"|": "\\|"})
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(c.translate(escape) for c in _cells(r)) + " |" for r in rows]
+    note = _loads(gathered)
+    return "\n".join(lines) + (f"\n\n{note}\n" if note else "\n")
+
+
+def write_and_print(results: Path = RESULTS, console: Console | None = None) -> list[Row]:
+    gathered = gather(results)
+    rows = [row for name, data in gathered.items() for row in rows_of(name, data)]
+    (results / "latest.json").write_text(json.dumps(gathered, indent=2) + "\n")
+    (results / "latest.md").write_text(markdown(rows, gathered))
+    table = Table(*HEADERS, title="Strataflow benchmarks (ratio = value / baseline)")
+    for column in table.columns[2:5] + table.columns[6:7]:
+        column.justify = "right"
+    for row in rows:
+        table.add_row(*_cells(row))
+    # Piped into a log (make bench | tee), rich would wrap every cell at 80 columns.
+    out = console or Console(width=None if Console().is_terminal else 220)
+    out.print(table)
+    out.print(_loads(gathered))
+    return rows
+
+
+if __name__ == "__main__":
+    write_and_print()
