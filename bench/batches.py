@@ -29,16 +29,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 
 sys.path.insert(0, str(Path(__file__).parent))
-from figures import Figure, print_figures, write_results  # noqa: E402
-from rss import RssSampler, rss_mb, workers_mb  # noqa: E402
-from text_extraction import paragraphs  # noqa: E402  (the same deterministic texts)
+from figures import Figure, print_figures, write_results
+from rss import RssSampler, rss_mb, workers_mb
+from text_extraction import paragraphs
 
-from strataflow.app import create_app  # noqa: E402
-from strataflow.config import Settings  # noqa: E402
-from strataflow.extractors.text_models import embed_texts, load_text_model  # noqa: E402
-from strataflow.ids import new_id  # noqa: E402
-from strataflow.runtime import open_runtime  # noqa: E402
-from strataflow.store.tables import Bucket, BucketObject, StatusEvent  # noqa: E402
+from strataflow.app import create_app
+from strataflow.config import Settings
+from strataflow.extractors.text_models import embed_texts, load_text_model
+from strataflow.ids import new_id
+from strataflow.runtime import open_runtime
+from strataflow.store.tables import Bucket, BucketObject, StatusEvent
 
 KEY = "sk_bench_admin_key_0123456789abcdef"
 

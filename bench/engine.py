@@ -15,33 +15,28 @@ COMPLETED through manifest, runner, documents with lineage written to LanceDB.
 Ray Data starts a tier's stage actors with its dataset, so the warm-up cannot keep its model
 loaded: its timed batch includes one actor start and one model load (as every tier's does).
 With --device cuda (a machine with a GPU), the runners and raw run on the GPU.
-Writes bench/results/engine.json; the Ray Data figures are flat keys (ray_data_*, local_docs_per_s).
+Writes bench/results/engine.json (engine-cuda.json with --device cuda) in the shape of figures.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from batches import KEY, _bucket_and_collection, _bulk_objects, _wait  # noqa: E402
-from text_extraction import paragraphs  # noqa: E402
+from batches import KEY, _bucket_and_collection, _bulk_objects, _wait
+from fastapi.testclient import TestClient
+from figures import Figure, print_figures, write_results
+from text_extraction import paragraphs
 
-from fastapi.testclient import TestClient  # noqa: E402
-
-from strataflow.app import create_app  # noqa: E402
-from strataflow.config import Settings  # noqa: E402
-from strataflow.extractors.text_models import embed_texts, load_text_model  # noqa: E402
-from strataflow.runtime import open_runtime  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results" / "engine.json"
+from strataflow.app import create_app
+from strataflow.config import Settings
+from strataflow.extractors.text_models import embed_texts, load_text_model
+from strataflow.runtime import open_runtime
 
 
 def through_engine(label: str, texts: list[str], model: str, device: str, work: Path) -> dict[str, float]:
@@ -102,26 +97,16 @@ def main() -> None:
         ray = through_engine("ray", texts, args.model, args.device, Path(tmp))
         ray_data = through_engine("ray_data", texts, args.model, args.device, Path(tmp))
     raw = raw_encode(texts, args.model, args.device)
-    result: dict[str, Any] = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "device": args.device},
-        "docs": args.docs, "model": args.model,
-        "local": local, "ray": ray, "raw_encode_per_s": raw,
-        "ray_over_local": round(ray["docs_per_s"] / local["docs_per_s"], 3),
-        "local_over_raw": round(local["docs_per_s"] / raw, 3), "ray_over_raw": round(ray["docs_per_s"] / raw, 3),
-        "local_docs_per_s": local["docs_per_s"],
-        "ray_data_docs_per_s": ray_data["docs_per_s"], "ray_data_seconds": ray_data["seconds"],
-        "ray_data_runner_start_s": ray_data["runner_start_s"], "ray_data_warm_up_batch_s": ray_data["warm_up_batch_s"],
-        "ray_data_over_local": round(ray_data["docs_per_s"] / local["docs_per_s"], 3),
-        "ray_data_over_raw": round(ray_data["docs_per_s"] / raw, 3),
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    if args.device != "cpu":
-        path = RESULTS.with_name(f"engine-{args.device.replace(':', '')}.json")
-    else:
-        path = RESULTS
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    raw_name = f"the model's own encode ({args.model}), same texts, in-process"
+    runs = {"local": local, "ray": ray, "ray_data": ray_data}
+    names = {"local": "the local process pool", "ray": "Ray actors, per chunk", "ray_data": "Ray Data over the manifest"}
+    figures = [Figure(f"{label}_docs_per_s", f"text batch through {names[label]}", run["docs_per_s"], "docs/s",
+                      "higher", raw, raw_name) for label, run in runs.items()]
+    figures += [Figure(f"{label}_vs_local", f"{names[label]} vs the local pool", run["docs_per_s"], "docs/s", "higher",
+                       local["docs_per_s"], "the local pool, same batch") for label, run in runs.items() if label != "local"]
+    details = {"device": args.device, "docs": args.docs, "model": args.model, "raw_encode_per_s": raw, **runs}
+    write_results("engine" if args.device == "cpu" else f"engine-{args.device.replace(':', '')}", figures, details)
+    print_figures(figures)
 
 
 if __name__ == "__main__":

@@ -21,20 +21,20 @@ ROOT = Path(__file__).resolve().parents[1]
 # Run as a script: the source tree and the test factories (tests.media_factory) come first on the path.
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+import av
+import numpy as np
+from PIL import Image, ImageDraw
 
-from strataflow.extractors.base import ExtractContext, ExtractorInput  # noqa: E402
-from strataflow.extractors.media.transcription import load_whisper, transcribe  # noqa: E402
-from strataflow.extractors.multimodal import MultimodalExtractor, MultimodalParams  # noqa: E402
-from strataflow.extractors.pdf import DOCUMENT_GRAPH_EXTRACTOR, DocumentGraphParams  # noqa: E402
-from strataflow.extractors.text_models import embed_texts  # noqa: E402
-from tests import media_factory as mf  # noqa: E402
-from tests import pdf_factory as pf  # noqa: E402
+from strataflow.extractors.base import ExtractContext, ExtractorInput
+from strataflow.extractors.media.transcription import load_whisper, transcribe
+from strataflow.extractors.multimodal import MultimodalExtractor, MultimodalParams
+from strataflow.extractors.pdf import DOCUMENT_GRAPH_EXTRACTOR, DocumentGraphParams
+from strataflow.extractors.text_models import embed_texts
+from tests import media_factory as mf
+from tests import pdf_factory as pf
 
 sys.path.insert(0, str(ROOT / "bench"))
-from figures import Figure, print_figures, write_results  # noqa: E402
+from figures import Figure, print_figures, write_results
 
 WIDTH, HEIGHT, FPS = 640, 360, 25
 SHOT_SECONDS = 4.0

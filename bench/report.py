@@ -1,9 +1,9 @@
 """Gather bench/results/*.json into one table: latest.json, latest.md and a rich table on the terminal.
 
 Results in the common shape (bench/figures.py: a "figures" list) are shown as
-they are. Any other JSON still gets rows: engine.json through a mapping of its
-known keys, and every numeric leaf no mapping used as a plain key/value row,
-so a new benchmark shows up before anyone teaches this module about it.
+they are. Any other JSON (load.json is flat key -> number) still gets rows:
+every numeric leaf as a plain key/value row, so a new benchmark shows up
+before anyone teaches this module about it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 RESULTS = Path(__file__).parent / "results"
-FIRST = ["uploads", "text_extraction", "batches", "media", "retrieval", "api", "engine"]
+FIRST = ["uploads", "text_extraction", "batches", "media", "retrieval", "api", "load", "engine"]
 
 
 @dataclass(frozen=True)
@@ -41,35 +41,12 @@ def _leaves(data: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
         yield prefix, float(data)
 
 
-def _engine_rows(data: dict[str, Any]) -> tuple[list[Row], set[str]]:
-    """engine.json is flat (its owner keeps it so): every `<runner>.docs_per_s` against the raw
-    encode, Ray against local; whatever else it holds is left to the key/value fallback."""
-    leaves = dict(_leaves(data))
-    raw = leaves.get("raw_encode_per_s")
-    rows, used = [], {"raw_encode_per_s", "docs"}
-    runners = [key.split(".")[0] for key in leaves if key.count(".") == 1 and key.endswith(".docs_per_s")]
-    for runner in runners:
-        value = leaves[f"{runner}.docs_per_s"]
-        rows.append(Row("engine", f"text batch through {runner}", value, "docs/s", raw,
-                        "the model's own encode, same texts, in-process", value / raw if raw else None, "higher"))
-        used |= {f"{runner}.docs_per_s", f"{runner}_over_raw"}
-    if "local" in runners and "ray" in runners:
-        local, ray = leaves["local.docs_per_s"], leaves["ray.docs_per_s"]
-        rows.append(Row("engine", "Ray runner vs local runner", ray, "docs/s", local, "local runner, same batch",
-                        ray / local if local else None, "higher"))
-        used.add("ray_over_local")
-    return rows, used
-
-
 def rows_of(benchmark: str, data: Any) -> list[Row]:
     if isinstance(data, dict) and isinstance(data.get("figures"), list):
         return [Row(benchmark, f["name"], f["value"], f.get("unit", ""), f.get("baseline"),
                     f.get("baseline_name", ""), f.get("ratio"), f.get("better", "")) for f in data["figures"]]
-    rows, used = _engine_rows(data) if benchmark == "engine" and isinstance(data, dict) else ([], set())
     skip = ("machine.",)  # cpu counts and versions are context, not figures
-    rows += [Row(benchmark, key, value) for key, value in _leaves(data)
-             if key not in used and not key.startswith(skip)]
-    return rows
+    return [Row(benchmark, key, value) for key, value in _leaves(data) if not key.startswith(skip)]
 
 
 def gather(results: Path = RESULTS) -> dict[str, Any]:

@@ -139,7 +139,7 @@ def speed(workdir: Path, docs: int, queries: int) -> dict[str, Any]:
         retriever, direct = [], []
         for position, probe in enumerate(probes):
             vector = probe.tolist()
-            run = [("direct", lambda v=vector: table.search(v, vector_column_name=COLUMN).distance_type("cosine")
+            run = [("direct", lambda v=vector, t=table: t.search(v, vector_column_name=COLUMN).distance_type("cosine")
                     .select(columns).limit(10).to_arrow().to_pylist()),
                    ("retriever", lambda v=vector: execution(index, col, stage, {"vector": v}).run())]
             if position % 2:
