@@ -8,8 +8,10 @@ from fastapi import APIRouter
 from sqlalchemy import text
 
 from strataflow.api.deps import RuntimeDep
+from strataflow.schemas.common import ErrorResponse
 
-router = APIRouter(prefix="/v1/health", tags=["Health"])
+# Public, but not exempt from the edge checks: a URL with %00 gets its 400 here too (api/text_guard.py).
+router = APIRouter(prefix="/v1/health", tags=["Health"], responses={400: {"model": ErrorResponse}})
 
 
 @router.get("/liveness")
