@@ -13,6 +13,7 @@ from strataflow.engine.jobs import JobContext, JobRunner
 from strataflow.engine.runners import Runner
 from strataflow.engine.scheduler import Scheduler
 from strataflow.index.store import DocumentIndex
+from strataflow.services import buckets, namespaces, upload_tasks  # noqa: F401  (importing registers their jobs)
 from strataflow.services.auth import IssuedKey, bootstrap
 from strataflow.services.blob_sources import SourceLimits
 from strataflow.services.objects import ObjectWriter
@@ -21,11 +22,6 @@ from strataflow.store.db import Database
 from strataflow.store.migrate import upgrade_to_head
 
 log = logging.getLogger("strataflow")
-
-# Importing these registers their background job handlers.
-import strataflow.services.buckets
-import strataflow.services.namespaces
-import strataflow.services.upload_tasks  # noqa: F401
 
 
 @dataclass

@@ -219,11 +219,7 @@ class BatchTierExecutor:
             tally.messages.setdefault(failure.error_type, failure.message)
         progress["done"] += step.consumed
         running_on = {"ray_job_id": tally.notes.job_id} if tally.notes.job_id else {}
-        job.report(progress["done"], expected, {"documents_written": self._written(tally), **running_on})
-
-    @staticmethod
-    def _written(tally: Tally) -> int:
-        return tally.documents_written
+        job.report(progress["done"], expected, {"documents_written": tally.documents_written, **running_on})
 
     def _passing_source_filters(self, batch: Batch, tier: BatchTier, collection: Collection) -> set[str] | None:
         """Ids of this tier's input rows that pass the collection's `source_filters` (None: no filter)."""

@@ -25,11 +25,11 @@ from strataflow.services.upload_rules import (
     BlobTarget,
     check_content_type,
     check_filename,
-    key_safe_filename,
     resolve_blob_target,
+    upload_key,
 )
 from strataflow.services.uploads import find_completed_by_hash, upload_payload
-from strataflow.statuses import Status, TaskType
+from strataflow.statuses import Status
 from strataflow.store.tables import Bucket, BucketObject, Organization, Upload
 
 _LIVE = (Status.PENDING.value, Status.PROCESSING.value, Status.COMPLETED.value)
@@ -111,9 +111,7 @@ def _existing_object_for_key(session: Session, bucket: Bucket, request: CreateUp
 def _new_row(internal_id: str, scope: NamespaceScope, bucket: Bucket, plan: _Planned, now: datetime) -> Upload:
     request = plan.request
     upload_id = new_id("upload")
-    key = f"{internal_id}/{scope.namespace_id}/{TaskType.BUCKETS_UPLOADS_CREATE.value}/{upload_id}/" + (
-        key_safe_filename(request.filename)
-    )
+    key = upload_key(internal_id, scope.namespace_id, upload_id, request.filename)
     return Upload(
         upload_id=upload_id,
         bucket_id=bucket.bucket_id,

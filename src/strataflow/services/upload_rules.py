@@ -43,6 +43,21 @@ def key_safe_filename(filename: str) -> str:
     return _KEY_UNSAFE.sub("_", filename)
 
 
+# Where an upload's bytes go: {org internal id}/{namespace}/{this marker}/{upload id}/{filename}.
+# Stored keys follow it, so it never changes (it happens to spell the upload task type).
+UPLOADS_KEY_MARKER = "api_buckets_uploads_create"
+
+
+def upload_key(internal_id: str, namespace_id: str, upload_id: str, filename: str) -> str:
+    return f"{internal_id}/{namespace_id}/{UPLOADS_KEY_MARKER}/{upload_id}/{key_safe_filename(filename)}"
+
+
+def upload_id_in_key(key: str) -> str | None:
+    """The upload a storage key belongs to, or None for keys outside the uploads layout."""
+    parts = key.split("/")
+    return parts[3] if len(parts) >= 5 and parts[2] == UPLOADS_KEY_MARKER else None
+
+
 def mime_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 

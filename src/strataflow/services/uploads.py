@@ -15,7 +15,8 @@ from strataflow.blobs import BlobStore
 from strataflow.clock import isoformat, utcnow
 from strataflow.errors import BadRequestError, ConflictError, NotFoundError, not_found
 from strataflow.schemas.uploads import ListUploadsRequest
-from strataflow.statuses import Status, TaskType
+from strataflow.services.upload_rules import upload_id_in_key
+from strataflow.statuses import Status
 from strataflow.store.db import Database
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
@@ -206,11 +207,11 @@ def refuse_put_to_closed_upload(db: Database, key: str) -> None:
     would silently replace the object's content behind its recorded hash. Keys outside
     the uploads layout (multipart parts, other blobs) are left to the signature alone.
     """
-    parts = key.split("/")
-    if len(parts) < 5 or parts[2] != TaskType.BUCKETS_UPLOADS_CREATE.value:
+    upload_id = upload_id_in_key(key)
+    if upload_id is None:
         return
     with db.read_session() as session:
-        row = session.get(Upload, parts[3])
+        row = session.get(Upload, upload_id)
     if row is None or row.s3_key != key:
         raise NotFoundError("No upload waits for bytes at this URL", {"key": key})
     if row.status != Status.PENDING.value:
