@@ -39,13 +39,15 @@ def test_duplicate_and_invalid_names_are_refused(client: TestClient) -> None:
 
 
 def test_list_search_sort_and_paginate(client: TestClient) -> None:
-    for name in ("alpha", "beta", "gamma", "delta"):
+    # Search also matches ids, whose random tokens are lower-case letters and digits: a term with
+    # a hyphen can only match the names (a bare "ta" failed whenever an id happened to hold it).
+    for name in ("al-pha", "be-ta", "gam-ma", "del-ta"):
         _create(client, name)
-    body = client.post("/v1/namespaces/list", json={"search": "ta"}).json()
-    assert sorted(n["namespace_name"] for n in body["results"]) == ["beta", "delta"]
+    body = client.post("/v1/namespaces/list", json={"search": "-ta"}).json()
+    assert sorted(n["namespace_name"] for n in body["results"]) == ["be-ta", "del-ta"]
     assert body["total_count"] == 2
     ordered = client.post("/v1/namespaces/list", json={"sort": {"field": "namespace_name", "direction": "asc"}})
-    assert [n["namespace_name"] for n in ordered.json()["results"]] == ["alpha", "beta", "delta", "gamma"]
+    assert [n["namespace_name"] for n in ordered.json()["results"]] == ["al-pha", "be-ta", "del-ta", "gam-ma"]
     first = client.post("/v1/namespaces/list?limit=3&include_total=true", json={}).json()
     assert len(first["results"]) == 3 and first["pagination"]["total"] == 4
     second = client.post(f"/v1/namespaces/list?limit=3&cursor={first['pagination']['next_cursor']}", json={}).json()
@@ -54,8 +56,8 @@ def test_list_search_sort_and_paginate(client: TestClient) -> None:
     assert len(seen) == 4
     assert client.get("/v1/namespaces").json()["total_count"] == 4
     filtered = client.post("/v1/namespaces/list", json={
-        "filters": {"field": "namespace_name", "operator": "in", "value": ["alpha", "GAMMA"]}}).json()
-    assert sorted(n["namespace_name"] for n in filtered["results"]) == ["alpha", "gamma"]
+        "filters": {"field": "namespace_name", "operator": "in", "value": ["al-pha", "GAM-MA"]}}).json()
+    assert sorted(n["namespace_name"] for n in filtered["results"]) == ["al-pha", "gam-ma"]
 
 
 def test_patch_and_put_rename_with_conflict_check(client: TestClient) -> None:
