@@ -1,0 +1,1 @@
+"""How a batch moves: submit (and cancel), tier progress and roll-up, retry."""
