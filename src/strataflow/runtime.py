@@ -12,12 +12,14 @@ from strataflow.config import Settings
 from strataflow.engine.jobs import JobContext, JobRunner
 from strataflow.engine.runners import Runner
 from strataflow.engine.scheduler import Scheduler
+from strataflow.engine.tiers.executor import BatchTierExecutor
 from strataflow.index.store import DocumentIndex
-from strataflow.services import buckets, namespaces, upload_tasks  # noqa: F401  (importing registers their jobs)
-from strataflow.services.auth import IssuedKey, bootstrap
-from strataflow.services.blob_sources import SourceLimits
-from strataflow.services.objects import ObjectWriter
-from strataflow.services.tier_execution import BatchTierExecutor
+from strataflow.services.buckets import crud as buckets  # noqa: F401  (importing registers their jobs)
+from strataflow.services.objects.crud import ObjectWriter
+from strataflow.services.objects.sources import SourceLimits
+from strataflow.services.tenancy import namespaces  # noqa: F401
+from strataflow.services.tenancy.auth import IssuedKey, bootstrap
+from strataflow.services.uploads import jobs as upload_tasks  # noqa: F401
 from strataflow.store.db import Database
 from strataflow.store.migrate import upgrade_to_head
 

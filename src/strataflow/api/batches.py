@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from strataflow.api.deps import DbDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.engine.lifecycle import retry as retries
+from strataflow.engine.lifecycle import submit as submission
 from strataflow.schemas.batches import (
     AddObjectsToBatchRequest,
     BatchModel,
@@ -19,12 +21,10 @@ from strataflow.schemas.batches import (
 )
 from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
 from strataflow.schemas.tasks import TaskResponse
-from strataflow.services import batch_retry as retries
-from strataflow.services import batch_submit as submission
-from strataflow.services import batches as service
-from strataflow.services.batch_view import batch_payload
-from strataflow.services.buckets import get_bucket
-from strataflow.services.tasks import task_payload
+from strataflow.services.batches import crud as service
+from strataflow.services.batches.view import batch_payload
+from strataflow.services.buckets.crud import get_bucket
+from strataflow.services.tenancy.tasks import task_payload
 
 router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/batches", tags=["Bucket Batches"],
                    responses=ERROR_RESPONSES)

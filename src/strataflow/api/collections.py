@@ -19,9 +19,9 @@ from strataflow.schemas.collections import (
     TriggerCollectionResponse,
 )
 from strataflow.schemas.common import ERROR_RESPONSES
-from strataflow.services import collections as service
-from strataflow.services import trigger
-from strataflow.services.collection_sources import get_collection
+from strataflow.services.batches import trigger
+from strataflow.services.collections import crud as service
+from strataflow.services.collections.sources import get_collection
 from strataflow.store.tables import Collection
 
 router = APIRouter(prefix="/v1/collections", tags=["Collections"], responses=ERROR_RESPONSES)

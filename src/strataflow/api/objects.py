@@ -23,10 +23,10 @@ from strataflow.schemas.objects import (
     PatchObjectRequest,
     UpdateObjectRequest,
 )
-from strataflow.services import aggregation
-from strataflow.services import objects as service
-from strataflow.services.buckets import get_bucket
-from strataflow.services.trigger import process_objects
+from strataflow.services.batches.trigger import process_objects
+from strataflow.services.buckets.crud import get_bucket
+from strataflow.services.objects import aggregation
+from strataflow.services.objects import crud as service
 from strataflow.store.tables import BucketObject
 
 router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/objects", tags=["Bucket Objects"],

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from strataflow.api.deps import DbDep, OptionalScopeDep, PageDep, PrincipalDep, ReadDbDep
 from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
 from strataflow.schemas.tasks import ListTasksRequest, ListTasksResponse, TaskResponse
-from strataflow.services import tasks as service
+from strataflow.services.tenancy import tasks as service
 
 router = APIRouter(prefix="/v1/tasks", tags=["Tasks"], responses=ERROR_RESPONSES)
 

@@ -25,8 +25,8 @@ from typing import Any, Protocol
 from sqlalchemy import and_, func, or_, select, text, update
 
 from strataflow.clock import utcnow
-from strataflow.engine import lifecycle
 from strataflow.engine.leases import owner_is_dead, process_owner
+from strataflow.engine.lifecycle import progress as lifecycle
 from strataflow.engine.loops import PollingLoop
 from strataflow.statuses import TERMINAL, Status
 from strataflow.store.db import Database

@@ -8,11 +8,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from strataflow.clock import isoformat
-from strataflow.engine import lifecycle
+from strataflow.engine.lifecycle import progress as lifecycle
 from strataflow.errors import BadRequestError, ConflictError
 from strataflow.schemas.batches import RetryBatchRequest
-from strataflow.services.batches import get_batch
-from strataflow.services.scope import NamespaceScope
+from strataflow.services.batches.crud import get_batch
+from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status, TaskType
 from strataflow.store.tables import Batch, BatchTier, Bucket, DocumentFailure
 from strataflow.transitions import transition

@@ -11,14 +11,14 @@ from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
 from strataflow.clock import utcnow
-from strataflow.engine import lifecycle
+from strataflow.engine.lifecycle import progress as lifecycle
 from strataflow.engine.manifest import ManifestRow, manifest_key, write_manifest
+from strataflow.engine.tiers.records import object_record
 from strataflow.errors import BadRequestError
-from strataflow.services.batches import get_batch
-from strataflow.services.dag import CollectionNode, resolve_tiers
-from strataflow.services.scope import NamespaceScope
-from strataflow.services.source_records import object_record
-from strataflow.services.tasks import on_kill
+from strataflow.services.batches.crud import get_batch
+from strataflow.services.collections.dag import CollectionNode, resolve_tiers
+from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.services.tenancy.tasks import on_kill
 from strataflow.statuses import Status, TaskType
 from strataflow.store.tables import Batch, BatchObject, BatchTier, Bucket, BucketObject, Collection, Task
 from strataflow.transitions import transition

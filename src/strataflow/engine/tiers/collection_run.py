@@ -24,14 +24,14 @@ from typing import Any
 
 from strataflow.blobs import BlobStore
 from strataflow.config import Settings
+from strataflow.engine.tiers.outputs import DocumentBuilder
+from strataflow.engine.tiers.records import SourceRecord, input_value
+from strataflow.engine.tiers.results import CollectionRunResult, RowFailure
 from strataflow.extractors.base import ErrorCategory, ExtractContext, ExtractionError, ExtractorInput, RowResult
 from strataflow.extractors.registry import get_extractor, parse_parameters, vector_storage_name
 from strataflow.index.records import StoredDocument, timestamp
 from strataflow.index.store import DocumentIndex
-from strataflow.services import collection_schema as schema
-from strataflow.services.collection_results import CollectionRunResult, RowFailure
-from strataflow.services.document_outputs import DocumentBuilder
-from strataflow.services.source_records import SourceRecord, input_value
+from strataflow.services.collections import schema
 from strataflow.store.tables import Collection
 
 log = logging.getLogger("strataflow.runner")

@@ -6,7 +6,7 @@ first builds its manifest from the documents its source collections produced
 for this batch's root objects. Rows stream in chunks; each chunk goes through
 `run_collection`, whose extraction step runs on the configured runner (a
 process pool or Ray actors). A Ray runner with Ray Data instead runs each
-collection as one pipeline over the manifest (services/tier_pipeline.py); its
+collection as one pipeline over the manifest (engine/tiers/pipeline.py); its
 output batches are accounted for exactly like chunks. Failures are recorded
 per row; a retry round re-runs only the rows it queued.
 """
@@ -28,16 +28,16 @@ from strataflow.config import Settings
 from strataflow.engine.manifest import ManifestRow, count_rows, manifest_key, read_manifest, write_manifest
 from strataflow.engine.runners import ExtractionCall, Runner, RunNotes
 from strataflow.engine.scheduler import TierJob, TierResult
+from strataflow.engine.tiers.collection_run import RunContext, run_collection
+from strataflow.engine.tiers.pipeline import PipelineRunner, PipelineStep, TierWork, pipeline_steps
+from strataflow.engine.tiers.records import SourceRecord, load_document_records
+from strataflow.engine.tiers.report import Tally, tier_result
+from strataflow.engine.tiers.results import CollectionRunResult, RowFailure
 from strataflow.extractors.base import ErrorCategory, ExtractorInput, RowResult
 from strataflow.index.store import DocumentIndex, quote_ids
-from strataflow.services.batch_objects import member_ids
-from strataflow.services.collection_results import CollectionRunResult, RowFailure
-from strataflow.services.collection_runner import RunContext, run_collection
-from strataflow.services.documents import where_of
-from strataflow.services.objects import OBJECT_FIELDS
-from strataflow.services.source_records import SourceRecord, load_document_records
-from strataflow.services.tier_pipeline import PipelineRunner, PipelineStep, TierWork, pipeline_steps
-from strataflow.services.tier_report import Tally, tier_result
+from strataflow.services.batches.members import member_ids
+from strataflow.services.documents.crud import where_of
+from strataflow.services.objects.crud import OBJECT_FIELDS
 from strataflow.store.db import Database
 from strataflow.store.filters import compile_filters
 from strataflow.store.tables import Batch, BatchObject, BatchTier, BucketObject, Collection, DocumentFailure

@@ -11,11 +11,11 @@ import mimetypes
 from typing import Any
 
 from strataflow.blobs import BlobStore
+from strataflow.engine.tiers.records import SourceRecord, field_value
 from strataflow.extractors.base import DocumentBlob, ErrorCategory, ExtractedDocument, ExtractionError
 from strataflow.index.records import StoredDocument
-from strataflow.services.collection_schema import SYSTEM_FIELDS, ResolvedPassthrough
-from strataflow.services.document_model import derived_document_id
-from strataflow.services.source_records import SourceRecord, field_value
+from strataflow.services.collections.schema import SYSTEM_FIELDS, ResolvedPassthrough
+from strataflow.services.documents.model import derived_document_id
 from strataflow.store.tables import Collection
 
 

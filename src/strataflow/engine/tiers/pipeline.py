@@ -1,7 +1,7 @@
 """The driver side of a tier's Ray Data pipeline: output batches in, documents written.
 
 The pipeline (engine/runners/ray_data.py) reads the tier's manifest and runs
-the extraction stage (services/pipeline_stage.py) on the cluster. Output
+the extraction stage (engine/tiers/stage.py) on the cluster. Output
 batches come back here, to the scheduler process, which builds the documents
 and writes them with the same builder and index writer as `run_collection`.
 
@@ -28,13 +28,13 @@ import pyarrow as pa
 from strataflow.blobs import BlobStore
 from strataflow.config import Settings
 from strataflow.engine.runners.base import RunNotes
+from strataflow.engine.tiers.collection_run import CollectionSpec, document_builder, plan_inputs, write_outcomes
+from strataflow.engine.tiers.records import SourceRecord
+from strataflow.engine.tiers.results import CollectionRunResult, RowFailure
+from strataflow.engine.tiers.stage import ExtractionStage, RowStatus, unpack_documents
 from strataflow.extractors.base import ErrorCategory, ExtractionError, Resources, RowResult
 from strataflow.extractors.registry import get_extractor
 from strataflow.index.store import DocumentIndex
-from strataflow.services.collection_results import CollectionRunResult, RowFailure
-from strataflow.services.collection_runner import CollectionSpec, document_builder, plan_inputs, write_outcomes
-from strataflow.services.pipeline_stage import ExtractionStage, RowStatus, unpack_documents
-from strataflow.services.source_records import SourceRecord
 from strataflow.store.tables import Collection
 
 

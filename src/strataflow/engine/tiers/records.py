@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from strataflow.blobs import BlobStore
 from strataflow.extractors.base import ErrorCategory, ExtractionError
 from strataflow.index.store import DocumentIndex
-from strataflow.services.bucket_schema import FILE_TYPES
-from strataflow.services.collection_schema import ResolvedInput
+from strataflow.services.buckets.schema import FILE_TYPES
+from strataflow.services.collections.schema import ResolvedInput
 from strataflow.store.tables import BucketObject
 
 # Inputs an extractor receives as a local file. Text arrives as a string even when stored as a blob.

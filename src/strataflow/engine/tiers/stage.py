@@ -33,10 +33,10 @@ from strataflow.config import Settings
 from strataflow.engine.manifest import ManifestRow
 from strataflow.engine.runners.base import ExtractionCall
 from strataflow.engine.runners.worker import run_extraction
+from strataflow.engine.tiers.collection_run import CollectionSpec, plan_inputs, prepare_inputs
+from strataflow.engine.tiers.records import SourceRecord
+from strataflow.engine.tiers.results import CollectionRunResult
 from strataflow.extractors.base import DocumentBlob, ErrorCategory, ExtractedDocument, ExtractionError, RowResult
-from strataflow.services.collection_results import CollectionRunResult
-from strataflow.services.collection_runner import CollectionSpec, plan_inputs, prepare_inputs
-from strataflow.services.source_records import SourceRecord
 
 log = logging.getLogger("strataflow.ray_data")
 

@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 from strataflow.errors import BadRequestError, ConflictError, not_found
 from strataflow.ids import new_id
 from strataflow.schemas.batches import CreateBatchRequest, ListBatchesRequest
-from strataflow.services.batch_objects import add_members, check_objects_exist, unknown_objects_filter
-from strataflow.services.scope import NamespaceScope
+from strataflow.services.batches.members import add_members, check_objects_exist, unknown_objects_filter
+from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import TERMINAL, Status
 from strataflow.store.tables import Batch, BatchTier, Bucket, DocumentFailure
 

@@ -8,14 +8,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
+from strataflow.engine.lifecycle.submit import collection_nodes, submit_batch
 from strataflow.errors import BadRequestError
 from strataflow.ids import new_id
-from strataflow.services.batch_objects import add_members
-from strataflow.services.batch_submit import collection_nodes, submit_batch
-from strataflow.services.buckets import get_bucket
-from strataflow.services.collection_sources import get_collection, root_bucket_ids
-from strataflow.services.dag import resolve_tiers
-from strataflow.services.scope import NamespaceScope
+from strataflow.services.batches.members import add_members
+from strataflow.services.buckets.crud import get_bucket
+from strataflow.services.collections.dag import resolve_tiers
+from strataflow.services.collections.sources import get_collection, root_bucket_ids
+from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
 from strataflow.store.filters import compile_filters
 from strataflow.store.tables import Batch, Bucket, BucketObject, Task
@@ -34,7 +34,7 @@ def _draft_batch(session: Session, scope: NamespaceScope, bucket: Bucket, object
 def trigger_collection(session: Session, blobs: BlobStore, scope: NamespaceScope, identifier: str,
                        include_buckets: list[str] | None, source_filters: dict[str, Any] | None) -> dict[str, Any]:
     """Create and submit a batch that re-runs this collection (and what depends on it)."""
-    from strataflow.services.objects import OBJECT_FIELDS
+    from strataflow.services.objects.crud import OBJECT_FIELDS
 
     collection = get_collection(session, scope, identifier)
     if not collection.enabled:

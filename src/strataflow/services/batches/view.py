@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.clock import isoformat
-from strataflow.services.batch_objects import member_ids
+from strataflow.services.batches.members import member_ids
 from strataflow.store.tables import Batch, BatchTier
 
 COUNTER_FIELDS = (

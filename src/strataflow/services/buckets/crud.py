@@ -11,10 +11,10 @@ from strataflow.engine.jobs import JobContext, JobOutcome, handles
 from strataflow.errors import AlreadyExistsError, BadRequestError, not_found
 from strataflow.ids import looks_like, new_id
 from strataflow.schemas.buckets import BucketCreateRequest, BucketUpdateRequest, ListBucketsRequest
-from strataflow.services.bucket_schema import check_unique_key, normalize_schema
-from strataflow.services.scope import NamespaceScope
-from strataflow.services.tasks import create_task
-from strataflow.services.upload_blobs import delete_bucket_upload_bytes
+from strataflow.services.buckets.schema import check_unique_key, normalize_schema
+from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.services.tenancy.tasks import create_task
+from strataflow.services.uploads.blobs import delete_bucket_upload_bytes
 from strataflow.statuses import Status, TaskType
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.tables import Bucket, BucketObject, Task

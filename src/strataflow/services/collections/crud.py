@@ -22,10 +22,10 @@ from strataflow.ids import looks_like, new_id
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.collections import CreateCollectionRequest, ListCollectionsRequest, PatchCollectionRequest
 from strataflow.schemas.validation import validate_as
-from strataflow.services import collection_schema as schema
-from strataflow.services.bucket_schema import normalize_schema
-from strataflow.services.collection_sources import ResolvedSource, dependants, get_collection, resolve_source
-from strataflow.services.scope import NamespaceScope
+from strataflow.services.buckets.schema import normalize_schema
+from strataflow.services.collections import schema
+from strataflow.services.collections.sources import ResolvedSource, dependants, get_collection, resolve_source
+from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Collection, CollectionSource

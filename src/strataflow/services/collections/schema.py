@@ -13,7 +13,7 @@ from typing import Any
 
 from strataflow.errors import BadRequestError
 from strataflow.extractors.base import Extractor, ExtractorParams
-from strataflow.services.bucket_schema import FILE_TYPES, FieldType
+from strataflow.services.buckets.schema import FILE_TYPES, FieldType
 
 # Names every document carries or that the index uses: user fields may not take them.
 SYSTEM_FIELDS = frozenset({

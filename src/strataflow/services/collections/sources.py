@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from strataflow.errors import BadRequestError, not_found
 from strataflow.schemas.collections import SourceConfig
-from strataflow.services.buckets import get_bucket
-from strataflow.services.collection_schema import merged_schema
-from strataflow.services.scope import NamespaceScope
+from strataflow.services.buckets.crud import get_bucket
+from strataflow.services.collections.schema import merged_schema
+from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.tables import Collection, CollectionSource
 
 MAX_DEPTH = 32  # tiers in one DAG; deeper chains are refused as a safety net

@@ -10,7 +10,7 @@ from strataflow.index.filters import compile_filter
 from strataflow.index.records import StoredDocument, timestamp
 from strataflow.index.store import DocumentIndex, quote_ids
 from strataflow.schemas.documents import BatchDeleteDocumentsRequest, BatchUpdateDocumentsRequest, DocumentCreateRequest
-from strataflow.services.document_model import (
+from strataflow.services.documents.model import (
     random_document_id,
     resolve_field,
     split_vectors,

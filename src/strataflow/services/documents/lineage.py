@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 from strataflow.errors import not_found
 from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex, quote_ids
-from strataflow.services.collection_sources import get_collection, upstream_ids
-from strataflow.services.documents import get_document
-from strataflow.services.scope import NamespaceScope
+from strataflow.services.collections.sources import get_collection, upstream_ids
+from strataflow.services.documents.crud import get_document
+from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.tables import BucketObject, Collection
 
 MAX_DOCUMENTS_PER_OBJECT = 10_000

@@ -11,7 +11,7 @@ from strataflow.blobs import BlobStore
 from strataflow.errors import BadRequestError
 from strataflow.index.filters import Target
 from strataflow.index.records import LINEAGE_COLUMNS, StoredDocument
-from strataflow.services.collection_schema import SYSTEM_FIELDS
+from strataflow.services.collections.schema import SYSTEM_FIELDS
 from strataflow.store.tables import Collection
 
 PRESIGNED_GET_SECONDS = 3600

@@ -16,8 +16,8 @@ from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.common import SortOption
 from strataflow.schemas.documents import DocumentAggregationRequest, ListDocumentsRequest
-from strataflow.services.document_model import resolve_field
-from strataflow.services.documents import where_of
+from strataflow.services.documents.crud import where_of
+from strataflow.services.documents.model import resolve_field
 from strataflow.store.pagination import PageRequest, encode_cursor
 from strataflow.store.tables import Collection
 

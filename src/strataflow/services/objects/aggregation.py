@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from strataflow.errors import BadRequestError
 from strataflow.schemas.objects import ObjectAggregationRequest
-from strataflow.services.objects import OBJECT_FIELDS
+from strataflow.services.objects.crud import OBJECT_FIELDS
 from strataflow.store.filters import compile_filters, resolve_field
 from strataflow.store.tables import Bucket, BucketObject
 

@@ -17,7 +17,7 @@ from strataflow.blobs import BlobStore
 from strataflow.errors import BadRequestError, PayloadTooLargeError
 from strataflow.ids import new_id
 from strataflow.schemas.objects import CreateBlobRequest
-from strataflow.services.bucket_schema import FILE_TYPES, FieldType, check_value, parse_type
+from strataflow.services.buckets.schema import FILE_TYPES, FieldType, check_value, parse_type
 
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+\-/]*)?(?P<params>(;[^,;]*)*?)(?P<b64>;base64)?,(?P<data>.*)$", re.DOTALL)
 _DEFAULT_MIME = {

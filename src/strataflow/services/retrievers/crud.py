@@ -19,8 +19,8 @@ from strataflow.schemas.retrievers import (
     ListRetrieversRequest,
     PatchRetrieverRequest,
 )
-from strataflow.services.collection_sources import get_collection
-from strataflow.services.scope import NamespaceScope
+from strataflow.services.collections.sources import get_collection
+from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Collection, Retriever

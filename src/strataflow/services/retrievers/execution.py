@@ -15,13 +15,13 @@ from strataflow.index.store import DocumentIndex
 from strataflow.retrieval.inputs import validate_inputs
 from strataflow.retrieval.pipeline import Execution, ResultPage
 from strataflow.schemas.retrievers import AdhocExecuteRequest, ExecuteRetrieverRequest
-from strataflow.services.retrievers import (
+from strataflow.services.retrievers.crud import (
     check_pipeline,
     get_retriever,
     input_schema_dict,
     resolve_collections,
 )
-from strataflow.services.scope import NamespaceScope
+from strataflow.services.tenancy.scope import NamespaceScope
 
 
 def _execution(index: DocumentIndex, blobs: BlobStore, request: ExecuteRetrieverRequest, *,

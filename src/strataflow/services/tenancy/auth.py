@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from strataflow.clock import utcnow
 from strataflow.errors import AlreadyExistsError, BadRequestError, UnauthorizedError, not_found
 from strataflow.ids import new_id
-from strataflow.services.scope import Principal
+from strataflow.services.tenancy.scope import Principal
 from strataflow.store.tables import ApiKey, Organization
 
 DEFAULT_ORG = "default"

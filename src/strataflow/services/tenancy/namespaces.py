@@ -15,8 +15,8 @@ from strataflow.schemas.namespaces import (
     ListNamespacesRequest,
     PatchNamespaceRequest,
 )
-from strataflow.services.scope import NamespaceScope, Principal
-from strataflow.services.tasks import create_task
+from strataflow.services.tenancy.scope import NamespaceScope, Principal
+from strataflow.services.tenancy.tasks import create_task
 from strataflow.statuses import Status, TaskType
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate

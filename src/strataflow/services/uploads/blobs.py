@@ -16,8 +16,8 @@ from strataflow.blobs import BlobStore
 from strataflow.errors import BadRequestError, ConflictError
 from strataflow.ids import new_id
 from strataflow.schemas.objects import CreateBlobRequest
-from strataflow.services.bucket_schema import FieldType, parse_type
-from strataflow.services.upload_rules import content_fits
+from strataflow.services.buckets.schema import FieldType, parse_type
+from strataflow.services.uploads.rules import content_fits
 from strataflow.statuses import Status
 from strataflow.store.tables import Bucket, Upload
 
@@ -72,7 +72,7 @@ def _check_fit(bucket: Bucket, blob: CreateBlobRequest, row: Upload) -> FieldTyp
 
 def delete_bucket_upload_bytes(session: Session, store: BlobStore, bucket_id: str) -> int:
     """Remove the bytes of a bucket's uploads (they live outside the bucket's own prefix)."""
-    from strataflow.services.upload_multipart import abort_parts
+    from strataflow.services.uploads.multipart import abort_parts
 
     rows = session.execute(select(Upload.s3_key, Upload.multipart_id).where(Upload.bucket_id == bucket_id)).all()
     for key, multipart_id in rows:

@@ -19,16 +19,16 @@ from strataflow.config import Settings
 from strataflow.errors import BadRequestError
 from strataflow.ids import new_id
 from strataflow.schemas.uploads import CreateUploadRequest
-from strataflow.services.objects import unique_key_value
-from strataflow.services.scope import NamespaceScope
-from strataflow.services.upload_rules import (
+from strataflow.services.objects.crud import unique_key_value
+from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.services.uploads.crud import find_completed_by_hash, upload_payload
+from strataflow.services.uploads.rules import (
     BlobTarget,
     check_content_type,
     check_filename,
     resolve_blob_target,
     upload_key,
 )
-from strataflow.services.uploads import find_completed_by_hash, upload_payload
 from strataflow.statuses import Status
 from strataflow.store.tables import Bucket, BucketObject, Organization, Upload
 

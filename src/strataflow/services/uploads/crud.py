@@ -15,7 +15,7 @@ from strataflow.blobs import BlobStore
 from strataflow.clock import isoformat, utcnow
 from strataflow.errors import BadRequestError, ConflictError, NotFoundError, not_found
 from strataflow.schemas.uploads import ListUploadsRequest
-from strataflow.services.upload_rules import upload_id_in_key
+from strataflow.services.uploads.rules import upload_id_in_key
 from strataflow.statuses import Status
 from strataflow.store.db import Database
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
@@ -193,7 +193,7 @@ def cancel_upload(session: Session, blobs: BlobStore, bucket: Bucket, upload_id:
         row.multipart_id = None
     session.commit()
     if delete_bytes:  # after the commit, so a failed commit never loses bytes
-        from strataflow.services.upload_multipart import abort_parts
+        from strataflow.services.uploads.multipart import abort_parts
 
         abort_parts(blobs, key, multipart_id)
         blobs.delete(key)

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from strataflow.engine.jobs import JobContext, JobOutcome, handles
 from strataflow.errors import BadRequestError
 from strataflow.schemas.common import RequestModel
-from strataflow.services.scope import NamespaceScope
-from strataflow.services.tasks import create_task, on_kill
-from strataflow.services.upload_confirm import (
+from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.services.tenancy.tasks import create_task, on_kill
+from strataflow.services.uploads.confirm import (
     Claim,
     LeaseKeeper,
     check_matches,
@@ -28,7 +28,7 @@ from strataflow.services.upload_confirm import (
     stored_info,
     verify_stored,
 )
-from strataflow.services.uploads import get_upload
+from strataflow.services.uploads.crud import get_upload
 from strataflow.statuses import Status, TaskType
 from strataflow.store.tables import Bucket, Task, Upload
 from strataflow.transitions import transition

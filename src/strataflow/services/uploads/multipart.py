@@ -16,7 +16,7 @@ from strataflow.clock import as_utc, isoformat, utcnow
 from strataflow.config import Settings
 from strataflow.errors import BadRequestError, NotFoundError
 from strataflow.schemas.uploads import OpenMultipartRequest, PartRef
-from strataflow.services.uploads import expire_overdue, get_upload
+from strataflow.services.uploads.crud import expire_overdue, get_upload
 from strataflow.statuses import Status
 from strataflow.store.db import Database
 from strataflow.store.tables import Bucket, Upload

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strataflow.errors import BadRequestError
-from strataflow.services.bucket_schema import FILE_TYPES, FieldType, check_metadata, check_required
+from strataflow.services.buckets.schema import FILE_TYPES, FieldType, check_metadata, check_required
 
 _MIME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]*(\s*;\s*[ -~]+)?$")
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._\-=+@ ()\[\],]")
