@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from strataflow.api.deps import DbDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.engine.lifecycle import cancel as cancellation
 from strataflow.engine.lifecycle import retry as retries
 from strataflow.engine.lifecycle import submit as submission
 from strataflow.schemas.batches import (
@@ -90,7 +91,7 @@ def submit_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session
 def cancel_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: DbDep,
                  reason: str | None = None) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
-    return task_payload(submission.cancel_batch(session, scope, bucket, batch_id, reason))
+    return task_payload(cancellation.cancel_batch(session, scope, bucket, batch_id, reason))
 
 
 @router.post("/{batch_id}/retry")

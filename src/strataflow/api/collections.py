@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body
 
 from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
 from strataflow.clock import isoformat
+from strataflow.engine.lifecycle import trigger
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.collections import (
     CollectionResponse,
@@ -19,7 +20,6 @@ from strataflow.schemas.collections import (
     TriggerCollectionResponse,
 )
 from strataflow.schemas.common import ERROR_RESPONSES
-from strataflow.services.batches import trigger
 from strataflow.services.collections import crud as service
 from strataflow.services.collections.sources import get_collection
 from strataflow.store.tables import Collection

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
 from strataflow.blobs import BlobStore
 from strataflow.clock import isoformat
+from strataflow.engine.lifecycle.trigger import process_objects
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.schemas.objects import (
     CreateObjectRequest,
@@ -23,7 +24,6 @@ from strataflow.schemas.objects import (
     PatchObjectRequest,
     UpdateObjectRequest,
 )
-from strataflow.services.batches.trigger import process_objects
 from strataflow.services.buckets.crud import get_bucket
 from strataflow.services.objects import aggregation
 from strataflow.services.objects import crud as service

@@ -1,1 +1,1 @@
-"""How a batch moves: submit (and cancel), tier progress and roll-up, retry."""
+"""How a batch moves: submit, cancel, tier progress and roll-up, retry, processing on demand (trigger)."""

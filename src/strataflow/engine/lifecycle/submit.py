@@ -1,4 +1,4 @@
-"""Submitting and canceling batches: resolve the DAG, write the tier-0 manifest, queue tier 0."""
+"""Submitting a batch: resolve the DAG, write the tier-0 manifest, queue tier 0."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from strataflow.errors import BadRequestError
 from strataflow.services.batches.crud import get_batch
 from strataflow.services.collections.dag import CollectionNode, resolve_tiers
 from strataflow.services.tenancy.scope import NamespaceScope
-from strataflow.services.tenancy.tasks import on_kill
 from strataflow.statuses import Status, TaskType
 from strataflow.store.tables import Batch, BatchObject, BatchTier, Bucket, BucketObject, Collection, Task
 from strataflow.transitions import transition
@@ -121,26 +120,3 @@ def submit_batch(session: Session, blobs: BlobStore, scope: NamespaceScope, buck
     batch.current_tier = None  # the contract: null until a worker starts tier 0
     session.commit()
     return task
-
-
-def cancel_batch(session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str, reason: str | None) -> Task:
-    batch = get_batch(session, scope, bucket, batch_id, for_update=True)
-    if batch.task_id is None:
-        raise BadRequestError("This batch was never submitted; delete it instead", {"status": batch.status})
-    lifecycle.cancel(session, batch, reason or "canceled through the API")
-    session.commit()
-    task = session.get(Task, batch.task_id)
-    assert task is not None
-    return task
-
-
-def _cancel_from_task(session: Session, task: Task) -> None:
-    """Killing a batch's task (or one of its tier tasks) cancels the whole batch."""
-    batch_id = (task.additional_data or {}).get("batch_id")
-    batch = lifecycle.lock_batch(session, batch_id) if batch_id else None
-    if batch is not None:
-        lifecycle.cancel(session, batch, f"task {task.task_id} killed through the API")
-
-
-on_kill(TaskType.BUCKETS_BATCHES_PROCESS.value, _cancel_from_task)
-on_kill(TaskType.ENGINE_FEATURE_EXTRACTOR_RUN.value, _cancel_from_task)

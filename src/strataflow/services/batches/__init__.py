@@ -1,1 +1,1 @@
-"""Batches: membership, the wire view, create/read/patch/delete, processing on demand."""
+"""Batches: membership, the wire view, create/read/patch/delete."""

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from strataflow.engine.jobs import JobContext, JobOutcome, handles
+from strataflow.engine.jobs import JobContext, JobOutcome
 from strataflow.errors import AlreadyExistsError, BadRequestError, not_found
 from strataflow.ids import looks_like, new_id
 from strataflow.schemas.buckets import BucketCreateRequest, BucketUpdateRequest, ListBucketsRequest
@@ -143,8 +143,7 @@ def request_bucket_deletion(session: Session, scope: NamespaceScope, identifier:
     return task
 
 
-@handles(TaskType.BUCKETS_DELETE.value)
-def _delete_bucket(context: JobContext, task: Task) -> JobOutcome:
+def delete_bucket_job(context: JobContext, task: Task) -> JobOutcome:
     bucket_id = (task.inputs or [{}])[0]["bucket_id"]
     blobs = context.blobs.delete_prefix(f"{task.namespace_id}/{bucket_id}/")
     with context.db.transaction() as session:

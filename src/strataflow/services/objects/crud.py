@@ -12,6 +12,7 @@ from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
+from strataflow.clock import utcnow
 from strataflow.errors import AlreadyExistsError, BadRequestError, StrataflowError, not_found
 from strataflow.ids import new_id
 from strataflow.schemas.objects import (
@@ -168,8 +169,6 @@ def create_object(
 
 
 def _now() -> Any:
-    from strataflow.clock import utcnow
-
     return utcnow()
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from strataflow.engine.jobs import JobContext, JobOutcome, handles
+from strataflow.engine.jobs import JobContext, JobOutcome
 from strataflow.errors import AlreadyExistsError, BadRequestError, not_found
 from strataflow.ids import looks_like, new_id
 from strataflow.schemas.namespaces import (
@@ -158,8 +158,7 @@ def request_namespace_deletion(session: Session, principal: Principal, identifie
     return task
 
 
-@handles(TaskType.NAMESPACES_DELETE.value)
-def _delete_namespace(context: JobContext, task: Task) -> JobOutcome:
+def delete_namespace_job(context: JobContext, task: Task) -> JobOutcome:
     namespace_id = task.namespace_id
     assert namespace_id is not None
     removed_blobs = context.blobs.delete_prefix(f"{namespace_id}/")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
+from strataflow.clock import isoformat
 from strataflow.errors import not_found
 from strataflow.ids import new_id
 from strataflow.schemas.tasks import ListTasksRequest
@@ -30,13 +31,8 @@ TASK_FIELDS = FieldMap(
 )
 
 # Kill hooks: a task type whose work must be stopped elsewhere too (a batch task
-# cancels its batch). Registered by the owning service.
-CancelHook = Callable[[Session, Task], None]
-_CANCEL_HOOKS: dict[str, CancelHook] = {}
-
-
-def on_kill(task_type: str, hook: CancelHook) -> None:
-    _CANCEL_HOOKS[task_type] = hook
+# cancels its batch). The table is `runtime.KILL_HOOKS`; the caller passes it in.
+KillHook = Callable[[Session, Task], None]
 
 
 def create_task(
@@ -90,12 +86,12 @@ def list_tasks(
     return paginate(session, query, page)
 
 
-def kill_task(session: Session, org_id: str, task_id: str) -> bool:
+def kill_task(session: Session, org_id: str, task_id: str, hooks: Mapping[str, KillHook]) -> bool:
     """Cancel a task. Idempotent: unknown or finished tasks are left as they are."""
     task = session.scalar(select(Task).where(Task.task_id == task_id, Task.org_id == org_id))
     if task is None or Status(task.status) in TERMINAL:
         return False
-    hook = _CANCEL_HOOKS.get(task.task_type)
+    hook = hooks.get(task.task_type)
     if hook is not None:
         hook(session, task)
     if Status(task.status) not in TERMINAL:
@@ -125,6 +121,4 @@ def task_payload(task: Task) -> dict[str, Any]:
 
 
 def _iso(value: Any) -> str | None:
-    from strataflow.clock import isoformat
-
     return isoformat(value)

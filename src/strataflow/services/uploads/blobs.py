@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
+from strataflow.blobs.multipart import abort_parts
 from strataflow.errors import BadRequestError, ConflictError
 from strataflow.ids import new_id
 from strataflow.schemas.objects import CreateBlobRequest
@@ -72,8 +73,6 @@ def _check_fit(bucket: Bucket, blob: CreateBlobRequest, row: Upload) -> FieldTyp
 
 def delete_bucket_upload_bytes(session: Session, store: BlobStore, bucket_id: str) -> int:
     """Remove the bytes of a bucket's uploads (they live outside the bucket's own prefix)."""
-    from strataflow.services.uploads.multipart import abort_parts
-
     rows = session.execute(select(Upload.s3_key, Upload.multipart_id).where(Upload.bucket_id == bucket_id)).all()
     for key, multipart_id in rows:
         abort_parts(store, key, multipart_id)

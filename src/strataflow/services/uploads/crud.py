@@ -12,6 +12,7 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
+from strataflow.blobs.multipart import abort_parts
 from strataflow.clock import isoformat, utcnow
 from strataflow.errors import BadRequestError, ConflictError, NotFoundError, not_found
 from strataflow.schemas.uploads import ListUploadsRequest
@@ -193,8 +194,6 @@ def cancel_upload(session: Session, blobs: BlobStore, bucket: Bucket, upload_id:
         row.multipart_id = None
     session.commit()
     if delete_bytes:  # after the commit, so a failed commit never loses bytes
-        from strataflow.services.uploads.multipart import abort_parts
-
         abort_parts(blobs, key, multipart_id)
         blobs.delete(key)
 

@@ -9,11 +9,11 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from strataflow.engine.jobs import JobContext, JobOutcome, handles
+from strataflow.engine.jobs import JobContext, JobOutcome
 from strataflow.errors import BadRequestError
 from strataflow.schemas.common import RequestModel
 from strataflow.services.tenancy.scope import NamespaceScope
-from strataflow.services.tenancy.tasks import create_task, on_kill
+from strataflow.services.tenancy.tasks import create_task
 from strataflow.services.uploads.confirm import (
     Claim,
     LeaseKeeper,
@@ -71,8 +71,7 @@ def queue_confirm(context: JobContext, scope: NamespaceScope, bucket: Bucket, up
     return row
 
 
-@handles(TaskType.BUCKETS_UPLOADS_CONFIRM.value)
-def _run_confirm(context: JobContext, task: Task) -> JobOutcome:
+def confirm_job(context: JobContext, task: Task) -> JobOutcome:
     spec = (task.inputs or [{}])[0]
     bucket_id, upload_id = spec["bucket_id"], spec["upload_id"]
     keeper = LeaseKeeper(context, task.task_id, task.lease_owner)
@@ -98,15 +97,13 @@ def _run_confirm(context: JobContext, task: Task) -> JobOutcome:
                       additional_data={"upload_id": upload_id, "object_id": row.object_id})
 
 
-def _fail_killed_confirm(session: Session, task: Task) -> None:
+def fail_killed_confirm(session: Session, task: Task) -> None:
     spec = (task.inputs or [{}])[0]
     row = session.get(Upload, spec.get("upload_id"))
     if row is not None and row.status == Status.PROCESSING.value:
         transition(session, row, Status.FAILED, f"confirmation task {task.task_id} was killed")
         row.message = "Confirmation failed: its task was killed."
 
-
-on_kill(TaskType.BUCKETS_UPLOADS_CONFIRM.value, _fail_killed_confirm)
 
 
 # -- batch confirm ----------------------------------------------------------------------
@@ -157,8 +154,7 @@ def request_batch_confirm(context: JobContext, scope: NamespaceScope, bucket: Bu
     return task
 
 
-@handles(TaskType.BUCKETS_UPLOADS_BATCH_CONFIRM.value)
-def _run_batch_confirm(context: JobContext, task: Task) -> JobOutcome:
+def batch_confirm_job(context: JobContext, task: Task) -> JobOutcome:
     """Confirm each item as a sync confirm would; one item's failure leaves the others alone.
     Re-running after a lost lease is harmless: confirmed uploads answer as they are."""
     keeper = LeaseKeeper(context, task.task_id, task.lease_owner)

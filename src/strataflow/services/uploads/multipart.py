@@ -28,11 +28,6 @@ def _multipart_store(blobs: BlobStore) -> MultipartStore:
     return blobs
 
 
-def abort_parts(blobs: BlobStore, key: str, multipart_id: str | None) -> None:
-    if multipart_id and isinstance(blobs, MultipartStore):
-        blobs.abort_multipart(key, multipart_id)
-
-
 def _file_size(row: Upload, request: OpenMultipartRequest, settings: Settings) -> int:
     if row.file_size_bytes and request.file_size_bytes and row.file_size_bytes != request.file_size_bytes:
         raise BadRequestError(

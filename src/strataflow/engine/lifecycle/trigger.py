@@ -15,6 +15,7 @@ from strataflow.services.batches.members import add_members
 from strataflow.services.buckets.crud import get_bucket
 from strataflow.services.collections.dag import resolve_tiers
 from strataflow.services.collections.sources import get_collection, root_bucket_ids
+from strataflow.services.objects.crud import OBJECT_FIELDS
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
 from strataflow.store.filters import compile_filters
@@ -34,8 +35,6 @@ def _draft_batch(session: Session, scope: NamespaceScope, bucket: Bucket, object
 def trigger_collection(session: Session, blobs: BlobStore, scope: NamespaceScope, identifier: str,
                        include_buckets: list[str] | None, source_filters: dict[str, Any] | None) -> dict[str, Any]:
     """Create and submit a batch that re-runs this collection (and what depends on it)."""
-    from strataflow.services.objects.crud import OBJECT_FIELDS
-
     collection = get_collection(session, scope, identifier)
     if not collection.enabled:
         raise BadRequestError(f"Collection '{collection.collection_name}' is disabled; enable it to trigger it")
