@@ -27,8 +27,8 @@ from strataflow.blobs import BlobStore
 from strataflow.config import Settings
 from strataflow.engine.manifest import ManifestRow, count_rows, manifest_key, read_manifest, write_manifest
 from strataflow.engine.runners import ExtractionCall, Runner, RunNotes
-from strataflow.engine.scheduler import TierJob, TierResult
 from strataflow.engine.tiers.collection_run import RunContext, run_collection
+from strataflow.engine.tiers.job import TierJob, TierResult
 from strataflow.engine.tiers.pipeline import PipelineRunner, PipelineStep, TierWork, pipeline_steps
 from strataflow.engine.tiers.records import SourceRecord, load_document_records
 from strataflow.engine.tiers.report import Tally, tier_result

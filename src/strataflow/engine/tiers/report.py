@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strataflow.engine.runners import RunNotes
-from strataflow.engine.scheduler import TierResult
+from strataflow.engine.tiers.job import TierResult
 from strataflow.extractors.base import ErrorCategory
 
 _MAX_WORKER_LOG_LINES = 400  # runner log lines kept in a tier's logs

@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from strataflow.blobs import BlobStore
+from strataflow.blobs.multipart import abort_parts
 from strataflow.engine.jobs import JobContext, JobOutcome
 from strataflow.errors import AlreadyExistsError, BadRequestError, not_found
 from strataflow.ids import looks_like, new_id
@@ -14,10 +16,9 @@ from strataflow.schemas.buckets import BucketCreateRequest, BucketUpdateRequest,
 from strataflow.services.buckets.schema import check_unique_key, normalize_schema
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.services.tenancy.tasks import create_task
-from strataflow.services.uploads.blobs import delete_bucket_upload_bytes
 from strataflow.statuses import Status, TaskType
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
-from strataflow.store.tables import Bucket, BucketObject, Task
+from strataflow.store.tables import Bucket, BucketObject, Task, Upload
 
 BUCKET_FIELDS = FieldMap(
     columns={
@@ -141,6 +142,15 @@ def request_bucket_deletion(session: Session, scope: NamespaceScope, identifier:
     )
     session.commit()
     return task
+
+
+def delete_bucket_upload_bytes(session: Session, store: BlobStore, bucket_id: str) -> int:
+    """Remove the bytes of a bucket's uploads (they live outside the bucket's own prefix)."""
+    rows = session.execute(select(Upload.s3_key, Upload.multipart_id).where(Upload.bucket_id == bucket_id)).all()
+    for key, multipart_id in rows:
+        abort_parts(store, key, multipart_id)
+        store.delete(key)
+    return len(rows)
 
 
 def delete_bucket_job(context: JobContext, task: Task) -> JobOutcome:

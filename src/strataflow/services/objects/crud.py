@@ -24,8 +24,8 @@ from strataflow.schemas.objects import (
 )
 from strataflow.services.buckets.schema import check_metadata, check_required
 from strataflow.services.objects.sources import SourceLimits, StoredBlobs, store_blob
+from strataflow.services.objects.upload_blobs import upload_blob_record
 from strataflow.services.tenancy.scope import NamespaceScope
-from strataflow.services.uploads.blobs import upload_blob_record
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Bucket, BucketObject

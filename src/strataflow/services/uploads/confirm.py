@@ -29,11 +29,11 @@ from strataflow.engine.jobs import JobContext, extend_lease
 from strataflow.errors import BadRequestError, StrataflowError
 from strataflow.schemas.objects import CreateBlobRequest, CreateObjectRequest
 from strataflow.schemas.uploads import PartRef
+from strataflow.services.buckets.mime import mime_type
 from strataflow.services.objects.crud import ObjectWriter, create_object
 from strataflow.services.objects.sources import SourceLimits
 from strataflow.services.uploads.crud import EXPIRED_MESSAGE, expire_overdue, find_completed_by_hash, get_upload
 from strataflow.services.uploads.multipart import join_parts
-from strataflow.services.uploads.rules import mime_type
 from strataflow.statuses import Status
 from strataflow.store.tables import Bucket, Upload
 from strataflow.transitions import transition

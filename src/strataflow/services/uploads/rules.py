@@ -10,17 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from strataflow.errors import BadRequestError
+from strataflow.services.buckets.mime import content_fits, derive_blob_type
 from strataflow.services.buckets.schema import FILE_TYPES, FieldType, check_metadata, check_required
 
 _MIME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]*(\s*;\s*[ -~]+)?$")
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._\-=+@ ()\[\],]")
 _STEM_OK = re.compile(r"^[A-Za-z0-9_]+$")
-
-_TEXTUAL = {"application/json", "application/xml", "application/x-ndjson", "application/yaml",
-            "application/x-yaml", "application/javascript", "application/rtf"}
-_SPREADSHEETS = {"application/vnd.ms-excel", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                 "application/vnd.oasis.opendocument.spreadsheet", "text/csv"}
-_GENERIC_BINARY = "application/octet-stream"
 
 
 def check_filename(filename: str) -> None:
@@ -58,45 +53,12 @@ def upload_id_in_key(key: str) -> str | None:
     return parts[3] if len(parts) >= 5 and parts[2] == UPLOADS_KEY_MARKER else None
 
 
-def mime_type(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
-
-
 def check_content_type(content_type: str) -> None:
     if not _MIME.match(content_type):
         raise BadRequestError(
             f"Invalid content_type {content_type!r}: expected a MIME type such as 'image/png'",
             {"field": "content_type"},
         )
-
-
-def derive_blob_type(content_type: str) -> FieldType | None:
-    mime = mime_type(content_type)
-    family = mime.split("/", 1)[0]
-    if family in ("video", "image", "audio"):
-        return FieldType(family)
-    if mime == "application/pdf":
-        return FieldType.PDF
-    if mime in _SPREADSHEETS and mime != "text/csv":
-        return FieldType.EXCEL
-    if family == "text" or mime in _TEXTUAL:
-        return FieldType.TEXT
-    return None
-
-
-def content_fits(kind: FieldType, content_type: str) -> bool:
-    """Whether bytes of this MIME type can be a blob of `kind`."""
-    mime = mime_type(content_type)
-    family = mime.split("/", 1)[0]
-    if kind in (FieldType.IMAGE, FieldType.VIDEO, FieldType.AUDIO):
-        return family == kind.value or mime == _GENERIC_BINARY
-    if kind is FieldType.PDF:
-        return mime in ("application/pdf", _GENERIC_BINARY)
-    if kind is FieldType.EXCEL:
-        return mime in _SPREADSHEETS or mime == _GENERIC_BINARY
-    if kind is FieldType.TEXT:
-        return family == "text" or mime in _TEXTUAL
-    return False
 
 
 def parse_blob_type(value: str) -> FieldType:

@@ -1,4 +1,4 @@
-"""Uploads as object blobs: `blobs[i].upload_id` in an object, and cleanup with the bucket.
+"""Uploads as object blobs: `blobs[i].upload_id` in an object.
 
 A completed upload's bytes become an object's blob where they lie; nothing
 is copied. One upload backs at most one object, so deleting that object can
@@ -13,12 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
-from strataflow.blobs.multipart import abort_parts
 from strataflow.errors import BadRequestError, ConflictError
 from strataflow.ids import new_id
 from strataflow.schemas.objects import CreateBlobRequest
+from strataflow.services.buckets.mime import content_fits
 from strataflow.services.buckets.schema import FieldType, parse_type
-from strataflow.services.uploads.rules import content_fits
 from strataflow.statuses import Status
 from strataflow.store.tables import Bucket, Upload
 
@@ -69,12 +68,3 @@ def _check_fit(bucket: Bucket, blob: CreateBlobRequest, row: Upload) -> FieldTyp
         raise BadRequestError(f"Upload '{row.upload_id}' holds {row.content_type}, not a {kind.value} file",
                               {"field": f"blobs.{prop}.upload_id", "content_type": row.content_type})
     return kind
-
-
-def delete_bucket_upload_bytes(session: Session, store: BlobStore, bucket_id: str) -> int:
-    """Remove the bytes of a bucket's uploads (they live outside the bucket's own prefix)."""
-    rows = session.execute(select(Upload.s3_key, Upload.multipart_id).where(Upload.bucket_id == bucket_id)).all()
-    for key, multipart_id in rows:
-        abort_parts(store, key, multipart_id)
-        store.delete(key)
-    return len(rows)
