@@ -26,13 +26,14 @@ from sqlalchemy.orm import Session
 from strataflow.blobs import BlobStore
 from strataflow.config import Settings
 from strataflow.engine.manifest import ManifestRow, count_rows, manifest_key, read_manifest, write_manifest
-from strataflow.engine.runners import ExtractionCall, Runner, RunNotes
+from strataflow.engine.runners import ExtractionCall, Pipelines, Runner, RunNotes
 from strataflow.engine.tiers.collection_run import RunContext, run_collection
 from strataflow.engine.tiers.job import TierJob, TierResult
-from strataflow.engine.tiers.pipeline import PipelineRunner, PipelineStep, TierWork, pipeline_steps
+from strataflow.engine.tiers.pipeline import PipelineStep, TierWork, pipeline_steps
 from strataflow.engine.tiers.records import SourceRecord, load_document_records
 from strataflow.engine.tiers.report import Tally, tier_result
 from strataflow.engine.tiers.results import CollectionRunResult, RowFailure
+from strataflow.engine.tiers.rows import RowStatus, classify_row
 from strataflow.extractors.base import ErrorCategory, ExtractorInput, RowResult
 from strataflow.index.store import DocumentIndex, quote_ids
 from strataflow.services.batches.members import member_ids
@@ -146,16 +147,14 @@ class BatchTierExecutor:
     # -- running -----------------------------------------------------------------------------
     def _extract_with_runner(self, config: dict[str, Any], inputs: list[ExtractorInput],
                              work_dir: Path, notes: RunNotes) -> list[RowResult]:
-        call = ExtractionCall(config["feature_extractor_name"], config["version"], config.get("parameters") or {},
-                              inputs, work_dir, self.settings.device, self.settings.models_dir)
+        call = ExtractionCall.for_extractor(config, inputs, work_dir, self.settings.device, self.settings.models_dir)
         return self.runner.submit(call, notes).result()
 
     def _run_collection(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, key: str,
                         wanted: set[str] | None, tally: Tally, progress: dict[str, int], expected: int) -> bool:
         allowed = self._passing_source_filters(batch, tier, collection)
-        pipelines = getattr(self.runner, "pipelines", None)  # a Ray runner with Ray Data runs whole tiers
-        if pipelines is not None:
-            return self._run_pipeline(pipelines, job, batch, tier, collection, key, (wanted, allowed), tally,
+        if self.runner.pipelines is not None:  # a Ray runner with Ray Data runs whole tiers
+            return self._run_pipeline(self.runner.pipelines, job, batch, tier, collection, key, (wanted, allowed), tally,
                                       progress, expected)
         context = RunContext(blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
                              device=self.settings.device, batch_size=self.settings.extract_batch_size,
@@ -165,19 +164,19 @@ class BatchTierExecutor:
         for chunk in read_manifest(self.blobs, key, self.settings.manifest_chunk_rows):
             if job.should_stop():
                 return True
-            rows = [r for r in chunk if wanted is None or r.row_id in wanted]
-            kept = [r for r in rows if allowed is None or r.row_id in allowed]
-            missing = [r for r in kept if r.payload.get("missing")]
-            records = [record_from_row(r) for r in kept if not r.payload.get("missing")]
+            classified = [(row, *classify_row(row, wanted, allowed)) for row in chunk]
+            kept = [row for row, status, _ in classified if status not in (RowStatus.SKIPPED, RowStatus.FILTERED)]
+            filtered = sum(1 for _, status, _ in classified if status == RowStatus.FILTERED)
+            records = [record_from_row(row) for row, status, _ in classified if status == RowStatus.OK]
             result = run_collection(context, collection, records) if records else CollectionRunResult(
                 collection.collection_id)
-            result.failures += [RowFailure(r.row_id, ErrorCategory.VALIDATION.value,
-                                           "the object no longer exists in the bucket") for r in missing]
-            step = PipelineStep(result, {r.row_id: r.root_object_id for r in kept}, len(rows) - len(kept), len(chunk))
+            result.failures += [RowFailure(row.row_id, ErrorCategory.VALIDATION.value, message or "")
+                                for row, status, message in classified if status == RowStatus.FAILED]
+            step = PipelineStep(result, {r.row_id: r.root_object_id for r in kept}, filtered, len(chunk))
             self._account(job, batch, tier, collection, step, tally, progress, expected)
         return False
 
-    def _run_pipeline(self, pipelines: PipelineRunner, job: TierJob, batch: Batch, tier: BatchTier,
+    def _run_pipeline(self, pipelines: Pipelines, job: TierJob, batch: Batch, tier: BatchTier,
                       collection: Collection, key: str, rows: tuple[set[str] | None, set[str] | None],
                       tally: Tally, progress: dict[str, int], expected: int) -> bool:
         """The collection as one Ray Data pipeline over the manifest; True when canceled."""

@@ -21,27 +21,22 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 
 from strataflow.blobs import BlobStore
 from strataflow.config import Settings
-from strataflow.engine.runners.base import RunNotes
+from strataflow.engine.runners.base import Pipelines, RunNotes
 from strataflow.engine.tiers.collection_run import CollectionSpec, document_builder, plan_inputs, write_outcomes
 from strataflow.engine.tiers.records import SourceRecord
 from strataflow.engine.tiers.results import CollectionRunResult, RowFailure
-from strataflow.engine.tiers.stage import ExtractionStage, RowStatus, unpack_documents
+from strataflow.engine.tiers.rows import RowStatus
+from strataflow.engine.tiers.stage import ExtractionStage, unpack_documents
 from strataflow.extractors.base import ErrorCategory, ExtractionError, Resources, RowResult
 from strataflow.extractors.registry import get_extractor
 from strataflow.index.store import DocumentIndex
 from strataflow.store.tables import Collection
-
-
-class PipelineRunner(Protocol):
-    """What a runner offers when it runs whole tiers as pipelines (the Ray runner with Ray Data)."""
-
-    def run(self, pipeline: Any, notes: RunNotes) -> Iterator[pa.Table]: ...
 
 
 @dataclass
@@ -64,7 +59,7 @@ class TierWork:
     allowed: frozenset[str] | None  # rows passing the source filters; None: no filter
 
 
-def pipeline_steps(pipelines: PipelineRunner, settings: Settings, blobs: BlobStore, index: DocumentIndex,
+def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, index: DocumentIndex,
                    collection: Collection, work: TierWork, notes: RunNotes) -> Iterator[PipelineStep]:
     """Run the collection's pipeline; yield each output batch once its documents are written.
 

@@ -2,7 +2,7 @@
 
 Runs inside a Ray Data actor (one instance per actor, so the extractor's models
 stay loaded between batches) and knows nothing of Ray. For each manifest row it
-decides, as the local path does, whether the row is this round's work (retry
+decides, with the local path's classifier (engine/tiers/rows.py), whether the row is this round's work (retry
 rounds run only their failed rows), passes the collection's source filters,
 still has its object, and has the collection's input; then it prepares the
 inputs (reading blobs from the blob store it opens itself) and extracts.
@@ -22,7 +22,6 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +35,10 @@ from strataflow.engine.runners.worker import run_extraction
 from strataflow.engine.tiers.collection_run import CollectionSpec, plan_inputs, prepare_inputs
 from strataflow.engine.tiers.records import SourceRecord
 from strataflow.engine.tiers.results import CollectionRunResult
+from strataflow.engine.tiers.rows import RowStatus, classify_row
 from strataflow.extractors.base import DocumentBlob, ErrorCategory, ExtractedDocument, ExtractionError, RowResult
 
 log = logging.getLogger("strataflow.ray_data")
-
-
-class RowStatus(StrEnum):
-    OK = "ok"
-    FAILED = "failed"
-    MISSING_INPUT = "missing_input"  # not this collection's kind of row: counted, not failed
-    FILTERED = "filtered"  # left out by the collection's source filters
-    SKIPPED = "skipped"  # not part of this round (a retry round runs only its failed rows)
 
 
 OUTPUT_SCHEMA = pa.schema([
@@ -103,15 +95,6 @@ class ExtractionStage:
         self.plan = plan_inputs(spec)
         self.blobs = open_blob_store(settings)
 
-    def _classify(self, row: ManifestRow) -> tuple[RowStatus, str | None]:
-        if self.wanted is not None and row.row_id not in self.wanted:
-            return RowStatus.SKIPPED, None
-        if self.allowed is not None and row.row_id not in self.allowed:
-            return RowStatus.FILTERED, None
-        if row.payload.get("missing"):
-            return RowStatus.FAILED, "the object no longer exists in the bucket"
-        return RowStatus.OK, None
-
     def __call__(self, batch: pa.Table) -> pa.Table:
         raw = batch.to_pylist()
         rows = [ManifestRow.from_record(r) for r in raw]
@@ -119,7 +102,7 @@ class ExtractionStage:
         out: dict[str, dict[str, Any]] = {}
         records: dict[str, SourceRecord] = {}
         for row in rows:
-            status, message = self._classify(row)
+            status, message = classify_row(row, self.wanted, self.allowed)
             out[row.row_id] = {"row_id": row.row_id, "root_object_id": row.root_object_id, "status": status.value}
             if message is not None:
                 out[row.row_id].update(error_type=ErrorCategory.VALIDATION.value, error_message=message)
@@ -150,9 +133,8 @@ class ExtractionStage:
         return pa.Table.from_pylist(table, schema=OUTPUT_SCHEMA)
 
     def _extract(self, inputs: list[Any], work_dir: Path) -> list[RowResult]:
-        config = self.spec.feature_extractor
-        call = ExtractionCall(config["feature_extractor_name"], config["version"], config.get("parameters") or {},
-                              inputs, work_dir, self.device, self.settings.models_dir)
+        call = ExtractionCall.for_extractor(self.spec.feature_extractor, inputs, work_dir, self.device,
+                                            self.settings.models_dir)
         try:
             return run_extraction(call)
         except Exception as exc:  # an extractor bug fails the batch's rows, never the tier
