@@ -53,14 +53,16 @@ def is_scanned(page: pdfium.PdfPage, text_chars: int, images: list[Box]) -> bool
 
 
 def render(page: pdfium.PdfPage, dpi: int) -> Image.Image:
-    return page.render(scale=dpi / POINTS_PER_INCH).to_pil().convert("RGB")
+    image: Image.Image = page.render(scale=dpi / POINTS_PER_INCH).to_pil().convert("RGB")
+    return image
 
 
 def crop_points(image: Image.Image, box: Box, dpi: int, pad: float = 2.0) -> Image.Image:
     """The part of a page render at `dpi` under `box` (points), a little padded."""
     scale = dpi / POINTS_PER_INCH
     left, top = max(0, int((box.x0 - pad) * scale)), max(0, int((box.top - pad) * scale))
-    right, bottom = min(image.width, int((box.x1 + pad) * scale) + 1), min(image.height, int((box.bottom + pad) * scale) + 1)
+    right = min(image.width, int((box.x1 + pad) * scale) + 1)
+    bottom = min(image.height, int((box.bottom + pad) * scale) + 1)
     return image.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
 
 
