@@ -41,7 +41,7 @@ class FieldTarget:
 
     def as_type(self, value: Any) -> ColumnElement[Any]:
         if not self.path:
-            return self.column
+            return self.column.expression
         element = self.column[self.path]  # a JSON path: the column's type decides how it reads
         typed: ColumnElement[Any]
         if isinstance(value, bool):
@@ -53,7 +53,7 @@ class FieldTarget:
         return typed
 
     def raw(self) -> ColumnElement[Any]:
-        return json_value(self.column.expression, *self.path) if self.path else self.column
+        return json_value(self.column.expression, *self.path) if self.path else self.column.expression
 
 
 def resolve_field(name: str, fields: FieldMap) -> FieldTarget:
