@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from strataflow.extractors import limits
+
 
 class Settings(BaseSettings):
     """Runtime configuration, read from `STRATAFLOW_*` environment variables."""
@@ -79,6 +81,23 @@ class Settings(BaseSettings):
     tier_lease_s: float = Field(default=30.0, gt=0, description="A tier's lease; a dead worker's tier resumes after it.")
     manifest_chunk_rows: int = Field(default=1000, ge=1, description="Manifest rows read and processed at a time.")
     extract_batch_size: int = Field(default=256, ge=1, description="Rows handed to an extractor per call.")
+    # Caps on one input row (extractors/limits.py): a row over one fails with a permanent
+    # `validation` error that names the cap, before its memory is spent.
+    pdf_max_page_pixels: int = Field(
+        default=limits.PDF_PAGE_MAX_PIXELS, ge=1,
+        description="Pixels one PDF page may render to (page area x dpi^2); render_dpi and ocr_dpi both count.")
+    video_max_segments: int = Field(
+        default=limits.VIDEO_MAX_SEGMENTS, ge=1, description="Segments one audio/video file may be cut into.")
+    image_max_pixels: int = Field(
+        default=limits.IMAGE_MAX_PIXELS, ge=1, description="Pixels (width x height) one image may declare.")
+    image_max_frames: int = Field(
+        default=limits.IMAGE_MAX_FRAMES, ge=1, description="Frames one animated image (GIF, APNG, WebP) may hold.")
+    text_max_bytes: int = Field(
+        default=limits.TEXT_MAX_BYTES, ge=1, description="Bytes of one text input (a text blob or field).")
+    worker_memory_mb: int | None = Field(
+        default=None, ge=64,
+        description="Memory ceiling (RLIMIT_DATA) of each extraction worker process; a row that needs more "
+                    "fails instead of drawing the kernel's OOM killer. Empty: no ceiling.")
     # Presigned uploads: per-file cap, optional per-namespace quota, and the size above
     # which a confirm runs as a background task (the contract says 100 MB).
     max_upload_bytes: int = Field(default=5 * 1024**3, ge=1, description="Largest file one upload may carry.")
@@ -97,12 +116,19 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
-    @field_validator("database_url", "blob_url", "index_uri", "api_key", "public_url", "ray_address",
+    @field_validator("database_url", "blob_url", "index_uri", "api_key", "public_url", "ray_address", "worker_memory_mb",
                      mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """`STRATAFLOW_API_KEY=` in a shell or compose file means 'not set', not an empty key."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def extraction_limits(self) -> limits.ExtractionLimits:
+        return limits.ExtractionLimits(
+            pdf_page_max_pixels=self.pdf_max_page_pixels, video_max_segments=self.video_max_segments,
+            image_max_pixels=self.image_max_pixels, image_max_frames=self.image_max_frames,
+            text_max_bytes=self.text_max_bytes)
 
     @property
     def resolved_database_url(self) -> str:

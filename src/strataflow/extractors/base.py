@@ -18,6 +18,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from strataflow.extractors.limits import ExtractionLimits
+
 
 class ErrorCategory(StrEnum):
     """The contract's batch error categories."""
@@ -143,6 +145,7 @@ class ExtractContext:
     device: str = "cpu"
     should_stop: Callable[[], bool] = lambda: False
     models_dir: Path | None = None  # where models assembled on disk live (Whisper); the engine's data dir
+    limits: ExtractionLimits = field(default_factory=ExtractionLimits)  # the operator's caps on one row
 
 
 class ExtractorParams(BaseModel):

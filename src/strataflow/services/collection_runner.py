@@ -18,13 +18,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from strataflow.blobs import BlobStore
 from strataflow.config import Settings
 from strataflow.extractors.base import ErrorCategory, ExtractContext, ExtractionError, ExtractorInput, RowResult
+from strataflow.extractors.limits import ExtractionLimits
 from strataflow.extractors.registry import get_extractor, parse_parameters, vector_storage_name
 from strataflow.index.records import StoredDocument, timestamp
 from strataflow.index.store import DocumentIndex
@@ -53,11 +54,13 @@ class RunContext:
     # Where extraction runs. None: in this process. The batch engine passes its runner
     # (a process pool or Ray), which receives the extractor's name, version and raw parameters.
     extract: ExtractFunction | None = None
+    limits: ExtractionLimits = field(default_factory=ExtractionLimits)  # the operator's caps on one row
 
     @classmethod
     def from_settings(cls, blobs: BlobStore, index: DocumentIndex, settings: Settings, **options: Any) -> RunContext:
         """The usual context: scratch space under the data dir (`settings.work_dir`)."""
-        return cls(blobs=blobs, index=index, work_root=settings.work_dir, **options)
+        return cls(blobs=blobs, index=index, work_root=settings.work_dir, limits=settings.extraction_limits,
+                   **options)
 
 
 def parameters_hash(collection: Collection) -> str:
@@ -144,12 +147,13 @@ def run_collection(ctx: RunContext, collection: Collection, records: list[Source
 
 
 def prepare_inputs(plan: InputPlan, records: list[SourceRecord], blobs: BlobStore, work_dir: Path,
-                   result: CollectionRunResult) -> list[ExtractorInput]:
+                   result: CollectionRunResult, limits: ExtractionLimits | None = None) -> list[ExtractorInput]:
     """The extractor inputs of `records`; rows that cannot be prepared go to `result` (failed or missing input)."""
     inputs: list[ExtractorInput] = []
     for record in records:
         try:
-            values = {m.input_key: input_value(record, m, blobs, work_dir) for m in plan.mappings}
+            values = {m.input_key: input_value(record, m, blobs, work_dir, limits or ExtractionLimits())
+                      for m in plan.mappings}
         except ExtractionError as error:
             result.failures.append(RowFailure(record.source_id, error.category.value, error.message))
             continue
@@ -167,7 +171,7 @@ def prepare_inputs(plan: InputPlan, records: list[SourceRecord], blobs: BlobStor
 def _run_chunk(ctx: RunContext, collection: Collection, plan: InputPlan, builder: DocumentBuilder,
                chunk: list[SourceRecord], work_dir: Path, result: CollectionRunResult) -> None:
     clock = time.monotonic()
-    inputs = prepare_inputs(plan, chunk, ctx.blobs, work_dir / "rows", result)
+    inputs = prepare_inputs(plan, chunk, ctx.blobs, work_dir / "rows", result, ctx.limits)
     result.prepare_ms += (time.monotonic() - clock) * 1000
     if not inputs:
         return
@@ -177,7 +181,7 @@ def _run_chunk(ctx: RunContext, collection: Collection, plan: InputPlan, builder
             outcomes = ctx.extract(collection.feature_extractor, inputs, work_dir / "extract")
         else:
             outcomes = plan.extractor.extract(inputs, plan.params, ExtractContext(work_dir / "extract", ctx.device,
-                                                                                  ctx.should_stop))
+                                                                                  ctx.should_stop, limits=ctx.limits))
     except Exception as exc:  # an extractor bug fails its rows, not the run
         log.exception("extractor failed", extra={"collection_id": collection.collection_id})
         outcomes = [RowResult(i.row_id, error=ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"))

@@ -129,7 +129,8 @@ class ExtractionStage:
         work_dir = Path(tempfile.mkdtemp(prefix=f"{self.spec.collection_id}-"))
         try:
             clock = time.monotonic()
-            inputs = prepare_inputs(self.plan, list(records.values()), self.blobs, work_dir / "rows", result)
+            inputs = prepare_inputs(self.plan, list(records.values()), self.blobs, work_dir / "rows", result,
+                                    self.settings.extraction_limits)
             prepare_ms, clock = (time.monotonic() - clock) * 1000, time.monotonic()
             outcomes = self._extract(inputs, work_dir / "extract") if inputs else []
             extract_ms = (time.monotonic() - clock) * 1000
@@ -152,7 +153,8 @@ class ExtractionStage:
     def _extract(self, inputs: list[Any], work_dir: Path) -> list[RowResult]:
         config = self.spec.feature_extractor
         call = ExtractionCall(config["feature_extractor_name"], config["version"], config.get("parameters") or {},
-                              inputs, work_dir, self.device, self.settings.models_dir)
+                              inputs, work_dir, self.device, self.settings.models_dir,
+                              self.settings.extraction_limits)
         try:
             return run_extraction(call)
         except Exception as exc:  # an extractor bug fails the batch's rows, never the tier

@@ -147,7 +147,8 @@ class BatchTierExecutor:
     def _extract_with_runner(self, config: dict[str, Any], inputs: list[ExtractorInput],
                              work_dir: Path, notes: RunNotes) -> list[RowResult]:
         call = ExtractionCall(config["feature_extractor_name"], config["version"], config.get("parameters") or {},
-                              inputs, work_dir, self.settings.device, self.settings.models_dir)
+                              inputs, work_dir, self.settings.device, self.settings.models_dir,
+                              self.settings.extraction_limits)
         return self.runner.submit(call, notes).result()
 
     def _run_collection(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, key: str,
@@ -158,7 +159,7 @@ class BatchTierExecutor:
             return self._run_pipeline(pipelines, job, batch, tier, collection, key, (wanted, allowed), tally,
                                       progress, expected)
         context = RunContext(blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
-                             device=self.settings.device, batch_size=self.settings.extract_batch_size,
+                             limits=self.settings.extraction_limits, device=self.settings.device, batch_size=self.settings.extract_batch_size,
                              should_stop=job.should_stop,
                              extract=lambda config, inputs, work_dir: self._extract_with_runner(
                                  config, inputs, work_dir, tally.notes))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from strataflow.extractors.base import ExtractorInput, RowResult
+from strataflow.extractors.limits import ExtractionLimits
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class ExtractionCall:
     work_dir: Path
     device: str = "cpu"
     models_dir: Path | None = None
+    limits: ExtractionLimits = field(default_factory=ExtractionLimits)
 
 
 @dataclass
