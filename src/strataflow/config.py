@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     ray_actor_cpus: float = Field(
         default=0.0, ge=0, description="CPUs an actor reserves; 0 = the extractor's declared num_cpus.")
     ray_max_restarts: int = Field(
-        default=3, ge=0, description="Restarts of a dead actor, each retrying the chunk it was running.")
+        default=3, ge=0,
+        description="Restarts of a dead actor; the chunk it was running is narrowed down to its poison row in a "
+                    "quarantine actor, not retried whole.")
     ray_namespace: str = Field(default="strataflow", description="Ray namespace of the runner's actors.")
     ray_data: bool = Field(
         default=True,

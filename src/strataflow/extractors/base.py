@@ -49,6 +49,17 @@ class ExtractionError(Exception):
         return (type(self), (self.category, self.message))
 
 
+class OutOfMemory(ExtractionError):
+    """A row ran out of memory: the worker's ceiling (STRATAFLOW_WORKER_MEMORY_MB) or the machine's.
+
+    Transient on its face, but the runner treats it like a dead worker: it reruns the row
+    alone, and a row that runs out of memory twice on its own fails for good.
+    """
+
+    def __init__(self, category: ErrorCategory = ErrorCategory.RESOURCE, message: str = "out of memory") -> None:
+        super().__init__(category, message)
+
+
 @dataclass(frozen=True)
 class VectorIndexSpec:
     """One vector space an extractor writes. `name` is the feature's output name."""

@@ -21,6 +21,7 @@ from strataflow.extractors.base import (
     ExtractorInput,
     ExtractorParams,
     InputField,
+    OutOfMemory,
     OutputField,
     Resources,
     RowResult,
@@ -69,7 +70,7 @@ def _model_failure(exc: Exception) -> ExtractionError:
     if isinstance(exc, (ImportError, OSError)):
         category = ErrorCategory.DEPENDENCY  # the model package or its weights are missing
     elif isinstance(exc, MemoryError):
-        category = ErrorCategory.RESOURCE
+        return OutOfMemory(ErrorCategory.RESOURCE, "text embedding ran out of memory")
     else:
         category = ErrorCategory.RUNTIME
     return ExtractionError(category, f"text embedding failed: {type(exc).__name__}: {exc}")

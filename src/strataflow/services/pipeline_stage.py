@@ -32,6 +32,7 @@ from strataflow.blobs.stores import open_blob_store
 from strataflow.config import Settings
 from strataflow.engine.manifest import ManifestRow
 from strataflow.engine.runners.base import ExtractionCall
+from strataflow.engine.runners.isolation import isolate, needs_isolation
 from strataflow.engine.runners.worker import run_extraction
 from strataflow.extractors.base import DocumentBlob, ErrorCategory, ExtractedDocument, ExtractionError, RowResult
 from strataflow.services.collection_results import CollectionRunResult
@@ -150,17 +151,26 @@ class ExtractionStage:
             table[0].update(prepare_ms=prepare_ms, extract_ms=extract_ms)
         return pa.Table.from_pylist(table, schema=OUTPUT_SCHEMA)
 
+    def poisoned(self, batch: pa.Table, message: str) -> pa.Table:
+        """The output for rows that must not run again: they killed their worker (the Ray side decides)."""
+        rows = [{"row_id": r["row_id"], "root_object_id": r["root_object_id"], "status": RowStatus.FAILED.value,
+                 "error_type": ErrorCategory.VALIDATION.value, "error_message": message} for r in batch.to_pylist()]
+        return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
+
     def _extract(self, inputs: list[Any], work_dir: Path) -> list[RowResult]:
         config = self.spec.feature_extractor
         call = ExtractionCall(config["feature_extractor_name"], config["version"], config.get("parameters") or {},
                               inputs, work_dir, self.device, self.settings.models_dir,
                               self.settings.extraction_limits)
         try:
-            return run_extraction(call)
+            results = run_extraction(call)
         except Exception as exc:  # an extractor bug fails the batch's rows, never the tier
             log.exception("extractor failed", extra={"collection_id": self.spec.collection_id})
-            error = ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"[:2000])
+            error = ExtractionError(ErrorCategory.RUNTIME, f"the extractor failed: {type(exc).__name__}")
             return [RowResult(row.row_id, error=error) for row in inputs]
+        if needs_isolation(results):  # rows out of memory: each runs again on its own, here
+            return isolate(inputs, results, lambda rows: run_extraction(replace(call, inputs=rows)))
+        return results
 
     @staticmethod
     def _outcome_columns(outcome: RowResult, payload: str) -> dict[str, Any]:
@@ -171,6 +181,6 @@ class ExtractionStage:
             documents = pack_documents(outcome.documents)
         except OSError as exc:  # a file the extractor named is gone: the row fails, not the batch
             return {"status": RowStatus.FAILED.value, "error_type": ErrorCategory.RUNTIME.value,
-                    "error_message": f"an extracted file could not be read: {exc}"}
+                    "error_message": f"an extracted file could not be read ({exc.strerror or type(exc).__name__})"}
         return {"record": payload, "documents": documents}
 
