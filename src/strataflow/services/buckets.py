@@ -12,6 +12,7 @@ from strataflow.errors import AlreadyExistsError, BadRequestError, not_found
 from strataflow.ids import looks_like, new_id
 from strataflow.schemas.buckets import BucketCreateRequest, BucketUpdateRequest, ListBucketsRequest
 from strataflow.services.bucket_schema import check_unique_key, normalize_schema
+from strataflow.services.object_documents import namespace_collection_ids, remove_documents_of_objects
 from strataflow.services.scope import NamespaceScope
 from strataflow.services.tasks import create_task
 from strataflow.services.upload_blobs import delete_bucket_upload_bytes
@@ -149,8 +150,14 @@ def _delete_bucket(context: JobContext, task: Task) -> JobOutcome:
     blobs = context.blobs.delete_prefix(f"{task.namespace_id}/{bucket_id}/")
     with context.db.transaction() as session:
         blobs += delete_bucket_upload_bytes(session, context.blobs, bucket_id)
+        object_ids = list(session.scalars(select(BucketObject.object_id).where(BucketObject.bucket_id == bucket_id)))
         objects = session.execute(delete(BucketObject).where(BucketObject.bucket_id == bucket_id)).rowcount
         session.execute(delete(Bucket).where(Bucket.bucket_id == bucket_id))
+        collection_ids = namespace_collection_ids(session, task.namespace_id or "")
+    index = context.services.get("index")
+    if index is not None:  # the objects' documents in every collection go with them
+        for start in range(0, len(object_ids), 500):
+            remove_documents_of_objects(index, context.blobs, collection_ids, object_ids[start:start + 500])
     return JobOutcome(
         status=Status.COMPLETED,
         outputs=[{"bucket_id": bucket_id, "objects_deleted": objects, "blobs_deleted": blobs}],

@@ -166,7 +166,7 @@ class ExtractionStage:
             results = run_extraction(call)
         except Exception as exc:  # an extractor bug fails the batch's rows, never the tier
             log.exception("extractor failed", extra={"collection_id": self.spec.collection_id})
-            error = ExtractionError(ErrorCategory.RUNTIME, f"the extractor failed: {type(exc).__name__}")
+            error = ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"[:2000])
             return [RowResult(row.row_id, error=error) for row in inputs]
         if needs_isolation(results):  # rows out of memory: each runs again on its own, here
             return isolate(inputs, results, lambda rows: run_extraction(replace(call, inputs=rows)))

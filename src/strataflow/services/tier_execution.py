@@ -34,6 +34,7 @@ from strataflow.services.batch_objects import member_ids
 from strataflow.services.collection_results import CollectionRunResult, RowFailure
 from strataflow.services.collection_runner import RunContext, run_collection
 from strataflow.services.documents import where_of
+from strataflow.services.object_documents import live_roots_in
 from strataflow.services.objects import OBJECT_FIELDS
 from strataflow.services.source_records import SourceRecord, load_document_records
 from strataflow.services.tier_pipeline import PipelineRunner, PipelineStep, TierWork, pipeline_steps
@@ -159,7 +160,8 @@ class BatchTierExecutor:
             return self._run_pipeline(pipelines, job, batch, tier, collection, key, (wanted, allowed), tally,
                                       progress, expected)
         context = RunContext(blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
-                             limits=self.settings.extraction_limits, device=self.settings.device, batch_size=self.settings.extract_batch_size,
+                             limits=self.settings.extraction_limits, live_roots=live_roots_in(self.db),
+                             device=self.settings.device, batch_size=self.settings.extract_batch_size,
                              should_stop=job.should_stop,
                              extract=lambda config, inputs, work_dir: self._extract_with_runner(
                                  config, inputs, work_dir, tally.notes))
@@ -192,7 +194,8 @@ class BatchTierExecutor:
         work = TierWork(f"{batch.batch_id}-tier{tier.tier_num}-{collection.collection_id}", key,
                         frozenset(wanted) if wanted is not None else None,
                         frozenset(allowed) if allowed is not None else None)
-        steps = pipeline_steps(pipelines, self.settings, self.blobs, self.index, collection, work, tally.notes)
+        steps = pipeline_steps(pipelines, self.settings, self.blobs, self.index, collection, work, tally.notes,
+                               live_roots_in(self.db))
         try:
             for step in steps:
                 self._account(job, batch, tier, collection, step, tally, progress, expected)

@@ -14,6 +14,7 @@ on their own would race each other and report what they wrote after the fact.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import shutil
 import tempfile
@@ -33,9 +34,12 @@ from strataflow.extractors.registry import get_extractor
 from strataflow.index.store import DocumentIndex
 from strataflow.services.collection_results import CollectionRunResult, RowFailure
 from strataflow.services.collection_runner import CollectionSpec, document_builder, plan_inputs, write_outcomes
+from strataflow.services.object_documents import LiveRoots
 from strataflow.services.pipeline_stage import ExtractionStage, RowStatus, unpack_documents
 from strataflow.services.source_records import SourceRecord
 from strataflow.store.tables import Collection
+
+log = logging.getLogger("strataflow.tiers")
 
 
 class PipelineRunner(Protocol):
@@ -65,7 +69,8 @@ class TierWork:
 
 
 def pipeline_steps(pipelines: PipelineRunner, settings: Settings, blobs: BlobStore, index: DocumentIndex,
-                   collection: Collection, work: TierWork, notes: RunNotes) -> Iterator[PipelineStep]:
+                   collection: Collection, work: TierWork, notes: RunNotes,
+                   live_roots: LiveRoots | None = None) -> Iterator[PipelineStep]:
     """Run the collection's pipeline; yield each output batch once its documents are written.
 
     Closing the iterator early (a canceled tier) stops the Ray Data execution.
@@ -86,12 +91,12 @@ def pipeline_steps(pipelines: PipelineRunner, settings: Settings, blobs: BlobSto
                         resources=resources, batch_size=settings.extract_batch_size)
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     for batch in pipelines.run(pipeline, notes):
-        yield _write_batch(batch, builder, index, settings.work_dir, collection.collection_id)
+        yield _write_batch(batch, builder, index, settings.work_dir, collection.collection_id, live_roots)
     index.maintain(collection.collection_id)
 
 
 def _write_batch(batch: pa.Table, builder: Any, index: DocumentIndex, work_root: Path,
-                 collection_id: str) -> PipelineStep:
+                 collection_id: str, live_roots: LiveRoots | None) -> PipelineStep:
     step = PipelineStep(CollectionRunResult(collection_id), consumed=batch.num_rows)
     result = step.result
     rows = batch.to_pylist()
@@ -118,7 +123,7 @@ def _write_batch(batch: pa.Table, builder: Any, index: DocumentIndex, work_root:
                 records[row["row_id"]] = SourceRecord(**json.loads(row["record"]))
                 outcomes.append(_outcome(row, work_dir / str(len(outcomes))))
         result.rows_processed = len(step.roots)
-        write_outcomes(index, builder, records, outcomes, result)
+        write_outcomes(index, builder, records, outcomes, result, live_roots)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     result.write_ms = (time.monotonic() - clock) * 1000
@@ -129,5 +134,6 @@ def _outcome(row: dict[str, Any], work_dir: Path) -> RowResult:
     try:
         return RowResult(row["row_id"], documents=unpack_documents(row["documents"], work_dir))
     except (pickle.UnpicklingError, EOFError, OSError) as exc:  # unreadable output fails its row, not the tier
-        error = ExtractionError(ErrorCategory.RUNTIME, f"the worker's output could not be read: {exc}"[:2000])
+        log.warning("a worker's output could not be read", exc_info=exc)
+        error = ExtractionError(ErrorCategory.RUNTIME, f"the worker's output could not be read ({type(exc).__name__})")
         return RowResult(row["row_id"], error=error)

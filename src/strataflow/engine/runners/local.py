@@ -75,7 +75,7 @@ class LocalRunner:
                 return
             except Exception as exc:
                 log.error("extraction call failed", exc_info=exc, extra={"extractor": call.extractor_name})
-                error = ExtractionError(ErrorCategory.RUNTIME, f"the extractor failed: {type(exc).__name__}")
+                error = ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"[:2000])
                 outer.set_result([RowResult(row_id=r.row_id, error=error) for r in call.inputs])
                 return
             if needs_isolation(results):

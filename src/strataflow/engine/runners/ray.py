@@ -202,12 +202,12 @@ class RayRunner:
             except RayTaskError as exc:  # an extractor bug: every row of the chunk fails with it
                 cause = exc.cause if exc.cause is not None else exc
                 log.error("extraction call failed on ray", extra={"actor_id": slot.actor_id, "error": str(exc)[:2000]})
-                error = ExtractionError(ErrorCategory.RUNTIME, f"the extractor failed: {type(cause).__name__}")
+                error = ExtractionError(ErrorCategory.RUNTIME, f"{type(cause).__name__}: {cause}"[:2000])
                 results = [RowResult(row_id=r.row_id, error=error) for r in call.inputs]
                 lines = [f"actor {slot.actor_id} task {task_id}: the extractor failed: {type(cause).__name__}"]
             except Exception as exc:  # anything else fails the chunk's rows, not the tier
                 log.error("ray call failed", exc_info=exc)
-                error = ExtractionError(ErrorCategory.RUNTIME, f"the extraction call failed: {type(exc).__name__}")
+                error = ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"[:2000])
                 results = [RowResult(row_id=r.row_id, error=error) for r in call.inputs]
             if notes is not None:
                 notes.job_id = self.job_id
