@@ -198,7 +198,7 @@ class RayRunner:
                 log.error("ray actor died; rerunning its chunk's rows in quarantine",
                           extra={"actor_id": slot.actor_id, "error": str(exc)[:500]})
                 died, results = True, []
-                lines = [f"actor {slot.actor_id} task {task_id}: actor died; rows rerun in quarantine"]
+                lines = [f"the actor {slot.actor_id} died running task {task_id}; its rows rerun in quarantine"]
             except RayTaskError as exc:  # an extractor bug: every row of the chunk fails with it
                 cause = exc.cause if exc.cause is not None else exc
                 log.error("extraction call failed on ray", extra={"actor_id": slot.actor_id, "error": str(exc)[:2000]})
@@ -230,9 +230,11 @@ class RayRunner:
         with self._quarantine_lock:
             handle = self._quarantine.get(key)
             if handle is None:
-                options = {**self._actor_options(call), "max_restarts": -1, "max_task_retries": 0}
-                handle = ExtractionActor.options(**options).remote(  # type: ignore[attr-defined]
-                    max(1, int(options["num_cpus"])), self.settings.worker_memory_mb)
+                # It reserves nothing: the extractor's actors may hold every CPU (and GPU) of the cluster,
+                # and a quarantine that waited for them would wait for ever. It runs rarely, one call at a time.
+                threads = max(1, int(self._actor_options(call)["num_cpus"]))
+                handle = ExtractionActor.options(  # type: ignore[attr-defined]
+                    num_cpus=0, max_restarts=-1, max_task_retries=0).remote(threads, self.settings.worker_memory_mb)
                 self._quarantine[key] = handle
             try:
                 results, lines = ray.get(handle.extract.remote(dataclasses.replace(call, inputs=rows)))
