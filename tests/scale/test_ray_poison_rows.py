@@ -66,3 +66,31 @@ def test_a_row_that_kills_its_ray_data_worker_fails_alone(tmp_path: Path, ray_ru
     assert sorted(by_id) == sorted(ids) and len(out) == len(ids)  # every row once, none lost or doubled
     assert by_id.pop("poison-3")["error_type"] == "validation"
     assert all(row["status"] == "ok" for row in by_id.values())
+
+
+def test_a_page_bomb_under_the_memory_ceiling_fails_alone_on_ray_actors(tmp_path: Path, ray_runner: Any) -> None:
+    """Per-chunk actors: the bomb runs out of memory under the ceiling, then again alone in quarantine."""
+    from strataflow.engine.runners.base import ExtractionCall
+    from strataflow.engine.runners.ray import RayRunner
+    from strataflow.extractors.base import ExtractorInput
+    from strataflow.extractors.limits import ExtractionLimits
+    from tests.bomb_factory import huge_page_pdf
+    from tests.pdf_factory import TextPage, write_pdf
+
+    runner = RayRunner.from_settings(Settings(engine="ray", ray_data=False, ray_actor_cpus=1.0, worker_memory_mb=900))
+    rows = [ExtractorInput(f"good-{i}", {"pdf": write_pdf(tmp_path / f"good{i}.pdf", [TextPage(items=[
+        (72, 72, 11.0, f"Report number {i}: the northern lighthouse was inspected in spring.")])])})
+        for i in range(4)]
+    rows.insert(2, ExtractorInput("bomb", {"pdf": huge_page_pdf(tmp_path / "bomb.pdf")}))
+    call = ExtractionCall("document_graph_extractor", "v1", {"run_ocr": False}, rows, tmp_path / "work",
+                          limits=ExtractionLimits(pdf_page_max_pixels=10**12))  # the ceiling, not the cap
+    notes = RunNotes()
+    try:
+        results = {r.row_id: r for r in runner.submit(call, notes).result(timeout=600)}
+    finally:
+        runner.close()
+    bomb = results.pop("bomb")
+    assert bomb.error is not None and bomb.error.category == ErrorCategory.VALIDATION
+    assert "STRATAFLOW_WORKER_MEMORY_MB" in bomb.error.message
+    assert all(r.error is None and r.documents for r in results.values())
+    assert any(line.startswith("quarantine actor ") for line in notes.logs)  # the reruns ran in quarantine
