@@ -38,7 +38,7 @@ def _rows(count: int, poison_at: set[int]) -> list[ExtractorInput]:
 class _Worker:
     """A stand-in worker for the narrowing rule alone: it dies on poison, runs out of memory on greedy rows."""
 
-    def __init__(self, greedy: set[str] = frozenset(), broken: bool = False) -> None:  # type: ignore[assignment]
+    def __init__(self, greedy: frozenset[str] = frozenset(), broken: bool = False) -> None:
         self.greedy, self.broken = greedy, broken
         self.calls: list[list[str]] = []
 
@@ -71,7 +71,7 @@ def test_rows_out_of_memory_run_again_alone_and_fail_for_good() -> None:
     rows = _rows(6, set())
     first = [RowResult(r.row_id, error=OutOfMemory()) if r.row_id in ("row-1", "row-4") else
              RowResult(r.row_id, documents=[ExtractedDocument({})]) for r in rows]
-    worker = _Worker(greedy={"row-4"})  # row-1 fits once on its own: its neighbours held the memory
+    worker = _Worker(greedy=frozenset({"row-4"}))  # row-1 fits once on its own: its neighbours held the memory
     results = isolate(rows, first, worker)
     assert results[1].error is None and results[1].documents
     assert results[4].error is not None and results[4].error.category == ErrorCategory.VALIDATION
