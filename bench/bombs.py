@@ -28,6 +28,7 @@ _BOMBS: dict[str, tuple[str, dict[str, Any]]] = {
                                  "run_visual_descriptor": False, "store_segments": False}),
     "png 20000x20000 px": ("image_extractor", {"run_ocr": False, "run_text_embedding": False}),
     "gif of 2000 frames": ("image_extractor", {"run_ocr": False, "run_text_embedding": False}),
+    "text of 24 MiB": ("text_extractor", {"model": "minilm"}),
 }
 
 
@@ -49,10 +50,12 @@ def _run(name: str, folder: str, out: Any) -> None:
     from strataflow.extractors.base import ExtractorInput
 
     extractor, parameters = _BOMBS[name]
-    path = _make(name, Path(folder))
-    key = {"document_graph_extractor": "pdf", "multimodal_extractor": "video"}.get(extractor, "image")
+    value: Any = ("The quick brown fox jumps over the lazy dog. " * 600_000)[: 24 * 1024 * 1024] \
+        if name.startswith("text") else _make(name, Path(folder))
+    key = {"document_graph_extractor": "pdf", "multimodal_extractor": "video", "text_extractor": "text"}.get(
+        extractor, "image")
     started = time.monotonic()
-    [result] = run_extraction(ExtractionCall(extractor, "v1", parameters, [ExtractorInput("row", {key: path})],
+    [result] = run_extraction(ExtractionCall(extractor, "v1", parameters, [ExtractorInput("row", {key: value})],
                                              Path(folder) / "work"))
     outcome = f"{len(result.documents)} documents" if result.error is None else (
         f"{result.error.category.value}: {result.error.message}")
