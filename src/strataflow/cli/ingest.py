@@ -238,18 +238,18 @@ def _summary(client: Client, bucket_id: str, report: Report, elapsed: float) -> 
     console.print(table)
     failures = [(what, "upload", reason) for what, reason in outcome.failures]
     failures += [(what, "processing", reason) for what, reason in report.processing_failures]
-    _listing("failures", failures)
-    _listing("not ingested", [(what, "skipped", reason) for what, reason in report.skipped]
+    _listing("failures", "stage", failures)
+    _listing("not ingested", "outcome", [(what, "skipped", reason) for what, reason in report.skipped]
              + [(what, "left out", reason) for what, reason in report.left_out])
 
 
-def _listing(title: str, rows: list[tuple[str, str, str]]) -> None:
+def _listing(title: str, middle: str, rows: list[tuple[str, str, str]]) -> None:
     """A table of files and why, the first 50 of them."""
     if not rows:
         return
     table = Table(title=title, title_justify="left")
     table.add_column("file / object")
-    table.add_column("stage")
+    table.add_column(middle)
     table.add_column("reason")
     for row in rows[:50]:
         table.add_row(*row)
