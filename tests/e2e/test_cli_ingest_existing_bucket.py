@@ -236,3 +236,41 @@ def test_a_batch_that_ends_failed_fails_the_run(server: LiveServer, tmp_path: Pa
     output = _plain(result)
     assert re.search(r"batch btch_\w+ ended FAILED", output), output
     assert "broken.pdf" in output.split("failures", 1)[1]  # the failed row is named by its file
+
+
+def test_a_new_bucket_takes_the_property_names_chosen(server: LiveServer, tmp_path: Path) -> None:
+    folder = _folder(tmp_path, {"one.txt": "Fjords are drowned valleys."})
+    result = _ingest(server, folder, "named", "--property", "text=body", "--no-process")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with _api(server) as api:
+        schema = api.get("/v1/buckets/named").json()["bucket_schema"]["properties"]
+    assert {name: field["type"] for name, field in schema.items()} == {
+        "body": "text", "filename": "string", "path": "string"}
+    assert _objects(server, "named") == {"one.txt": {"body"}}
+
+
+def test_two_identical_files_make_one_object_and_one_already_there(server: LiveServer, tmp_path: Path) -> None:
+    _bucket(server, "twins", {"body": "text"})
+    folder = _folder(tmp_path, {"a.txt": "Same bytes.", "b.txt": "Same bytes."})
+    result = _ingest(server, folder, "twins", "--no-process")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _row(result.stdout, "objects created") == "1"
+    assert _row(result.stdout, "already there (skipped)") == "1"
+    assert len(_objects(server, "twins")) == 1
+
+
+def test_a_unique_key_held_by_other_content_is_a_failure_not_already_there(server: LiveServer,
+                                                                            tmp_path: Path) -> None:
+    with _api(server) as api:
+        answer = api.post("/v1/buckets", json={
+            "bucket_name": "keyed", "unique_key": {"fields": ["path"], "default_policy": "insert"},
+            "bucket_schema": {"properties": {"body": {"type": "text"}, "path": {"type": "string"}}}})
+        assert answer.status_code == 200, answer.text
+    folder = _folder(tmp_path, {"note.txt": "First version."})
+    assert _ingest(server, folder, "keyed", "--no-process").returncode == 0
+    (folder / "note.txt").write_text("Second version: the key `path` is taken by the first.")
+    result = _ingest(server, folder, "keyed", "--no-process")
+    assert result.returncode == 1
+    assert _row(result.stdout, "already there (skipped)") == "0"
+    assert _row(result.stdout, "files failed") == "1"
+    assert "note.txt" in _plain(result) and "not stored: An object with the same unique key" in _plain(result)
