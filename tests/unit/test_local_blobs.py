@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import time
 from pathlib import Path
 
@@ -101,3 +102,24 @@ def test_secret_is_created_once_with_private_mode(tmp_path: Path) -> None:
     first = load_or_create_secret(path)
     assert load_or_create_secret(path) == first and len(first) == 32
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_still_hashes_large_chunks(store: LocalBlobStore) -> None:
+    payload = hashlib.shake_256(b"fork").digest(1 << 20)
+    store.put_bytes("ns/before-fork", payload)  # the parent's helper threads exist now
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if a large write completes with the right MD5
+        ok = False
+        try:
+            ok = store.put_bytes("ns/in-child", payload).etag == hashlib.md5(payload).hexdigest()
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung writing a blob")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

@@ -34,7 +34,22 @@ ANY_CONTENT_TYPE = "*"  # signed into part URLs: parts may be sent with any Cont
 # time instead of their sum (they were the presigned PUT's ceiling, issue 24). Small chunks are not
 # worth the hand-over.
 _PARALLEL_HASH_MIN = 64 << 10
-_MD5_THREADS = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="blob-md5")
+
+
+def _md5_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="blob-md5")
+
+
+_MD5_THREADS = _md5_threads()
+
+
+def _new_md5_threads_after_fork() -> None:
+    # A forked child inherits the pool but none of its threads: work handed to it would wait forever.
+    global _MD5_THREADS
+    _MD5_THREADS = _md5_threads()
+
+
+os.register_at_fork(after_in_child=_new_md5_threads_after_fork)
 
 
 class LocalBlobStore:
