@@ -29,8 +29,11 @@ test: install
 bench: install
 	$(BIN)/python -m bench
 
+# The checks CI runs before the tests (.ci/run): lint rules, formatting, strict types.
 lint: install
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy --strict src
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -99,11 +99,13 @@ def main() -> None:
     raw = raw_encode(texts, args.model, args.device)
     raw_name = f"the model's own encode ({args.model}), same texts, in-process"
     runs = {"local": local, "ray": ray, "ray_data": ray_data}
-    names = {"local": "the local process pool", "ray": "Ray actors, per chunk", "ray_data": "Ray Data over the manifest"}
+    names = {"local": "the local process pool", "ray": "Ray actors, per chunk",
+             "ray_data": "Ray Data over the manifest"}
     figures = [Figure(f"{label}_docs_per_s", f"text batch through {names[label]}", run["docs_per_s"], "docs/s",
                       "higher", raw, raw_name) for label, run in runs.items()]
     figures += [Figure(f"{label}_vs_local", f"{names[label]} vs the local pool", run["docs_per_s"], "docs/s", "higher",
-                       local["docs_per_s"], "the local pool, same batch") for label, run in runs.items() if label != "local"]
+                       local["docs_per_s"], "the local pool, same batch")
+                for label, run in runs.items() if label != "local"]
     details = {"device": args.device, "docs": args.docs, "model": args.model, "raw_encode_per_s": raw, **runs}
     write_results("engine" if args.device == "cpu" else f"engine-{args.device.replace(':', '')}", figures, details)
     print_figures(figures)

@@ -85,7 +85,8 @@ class Settings(BaseSettings):
         description="CPUs a Ray Data read task reserves: a fraction, so reads never wait on the extraction actors.")
     device: str = Field(default="cpu", description="Device extractors use: cpu, or cuda when a GPU is there.")
     scheduler_workers: int = Field(default=2, ge=1, description="Tiers this process runs at the same time.")
-    tier_lease_s: float = Field(default=30.0, gt=0, description="A tier's lease; a dead worker's tier resumes after it.")
+    tier_lease_s: float = Field(default=30.0, gt=0,
+                                description="A tier's lease; a dead worker's tier resumes after it.")
     manifest_chunk_rows: int = Field(default=1000, ge=1, description="Manifest rows read and processed at a time.")
     extract_batch_size: int = Field(default=256, ge=1, description="Rows handed to an extractor per call.")
     # Caps on one input row (extractors/limits.py): a row over one fails with a permanent
@@ -123,8 +124,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
-    @field_validator("database_url", "blob_url", "index_uri", "api_key", "public_url", "ray_address", "worker_memory_mb",
-                     mode="before")
+    @field_validator("database_url", "blob_url", "index_uri", "api_key", "public_url", "ray_address",
+                     "worker_memory_mb", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """`STRATAFLOW_API_KEY=` in a shell or compose file means 'not set', not an empty key."""

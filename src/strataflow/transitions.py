@@ -1,48 +1,90 @@
-"""The one governed place where a task, tier or batch changes status.
+"""The one governed place where any entity's status changes, its creation included.
 
-Every status write goes through `transition`: it knows the allowed moves of
-each kind of entity, refuses the rest, never lets a terminal state change
-except along an explicit retry edge, and records why each change happened.
+Every kind of entity with a status has a `Machine`: the statuses it may be
+created in (a creation is a move from nothing) and the moves it allows after.
+Nothing else in the code writes a status, or the lease and timing details that
+go with a move (lease owner and expiry, attempts, started / completed times):
+`tests/unit/test_status_rule.py` walks the syntax tree of src/ and fails on any
+such write outside this module.
+
+- `create` records an entity's first status, with its event.
+- `try_transition` answers ACCEPTED (moved, event recorded), UNCHANGED (already
+  there) or REJECTED (the machine does not allow it; nothing written), so a
+  caller never has to check first whether a move is allowed.
+- `transition` is the strict form, for moves that must be allowed: a refused
+  move raises InvalidTransitionError.
+- `claim`, `renew_lease`, `release_lease` put work under a lease and take it off.
+
+The caller owns the transaction: a status, its details and its event commit together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypeVar
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from strataflow.clock import utcnow
 from strataflow.errors import InvalidTransitionError
 from strataflow.statuses import Status
-from strataflow.store.tables import StatusEvent
+from strataflow.store.tables import Batch, BatchTier, Bucket, BucketObject, Namespace, StatusEvent, Task, Upload
 
 S = Status
-_FINISH = {S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED}
+_FINISH = frozenset({S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED})
+LEASE_DETAILS = frozenset({"lease_owner", "lease_expires_at", "attempts"})
+TIMING_DETAILS = frozenset({"started_at", "completed_at", "submitted_at", "verified_at"})
+# The attributes only this module writes (the status rule test reads this set).
+GOVERNED_ATTRIBUTES = frozenset({"status", *LEASE_DETAILS, "started_at", "completed_at", "submitted_at"})
+
+E = TypeVar("E")
+
+
+class Verdict(StrEnum):
+    ACCEPTED = "accepted"  # moved: the new status, its details and its event are written
+    UNCHANGED = "unchanged"  # already in that status: nothing written
+    REJECTED = "rejected"  # the machine does not allow the move: nothing written
 
 
 @dataclass(frozen=True)
 class Machine:
-    """Allowed moves of one kind of entity: from-status -> the statuses it may go to."""
+    """The statuses one kind of entity may be created in, and the moves it allows after."""
 
     kind: str
     id_attribute: str
+    initial: frozenset[Status]
     moves: Mapping[Status, frozenset[Status]]
+    details: frozenset[str] = frozenset()  # attributes a move may set beside the status
 
-    def allows(self, current: Status, target: Status) -> bool:
+    def allows(self, current: Status | None, target: Status) -> bool:
+        """Whether `current -> target` is a move of this machine (`current` None: a creation)."""
+        if current is None:
+            return target in self.initial
         return target in self.moves.get(current, frozenset())
+
+    @property
+    def statuses(self) -> frozenset[Status]:
+        named = set(self.initial) | set(self.moves)
+        for targets in self.moves.values():
+            named |= targets
+        return frozenset(named)
 
 
 TASK = Machine(
     kind="task",
     id_attribute="task_id",
+    initial=frozenset({S.PENDING}),
     moves={
         # A worker that loses its lease hands the task back to PENDING.
         S.PENDING: frozenset({S.IN_PROGRESS, S.PROCESSING, *_FINISH}),
         S.IN_PROGRESS: frozenset({S.PENDING, S.PROCESSING, *_FINISH}),
         S.PROCESSING: frozenset({S.PENDING, S.IN_PROGRESS, *_FINISH}),
     },
+    details=LEASE_DETAILS,
 )
 
 # Batches and tiers: the contract's lifecycle. The only way out of a finished
@@ -51,6 +93,7 @@ TASK = Machine(
 BATCH = Machine(
     kind="batch",
     id_attribute="batch_id",
+    initial=frozenset({S.DRAFT}),
     moves={
         S.DRAFT: frozenset({S.PENDING, S.CANCELED}),
         S.PENDING: frozenset({S.IN_PROGRESS, S.CANCELED, S.FAILED}),
@@ -58,11 +101,13 @@ BATCH = Machine(
         S.FAILED: frozenset({S.IN_PROGRESS}),
         S.COMPLETED_WITH_ERRORS: frozenset({S.IN_PROGRESS}),
     },
+    details=frozenset({"submitted_at", "completed_at"}),
 )
 
 TIER = Machine(
     kind="tier",
     id_attribute="tier_key",
+    initial=frozenset({S.PENDING}),
     moves={
         S.PENDING: frozenset({S.IN_PROGRESS, S.CANCELED}),
         S.IN_PROGRESS: frozenset({S.PENDING, S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED}),
@@ -72,75 +117,168 @@ TIER = Machine(
         S.COMPLETED_WITH_ERRORS: frozenset({S.PENDING}),
         S.COMPLETED: frozenset({S.PENDING}),
     },
+    details=LEASE_DETAILS | {"started_at", "completed_at"},
 )
-
 
 # An upload waits for its bytes (PENDING), may be confirmed in the background
 # (PROCESSING), and ends COMPLETED, FAILED (expired, or a background confirm
 # failed) or CANCELED (deleted). A synchronous confirm that finds the wrong
-# bytes changes nothing, so the client can PUT again and retry.
+# bytes changes nothing, so the client can PUT again and retry. An upload whose
+# unique key already names an object is recorded SKIPPED and never signed.
 UPLOAD = Machine(
     kind="upload",
     id_attribute="upload_id",
+    initial=frozenset({S.PENDING, S.SKIPPED}),
     moves={
         S.PENDING: frozenset({S.PROCESSING, S.COMPLETED, S.FAILED, S.CANCELED}),
         S.PROCESSING: frozenset({S.COMPLETED, S.FAILED}),
     },
+    details=frozenset({"completed_at", "verified_at"}),
 )
 
-_MACHINES: dict[type[Any], Machine] = {}
+# Buckets and namespaces are ACTIVE until a delete request archives them (hidden
+# at once); the background job then removes them, rows included.
+BUCKET = Machine(kind="bucket", id_attribute="bucket_id", initial=frozenset({S.ACTIVE}),
+                 moves={S.ACTIVE: frozenset({S.ARCHIVED})})
+NAMESPACE = Machine(kind="namespace", id_attribute="namespace_id", initial=frozenset({S.ACTIVE}),
+                    moves={S.ACTIVE: frozenset({S.ARCHIVED})})
+
+# A bucket object is recorded as the contract's DRAFT and stays so: processing
+# state lives on its batches and documents, not on the object.
+OBJECT = Machine(kind="object", id_attribute="object_id", initial=frozenset({S.DRAFT}), moves={})
+
+# The registration table: which machine governs which table's `status` column.
+MACHINES: dict[type[Any], Machine] = {
+    Task: TASK,
+    Batch: BATCH,
+    BatchTier: TIER,
+    Upload: UPLOAD,
+    Bucket: BUCKET,
+    Namespace: NAMESPACE,
+    BucketObject: OBJECT,
+}
 
 
 def register(model: type[Any], machine: Machine) -> None:
-    """Declare the state machine that governs a table's `status` column."""
-    _MACHINES[model] = machine
+    """Declare the state machine that governs a table's `status` column (tests add their own)."""
+    MACHINES[model] = machine
 
 
 def machine_for(entity: object) -> Machine:
     try:
-        return _MACHINES[type(entity)]
+        return MACHINES[type(entity)]
     except KeyError as exc:
         raise TypeError(f"no state machine registered for {type(entity).__name__}") from exc
 
 
-def transition(session: Session, entity: Any, target: Status, reason: str) -> bool:
-    """Move `entity` to `target`. Returns False when it is already there (a no-op).
+def _refusal(machine: Machine, entity: Any, current: Status | None, target: Status) -> InvalidTransitionError:
+    entity_id = getattr(entity, machine.id_attribute)
+    shown = current.value if current is not None else None
+    return InvalidTransitionError(
+        f"{machine.kind} {entity_id} cannot move from {shown or 'nothing'} to {target}",
+        {"entity": machine.kind, "id": entity_id, "from": shown, "to": target.value},
+    )
 
-    Raises InvalidTransitionError for a move the entity's machine does not allow.
-    The caller owns the transaction: the new status and its event commit together.
+
+def _set_details(machine: Machine, entity: Any, details: Mapping[str, Any]) -> None:
+    unknown = set(details) - machine.details
+    if unknown:
+        raise TypeError(f"a {machine.kind} move cannot set {sorted(unknown)}")
+    for name, value in details.items():
+        setattr(entity, name, value)
+
+
+def _write(session: Session, machine: Machine, entity: Any, current: Status | None, target: Status,
+           reason: str, details: Mapping[str, Any]) -> None:
+    entity.status = target
+    _set_details(machine, entity, details)
+    if hasattr(entity, "updated_at") and current is not None:
+        entity.updated_at = utcnow()
+    session.add(StatusEvent(entity_type=machine.kind, entity_id=getattr(entity, machine.id_attribute),
+                            from_status=current.value if current is not None else None,
+                            to_status=target.value, reason=reason))
+
+
+def create(session: Session, entity: E, status: Status, reason: str, **details: Any) -> E:
+    """Add a new entity in its first status (a move from nothing), with its event."""
+    machine = machine_for(entity)
+    if not machine.allows(None, status):
+        raise _refusal(machine, entity, None, status)
+    _write(session, machine, entity, None, status, reason, details)
+    session.add(entity)
+    return entity
+
+
+def _current(machine: Machine, entity: Any) -> Status:
+    if entity.status is None:
+        raise TypeError(f"{machine.kind} {getattr(entity, machine.id_attribute)} was never created through create()")
+    return Status(entity.status)
+
+
+def try_transition(session: Session, entity: Any, target: Status, reason: str, **details: Any) -> Verdict:
+    """Move `entity` to `target` when its machine allows it, and say what happened.
+
+    `details` (lease, attempts, timings) are written with an accepted move only.
     """
     machine = machine_for(entity)
-    current = Status(entity.status)
+    current = _current(machine, entity)
     if current == target:
-        return False
+        return Verdict.UNCHANGED
     if not machine.allows(current, target):
-        entity_id = getattr(entity, machine.id_attribute)
-        raise InvalidTransitionError(
-            f"{machine.kind} {entity_id} cannot move from {current} to {target}",
-            {"entity": machine.kind, "id": entity_id, "from": current.value, "to": target.value},
-        )
-    entity.status = target.value
-    if hasattr(entity, "updated_at"):
-        entity.updated_at = utcnow()
-    session.add(
-        StatusEvent(
-            entity_type=machine.kind,
-            entity_id=getattr(entity, machine.id_attribute),
-            from_status=current.value,
-            to_status=target.value,
-            reason=reason,
-        )
-    )
-    return True
+        return Verdict.REJECTED
+    _write(session, machine, entity, current, target, reason, details)
+    return Verdict.ACCEPTED
 
 
-def _register_builtin() -> None:
-    from strataflow.store.tables import Batch, BatchTier, Task, Upload
+def transition(session: Session, entity: Any, target: Status, reason: str, **details: Any) -> bool:
+    """Move `entity` to `target`, which must be allowed. Returns False when it is already there.
 
-    register(Task, TASK)
-    register(Batch, BATCH)
-    register(BatchTier, TIER)
-    register(Upload, UPLOAD)
+    Raises InvalidTransitionError for a move the entity's machine does not allow.
+    """
+    verdict = try_transition(session, entity, target, reason, **details)
+    if verdict is Verdict.REJECTED:
+        machine = machine_for(entity)
+        raise _refusal(machine, entity, _current(machine, entity), target)
+    return verdict is Verdict.ACCEPTED
 
 
-_register_builtin()
+def claim(session: Session, entity: Any, target: Status, owner: str, lease_until: datetime, reason: str) -> Verdict:
+    """Move `entity` into work under a lease held by `owner`: one more attempt, started now (the first time)."""
+    details: dict[str, Any] = {"lease_owner": owner, "lease_expires_at": lease_until,
+                               "attempts": (entity.attempts or 0) + 1}
+    if "started_at" in machine_for(entity).details and getattr(entity, "started_at", None) is None:
+        details["started_at"] = utcnow()
+    return try_transition(session, entity, target, reason, **details)
+
+
+def renew_lease(session: Session, model: type[Any], ids: Mapping[str, Any], owner: str, until: datetime,
+                *, while_status: Status | None = None) -> bool:
+    """Push forward the lease `owner` holds on one row (a heartbeat); no status changes.
+
+    One UPDATE guarded by the owner (and the status, when given), so a lease
+    another process has taken is never extended. False once the lease is lost.
+    """
+    if "lease_expires_at" not in MACHINES[model].details:
+        raise TypeError(f"{model.__name__} rows hold no lease")
+    conditions = [getattr(model, name) == value for name, value in ids.items()]
+    conditions.append(model.lease_owner == owner)
+    if while_status is not None:
+        conditions.append(model.status == while_status)
+    result = session.execute(update(model).where(*conditions).values(lease_expires_at=until))
+    return bool(getattr(result, "rowcount", 0))
+
+
+def release_lease(entity: Any, *, expire_now: bool = False) -> None:
+    """Take the lease off an entity whose status stays as it is (work stopped, or handed over).
+
+    `expire_now` also puts the expiry in the past, so another worker may claim the work at once.
+    """
+    details: dict[str, Any] = {"lease_owner": None}
+    if expire_now:
+        details["lease_expires_at"] = utcnow()
+    _set_details(machine_for(entity), entity, details)
+
+
+def released() -> dict[str, Any]:
+    """The details of a move that ends work under a lease: pass as `**released()`."""
+    return {"lease_owner": None, "lease_expires_at": None}

@@ -157,7 +157,9 @@ def test_filters_sort_search_select_and_cursor(client: TestClient, bucket: str) 
         assert response.status_code == 200, response.text
         return ids(response.json())
 
-    cond = lambda op, value, field="metadata.views": {"field": field, "operator": op, "value": value}
+    def cond(op: str, value: Any, field: str = "metadata.views") -> dict[str, Any]:
+        return {"field": field, "operator": op, "value": value}
+
     assert query(cond("eq", 3)) == [3]
     assert query(cond("ne", 3)) == [0, 1, 2, 4, 5]
     assert query(cond("gt", 3)) == [4, 5]

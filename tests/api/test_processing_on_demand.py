@@ -29,8 +29,10 @@ def test_trigger_reprocesses_one_branch_of_the_dag(client: TestClient, namespace
     assert wait_task(client, body["task_id"], timeout=60)["status"] == "COMPLETED"
     batch = client.get(f"/v1/buckets/docs/batches/{body['batch_id']}").json()
     assert batch["dag_tiers"] == [[first["collection_id"]], [child["collection_id"]]]
-    count = lambda c: len(client.post(f"/v1/collections/{c['collection_id']}/documents/list?limit=100",
-                                      json={}).json()["results"])
+    def count(c: dict[str, Any]) -> int:
+        return len(client.post(f"/v1/collections/{c['collection_id']}/documents/list?limit=100",
+                               json={}).json()["results"])
+
     assert (count(first), count(child), count(other)) == (4, 8, 0)
 
     from_child = client.post(f"/v1/collections/{child['collection_id']}/trigger", json={}).json()

@@ -99,7 +99,8 @@ def test_batch_flow_through_the_sdk(sdk: mixpeek.ApiClient) -> None:
     docs = CollectionDocumentsApi(sdk).list_documents(collection_id,
                                                       list_documents_request=ListDocumentsRequest(limit=50))
     assert len(docs.results) == 6
-    patched = batches.patch_batch_buckets_batches(bucket_id, batch.batch_id, PatchBatchRequest.from_dict({"metadata": {"a": 1}}))
+    patched = batches.patch_batch_buckets_batches(bucket_id, batch.batch_id,
+                                                  PatchBatchRequest.from_dict({"metadata": {"a": 1}}))
     assert patched.metadata.to_dict() == {"a": 1}
     listed = batches.list_batches_buckets(bucket_id, ListBatchesRequest(status="COMPLETED"))
     assert listed.total_count == 1 and listed.results[0].batch_id == batch.batch_id

@@ -33,7 +33,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         made = api.post("/v1/collections", json={
             "collection_name": "notes-text", "source": {"type": "bucket", "bucket_ids": ["notes"]},
             "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                                  "input_mappings": {"text": "text"}, "field_passthrough": [{"source_path": "filename"}],
+                                  "input_mappings": {"text": "text"},
+                                  "field_passthrough": [{"source_path": "filename"}],
                                   "parameters": {"extractor_type": "text_extractor", "split_by": "paragraphs",
                                                  "chunk_size": 1, "model": "wordllama"}}})
         assert made.status_code == 200, made.text

@@ -174,7 +174,8 @@ def check_uploads(client: httpx.Client, ledger: Ledger) -> int:
     for obj in objects.values():
         key = obj["blobs"][0]["properties"]["key"]
         if "/api_buckets_uploads_create/" in key:
-            by_upload.setdefault(key.split("/api_buckets_uploads_create/")[1].split("/")[0], []).append(obj["object_id"])
+            upload_id = key.split("/api_buckets_uploads_create/")[1].split("/")[0]
+            by_upload.setdefault(upload_id, []).append(obj["object_id"])
     for upload_id, object_id in ledger.confirmed.items():
         assert by_upload.get(upload_id) == [object_id], (upload_id, object_id, by_upload.get(upload_id))
         again = client.post(f"/v1/buckets/docs/uploads/{upload_id}/confirm", json={})

@@ -80,7 +80,8 @@ def test_sigkill_server_during_uploads_and_tiers(tmp_path: Path) -> None:
         with api(server.url) as client:
             confirmed = check_uploads(client, ledger)
             assert confirmed > ROUNDS, f"only {confirmed} uploads confirmed: the rounds did too little to test"
-            history = terminal_events(f"sqlite:///{tmp_path / 'data' / 'strataflow.db'}", [*batches, *tasks, *ledger.confirm_tasks])
+            history = terminal_events(f"sqlite:///{tmp_path / 'data' / 'strataflow.db'}",
+                                      [*batches, *tasks, *ledger.confirm_tasks])
             assert {e: len(h) for e, h in history.items()} == {e: 1 for e in history}, history
 
             crashed = documents(client, collection_id)

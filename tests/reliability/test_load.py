@@ -48,7 +48,8 @@ def _empty_schema(url: str) -> None:
 
     engine = create_engine(url)
     with engine.begin() as conn:
-        existing = {r[0] for r in conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))}
+        tables = text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        existing = {r[0] for r in conn.execute(tables)}
         names = ", ".join(t.name for t in Base.metadata.sorted_tables if t.name in existing)
         if names:
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))

@@ -106,7 +106,8 @@ def test_a_killed_ray_data_worker_is_replaced_and_the_tier_completes_on_s3(
 
 
 def _stage_workers() -> set[int]:
-    return {pid for pid in _descendants(os.getpid()) if _title(pid).startswith("ray::MapWorker(MapBatches(StageActor))")}
+    stage = "ray::MapWorker(MapBatches(StageActor))"
+    return {pid for pid in _descendants(os.getpid()) if _title(pid).startswith(stage)}
 
 
 def _rules_outcome(settings: Settings, runner: Runner) -> dict[str, Any]:

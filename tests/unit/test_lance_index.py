@@ -77,8 +77,9 @@ def test_each_operator(index: DocumentIndex, condition: dict[str, Any], expected
 
 
 def test_logic_shorthand_and_case_sensitivity(index: DocumentIndex) -> None:
-    assert ids(index, {"OR": [{"field": "views", "operator": "eq", "value": 10},
-                              {"NOT": [{"field": "draft", "operator": "exists", "value": True}]}]}) == ["doc_0", "doc_2"]
+    either = {"OR": [{"field": "views", "operator": "eq", "value": 10},
+                     {"NOT": [{"field": "draft", "operator": "exists", "value": True}]}]}
+    assert ids(index, either) == ["doc_0", "doc_2"]
     assert ids(index, {"meta.lang": "fr"}) == ["doc_1"]
     assert ids(index, {"AND": [{"field": "title", "operator": "eq", "value": "apple pie"}],
                        "case_sensitive": True}) == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -11,6 +11,9 @@ from rich.table import Table
 
 from strataflow.cli.app import app
 from strataflow.config import Settings
+
+if TYPE_CHECKING:  # the runtime is imported when a command runs: it loads the whole server
+    from strataflow.runtime import Runtime
 
 orgs_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -60,8 +63,8 @@ def serve(
         console.print(f"  admin API key: see {settings.admin_key_path.resolve()}")
     else:
         console.print("  admin API key: the one given in STRATAFLOW_API_KEY on first start")
-    uvicorn.run(create_app(settings, runtime=runtime, run_background=not settings.api_only), host=settings.host, port=settings.port,
-                log_config=None, access_log=False)
+    uvicorn.run(create_app(settings, runtime=runtime, run_background=not settings.api_only), host=settings.host,
+                port=settings.port, log_config=None, access_log=False)
 
 
 @app.command()
@@ -163,7 +166,7 @@ def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
     console.print(f"key {key_id} revoked")
 
 
-def _open(data_dir: Path | None) -> Runtime:  # noqa: F821
+def _open(data_dir: Path | None) -> Runtime:
     from strataflow.runtime import open_runtime
 
     return open_runtime(_settings(data_dir))

@@ -55,10 +55,11 @@ def follow_batch(client: Client, bucket: str, batch_id: str, console: Console, p
                 performance = tier.get("performance") or {}
                 total = performance.get("rows_total")
                 done = performance.get("rows_done") or 0
-                fields = {"docs": tier.get("documents_written") or 0, "status": styled(str(tier.get("status")))}
+                docs, status = tier.get("documents_written") or 0, styled(str(tier.get("status")))
                 if tier["tier_num"] not in bars:
-                    bars[tier["tier_num"]] = progress.add_task(tier_label(tier, names), total=total, **fields)
-                progress.update(bars[tier["tier_num"]], completed=done, total=total, **fields)
+                    bars[tier["tier_num"]] = progress.add_task(tier_label(tier, names), total=total, docs=docs,
+                                                               status=status)
+                progress.update(bars[tier["tier_num"]], completed=done, total=total, docs=docs, status=status)
             if batch["status"] in TERMINAL:
                 return batch
             time.sleep(poll_s)

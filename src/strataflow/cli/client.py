@@ -119,7 +119,7 @@ class Client:
         except httpx.HTTPError as exc:
             raise ApiError(f"upload of {path.name} failed: {exc}") from None
         self._answer(response)
-        return response.headers.get("etag", "").strip('"')
+        return str(response.headers.get("etag", "")).strip('"')
 
     def wait_task(self, task_id: str, poll_s: float = 0.2, timeout_s: float = 3600.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s

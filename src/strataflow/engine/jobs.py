@@ -27,7 +27,7 @@ from strataflow.public_errors import internal_error_message
 from strataflow.statuses import Status
 from strataflow.store.db import Database
 from strataflow.store.tables import Task
-from strataflow.transitions import transition
+from strataflow.transitions import Verdict, claim, released, renew_lease, transition, try_transition
 
 log = logging.getLogger("strataflow.jobs")
 
@@ -94,13 +94,10 @@ class JobRunner(PollingLoop):
             task = session.scalar(query) or self._dead_owner_task(session, types, self.context.db.is_sqlite)
             if task is None:
                 return None
-            if task.status == Status.PROCESSING.value:
+            if task.status is Status.PROCESSING:
                 reason = "died" if owner_is_dead(task.lease_owner) else "let its lease expire"
                 transition(session, task, Status.PENDING, f"{task.lease_owner} {reason}")
-            transition(session, task, Status.PROCESSING, f"claimed by {self.owner}")
-            task.lease_owner = self.owner
-            task.lease_expires_at = now + LEASE
-            task.attempts += 1
+            claim(session, task, Status.PROCESSING, self.owner, now + LEASE, f"claimed by {self.owner}")
             return task.task_id
 
     @staticmethod
@@ -134,24 +131,21 @@ class JobRunner(PollingLoop):
             task = session.get(Task, task_id)
             if task is None or task.lease_owner != self.owner:
                 return  # deleted meanwhile, or our lease expired and another runner owns it
-            if Status(task.status) != Status.PROCESSING:
+            verdict = try_transition(session, task, outcome.status, outcome.error or "job finished", **released())
+            if verdict is not Verdict.ACCEPTED:
                 return  # killed while running: the kill already set the final status
-            transition(session, task, outcome.status, outcome.error or "job finished")
             task.outputs = outcome.outputs if outcome.outputs is not None else task.outputs
             task.additional_data = {**(task.additional_data or {}), **(outcome.additional_data or {})}
             if outcome.error:
                 task.additional_data["error"] = outcome.error
                 task.error = outcome.error
-            task.lease_owner = None
-            task.lease_expires_at = None
 
 
 def extend_lease(db: Database, task_id: str, owner: str | None) -> bool:
     """Push a running task's lease forward. Long handlers call this so no other runner
     takes their task while they still work on it. False once the lease is lost."""
+    if owner is None:
+        return False
     with db.transaction() as session:
-        task = session.get(Task, task_id)
-        if task is None or owner is None or task.lease_owner != owner or task.status != Status.PROCESSING.value:
-            return False
-        task.lease_expires_at = utcnow() + LEASE
-        return True
+        return renew_lease(session, Task, {"task_id": task_id}, owner, utcnow() + LEASE,
+                           while_status=Status.PROCESSING)

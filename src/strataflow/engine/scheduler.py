@@ -19,7 +19,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, func, or_, select, text
 
 from strataflow.clock import utcnow
 from strataflow.engine.leases import owner_is_dead, process_owner
@@ -30,6 +30,7 @@ from strataflow.public_errors import internal_error_message
 from strataflow.statuses import TERMINAL, Status
 from strataflow.store.db import Database
 from strataflow.store.tables import Batch, BatchTier
+from strataflow.transitions import release_lease, renew_lease
 
 log = logging.getLogger("strataflow.scheduler")
 
@@ -74,6 +75,7 @@ class Scheduler(PollingLoop):
             try:
                 raw = self.db.engine.raw_connection()
                 conn = raw.driver_connection
+                assert conn is not None  # a checked-out connection has its driver connection
                 raw.detach()  # a session-long LISTEN: this connection never goes back to the pool
                 conn.autocommit = True
                 conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
@@ -103,8 +105,8 @@ class Scheduler(PollingLoop):
     def claim(self) -> tuple[str, int] | None:
         now = utcnow()
         active = Batch.status.in_([Status.PENDING.value, Status.IN_PROGRESS.value])
-        ready = and_(BatchTier.status == Status.PENDING.value, BatchTier.tier_num == func.coalesce(Batch.current_tier, 0),
-                     BatchTier.task_id.is_not(None))
+        ready = and_(BatchTier.status == Status.PENDING.value,
+                     BatchTier.tier_num == func.coalesce(Batch.current_tier, 0), BatchTier.task_id.is_not(None))
         orphaned = and_(BatchTier.status == Status.IN_PROGRESS.value, BatchTier.lease_expires_at < now)
         with self.db.transaction() as session:
             query = (select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
@@ -126,6 +128,7 @@ class Scheduler(PollingLoop):
     def _dead_owner_tier(self, session: Any) -> BatchTier | None:
         query = (select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
                  .where(BatchTier.status == Status.IN_PROGRESS.value, Batch.status == Status.IN_PROGRESS.value))
+        tier: BatchTier
         for tier in session.scalars(query):
             if owner_is_dead(tier.lease_owner):
                 return tier
@@ -155,12 +158,8 @@ class Scheduler(PollingLoop):
         while not done.wait(interval):
             try:
                 with self.db.transaction() as session:
-                    session.execute(
-                        update(BatchTier)
-                        .where(BatchTier.batch_id == batch_id, BatchTier.tier_num == tier_num,
-                               BatchTier.lease_owner == self.owner)
-                        .values(lease_expires_at=utcnow() + self.lease)
-                    )
+                    renew_lease(session, BatchTier, {"batch_id": batch_id, "tier_num": tier_num}, self.owner,
+                                utcnow() + self.lease)
             except Exception:
                 log.exception("heartbeat failed", extra={"batch_id": batch_id, "tier": tier_num})
 
@@ -190,9 +189,9 @@ class Scheduler(PollingLoop):
             if batch is None or tier is None or tier.lease_owner != self.owner:
                 return
             if Status(batch.status) in TERMINAL or (result is not None and result.stopped):
-                tier.lease_owner = None  # canceled, or we are shutting down: leave the tier as it is
-                if self._stop.is_set():  # a clean shutdown hands the tier over now, not after the lease
-                    tier.lease_expires_at = utcnow()
+                # Canceled, or we are shutting down: leave the tier as it is. A clean shutdown
+                # hands the tier over now, not after the lease.
+                release_lease(tier, expire_now=self._stop.is_set())
                 if Status(tier.status) is Status.IN_PROGRESS and not self._stop.is_set():
                     lifecycle.cancel(session, batch, "stopped")
                 return

@@ -36,7 +36,10 @@ _WORD = re.compile(r"\S+")
 # A sentence ends at terminal punctuation (optionally followed by closing quotes or
 # brackets) that is followed by whitespace or the end of the text. CJK full stops end
 # a sentence even without a following space.
-_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201c\u201d\u2019\u00ab\u00bb)\]]*(?=\s|$)|[\u3002\uff01\uff1f]+[\"'\u201d\u2019\u300d\u300f)\]]*")
+_SENTENCE_END = re.compile(
+    r"[.!?\u2026]+[\"'\u201c\u201d\u2019\u00ab\u00bb)\]]*(?=\s|$)"  # Latin and ellipsis, closing quotes after
+    r"|[\u3002\uff01\uff1f]+[\"'\u201d\u2019\u300d\u300f)\]]*"  # CJK full stops
+)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _PAGE_BREAK = re.compile(r"\f")
 

@@ -66,10 +66,12 @@ def load_text_model(key: str, device: str = "cpu") -> Any:
 def _normalise(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (vectors / norms).astype(np.float32)
+    normalised: NDArray[np.float32] = (vectors / norms).astype(np.float32)
+    return normalised
 
 
-def embed_texts(texts: list[str], key: str = "minilm", device: str = "cpu", batch_size: int = 64) -> NDArray[np.float32]:
+def embed_texts(texts: list[str], key: str = "minilm", device: str = "cpu",
+                batch_size: int = 64) -> NDArray[np.float32]:
     """Embed `texts` with model `key`: an (n, dimensions) array of unit vectors."""
     spec = TEXT_MODELS[key]
     if not texts:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -76,9 +77,14 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return 2, json.dumps(value, sort_keys=True, default=str)
 
 
+def _hit_sort_key(hit: Hit, path: str) -> tuple[int, Any]:
+    return _sort_key(field_value(hit, path))
+
+
 def sort_attribute(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> list[Hit]:
     params: SortParams = parse_params(SortParams, ctx.stage_name, raw)
-    keys = params.sort_by or ([SortOption(field=params.field, direction=params.direction)] if params.field else [])
+    keys = params.sort_by or ([SortOption.model_validate({"field": params.field, "direction": params.direction})]
+                            if params.field else [])
     if not keys:
         raise BadRequestError(f"Stage '{ctx.stage_name}' needs 'field' or 'sort_by'", {"stage": ctx.stage_name})
     ordered = list(hits or [])
@@ -86,7 +92,7 @@ def sort_attribute(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | Non
         descending = key.direction.lower() == "desc"
         present = [h for h in ordered if field_value(h, key.field) is not None]
         missing = [h for h in ordered if field_value(h, key.field) is None]
-        present.sort(key=lambda h, f=key.field: _sort_key(field_value(h, f)), reverse=descending)
+        present.sort(key=partial(_hit_sort_key, path=key.field), reverse=descending)
         ordered = present + missing  # documents without the field go last either way
     return ordered
 
@@ -158,7 +164,7 @@ def mmr(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> list[
     dims = max((len(v) for v in raw_vectors if v is not None), default=0)
     matrix = np.array([v if v is not None else [0.0] * dims for v in raw_vectors], dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    matrix = matrix / np.where(norms == 0, 1.0, norms)
+    matrix = (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
     scores = np.array([h.score for h in pool], dtype=np.float32)
     relevance = (scores - scores.min()) / ((scores.max() - scores.min()) or 1.0)
     wanted = min(params.top_k or len(pool), len(pool))

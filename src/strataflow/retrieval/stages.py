@@ -49,7 +49,7 @@ def normalise_stage(raw: dict[str, Any], position: int) -> dict[str, Any]:
     and the same parameters at the top level (newer SDKs read them there)."""
     if not isinstance(raw, dict):
         raise BadRequestError(f"Stage {position} must be an object")
-    config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
+    config: dict[str, Any] = raw["config"] if isinstance(raw.get("config"), dict) else {}
     stage_id = config.get("stage_id") or raw.get("stage_id")
     if not isinstance(stage_id, str) or not stage_id:
         raise BadRequestError(f"Stage {position} needs config.stage_id", {"stage": position})

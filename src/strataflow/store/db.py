@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Delete, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from strataflow.store import regex_guard
@@ -74,3 +74,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def deleted_rows(session: Session, statement: Delete) -> int:
+    """Run a DELETE and say how many rows it removed."""
+    result = session.execute(statement)
+    return result.rowcount if isinstance(result, CursorResult) else 0

@@ -41,16 +41,19 @@ class FieldTarget:
 
     def as_type(self, value: Any) -> ColumnElement[Any]:
         if not self.path:
-            return self.column  # type: ignore[return-value]
-        element = self.column[self.path]
+            return self.column.expression
+        element = self.column[self.path]  # a JSON path: the column's type decides how it reads
+        typed: ColumnElement[Any]
         if isinstance(value, bool):
-            return element.as_boolean()
-        if isinstance(value, (int, float)):
-            return element.as_float()
-        return element.as_string()
+            typed = element.as_boolean()
+        elif isinstance(value, (int, float)):
+            typed = element.as_float()
+        else:
+            typed = element.as_string()
+        return typed
 
     def raw(self) -> ColumnElement[Any]:
-        return json_value(self.column, *self.path) if self.path else self.column  # type: ignore[return-value]
+        return json_value(self.column.expression, *self.path) if self.path else self.column.expression
 
 
 def resolve_field(name: str, fields: FieldMap) -> FieldTarget:
@@ -133,7 +136,9 @@ class _Compiler:
         if value is None or isinstance(value, (dict, list)):
             raise BadRequestError(f"Operator '{op}' needs a scalar value", {"field": name})
         expr = target.as_type(value)
-        return {"gt": expr > value, "lt": expr < value, "gte": expr >= value, "lte": expr <= value}[op]
+        compared: ColumnElement[bool] = {"gt": expr > value, "lt": expr < value, "gte": expr >= value,
+                                          "lte": expr <= value}[op]
+        return compared
 
     def _equal(self, target: FieldTarget, value: Any) -> ColumnElement[bool]:
         if value is None:
@@ -141,9 +146,12 @@ class _Compiler:
         if isinstance(value, (dict, list)):
             raise BadRequestError("Equality needs a scalar value")
         expr, folded = self._fold(target.as_type(value), value)
+        equal: ColumnElement[bool]
         if isinstance(value, bool) and not target.path:
-            return expr == value if isinstance(target.column.type, Boolean) else expr == str(value)
-        return expr == folded
+            equal = expr == value if isinstance(target.column.type, Boolean) else expr == str(value)
+        else:
+            equal = expr == folded
+        return equal
 
 
 def compile_filters(

@@ -14,7 +14,8 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from strataflow.clock import utcnow
-from strataflow.store.types import JsonType, Timestamp
+from strataflow.statuses import Status
+from strataflow.store.types import JsonType, StatusType, Timestamp
 
 
 class Base(DeclarativeBase):
@@ -54,7 +55,7 @@ class Namespace(Base):
     payload_indexes: Mapped[list[Any] | None] = mapped_column(default=None)
     auto_create_indexes: Mapped[bool] = mapped_column(Boolean, default=False)
     infrastructure: Mapped[dict[str, Any] | None] = mapped_column(default=None)
-    status: Mapped[str] = mapped_column(String(32), default="ACTIVE")
+    status: Mapped[Status] = mapped_column(StatusType)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -72,7 +73,7 @@ class Bucket(Base):
     bucket_schema: Mapped[dict[str, Any]] = mapped_column(default=dict)
     unique_key: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
-    status: Mapped[str] = mapped_column(String(32), default="ACTIVE")
+    status: Mapped[Status] = mapped_column(StatusType)
     is_locked: Mapped[bool] = mapped_column(Boolean, default=False)
     last_upload_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -91,7 +92,7 @@ class BucketObject(Base):
     bucket_id: Mapped[str] = mapped_column(ForeignKey("buckets.bucket_id", ondelete="CASCADE"))
     namespace_id: Mapped[str] = mapped_column(String(40), index=True)
     key_prefix: Mapped[str | None] = mapped_column(String(1024), default=None)
-    status: Mapped[str] = mapped_column(String(32), default="DRAFT")
+    status: Mapped[Status] = mapped_column(StatusType)
     blobs: Mapped[list[Any]] = mapped_column(default=list)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     source_details: Mapped[list[Any]] = mapped_column(default=list)
@@ -116,7 +117,7 @@ class Task(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"))
     namespace_id: Mapped[str | None] = mapped_column(String(40), index=True, default=None)
     task_type: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(32), default="PENDING")
+    status: Mapped[Status] = mapped_column(StatusType)
     inputs: Mapped[list[Any] | None] = mapped_column(default=None)
     outputs: Mapped[list[Any] | None] = mapped_column(default=None)
     additional_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -129,7 +130,7 @@ class Task(Base):
 
 
 class StatusEvent(Base):
-    """Every status change of a task, tier or batch, with the reason it happened."""
+    """Every status change of an entity, its creation included (`from_status` NULL), with the reason."""
 
     __tablename__ = "status_events"
 
@@ -155,7 +156,7 @@ class Batch(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"))
     namespace_id: Mapped[str] = mapped_column(String(40), index=True)
     bucket_id: Mapped[str] = mapped_column(ForeignKey("buckets.bucket_id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(32), default="DRAFT")
+    status: Mapped[Status] = mapped_column(StatusType)
     batch_type: Mapped[str] = mapped_column(String(16), default="BUCKET")
     task_id: Mapped[str | None] = mapped_column(String(40), default=None)
     object_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -192,7 +193,7 @@ class BatchTier(Base):
 
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.batch_id", ondelete="CASCADE"), primary_key=True)
     tier_num: Mapped[int] = mapped_column(Integer, primary_key=True)
-    status: Mapped[str] = mapped_column(String(32), default="PENDING")
+    status: Mapped[Status] = mapped_column(StatusType)
     task_id: Mapped[str | None] = mapped_column(String(40), default=None)
     parent_task_id: Mapped[str | None] = mapped_column(String(40), default=None)
     collection_ids: Mapped[list[Any]] = mapped_column(default=list)
@@ -318,7 +319,7 @@ class Upload(Base):
     stored_size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)  # verified at confirm
     presigned_url_expiration: Mapped[int] = mapped_column(Integer)
     s3_key: Mapped[str] = mapped_column(String(1024))
-    status: Mapped[str] = mapped_column(String(32), default="PENDING")
+    status: Mapped[Status] = mapped_column(StatusType)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     create_object_on_confirm: Mapped[bool] = mapped_column(Boolean, default=True)
     object_metadata: Mapped[dict[str, Any] | None] = mapped_column(default=None)
@@ -344,7 +345,7 @@ class Upload(Base):
     verified_at: Mapped[datetime | None] = mapped_column(default=None)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
 
-    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012  (SQLAlchemy reads it from the class)
 
 
 # ---------------------------------------------------------------------------------------------

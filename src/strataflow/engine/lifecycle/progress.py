@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.clock import utcnow
+from strataflow.errors import InvalidTransitionError
 from strataflow.ids import new_id
 from strataflow.statuses import TERMINAL, Status, TaskType
 from strataflow.store.tables import Batch, BatchTier, Task
-from strataflow.transitions import transition
+from strataflow.transitions import Verdict, claim, create, release_lease, released, transition, try_transition
 
 S = Status
 
@@ -35,10 +36,10 @@ def tier_of(session: Session, batch_id: str, tier_num: int) -> BatchTier | None:
 
 def open_task(session: Session, batch: Batch, task_type: TaskType, data: dict[str, Any]) -> Task:
     task = Task(task_id=new_id("task"), org_id=batch.org_id, namespace_id=batch.namespace_id,
-                task_type=task_type.value, status=S.PENDING.value,
+                task_type=task_type.value,
                 additional_data={"batch_id": batch.batch_id, "bucket_id": batch.bucket_id,
                                  "namespace_id": batch.namespace_id, **data})
-    session.add(task)
+    create(session, task, S.PENDING, f"opened for batch {batch.batch_id}")
     session.flush()
     return task
 
@@ -49,8 +50,7 @@ def make_runnable(session: Session, batch: Batch, tier: BatchTier, parent_task_i
                      {"tier_num": tier.tier_num, "collection_ids": tier.collection_ids})
     tier.task_id = task.task_id
     tier.parent_task_id = parent_task_id
-    tier.lease_owner = None
-    tier.lease_expires_at = None
+    release_lease(tier)
     batch.current_tier = tier.tier_num
 
 
@@ -61,23 +61,21 @@ def _task(session: Session, task_id: str | None) -> Task | None:
 def _move_task(session: Session, task_id: str | None, target: Status, reason: str,
                error: str | None = None) -> None:
     task = _task(session, task_id)
-    if task is None or Status(task.status) in TERMINAL:
-        return
-    transition(session, task, target, reason)
+    if task is None or try_transition(session, task, target, reason) is not Verdict.ACCEPTED:
+        return  # no task, or it already finished (a finished task never changes)
     if error:
         task.error = error
         task.additional_data = {**(task.additional_data or {}), "error": error}
 
 
 def start_tier(session: Session, batch: Batch, tier: BatchTier, owner: str, lease_until: Any) -> None:
-    if Status(tier.status) is S.IN_PROGRESS:  # reclaimed after a dead worker's lease ran out
+    if tier.status is S.IN_PROGRESS:  # reclaimed after a dead worker's lease ran out
         transition(session, tier, S.PENDING, f"lease of {tier.lease_owner} expired")
-    transition(session, tier, S.IN_PROGRESS, f"claimed by {owner}")
-    tier.lease_owner = owner
-    tier.lease_expires_at = lease_until
-    tier.attempts += 1
-    tier.started_at = tier.started_at or utcnow()
-    if Status(batch.status) is S.PENDING:
+    if claim(session, tier, S.IN_PROGRESS, owner, lease_until, f"claimed by {owner}") is Verdict.REJECTED:
+        raise InvalidTransitionError(f"tier {tier.tier_key} cannot be claimed from {tier.status}",
+                                     {"entity": "tier", "id": tier.tier_key, "from": tier.status.value,
+                                      "to": S.IN_PROGRESS.value})
+    if batch.status is S.PENDING:
         transition(session, batch, S.IN_PROGRESS, f"tier {tier.tier_num} started")
     _move_task(session, tier.task_id, S.IN_PROGRESS, f"claimed by {owner}")
     _move_task(session, batch.task_id, S.IN_PROGRESS, f"tier {tier.tier_num} started")
@@ -96,17 +94,13 @@ def finish_tier(session: Session, batch: Batch, tier: BatchTier, outcome: Status
     """Record the tier's end, then start the next tier or finish the batch."""
     if Status(tier.status) is not S.IN_PROGRESS or Status(batch.status) in TERMINAL:
         return  # canceled meanwhile, or a newer claim owns the tier
-    transition(session, tier, outcome, message)
-    tier.completed_at = utcnow()
-    tier.lease_owner = None
-    tier.lease_expires_at = None
+    transition(session, tier, outcome, message, completed_at=utcnow(), **released())
     session.flush()  # lock order: batch, tiers, then tasks
     _move_task(session, tier.task_id, outcome, message, message if outcome is S.FAILED else None)
     if outcome is S.FAILED:
         batch.error = f"tier {tier.tier_num}: {message}"
-        transition(session, batch, S.FAILED, f"tier {tier.tier_num} failed")
+        transition(session, batch, S.FAILED, f"tier {tier.tier_num} failed", completed_at=utcnow())
         _move_task(session, batch.task_id, S.FAILED, f"tier {tier.tier_num} failed", batch.error)
-        batch.completed_at = utcnow()
         return
     following = tier_of(session, batch.batch_id, tier.tier_num + 1)
     if following is not None:
@@ -116,9 +110,8 @@ def finish_tier(session: Session, batch: Batch, tier: BatchTier, outcome: Status
         return
     tiers = session.scalars(select(BatchTier).where(BatchTier.batch_id == batch.batch_id)).all()
     final = S.COMPLETED if all(Status(t.status) is S.COMPLETED for t in tiers) else S.COMPLETED_WITH_ERRORS
-    transition(session, batch, final, "last tier finished")
+    transition(session, batch, final, "last tier finished", completed_at=utcnow())
     _move_task(session, batch.task_id, final, "last tier finished")
-    batch.completed_at = utcnow()
 
 
 def cancel(session: Session, batch: Batch, reason: str) -> bool:
@@ -127,17 +120,12 @@ def cancel(session: Session, batch: Batch, reason: str) -> bool:
     Rows are locked in the order every writer uses (batch, then tiers, then tasks), so
     a cancel racing a worker's progress report or finish cannot deadlock.
     """
-    if Status(batch.status) in TERMINAL:
-        return False
-    transition(session, batch, S.CANCELED, reason)
-    batch.completed_at = utcnow()
+    if try_transition(session, batch, S.CANCELED, reason, completed_at=utcnow()) is not Verdict.ACCEPTED:
+        return False  # already finished (or canceled)
     tier_tasks = []
     for tier in session.scalars(select(BatchTier).where(BatchTier.batch_id == batch.batch_id)
                                 .order_by(BatchTier.tier_num)):
-        if Status(tier.status) in (S.PENDING, S.IN_PROGRESS):
-            transition(session, tier, S.CANCELED, reason)
-            tier.lease_owner = None
-            tier.lease_expires_at = None
+        if try_transition(session, tier, S.CANCELED, reason, **released()) is Verdict.ACCEPTED:
             tier_tasks.append(tier.task_id)
     session.flush()  # the tier rows first, then the tasks
     _move_task(session, batch.task_id, S.CANCELED, reason)

@@ -26,7 +26,8 @@ def _chosen_tiers(batch: Batch, tier_nums: list[int] | None) -> list[int]:
         return every
     unknown = sorted(set(tier_nums) - set(every))
     if unknown:
-        raise BadRequestError(f"Batch has no tier(s) {unknown}", {"tier_nums": unknown, "total_tiers": batch.total_tiers})
+        raise BadRequestError(f"Batch has no tier(s) {unknown}",
+                              {"tier_nums": unknown, "total_tiers": batch.total_tiers})
     return sorted(set(tier_nums))
 
 
@@ -59,11 +60,11 @@ def retry_batch(session: Session, scope: NamespaceScope, bucket: Bucket, batch_i
     batch.internal_metadata = {**(batch.internal_metadata or {}),
                                "retry": {"round": batch.retry_round, "from_tier": first, "root_object_ids": roots}}
     batch.error = None
-    transition(session, batch, Status.IN_PROGRESS, f"retry round {batch.retry_round} from tier {first}")
+    transition(session, batch, Status.IN_PROGRESS, f"retry round {batch.retry_round} from tier {first}",
+               completed_at=None)
     task = lifecycle.open_task(session, batch, TaskType.BUCKETS_BATCHES_PROCESS,
                                {"retry_round": batch.retry_round, "total_tiers": batch.total_tiers})
     batch.task_id = task.task_id
-    batch.completed_at = None
     for tier in session.scalars(select(BatchTier).where(BatchTier.batch_id == batch_id)):
         tier.retry_only = tier.tier_num >= first
         if tier.tier_num == first:

@@ -20,7 +20,7 @@ from strataflow.services.collections.dag import CollectionNode, resolve_tiers
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status, TaskType
 from strataflow.store.tables import Batch, BatchObject, BatchTier, Bucket, BucketObject, Collection, Task
-from strataflow.transitions import transition
+from strataflow.transitions import create, transition
 
 _MEMBER_CHUNK = 2_000
 
@@ -97,15 +97,15 @@ def submit_batch(session: Session, blobs: BlobStore, scope: NamespaceScope, buck
     batch.collection_ids = [cid for tier in tiers for cid in tier]
     batch.total_tiers = len(tiers)
     batch.manifest_key = key if first_from_bucket else None
-    batch.submitted_at = utcnow()
     if roots is not None:
         batch.internal_metadata = {**(batch.internal_metadata or {}), "root_collection_ids": sorted(roots)}
     for tier_num, collection_ids in enumerate(tiers):
         from_bucket = tier_num == 0 and first_from_bucket
-        session.add(BatchTier(batch_id=batch.batch_id, tier_num=tier_num, collection_ids=collection_ids,
-                              source_type="bucket" if from_bucket else "collection",
-                              source_collection_ids=None if from_bucket else _tier_sources(tiers, nodes, tier_num),
-                              manifest_key=key if from_bucket else None, rows_total=rows if from_bucket else 0))
+        tier = BatchTier(batch_id=batch.batch_id, tier_num=tier_num, collection_ids=collection_ids,
+                         source_type="bucket" if from_bucket else "collection",
+                         source_collection_ids=None if from_bucket else _tier_sources(tiers, nodes, tier_num),
+                         manifest_key=key if from_bucket else None, rows_total=rows if from_bucket else 0)
+        create(session, tier, Status.PENDING, "batch submitted")
     session.flush()
     task = lifecycle.open_task(session, batch, TaskType.BUCKETS_BATCHES_PROCESS, {
         "current_tier": None, "total_tiers": len(tiers), "collection_ids": batch.collection_ids,
@@ -113,7 +113,7 @@ def submit_batch(session: Session, blobs: BlobStore, scope: NamespaceScope, buck
         "sample_object_ids": list(session.scalars(select(BatchObject.object_id).where(
             BatchObject.batch_id == batch.batch_id).order_by(BatchObject.position).limit(5)))})
     batch.task_id = task.task_id
-    transition(session, batch, Status.PENDING, "submitted")
+    transition(session, batch, Status.PENDING, "submitted", submitted_at=utcnow())
     first = lifecycle.tier_of(session, batch.batch_id, 0)
     assert first is not None
     lifecycle.make_runnable(session, batch, first, None)

@@ -20,13 +20,14 @@ from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
 from strataflow.store.filters import compile_filters
 from strataflow.store.tables import Batch, Bucket, BucketObject, Task
+from strataflow.transitions import create
 
 
 def _draft_batch(session: Session, scope: NamespaceScope, bucket: Bucket, object_ids: list[str],
                  metadata: dict[str, Any]) -> Batch:
     batch = Batch(batch_id=new_id("batch"), org_id=scope.org_id, namespace_id=scope.namespace_id,
-                  bucket_id=bucket.bucket_id, status=Status.DRAFT.value, metadata_=metadata)
-    session.add(batch)
+                  bucket_id=bucket.bucket_id, metadata_=metadata)
+    create(session, batch, Status.DRAFT, "created for processing on demand")
     session.flush()
     batch.object_count = add_members(session, batch.batch_id, object_ids)
     return batch

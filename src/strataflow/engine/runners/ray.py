@@ -30,10 +30,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
@@ -49,6 +50,15 @@ from strataflow.extractors.base import ErrorCategory, ExtractionError, Extractor
 log = logging.getLogger("strataflow.runner.ray")
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _in_group(group: str) -> Callable[[_F], _F]:
+    """`ray.method(concurrency_group=...)` with its type: ray's decorator carries none."""
+    decorator: Callable[[_F], _F] = ray.method(concurrency_group=group)
+    return decorator
+
+
 @ray.remote(concurrency_groups={"control": 1})
 class ExtractionActor:
     """One Ray worker process holding an extractor's models between chunks.
@@ -61,7 +71,7 @@ class ExtractionActor:
         initialise(torch_threads, memory_mb)
         self.started = time.time()
 
-    @ray.method(concurrency_group="control")
+    @_in_group("control")
     def pid(self) -> int:
         return os.getpid()
 

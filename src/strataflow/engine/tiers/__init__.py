@@ -1,1 +1,2 @@
-"""Running one tier of a batch: the executor, the Ray Data pipeline driver and stage, one collection run, results, report."""
+"""Running one tier of a batch: the executor, one collection run, the Ray Data pipeline driver and stage,
+results and report."""

@@ -61,8 +61,8 @@ class RunContext:
     @classmethod
     def from_settings(cls, blobs: BlobStore, index: DocumentIndex, settings: Settings, **options: Any) -> RunContext:
         """The usual context: scratch space under the data dir (`settings.work_dir`)."""
-        return cls(blobs=blobs, index=index, work_root=settings.work_dir, limits=ExtractionLimits.from_settings(settings),
-                   **options)
+        return cls(blobs=blobs, index=index, work_root=settings.work_dir,
+                   limits=ExtractionLimits.from_settings(settings), **options)
 
 
 def parameters_hash(collection: Collection) -> str:

@@ -157,8 +157,8 @@ class BatchTierExecutor:
                         wanted: set[str] | None, tally: Tally, progress: dict[str, int], expected: int) -> bool:
         allowed = self._passing_source_filters(batch, tier, collection)
         if self.runner.pipelines is not None:  # a Ray runner with Ray Data runs whole tiers
-            return self._run_pipeline(self.runner.pipelines, job, batch, tier, collection, key, (wanted, allowed), tally,
-                                      progress, expected)
+            return self._run_pipeline(self.runner.pipelines, job, batch, tier, collection, key, (wanted, allowed),
+                                      tally, progress, expected)
         context = RunContext(blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
                              limits=ExtractionLimits.from_settings(self.settings), live_roots=live_roots_in(self.db),
                              device=self.settings.device, batch_size=self.settings.extract_batch_size,

@@ -19,7 +19,7 @@ import pickle
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ class TierWork:
 
 def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, index: DocumentIndex,
                    collection: Collection, work: TierWork, notes: RunNotes,
-                   live_roots: LiveRoots | None = None) -> Iterator[PipelineStep]:
+                   live_roots: LiveRoots | None = None) -> Generator[PipelineStep]:
     """Run the collection's pipeline; yield each output batch once its documents are written.
 
     Closing the iterator early (a canceled tier) stops the Ray Data execution.
@@ -80,7 +80,8 @@ def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, i
     # Workers open the blob store themselves from these settings: absolute paths, whatever their cwd,
     # and nothing they do not need (the admin key stays here; the S3 keys must travel).
     shipped = settings.model_copy(update={"data_dir": settings.data_dir.resolve(), "api_key": None})
-    pipeline = Pipeline(name=work.name, settings=shipped, blobs=blobs, manifest_key=work.manifest_key, stage=ExtractionStage,
+    pipeline = Pipeline(name=work.name, settings=shipped, blobs=blobs, manifest_key=work.manifest_key,
+                        stage=ExtractionStage,
                         stage_kwargs={"settings": shipped, "spec": spec, "wanted": work.wanted,
                                       "allowed": work.allowed},
                         resources=resources, batch_size=settings.extract_batch_size)

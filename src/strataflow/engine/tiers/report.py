@@ -64,7 +64,7 @@ def tier_result(tier_num: int, tallies: list[Tally], total_rows: int, stopped: b
     written = sum(t.documents_written for t in tallies)
     elapsed = max(max((time.monotonic() - t.started for t in tallies), default=0.0), 1e-6)
     after_filter = total_rows - max((t.filtered_out for t in tallies), default=0)
-    counters = {"source_documents_fetched": total_rows, "documents_after_source_filter": after_filter,
+    counters: dict[str, Any] = {"source_documents_fetched": total_rows, "documents_after_source_filter": after_filter,
                 "documents_missing_input_fields": sum(t.missing_inputs for t in tallies),
                 "documents_submitted_to_engine": rows - sum(t.missing_inputs for t in tallies),
                 "documents_written": written, "documents_per_second": round(written / elapsed, 1)}

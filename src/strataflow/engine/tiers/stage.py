@@ -64,23 +64,33 @@ class ShippedBlob:
     data: bytes
 
 
+@dataclass(frozen=True)
+class ShippedDocument:
+    """An extracted document without its files, and the files as bytes."""
+
+    document: ExtractedDocument
+    blobs: list[ShippedBlob]
+
+
 def pack_documents(documents: list[ExtractedDocument]) -> bytes:
-    shipped = [replace(doc, blobs=[ShippedBlob(b.field, b.path.name, b.role, b.type, b.content_type,
-                                               b.path.read_bytes()) for b in doc.blobs]) for doc in documents]
+    shipped = [ShippedDocument(replace(doc, blobs=[]),
+                               [ShippedBlob(b.field, b.path.name, b.role, b.type, b.content_type, b.path.read_bytes())
+                                for b in doc.blobs]) for doc in documents]
     return pickle.dumps(shipped, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def unpack_documents(data: bytes, work_dir: Path) -> list[ExtractedDocument]:
     """The extracted documents, their files written back to disk under `work_dir` for the builder."""
-    documents: list[ExtractedDocument] = pickle.loads(data)  # our own bytes, from our own cluster
-    for position, doc in enumerate(documents):
+    shipped_documents: list[ShippedDocument] = pickle.loads(data)  # our own bytes, from our own cluster
+    documents: list[ExtractedDocument] = []
+    for position, shipped_document in enumerate(shipped_documents):
         blobs: list[DocumentBlob] = []
-        for number, shipped in enumerate(doc.blobs):
+        for number, shipped in enumerate(shipped_document.blobs):
             path = work_dir / f"{position}-{number}" / shipped.filename
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(shipped.data)
             blobs.append(DocumentBlob(shipped.field, path, shipped.role, shipped.type, shipped.content_type))
-        doc.blobs = blobs
+        documents.append(replace(shipped_document.document, blobs=blobs))
     return documents
 
 

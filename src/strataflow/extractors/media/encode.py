@@ -181,4 +181,5 @@ def _frames(source: av.container.InputContainer, streams: list[av.stream.Stream]
             for frame in packet.decode():
                 yield frame, packet.stream
     except av.error.FFmpegError as exc:
-        raise invalid(f"{path.name}: decoding failed ({exc.strerror or exc}); the file is truncated or corrupt") from exc
+        raise invalid(f"{path.name}: decoding failed ({exc.strerror or exc}); "
+                      "the file is truncated or corrupt") from exc

@@ -18,8 +18,8 @@ def save_frame(frame: av.VideoFrame, path: Path) -> Path:
 
 def save_thumbnail(source: Path, path: Path, max_side: int = THUMBNAIL_MAX_SIDE) -> Path:
     """A small JPEG of an image file, aspect ratio kept."""
-    with Image.open(source) as image:
-        image = image.convert("RGB")
+    with Image.open(source) as opened:
+        image = opened.convert("RGB")
         image.thumbnail((max_side, max_side))
         image.save(path, format="JPEG", quality=85)
     return path

@@ -8,8 +8,8 @@ from typing import Any
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from strataflow.config import IMAGE_MAX_FRAMES, IMAGE_MAX_PIXELS
 from strataflow.extractors.base import over_limit
-from strataflow.extractors.limits import IMAGE_MAX_FRAMES, IMAGE_MAX_PIXELS
 from strataflow.extractors.media.failures import invalid
 
 # Text-like EXIF tags worth embedding along with OCR text: what a person wrote about the picture.

@@ -64,14 +64,16 @@ def render(page: pdfium.PdfPage, dpi: int, max_pixels: int) -> Image.Image:
     if pixels > max_pixels:
         raise over_limit(f"a page of {page.get_width():.0f} x {page.get_height():.0f} points rendered at {dpi} dpi",
                          max_pixels, "pdf_max_page_pixels", "pixels", pixels)
-    return page.render(scale=scale).to_pil().convert("RGB")
+    image: Image.Image = page.render(scale=scale).to_pil().convert("RGB")
+    return image
 
 
 def crop_points(image: Image.Image, box: Box, dpi: int, pad: float = 2.0) -> Image.Image:
     """The part of a page render at `dpi` under `box` (points), a little padded."""
     scale = dpi / POINTS_PER_INCH
     left, top = max(0, int((box.x0 - pad) * scale)), max(0, int((box.top - pad) * scale))
-    right, bottom = min(image.width, int((box.x1 + pad) * scale) + 1), min(image.height, int((box.bottom + pad) * scale) + 1)
+    right = min(image.width, int((box.x1 + pad) * scale) + 1)
+    bottom = min(image.height, int((box.bottom + pad) * scale) + 1)
     return image.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
 
 

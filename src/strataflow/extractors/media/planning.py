@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from strataflow.config import VIDEO_MAX_SEGMENTS
 from strataflow.extractors.base import ExtractionError, over_limit
-from strataflow.extractors.limits import VIDEO_MAX_SEGMENTS
 from strataflow.extractors.media.encode import SegmentOutputs, encode_segments
 from strataflow.extractors.media.failures import invalid
 from strataflow.extractors.media.probe import MediaInfo, data_end

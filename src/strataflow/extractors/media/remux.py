@@ -86,7 +86,8 @@ def copy_segments(path: Path, info: MediaInfo, segments: list[Segment], out_dir:
                 if writer is not None:
                     writer.add(packet)
         except av.error.FFmpegError as exc:
-            raise invalid(f"{path.name}: reading packets failed ({exc.strerror or exc}); the file is truncated or corrupt") from exc
+            raise invalid(f"{path.name}: reading packets failed ({exc.strerror or exc}); "
+                          "the file is truncated or corrupt") from exc
         finally:
             if writer is not None:
                 writer.close()

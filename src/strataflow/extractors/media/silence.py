@@ -29,7 +29,8 @@ def window_levels_db(samples: NDArray[np.float32], window: int) -> NDArray[np.fl
         return np.zeros(0)
     frames = samples[:usable].astype(np.float64).reshape(-1, window)
     rms = np.sqrt(np.mean(frames * frames, axis=1))
-    return np.maximum(20 * np.log10(np.maximum(rms, 1e-12)), _FLOOR_DB)
+    levels: NDArray[np.float64] = np.maximum(20 * np.log10(np.maximum(rms, 1e-12)), _FLOOR_DB)
+    return levels
 
 
 def silent_spans(levels: Iterable[float], threshold_db: float, min_seconds: float,

@@ -12,6 +12,7 @@ from strataflow.services.batches.members import add_members, check_objects_exist
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import TERMINAL, Status
 from strataflow.store.tables import Batch, BatchTier, Bucket, DocumentFailure
+from strataflow.transitions import create
 
 
 def get_batch(session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str,
@@ -42,10 +43,9 @@ def create_batch(session: Session, scope: NamespaceScope, bucket: Bucket, reques
         org_id=scope.org_id,
         namespace_id=scope.namespace_id,
         bucket_id=bucket.bucket_id,
-        status=Status.DRAFT.value,
         metadata_=request.metadata,
     )
-    session.add(batch)
+    create(session, batch, Status.DRAFT, "created")
     session.flush()
     batch.object_count = add_members(session, batch.batch_id, object_ids)
     session.commit()

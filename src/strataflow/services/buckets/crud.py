@@ -18,8 +18,10 @@ from strataflow.services.buckets.schema import check_unique_key, normalize_schem
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.services.tenancy.tasks import create_task
 from strataflow.statuses import Status, TaskType
+from strataflow.store.db import deleted_rows
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.tables import Bucket, BucketObject, Task, Upload
+from strataflow.transitions import create, transition
 
 BUCKET_FIELDS = FieldMap(
     columns={
@@ -69,7 +71,7 @@ def create_bucket(session: Session, scope: NamespaceScope, request: BucketCreate
         unique_key=check_unique_key(request.unique_key, schema),
         metadata_=request.metadata,
     )
-    session.add(row)
+    create(session, row, Status.ACTIVE, "created")
     session.commit()
     return row
 
@@ -133,7 +135,7 @@ def bucket_stats(session: Session, bucket_ids: list[str]) -> dict[str, dict[str,
 def request_bucket_deletion(session: Session, scope: NamespaceScope, identifier: str) -> Task:
     """Hide the bucket at once and queue the task that removes objects and blobs."""
     row = get_bucket(session, scope, identifier)
-    row.status = Status.ARCHIVED.value
+    transition(session, row, Status.ARCHIVED, "deletion requested")
     task = create_task(
         session,
         scope.org_id,
@@ -160,7 +162,7 @@ def delete_bucket_job(context: JobContext, task: Task) -> JobOutcome:
     with context.db.transaction() as session:
         blobs += delete_bucket_upload_bytes(session, context.blobs, bucket_id)
         object_ids = list(session.scalars(select(BucketObject.object_id).where(BucketObject.bucket_id == bucket_id)))
-        objects = session.execute(delete(BucketObject).where(BucketObject.bucket_id == bucket_id)).rowcount
+        objects = deleted_rows(session, delete(BucketObject).where(BucketObject.bucket_id == bucket_id))
         session.execute(delete(Bucket).where(Bucket.bucket_id == bucket_id))
         collection_ids = namespace_collection_ids(session, task.namespace_id or "")
     index = context.services.get("index")

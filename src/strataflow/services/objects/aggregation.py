@@ -27,10 +27,11 @@ def _metric(function: str, field: str | None) -> Any:
     target = resolve_field(field, OBJECT_FIELDS)
     if function in _NUMERIC:
         expr = cast(target.as_type(0.0), Float) if target.path else target.column
-        return {"sum": func.sum, "avg": func.avg}[function](expr)
+        return func.sum(expr) if function == "sum" else func.avg(expr)
     if function == "count_distinct":
         return func.count(func.distinct(target.as_type("")))
-    return {"min": func.min, "max": func.max}[function](target.as_type(0.0) if target.path else target.column)
+    column = target.as_type(0.0) if target.path else target.column
+    return func.min(column) if function == "min" else func.max(column)
 
 
 def aggregate_objects(session: Session, bucket: Bucket, request: ObjectAggregationRequest) -> dict[str, Any]:
@@ -67,8 +68,8 @@ def aggregate_objects(session: Session, bucket: Bucket, request: ObjectAggregati
         results.append({"group": group, "metrics": metric_values})
     if request.sort_by:
         reverse = request.sort_direction.lower() == "desc"
-        results.sort(key=lambda r: _sort_key(r["metrics"].get(request.sort_by, r["group"].get(request.sort_by))),
-                     reverse=reverse)
+        sort_by = request.sort_by
+        results.sort(key=lambda r: _sort_key(r["metrics"].get(sort_by, r["group"].get(sort_by))), reverse=reverse)
     if request.limit:
         results = results[: request.limit]
     elapsed = round((time.perf_counter() - started) * 1000, 2)

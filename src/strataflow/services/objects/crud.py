@@ -28,9 +28,11 @@ from strataflow.services.buckets.schema import check_metadata, check_required
 from strataflow.services.objects.sources import SourceLimits, StoredBlobs, store_blob
 from strataflow.services.objects.upload_blobs import upload_blob_record
 from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.statuses import Status
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Bucket, BucketObject
+from strataflow.transitions import create
 
 OBJECT_FIELDS = FieldMap(
     columns={
@@ -128,7 +130,7 @@ def create_object(
         if existing is not None and policy == "insert":
             raise AlreadyExistsError(
                 "An object with this unique key already exists",
-                {"object_id": existing.object_id, "unique_key": bucket.unique_key["fields"]},
+                {"object_id": existing.object_id, "unique_key": (bucket.unique_key or {}).get("fields")},
             )
         if existing is None and policy == "update":
             raise not_found("Object with unique key", unique_value)
@@ -160,7 +162,7 @@ def create_object(
             unique_key_value=unique_value,
         )
         _fill(row, request.key_prefix, stored, metadata, digest)
-        session.add(row)
+        create(session, row, Status.DRAFT, "created")
         bucket.last_upload_at = row.created_at = row.updated_at = _now()
         session.commit()
         return row

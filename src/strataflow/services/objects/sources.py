@@ -84,7 +84,8 @@ def _fetch(url: str, prop: str, limits: SourceLimits) -> tuple[bytes, str | None
     return buffer.getvalue(), content_type, filename
 
 
-def _bytes_for(blob: CreateBlobRequest, kind: FieldType, limits: SourceLimits) -> tuple[bytes, str, str | None, str | None]:
+def _bytes_for(blob: CreateBlobRequest, kind: FieldType,
+               limits: SourceLimits) -> tuple[bytes, str, str | None, str | None]:
     """Bytes, mime type, filename and source URL of a file-typed blob."""
     data, prop = blob.data, blob.property
     if not isinstance(data, str):

@@ -18,9 +18,11 @@ from strataflow.schemas.namespaces import (
 from strataflow.services.tenancy.scope import NamespaceScope, Principal
 from strataflow.services.tenancy.tasks import create_task
 from strataflow.statuses import Status, TaskType
+from strataflow.store.db import deleted_rows
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Bucket, BucketObject, Collection, Namespace, Task
+from strataflow.transitions import create, transition
 
 NAMESPACE_FIELDS = FieldMap(
     columns={
@@ -94,7 +96,7 @@ def create_namespace(session: Session, principal: Principal, request: CreateName
         auto_create_indexes=bool(request.auto_create_indexes),
         infrastructure=request.infrastructure,
     )
-    session.add(row)
+    create(session, row, Status.ACTIVE, "created")
     session.commit()
     return row
 
@@ -146,7 +148,7 @@ def namespace_counts(session: Session, namespace_id: str) -> dict[str, int]:
 def request_namespace_deletion(session: Session, principal: Principal, identifier: str) -> Task:
     """Hide the namespace at once and queue the task that removes its contents."""
     row = get_namespace(session, principal, identifier)
-    row.status = Status.ARCHIVED.value
+    transition(session, row, Status.ARCHIVED, "deletion requested")
     task = create_task(
         session,
         principal.org_id,
@@ -167,7 +169,7 @@ def delete_namespace_job(context: JobContext, task: Task) -> JobOutcome:
             Collection.namespace_id == namespace_id)))
         session.execute(delete(Collection).where(Collection.namespace_id == namespace_id))
         bucket_ids = list(session.scalars(select(Bucket.bucket_id).where(Bucket.namespace_id == namespace_id)))
-        objects = session.execute(delete(BucketObject).where(BucketObject.namespace_id == namespace_id)).rowcount
+        objects = deleted_rows(session, delete(BucketObject).where(BucketObject.namespace_id == namespace_id))
         session.execute(delete(Bucket).where(Bucket.namespace_id == namespace_id))
         session.execute(delete(Namespace).where(Namespace.namespace_id == namespace_id))
     index = context.services.get("index")

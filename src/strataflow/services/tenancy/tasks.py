@@ -12,11 +12,11 @@ from strataflow.clock import isoformat
 from strataflow.errors import not_found
 from strataflow.ids import new_id
 from strataflow.schemas.tasks import ListTasksRequest
-from strataflow.statuses import TERMINAL, Status, TaskType
+from strataflow.statuses import Status, TaskType
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Task
-from strataflow.transitions import transition
+from strataflow.transitions import Verdict, create, try_transition
 
 TASK_FIELDS = FieldMap(
     columns={
@@ -49,11 +49,10 @@ def create_task(
         org_id=org_id,
         namespace_id=namespace_id,
         task_type=task_type.value,
-        status=Status.PENDING.value,
         inputs=inputs,
         additional_data=additional_data or {},
     )
-    session.add(task)
+    create(session, task, Status.PENDING, "requested")
     session.flush()
     return task
 
@@ -89,13 +88,11 @@ def list_tasks(
 def kill_task(session: Session, org_id: str, task_id: str, hooks: Mapping[str, KillHook]) -> bool:
     """Cancel a task. Idempotent: unknown or finished tasks are left as they are."""
     task = session.scalar(select(Task).where(Task.task_id == task_id, Task.org_id == org_id))
-    if task is None or Status(task.status) in TERMINAL:
-        return False
+    if task is None or try_transition(session, task, Status.CANCELED, "killed through the API") is not Verdict.ACCEPTED:
+        return False  # unknown, or already finished: nothing to stop
     hook = hooks.get(task.task_type)
     if hook is not None:
         hook(session, task)
-    if Status(task.status) not in TERMINAL:
-        transition(session, task, Status.CANCELED, "killed through the API")
     session.commit()
     return True
 

@@ -38,7 +38,7 @@ from strataflow.services.uploads.crud import EXPIRED_MESSAGE, expire_overdue, fi
 from strataflow.services.uploads.multipart import join_parts
 from strataflow.statuses import Status
 from strataflow.store.tables import Bucket, Upload
-from strataflow.transitions import transition
+from strataflow.transitions import Verdict, transition, try_transition
 
 _HASH_CHUNK = 8 << 20
 _LEASE_RENEW_S = 10.0
@@ -216,8 +216,10 @@ def _complete_once(context: JobContext, bucket_id: str, upload_id: str, verified
                 refuse_unconfirmable(row)
                 raise BadRequestError(f"Upload '{upload_id}' is {row.status}; it is being confirmed already",
                                       {"upload_id": upload_id, "task_id": row.task_id})
+            now = utcnow()
             _record_verification(session, row, verified)
-            transition(session, row, Status.COMPLETED, "confirmed: stored bytes verified")
+            transition(session, row, Status.COMPLETED, "confirmed: stored bytes verified", verified_at=now,
+                       completed_at=now)
             if row.create_object_on_confirm and not row.is_duplicate:
                 create_object(session, object_writer(context), bucket, CreateObjectRequest(
                     blobs=[CreateBlobRequest(property=row.blob_property or "", type=row.blob_type or "",
@@ -233,11 +235,9 @@ def _complete_once(context: JobContext, bucket_id: str, upload_id: str, verified
 
 
 def _record_verification(session: Session, row: Upload, verified: Verified) -> None:
-    now = utcnow()
     row.stored_size_bytes = verified.size
     row.etag = verified.etag
     row.content_sha256 = verified.sha256
-    row.verified_at = row.completed_at = now
     row.multipart_id = None
     row.message = "Upload confirmed."
     original = find_completed_by_hash(session, row.bucket_id, verified.sha256, exclude=row.upload_id)
@@ -255,8 +255,7 @@ def mark_failed(context: JobContext, bucket_id: str, upload_id: str, reason: str
         if bucket is None:
             return
         row = get_upload(session, bucket, upload_id, for_update=True)
-        if row.status in (Status.PENDING.value, Status.PROCESSING.value):
-            transition(session, row, Status.FAILED, f"confirmation failed: {reason}")
+        if try_transition(session, row, Status.FAILED, f"confirmation failed: {reason}") is Verdict.ACCEPTED:
             row.message = f"Confirmation failed: {reason}"
 
 

@@ -31,6 +31,7 @@ from strataflow.services.uploads.rules import (
 )
 from strataflow.statuses import Status
 from strataflow.store.tables import Bucket, BucketObject, Organization, Upload
+from strataflow.transitions import create
 
 _LIVE = (Status.PENDING.value, Status.PROCESSING.value, Status.COMPLETED.value)
 
@@ -121,7 +122,6 @@ def _new_row(internal_id: str, scope: NamespaceScope, bucket: Bucket, plan: _Pla
         file_size_bytes=request.file_size_bytes,
         presigned_url_expiration=request.presigned_url_expiration,
         s3_key=key,
-        status=Status.PENDING.value,
         metadata_=dict(request.metadata),
         create_object_on_confirm=request.create_object_on_confirm,
         object_metadata=request.object_metadata,
@@ -169,12 +169,13 @@ def create_uploads(
             continue
         row = _new_row(organization.internal_id, scope, bucket, plan, now)
         existing = _existing_object_for_key(session, bucket, request)
-        if existing is not None:
-            row.status = Status.SKIPPED.value  # recorded, never signed: nothing will be uploaded
+        if existing is not None:  # recorded, never signed: nothing will be uploaded
             row.skipped_unique_key = True
             row.existing_object_id = existing
             row.message = "An object with the same unique key exists in this bucket; no upload is needed."
-        session.add(row)
+            create(session, row, Status.SKIPPED, "an object with the same unique key exists")
+        else:
+            create(session, row, Status.PENDING, "presigned URL issued")
         answers.append(row)
     session.commit()
     return [

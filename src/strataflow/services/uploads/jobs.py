@@ -31,7 +31,7 @@ from strataflow.services.uploads.confirm import (
 from strataflow.services.uploads.crud import get_upload
 from strataflow.statuses import Status, TaskType
 from strataflow.store.tables import Bucket, Task, Upload
-from strataflow.transitions import transition
+from strataflow.transitions import Verdict, transition, try_transition
 
 
 def confirm_upload(context: JobContext, scope: NamespaceScope, bucket: Bucket, upload_id: str, claim: Claim,
@@ -100,8 +100,8 @@ def confirm_job(context: JobContext, task: Task) -> JobOutcome:
 def fail_killed_confirm(session: Session, task: Task) -> None:
     spec = (task.inputs or [{}])[0]
     row = session.get(Upload, spec.get("upload_id"))
-    if row is not None and row.status == Status.PROCESSING.value:
-        transition(session, row, Status.FAILED, f"confirmation task {task.task_id} was killed")
+    if row is not None and row.status is Status.PROCESSING and try_transition(
+            session, row, Status.FAILED, f"confirmation task {task.task_id} was killed") is Verdict.ACCEPTED:
         row.message = "Confirmation failed: its task was killed."
 
 

@@ -113,7 +113,7 @@ def resolve_blob_target(
                 f"Schema property '{prop}' has type {expected.value}, which holds no file",
                 {"field": "blob_property", "schema_type": expected.value},
             )
-        if blob_type and kind is not expected:  # a derived type gives way to the schema's
+        if blob_type and kind is not None and kind is not expected:  # a derived type gives way to the schema's
             raise BadRequestError(
                 f"blob_type {kind.value} does not match the schema type {expected.value} of '{prop}'",
                 {"field": "blob_type", "expected_type": expected.value},

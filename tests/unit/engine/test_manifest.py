@@ -1,15 +1,31 @@
-"""Manifests round-trip through blob storage in bounded chunks."""
+"""Manifests round-trip through blob storage in bounded chunks, on a local directory and on S3 (moto over HTTP)."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
+import pytest
+
+from strataflow.blobs import BlobStore
 from strataflow.blobs.local import LocalBlobStore
+from strataflow.blobs.stores import open_blob_store
+from strataflow.config import Settings
 from strataflow.engine.manifest import ManifestRow, count_rows, manifest_key, read_manifest, write_manifest
+from tests.s3_server import MotoServer, moto_server  # noqa: F401  (the session's S3 server)
 
 
-def test_round_trip_in_chunks(tmp_path: Path) -> None:
-    blobs = LocalBlobStore(tmp_path, b"s" * 32, "http://x")
+@pytest.fixture(params=["local", "s3"])
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    if request.param == "local":
+        return LocalBlobStore(tmp_path, b"s" * 32, "http://x")
+    moto: MotoServer = request.getfixturevalue("moto_server")
+    bucket = f"sf-{secrets.token_hex(6)}"
+    moto.client().create_bucket(Bucket=bucket)
+    return open_blob_store(Settings(data_dir=tmp_path / "data", **moto.settings_for(bucket)))
+
+
+def test_round_trip_in_chunks(blobs: BlobStore) -> None:
     key = manifest_key("ns_1", "btch_1", 0)
     rows = (ManifestRow(row_id=f"obj_{i}", root_object_id=f"obj_{i}", root_bucket_id="bkt_1",
                         source_type="bucket", source_object_id=f"obj_{i}", payload={"metadata": {"n": i}},
