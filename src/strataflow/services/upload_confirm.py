@@ -27,10 +27,11 @@ from strataflow.blobs.multipart import Progress
 from strataflow.clock import isoformat, utcnow
 from strataflow.engine.jobs import JobContext, extend_lease
 from strataflow.errors import BadRequestError, StrataflowError
+from strataflow.outbound import OutboundClient, OutboundPolicy
 from strataflow.schemas.objects import CreateBlobRequest, CreateObjectRequest
 from strataflow.schemas.uploads import PartRef
-from strataflow.services.blob_sources import SourceLimits
-from strataflow.services.objects import ObjectWriter, create_object
+from strataflow.services.blob_sources import BlobSources
+from strataflow.services.objects import ObjectWriter, create_object_in
 from strataflow.services.upload_multipart import join_parts
 from strataflow.services.upload_rules import mime_type
 from strataflow.services.uploads import EXPIRED_MESSAGE, expire_overdue, find_completed_by_hash, get_upload
@@ -82,7 +83,8 @@ class LeaseKeeper:
 
 def object_writer(context: JobContext) -> ObjectWriter:
     settings = context.settings
-    return ObjectWriter(context.blobs, SourceLimits(settings.max_inline_blob_bytes, settings.url_fetch_timeout_s))
+    outbound = context.services.get("outbound") or OutboundClient(OutboundPolicy.from_settings(settings))
+    return ObjectWriter(context.blobs, BlobSources(settings.max_inline_blob_bytes, outbound))
 
 
 def confirm_payload(row: Upload, message: str | None = None) -> dict[str, Any]:
@@ -215,7 +217,7 @@ def _complete_once(context: JobContext, bucket_id: str, upload_id: str, verified
             _record_verification(session, row, verified)
             transition(session, row, Status.COMPLETED, "confirmed: stored bytes verified")
             if row.create_object_on_confirm and not row.is_duplicate:
-                create_object(session, object_writer(context), bucket, CreateObjectRequest(
+                create_object_in(session, object_writer(context), bucket, CreateObjectRequest(
                     blobs=[CreateBlobRequest(property=row.blob_property or "", type=row.blob_type or "",
                                              upload_id=row.upload_id, filename=row.filename)],
                     metadata=dict(row.object_metadata or {}),
