@@ -256,10 +256,11 @@ class OutboundClient:
         self._slots = threading.BoundedSemaphore(policy.max_concurrent)
         self._ssl = ssl_context or ssl.create_default_context()
 
-    def get(self, url: str, max_bytes: int | None = None) -> Fetched:
-        """GET `url` and return its body. Raises `FetchFailed` (one message for every cause)."""
+    def get(self, url: str, max_bytes: int | None = None, deadline_s: float | None = None) -> Fetched:
+        """GET `url` and return its body. Raises `FetchFailed` (one message for every cause).
+        A caller may ask for a smaller size or a shorter deadline than the policy's, never more."""
         limit = min(max_bytes or self.policy.max_bytes, self.policy.max_bytes)
-        deadline = Deadline(self.policy.deadline_s)
+        deadline = Deadline(min(deadline_s or self.policy.deadline_s, self.policy.deadline_s))
         if not self._slots.acquire(timeout=max(0.0, deadline.remaining())):
             raise self._failed(url, "no fetch slot freed before the deadline")
         try:

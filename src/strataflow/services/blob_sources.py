@@ -53,6 +53,10 @@ class BlobSources:
     max_bytes: int
     outbound: OutboundClient
 
+    @property
+    def fetch_limit(self) -> int:
+        return min(self.max_bytes, self.outbound.policy.max_bytes)
+
 
 def _decode_base64(text: str, prop: str) -> bytes:
     try:
@@ -78,23 +82,23 @@ def _fetch(url: str, prop: str, sources: BlobSources) -> Fetched:
     """Download a URL through the outbound guard. Every failure is the same 400, so a caller
     cannot tell a refused address from a closed port, a silent one or an error answer."""
     try:
-        return sources.outbound.get(url, sources.max_bytes)
+        return sources.outbound.get(url, sources.fetch_limit)
     except FetchFailed:
         raise BadRequestError(
             f"Blob '{prop}': could not fetch {url}: the address is not allowed, or it did not answer "
-            f"with a file within {sources.outbound.policy.deadline_s:g} s and {sources.max_bytes} bytes",
+            f"with a file within {sources.outbound.policy.deadline_s:g} s and {sources.fetch_limit} bytes",
             {"field": f"blobs.{prop}.data", "url": url},
         ) from None
 
 
-def _bytes_for(blob: CreateBlobRequest, kind: FieldType, limits: BlobSources) -> tuple[bytes, str, str | None, str | None]:
+def _bytes_for(blob: CreateBlobRequest, kind: FieldType, sources: BlobSources) -> tuple[bytes, str, str | None, str | None]:
     """Bytes, mime type, filename and source URL of a file-typed blob."""
     data, prop = blob.data, blob.property
     if not isinstance(data, str):
         raise BadRequestError(f"Blob '{prop}' of type {kind.value} needs string data", {"field": f"blobs.{prop}.data"})
     mime = blob.content_type or _DEFAULT_MIME[kind]
     if is_whole_url(data):
-        fetched = _fetch(data, prop, limits)
+        fetched = _fetch(data, prop, sources)
         return fetched.content, blob.content_type or fetched.content_type or mime, blob.filename or fetched.filename, data
     if match := _DATA_URI.match(data):
         payload = match.group("data")
@@ -110,7 +114,7 @@ def store_blob(
     schema: dict[str, Any],
     key_root: str,
     blob: CreateBlobRequest,
-    limits: BlobSources,
+    sources: BlobSources,
     stored: StoredBlobs,
 ) -> None:
     """Validate one blob against the schema, write its bytes, and record it in `stored`."""
@@ -142,9 +146,9 @@ def store_blob(
         record["properties"]["value"] = blob.data
         stored.records.append(record)
         return
-    content, mime, filename, source_url = _bytes_for(blob, kind, limits)
-    if len(content) > limits.max_bytes:
-        raise PayloadTooLargeError(f"Blob '{prop}' exceeds {limits.max_bytes} bytes; use a presigned upload")
+    content, mime, filename, source_url = _bytes_for(blob, kind, sources)
+    if len(content) > sources.max_bytes:
+        raise PayloadTooLargeError(f"Blob '{prop}' exceeds {sources.max_bytes} bytes; use a presigned upload")
     filename = filename or f"{prop}{mimetypes.guess_extension(mime) or ''}"
     key = f"{key_root}/{blob_id}"
     written = store.put_bytes(key, content, mime)
