@@ -28,6 +28,7 @@ class Behaviour:
     redirects: dict[str, str] = field(default_factory=dict)  # path -> Location
     sizes: dict[str, int] = field(default_factory=dict)  # path -> body of that many bytes
     chunked: bool = False  # no Content-Length (a body whose size is known only at its end)
+    drip_until: threading.Event | None = None  # set: send a byte every `drip_pause_s` until it is set
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -56,7 +57,7 @@ class LoopbackServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            def do_GET(self) -> None:
                 owner._enter(self.path)
                 try:
                     owner._answer(self)
@@ -106,6 +107,9 @@ class LoopbackServer:
         if path == "/missing":
             handler.send_error(404)
             return
+        if b.drip_until is not None:
+            self._drip_until(handler, b.drip_until, b.drip_pause_s)
+            return
         body = b"x" * b.sizes[path] if path in b.sizes else BODY
         handler.send_response(200)
         handler.send_header("Content-Type", "text/plain")
@@ -124,7 +128,22 @@ class LoopbackServer:
         if b.chunked:
             handler.close_connection = True
 
+    @staticmethod
+    def _drip_until(handler: http.server.BaseHTTPRequestHandler, until: threading.Event, pause: float) -> None:
+        """An answer of unknown length that keeps coming until the test says it is done."""
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/plain")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.close_connection = True
+        while not until.wait(pause):
+            handler.wfile.write(b"d")
+            handler.wfile.flush()
+        handler.wfile.write(b"end\n")
+
     def close(self) -> None:
+        if self.behaviour.drip_until is not None:
+            self.behaviour.drip_until.set()
         if self.behaviour.gate is not None:
             self.behaviour.gate.set()
         self._server.shutdown()
