@@ -44,6 +44,7 @@ class LoopbackServer:
     def __init__(self) -> None:
         self.behaviour = Behaviour()
         self.requests: list[str] = []
+        self.host_headers: list[str] = []
         self.active = 0
         self.max_active = 0
         self.finished = 0
@@ -58,6 +59,7 @@ class LoopbackServer:
                 pass
 
             def do_GET(self) -> None:
+                owner.host_headers.append(self.headers.get("Host", ""))
                 owner._enter(self.path)
                 try:
                     owner._answer(self)

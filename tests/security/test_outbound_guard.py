@@ -91,6 +91,14 @@ def test_the_same_server_answers_once_allowed(server: LoopbackServer) -> None:
     assert server.requests == ["/file.txt"]
 
 
+def test_a_named_host_keeps_its_name_on_the_pinned_connection(server: LoopbackServer) -> None:
+    """Allowed by name, `localhost` is resolved once and the connection goes to that address,
+    while the request still names the host the URL gave."""
+    client = OutboundClient(OutboundPolicy(allow=AllowList.parse("localhost")))
+    assert client.get(f"http://localhost:{server.port}/named").content == BODY
+    assert server.host_headers == [f"localhost:{server.port}"]
+
+
 @pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "2a00:1450:4001::1"])
 def test_public_addresses_are_public(address: str) -> None:
     assert is_public(ipaddress.ip_address(address))

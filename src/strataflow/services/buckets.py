@@ -14,7 +14,7 @@ from strataflow.schemas.buckets import BucketCreateRequest, BucketUpdateRequest,
 from strataflow.services.bucket_schema import check_unique_key, normalize_schema
 from strataflow.services.scope import NamespaceScope
 from strataflow.services.tasks import create_task
-from strataflow.services.upload_blobs import delete_bucket_upload_bytes
+from strataflow.services.upload_blobs import bucket_upload_keys, delete_upload_bytes
 from strataflow.statuses import Status, TaskType
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.tables import Bucket, BucketObject, Task
@@ -146,9 +146,12 @@ def request_bucket_deletion(session: Session, scope: NamespaceScope, identifier:
 @handles(TaskType.BUCKETS_DELETE.value)
 def _delete_bucket(context: JobContext, task: Task) -> JobOutcome:
     bucket_id = (task.inputs or [{}])[0]["bucket_id"]
+    # Bytes first, each store call outside any transaction (S3 may be slow); then the rows.
+    with context.db.read_session() as session:
+        upload_keys = bucket_upload_keys(session, bucket_id)
     blobs = context.blobs.delete_prefix(f"{task.namespace_id}/{bucket_id}/")
+    blobs += delete_upload_bytes(context.blobs, upload_keys)
     with context.db.transaction() as session:
-        blobs += delete_bucket_upload_bytes(session, context.blobs, bucket_id)
         objects = session.execute(delete(BucketObject).where(BucketObject.bucket_id == bucket_id)).rowcount
         session.execute(delete(Bucket).where(Bucket.bucket_id == bucket_id))
     return JobOutcome(

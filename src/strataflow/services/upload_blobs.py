@@ -70,12 +70,18 @@ def _check_fit(bucket: Bucket, blob: CreateBlobRequest, row: Upload) -> FieldTyp
     return kind
 
 
-def delete_bucket_upload_bytes(session: Session, store: BlobStore, bucket_id: str) -> int:
-    """Remove the bytes of a bucket's uploads (they live outside the bucket's own prefix)."""
+def bucket_upload_keys(session: Session, bucket_id: str) -> list[tuple[str, str | None]]:
+    """Storage key and open multipart id of each of a bucket's uploads."""
+    rows = session.execute(select(Upload.s3_key, Upload.multipart_id).where(Upload.bucket_id == bucket_id)).all()
+    return [(key, multipart_id) for key, multipart_id in rows]
+
+
+def delete_upload_bytes(store: BlobStore, keys: list[tuple[str, str | None]]) -> int:
+    """Remove the bytes of uploads (they live outside the bucket's own prefix). Blob-store calls
+    only: run it with no transaction open."""
     from strataflow.services.upload_multipart import abort_parts
 
-    rows = session.execute(select(Upload.s3_key, Upload.multipart_id).where(Upload.bucket_id == bucket_id)).all()
-    for key, multipart_id in rows:
+    for key, multipart_id in keys:
         abort_parts(store, key, multipart_id)
         store.delete(key)
-    return len(rows)
+    return len(keys)
