@@ -1,4 +1,4 @@
-"""Submitting and canceling batches: resolve the DAG, write the tier-0 manifest, queue tier 0."""
+"""Submitting and canceling batches: resolve the DAG, queue tier 0 (its manifest is written when it starts)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from strataflow.blobs import BlobStore
 from strataflow.clock import utcnow
 from strataflow.engine import lifecycle
-from strataflow.engine.manifest import ManifestRow, manifest_key, write_manifest
+from strataflow.engine.manifest import ManifestRow, manifest_key
 from strataflow.errors import BadRequestError
 from strataflow.services.batches import get_batch
 from strataflow.services.dag import CollectionNode, resolve_tiers
@@ -20,6 +20,7 @@ from strataflow.services.scope import NamespaceScope
 from strataflow.services.source_records import object_record
 from strataflow.services.tasks import on_kill
 from strataflow.statuses import Status, TaskType
+from strataflow.store.db import Database
 from strataflow.store.tables import Batch, BatchObject, BatchTier, Bucket, BucketObject, Collection, Task
 from strataflow.transitions import transition
 
@@ -37,8 +38,10 @@ def collection_nodes(session: Session, namespace_id: str) -> list[CollectionNode
     return nodes
 
 
-def object_rows(session: Session, batch: Batch) -> Iterator[ManifestRow]:
-    """Tier-0 rows: one per member object, read from the database chunk by chunk.
+def object_rows(db: Database, batch: Batch) -> Iterator[ManifestRow]:
+    """Tier-0 rows: one per member object, read from the database chunk by chunk, each chunk in a
+    read session of its own that closes before its rows are handed on (the consumer writes them
+    to blob storage, and no session may wait on that).
 
     A member that is no longer an object of the bucket (deleted since, or added
     with skip_validation) still gets a row, marked missing, so that the tier
@@ -46,20 +49,21 @@ def object_rows(session: Session, batch: Batch) -> Iterator[ManifestRow]:
     """
     last = -1
     while True:
-        members = session.execute(
-            select(BatchObject.position, BatchObject.object_id)
-            .where(BatchObject.batch_id == batch.batch_id, BatchObject.position > last)
-            .order_by(BatchObject.position).limit(_MEMBER_CHUNK)
-        ).all()
-        if not members:
-            return
+        with db.read_session() as session:
+            members = session.execute(
+                select(BatchObject.position, BatchObject.object_id)
+                .where(BatchObject.batch_id == batch.batch_id, BatchObject.position > last)
+                .order_by(BatchObject.position).limit(_MEMBER_CHUNK)
+            ).all()
+            if not members:
+                return
+            ids = [oid for _, oid in members]
+            found = {o.object_id: asdict(object_record(o)) for o in session.scalars(
+                select(BucketObject).where(BucketObject.bucket_id == batch.bucket_id,
+                                           BucketObject.object_id.in_(ids)))}
         last = members[-1][0]
-        ids = [oid for _, oid in members]
-        found = {o.object_id: o for o in session.scalars(
-            select(BucketObject).where(BucketObject.bucket_id == batch.bucket_id, BucketObject.object_id.in_(ids)))}
         for object_id in ids:
-            obj = found.get(object_id)
-            payload: dict[str, Any] = {"missing": True} if obj is None else asdict(object_record(obj))
+            payload: dict[str, Any] = found.get(object_id) or {"missing": True}
             yield ManifestRow(row_id=object_id, root_object_id=object_id, root_bucket_id=batch.bucket_id,
                               source_type="bucket", source_object_id=object_id, payload=payload,
                               lineage_path=batch.bucket_id)
@@ -92,8 +96,10 @@ def submit_batch(session: Session, blobs: BlobStore, scope: NamespaceScope, buck
         )
     first_from_bucket = nodes[tiers[0][0]].source_type == "bucket"
     key = manifest_key(scope.namespace_id, batch.batch_id, 0)
-    # A tier fed by collections builds its manifest when it starts, from their documents.
-    rows = write_manifest(blobs, key, object_rows(session, batch)) if first_from_bucket else 0
+    # Every tier writes its manifest when it starts (tier 0 from the member objects, see
+    # `object_rows`; later tiers from their sources' documents): blob-store writes never run
+    # inside this transaction, which holds the batch row locked (on SQLite, the database).
+    rows = batch.object_count if first_from_bucket else 0
     batch.dag_tiers = tiers
     batch.collection_ids = [cid for tier in tiers for cid in tier]
     batch.total_tiers = len(tiers)
