@@ -72,7 +72,7 @@ def open_multipart(db: Database, blobs: BlobStore, settings: Settings, bucket: B
             row.file_size_bytes, row.part_size_bytes = size, part_size
     finally:
         if created is not None and not kept:
-            abort_parts(store, row.s3_key, created)
+            abort_parts(blobs, row.s3_key, created)
     return _describe(store, row, plan, with_urls=True)
 
 
