@@ -1,0 +1,34 @@
+"""The contract between the scheduler and a tier executor: the job it is handed, the result it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class TierJob:
+    """What an executor is asked to do, and how it reports back."""
+
+    batch_id: str
+    tier_num: int
+    owner: str
+    should_stop: Callable[[], bool]
+    report: Callable[[int, int, dict[str, Any]], None]  # rows_done, rows_total, counters
+
+
+@dataclass
+class TierResult:
+    rows_total: int
+    rows_failed: int
+    counters: dict[str, Any] = field(default_factory=dict)
+    extractor_jobs: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    error_summary: dict[str, int] = field(default_factory=dict)
+    logs: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+
+class TierExecutor(Protocol):
+    def __call__(self, job: TierJob) -> TierResult: ...
