@@ -113,14 +113,6 @@ class Settings(BaseSettings):
         """`STRATAFLOW_API_KEY=` in a shell or compose file means 'not set', not an empty key."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("outbound_allow")
-    @classmethod
-    def _readable_allow_list(cls, value: str) -> str:
-        from strataflow.outbound import AllowList
-
-        AllowList.parse(value)  # a typo fails the start, not the first fetch
-        return value
-
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -116,7 +116,8 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
     with db.transaction() as session:
         first_key = bootstrap(session, settings.admin_key_path, settings.api_key)
     index = open_index(settings)
-    outbound = OutboundClient(OutboundPolicy.from_settings(settings))  # one per process: it owns the fetch cap
+    # One per process: it owns the fetch cap. An unreadable STRATAFLOW_OUTBOUND_ALLOW fails the start here.
+    outbound = OutboundClient(OutboundPolicy.from_settings(settings))
     context = JobContext(db=db, blobs=blobs, settings=settings, services={"index": index, "outbound": outbound})
     jobs = JobRunner(context, JOB_HANDLERS, settings.task_workers, settings.task_poll_interval_s)
     owns_runner = runner is None
