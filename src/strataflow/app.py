@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from strataflow import __version__
 from strataflow.api import (
@@ -26,13 +24,13 @@ from strataflow.api import (
     tasks,
     uploads,
 )
+from strataflow.api.console import ConsoleFiles
 from strataflow.api.limits import BodySizeLimit
 from strataflow.api.logging import RequestLogging
 from strataflow.api.text_guard import TextGuard
 from strataflow.config import Settings
 from strataflow.runtime import Runtime, open_runtime
 
-CONSOLE_DIR = Path(__file__).parent / "console"
 ROUTERS = (
     health, namespaces, buckets, objects, uploads, blobs, batches, tasks, extractors, collections, documents, lineage,
     retrievers,
@@ -70,7 +68,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     for module in ROUTERS:
         app.include_router(module.router)
     # The web console: static files, no build step; it talks to the API like any other client.
-    app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+    app.mount("/console", ConsoleFiles(settings), name="console")  # with its own strict CSP
     app.add_middleware(TextGuard)  # inside the size limit: it buffers only bodies the limit let through
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_json_body_bytes)
     app.add_middleware(RequestLogging)

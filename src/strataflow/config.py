@@ -51,7 +51,16 @@ class Settings(BaseSettings):
     port: int = 8000
     max_json_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_inline_blob_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
-    url_fetch_timeout_s: float = Field(default=30.0, gt=0)
+    # Requests the server makes itself (object blobs given as URLs): see strataflow.outbound.
+    outbound_allow: str = Field(
+        default="",
+        description="Internal sources URLs may reach anyway: comma-separated hosts, host:port pairs or CIDRs.")
+    outbound_deadline_s: float = Field(
+        default=30.0, gt=0, description="Wall-clock limit of one fetch, redirects and every read included.")
+    outbound_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="Largest body one fetch may read.")
+    outbound_max_redirects: int = Field(default=5, ge=0, description="Redirects one fetch follows.")
+    outbound_max_concurrent: int = Field(
+        default=8, ge=1, description="Fetches a process runs at once; more wait for a slot within their deadline.")
     task_workers: int = Field(default=2, ge=1, description="Threads running API background tasks.")
     task_poll_interval_s: float = Field(default=1.0, gt=0)
     api_only: bool = Field(

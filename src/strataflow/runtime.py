@@ -21,9 +21,10 @@ from strataflow.engine.runners import Runner
 from strataflow.engine.scheduler import Scheduler
 from strataflow.engine.tiers.executor import BatchTierExecutor
 from strataflow.index.store import DocumentIndex
+from strataflow.outbound import OutboundClient, OutboundPolicy
 from strataflow.services.buckets.crud import delete_bucket_job
 from strataflow.services.objects.crud import ObjectWriter
-from strataflow.services.objects.sources import SourceLimits
+from strataflow.services.objects.sources import BlobSources
 from strataflow.services.tenancy.auth import IssuedKey, bootstrap
 from strataflow.services.tenancy.namespaces import delete_namespace_job
 from strataflow.services.tenancy.tasks import KillHook
@@ -59,14 +60,14 @@ class Runtime:
     index: DocumentIndex
     runner: Runner
     scheduler: Scheduler
+    outbound: OutboundClient
     first_key: IssuedKey | None = None
     owns_runner: bool = True
     extras: dict[str, object] = field(default_factory=dict)
 
     @property
     def object_writer(self) -> ObjectWriter:
-        limits = SourceLimits(self.settings.max_inline_blob_bytes, self.settings.url_fetch_timeout_s)
-        return ObjectWriter(self.blobs, limits)
+        return ObjectWriter(self.blobs, BlobSources(self.settings.max_inline_blob_bytes, self.outbound))
 
     def start_background(self) -> None:
         """Background jobs and the tier scheduler (the API server and `strataflow worker`)."""
@@ -115,7 +116,9 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
     with db.transaction() as session:
         first_key = bootstrap(session, settings.admin_key_path, settings.api_key)
     index = open_index(settings)
-    context = JobContext(db=db, blobs=blobs, settings=settings, services={"index": index})
+    # One per process: it owns the fetch cap. An unreadable STRATAFLOW_OUTBOUND_ALLOW fails the start here.
+    outbound = OutboundClient(OutboundPolicy.from_settings(settings))
+    context = JobContext(db=db, blobs=blobs, settings=settings, services={"index": index, "outbound": outbound})
     jobs = JobRunner(context, JOB_HANDLERS, settings.task_workers, settings.task_poll_interval_s)
     owns_runner = runner is None
     runner = runner or open_runner(settings)
@@ -123,4 +126,4 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
     scheduler = Scheduler(db, executor, lease_s=settings.tier_lease_s, poll_interval_s=settings.task_poll_interval_s,
                           workers=settings.scheduler_workers)
     return Runtime(settings=settings, db=db, blobs=blobs, jobs=jobs, index=index, runner=runner,
-                   scheduler=scheduler, first_key=first_key, owns_runner=owns_runner)
+                   scheduler=scheduler, outbound=outbound, first_key=first_key, owns_runner=owns_runner)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from strataflow.config import Settings
 from tests.helpers import assert_error
 
 SCHEMA = {"properties": {
@@ -48,6 +49,12 @@ def file_server(tmp_path: Path) -> Iterator[str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+@pytest.fixture
+def settings(settings: Settings, file_server: str) -> Settings:
+    """Loopback is refused to URL blobs unless the operator allows it: allow this file server alone."""
+    return settings.model_copy(update={"outbound_allow": file_server.removeprefix("http://")})
 
 
 def _blob_files(runtime: Any) -> list[Path]:

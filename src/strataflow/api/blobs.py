@@ -8,7 +8,6 @@ another file, verb, type or time. A refused request writes nothing.
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 import time
 from collections.abc import Callable
 from typing import Annotated
@@ -19,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from strataflow.api.deps import RuntimeDep
 from strataflow.blobs import WrittenBlob
+from strataflow.blobs.download import download_headers, media_type_of
 from strataflow.blobs.local import LocalBlobStore, LocalBlobWriter
 from strataflow.errors import ForbiddenError, NotFoundError, PayloadTooLargeError
 from strataflow.schemas.common import ERROR_RESPONSES
@@ -112,5 +112,7 @@ def get_blob(key: str, runtime: RuntimeDep, expires: Expires = None, signature: 
     info = store.head(key)
     if info is None:
         raise NotFoundError("No blob is stored at this URL", {"key": key})
-    media_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-    return FileResponse(store.path(key), media_type=media_type, headers={"ETag": f'"{info.etag}"'})
+    media_type = media_type_of(key)
+    # A blob is a download, never a page of this origin (the console's): see blobs.download.
+    headers = {"ETag": f'"{info.etag}"', **download_headers(key, media_type)}
+    return FileResponse(store.path(key), media_type=media_type, headers=headers)

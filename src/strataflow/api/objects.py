@@ -75,21 +75,34 @@ def _process(session: Session, runtime: Any, scope: Any, bucket: Any, object_ids
     return {"batch_id": (task.additional_data or {}).get("batch_id"), "task_id": task.task_id}
 
 
+def _read_bucket(runtime: Any, scope: Any, identifier: str) -> Any:
+    """The bucket, read in a session closed at once: creating objects may wait on URLs and the
+    blob store, and must hold no transaction meanwhile (the service opens its own, short one)."""
+    with runtime.db.read_session() as session:
+        return _bucket(session, scope, identifier)
+
+
+def _process_now(runtime: Any, scope: Any, bucket: Any, object_ids: list[str]) -> dict[str, Any]:
+    if not object_ids:
+        return {}
+    with runtime.db.session() as session:
+        return _process(session, runtime, scope, _bucket(session, scope, bucket.bucket_id), object_ids)
+
+
 @router.post("", response_model=ObjectResponse)
 def create_object(
     bucket_identifier: str,
     request: CreateObjectRequest,
     scope: ScopeDep,
-    session: DbDep,
     runtime: RuntimeDep,
     policy: Policy = None,
     auto_process: bool = False,
 ) -> dict[str, Any]:
-    bucket = _bucket(session, scope, bucket_identifier)
-    row = service.create_object(session, runtime.object_writer, bucket, request, policy)
+    bucket = _read_bucket(runtime, scope, bucket_identifier)
+    row = service.create_object(runtime.db, runtime.object_writer, bucket, request, policy)
     answer = present(row)
     if auto_process:
-        answer.update(_process(session, runtime, scope, bucket, [row.object_id]))
+        answer.update(_process_now(runtime, scope, bucket, [row.object_id]))
     return answer
 
 
@@ -98,13 +111,12 @@ def create_objects_batch(
     bucket_identifier: str,
     request: CreateObjectsBatchRequest,
     scope: ScopeDep,
-    session: DbDep,
     runtime: RuntimeDep,
     auto_process: bool = False,
 ) -> dict[str, Any]:
-    bucket = _bucket(session, scope, bucket_identifier)
-    succeeded, failed = service.create_objects_batch(session, runtime.object_writer, bucket, request.objects)
-    processing = _process(session, runtime, scope, bucket, [r.object_id for r in succeeded]) if auto_process else {}
+    bucket = _read_bucket(runtime, scope, bucket_identifier)
+    succeeded, failed = service.create_objects_batch(runtime.db, runtime.object_writer, bucket, request.objects)
+    processing = _process_now(runtime, scope, bucket, [r.object_id for r in succeeded]) if auto_process else {}
     return {
         **processing,
         "succeeded": [present(r) for r in succeeded],
@@ -172,12 +184,12 @@ def update_object(
     object_identifier: str,
     request: UpdateObjectRequest,
     scope: ScopeDep,
-    session: DbDep,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    bucket = _bucket(session, scope, bucket_identifier)
-    row = service.get_object(session, scope, bucket, object_identifier)
-    return present(service.update_object(session, runtime.object_writer, bucket, row, request))
+    with runtime.db.read_session() as session:  # closed before any blob is fetched or written
+        bucket = _bucket(session, scope, bucket_identifier)
+        row = service.get_object(session, scope, bucket, object_identifier)
+    return present(service.update_object(runtime.db, runtime.object_writer, bucket, row, request))
 
 
 @router.patch("/{object_identifier}", response_model=ObjectResponse)

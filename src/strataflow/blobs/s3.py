@@ -15,6 +15,7 @@ from botocore.client import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from strataflow.blobs.base import BlobInfo, WrittenBlob, validate_key
+from strataflow.blobs.download import attachment, is_passive, media_type_of
 from strataflow.blobs.multipart import MultipartGoneError, PartInfo, Progress
 from strataflow.config import Settings
 from strataflow.errors import BadRequestError
@@ -136,8 +137,12 @@ class S3BlobStore:
 
     # -- presigned URLs ----------------------------------------------------------
     def presigned_get_url(self, key: str, expires_in: int) -> str:
-        return str(self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=int(expires_in)))
+        params = {"Bucket": self.bucket, "Key": self._key(key)}
+        # S3 serves the type stored with the object; S3 cannot add nosniff or a CSP, but it can
+        # be told (in the signed URL) to send anything not passive as a download.
+        if not is_passive(media_type_of(key)):
+            params["ResponseContentDisposition"] = attachment(key)
+        return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires_in)))
 
     def presigned_put_url(self, key: str, content_type: str, expires_in: int) -> str:
         # ContentType is signed, so S3 refuses a PUT that sends another one.

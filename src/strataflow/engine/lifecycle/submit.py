@@ -1,10 +1,6 @@
-"""Submitting a batch: resolve the DAG, write the tier-0 manifest, queue tier 0."""
+"""Submitting a batch: resolve the DAG, queue tier 0 (its manifest is written when it starts)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from dataclasses import asdict
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,17 +8,14 @@ from sqlalchemy.orm import Session
 from strataflow.blobs import BlobStore
 from strataflow.clock import utcnow
 from strataflow.engine.lifecycle import progress as lifecycle
-from strataflow.engine.manifest import ManifestRow, manifest_key, write_manifest
-from strataflow.engine.tiers.records import object_record
+from strataflow.engine.manifest import manifest_key
 from strataflow.errors import BadRequestError
 from strataflow.services.batches.crud import get_batch
 from strataflow.services.collections.dag import CollectionNode, resolve_tiers
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status, TaskType
-from strataflow.store.tables import Batch, BatchObject, BatchTier, Bucket, BucketObject, Collection, Task
+from strataflow.store.tables import BatchObject, BatchTier, Bucket, Collection, Task
 from strataflow.transitions import create, transition
-
-_MEMBER_CHUNK = 2_000
 
 
 def collection_nodes(session: Session, namespace_id: str) -> list[CollectionNode]:
@@ -34,34 +27,6 @@ def collection_nodes(session: Session, namespace_id: str) -> list[CollectionNode
             source.get("collection_ids") or ([source["collection_id"]] if source.get("collection_id") else []))
         nodes.append(CollectionNode(row.collection_id, bool(row.enabled), kind, tuple(ids or ())))
     return nodes
-
-
-def object_rows(session: Session, batch: Batch) -> Iterator[ManifestRow]:
-    """Tier-0 rows: one per member object, read from the database chunk by chunk.
-
-    A member that is no longer an object of the bucket (deleted since, or added
-    with skip_validation) still gets a row, marked missing, so that the tier
-    reports it as a failed document instead of silently dropping it.
-    """
-    last = -1
-    while True:
-        members = session.execute(
-            select(BatchObject.position, BatchObject.object_id)
-            .where(BatchObject.batch_id == batch.batch_id, BatchObject.position > last)
-            .order_by(BatchObject.position).limit(_MEMBER_CHUNK)
-        ).all()
-        if not members:
-            return
-        last = members[-1][0]
-        ids = [oid for _, oid in members]
-        found = {o.object_id: o for o in session.scalars(
-            select(BucketObject).where(BucketObject.bucket_id == batch.bucket_id, BucketObject.object_id.in_(ids)))}
-        for object_id in ids:
-            obj = found.get(object_id)
-            payload: dict[str, Any] = {"missing": True} if obj is None else asdict(object_record(obj))
-            yield ManifestRow(row_id=object_id, root_object_id=object_id, root_bucket_id=batch.bucket_id,
-                              source_type="bucket", source_object_id=object_id, payload=payload,
-                              lineage_path=batch.bucket_id)
 
 
 def _tier_sources(tiers: list[list[str]], nodes: dict[str, CollectionNode], tier_num: int) -> list[str]:
@@ -91,8 +56,10 @@ def submit_batch(session: Session, blobs: BlobStore, scope: NamespaceScope, buck
         )
     first_from_bucket = nodes[tiers[0][0]].source_type == "bucket"
     key = manifest_key(scope.namespace_id, batch.batch_id, 0)
-    # A tier fed by collections builds its manifest when it starts, from their documents.
-    rows = write_manifest(blobs, key, object_rows(session, batch)) if first_from_bucket else 0
+    # Every tier writes its manifest when it starts (tier 0 from the member objects, see
+    # `engine.tiers.bucket_rows`; later tiers from their sources' documents): blob-store writes never run
+    # inside this transaction, which holds the batch row locked (on SQLite, the database).
+    rows = batch.object_count if first_from_bucket else 0
     batch.dag_tiers = tiers
     batch.collection_ids = [cid for tier in tiers for cid in tier]
     batch.total_tiers = len(tiers)

@@ -1,9 +1,10 @@
 """Running one tier of a batch: its input rows through each of its collections.
 
 The scheduler (engine) decides *when* a tier runs; this module decides *what*
-running it means. Tier 0 reads the manifest written at submit. Tier k > 0
-first builds its manifest from the documents its source collections produced
-for this batch's root objects. Rows stream in chunks; each chunk goes through
+running it means. Tier 0 first writes its manifest from the batch's member
+objects (at its first start, not in the submit's transaction); tier k > 0 first
+builds its manifest from the documents its source collections produced for
+this batch's root objects. Rows stream in chunks; each chunk goes through
 `run_collection`, whose extraction step runs on the configured runner (a
 process pool or Ray actors). A Ray runner with Ray Data instead runs each
 collection as one pipeline over the manifest (engine/tiers/pipeline.py); its
@@ -27,6 +28,7 @@ from strataflow.blobs import BlobStore
 from strataflow.config import Settings
 from strataflow.engine.manifest import ManifestRow, count_rows, manifest_key, read_manifest, write_manifest
 from strataflow.engine.runners import ExtractionCall, Pipelines, Runner, RunNotes
+from strataflow.engine.tiers.bucket_rows import object_rows
 from strataflow.engine.tiers.collection_run import RunContext, run_collection
 from strataflow.engine.tiers.job import TierJob, TierResult
 from strataflow.engine.tiers.pipeline import PipelineStep, TierWork, pipeline_steps
@@ -83,6 +85,8 @@ class BatchTierExecutor:
         if tier.source_type == "collection" and (key is None or tier.retry_only):
             key = self._build_manifest(batch, tier, retry.get("root_object_ids"))
         assert key is not None
+        if tier.source_type == "bucket" and self.blobs.head(key) is None:
+            write_manifest(self.blobs, key, object_rows(self.db, batch))  # first start of tier 0
         total_rows = count_rows(self.blobs, key)
         tallies = [Tally(c.collection_id, c.feature_extractor.get("feature_extractor_name", "")) for c in collections]
         progress = {"done": 0, "rows": total_rows}  # rows: the manifest's, which each collection goes through

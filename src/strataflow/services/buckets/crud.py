@@ -147,20 +147,29 @@ def request_bucket_deletion(session: Session, scope: NamespaceScope, identifier:
     return task
 
 
-def delete_bucket_upload_bytes(session: Session, store: BlobStore, bucket_id: str) -> int:
-    """Remove the bytes of a bucket's uploads (they live outside the bucket's own prefix)."""
+def bucket_upload_keys(session: Session, bucket_id: str) -> list[tuple[str, str | None]]:
+    """Storage key and open multipart id of each of a bucket's uploads."""
     rows = session.execute(select(Upload.s3_key, Upload.multipart_id).where(Upload.bucket_id == bucket_id)).all()
-    for key, multipart_id in rows:
+    return [(key, multipart_id) for key, multipart_id in rows]
+
+
+def delete_upload_bytes(store: BlobStore, keys: list[tuple[str, str | None]]) -> int:
+    """Remove the bytes of uploads (they live outside the bucket's own prefix). Blob-store calls
+    only: run it with no transaction open."""
+    for key, multipart_id in keys:
         abort_parts(store, key, multipart_id)
         store.delete(key)
-    return len(rows)
+    return len(keys)
 
 
 def delete_bucket_job(context: JobContext, task: Task) -> JobOutcome:
     bucket_id = (task.inputs or [{}])[0]["bucket_id"]
+    # Bytes first, each store call outside any transaction (S3 may be slow); then the rows.
+    with context.db.read_session() as session:
+        upload_keys = bucket_upload_keys(session, bucket_id)
     blobs = context.blobs.delete_prefix(f"{task.namespace_id}/{bucket_id}/")
+    blobs += delete_upload_bytes(context.blobs, upload_keys)
     with context.db.transaction() as session:
-        blobs += delete_bucket_upload_bytes(session, context.blobs, bucket_id)
         object_ids = list(session.scalars(select(BucketObject.object_id).where(BucketObject.bucket_id == bucket_id)))
         objects = deleted_rows(session, delete(BucketObject).where(BucketObject.bucket_id == bucket_id))
         session.execute(delete(Bucket).where(Bucket.bucket_id == bucket_id))

@@ -25,10 +25,11 @@ from strataflow.schemas.objects import (
 )
 from strataflow.services.buckets.documents import namespace_collection_ids, remove_documents_of_objects
 from strataflow.services.buckets.schema import check_metadata, check_required
-from strataflow.services.objects.sources import SourceLimits, StoredBlobs, store_blob
+from strataflow.services.objects.sources import BlobSources, StoredBlobs, store_blob
 from strataflow.services.objects.upload_blobs import upload_blob_record
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
+from strataflow.store.db import Database
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Bucket, BucketObject
@@ -50,30 +51,36 @@ OBJECT_FIELDS = FieldMap(
 
 @dataclass(frozen=True)
 class ObjectWriter:
-    """What writing objects needs besides the session: the blob store and its limits."""
+    """What writing objects needs besides the database: the blob store and where blob bytes may come from."""
 
     blobs: BlobStore
-    limits: SourceLimits
+    sources: BlobSources
 
-    def store(self, bucket: Bucket, object_id: str, blobs: list[CreateBlobRequest],
-              session: Session | None = None) -> StoredBlobs:
-        """Blob records for an object. Upload-backed blobs (`upload_id`) need the `session`:
-        their upload is bound to the object in it, and their bytes stay where they are."""
+    def store_inline(self, bucket: Bucket, object_id: str, blobs: list[CreateBlobRequest]) -> StoredBlobs:
+        """Fetch and write the bytes of every blob not backed by an upload. Network and blob-store
+        I/O only: call it with no database session open, so no transaction waits on a slow URL."""
         stored = StoredBlobs()
         root = f"{bucket.namespace_id}/{bucket.bucket_id}/{object_id}"
         try:
             for blob in blobs:
-                if blob.upload_id is not None:
-                    if session is None:
-                        raise BadRequestError("Upload-backed blobs are not accepted here",
-                                              {"upload_id": blob.upload_id})
-                    stored.records.append(upload_blob_record(session, self.blobs, bucket, blob, object_id))
-                    continue
-                store_blob(self.blobs, bucket.bucket_schema, root, blob, self.limits, stored)
+                if blob.upload_id is None:
+                    store_blob(self.blobs, bucket.bucket_schema, root, blob, self.sources, stored)
         except BaseException:
             stored.undo(self.blobs)
             raise
         return stored
+
+    def bind_uploads(self, session: Session, bucket: Bucket, object_id: str, blobs: list[CreateBlobRequest],
+                     stored: StoredBlobs) -> None:
+        """Add the upload-backed blobs, in request order; their uploads are bound to the object in `session`."""
+        inline = iter(stored.records)
+        records = []
+        for blob in blobs:
+            if blob.upload_id is None:
+                records.append(next(inline))
+            else:
+                records.append(upload_blob_record(session, self.blobs, bucket, blob, object_id))
+        stored.records = records
 
 
 def content_hash(blobs: list[dict[str, Any]]) -> str:
@@ -106,37 +113,87 @@ def _validate(bucket: Bucket, blobs: list[CreateBlobRequest], metadata: dict[str
     check_required(bucket.bucket_schema, set(props) | set(metadata))
 
 
-def create_object(
-    session: Session,
-    writer: ObjectWriter,
-    bucket: Bucket,
-    request: CreateObjectRequest,
-    policy: str | None = None,
-) -> BucketObject:
-    """Validate, store blob bytes, then insert the row. On any failure nothing remains."""
+@dataclass(frozen=True)
+class _Plan:
+    """A create request checked against the bucket, before any I/O."""
+
+    metadata: dict[str, Any]
+    unique_value: str | None
+    policy: str
+
+
+def _plan(bucket: Bucket, request: CreateObjectRequest, policy: str | None) -> _Plan:
     metadata = dict(request.metadata or {})
     _validate(bucket, request.blobs, metadata)
     unique_value = unique_key_value(bucket, metadata)
     policy = policy or (bucket.unique_key or {}).get("default_policy") or "insert"
     if policy not in ("insert", "update", "upsert"):
         raise BadRequestError("policy must be insert, update or upsert", {"policy": policy})
-    existing = None
-    if unique_value is not None:
-        existing = session.scalar(
-            select(BucketObject).where(
-                BucketObject.bucket_id == bucket.bucket_id, BucketObject.unique_key_value == unique_value
-            )
+    return _Plan(metadata, unique_value, policy)
+
+
+def _existing(session: Session, bucket: Bucket, plan: _Plan) -> BucketObject | None:
+    """The object holding the request's unique key, when the policy lets it be replaced."""
+    if plan.unique_value is None:
+        return None
+    existing = session.scalar(
+        select(BucketObject).where(
+            BucketObject.bucket_id == bucket.bucket_id, BucketObject.unique_key_value == plan.unique_value
         )
-        if existing is not None and policy == "insert":
-            raise AlreadyExistsError(
-                "An object with this unique key already exists",
-                {"object_id": existing.object_id, "unique_key": (bucket.unique_key or {}).get("fields")},
-            )
-        if existing is None and policy == "update":
-            raise not_found("Object with unique key", unique_value)
+    )
+    if existing is not None and plan.policy == "insert":
+        raise AlreadyExistsError(
+            "An object with this unique key already exists",
+            {"object_id": existing.object_id, "unique_key": (bucket.unique_key or {}).get("fields")},
+        )
+    if existing is None and plan.policy == "update":
+        raise not_found("Object with unique key", plan.unique_value)
+    return existing
+
+
+def create_object(db: Database, writer: ObjectWriter, bucket: Bucket, request: CreateObjectRequest,
+                  policy: str | None = None) -> BucketObject:
+    """Validate, fetch and store blob bytes with no session open, then insert the row in one short
+    transaction. On any failure nothing remains."""
+    plan = _plan(bucket, request, policy)
+    with db.read_session() as session:  # fail early (and cheaply) on a unique-key clash
+        existing = _existing(session, bucket, plan)
     object_id = existing.object_id if existing is not None else new_id("object")
-    stored = writer.store(bucket, object_id, request.blobs, session)
+    stored = writer.store_inline(bucket, object_id, request.blobs)
     try:
+        with db.session() as session:
+            current = session.get(Bucket, bucket.bucket_id)
+            if current is None:
+                raise not_found("Bucket", bucket.bucket_id)
+            row, kept = write_object(session, writer, current, request, plan, stored, object_id)
+    except BaseException:
+        stored.undo(writer.blobs)
+        raise
+    if not kept:
+        stored.undo(writer.blobs)
+    return row
+
+
+def create_object_in(session: Session, writer: ObjectWriter, bucket: Bucket, request: CreateObjectRequest,
+                     policy: str | None = None) -> BucketObject:
+    """Create an object inside the caller's transaction (an upload confirm). Only upload-backed
+    blobs are accepted: bytes to fetch or write must never keep a transaction open."""
+    if any(blob.upload_id is None for blob in request.blobs):
+        raise BadRequestError("Only upload-backed blobs can be added here")
+    plan = _plan(bucket, request, policy)
+    row, _kept = write_object(session, writer, bucket, request, plan, StoredBlobs(), new_id("object"))
+    return row
+
+
+def write_object(session: Session, writer: ObjectWriter, bucket: Bucket, request: CreateObjectRequest,
+                 plan: _Plan, stored: StoredBlobs, object_id: str) -> tuple[BucketObject, bool]:
+    """Insert or update the row for blobs already stored, and commit. Answers the row and whether
+    the stored blobs were kept (False: a duplicate object answered instead). Raises after a rollback."""
+    try:
+        existing = _existing(session, bucket, plan)  # again, under the write lock: the first look may be stale
+        if existing is not None:
+            object_id = existing.object_id
+        writer.bind_uploads(session, bucket, object_id, request.blobs, stored)
         digest = content_hash(stored.records)
         if request.skip_duplicates and existing is None:
             duplicate = session.scalar(
@@ -145,30 +202,29 @@ def create_object(
                 )
             )
             if duplicate is not None:
+                session.expunge(duplicate)  # stays readable: the rollback expires what the session holds
                 session.rollback()  # releases any upload the blobs had bound to the new object
-                stored.undo(writer.blobs)
-                return duplicate
+                return duplicate, False
         if existing is not None:
             old_keys = _blob_keys(existing.blobs)
-            _fill(existing, request.key_prefix, stored, metadata, digest)
+            _fill(existing, request.key_prefix, stored, plan.metadata, digest)
             session.commit()
             _delete_keys(writer.blobs, old_keys - _blob_keys(existing.blobs))
-            return existing
+            return existing, True
         row = BucketObject(
             object_id=object_id,
             bucket_id=bucket.bucket_id,
             namespace_id=bucket.namespace_id,
             source_details=[{"type": "bucket", "source_id": bucket.bucket_id}],
-            unique_key_value=unique_value,
+            unique_key_value=plan.unique_value,
         )
-        _fill(row, request.key_prefix, stored, metadata, digest)
+        _fill(row, request.key_prefix, stored, plan.metadata, digest)
         create(session, row, Status.DRAFT, "created")
         bucket.last_upload_at = row.created_at = row.updated_at = _now()
         session.commit()
-        return row
+        return row, True
     except BaseException:
         session.rollback()
-        stored.undo(writer.blobs)
         raise
 
 
@@ -186,15 +242,16 @@ def _fill(row: BucketObject, key_prefix: str | None, stored: StoredBlobs, metada
 
 
 def create_objects_batch(
-    session: Session, writer: ObjectWriter, bucket: Bucket, items: list[dict[str, Any]]
+    db: Database, writer: ObjectWriter, bucket: Bucket, items: list[dict[str, Any]]
 ) -> tuple[list[BucketObject], list[dict[str, Any]]]:
-    """Each item stands alone: one bad object fails alone and changes nothing."""
+    """Each item stands alone: one bad object fails alone and changes nothing. Each fetches its
+    blobs before its own short transaction, so the batch never holds the database while waiting."""
     succeeded: list[BucketObject] = []
     failed: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
             request = CreateObjectRequest.model_validate(item)
-            succeeded.append(create_object(session, writer, bucket, request))
+            succeeded.append(create_object(db, writer, bucket, request))
         except PydanticValidationError as exc:
             failed.append({"object_index": index, "error": _first_error(exc), "error_type": "ValidationError"})
         except StrataflowError as exc:
@@ -222,32 +279,50 @@ def get_object(session: Session, scope: NamespaceScope, bucket: Bucket, object_i
 
 
 def update_object(
-    session: Session, writer: ObjectWriter, bucket: Bucket, row: BucketObject, request: UpdateObjectRequest
+    db: Database, writer: ObjectWriter, bucket: Bucket, row: BucketObject, request: UpdateObjectRequest
 ) -> BucketObject:
-    """PUT: blobs and metadata given here replace the old ones."""
-    metadata = request.metadata if request.metadata is not None else dict(row.metadata_)
-    blobs = request.blobs
-    if blobs is None:
-        check_metadata(bucket.bucket_schema, metadata)
-        check_required(bucket.bucket_schema, {b["property"] for b in row.blobs} | set(metadata))
-        row.metadata_ = metadata
-        row.key_prefix = request.key_prefix
-        row.unique_key_value = unique_key_value(bucket, metadata)
-        session.commit()
-        return row
-    _validate(bucket, blobs, metadata)
-    stored = writer.store(bucket, row.object_id, blobs, session)
-    old_keys = _blob_keys(row.blobs)
+    """PUT: blobs and metadata given here replace the old ones. `row` is the object as read; new
+    blob bytes are fetched and stored before the transaction that swaps them in opens."""
+    stored = StoredBlobs()
+    if request.blobs is not None:
+        _validate(bucket, request.blobs, request.metadata if request.metadata is not None else dict(row.metadata_))
+        stored = writer.store_inline(bucket, row.object_id, request.blobs)
     try:
+        with db.session() as session:
+            updated, old_keys = _replace(session, writer, bucket, row.object_id, request, stored)
+    except BaseException:
+        stored.undo(writer.blobs)
+        raise
+    _delete_keys(writer.blobs, old_keys - _blob_keys(updated.blobs))
+    return updated
+
+
+def _replace(session: Session, writer: ObjectWriter, bucket: Bucket, object_id: str, request: UpdateObjectRequest,
+             stored: StoredBlobs) -> tuple[BucketObject, set[str]]:
+    try:
+        row = session.scalar(select(BucketObject).where(
+            BucketObject.object_id == object_id, BucketObject.bucket_id == bucket.bucket_id))
+        if row is None:
+            raise not_found("Object", object_id)
+        metadata = request.metadata if request.metadata is not None else dict(row.metadata_)
+        old_keys = _blob_keys(row.blobs)
+        if request.blobs is None:
+            check_metadata(bucket.bucket_schema, metadata)
+            check_required(bucket.bucket_schema, {b["property"] for b in row.blobs} | set(metadata))
+            row.metadata_ = metadata
+            row.key_prefix = request.key_prefix
+            row.unique_key_value = unique_key_value(bucket, metadata)
+            session.commit()
+            return row, set()
+        _validate(bucket, request.blobs, metadata)
+        writer.bind_uploads(session, bucket, row.object_id, request.blobs, stored)
         row.unique_key_value = unique_key_value(bucket, metadata)
         _fill(row, request.key_prefix, stored, metadata, content_hash(stored.records))
         session.commit()
+        return row, old_keys
     except BaseException:
         session.rollback()
-        stored.undo(writer.blobs)
         raise
-    _delete_keys(writer.blobs, old_keys - _blob_keys(row.blobs))
-    return row
 
 
 def patch_object(session: Session, bucket: Bucket, row: BucketObject, request: PatchObjectRequest) -> BucketObject:

@@ -1,21 +1,21 @@
-"""Turn a blob given inline (text, base64, data: URI, http(s) URL) into stored bytes."""
+"""Turn a blob given inline (text, base64, data: URI, http(s) URL) into stored bytes.
+
+Nothing here touches the database: callers fetch and store first, then open their session."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 import mimetypes
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlparse
-
-import httpx
+from urllib.parse import unquote, urlsplit
 
 from strataflow.blobs import BlobStore
 from strataflow.errors import BadRequestError, PayloadTooLargeError
 from strataflow.ids import new_id
+from strataflow.outbound import Fetched, FetchFailed, OutboundClient
 from strataflow.schemas.objects import CreateBlobRequest
 from strataflow.services.buckets.schema import FILE_TYPES, FieldType, check_value, parse_type
 
@@ -47,9 +47,15 @@ class StoredBlobs:
 
 
 @dataclass(frozen=True)
-class SourceLimits:
+class BlobSources:
+    """Where inline blob bytes may come from: at most `max_bytes`, URLs only through `outbound`."""
+
     max_bytes: int
-    fetch_timeout_s: float
+    outbound: OutboundClient
+
+    @property
+    def fetch_limit(self) -> int:
+        return min(self.max_bytes, self.outbound.policy.max_bytes)
 
 
 def _decode_base64(text: str, prop: str) -> bytes:
@@ -61,39 +67,46 @@ def _decode_base64(text: str, prop: str) -> bytes:
         ) from None
 
 
-def _fetch(url: str, prop: str, limits: SourceLimits) -> tuple[bytes, str | None, str | None]:
-    """Download a URL with a size cap. Returns bytes, content type and filename."""
+def is_whole_url(data: str) -> bool:
+    """True when the whole value is one http(s) URL: text that merely starts with one is text."""
+    if not data.startswith(("http://", "https://")) or any(c.isspace() for c in data):
+        return False
     try:
-        with httpx.stream("GET", url, timeout=limits.fetch_timeout_s, follow_redirects=True) as response:
-            if response.status_code >= 400:
-                raise BadRequestError(
-                    f"Blob '{prop}': fetching {url} answered HTTP {response.status_code}",
-                    {"field": f"blobs.{prop}.data", "url": url},
-                )
-            buffer = io.BytesIO()
-            for chunk in response.iter_bytes():
-                buffer.write(chunk)
-                if buffer.tell() > limits.max_bytes:
-                    raise PayloadTooLargeError(f"Blob '{prop}': {url} exceeds {limits.max_bytes} bytes")
-            content_type = response.headers.get("content-type", "").split(";")[0].strip() or None
-    except httpx.HTTPError as exc:
+        parts = urlsplit(data)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _fetch(url: str, prop: str, sources: BlobSources) -> Fetched:
+    """Download a URL through the outbound guard. Every failure is the same 400, so a caller
+    cannot tell a refused address from a closed port, a silent one or an error answer."""
+    try:
+        return sources.outbound.get(url, sources.fetch_limit)
+    except FetchFailed:
         raise BadRequestError(
-            f"Blob '{prop}': could not fetch {url}: {exc}", {"field": f"blobs.{prop}.data", "url": url}
+            f"Blob '{prop}': could not fetch {url}: the address is not allowed, or it did not answer "
+            f"with a file within {sources.outbound.policy.deadline_s:g} s and {sources.fetch_limit} bytes",
+            {"field": f"blobs.{prop}.data", "url": url},
         ) from None
-    filename = unquote(urlparse(url).path.rsplit("/", 1)[-1]) or None
-    return buffer.getvalue(), content_type, filename
 
 
-def _bytes_for(blob: CreateBlobRequest, kind: FieldType,
-               limits: SourceLimits) -> tuple[bytes, str, str | None, str | None]:
+def _bytes_for(
+    blob: CreateBlobRequest, kind: FieldType, sources: BlobSources
+) -> tuple[bytes, str, str | None, str | None]:
     """Bytes, mime type, filename and source URL of a file-typed blob."""
     data, prop = blob.data, blob.property
     if not isinstance(data, str):
         raise BadRequestError(f"Blob '{prop}' of type {kind.value} needs string data", {"field": f"blobs.{prop}.data"})
     mime = blob.content_type or _DEFAULT_MIME[kind]
-    if data.startswith(("http://", "https://")):
-        content, fetched_type, filename = _fetch(data, prop, limits)
-        return content, blob.content_type or fetched_type or mime, blob.filename or filename, data
+    if is_whole_url(data):
+        fetched = _fetch(data, prop, sources)
+        return (
+            fetched.content,
+            blob.content_type or fetched.content_type or mime,
+            blob.filename or fetched.filename,
+            data,
+        )
     if match := _DATA_URI.match(data):
         payload = match.group("data")
         content = _decode_base64(payload, prop) if match.group("b64") else unquote(payload).encode()
@@ -108,7 +121,7 @@ def store_blob(
     schema: dict[str, Any],
     key_root: str,
     blob: CreateBlobRequest,
-    limits: SourceLimits,
+    sources: BlobSources,
     stored: StoredBlobs,
 ) -> None:
     """Validate one blob against the schema, write its bytes, and record it in `stored`."""
@@ -140,9 +153,9 @@ def store_blob(
         record["properties"]["value"] = blob.data
         stored.records.append(record)
         return
-    content, mime, filename, source_url = _bytes_for(blob, kind, limits)
-    if len(content) > limits.max_bytes:
-        raise PayloadTooLargeError(f"Blob '{prop}' exceeds {limits.max_bytes} bytes; use a presigned upload")
+    content, mime, filename, source_url = _bytes_for(blob, kind, sources)
+    if len(content) > sources.max_bytes:
+        raise PayloadTooLargeError(f"Blob '{prop}' exceeds {sources.max_bytes} bytes; use a presigned upload")
     filename = filename or f"{prop}{mimetypes.guess_extension(mime) or ''}"
     key = f"{key_root}/{blob_id}"
     written = store.put_bytes(key, content, mime)

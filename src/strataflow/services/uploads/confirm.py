@@ -28,12 +28,13 @@ from strataflow.blobs.multipart import Progress
 from strataflow.clock import isoformat, utcnow
 from strataflow.engine.jobs import JobContext, extend_lease
 from strataflow.errors import BadRequestError, StrataflowError
+from strataflow.outbound import OutboundClient, OutboundPolicy
 from strataflow.public_errors import internal_error_message
 from strataflow.schemas.objects import CreateBlobRequest, CreateObjectRequest
 from strataflow.schemas.uploads import PartRef
 from strataflow.services.buckets.mime import mime_type
-from strataflow.services.objects.crud import ObjectWriter, create_object
-from strataflow.services.objects.sources import SourceLimits
+from strataflow.services.objects.crud import ObjectWriter, create_object_in
+from strataflow.services.objects.sources import BlobSources
 from strataflow.services.uploads.crud import EXPIRED_MESSAGE, expire_overdue, find_completed_by_hash, get_upload
 from strataflow.services.uploads.multipart import join_parts
 from strataflow.statuses import Status
@@ -86,7 +87,8 @@ class LeaseKeeper:
 
 def object_writer(context: JobContext) -> ObjectWriter:
     settings = context.settings
-    return ObjectWriter(context.blobs, SourceLimits(settings.max_inline_blob_bytes, settings.url_fetch_timeout_s))
+    outbound = context.services.get("outbound") or OutboundClient(OutboundPolicy.from_settings(settings))
+    return ObjectWriter(context.blobs, BlobSources(settings.max_inline_blob_bytes, outbound))
 
 
 def confirm_payload(row: Upload, message: str | None = None) -> dict[str, Any]:
@@ -221,7 +223,7 @@ def _complete_once(context: JobContext, bucket_id: str, upload_id: str, verified
             transition(session, row, Status.COMPLETED, "confirmed: stored bytes verified", verified_at=now,
                        completed_at=now)
             if row.create_object_on_confirm and not row.is_duplicate:
-                create_object(session, object_writer(context), bucket, CreateObjectRequest(
+                create_object_in(session, object_writer(context), bucket, CreateObjectRequest(
                     blobs=[CreateBlobRequest(property=row.blob_property or "", type=row.blob_type or "",
                                              upload_id=row.upload_id, filename=row.filename)],
                     metadata=dict(row.object_metadata or {}),

@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from strataflow.blobs import BlobInfo, BlobStore
-from strataflow.blobs.multipart import MultipartGoneError, MultipartStore, PartInfo, PartPlan, Progress, plan_parts
+from strataflow.blobs.multipart import (
+    MultipartGoneError,
+    MultipartStore,
+    PartInfo,
+    PartPlan,
+    Progress,
+    abort_parts,
+    plan_parts,
+)
 from strataflow.clock import as_utc, isoformat, utcnow
 from strataflow.config import Settings
 from strataflow.errors import BadRequestError, NotFoundError
@@ -46,27 +54,43 @@ def _file_size(row: Upload, request: OpenMultipartRequest, settings: Settings) -
 
 def open_multipart(db: Database, blobs: BlobStore, settings: Settings, bucket: Bucket, upload_id: str,
                    request: OpenMultipartRequest) -> dict[str, Any]:
+    """Open (or reopen) the upload's multipart upload. Storage is asked first, with no transaction
+    open; the row is then updated under its lock, and a multipart opened by a concurrent call wins."""
     store = _multipart_store(blobs)
     expire_overdue(db, bucket.bucket_id, upload_id)
-    with db.transaction() as session:
-        row = get_upload(session, bucket, upload_id, for_update=True)
-        if row.status != Status.PENDING.value:
-            raise BadRequestError(f"Upload '{upload_id}' is {row.status}; only a PENDING upload takes parts",
-                                  {"upload_id": upload_id, "status": row.status})
-        size = _file_size(row, request, settings)
-        part_size = request.part_size_bytes or row.part_size_bytes or settings.multipart_part_size_bytes
-        if row.multipart_id and row.part_size_bytes and part_size != row.part_size_bytes:
-            raise BadRequestError(
-                f"A multipart upload with parts of {row.part_size_bytes} bytes is already open",
-                {"part_size_bytes": row.part_size_bytes},
-            )
-        plan = plan_parts(size, part_size)
-        if row.multipart_id is not None and _gone(store, row):
-            row.multipart_id = None  # joined or aborted earlier without a confirm: start afresh
-        if row.multipart_id is None:
-            row.multipart_id = store.create_multipart(row.s3_key, row.content_type)
-        row.file_size_bytes, row.part_size_bytes = size, part_size
+    with db.read_session() as session:
+        row = get_upload(session, bucket, upload_id)
+    _plan_for(row, request, settings)  # refuse a wrong request before asking storage anything
+    observed = row.multipart_id
+    alive = observed if observed is not None and not _gone(store, row) else None
+    created = store.create_multipart(row.s3_key, row.content_type) if alive is None else None
+    kept = False
+    try:
+        with db.transaction() as session:
+            row = get_upload(session, bucket, upload_id, for_update=True)
+            size, part_size, plan = _plan_for(row, request, settings)
+            if row.multipart_id == observed:  # nobody changed it meanwhile
+                row.multipart_id = alive or created
+                kept = True
+            row.file_size_bytes, row.part_size_bytes = size, part_size
+    finally:
+        if created is not None and not kept:
+            abort_parts(blobs, row.s3_key, created)
     return _describe(store, row, plan, with_urls=True)
+
+
+def _plan_for(row: Upload, request: OpenMultipartRequest, settings: Settings) -> tuple[int, int, PartPlan]:
+    if row.status != Status.PENDING.value:
+        raise BadRequestError(f"Upload '{row.upload_id}' is {row.status}; only a PENDING upload takes parts",
+                              {"upload_id": row.upload_id, "status": row.status})
+    size = _file_size(row, request, settings)
+    part_size = request.part_size_bytes or row.part_size_bytes or settings.multipart_part_size_bytes
+    if row.multipart_id and row.part_size_bytes and part_size != row.part_size_bytes:
+        raise BadRequestError(
+            f"A multipart upload with parts of {row.part_size_bytes} bytes is already open",
+            {"part_size_bytes": row.part_size_bytes},
+        )
+    return size, part_size, plan_parts(size, part_size)
 
 
 def multipart_status(db: Database, blobs: BlobStore, bucket: Bucket, upload_id: str) -> dict[str, Any]:
