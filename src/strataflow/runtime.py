@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from strataflow.blobs import BlobStore
 from strataflow.blobs.stores import open_blob_store
 from strataflow.config import Settings
+from strataflow.engine.clusters.job import cluster_build_job
 from strataflow.engine.jobs import Handler, JobContext, JobRunner
 from strataflow.engine.lifecycle.cancel import cancel_from_task
 from strataflow.engine.runners import Runner
@@ -22,6 +23,7 @@ from strataflow.engine.scheduler import Scheduler
 from strataflow.engine.tiers.executor import BatchTierExecutor
 from strataflow.index.store import DocumentIndex
 from strataflow.services.buckets.crud import delete_bucket_job
+from strataflow.services.clusters.runs import cancel_from_task as cancel_cluster_run
 from strataflow.services.objects.crud import ObjectWriter
 from strataflow.services.objects.sources import SourceLimits
 from strataflow.services.tenancy.auth import IssuedKey, bootstrap
@@ -40,6 +42,7 @@ JOB_HANDLERS: dict[str, Handler] = {
     TaskType.NAMESPACES_DELETE: delete_namespace_job,
     TaskType.BUCKETS_UPLOADS_CONFIRM: confirm_job,
     TaskType.BUCKETS_UPLOADS_BATCH_CONFIRM: batch_confirm_job,
+    TaskType.ENGINE_CLUSTER_BUILD: cluster_build_job,
 }
 
 # What killing a task must also stop (DELETE /v1/tasks/{id}); other task types are just canceled.
@@ -47,6 +50,7 @@ KILL_HOOKS: dict[str, KillHook] = {
     TaskType.BUCKETS_BATCHES_PROCESS: cancel_from_task,  # the whole batch
     TaskType.ENGINE_FEATURE_EXTRACTOR_RUN: cancel_from_task,  # a tier task: the whole batch too
     TaskType.BUCKETS_UPLOADS_CONFIRM: fail_killed_confirm,  # the upload it was confirming
+    TaskType.ENGINE_CLUSTER_BUILD: cancel_cluster_run,  # the cluster run it executes
 }
 
 

@@ -88,6 +88,17 @@ UPLOAD = Machine(
     },
 )
 
+# A cluster run is queued (PENDING), runs on the engine (PROCESSING) and ends COMPLETED, FAILED or
+# CANCELED; a finished run never changes again (executing again opens a new run).
+CLUSTER_RUN = Machine(
+    kind="cluster_run",
+    id_attribute="run_id",
+    moves={
+        S.PENDING: frozenset({S.PROCESSING, S.FAILED, S.CANCELED}),
+        S.PROCESSING: frozenset({S.PENDING, S.COMPLETED, S.FAILED, S.CANCELED}),
+    },
+)
+
 _MACHINES: dict[type[Any], Machine] = {}
 
 
@@ -135,12 +146,13 @@ def transition(session: Session, entity: Any, target: Status, reason: str) -> bo
 
 
 def _register_builtin() -> None:
-    from strataflow.store.tables import Batch, BatchTier, Task, Upload
+    from strataflow.store.tables import Batch, BatchTier, ClusterRun, Task, Upload
 
     register(Task, TASK)
     register(Batch, BATCH)
     register(BatchTier, TIER)
     register(Upload, UPLOAD)
+    register(ClusterRun, CLUSTER_RUN)
 
 
 _register_builtin()
