@@ -7,6 +7,7 @@ vectors around three known centres (and words per topic), so the right answer is
 
 from __future__ import annotations
 
+import csv
 import io
 from typing import Any
 
@@ -82,9 +83,7 @@ def run_cluster(client: TestClient, cluster_id: str, **body: Any) -> dict[str, A
 def assignments(client: TestClient, cluster_id: str, run_id: str) -> dict[str, str]:
     body = client.get(f"/v1/clusters/{cluster_id}/executions/{run_id}/export?format=csv")
     assert body.status_code == 200, body.text
-    lines = body.text.strip().splitlines()
-    header = lines[0].replace('"', "").split(",")
-    rows = [dict(zip(header, line.replace('"', "").split(","), strict=True)) for line in lines[1:]]
+    rows = list(csv.DictReader(io.StringIO(body.text)))
     return {r["document_id"]: r["cluster_id"] for r in rows}
 
 

@@ -43,7 +43,7 @@ def fit_labels(algorithm: str, matrix: np.ndarray, params: dict[str, Any], seed:
     if algorithm == "kmeans":
         model: Any = kmeans_model(params, seed)
     elif algorithm == "hdbscan":
-        model = skc.HDBSCAN(**args)
+        model = skc.HDBSCAN(**{"copy": True, **args})
     elif algorithm == "dbscan":
         model = skc.DBSCAN(**args)
     elif algorithm == "optics":

@@ -84,6 +84,7 @@ def cluster_build_job(context: JobContext, task: Task) -> JobOutcome:
             transition(session, run, Status.PENDING, "its job was taken over")
         transition(session, run, Status.PROCESSING, f"task {task.task_id} started")
         run.started_at = utcnow()
+        session.flush()  # write the change before the rows leave the session
         session.expunge(cluster)
         session.expunge(run)
     keeper = Keeper(context, task, run_id)

@@ -119,8 +119,8 @@ def list_runs(session: Session, cluster: Cluster, request: ListClusterExecutions
     if clause is not None:
         query = query.where(clause)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    by_status = dict(session.execute(select(ClusterRun.status, func.count()).where(
-        ClusterRun.cluster_id == cluster.cluster_id).group_by(ClusterRun.status)).tuples().all())
+    by_status: dict[str, int] = dict(session.execute(select(ClusterRun.status, func.count()).where(
+        ClusterRun.cluster_id == cluster.cluster_id).group_by(ClusterRun.status)).all())
     query = query.order_by(ClusterRun.created_at.desc(), ClusterRun.run_id)
     return paginate(session, query, page), total, by_status
 
