@@ -40,8 +40,7 @@ def cluster_view(cluster: Cluster, last: ClusterRun | None, current: ClusterRun 
         "algorithm_params": config.get("algorithm_params"),
         "enrich_source": bool(config.get("enrich_source")),
         "source_enrichment_config": {"field_mappings": config.get("field_mappings")},
-        "llm_labeling": ({"enabled": bool(labeling.get("enabled")), "provider": labeling.get("provider")}
-                         if labeling else None),
+        "llm_labeling": {"enabled": bool(labeling.get("enabled"))} if labeling else None,
         "num_clusters": current.num_clusters if current else None,
         "num_documents_clustered": current.num_points if current else None,
         "execution_time_seconds": (current.timings or {}).get("total_s") if current else None,
