@@ -58,7 +58,7 @@ def fit_labels(algorithm: str, matrix: np.ndarray, params: dict[str, Any], seed:
         args.setdefault("random_state", seed)
         model = skc.SpectralClustering(**args)
     elif algorithm == "mean_shift":
-        quantile = args.pop("bandwidth_quantile", 0.3)
+        quantile = args.pop("bandwidth_quantile", 0.1)  # 0.3 (scikit-learn's) merges groups of a quarter of the points
         if args.get("bandwidth") is None:
             args["bandwidth"] = skc.estimate_bandwidth(matrix, quantile=quantile, n_samples=min(len(matrix), 2000),
                                                        random_state=seed)
