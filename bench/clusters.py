@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi.testclient import TestClient
 from figures import Figure, print_figures, write_results
@@ -39,7 +41,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from strataflow.app import create_app
 from strataflow.config import Settings
-from strataflow.index.records import StoredDocument, table_schema, to_arrow
+from strataflow.index.records import table_schema
 from strataflow.runtime import Runtime, open_runtime
 from strataflow.store.tables import Collection
 
@@ -66,12 +68,26 @@ def make_collection(client: TestClient, runtime: Runtime, name: str) -> tuple[st
 
 def bulk_load(runtime: Runtime, collection_id: str, column: str, dims: int, vectors: np.ndarray, first: int,
               payloads: list[dict[str, Any]] | None = None) -> None:
-    """Set-up only: append rows straight to the table (per-document upserts would dominate)."""
-    docs = [StoredDocument(document_id=f"d{first + i:08d}", collection_id=collection_id,
-                           payload=payloads[i] if payloads else {}, vectors={column: v},
-                           created_at=STAMP, updated_at=STAMP)
-            for i, v in enumerate(vectors.tolist())]
-    runtime.index._table(collection_id).add(to_arrow(docs, table_schema({column: dims})))
+    """Set-up only: append rows straight to the table as Arrow (per-document upserts would dominate)."""
+    schema = table_schema({column: dims})
+    n = len(vectors)
+    columns: dict[str, Any] = {}
+    for field in schema:
+        if field.name == "document_id":
+            columns[field.name] = pa.array([f"d{first + i:08d}" for i in range(n)])
+        elif field.name == "collection_id":
+            columns[field.name] = pa.array([collection_id] * n)
+        elif field.name in ("created_at", "updated_at"):
+            columns[field.name] = pa.array([STAMP] * n)
+        elif field.name in ("payload", "internal"):
+            texts = [json.dumps(p) for p in payloads] if payloads and field.name == "payload" else ["{}"] * n
+            columns[field.name] = pa.array(texts, type=field.type)
+        elif field.name == column:
+            flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+            columns[field.name] = pa.FixedSizeListArray.from_arrays(flat, dims)
+        else:
+            columns[field.name] = pa.nulls(n, field.type)
+    runtime.index._table(collection_id).add(pa.table(columns, schema=schema))
 
 
 def run_cluster(client: TestClient, runtime: Runtime, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
