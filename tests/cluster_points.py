@@ -6,6 +6,8 @@ grouping is known and no embedding model has to run.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from strataflow.index.records import StoredDocument
@@ -41,3 +43,16 @@ def write_points(runtime: Runtime, collection_id: str) -> tuple[str, dict[str, s
                 vectors={column: (centre + rng.normal(0, 0.3, dims)).tolist()}))
     runtime.index.upsert(collection_id, documents)
     return column, truth
+
+
+def points_collection(client: Any, runtime: Runtime) -> dict[str, Any]:
+    """A text collection named `points` holding the three topics; its id, feature URI and the truth."""
+    from tests.collection_flows import make_bucket, text_collection
+
+    make_bucket(client)
+    collection = text_collection(client, "points", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none",
+                                 model="minilm")
+    cid = collection["collection_id"]
+    column, truth = write_points(runtime, cid)
+    features = client.get(f"/v1/collections/{cid}/features").json()["features"]
+    return {"collection_id": cid, "feature_uri": features[0]["feature_uri"], "column": column, "truth": truth}

@@ -14,6 +14,7 @@ from strataflow.api import (
     batches,
     blobs,
     buckets,
+    cluster_triggers,
     clusters,
     collections,
     documents,
@@ -36,7 +37,7 @@ from strataflow.runtime import Runtime, open_runtime
 CONSOLE_DIR = Path(__file__).parent / "console"
 ROUTERS = (
     health, namespaces, buckets, objects, uploads, blobs, batches, tasks, extractors, collections, documents, lineage,
-    retrievers, clusters,
+    retrievers, cluster_triggers, clusters,
 )
 
 

@@ -25,6 +25,7 @@ ID_FORMATS: dict[str, tuple[str, int]] = {
     "task": ("task_", 20),
     "cluster": ("clus_", 12),
     "cluster_run": ("run_", 16),
+    "trigger": ("trg_", 14),
 }
 
 

@@ -21,9 +21,11 @@ from strataflow.engine.lifecycle.cancel import cancel_from_task
 from strataflow.engine.runners import Runner
 from strataflow.engine.scheduler import Scheduler
 from strataflow.engine.tiers.executor import BatchTierExecutor
+from strataflow.engine.triggers import TriggerAction, TriggerLoop
 from strataflow.index.store import DocumentIndex
 from strataflow.services.buckets.crud import delete_bucket_job
 from strataflow.services.clusters.runs import cancel_from_task as cancel_cluster_run
+from strataflow.services.clusters.triggers import fire_cluster
 from strataflow.services.objects.crud import ObjectWriter
 from strataflow.services.objects.sources import SourceLimits
 from strataflow.services.tenancy.auth import IssuedKey, bootstrap
@@ -54,6 +56,12 @@ KILL_HOOKS: dict[str, KillHook] = {
 }
 
 
+# What a schedule trigger does when it fires, by the kind of target it names (engine/triggers.py).
+TRIGGER_ACTIONS: dict[str, TriggerAction] = {
+    "cluster": fire_cluster,  # queue a cluster run
+}
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -66,6 +74,7 @@ class Runtime:
     first_key: IssuedKey | None = None
     owns_runner: bool = True
     extras: dict[str, object] = field(default_factory=dict)
+    triggers: TriggerLoop | None = None
 
     @property
     def object_writer(self) -> ObjectWriter:
@@ -76,8 +85,12 @@ class Runtime:
         """Background jobs and the tier scheduler (the API server and `strataflow worker`)."""
         self.jobs.start()
         self.scheduler.start()
+        if self.triggers is not None:
+            self.triggers.start()
 
     def stop_background(self) -> None:
+        if self.triggers is not None:
+            self.triggers.stop()
         self.scheduler.stop()
         self.jobs.stop()
 
@@ -126,5 +139,7 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
     executor = BatchTierExecutor(db, blobs, index, runner, settings)
     scheduler = Scheduler(db, executor, lease_s=settings.tier_lease_s, poll_interval_s=settings.task_poll_interval_s,
                           workers=settings.scheduler_workers)
+    # Schedules are minute-grained: polling them faster than once a second only costs queries.
+    triggers = TriggerLoop(context, TRIGGER_ACTIONS, max(1.0, settings.task_poll_interval_s))
     return Runtime(settings=settings, db=db, blobs=blobs, jobs=jobs, index=index, runner=runner,
-                   scheduler=scheduler, first_key=first_key, owns_runner=owns_runner)
+                   scheduler=scheduler, first_key=first_key, owns_runner=owns_runner, triggers=triggers)

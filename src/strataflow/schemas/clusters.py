@@ -123,3 +123,36 @@ class PatchLabelsRequest(RequestModel):
 
 class PatchRunNameRequest(RequestModel):
     run_name: str = Field(min_length=1, max_length=255)
+
+
+class TriggerExecutionConfig(RequestModel):
+    collection_ids: list[str] = Field(default_factory=list)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class CreateTriggerRequest(RequestModel):
+    cluster_id: str = Field(min_length=1)
+    execution_config: TriggerExecutionConfig | None = None
+    trigger_type: str
+    schedule_config: dict[str, Any]
+    description: str | None = None
+    status: str | None = None
+
+
+class UpdateTriggerRequest(RequestModel):
+    schedule_config: dict[str, Any] | None = None
+    description: str | None = None
+    status: str | None = None
+
+
+class ListTriggersRequest(RequestModel):
+    cluster_id: str | None = None
+    trigger_type: str | None = None
+    status: str | None = None
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=50, ge=1, le=1000)
+
+
+class TriggerHistoryRequest(RequestModel):
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=50, ge=1, le=1000)

@@ -443,3 +443,52 @@ class ClusterRun(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# ---------------------------------------------------------------------------------------------
+# Triggers (issue 18, shared): run something on a schedule. A trigger names its target
+# (`target_type`, e.g. "cluster", and its id); what firing does is `runtime.TRIGGER_ACTIONS`.
+# ---------------------------------------------------------------------------------------------
+
+
+class Trigger(Base):
+    """An interval or cron schedule that fires an action on a target. `next_run_at` is also the
+    claim: a firer advances it with a conditional UPDATE, so two processes never fire one slot."""
+
+    __tablename__ = "triggers"
+    __table_args__ = (Index("ix_triggers_due", "status", "next_run_at"),)
+
+    trigger_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"))
+    namespace_id: Mapped[str] = mapped_column(
+        ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True
+    )
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str] = mapped_column(String(40), index=True)
+    trigger_type: Mapped[str] = mapped_column(String(16))
+    schedule_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    execution_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | paused | disabled
+    next_run_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_triggered_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_job_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    execution_count: Mapped[int] = mapped_column(Integer, default=0)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[str | None] = mapped_column(String(32), default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TriggerFiring(Base):
+    """One firing of a trigger: when, the job it started (a task id), or why it started none."""
+
+    __tablename__ = "trigger_firings"
+
+    firing_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trigger_id: Mapped[str] = mapped_column(ForeignKey("triggers.trigger_id", ondelete="CASCADE"), index=True)
+    fired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(32))  # queued | skipped | failed
+    job_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -1,4 +1,4 @@
-"""clusters and their runs (issue 18)
+"""clusters and their runs, and schedule triggers (issue 18)
 
 Revision ID: c18_clusters
 Revises: 0005
@@ -77,8 +77,59 @@ def upgrade() -> None:
         batch_op.create_index('ix_cluster_runs_cluster_created', ['cluster_id', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_cluster_runs_namespace_id'), ['namespace_id'], unique=False)
 
+    op.create_table(
+        'triggers',
+        sa.Column('trigger_id', sa.String(length=40), nullable=False),
+        sa.Column('org_id', sa.String(length=40), nullable=False),
+        sa.Column('namespace_id', sa.String(length=40), nullable=False),
+        sa.Column('target_type', sa.String(length=32), nullable=False),
+        sa.Column('target_id', sa.String(length=40), nullable=False),
+        sa.Column('trigger_type', sa.String(length=16), nullable=False),
+        sa.Column('schedule_config', _json(), nullable=False),
+        sa.Column('execution_config', _json(), nullable=False),
+        sa.Column('description', sa.Text(), nullable=True),
+        sa.Column('status', sa.String(length=16), nullable=False),
+        sa.Column('next_run_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('last_triggered_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('last_job_id', sa.String(length=40), nullable=True),
+        sa.Column('execution_count', sa.Integer(), nullable=False),
+        sa.Column('consecutive_failures', sa.Integer(), nullable=False),
+        sa.Column('last_status', sa.String(length=32), nullable=True),
+        sa.Column('last_error', sa.Text(), nullable=True),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(['namespace_id'], ['namespaces.namespace_id'], ondelete='CASCADE'),
+        sa.ForeignKeyConstraint(['org_id'], ['organizations.org_id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('trigger_id'),
+    )
+    with op.batch_alter_table('triggers', schema=None) as batch_op:
+        batch_op.create_index('ix_triggers_due', ['status', 'next_run_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_triggers_namespace_id'), ['namespace_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_triggers_target_id'), ['target_id'], unique=False)
+    op.create_table(
+        'trigger_firings',
+        sa.Column('firing_id', sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column('trigger_id', sa.String(length=40), nullable=False),
+        sa.Column('fired_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('status', sa.String(length=32), nullable=False),
+        sa.Column('job_id', sa.String(length=40), nullable=True),
+        sa.Column('error', sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(['trigger_id'], ['triggers.trigger_id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('firing_id'),
+    )
+    with op.batch_alter_table('trigger_firings', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_trigger_firings_trigger_id'), ['trigger_id'], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('trigger_firings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_trigger_firings_trigger_id'))
+    op.drop_table('trigger_firings')
+    with op.batch_alter_table('triggers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_triggers_target_id'))
+        batch_op.drop_index(batch_op.f('ix_triggers_namespace_id'))
+        batch_op.drop_index('ix_triggers_due')
+    op.drop_table('triggers')
     with op.batch_alter_table('cluster_runs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_cluster_runs_namespace_id'))
         batch_op.drop_index('ix_cluster_runs_cluster_created')
