@@ -101,7 +101,7 @@ def run_cluster(client: TestClient, runtime: Runtime, body: dict[str, Any]) -> t
     runtime.jobs.run_pending()
     wall = time.monotonic() - began
     run = client.get(f"/v1/clusters/{cid}/executions/{started.json()['run_id']}").json()
-    assert run["status"] == "COMPLETED", run
+    assert run["status"] == "completed", run
     return run, wall
 
 

@@ -45,7 +45,7 @@ def run_cluster(client: TestClient, cluster_id: str, **body: Any) -> dict[str, A
     task = wait_task(client, started.json()["task_id"], timeout=60)
     assert task["status"] == "COMPLETED", task
     run = client.get(f"/v1/clusters/{cluster_id}/executions/{started.json()['run_id']}").json()
-    assert run["status"] == "COMPLETED", run
+    assert run["status"] == "completed", run
     return dict(run)
 
 
@@ -62,7 +62,7 @@ def test_crud_and_bad_input(client: TestClient, corpus: dict[str, Any]) -> None:
     assert created.status_code == 200, created.text
     body = created.json()
     cid = body["cluster_id"]
-    assert cid.startswith("clus_") and body["status"] == "DRAFT" and body["algorithm"] == "kmeans"
+    assert cid.startswith("clust_") and body["status"] == "DRAFT" and body["algorithm"] == "kmeans"
     assert body["input_collections"] == [corpus["collection_id"]] and body["feature_uris"] == [corpus["feature_uri"]]
     assert client.get("/v1/clusters/topics").json()["cluster_id"] == cid
     assert client.get("/v1/clusters").json()["total_count"] == 1
@@ -206,7 +206,7 @@ def test_enrichment_replaces_previous_run_and_failed_run_changes_nothing(
     finally:
         runtime.jobs.start()
     failed = client.get(f"/v1/clusters/{cid}/executions/{started['run_id']}").json()
-    assert failed["status"] == "FAILED" and failed["error_message"] and "Traceback" not in failed["error_message"]
+    assert failed["status"] == "failed" and failed["error_message"] and "Traceback" not in failed["error_message"]
     assert client.get(f"/v1/clusters/{cid}/groups").json()["run_id"] == second["run_id"]
     assert enriched() == docs
     assert client.get(f"/v1/clusters/{cid}").json()["status"] == "FAILED"
@@ -220,12 +220,12 @@ def test_cancel_and_kill(client: TestClient, corpus: dict[str, Any], runtime: Ru
     try:
         started = client.post(f"/v1/clusters/{cid}/execute").json()
         canceled = client.post(f"/v1/clusters/{cid}/executions/{started['run_id']}/cancel").json()
-        assert canceled["status"] == "CANCELED"
+        assert canceled["status"] == "canceled"
         assert client.get(f"/v1/tasks/{started['task_id']}").json()["status"] == "CANCELED"
         assert_error(client.post(f"/v1/clusters/{cid}/executions/{started['run_id']}/cancel"), 409)
         again = client.post(f"/v1/clusters/{cid}/execute").json()  # nothing active any more
         assert client.delete(f"/v1/tasks/{again['task_id']}").status_code == 200
-        assert client.get(f"/v1/clusters/{cid}/executions/{again['run_id']}").json()["status"] == "CANCELED"
+        assert client.get(f"/v1/clusters/{cid}/executions/{again['run_id']}").json()["status"] == "canceled"
         assert runtime.jobs.run_pending() == 0
     finally:
         runtime.jobs.start()

@@ -8,7 +8,15 @@ from collections.abc import Iterator
 
 import mixpeek
 import pytest
-from mixpeek import BucketsApi, ClusterExecutionsApi, ClustersApi, CollectionsApi, NamespacesApi, TasksApi
+from mixpeek import (
+    BucketsApi,
+    ClusterExecutionsApi,
+    ClustersApi,
+    ClusterTriggersApi,
+    CollectionsApi,
+    NamespacesApi,
+    TasksApi,
+)
 from mixpeek.exceptions import BadRequestException, NotFoundException
 from mixpeek.models import (
     BucketCreateRequest,
@@ -22,6 +30,9 @@ from mixpeek.models import (
     PatchClusterRequest,
     PatchExecutionLabelsRequest,
     PatchExecutionRunNameRequest,
+    SharedClustersTriggersModelsCreateTriggerRequest,
+    SharedClustersTriggersModelsListTriggersRequest,
+    TriggerHistoryRequest,
 )
 
 from strataflow.config import Settings
@@ -77,7 +88,7 @@ def test_clusters_through_the_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> No
     assert cid and created.status.value == "DRAFT" and created.algorithm == "kmeans"
     assert created.llm_labeling_errors and "no language model" in created.llm_labeling_errors[0]
     assert clusters.get_cluster("topics").cluster_id == cid
-    assert [c.cluster_id for c in clusters.list_clusters(ListClustersRequest(search="topic")).results] == [cid]
+    assert [c.cluster_id for c in clusters.list_clusters(list_clusters_request=ListClustersRequest(search="topic")).results] == [cid]
     assert clusters.list_clusters_get().total_count == 1
     assert clusters.patch_cluster(cid, PatchClusterRequest(description="three")).description == "three"
     with pytest.raises(BadRequestException):
@@ -89,7 +100,7 @@ def test_clusters_through_the_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> No
     assert task.task_type.value == "engine_cluster_build"
     assert _wait(sdk, task.task_id) == "COMPLETED"
     latest = executions.get_cluster_execution(cid)
-    assert latest.status == "COMPLETED" and latest.num_clusters == 3 and latest.num_points == 3 * PER_TOPIC
+    assert latest.status == "completed" and latest.num_clusters == 3 and latest.num_points == 3 * PER_TOPIC
     assert latest.metrics is not None and latest.metrics.silhouette_score > 0.5
     assert latest.centroids and latest.centroids[0].centroid_vector is None
     run_id = latest.run_id
@@ -112,6 +123,17 @@ def test_clusters_through_the_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> No
     assert len(picture["members"]["x"]) == 10 and len(picture["centroids"]) == 3
     export = executions.export_cluster_execution_id_run(cid, run_id, format="parquet")
     assert export["row_count"] == 3 * PER_TOPIC and export["download_url"]
+
+    triggers = ClusterTriggersApi(sdk)
+    trigger = triggers.create_trigger_clusters(SharedClustersTriggersModelsCreateTriggerRequest.from_dict({
+        "cluster_id": cid, "trigger_type": "cron", "schedule_config": {"cron_expression": "0 3 * * *"}}))
+    assert trigger.trigger_id and trigger.status.value == "active" and trigger.next_scheduled_at is not None
+    assert triggers.get_trigger_clusters(trigger.trigger_id).cluster_id == cid
+    assert triggers.pause_trigger_clusters(trigger.trigger_id).status.value == "paused"
+    listed_triggers = triggers.list_triggers_clusters(SharedClustersTriggersModelsListTriggersRequest(cluster_id=cid))
+    assert listed_triggers.total == 1
+    assert triggers.get_trigger_history_clusters(trigger.trigger_id, TriggerHistoryRequest()).total == 0
+    triggers.delete_trigger_clusters(trigger.trigger_id)
 
     clusters.delete_cluster(cid)
     with pytest.raises(NotFoundException):

@@ -31,7 +31,8 @@ def _view(row: Any) -> dict[str, Any]:
 def create_trigger(request: CreateTriggerRequest, scope: ScopeDep, session: DbDep) -> dict[str, Any]:
     cluster = get_cluster(session, scope, request.cluster_id)
     execution = request.execution_config.model_dump() if request.execution_config else {}
-    execution.setdefault("collection_ids", list(cluster.collection_ids))
+    execution["collection_ids"] = execution.get("collection_ids") or list(cluster.collection_ids)
+    execution["config"] = execution.get("config") or {}
     try:  # what the run would get, checked now rather than at the first firing
         ExecuteClusterRequest.model_validate(execution.get("config") or {})
     except ValueError as exc:

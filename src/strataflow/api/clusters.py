@@ -145,7 +145,7 @@ def get_execution(cluster_id: str, run_id: str, scope: ScopeDep, session: ReadDb
 def cancel_execution(cluster_id: str, run_id: str, scope: ScopeDep, session: DbDep) -> dict[str, Any]:
     cluster = crud.get_cluster(session, scope, cluster_id)
     run = runs.cancel_run(session, cluster, run_id)
-    return {"success": True, "cluster_id": cluster.cluster_id, "run_id": run.run_id, "status": run.status,
+    return {"success": True, "cluster_id": cluster.cluster_id, "run_id": run.run_id, "status": run.status.lower(),
             "task_id": run.task_id}
 
 

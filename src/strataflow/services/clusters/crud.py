@@ -30,7 +30,7 @@ ACTIVE_RUN = (Status.PENDING.value, Status.PROCESSING.value)
 
 def _check_name_free(session: Session, scope: NamespaceScope, name: str, except_id: str | None = None) -> None:
     if looks_like("cluster", name):
-        raise BadRequestError("Cluster names may not start with 'clus_' (that prefix marks ids)")
+        raise BadRequestError("Cluster names may not start with 'clust_' (that prefix marks ids)")
     existing = session.scalar(select(Cluster.cluster_id).where(
         Cluster.namespace_id == scope.namespace_id, Cluster.cluster_name == name))
     if existing is not None and existing != except_id:

@@ -77,7 +77,7 @@ def run_view(run: ClusterRun, include_vectors: bool = False) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
         "cluster_id": run.cluster_id,
-        "status": run.status,
+        "status": run.status.lower(),  # the contract's run statuses are lower case (pending ... canceled)
         "mode": run.mode,
         "algorithm": run.algorithm,
         "task_id": run.task_id,
@@ -92,7 +92,7 @@ def run_view(run: ClusterRun, include_vectors: bool = False) -> dict[str, Any]:
         "error_message": run.error,
         "llm_labeling_errors": labeling_errors(run.settings),
         "source_documents": run.source_documents,
-        "vectors_retrieved": (run.timings or {}).get("vectors_read"),
+        "vectors_retrieved": int((run.timings or {}).get("vectors_read") or 0) or None,
         "vectors_clustered": run.num_points if run.status == "COMPLETED" else None,
         "label_overrides": dict(run.label_overrides or {}),
         "run_name": run.run_name,
