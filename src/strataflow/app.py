@@ -12,6 +12,8 @@ from strataflow.api import (
     batches,
     blobs,
     buckets,
+    cluster_triggers,
+    clusters,
     collections,
     documents,
     errors,
@@ -33,7 +35,7 @@ from strataflow.runtime import Runtime, open_runtime
 
 ROUTERS = (
     health, namespaces, buckets, objects, uploads, blobs, batches, tasks, extractors, collections, documents, lineage,
-    retrievers,
+    retrievers, cluster_triggers, clusters,
 )
 
 

@@ -23,6 +23,9 @@ ID_FORMATS: dict[str, tuple[str, int]] = {
     "retriever": ("ret_", 12),
     "execution": ("exec_", 16),
     "task": ("task_", 20),
+    "cluster": ("clust_", 12),
+    "cluster_run": ("run_", 16),
+    "trigger": ("trg_", 14),
 }
 
 

@@ -15,14 +15,18 @@ from dataclasses import dataclass, field
 from strataflow.blobs import BlobStore
 from strataflow.blobs.stores import open_blob_store
 from strataflow.config import Settings
+from strataflow.engine.clusters.job import cluster_build_job
 from strataflow.engine.jobs import Handler, JobContext, JobRunner
 from strataflow.engine.lifecycle.cancel import cancel_from_task
 from strataflow.engine.runners import Runner
 from strataflow.engine.scheduler import Scheduler
 from strataflow.engine.tiers.executor import BatchTierExecutor
+from strataflow.engine.triggers import TriggerAction, TriggerLoop
 from strataflow.index.store import DocumentIndex
 from strataflow.outbound import OutboundClient, OutboundPolicy
 from strataflow.services.buckets.crud import delete_bucket_job
+from strataflow.services.clusters.runs import cancel_from_task as cancel_cluster_run
+from strataflow.services.clusters.triggers import fire_cluster
 from strataflow.services.objects.crud import ObjectWriter
 from strataflow.services.objects.sources import BlobSources
 from strataflow.services.tenancy.auth import IssuedKey, bootstrap
@@ -41,6 +45,7 @@ JOB_HANDLERS: dict[str, Handler] = {
     TaskType.NAMESPACES_DELETE: delete_namespace_job,
     TaskType.BUCKETS_UPLOADS_CONFIRM: confirm_job,
     TaskType.BUCKETS_UPLOADS_BATCH_CONFIRM: batch_confirm_job,
+    TaskType.ENGINE_CLUSTER_BUILD: cluster_build_job,
 }
 
 # What killing a task must also stop (DELETE /v1/tasks/{id}); other task types are just canceled.
@@ -48,6 +53,13 @@ KILL_HOOKS: dict[str, KillHook] = {
     TaskType.BUCKETS_BATCHES_PROCESS: cancel_from_task,  # the whole batch
     TaskType.ENGINE_FEATURE_EXTRACTOR_RUN: cancel_from_task,  # a tier task: the whole batch too
     TaskType.BUCKETS_UPLOADS_CONFIRM: fail_killed_confirm,  # the upload it was confirming
+    TaskType.ENGINE_CLUSTER_BUILD: cancel_cluster_run,  # the cluster run it executes
+}
+
+
+# What a schedule trigger does when it fires, by the kind of target it names (engine/triggers.py).
+TRIGGER_ACTIONS: dict[str, TriggerAction] = {
+    "cluster": fire_cluster,  # queue a cluster run
 }
 
 
@@ -64,6 +76,7 @@ class Runtime:
     first_key: IssuedKey | None = None
     owns_runner: bool = True
     extras: dict[str, object] = field(default_factory=dict)
+    triggers: TriggerLoop | None = None
 
     @property
     def object_writer(self) -> ObjectWriter:
@@ -73,8 +86,12 @@ class Runtime:
         """Background jobs and the tier scheduler (the API server and `strataflow worker`)."""
         self.jobs.start()
         self.scheduler.start()
+        if self.triggers is not None:
+            self.triggers.start()
 
     def stop_background(self) -> None:
+        if self.triggers is not None:
+            self.triggers.stop()
         self.scheduler.stop()
         self.jobs.stop()
 
@@ -125,5 +142,8 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
     executor = BatchTierExecutor(db, blobs, index, runner, settings)
     scheduler = Scheduler(db, executor, lease_s=settings.tier_lease_s, poll_interval_s=settings.task_poll_interval_s,
                           workers=settings.scheduler_workers)
+    # Schedules are minute-grained: polling them faster than once a second only costs queries.
+    triggers = TriggerLoop(context, TRIGGER_ACTIONS, max(1.0, settings.task_poll_interval_s))
     return Runtime(settings=settings, db=db, blobs=blobs, jobs=jobs, index=index, runner=runner,
-                   scheduler=scheduler, outbound=outbound, first_key=first_key, owns_runner=owns_runner)
+                   scheduler=scheduler, outbound=outbound, first_key=first_key, owns_runner=owns_runner,
+                   triggers=triggers)

@@ -32,7 +32,17 @@ from sqlalchemy.orm import Session
 from strataflow.clock import utcnow
 from strataflow.errors import InvalidTransitionError
 from strataflow.statuses import Status
-from strataflow.store.tables import Batch, BatchTier, Bucket, BucketObject, Namespace, StatusEvent, Task, Upload
+from strataflow.store.tables import (
+    Batch,
+    BatchTier,
+    Bucket,
+    BucketObject,
+    ClusterRun,
+    Namespace,
+    StatusEvent,
+    Task,
+    Upload,
+)
 
 S = Status
 _FINISH = frozenset({S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED})
@@ -147,6 +157,19 @@ NAMESPACE = Machine(kind="namespace", id_attribute="namespace_id", initial=froze
 # state lives on its batches and documents, not on the object.
 OBJECT = Machine(kind="object", id_attribute="object_id", initial=frozenset({S.DRAFT}), moves={})
 
+# A cluster run is queued (PENDING), runs on the engine (PROCESSING) and ends COMPLETED, FAILED or
+# CANCELED; a finished run never changes again (executing again opens a new run).
+CLUSTER_RUN = Machine(
+    kind="cluster_run",
+    id_attribute="run_id",
+    initial=frozenset({S.PENDING}),
+    details=frozenset({"started_at", "completed_at", "error"}),
+    moves={
+        S.PENDING: frozenset({S.PROCESSING, S.FAILED, S.CANCELED}),
+        S.PROCESSING: frozenset({S.PENDING, S.COMPLETED, S.FAILED, S.CANCELED}),
+    },
+)
+
 # The registration table: which machine governs which table's `status` column.
 MACHINES: dict[type[Any], Machine] = {
     Task: TASK,
@@ -156,6 +179,7 @@ MACHINES: dict[type[Any], Machine] = {
     Bucket: BUCKET,
     Namespace: NAMESPACE,
     BucketObject: OBJECT,
+    ClusterRun: CLUSTER_RUN,
 }
 
 

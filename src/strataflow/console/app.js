@@ -105,7 +105,7 @@ function fillNamespaces(list) {
 
 // ---------- routing ----------
 const VIEWS = { buckets: viewBuckets, bucket: viewBucket, collections: viewCollections, batches: viewBatches,
-  batch: viewBatch, tasks: viewTasks, search: viewSearch };
+  batch: viewBatch, tasks: viewTasks, search: viewSearch, clusters: viewClusters, cluster: viewCluster };
 async function route() {
   timers.forEach(clearInterval); timers = [];
   const [name, ...args] = (location.hash.replace(/^#\//, "") || "buckets").split("/").map(decodeURIComponent);
@@ -434,3 +434,70 @@ $("#new-namespace").addEventListener("click", async () => {
 window.addEventListener("hashchange", route);
 if (sessionStorage.getItem(KEY)) signIn(sessionStorage.getItem(KEY)).catch((e) => signOut(e.message));
 else signOut();
+
+// ---------- clusters: the list, and one cluster's scatter coloured by group ----------
+const PALETTE = ["#4f46e5", "#e11d48", "#059669", "#d97706", "#0891b2", "#7c3aed", "#65a30d", "#db2777",
+  "#2563eb", "#ea580c", "#0d9488", "#9333ea"];
+const colourOf = (clusterId) => (clusterId === "noise" ? "#9ca3af"
+  : PALETTE[Number(clusterId.replace("cl_", "")) % PALETTE.length]);
+async function runCluster(id) {
+  try { await api("POST", `/v1/clusters/${encodeURIComponent(id)}/execute`, {}); toast("Run queued"); route(); }
+  catch (error) { toast(error.message, true); }
+}
+async function viewClusters(view) {
+  const clusters = (await api("GET", "/v1/clusters?limit=100")).results;
+  const rows = clusters.map((c) => h("tr", {},
+    h("td", {}, h("a", { href: `#/cluster/${encodeURIComponent(c.cluster_id)}` }, c.cluster_name)),
+    h("td", {}, c.algorithm || c.cluster_type), h("td", {}, badge(c.status)),
+    h("td", {}, c.num_clusters ?? "—"), h("td", {}, c.num_documents_clustered ?? "—"),
+    h("td", {}, h("button", { class: "ghost", onclick: () => runCluster(c.cluster_id) }, "Run"))));
+  view.replaceChildren(head("Clusters", `${plural(clusters.length, "cluster")} in ${sessionStorage.getItem(NS)}`),
+    tableOf(["Name", "Algorithm", "Status", "Groups", "Documents", ""], rows,
+      "No clusters yet: create one with POST /v1/clusters (see docs/clusters.md)."));
+}
+function scatter(picture) {
+  const NS_SVG = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS_SVG, "svg");
+  const W = 640, H = 420, P = 16;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`); svg.setAttribute("class", "scatter");
+  const m = picture.members;
+  const xs = [...m.x, ...picture.centroids.map((c) => c.x)], ys = [...m.y, ...picture.centroids.map((c) => c.y)];
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const sx = (x) => P + ((x - x0) / (x1 - x0 || 1)) * (W - 2 * P);
+  const sy = (y) => H - P - ((y - y0) / (y1 - y0 || 1)) * (H - 2 * P);
+  const dot = (x, y, r, fill, title, stroke) => {
+    const c = document.createElementNS(NS_SVG, "circle");
+    c.setAttribute("cx", sx(x)); c.setAttribute("cy", sy(y)); c.setAttribute("r", r); c.setAttribute("fill", fill);
+    if (stroke) { c.setAttribute("stroke", "#111827"); c.setAttribute("stroke-width", "2"); }
+    const t = document.createElementNS(NS_SVG, "title"); t.textContent = title; c.append(t);
+    svg.append(c);
+  };
+  m.x.forEach((x, i) => dot(x, m.y[i], 3, colourOf(m.cluster_ids[i]), `${m.document_ids[i]} · ${m.cluster_ids[i]}`));
+  picture.centroids.forEach((c) => dot(c.x, c.y, 8, colourOf(c.cluster_id), `${c.label} (${c.num_members})`, true));
+  return svg;
+}
+async function viewCluster(view, id) {
+  const path = `/v1/clusters/${encodeURIComponent(id)}`;
+  const cluster = await api("GET", path);
+  const run = h("button", { class: "primary", onclick: () => runCluster(id) }, "Run again");
+  const parts = [head(cluster.cluster_name, `${cluster.algorithm} · ${cluster.status}`, run)];
+  if (!TERMINAL.includes(cluster.status) && cluster.status !== "DRAFT") every(2000, () => route());
+  if (!cluster.num_clusters) {
+    view.replaceChildren(...parts, h("div", { class: "card empty" }, "No completed run yet."));
+    return;
+  }
+  const groups = await api("GET", `${path}/groups`);
+  const legend = h("ul", { class: "legend" }, ...groups.groups.map((g) => h("li", {},
+    h("span", { class: "swatch", style: `background:${colourOf(g.cluster_id)}` }),
+    h("b", {}, g.label), ` · ${g.member_count} · `, h("span", { class: "muted" }, (g.keywords || []).join(", ")))));
+  const metrics = cluster.quality_metrics || {};
+  const figures = h("div", { class: "muted" }, `silhouette ${metrics.silhouette_score?.toFixed?.(3) ?? "—"} · `,
+    `Davies–Bouldin ${metrics.davies_bouldin_index?.toFixed?.(3) ?? "—"} · noise ${
+      ((metrics.noise_ratio || 0) * 100).toFixed(1)}%`);
+  if (cluster.cluster_type !== "vector") {
+    view.replaceChildren(...parts, h("div", { class: "card" }, legend));
+    return;
+  }
+  const picture = await api("GET", `${path}/visualization?compact=true&max_points=3000`);
+  view.replaceChildren(...parts, h("div", { class: "card" }, figures, scatter(picture), legend));
+}

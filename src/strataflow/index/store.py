@@ -205,6 +205,21 @@ class DocumentIndex:
             query = query.where(where)
         return self._guarded(lambda: query.limit(SCAN_ALL).to_arrow())
 
+    def scan(self, collection_id: str, columns: list[str], where: str | None,
+             batch_size: int = 8192) -> Iterator[pa.RecordBatch]:
+        """Matching rows in record batches of at most `batch_size`: memory stays bounded by one batch
+        however large the table (clustering reads millions of vectors this way)."""
+        query = self._table(collection_id).search().select(columns)
+        if where:
+            query = query.where(where)
+        reader = self._guarded(lambda: query.limit(SCAN_ALL).to_batches(batch_size))
+        for batch in reader:
+            if batch.num_rows > batch_size:  # a reader may hand back larger batches than asked
+                for start in range(0, batch.num_rows, batch_size):
+                    yield batch.slice(start, batch_size)
+            elif batch.num_rows:
+                yield batch
+
     def count(self, collection_id: str, where: str | None = None) -> int:
         if not self.has_table(collection_id):
             return 0

@@ -374,3 +374,122 @@ class Retriever(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# ---------------------------------------------------------------------------------------------
+# Clusters (issue 18): a clustering definition over collections, and its runs.
+# ---------------------------------------------------------------------------------------------
+
+
+class Cluster(Base):
+    """A clustering definition: its collections, what it clusters (vectors or attributes) and how.
+
+    `config` holds the normalised definition (feature URIs, algorithm and its parameters, sample
+    size, enrichment, labeling); `current_run_id` is the last COMPLETED run, the one groups,
+    visualization and enrichment answer from (a failed or canceled run never replaces it).
+    """
+
+    __tablename__ = "clusters"
+    __table_args__ = (UniqueConstraint("namespace_id", "cluster_name"),)
+
+    cluster_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    namespace_id: Mapped[str] = mapped_column(
+        ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True
+    )
+    cluster_name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    cluster_type: Mapped[str] = mapped_column(String(16))
+    collection_ids: Mapped[list[Any]] = mapped_column(default=list)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    filters: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    current_run_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    last_run_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    last_task_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    last_executed_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ClusterRun(Base):
+    """One execution of a cluster: its task, status, timings, metrics and groups.
+
+    Per-document results (assignment, distance, projection) are a Parquet file in blob storage
+    (`artifact_key`); groups (`groups`: id, size, keywords, centroid) are small and live here.
+    """
+
+    __tablename__ = "cluster_runs"
+    __table_args__ = (Index("ix_cluster_runs_cluster_created", "cluster_id", "created_at"),)
+
+    run_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.cluster_id", ondelete="CASCADE"))
+    namespace_id: Mapped[str] = mapped_column(String(40), index=True)
+    task_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    status: Mapped[Status] = mapped_column(StatusType)
+    mode: Mapped[str] = mapped_column(String(16), default="full")
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the definition as executed
+    algorithm: Mapped[str | None] = mapped_column(String(32), default=None)
+    num_clusters: Mapped[int] = mapped_column(Integer, default=0)
+    num_points: Mapped[int] = mapped_column(Integer, default=0)
+    source_documents: Mapped[int] = mapped_column(Integer, default=0)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    groups: Mapped[list[Any]] = mapped_column(default=list)
+    label_overrides: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    run_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    artifact_key: Mapped[str | None] = mapped_column(String(1024), default=None)
+    enriched: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# ---------------------------------------------------------------------------------------------
+# Triggers (issue 18, shared): run something on a schedule. A trigger names its target
+# (`target_type`, e.g. "cluster", and its id); what firing does is `runtime.TRIGGER_ACTIONS`.
+# ---------------------------------------------------------------------------------------------
+
+
+class Trigger(Base):
+    """An interval or cron schedule that fires an action on a target. `next_run_at` is also the
+    claim: a firer advances it with a conditional UPDATE, so two processes never fire one slot."""
+
+    __tablename__ = "triggers"
+    __table_args__ = (Index("ix_triggers_due", "status", "next_run_at"),)
+
+    trigger_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"))
+    namespace_id: Mapped[str] = mapped_column(
+        ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True
+    )
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str] = mapped_column(String(40), index=True)
+    trigger_type: Mapped[str] = mapped_column(String(16))
+    schedule_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    execution_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | paused | disabled
+    next_run_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_triggered_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_job_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    execution_count: Mapped[int] = mapped_column(Integer, default=0)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[str | None] = mapped_column(String(32), default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TriggerFiring(Base):
+    """One firing of a trigger: when, the job it started (a task id), or why it started none."""
+
+    __tablename__ = "trigger_firings"
+
+    firing_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trigger_id: Mapped[str] = mapped_column(ForeignKey("triggers.trigger_id", ondelete="CASCADE"), index=True)
+    fired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(32))  # queued | skipped | failed
+    job_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)

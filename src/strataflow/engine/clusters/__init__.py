@@ -1,0 +1,1 @@
+"""Running clusters on the engine: reading vectors, fitting, measuring, naming, enriching."""

@@ -1,0 +1,298 @@
+"""The engine_cluster_build job: one run of a cluster, from vectors to groups, metrics and enrichment.
+
+Order matters for "a failed run changes nothing": everything is computed and the per-document
+results stored under the run's own key first; only then are source documents enriched, and the
+run becomes the cluster's current one in the same transaction that marks it COMPLETED. A failure
+or cancel after enrichment started puts the previous run's values back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from strataflow.clock import utcnow
+from strataflow.engine.clusters import attributes, enrichment
+from strataflow.engine.clusters.algorithms import (
+    centroids,
+    choose_k,
+    compact_labels,
+    fit_labels,
+    streamed_kmeans,
+)
+from strataflow.engine.clusters.assign import Assigner
+from strataflow.engine.clusters.keywords import class_tfidf_keywords, text_of
+from strataflow.engine.clusters.metrics import quality
+from strataflow.engine.clusters.vectors import CHUNK_ROWS, VectorSource, sample_rows
+from strataflow.engine.jobs import JobContext, JobOutcome, extend_lease
+from strataflow.errors import StrataflowError
+from strataflow.index.store import DocumentIndex
+from strataflow.services.clusters.artifact import ArtifactWriter, artifact_key
+from strataflow.services.clusters.rules import STREAMED_KMEANS_FROM
+from strataflow.services.clusters.runs import source_where
+from strataflow.services.clusters.views import group_label
+from strataflow.statuses import TERMINAL, Status
+from strataflow.store.tables import Cluster, ClusterRun, Collection, Task
+from strataflow.transitions import transition
+
+log = logging.getLogger("strataflow.clusters")
+
+SAMPLE = 20_000  # points the metrics, the projection and k-means seeding are computed on
+STREAM_EPOCHS = 3
+LEASE_EVERY_S = 15.0
+
+
+class RunCanceled(Exception):
+    """The run was canceled while it worked: stop, write nothing more."""
+
+
+class Keeper:
+    """Extends the task's lease now and then, and notices a cancel."""
+
+    def __init__(self, context: JobContext, task: Task, run_id: str) -> None:
+        self.context, self.task, self.run_id = context, task, run_id
+        self.last = time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.last < LEASE_EVERY_S:
+            return
+        self.last = time.monotonic()
+        extend_lease(self.context.db, self.task.task_id, self.task.lease_owner)
+        self.check()
+
+    def check(self) -> None:
+        with self.context.db.read_session() as session:
+            status = session.scalar(select(ClusterRun.status).where(ClusterRun.run_id == self.run_id))
+        if status != Status.PROCESSING.value:
+            raise RunCanceled(self.run_id)
+
+
+def cluster_build_job(context: JobContext, task: Task) -> JobOutcome:
+    spec = (task.inputs or [{}])[0]
+    run_id, cluster_id = str(spec.get("run_id")), str(spec.get("cluster_id"))
+    with context.db.transaction() as session:
+        run = session.get(ClusterRun, run_id)
+        cluster = session.get(Cluster, cluster_id)
+        if run is None or cluster is None or Status(run.status) in TERMINAL:
+            return JobOutcome(status=Status.CANCELED, error="the run was canceled or its cluster deleted")
+        if run.status == Status.PROCESSING.value:  # a lost lease: start over
+            transition(session, run, Status.PENDING, "its job was taken over")
+        transition(session, run, Status.PROCESSING, f"task {task.task_id} started", started_at=utcnow())
+        session.flush()  # write the change before the rows leave the session
+        session.expunge(cluster)
+        session.expunge(run)
+    keeper = Keeper(context, task, run_id)
+    started = time.monotonic()
+    try:
+        result = _execute(context, cluster, run, keeper)
+        keeper.check()
+        _enrich_and_finish(context, cluster, run, result, keeper, time.monotonic() - started)
+    except RunCanceled:
+        return JobOutcome(status=Status.CANCELED, error="canceled")
+    except Exception as exc:
+        message = exc.message if isinstance(exc, StrataflowError) else f"{type(exc).__name__}: {exc}"
+        log.exception("cluster run failed", extra={"run_id": run_id})
+        _fail(context, run_id, message[:2000])
+        return JobOutcome(status=Status.FAILED, error=message[:2000],
+                          outputs=[{"cluster_id": cluster_id, "run_id": run_id, "status": "FAILED"}])
+    return JobOutcome(status=Status.COMPLETED, outputs=[{
+        "cluster_id": cluster_id, "run_id": run_id, "num_clusters": result["num_clusters"],
+        "silhouette_score": result["metrics"].get("silhouette_score")}])
+
+
+def _fail(context: JobContext, run_id: str, message: str) -> None:
+    with context.db.transaction() as session:
+        run = session.get(ClusterRun, run_id)
+        if run is not None and Status(run.status) not in TERMINAL:
+            transition(session, run, Status.FAILED, "the run failed", error=message, completed_at=utcnow())
+
+
+def _collections(context: JobContext, cluster: Cluster) -> list[Collection]:
+    with context.db.read_session() as session:
+        rows = [session.get(Collection, cid) for cid in cluster.collection_ids]
+        for row in rows:
+            if row is not None:
+                session.expunge(row)
+    missing = [cid for cid, row in zip(cluster.collection_ids, rows, strict=True) if row is None]
+    if missing:
+        raise StrataflowError(f"Collection(s) {', '.join(missing)} of the cluster no longer exist")
+    return [row for row in rows if row is not None]
+
+
+def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Keeper) -> dict[str, Any]:
+    index: DocumentIndex = context.services["index"]
+    settings = run.settings
+    collections = _collections(context, cluster)
+    key = artifact_key(cluster.namespace_id, cluster.cluster_id, run.run_id)
+    if cluster.cluster_type == "attribute":
+        return attributes.run(index, context.blobs, collections, settings, key, keeper)
+    columns: dict[str, dict[str, str]] = settings["columns"]
+    source = VectorSource(
+        index=index, collections=collections, columns=columns, feature_uris=list(settings["feature_uris"]),
+        dimensions={u: int(d) for u, d in settings["dimensions"].items()},
+        wheres={c.collection_id: source_where(c, list(columns[c.collection_id].values()), settings.get("filters"))
+                for c in collections},
+        normalize=bool(settings.get("normalize_features", True)), weights=dict(settings.get("feature_weights") or {}))
+    timings: dict[str, float] = {}
+    clock = time.monotonic()
+    source.count()
+    seed = int(settings.get("algorithm_params", {}).get("random_state", 0) or 0)
+    source.select(min(int(settings["points"]), source.total), seed)
+    if source.points < 2:
+        raise StrataflowError(f"Only {source.points} document(s) hold the feature: nothing to cluster")
+    algorithm = str(settings["algorithm"])
+    params = dict(settings.get("algorithm_params") or {})
+    streamed = algorithm in ("kmeans", "auto") and source.points > STREAMED_KMEANS_FROM
+    writer = ArtifactWriter()
+    try:
+        if streamed:
+            sample = sample_rows(source, SAMPLE, seed)
+            timings["sample_s"] = time.monotonic() - clock
+            keeper()
+            auto = _auto(algorithm, params, sample, seed)
+            model = streamed_kmeans(source, params, sample, seed, STREAM_EPOCHS, keeper)
+            timings["fit_s"] = time.monotonic() - clock - timings["sample_s"]
+            centers = model.cluster_centers_.astype(np.float32)
+            projection = _projection(sample, settings, seed)
+            assigner = Assigner(centers, projection, writer)
+            for chunk in source.chunks():
+                assigner.add(chunk.ids, chunk.collections, chunk.vectors, model.predict(chunk.vectors))
+                keeper()
+            sample_labels = model.predict(sample)
+        else:
+            matrix, ids, cols = source.load()
+            timings["read_s"] = time.monotonic() - clock
+            keeper()
+            sample_at = np.sort(np.random.default_rng(seed).choice(len(matrix), min(len(matrix), SAMPLE),
+                                                                   replace=False))
+            auto = _auto(algorithm, params, matrix[sample_at], seed)
+            fit_started = time.monotonic()
+            labels, k = compact_labels(fit_labels("kmeans" if algorithm == "auto" else algorithm, matrix, params,
+                                                  seed))
+            timings["fit_s"] = time.monotonic() - fit_started
+            centers = centroids(matrix, labels, k, str(settings.get("effective_feature_method", "mean")))
+            projection = _projection(matrix[sample_at], settings, seed)
+            assigner = Assigner(centers, projection, writer)
+            for start in range(0, len(matrix), CHUNK_ROWS):
+                end = start + CHUNK_ROWS
+                assigner.add(ids[start:end], cols[start:end], matrix[start:end], labels[start:end])
+            sample, sample_labels = matrix[sample_at], labels[sample_at]
+            del matrix
+        keeper()
+        groups = assigner.groups()
+        metrics = quality(sample, np.asarray(sample_labels), assigner.sizes()[assigner.sizes() > 0],
+                          assigner.noise, seed)
+        if auto:
+            metrics["auto_k_selection"] = auto
+        _name_groups(index, groups)
+        writer.store(context.blobs, key)
+    finally:
+        writer.close()
+    timings["total_compute_s"] = time.monotonic() - clock
+    timings["vectors_read"] = float(source.points)
+    return {"num_clusters": len(groups), "num_points": writer.rows, "groups": groups, "metrics": metrics,
+            "artifact_key": key, "timings": timings, "streamed": streamed}
+
+
+def _auto(algorithm: str, params: dict[str, Any], sample: np.ndarray, seed: int) -> dict[str, Any] | None:
+    """`auto` picks k (silhouette over at most 5,000 sampled points) and runs k-means with it."""
+    if algorithm != "auto":
+        return None
+    low, high = int(params.pop("min_clusters", 2)), int(params.pop("max_clusters", 10))
+    k, scores = choose_k(sample[:5000], low, high, seed)
+    params["n_clusters"] = k
+    return {"criterion": "silhouette", "chosen_k": k, "scores": scores}
+
+
+def _projection(sample: np.ndarray, settings: dict[str, Any], seed: int) -> Any:
+    from sklearn.decomposition import PCA
+
+    components = min(int(settings.get("vis_n_components") or 2), sample.shape[1], len(sample))
+    return PCA(n_components=components, random_state=seed).fit(sample)
+
+
+def _name_groups(index: DocumentIndex, groups: list[dict[str, Any]]) -> None:
+    """Keywords from the representatives' texts (c-TF-IDF); the label is the top three."""
+    texts: dict[str, list[str]] = {}
+    for group in groups:
+        by_collection: dict[str, list[str]] = {}
+        for doc, col in group["representatives"]:
+            by_collection.setdefault(col, []).append(doc)
+        texts[group["cluster_id"]] = [text_of(d.payload) for col, ids in by_collection.items()
+                                      for d in index.get_many(col, ids)]
+    keywords = class_tfidf_keywords(texts)
+    for group in groups:
+        group["keywords"] = keywords.get(group["cluster_id"], [])
+        group["label"] = ", ".join(group["keywords"][:3]) or f"Cluster {group['index']}"
+
+
+def _spec(cluster: Cluster, run: ClusterRun, key: str, groups: list[dict[str, Any]]) -> enrichment.EnrichmentSpec:
+    return enrichment.EnrichmentSpec(
+        cluster_id=cluster.cluster_id, run_id=run.run_id, artifact_key=key,
+        labels={g["cluster_id"]: group_label(run, g) for g in groups},
+        keywords={g["cluster_id"]: list(g.get("keywords") or []) for g in groups},
+        mappings=list(run.settings.get("field_mappings") or []))
+
+
+def _enrich_and_finish(context: JobContext, cluster: Cluster, run: ClusterRun, result: dict[str, Any],
+                       keeper: Keeper, elapsed: float) -> None:
+    index: DocumentIndex = context.services["index"]
+    previous = _previous(context, cluster.cluster_id)
+    spec = _spec(cluster, run, result["artifact_key"], result["groups"])
+    enriched = bool(run.settings.get("enrich_source"))
+    if enriched:
+        try:
+            enrichment.apply(index, context.blobs, spec, previous, keeper)
+            keeper.check()
+        except BaseException:
+            _roll_back(index, context, spec, previous)
+            raise
+    try:
+        _finish(context, cluster.cluster_id, run.run_id, result, enriched, elapsed)
+    except BaseException:
+        if enriched:
+            _roll_back(index, context, spec, previous)
+        raise
+
+
+def _roll_back(index: DocumentIndex, context: JobContext, spec: enrichment.EnrichmentSpec,
+               previous: enrichment.EnrichmentSpec | None) -> None:
+    """Put the previous run's values back (or clear this run's, when there was none)."""
+    nothing: Callable[[], None] = lambda: None
+    try:
+        if previous is not None:
+            enrichment.apply(index, context.blobs, previous, spec, nothing)
+        else:
+            enrichment.clear(index, context.blobs, spec, nothing)
+    except Exception:
+        log.exception("rolling back cluster enrichment failed", extra={"run_id": spec.run_id})
+
+
+def _previous(context: JobContext, cluster_id: str) -> enrichment.EnrichmentSpec | None:
+    """The current (last completed) run's enrichment, if it enriched."""
+    with context.db.read_session() as session:
+        cluster = session.get(Cluster, cluster_id)
+        current = session.get(ClusterRun, cluster.current_run_id) if cluster and cluster.current_run_id else None
+        if current is None or not current.enriched or current.artifact_key is None or cluster is None:
+            return None
+        return _spec(cluster, current, current.artifact_key, current.groups)
+
+
+def _finish(context: JobContext, cluster_id: str, run_id: str, result: dict[str, Any], enriched: bool,
+            elapsed: float) -> None:
+    with context.db.transaction() as session:
+        run = session.scalar(select(ClusterRun).where(ClusterRun.run_id == run_id).with_for_update())
+        cluster = session.get(Cluster, cluster_id)
+        if run is None or cluster is None or run.status != Status.PROCESSING.value:
+            raise RunCanceled(run_id)
+        transition(session, run, Status.COMPLETED, "clustering finished", completed_at=utcnow())
+        run.num_clusters, run.num_points = result["num_clusters"], result["num_points"]
+        run.groups, run.metrics, run.artifact_key = result["groups"], result["metrics"], result["artifact_key"]
+        run.timings = {**result["timings"], "total_s": elapsed, "streamed": result["streamed"]}
+        run.enriched = enriched
+        cluster.current_run_id = run_id

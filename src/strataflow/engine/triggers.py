@@ -1,0 +1,89 @@
+"""The trigger loop: fires due triggers (interval, cron) through the action their target registered.
+
+`next_run_at` is both the schedule and the claim: a firer moves it to the next slot with a
+conditional UPDATE (`WHERE next_run_at = <the slot it read>`), so of several processes exactly one
+fires each slot. Missed slots (a stopped server) are not replayed: the next slot counts from now.
+What firing does is the action's business (`runtime.TRIGGER_ACTIONS`, by target type); it returns
+the id of the job it started, or raises a StrataflowError saying why it started none (recorded as
+a skip: a cluster still running its last run is not a failure).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from sqlalchemy import select, update
+
+from strataflow.clock import utcnow
+from strataflow.engine.jobs import JobContext
+from strataflow.engine.loops import PollingLoop
+from strataflow.errors import StrataflowError
+from strataflow.services.triggers.schedule import next_fire
+from strataflow.store.tables import Trigger, TriggerFiring
+
+log = logging.getLogger("strataflow.triggers")
+
+TriggerAction = Callable[[JobContext, Trigger], str]
+MAX_FAILURES = 5  # consecutive failed firings before a trigger is marked failed and stops
+
+
+class TriggerLoop(PollingLoop):
+    def __init__(self, context: JobContext, actions: Mapping[str, TriggerAction], poll_interval_s: float) -> None:
+        super().__init__("strataflow-triggers", 1, poll_interval_s)
+        self.context = context
+        self.actions = dict(actions)
+
+    def run_pending(self) -> int:
+        """Fire every trigger due now; returns how many fired (tests call this)."""
+        with self.context.db.read_session() as session:
+            due = list(session.execute(
+                select(Trigger.trigger_id, Trigger.next_run_at)
+                .where(Trigger.status == "active", Trigger.next_run_at <= utcnow(),
+                       Trigger.target_type.in_(sorted(self.actions)))
+                .order_by(Trigger.next_run_at).limit(50)).all())
+        fired = 0
+        for trigger_id, slot in due:
+            trigger = self._claim(trigger_id, slot)
+            if trigger is not None:
+                self._fire(trigger)
+                fired += 1
+        return fired
+
+    def _claim(self, trigger_id: str, slot: object) -> Trigger | None:
+        with self.context.db.transaction() as session:
+            row = session.get(Trigger, trigger_id)
+            if row is None or row.next_run_at is None:
+                return None
+            now = utcnow()
+            following = next_fire(row.trigger_type, row.schedule_config, now)
+            claimed = session.execute(
+                update(Trigger).where(Trigger.trigger_id == trigger_id, Trigger.next_run_at == slot,
+                                      Trigger.status == "active")
+                .values(next_run_at=following, last_triggered_at=now).execution_options(synchronize_session=False))
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return None  # another process fired this slot, or it was paused meanwhile
+            session.refresh(row)
+            session.expunge(row)
+            return row
+
+    def _fire(self, trigger: Trigger) -> None:
+        status, job_id, error = "queued", None, None
+        try:
+            job_id = self.actions[trigger.target_type](self.context, trigger)
+        except StrataflowError as exc:
+            status, error = "skipped", exc.message
+        except Exception as exc:  # a broken action must not stop the loop; the firing records it
+            log.exception("trigger action failed", extra={"trigger_id": trigger.trigger_id})
+            status, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+        with self.context.db.transaction() as session:
+            session.add(TriggerFiring(trigger_id=trigger.trigger_id, status=status, job_id=job_id, error=error))
+            row = session.get(Trigger, trigger.trigger_id)
+            if row is None:
+                return
+            row.last_status, row.last_error = status, error
+            if job_id is not None:
+                row.last_job_id, row.execution_count = job_id, row.execution_count + 1
+            row.consecutive_failures = row.consecutive_failures + 1 if status == "failed" else 0
+            if row.consecutive_failures >= MAX_FAILURES:
+                row.status, row.next_run_at = "failed", None

@@ -1,0 +1,1 @@
+"""Clusters: definitions over collections, their runs, groups, enrichment and pictures."""

@@ -1,0 +1,145 @@
+"""Cluster definitions: create (every reference checked first), get, list, patch, delete."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from strataflow.blobs import BlobStore
+from strataflow.clock import utcnow
+from strataflow.errors import AlreadyExistsError, BadRequestError, ConflictError, not_found
+from strataflow.ids import looks_like, new_id, random_token
+from strataflow.schemas.clusters import CreateClusterRequest, ListClustersRequest, PatchClusterRequest
+from strataflow.services.clusters.definition import build_config, resolve_collections
+from strataflow.services.clusters.rules import check_parameters
+from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.statuses import Status
+from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
+from strataflow.store.pagination import Page, PageRequest, paginate
+from strataflow.store.tables import Cluster, ClusterRun
+
+CLUSTER_FIELDS = FieldMap(
+    columns={"cluster_id": Cluster.cluster_id, "cluster_name": Cluster.cluster_name,
+             "description": Cluster.description, "cluster_type": Cluster.cluster_type,
+             "created_at": Cluster.created_at, "updated_at": Cluster.updated_at},
+    json_columns={"metadata": Cluster.metadata_},
+)
+ACTIVE_RUN = (Status.PENDING.value, Status.PROCESSING.value)
+
+
+def _check_name_free(session: Session, scope: NamespaceScope, name: str, except_id: str | None = None) -> None:
+    if looks_like("cluster", name):
+        raise BadRequestError("Cluster names may not start with 'clust_' (that prefix marks ids)")
+    existing = session.scalar(select(Cluster.cluster_id).where(
+        Cluster.namespace_id == scope.namespace_id, Cluster.cluster_name == name))
+    if existing is not None and existing != except_id:
+        raise AlreadyExistsError(f"Cluster '{name}' already exists in this namespace", {"cluster_name": name})
+
+
+def create_cluster(session: Session, scope: NamespaceScope, request: CreateClusterRequest) -> Cluster:
+    if request.source_cluster_ids:
+        raise BadRequestError("Composite clusters (source_cluster_ids) are not available on this server; "
+                              "create a cluster over collection_ids", {"field": "source_cluster_ids"})
+    if not request.collection_ids:
+        raise BadRequestError("A cluster needs at least one collection (collection_ids)")
+    name = request.cluster_name or f"cluster_{random_token(8)}"
+    _check_name_free(session, scope, name)
+    collections = resolve_collections(session, scope, request.collection_ids)
+    cluster_type, config = build_config(collections, request)
+    now = utcnow()
+    row = Cluster(cluster_id=new_id("cluster"), namespace_id=scope.namespace_id, cluster_name=name,
+                  description=request.description, cluster_type=cluster_type,
+                  collection_ids=[c.collection_id for c in collections], config=config,
+                  filters=request.filters or None, metadata_=request.metadata or {}, created_at=now, updated_at=now)
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:  # a concurrent create took the name between the check and the commit
+        session.rollback()
+        raise AlreadyExistsError(f"Cluster '{name}' already exists in this namespace", {"cluster_name": name}) from None
+    return row
+
+
+def get_cluster(session: Session, scope: NamespaceScope, identifier: str, *, for_update: bool = False) -> Cluster:
+    """By id, or by name within the namespace."""
+    column = Cluster.cluster_id if looks_like("cluster", identifier) else Cluster.cluster_name
+    query = select(Cluster).where(Cluster.namespace_id == scope.namespace_id, column == identifier)
+    if for_update:
+        query = query.with_for_update()
+    row = session.scalar(query)
+    if row is None:
+        raise not_found("Cluster", identifier)
+    return row
+
+
+def list_clusters(session: Session, scope: NamespaceScope, request: ListClustersRequest,
+                  page: PageRequest) -> tuple[Page, int]:
+    query = select(Cluster).where(Cluster.namespace_id == scope.namespace_id)
+    clause = compile_filters(request.filters, CLUSTER_FIELDS, case_sensitive=request.case_sensitive)
+    if clause is not None:
+        query = query.where(clause)
+    if request.search:
+        query = query.where(text_search(request.search, Cluster.cluster_name, Cluster.cluster_id,
+                                        Cluster.description))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    for sort in [*(request.sorts or []), *([request.sort] if request.sort else [])]:
+        if not isinstance(sort, dict) or not sort.get("field"):
+            raise BadRequestError("Each sort needs a field", {"sort": sort})
+        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")),
+                                               CLUSTER_FIELDS))
+    query = query.order_by(Cluster.created_at.desc(), Cluster.cluster_id)
+    return paginate(session, query, page), total
+
+
+def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, request: PatchClusterRequest) -> Cluster:
+    """Descriptive fields, filters, sample size and algorithm parameters; all checked before any is kept."""
+    row = get_cluster(session, scope, identifier)
+    changes = request.model_dump(exclude_unset=True)
+    if changes.get("source_cluster_ids"):
+        raise BadRequestError("Composite clusters (source_cluster_ids) are not available on this server")
+    config = dict(row.config)
+    if changes.get("algorithm_params") is not None:
+        if row.cluster_type != "vector":
+            raise BadRequestError("algorithm_params apply to vector clusters only")
+        config["algorithm_params"] = check_parameters(config["algorithm"], {"algorithm_params": {
+            **config.get("algorithm_params", {}), **changes["algorithm_params"]}})
+    if changes.get("sample_size") is not None:
+        config["sample_size"] = changes["sample_size"]
+    if changes.get("layout_stability") is not None:
+        config["layout_stability"] = changes["layout_stability"]
+    if "llm_labeling" in changes:
+        config["llm_labeling"] = changes["llm_labeling"]
+    if changes.get("cluster_name") is not None:
+        _check_name_free(session, scope, changes["cluster_name"], row.cluster_id)
+        row.cluster_name = changes["cluster_name"]
+    if "description" in changes:
+        row.description = changes["description"]
+    if changes.get("metadata") is not None:
+        row.metadata_ = changes["metadata"]
+    if "filters" in changes:
+        row.filters = changes["filters"] or None
+    row.config = config
+    row.updated_at = utcnow()
+    session.commit()
+    return row
+
+
+def delete_cluster(session: Session, blobs: BlobStore, scope: NamespaceScope, identifier: str) -> str:
+    """The definition, its runs and their stored results. Refused while a run is active (cancel it first)."""
+    row = get_cluster(session, scope, identifier, for_update=True)
+    active = session.scalar(select(ClusterRun.run_id).where(ClusterRun.cluster_id == row.cluster_id,
+                                                            ClusterRun.status.in_(ACTIVE_RUN)))
+    if active is not None:
+        raise ConflictError(f"Cluster '{row.cluster_id}' has run '{active}' in progress; cancel it first",
+                            {"run_id": active})
+    cluster_id = row.cluster_id
+    session.execute(delete(ClusterRun).where(ClusterRun.cluster_id == cluster_id))
+    session.delete(row)
+    session.commit()
+    blobs.delete_prefix(artifact_prefix(scope.namespace_id, cluster_id))
+    return cluster_id
+
+
+def artifact_prefix(namespace_id: str, cluster_id: str) -> str:
+    return f"clusters/{namespace_id}/{cluster_id}/"

@@ -1,0 +1,1 @@
+"""Triggers: schedules (interval, cron) that fire an action on a target (a cluster today)."""
