@@ -24,6 +24,7 @@ from strataflow.api import (
     objects,
     retrievers,
     tasks,
+    taxonomies,
     uploads,
 )
 from strataflow.api.limits import BodySizeLimit
@@ -35,7 +36,7 @@ from strataflow.runtime import Runtime, open_runtime
 CONSOLE_DIR = Path(__file__).parent / "console"
 ROUTERS = (
     health, namespaces, buckets, objects, uploads, blobs, batches, tasks, extractors, collections, documents, lineage,
-    retrievers,
+    retrievers, taxonomies,
 )
 
 

@@ -24,6 +24,7 @@ from strataflow.index.store import DocumentIndex
 from strataflow.services.buckets.crud import delete_bucket_job
 from strataflow.services.objects.crud import ObjectWriter
 from strataflow.services.objects.sources import SourceLimits
+from strataflow.services.taxonomies.apply import apply_job
 from strataflow.services.tenancy.auth import IssuedKey, bootstrap
 from strataflow.services.tenancy.namespaces import delete_namespace_job
 from strataflow.services.tenancy.tasks import KillHook
@@ -40,6 +41,7 @@ JOB_HANDLERS: dict[str, Handler] = {
     TaskType.NAMESPACES_DELETE: delete_namespace_job,
     TaskType.BUCKETS_UPLOADS_CONFIRM: confirm_job,
     TaskType.BUCKETS_UPLOADS_BATCH_CONFIRM: batch_confirm_job,
+    TaskType.TAXONOMIES_MATERIALIZE: apply_job,
 }
 
 # What killing a task must also stop (DELETE /v1/tasks/{id}); other task types are just canceled.

@@ -53,6 +53,8 @@ class RunContext:
     # Where extraction runs. None: in this process. The batch engine passes its runner
     # (a process pool or Ray), which receives the extractor's name, version and raw parameters.
     extract: ExtractFunction | None = None
+    # The collection's taxonomy applications, run over each chunk of documents before it is written.
+    enrich: Callable[[list[StoredDocument]], None] | None = None
 
     @classmethod
     def from_settings(cls, blobs: BlobStore, index: DocumentIndex, settings: Settings, **options: Any) -> RunContext:
@@ -127,6 +129,7 @@ def run_collection(ctx: RunContext, collection: Collection, records: list[Source
         raise ValueError(f"collection {collection.collection_id} reads from its {collection.source.get('type')}, "
                          f"not from records of type {wrong}")
     builder = document_builder(collection, plan, ctx.blobs)
+    builder.enrich = ctx.enrich
     ctx.work_root.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix=f"{collection.collection_id}-", dir=ctx.work_root))
     try:
@@ -211,6 +214,8 @@ def write_outcomes(index: DocumentIndex, builder: DocumentBuilder, records: dict
         succeeded.append(outcome.row_id)
     if not outcomes:
         return
+    if documents and builder.enrich is not None:
+        builder.enrich(documents)  # after extraction, in the same write: never stored half-enriched
     source_type = records[outcomes[0].row_id].source_type
     column = "source_object_id" if source_type == "bucket" else "source_document_id"
     result.stale_documents_removed += index.replace_sources(builder.collection.collection_id, documents, column,

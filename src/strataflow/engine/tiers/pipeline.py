@@ -18,7 +18,7 @@ import pickle
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from strataflow.engine.tiers.rows import RowStatus
 from strataflow.engine.tiers.stage import ExtractionStage, unpack_documents
 from strataflow.extractors.base import ErrorCategory, ExtractionError, Resources, RowResult
 from strataflow.extractors.registry import get_extractor
+from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex
 from strataflow.store.tables import Collection
 
@@ -60,7 +61,8 @@ class TierWork:
 
 
 def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, index: DocumentIndex,
-                   collection: Collection, work: TierWork, notes: RunNotes) -> Iterator[PipelineStep]:
+                   collection: Collection, work: TierWork, notes: RunNotes,
+                   enrich: Callable[[list[StoredDocument]], None] | None = None) -> Iterator[PipelineStep]:
     """Run the collection's pipeline; yield each output batch once its documents are written.
 
     Closing the iterator early (a canceled tier) stops the Ray Data execution.
@@ -70,6 +72,7 @@ def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, i
     spec = CollectionSpec.of(collection)
     plan = plan_inputs(spec)
     builder = document_builder(collection, plan, blobs)
+    builder.enrich = enrich
     config = collection.feature_extractor
     resources: Resources = get_extractor(config["feature_extractor_name"], config["version"]).resources
     # Workers open the blob store themselves from these settings: absolute paths, whatever their cwd,
