@@ -99,6 +99,7 @@ def check_search(session: Session, scope: NamespaceScope, retriever_id: str | No
 def check_config(session: Session, scope: NamespaceScope, config: TaxonomyConfig) -> dict[str, Any]:
     """The config as stored: retrievers by id, collections by id. Raises on any problem."""
     if isinstance(config, FlatTaxonomyConfig):
+        namespace_retriever(session, scope, config.retriever_id)  # another namespace's: said as such, first
         reference = get_collection(session, scope, config.source_collection.collection_id)
         retriever = check_search(session, scope, config.retriever_id, config.input_mappings, reference,
                                  config.source_collection.enrichment_fields)

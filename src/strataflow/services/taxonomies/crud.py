@@ -248,5 +248,35 @@ def check_applications(session: Session, scope: NamespaceScope, collection: Coll
             raise BadRequestError("execution_mode must be 'materialize'", {"execution_mode": raw["execution_mode"]})
         check_target(dict(taxonomy.config), collection)
         applications.append({**raw, "taxonomy_id": taxonomy.taxonomy_id})
+        # The fields it writes join the output schema (never leave it: readers downstream may rely on them).
+        properties = dict((collection.output_schema or {}).get("properties", {}))
+        added = {k: v for k, v in enriched_fields(session, dict(taxonomy.config)).items() if k not in properties}
+        if added:
+            collection.output_schema = {**(collection.output_schema or {}), "properties": {**properties, **added}}
     if collection.taxonomy_applications is not None:
         collection.taxonomy_applications = applications
+
+
+def enriched_fields(session: Session, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The output-schema entries of the fields a taxonomy writes, typed as in its nodes."""
+    sources: list[tuple[str, list[dict[str, Any]] | None]] = []
+    if config.get("taxonomy_type", "flat") == "flat":
+        source = config["source_collection"]
+        sources.append((source["collection_id"], source.get("enrichment_fields")))
+    for node in config.get("hierarchical_nodes") or []:
+        sources.append((node["collection_id"], node.get("enrichment_fields") or []))
+    found: dict[str, dict[str, Any]] = {}
+    for collection_id, fields in sources:
+        node_collection = session.get(Collection, collection_id)
+        if node_collection is None:
+            continue
+        vectors = {d["index"]["name"] for d in node_collection.vector_indexes}
+        properties = {k: v for k, v in (node_collection.output_schema or {}).get("properties", {}).items()
+                      if k not in vectors}
+        specs = fields if fields is not None else [{"field_path": k} for k in properties]
+        for spec in specs:
+            shape = dict(properties.get(spec["field_path"].split(".")[0]) or {"type": "string"})
+            if spec.get("merge_mode") == "append":
+                shape = {"type": "array", "items": {"type": shape.get("type", "string")}}
+            found[spec.get("target_field") or spec["field_path"]] = shape
+    return found
