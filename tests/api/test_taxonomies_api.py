@@ -137,7 +137,7 @@ def _submit(client: TestClient, bucket: str, object_ids: list[str]) -> None:
     batch = client.post(f"/v1/buckets/{bucket}/batches", json={"object_ids": object_ids}).json()
     task = client.post(f"/v1/buckets/{bucket}/batches/{batch['batch_id']}/submit", json={})
     assert task.status_code == 200, task.text
-    status = wait_task(client, task.json()["task_id"], timeout=120)
+    status = wait_task(client, task.json()["task_id"], timeout=400)
     assert status["status"] == "COMPLETED", status
 
 
@@ -310,3 +310,32 @@ def test_bad_input_is_refused_and_changes_nothing(client: TestClient, reference:
     assert_error(client.post(f"/v1/collections/{plain_id}/apply-taxonomy", json={"taxonomy_id": tid,
                                                                                   "budget_limits": {"max_credits": 1}}),
                  400)
+
+
+def test_taxonomy_enrich_stage_enriches_hits_without_writing(client: TestClient, reference: dict[str, Any],
+                                                             runtime: Runtime) -> None:
+    passages = text_collection(client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none",
+                               model="minilm", passthrough=("title",))
+    run(runtime, passages["collection_id"], [add_object(client, text, bucket="docs", title=label)
+                                             for text, label in DOCUMENTS])
+    tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
+    uri = _feature_uri(client, passages["collection_id"])
+    stages = [{"stage_name": "search", "config": {"stage_id": "feature_search", "parameters": {
+                  "searches": [{"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": 20}], "final_top_k": 3}}},
+              {"stage_name": "label", "config": {"stage_id": "taxonomy_enrich", "parameters": {
+                  "taxonomy_id": "topics", "top_k": 1, "fields": [{"field_path": "title", "target_field": "kind"}]}}}]
+    response = client.post("/v1/retrievers/execute", json={
+        "collection_identifiers": ["passages"], "input_schema": QUERY_SCHEMA, "stages": stages,
+        "inputs": {"query": "space missions and planets"}})
+    assert response.status_code == 200, response.text
+    hits = response.json()["documents"]
+    assert len(hits) == 3 and all(h["kind"] == "astronomy" for h in hits)
+    assert all(h["_internal"][f"_taxonomy_{tid}_label"] == "astronomy" for h in hits)
+    assert response.json()["stage_statistics"]["stages"]["label"]["metadata"]["documents_enriched"] == 3
+    assert all("kind" not in d for d in documents(client, "passages"))  # nothing was written
+
+    stages[1]["config"]["parameters"]["taxonomy_id"] = "nope"
+    missing = client.post("/v1/retrievers/execute", json={
+        "collection_identifiers": ["passages"], "input_schema": QUERY_SCHEMA, "stages": stages,
+        "inputs": {"query": "space"}})
+    assert "'nope' not found" in assert_error(missing, 400)["error"]["message"]
