@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.errors import BadRequestError
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.schemas.taxonomies import (
     ApplyTaxonomyRequest,
@@ -42,6 +43,20 @@ def list_taxonomies(scope: ScopeDep, session: ReadDbDep, page: PageDep,
 @router.get(PREFIX)
 def list_taxonomies_get(scope: ScopeDep, session: ReadDbDep, page: PageDep) -> dict[str, Any]:
     return list_taxonomies(scope, session, page, None)
+
+
+_NEEDS_CLUSTERS = ("Building taxonomy nodes from documents needs cluster runs (issue 18, Clusters), which this "
+                   "server does not have yet; create the node collection and a taxonomy over it instead")
+
+
+@router.post(f"{PREFIX}/from-documents")
+def create_from_documents(scope: ScopeDep) -> dict[str, Any]:
+    raise BadRequestError(_NEEDS_CLUSTERS, {"missing": "clusters"})
+
+
+@router.post(f"{PREFIX}/{{taxonomy_identifier}}/nodes/from-documents")
+def nodes_from_documents(taxonomy_identifier: str, scope: ScopeDep) -> dict[str, Any]:
+    raise BadRequestError(_NEEDS_CLUSTERS, {"missing": "clusters"})
 
 
 @router.post(f"{PREFIX}/execute/{{taxonomy_identifier}}")
@@ -109,3 +124,4 @@ def create_version(taxonomy_id: str, request: CreateVersionRequest, scope: Scope
 def apply_taxonomy(collection_identifier: str, request: ApplyTaxonomyRequest, scope: ScopeDep, session: DbDep,
                    runtime: RuntimeDep) -> dict[str, Any]:
     return request_apply(session, runtime.index, scope, collection_identifier, request)
+
