@@ -111,12 +111,16 @@ def apply_job(context: JobContext, task: Task) -> JobOutcome:
                             with_vectors=True)
         if not chunk:
             break
+        clock = time.monotonic()
         counts, paths = enrich_documents(index, plan, chunk)
+        counts["join_ms"] = int((time.monotonic() - clock) * 1000)
+        clock = time.monotonic()
         now = timestamp()
         for doc in chunk:
             doc.updated_at = now
         index.upsert(collection.collection_id, chunk)
         record_path_nodes(context.db, plan.taxonomy_id, paths)
+        counts["write_ms"] = int((time.monotonic() - clock) * 1000)
         for key, value in counts.items():
             progress[key] = int(progress.get(key) or 0) + value
         progress.update(last_document_id=chunk[-1].document_id, batches=int(progress.get("batches") or 0) + 1,
