@@ -381,11 +381,7 @@ class Retriever(Base):
 
 
 class Taxonomy(Base):
-    """A taxonomy: its current version's config; earlier versions are kept in taxonomy_versions.
-
-    `deleting` is set (in its own transaction) before a delete starts, so an apply that
-    begins meanwhile is refused instead of writing under a taxonomy that is going away.
-    """
+    """A taxonomy: its current version's config; earlier versions are kept in taxonomy_versions."""
 
     __tablename__ = "taxonomies"
     __table_args__ = (UniqueConstraint("namespace_id", "taxonomy_name"),)
@@ -400,7 +396,6 @@ class Taxonomy(Base):
     nodes: Mapped[list[Any] | None] = mapped_column(default=None)  # path-built hierarchies: prefixes seen
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     version: Mapped[int] = mapped_column(Integer, default=1)
-    deleting: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -69,7 +69,7 @@ def _still_wanted(context: JobContext, task_id: str, taxonomy_id: str, version: 
         taxonomy = session.get(Taxonomy, taxonomy_id)
         if task is None or task.status != Status.PROCESSING.value:
             return "killed"
-        if taxonomy is None or taxonomy.deleting:
+        if taxonomy is None:
             return "taxonomy deleted"
         if taxonomy.version != version:
             return f"taxonomy changed to version {taxonomy.version}"

@@ -66,7 +66,7 @@ def _new(session: Session, scope: NamespaceScope, name: str, description: str | 
     stored = check_config(session, scope, config)
     now = utcnow()
     row = Taxonomy(taxonomy_id=new_id("taxonomy"), namespace_id=scope.namespace_id, taxonomy_name=name,
-                   description=description, config=stored, metadata_=metadata or {}, version=1, deleting=False,
+                   description=description, config=stored, metadata_=metadata or {}, version=1,
                    nodes=[] if stored.get("path_field") else None, created_at=now, updated_at=now)
     session.add(row)
     session.add(TaxonomyVersion(taxonomy_id=row.taxonomy_id, version=1, taxonomy_name=name,
@@ -82,14 +82,14 @@ def get_taxonomy(session: Session, scope: NamespaceScope, identifier: str) -> Ta
     """By id, or by name within the namespace."""
     column = Taxonomy.taxonomy_id if looks_like("taxonomy", identifier) else Taxonomy.taxonomy_name
     row = session.scalar(select(Taxonomy).where(Taxonomy.namespace_id == scope.namespace_id, column == identifier))
-    if row is None or row.deleting:
+    if row is None:
         raise not_found("Taxonomy", identifier)
     return row
 
 
 def list_taxonomies(session: Session, scope: NamespaceScope, request: ListTaxonomiesRequest,
                     page: PageRequest) -> tuple[Page, int]:
-    query = select(Taxonomy).where(Taxonomy.namespace_id == scope.namespace_id, Taxonomy.deleting.is_(False))
+    query = select(Taxonomy).where(Taxonomy.namespace_id == scope.namespace_id)
     clause = compile_filters(request.filters, TAXONOMY_FIELDS, case_sensitive=request.case_sensitive)
     if clause is not None:
         query = query.where(clause)

@@ -38,7 +38,7 @@ def application_plans(session: Session, collection: Collection) -> list[JoinPlan
     plans = []
     for application in ordered_applications(collection):
         taxonomy = session.get(Taxonomy, application["taxonomy_id"])
-        if taxonomy is None or taxonomy.deleting:
+        if taxonomy is None:
             raise BadRequestError(f"Collection '{collection.collection_id}' applies taxonomy "
                                   f"'{application['taxonomy_id']}', which does not exist",
                                   {"taxonomy_id": application["taxonomy_id"]})
