@@ -8,6 +8,13 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Default caps on one input row (extractors/limits.py reads them too, so the two never drift apart).
+PDF_PAGE_MAX_PIXELS = 40_000_000  # a US letter page OCRed at 600 dpi is 33.7 million
+VIDEO_MAX_SEGMENTS = 10_000  # a 2.8-hour file cut every second
+IMAGE_MAX_PIXELS = 90_000_000  # about Pillow's own bomb warning (89.5 million)
+IMAGE_MAX_FRAMES = 1_000
+TEXT_MAX_BYTES = 16 * 1024 * 1024
+
 
 class Settings(BaseSettings):
     """Runtime configuration, read from `STRATAFLOW_*` environment variables."""
@@ -65,7 +72,9 @@ class Settings(BaseSettings):
     ray_actor_cpus: float = Field(
         default=0.0, ge=0, description="CPUs an actor reserves; 0 = the extractor's declared num_cpus.")
     ray_max_restarts: int = Field(
-        default=3, ge=0, description="Restarts of a dead actor, each retrying the chunk it was running.")
+        default=3, ge=0,
+        description="Restarts of a dead actor; the chunk it was running is narrowed down to its poison row in a "
+                    "quarantine actor, not retried whole.")
     ray_namespace: str = Field(default="strataflow", description="Ray namespace of the runner's actors.")
     ray_data: bool = Field(
         default=True,
@@ -79,6 +88,23 @@ class Settings(BaseSettings):
     tier_lease_s: float = Field(default=30.0, gt=0, description="A tier's lease; a dead worker's tier resumes after it.")
     manifest_chunk_rows: int = Field(default=1000, ge=1, description="Manifest rows read and processed at a time.")
     extract_batch_size: int = Field(default=256, ge=1, description="Rows handed to an extractor per call.")
+    # Caps on one input row (extractors/limits.py): a row over one fails with a permanent
+    # `validation` error that names the cap, before its memory is spent.
+    pdf_max_page_pixels: int = Field(
+        default=PDF_PAGE_MAX_PIXELS, ge=1,
+        description="Pixels one PDF page may render to (page area x dpi^2); render_dpi and ocr_dpi both count.")
+    video_max_segments: int = Field(
+        default=VIDEO_MAX_SEGMENTS, ge=1, description="Segments one audio/video file may be cut into.")
+    image_max_pixels: int = Field(
+        default=IMAGE_MAX_PIXELS, ge=1, description="Pixels (width x height) one image may declare.")
+    image_max_frames: int = Field(
+        default=IMAGE_MAX_FRAMES, ge=1, description="Frames one animated image (GIF, APNG, WebP) may hold.")
+    text_max_bytes: int = Field(
+        default=TEXT_MAX_BYTES, ge=1, description="Bytes of one text input (a text blob or field).")
+    worker_memory_mb: int | None = Field(
+        default=None, ge=64,
+        description="Memory ceiling (RLIMIT_DATA) of each extraction worker process; a row that needs more "
+                    "fails instead of drawing the kernel's OOM killer. Empty: no ceiling.")
     # Presigned uploads: per-file cap, optional per-namespace quota, and the size above
     # which a confirm runs as a background task (the contract says 100 MB).
     max_upload_bytes: int = Field(default=5 * 1024**3, ge=1, description="Largest file one upload may carry.")
@@ -97,7 +123,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
-    @field_validator("database_url", "blob_url", "index_uri", "api_key", "public_url", "ray_address",
+    @field_validator("database_url", "blob_url", "index_uri", "api_key", "public_url", "ray_address", "worker_memory_mb",
                      mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:

@@ -98,7 +98,7 @@ def open_runner(settings: Settings) -> Runner:
     from strataflow.engine.runners.local import LocalRunner
 
     threads = settings.engine_threads or max(1, (os.cpu_count() or 1) // settings.engine_processes)
-    return LocalRunner(settings.engine_processes, threads)
+    return LocalRunner(settings.engine_processes, threads, settings.worker_memory_mb)
 
 
 def open_index(settings: Settings) -> DocumentIndex:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import time
 from pathlib import Path
 
@@ -46,6 +47,21 @@ def test_write_reports_size_md5_and_sha256(store: LocalBlobStore) -> None:
     assert b"".join(store.iter_chunks("ns/b/o/blob")) == payload
 
 
+def test_hashes_follow_chunk_order_when_large_chunks_hash_in_parallel(store: LocalBlobStore) -> None:
+    # Distinct chunks of mixed sizes (a large chunk's MD5 runs on a helper thread, a small one's
+    # inline): a digest that took them out of order, or skipped one, would differ.
+    chunks = [hashlib.shake_256(bytes([n])).digest(size) for n, size in
+              enumerate([1 << 20, 100, 3 << 20, 70_000, 10, 2 << 20, 65_536, 65_535])]
+    payload = b"".join(chunks)
+    with store.open_writer("ns/b/o/mixed") as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+        written = writer.commit()
+    assert (written.size, written.etag, written.sha256) == (
+        len(payload), hashlib.md5(payload).hexdigest(), hashlib.sha256(payload).hexdigest())
+    assert b"".join(store.iter_chunks("ns/b/o/mixed")) == payload
+
+
 def test_a_failed_write_leaves_no_file(store: LocalBlobStore) -> None:
     store.put_bytes("ns/keep", b"old")
     with pytest.raises(ConnectionError):
@@ -86,3 +102,24 @@ def test_secret_is_created_once_with_private_mode(tmp_path: Path) -> None:
     first = load_or_create_secret(path)
     assert load_or_create_secret(path) == first and len(first) == 32
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_still_hashes_large_chunks(store: LocalBlobStore) -> None:
+    payload = hashlib.shake_256(b"fork").digest(1 << 20)
+    store.put_bytes("ns/before-fork", payload)  # the parent's helper threads exist now
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if a large write completes with the right MD5
+        ok = False
+        try:
+            ok = store.put_bytes("ns/in-child", payload).etag == hashlib.md5(payload).hexdigest()
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung writing a blob")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

@@ -194,5 +194,6 @@ def delete_object(
     bucket_identifier: str, object_identifier: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
 ) -> Response:
     bucket = _bucket(session, scope, bucket_identifier)
-    service.delete_object(session, runtime.blobs, service.get_object(session, scope, bucket, object_identifier))
+    service.delete_object(session, runtime.blobs, runtime.index,
+                          service.get_object(session, scope, bucket, object_identifier))
     return Response(status_code=204)

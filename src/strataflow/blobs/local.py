@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Self
 from urllib.parse import quote, urlencode
@@ -28,6 +29,27 @@ _ETAG_SUFFIX = ".etag"  # sidecar holding the etag and SHA-256, so HEAD needs no
 _JOIN_CHUNK = 8 << 20
 _MULTIPART_ROOT = "_multipart"  # parts of open multipart uploads, one directory per upload
 ANY_CONTENT_TYPE = "*"  # signed into part URLs: parts may be sent with any Content-Type
+# A chunk this large has its MD5 taken on a helper thread while the writer's own thread writes it and
+# takes its SHA-256: hashlib drops the GIL on large buffers, so the two hashes cost the slower one's
+# time instead of their sum (they were the presigned PUT's ceiling, issue 24). Small chunks are not
+# worth the hand-over.
+_PARALLEL_HASH_MIN = 64 << 10
+
+
+def _md5_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="blob-md5")
+
+
+_MD5_THREADS = _md5_threads()
+
+
+def _new_md5_threads_after_fork() -> None:
+    # A forked child inherits the pool but none of its threads: work handed to it would wait forever.
+    global _MD5_THREADS
+    _MD5_THREADS = _md5_threads()
+
+
+os.register_at_fork(after_in_child=_new_md5_threads_after_fork)
 
 
 class LocalBlobStore:
@@ -247,10 +269,18 @@ class LocalBlobWriter:
 
     def write(self, chunk: bytes) -> None:
         assert self._file is not None, "writer already closed"
-        self._file.write(chunk)
+        beside = None
         if self._md5 is not None:
-            self._md5.update(chunk)
-        self._sha.update(chunk)
+            if len(chunk) >= _PARALLEL_HASH_MIN:
+                beside = _MD5_THREADS.submit(self._md5.update, chunk)
+            else:
+                self._md5.update(chunk)
+        try:
+            self._file.write(chunk)
+            self._sha.update(chunk)
+        finally:
+            if beside is not None:
+                beside.result()  # this chunk's MD5 ends before the next one's starts: the digest sees them in order
         self.size += len(chunk)
 
     def commit(self, etag: str | None = None) -> WrittenBlob:

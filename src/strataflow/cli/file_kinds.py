@@ -1,7 +1,9 @@
-"""What kind of file is this, which bucket property holds it, and which extractor reads it.
+"""What kind of file is this, and which extractor reads it.
 
-`strataflow ingest` keeps one bucket property per kind (a text file's object has a `text`
-blob, an image's an `image` blob, …), so one bucket can hold a mixed folder."""
+A bucket `strataflow ingest` creates has one property per kind, named after the kind unless
+`--property` names it (a text file's object has a `text` blob, an image's an `image` blob, …),
+so one bucket can hold a mixed folder. Which property of an existing bucket receives which
+kind is `property_map`'s business."""
 
 from __future__ import annotations
 
@@ -69,8 +71,9 @@ def walk(root: Path) -> tuple[list[LocalFile], list[Path]]:
     return files, unknown
 
 
-def bucket_schema(kinds: set[str]) -> dict[str, Any]:
-    properties: dict[str, Any] = {kind: {"type": kind} for kind in sorted(kinds)}
+def bucket_schema(targets: dict[str, str]) -> dict[str, Any]:
+    """The schema of a bucket ingest creates: `targets` maps each kind to its property's name."""
+    properties: dict[str, Any] = {name: {"type": kind} for kind, name in sorted(targets.items())}
     return {"properties": {**properties, **METADATA_PROPERTIES}}
 
 
@@ -84,22 +87,32 @@ class DefaultCollection:
     parameters: dict[str, Any]
 
 
-def default_collections(kinds: set[str], text_model: str) -> list[DefaultCollection]:
+def default_collections(targets: dict[str, str], text_model: str) -> list[DefaultCollection]:
+    """One collection per kind that has files and a property: each reads the property its kind
+    goes to (`targets`: kind -> property name), never one the bucket lacks."""
     plans: list[DefaultCollection] = []
-    if "text" in kinds:
-        plans.append(DefaultCollection("text", "text_extractor", {"text": "text"},
+    if "text" in targets:
+        plans.append(DefaultCollection("text", "text_extractor", {"text": targets["text"]},
                                        {"split_by": "paragraphs", "chunk_size": 1, "model": text_model}))
-    if "image" in kinds:
-        plans.append(DefaultCollection("image", "image_extractor", {"image": "image"}, {}))
-    media = sorted(kinds & {"video", "audio"})
-    if media:
-        plans.append(DefaultCollection("media", "multimodal_extractor", {k: k for k in media}, {}))
-    if "pdf" in kinds:
-        plans.append(DefaultCollection("pdf", "document_graph_extractor", {"pdf": "pdf"}, {}))
+    if "image" in targets:
+        plans.append(DefaultCollection("image", "image_extractor", {"image": targets["image"]}, {}))
+    media = sorted(set(targets) & {"video", "audio"})
+    if media:  # the multimodal extractor's inputs are named `video` and `audio`, like the kinds
+        plans.append(DefaultCollection("media", "multimodal_extractor", {k: targets[k] for k in media}, {}))
+    if "pdf" in targets:
+        plans.append(DefaultCollection("pdf", "document_graph_extractor", {"pdf": targets["pdf"]}, {}))
     return plans
 
 
-def collection_request(bucket_id: str, name: str, plan: DefaultCollection) -> dict[str, Any]:
+def passthrough_fields(schema: dict[str, Any]) -> list[str]:
+    """The metadata properties a default collection copies into its documents: those the bucket
+    declares as they are declared here (a collection refuses to pass through a field its bucket lacks)."""
+    properties = schema.get("properties") or {}
+    return [name for name, field in METADATA_PROPERTIES.items()
+            if (properties.get(name) or {}).get("type") == field["type"]]
+
+
+def collection_request(bucket_id: str, name: str, plan: DefaultCollection, passthrough: list[str]) -> dict[str, Any]:
     return {
         "collection_name": name,
         "description": f"{plan.kind} files of the bucket, made by `strataflow ingest`",
@@ -107,7 +120,7 @@ def collection_request(bucket_id: str, name: str, plan: DefaultCollection) -> di
         "feature_extractor": {
             "feature_extractor_name": plan.extractor, "version": "v1",
             "input_mappings": plan.input_mappings,
-            "field_passthrough": [{"source_path": "filename"}, {"source_path": "path"}],
+            "field_passthrough": [{"source_path": field} for field in passthrough],
             "parameters": {"extractor_type": plan.extractor, **plan.parameters},
         },
     }

@@ -10,7 +10,6 @@ this module knows nothing about what a job does.
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,6 +23,7 @@ from strataflow.clock import utcnow
 from strataflow.config import Settings
 from strataflow.engine.leases import owner_is_dead, process_owner
 from strataflow.engine.loops import PollingLoop
+from strataflow.public_errors import internal_error_message
 from strataflow.statuses import Status
 from strataflow.store.db import Database
 from strataflow.store.tables import Task
@@ -124,12 +124,8 @@ class JobRunner(PollingLoop):
         try:
             outcome = handler(self.context, task)
         except Exception as exc:  # one failure path: the task records it
-            log.exception("job failed", extra={"task_id": task_id})
-            outcome = JobOutcome(
-                status=Status.FAILED,
-                error=f"{type(exc).__name__}: {exc}",
-                additional_data={"traceback": traceback.format_exc()[-2000:]},
-            )
+            log.exception("job failed", extra={"task_id": task_id})  # the traceback: in the log, never the task
+            outcome = JobOutcome(status=Status.FAILED, error=internal_error_message(exc, f"the {task.task_type} task"))
         self._finish(task_id, outcome)
         log.info("job finished", extra={"task_id": task_id, "status": outcome.status.value})
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import traceback
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +26,7 @@ from strataflow.engine.leases import owner_is_dead, process_owner
 from strataflow.engine.lifecycle import progress as lifecycle
 from strataflow.engine.loops import PollingLoop
 from strataflow.engine.tiers.job import TierExecutor, TierJob, TierResult
+from strataflow.public_errors import internal_error_message
 from strataflow.statuses import TERMINAL, Status
 from strataflow.store.db import Database
 from strataflow.store.tables import Batch, BatchTier
@@ -143,8 +143,8 @@ class Scheduler(PollingLoop):
             result = self.executor(job)
             error = None
         except Exception as exc:
-            log.exception("tier failed", extra={"batch_id": batch_id, "tier": tier_num})
-            result, error = None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+            log.exception("tier failed", extra={"batch_id": batch_id, "tier": tier_num})  # the traceback: log only
+            result, error = None, internal_error_message(exc, f"tier {tier_num}")
         finally:
             beating.set()
             heartbeat.join()

@@ -18,6 +18,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from strataflow.extractors.limits import ExtractionLimits
+
 
 class ErrorCategory(StrEnum):
     """The contract's batch error categories."""
@@ -45,6 +47,17 @@ class ExtractionError(Exception):
     def __reduce__(self) -> tuple[type[ExtractionError], tuple[ErrorCategory, str]]:
         # Results cross process boundaries (process pool, Ray): keep the category.
         return (type(self), (self.category, self.message))
+
+
+class OutOfMemory(ExtractionError):
+    """A row ran out of memory: the worker's ceiling (STRATAFLOW_WORKER_MEMORY_MB) or the machine's.
+
+    Transient on its face, but the runner treats it like a dead worker: it reruns the row
+    alone, and a row that runs out of memory twice on its own fails for good.
+    """
+
+    def __init__(self, category: ErrorCategory = ErrorCategory.RESOURCE, message: str = "out of memory") -> None:
+        super().__init__(category, message)
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,7 @@ class ExtractContext:
     device: str = "cpu"
     should_stop: Callable[[], bool] = lambda: False
     models_dir: Path | None = None  # where models assembled on disk live (Whisper); the engine's data dir
+    limits: ExtractionLimits = field(default_factory=ExtractionLimits)  # the operator's caps on one row
 
 
 class ExtractorParams(BaseModel):
@@ -207,3 +221,11 @@ class ModelCache:
             if key not in cls._models:
                 cls._models[key] = loader()
             return cls._models[key]
+
+
+def over_limit(what: str, limit: float, setting: str, unit: str = "", value: float | None = None) -> ExtractionError:
+    """The permanent row failure for an input past a cap, naming the cap and the setting that raises it."""
+    tail = f" {unit}" if unit else ""
+    measured = f" ({value:,.0f}{tail})" if value is not None else ""
+    return ExtractionError(ErrorCategory.VALIDATION, f"{what}{measured} exceeds the limit of {limit:,.0f}{tail} "
+                                                     f"(setting STRATAFLOW_{setting.upper()})")

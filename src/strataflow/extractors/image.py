@@ -28,6 +28,7 @@ from strataflow.extractors.base import (
     RowResult,
     VectorIndexSpec,
 )
+from strataflow.extractors.limits import ExtractionLimits
 from strataflow.extractors.media.failures import require_file
 from strataflow.extractors.media.image_file import descriptive_text, exif_fields, open_image
 from strataflow.extractors.media.ocr import read_text
@@ -94,14 +95,15 @@ class ImageExtractor(Extractor[ImageParams]):
         return specs
 
     def extract(self, rows: list[ExtractorInput], params: ImageParams, context: ExtractContext) -> list[RowResult]:
-        results = run_rows(rows, context, self.name, lambda row, scratch: [_describe(row, params, scratch)])
+        results = run_rows(rows, context, self.name, lambda row, scratch: [_describe(row, params, scratch,
+                                                                                     context.limits)])
         _embed(results, params, context.device)
         return results
 
 
-def _describe(row: ExtractorInput, params: ImageParams, scratch: Path) -> ExtractedDocument:
+def _describe(row: ExtractorInput, params: ImageParams, scratch: Path, limits: ExtractionLimits) -> ExtractedDocument:
     path = require_file(row.values.get("image"), "image")
-    image = open_image(path)
+    image = open_image(path, limits.image_max_pixels, limits.image_max_frames)
     try:
         exif = exif_fields(image)
         document = ExtractedDocument(fields={"width": image.width, "height": image.height,

@@ -148,7 +148,7 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
         path = require_file(row.values.get(key), key)
         info = probe_media(path)
         split = _split_settings(params)
-        segments = plan_segments(path, info, split, context.should_stop)
+        segments = plan_segments(path, info, split, context.should_stop, context.limits.video_max_segments)
         wants_frames = info.has_video and (params.enable_thumbnails or params.run_ocr or params.run_visual_descriptor)
         outputs = write_segment_files(path, info, segments, scratch, split, params.store_segments, wants_frames,
                                       context.should_stop)

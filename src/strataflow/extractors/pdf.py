@@ -122,7 +122,8 @@ def _extract_pdf(row: ExtractorInput, params: DocumentGraphParams, context: Extr
                 raise stopped()
             page = pdf[page_number]  # pages load one at a time: a long PDF never sits whole in memory
             try:
-                documents += _page_documents(page, page_number, params, scratch)
+                documents += _page_documents(page, page_number, params, scratch,
+                                             context.limits.pdf_page_max_pixels)
             finally:
                 page.close()
     finally:
@@ -131,15 +132,15 @@ def _extract_pdf(row: ExtractorInput, params: DocumentGraphParams, context: Extr
 
 
 def _page_documents(page: pdfium.PdfPage, page_number: int, params: DocumentGraphParams,
-                    scratch: Path) -> list[ExtractedDocument]:
+                    scratch: Path, max_pixels: int) -> list[ExtractedDocument]:
     textpage = page.get_textpage()
     try:
         images = image_boxes(page)
         scanned = is_scanned(page, count_text_chars(textpage), images)
         needs_render = params.store_page_images or params.generate_thumbnails or (params.run_ocr and images)
-        page_render = render(page, params.render_dpi) if needs_render else None
+        page_render = render(page, params.render_dpi, max_pixels) if needs_render else None
         if scanned:
-            blocks = ocr_page_blocks(page, params.ocr_dpi, params.ocr_language) if params.run_ocr else []
+            blocks = ocr_page_blocks(page, params.ocr_dpi, params.ocr_language, max_pixels) if params.run_ocr else []
         else:
             runs = page_runs(page, textpage, params.horizontal_threshold)
             blocks = layout_blocks(runs, params.vertical_threshold, params.horizontal_threshold)

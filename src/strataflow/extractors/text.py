@@ -21,10 +21,12 @@ from strataflow.extractors.base import (
     ExtractorInput,
     ExtractorParams,
     InputField,
+    OutOfMemory,
     OutputField,
     Resources,
     RowResult,
     VectorIndexSpec,
+    over_limit,
 )
 from strataflow.extractors.chunking import Chunk, SplitBy, chunk_text
 from strataflow.extractors.text_models import TEXT_MODELS, embed_texts
@@ -68,7 +70,7 @@ def _model_failure(exc: Exception) -> ExtractionError:
     if isinstance(exc, (ImportError, OSError)):
         category = ErrorCategory.DEPENDENCY  # the model package or its weights are missing
     elif isinstance(exc, MemoryError):
-        category = ErrorCategory.RESOURCE
+        return OutOfMemory(ErrorCategory.RESOURCE, "text embedding ran out of memory")
     else:
         category = ErrorCategory.RUNTIME
     return ExtractionError(category, f"text embedding failed: {type(exc).__name__}: {exc}")
@@ -106,7 +108,8 @@ class TextExtractor(Extractor[TextExtractorParams]):
         chunked: list[tuple[str, list[Chunk]]] = []
         for row in rows:
             try:
-                chunked.append((row.row_id, chunk_text(self._text_of(row), params.split_by, params.chunk_size,
+                chunked.append((row.row_id, chunk_text(self._text_of(row, context.limits.text_max_bytes),
+                                                       params.split_by, params.chunk_size,
                                                        params.chunk_overlap)))
             except ExtractionError as error:
                 results[row.row_id].error = error
@@ -133,7 +136,7 @@ class TextExtractor(Extractor[TextExtractorParams]):
         return list(results.values())
 
     @staticmethod
-    def _text_of(row: ExtractorInput) -> str:
+    def _text_of(row: ExtractorInput, max_bytes: int) -> str:
         value = row.values.get("text")
         if value is None:
             raise ExtractionError(ErrorCategory.VALIDATION, "input 'text' is missing")
@@ -141,6 +144,9 @@ class TextExtractor(Extractor[TextExtractorParams]):
             raise ExtractionError(
                 ErrorCategory.VALIDATION, f"input 'text' must be text, not {type(value).__name__}"
             )
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > max_bytes:
+            raise over_limit("input 'text'", max_bytes, "text_max_bytes", "bytes", size)
         return value
 
     @staticmethod

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from strataflow.extractors.base import ExtractorInput, RowResult
+from strataflow.extractors.limits import ExtractionLimits
 
 
 @dataclass(frozen=True)
@@ -24,13 +25,14 @@ class ExtractionCall:
     work_dir: Path
     device: str = "cpu"
     models_dir: Path | None = None
+    limits: ExtractionLimits = field(default_factory=ExtractionLimits)
 
     @classmethod
     def for_extractor(cls, config: dict[str, Any], inputs: list[ExtractorInput], work_dir: Path, device: str,
-                      models_dir: Path | None) -> ExtractionCall:
+                      models_dir: Path | None, limits: ExtractionLimits | None = None) -> ExtractionCall:
         """The call for a collection's `feature_extractor` config (name, version, parameters)."""
         return cls(config["feature_extractor_name"], config["version"], config.get("parameters") or {},
-                   inputs, work_dir, device, models_dir)
+                   inputs, work_dir, device, models_dir, limits or ExtractionLimits())
 
 
 @dataclass

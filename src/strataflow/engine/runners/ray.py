@@ -14,11 +14,13 @@ scheduler process, which writes them through the same index writer as the
 local runner, so document ids and vectors are the same whichever runner ran.
 
 A worker process that dies mid-chunk (OOM killer, a native crash, a lost
-node) is handled by Ray: the actor is restarted (`max_restarts`) and the
-chunk it was running is retried on the new actor (`max_task_retries`);
-extraction is deterministic, so a retried chunk yields the same documents.
-Only when the restarts run out do the chunk's rows fail, as a transient
-RESOURCE error that a batch retry picks up.
+node) is restarted by Ray (`max_restarts`), but the chunk is not retried
+whole on it: the same poison would kill it again, with the same neighbours.
+Its rows are narrowed down instead (engine/runners/isolation.py) in a
+quarantine actor of the same extractor, one attempt at a time: halves, then
+single rows; a row that kills the quarantine actor twice on its own fails as
+a permanent VALIDATION error and the rest get their documents. Extraction is
+deterministic, so a rerun row yields the same documents.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ from ray.exceptions import RayActorError, RayTaskError
 import strataflow
 from strataflow.config import Settings
 from strataflow.engine.runners.base import ExtractionCall, RunNotes
+from strataflow.engine.runners.isolation import WorkerDied, isolate_in_background, needs_isolation
 from strataflow.engine.runners.ray_data import RayDataPipelines
 from strataflow.engine.runners.worker import LineCollector, initialise, run_extraction
-from strataflow.extractors.base import ErrorCategory, ExtractionError, RowResult
+from strataflow.extractors.base import ErrorCategory, ExtractionError, ExtractorInput, RowResult
 
 log = logging.getLogger("strataflow.runner.ray")
 
@@ -54,8 +57,8 @@ class ExtractionActor:
     answer from their own group so they can be asked while a chunk runs.
     """
 
-    def __init__(self, torch_threads: int) -> None:
-        initialise(torch_threads)
+    def __init__(self, torch_threads: int, memory_mb: int | None = None) -> None:
+        initialise(torch_threads, memory_mb)
         self.started = time.time()
 
     @ray.method(concurrency_group="control")
@@ -107,6 +110,8 @@ class RayRunner:
         self.settings = settings
         self._lock = threading.Lock()
         self._pools: dict[str, list[_Slot]] = {}
+        self._quarantine_lock = threading.Lock()  # one isolation attempt at a time, in its own actor
+        self._quarantine: dict[str, Any] = {}
         self._started_ray = self._connect()
         self.job_id = ray.get_runtime_context().get_job_id()
         self.has_gpus = ray.cluster_resources().get("GPU", 0) > 0
@@ -148,7 +153,8 @@ class RayRunner:
         num_cpus = self.settings.ray_actor_cpus or resources.num_cpus
         options: dict[str, Any] = {
             "num_cpus": num_cpus, "memory": resources.memory_mb * 1024 * 1024,
-            "max_restarts": self.settings.ray_max_restarts, "max_task_retries": self.settings.ray_max_restarts,
+            # No task retries: a chunk whose actor died is narrowed down to its poison row instead.
+            "max_restarts": self.settings.ray_max_restarts, "max_task_retries": 0,
         }
         if self.has_gpus and resources.num_gpus:
             options["num_gpus"] = resources.num_gpus
@@ -164,7 +170,8 @@ class RayRunner:
                 threads = max(1, int(options["num_cpus"]))
                 pool = []
                 for _ in range(self.settings.ray_actors):
-                    handle = ExtractionActor.options(**options).remote(threads)  # type: ignore[attr-defined]
+                    handle = ExtractionActor.options(**options).remote(  # type: ignore[attr-defined]
+                        threads, self.settings.worker_memory_mb)
                     pool.append(_Slot(handle, handle._actor_id.hex()))
                 self._pools[key] = pool
                 log.info("ray actors started", extra={"extractor": key, "actors": [s.actor_id for s in pool],
@@ -184,19 +191,22 @@ class RayRunner:
             with self._lock:
                 slot.in_flight -= 1
             lines: list[str] = []
+            died = False
             try:
                 results, lines = done.result()
-            except RayActorError as exc:  # the restarts ran out: transient, a retry may succeed
-                log.error("ray actor lost", extra={"actor_id": slot.actor_id, "error": str(exc)[:500]})
-                error = ExtractionError(ErrorCategory.RESOURCE, f"the Ray actor died while extracting: {exc}"[:2000])
-                results = [RowResult(row_id=r.row_id, error=error) for r in call.inputs]
-                lines = [f"actor {slot.actor_id} task {task_id}: actor died, restarts exhausted"]
+            except RayActorError as exc:  # the actor's process died: narrow the chunk down to its poison row
+                log.error("ray actor died; rerunning its chunk's rows in quarantine",
+                          extra={"actor_id": slot.actor_id, "error": str(exc)[:500]})
+                died, results = True, []
+                lines = [f"the actor {slot.actor_id} died running task {task_id}; its rows rerun in quarantine"]
             except RayTaskError as exc:  # an extractor bug: every row of the chunk fails with it
                 cause = exc.cause if exc.cause is not None else exc
+                log.error("extraction call failed on ray", extra={"actor_id": slot.actor_id, "error": str(exc)[:2000]})
                 error = ExtractionError(ErrorCategory.RUNTIME, f"{type(cause).__name__}: {cause}"[:2000])
                 results = [RowResult(row_id=r.row_id, error=error) for r in call.inputs]
-                lines = [f"actor {slot.actor_id} task {task_id}: {type(cause).__name__}: {cause}"[:2000]]
-            except Exception as exc:  # noqa: BLE001  anything else fails the chunk's rows, not the tier
+                lines = [f"actor {slot.actor_id} task {task_id}: the extractor failed: {type(cause).__name__}"]
+            except Exception as exc:  # anything else fails the chunk's rows, not the tier
+                log.error("ray call failed", exc_info=exc)
                 error = ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"[:2000])
                 results = [RowResult(row_id=r.row_id, error=error) for r in call.inputs]
             if notes is not None:
@@ -205,10 +215,34 @@ class RayRunner:
                     notes.actor_ids.append(slot.actor_id)
                 notes.task_ids.append(task_id)
                 notes.logs.extend(lines)
-            outer.set_result(results)
+            if died or needs_isolation(results):
+                isolate_in_background(call.inputs, None if died else results,
+                                      lambda rows: self._attempt(call, rows, notes), outer)
+            else:
+                outer.set_result(results)
 
         ref.future().add_done_callback(relay)
         return outer
+
+    def _attempt(self, call: ExtractionCall, rows: list[ExtractorInput], notes: RunNotes | None) -> list[RowResult]:
+        """Run `rows` in the extractor's quarantine actor; WorkerDied when it dies (Ray restarts it)."""
+        key = f"{call.extractor_name}_{call.extractor_version}"
+        with self._quarantine_lock:
+            handle = self._quarantine.get(key)
+            if handle is None:
+                # It reserves nothing: the extractor's actors may hold every CPU (and GPU) of the cluster,
+                # and a quarantine that waited for them would wait for ever. It runs rarely, one call at a time.
+                threads = max(1, int(self._actor_options(call)["num_cpus"]))
+                handle = ExtractionActor.options(  # type: ignore[attr-defined]
+                    num_cpus=0, max_restarts=-1, max_task_retries=0).remote(threads, self.settings.worker_memory_mb)
+                self._quarantine[key] = handle
+            try:
+                results, lines = ray.get(handle.extract.remote(dataclasses.replace(call, inputs=rows)))
+            except RayActorError as exc:
+                raise WorkerDied from exc
+        if notes is not None:
+            notes.logs.extend(f"quarantine {line}" for line in lines)
+        return list(results)
 
     def actor_pids(self) -> dict[str, int]:
         """Process ids of the live actors, by actor id (operators and tests use this)."""
@@ -220,9 +254,12 @@ class RayRunner:
         with self._lock:
             slots = [slot for pool in self._pools.values() for slot in pool]
             self._pools.clear()
-        for slot in slots:
+        with self._quarantine_lock:
+            handles = [*(slot.handle for slot in slots), *self._quarantine.values()]
+            self._quarantine.clear()
+        for handle in handles:
             try:
-                ray.kill(slot.handle, no_restart=True)
+                ray.kill(handle, no_restart=True)
             except Exception:  # noqa: BLE001, S110  already gone with its node
                 pass
         if self._started_ray and ray.is_initialized():

@@ -18,7 +18,13 @@ local runner.
 A stage actor that dies (OOM killer, a native crash, a lost node) is Ray
 Data's to handle: its actors are created with unlimited restarts and task
 retries, so the batch it was running is run again on the restarted actor;
-the dead attempt returned nothing, so no row is lost or doubled.
+the dead attempt returned nothing, so no row is lost or doubled. Unlimited
+retries would also run a poison row (one that kills its worker every time)
+forever, so every pipeline has a `PoisonLedger`: an actor that remembers
+which rows began and never finished. A batch that holds such rows runs them
+one at a time, and a row that began alone KILLS_BEFORE_PERMANENT times and
+never finished is not run again: the stage reports it failed, for good
+(engine/runners/isolation.py has the same rule for the other runners).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from strataflow.blobs import BlobStore
 from strataflow.blobs.local import LocalBlobStore
 from strataflow.config import Settings
 from strataflow.engine.runners.base import RunNotes
+from strataflow.engine.runners.isolation import KILLS_BEFORE_PERMANENT, killed_worker_error
 from strataflow.engine.runners.worker import LineCollector, initialise
 from strataflow.extractors.base import Resources
 
@@ -85,15 +92,69 @@ def manifest_source(blobs: BlobStore, key: str, settings: Settings) -> tuple[str
     return uri, pafs.S3FileSystem(**options)
 
 
-class StageActor:
-    """The class Ray Data runs in each actor: the stage, plus where it ran and what it logged."""
+@ray.remote(num_cpus=0)
+class PoisonLedger:
+    """Which rows of one pipeline began extracting and have not finished: the suspects after a death."""
 
-    def __init__(self, stage: type, stage_kwargs: dict[str, Any], torch_threads: int) -> None:
-        initialise(torch_threads)
+    def __init__(self) -> None:
+        self.open: set[str] = set()
+        self.alone: dict[str, int] = {}
+
+    def begin(self, row_ids: list[str]) -> list[str]:
+        """Mark `row_ids` begun; answer those that had begun before and never finished."""
+        suspects = [row_id for row_id in row_ids if row_id in self.open]
+        self.open.update(row_ids)
+        return suspects
+
+    def begin_alone(self, row_id: str) -> int:
+        """Mark `row_id` begun on its own; answer how many times it has begun on its own."""
+        self.open.add(row_id)
+        self.alone[row_id] = self.alone.get(row_id, 0) + 1
+        return self.alone[row_id]
+
+    def finish(self, row_ids: list[str]) -> None:
+        self.open.difference_update(row_ids)
+        for row_id in row_ids:
+            self.alone.pop(row_id, None)
+
+
+class StageActor:
+    """The class Ray Data runs in each actor: the stage, plus where it ran and what it logged.
+
+    The stage reads a `row_id` column and answers `poisoned(rows, message)`: the output for rows
+    it must not run again.
+    """
+
+    def __init__(self, stage: type, stage_kwargs: dict[str, Any], torch_threads: int, ledger: Any = None,
+                 memory_mb: int | None = None) -> None:
+        initialise(torch_threads, memory_mb)
+        self.ledger = ledger
         logging.getLogger("strataflow").setLevel(logging.INFO)  # the stage's own lines, for the collector
         self.on_gpu = bool(ray.get_gpu_ids())  # placed on a GPU: the stage uses it
         self.stage = stage(**stage_kwargs, on_gpu=self.on_gpu)
         self.batches = 0
+
+    def _run(self, batch: pa.Table) -> pa.Table:
+        """The stage over the batch; row by row when it holds rows that began before and never finished."""
+        if self.ledger is None:
+            out: pa.Table = self.stage(batch)
+            return out
+        row_ids = [str(r) for r in batch.column("row_id").to_pylist()]
+        if not ray.get(self.ledger.begin.remote(row_ids)):
+            out = self.stage(batch)
+            ray.get(self.ledger.finish.remote(row_ids))
+            return out
+        logging.getLogger("strataflow.ray_data").warning(
+            "a batch that was running when its worker died: its %d rows run one at a time", len(row_ids))
+        pieces = []
+        for position, row_id in enumerate(row_ids):
+            row = batch.slice(position, 1)
+            if ray.get(self.ledger.begin_alone.remote(row_id)) > KILLS_BEFORE_PERMANENT:
+                pieces.append(self.stage.poisoned(row, killed_worker_error().message))
+            else:
+                pieces.append(self.stage(row))
+            ray.get(self.ledger.finish.remote([row_id]))
+        return pa.concat_tables(pieces)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         # No task id here: Ray Data calls this from a thread pool inside the actor, where the
@@ -106,7 +167,7 @@ class StageActor:
         root.addHandler(collector)
         started = time.monotonic()
         try:
-            out: pa.Table = self.stage(batch)
+            out = self._run(batch)
         finally:
             root.removeHandler(collector)
         summary = (f"actor {actor_id} node {context.get_node_id()} pid {os.getpid()} batch {self.batches} "
@@ -177,10 +238,12 @@ class RayDataPipelines:
         # actors, stream each batch back as it finishes (progress, a cancel between batches), and
         # confine a retry after a lost worker to the batch it was running.
         dataset = dataset.repartition(target_num_rows_per_block=pipeline.batch_size)
+        ledger = PoisonLedger.remote()  # type: ignore[attr-defined]
         dataset = dataset.map_batches(
             StageActor, batch_size=pipeline.batch_size, batch_format="pyarrow",
             fn_constructor_kwargs={"stage": pipeline.stage, "stage_kwargs": pipeline.stage_kwargs,
-                                   "torch_threads": torch_threads},
+                                   "torch_threads": torch_threads, "ledger": ledger,
+                                   "memory_mb": self.settings.worker_memory_mb},
             **options)
         dataset.set_name(pipeline.name)
         notes.job_id = self.job_id
@@ -198,6 +261,7 @@ class RayDataPipelines:
             if close is not None:  # stopped early (a cancel): shut the execution and its actors down now
                 close()
             slot.release()
+            ray.kill(ledger)
             notes.logs.append(f"ray data: dataset {dataset.get_dataset_id()} ended")
             notes.logs.extend(self._stats(dataset))
 

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import threading
 import time
 
 from strataflow.engine.runners.base import ExtractionCall
-from strataflow.extractors.base import ErrorCategory, ExtractContext, ExtractionError, RowResult
+from strataflow.extractors.base import ErrorCategory, ExtractContext, ExtractionError, OutOfMemory, RowResult
 
 
-def initialise(torch_threads: int) -> None:
-    """Per-process set-up: bounded threads, offline model hubs."""
+def initialise(torch_threads: int, memory_mb: int | None = None) -> None:
+    """Per-process set-up: bounded threads, offline model hubs, the optional memory ceiling."""
+    if memory_mb:
+        limit_memory(memory_mb)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -28,7 +31,22 @@ def initialise(torch_threads: int) -> None:
         pass
 
 
-def initialise_pool_worker(torch_threads: int) -> None:
+def limit_memory(memory_mb: int) -> None:
+    """Cap this process's data segment (heap and anonymous mappings, RLIMIT_DATA).
+
+    An allocation past it fails with MemoryError in the row that made it, long before the
+    kernel's OOM killer would pick a process (perhaps the server) to kill. RLIMIT_DATA rather
+    than RLIMIT_AS: address space that torch and thread stacks reserve but never touch does
+    not count against it.
+    """
+    ceiling = memory_mb * 1024 * 1024
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (ceiling, hard))
+
+
+def initialise_pool_worker(torch_threads: int, memory_mb: int | None = None) -> None:
     """Set-up of a local pool's worker: `initialise`, and exit when the server that spawned it dies.
 
     A SIGKILLed server cannot shut its pool down, and its spawned workers would live on as
@@ -36,7 +54,7 @@ def initialise_pool_worker(torch_threads: int) -> None:
     a changed parent pid is the sign to go. (Not PR_SET_PDEATHSIG: it fires when the
     spawning *thread* ends, and the pool spawns from short-lived tier threads.)
     """
-    initialise(torch_threads)
+    initialise(torch_threads, memory_mb)
     parent = os.getppid()
     threading.Thread(target=_exit_when_orphaned, args=(parent,), name="strataflow-parent-watch", daemon=True).start()
 
@@ -53,11 +71,12 @@ def run_extraction(call: ExtractionCall) -> list[RowResult]:
     extractor = get_extractor(call.extractor_name, call.extractor_version)
     params = parse_parameters(extractor, call.parameters)
     call.work_dir.mkdir(parents=True, exist_ok=True)
-    context = ExtractContext(work_dir=call.work_dir, device=call.device, models_dir=call.models_dir)
+    context = ExtractContext(work_dir=call.work_dir, device=call.device, models_dir=call.models_dir,
+                             limits=call.limits)
     try:
         results = extractor.extract(call.inputs, params, context)
-    except MemoryError as exc:  # the whole chunk failed for want of memory: transient
-        error = ExtractionError(ErrorCategory.RESOURCE, f"out of memory: {exc}")
+    except MemoryError:  # the whole chunk failed for want of memory: the runner reruns its rows alone
+        error = OutOfMemory(ErrorCategory.RESOURCE, "out of memory while extracting")
         return [RowResult(row_id=row.row_id, error=error) for row in call.inputs]
     by_id = {r.row_id: r for r in results}
     missing = ExtractionError(ErrorCategory.RUNTIME, "the extractor returned no result for this row")

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,11 @@ from strataflow.engine.tiers.outputs import DocumentBuilder
 from strataflow.engine.tiers.records import SourceRecord, input_value
 from strataflow.engine.tiers.results import CollectionRunResult, RowFailure
 from strataflow.extractors.base import ErrorCategory, ExtractContext, ExtractionError, ExtractorInput, RowResult
+from strataflow.extractors.limits import ExtractionLimits
 from strataflow.extractors.registry import get_extractor, parse_parameters, vector_storage_name
 from strataflow.index.records import StoredDocument, timestamp
 from strataflow.index.store import DocumentIndex
+from strataflow.services.buckets.documents import OBJECT_DELETED, LiveRoots, remove_documents_of_objects
 from strataflow.services.collections import schema
 from strataflow.store.tables import Collection
 
@@ -53,13 +55,16 @@ class RunContext:
     # Where extraction runs. None: in this process. The batch engine passes its runner
     # (a process pool or Ray), which receives the extractor's name, version and raw parameters.
     extract: ExtractFunction | None = None
+    limits: ExtractionLimits = field(default_factory=ExtractionLimits)  # the operator's caps on one row
+    live_roots: LiveRoots | None = None  # which objects still exist: nothing is written for a deleted one
     # The collection's taxonomy applications, run over each chunk of documents before it is written.
     enrich: Callable[[list[StoredDocument]], None] | None = None
 
     @classmethod
     def from_settings(cls, blobs: BlobStore, index: DocumentIndex, settings: Settings, **options: Any) -> RunContext:
         """The usual context: scratch space under the data dir (`settings.work_dir`)."""
-        return cls(blobs=blobs, index=index, work_root=settings.work_dir, **options)
+        return cls(blobs=blobs, index=index, work_root=settings.work_dir, limits=ExtractionLimits.from_settings(settings),
+                   **options)
 
 
 def parameters_hash(collection: Collection) -> str:
@@ -147,12 +152,13 @@ def run_collection(ctx: RunContext, collection: Collection, records: list[Source
 
 
 def prepare_inputs(plan: InputPlan, records: list[SourceRecord], blobs: BlobStore, work_dir: Path,
-                   result: CollectionRunResult) -> list[ExtractorInput]:
+                   result: CollectionRunResult, limits: ExtractionLimits | None = None) -> list[ExtractorInput]:
     """The extractor inputs of `records`; rows that cannot be prepared go to `result` (failed or missing input)."""
     inputs: list[ExtractorInput] = []
     for record in records:
         try:
-            values = {m.input_key: input_value(record, m, blobs, work_dir) for m in plan.mappings}
+            values = {m.input_key: input_value(record, m, blobs, work_dir, limits or ExtractionLimits())
+                      for m in plan.mappings}
         except ExtractionError as error:
             result.failures.append(RowFailure(record.source_id, error.category.value, error.message))
             continue
@@ -170,7 +176,7 @@ def prepare_inputs(plan: InputPlan, records: list[SourceRecord], blobs: BlobStor
 def _run_chunk(ctx: RunContext, collection: Collection, plan: InputPlan, builder: DocumentBuilder,
                chunk: list[SourceRecord], work_dir: Path, result: CollectionRunResult) -> None:
     clock = time.monotonic()
-    inputs = prepare_inputs(plan, chunk, ctx.blobs, work_dir / "rows", result)
+    inputs = prepare_inputs(plan, chunk, ctx.blobs, work_dir / "rows", result, ctx.limits)
     result.prepare_ms += (time.monotonic() - clock) * 1000
     if not inputs:
         return
@@ -180,24 +186,29 @@ def _run_chunk(ctx: RunContext, collection: Collection, plan: InputPlan, builder
             outcomes = ctx.extract(collection.feature_extractor, inputs, work_dir / "extract")
         else:
             outcomes = plan.extractor.extract(inputs, plan.params, ExtractContext(work_dir / "extract", ctx.device,
-                                                                                  ctx.should_stop))
+                                                                                  ctx.should_stop, limits=ctx.limits))
     except Exception as exc:  # an extractor bug fails its rows, not the run
         log.exception("extractor failed", extra={"collection_id": collection.collection_id})
-        outcomes = [RowResult(i.row_id, error=ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"))
-                    for i in inputs]
+        error = ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}")
+        outcomes = [RowResult(i.row_id, error=error) for i in inputs]
     result.extract_ms += (time.monotonic() - clock) * 1000
     clock = time.monotonic()
-    write_outcomes(ctx.index, builder, {record.source_id: record for record in chunk}, outcomes, result)
+    write_outcomes(ctx.index, builder, {record.source_id: record for record in chunk}, outcomes, result,
+                   ctx.live_roots)
     result.write_ms += (time.monotonic() - clock) * 1000
 
 
 def write_outcomes(index: DocumentIndex, builder: DocumentBuilder, records: dict[str, SourceRecord],
-                   outcomes: list[RowResult], result: CollectionRunResult) -> None:
+                   outcomes: list[RowResult], result: CollectionRunResult, live_roots: LiveRoots | None = None) -> None:
     """Build documents from extractor outcomes and write them; failed rows go to `result`.
 
     Each succeeded source's documents replace what it had before (stale chunks go), so a
     re-run overwrites instead of doubling. `records` holds the source record of every outcome.
+    With `live_roots`, rows whose object was deleted are not written (asked right before the
+    write), and documents of an object deleted during the write are removed right after it.
     """
+    if live_roots is not None:
+        outcomes = _drop_deleted(outcomes, records, live_roots, result)
     documents: list[StoredDocument] = []
     succeeded: list[str] = []
     now = timestamp()
@@ -218,7 +229,42 @@ def write_outcomes(index: DocumentIndex, builder: DocumentBuilder, records: dict
         builder.enrich(documents)  # after extraction, in the same write: never stored half-enriched
     source_type = records[outcomes[0].row_id].source_type
     column = "source_object_id" if source_type == "bucket" else "source_document_id"
-    result.stale_documents_removed += index.replace_sources(builder.collection.collection_id, documents, column,
-                                                            succeeded)
+    collection_id = builder.collection.collection_id
+    result.stale_documents_removed += index.replace_sources(collection_id, documents, column, succeeded)
+    if live_roots is not None:
+        documents = _clean_up_raced_deletes(index, builder, documents, live_roots, result)
     result.documents_written += len(documents)
     result.document_ids += [d.document_id for d in documents]
+
+
+def _root_of(record: SourceRecord) -> str:
+    return record.source_id if record.source_type == "bucket" else str(record.lineage.get("root_object_id") or "")
+
+
+def _drop_deleted(outcomes: list[RowResult], records: dict[str, SourceRecord], live_roots: LiveRoots,
+                  result: CollectionRunResult) -> list[RowResult]:
+    roots = {_root_of(records[o.row_id]) for o in outcomes if o.error is None}
+    alive = live_roots(roots)
+    kept = []
+    for outcome in outcomes:
+        if outcome.error is None and _root_of(records[outcome.row_id]) not in alive:
+            result.failures.append(RowFailure(outcome.row_id, ErrorCategory.VALIDATION.value, OBJECT_DELETED))
+        else:
+            kept.append(outcome)
+    return kept
+
+
+def _clean_up_raced_deletes(index: DocumentIndex, builder: DocumentBuilder, documents: list[StoredDocument],
+                            live_roots: LiveRoots, result: CollectionRunResult) -> list[StoredDocument]:
+    """A delete that landed between the check and the write: its documents go now, and their rows fail."""
+    roots = {str(d.lineage.get("root_object_id") or "") for d in documents}
+    gone = roots - live_roots(roots)
+    if not gone:
+        return documents
+    log.info("objects deleted during the write: removing their documents",
+             extra={"collection_id": builder.collection.collection_id, "object_ids": sorted(gone)[:20]})
+    remove_documents_of_objects(index, builder.blobs, [builder.collection.collection_id], gone)
+    rows = {d.lineage.get("source_object_id") or d.lineage.get("source_document_id")
+            for d in documents if d.lineage.get("root_object_id") in gone}
+    result.failures += [RowFailure(str(row), ErrorCategory.VALIDATION.value, OBJECT_DELETED) for row in rows if row]
+    return [d for d in documents if d.lineage.get("root_object_id") not in gone]

@@ -35,8 +35,10 @@ from strataflow.engine.tiers.report import Tally, tier_result
 from strataflow.engine.tiers.results import CollectionRunResult, RowFailure
 from strataflow.engine.tiers.rows import RowStatus, classify_row
 from strataflow.extractors.base import ErrorCategory, ExtractorInput, RowResult
+from strataflow.extractors.limits import ExtractionLimits
 from strataflow.index.store import DocumentIndex, quote_ids
 from strataflow.services.batches.members import member_ids
+from strataflow.services.buckets.documents import live_roots_in
 from strataflow.services.documents.crud import where_of
 from strataflow.services.objects.crud import OBJECT_FIELDS
 from strataflow.services.taxonomies.materialize import CollectionEnricher, collection_enricher
@@ -148,7 +150,8 @@ class BatchTierExecutor:
     # -- running -----------------------------------------------------------------------------
     def _extract_with_runner(self, config: dict[str, Any], inputs: list[ExtractorInput],
                              work_dir: Path, notes: RunNotes) -> list[RowResult]:
-        call = ExtractionCall.for_extractor(config, inputs, work_dir, self.settings.device, self.settings.models_dir)
+        call = ExtractionCall.for_extractor(config, inputs, work_dir, self.settings.device, self.settings.models_dir,
+                                            ExtractionLimits.from_settings(self.settings))
         return self.runner.submit(call, notes).result()
 
     def _run_collection(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, key: str,
@@ -160,6 +163,7 @@ class BatchTierExecutor:
             return self._run_pipeline(self.runner.pipelines, job, batch, tier, collection, key, (wanted, allowed), tally,
                                       progress, expected, enrich)
         context = RunContext(enrich=enrich, blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
+                             limits=ExtractionLimits.from_settings(self.settings), live_roots=live_roots_in(self.db),
                              device=self.settings.device, batch_size=self.settings.extract_batch_size,
                              should_stop=job.should_stop,
                              extract=lambda config, inputs, work_dir: self._extract_with_runner(
@@ -194,7 +198,8 @@ class BatchTierExecutor:
         work = TierWork(f"{batch.batch_id}-tier{tier.tier_num}-{collection.collection_id}", key,
                         frozenset(wanted) if wanted is not None else None,
                         frozenset(allowed) if allowed is not None else None)
-        steps = pipeline_steps(pipelines, self.settings, self.blobs, self.index, collection, work, tally.notes, enrich)
+        steps = pipeline_steps(pipelines, self.settings, self.blobs, self.index, collection, work, tally.notes,
+                               live_roots_in(self.db), enrich)
         try:
             for step in steps:
                 self._account(job, batch, tier, collection, step, tally, progress, expected)

@@ -14,6 +14,7 @@ on their own would race each other and report what they wrote after the fact.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import shutil
 import tempfile
@@ -37,7 +38,10 @@ from strataflow.extractors.base import ErrorCategory, ExtractionError, Resources
 from strataflow.extractors.registry import get_extractor
 from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex
+from strataflow.services.buckets.documents import LiveRoots
 from strataflow.store.tables import Collection
+
+log = logging.getLogger("strataflow.tiers")
 
 
 @dataclass
@@ -62,6 +66,7 @@ class TierWork:
 
 def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, index: DocumentIndex,
                    collection: Collection, work: TierWork, notes: RunNotes,
+                   live_roots: LiveRoots | None = None,
                    enrich: Callable[[list[StoredDocument]], None] | None = None) -> Iterator[PipelineStep]:
     """Run the collection's pipeline; yield each output batch once its documents are written.
 
@@ -84,12 +89,12 @@ def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, i
                         resources=resources, batch_size=settings.extract_batch_size)
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     for batch in pipelines.run(pipeline, notes):
-        yield _write_batch(batch, builder, index, settings.work_dir, collection.collection_id)
+        yield _write_batch(batch, builder, index, settings.work_dir, collection.collection_id, live_roots)
     index.maintain(collection.collection_id)
 
 
 def _write_batch(batch: pa.Table, builder: Any, index: DocumentIndex, work_root: Path,
-                 collection_id: str) -> PipelineStep:
+                 collection_id: str, live_roots: LiveRoots | None) -> PipelineStep:
     step = PipelineStep(CollectionRunResult(collection_id), consumed=batch.num_rows)
     result = step.result
     rows = batch.to_pylist()
@@ -116,7 +121,7 @@ def _write_batch(batch: pa.Table, builder: Any, index: DocumentIndex, work_root:
                 records[row["row_id"]] = SourceRecord(**json.loads(row["record"]))
                 outcomes.append(_outcome(row, work_dir / str(len(outcomes))))
         result.rows_processed = len(step.roots)
-        write_outcomes(index, builder, records, outcomes, result)
+        write_outcomes(index, builder, records, outcomes, result, live_roots)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     result.write_ms = (time.monotonic() - clock) * 1000
@@ -127,5 +132,6 @@ def _outcome(row: dict[str, Any], work_dir: Path) -> RowResult:
     try:
         return RowResult(row["row_id"], documents=unpack_documents(row["documents"], work_dir))
     except (pickle.UnpicklingError, EOFError, OSError) as exc:  # unreadable output fails its row, not the tier
-        error = ExtractionError(ErrorCategory.RUNTIME, f"the worker's output could not be read: {exc}"[:2000])
+        log.warning("a worker's output could not be read", exc_info=exc)
+        error = ExtractionError(ErrorCategory.RUNTIME, f"the worker's output could not be read ({type(exc).__name__})")
         return RowResult(row["row_id"], error=error)

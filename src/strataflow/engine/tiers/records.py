@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
-from strataflow.extractors.base import ErrorCategory, ExtractionError
+from strataflow.extractors.base import ErrorCategory, ExtractionError, over_limit
+from strataflow.extractors.limits import ExtractionLimits
 from strataflow.index.store import DocumentIndex
 from strataflow.services.buckets.schema import FILE_TYPES
 from strataflow.services.collections.schema import ResolvedInput
@@ -109,12 +110,26 @@ def _blob_key(blob: dict[str, Any]) -> str | None:
     return blob.get("key") or (blob.get("properties") or {}).get("key")
 
 
-def _read_text(blobs: BlobStore, key: str, name: str) -> str:
+def _read_at_most(stream: Any, limit: int) -> bytes:
+    parts: list[bytes] = []
+    left = limit
+    while left > 0:
+        part = stream.read(min(left, 1 << 20))
+        if not part:
+            break
+        parts.append(bytes(part))
+        left -= len(part)
+    return b"".join(parts)
+
+
+def _read_text(blobs: BlobStore, key: str, name: str, max_bytes: int) -> str:
     try:
         with blobs.open(key) as stream:
-            data = stream.read()
+            data = _read_at_most(stream, max_bytes + 1)  # never more than the cap in memory, whatever the blob holds
     except FileNotFoundError:
         raise ExtractionError(ErrorCategory.DEPENDENCY, f"blob of '{name}' is missing from storage") from None
+    if len(data) > max_bytes:
+        raise over_limit(f"text blob '{name}'", max_bytes, "text_max_bytes", "bytes")
     try:
         return bytes(data).decode("utf-8")
     except UnicodeDecodeError:
@@ -132,7 +147,8 @@ def _download(blobs: BlobStore, key: str, name: str, work_dir: Path, record: Sou
     return target
 
 
-def input_value(record: SourceRecord, mapping: ResolvedInput, blobs: BlobStore, work_dir: Path) -> Any:
+def input_value(record: SourceRecord, mapping: ResolvedInput, blobs: BlobStore, work_dir: Path,
+                limits: ExtractionLimits) -> Any:
     """What the extractor receives for one input: text as str, files as local paths."""
     if mapping.source_type == "literal":
         return mapping.override
@@ -143,7 +159,7 @@ def input_value(record: SourceRecord, mapping: ResolvedInput, blobs: BlobStore, 
     key = _blob_key(blob) if blob is not None else None
     if key is not None:
         if mapping.input_type in ("text", "string"):
-            return _read_text(blobs, key, mapping.path)
+            return _read_text(blobs, key, mapping.path, limits.text_max_bytes)
         if mapping.input_type in _FILE_TYPE_NAMES:
             return _download(blobs, key, mapping.path, work_dir, record)
     value = field_value(record, mapping.path)

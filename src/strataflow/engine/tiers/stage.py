@@ -31,12 +31,14 @@ from strataflow.blobs.stores import open_blob_store
 from strataflow.config import Settings
 from strataflow.engine.manifest import ManifestRow
 from strataflow.engine.runners.base import ExtractionCall
+from strataflow.engine.runners.isolation import isolate, needs_isolation
 from strataflow.engine.runners.worker import run_extraction
 from strataflow.engine.tiers.collection_run import CollectionSpec, plan_inputs, prepare_inputs
 from strataflow.engine.tiers.records import SourceRecord
 from strataflow.engine.tiers.results import CollectionRunResult
 from strataflow.engine.tiers.rows import RowStatus, classify_row
 from strataflow.extractors.base import DocumentBlob, ErrorCategory, ExtractedDocument, ExtractionError, RowResult
+from strataflow.extractors.limits import ExtractionLimits
 
 log = logging.getLogger("strataflow.ray_data")
 
@@ -112,7 +114,8 @@ class ExtractionStage:
         work_dir = Path(tempfile.mkdtemp(prefix=f"{self.spec.collection_id}-"))
         try:
             clock = time.monotonic()
-            inputs = prepare_inputs(self.plan, list(records.values()), self.blobs, work_dir / "rows", result)
+            inputs = prepare_inputs(self.plan, list(records.values()), self.blobs, work_dir / "rows", result,
+                                    ExtractionLimits.from_settings(self.settings))
             prepare_ms, clock = (time.monotonic() - clock) * 1000, time.monotonic()
             outcomes = self._extract(inputs, work_dir / "extract") if inputs else []
             extract_ms = (time.monotonic() - clock) * 1000
@@ -132,15 +135,24 @@ class ExtractionStage:
             table[0].update(prepare_ms=prepare_ms, extract_ms=extract_ms)
         return pa.Table.from_pylist(table, schema=OUTPUT_SCHEMA)
 
+    def poisoned(self, batch: pa.Table, message: str) -> pa.Table:
+        """The output for rows that must not run again: they killed their worker (the Ray side decides)."""
+        rows = [{"row_id": r["row_id"], "root_object_id": r["root_object_id"], "status": RowStatus.FAILED.value,
+                 "error_type": ErrorCategory.VALIDATION.value, "error_message": message} for r in batch.to_pylist()]
+        return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
+
     def _extract(self, inputs: list[Any], work_dir: Path) -> list[RowResult]:
         call = ExtractionCall.for_extractor(self.spec.feature_extractor, inputs, work_dir, self.device,
-                                            self.settings.models_dir)
+                                            self.settings.models_dir, ExtractionLimits.from_settings(self.settings))
         try:
-            return run_extraction(call)
+            results = run_extraction(call)
         except Exception as exc:  # an extractor bug fails the batch's rows, never the tier
             log.exception("extractor failed", extra={"collection_id": self.spec.collection_id})
             error = ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"[:2000])
             return [RowResult(row.row_id, error=error) for row in inputs]
+        if needs_isolation(results):  # rows out of memory: each runs again on its own, here
+            return isolate(inputs, results, lambda rows: run_extraction(replace(call, inputs=rows)))
+        return results
 
     @staticmethod
     def _outcome_columns(outcome: RowResult, payload: str) -> dict[str, Any]:
@@ -151,6 +163,6 @@ class ExtractionStage:
             documents = pack_documents(outcome.documents)
         except OSError as exc:  # a file the extractor named is gone: the row fails, not the batch
             return {"status": RowStatus.FAILED.value, "error_type": ErrorCategory.RUNTIME.value,
-                    "error_message": f"an extracted file could not be read: {exc}"}
+                    "error_message": f"an extracted file could not be read ({exc.strerror or type(exc).__name__})"}
         return {"record": payload, "documents": documents}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-from strataflow.extractors.base import ErrorCategory, ExtractionError
+from strataflow.extractors.base import ErrorCategory, ExtractionError, OutOfMemory
 
 
 def invalid(message: str) -> ExtractionError:
@@ -35,7 +35,7 @@ def categorise(exc: BaseException, what: str) -> ExtractionError:
     if isinstance(exc, ExtractionError):
         return exc
     if isinstance(exc, MemoryError):
-        return ExtractionError(ErrorCategory.RESOURCE, f"out of memory while processing {what}")
+        return OutOfMemory(ErrorCategory.RESOURCE, f"out of memory while processing {what}")
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.ENOMEM):
         return ExtractionError(ErrorCategory.RESOURCE, f"{what}: {exc.strerror}")
     return ExtractionError(ErrorCategory.RUNTIME, f"{what} failed: {type(exc).__name__}: {exc}")

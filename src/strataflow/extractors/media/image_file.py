@@ -8,22 +8,32 @@ from typing import Any
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from strataflow.extractors.base import over_limit
+from strataflow.extractors.limits import IMAGE_MAX_FRAMES, IMAGE_MAX_PIXELS
 from strataflow.extractors.media.failures import invalid
 
 # Text-like EXIF tags worth embedding along with OCR text: what a person wrote about the picture.
 DESCRIPTIVE_TAGS = ("ImageDescription", "XPTitle", "XPSubject", "XPComment", "XPKeywords", "UserComment", "Artist")
 
 
-def open_image(path: Path) -> Image.Image:
-    """Decode `path` fully, upright (EXIF orientation applied); VALIDATION failure if it is no image."""
+def open_image(path: Path, max_pixels: int = IMAGE_MAX_PIXELS, max_frames: int = IMAGE_MAX_FRAMES) -> Image.Image:
+    """Decode `path` fully, upright (EXIF orientation applied); VALIDATION failure if it is no image.
+
+    The declared size and frame count are checked against the caps before a pixel is decoded:
+    a PNG of a few hundred KB can declare 40,000 x 40,000 pixels (4.8 GB as RGB).
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own guard, behind ours, on the same number
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our cap decides, below
             with Image.open(path) as probe:
+                _check_size(path, probe, max_pixels, max_frames)
                 probe.verify()  # checks the structure without decoding pixels
             image = Image.open(path)
             image.load()
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's guard fired first (a size past twice the cap)
+        raise over_limit(f"the image size of {path.name}", max_pixels, "image_max_pixels", "pixels") from exc
+    except UnidentifiedImageError as exc:
         raise invalid(f"{path.name} is not a usable image ({exc})") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise invalid(f"{path.name} is a damaged or truncated image ({exc})") from exc
@@ -33,6 +43,16 @@ def open_image(path: Path) -> Image.Image:
     upright.format = image.format  # the rotated copy forgets which decoder read it
     image.close()
     return upright
+
+
+def _check_size(path: Path, image: Image.Image, max_pixels: int, max_frames: int) -> None:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise over_limit(f"the image size of {path.name}, {width} x {height},", max_pixels, "image_max_pixels",
+                         "pixels", width * height)
+    frames = getattr(image, "n_frames", 1)  # counted from the frame headers, not decoded
+    if frames > max_frames:
+        raise over_limit(f"the frame count of {path.name}", max_frames, "image_max_frames", value=frames)
 
 
 def exif_fields(image: Image.Image) -> dict[str, Any]:

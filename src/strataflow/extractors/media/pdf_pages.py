@@ -8,6 +8,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import Image
 
+from strataflow.extractors.base import over_limit
 from strataflow.extractors.media.failures import invalid
 from strataflow.extractors.media.ocr import read_blocks, read_text
 from strataflow.extractors.media.pdf_layout import Block
@@ -52,8 +53,18 @@ def is_scanned(page: pdfium.PdfPage, text_chars: int, images: list[Box]) -> bool
     return text_chars < _MIN_TEXT_CHARS and covered >= _SCANNED_IMAGE_AREA * area
 
 
-def render(page: pdfium.PdfPage, dpi: int) -> Image.Image:
-    return page.render(scale=dpi / POINTS_PER_INCH).to_pil().convert("RGB")
+def render(page: pdfium.PdfPage, dpi: int, max_pixels: int) -> Image.Image:
+    """The page as an RGB picture at `dpi`, refused before any memory is spent when it exceeds `max_pixels`.
+
+    Memory grows with the page's area times dpi squared, and both are the sender's to choose: a
+    613-byte PDF declaring a 6000-point page renders at 150 dpi to 156 million pixels (1.4 GB).
+    """
+    scale = dpi / POINTS_PER_INCH
+    pixels = round(page.get_width() * scale) * round(page.get_height() * scale)
+    if pixels > max_pixels:
+        raise over_limit(f"a page of {page.get_width():.0f} x {page.get_height():.0f} points rendered at {dpi} dpi",
+                         max_pixels, "pdf_max_page_pixels", "pixels", pixels)
+    return page.render(scale=scale).to_pil().convert("RGB")
 
 
 def crop_points(image: Image.Image, box: Box, dpi: int, pad: float = 2.0) -> Image.Image:
@@ -64,10 +75,10 @@ def crop_points(image: Image.Image, box: Box, dpi: int, pad: float = 2.0) -> Ima
     return image.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
 
 
-def ocr_page_blocks(page: pdfium.PdfPage, dpi: int, language: str) -> list[Block]:
+def ocr_page_blocks(page: pdfium.PdfPage, dpi: int, language: str, max_pixels: int) -> list[Block]:
     """A scanned page through Tesseract: its paragraphs become blocks, boxes converted to points."""
     scale = POINTS_PER_INCH / dpi
-    image = render(page, dpi)
+    image = render(page, dpi, max_pixels)
     blocks = []
     for found in read_blocks(image, language):
         box = Box(found.left * scale, found.top * scale, (found.left + found.width) * scale,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from strataflow.extractors.base import ExtractionError, over_limit
+from strataflow.extractors.limits import VIDEO_MAX_SEGMENTS
 from strataflow.extractors.media.encode import SegmentOutputs, encode_segments
 from strataflow.extractors.media.failures import invalid
-from strataflow.extractors.media.probe import MediaInfo
+from strataflow.extractors.media.probe import MediaInfo, data_end
 from strataflow.extractors.media.remux import copy_segments, keyframe_times
 from strataflow.extractors.media.scenes import detect_scene_cuts
 from strataflow.extractors.media.segments import Segment, segments_from_cuts, snap_to_keyframes, time_cuts
@@ -43,13 +46,26 @@ def plan_cuts(path: Path, info: MediaInfo, split: SplitSettings, should_stop: Ca
     raise invalid(f"unknown split_method {split.method!r}")
 
 
-def plan_segments(path: Path, info: MediaInfo, split: SplitSettings,
-                  should_stop: Callable[[], bool]) -> list[Segment]:
-    """The segments to emit. In keyframe mode video cuts move to keyframes, and the times say so."""
+def plan_segments(path: Path, info: MediaInfo, split: SplitSettings, should_stop: Callable[[], bool],
+                  max_segments: int = VIDEO_MAX_SEGMENTS) -> list[Segment]:
+    """The segments to emit. In keyframe mode video cuts move to keyframes, and the times say so.
+
+    The plan is bounded twice before it is made: by where the file's data really ends (not
+    the duration its header claims) and by `max_segments`.
+    """
+    check_complete(path, info, data_end(path, info.duration))
+    if split.method == "time" and math.ceil(info.duration / split.interval) > max_segments:
+        raise _too_many(path, math.ceil(info.duration / split.interval), max_segments)
     cuts = plan_cuts(path, info, split, should_stop)
+    if len(cuts) + 1 > max_segments:
+        raise _too_many(path, len(cuts) + 1, max_segments)
     if split.mode == "keyframe" and info.has_video:
         cuts = snap_to_keyframes(cuts, keyframe_times(path))
     return segments_from_cuts(cuts, info.duration)
+
+
+def _too_many(path: Path, count: int, limit: int) -> ExtractionError:
+    return over_limit(f"the segment plan of {path.name}", limit, "video_max_segments", "segments", count)
 
 
 def write_segment_files(path: Path, info: MediaInfo, segments: list[Segment], out_dir: Path, split: SplitSettings,

@@ -79,3 +79,47 @@ def video_start(stream: av.video.stream.VideoStream) -> float:
     if stream.start_time is None or stream.time_base is None:
         return 0.0
     return float(stream.start_time * stream.time_base)
+
+
+def data_end(path: Path, claimed: float) -> float:
+    """Seconds at which the file's audio/video packets really end: demuxed, never decoded.
+
+    A header's duration is the sender's claim (a 2 KB file can claim 10^6 s); what the file
+    holds is where its last packet ends. The demuxer jumps near the claimed end first, so a
+    long file reads only its tail; a file shorter than its claim is read whole, which is cheap
+    because it is short.
+    """
+    with _open(path) as container:
+        streams = [*container.streams.video[:1], *container.streams.audio[:1]]
+        if not streams:
+            return 0.0
+        end = 0.0
+        try:
+            container.seek(max(0, int((claimed - 30.0) * av.time_base)), backward=True, any_frame=False)
+            end = _last_packet_end(container, streams)
+        except av.error.FFmpegError:
+            end = 0.0
+        if end <= 0.0:  # the jump landed past the data or failed: read from the start
+            container.seek(0)
+            end = _last_packet_end(container, streams)
+        return end
+
+
+def _last_packet_end(container: av.container.InputContainer, streams: list[av.stream.Stream]) -> float:
+    end = 0.0
+    try:
+        for packet in container.demux(*streams):
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is None or packet.time_base is None:
+                continue
+            start = float(stamp * packet.time_base) - _stream_start(packet.stream)
+            end = max(end, start + float((packet.duration or 0) * packet.time_base))
+    except av.error.FFmpegError:  # damaged data after the last good packet: what came before counts
+        pass
+    return end
+
+
+def _stream_start(stream: av.stream.Stream) -> float:
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)

@@ -13,6 +13,7 @@ from strataflow.engine.jobs import JobContext, JobOutcome
 from strataflow.errors import AlreadyExistsError, BadRequestError, not_found
 from strataflow.ids import looks_like, new_id
 from strataflow.schemas.buckets import BucketCreateRequest, BucketUpdateRequest, ListBucketsRequest
+from strataflow.services.buckets.documents import namespace_collection_ids, remove_documents_of_objects
 from strataflow.services.buckets.schema import check_unique_key, normalize_schema
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.services.tenancy.tasks import create_task
@@ -158,8 +159,14 @@ def delete_bucket_job(context: JobContext, task: Task) -> JobOutcome:
     blobs = context.blobs.delete_prefix(f"{task.namespace_id}/{bucket_id}/")
     with context.db.transaction() as session:
         blobs += delete_bucket_upload_bytes(session, context.blobs, bucket_id)
+        object_ids = list(session.scalars(select(BucketObject.object_id).where(BucketObject.bucket_id == bucket_id)))
         objects = session.execute(delete(BucketObject).where(BucketObject.bucket_id == bucket_id)).rowcount
         session.execute(delete(Bucket).where(Bucket.bucket_id == bucket_id))
+        collection_ids = namespace_collection_ids(session, task.namespace_id or "")
+    index = context.services.get("index")
+    if index is not None:  # the objects' documents in every collection go with them
+        for start in range(0, len(object_ids), 500):
+            remove_documents_of_objects(index, context.blobs, collection_ids, object_ids[start:start + 500])
     return JobOutcome(
         status=Status.COMPLETED,
         outputs=[{"bucket_id": bucket_id, "objects_deleted": objects, "blobs_deleted": blobs}],

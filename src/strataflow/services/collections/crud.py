@@ -27,9 +27,10 @@ from strataflow.services.buckets.schema import normalize_schema
 from strataflow.services.collections import schema
 from strataflow.services.collections.sources import ResolvedSource, dependants, get_collection, resolve_source
 from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.statuses import Status
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
-from strataflow.store.tables import Collection, CollectionSource
+from strataflow.store.tables import Batch, BatchTier, Collection, CollectionSource
 
 log = logging.getLogger("strataflow.collections")
 
@@ -236,6 +237,15 @@ def delete_collection(session: Session, index: DocumentIndex, blobs: BlobStore, 
             "delete those first",
             {"dependent_collection_ids": sorted(readers)},
         )
+    running = batches_using(session, row.collection_id)
+    if running:
+        # Refused rather than pulled from under a running tier: the tier would fail half-way and
+        # its batch with it, though its other collections were fine. Cancel or let them finish.
+        raise ConflictError(
+            f"Collection '{row.collection_name}' is being processed by {len(running)} batch(es) that have not "
+            "finished; cancel them or wait for them to finish, then delete it",
+            {"batch_ids": running},
+        )
     documents = index.count(row.collection_id)
     session.execute(delete(CollectionSource).where(CollectionSource.collection_id == row.collection_id))
     session.delete(row)
@@ -244,6 +254,15 @@ def delete_collection(session: Session, index: DocumentIndex, blobs: BlobStore, 
     index.drop_table(row.collection_id)
     blobs.delete_prefix(document_blob_prefix(row))
     return {"collection_id": row.collection_id, "documents_deleted": documents}
+
+
+def batches_using(session: Session, collection_id: str) -> list[str]:
+    """Unfinished batches with a tier that runs `collection_id`."""
+    unfinished = [s.value for s in (Status.PENDING, Status.IN_PROGRESS, Status.PROCESSING)]
+    tiers = session.execute(
+        select(BatchTier.batch_id, BatchTier.collection_ids).join(Batch, Batch.batch_id == BatchTier.batch_id)
+        .where(Batch.status.in_(unfinished)))
+    return sorted({batch_id for batch_id, collection_ids in tiers if collection_id in (collection_ids or [])})
 
 
 def document_blob_prefix(collection: Collection) -> str:

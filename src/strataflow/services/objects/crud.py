@@ -15,6 +15,7 @@ from strataflow.blobs import BlobStore
 from strataflow.clock import utcnow
 from strataflow.errors import AlreadyExistsError, BadRequestError, StrataflowError, not_found
 from strataflow.ids import new_id
+from strataflow.index.store import DocumentIndex
 from strataflow.schemas.objects import (
     CreateBlobRequest,
     CreateObjectRequest,
@@ -22,6 +23,7 @@ from strataflow.schemas.objects import (
     PatchObjectRequest,
     UpdateObjectRequest,
 )
+from strataflow.services.buckets.documents import namespace_collection_ids, remove_documents_of_objects
 from strataflow.services.buckets.schema import check_metadata, check_required
 from strataflow.services.objects.sources import SourceLimits, StoredBlobs, store_blob
 from strataflow.services.objects.upload_blobs import upload_blob_record
@@ -260,11 +262,19 @@ def patch_object(session: Session, bucket: Bucket, row: BucketObject, request: P
     return row
 
 
-def delete_object(session: Session, blobs: BlobStore, row: BucketObject) -> None:
+def delete_object(session: Session, blobs: BlobStore, index: DocumentIndex, row: BucketObject) -> None:
+    """The object, its bytes, and every document descending from it in every collection of its namespace.
+
+    The row goes first: a tier writing for it from then on finds it gone and writes nothing
+    (or cleans up after itself, services/object_documents.py); documents written before are
+    removed here.
+    """
     keys = _blob_keys(row.blobs)
+    object_id, namespace_id = row.object_id, row.namespace_id
     session.delete(row)
     session.commit()
     _delete_keys(blobs, keys)  # after the commit: a failed delete never loses the row's bytes
+    remove_documents_of_objects(index, blobs, namespace_collection_ids(session, namespace_id), [object_id])
 
 
 def _blob_keys(blobs: list[dict[str, Any]]) -> set[str]:

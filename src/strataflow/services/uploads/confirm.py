@@ -15,6 +15,7 @@ marks the upload FAILED, as the contract says.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from strataflow.blobs.multipart import Progress
 from strataflow.clock import isoformat, utcnow
 from strataflow.engine.jobs import JobContext, extend_lease
 from strataflow.errors import BadRequestError, StrataflowError
+from strataflow.public_errors import internal_error_message
 from strataflow.schemas.objects import CreateBlobRequest, CreateObjectRequest
 from strataflow.schemas.uploads import PartRef
 from strataflow.services.buckets.mime import mime_type
@@ -40,6 +42,8 @@ from strataflow.transitions import transition
 
 _HASH_CHUNK = 8 << 20
 _LEASE_RENEW_S = 10.0
+
+log = logging.getLogger("strataflow.uploads")
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,8 @@ def confirm_inline(context: JobContext, bucket: Bucket, upload_id: str, claim: C
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
+    """The message and type a client reads; an unexpected exception's text and traceback go to the log only."""
     if isinstance(exc, StrataflowError):
         return exc.message, exc.type
-    return f"{type(exc).__name__}: {exc}", "InternalServerError"
+    log.error("confirming an upload failed", exc_info=exc)
+    return internal_error_message(exc, "confirming the upload"), "InternalServerError"
