@@ -131,7 +131,8 @@ def _check_hierarchy(session: Session, scope: NamespaceScope, config: Hierarchic
         if node.parent_collection_id is not None and node.parent_collection_id not in parents:
             raise BadRequestError(f"Node '{node.collection_id}' names a parent that is not a node: "
                                   f"'{node.parent_collection_id}'", {"parent_collection_id": node.parent_collection_id})
-        seen, key = set(), node.collection_id
+        seen: set[str] = set()
+        key: str | None = node.collection_id
         while key is not None:
             if key in seen:
                 raise BadRequestError(f"The hierarchy has a cycle through '{node.collection_id}'")
