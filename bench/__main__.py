@@ -18,7 +18,8 @@ from pathlib import Path
 from bench.report import write_and_print
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["uploads", "text_extraction", "batches", "media", "retrieval", "api", "load", "engine", "clusters"]
+BENCHMARKS = ["uploads", "text_extraction", "batches", "media", "retrieval", "api", "load", "engine", "clusters",
+              "taxonomies"]
 
 
 def main(names: list[str]) -> int:

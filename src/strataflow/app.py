@@ -24,6 +24,7 @@ from strataflow.api import (
     objects,
     retrievers,
     tasks,
+    taxonomies,
     uploads,
 )
 from strataflow.api.console import ConsoleFiles
@@ -35,7 +36,7 @@ from strataflow.runtime import Runtime, open_runtime
 
 ROUTERS = (
     health, namespaces, buckets, objects, uploads, blobs, batches, tasks, extractors, collections, documents, lineage,
-    retrievers, cluster_triggers, clusters,
+    retrievers, cluster_triggers, clusters, taxonomies,
 )
 
 

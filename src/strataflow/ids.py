@@ -21,6 +21,7 @@ ID_FORMATS: dict[str, tuple[str, int]] = {
     "collection": ("col_", 10),
     "document": ("doc_", 24),
     "retriever": ("ret_", 12),
+    "taxonomy": ("tax_", 12),
     "execution": ("exec_", 16),
     "task": ("task_", 20),
     "cluster": ("clust_", 12),

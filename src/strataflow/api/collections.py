@@ -22,6 +22,7 @@ from strataflow.schemas.collections import (
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.services.collections import crud as service
 from strataflow.services.collections.sources import get_collection
+from strataflow.services.taxonomies.crud import check_applications
 from strataflow.store.tables import Collection
 
 router = APIRouter(prefix="/v1/collections", tags=["Collections"], responses=ERROR_RESPONSES)
@@ -57,7 +58,9 @@ def present(row: Collection, index: DocumentIndex) -> dict[str, Any]:
 @router.post("", response_model=CollectionResponse)
 def create_collection(request: CreateCollectionRequest, scope: ScopeDep, session: DbDep,
                       runtime: RuntimeDep) -> dict[str, Any]:
-    return present(service.create_collection(session, runtime.index, scope, request), runtime.index)
+    row = service.create_collection(session, runtime.index, scope, request,
+                                    check=lambda new: check_applications(session, scope, new))
+    return present(row, runtime.index)
 
 
 @router.post("/list", response_model=ListCollectionsResponse)
@@ -93,7 +96,9 @@ def get_collection_route(collection_identifier: str, scope: ScopeDep, session: R
 @router.patch("/{collection_identifier}", response_model=CollectionResponse)
 def patch_collection(collection_identifier: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep,
                      body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-    return present(service.patch_collection(session, scope, collection_identifier, body), runtime.index)
+    row = service.patch_collection(session, scope, collection_identifier, body,
+                                   check=lambda changed: check_applications(session, scope, changed))
+    return present(row, runtime.index)
 
 
 @router.delete("/{collection_identifier}")

@@ -105,7 +105,8 @@ function fillNamespaces(list) {
 
 // ---------- routing ----------
 const VIEWS = { buckets: viewBuckets, bucket: viewBucket, collections: viewCollections, batches: viewBatches,
-  batch: viewBatch, tasks: viewTasks, search: viewSearch, clusters: viewClusters, cluster: viewCluster };
+  batch: viewBatch, tasks: viewTasks, search: viewSearch, clusters: viewClusters, cluster: viewCluster,
+  taxonomies: viewTaxonomies, taxonomy: viewTaxonomy };
 async function route() {
   timers.forEach(clearInterval); timers = [];
   const [name, ...args] = (location.hash.replace(/^#\//, "") || "buckets").split("/").map(decodeURIComponent);
@@ -352,6 +353,48 @@ function drawEdges(dag, cols) {  // straight curves from each source node to the
     }
   }
   dag.prepend(svg);
+}
+
+// ---------- taxonomies: the tree, and what each document was assigned ----------
+async function viewTaxonomies(view) {
+  const list = (await api("GET", "/v1/taxonomies?limit=100")).results;
+  const rows = list.map((t) => h("tr", {}, h("td", {}, h("a", { href: `#/taxonomy/${t.taxonomy_id}` }, t.taxonomy_name),
+    h("div", { class: "muted mono" }, t.taxonomy_id)), h("td", {}, t.config.taxonomy_type), h("td", {}, `v${t.version}`)));
+  view.replaceChildren(head("Taxonomies", "Joins from documents to the nodes of a reference collection"),
+    tableOf(["taxonomy", "type", "version"], rows, "No taxonomies yet."));
+}
+
+function treeOf(taxonomy, names) {  // [label, depth] per node, root first
+  const config = taxonomy.config;
+  if (config.path_field) return (taxonomy.nodes || []).slice().sort((a, b) => a.path.join("/").localeCompare(b.path.join("/")))
+    .map((n) => [n.label, n.level]);
+  if (config.taxonomy_type === "flat") return [[names[config.source_collection.collection_id] || config.source_collection.collection_id, 0]];
+  const nodes = config.hierarchical_nodes || [];
+  const out = [];
+  const walk = (parent, depth) => nodes.filter((n) => (n.parent_collection_id || null) === parent).forEach((n) => {
+    out.push([n.label || names[n.collection_id] || n.collection_id, depth]); walk(n.collection_id, depth + 1);
+  });
+  walk(null, 0);
+  return out;
+}
+
+async function viewTaxonomy(view, taxonomyId) {
+  const [taxonomy, names, collections] = await Promise.all([api("GET", `/v1/taxonomies/${encodeURIComponent(taxonomyId)}`),
+    collectionNames(), api("POST", "/v1/collections/list?limit=100", {})]);
+  const tree = h("div", { class: "card" }, ...treeOf(taxonomy, names).map(([label, depth]) =>
+    h("div", { style: `padding-left:${depth * 1.5}rem` }, depth ? "└ " : "", label)));
+  const users = collections.results.filter((c) => (c.taxonomy_applications || []).some((a) => a.taxonomy_id === taxonomy.taxonomy_id));
+  const prefix = `_taxonomy_${taxonomy.taxonomy_id}_`;
+  const sections = [];
+  for (const c of users) {
+    const docs = (await api("POST", `/v1/collections/${c.collection_id}/documents/list?limit=50`, {})).results;
+    const rows = docs.map((d) => h("tr", {}, h("td", { class: "mono" }, d.document_id),
+      h("td", {}, (d._internal[`${prefix}path`] || [d._internal[`${prefix}label`] || "—"]).join(" › ")),
+      h("td", {}, d._internal[`${prefix}score`] === undefined ? "" : Number(d._internal[`${prefix}score`]).toFixed(3))));
+    sections.push(h("h2", {}, c.collection_name), tableOf(["document", "assigned", "score"], rows, "No documents yet."));
+  }
+  view.replaceChildren(head(taxonomy.taxonomy_name, `${taxonomy.config.taxonomy_type} · version ${taxonomy.version}`),
+    h("h2", {}, "Tree"), tree, ...(sections.length ? sections : [h("div", { class: "card empty" }, "No collection applies this taxonomy.")]));
 }
 
 // ---------- tasks ----------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,11 +10,16 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 from strataflow.errors import ValidationError
+from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex, quote_ids
 from strataflow.retrieval.features import QueryEmbedder
 from strataflow.retrieval.results import Hit
 from strataflow.services.documents.crud import where_of
 from strataflow.store.tables import Collection
+
+# Enriches hit documents in place (copies read for this execution; nothing is written) with
+# parameters {top_k, min_score, fields}; returns counts for the stage statistics.
+HitEnricher = Callable[[list[StoredDocument], dict[str, Any]], dict[str, int]]
 
 
 class StageParams(BaseModel):
@@ -28,6 +34,8 @@ class StageContext:
     collections: list[Collection]
     embedder: QueryEmbedder
     stage_name: str = ""
+    # taxonomy_enrich: taxonomy id or name -> the enricher of hit documents (loaded before the run).
+    taxonomies: dict[str, HitEnricher] = field(default_factory=dict)
     # What a stage reports about itself (searches run, skipped, candidates seen) for the statistics.
     notes: dict[str, Any] = field(default_factory=dict)
 

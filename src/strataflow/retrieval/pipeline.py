@@ -16,7 +16,7 @@ from strataflow.blobs import BlobStore
 from strataflow.errors import BadRequestError
 from strataflow.ids import new_id
 from strataflow.index.store import DocumentIndex
-from strataflow.retrieval.context import StageContext
+from strataflow.retrieval.context import HitEnricher, StageContext
 from strataflow.retrieval.features import QueryEmbedder
 from strataflow.retrieval.inputs import resolve
 from strataflow.retrieval.results import Hit
@@ -84,6 +84,7 @@ class Execution:
     with_vectors: bool = False
     blobs: BlobStore | None = None
     max_time_ms: int | None = None
+    taxonomies: dict[str, HitEnricher] = field(default_factory=dict)
     execution_id: str = field(default_factory=lambda: new_id("execution"))
 
     def steps(self) -> Iterator[dict[str, Any]]:
@@ -94,7 +95,7 @@ class Execution:
         status = "completed"
         for position, stage in enumerate(self.stages):
             name, stage_id = stage["stage_name"], stage["config"]["stage_id"]
-            ctx = StageContext(self.index, self.collections, embedder, stage_name=name)
+            ctx = StageContext(self.index, self.collections, embedder, stage_name=name, taxonomies=self.taxonomies)
             yield {"event": "stage_start", "execution_id": self.execution_id, "stage_name": name,
                    "stage_id": stage_id, "stage_index": position}
             stage_started = time.perf_counter()

@@ -9,6 +9,7 @@ from typing import Any
 from strataflow.errors import BadRequestError
 from strataflow.retrieval import search_stages as search
 from strataflow.retrieval import shaping_stages as shaping
+from strataflow.retrieval import taxonomy_stage
 from strataflow.retrieval.context import StageContext
 from strataflow.retrieval.results import Hit
 
@@ -32,6 +33,7 @@ STAGES: dict[str, StageKind] = {
     "deduplicate": StageKind(shaping.deduplicate, "filter"),
     "group_by": StageKind(shaping.group_by, "reduce"),
     "mmr": StageKind(shaping.mmr, "sort"),
+    "taxonomy_enrich": StageKind(taxonomy_stage.taxonomy_enrich, "apply"),
 }
 ALIASES = {"full_text_search": "text_search", "fulltext_search": "text_search", "hybrid": "hybrid_search"}
 

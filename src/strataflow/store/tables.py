@@ -493,3 +493,43 @@ class TriggerFiring(Base):
     status: Mapped[str] = mapped_column(String(32))  # queued | skipped | failed
     job_id: Mapped[str | None] = mapped_column(String(40), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Taxonomies (issue 19): similarity joins from documents to a reference collection's nodes.
+# ---------------------------------------------------------------------------------------------
+
+
+class Taxonomy(Base):
+    """A taxonomy: its current version's config; earlier versions are kept in taxonomy_versions."""
+
+    __tablename__ = "taxonomies"
+    __table_args__ = (UniqueConstraint("namespace_id", "taxonomy_name"),)
+
+    taxonomy_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    namespace_id: Mapped[str] = mapped_column(
+        ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True
+    )
+    taxonomy_name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    nodes: Mapped[list[Any] | None] = mapped_column(default=None)  # path-built hierarchies: prefixes seen
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TaxonomyVersion(Base):
+    """One version of a taxonomy's config, as it was when that version was made."""
+
+    __tablename__ = "taxonomy_versions"
+
+    taxonomy_id: Mapped[str] = mapped_column(
+        ForeignKey("taxonomies.taxonomy_id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    taxonomy_name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -57,6 +57,8 @@ class RunContext:
     extract: ExtractFunction | None = None
     limits: ExtractionLimits = field(default_factory=ExtractionLimits)  # the operator's caps on one row
     live_roots: LiveRoots | None = None  # which objects still exist: nothing is written for a deleted one
+    # The collection's taxonomy applications, run over each chunk of documents before it is written.
+    enrich: Callable[[list[StoredDocument]], None] | None = None
 
     @classmethod
     def from_settings(cls, blobs: BlobStore, index: DocumentIndex, settings: Settings, **options: Any) -> RunContext:
@@ -132,6 +134,7 @@ def run_collection(ctx: RunContext, collection: Collection, records: list[Source
         raise ValueError(f"collection {collection.collection_id} reads from its {collection.source.get('type')}, "
                          f"not from records of type {wrong}")
     builder = document_builder(collection, plan, ctx.blobs)
+    builder.enrich = ctx.enrich
     ctx.work_root.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix=f"{collection.collection_id}-", dir=ctx.work_root))
     try:
@@ -222,6 +225,8 @@ def write_outcomes(index: DocumentIndex, builder: DocumentBuilder, records: dict
         succeeded.append(outcome.row_id)
     if not outcomes:
         return
+    if documents and builder.enrich is not None:
+        builder.enrich(documents)  # after extraction, in the same write: never stored half-enriched
     source_type = records[outcomes[0].row_id].source_type
     column = "source_object_id" if source_type == "bucket" else "source_document_id"
     collection_id = builder.collection.collection_id

@@ -43,6 +43,7 @@ from strataflow.services.batches.members import member_ids
 from strataflow.services.buckets.documents import live_roots_in
 from strataflow.services.documents.crud import where_of
 from strataflow.services.objects.crud import OBJECT_FIELDS
+from strataflow.services.taxonomies.materialize import CollectionEnricher, collection_enricher
 from strataflow.store.db import Database
 from strataflow.store.filters import compile_filters
 from strataflow.store.tables import Batch, BatchObject, BatchTier, BucketObject, Collection, DocumentFailure
@@ -160,10 +161,12 @@ class BatchTierExecutor:
     def _run_collection(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, key: str,
                         wanted: set[str] | None, tally: Tally, progress: dict[str, int], expected: int) -> bool:
         allowed = self._passing_source_filters(batch, tier, collection)
+        # Taxonomy applications run inside this tier's writes, so the next tier reads enriched documents.
+        enrich = collection_enricher(self.db, self.index, collection)
         if self.runner.pipelines is not None:  # a Ray runner with Ray Data runs whole tiers
             return self._run_pipeline(self.runner.pipelines, job, batch, tier, collection, key, (wanted, allowed),
-                                      tally, progress, expected)
-        context = RunContext(blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
+                                      tally, progress, expected, enrich)
+        context = RunContext(enrich=enrich, blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
                              limits=ExtractionLimits.from_settings(self.settings), live_roots=live_roots_in(self.db),
                              device=self.settings.device, batch_size=self.settings.extract_batch_size,
                              should_stop=job.should_stop,
@@ -186,7 +189,8 @@ class BatchTierExecutor:
 
     def _run_pipeline(self, pipelines: Pipelines, job: TierJob, batch: Batch, tier: BatchTier,
                       collection: Collection, key: str, rows: tuple[set[str] | None, set[str] | None],
-                      tally: Tally, progress: dict[str, int], expected: int) -> bool:
+                      tally: Tally, progress: dict[str, int], expected: int,
+                      enrich: CollectionEnricher | None = None) -> bool:
         """The collection as one Ray Data pipeline over the manifest; True when canceled."""
         if job.should_stop():
             return True
@@ -199,7 +203,7 @@ class BatchTierExecutor:
                         frozenset(wanted) if wanted is not None else None,
                         frozenset(allowed) if allowed is not None else None)
         steps = pipeline_steps(pipelines, self.settings, self.blobs, self.index, collection, work, tally.notes,
-                               live_roots_in(self.db))
+                               live_roots_in(self.db), enrich)
         try:
             for step in steps:
                 self._account(job, batch, tier, collection, step, tally, progress, expected)

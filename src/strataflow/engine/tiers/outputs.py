@@ -8,6 +8,7 @@ extractor made (uploaded to blob storage), and the extractor's identity.
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Callable
 from typing import Any
 
 from strataflow.blobs import BlobStore
@@ -34,6 +35,9 @@ class DocumentBuilder:
         self.vector_map = vector_map
         self.storage_names = storage_names
         self.blobs = blobs
+        # Runs over each chunk of built documents before they are written (the collection's
+        # taxonomy applications): documents are stored once, already enriched.
+        self.enrich: Callable[[list[StoredDocument]], None] | None = None
 
     def build(self, record: SourceRecord, extracted: list[ExtractedDocument], now: str) -> list[StoredDocument]:
         carried = self._carried_fields(record)

@@ -19,7 +19,7 @@ import pickle
 import shutil
 import tempfile
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from strataflow.engine.tiers.rows import RowStatus
 from strataflow.engine.tiers.stage import ExtractionStage, unpack_documents
 from strataflow.extractors.base import ErrorCategory, ExtractionError, Resources, RowResult
 from strataflow.extractors.registry import get_extractor
+from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex
 from strataflow.services.buckets.documents import LiveRoots
 from strataflow.store.tables import Collection
@@ -65,7 +66,8 @@ class TierWork:
 
 def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, index: DocumentIndex,
                    collection: Collection, work: TierWork, notes: RunNotes,
-                   live_roots: LiveRoots | None = None) -> Generator[PipelineStep]:
+                   live_roots: LiveRoots | None = None,
+                   enrich: Callable[[list[StoredDocument]], None] | None = None) -> Generator[PipelineStep]:
     """Run the collection's pipeline; yield each output batch once its documents are written.
 
     Closing the iterator early (a canceled tier) stops the Ray Data execution.
@@ -75,6 +77,7 @@ def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, i
     spec = CollectionSpec.of(collection)
     plan = plan_inputs(spec)
     builder = document_builder(collection, plan, blobs)
+    builder.enrich = enrich
     config = collection.feature_extractor
     resources: Resources = get_extractor(config["feature_extractor_name"], config["version"]).resources
     # Workers open the blob store themselves from these settings: absolute paths, whatever their cwd,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -147,9 +148,14 @@ def build_collection(session: Session, scope: NamespaceScope,
 
 
 def create_collection(session: Session, index: DocumentIndex, scope: NamespaceScope,
-                      request: CreateCollectionRequest) -> Collection:
-    """Validate, create the documents table, then save. A failure leaves neither behind."""
+                      request: CreateCollectionRequest, check: Callable[[Collection], None] | None = None) -> Collection:
+    """Validate, create the documents table, then save. A failure leaves neither behind.
+
+    `check` validates what other aggregates own (the taxonomy applications) on the unsaved row.
+    """
     row, source = build_collection(session, scope, request)
+    if check is not None:
+        check(row)
     row.created_at = row.updated_at = utcnow()
     index.create_table(row.collection_id, vector_table_columns(row))
     try:
@@ -189,7 +195,8 @@ def list_collections(session: Session, scope: NamespaceScope, request: ListColle
     return paginate(session, query, page), total
 
 
-def patch_collection(session: Session, scope: NamespaceScope, identifier: str, body: dict[str, Any]) -> Collection:
+def patch_collection(session: Session, scope: NamespaceScope, identifier: str, body: dict[str, Any],
+                     check: Callable[[Collection], None] | None = None) -> Collection:
     """Only descriptive fields change; source and extractor are fixed at creation."""
     fixed = sorted(k for k in body if k in IMMUTABLE_FIELDS)
     if fixed:
@@ -208,6 +215,12 @@ def patch_collection(session: Session, scope: NamespaceScope, identifier: str, b
         row.enabled = changes["enabled"]
     if changes.get("metadata") is not None:
         row.metadata_ = changes["metadata"]
+    if check is not None and "taxonomy_applications" in changes:
+        try:
+            check(row)
+        except BaseException:
+            session.rollback()  # nothing of a refused patch stays
+            raise
     row.updated_at = utcnow()
     session.commit()
     return row

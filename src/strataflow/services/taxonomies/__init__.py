@@ -1,0 +1,1 @@
+"""Taxonomies: similarity joins from documents to the nodes of a reference collection."""

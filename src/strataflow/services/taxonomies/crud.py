@@ -1,0 +1,282 @@
+"""Taxonomies: create, get, list, patch, delete, versions and clone.
+
+The config is checked completely (checks.py) before anything is saved. PATCH changes only
+descriptive fields; a new config is a new version (the old one stays listed), or a clone.
+Deleting is refused while a collection applies the taxonomy or an apply task for it runs,
+so no collection is ever left holding half of its enrichment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from strataflow.clock import isoformat, utcnow
+from strataflow.errors import AlreadyExistsError, BadRequestError, ConflictError, not_found
+from strataflow.ids import looks_like, new_id
+from strataflow.schemas.taxonomies import (
+    CloneTaxonomyRequest,
+    CreateTaxonomyRequest,
+    CreateVersionRequest,
+    ListTaxonomiesRequest,
+    PatchTaxonomyRequest,
+)
+from strataflow.schemas.taxonomies import TaxonomyConfig as ConfigShape
+from strataflow.services.taxonomies.checks import TaxonomyConfig, check_config, check_target
+from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.statuses import TERMINAL, TaskType
+from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
+from strataflow.store.pagination import Page, PageRequest, paginate
+from strataflow.store.tables import Collection, Task, Taxonomy, TaxonomyVersion
+
+TAXONOMY_FIELDS = FieldMap(
+    columns={"taxonomy_id": Taxonomy.taxonomy_id, "taxonomy_name": Taxonomy.taxonomy_name,
+             "description": Taxonomy.description, "version": Taxonomy.version,
+             "created_at": Taxonomy.created_at, "updated_at": Taxonomy.updated_at},
+    json_columns={"config": Taxonomy.config, "metadata": Taxonomy.metadata_},
+)
+
+
+def _check_name_free(session: Session, scope: NamespaceScope, name: str, except_id: str | None = None) -> None:
+    if looks_like("taxonomy", name):
+        raise BadRequestError("Taxonomy names may not start with 'tax_' (that prefix marks ids)")
+    existing = session.scalar(select(Taxonomy.taxonomy_id).where(
+        Taxonomy.namespace_id == scope.namespace_id, Taxonomy.taxonomy_name == name))
+    if existing is not None and existing != except_id:
+        raise AlreadyExistsError(f"Taxonomy '{name}' already exists in this namespace", {"taxonomy_name": name})
+
+
+def _save(session: Session, row: Taxonomy) -> Taxonomy:
+    try:
+        session.commit()
+    except IntegrityError:  # a concurrent create took the name between the check and the commit
+        session.rollback()
+        raise AlreadyExistsError(f"Taxonomy '{row.taxonomy_name}' already exists in this namespace",
+                                 {"taxonomy_name": row.taxonomy_name}) from None
+    return row
+
+
+def _new(session: Session, scope: NamespaceScope, name: str, description: str | None, config: TaxonomyConfig,
+         metadata: dict[str, Any] | None) -> Taxonomy:
+    _check_name_free(session, scope, name)
+    stored = check_config(session, scope, config)
+    now = utcnow()
+    row = Taxonomy(taxonomy_id=new_id("taxonomy"), namespace_id=scope.namespace_id, taxonomy_name=name,
+                   description=description, config=stored, metadata_=metadata or {}, version=1,
+                   nodes=[] if stored.get("path_field") else None, created_at=now, updated_at=now)
+    session.add(row)
+    session.add(TaxonomyVersion(taxonomy_id=row.taxonomy_id, version=1, taxonomy_name=name,
+                                description=description, config=stored, created_at=now))
+    return _save(session, row)
+
+
+def create_taxonomy(session: Session, scope: NamespaceScope, request: CreateTaxonomyRequest) -> Taxonomy:
+    return _new(session, scope, request.taxonomy_name, request.description, request.config, request.metadata)
+
+
+def get_taxonomy(session: Session, scope: NamespaceScope, identifier: str) -> Taxonomy:
+    """By id, or by name within the namespace."""
+    column = Taxonomy.taxonomy_id if looks_like("taxonomy", identifier) else Taxonomy.taxonomy_name
+    row = session.scalar(select(Taxonomy).where(Taxonomy.namespace_id == scope.namespace_id, column == identifier))
+    if row is None:
+        raise not_found("Taxonomy", identifier)
+    return row
+
+
+def list_taxonomies(session: Session, scope: NamespaceScope, request: ListTaxonomiesRequest,
+                    page: PageRequest) -> tuple[Page, int]:
+    query = select(Taxonomy).where(Taxonomy.namespace_id == scope.namespace_id)
+    clause = compile_filters(request.filters, TAXONOMY_FIELDS, case_sensitive=request.case_sensitive)
+    if clause is not None:
+        query = query.where(clause)
+    if request.search:
+        query = query.where(text_search(request.search, Taxonomy.taxonomy_name, Taxonomy.taxonomy_id,
+                                        Taxonomy.description))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    for sort in [*(request.sorts or []), *([request.sort] if request.sort else [])]:
+        if not isinstance(sort, dict) or not sort.get("field"):
+            raise BadRequestError("Each sort needs a field", {"sorts": request.sorts})
+        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")),
+                                               TAXONOMY_FIELDS))
+    query = query.order_by(Taxonomy.created_at.desc(), Taxonomy.taxonomy_id)
+    return paginate(session, query, page), total
+
+
+def patch_taxonomy(session: Session, scope: NamespaceScope, identifier: str,
+                   request: PatchTaxonomyRequest) -> Taxonomy:
+    """Name, description and metadata only; the config changes by a new version."""
+    row = get_taxonomy(session, scope, identifier)
+    changes = request.model_dump(exclude_unset=True)
+    if changes.get("taxonomy_name") is not None:
+        _check_name_free(session, scope, changes["taxonomy_name"], row.taxonomy_id)
+        row.taxonomy_name = changes["taxonomy_name"]
+    if "description" in changes:
+        row.description = changes["description"]
+    if changes.get("metadata") is not None:
+        row.metadata_ = changes["metadata"]
+    row.updated_at = utcnow()
+    session.commit()
+    return row
+
+
+def create_version(session: Session, scope: NamespaceScope, identifier: str,
+                   request: CreateVersionRequest) -> Taxonomy:
+    """A new config as the next version. Collections applying the taxonomy get it on their next
+    write or apply-taxonomy run, which replaces the old version's values (never mixes them)."""
+    row = get_taxonomy(session, scope, identifier)
+    stored = check_config(session, scope, request.config)
+    if stored.get("taxonomy_type") != row.config.get("taxonomy_type"):
+        raise BadRequestError("A new version keeps the taxonomy_type; clone to change it",
+                              {"taxonomy_type": row.config.get("taxonomy_type")})
+    row.version += 1
+    row.config = stored
+    if request.description is not None:
+        row.description = request.description
+    row.updated_at = utcnow()
+    session.add(TaxonomyVersion(taxonomy_id=row.taxonomy_id, version=row.version, taxonomy_name=row.taxonomy_name,
+                                description=row.description, config=stored, created_at=row.updated_at))
+    session.commit()
+    return row
+
+
+def list_versions(session: Session, scope: NamespaceScope, identifier: str) -> list[TaxonomyVersion]:
+    row = get_taxonomy(session, scope, identifier)
+    return list(session.scalars(select(TaxonomyVersion).where(TaxonomyVersion.taxonomy_id == row.taxonomy_id)
+                                .order_by(TaxonomyVersion.version.desc())))
+
+
+def version_config(session: Session, taxonomy: Taxonomy, version: int | None) -> tuple[dict[str, Any], int]:
+    if version is None or version == taxonomy.version:
+        return dict(taxonomy.config), taxonomy.version
+    row = session.get(TaxonomyVersion, (taxonomy.taxonomy_id, version))
+    if row is None:
+        raise not_found("Taxonomy version", f"{taxonomy.taxonomy_id}@{version}")
+    return dict(row.config), version
+
+
+def clone_taxonomy(session: Session, scope: NamespaceScope, identifier: str,
+                   request: CloneTaxonomyRequest) -> Taxonomy:
+    source = get_taxonomy(session, scope, identifier)
+    config = request.config
+    if config is None:
+        config = TypeAdapter(ConfigShape).validate_python(source.config)
+    description = request.description if request.description is not None else source.description
+    return _new(session, scope, request.taxonomy_name, description, config, dict(source.metadata_ or {}))
+
+
+def applying_collections(session: Session, taxonomy_id: str, namespace_id: str) -> list[str]:
+    rows = session.scalars(select(Collection).where(Collection.namespace_id == namespace_id))
+    return sorted(c.collection_id for c in rows
+                  if any(a.get("taxonomy_id") == taxonomy_id for a in c.taxonomy_applications or []))
+
+
+def running_applies(session: Session, taxonomy_id: str) -> list[str]:
+    tasks = session.scalars(select(Task).where(Task.task_type == TaskType.TAXONOMIES_MATERIALIZE.value,
+                                               Task.status.not_in([s.value for s in TERMINAL])))
+    return [t.task_id for t in tasks if (t.additional_data or {}).get("taxonomy_id") == taxonomy_id]
+
+
+def delete_taxonomy(session: Session, scope: NamespaceScope, identifier: str) -> str:
+    row = get_taxonomy(session, scope, identifier)
+    users = applying_collections(session, row.taxonomy_id, scope.namespace_id)
+    if users:
+        raise ConflictError(f"Taxonomy '{row.taxonomy_name}' is applied by {len(users)} collection(s); remove it "
+                            "from their taxonomy_applications first", {"collection_ids": users})
+    tasks = running_applies(session, row.taxonomy_id)
+    if tasks:
+        raise ConflictError(f"Taxonomy '{row.taxonomy_name}' is being applied (task {tasks[0]}); wait for it or "
+                            "kill the task first", {"task_ids": tasks})
+    session.delete(row)
+    session.commit()
+    return row.taxonomy_id
+
+
+def taxonomy_view(row: Taxonomy) -> dict[str, Any]:
+    """TaxonomyResponse / TaxonomyModelOutput."""
+    config = dict(row.config)
+    return {
+        "taxonomy_id": row.taxonomy_id,
+        "version": row.version,
+        "taxonomy_name": row.taxonomy_name,
+        "description": row.description,
+        "retriever_id": config.get("retriever_id"),
+        "input_mappings": config.get("input_mappings"),
+        "config": config,
+        "nodes": list(row.nodes) if row.nodes is not None else None,
+        "ready": True,
+        "created_at": isoformat(row.created_at),
+        "updated_at": isoformat(row.updated_at),
+        "metadata": dict(row.metadata_ or {}),
+    }
+
+
+def version_view(row: TaxonomyVersion, taxonomy: Taxonomy) -> dict[str, Any]:
+    config = dict(row.config)
+    return {"taxonomy_id": row.taxonomy_id, "version": row.version, "taxonomy_name": row.taxonomy_name,
+            "description": row.description, "retriever_id": config.get("retriever_id"),
+            "input_mappings": config.get("input_mappings"), "config": config, "nodes": None, "ready": True,
+            "created_at": isoformat(row.created_at), "metadata": dict(taxonomy.metadata_ or {})}
+
+
+def list_stats(views: list[dict[str, Any]]) -> dict[str, int]:
+    kinds = [v["config"].get("taxonomy_type", "flat") for v in views]
+    return {"total_taxonomies": len(views), "flat_taxonomies": kinds.count("flat"),
+            "hierarchical_taxonomies": kinds.count("hierarchical"),
+            "taxonomies_with_retrievers": sum(1 for v in views if v["config"].get("retriever_id")
+                                              or v["config"].get("hierarchical_nodes"))}
+
+
+def check_applications(session: Session, scope: NamespaceScope, collection: Collection) -> None:
+    """A collection's taxonomy_applications: each taxonomy exists here and can read this collection.
+
+    Stored with taxonomy ids (a name given is resolved), so a rename changes nothing.
+    """
+    applications = []
+    for raw in collection.taxonomy_applications or []:
+        if not isinstance(raw, dict) or not raw.get("taxonomy_id"):
+            raise BadRequestError("Each taxonomy application needs a taxonomy_id", {"application": raw})
+        taxonomy = get_taxonomy(session, scope, str(raw["taxonomy_id"]))
+        target = raw.get("target_collection_id")
+        if target not in (None, collection.collection_id):
+            raise BadRequestError("target_collection_id is not supported: a taxonomy enriches the collection's "
+                                  "own documents in place", {"target_collection_id": target})
+        if raw.get("execution_mode") not in (None, "materialize"):
+            raise BadRequestError("execution_mode must be 'materialize'", {"execution_mode": raw["execution_mode"]})
+        check_target(dict(taxonomy.config), collection)
+        applications.append({**raw, "taxonomy_id": taxonomy.taxonomy_id})
+        # The fields it writes join the output schema (never leave it: readers downstream may rely on them).
+        properties = dict((collection.output_schema or {}).get("properties", {}))
+        added = {k: v for k, v in enriched_fields(session, dict(taxonomy.config)).items() if k not in properties}
+        if added:
+            collection.output_schema = {**(collection.output_schema or {}), "properties": {**properties, **added}}
+    if collection.taxonomy_applications is not None:
+        collection.taxonomy_applications = applications
+
+
+def enriched_fields(session: Session, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The output-schema entries of the fields a taxonomy writes, typed as in its nodes."""
+    sources: list[tuple[str, list[dict[str, Any]] | None]] = []
+    if config.get("taxonomy_type", "flat") == "flat":
+        source = config["source_collection"]
+        sources.append((source["collection_id"], source.get("enrichment_fields")))
+    for node in config.get("hierarchical_nodes") or []:
+        sources.append((node["collection_id"], node.get("enrichment_fields") or []))
+    found: dict[str, dict[str, Any]] = {}
+    for collection_id, fields in sources:
+        node_collection = session.get(Collection, collection_id)
+        if node_collection is None:
+            continue
+        vectors = {d["index"]["name"] for d in node_collection.vector_indexes}
+        properties = {k: v for k, v in (node_collection.output_schema or {}).get("properties", {}).items()
+                      if k not in vectors}
+        specs = fields if fields is not None else [{"field_path": k} for k in properties]
+        for spec in specs:
+            shape = dict(properties.get(spec["field_path"].split(".")[0]) or {"type": "string"})
+            if spec.get("merge_mode") == "append":
+                shape = {"type": "array", "items": {"type": shape.get("type", "string")}}
+            found[spec.get("target_field") or spec["field_path"]] = shape
+    return found

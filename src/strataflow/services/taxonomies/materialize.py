@@ -1,0 +1,110 @@
+"""Materialised enrichment: a collection's taxonomy_applications, run over documents being written.
+
+The batch engine hands every chunk of documents it is about to write to a CollectionEnricher;
+the documents are enriched in memory and written once, enriched, by the same upsert that
+writes them. So the next tier and every retriever see enriched documents, a re-run (exactly
+once, by deterministic id) rewrites the same enrichment, and no document is ever stored
+half-enriched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from strataflow.errors import BadRequestError
+from strataflow.index.records import StoredDocument
+from strataflow.index.store import DocumentIndex
+from strataflow.services.taxonomies import enrichment
+from strataflow.services.taxonomies.join import JoinPlan, Subject, path_nodes, safe_match
+from strataflow.services.taxonomies.plans import join_plan
+from strataflow.store.db import Database
+from strataflow.store.tables import Collection, Taxonomy
+
+log = logging.getLogger("strataflow.taxonomies")
+
+
+def ordered_applications(collection: Collection) -> list[dict[str, Any]]:
+    """Lower execution_phase first; within a phase, higher priority first."""
+    apps = [a for a in collection.taxonomy_applications or [] if isinstance(a, dict) and a.get("taxonomy_id")]
+    return sorted(apps, key=lambda a: (int(a.get("execution_phase") or 1), -int(a.get("priority") or 0)))
+
+
+def application_plans(session: Session, collection: Collection) -> list[JoinPlan]:
+    plans = []
+    for application in ordered_applications(collection):
+        taxonomy = session.get(Taxonomy, application["taxonomy_id"])
+        if taxonomy is None:
+            raise BadRequestError(f"Collection '{collection.collection_id}' applies taxonomy "
+                                  f"'{application['taxonomy_id']}', which does not exist",
+                                  {"taxonomy_id": application["taxonomy_id"]})
+        plans.append(join_plan(session, taxonomy, dict(taxonomy.config), taxonomy.version, collection))
+    return plans
+
+
+def enrich_documents(index: DocumentIndex, plan: JoinPlan,
+                     documents: Iterable[StoredDocument]) -> tuple[dict[str, int], list[list[str]]]:
+    """Each document joined and its values for this taxonomy replaced, in memory.
+
+    Returns counts (processed, enriched, errors) and the paths a path hierarchy met.
+    """
+    counts = {"processed": 0, "enriched": 0, "errors": 0}
+    paths: list[list[str]] = []
+    for doc in documents:
+        matches, error = safe_match(plan, index, Subject(doc.document_id, doc.payload, dict(doc.vectors)))
+        enrichment.apply(doc.payload, doc.internal, plan, matches, error)
+        counts["processed"] += 1
+        counts["enriched"] += 1 if matches else 0
+        if error:
+            counts["errors"] += 1
+            log.warning("taxonomy join failed", extra={"taxonomy_id": plan.taxonomy_id,
+                                                       "document_id": doc.document_id, "error": error})
+        if plan.path_field is not None and matches:
+            paths.append(matches[0].path)
+    return counts, paths
+
+
+def record_path_nodes(db: Database, taxonomy_id: str, paths: list[list[str]]) -> None:
+    """Add the prefixes of `paths` to the taxonomy's `nodes` (TaxonomyPathNode), each once."""
+    if not paths:
+        return
+    with db.transaction() as session:
+        row = session.get(Taxonomy, taxonomy_id, with_for_update=not db.is_sqlite)
+        if row is None:
+            return
+        nodes = list(row.nodes or [])
+        known = {n["node_id"] for n in nodes}
+        for path in paths:
+            for node in path_nodes(path):
+                if node["node_id"] not in known:
+                    known.add(node["node_id"])
+                    nodes.append(node)
+        row.nodes = nodes
+
+
+@dataclass
+class CollectionEnricher:
+    """Runs a collection's taxonomy applications over each chunk of documents before it is written."""
+
+    db: Database
+    index: DocumentIndex
+    plans: list[JoinPlan]
+
+    def __call__(self, documents: list[StoredDocument]) -> None:
+        for plan in self.plans:
+            _, paths = enrich_documents(self.index, plan, documents)
+            record_path_nodes(self.db, plan.taxonomy_id, paths)
+
+
+def collection_enricher(db: Database, index: DocumentIndex, collection: Collection) -> CollectionEnricher | None:
+    """The enricher of a collection that applies taxonomies; None when it applies none."""
+    if not ordered_applications(collection):
+        return None
+    with db.read_session() as session:
+        plans = application_plans(session, collection)
+        session.expunge_all()
+    return CollectionEnricher(db, index, plans)
