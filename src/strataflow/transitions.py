@@ -41,6 +41,7 @@ from strataflow.store.tables import (
     Namespace,
     StatusEvent,
     Task,
+    Trigger,
     Upload,
 )
 
@@ -306,3 +307,32 @@ def release_lease(entity: Any, *, expire_now: bool = False) -> None:
 def released() -> dict[str, Any]:
     """The details of a move that ends work under a lease: pass as `**released()`."""
     return {"lease_owner": None, "lease_expires_at": None}
+
+
+# Triggers keep the contract's lower-case states (`active`, `paused`, `disabled`, and `failed`
+# once the engine gives up on one). Their moves are governed here like every other status.
+TRIGGER_MOVES: dict[str | None, frozenset[str]] = {
+    None: frozenset({"active", "paused", "disabled"}),  # creation
+    "active": frozenset({"paused", "disabled", "failed"}),
+    "paused": frozenset({"active", "disabled"}),
+    "disabled": frozenset({"active", "paused"}),
+    "failed": frozenset({"active", "paused", "disabled"}),
+}
+
+
+def move_trigger(session: Session, trigger: Trigger, state: str, reason: str) -> Verdict:
+    """Set a trigger's state (creation included, when it has none yet), with its event."""
+    current: str | None = trigger.status
+    if current == state:
+        return Verdict.UNCHANGED
+    if state not in TRIGGER_MOVES.get(current, frozenset()):
+        raise InvalidTransitionError(
+            f"trigger {trigger.trigger_id} cannot move from {current or 'nothing'} to {state}",
+            {"entity": "trigger", "id": trigger.trigger_id, "from": current, "to": state},
+        )
+    trigger.status = state
+    if current is not None:
+        trigger.updated_at = utcnow()
+    session.add(StatusEvent(entity_type="trigger", entity_id=trigger.trigger_id, from_status=current,
+                            to_status=state, reason=reason))
+    return Verdict.ACCEPTED

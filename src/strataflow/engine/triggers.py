@@ -21,6 +21,7 @@ from strataflow.engine.loops import PollingLoop
 from strataflow.errors import StrataflowError
 from strataflow.services.triggers.schedule import next_fire
 from strataflow.store.tables import Trigger, TriggerFiring
+from strataflow.transitions import move_trigger
 
 log = logging.getLogger("strataflow.triggers")
 
@@ -86,4 +87,5 @@ class TriggerLoop(PollingLoop):
                 row.last_job_id, row.execution_count = job_id, row.execution_count + 1
             row.consecutive_failures = row.consecutive_failures + 1 if status == "failed" else 0
             if row.consecutive_failures >= MAX_FAILURES:
-                row.status, row.next_run_at = "failed", None
+                move_trigger(session, row, "failed", f"{MAX_FAILURES} failures in a row")
+                row.next_run_at = None

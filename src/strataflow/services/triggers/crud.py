@@ -14,6 +14,7 @@ from strataflow.ids import new_id
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.services.triggers.schedule import next_fire, normalise
 from strataflow.store.tables import Task, Trigger, TriggerFiring
+from strataflow.transitions import move_trigger
 
 STATUSES = ("active", "paused", "disabled")
 
@@ -26,9 +27,10 @@ def create_trigger(session: Session, scope: NamespaceScope, target_type: str, ta
     now = utcnow()
     row = Trigger(trigger_id=new_id("trigger"), org_id=scope.org_id, namespace_id=scope.namespace_id,
                   target_type=target_type, target_id=target_id, trigger_type=trigger_type, schedule_config=schedule,
-                  execution_config=execution_config, description=description, status=state,
+                  execution_config=execution_config, description=description,
                   next_run_at=next_fire(trigger_type, schedule, now) if state == "active" else None,
                   created_at=now, updated_at=now)
+    move_trigger(session, row, state, "created")
     session.add(row)
     session.commit()
     return row
@@ -69,7 +71,7 @@ def update_trigger(session: Session, row: Trigger, schedule_config: dict[str, An
     if description is not None:
         row.description = description
     if status is not None:
-        row.status = _status(status)
+        move_trigger(session, row, _status(status), "updated")
         if status == "active":
             row.consecutive_failures = 0
     row.next_run_at = next_fire(row.trigger_type, row.schedule_config, utcnow()) if row.status == "active" else None
