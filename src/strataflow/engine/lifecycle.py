@@ -51,6 +51,7 @@ def make_runnable(session: Session, batch: Batch, tier: BatchTier, parent_task_i
     tier.parent_task_id = parent_task_id
     tier.lease_owner = None
     tier.lease_expires_at = None
+    tier.checkpoint = {}  # a new round starts from its first row; only a take-over resumes
     batch.current_tier = tier.tier_num
 
 
@@ -69,12 +70,14 @@ def _move_task(session: Session, task_id: str | None, target: Status, reason: st
         task.additional_data = {**(task.additional_data or {}), "error": error}
 
 
-def start_tier(session: Session, batch: Batch, tier: BatchTier, owner: str, lease_until: Any) -> None:
-    if Status(tier.status) is S.IN_PROGRESS:  # reclaimed after a dead worker's lease ran out
-        transition(session, tier, S.PENDING, f"lease of {tier.lease_owner} expired")
+def start_tier(session: Session, batch: Batch, tier: BatchTier, owner: str, lease_until: Any) -> int:
+    """Claim the tier (its row locked by the caller) for `owner`; returns the claim's fence token."""
+    if Status(tier.status) is S.IN_PROGRESS:  # taken over: its holder's lease ran out, or it died here
+        transition(session, tier, S.PENDING, f"taken over from {tier.lease_owner or 'a worker that stopped'}")
     transition(session, tier, S.IN_PROGRESS, f"claimed by {owner}")
     tier.lease_owner = owner
     tier.lease_expires_at = lease_until
+    tier.fence_token = (tier.fence_token or 0) + 1  # every write of the previous holder is refused from now on
     tier.attempts += 1
     tier.started_at = tier.started_at or utcnow()
     if Status(batch.status) is S.PENDING:
@@ -82,6 +85,7 @@ def start_tier(session: Session, batch: Batch, tier: BatchTier, owner: str, leas
     _move_task(session, tier.task_id, S.IN_PROGRESS, f"claimed by {owner}")
     _move_task(session, batch.task_id, S.IN_PROGRESS, f"tier {tier.tier_num} started")
     batch.current_tier = tier.tier_num
+    return tier.fence_token
 
 
 def tier_outcome(rows_total: int, rows_failed: int) -> Status:

@@ -53,6 +53,9 @@ class RunContext:
     # Where extraction runs. None: in this process. The batch engine passes its runner
     # (a process pool or Ray), which receives the extractor's name, version and raw parameters.
     extract: ExtractFunction | None = None
+    # Called before and after every index write; raises when the caller may no longer write
+    # (the batch engine: its claim of the tier was taken over, engine/fencing.py).
+    guard: Callable[[], None] | None = None
 
     @classmethod
     def from_settings(cls, blobs: BlobStore, index: DocumentIndex, settings: Settings, **options: Any) -> RunContext:
@@ -138,6 +141,8 @@ def run_collection(ctx: RunContext, collection: Collection, records: list[Source
             shutil.rmtree(work_dir / "rows", ignore_errors=True)  # inputs of finished rows are not needed again
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+    if ctx.guard is not None:
+        ctx.guard()
     ctx.index.maintain(collection.collection_id)
     result.duration_ms = int((time.monotonic() - started) * 1000)
     return result
@@ -184,16 +189,18 @@ def _run_chunk(ctx: RunContext, collection: Collection, plan: InputPlan, builder
                     for i in inputs]
     result.extract_ms += (time.monotonic() - clock) * 1000
     clock = time.monotonic()
-    write_outcomes(ctx.index, builder, {record.source_id: record for record in chunk}, outcomes, result)
+    write_outcomes(ctx.index, builder, {record.source_id: record for record in chunk}, outcomes, result, ctx.guard)
     result.write_ms += (time.monotonic() - clock) * 1000
 
 
 def write_outcomes(index: DocumentIndex, builder: DocumentBuilder, records: dict[str, SourceRecord],
-                   outcomes: list[RowResult], result: CollectionRunResult) -> None:
+                   outcomes: list[RowResult], result: CollectionRunResult,
+                   guard: Callable[[], None] | None = None) -> None:
     """Build documents from extractor outcomes and write them; failed rows go to `result`.
 
     Each succeeded source's documents replace what it had before (stale chunks go), so a
     re-run overwrites instead of doubling. `records` holds the source record of every outcome.
+    `guard` runs before and after the write: a writer that lost its claim stops there.
     """
     documents: list[StoredDocument] = []
     succeeded: list[str] = []
@@ -213,7 +220,11 @@ def write_outcomes(index: DocumentIndex, builder: DocumentBuilder, records: dict
         return
     source_type = records[outcomes[0].row_id].source_type
     column = "source_object_id" if source_type == "bucket" else "source_document_id"
+    if guard is not None:
+        guard()
     result.stale_documents_removed += index.replace_sources(builder.collection.collection_id, documents, column,
                                                             succeeded)
-    result.documents_written += len(documents)
+    if guard is not None:
+        guard()  # lost meanwhile: what we wrote is what the new owner writes; we stop before reporting it
+    result.documents_written += len({d.document_id for d in documents})  # an id given twice is one document
     result.document_ids += [d.document_id for d in documents]
