@@ -14,6 +14,11 @@ A worker paused between the two checks (SIGSTOP, a long GC pause) may land one
 write after it lost the tier; that write is the same one the new owner makes
 (document ids derive from their inputs, an upsert replaces), and the check
 after it stops the stale worker before it reports or commits anything.
+
+A process paused *inside* a fenced transaction (SIGSTOP) would hold the tier's
+row lock, and claims skip locked rows: on PostgreSQL such a transaction is
+limited to the lease (`idle_in_transaction_session_timeout`), after which the
+server ends it and the tier can be taken over like any other.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from strataflow.statuses import Status
@@ -42,6 +47,7 @@ class TierFence:
     batch_id: str
     tier_num: int
     token: int
+    idle_limit_s: float = 0.0  # PostgreSQL: the longest a fenced transaction may sit idle (0: no limit)
 
     def _current(self, session: Session, lock: bool) -> BatchTier | None:
         query = select(BatchTier).where(BatchTier.batch_id == self.batch_id, BatchTier.tier_num == self.tier_num,
@@ -68,7 +74,14 @@ class TierFence:
         The tier row stays locked until commit, so no claim takes the tier half-way through.
         """
         with self.db.transaction() as session:
+            limit_idle(session, self.db, self.idle_limit_s)
             tier = self._current(session, lock=True)
             if tier is None:
                 raise LeaseLost(f"tier {self.tier_num} of {self.batch_id} is no longer ours (token {self.token})")
             yield session, tier
+
+
+def limit_idle(session: Session, db: Database, seconds: float) -> None:
+    """End this transaction server-side if its process stops answering for `seconds` (PostgreSQL)."""
+    if seconds > 0 and not db.is_sqlite:
+        session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {int(seconds * 1000)}"))

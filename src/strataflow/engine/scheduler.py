@@ -28,11 +28,12 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from strataflow.clock import utcnow
 from strataflow.engine import lifecycle
-from strataflow.engine.fencing import LeaseLost, TierFence
+from strataflow.engine.fencing import LeaseLost, TierFence, limit_idle
 from strataflow.engine.leases import owner_is_dead, process_owner
 from strataflow.engine.loops import PollingLoop
 from strataflow.statuses import TERMINAL, Status
@@ -175,7 +176,7 @@ class Scheduler(PollingLoop):
             token = lifecycle.start_tier(session, batch, tier, self.owner, now + self.lease)
             log.info("tier claimed", extra={"batch_id": tier.batch_id, "tier": tier.tier_num, "owner": self.owner,
                                             "fence_token": token})
-            return TierFence(self.db, tier.batch_id, tier.tier_num, token)
+            return TierFence(self.db, tier.batch_id, tier.tier_num, token, self.lease.total_seconds())
 
     def _dead_owner_tier(self, session: Any) -> BatchTier | None:
         """A running tier whose holder provably died on this host (leases.owner_is_dead): take it now."""
@@ -215,6 +216,10 @@ class Scheduler(PollingLoop):
                         extra={"batch_id": batch_id, "tier": tier_num, "fence_token": fence.token})
             return
         except Exception as exc:
+            if not self._holds(fence):  # e.g. a commit cut off after a pause: the tier is someone else's now
+                log.warning("tier lease lost; stopping without another write",
+                            extra={"batch_id": batch_id, "tier": tier_num, "fence_token": fence.token})
+                return
             log.exception("tier failed", extra={"batch_id": batch_id, "tier": tier_num})
             result, error = None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
         finally:
@@ -222,12 +227,20 @@ class Scheduler(PollingLoop):
             heartbeat.join()
         self._finish(fence, result, error)
 
+    @staticmethod
+    def _holds(fence: TierFence) -> bool:
+        try:
+            return fence.holds()
+        except SQLAlchemyError:  # the database is out of reach: let the finish decide, as before
+            return True
+
     def _heartbeat(self, fence: TierFence, done: threading.Event, lost: threading.Event) -> None:
         """Renew the lease while the token is ours; once it is not, tell the run to stop."""
         interval = max(self.lease.total_seconds() / 3, 0.2)
         while not done.wait(interval):
             try:
                 with self.db.transaction() as session:
+                    limit_idle(session, self.db, self.lease.total_seconds())
                     renewed = session.execute(
                         update(BatchTier)
                         .where(BatchTier.batch_id == fence.batch_id, BatchTier.tier_num == fence.tier_num,
