@@ -97,4 +97,18 @@ def owner_is_dead(owner: str | None) -> bool:
         return True
     except PermissionError:  # alive, but someone else's
         return False
-    return False
+    return _is_zombie(holder.pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A process that exited and waits for its parent to reap it (it can hold nothing any more).
+
+    Read from /proc only when /proc shows this PID namespace (its `self` is our PID).
+    """
+    try:
+        if Path("/proc/self").resolve().name != str(os.getpid()):
+            return False
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return False
+    return bool(state) and state[0] in ("Z", "X")

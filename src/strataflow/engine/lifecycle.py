@@ -70,10 +70,15 @@ def _move_task(session: Session, task_id: str | None, target: Status, reason: st
         task.additional_data = {**(task.additional_data or {}), "error": error}
 
 
-def start_tier(session: Session, batch: Batch, tier: BatchTier, owner: str, lease_until: Any) -> int:
-    """Claim the tier (its row locked by the caller) for `owner`; returns the claim's fence token."""
+def start_tier(session: Session, batch: Batch, tier: BatchTier, owner: str, lease_until: Any,
+               holder_died: bool = False) -> int:
+    """Claim the tier (its row locked by the caller) for `owner`; returns the claim's fence token.
+
+    `holder_died`: taken from a holder seen dead on this host, before its lease ran out.
+    """
     if Status(tier.status) is S.IN_PROGRESS:  # taken over: its holder's lease ran out, or it died here
-        transition(session, tier, S.PENDING, f"taken over from {tier.lease_owner or 'a worker that stopped'}")
+        previous = tier.lease_owner or "a worker that stopped"
+        transition(session, tier, S.PENDING, f"{previous} died" if holder_died else f"lease of {previous} expired")
     transition(session, tier, S.IN_PROGRESS, f"claimed by {owner}")
     tier.lease_owner = owner
     tier.lease_expires_at = lease_until

@@ -168,12 +168,14 @@ class Scheduler(PollingLoop):
                 # and then its tiers, so a claim holding a tier while waiting for its batch
                 # would deadlock with them.
                 query = query.with_for_update(of=(BatchTier, Batch), skip_locked=True)
-            tier = session.scalar(query) or self._dead_owner_tier(session)
+            tier, died = session.scalar(query), False
+            if tier is None:
+                tier, died = self._dead_owner_tier(session), True
             if tier is None:
                 return None
             batch = lifecycle.lock_batch(session, tier.batch_id)
             assert batch is not None
-            token = lifecycle.start_tier(session, batch, tier, self.owner, now + self.lease)
+            token = lifecycle.start_tier(session, batch, tier, self.owner, now + self.lease, holder_died=died)
             log.info("tier claimed", extra={"batch_id": tier.batch_id, "tier": tier.tier_num, "owner": self.owner,
                                             "fence_token": token})
             return TierFence(self.db, tier.batch_id, tier.tier_num, token, self.lease.total_seconds())
