@@ -278,10 +278,14 @@ class Scheduler(PollingLoop):
         with self.db.transaction() as session:
             batch = lifecycle.lock_batch(session, batch_id)  # claims lock the batch too: none runs meanwhile
             tier = session.get(BatchTier, (batch_id, tier_num))
-            if batch is None or tier is None or tier.fence_token != fence.token or tier.lease_owner != self.owner:
+            if batch is None or tier is None:
+                return
+            if tier.fence_token != fence.token:
                 log.warning("tier taken over before its end; the new owner finishes it",
                             extra={"batch_id": batch_id, "tier": tier_num, "fence_token": fence.token})
                 return
+            if tier.lease_owner != self.owner:
+                return  # canceled meanwhile: the cancel already ended the tier
             if Status(batch.status) in TERMINAL or (result is not None and result.stopped):
                 tier.lease_owner = None  # canceled, or we are shutting down: leave the tier as it is
                 if self._stop.is_set():  # a clean shutdown hands the tier over now, not after the lease
