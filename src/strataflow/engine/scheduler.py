@@ -213,14 +213,13 @@ class Scheduler(PollingLoop):
             result = self.executor(job)
             error = None
         except LeaseLost:
-            # Another worker holds the tier now: it owns every write from here on, the end included.
-            log.warning("tier lease lost; stopping without another write",
-                        extra={"batch_id": batch_id, "tier": tier_num, "fence_token": fence.token})
+            # Another worker holds the tier now (or it was canceled): every write from here on is
+            # someone else's, the end included.
+            self._log_lost(fence)
             return
         except Exception as exc:
             if not self._holds(fence):  # e.g. a commit cut off after a pause: the tier is someone else's now
-                log.warning("tier lease lost; stopping without another write",
-                            extra={"batch_id": batch_id, "tier": tier_num, "fence_token": fence.token})
+                self._log_lost(fence)
                 return
             log.exception("tier failed", extra={"batch_id": batch_id, "tier": tier_num})
             result, error = None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
@@ -228,6 +227,15 @@ class Scheduler(PollingLoop):
             beating.set()
             heartbeat.join()
         self._finish(fence, result, error)
+
+    def _log_lost(self, fence: TierFence) -> None:
+        extra = {"batch_id": fence.batch_id, "tier": fence.tier_num, "fence_token": fence.token}
+        with self.db.read_session() as session:
+            tier = session.get(BatchTier, (fence.batch_id, fence.tier_num))
+            if tier is not None and tier.fence_token == fence.token:
+                log.info("tier ended elsewhere (canceled); stopping", extra=extra)
+                return
+        log.warning("tier lease lost; stopping without another write", extra=extra)
 
     @staticmethod
     def _holds(fence: TierFence) -> bool:
