@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 from figures import Figure, print_figures, write_results
 
-from strataflow.extractors.builtin import register_builtins  # noqa: F401  (registry side effects)
 from strataflow.extractors.text_models import TEXT_MODELS, embed_texts
 from strataflow.index.records import StoredDocument, table_schema, to_arrow
 from strataflow.index.store import DocumentIndex

@@ -6,11 +6,11 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from strataflow.engine.tiers.collection_run import RunContext, run_collection
+from strataflow.engine.tiers.records import load_document_records, load_object_records
+from strataflow.engine.tiers.results import CollectionRunResult
 from strataflow.runtime import Runtime
-from strataflow.services.collection_results import CollectionRunResult
-from strataflow.services.collection_runner import RunContext, run_collection
-from strataflow.services.collection_sources import upstream_ids
-from strataflow.services.source_records import load_document_records, load_object_records
+from strataflow.services.collections.sources import upstream_ids
 from strataflow.store.tables import Collection
 
 TEXT_SCHEMA = {"properties": {"content": {"type": "text"}, "title": {"type": "string"},

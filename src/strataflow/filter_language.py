@@ -1,13 +1,16 @@
 """The contract's filter language, independent of where it is compiled to.
 
 `store/filters.py` compiles it to SQL for the metadata tables and
-`index/filters.py` to Lance SQL for documents; both read conditions here, so
-the operators, the limits and the errors are the same everywhere.
+`index/filters.py` to Lance SQL for documents. Both walk the tree with `walk`
+and read conditions with `parse_condition`, so the tree's shape, the operators,
+the limits and the errors are the same everywhere; a backend only says how one
+condition and one AND / OR / NOT look in its own SQL.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from strataflow.errors import BadRequestError
 
@@ -17,6 +20,8 @@ OPERATORS = frozenset(
 MAX_DEPTH = 12
 MAX_CONDITIONS = 256
 LOGICAL_KEYS = frozenset({"AND", "OR", "NOT"})
+
+T = TypeVar("T")
 
 
 def check_depth(depth: int) -> None:
@@ -44,3 +49,42 @@ def parse_condition(cond: dict[str, Any]) -> tuple[str, str, Any]:
     if isinstance(value, dict) and value.get("type") == "dynamic":
         raise BadRequestError("Dynamic filter values are only available in retrievers", {"field": name})
     return name, operator, value
+
+
+def walk(filters: dict[str, Any], leaf: Callable[[str, str, Any], T], join: Callable[[str, list[T]], T]) -> T:
+    """Fold a filter tree into a backend's clause.
+
+    `leaf(field, operator, value)` makes one condition's clause; `join(key, clauses)` combines
+    clauses for key "AND" (all hold), "OR" (any holds) or "NOT" (none holds). A node's own
+    clauses (its logical keys and `{"field": value}` shorthands) are joined with "AND"; an empty
+    list there means "no constraint". A logical key with an empty list adds nothing.
+    """
+    conditions = 0
+
+    def condition(cond: dict[str, Any]) -> T:
+        nonlocal conditions
+        conditions += 1
+        check_count(conditions)
+        return leaf(*parse_condition(cond))
+
+    def node(item: Any, depth: int) -> T:
+        check_depth(depth)
+        if not isinstance(item, dict):
+            raise BadRequestError("Each filter must be an object")
+        if "field" in item:
+            return condition(item)
+        clauses: list[T] = []
+        for key, value in item.items():
+            if key == "case_sensitive":
+                continue
+            if key in LOGICAL_KEYS:
+                if not isinstance(value, list):
+                    raise BadRequestError(f"'{key}' takes a list of filters")
+                children = [node(child, depth + 1) for child in value]
+                if children:
+                    clauses.append(join(key, children))
+            else:  # shorthand {"metadata.tag": "x"} means equality
+                clauses.append(condition({"field": key, "operator": "eq", "value": value}))
+        return join("AND", clauses)
+
+    return node(filters, 0)

@@ -1,4 +1,10 @@
-"""The running system's parts, built once from Settings: database, blobs, index, jobs, scheduler."""
+"""The running system's parts, built once from Settings: database, blobs, index, jobs, scheduler.
+
+The registration tables live here, in plain sight: which background job runs each task type
+(`JOB_HANDLERS`), and what else a kill must stop (`KILL_HOOKS`). The extractors are listed in
+`extractors/builtin.py` (`BUILTIN_EXTRACTORS`), the table the extractor registry reads; it stays
+there because worker processes load extractors without a runtime.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +16,41 @@ from dataclasses import dataclass, field
 from strataflow.blobs import BlobStore
 from strataflow.blobs.stores import open_blob_store
 from strataflow.config import Settings
-from strataflow.engine.jobs import JobContext, JobRunner
+from strataflow.engine.jobs import Handler, JobContext, JobRunner
+from strataflow.engine.lifecycle.cancel import cancel_from_task
 from strataflow.engine.runners import ExtractionCall, Runner, RunNotes
+from strataflow.engine.runners.base import Pipelines
 from strataflow.engine.scheduler import Scheduler
+from strataflow.engine.tiers.executor import BatchTierExecutor
 from strataflow.extractors.base import RowResult
 from strataflow.index.store import DocumentIndex
-from strataflow.services import buckets, namespaces, upload_tasks  # noqa: F401  (importing registers their jobs)
-from strataflow.services.auth import IssuedKey, bootstrap
-from strataflow.services.blob_sources import SourceLimits
-from strataflow.services.objects import ObjectWriter
-from strataflow.services.tier_execution import BatchTierExecutor
+from strataflow.services.buckets.crud import delete_bucket_job
+from strataflow.services.objects.crud import ObjectWriter
+from strataflow.services.objects.sources import SourceLimits
+from strataflow.services.tenancy.auth import IssuedKey, bootstrap
+from strataflow.services.tenancy.namespaces import delete_namespace_job
+from strataflow.services.tenancy.tasks import KillHook
+from strataflow.services.uploads.jobs import batch_confirm_job, confirm_job, fail_killed_confirm
+from strataflow.statuses import TaskType
 from strataflow.store.db import Database
 from strataflow.store.migrate import upgrade_to_head
 
 log = logging.getLogger("strataflow")
+
+# Which handler runs each background task type (engine/jobs.py claims only these types).
+JOB_HANDLERS: dict[str, Handler] = {
+    TaskType.BUCKETS_DELETE: delete_bucket_job,
+    TaskType.NAMESPACES_DELETE: delete_namespace_job,
+    TaskType.BUCKETS_UPLOADS_CONFIRM: confirm_job,
+    TaskType.BUCKETS_UPLOADS_BATCH_CONFIRM: batch_confirm_job,
+}
+
+# What killing a task must also stop (DELETE /v1/tasks/{id}); other task types are just canceled.
+KILL_HOOKS: dict[str, KillHook] = {
+    TaskType.BUCKETS_BATCHES_PROCESS: cancel_from_task,  # the whole batch
+    TaskType.ENGINE_FEATURE_EXTRACTOR_RUN: cancel_from_task,  # a tier task: the whole batch too
+    TaskType.BUCKETS_UPLOADS_CONFIRM: fail_killed_confirm,  # the upload it was confirming
+}
 
 
 @dataclass
@@ -73,6 +100,7 @@ class NoRunner:
     """The runner of an API-only process: it extracts nothing and connects to nothing (no Ray)."""
 
     name = "none"
+    pipelines: Pipelines | None = None
 
     def submit(self, call: ExtractionCall, notes: RunNotes | None = None) -> Future[list[RowResult]]:
         raise RuntimeError("this process runs the API only (STRATAFLOW_API_ONLY): workers run extraction")
@@ -109,7 +137,7 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
         first_key = bootstrap(session, settings.admin_key_path, settings.api_key)
     index = open_index(settings)
     context = JobContext(db=db, blobs=blobs, settings=settings, services={"index": index})
-    jobs = JobRunner(context, settings.task_workers, settings.task_poll_interval_s)
+    jobs = JobRunner(context, JOB_HANDLERS, settings.task_workers, settings.task_poll_interval_s)
     owns_runner = runner is None
     # An API replica needs the database and the blob store, nothing else: no pool, no Ray.
     runner = runner or (NoRunner() if settings.api_only else open_runner(settings))

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from strataflow.services.auth import create_organization, issue_key, revoke_key
-from strataflow.services.tasks import create_task
+from strataflow.services.tenancy.auth import create_organization, issue_key, revoke_key
+from strataflow.services.tenancy.tasks import create_task
 from strataflow.statuses import TaskType
 from strataflow.store.tables import Organization
 from tests.helpers import assert_error

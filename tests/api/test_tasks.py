@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from strataflow.services.tasks import create_task
+from strataflow.services.tenancy.tasks import create_task
 from strataflow.statuses import TaskType
 from tests.helpers import assert_error, wait_task
 

@@ -14,7 +14,8 @@ from sqlalchemy import update
 from strataflow.clock import utcnow
 from strataflow.engine.fencing import LeaseLost, TierFence
 from strataflow.engine.jobs import JobOutcome, extend_lease
-from strataflow.engine.scheduler import ChunkCommit, Scheduler, TierResult
+from strataflow.engine.scheduler import Scheduler
+from strataflow.engine.tiers.job import ChunkCommit, TierResult
 from strataflow.runtime import Runtime
 from strataflow.statuses import Status
 from strataflow.store.tables import BatchTier, Task

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from strataflow.services.auth import create_organization, issue_key
+from strataflow.services.tenancy.auth import create_organization, issue_key
 from tests.api.test_auth import PUBLIC, _fill, _routes
 
 # Org-scoped routes: the namespace header does not select what they show (namespaces are

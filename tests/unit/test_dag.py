@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from strataflow.errors import BadRequestError
-from strataflow.services.dag import CollectionNode, find_cycle, refuse_cycles, resolve_tiers
+from strataflow.services.collections.dag import CollectionNode, find_cycle, refuse_cycles, resolve_tiers
 
 
 def node(cid: str, source_type: str, *sources: str, enabled: bool = True) -> CollectionNode:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from strataflow.errors import InvalidTransitionError
-from strataflow.services.auth import create_organization
+from strataflow.services.tenancy.auth import create_organization
 from strataflow.statuses import TERMINAL, Status
 from strataflow.store.db import Database
 from strataflow.store.migrate import upgrade_to_head

@@ -10,8 +10,8 @@ import pytest
 from strataflow.blobs.local import LocalBlobStore
 from strataflow.blobs.multipart import MIN_PART_BYTES, MultipartGoneError, PartPlan, multipart_etag, plan_parts
 from strataflow.errors import BadRequestError
-from strataflow.services.bucket_schema import FieldType
-from strataflow.services.upload_rules import (
+from strataflow.services.buckets.schema import FieldType
+from strataflow.services.uploads.rules import (
     check_filename,
     content_fits,
     default_blob_property,

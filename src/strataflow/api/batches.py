@@ -7,6 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from strataflow.api.deps import DbDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.engine.lifecycle import cancel as cancellation
+from strataflow.engine.lifecycle import retry as retries
+from strataflow.engine.lifecycle import submit as submission
 from strataflow.schemas.batches import (
     AddObjectsToBatchRequest,
     BatchModel,
@@ -19,12 +22,10 @@ from strataflow.schemas.batches import (
 )
 from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
 from strataflow.schemas.tasks import TaskResponse
-from strataflow.services import batch_retry as retries
-from strataflow.services import batch_submit as submission
-from strataflow.services import batches as service
-from strataflow.services.batch_view import batch_payload
-from strataflow.services.buckets import get_bucket
-from strataflow.services.tasks import task_payload
+from strataflow.services.batches import crud as service
+from strataflow.services.batches.view import batch_payload
+from strataflow.services.buckets.crud import get_bucket
+from strataflow.services.tenancy.tasks import task_payload
 
 router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/batches", tags=["Bucket Batches"],
                    responses=ERROR_RESPONSES)
@@ -90,7 +91,7 @@ def submit_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session
 def cancel_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: DbDep,
                  reason: str | None = None) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
-    return task_payload(submission.cancel_batch(session, scope, bucket, batch_id, reason))
+    return task_payload(cancellation.cancel_batch(session, scope, bucket, batch_id, reason))
 
 
 @router.post("/{batch_id}/retry")

@@ -22,7 +22,7 @@ from strataflow.blobs import WrittenBlob
 from strataflow.blobs.local import LocalBlobStore, LocalBlobWriter
 from strataflow.errors import ForbiddenError, NotFoundError, PayloadTooLargeError
 from strataflow.schemas.common import ERROR_RESPONSES
-from strataflow.services.uploads import refuse_put_to_closed_upload
+from strataflow.services.uploads.crud import refuse_put_to_closed_upload
 
 router = APIRouter(prefix="/v1/blobs", tags=["Blobs"], responses=ERROR_RESPONSES)
 

@@ -17,7 +17,7 @@ from strataflow.schemas.buckets import (
     ListBucketsResponse,
 )
 from strataflow.schemas.common import ERROR_RESPONSES, AsyncTaskAccepted
-from strataflow.services import buckets as service
+from strataflow.services.buckets import crud as service
 from strataflow.store.tables import Bucket
 
 router = APIRouter(prefix="/v1/buckets", tags=["Buckets"], responses=ERROR_RESPONSES)

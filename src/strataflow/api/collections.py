@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body
 
 from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
 from strataflow.clock import isoformat
+from strataflow.engine.lifecycle import trigger
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.collections import (
     CollectionResponse,
@@ -19,9 +20,8 @@ from strataflow.schemas.collections import (
     TriggerCollectionResponse,
 )
 from strataflow.schemas.common import ERROR_RESPONSES
-from strataflow.services import collections as service
-from strataflow.services import trigger
-from strataflow.services.collection_sources import get_collection
+from strataflow.services.collections import crud as service
+from strataflow.services.collections.sources import get_collection
 from strataflow.store.tables import Collection
 
 router = APIRouter(prefix="/v1/collections", tags=["Collections"], responses=ERROR_RESPONSES)

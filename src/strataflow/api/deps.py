@@ -9,9 +9,9 @@ from fastapi import Depends, Header, Query, Request
 from sqlalchemy.orm import Session
 
 from strataflow.runtime import Runtime
-from strataflow.services.auth import authenticate
-from strataflow.services.namespaces import resolve_scope
-from strataflow.services.scope import NamespaceScope, Principal
+from strataflow.services.tenancy.auth import authenticate
+from strataflow.services.tenancy.namespaces import resolve_scope
+from strataflow.services.tenancy.scope import NamespaceScope, Principal
 from strataflow.store.pagination import PageRequest
 
 

@@ -25,10 +25,10 @@ from strataflow.schemas.documents import (
     ListDocumentsResponse,
 )
 from strataflow.schemas.validation import validate_as
-from strataflow.services import document_queries as queries
-from strataflow.services import documents as service
-from strataflow.services.collection_sources import get_collection
-from strataflow.services.document_model import document_view
+from strataflow.services.collections.sources import get_collection
+from strataflow.services.documents import crud as service
+from strataflow.services.documents import queries
+from strataflow.services.documents.model import document_view
 from strataflow.store.pagination import PageRequest
 from strataflow.store.tables import Collection
 

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query
 from strataflow.api.deps import ReadDbDep, RuntimeDep, ScopeDep
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.schemas.documents import DocumentLineageResponse
-from strataflow.services import lineage as service
-from strataflow.services.collection_sources import get_collection
-from strataflow.services.document_model import document_view
+from strataflow.services.collections.sources import get_collection
+from strataflow.services.documents import lineage as service
+from strataflow.services.documents.model import document_view
 
 router = APIRouter(tags=["Document Lineage"], responses=ERROR_RESPONSES)
 

@@ -18,7 +18,7 @@ from strataflow.schemas.namespaces import (
     PatchNamespaceRequest,
     UpdateNamespaceRequest,
 )
-from strataflow.services import namespaces as service
+from strataflow.services.tenancy import namespaces as service
 from strataflow.store.tables import Namespace
 
 router = APIRouter(prefix="/v1/namespaces", tags=["Namespaces"], responses=ERROR_RESPONSES)

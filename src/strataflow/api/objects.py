@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
 from strataflow.blobs import BlobStore
 from strataflow.clock import isoformat
+from strataflow.engine.lifecycle.trigger import process_objects
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.schemas.objects import (
     CreateObjectRequest,
@@ -23,10 +24,9 @@ from strataflow.schemas.objects import (
     PatchObjectRequest,
     UpdateObjectRequest,
 )
-from strataflow.services import aggregation
-from strataflow.services import objects as service
-from strataflow.services.buckets import get_bucket
-from strataflow.services.trigger import process_objects
+from strataflow.services.buckets.crud import get_bucket
+from strataflow.services.objects import aggregation
+from strataflow.services.objects import crud as service
 from strataflow.store.tables import BucketObject
 
 router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/objects", tags=["Bucket Objects"],

@@ -22,8 +22,8 @@ from strataflow.schemas.retrievers import (
     ListRetrieversRequest,
     PatchRetrieverRequest,
 )
-from strataflow.services import retriever_execution as execution
-from strataflow.services import retrievers as service
+from strataflow.services.retrievers import crud as service
+from strataflow.services.retrievers import execution
 
 log = logging.getLogger("strataflow.retrievers")
 router = APIRouter(prefix="/v1/retrievers", tags=["Retrievers"], responses=ERROR_RESPONSES)

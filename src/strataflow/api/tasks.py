@@ -7,9 +7,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from strataflow.api.deps import DbDep, OptionalScopeDep, PageDep, PrincipalDep, ReadDbDep
+from strataflow.runtime import KILL_HOOKS
 from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
 from strataflow.schemas.tasks import ListTasksRequest, ListTasksResponse, TaskResponse
-from strataflow.services import tasks as service
+from strataflow.services.tenancy import tasks as service
 
 router = APIRouter(prefix="/v1/tasks", tags=["Tasks"], responses=ERROR_RESPONSES)
 
@@ -34,6 +35,6 @@ def list_tasks(
 
 @router.delete("/{task_id}", response_model=GenericDeleteResponse)
 def kill_task(task_id: str, principal: PrincipalDep, session: DbDep) -> GenericDeleteResponse:
-    killed = service.kill_task(session, principal.org_id, task_id)
+    killed = service.kill_task(session, principal.org_id, task_id, KILL_HOOKS)
     message = f"Task {task_id} canceled" if killed else f"Task {task_id} is not running; nothing to cancel"
     return GenericDeleteResponse(message=message, success=True)

@@ -30,12 +30,14 @@ from strataflow.schemas.uploads import (
     OpenMultipartRequest,
     UploadResponse,
 )
-from strataflow.services import upload_create, upload_multipart, uploads
-from strataflow.services.buckets import get_bucket
-from strataflow.services.scope import NamespaceScope
-from strataflow.services.tasks import task_payload
-from strataflow.services.upload_confirm import Claim
-from strataflow.services.upload_tasks import confirm_upload, request_batch_confirm
+from strataflow.services.buckets.crud import get_bucket
+from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.services.tenancy.tasks import task_payload
+from strataflow.services.uploads import create as upload_create
+from strataflow.services.uploads import crud as uploads
+from strataflow.services.uploads import multipart as upload_multipart
+from strataflow.services.uploads.confirm import Claim
+from strataflow.services.uploads.jobs import confirm_upload, request_batch_confirm
 from strataflow.store.tables import Bucket
 
 router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/uploads", tags=["Bucket Uploads"],

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from strataflow.blobs.base import BlobInfo
+from strataflow.blobs.base import BlobInfo, BlobStore
 from strataflow.errors import BadRequestError
 
 MIN_PART_BYTES = 5 * 1024**2
@@ -92,3 +92,9 @@ class MultipartStore(Protocol):
         ...
 
     def abort_multipart(self, key: str, multipart_id: str) -> None: ...
+
+
+def abort_parts(blobs: BlobStore, key: str, multipart_id: str | None) -> None:
+    """Drop the parts of an unfinished multipart upload, if there is one and the store keeps parts."""
+    if multipart_id and isinstance(blobs, MultipartStore):
+        blobs.abort_multipart(key, multipart_id)

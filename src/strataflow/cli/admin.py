@@ -105,7 +105,7 @@ def worker(data_dir: DataDir = None) -> None:
 @orgs_app.command("create")
 def orgs_create(name: str, data_dir: DataDir = None) -> None:
     """Create an organization and print its first API key (shown once)."""
-    from strataflow.services.auth import create_organization, issue_key
+    from strataflow.services.tenancy.auth import create_organization, issue_key
 
     runtime = _open(data_dir)
     with runtime.db.transaction() as session:
@@ -122,7 +122,7 @@ def keys_create(
     data_dir: DataDir = None,
 ) -> None:
     """Issue a new API key for an organization (printed once)."""
-    from strataflow.services.auth import get_organization, issue_key
+    from strataflow.services.tenancy.auth import get_organization, issue_key
 
     runtime = _open(data_dir)
     with runtime.db.transaction() as session:
@@ -136,7 +136,7 @@ def keys_list(
     data_dir: DataDir = None,
 ) -> None:
     """List API keys (ids and prefixes, never the keys)."""
-    from strataflow.services.auth import list_keys
+    from strataflow.services.tenancy.auth import list_keys
 
     runtime = _open(data_dir)
     with runtime.db.read_session() as session:
@@ -155,7 +155,7 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
     """Revoke an API key; requests with it get 401 from then on."""
-    from strataflow.services.auth import revoke_key
+    from strataflow.services.tenancy.auth import revoke_key
 
     runtime = _open(data_dir)
     with runtime.db.transaction() as session:

@@ -5,7 +5,8 @@ dies mid-job leaves an expired lease behind and another runner picks the task
 up again, so every handler must be idempotent (at-least-once execution,
 exactly-once effect). Each claim raises the task's fence token; a runner whose
 claim was taken over can neither renew the lease nor finish the task (the
-database refuses its token), so one outcome is recorded, by the newest claim. Handlers are registered by the services that own them;
+database refuses its token), so one outcome is recorded, by the newest claim.
+The runner is handed its table of handlers (`runtime.JOB_HANDLERS`);
 this module knows nothing about what a job does.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -55,30 +56,20 @@ class JobOutcome:
 
 
 Handler = Callable[[JobContext, Task], JobOutcome]
-_HANDLERS: dict[str, Handler] = {}
-
-
-def handles(task_type: str) -> Callable[[Handler], Handler]:
-    """Register the handler that runs tasks of `task_type`."""
-
-    def decorator(func: Handler) -> Handler:
-        _HANDLERS[task_type] = func
-        return func
-
-    return decorator
-
-
-def handled_types() -> list[str]:
-    return sorted(_HANDLERS)
 
 
 class JobRunner(PollingLoop):
     """Threads that claim PENDING (or lease-expired) API tasks and run their handlers."""
 
-    def __init__(self, context: JobContext, threads: int, poll_interval_s: float) -> None:
+    def __init__(self, context: JobContext, handlers: Mapping[str, Handler], threads: int,
+                 poll_interval_s: float) -> None:
         super().__init__("strataflow-jobs", threads, poll_interval_s)
         self.context = context
+        self.handlers = dict(handlers)
         self.owner = process_owner()
+
+    def handled_types(self) -> list[str]:
+        return sorted(self.handlers)
 
     def run_pending(self) -> int:
         """Claim and run jobs until none is left. Returns how many ran (tests use this)."""
@@ -90,7 +81,7 @@ class JobRunner(PollingLoop):
 
     def _claim(self) -> str | None:
         """Take one runnable task under a row lock (SQLite: the write lock) and lease it."""
-        types = handled_types()
+        types = self.handled_types()
         if not types:
             return None
         now = utcnow()
@@ -139,7 +130,7 @@ class JobRunner(PollingLoop):
             if task is None:
                 return
             session.expunge(task)
-        handler = _HANDLERS[task.task_type]
+        handler = self.handlers[task.task_type]
         log.info("job started", extra={"task_id": task_id, "task_type": task.task_type})
         try:
             outcome = handler(self.context, task)

@@ -22,20 +22,18 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from strataflow.clock import utcnow
-from strataflow.engine import lifecycle
 from strataflow.engine.fencing import LeaseLost, TierFence, limit_idle
 from strataflow.engine.leases import owner_is_dead, process_owner
+from strataflow.engine.lifecycle import progress as lifecycle
 from strataflow.engine.loops import PollingLoop
+from strataflow.engine.tiers.job import ChunkCommit, TierExecutor, TierJob, TierResult
 from strataflow.statuses import TERMINAL, Status
 from strataflow.store.db import Database
 from strataflow.store.tables import Batch, BatchTier
@@ -43,51 +41,6 @@ from strataflow.store.tables import Batch, BatchTier
 log = logging.getLogger("strataflow.scheduler")
 
 NOTIFY_CHANNEL = "strataflow_tiers"  # database-wide: a wake-up meant for another schema only costs a claim query
-
-
-@dataclass
-class ChunkCommit:
-    """What one committed chunk records, in one fenced transaction with the chunk's own rows."""
-
-    rows_done: int
-    rows_total: int
-    counters: dict[str, Any]
-    checkpoint: dict[str, Any] | None = None  # the tier's resume point; None leaves it as it is
-    write: Callable[[Session], None] | None = None  # the executor's rows (failures), same transaction
-
-
-@dataclass
-class TierJob:
-    """What an executor is asked to do, and how it reports back.
-
-    `commit` and `report` raise LeaseLost once the claim is gone; `fence.check()` guards
-    writes made outside the database (the index).
-    """
-
-    batch_id: str
-    tier_num: int
-    owner: str
-    should_stop: Callable[[], bool]
-    report: Callable[[int, int, dict[str, Any]], None]  # rows_done, rows_total, counters
-    fence: TierFence
-    commit: Callable[[ChunkCommit], None]
-    checkpoint: dict[str, Any] = field(default_factory=dict)  # what earlier owners of this round committed
-
-
-@dataclass
-class TierResult:
-    rows_total: int
-    rows_failed: int
-    counters: dict[str, Any] = field(default_factory=dict)
-    extractor_jobs: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    error_summary: dict[str, int] = field(default_factory=dict)
-    logs: list[str] = field(default_factory=list)
-    stopped: bool = False
-
-
-class TierExecutor(Protocol):
-    def __call__(self, job: TierJob) -> TierResult: ...
 
 
 class Scheduler(PollingLoop):

@@ -1,4 +1,7 @@
-"""The extractors that ship with Strataflow. Add new built-ins to BUILTIN_EXTRACTORS."""
+"""The extractors that ship with Strataflow: the registration table the registry reads.
+
+Add a new built-in to BUILTIN_EXTRACTORS. This module does not import the registry.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from strataflow.extractors.image import IMAGE_EXTRACTOR
 from strataflow.extractors.multimodal import MULTIMODAL_EXTRACTOR
 from strataflow.extractors.passthrough import PassthroughExtractor
 from strataflow.extractors.pdf import DOCUMENT_GRAPH_EXTRACTOR
-from strataflow.extractors.registry import register
 from strataflow.extractors.text import TextExtractor
 
 BUILTIN_EXTRACTORS: list[Extractor[Any]] = [
@@ -19,8 +21,3 @@ BUILTIN_EXTRACTORS: list[Extractor[Any]] = [
     IMAGE_EXTRACTOR,
     DOCUMENT_GRAPH_EXTRACTOR,
 ]
-
-
-def register_builtins() -> None:
-    for extractor in BUILTIN_EXTRACTORS:
-        register(extractor)

@@ -1,7 +1,7 @@
 """The extractor registry: which extractors exist, and how each describes itself.
 
-Extractors register an instance here (`register`); the built-in list lives in
-`extractors/builtin.py` and is loaded on first use. The catalogue entry a
+The built-in table is `BUILTIN_EXTRACTORS` in `extractors/builtin.py`, loaded on first use;
+`register` adds (or replaces) one more. The catalogue entry a
 client sees (the FeatureExtractorResponseModel shape) is derived from the
 extractor itself: its inputs, parameter model, output fields and vector
 indexes, so the description can never drift from what the code does.
@@ -38,9 +38,11 @@ def _ensure_builtins() -> None:
         return
     with _LOAD_LOCK:
         if not _BUILTINS_LOADED:
-            from strataflow.extractors.builtin import register_builtins  # imported late: it imports us
+            # Imported on first use, not at import time: it loads every modality (numpy, PIL, ...).
+            from strataflow.extractors.builtin import BUILTIN_EXTRACTORS
 
-            register_builtins()
+            for extractor in BUILTIN_EXTRACTORS:
+                _REGISTRY.setdefault(extractor.extractor_id, extractor)
             _BUILTINS_LOADED = True
 
 

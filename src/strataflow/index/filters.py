@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strataflow.errors import BadRequestError
-from strataflow.filter_language import LOGICAL_KEYS, check_count, check_depth, parse_condition
+from strataflow.filter_language import walk
 
 _SEGMENT = re.compile(r'^[^"\\\x00-\x1f]{1,200}$')
 _COMPARE = {"gt": ">", "lt": "<", "gte": ">=", "lte": "<="}
@@ -85,42 +85,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _join(key: str, clauses: list[str]) -> str:
+    if not clauses:
+        return "TRUE"
+    if key == "NOT":
+        return "(NOT (" + " OR ".join(clauses) + "))"
+    return "(" + f" {key} ".join(clauses) + ")"
+
+
 class _Compiler:
     def __init__(self, resolve: Resolver, case_sensitive: bool) -> None:
         self.resolve = resolve
         self.case_sensitive = case_sensitive
-        self.conditions = 0
 
-    def node(self, node: Any, depth: int) -> str:
-        check_depth(depth)
-        if not isinstance(node, dict):
-            raise BadRequestError("Each filter must be an object")
-        if "field" in node:
-            return self.condition(node)
-        clauses: list[str] = []
-        for key, value in node.items():
-            if key == "case_sensitive":
-                continue
-            if key in LOGICAL_KEYS:
-                if not isinstance(value, list):
-                    raise BadRequestError(f"'{key}' takes a list of filters")
-                children = [self.node(child, depth + 1) for child in value]
-                if not children:
-                    continue
-                if key == "AND":
-                    clauses.append("(" + " AND ".join(children) + ")")
-                elif key == "OR":
-                    clauses.append("(" + " OR ".join(children) + ")")
-                else:
-                    clauses.append("(NOT (" + " OR ".join(children) + "))")
-            else:  # shorthand {"metadata.tag": "x"} means equality
-                clauses.append(self.condition({"field": key, "operator": "eq", "value": value}))
-        return "(" + " AND ".join(clauses) + ")" if clauses else "TRUE"
-
-    def condition(self, cond: dict[str, Any]) -> str:
-        self.conditions += 1
-        check_count(self.conditions)
-        name, operator, value = parse_condition(cond)
+    def condition(self, name: str, operator: str, value: Any) -> str:
         return self.apply(self.resolve(name), operator, value, name)
 
     def apply(self, target: Target, op: str, value: Any, name: str) -> str:
@@ -214,5 +192,5 @@ def compile_filter(filters: dict[str, Any] | None, resolve: Resolver, *,
     if not isinstance(filters, dict):
         raise BadRequestError("filters must be an object")
     sensitive = bool(filters.get("case_sensitive", False)) if case_sensitive is None else case_sensitive
-    sql = _Compiler(resolve, sensitive).node(filters, 0)
+    sql = walk(filters, _Compiler(resolve, sensitive).condition, _join)
     return None if sql == "TRUE" else sql

@@ -12,7 +12,7 @@ from strataflow.errors import ValidationError
 from strataflow.index.store import DocumentIndex, quote_ids
 from strataflow.retrieval.features import QueryEmbedder
 from strataflow.retrieval.results import Hit
-from strataflow.services.documents import where_of
+from strataflow.services.documents.crud import where_of
 from strataflow.store.tables import Collection
 
 

@@ -21,7 +21,7 @@ from strataflow.retrieval.features import QueryEmbedder
 from strataflow.retrieval.inputs import resolve
 from strataflow.retrieval.results import Hit
 from strataflow.retrieval.stages import stage_kind
-from strataflow.services.document_model import document_view
+from strataflow.services.documents.model import document_view
 from strataflow.store.pagination import decode_cursor, encode_cursor
 from strataflow.store.tables import Collection
 

@@ -15,7 +15,7 @@ from sqlalchemy import Boolean, ColumnElement, and_, false, func, not_, or_, tru
 from sqlalchemy.orm import InstrumentedAttribute
 
 from strataflow.errors import BadRequestError
-from strataflow.filter_language import LOGICAL_KEYS, check_count, check_depth, parse_condition
+from strataflow.filter_language import walk
 from strataflow.store.types import json_value
 
 _LEADING_OPTIONS = re.compile(r"^\(\?([a-zA-Z]+)\)")
@@ -83,40 +83,20 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _join(key: str, clauses: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    if key == "OR":
+        return or_(false(), *clauses)
+    if key == "NOT":
+        return not_(or_(false(), *clauses))
+    return and_(true(), *clauses)
+
+
 class _Compiler:
     def __init__(self, fields: FieldMap, case_sensitive: bool) -> None:
         self.fields = fields
         self.case_sensitive = case_sensitive
-        self.conditions = 0
 
-    def node(self, node: Any, depth: int) -> ColumnElement[bool]:
-        check_depth(depth)
-        if not isinstance(node, dict):
-            raise BadRequestError("Each filter must be an object")
-        if "field" in node:
-            return self.condition(node)
-        clauses: list[ColumnElement[bool]] = []
-        for key, value in node.items():
-            if key == "case_sensitive":
-                continue
-            if key in LOGICAL_KEYS:
-                if not isinstance(value, list):
-                    raise BadRequestError(f"'{key}' takes a list of filters")
-                children = [self.node(child, depth + 1) for child in value]
-                if key == "AND":
-                    clauses.append(and_(true(), *children))
-                elif key == "OR":
-                    clauses.append(or_(false(), *children) if children else true())
-                else:
-                    clauses.append(not_(or_(false(), *children)) if children else true())
-            else:  # shorthand {"metadata.tag": "x"} means equality
-                clauses.append(self.condition({"field": key, "operator": "eq", "value": value}))
-        return and_(true(), *clauses)
-
-    def condition(self, cond: dict[str, Any]) -> ColumnElement[bool]:
-        self.conditions += 1
-        check_count(self.conditions)
-        name, operator, value = parse_condition(cond)
+    def condition(self, name: str, operator: str, value: Any) -> ColumnElement[bool]:
         return self.apply(resolve_field(name, self.fields), operator, value, name)
 
     def _fold(self, expr: ColumnElement[Any], value: Any) -> tuple[ColumnElement[Any], Any]:
@@ -173,7 +153,7 @@ def compile_filters(
     if not filters:
         return None
     sensitive = bool(filters.get("case_sensitive", False)) if case_sensitive is None else case_sensitive
-    return _Compiler(fields, sensitive).node(filters, 0)
+    return walk(filters, _Compiler(fields, sensitive).condition, _join)
 
 
 def sort_expression(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import pyarrow as pa
 
 from strataflow.extractors.base import ExtractorInput, RowResult
 
@@ -22,6 +25,13 @@ class ExtractionCall:
     device: str = "cpu"
     models_dir: Path | None = None
 
+    @classmethod
+    def for_extractor(cls, config: dict[str, Any], inputs: list[ExtractorInput], work_dir: Path, device: str,
+                      models_dir: Path | None) -> ExtractionCall:
+        """The call for a collection's `feature_extractor` config (name, version, parameters)."""
+        return cls(config["feature_extractor_name"], config["version"], config.get("parameters") or {},
+                   inputs, work_dir, device, models_dir)
+
 
 @dataclass
 class RunNotes:
@@ -37,8 +47,21 @@ class RunNotes:
     logs: list[str] = field(default_factory=list)
 
 
+class Pipelines(Protocol):
+    """Runs whole tiers as pipelines over their manifests (the Ray runner with Ray Data)."""
+
+    def run(self, pipeline: Any, notes: RunNotes) -> Iterator[pa.Table]:
+        """Start the pipeline; yield its output batches. Closing the iterator stops it."""
+        ...
+
+
 class Runner(Protocol):
     name: str
+
+    @property
+    def pipelines(self) -> Pipelines | None:
+        """Set when this runner runs a tier's collections as pipelines; None: chunks go through `submit`."""
+        ...
 
     def submit(self, call: ExtractionCall, notes: RunNotes | None = None) -> Future[list[RowResult]]:
         """Start extracting; the future yields one RowResult per input row, in order."""

@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from strataflow.engine.runners.base import ExtractionCall, RunNotes
+from strataflow.engine.runners.base import ExtractionCall, Pipelines, RunNotes
 from strataflow.engine.runners.worker import initialise_pool_worker, run_extraction
 from strataflow.extractors.base import ErrorCategory, ExtractionError, RowResult
 
@@ -24,6 +24,7 @@ log = logging.getLogger("strataflow.runner")
 
 class LocalRunner:
     name = "local"
+    pipelines: Pipelines | None = None  # chunks only: no pipelines in a process pool
 
     def __init__(self, processes: int, torch_threads: int) -> None:
         self.processes = max(1, processes)

@@ -1,0 +1,122 @@
+"""Submitting a batch: resolve the DAG, write the tier-0 manifest, queue tier 0."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from strataflow.blobs import BlobStore
+from strataflow.clock import utcnow
+from strataflow.engine.lifecycle import progress as lifecycle
+from strataflow.engine.manifest import ManifestRow, manifest_key, write_manifest
+from strataflow.engine.tiers.records import object_record
+from strataflow.errors import BadRequestError
+from strataflow.services.batches.crud import get_batch
+from strataflow.services.collections.dag import CollectionNode, resolve_tiers
+from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.statuses import Status, TaskType
+from strataflow.store.tables import Batch, BatchObject, BatchTier, Bucket, BucketObject, Collection, Task
+from strataflow.transitions import transition
+
+_MEMBER_CHUNK = 2_000
+
+
+def collection_nodes(session: Session, namespace_id: str) -> list[CollectionNode]:
+    nodes = []
+    for row in session.scalars(select(Collection).where(Collection.namespace_id == namespace_id)):
+        source = row.source or {}
+        kind = str(source.get("type", "bucket"))
+        ids = source.get("bucket_ids") if kind == "bucket" else (
+            source.get("collection_ids") or ([source["collection_id"]] if source.get("collection_id") else []))
+        nodes.append(CollectionNode(row.collection_id, bool(row.enabled), kind, tuple(ids or ())))
+    return nodes
+
+
+def object_rows(session: Session, batch: Batch) -> Iterator[ManifestRow]:
+    """Tier-0 rows: one per member object, read from the database chunk by chunk.
+
+    A member that is no longer an object of the bucket (deleted since, or added
+    with skip_validation) still gets a row, marked missing, so that the tier
+    reports it as a failed document instead of silently dropping it.
+    """
+    last = -1
+    while True:
+        members = session.execute(
+            select(BatchObject.position, BatchObject.object_id)
+            .where(BatchObject.batch_id == batch.batch_id, BatchObject.position > last)
+            .order_by(BatchObject.position).limit(_MEMBER_CHUNK)
+        ).all()
+        if not members:
+            return
+        last = members[-1][0]
+        ids = [oid for _, oid in members]
+        found = {o.object_id: o for o in session.scalars(
+            select(BucketObject).where(BucketObject.bucket_id == batch.bucket_id, BucketObject.object_id.in_(ids)))}
+        for object_id in ids:
+            obj = found.get(object_id)
+            payload: dict[str, Any] = {"missing": True} if obj is None else asdict(object_record(obj))
+            yield ManifestRow(row_id=object_id, root_object_id=object_id, root_bucket_id=batch.bucket_id,
+                              source_type="bucket", source_object_id=object_id, payload=payload,
+                              lineage_path=batch.bucket_id)
+
+
+def _tier_sources(tiers: list[list[str]], nodes: dict[str, CollectionNode], tier_num: int) -> list[str]:
+    return sorted({s for cid in tiers[tier_num] for s in nodes[cid].source_ids})
+
+
+def submit_batch(session: Session, blobs: BlobStore, scope: NamespaceScope, bucket: Bucket,
+                 batch_id: str, roots: list[str] | None = None) -> Task:
+    """Queue a DRAFT batch. Submitting it again returns the same task (idempotent).
+
+    `roots` limits the DAG to those collections and what depends on them (trigger).
+    """
+    batch = get_batch(session, scope, bucket, batch_id, for_update=True)
+    if batch.status != Status.DRAFT.value:
+        existing = session.get(Task, batch.task_id) if batch.task_id else None
+        if existing is not None:
+            return existing
+        raise BadRequestError(f"Batch {batch_id} is {batch.status} and cannot be submitted", {"status": batch.status})
+    if batch.object_count == 0:
+        raise BadRequestError("The batch holds no objects; add objects before submitting it")
+    nodes = {n.collection_id: n for n in collection_nodes(session, scope.namespace_id)}
+    tiers = resolve_tiers(bucket.bucket_id, nodes.values(), roots)
+    if not tiers:
+        raise BadRequestError(
+            f"No enabled collection processes bucket '{bucket.bucket_name}'; create a collection on it first",
+            {"bucket_id": bucket.bucket_id},
+        )
+    first_from_bucket = nodes[tiers[0][0]].source_type == "bucket"
+    key = manifest_key(scope.namespace_id, batch.batch_id, 0)
+    # A tier fed by collections builds its manifest when it starts, from their documents.
+    rows = write_manifest(blobs, key, object_rows(session, batch)) if first_from_bucket else 0
+    batch.dag_tiers = tiers
+    batch.collection_ids = [cid for tier in tiers for cid in tier]
+    batch.total_tiers = len(tiers)
+    batch.manifest_key = key if first_from_bucket else None
+    batch.submitted_at = utcnow()
+    if roots is not None:
+        batch.internal_metadata = {**(batch.internal_metadata or {}), "root_collection_ids": sorted(roots)}
+    for tier_num, collection_ids in enumerate(tiers):
+        from_bucket = tier_num == 0 and first_from_bucket
+        session.add(BatchTier(batch_id=batch.batch_id, tier_num=tier_num, collection_ids=collection_ids,
+                              source_type="bucket" if from_bucket else "collection",
+                              source_collection_ids=None if from_bucket else _tier_sources(tiers, nodes, tier_num),
+                              manifest_key=key if from_bucket else None, rows_total=rows if from_bucket else 0))
+    session.flush()
+    task = lifecycle.open_task(session, batch, TaskType.BUCKETS_BATCHES_PROCESS, {
+        "current_tier": None, "total_tiers": len(tiers), "collection_ids": batch.collection_ids,
+        "object_count": batch.object_count,
+        "sample_object_ids": list(session.scalars(select(BatchObject.object_id).where(
+            BatchObject.batch_id == batch.batch_id).order_by(BatchObject.position).limit(5)))})
+    batch.task_id = task.task_id
+    transition(session, batch, Status.PENDING, "submitted")
+    first = lifecycle.tier_of(session, batch.batch_id, 0)
+    assert first is not None
+    lifecycle.make_runnable(session, batch, first, None)
+    batch.current_tier = None  # the contract: null until a worker starts tier 0
+    session.commit()
+    return task

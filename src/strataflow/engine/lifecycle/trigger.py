@@ -1,0 +1,82 @@
+"""Processing on demand: (re)run a collection, or an object as soon as it is created."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from strataflow.blobs import BlobStore
+from strataflow.engine.lifecycle.submit import collection_nodes, submit_batch
+from strataflow.errors import BadRequestError
+from strataflow.ids import new_id
+from strataflow.services.batches.members import add_members
+from strataflow.services.buckets.crud import get_bucket
+from strataflow.services.collections.dag import resolve_tiers
+from strataflow.services.collections.sources import get_collection, root_bucket_ids
+from strataflow.services.objects.crud import OBJECT_FIELDS
+from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.statuses import Status
+from strataflow.store.filters import compile_filters
+from strataflow.store.tables import Batch, Bucket, BucketObject, Task
+
+
+def _draft_batch(session: Session, scope: NamespaceScope, bucket: Bucket, object_ids: list[str],
+                 metadata: dict[str, Any]) -> Batch:
+    batch = Batch(batch_id=new_id("batch"), org_id=scope.org_id, namespace_id=scope.namespace_id,
+                  bucket_id=bucket.bucket_id, status=Status.DRAFT.value, metadata_=metadata)
+    session.add(batch)
+    session.flush()
+    batch.object_count = add_members(session, batch.batch_id, object_ids)
+    return batch
+
+
+def trigger_collection(session: Session, blobs: BlobStore, scope: NamespaceScope, identifier: str,
+                       include_buckets: list[str] | None, source_filters: dict[str, Any] | None) -> dict[str, Any]:
+    """Create and submit a batch that re-runs this collection (and what depends on it)."""
+    collection = get_collection(session, scope, identifier)
+    if not collection.enabled:
+        raise BadRequestError(f"Collection '{collection.collection_name}' is disabled; enable it to trigger it")
+    bucket_ids = root_bucket_ids(collection)
+    if include_buckets:
+        unknown = sorted(set(include_buckets) - set(bucket_ids))
+        if unknown:
+            raise BadRequestError("include_buckets names buckets this collection does not read",
+                                  {"buckets": unknown, "source_bucket_ids": bucket_ids})
+        bucket_ids = [b for b in bucket_ids if b in include_buckets]
+    filters = (source_filters or {}).get("filters") if isinstance(source_filters, dict) else None
+    clause = compile_filters(filters, OBJECT_FIELDS)
+    answers = []
+    for bucket_id in bucket_ids:
+        bucket = get_bucket(session, scope, bucket_id)
+        query = select(BucketObject.object_id).where(BucketObject.bucket_id == bucket.bucket_id)
+        if clause is not None:
+            query = query.where(clause)
+        object_ids = list(session.scalars(query.order_by(BucketObject.created_at)))
+        if not object_ids:
+            continue
+        batch = _draft_batch(session, scope, bucket, object_ids, {"triggered_by": collection.collection_id})
+        task = submit_batch(session, blobs, scope, bucket, batch.batch_id, roots=[collection.collection_id])
+        answers.append((batch, task, len(object_ids)))
+    if not answers:
+        raise BadRequestError("Nothing to process: the collection's source buckets hold no matching objects",
+                          {"source_bucket_ids": bucket_ids})
+    batch, task, _count = answers[0]
+    return {
+        "batch_id": batch.batch_id, "task_id": task.task_id, "collection_id": collection.collection_id,
+        "source_bucket_ids": bucket_ids,
+        "source_collection_ids": (collection.source or {}).get("collection_ids"),
+        "object_count": sum(a[2] for a in answers), "document_count": None, "total_tiers": batch.total_tiers,
+        "batch_ids": [a[0].batch_id for a in answers],
+        "message": f"Processing {sum(a[2] for a in answers)} object(s) in {len(answers)} batch(es)",
+    }
+
+
+def process_objects(session: Session, blobs: BlobStore, scope: NamespaceScope, bucket: Bucket,
+                    object_ids: list[str]) -> Task | None:
+    """auto_process: a batch of the new objects, submitted at once. None when no collection reads the bucket."""
+    if not resolve_tiers(bucket.bucket_id, collection_nodes(session, scope.namespace_id)):
+        return None
+    batch = _draft_batch(session, scope, bucket, object_ids, {"auto_process": True})
+    return submit_batch(session, blobs, scope, bucket, batch.batch_id)

@@ -1,0 +1,156 @@
+"""The extraction stage of a tier's Ray Data pipeline: manifest rows in, per-row outcomes out.
+
+Runs inside a Ray Data actor (one instance per actor, so the extractor's models
+stay loaded between batches) and knows nothing of Ray. For each manifest row it
+decides, with the local path's classifier (engine/tiers/rows.py), whether the row is this round's work (retry
+rounds run only their failed rows), passes the collection's source filters,
+still has its object, and has the collection's input; then it prepares the
+inputs (reading blobs from the blob store it opens itself) and extracts.
+
+Every row comes back as data (ok, failed with category and message, skipped,
+filtered, missing input), never as an exception, so one bad document cannot
+fail the tier. A succeeded row carries its extracted documents, pickled, with
+the files an extractor made inlined as bytes: the worker may be on another
+host, and its scratch directory is gone when the batch ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from strataflow.blobs.stores import open_blob_store
+from strataflow.config import Settings
+from strataflow.engine.manifest import ManifestRow
+from strataflow.engine.runners.base import ExtractionCall
+from strataflow.engine.runners.worker import run_extraction
+from strataflow.engine.tiers.collection_run import CollectionSpec, plan_inputs, prepare_inputs
+from strataflow.engine.tiers.records import SourceRecord
+from strataflow.engine.tiers.results import CollectionRunResult
+from strataflow.engine.tiers.rows import RowStatus, classify_row
+from strataflow.extractors.base import DocumentBlob, ErrorCategory, ExtractedDocument, ExtractionError, RowResult
+
+log = logging.getLogger("strataflow.ray_data")
+
+
+OUTPUT_SCHEMA = pa.schema([
+    ("row_id", pa.string()), ("root_object_id", pa.string()), ("status", pa.string()),
+    ("error_type", pa.string()), ("error_message", pa.string()),
+    ("record", pa.string()),  # the row's source record (JSON), for the driver's document builder; ok rows only
+    ("documents", pa.binary()),  # pickled list[ExtractedDocument], files inlined; ok rows only
+    ("prepare_ms", pa.float64()), ("extract_ms", pa.float64()),  # the batch's timings, on its first row
+])
+
+
+@dataclass(frozen=True)
+class ShippedBlob:
+    """A file an extractor made, carried as bytes back to the driver."""
+
+    field: str
+    filename: str
+    role: str
+    type: str
+    content_type: str | None
+    data: bytes
+
+
+def pack_documents(documents: list[ExtractedDocument]) -> bytes:
+    shipped = [replace(doc, blobs=[ShippedBlob(b.field, b.path.name, b.role, b.type, b.content_type,
+                                               b.path.read_bytes()) for b in doc.blobs]) for doc in documents]
+    return pickle.dumps(shipped, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_documents(data: bytes, work_dir: Path) -> list[ExtractedDocument]:
+    """The extracted documents, their files written back to disk under `work_dir` for the builder."""
+    documents: list[ExtractedDocument] = pickle.loads(data)  # our own bytes, from our own cluster
+    for position, doc in enumerate(documents):
+        blobs: list[DocumentBlob] = []
+        for number, shipped in enumerate(doc.blobs):
+            path = work_dir / f"{position}-{number}" / shipped.filename
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(shipped.data)
+            blobs.append(DocumentBlob(shipped.field, path, shipped.role, shipped.type, shipped.content_type))
+        doc.blobs = blobs
+    return documents
+
+
+class ExtractionStage:
+    """One collection's extraction, as a Ray Data callable class (see the module doc)."""
+
+    def __init__(self, settings: Settings, spec: CollectionSpec, wanted: frozenset[str] | None,
+                 allowed: frozenset[str] | None, on_gpu: bool = False) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.wanted = wanted
+        self.allowed = allowed
+        self.device = "cuda" if on_gpu else settings.device
+        self.plan = plan_inputs(spec)
+        self.blobs = open_blob_store(settings)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        raw = batch.to_pylist()
+        rows = [ManifestRow.from_record(r) for r in raw]
+        payloads = {r["row_id"]: r["payload"] for r in raw}  # the record as the manifest holds it (JSON)
+        out: dict[str, dict[str, Any]] = {}
+        records: dict[str, SourceRecord] = {}
+        for row in rows:
+            status, message = classify_row(row, self.wanted, self.allowed)
+            out[row.row_id] = {"row_id": row.row_id, "root_object_id": row.root_object_id, "status": status.value}
+            if message is not None:
+                out[row.row_id].update(error_type=ErrorCategory.VALIDATION.value, error_message=message)
+            elif status == RowStatus.OK:
+                records[row.row_id] = SourceRecord(**row.payload)
+        result = CollectionRunResult(self.spec.collection_id)
+        work_dir = Path(tempfile.mkdtemp(prefix=f"{self.spec.collection_id}-"))
+        try:
+            clock = time.monotonic()
+            inputs = prepare_inputs(self.plan, list(records.values()), self.blobs, work_dir / "rows", result)
+            prepare_ms, clock = (time.monotonic() - clock) * 1000, time.monotonic()
+            outcomes = self._extract(inputs, work_dir / "extract") if inputs else []
+            extract_ms = (time.monotonic() - clock) * 1000
+            for row_id in result.missing_input_ids:
+                out[row_id]["status"] = RowStatus.MISSING_INPUT.value
+            for failure in result.failures:
+                out[failure.source_id].update(status=RowStatus.FAILED.value, error_type=failure.error_type,
+                                              error_message=failure.message)
+            for outcome in outcomes:
+                out[outcome.row_id].update(self._outcome_columns(outcome, payloads[outcome.row_id]))
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        failed = sum(1 for r in out.values() if r["status"] == RowStatus.FAILED.value)
+        log.info("%s: %d rows, %d extracted, %d failed", self.spec.collection_id, len(rows), len(outcomes), failed)
+        table = list(out.values())
+        if table:
+            table[0].update(prepare_ms=prepare_ms, extract_ms=extract_ms)
+        return pa.Table.from_pylist(table, schema=OUTPUT_SCHEMA)
+
+    def _extract(self, inputs: list[Any], work_dir: Path) -> list[RowResult]:
+        call = ExtractionCall.for_extractor(self.spec.feature_extractor, inputs, work_dir, self.device,
+                                            self.settings.models_dir)
+        try:
+            return run_extraction(call)
+        except Exception as exc:  # an extractor bug fails the batch's rows, never the tier
+            log.exception("extractor failed", extra={"collection_id": self.spec.collection_id})
+            error = ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}"[:2000])
+            return [RowResult(row.row_id, error=error) for row in inputs]
+
+    @staticmethod
+    def _outcome_columns(outcome: RowResult, payload: str) -> dict[str, Any]:
+        if outcome.error is not None:
+            return {"status": RowStatus.FAILED.value, "error_type": outcome.error.category.value,
+                    "error_message": outcome.error.message}
+        try:
+            documents = pack_documents(outcome.documents)
+        except OSError as exc:  # a file the extractor named is gone: the row fails, not the batch
+            return {"status": RowStatus.FAILED.value, "error_type": ErrorCategory.RUNTIME.value,
+                    "error_message": f"an extracted file could not be read: {exc}"}
+        return {"record": payload, "documents": documents}
+

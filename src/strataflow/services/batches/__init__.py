@@ -1,0 +1,1 @@
+"""Batches: membership, the wire view, create/read/patch/delete."""

@@ -1,0 +1,99 @@
+"""Batches: create, add objects, read, list, patch, delete. Submission lives in batch_submit."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from strataflow.errors import BadRequestError, ConflictError, not_found
+from strataflow.ids import new_id
+from strataflow.schemas.batches import CreateBatchRequest, ListBatchesRequest
+from strataflow.services.batches.members import add_members, check_objects_exist, unknown_objects_filter
+from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.statuses import TERMINAL, Status
+from strataflow.store.tables import Batch, BatchTier, Bucket, DocumentFailure
+
+
+def get_batch(session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str,
+              *, for_update: bool = False) -> Batch:
+    query = select(Batch).where(
+        Batch.batch_id == batch_id, Batch.bucket_id == bucket.bucket_id, Batch.namespace_id == scope.namespace_id
+    )
+    if for_update and session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update()
+    row = session.scalar(query)
+    if row is None:
+        raise not_found("Batch", batch_id)
+    return row
+
+
+def _validated(session: Session, bucket: Bucket, object_ids: list[str], skip_validation: bool) -> list[str]:
+    if skip_validation:
+        return unknown_objects_filter(object_ids)
+    check_objects_exist(session, bucket.bucket_id, object_ids)
+    return object_ids
+
+
+def create_batch(session: Session, scope: NamespaceScope, bucket: Bucket, request: CreateBatchRequest,
+                 skip_validation: bool = False) -> Batch:
+    object_ids = _validated(session, bucket, request.object_ids, skip_validation)
+    batch = Batch(
+        batch_id=new_id("batch"),
+        org_id=scope.org_id,
+        namespace_id=scope.namespace_id,
+        bucket_id=bucket.bucket_id,
+        status=Status.DRAFT.value,
+        metadata_=request.metadata,
+    )
+    session.add(batch)
+    session.flush()
+    batch.object_count = add_members(session, batch.batch_id, object_ids)
+    session.commit()
+    return batch
+
+
+def add_objects(session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str, object_ids: list[str],
+                skip_validation: bool = False) -> Batch:
+    batch = get_batch(session, scope, bucket, batch_id, for_update=True)
+    if batch.status != Status.DRAFT.value:
+        raise BadRequestError(
+            f"Objects can only be added to a DRAFT batch; this one is {batch.status}",
+            {"batch_id": batch_id, "status": batch.status},
+        )
+    object_ids = _validated(session, bucket, object_ids, skip_validation)
+    batch.object_count = add_members(session, batch.batch_id, object_ids)
+    session.commit()
+    return batch
+
+
+def list_batches(session: Session, scope: NamespaceScope, bucket: Bucket,
+                 request: ListBatchesRequest) -> tuple[list[Batch], int]:
+    base = select(Batch).where(Batch.bucket_id == bucket.bucket_id, Batch.namespace_id == scope.namespace_id)
+    if request.status is not None:
+        base = base.where(Batch.status == request.status.value)
+    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    query = base.order_by(Batch.created_at.desc(), Batch.batch_id).offset(request.offset).limit(request.limit)
+    return list(session.scalars(query)), total
+
+
+def patch_batch(session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str,
+                metadata: dict[str, object] | None) -> Batch:
+    batch = get_batch(session, scope, bucket, batch_id)
+    if metadata is not None:
+        batch.metadata_ = metadata
+    session.commit()
+    return batch
+
+
+def delete_batch(session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str) -> None:
+    """Remove the batch record. A batch that is still running must be canceled first."""
+    batch = get_batch(session, scope, bucket, batch_id, for_update=True)
+    if batch.status not in (Status.DRAFT.value, *(s.value for s in TERMINAL)):
+        raise ConflictError(
+            f"Batch {batch_id} is {batch.status}; cancel it before deleting it",
+            {"batch_id": batch_id, "status": batch.status},
+        )
+    session.execute(delete(DocumentFailure).where(DocumentFailure.batch_id == batch_id))
+    session.execute(delete(BatchTier).where(BatchTier.batch_id == batch_id))
+    session.delete(batch)
+    session.commit()

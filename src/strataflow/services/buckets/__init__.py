@@ -1,0 +1,1 @@
+"""Buckets: the schema-typed containers of objects, and their schema rules."""

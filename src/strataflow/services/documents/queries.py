@@ -1,0 +1,192 @@
+"""Listing documents (filters, search, sort, pages, groups) and aggregating them."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from strataflow.errors import BadRequestError
+from strataflow.index.filters import Target, sql_string
+from strataflow.index.records import StoredDocument
+from strataflow.index.store import DocumentIndex
+from strataflow.schemas.common import SortOption
+from strataflow.schemas.documents import DocumentAggregationRequest, ListDocumentsRequest
+from strataflow.services.documents.crud import where_of
+from strataflow.services.documents.model import resolve_field
+from strataflow.store.pagination import PageRequest, encode_cursor
+from strataflow.store.tables import Collection
+
+MAX_GROUPED_DOCUMENTS = 10_000
+DEFAULT_ORDER = [("created_at", True), ("document_id", True)]
+_FUNCTIONS = {"count", "count_distinct", "sum", "avg", "min", "max"}
+
+
+@dataclass
+class DocumentPage:
+    documents: list[StoredDocument]
+    pagination: dict[str, Any]
+    total: int | None
+    groups: list[dict[str, Any]] | None = None
+
+
+def _search_clause(search: str) -> str:
+    needle = json.dumps(search.lower(), ensure_ascii=False)[1:-1]
+    pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return (f"(lower(json_extract(payload, '$')) LIKE {sql_string(pattern)} ESCAPE '\\' "
+            f"OR lower(document_id) LIKE {sql_string(pattern)} ESCAPE '\\')")
+
+
+def _where(collection: Collection, request: ListDocumentsRequest) -> str | None:
+    clauses = [c for c in (where_of(collection, request.filters),
+                           _search_clause(request.search) if request.search else None) if c]
+    return " AND ".join(f"({c})" for c in clauses) or None
+
+
+def _sorted_ids(index: DocumentIndex, collection: Collection, where: str | None, target: Target,
+                ascending: bool) -> list[str]:
+    """Ids of all matches ordered by a payload field: numbers first by value, then other values by text."""
+    keys = index.select(collection.collection_id, where, {
+        "document_id": "document_id", "number": target.number(), "text": target.json_text()})
+    order = "ascending" if ascending else "descending"
+    indices = pc.sort_indices(keys, sort_keys=[("number", order, "at_end"), ("text", order, "at_end"),
+                                               ("document_id", "ascending", "at_end")])
+    return [str(i) for i in keys.column("document_id").take(indices).to_pylist()]
+
+
+def _pagination(start: int, limit: int, has_more: bool, total: int | None) -> dict[str, Any]:
+    page = start // limit + 1
+    return {"total": total, "page": page, "page_size": limit,
+            "total_pages": -(-total // limit) if total is not None else None,
+            "next_page": str(page + 1) if has_more else None,
+            "previous_page": str(page - 1) if page > 1 else None,
+            "next_cursor": encode_cursor(start + limit) if has_more else None}
+
+
+def list_documents(index: DocumentIndex, collection: Collection, request: ListDocumentsRequest,
+                   page: PageRequest, with_vectors: bool) -> DocumentPage:
+    where = _where(collection, request)
+    total = index.count(collection.collection_id, where) if page.include_total else None
+    if request.group_by:
+        return _grouped(index, collection, where, request.group_by, page, with_vectors, total)
+    start, limit = page.start, page.limit
+    sort: SortOption | None = request.sort
+    target = resolve_field(sort.field, collection) if sort else None
+    if target is None or not target.is_json:
+        order = [(target.column, sort.direction.lower() == "asc")] if target and sort else []
+        order += [o for o in DEFAULT_ORDER if not order or o[0] != order[0][0]]
+        docs = index.query(collection.collection_id, where, order=order, offset=start, limit=limit + 1,
+                           with_vectors=with_vectors)
+        return DocumentPage(docs[:limit], _pagination(start, limit, len(docs) > limit, total), total)
+    assert sort is not None
+    ids = _sorted_ids(index, collection, where, target, sort.direction.lower() == "asc")
+    wanted = ids[start : start + limit]
+    found = {d.document_id: d for d in index.get_many(collection.collection_id, wanted, with_vectors)}
+    docs = [found[i] for i in wanted if i in found]
+    return DocumentPage(docs, _pagination(start, limit, len(ids) > start + limit, total), total)
+
+
+def _grouped(index: DocumentIndex, collection: Collection, where: str | None, group_by: str, page: PageRequest,
+             with_vectors: bool, total: int | None) -> DocumentPage:
+    """Groups of documents sharing a field's value; pages count groups, not documents."""
+    target = resolve_field(group_by, collection)
+    key = target.json_text() if target.is_json else target.column
+    rows = index.select(collection.collection_id, where, {"document_id": "document_id", "key": key}).to_pylist()
+    if len(rows) > MAX_GROUPED_DOCUMENTS:
+        raise BadRequestError(f"group_by works on at most {MAX_GROUPED_DOCUMENTS} documents; add filters",
+                              {"matching_documents": len(rows)})
+    members: dict[str, list[str]] = {}
+    for row in rows:
+        members.setdefault(row["key"] if row["key"] is not None else "null", []).append(row["document_id"])
+    keys = sorted(members)
+    chosen = keys[page.start : page.start + page.limit]
+    wanted = [i for k in chosen for i in members[k]]
+    found = {d.document_id: d for d in index.get_many(collection.collection_id, wanted, with_vectors)}
+    groups = [{"group_key": _decode(k) if target.is_json else k,
+               "documents": [found[i] for i in members[k] if i in found], "count": len(members[k])}
+              for k in chosen]
+    pagination = _pagination(page.start, page.limit, len(keys) > page.start + page.limit, total)
+    return DocumentPage([], pagination, total, groups)
+
+
+def _decode(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _metric(function: str, values: list[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    if function == "count":
+        return len(values)
+    if function == "count_distinct":
+        return len({json.dumps(v, sort_keys=True) for v in present})
+    numbers = [float(v) for v in present if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if function == "sum":
+        return sum(numbers)
+    if function == "avg":
+        return sum(numbers) / len(numbers) if numbers else None
+    comparable: list[Any] = list(numbers) or [v for v in present if isinstance(v, str)]
+    if not comparable:
+        return None
+    return min(comparable) if function == "min" else max(comparable)
+
+
+def aggregate_documents(index: DocumentIndex, collection: Collection,
+                        request: DocumentAggregationRequest) -> dict[str, Any]:
+    """Group-by with count, count_distinct, sum, avg, min and max over document fields."""
+    started = time.perf_counter()
+    expressions: dict[str, str] = {"document_id": "document_id"}
+    groups: list[tuple[str, str, bool]] = []
+    for i, spec in enumerate(request.group_by):
+        if not isinstance(spec.get("field"), str) or not spec["field"]:
+            raise BadRequestError("Each group_by entry needs a 'field'")
+        if spec.get("date_trunc") or spec.get("date_part"):
+            raise BadRequestError("date_trunc and date_part grouping are not supported", {"field": spec["field"]})
+        target = resolve_field(spec["field"], collection)
+        expressions[f"g{i}"] = target.json_text() if target.is_json else target.column
+        groups.append((spec.get("alias") or spec["field"], f"g{i}", target.is_json))
+    metrics: list[tuple[str, str, str | None, bool]] = []
+    for i, op in enumerate(request.aggregations):
+        function = str(op.get("function", "")).lower()
+        if function not in _FUNCTIONS:
+            raise BadRequestError(f"Unsupported aggregation function '{function}'", {"supported": sorted(_FUNCTIONS)})
+        field = str(op.get("field") or op.get("distinct_field") or "")
+        column = None
+        if function != "count":
+            if not field:
+                raise BadRequestError(f"Aggregation '{function}' needs a field", {"function": function})
+            target = resolve_field(field, collection)
+            column = f"m{i}"
+            expressions[column] = target.json_text() if target.is_json else target.column
+        alias = op.get("alias") or (f"{function}_{field}" if field else function)
+        metrics.append((alias, function, column, bool(field) and resolve_field(field, collection).is_json))
+    table: pa.Table = index.select(collection.collection_id, where_of(collection, request.filters), expressions)
+    buckets: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for row in table.to_pylist():
+        group = {name: (_decode(row[col]) if is_json else row[col]) for name, col, is_json in groups}
+        buckets.setdefault(json.dumps(group, sort_keys=True, default=str), (group, []))[1].append(row)
+    results = []
+    for group, rows in buckets.values():
+        values = {alias: _metric(function, [(_decode(r[col]) if is_json else r[col]) if col else 1 for r in rows])
+                  for alias, function, col, is_json in metrics}
+        results.append({"group": group, "metrics": values})
+    if request.sort_by:
+        key, reverse = request.sort_by, request.sort_direction.lower() == "desc"
+        results.sort(key=lambda r: _sort_key(r["metrics"].get(key, r["group"].get(key))), reverse=reverse)
+    if request.limit:
+        results = results[: request.limit]
+    elapsed = round((time.perf_counter() - started) * 1000, 2)
+    return {"results": results, "total_groups": len(results),
+            "query_info": {"execution_time_ms": elapsed, "documents_scanned": table.num_rows}}
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))

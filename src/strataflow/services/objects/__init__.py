@@ -1,0 +1,1 @@
+"""Bucket objects: create, read, list, aggregate; inline blobs turned into stored bytes."""

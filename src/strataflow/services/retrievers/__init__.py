@@ -1,0 +1,1 @@
+"""Saved retrievers: create, read, patch, delete, and executing one."""

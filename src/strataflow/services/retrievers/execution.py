@@ -1,0 +1,55 @@
+"""Turning an execute request (saved retriever or ad hoc) into a checked, ready-to-run Execution.
+
+Everything a client can get wrong before the first stage runs (inputs, stage ids, feature
+URIs, pagination) is checked here, so even a streamed execute answers it with a 4xx status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from strataflow.blobs import BlobStore
+from strataflow.index.store import DocumentIndex
+from strataflow.retrieval.inputs import validate_inputs
+from strataflow.retrieval.pipeline import Execution, ResultPage
+from strataflow.schemas.retrievers import AdhocExecuteRequest, ExecuteRetrieverRequest
+from strataflow.services.retrievers.crud import (
+    check_pipeline,
+    get_retriever,
+    input_schema_dict,
+    resolve_collections,
+)
+from strataflow.services.tenancy.scope import NamespaceScope
+
+
+def _execution(index: DocumentIndex, blobs: BlobStore, request: ExecuteRetrieverRequest, *,
+               collections: list[Any], stages: list[dict[str, Any]], schema: dict[str, Any],
+               budget: dict[str, Any], retriever_id: str | None, with_vectors: bool, presign: bool) -> Execution:
+    inputs = validate_inputs(schema, request.inputs)
+    page = ResultPage.from_request(request.pagination, request.limit, request.offset)
+    return Execution(index=index, collections=collections, stages=stages, inputs=inputs, page=page,
+                     retriever_id=retriever_id, with_vectors=with_vectors or request.return_vectors,
+                     blobs=blobs if presign or request.return_presigned_urls else None,
+                     max_time_ms=budget.get("max_time_ms"))
+
+
+def saved_execution(session: Session, index: DocumentIndex, blobs: BlobStore, scope: NamespaceScope,
+                    identifier: str, request: ExecuteRetrieverRequest, *, with_vectors: bool = False,
+                    presign: bool = False) -> Execution:
+    row = get_retriever(session, scope, identifier)
+    collections = resolve_collections(session, scope, list(row.collection_ids))
+    return _execution(index, blobs, request, collections=collections, stages=list(row.stages),
+                      schema=dict(row.input_schema), budget=dict(row.budget_limits or {}),
+                      retriever_id=row.retriever_id, with_vectors=with_vectors, presign=presign)
+
+
+def adhoc_execution(session: Session, index: DocumentIndex, blobs: BlobStore, scope: NamespaceScope,
+                    request: AdhocExecuteRequest, *, with_vectors: bool = False, presign: bool = False) -> Execution:
+    collections = resolve_collections(session, scope, request.collection_identifiers)
+    stages = check_pipeline(collections, request.stages)
+    budget = request.budget_limits.model_dump() if request.budget_limits else {}
+    return _execution(index, blobs, request, collections=collections, stages=stages,
+                      schema=input_schema_dict(request.input_schema), budget=budget, retriever_id=None,
+                      with_vectors=with_vectors, presign=presign)

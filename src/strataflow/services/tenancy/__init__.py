@@ -1,0 +1,1 @@
+"""Who may do what, and where: organizations and API keys, scopes, namespaces, tasks."""

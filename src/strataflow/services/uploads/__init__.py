@@ -1,0 +1,1 @@
+"""Presigned uploads: the rules, create, multipart, confirm, the jobs behind confirms."""
