@@ -11,7 +11,10 @@ in this very PID namespace, and that PID no longer exists, waiting out the
 lease only delays recovery, so the work may be taken at once. "This machine"
 is the kernel's boot id, "this PID namespace" the inode of /proc/self/ns/pid;
 both are recorded with the holder, and the fast path is taken only when both
-match. Anything less certain waits for the lease.
+match. Anything less certain waits for the lease. (The kernel may give a new
+PID namespace the inode of one that is gone; every holder recorded in the
+gone one is dead, so that can only make a live-looking PID wait, never make a
+live holder look dead.)
 
 A claim also carries a fence token (a column of the leased row that grows by
 one with each claim); see `engine/fencing.py`.
