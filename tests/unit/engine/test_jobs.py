@@ -79,8 +79,8 @@ def test_a_handler_that_raises_fails_its_task_with_the_error(db: Database, tmp_p
     with db.read_session() as session:
         task = session.get(Task, task_id)
         assert task is not None
-        assert (task.status, task.error) == (Status.FAILED, "ValueError: no such bucket")
-        assert "Traceback" in task.additional_data["traceback"]
+        assert task.status is Status.FAILED
+        assert task.error is not None and "ValueError" in task.error  # the type; the text stays in the log
 
 
 def test_a_task_killed_while_it_runs_stays_canceled(db: Database, tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ def test_an_executor_that_breaks_fails_the_batch_with_its_error(db: Database) ->
     with db.read_session() as session:
         batch = session.get(Batch, batch_id)
         assert batch is not None and batch.status is Status.FAILED
-        assert batch.error is not None and "RuntimeError: disk full" in batch.error
+        assert batch.error is not None and "RuntimeError" in batch.error  # the type; the text stays in the log
 
 
 def test_a_canceled_batch_is_not_claimed(db: Database) -> None:
