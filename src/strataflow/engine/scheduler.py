@@ -22,10 +22,10 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from strataflow.clock import utcnow
 from strataflow.engine.fencing import LeaseLost, TierFence, limit_idle
@@ -135,7 +135,7 @@ class Scheduler(PollingLoop):
                                             "fence_token": token})
             return TierFence(self.db, tier.batch_id, tier.tier_num, token, self.lease.total_seconds())
 
-    def _dead_owner_tier(self, session: Any) -> BatchTier | None:
+    def _dead_owner_tier(self, session: Session) -> BatchTier | None:
         """A running tier whose holder provably died on this host (leases.owner_is_dead): take it now."""
         running = and_(BatchTier.status == Status.IN_PROGRESS.value, Batch.status == Status.IN_PROGRESS.value)
         query = select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
