@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from strataflow.blobs import BlobStore
@@ -18,10 +19,12 @@ from strataflow.config import Settings
 from strataflow.engine.clusters.job import cluster_build_job
 from strataflow.engine.jobs import Handler, JobContext, JobRunner
 from strataflow.engine.lifecycle.cancel import cancel_from_task
-from strataflow.engine.runners import Runner
+from strataflow.engine.runners import ExtractionCall, Runner, RunNotes
+from strataflow.engine.runners.base import Pipelines
 from strataflow.engine.scheduler import Scheduler
 from strataflow.engine.tiers.executor import BatchTierExecutor
 from strataflow.engine.triggers import TriggerAction, TriggerLoop
+from strataflow.extractors.base import RowResult
 from strataflow.index.store import DocumentIndex
 from strataflow.outbound import OutboundClient, OutboundPolicy
 from strataflow.services.buckets.crud import delete_bucket_job
@@ -85,7 +88,12 @@ class Runtime:
         return ObjectWriter(self.blobs, BlobSources(self.settings.max_inline_blob_bytes, self.outbound))
 
     def start_background(self) -> None:
-        """Background jobs and the tier scheduler (the API server and `strataflow worker`)."""
+        """Background jobs and the tier scheduler (the API server and `strataflow worker`).
+
+        An API-only process (STRATAFLOW_API_ONLY) runs neither: workers do.
+        """
+        if self.settings.api_only:
+            return
         self.jobs.start()
         self.scheduler.start()
         if self.triggers is not None:
@@ -106,6 +114,19 @@ class Runtime:
         if self.owns_runner:
             self.runner.close()
         self.db.dispose()
+
+
+class NoRunner:
+    """The runner of an API-only process: it extracts nothing and connects to nothing (no Ray)."""
+
+    name = "none"
+    pipelines: Pipelines | None = None
+
+    def submit(self, call: ExtractionCall, notes: RunNotes | None = None) -> Future[list[RowResult]]:
+        raise RuntimeError("this process runs the API only (STRATAFLOW_API_ONLY): workers run extraction")
+
+    def close(self) -> None:
+        return None
 
 
 def open_runner(settings: Settings) -> Runner:
@@ -140,7 +161,8 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
     context = JobContext(db=db, blobs=blobs, settings=settings, services={"index": index, "outbound": outbound})
     jobs = JobRunner(context, JOB_HANDLERS, settings.task_workers, settings.task_poll_interval_s)
     owns_runner = runner is None
-    runner = runner or open_runner(settings)
+    # An API replica needs the database and the blob store, nothing else: no pool, no Ray.
+    runner = runner or (NoRunner() if settings.api_only else open_runner(settings))
     executor = BatchTierExecutor(db, blobs, index, runner, settings)
     scheduler = Scheduler(db, executor, lease_s=settings.tier_lease_s, poll_interval_s=settings.task_poll_interval_s,
                           workers=settings.scheduler_workers)

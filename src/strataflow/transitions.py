@@ -47,7 +47,8 @@ from strataflow.store.tables import (
 
 S = Status
 _FINISH = frozenset({S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED})
-LEASE_DETAILS = frozenset({"lease_owner", "lease_expires_at", "attempts"})
+# fence_token: grows by one with each claim, so a taken-over holder's writes are refused (engine/fencing.py).
+LEASE_DETAILS = frozenset({"lease_owner", "lease_expires_at", "attempts", "fence_token"})
 TIMING_DETAILS = frozenset({"started_at", "completed_at", "submitted_at", "verified_at"})
 # The attributes only this module writes (the status rule test reads this set).
 GOVERNED_ATTRIBUTES = frozenset({"status", *LEASE_DETAILS, "started_at", "completed_at", "submitted_at"})
@@ -268,20 +269,25 @@ def transition(session: Session, entity: Any, target: Status, reason: str, **det
 
 
 def claim(session: Session, entity: Any, target: Status, owner: str, lease_until: datetime, reason: str) -> Verdict:
-    """Move `entity` into work under a lease held by `owner`: one more attempt, started now (the first time)."""
+    """Move `entity` into work under a lease held by `owner`: one more attempt, started now (the first time).
+
+    The claim also takes the next fence token (the caller holds the row locked, so tokens never
+    repeat); read it back from `entity.fence_token` after an accepted claim.
+    """
     details: dict[str, Any] = {"lease_owner": owner, "lease_expires_at": lease_until,
-                               "attempts": (entity.attempts or 0) + 1}
+                               "attempts": (entity.attempts or 0) + 1,
+                               "fence_token": (entity.fence_token or 0) + 1}
     if "started_at" in machine_for(entity).details and getattr(entity, "started_at", None) is None:
         details["started_at"] = utcnow()
     return try_transition(session, entity, target, reason, **details)
 
 
 def renew_lease(session: Session, model: type[Any], ids: Mapping[str, Any], owner: str, until: datetime,
-                *, while_status: Status | None = None) -> bool:
+                *, while_status: Status | None = None, token: int | None = None) -> bool:
     """Push forward the lease `owner` holds on one row (a heartbeat); no status changes.
 
-    One UPDATE guarded by the owner (and the status, when given), so a lease
-    another process has taken is never extended. False once the lease is lost.
+    One UPDATE guarded by the owner (and the status and fence token, when given), so a
+    lease another process has taken is never extended. False once the lease is lost.
     """
     if "lease_expires_at" not in MACHINES[model].details:
         raise TypeError(f"{model.__name__} rows hold no lease")
@@ -289,6 +295,8 @@ def renew_lease(session: Session, model: type[Any], ids: Mapping[str, Any], owne
     conditions.append(model.lease_owner == owner)
     if while_status is not None:
         conditions.append(model.status == while_status)
+    if token is not None:
+        conditions.append(model.fence_token == token)
     result = session.execute(update(model).where(*conditions).values(lease_expires_at=until))
     return bool(getattr(result, "rowcount", 0))
 

@@ -85,15 +85,21 @@ def test_a_job_of_a_dead_local_process_is_taken_at_once(client: TestClient, name
     import socket
     import subprocess
 
+    from strataflow.engine.leases import Holder, node_key
+
+    def holder(pid: int, node: str | None = node_key(), host: str = socket.gethostname()) -> str:
+        return str(Holder(host, pid, "0123456789ab", node))
+
     gone = subprocess.Popen(["true"])
     gone.wait()  # its pid names no process now
     runtime.stop_background()  # hold the job runner while the leases are set up
     dead = _queue_bucket_delete(client, "dead")
     alive = _queue_bucket_delete(client, "alive")
     elsewhere = _queue_bucket_delete(client, "elsewhere")
-    _lease_to(runtime, dead, f"{socket.gethostname()}:{gone.pid}")
-    _lease_to(runtime, alive, f"{socket.gethostname()}:{os.getppid()}")  # a live process of this host
-    _lease_to(runtime, elsewhere, f"another-host:{gone.pid}")  # other hosts' processes are never judged
+    _lease_to(runtime, dead, holder(gone.pid))
+    _lease_to(runtime, alive, holder(os.getppid()))  # a live process of this host
+    # Other hosts' and other PID namespaces' processes are never judged, whatever their host name.
+    _lease_to(runtime, elsewhere, holder(gone.pid, node="0123456789ab"))
     assert runtime.jobs.run_pending() == 1
     task = client.get(f"/v1/tasks/{dead}").json()
     assert task["status"] == "COMPLETED"

@@ -81,7 +81,7 @@ def worker(data_dir: DataDir = None) -> None:
     from strataflow.logs import configure
     from strataflow.runtime import open_runtime
 
-    settings = _settings(data_dir)
+    settings = _settings(data_dir, api_only=False)  # a worker exists to run the engine, whatever replicas say
     configure(settings.log_level, settings.log_json)
     if settings.is_sqlite:
         err.print("[yellow]note:[/yellow] a worker on SQLite shares the data dir with one server at most; "

@@ -3,7 +3,10 @@
 The tasks table is the queue. A job is claimed with a lease; a process that
 dies mid-job leaves an expired lease behind and another runner picks the task
 up again, so every handler must be idempotent (at-least-once execution,
-exactly-once effect). The runner is handed its table of handlers (`runtime.JOB_HANDLERS`);
+exactly-once effect). Each claim raises the task's fence token; a runner whose
+claim was taken over can neither renew the lease nor finish the task (the
+database refuses its token), so one outcome is recorded, by the newest claim.
+The runner is handed its table of handlers (`runtime.JOB_HANDLERS`);
 this module knows nothing about what a job does.
 """
 
@@ -106,9 +109,16 @@ class JobRunner(PollingLoop):
         rather than after its lease (a restarted server resumes its batch confirms at once)."""
         query = select(Task).where(Task.task_type.in_(types), Task.status == Status.PROCESSING.value,
                                    Task.lease_owner.is_not(None)).order_by(Task.created_at)
-        if not is_sqlite:  # as in the main claim: a row another claimer holds is not ours
-            query = query.with_for_update(skip_locked=True)
-        return next((task for task in session.scalars(query) if owner_is_dead(task.lease_owner)), None)
+        dead = [(t.task_id, t.lease_owner) for t in session.scalars(query) if owner_is_dead(t.lease_owner)]
+        for task_id, owner in dead:
+            # Lock it, and look again: another claimer may have taken it since it was read.
+            again = (select(Task).where(Task.task_id == task_id, Task.status == Status.PROCESSING.value,
+                                        Task.lease_owner == owner).execution_options(populate_existing=True))
+            if not is_sqlite:  # as in the main claim: a row another claimer holds is not ours
+                again = again.with_for_update(skip_locked=True)
+            if (task := session.scalar(again)) is not None:
+                return task
+        return None
 
     def _run(self, task_id: str) -> None:
         with self.context.db.read_session() as session:
@@ -123,13 +133,16 @@ class JobRunner(PollingLoop):
         except Exception as exc:  # one failure path: the task records it
             log.exception("job failed", extra={"task_id": task_id})  # the traceback: in the log, never the task
             outcome = JobOutcome(status=Status.FAILED, error=internal_error_message(exc, f"the {task.task_type} task"))
-        self._finish(task_id, outcome)
+        self._finish(task_id, task.fence_token, outcome)
         log.info("job finished", extra={"task_id": task_id, "status": outcome.status.value})
 
-    def _finish(self, task_id: str, outcome: JobOutcome) -> None:
+    def _finish(self, task_id: str, token: int, outcome: JobOutcome) -> None:
         with self.context.db.transaction() as session:
-            task = session.get(Task, task_id)
-            if task is None or task.lease_owner != self.owner:
+            query = select(Task).where(Task.task_id == task_id)
+            task = session.scalar(query if self.context.db.is_sqlite else query.with_for_update())
+            if task is None or task.fence_token != token or task.lease_owner != self.owner:
+                log.warning("job taken over before its end; the new claim records the outcome",
+                            extra={"task_id": task_id, "fence_token": token})
                 return  # deleted meanwhile, or our lease expired and another runner owns it
             verdict = try_transition(session, task, outcome.status, outcome.error or "job finished", **released())
             if verdict is not Verdict.ACCEPTED:
@@ -141,11 +154,12 @@ class JobRunner(PollingLoop):
                 task.error = outcome.error
 
 
-def extend_lease(db: Database, task_id: str, owner: str | None) -> bool:
+def extend_lease(db: Database, task_id: str, owner: str | None, token: int | None = None) -> bool:
     """Push a running task's lease forward. Long handlers call this so no other runner
-    takes their task while they still work on it. False once the lease is lost."""
+    takes their task while they still work on it. False once the lease is lost (another
+    claim holds the task: a newer fence token, when the caller names its own)."""
     if owner is None:
         return False
     with db.transaction() as session:
         return renew_lease(session, Task, {"task_id": task_id}, owner, utcnow() + LEASE,
-                           while_status=Status.PROCESSING)
+                           while_status=Status.PROCESSING, token=token)

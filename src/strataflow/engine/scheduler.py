@@ -6,6 +6,11 @@ row lock (PostgreSQL: FOR UPDATE SKIP LOCKED, so several workers never take the
 same tier; SQLite: the single write lock). A heartbeat thread renews the lease
 while the tier runs. Execution itself is delegated to a `TierExecutor`.
 
+Ownership is fenced (engine/fencing.py): each claim raises the tier's fence
+token, and every later write of the run — heartbeat, progress, per-chunk
+commits, the tier's end — is refused once the token is no longer the tier's.
+A worker that finds it lost its claim stops without another write.
+
 Waking up: a submit in this process wakes this scheduler directly. Other
 processes (`strataflow worker`s, API replicas) learn of it through PostgreSQL
 LISTEN/NOTIFY on one channel, so they start within moments instead of at their
@@ -17,15 +22,17 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from strataflow.clock import utcnow
+from strataflow.engine.fencing import LeaseLost, TierFence, limit_idle
 from strataflow.engine.leases import owner_is_dead, process_owner
 from strataflow.engine.lifecycle import progress as lifecycle
 from strataflow.engine.loops import PollingLoop
-from strataflow.engine.tiers.job import TierExecutor, TierJob, TierResult
+from strataflow.engine.tiers.job import ChunkCommit, TierExecutor, TierJob, TierResult
 from strataflow.public_errors import internal_error_message
 from strataflow.statuses import TERMINAL, Status
 from strataflow.store.db import Database
@@ -96,13 +103,13 @@ class Scheduler(PollingLoop):
     def run_pending(self) -> int:
         ran = 0
         while not self._stop.is_set() and (claim := self.claim()) is not None:
-            self.run(*claim)
+            self.run(claim)
             ran += 1
         return ran
 
 
     # -- claiming ----------------------------------------------------------------
-    def claim(self) -> tuple[str, int] | None:
+    def claim(self) -> TierFence | None:
         now = utcnow()
         active = Batch.status.in_([Status.PENDING.value, Status.IN_PROGRESS.value])
         ready = and_(BatchTier.status == Status.PENDING.value,
@@ -116,78 +123,128 @@ class Scheduler(PollingLoop):
                 # and then its tiers, so a claim holding a tier while waiting for its batch
                 # would deadlock with them.
                 query = query.with_for_update(of=(BatchTier, Batch), skip_locked=True)
-            tier = session.scalar(query) or self._dead_owner_tier(session)
+            tier, died = session.scalar(query), False
+            if tier is None:
+                tier, died = self._dead_owner_tier(session), True
             if tier is None:
                 return None
             batch = lifecycle.lock_batch(session, tier.batch_id)
             assert batch is not None
-            lifecycle.start_tier(session, batch, tier, self.owner, now + self.lease)
-            log.info("tier claimed", extra={"batch_id": tier.batch_id, "tier": tier.tier_num, "owner": self.owner})
-            return tier.batch_id, tier.tier_num
+            token = lifecycle.start_tier(session, batch, tier, self.owner, now + self.lease, holder_died=died)
+            log.info("tier claimed", extra={"batch_id": tier.batch_id, "tier": tier.tier_num, "owner": self.owner,
+                                            "fence_token": token})
+            return TierFence(self.db, tier.batch_id, tier.tier_num, token, self.lease.total_seconds())
 
-    def _dead_owner_tier(self, session: Any) -> BatchTier | None:
-        query = (select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
-                 .where(BatchTier.status == Status.IN_PROGRESS.value, Batch.status == Status.IN_PROGRESS.value))
-        tier: BatchTier
-        for tier in session.scalars(query):
-            if owner_is_dead(tier.lease_owner):
+    def _dead_owner_tier(self, session: Session) -> BatchTier | None:
+        """A running tier whose holder provably died on this host (leases.owner_is_dead): take it now."""
+        running = and_(BatchTier.status == Status.IN_PROGRESS.value, Batch.status == Status.IN_PROGRESS.value)
+        query = select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
+        dead = [(t.batch_id, t.tier_num, t.lease_owner) for t in session.scalars(
+            query.where(running, BatchTier.lease_owner.is_not(None))) if owner_is_dead(t.lease_owner)]
+        for batch_id, tier_num, owner in dead:
+            # Lock it, and look again: another claimer may have taken it since it was read.
+            again = query.where(running, BatchTier.batch_id == batch_id, BatchTier.tier_num == tier_num,
+                                BatchTier.lease_owner == owner).execution_options(populate_existing=True)
+            if not self.db.is_sqlite:  # as in the main claim: a row another claimer holds is not ours
+                again = again.with_for_update(of=(BatchTier, Batch), skip_locked=True)
+            if (tier := session.scalar(again)) is not None:
                 return tier
         return None
 
     # -- running -------------------------------------------------------------------
-    def run(self, batch_id: str, tier_num: int) -> None:
-        beating = threading.Event()
-        heartbeat = threading.Thread(target=self._heartbeat, args=(batch_id, tier_num, beating), daemon=True)
+    def run(self, fence: TierFence) -> None:
+        batch_id, tier_num = fence.batch_id, fence.tier_num
+        beating, lost = threading.Event(), threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(fence, beating, lost), daemon=True)
         heartbeat.start()
+        with self.db.read_session() as session:
+            tier = session.get(BatchTier, (batch_id, tier_num))
+            checkpoint = dict(tier.checkpoint or {}) if tier is not None else {}
         job = TierJob(batch_id, tier_num, self.owner,
-                      should_stop=lambda: self._should_stop(batch_id, tier_num),
-                      report=lambda done, total, counters: self._report(batch_id, tier_num, done, total, counters))
+                      should_stop=lambda: self._should_stop(fence, lost),
+                      report=lambda done, total, counters: self._commit(fence, ChunkCommit(done, total, counters)),
+                      fence=fence, commit=lambda chunk: self._commit(fence, chunk), checkpoint=checkpoint)
         try:
             result = self.executor(job)
             error = None
+        except LeaseLost:
+            # Another worker holds the tier now (or it was canceled): every write from here on is
+            # someone else's, the end included.
+            self._log_lost(fence)
+            return
         except Exception as exc:
+            if not self._holds(fence):  # e.g. a commit cut off after a pause: the tier is someone else's now
+                self._log_lost(fence)
+                return
             log.exception("tier failed", extra={"batch_id": batch_id, "tier": tier_num})  # the traceback: log only
             result, error = None, internal_error_message(exc, f"tier {tier_num}")
         finally:
             beating.set()
             heartbeat.join()
-        self._finish(batch_id, tier_num, result, error)
+        self._finish(fence, result, error)
 
-    def _heartbeat(self, batch_id: str, tier_num: int, done: threading.Event) -> None:
+    def _log_lost(self, fence: TierFence) -> None:
+        extra = {"batch_id": fence.batch_id, "tier": fence.tier_num, "fence_token": fence.token}
+        with self.db.read_session() as session:
+            tier = session.get(BatchTier, (fence.batch_id, fence.tier_num))
+            if tier is not None and tier.fence_token == fence.token:
+                log.info("tier ended elsewhere (canceled); stopping", extra=extra)
+                return
+        log.warning("tier lease lost; stopping without another write", extra=extra)
+
+    @staticmethod
+    def _holds(fence: TierFence) -> bool:
+        try:
+            return fence.holds()
+        except SQLAlchemyError:  # the database is out of reach: let the finish decide, as before
+            return True
+
+    def _heartbeat(self, fence: TierFence, done: threading.Event, lost: threading.Event) -> None:
+        """Renew the lease while the token is ours; once it is not, tell the run to stop."""
         interval = max(self.lease.total_seconds() / 3, 0.2)
         while not done.wait(interval):
             try:
                 with self.db.transaction() as session:
-                    renew_lease(session, BatchTier, {"batch_id": batch_id, "tier_num": tier_num}, self.owner,
-                                utcnow() + self.lease)
+                    limit_idle(session, self.db, self.lease.total_seconds())
+                    renewed = renew_lease(session, BatchTier, {"batch_id": fence.batch_id, "tier_num": fence.tier_num},
+                                          self.owner, utcnow() + self.lease, while_status=Status.IN_PROGRESS,
+                                          token=fence.token)
+                if not renewed:
+                    lost.set()
+                    return
             except Exception:
-                log.exception("heartbeat failed", extra={"batch_id": batch_id, "tier": tier_num})
+                log.exception("heartbeat failed", extra={"batch_id": fence.batch_id, "tier": fence.tier_num})
 
-    def _should_stop(self, batch_id: str, tier_num: int) -> bool:
-        if self._stop.is_set():
-            return True
-        with self.db.read_session() as session:
-            tier = session.get(BatchTier, (batch_id, tier_num))
-            return tier is None or tier.status != Status.IN_PROGRESS.value or tier.lease_owner != self.owner
+    def _should_stop(self, fence: TierFence, lost: threading.Event) -> bool:
+        return self._stop.is_set() or lost.is_set() or not fence.holds()
 
-    def _report(self, batch_id: str, tier_num: int, done: int, total: int, counters: dict[str, Any]) -> None:
-        with self.db.transaction() as session:
-            tier = session.get(BatchTier, (batch_id, tier_num))
-            if tier is None or tier.lease_owner != self.owner:
-                return
-            tier.rows_done, tier.rows_total = done, total
-            tier.counters = {**(tier.counters or {}), **counters}
+    def _commit(self, fence: TierFence, chunk: ChunkCommit) -> None:
+        """Progress (and a chunk's rows and resume point) under our token; LeaseLost when it is gone."""
+        with fence.transaction() as (session, tier):
+            if chunk.write is not None:
+                chunk.write(session)
+            tier.rows_done, tier.rows_total = chunk.rows_done, chunk.rows_total
+            tier.counters = {**(tier.counters or {}), **chunk.counters}
+            if chunk.checkpoint is not None:
+                tier.checkpoint = chunk.checkpoint
             session.flush()  # lock order: tier rows before task rows, as cancel and finish do
-            batch = session.get(Batch, batch_id)
+            batch = session.get(Batch, fence.batch_id)
             if batch is not None and batch.task_id:
                 lifecycle.record_progress(session, batch, tier)
 
-    def _finish(self, batch_id: str, tier_num: int, result: TierResult | None, error: str | None) -> None:
+    def _finish(self, fence: TierFence, result: TierResult | None, error: str | None) -> None:
+        batch_id, tier_num = fence.batch_id, fence.tier_num
         with self.db.transaction() as session:
-            batch = lifecycle.lock_batch(session, batch_id)
+            batch = lifecycle.lock_batch(session, batch_id)  # claims lock the batch too: none runs meanwhile
             tier = session.get(BatchTier, (batch_id, tier_num))
-            if batch is None or tier is None or tier.lease_owner != self.owner:
+            if batch is None or tier is None:
                 return
+            if tier.fence_token != fence.token:
+                log.warning("tier taken over before its end; the new owner finishes it",
+                            extra={"batch_id": batch_id, "tier": tier_num, "fence_token": fence.token})
+                return
+            if tier.lease_owner != self.owner:
+                return  # canceled meanwhile: the cancel already ended the tier
             if Status(batch.status) in TERMINAL or (result is not None and result.stopped):
                 # Canceled, or we are shutting down: leave the tier as it is. A clean shutdown
                 # hands the tier over now, not after the lease.

@@ -125,6 +125,8 @@ class Task(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(128), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Grows by one with each claim; a runner's writes name the token it claimed with (engine/fencing.py).
+    fence_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -209,6 +211,10 @@ class BatchTier(Base):
     logs: Mapped[list[Any]] = mapped_column(default=list)
     lease_owner: Mapped[str | None] = mapped_column(String(128), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Grows by one with each claim; only the holder of the newest token may write (engine/fencing.py).
+    fence_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the current round has committed, chunk by chunk, per collection: a take-over resumes from it.
+    checkpoint: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     retry_only: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime | None] = mapped_column(default=None)

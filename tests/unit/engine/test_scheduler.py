@@ -50,7 +50,8 @@ def _scheduler(db: Database, executor: RecordingExecutor | None = None, owner: s
 def test_claim_takes_the_current_tier_under_a_lease(db: Database) -> None:
     batch_id = _batch(db)
     before = utcnow()
-    assert _scheduler(db).claim() == (batch_id, 0)
+    fence = _scheduler(db).claim()
+    assert fence is not None and (fence.batch_id, fence.tier_num, fence.token) == (batch_id, 0, 1)
     with db.read_session() as session:
         tier = session.get(BatchTier, (batch_id, 0))
         batch = session.get(Batch, batch_id)
@@ -79,7 +80,8 @@ def test_an_expired_lease_is_taken_over_with_one_more_attempt(db: Database) -> N
         tier = session.get(BatchTier, (batch_id, 0))
         assert tier is not None
         tier.lease_expires_at = utcnow() - timedelta(seconds=1)
-    assert _scheduler(db, owner="host-b:2").claim() == (batch_id, 0)
+    fence = _scheduler(db, owner="host-b:2").claim()
+    assert fence is not None and (fence.batch_id, fence.tier_num, fence.token) == (batch_id, 0, 2)
     with db.read_session() as session:
         tier = session.get(BatchTier, (batch_id, 0))
         assert tier is not None and (tier.lease_owner, tier.attempts) == ("host-b:2", 2)

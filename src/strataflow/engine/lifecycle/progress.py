@@ -51,6 +51,7 @@ def make_runnable(session: Session, batch: Batch, tier: BatchTier, parent_task_i
     tier.task_id = task.task_id
     tier.parent_task_id = parent_task_id
     release_lease(tier)
+    tier.checkpoint = {}  # a new round starts from its first row; only a take-over resumes
     batch.current_tier = tier.tier_num
 
 
@@ -68,9 +69,16 @@ def _move_task(session: Session, task_id: str | None, target: Status, reason: st
         task.additional_data = {**(task.additional_data or {}), "error": error}
 
 
-def start_tier(session: Session, batch: Batch, tier: BatchTier, owner: str, lease_until: Any) -> None:
-    if tier.status is S.IN_PROGRESS:  # reclaimed after a dead worker's lease ran out
-        transition(session, tier, S.PENDING, f"lease of {tier.lease_owner} expired")
+def start_tier(session: Session, batch: Batch, tier: BatchTier, owner: str, lease_until: Any,
+               holder_died: bool = False) -> int:
+    """Claim the tier (its row locked by the caller) for `owner`; returns the claim's fence token.
+
+    `holder_died`: taken from a holder seen dead on this host, before its lease ran out.
+    """
+    if tier.status is S.IN_PROGRESS:  # taken over: its holder's lease ran out, or it died here
+        previous = tier.lease_owner or "a worker that stopped"
+        transition(session, tier, S.PENDING, f"{previous} died" if holder_died else f"lease of {previous} expired")
+    # The claim takes the next fence token: every write of the previous holder is refused from now on.
     if claim(session, tier, S.IN_PROGRESS, owner, lease_until, f"claimed by {owner}") is Verdict.REJECTED:
         raise InvalidTransitionError(f"tier {tier.tier_key} cannot be claimed from {tier.status}",
                                      {"entity": "tier", "id": tier.tier_key, "from": tier.status.value,
@@ -80,6 +88,7 @@ def start_tier(session: Session, batch: Batch, tier: BatchTier, owner: str, leas
     _move_task(session, tier.task_id, S.IN_PROGRESS, f"claimed by {owner}")
     _move_task(session, batch.task_id, S.IN_PROGRESS, f"tier {tier.tier_num} started")
     batch.current_tier = tier.tier_num
+    return tier.fence_token
 
 
 def tier_outcome(rows_total: int, rows_failed: int) -> Status:

@@ -59,6 +59,9 @@ class RunContext:
     live_roots: LiveRoots | None = None  # which objects still exist: nothing is written for a deleted one
     # The collection's taxonomy applications, run over each chunk of documents before it is written.
     enrich: Callable[[list[StoredDocument]], None] | None = None
+    # Called before and after every index write; raises when the caller may no longer write
+    # (the batch engine: its claim of the tier was taken over, engine/fencing.py).
+    guard: Callable[[], None] | None = None
 
     @classmethod
     def from_settings(cls, blobs: BlobStore, index: DocumentIndex, settings: Settings, **options: Any) -> RunContext:
@@ -146,6 +149,8 @@ def run_collection(ctx: RunContext, collection: Collection, records: list[Source
             shutil.rmtree(work_dir / "rows", ignore_errors=True)  # inputs of finished rows are not needed again
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+    if ctx.guard is not None:
+        ctx.guard()
     ctx.index.maintain(collection.collection_id)
     result.duration_ms = int((time.monotonic() - started) * 1000)
     return result
@@ -194,18 +199,20 @@ def _run_chunk(ctx: RunContext, collection: Collection, plan: InputPlan, builder
     result.extract_ms += (time.monotonic() - clock) * 1000
     clock = time.monotonic()
     write_outcomes(ctx.index, builder, {record.source_id: record for record in chunk}, outcomes, result,
-                   ctx.live_roots)
+                   ctx.live_roots, ctx.guard)
     result.write_ms += (time.monotonic() - clock) * 1000
 
 
 def write_outcomes(index: DocumentIndex, builder: DocumentBuilder, records: dict[str, SourceRecord],
-                   outcomes: list[RowResult], result: CollectionRunResult, live_roots: LiveRoots | None = None) -> None:
+                   outcomes: list[RowResult], result: CollectionRunResult, live_roots: LiveRoots | None = None,
+                   guard: Callable[[], None] | None = None) -> None:
     """Build documents from extractor outcomes and write them; failed rows go to `result`.
 
     Each succeeded source's documents replace what it had before (stale chunks go), so a
     re-run overwrites instead of doubling. `records` holds the source record of every outcome.
     With `live_roots`, rows whose object was deleted are not written (asked right before the
     write), and documents of an object deleted during the write are removed right after it.
+    `guard` runs before and after the write: a writer that lost its claim stops there.
     """
     if live_roots is not None:
         outcomes = _drop_deleted(outcomes, records, live_roots, result)
@@ -230,10 +237,14 @@ def write_outcomes(index: DocumentIndex, builder: DocumentBuilder, records: dict
     source_type = records[outcomes[0].row_id].source_type
     column = "source_object_id" if source_type == "bucket" else "source_document_id"
     collection_id = builder.collection.collection_id
+    if guard is not None:
+        guard()
     result.stale_documents_removed += index.replace_sources(collection_id, documents, column, succeeded)
     if live_roots is not None:
         documents = _clean_up_raced_deletes(index, builder, documents, live_roots, result)
-    result.documents_written += len(documents)
+    if guard is not None:
+        guard()  # lost meanwhile: what we wrote is what the new owner writes; we stop before reporting it
+    result.documents_written += len({d.document_id for d in documents})  # an id given twice is one document
     result.document_ids += [d.document_id for d in documents]
 
 

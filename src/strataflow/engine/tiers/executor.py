@@ -10,18 +10,29 @@ process pool or Ray actors). A Ray runner with Ray Data instead runs each
 collection as one pipeline over the manifest (engine/tiers/pipeline.py); its
 output batches are accounted for exactly like chunks. Failures are recorded
 per row; a retry round re-runs only the rows it queued.
+
+Each chunk commits in one fenced transaction (engine/fencing.py): its failures,
+the tier's progress, and the tier's checkpoint (per collection: manifest rows
+done and the sums so far). A worker that takes the tier over reads the
+checkpoint and resumes after the last committed chunk, so progress and
+`documents_written` carry on instead of starting from 0. (The Ray Data path
+streams batches back in no fixed order and restarts a taken-over collection
+from its first row; its writes are idempotent all the same.) Before a tier
+reports success, the index must hold the documents it says it wrote.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
@@ -30,7 +41,7 @@ from strataflow.engine.manifest import ManifestRow, count_rows, manifest_key, re
 from strataflow.engine.runners import ExtractionCall, Pipelines, Runner, RunNotes
 from strataflow.engine.tiers.bucket_rows import object_rows
 from strataflow.engine.tiers.collection_run import RunContext, run_collection
-from strataflow.engine.tiers.job import TierJob, TierResult
+from strataflow.engine.tiers.job import ChunkCommit, TierJob, TierResult
 from strataflow.engine.tiers.pipeline import PipelineStep, TierWork, pipeline_steps
 from strataflow.engine.tiers.records import SourceRecord, load_document_records
 from strataflow.engine.tiers.report import Tally, tier_result
@@ -61,6 +72,25 @@ def record_payload(record: SourceRecord) -> dict[str, Any]:
     return dataclasses.asdict(record)
 
 
+class TierIncompleteError(RuntimeError):
+    """The index lacks documents the tier reports as written: the tier must not complete."""
+
+
+@dataclasses.dataclass
+class TierRun:
+    """One run of a tier: the job, its collections' tallies, and what it has committed so far."""
+
+    job: TierJob
+    tallies: list[Tally]
+    expected: int  # progress units: manifest rows × collections
+    done: int = 0
+    collections: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # the checkpoint
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # collections commit in turn
+
+    def rows_read(self, collection_id: str) -> int:
+        return int(self.collections.get(collection_id, {}).get("rows_read", 0))
+
+
 class BatchTierExecutor:
     """Implements the engine's TierExecutor for batches of bucket objects."""
 
@@ -82,31 +112,73 @@ class BatchTierExecutor:
             retry_rows = self._retry_rows(session, batch, tier) if tier.retry_only else None
             full_rows = tier.rows_total  # before this run reports over it (a retry round counts fewer)
             session.expunge_all()
+        # Resume only where rows come back in manifest order (not the Ray Data path).
+        resuming = self.runner.pipelines is None and bool(job.checkpoint.get("collections"))
         key = tier.manifest_key
-        if tier.source_type == "collection" and (key is None or tier.retry_only):
-            key = self._build_manifest(batch, tier, retry.get("root_object_ids"))
+        if tier.source_type == "collection" and (key is None or (tier.retry_only and not resuming)):
+            key = self._build_manifest(job, batch, tier, retry.get("root_object_ids"))
         assert key is not None
         if tier.source_type == "bucket" and self.blobs.head(key) is None:
             write_manifest(self.blobs, key, object_rows(self.db, batch))  # first start of tier 0
         total_rows = count_rows(self.blobs, key)
-        tallies = [Tally(c.collection_id, c.feature_extractor.get("feature_extractor_name", "")) for c in collections]
-        progress = {"done": 0, "rows": total_rows}  # rows: the manifest's, which each collection goes through
-        expected = total_rows * len(collections)
-        job.report(0, expected, {"source_documents_fetched": total_rows})
+        run = TierRun(job, [Tally(c.collection_id, c.feature_extractor.get("feature_extractor_name", ""))
+                            for c in collections], total_rows * len(collections))
+        if resuming:
+            self._resume(run, job.checkpoint["collections"])
+        job.report(run.done, run.expected, {"source_documents_fetched": total_rows,
+                                            **({"documents_written": self._written(run)} if resuming else {})})
 
         def run_one(collection: Collection, tally: Tally) -> bool:
             wanted = retry_rows.get(collection.collection_id, set()) if retry_rows is not None else None
-            return self._run_collection(job, batch, tier, collection, key, wanted, tally, progress, expected)
+            return self._run_collection(run, batch, tier, collection, key, wanted, tally, total_rows)
 
         with ThreadPoolExecutor(max_workers=max(1, len(collections))) as pool:
-            stopped = any(list(pool.map(run_one, collections, tallies)))
-        result = tier_result(tier.tier_num, tallies, total_rows, stopped)
+            stopped = any(list(pool.map(run_one, collections, run.tallies)))
+        if not stopped:
+            self._verify_written(batch, tier, run.tallies, retry.get("root_object_ids") if tier.retry_only else None)
+        result = tier_result(tier.tier_num, run.tallies, total_rows, stopped)
         if retry_rows is not None:
             # A retry round ran only the failed rows; the tier's outcome is judged on all of its
             # rows against what is still unresolved, not on the handful retried.
             result.rows_total = max(full_rows, result.rows_total)
             result.rows_failed = self._unresolved(batch, tier)
         return result
+
+    @staticmethod
+    def _resume(run: TierRun, saved: dict[str, Any]) -> None:
+        """Carry on from the chunks an earlier owner committed: their rows are skipped, their sums kept."""
+        for tally in run.tallies:
+            state = saved.get(tally.collection_id)
+            if state:
+                tally.restore(state.get("tally") or {})
+                run.collections[tally.collection_id] = copy.deepcopy(state)
+                run.done += int(state.get("rows_read", 0))
+        log.info("tier resumed", extra={"batch_id": run.job.batch_id, "tier": run.job.tier_num,
+                                        "rows_done": run.done})
+
+    @staticmethod
+    def _written(run: TierRun) -> int:
+        return sum(t.documents_written for t in run.tallies)
+
+    def _verify_written(self, batch: Batch, tier: BatchTier, tallies: list[Tally],
+                        retry_roots: list[str] | None) -> None:
+        """Refuse to complete a tier whose documents are not all in the index.
+
+        Documents of this batch's root objects must number at least what the tier says it
+        wrote (more is fine: a row that failed this time keeps what an earlier run wrote).
+        """
+        with self.db.read_session() as session:
+            roots = retry_roots if retry_roots is not None else member_ids(session, batch.batch_id)
+        for tally in tallies:
+            if tally.documents_written == 0:
+                continue
+            found = sum(self.index.count(tally.collection_id,
+                                         f"root_object_id IN ({quote_ids(roots[start:start + _ROOT_CHUNK])})")
+                        for start in range(0, len(roots), _ROOT_CHUNK))
+            if found < tally.documents_written:
+                raise TierIncompleteError(
+                    f"collection {tally.collection_id}: the index holds {found} documents of this batch, "
+                    f"the tier wrote {tally.documents_written}; retry the batch")
 
     def _unresolved(self, batch: Batch, tier: BatchTier) -> int:
         with self.db.read_session() as session:
@@ -138,17 +210,15 @@ class BatchTierExecutor:
                         source_document_id=record.source_id, source_collection_id=collection_id,
                         payload=record_payload(record))
 
-    def _build_manifest(self, batch: Batch, tier: BatchTier, retry_roots: list[str] | None) -> str:
+    def _build_manifest(self, job: TierJob, batch: Batch, tier: BatchTier, retry_roots: list[str] | None) -> str:
         with self.db.read_session() as session:
             roots = retry_roots if retry_roots is not None else member_ids(session, batch.batch_id)
         key = manifest_key(batch.namespace_id, batch.batch_id, tier.tier_num)
         if batch.retry_round and tier.retry_only:
             key = key.replace(".parquet", f".retry{batch.retry_round}.parquet")
         rows = write_manifest(self.blobs, key, self._source_rows(batch, tier, roots))
-        with self.db.transaction() as session:
-            session.execute(update(BatchTier).where(BatchTier.batch_id == batch.batch_id,
-                                                    BatchTier.tier_num == tier.tier_num)
-                            .values(manifest_key=key, rows_total=rows))
+        with job.fence.transaction() as (_session, row):
+            row.manifest_key, row.rows_total = key, rows
         return key
 
     # -- running -----------------------------------------------------------------------------
@@ -158,21 +228,27 @@ class BatchTierExecutor:
                                             ExtractionLimits.from_settings(self.settings))
         return self.runner.submit(call, notes).result()
 
-    def _run_collection(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, key: str,
-                        wanted: set[str] | None, tally: Tally, progress: dict[str, int], expected: int) -> bool:
+    def _run_collection(self, run: TierRun, batch: Batch, tier: BatchTier, collection: Collection, key: str,
+                        wanted: set[str] | None, tally: Tally, total_rows: int) -> bool:
+        job = run.job
         allowed = self._passing_source_filters(batch, tier, collection)
         # Taxonomy applications run inside this tier's writes, so the next tier reads enriched documents.
         enrich = collection_enricher(self.db, self.index, collection)
         if self.runner.pipelines is not None:  # a Ray runner with Ray Data runs whole tiers
-            return self._run_pipeline(self.runner.pipelines, job, batch, tier, collection, key, (wanted, allowed),
-                                      tally, progress, expected, enrich)
+            return self._run_pipeline(self.runner.pipelines, run, batch, tier, collection, key, (wanted, allowed),
+                                      tally, total_rows, enrich)
         context = RunContext(enrich=enrich, blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
                              limits=ExtractionLimits.from_settings(self.settings), live_roots=live_roots_in(self.db),
                              device=self.settings.device, batch_size=self.settings.extract_batch_size,
-                             should_stop=job.should_stop,
+                             should_stop=job.should_stop, guard=job.fence.check,
                              extract=lambda config, inputs, work_dir: self._extract_with_runner(
                                  config, inputs, work_dir, tally.notes))
+        skip = run.rows_read(collection.collection_id)  # committed by an earlier owner of the tier
         for chunk in read_manifest(self.blobs, key, self.settings.manifest_chunk_rows):
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            chunk, skip = chunk[skip:], 0
             if job.should_stop():
                 return True
             classified = [(row, *classify_row(row, wanted, allowed)) for row in chunk]
@@ -184,40 +260,40 @@ class BatchTierExecutor:
             result.failures += [RowFailure(row.row_id, ErrorCategory.VALIDATION.value, message or "")
                                 for row, status, message in classified if status == RowStatus.FAILED]
             step = PipelineStep(result, {r.row_id: r.root_object_id for r in kept}, filtered, len(chunk))
-            self._account(job, batch, tier, collection, step, tally, progress, expected)
+            self._account(run, batch, tier, collection, step, tally)
         return False
 
-    def _run_pipeline(self, pipelines: Pipelines, job: TierJob, batch: Batch, tier: BatchTier,
+    def _run_pipeline(self, pipelines: Pipelines, run: TierRun, batch: Batch, tier: BatchTier,
                       collection: Collection, key: str, rows: tuple[set[str] | None, set[str] | None],
-                      tally: Tally, progress: dict[str, int], expected: int,
-                      enrich: CollectionEnricher | None = None) -> bool:
+                      tally: Tally, total_rows: int, enrich: CollectionEnricher | None = None) -> bool:
         """The collection as one Ray Data pipeline over the manifest; True when canceled."""
+        job = run.job
         if job.should_stop():
             return True
         wanted, allowed = rows
-        if progress["rows"] == 0 or (wanted is not None and not wanted):  # nothing to run: start no dataset
-            empty = PipelineStep(CollectionRunResult(collection.collection_id), consumed=progress["rows"])
-            self._account(job, batch, tier, collection, empty, tally, progress, expected)
+        if total_rows == 0 or (wanted is not None and not wanted):  # nothing to run: start no dataset
+            empty = PipelineStep(CollectionRunResult(collection.collection_id), consumed=total_rows)
+            self._account(run, batch, tier, collection, empty, tally)
             return False
         work = TierWork(f"{batch.batch_id}-tier{tier.tier_num}-{collection.collection_id}", key,
                         frozenset(wanted) if wanted is not None else None,
                         frozenset(allowed) if allowed is not None else None)
         steps = pipeline_steps(pipelines, self.settings, self.blobs, self.index, collection, work, tally.notes,
-                               live_roots_in(self.db), enrich)
+                               live_roots_in(self.db), job.fence.check, enrich)
         try:
             for step in steps:
-                self._account(job, batch, tier, collection, step, tally, progress, expected)
+                self._account(run, batch, tier, collection, step, tally)
                 if job.should_stop():  # canceled: closing the steps stops the Ray Data execution
                     return True
         finally:
             steps.close()
         return False
 
-    def _account(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, step: PipelineStep,
-                 tally: Tally, progress: dict[str, int], expected: int) -> None:
-        """Record one written chunk's failures, add it to the tally, and report progress."""
+    def _account(self, run: TierRun, batch: Batch, tier: BatchTier, collection: Collection, step: PipelineStep,
+                 tally: Tally) -> None:
+        """Commit one written chunk: its failures, the tally, progress and the checkpoint, in one
+        fenced transaction (LeaseLost when the tier was taken over)."""
         result = step.result
-        self._record(batch, tier, collection, step.roots, result)
         tally.rows += len(step.roots)
         tally.filtered_out += step.filtered_out
         tally.failed += len(result.failures)
@@ -227,11 +303,17 @@ class BatchTierExecutor:
         tally.extract_ms += result.extract_ms
         tally.write_ms += result.write_ms
         for failure in result.failures:
-            tally.errors.setdefault(failure.error_type, []).append(failure.source_id)
-            tally.messages.setdefault(failure.error_type, failure.message)
-        progress["done"] += step.consumed
+            tally.add_failure(failure.error_type, failure.source_id, failure.message)
         running_on = {"ray_job_id": tally.notes.job_id} if tally.notes.job_id else {}
-        job.report(progress["done"], expected, {"documents_written": tally.documents_written, **running_on})
+        with run.lock:
+            run.done += step.consumed
+            state = run.collections.setdefault(collection.collection_id, {"rows_read": 0})
+            state["rows_read"] = int(state.get("rows_read", 0)) + step.consumed
+            state["tally"] = tally.snapshot()
+            run.job.commit(ChunkCommit(
+                run.done, run.expected, {"documents_written": self._written(run), **running_on},
+                checkpoint={"collections": copy.deepcopy(run.collections)},
+                write=lambda session: self._record(session, batch, tier, collection, step.roots, result)))
 
     def _passing_source_filters(self, batch: Batch, tier: BatchTier, collection: Collection) -> set[str] | None:
         """Ids of this tier's input rows that pass the collection's `source_filters` (None: no filter)."""
@@ -259,27 +341,27 @@ class BatchTierExecutor:
                 passing.update(table.column("document_id").to_pylist())
         return passing
 
-    def _record(self, batch: Batch, tier: BatchTier, collection: Collection, roots: dict[str, str],
+    @staticmethod
+    def _record(session: Session, batch: Batch, tier: BatchTier, collection: Collection, roots: dict[str, str],
                 result: CollectionRunResult) -> None:
         """Upsert this chunk's failures (`roots`: its rows' root object ids); successes resolve earlier ones."""
         failed = {f.source_id: f for f in result.failures}
-        with self.db.transaction() as session:
-            existing = {f.row_id: f for f in session.scalars(select(DocumentFailure).where(
-                DocumentFailure.batch_id == batch.batch_id, DocumentFailure.tier_num == tier.tier_num,
-                DocumentFailure.collection_id == collection.collection_id,
-                DocumentFailure.row_id.in_(list(roots))))}
-            for row_id, root_object_id in roots.items():
-                failure, known = failed.get(row_id), existing.get(row_id)
-                if failure is None:
-                    if known is not None:
-                        known.resolved = True
-                    continue
-                if known is None:
-                    known = DocumentFailure(batch_id=batch.batch_id, tier_num=tier.tier_num,
-                                            collection_id=collection.collection_id, row_id=row_id,
-                                            root_object_id=root_object_id, retry_count=0, retry_round=0)
-                    session.add(known)
-                known.error_type = failure.error_type
-                known.message = failure.message[:4000]
-                known.is_transient = failure.transient
-                known.resolved = False
+        existing = {f.row_id: f for f in session.scalars(select(DocumentFailure).where(
+            DocumentFailure.batch_id == batch.batch_id, DocumentFailure.tier_num == tier.tier_num,
+            DocumentFailure.collection_id == collection.collection_id,
+            DocumentFailure.row_id.in_(list(roots))))}
+        for row_id, root_object_id in roots.items():
+            failure, known = failed.get(row_id), existing.get(row_id)
+            if failure is None:
+                if known is not None:
+                    known.resolved = True
+                continue
+            if known is None:
+                known = DocumentFailure(batch_id=batch.batch_id, tier_num=tier.tier_num,
+                                        collection_id=collection.collection_id, row_id=row_id,
+                                        root_object_id=root_object_id, retry_count=0, retry_round=0)
+                session.add(known)
+            known.error_type = failure.error_type
+            known.message = failure.message[:4000]
+            known.is_transient = failure.transient
+            known.resolved = False

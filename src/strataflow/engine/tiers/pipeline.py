@@ -67,10 +67,12 @@ class TierWork:
 def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, index: DocumentIndex,
                    collection: Collection, work: TierWork, notes: RunNotes,
                    live_roots: LiveRoots | None = None,
+                   guard: Callable[[], None] | None = None,
                    enrich: Callable[[list[StoredDocument]], None] | None = None) -> Generator[PipelineStep]:
     """Run the collection's pipeline; yield each output batch once its documents are written.
 
-    Closing the iterator early (a canceled tier) stops the Ray Data execution.
+    Closing the iterator early (a canceled tier) stops the Ray Data execution. `guard` runs
+    around every index write and raises once the tier's claim is lost (engine/fencing.py).
     """
     from strataflow.engine.runners.ray_data import Pipeline  # imported here: only a Ray runner gets here
 
@@ -90,12 +92,15 @@ def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, i
                         resources=resources, batch_size=settings.extract_batch_size)
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     for batch in pipelines.run(pipeline, notes):
-        yield _write_batch(batch, builder, index, settings.work_dir, collection.collection_id, live_roots)
+        yield _write_batch(batch, builder, index, settings.work_dir, collection.collection_id, live_roots, guard)
+    if guard is not None:
+        guard()
     index.maintain(collection.collection_id)
 
 
 def _write_batch(batch: pa.Table, builder: Any, index: DocumentIndex, work_root: Path,
-                 collection_id: str, live_roots: LiveRoots | None) -> PipelineStep:
+                 collection_id: str, live_roots: LiveRoots | None,
+                 guard: Callable[[], None] | None = None) -> PipelineStep:
     step = PipelineStep(CollectionRunResult(collection_id), consumed=batch.num_rows)
     result = step.result
     rows = batch.to_pylist()
@@ -122,7 +127,7 @@ def _write_batch(batch: pa.Table, builder: Any, index: DocumentIndex, work_root:
                 records[row["row_id"]] = SourceRecord(**json.loads(row["record"]))
                 outcomes.append(_outcome(row, work_dir / str(len(outcomes))))
         result.rows_processed = len(step.roots)
-        write_outcomes(index, builder, records, outcomes, result, live_roots)
+        write_outcomes(index, builder, records, outcomes, result, live_roots, guard)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     result.write_ms = (time.monotonic() - clock) * 1000

@@ -11,6 +11,9 @@ from strataflow.engine.tiers.job import TierResult
 from strataflow.extractors.base import ErrorCategory
 
 _MAX_WORKER_LOG_LINES = 400  # runner log lines kept in a tier's logs
+_AFFECTED_IDS = 100  # failed row ids kept per category (the counts are exact)
+_SAVED = ("rows", "filtered_out", "failed", "missing_inputs", "documents_written", "prepare_ms", "extract_ms",
+          "write_ms", "errors", "error_counts", "messages")
 
 
 @dataclass
@@ -28,9 +31,28 @@ class Tally:
     extract_ms: float = 0.0
     write_ms: float = 0.0
     started: float = field(default_factory=time.monotonic)
-    errors: dict[str, list[str]] = field(default_factory=dict)  # category -> affected row ids
+    errors: dict[str, list[str]] = field(default_factory=dict)  # category -> affected row ids (the first 100)
+    error_counts: dict[str, int] = field(default_factory=dict)  # category -> failed rows
     messages: dict[str, str] = field(default_factory=dict)  # category -> first message
     notes: RunNotes = field(default_factory=RunNotes)  # where the runner ran it: Ray ids, worker log lines
+
+    def add_failure(self, category: str, row_id: str, message: str) -> None:
+        ids = self.errors.setdefault(category, [])
+        if len(ids) < _AFFECTED_IDS:
+            ids.append(row_id)
+        self.error_counts[category] = self.error_counts.get(category, 0) + 1
+        self.messages.setdefault(category, message)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a take-over needs to carry the sums on (JSON, stored in the tier's checkpoint)."""
+        return {name: getattr(self, name) for name in _SAVED} | {"elapsed_s": time.monotonic() - self.started}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Carry on from a snapshot an earlier owner of the tier committed."""
+        for name in _SAVED:
+            if name in saved:
+                setattr(self, name, saved[name])
+        self.started = time.monotonic() - float(saved.get("elapsed_s") or 0.0)
 
 
 def tier_result(tier_num: int, tallies: list[Tally], total_rows: int, stopped: bool) -> TierResult:
@@ -40,11 +62,12 @@ def tier_result(tier_num: int, tallies: list[Tally], total_rows: int, stopped: b
     jobs = []
     for tally in tallies:
         for category, ids in tally.errors.items():
-            summary[category] = summary.get(category, 0) + len(ids)
+            count = tally.error_counts.get(category, len(ids))
+            summary[category] = summary.get(category, 0) + count
             errors.append({"error_type": category, "message": tally.messages[category],
                            "component": tally.extractor, "stage": "extraction",
                            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                           "affected_document_ids": ids[:100], "affected_count": len(ids),
+                           "affected_document_ids": ids[:_AFFECTED_IDS], "affected_count": count,
                            "recovery_suggestion": "retry the batch" if ErrorCategory(category).transient
                            else "fix the source data, then retry with retry_mode='all'",
                            "metadata": {"collection_id": tally.collection_id}})

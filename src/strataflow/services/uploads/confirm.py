@@ -75,14 +75,14 @@ class Verified:
 class LeaseKeeper:
     """Progress callback that keeps a background task's lease while it reads many bytes."""
 
-    def __init__(self, context: JobContext, task_id: str, owner: str | None) -> None:
-        self.context, self.task_id, self.owner = context, task_id, owner
+    def __init__(self, context: JobContext, task_id: str, owner: str | None, token: int | None = None) -> None:
+        self.context, self.task_id, self.owner, self.token = context, task_id, owner, token
         self._last = time.monotonic()
 
     def __call__(self, _done: int = 0) -> None:
         if time.monotonic() - self._last >= _LEASE_RENEW_S:
             self._last = time.monotonic()
-            extend_lease(self.context.db, self.task_id, self.owner)
+            extend_lease(self.context.db, self.task_id, self.owner, self.token)
 
 
 def object_writer(context: JobContext) -> ObjectWriter:

@@ -74,7 +74,7 @@ def queue_confirm(context: JobContext, scope: NamespaceScope, bucket: Bucket, up
 def confirm_job(context: JobContext, task: Task) -> JobOutcome:
     spec = (task.inputs or [{}])[0]
     bucket_id, upload_id = spec["bucket_id"], spec["upload_id"]
-    keeper = LeaseKeeper(context, task.task_id, task.lease_owner)
+    keeper = LeaseKeeper(context, task.task_id, task.lease_owner, task.fence_token)
     try:
         with context.db.read_session() as session:
             bucket = session.get(Bucket, bucket_id)
@@ -157,7 +157,7 @@ def request_batch_confirm(context: JobContext, scope: NamespaceScope, bucket: Bu
 def batch_confirm_job(context: JobContext, task: Task) -> JobOutcome:
     """Confirm each item as a sync confirm would; one item's failure leaves the others alone.
     Re-running after a lost lease is harmless: confirmed uploads answer as they are."""
-    keeper = LeaseKeeper(context, task.task_id, task.lease_owner)
+    keeper = LeaseKeeper(context, task.task_id, task.lease_owner, task.fence_token)
     outputs: list[dict[str, Any]] = []
     buckets: dict[str, Bucket | None] = {}
     for spec in task.inputs or []:
