@@ -24,6 +24,7 @@ from strataflow.store.tables import Batch, BatchTier, Bucket, BucketObject, Name
 from strataflow.transitions import (
     BATCH,
     BUCKET,
+    CLUSTER_RUN,
     MACHINES,
     NAMESPACE,
     OBJECT,
@@ -75,16 +76,23 @@ EXPECTED: dict[str, dict[Status | None, set[Status]]] = {
     "bucket": {NOTHING: {S.ACTIVE}, S.ACTIVE: {S.ARCHIVED}},
     "namespace": {NOTHING: {S.ACTIVE}, S.ACTIVE: {S.ARCHIVED}},
     "object": {NOTHING: {S.DRAFT}},
+    "cluster_run": {
+        NOTHING: {S.PENDING},
+        S.PENDING: {S.PROCESSING, S.FAILED, S.CANCELED},
+        S.PROCESSING: {S.PENDING, S.COMPLETED, S.FAILED, S.CANCELED},
+    },
 }
-ALL_MACHINES = [TASK, BATCH, TIER, UPLOAD, BUCKET, NAMESPACE, OBJECT]
+ALL_MACHINES = [TASK, BATCH, TIER, UPLOAD, BUCKET, NAMESPACE, OBJECT, CLUSTER_RUN]
 PAIRS = [(m, current, target) for m in ALL_MACHINES for current in [NOTHING, *Status] for target in Status]
 
 
 def test_every_table_with_a_status_has_a_machine() -> None:
-    from strataflow.store.tables import Base
+    from strataflow.store.tables import Base, Trigger, TriggerFiring
 
     with_status = {mapper.class_ for mapper in Base.registry.mappers if "status" in mapper.columns}
-    assert with_status == set(MACHINES)
+    # Triggers keep the contract's lower-case states (transitions.move_trigger, tested below); a
+    # firing's status is the outcome it was recorded with, never changed after.
+    assert with_status - {Trigger, TriggerFiring} == set(MACHINES)
     assert {m.kind for m in ALL_MACHINES} == set(EXPECTED)
 
 
@@ -225,3 +233,30 @@ def tier_lease() -> Any:
     from strataflow.clock import utcnow
 
     return utcnow() + timedelta(seconds=30)
+
+
+TRIGGER_STATES = [None, "active", "paused", "disabled", "failed"]
+EXPECTED_TRIGGER = {
+    None: {"active", "paused", "disabled"},
+    "active": {"paused", "disabled", "failed"},
+    "paused": {"active", "disabled"},
+    "disabled": {"active", "paused"},
+    "failed": {"active", "paused", "disabled"},
+}
+
+
+@pytest.mark.parametrize(("current", "target"), [(c, t) for c in TRIGGER_STATES for t in TRIGGER_STATES[1:] if c != t])
+def test_each_trigger_move_is_allowed_exactly_when_listed(current: str | None, target: str) -> None:
+    from strataflow.store.tables import StatusEvent, Trigger
+    from strataflow.transitions import Verdict, move_trigger
+
+    trigger = Trigger(trigger_id="trig_x", status=current)
+    session = Session()  # nothing is flushed: the move only adds its event to the session
+    if target in EXPECTED_TRIGGER[current]:
+        assert move_trigger(session, trigger, target, "test") is Verdict.ACCEPTED
+        assert trigger.status == target
+        assert [type(row) for row in session.new] == [StatusEvent]
+    else:
+        with pytest.raises(InvalidTransitionError):
+            move_trigger(session, trigger, target, "test")
+        assert trigger.status == current and not session.new
