@@ -12,6 +12,7 @@ from strataflow.config import Settings
 from strataflow.engine.jobs import JobContext, JobRunner
 from strataflow.engine.runners import Runner
 from strataflow.engine.scheduler import Scheduler
+from strataflow.index.storage import index_storage_options
 from strataflow.index.store import DocumentIndex
 from strataflow.services import buckets, namespaces, upload_tasks  # noqa: F401  (importing registers their jobs)
 from strataflow.services.auth import IssuedKey, bootstrap
@@ -74,7 +75,8 @@ def open_runner(settings: Settings) -> Runner:
 
 
 def open_index(settings: Settings) -> DocumentIndex:
-    return DocumentIndex(settings.resolved_index_uri, vector_index_min_rows=settings.vector_index_min_rows)
+    return DocumentIndex(settings.resolved_index_uri, vector_index_min_rows=settings.vector_index_min_rows,
+                         storage_options=index_storage_options(settings))
 
 
 def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
