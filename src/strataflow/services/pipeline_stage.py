@@ -112,6 +112,23 @@ class ExtractionStage:
             return RowStatus.FAILED, "the object no longer exists in the bucket"
         return RowStatus.OK, None
 
+    @staticmethod
+    def unrun(wanted: frozenset[str] | None, allowed: frozenset[str] | None, batch: pa.Table,
+              reason: str) -> pa.Table:
+        """Output rows for manifest rows that will not run here (the tier stalled): this round's rows
+        that pass the filters fail with `reason` as a transient resource error, which a retry re-runs."""
+        out = []
+        for record in batch.to_pylist():
+            row_id, root = record["row_id"], record["root_object_id"]
+            if wanted is not None and row_id not in wanted:
+                out.append({"row_id": row_id, "root_object_id": root, "status": RowStatus.SKIPPED.value})
+            elif allowed is not None and row_id not in allowed:
+                out.append({"row_id": row_id, "root_object_id": root, "status": RowStatus.FILTERED.value})
+            else:
+                out.append({"row_id": row_id, "root_object_id": root, "status": RowStatus.FAILED.value,
+                            "error_type": ErrorCategory.RESOURCE.value, "error_message": reason[:2000]})
+        return pa.Table.from_pylist(out, schema=OUTPUT_SCHEMA)
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         raw = batch.to_pylist()
         rows = [ManifestRow.from_record(r) for r in raw]

@@ -191,6 +191,8 @@ class BatchTierExecutor:
         work = TierWork(f"{batch.batch_id}-tier{tier.tier_num}-{collection.collection_id}", key,
                         frozenset(wanted) if wanted is not None else None,
                         frozenset(allowed) if allowed is not None else None)
+        # A stalled pipeline is reported at once, on the tier and its task, before its rows come back failed.
+        tally.notes.on_stall = lambda reason: job.report(progress["done"], expected, {"stalled": reason})
         steps = pipeline_steps(pipelines, self.settings, self.blobs, self.index, collection, work, tally.notes)
         try:
             for step in steps:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ class RunNotes:
     actor_ids: list[str] = field(default_factory=list)
     task_ids: list[str] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
+    # Told why, when the runner sees the tier make no progress (Ray: what the cluster waits for).
+    on_stall: Callable[[str], None] | None = None
 
 
 class Runner(Protocol):

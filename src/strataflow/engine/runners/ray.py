@@ -217,6 +217,8 @@ class RayRunner:
         return {slot.actor_id: ray.get(slot.handle.pid.remote(), timeout=60) for slot in slots}
 
     def close(self) -> None:
+        if self.pipelines is not None:
+            self.pipelines.close()
         with self._lock:
             slots = [slot for pool in self._pools.values() for slot in pool]
             self._pools.clear()
