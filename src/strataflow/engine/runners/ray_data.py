@@ -1,6 +1,6 @@
 """Ray Data pipelines: a tier's Parquet manifest through one extraction stage on a Ray cluster.
 
-    read_parquet(manifest in blob storage, one block per batch)
+    read_parquet(manifest in blob storage: one 0.25-CPU task, one block per batch)
         -> map_batches(StageActor: hands each batch to a warm stage actor) -> iter_batches (the driver)
 
 The stage itself runs in actors that outlive the dataset (engine/runners/ray_stage_pool.py): a
@@ -13,10 +13,10 @@ the watchdog that reports a tier that stopped moving, and the bookkeeping the ti
 Ray job id, the dataset, the actors that ran, their log lines, and Ray Data's execution stats).
 
 Resources, so that a small cluster cannot deadlock: the read is one task of
-`ray_read_cpus` (0.25) CPUs (Ray Data's V1 Parquet read: the V2 one adds a file-listing task
-that always asks for a whole CPU), split into one block per batch where it runs, so no
-repartition task (another whole CPU) is needed; the forwarding actors reserve no CPU; only the
-warm stage actors reserve what the extractor needs.
+`ray_read_cpus` (0.25) CPUs (our own datasource: Ray Data's Parquet reads add tasks that ask
+for a whole CPU), split into one block per batch where it runs, so no repartition task
+(another whole CPU) is needed; the forwarding actors reserve no CPU; only the warm stage
+actors reserve what the extractor needs.
 
 Documents are not written here: output batches come back to the driver, the scheduler
 process, which writes them through the same index writer as the local runner.
@@ -44,8 +44,11 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import ray
 import ray.data
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, ReadTask
 
 from strataflow.blobs import BlobStore
 from strataflow.blobs.local import LocalBlobStore
@@ -97,6 +100,35 @@ def manifest_source(blobs: BlobStore, key: str, settings: Settings) -> tuple[str
         endpoint = urlparse(settings.s3_endpoint_url)
         options.update(endpoint_override=endpoint.netloc or endpoint.path, scheme=endpoint.scheme or "https")
     return uri, pafs.S3FileSystem(**options)
+
+
+class ManifestDatasource(Datasource):
+    """A tier's manifest as one Ray Data read task that asks for `ray_read_cpus`, and nothing else.
+
+    Ray Data's own Parquet reads also run tasks that ask for a whole CPU (V2: a file listing;
+    V1: a footer sample, run from the driver as the dataset is made), which a small cluster
+    whose CPUs the stage actors hold may never have free. The driver knows the row count, so
+    nothing needs sampling; the read's one block is split into one block per batch where it runs.
+    """
+
+    def __init__(self, path: str, filesystem: pafs.FileSystem | None, rows: int) -> None:
+        super().__init__()
+        self.path = path.removeprefix("s3://") if filesystem is not None else path
+        self.filesystem = filesystem
+        self.rows = rows
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return None
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                       data_context: Any = None) -> list[ReadTask]:
+        path, filesystem = self.path, self.filesystem
+
+        def read() -> list[pa.Table]:
+            return [pq.read_table(path, filesystem=filesystem)]
+
+        return [ReadTask(read, BlockMetadata(num_rows=self.rows, size_bytes=None, exec_stats=None,
+                                             input_files=(path,)))]
 
 
 class StageActor:
@@ -172,12 +204,9 @@ class RayDataPipelines:
         self.job_id = job_id
         self.has_gpus = has_gpus
         self._lock = threading.Lock()
-        self.pools = StagePools(settings.ray_actor_idle_s)
+        self.pools = StagePools.shared()
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # a server's log is no terminal
-        # The V1 Parquet read is one task of `ray_read_cpus`; V2 adds a listing task that asks for a whole CPU,
-        # which a small cluster whose CPUs are held by stage actors may never have free.
-        context.use_datasource_v2 = False
         self._warnings = RayDataWarnings()
         logging.getLogger("ray.data").addHandler(self._warnings)
 
@@ -205,13 +234,15 @@ class RayDataPipelines:
         options, torch_threads = self._stage_options(pipeline.resources)
         key = pool_key(pipeline.stage, pipeline.extractor, {**options, "torch_threads": torch_threads})
         clock = time.monotonic()
-        pool, warm = self.pools.acquire(key, options, self.settings.ray_actors, torch_threads)
+        pool, warm = self.pools.acquire(key, options, self.settings.ray_actors, torch_threads,
+                                        idle_s=self.settings.ray_actor_idle_s,
+                                        headroom_cpus=self.settings.ray_read_cpus)
         tier = f"{pipeline.name}-{uuid.uuid4().hex[:8]}"
         stage = ray.put((pipeline.stage, pipeline.stage_kwargs))
-        blocks = max(1, math.ceil(count_rows(pipeline.blobs, pipeline.manifest_key) / pipeline.batch_size))
-        with self._lock:  # read_parquet samples the files here, importing as it goes: not thread-safe
-            dataset = ray.data.read_parquet(path, filesystem=filesystem, num_cpus=self.settings.ray_read_cpus,
-                                            override_num_blocks=blocks)
+        rows = count_rows(pipeline.blobs, pipeline.manifest_key)
+        blocks = max(1, math.ceil(rows / pipeline.batch_size))
+        dataset = ray.data.read_datasource(ManifestDatasource(path, filesystem, rows),
+                                           num_cpus=self.settings.ray_read_cpus, override_num_blocks=blocks)
         # One block per batch (split where the read runs): the batches spread over the warm actors,
         # stream back one by one (progress, a cancel between batches), and a retry after a lost
         # worker is confined to the batch it was running.
@@ -278,7 +309,7 @@ class RayDataPipelines:
         return batch.drop_columns([ACTOR_COLUMN, LOG_COLUMN])
 
     def close(self) -> None:
-        self.pools.close()
+        StagePools.detach()
         logging.getLogger("ray.data").removeHandler(self._warnings)
 
     @staticmethod

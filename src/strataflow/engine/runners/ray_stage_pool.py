@@ -27,6 +27,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,7 @@ class StagePool:
     last_used: float = field(default_factory=time.monotonic)
     started: float = field(default_factory=time.monotonic)
     stalled: bool = False  # a tier saw it make no progress: it is stopped, not kept warm
+    idle_s: float = 60.0  # kept this long after its last tier
 
     def placed(self) -> bool:
         ready, _ = ray.wait([s.ready for s in self.slots], num_returns=len(self.slots), timeout=0)
@@ -120,21 +122,60 @@ class StagePool:
 
 
 class StagePools:
-    """This process's stage actor pools, by key; a reaper thread stops the idle ones."""
+    """The stage actor pools of this process (one Ray driver), by key; a reaper thread stops idle ones.
 
-    def __init__(self, idle_s: float) -> None:
-        self.idle_s = idle_s
+    Shared by every Ray runner of the process (`shared`), so that a pool waiting for room can
+    stop any idle pool of the process, whichever runner started it.
+    """
+
+    _shared: StagePools | None = None
+    _shared_users = 0
+    _shared_lock = threading.Lock()
+
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pools: dict[str, StagePool] = {}
         self._closed = threading.Event()
         self._reaper = threading.Thread(target=self._reap, name="strataflow-stage-pools", daemon=True)
         self._reaper.start()
 
-    def acquire(self, key: str, options: dict[str, Any], actors: int, torch_threads: int) -> tuple[StagePool, bool]:
-        """The pool for `key`, started if needed; True when it was already there (warm)."""
+    @classmethod
+    def shared(cls) -> StagePools:
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = StagePools()
+            cls._shared_users += 1
+            return cls._shared
+
+    @classmethod
+    def detach(cls) -> None:
+        """A runner is done with the shared pools; the last one out stops them."""
+        with cls._shared_lock:
+            cls._shared_users -= 1
+            pools = cls._shared if cls._shared_users <= 0 else None
+            if pools is not None:
+                cls._shared, cls._shared_users = None, 0
+        if pools is not None:
+            pools.close()
+
+    def acquire(self, key: str, options: dict[str, Any], actors: int, torch_threads: int, *, idle_s: float,
+                headroom_cpus: float) -> tuple[StagePool, bool]:
+        """The pool for `key`, started if needed; True when it was already there (warm).
+
+        A new pool that would leave less than `headroom_cpus` free (what a read task needs)
+        first stops the idle pools of this process.
+        """
         with self._lock:
             pool = self._pools.get(key)
-            warm = pool is not None
+            if pool is not None:
+                pool.users += 1
+                pool.idle_s = idle_s
+                return pool, True
+        needed = float(options.get("num_cpus", 1.0)) * actors
+        if float(ray.available_resources().get("CPU", 0.0)) < needed + headroom_cpus:
+            self.stop_idle(reason="room for a new pool")
+        with self._lock:
+            pool = self._pools.get(key)
             if pool is None:
                 handles = [StageHost.options(**options).remote(torch_threads)  # type: ignore[attr-defined]
                            for _ in range(actors)]
@@ -142,15 +183,19 @@ class StagePools:
                 self._pools[key] = pool
                 log.info("stage actors started", extra={"pool": key, "actors": [s.actor_id for s in pool.slots],
                                                         **{k: v for k, v in options.items() if k != "memory"}})
+                warm = False
+            else:
+                warm = True
             pool.users += 1
+            pool.idle_s = idle_s
             return pool, warm
 
     def release(self, pool: StagePool, *, stop: bool = False) -> None:
-        """A tier is done with `pool`; `stop`: end it now if no other tier uses it (a cancel)."""
+        """A tier is done with `pool`; `stop`: end it now if no other tier uses it (a cancel, a stall)."""
         with self._lock:
             pool.users -= 1
             pool.last_used = time.monotonic()
-            if (stop or self.idle_s == 0) and pool.users == 0 and self._pools.get(pool.key) is pool:
+            if (stop or pool.idle_s == 0) and pool.users == 0 and self._pools.get(pool.key) is pool:
                 del self._pools[pool.key]
             else:
                 return
@@ -163,25 +208,30 @@ class StagePools:
     def _reap(self) -> None:
         while not self._closed.wait(1.0):
             try:
-                self._stop_idle()
+                self._stop_expired()
             except Exception:  # the reaper must outlive a failed round (a lost cluster)
                 log.warning("stage pool reaper round failed", exc_info=True)
 
-    def _stop_idle(self) -> None:
-        """Stop pools idle past `idle_s`, and every idle pool while another pool waits to be placed."""
-        with self._lock:
-            pools = list(self._pools.values())
-        someone_waits = any(p.users and not p.placed() for p in pools)
+    def _stop_expired(self) -> None:
+        """Stop pools idle past their `idle_s`, and every idle pool while another pool waits to be placed."""
+        pools = self.pools()
+        if any(p.users and not p.placed() for p in pools):
+            self.stop_idle(reason="room for a waiting pool")
+            return
         now = time.monotonic()
+        self.stop_idle(reason="idle", only=lambda p: now - p.last_used >= p.idle_s)
+
+    def stop_idle(self, *, reason: str = "asked", only: Callable[[StagePool], bool] | None = None) -> int:
+        """Stop the pools no tier is using (those `only` accepts); how many were stopped."""
         with self._lock:
-            idle = [p for p in pools if p.users == 0 and self._pools.get(p.key) is p
-                    and (someone_waits or now - p.last_used >= self.idle_s)]
+            idle = [p for p in self._pools.values() if p.users == 0 and (only is None or only(p))]
             for pool in idle:
                 del self._pools[pool.key]
         for pool in idle:
-            log.info("stage actors stopped", extra={"pool": pool.key, "idle_s": round(now - pool.last_used, 1),
-                                                    "reason": "room for a waiting pool" if someone_waits else "idle"})
+            log.info("stage actors stopped", extra={"pool": pool.key, "reason": reason,
+                                                    "idle_s": round(time.monotonic() - pool.last_used, 1)})
             _kill(pool)
+        return len(idle)
 
     def close(self) -> None:
         self._closed.set()
