@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     # models loaded; documents are still written by the scheduler process.
     ray_address: str | None = Field(
         default=None,
-        description="Ray cluster to join: 'auto', 'host:6379' or 'ray://host:10001'; empty starts Ray in-process.",
+        description="Ray cluster to join: 'auto' or 'host:6379'; empty starts Ray in-process.",
     )
     ray_num_cpus: int = Field(default=0, ge=0, description="CPUs of an in-process Ray; 0 = all of the machine.")
     ray_object_store_mb: int = Field(default=0, ge=0, description="Object store of an in-process Ray; 0 = Ray's.")
