@@ -4,7 +4,7 @@
   and a killed stage actor (SIGKILL mid-batch) is replaced with every document written once.
 * A tier that cannot make progress (its stage actors cannot be placed: every CPU is held) is
   reported on the tier and its task with Ray's own reason, its rows fail as a retryable
-  resource error, and a retry completes once the cluster has room.
+  resource error, and a retry completes once the cluster has room; on both Ray paths.
 * Two batches at once with `ray_actor_cpus=0.5` complete on 2 CPUs (the read is a 0.25-CPU task,
   not a whole CPU), two collections each.
 """
@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import ray
 
 from strataflow.config import Settings
@@ -98,8 +99,9 @@ def test_stage_actors_stay_warm_across_batches_and_a_killed_one_is_replaced(tmp_
     assert len({d.document_id for d in documents}) == len(documents)
 
 
+@pytest.mark.parametrize("ray_data", [True, False], ids=["ray-data", "per-chunk"])
 def test_a_tier_that_cannot_be_placed_is_reported_failed_retryable_and_retried(
-        tmp_path: Path, ray_runner: Any) -> None:
+        tmp_path: Path, ray_runner: Any, ray_data: bool) -> None:
     from strataflow.engine.runners.ray import RayRunner
 
     ray_runner.pipelines.pools.stop_idle()  # the warm actors of earlier tests give their CPUs back
@@ -110,7 +112,7 @@ def test_a_tier_that_cannot_be_placed_is_reported_failed_retryable_and_retried(
             return True
 
     hog = Hog.remote()  # type: ignore[attr-defined]
-    runner = RayRunner.from_settings(Settings(engine="ray", ray_actor_cpus=1.0, tier_stall_s=3))
+    runner = RayRunner.from_settings(Settings(engine="ray", ray_data=ray_data, ray_actor_cpus=1.0, tier_stall_s=3))
     settings = _settings(tmp_path, "stall")
     try:
         assert ray.get(hog.ready.remote(), timeout=120)
@@ -138,7 +140,7 @@ def test_a_tier_that_cannot_be_placed_is_reported_failed_retryable_and_retried(
     assert error["recovery_suggestion"] == "retry the batch"
     stalled = tier_task["additional_data"]["progress"]["stalled"]
     assert stalled.startswith("no extraction result for ") and "pending demand" in stalled
-    assert any(line.startswith("ray data: stalled: ") for line in logs)
+    assert any(": stalled: no extraction result for 3s" in line for line in logs)
     assert "Traceback" not in str(tier) and "/work/" not in error["message"]
 
     # Retryable: once the cluster has room, a retry runs the failed rows and completes.

@@ -153,6 +153,8 @@ class BatchTierExecutor:
     def _run_collection(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, key: str,
                         wanted: set[str] | None, tally: Tally, progress: dict[str, int], expected: int) -> bool:
         allowed = self._passing_source_filters(batch, tier, collection)
+        # A runner that sees the tier stall reports it at once, on the tier and its task, then fails its rows.
+        tally.notes.on_stall = lambda reason: job.report(progress["done"], expected, {"stalled": reason})
         pipelines = getattr(self.runner, "pipelines", None)  # a Ray runner with Ray Data runs whole tiers
         if pipelines is not None:
             return self._run_pipeline(pipelines, job, batch, tier, collection, key, (wanted, allowed), tally,
@@ -191,8 +193,6 @@ class BatchTierExecutor:
         work = TierWork(f"{batch.batch_id}-tier{tier.tier_num}-{collection.collection_id}", key,
                         frozenset(wanted) if wanted is not None else None,
                         frozenset(allowed) if allowed is not None else None)
-        # A stalled pipeline is reported at once, on the tier and its task, before its rows come back failed.
-        tally.notes.on_stall = lambda reason: job.report(progress["done"], expected, {"stalled": reason})
         steps = pipeline_steps(pipelines, self.settings, self.blobs, self.index, collection, work, tally.notes)
         try:
             for step in steps:

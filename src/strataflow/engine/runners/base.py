@@ -38,6 +38,7 @@ class RunNotes:
     logs: list[str] = field(default_factory=list)
     # Told why, when the runner sees the tier make no progress (Ray: what the cluster waits for).
     on_stall: Callable[[str], None] | None = None
+    stalled: str | None = None  # set by the runner once it saw that: later calls fail at once with it
 
 
 class Runner(Protocol):
