@@ -156,6 +156,8 @@ class BatchTierExecutor:
     def _run_collection(self, job: TierJob, batch: Batch, tier: BatchTier, collection: Collection, key: str,
                         wanted: set[str] | None, tally: Tally, progress: dict[str, int], expected: int) -> bool:
         allowed = self._passing_source_filters(batch, tier, collection)
+        # A runner that sees the tier stall reports it at once, on the tier and its task, then fails its rows.
+        tally.notes.on_stall = lambda reason: job.report(progress["done"], expected, {"stalled": reason})
         if self.runner.pipelines is not None:  # a Ray runner with Ray Data runs whole tiers
             return self._run_pipeline(self.runner.pipelines, job, batch, tier, collection, key, (wanted, allowed), tally,
                                       progress, expected)
