@@ -27,6 +27,7 @@ ROUNDS, PER_ROUND = 12, 5
 _WRITER = """
 import sys
 from strataflow.config import Settings
+from strataflow.index.records import StoredDocument
 from strataflow.runtime import open_index
 
 name, rounds, per_round = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
