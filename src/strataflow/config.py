@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     # models loaded; documents are still written by the scheduler process.
     ray_address: str | None = Field(
         default=None,
-        description="Ray cluster to join: 'auto', 'host:6379' or 'ray://host:10001'; empty starts Ray in-process.",
+        description="Ray cluster to join: 'auto' or 'host:6379'; empty starts Ray in-process.",
     )
     ray_num_cpus: int = Field(default=0, ge=0, description="CPUs of an in-process Ray; 0 = all of the machine.")
     ray_object_store_mb: int = Field(default=0, ge=0, description="Object store of an in-process Ray; 0 = Ray's.")
@@ -92,6 +92,14 @@ class Settings(BaseSettings):
     ray_read_cpus: float = Field(
         default=0.25, gt=0,
         description="CPUs a Ray Data read task reserves: a fraction, so reads never wait on the extraction actors.")
+    ray_actor_idle_s: float = Field(
+        default=60.0, ge=0,
+        description="Ray Data path: stage actors (and their models) kept for later tiers this long after their last "
+                    "tier; 0 = stop them when each tier ends.")
+    tier_stall_s: float = Field(
+        default=300.0, gt=0,
+        description="A Ray tier whose extraction returns nothing for this long is reported as stalled (with Ray's "
+                    "reason) and its remaining rows fail as retryable resource errors.")
     device: str = Field(default="cpu", description="Device extractors use: cpu, or cuda when a GPU is there.")
     scheduler_workers: int = Field(default=2, ge=1, description="Tiers this process runs at the same time.")
     tier_lease_s: float = Field(default=30.0, gt=0,

@@ -25,6 +25,7 @@ from strataflow.engine.scheduler import Scheduler
 from strataflow.engine.tiers.executor import BatchTierExecutor
 from strataflow.engine.triggers import TriggerAction, TriggerLoop
 from strataflow.extractors.base import RowResult
+from strataflow.index.storage import index_storage_options
 from strataflow.index.store import DocumentIndex
 from strataflow.outbound import OutboundClient, OutboundPolicy
 from strataflow.services.buckets.crud import delete_bucket_job
@@ -141,7 +142,8 @@ def open_runner(settings: Settings) -> Runner:
 
 
 def open_index(settings: Settings) -> DocumentIndex:
-    return DocumentIndex(settings.resolved_index_uri, vector_index_min_rows=settings.vector_index_min_rows)
+    return DocumentIndex(settings.resolved_index_uri, vector_index_min_rows=settings.vector_index_min_rows,
+                         storage_options=index_storage_options(settings))
 
 
 def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:

@@ -2,7 +2,8 @@
 
 Ray starts in about 5 s and holds ~0.5 GB, so every Ray test shares it. It gets
 2 CPUs. `ray_runner` runs tiers as Ray Data pipelines (the default): a stage
-actor reserves 1 CPU and read tasks a fraction, only while a tier runs.
+actor reserves 1 CPU and the manifest read a fraction; stage actors stay warm for
+`ray_actor_idle_s` after their tier (or until a pool of this process needs the room).
 `ray_chunk_runner` sends chunks to its own actor pool (`ray_data=False`); its
 actor holds 1 CPU until the test ends, so it is closed after each test.
 """

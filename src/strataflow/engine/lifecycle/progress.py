@@ -154,6 +154,8 @@ def record_progress(session: Session, batch: Batch, tier: BatchTier) -> None:
     progress = {"current_tier": tier.tier_num, "total_tiers": batch.total_tiers,
                 "rows_done": tier.rows_done, "rows_total": tier.rows_total,
                 "documents_written": (tier.counters or {}).get("documents_written", 0)}
+    if (tier.counters or {}).get("stalled"):  # the runner saw no progress: why, in Ray's words
+        progress["stalled"] = tier.counters["stalled"]
     for task in (_task(session, tier.task_id), _task(session, batch.task_id)):
         if task is not None:
             task.additional_data = {**(task.additional_data or {}), "progress": progress,

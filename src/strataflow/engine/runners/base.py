@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +47,9 @@ class RunNotes:
     actor_ids: list[str] = field(default_factory=list)
     task_ids: list[str] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
+    # Told why, when the runner sees the tier make no progress (Ray: what the cluster waits for).
+    on_stall: Callable[[str], None] | None = None
+    stalled: str | None = None  # set by the runner once it saw that: later calls fail at once with it
 
 
 class Pipelines(Protocol):

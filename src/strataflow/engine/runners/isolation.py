@@ -22,7 +22,7 @@ import logging
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 
 from strataflow.extractors.base import ErrorCategory, ExtractionError, ExtractorInput, OutOfMemory, RowResult
 
@@ -62,11 +62,15 @@ def isolate_in_background(rows: list[ExtractorInput], first: list[RowResult] | N
 
     def work() -> None:
         try:
-            outer.set_result(isolate(rows, first, attempt))
+            results = isolate(rows, first, attempt)
         except Exception as exc:  # the future must always resolve
             log.error("isolating a dead call's rows failed", exc_info=exc)
             error = ExtractionError(ErrorCategory.RESOURCE, "the worker process died while extracting")
-            outer.set_result([RowResult(row_id=r.row_id, error=error) for r in rows])
+            results = [RowResult(row_id=r.row_id, error=error) for r in rows]
+        try:
+            outer.set_result(results)
+        except InvalidStateError:  # answered already (a runner's stall watchdog): the first answer stands
+            pass
 
     threading.Thread(target=work, name="strataflow-isolate", daemon=True).start()
 

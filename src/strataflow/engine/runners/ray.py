@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +44,7 @@ from strataflow.config import Settings
 from strataflow.engine.runners.base import ExtractionCall, RunNotes
 from strataflow.engine.runners.isolation import WorkerDied, isolate_in_background, needs_isolation
 from strataflow.engine.runners.ray_data import RayDataPipelines
+from strataflow.engine.runners.ray_stall import stall_reason
 from strataflow.engine.runners.worker import LineCollector, initialise, run_extraction
 from strataflow.extractors.base import ErrorCategory, ExtractionError, ExtractorInput, RowResult
 
@@ -99,6 +100,19 @@ class _Slot:
     handle: Any
     actor_id: str
     in_flight: int = 0
+
+
+def _failed(call: ExtractionCall, reason: str) -> list[RowResult]:
+    """Every row of the chunk failed, retryably, because the tier stalled on Ray."""
+    error = ExtractionError(ErrorCategory.RESOURCE, f"the tier stalled on Ray: {reason}"[:2000])
+    return [RowResult(row_id=row.row_id, error=error) for row in call.inputs]
+
+
+def _answer(outer: Future[list[RowResult]], results: list[RowResult]) -> None:
+    try:
+        outer.set_result(results)
+    except InvalidStateError:  # the watchdog and the result raced: the first answer stands
+        pass
 
 
 def _source_dir() -> str | None:
@@ -193,13 +207,23 @@ class RayRunner:
     # -- the runner interface ---------------------------------------------------------
     def submit(self, call: ExtractionCall, notes: RunNotes | None = None) -> Future[list[RowResult]]:
         outer: Future[list[RowResult]] = Future()
+        if notes is not None and notes.stalled:  # this tier already waited once: its other chunks fail at once
+            outer.set_result(_failed(call, notes.stalled))
+            return outer
         slot = self._slot(call)
         ref = slot.handle.extract.remote(call)
         task_id = ref.task_id().hex()
+        # No answer within the stall limit (an actor restarted where nothing has room): say why, fail the chunk.
+        watchdog = threading.Timer(self.settings.tier_stall_s, self._stalled, args=(outer, call, slot, notes))
+        watchdog.daemon = True
+        watchdog.start()
 
         def relay(done: Future[Any]) -> None:
+            watchdog.cancel()
             with self._lock:
                 slot.in_flight -= 1
+            if outer.done():  # the watchdog answered already
+                return
             lines: list[str] = []
             died = False
             try:
@@ -225,11 +249,11 @@ class RayRunner:
                     notes.actor_ids.append(slot.actor_id)
                 notes.task_ids.append(task_id)
                 notes.logs.extend(lines)
-            if died or needs_isolation(results):
+            if died or needs_isolation(results):  # the watchdog is off: quarantine runs one row at a time
                 isolate_in_background(call.inputs, None if died else results,
                                       lambda rows: self._attempt(call, rows, notes), outer)
             else:
-                outer.set_result(results)
+                _answer(outer, results)
 
         ref.future().add_done_callback(relay)
         return outer
@@ -254,6 +278,19 @@ class RayRunner:
             notes.logs.extend(f"quarantine {line}" for line in lines)
         return list(results)
 
+    def _stalled(self, outer: Future[list[RowResult]], call: ExtractionCall, slot: _Slot,
+                 notes: RunNotes | None) -> None:
+        if outer.done():
+            return
+        reason = stall_reason(self.settings.tier_stall_s, [slot.actor_id], [])
+        log.error("ray chunk stalled", extra={"actor_id": slot.actor_id, "reason": reason})
+        if notes is not None:
+            notes.stalled = reason
+            notes.logs.append(f"actor {slot.actor_id}: stalled: {reason}")
+            if notes.on_stall is not None:
+                notes.on_stall(reason)
+        _answer(outer, _failed(call, reason))
+
     def actor_pids(self) -> dict[str, int]:
         """Process ids of the live actors, by actor id (operators and tests use this)."""
         with self._lock:
@@ -261,6 +298,8 @@ class RayRunner:
         return {slot.actor_id: ray.get(slot.handle.pid.remote(), timeout=60) for slot in slots}
 
     def close(self) -> None:
+        if self.pipelines is not None:
+            self.pipelines.close()
         with self._lock:
             slots = [slot for pool in self._pools.values() for slot in pool]
             self._pools.clear()

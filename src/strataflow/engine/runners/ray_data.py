@@ -1,61 +1,73 @@
 """Ray Data pipelines: a tier's Parquet manifest through one extraction stage on a Ray cluster.
 
-    read_parquet(manifest in blob storage) -> repartition(one batch per block)
-        -> map_batches(stage, actors) -> iter_batches (the driver)
+    read_parquet(manifest in blob storage: one 0.25-CPU task, one block per batch)
+        -> map_batches(StageActor: hands each batch to a warm stage actor) -> iter_batches (the driver)
 
-The stage is a callable class, built once per Ray Data actor, so the models an
-extractor loads stay loaded for every batch that actor takes. What the stage
-does with a batch is not this module's business (the services layer hands in
-its class); this module owns the Ray side: where the manifest is read from,
-the resources each stage asks for, and the bookkeeping the tier reports (the
-Ray job id, the dataset, the actors and tasks that ran, their log lines, and
-Ray Data's own execution stats).
+The stage itself runs in actors that outlive the dataset (engine/runners/ray_stage_pool.py): a
+tier of a collection whose extractor already has warm actors pays no actor start and no model
+load. Ray Data's own `StageActor`s are thin (no CPU, no model): they give the pipeline its
+streaming, back-pressure and retries, and forward each batch to a warm actor. What the stage
+does with a batch is not this module's business (the services layer hands in its class); this
+module owns the Ray side: where the manifest is read from, the resources each part asks for,
+the watchdog that reports a tier that stopped moving, and the bookkeeping the tier reports (the
+Ray job id, the dataset, the actors that ran, their log lines, and Ray Data's execution stats).
 
-Documents are not written here: output batches come back to the driver, the
-scheduler process, which writes them through the same index writer as the
-local runner.
+Resources, so that a small cluster cannot deadlock: the read is one task of
+`ray_read_cpus` (0.25) CPUs (our own datasource: Ray Data's Parquet reads add tasks that ask
+for a whole CPU), split into one block per batch where it runs, so no repartition task
+(another whole CPU) is needed; the forwarding actors reserve no CPU; only the warm stage
+actors reserve what the extractor needs.
 
-A stage actor that dies (OOM killer, a native crash, a lost node) is Ray
-Data's to handle: its actors are created with unlimited restarts and task
-retries, so the batch it was running is run again on the restarted actor;
-the dead attempt returned nothing, so no row is lost or doubled. Unlimited
-retries would also run a poison row (one that kills its worker every time)
-forever, so every pipeline has a `PoisonLedger`: an actor that remembers
-which rows began and never finished. A batch that holds such rows runs them
-one at a time, and a row that began alone KILLS_BEFORE_PERMANENT times and
-never finished is not run again: the stage reports it failed, for good
-(engine/runners/isolation.py has the same rule for the other runners).
+Documents are not written here: output batches come back to the driver, the scheduler
+process, which writes them through the same index writer as the local runner.
+
+A stage actor that dies (OOM killer, a native crash, a lost node) is restarted by Ray, which
+re-runs the batch it had in hand; the dead attempt returned nothing, so no row is lost or
+doubled. Unlimited retries would also run a poison row (one that kills its worker every
+time) forever, so every pipeline has a `PoisonLedger`: an actor that remembers which rows
+began and never finished. The warm actor that gets a batch holding such rows runs them one
+at a time, and a row that began alone KILLS_BEFORE_PERMANENT times and never finished is
+not run again: the stage reports it failed, for good (engine/runners/isolation.py has the
+same rule for the other runners). When nothing comes back for `tier_stall_s` (an actor restarted where no CPU is free,
+a stage asking for a resource no node has), the tier is told why (Ray's pending demand, see
+ray_stall.py) and the rows still out come back failed with that reason, as a transient
+resource error that a batch retry re-runs.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import math
+import queue
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import ray
 import ray.data
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, ReadTask
 
 from strataflow.blobs import BlobStore
 from strataflow.blobs.local import LocalBlobStore
 from strataflow.config import Settings
+from strataflow.engine.manifest import count_rows, read_manifest
 from strataflow.engine.runners.base import RunNotes
-from strataflow.engine.runners.isolation import KILLS_BEFORE_PERMANENT, killed_worker_error
-from strataflow.engine.runners.worker import LineCollector, initialise
+from strataflow.engine.runners.ray_stage_pool import ACTOR_COLUMN, LOG_COLUMN, StagePool, StagePools, pool_key
+from strataflow.engine.runners.ray_stall import RayDataWarnings, stall_reason
 from strataflow.extractors.base import Resources
 
 log = logging.getLogger("strataflow.runner.ray_data")
 
-# Columns this module adds to every output batch and takes off again before the driver sees it.
-_ACTOR, _LOG = "__ray_actor_id", "__ray_log"
 _MAX_STATS_LINES = 20  # summary lines of Ray Data's stats kept in the tier's logs
+_DONE = object()  # the feeder's end-of-dataset marker
 
 
 @dataclass
@@ -66,10 +78,15 @@ class Pipeline:
     settings: Settings  # the tier's: where its blobs live (the S3 endpoint and keys included)
     blobs: BlobStore
     manifest_key: str
-    stage: type  # instantiated as stage(**stage_kwargs, on_gpu=...) once per actor; called with a pyarrow batch
+    stage: type  # instantiated as stage(**stage_kwargs, on_gpu=...) once per actor and tier; called with a batch
     stage_kwargs: dict[str, Any]
     resources: Resources
     batch_size: int
+    # name, version, parameters: which warm actors can serve this pipeline (none: only its own stage class)
+    extractor: dict[str, Any] = field(default_factory=dict)
+    # Output rows for manifest rows that will not run (the tier stalled), failed with the given reason;
+    # without it a stalled tier fails whole, with the reason.
+    unrun: Callable[[pa.Table, str], pa.Table] | None = None
 
 
 def manifest_source(blobs: BlobStore, key: str, settings: Settings) -> tuple[str, pafs.FileSystem | None]:
@@ -90,6 +107,35 @@ def manifest_source(blobs: BlobStore, key: str, settings: Settings) -> tuple[str
         endpoint = urlparse(settings.s3_endpoint_url)
         options.update(endpoint_override=endpoint.netloc or endpoint.path, scheme=endpoint.scheme or "https")
     return uri, pafs.S3FileSystem(**options)
+
+
+class ManifestDatasource(Datasource):  # type: ignore[misc]  # ray is skipped by mypy (pyproject overrides)
+    """A tier's manifest as one Ray Data read task that asks for `ray_read_cpus`, and nothing else.
+
+    Ray Data's own Parquet reads also run tasks that ask for a whole CPU (V2: a file listing;
+    V1: a footer sample, run from the driver as the dataset is made), which a small cluster
+    whose CPUs the stage actors hold may never have free. The driver knows the row count, so
+    nothing needs sampling; the read's one block is split into one block per batch where it runs.
+    """
+
+    def __init__(self, path: str, filesystem: pafs.FileSystem | None, rows: int) -> None:
+        super().__init__()
+        self.path = path.removeprefix("s3://") if filesystem is not None else path
+        self.filesystem = filesystem
+        self.rows = rows
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return None
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                       data_context: Any = None) -> list[ReadTask]:
+        path, filesystem = self.path, self.filesystem
+
+        def read() -> list[pa.Table]:
+            return [pq.read_table(path, filesystem=filesystem)]
+
+        return [ReadTask(read, BlockMetadata(num_rows=self.rows, size_bytes=None, exec_stats=None,
+                                             input_files=(path,)))]
 
 
 @ray.remote(num_cpus=0)
@@ -119,65 +165,72 @@ class PoisonLedger:
 
 
 class StageActor:
-    """The class Ray Data runs in each actor: the stage, plus where it ran and what it logged.
+    """Ray Data's callable class: hands each batch to a warm stage actor and returns what it made.
 
-    The stage reads a `row_id` column and answers `poisoned(rows, message)`: the output for rows
-    it must not run again.
+    It holds no model and reserves no CPU; the warm actors (ray_stage_pool.StageHost) do the work,
+    and consult the pipeline's poison ledger there, where a poison row kills the process.
     """
 
-    def __init__(self, stage: type, stage_kwargs: dict[str, Any], torch_threads: int, ledger: Any = None,
-                 memory_mb: int | None = None) -> None:
-        initialise(torch_threads, memory_mb)
+    def __init__(self, hosts: list[Any], tier: str, stage: list[Any], ledger: Any = None) -> None:
+        self.hosts = hosts
+        self.tier = tier
+        self.stage = stage  # [ref of (stage class, kwargs)]: a nested ref travels as a ref, fetched once per host
         self.ledger = ledger
-        logging.getLogger("strataflow").setLevel(logging.INFO)  # the stage's own lines, for the collector
-        self.on_gpu = bool(ray.get_gpu_ids())  # placed on a GPU: the stage uses it
-        self.stage = stage(**stage_kwargs, on_gpu=self.on_gpu)
-        self.batches = 0
-
-    def _run(self, batch: pa.Table) -> pa.Table:
-        """The stage over the batch; row by row when it holds rows that began before and never finished."""
-        if self.ledger is None:
-            out: pa.Table = self.stage(batch)
-            return out
-        row_ids = [str(r) for r in batch.column("row_id").to_pylist()]
-        if not ray.get(self.ledger.begin.remote(row_ids)):
-            out = self.stage(batch)
-            ray.get(self.ledger.finish.remote(row_ids))
-            return out
-        logging.getLogger("strataflow.ray_data").warning(
-            "a batch that was running when its worker died: its %d rows run one at a time", len(row_ids))
-        pieces = []
-        for position, row_id in enumerate(row_ids):
-            row = batch.slice(position, 1)
-            if ray.get(self.ledger.begin_alone.remote(row_id)) > KILLS_BEFORE_PERMANENT:
-                pieces.append(self.stage.poisoned(row, killed_worker_error().message))
-            else:
-                pieces.append(self.stage(row))
-            ray.get(self.ledger.finish.remote([row_id]))
-        return pa.concat_tables(pieces)
+        self.turn = hash(ray.get_runtime_context().get_actor_id()) % len(hosts)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        # No task id here: Ray Data calls this from a thread pool inside the actor, where the
-        # runtime context answers with whichever task started that thread, not this batch's.
-        context = ray.get_runtime_context()
-        actor_id = context.get_actor_id() or ""
-        self.batches += 1
-        collector = LineCollector()
-        root = logging.getLogger()
-        root.addHandler(collector)
-        started = time.monotonic()
+        host = self.hosts[self.turn % len(self.hosts)]
+        self.turn += 1
+        # A host that dies is restarted and runs the call again (unlimited retries): the ledger
+        # then has it run the batch's unfinished rows one at a time.
+        out: pa.Table = ray.get(host.run.remote(batch, self.tier, self.stage, self.ledger))
+        return out
+
+
+class _Feeder:
+    """Iterates the dataset on its own thread, so the driver can watch the clock while Ray works."""
+
+    def __init__(self, batches: Iterator[pa.Table]) -> None:
+        self._batches = batches
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="strataflow-ray-data-feeder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
         try:
-            out = self._run(batch)
+            for batch in self._batches:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(batch, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    break
+            item: Any = _DONE
+        except BaseException as exc:  # noqa: BLE001  handed to the driver, which raises it
+            item = exc
         finally:
-            root.removeHandler(collector)
-        summary = (f"actor {actor_id} node {context.get_node_id()} pid {os.getpid()} batch {self.batches} "
-                   f"device {'cuda' if self.on_gpu else 'cpu'}: {batch.num_rows} rows in, {out.num_rows} out, "
-                   f"{time.monotonic() - started:.2f}s")
-        logs: list[list[str]] = [[] for _ in range(out.num_rows)]
-        if logs:  # the batch's lines ride on its first row
-            logs[0] = [*collector.lines, summary]
-        return (out.append_column(_ACTOR, pa.array([actor_id] * out.num_rows, pa.string()))
-                .append_column(_LOG, pa.array(logs, pa.list_(pa.string()))))
+            close = getattr(self._batches, "close", None)
+            if close is not None:  # stopped early: shut the execution and its actors down now
+                close()
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, timeout: float) -> Any:
+        """The next output batch, _DONE, an exception, or None when nothing came within `timeout`."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 class RayDataPipelines:
@@ -188,40 +241,25 @@ class RayDataPipelines:
         self.job_id = job_id
         self.has_gpus = has_gpus
         self._lock = threading.Lock()
-        self._slots: dict[float, threading.BoundedSemaphore] = {}
-        # A server's log is no terminal: no progress bars from Ray Data.
-        ray.data.DataContext.get_current().enable_progress_bars = False
-
-    def _slot(self, stage_cpus: float) -> threading.BoundedSemaphore:
-        """How many pipelines of this size run at once from this process: as many as the cluster holds.
-
-        A pipeline's stage actors hold their CPUs for the whole run, and its read and repartition
-        tasks need a CPU beside them (Ray Data's default for tasks: 1). Pipelines started beyond
-        what the cluster holds would hold actors while their reads wait for CPUs that other
-        pipelines' actors hold, each waiting on the other; so the extra ones wait here instead.
-        """
-        with self._lock:
-            if stage_cpus not in self._slots:
-                cpus = float(ray.cluster_resources().get("CPU", 1.0))
-                at_once = max(1, int(cpus // (stage_cpus * self.settings.ray_actors + 1.0)))
-                self._slots[stage_cpus] = threading.BoundedSemaphore(at_once)
-            return self._slots[stage_cpus]
+        self.pools = StagePools.shared()
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # a server's log is no terminal
+        self._warnings = RayDataWarnings()
+        logging.getLogger("ray.data").addHandler(self._warnings)
 
     def _stage_options(self, resources: Resources) -> tuple[dict[str, Any], int]:
-        """The stage's Ray options, and the torch threads of each of its actors.
+        """The warm stage actors' Ray options, and the torch threads of each.
 
-        An actor's CPUs are reserved for the whole run, while the read and repartition tasks
-        upstream need a CPU of their own (Ray Data's default for a task: 1). So the stage
-        reserves at most all but one of the cluster's CPUs, or its own inputs could never be
-        read; its torch threads still follow what was asked for.
+        An actor's CPUs are held as long as its pool lives, while the read task needs
+        `ray_read_cpus` beside them; so the stage reserves at most the rest of the cluster,
+        or its own inputs could never be read. Its torch threads still follow what was asked for.
         """
         wanted = self.settings.ray_actor_cpus or resources.num_cpus
         cluster = float(ray.cluster_resources().get("CPU", 1.0))
-        room = max(cluster - 1.0, 0.1) / self.settings.ray_actors
-        options: dict[str, Any] = {"num_cpus": min(wanted, room), "memory": resources.memory_mb * 1024 * 1024,
-                                   "concurrency": self.settings.ray_actors}
+        room = max(cluster - self.settings.ray_read_cpus, 0.1) / self.settings.ray_actors
+        options: dict[str, Any] = {"num_cpus": min(wanted, room), "memory": resources.memory_mb * 1024 * 1024}
         if options["num_cpus"] < wanted:
-            log.warning("stage actors reserve fewer CPUs than asked, to leave one for reading the manifest",
+            log.warning("stage actors reserve fewer CPUs than asked, to leave room for reading the manifest",
                         extra={"asked": wanted, "reserved": options["num_cpus"], "cluster_cpus": cluster})
         if self.has_gpus and resources.num_gpus:  # ask for a GPU only where the cluster has one
             options["num_gpus"] = resources.num_gpus
@@ -231,48 +269,92 @@ class RayDataPipelines:
         """Yield the stage's output batches as they finish. Closing the iterator stops the dataset."""
         path, filesystem = manifest_source(pipeline.blobs, pipeline.manifest_key, pipeline.settings)
         options, torch_threads = self._stage_options(pipeline.resources)
-        with self._lock:  # read_parquet samples the files here, importing as it goes: not thread-safe
-            dataset = ray.data.read_parquet(path, filesystem=filesystem, num_cpus=self.settings.ray_read_cpus)
-        # A manifest is one file of large row groups, so it reads as one block, and a block is what
-        # one actor task takes and returns whole. Blocks of one batch each spread the work over all
-        # actors, stream each batch back as it finishes (progress, a cancel between batches), and
-        # confine a retry after a lost worker to the batch it was running.
-        dataset = dataset.repartition(target_num_rows_per_block=pipeline.batch_size)
+        key = pool_key(pipeline.stage, pipeline.extractor,
+                       {**options, "torch_threads": torch_threads, "memory_mb": self.settings.worker_memory_mb})
+        clock = time.monotonic()
+        pool, warm = self.pools.acquire(key, options, self.settings.ray_actors, torch_threads,
+                                        idle_s=self.settings.ray_actor_idle_s,
+                                        headroom_cpus=self.settings.ray_read_cpus,
+                                        memory_mb=self.settings.worker_memory_mb)
+        tier = f"{pipeline.name}-{uuid.uuid4().hex[:8]}"
+        stage = ray.put((pipeline.stage, pipeline.stage_kwargs))
         ledger = PoisonLedger.remote()  # type: ignore[attr-defined]
+        rows = count_rows(pipeline.blobs, pipeline.manifest_key)
+        blocks = max(1, math.ceil(rows / pipeline.batch_size))
+        dataset = ray.data.read_datasource(ManifestDatasource(path, filesystem, rows),
+                                           num_cpus=self.settings.ray_read_cpus, override_num_blocks=blocks)
+        # One block per batch (split where the read runs): the batches spread over the warm actors,
+        # stream back one by one (progress, a cancel between batches), and a retry after a lost
+        # worker is confined to the batch it was running.
         dataset = dataset.map_batches(
-            StageActor, batch_size=pipeline.batch_size, batch_format="pyarrow",
-            fn_constructor_kwargs={"stage": pipeline.stage, "stage_kwargs": pipeline.stage_kwargs,
-                                   "torch_threads": torch_threads, "ledger": ledger,
-                                   "memory_mb": self.settings.worker_memory_mb},
-            **options)
+            StageActor, batch_size=pipeline.batch_size, batch_format="pyarrow", num_cpus=0,
+            compute=ray.data.ActorPoolStrategy(size=len(pool.slots)),
+            fn_constructor_kwargs={"hosts": [slot.handle for slot in pool.slots], "tier": tier, "stage": [stage],
+                                   "ledger": ledger})
         dataset.set_name(pipeline.name)
         notes.job_id = self.job_id
         shown = {k: v for k, v in options.items() if k != "memory"}
         notes.logs.append(f"ray data: job {self.job_id} dataset {pipeline.name}: read_parquet({path}) -> "
-                          f"map_batches(batch_size={pipeline.batch_size}, {shown})")
-        slot = self._slot(float(options["num_cpus"]))
-        slot.acquire()
-        batches = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
+                          f"map_batches(batch_size={pipeline.batch_size}) -> stage actors {key} "
+                          f"({'warm' if warm else 'started'}, {len(pool.slots)} x {shown})")
+        feeder = _Feeder(iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow")))
+        returned: set[str] = set()
+        finished = False
         try:
-            for batch in batches:
-                yield self._take_notes(batch, notes)
+            last = time.monotonic()
+            while True:
+                item = feeder.get(timeout=min(1.0, self.settings.tier_stall_s))
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                if item is not None:
+                    if not returned:
+                        notes.logs.append(f"ray data: first batch after {time.monotonic() - clock:.2f}s "
+                                          f"({'warm' if warm else 'new'} stage actors)")
+                    last = time.monotonic()
+                    returned.update(item.column("row_id").to_pylist())
+                    yield self._take_notes(item, notes)
+                    continue
+                if time.monotonic() - last >= self.settings.tier_stall_s:
+                    yield self._stalled(pipeline, pool, notes, returned, time.monotonic() - last)
+                    break
+            finished = True
         finally:
-            close = getattr(batches, "close", None)
-            if close is not None:  # stopped early (a cancel): shut the execution and its actors down now
-                close()
-            slot.release()
+            feeder.stop()
+            # A cancel or a stall ends the actors (their work in hand with them); a finished tier leaves them warm.
+            self.pools.release(pool, stop=not finished or pool.stalled)
             ray.kill(ledger)
             notes.logs.append(f"ray data: dataset {dataset.get_dataset_id()} ended")
             notes.logs.extend(self._stats(dataset))
 
+    def _stalled(self, pipeline: Pipeline, pool: StagePool, notes: RunNotes, returned: set[str],
+                 waited_s: float) -> pa.Table:
+        """Report why the tier stopped moving, and fail the rows still out with that reason."""
+        reason = stall_reason(waited_s, [slot.actor_id for slot in pool.slots], list(self._warnings.lines))
+        log.error("tier stalled", extra={"dataset": pipeline.name, "reason": reason})
+        notes.logs.append(f"ray data: stalled: {reason}")
+        if notes.on_stall is not None:
+            notes.on_stall(reason)
+        pool.stalled = True
+        if pipeline.unrun is None:
+            raise RuntimeError(f"the tier stalled on Ray: {reason}")
+        left = [row.to_record() for chunk in read_manifest(pipeline.blobs, pipeline.manifest_key)
+                for row in chunk if row.row_id not in returned]
+        return pipeline.unrun(pa.Table.from_pylist(left), f"the tier stalled on Ray: {reason}")
+
     @staticmethod
     def _take_notes(batch: pa.Table, notes: RunNotes) -> pa.Table:
-        for actor_id in dict.fromkeys(batch.column(_ACTOR).to_pylist()):
+        for actor_id in dict.fromkeys(batch.column(ACTOR_COLUMN).to_pylist()):
             if actor_id and actor_id not in notes.actor_ids:
                 notes.actor_ids.append(actor_id)
-        for lines in batch.column(_LOG).to_pylist():
+        for lines in batch.column(LOG_COLUMN).to_pylist():
             notes.logs.extend(lines or [])
-        return batch.drop_columns([_ACTOR, _LOG])
+        return batch.drop_columns([ACTOR_COLUMN, LOG_COLUMN])
+
+    def close(self) -> None:
+        StagePools.detach()
+        logging.getLogger("ray.data").removeHandler(self._warnings)
 
     @staticmethod
     def _stats(dataset: ray.data.Dataset) -> list[str]:

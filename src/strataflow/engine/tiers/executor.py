@@ -234,6 +234,8 @@ class BatchTierExecutor:
         allowed = self._passing_source_filters(batch, tier, collection)
         # Taxonomy applications run inside this tier's writes, so the next tier reads enriched documents.
         enrich = collection_enricher(self.db, self.index, collection)
+        # A runner that sees the tier stall reports it at once, on the tier and its task, then fails its rows.
+        tally.notes.on_stall = lambda reason: job.report(run.done, run.expected, {"stalled": reason})
         if self.runner.pipelines is not None:  # a Ray runner with Ray Data runs whole tiers
             return self._run_pipeline(self.runner.pipelines, run, batch, tier, collection, key, (wanted, allowed),
                                       tally, total_rows, enrich)

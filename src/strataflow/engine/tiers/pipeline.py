@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,10 @@ def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, i
                         stage=ExtractionStage,
                         stage_kwargs={"settings": shipped, "spec": spec, "wanted": work.wanted,
                                       "allowed": work.allowed},
-                        resources=resources, batch_size=settings.extract_batch_size)
+                        resources=resources, batch_size=settings.extract_batch_size,
+                        extractor={"name": config["feature_extractor_name"], "version": config["version"],
+                                   "parameters": config.get("parameters") or {}},
+                        unrun=partial(ExtractionStage.unrun, work.wanted, work.allowed))
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     for batch in pipelines.run(pipeline, notes):
         yield _write_batch(batch, builder, index, settings.work_dir, collection.collection_id, live_roots, guard)

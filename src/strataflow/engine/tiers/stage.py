@@ -107,6 +107,24 @@ class ExtractionStage:
         self.plan = plan_inputs(spec)
         self.blobs = open_blob_store(settings)
 
+    @staticmethod
+    def unrun(wanted: frozenset[str] | None, allowed: frozenset[str] | None, batch: pa.Table,
+              reason: str) -> pa.Table:
+        """Output rows for manifest rows that will not run here (the tier stalled): this round's rows
+        that pass the filters (engine/tiers/rows.py) fail with `reason` as a transient resource error,
+        which a retry re-runs."""
+        out = []
+        for record in batch.to_pylist():
+            status, message = classify_row(ManifestRow.from_record(record), wanted, allowed)
+            row = {"row_id": record["row_id"], "root_object_id": record["root_object_id"], "status": status.value}
+            if message is not None:  # failed before extraction (its object is gone): as the stage would say
+                row.update(error_type=ErrorCategory.VALIDATION.value, error_message=message)
+            elif status == RowStatus.OK:
+                row.update(status=RowStatus.FAILED.value, error_type=ErrorCategory.RESOURCE.value,
+                           error_message=reason[:2000])
+            out.append(row)
+        return pa.Table.from_pylist(out, schema=OUTPUT_SCHEMA)
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         raw = batch.to_pylist()
         rows = [ManifestRow.from_record(r) for r in raw]
