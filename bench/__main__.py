@@ -18,8 +18,18 @@ from pathlib import Path
 from bench.report import write_and_print
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["uploads", "text_extraction", "batches", "media", "retrieval", "api", "load", "engine", "clusters",
-              "taxonomies"]
+BENCHMARKS = [
+    "uploads",
+    "text_extraction",
+    "batches",
+    "media",
+    "retrieval",
+    "api",
+    "load",
+    "engine",
+    "clusters",
+    "taxonomies",
+]
 
 
 def main(names: list[str]) -> int:
@@ -39,8 +49,10 @@ def main(names: list[str]) -> int:
         if done.returncode:
             failed.append(name)
     write_and_print()
-    print(f"ran {', '.join(chosen)} in {time.monotonic() - began:.0f} s"
-          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    print(
+        f"ran {', '.join(chosen)} in {time.monotonic() - began:.0f} s"
+        + (f"; FAILED: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

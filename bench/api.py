@@ -46,8 +46,9 @@ async def _connection(host: str, port: int, request: bytes, until: float, latenc
         started = time.perf_counter()
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
-        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:"))
+        length = next(
+            int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        )
         await reader.readexactly(length)
         latencies.append(time.perf_counter() - started)
         errors += not head.startswith(b"HTTP/1.1 200")
@@ -57,25 +58,37 @@ async def _connection(host: str, port: int, request: bytes, until: float, latenc
 
 async def _drive(url: str, path: str, seconds: float, connections: int) -> dict[str, float]:
     host, port = url.removeprefix("http://").split(":")
-    request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {API_KEY}\r\n"
-               "X-Namespace: bench\r\n\r\n").encode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {API_KEY}\r\nX-Namespace: bench\r\n\r\n"
+    ).encode()
     warm: list[float] = []
-    await asyncio.gather(*[_connection(host, int(port), request, time.perf_counter() + 0.5, warm)
-                           for _ in range(connections)])
+    await asyncio.gather(
+        *[_connection(host, int(port), request, time.perf_counter() + 0.5, warm) for _ in range(connections)]
+    )
     latencies: list[float] = []
     started = time.perf_counter()
-    errors = await asyncio.gather(*[_connection(host, int(port), request, started + seconds, latencies)
-                                    for _ in range(connections)])
+    errors = await asyncio.gather(
+        *[_connection(host, int(port), request, started + seconds, latencies) for _ in range(connections)]
+    )
     elapsed = time.perf_counter() - started
     ordered = sorted(latencies)
-    return {"requests": len(ordered), "errors": sum(errors), "requests_per_s": len(ordered) / elapsed,
-            "p50_ms": ordered[len(ordered) // 2] * 1000, "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000}
+    return {
+        "requests": len(ordered),
+        "errors": sum(errors),
+        "requests_per_s": len(ordered) / elapsed,
+        "p50_ms": ordered[len(ordered) // 2] * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
+    }
 
 
 def run_client(url: str, path: str, seconds: float, connections: int) -> dict[str, float]:
     """Drive `url` from a fresh process, so the client never shares a GIL with anything measured."""
-    done = subprocess.run([sys.executable, __file__, "--client", url, path, str(seconds), str(connections)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--client", url, path, str(seconds), str(connections)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return dict(json.loads(done.stdout))
 
 
@@ -104,8 +117,9 @@ class MinimalServer:
             port = sock.getsockname()[1]
         (work / "body.json").write_text(json.dumps(body))
         self.url = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen([sys.executable, __file__, "--serve-minimal", str(port),
-                                         str(work / "body.json")], stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve-minimal", str(port), str(work / "body.json")], stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -126,11 +140,17 @@ class MinimalServer:
 
 def finished_task(api: httpx.Client) -> dict[str, Any]:
     """A real task to poll: a one-upload batch confirm, waited until COMPLETED."""
-    created = api.post("/v1/buckets/bench/uploads/batch", json={"uploads": [
-        {"filename": "n.txt", "content_type": "text/plain", "blob_property": "note"}]}).json()["uploads"][0]
+    created = api.post(
+        "/v1/buckets/bench/uploads/batch",
+        json={"uploads": [{"filename": "n.txt", "content_type": "text/plain", "blob_property": "note"}]},
+    ).json()["uploads"][0]
     put = httpx.put(created["presigned_url"], content=b"a note\n", headers={"Content-Type": "text/plain"})
-    answer = api.post("/v1/buckets/bench/uploads/confirm/batch", json={"confirmations": [
-        {"upload_id": created["upload_id"], "etag": put.headers["ETag"], "file_size_bytes": 7}]})
+    answer = api.post(
+        "/v1/buckets/bench/uploads/confirm/batch",
+        json={
+            "confirmations": [{"upload_id": created["upload_id"], "etag": put.headers["ETag"], "file_size_bytes": 7}]
+        },
+    )
     return wait_task(api, answer.json()["task_id"])
 
 
@@ -151,8 +171,13 @@ def measure(seconds: float, rounds: int, connections: int, work: Path) -> dict[s
         if minimal is not None:
             minimal.stop()
     median = {side: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for side, rs in runs.items()}
-    return {"connections": connections, "seconds_per_round": seconds, "rounds": runs, "median": median,
-            "response_bytes": len(json.dumps(task))}
+    return {
+        "connections": connections,
+        "seconds_per_round": seconds,
+        "rounds": runs,
+        "median": median,
+        "response_bytes": len(json.dumps(task)),
+    }
 
 
 def figures_of(result: dict[str, Any]) -> list[Figure]:
@@ -160,13 +185,34 @@ def figures_of(result: dict[str, Any]) -> list[Figure]:
     conns = result["connections"]
     name = "minimal FastAPI handler: same body, uvicorn, client"
     return [
-        Figure("task_poll_requests_per_s", f"GET /v1/tasks/{{id}} with a real key, {conns} connections",
-               ours["requests_per_s"], "req/s", "higher", minimal["requests_per_s"], name,
-               f"errors: {ours['errors']:.0f}"),
-        Figure("task_poll_p50_ms", "GET /v1/tasks/{id} latency p50 under that load", ours["p50_ms"], "ms", "lower",
-               minimal["p50_ms"], name),
-        Figure("task_poll_p99_ms", "GET /v1/tasks/{id} latency p99 under that load", ours["p99_ms"], "ms", "lower",
-               minimal["p99_ms"], name),
+        Figure(
+            "task_poll_requests_per_s",
+            f"GET /v1/tasks/{{id}} with a real key, {conns} connections",
+            ours["requests_per_s"],
+            "req/s",
+            "higher",
+            minimal["requests_per_s"],
+            name,
+            f"errors: {ours['errors']:.0f}",
+        ),
+        Figure(
+            "task_poll_p50_ms",
+            "GET /v1/tasks/{id} latency p50 under that load",
+            ours["p50_ms"],
+            "ms",
+            "lower",
+            minimal["p50_ms"],
+            name,
+        ),
+        Figure(
+            "task_poll_p99_ms",
+            "GET /v1/tasks/{id} latency p99 under that load",
+            ours["p99_ms"],
+            "ms",
+            "lower",
+            minimal["p99_ms"],
+            name,
+        ),
     ]
 
 

@@ -57,12 +57,19 @@ def _client(data_dir: Path, **overrides: Any) -> tuple[TestClient, Any]:
 def _bucket_and_collection(client: TestClient, model: str) -> str:
     schema = {"properties": {"content": {"type": "text"}}}
     bucket_id = client.post("/v1/buckets", json={"bucket_name": "docs", "bucket_schema": schema}).json()["bucket_id"]
-    response = client.post("/v1/collections", json={
-        "collection_name": "chunks", "source": {"type": "bucket", "bucket_ids": [bucket_id]},
-        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                              "input_mappings": {"text": "content"},
-                              "parameters": {"extractor_type": "text_extractor", "split_by": "none",
-                                             "model": model}}})
+    response = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": "chunks",
+            "source": {"type": "bucket", "bucket_ids": [bucket_id]},
+            "feature_extractor": {
+                "feature_extractor_name": "text_extractor",
+                "version": "v1",
+                "input_mappings": {"text": "content"},
+                "parameters": {"extractor_type": "text_extractor", "split_by": "none", "model": model},
+            },
+        },
+    )
     assert response.status_code == 200, response.text
     return str(bucket_id)
 
@@ -80,16 +87,35 @@ def _bulk_objects(runtime: Any, bucket_id: str, texts: list[str]) -> list[str]:
             object_id, blob_id = new_id("object"), new_id("blob")
             key = f"{namespace_id}/{bucket_id}/{object_id}/{blob_id}"
             written = runtime.blobs.put_bytes(key, text.encode())
-            rows.append({"object_id": object_id, "bucket_id": bucket_id, "namespace_id": namespace_id,
-                         "status": "DRAFT", "metadata": {}, "source_details": [], "size_bytes": written.size,
-                         "blobs": [{"blob_id": blob_id, "property": "content", "type": "text",
-                                    "properties": {"url": runtime.blobs.uri(key), "key": key},
-                                    "details": {"filename": "t.txt", "size_bytes": written.size,
-                                                "mime_type": "text/plain", "hash": written.sha256}}]})
+            rows.append(
+                {
+                    "object_id": object_id,
+                    "bucket_id": bucket_id,
+                    "namespace_id": namespace_id,
+                    "status": "DRAFT",
+                    "metadata": {},
+                    "source_details": [],
+                    "size_bytes": written.size,
+                    "blobs": [
+                        {
+                            "blob_id": blob_id,
+                            "property": "content",
+                            "type": "text",
+                            "properties": {"url": runtime.blobs.uri(key), "key": key},
+                            "details": {
+                                "filename": "t.txt",
+                                "size_bytes": written.size,
+                                "mime_type": "text/plain",
+                                "hash": written.sha256,
+                            },
+                        }
+                    ],
+                }
+            )
             ids.append(object_id)
     with runtime.db.transaction() as session:
         for start in range(0, len(rows), 5000):
-            session.execute(insert(BucketObject), rows[start:start + 5000])
+            session.execute(insert(BucketObject), rows[start : start + 5000])
     return ids
 
 
@@ -130,8 +156,11 @@ def submit_to_start_ms(client: TestClient, runtime: Any, ids: list[str]) -> tupl
     task = client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={}).json()
     _wait(client, task["task_id"])
     with runtime.db.read_session() as session:
-        events = session.execute(select(StatusEvent.entity_type, StatusEvent.to_status, StatusEvent.at).where(
-            StatusEvent.entity_id.in_([batch["batch_id"], f"{batch['batch_id']}/tier_0"]))).all()
+        events = session.execute(
+            select(StatusEvent.entity_type, StatusEvent.to_status, StatusEvent.at).where(
+                StatusEvent.entity_id.in_([batch["batch_id"], f"{batch['batch_id']}/tier_0"])
+            )
+        ).all()
     submitted = next(at for kind, status, at in events if kind == "batch" and status == "PENDING")
     started = next(at for kind, status, at in events if kind == "tier" and status == "IN_PROGRESS")
     return (started - submitted).total_seconds() * 1000, task["task_id"]
@@ -149,8 +178,13 @@ def read_round_trip_ms(client: TestClient, task_id: str) -> float:
 def _batch_seconds(runtime: Any, batch_id: str) -> float:
     """Submit to completion, from the recorded status events (no polling granularity)."""
     with runtime.db.read_session() as session:
-        events = dict(session.execute(select(StatusEvent.to_status, StatusEvent.at).where(
-            StatusEvent.entity_type == "batch", StatusEvent.entity_id == batch_id)).all())
+        events = dict(
+            session.execute(
+                select(StatusEvent.to_status, StatusEvent.at).where(
+                    StatusEvent.entity_type == "batch", StatusEvent.entity_id == batch_id
+                )
+            ).all()
+        )
     return float((events["COMPLETED"] - events["PENDING"]).total_seconds())
 
 
@@ -172,8 +206,11 @@ def end_to_end(docs: int, work: Path) -> dict[str, float]:
     started = time.perf_counter()
     embed_texts(texts, "minilm", batch_size=64)
     raw_rate = docs / (time.perf_counter() - started)
-    return {"e2e_docs_per_s": round(engine_rate, 1), "raw_embed_per_s": round(raw_rate, 1),
-            "e2e_over_raw": round(engine_rate / raw_rate, 3)}
+    return {
+        "e2e_docs_per_s": round(engine_rate, 1),
+        "raw_embed_per_s": round(raw_rate, 1),
+        "e2e_over_raw": round(engine_rate / raw_rate, 3),
+    }
 
 
 def _run_sampled(client: TestClient, runtime: Any, ids: list[str]) -> dict[str, float]:
@@ -183,11 +220,15 @@ def _run_sampled(client: TestClient, runtime: Any, ids: list[str]) -> dict[str, 
     with RssSampler() as sampler:
         task = client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={}).json()
         assert _wait(client, task["task_id"]) == "COMPLETED"
-    return {"objects": len(ids), "seconds": _batch_seconds(runtime, batch["batch_id"]),
-            "server_idle_mb": idle_self, "server_peak_mb": sampler.peak_self,
-            "workers_idle_mb": idle_workers, "workers_peak_mb": sampler.peak_workers,
-            "growth_kb_per_object": 1024 * (sampler.peak_self - idle_self + sampler.peak_workers - idle_workers)
-            / len(ids)}
+    return {
+        "objects": len(ids),
+        "seconds": _batch_seconds(runtime, batch["batch_id"]),
+        "server_idle_mb": idle_self,
+        "server_peak_mb": sampler.peak_self,
+        "workers_idle_mb": idle_workers,
+        "workers_peak_mb": sampler.peak_workers,
+        "growth_kb_per_object": 1024 * (sampler.peak_self - idle_self + sampler.peak_workers - idle_workers) / len(ids),
+    }
 
 
 def big_batch(count: int, work: Path) -> dict[str, Any]:
@@ -196,13 +237,16 @@ def big_batch(count: int, work: Path) -> dict[str, Any]:
     ids = _bulk_objects(runtime, bucket_id, [f"Object number {i} says hello." for i in range(count)])
     small_n = min(10_000, count)
     submit_ms, task_id = submit_to_start_ms(client, runtime, ids)
-    figures = {"add_objects_small_s": add_objects_latency(client, ids, small_n),
-               "add_objects_small_raw_s": raw_insert_s(ids[:small_n], work),
-               "add_objects_big_s": add_objects_latency(client, ids, count),
-               "add_objects_big_raw_s": raw_insert_s(ids, work),
-               "submit_to_start_ms": submit_ms, "read_round_trip_ms": read_round_trip_ms(client, task_id),
-               "small": _run_sampled(client, runtime, ids[: count // 10]),  # the same work at a tenth
-               "big": _run_sampled(client, runtime, ids)}
+    figures = {
+        "add_objects_small_s": add_objects_latency(client, ids, small_n),
+        "add_objects_small_raw_s": raw_insert_s(ids[:small_n], work),
+        "add_objects_big_s": add_objects_latency(client, ids, count),
+        "add_objects_big_raw_s": raw_insert_s(ids, work),
+        "submit_to_start_ms": submit_ms,
+        "read_round_trip_ms": read_round_trip_ms(client, task_id),
+        "small": _run_sampled(client, runtime, ids[: count // 10]),  # the same work at a tenth
+        "big": _run_sampled(client, runtime, ids),
+    }
     client.__exit__(None, None, None)
     runtime.close()
     return figures
@@ -212,24 +256,78 @@ def figures_of(big: dict[str, Any], e2e: dict[str, float]) -> list[Figure]:
     small, large = big["small"], big["big"]
     n, k = f"{large['objects']:,}", f"{small['objects']:,}"
     return [
-        Figure("add_objects_10k_s", f"add {min(10_000, large['objects']):,} objects to a batch (validated)",
-               big["add_objects_small_s"], "s", "lower", big["add_objects_small_raw_s"],
-               "same ids, sqlite3 executemany insert"),
-        Figure("add_objects_100k_s", f"add {n} objects to a batch (validated)", big["add_objects_big_s"], "s",
-               "lower", big["add_objects_big_raw_s"], "same ids, sqlite3 executemany insert"),
-        Figure("submit_to_start_ms", "submit -> tier 0 IN_PROGRESS", big["submit_to_start_ms"], "ms", "lower",
-               big["read_round_trip_ms"], "one GET /v1/tasks/{id}, in-process"),
-        Figure("e2e_docs_per_s", "text batch through the engine (MiniLM)", e2e["e2e_docs_per_s"], "docs/s",
-               "higher", e2e["raw_embed_per_s"], "MiniLM encode alone, same texts"),
-        Figure("batch_100k_docs_per_s", f"{n}-object batch (WordLlama)", large["objects"] / large["seconds"],
-               "docs/s", "higher", small["objects"] / small["seconds"], f"{k}-object batch, same run"),
-        Figure("batch_100k_server_peak_mb", f"{n}-object batch: server peak RSS", large["server_peak_mb"], "MiB",
-               "lower", large["server_idle_mb"], "server RSS just before submit"),
-        Figure("batch_100k_workers_peak_mb", f"{n}-object batch: worker processes' peak RSS",
-               large["workers_peak_mb"], "MiB", "lower", large["workers_idle_mb"], "workers' RSS before submit"),
-        Figure("batch_100k_growth_kb_per_object", f"{n}-object batch: peak growth (server + workers) per object",
-               large["growth_kb_per_object"], "KiB", "lower", small["growth_kb_per_object"],
-               f"the same at {k} objects"),
+        Figure(
+            "add_objects_10k_s",
+            f"add {min(10_000, large['objects']):,} objects to a batch (validated)",
+            big["add_objects_small_s"],
+            "s",
+            "lower",
+            big["add_objects_small_raw_s"],
+            "same ids, sqlite3 executemany insert",
+        ),
+        Figure(
+            "add_objects_100k_s",
+            f"add {n} objects to a batch (validated)",
+            big["add_objects_big_s"],
+            "s",
+            "lower",
+            big["add_objects_big_raw_s"],
+            "same ids, sqlite3 executemany insert",
+        ),
+        Figure(
+            "submit_to_start_ms",
+            "submit -> tier 0 IN_PROGRESS",
+            big["submit_to_start_ms"],
+            "ms",
+            "lower",
+            big["read_round_trip_ms"],
+            "one GET /v1/tasks/{id}, in-process",
+        ),
+        Figure(
+            "e2e_docs_per_s",
+            "text batch through the engine (MiniLM)",
+            e2e["e2e_docs_per_s"],
+            "docs/s",
+            "higher",
+            e2e["raw_embed_per_s"],
+            "MiniLM encode alone, same texts",
+        ),
+        Figure(
+            "batch_100k_docs_per_s",
+            f"{n}-object batch (WordLlama)",
+            large["objects"] / large["seconds"],
+            "docs/s",
+            "higher",
+            small["objects"] / small["seconds"],
+            f"{k}-object batch, same run",
+        ),
+        Figure(
+            "batch_100k_server_peak_mb",
+            f"{n}-object batch: server peak RSS",
+            large["server_peak_mb"],
+            "MiB",
+            "lower",
+            large["server_idle_mb"],
+            "server RSS just before submit",
+        ),
+        Figure(
+            "batch_100k_workers_peak_mb",
+            f"{n}-object batch: worker processes' peak RSS",
+            large["workers_peak_mb"],
+            "MiB",
+            "lower",
+            large["workers_idle_mb"],
+            "workers' RSS before submit",
+        ),
+        Figure(
+            "batch_100k_growth_kb_per_object",
+            f"{n}-object batch: peak growth (server + workers) per object",
+            large["growth_kb_per_object"],
+            "KiB",
+            "lower",
+            small["growth_kb_per_object"],
+            f"the same at {k} objects",
+        ),
     ]
 
 

@@ -21,11 +21,16 @@ from pathlib import Path
 from typing import Any
 
 _BOMBS: dict[str, tuple[str, dict[str, Any]]] = {
-    "pdf 6000x6000 pt page at 150 dpi": ("document_graph_extractor", {"run_ocr": False,
-                                                                         "run_text_embedding": False}),
+    "pdf 6000x6000 pt page at 150 dpi": ("document_graph_extractor", {"run_ocr": False, "run_text_embedding": False}),
     "video claiming 10^6 s (1 s real), 0.5 s segments": (
-        "multimodal_extractor", {"time_split_interval": 0.5, "enable_thumbnails": False,
-                                 "run_visual_descriptor": False, "store_segments": False}),
+        "multimodal_extractor",
+        {
+            "time_split_interval": 0.5,
+            "enable_thumbnails": False,
+            "run_visual_descriptor": False,
+            "store_segments": False,
+        },
+    ),
     "png 20000x20000 px": ("image_extractor", {"run_ocr": False, "run_text_embedding": False}),
     "gif of 2000 frames": ("image_extractor", {"run_ocr": False, "run_text_embedding": False}),
     "text of 24 MiB": ("text_extractor", {"model": "minilm"}),
@@ -50,15 +55,23 @@ def _run(name: str, folder: str, out: Any) -> None:
     from strataflow.extractors.base import ExtractorInput
 
     extractor, parameters = _BOMBS[name]
-    value: Any = ("The quick brown fox jumps over the lazy dog. " * 600_000)[: 24 * 1024 * 1024] \
-        if name.startswith("text") else _make(name, Path(folder))
+    value: Any = (
+        ("The quick brown fox jumps over the lazy dog. " * 600_000)[: 24 * 1024 * 1024]
+        if name.startswith("text")
+        else _make(name, Path(folder))
+    )
     key = {"document_graph_extractor": "pdf", "multimodal_extractor": "video", "text_extractor": "text"}.get(
-        extractor, "image")
+        extractor, "image"
+    )
     started = time.monotonic()
-    [result] = run_extraction(ExtractionCall(extractor, "v1", parameters, [ExtractorInput("row", {key: value})],
-                                             Path(folder) / "work"))
-    outcome = f"{len(result.documents)} documents" if result.error is None else (
-        f"{result.error.category.value}: {result.error.message}")
+    [result] = run_extraction(
+        ExtractionCall(extractor, "v1", parameters, [ExtractorInput("row", {key: value})], Path(folder) / "work")
+    )
+    outcome = (
+        f"{len(result.documents)} documents"
+        if result.error is None
+        else (f"{result.error.category.value}: {result.error.message}")
+    )
     out.send(f"{time.monotonic() - started:.1f}s {outcome}"[:300])
 
 

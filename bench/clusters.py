@@ -51,14 +51,23 @@ STAMP = "2026-01-01T00:00:00.000000+00:00"
 
 def make_collection(client: TestClient, runtime: Runtime, name: str) -> tuple[str, str, str, int]:
     """A real text collection (its vector column is the MiniLM one, 384-d); returns id, uri, column, dims."""
-    if client.post("/v1/buckets", json={"bucket_name": "src", "bucket_schema": {
-            "properties": {"content": {"type": "text"}}}}).status_code not in (200, 409):
+    if client.post(
+        "/v1/buckets", json={"bucket_name": "src", "bucket_schema": {"properties": {"content": {"type": "text"}}}}
+    ).status_code not in (200, 409):
         raise RuntimeError("bucket")
-    created = client.post("/v1/collections", json={
-        "collection_name": name, "source": {"type": "bucket", "bucket_ids": ["src"]},
-        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                              "input_mappings": {"text": "content"},
-                              "parameters": {"extractor_type": "text_extractor", "split_by": "none"}}}).json()
+    created = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": name,
+            "source": {"type": "bucket", "bucket_ids": ["src"]},
+            "feature_extractor": {
+                "feature_extractor_name": "text_extractor",
+                "version": "v1",
+                "input_mappings": {"text": "content"},
+                "parameters": {"extractor_type": "text_extractor", "split_by": "none"},
+            },
+        },
+    ).json()
     with runtime.db.read_session() as session:
         row = session.get(Collection, created["collection_id"])
         assert row is not None
@@ -66,8 +75,15 @@ def make_collection(client: TestClient, runtime: Runtime, name: str) -> tuple[st
     return created["collection_id"], index["feature_uri"], index["index"]["name"], int(index["index"]["dimensions"])
 
 
-def bulk_load(runtime: Runtime, collection_id: str, column: str, dims: int, vectors: np.ndarray, first: int,
-              payloads: list[dict[str, Any]] | None = None) -> None:
+def bulk_load(
+    runtime: Runtime,
+    collection_id: str,
+    column: str,
+    dims: int,
+    vectors: np.ndarray,
+    first: int,
+    payloads: list[dict[str, Any]] | None = None,
+) -> None:
     """Set-up only: append rows straight to the table as Arrow (per-document upserts would dominate)."""
     schema = table_schema({column: dims})
     n = len(vectors)
@@ -121,12 +137,21 @@ def digits(client: TestClient, runtime: Runtime) -> tuple[list[Figure], dict[str
     data = load_digits()
     cid, uri, column, dims = make_collection(client, runtime, "digits")
     padded = np.zeros((len(data.data), dims), dtype=np.float32)
-    padded[:, :data.data.shape[1]] = data.data
+    padded[:, : data.data.shape[1]] = data.data
     bulk_load(runtime, cid, column, dims, padded, 0, [{"digit": int(t)} for t in data.target])
-    run, wall = run_cluster(client, runtime, {
-        "cluster_name": "digits_kmeans", "collection_ids": [cid],
-        "vector_config": {"feature_uris": [uri], "clustering_method": "kmeans",
-                          "kmeans_parameters": {"n_clusters": 10, "random_state": 0}}})
+    run, wall = run_cluster(
+        client,
+        runtime,
+        {
+            "cluster_name": "digits_kmeans",
+            "collection_ids": [cid],
+            "vector_config": {
+                "feature_uris": [uri],
+                "clustering_method": "kmeans",
+                "kmeans_parameters": {"n_clusters": 10, "random_state": 0},
+            },
+        },
+    )
     found = labels_of(runtime, run)
     ours = np.array([found[f"d{i:08d}"] for i in range(len(padded))])
     began = time.perf_counter()
@@ -135,18 +160,46 @@ def digits(client: TestClient, runtime: Runtime) -> tuple[list[Figure], dict[str
     ari = float(adjusted_rand_score(reference.labels_, ours))
     ours_fit = float(run["timings"]["fit_s"])
     figures = [
-        Figure("digits_ari_vs_sklearn", "digits: ARI of Strataflow k-means vs scikit-learn KMeans (same vectors)",
-               ari, "ARI", "higher", 1.0, "identical partitions", "goal >= 0.98"),
-        Figure("digits_fit_speed_share", "digits: k-means fit speed, Strataflow job vs scikit-learn in-process",
-               sklearn_fit / ours_fit if ours_fit else 0.0, "x sklearn speed", "higher", 1.0,
-               "scikit-learn KMeans.fit on the same array", "goal >= 0.8 once vectors are read"),
-        Figure("digits_job_wall_s", "digits: whole run (read, fit, metrics, keywords, Parquet)", wall, "s", "lower",
-               sklearn_fit, "scikit-learn KMeans.fit alone"),
+        Figure(
+            "digits_ari_vs_sklearn",
+            "digits: ARI of Strataflow k-means vs scikit-learn KMeans (same vectors)",
+            ari,
+            "ARI",
+            "higher",
+            1.0,
+            "identical partitions",
+            "goal >= 0.98",
+        ),
+        Figure(
+            "digits_fit_speed_share",
+            "digits: k-means fit speed, Strataflow job vs scikit-learn in-process",
+            sklearn_fit / ours_fit if ours_fit else 0.0,
+            "x sklearn speed",
+            "higher",
+            1.0,
+            "scikit-learn KMeans.fit on the same array",
+            "goal >= 0.8 once vectors are read",
+        ),
+        Figure(
+            "digits_job_wall_s",
+            "digits: whole run (read, fit, metrics, keywords, Parquet)",
+            wall,
+            "s",
+            "lower",
+            sklearn_fit,
+            "scikit-learn KMeans.fit alone",
+        ),
     ]
-    details = {"ari_vs_sklearn": ari, "ari_ours_vs_truth": float(adjusted_rand_score(data.target, ours)),
-               "ari_sklearn_vs_truth": float(adjusted_rand_score(data.target, reference.labels_)),
-               "fit_s": ours_fit, "sklearn_fit_s": sklearn_fit, "job_wall_s": wall, "timings": run["timings"],
-               "metrics": run["metrics"]}
+    details = {
+        "ari_vs_sklearn": ari,
+        "ari_ours_vs_truth": float(adjusted_rand_score(data.target, ours)),
+        "ari_sklearn_vs_truth": float(adjusted_rand_score(data.target, reference.labels_)),
+        "fit_s": ours_fit,
+        "sklearn_fit_s": sklearn_fit,
+        "job_wall_s": wall,
+        "timings": run["timings"],
+        "metrics": run["metrics"],
+    }
     return figures, details
 
 
@@ -167,10 +220,20 @@ def big(client: TestClient, runtime: Runtime, n: int) -> tuple[list[Figure], dic
     gc.collect()
     base = rss_mb(os.getpid())
     with RssSampler() as sampler:
-        run, wall = run_cluster(client, runtime, {
-            "cluster_name": "synthetic_kmeans", "collection_ids": [cid],
-            "vector_config": {"feature_uris": [uri], "clustering_method": "kmeans", "sample_size": n,
-                              "kmeans_parameters": {"n_clusters": 20, "random_state": 0}}})
+        run, wall = run_cluster(
+            client,
+            runtime,
+            {
+                "cluster_name": "synthetic_kmeans",
+                "collection_ids": [cid],
+                "vector_config": {
+                    "feature_uris": [uri],
+                    "clustering_method": "kmeans",
+                    "sample_size": n,
+                    "kmeans_parameters": {"n_clusters": 20, "random_state": 0},
+                },
+            },
+        )
     ours_mb = sampler.peak_self - base
     gc.collect()
     base = rss_mb(os.getpid())
@@ -183,14 +246,37 @@ def big(client: TestClient, runtime: Runtime, n: int) -> tuple[list[Figure], dic
     sklearn_mb = sampler.peak_self - base
     del matrix
     figures = [
-        Figure("big_kmeans_wall_s", f"{n:,} x {dims}: Strataflow mini-batch k-means run (streamed from LanceDB)",
-               wall, "s", "lower", sklearn_wall, "scikit-learn MiniBatchKMeans fit+predict on the array in memory"),
-        Figure("big_kmeans_peak_mb", f"{n:,} x {dims}: peak memory added by the run", ours_mb, "MiB", "lower",
-               sklearn_mb, "scikit-learn with the array in memory"),
+        Figure(
+            "big_kmeans_wall_s",
+            f"{n:,} x {dims}: Strataflow mini-batch k-means run (streamed from LanceDB)",
+            wall,
+            "s",
+            "lower",
+            sklearn_wall,
+            "scikit-learn MiniBatchKMeans fit+predict on the array in memory",
+        ),
+        Figure(
+            "big_kmeans_peak_mb",
+            f"{n:,} x {dims}: peak memory added by the run",
+            ours_mb,
+            "MiB",
+            "lower",
+            sklearn_mb,
+            "scikit-learn with the array in memory",
+        ),
     ]
-    details = {"points": n, "dims": dims, "load_s": load_s, "wall_s": wall, "peak_mb": ours_mb,
-               "sklearn_wall_s": sklearn_wall, "sklearn_peak_mb": sklearn_mb, "timings": run["timings"],
-               "metrics": run["metrics"], "num_clusters": run["num_clusters"]}
+    details = {
+        "points": n,
+        "dims": dims,
+        "load_s": load_s,
+        "wall_s": wall,
+        "peak_mb": ours_mb,
+        "sklearn_wall_s": sklearn_wall,
+        "sklearn_peak_mb": sklearn_mb,
+        "timings": run["timings"],
+        "metrics": run["metrics"],
+        "num_clusters": run["num_clusters"],
+    }
     return figures, details
 
 

@@ -42,9 +42,19 @@ from strataflow.runtime import open_runtime
 def through_engine(label: str, texts: list[str], model: str, device: str, work: Path) -> dict[str, float]:
     cores = os.cpu_count() or 1
     engine = "local" if label == "local" else "ray"
-    settings = Settings(data_dir=work / label, api_key=KEY, task_poll_interval_s=0.05, engine=engine,
-                        device=device, engine_processes=1, engine_threads=cores, ray_num_cpus=cores,
-                        ray_actor_cpus=float(cores), ray_object_store_mb=512, ray_data=label == "ray_data")
+    settings = Settings(
+        data_dir=work / label,
+        api_key=KEY,
+        task_poll_interval_s=0.05,
+        engine=engine,
+        device=device,
+        engine_processes=1,
+        engine_threads=cores,
+        ray_num_cpus=cores,
+        ray_actor_cpus=float(cores),
+        ray_object_store_mb=512,
+        ray_data=label == "ray_data",
+    )
     started = time.perf_counter()
     runtime = open_runtime(settings)  # starts the runner: for Ray, the local cluster
     startup_s = time.perf_counter() - started
@@ -68,8 +78,12 @@ def through_engine(label: str, texts: list[str], model: str, device: str, work: 
     finally:
         client.__exit__(None, None, None)
         runtime.close()
-    return {"docs_per_s": round(len(texts) / elapsed, 1), "seconds": round(elapsed, 2),
-            "runner_start_s": round(startup_s, 2), "warm_up_batch_s": round(warm_up_s, 2)}
+    return {
+        "docs_per_s": round(len(texts) / elapsed, 1),
+        "seconds": round(elapsed, 2),
+        "runner_start_s": round(startup_s, 2),
+        "warm_up_batch_s": round(warm_up_s, 2),
+    }
 
 
 def raw_encode(texts: list[str], model: str, device: str) -> float:
@@ -99,13 +113,36 @@ def main() -> None:
     raw = raw_encode(texts, args.model, args.device)
     raw_name = f"the model's own encode ({args.model}), same texts, in-process"
     runs = {"local": local, "ray": ray, "ray_data": ray_data}
-    names = {"local": "the local process pool", "ray": "Ray actors, per chunk",
-             "ray_data": "Ray Data over the manifest"}
-    figures = [Figure(f"{label}_docs_per_s", f"text batch through {names[label]}", run["docs_per_s"], "docs/s",
-                      "higher", raw, raw_name) for label, run in runs.items()]
-    figures += [Figure(f"{label}_vs_local", f"{names[label]} vs the local pool", run["docs_per_s"], "docs/s", "higher",
-                       local["docs_per_s"], "the local pool, same batch")
-                for label, run in runs.items() if label != "local"]
+    names = {
+        "local": "the local process pool",
+        "ray": "Ray actors, per chunk",
+        "ray_data": "Ray Data over the manifest",
+    }
+    figures = [
+        Figure(
+            f"{label}_docs_per_s",
+            f"text batch through {names[label]}",
+            run["docs_per_s"],
+            "docs/s",
+            "higher",
+            raw,
+            raw_name,
+        )
+        for label, run in runs.items()
+    ]
+    figures += [
+        Figure(
+            f"{label}_vs_local",
+            f"{names[label]} vs the local pool",
+            run["docs_per_s"],
+            "docs/s",
+            "higher",
+            local["docs_per_s"],
+            "the local pool, same batch",
+        )
+        for label, run in runs.items()
+        if label != "local"
+    ]
     details = {"device": args.device, "docs": args.docs, "model": args.model, "raw_encode_per_s": raw, **runs}
     write_results("engine" if args.device == "cpu" else f"engine-{args.device.replace(':', '')}", figures, details)
     print_figures(figures)

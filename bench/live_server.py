@@ -23,13 +23,32 @@ class Server:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "STRATAFLOW_API_KEY": API_KEY, "STRATAFLOW_TASK_POLL_INTERVAL_S": "0.05",
-               "STRATAFLOW_LOG_LEVEL": "WARNING",
-               "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]), **(env or {})}
+        env = {
+            **os.environ,
+            "STRATAFLOW_API_KEY": API_KEY,
+            "STRATAFLOW_TASK_POLL_INTERVAL_S": "0.05",
+            "STRATAFLOW_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+            **(env or {}),
+        }
         self.log = (data_dir.parent / "server.log").open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "strataflow", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(data_dir)], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "strataflow",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -62,18 +81,22 @@ class Server:
 
 
 def api_client(server: Server) -> httpx.Client:
-    client = httpx.Client(base_url=server.url, timeout=600,
-                          headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": "bench"})
+    client = httpx.Client(
+        base_url=server.url, timeout=600, headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": "bench"}
+    )
     client.post("/v1/namespaces", json={"namespace_name": "bench", "feature_extractors": []}).raise_for_status()
     schema = {"properties": {"file": {"type": "video"}, "note": {"type": "text"}}}
     client.post("/v1/buckets", json={"bucket_name": "bench", "bucket_schema": schema}).raise_for_status()
     return client
 
 
-def create_upload(api: httpx.Client, name: str, size: int, prop: str = "file",
-                  content_type: str = "video/mp4") -> dict[str, Any]:
-    response = api.post("/v1/buckets/bench/uploads", json={
-        "filename": name, "content_type": content_type, "blob_property": prop, "file_size_bytes": size})
+def create_upload(
+    api: httpx.Client, name: str, size: int, prop: str = "file", content_type: str = "video/mp4"
+) -> dict[str, Any]:
+    response = api.post(
+        "/v1/buckets/bench/uploads",
+        json={"filename": name, "content_type": content_type, "blob_property": prop, "file_size_bytes": size},
+    )
     response.raise_for_status()
     return dict(response.json())
 
@@ -86,5 +109,3 @@ def wait_task(api: httpx.Client, task_id: str) -> dict[str, Any]:
         if task["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED"):
             return dict(task)
         time.sleep(0.02)
-
-

@@ -51,9 +51,12 @@ class LoadRecord:
 
     def figures(self) -> dict[str, float]:
         """Flat key -> number: totals, requests/s, and p50/p99 ms per operation."""
-        out: dict[str, float] = {"requests": self.requests, "seconds": round(self.seconds, 2),
-                                 "requests_per_s": round(self.requests / self.seconds, 1) if self.seconds else 0.0,
-                                 "failures": len(self.failures)}
+        out: dict[str, float] = {
+            "requests": self.requests,
+            "seconds": round(self.seconds, 2),
+            "requests_per_s": round(self.requests / self.seconds, 1) if self.seconds else 0.0,
+            "failures": len(self.failures),
+        }
         for op, values in sorted(self.latencies.items()):
             ordered = sorted(values)
             out[f"{op}_count"] = len(ordered)
@@ -68,19 +71,32 @@ def setup(url: str) -> None:
         assert client.post("/v1/namespaces", json={"namespace_name": "main"}).status_code == 200
         client.headers["X-Namespace"] = "main"
         bucket = client.post("/v1/buckets", json={"bucket_name": "docs", "bucket_schema": SCHEMA}).json()
-        collection = client.post("/v1/collections", json={
-            "collection_name": "lines", "source": {"type": "bucket", "bucket_ids": [bucket["bucket_id"]]},
-            "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                                  "input_mappings": {"text": "content"},
-                                  "parameters": {"extractor_type": "text_extractor", "split_by": "sentences",
-                                                 "chunk_size": 1, "model": "wordllama"}}})
+        collection = client.post(
+            "/v1/collections",
+            json={
+                "collection_name": "lines",
+                "source": {"type": "bucket", "bucket_ids": [bucket["bucket_id"]]},
+                "feature_extractor": {
+                    "feature_extractor_name": "text_extractor",
+                    "version": "v1",
+                    "input_mappings": {"text": "content"},
+                    "parameters": {
+                        "extractor_type": "text_extractor",
+                        "split_by": "sentences",
+                        "chunk_size": 1,
+                        "model": "wordllama",
+                    },
+                },
+            },
+        )
         assert collection.status_code == 200, collection.text
 
 
 class LoadClient:
     def __init__(self, url: str, record: LoadRecord, seed: int) -> None:
-        self.http = httpx.Client(base_url=url, timeout=60,
-                                 headers={"Authorization": f"Bearer {KEY}", "X-Namespace": "main"})
+        self.http = httpx.Client(
+            base_url=url, timeout=60, headers={"Authorization": f"Bearer {KEY}", "X-Namespace": "main"}
+        )
         self.record, self.rng, self.seed, self.n = record, random.Random(seed), seed, 0
         self.unbatched: list[str] = []  # objects this client confirmed and has not batched yet
 
@@ -99,10 +115,19 @@ class LoadClient:
 
     def upload_single(self) -> None:
         data = self._content()
-        created = self.call("create_upload", "POST", "/v1/buckets/docs/uploads", json={
-            "filename": f"{self.seed}-{self.n}.txt", "content_type": "text/plain", "blob_property": "content"})
-        if created is None or self.call("put", "PUT", created.json()["presigned_url"], content=data,
-                                        headers={"Content-Type": "text/plain"}) is None:
+        created = self.call(
+            "create_upload",
+            "POST",
+            "/v1/buckets/docs/uploads",
+            json={"filename": f"{self.seed}-{self.n}.txt", "content_type": "text/plain", "blob_property": "content"},
+        )
+        if (
+            created is None
+            or self.call(
+                "put", "PUT", created.json()["presigned_url"], content=data, headers={"Content-Type": "text/plain"}
+            )
+            is None
+        ):
             return
         done = self.call("confirm", "POST", f"/v1/buckets/docs/uploads/{created.json()['upload_id']}/confirm", json={})
         if done is not None:
@@ -111,18 +136,31 @@ class LoadClient:
 
     def upload_batch(self) -> None:
         files = [(self._content(), f"{self.seed}-{self.n}.txt") for _ in range(5)]
-        created = self.call("create_uploads_batch", "POST", "/v1/buckets/docs/uploads/batch", json={
-            "uploads": [{"filename": name, "content_type": "text/plain", "blob_property": "content"}
-                        for _, name in files]})
+        created = self.call(
+            "create_uploads_batch",
+            "POST",
+            "/v1/buckets/docs/uploads/batch",
+            json={
+                "uploads": [
+                    {"filename": name, "content_type": "text/plain", "blob_property": "content"} for _, name in files
+                ]
+            },
+        )
         if created is None:
             return
         uploads = created.json()["uploads"]
         for (data, _), upload in zip(files, uploads, strict=True):
-            if self.call("put", "PUT", upload["presigned_url"], content=data,
-                         headers={"Content-Type": "text/plain"}) is None:
+            if (
+                self.call("put", "PUT", upload["presigned_url"], content=data, headers={"Content-Type": "text/plain"})
+                is None
+            ):
                 return
-        done = self.call("confirm_batch", "POST", "/v1/buckets/docs/uploads/confirm/batch",
-                         json={"confirmations": [{"upload_id": u["upload_id"]} for u in uploads]})
+        done = self.call(
+            "confirm_batch",
+            "POST",
+            "/v1/buckets/docs/uploads/confirm/batch",
+            json={"confirmations": [{"upload_id": u["upload_id"]} for u in uploads]},
+        )
         if done is not None:
             self.record.confirm_tasks.append(done.json()["task_id"])
 
@@ -185,11 +223,19 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         port = _free_port()
-        env = {**os.environ, "STRATAFLOW_API_KEY": KEY, "STRATAFLOW_DATABASE_URL": args.database_url,
-               "STRATAFLOW_ENGINE_THREADS": "1", "STRATAFLOW_TASK_POLL_INTERVAL_S": "0.2"}
-        server = subprocess.Popen([sys.executable, "-m", "strataflow", "serve", "--port", str(port),
-                                   "--data-dir", f"{work}/data"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "STRATAFLOW_API_KEY": KEY,
+            "STRATAFLOW_DATABASE_URL": args.database_url,
+            "STRATAFLOW_ENGINE_THREADS": "1",
+            "STRATAFLOW_TASK_POLL_INTERVAL_S": "0.2",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "strataflow", "serve", "--port", str(port), "--data-dir", f"{work}/data"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 90

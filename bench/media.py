@@ -38,15 +38,19 @@ from figures import Figure, print_figures, write_results
 
 WIDTH, HEIGHT, FPS = 640, 360, 25
 SHOT_SECONDS = 4.0
-PARAGRAPH = ("Strataflow turns raw files into searchable documents. A video goes in, and scenes, frames, "
-             "transcripts and the text on screen come out, each with its place in time. ")
+PARAGRAPH = (
+    "Strataflow turns raw files into searchable documents. A video goes in, and scenes, frames, "
+    "transcripts and the text on screen come out, each with its place in time. "
+)
 
 
 def make_video(path: Path, seconds: float, work: Path) -> Path:
     """640x360 H.264 + AAC: textured shots that pan (so frames differ), a hard cut every 4 s, speech."""
     rng = np.random.default_rng(7)
-    textures = [(rng.integers(0, 64, (HEIGHT, WIDTH * 2, 3), dtype=np.uint8) + np.array(c, dtype=np.uint8))
-                for c in ((40, 60, 150), (170, 60, 40), (40, 150, 70), (150, 150, 40), (90, 40, 150))]
+    textures = [
+        (rng.integers(0, 64, (HEIGHT, WIDTH * 2, 3), dtype=np.uint8) + np.array(c, dtype=np.uint8))
+        for c in ((40, 60, 150), (170, 60, 40), (40, 150, 70), (150, 150, 40), (90, 40, 150))
+    ]
     speech = mf.read_mono(mf.speech_wav(work / "paragraph.wav", PARAGRAPH * 3))
     audio = np.resize(speech, int(seconds * mf.AUDIO_RATE)).astype(np.float32)
     with av.open(str(path), "w") as container:
@@ -58,7 +62,7 @@ def make_video(path: Path, seconds: float, work: Path) -> Path:
         for index in range(int(seconds * FPS)):
             shot = int(index / FPS // SHOT_SECONDS)
             offset = (index * 3) % WIDTH
-            picture = np.ascontiguousarray(textures[shot % len(textures)][:HEIGHT, offset:offset + WIDTH])
+            picture = np.ascontiguousarray(textures[shot % len(textures)][:HEIGHT, offset : offset + WIDTH])
             frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             frame.pts, frame.time_base = index, Fraction(1, FPS)
             container.mux(video.encode(frame))
@@ -84,11 +88,13 @@ def timed(work: Callable[[], object]) -> float:
 def multimodal(extractor: MultimodalExtractor, path: Path, params: MultimodalParams) -> Callable[[], object]:
     def work() -> object:
         with tempfile.TemporaryDirectory() as scratch:
-            [result] = extractor.extract([ExtractorInput("bench", {"video": path})], params,
-                                         ExtractContext(work_dir=Path(scratch)))
+            [result] = extractor.extract(
+                [ExtractorInput("bench", {"video": path})], params, ExtractContext(work_dir=Path(scratch))
+            )
             if result.error is not None:
                 raise RuntimeError(result.error.message)
             return result
+
     return work
 
 
@@ -98,25 +104,41 @@ def bench_video(seconds: float, work: Path, models_dir: Path) -> list[dict[str, 
     load_whisper(models_dir)  # model loads are not throughput
     embed_texts(["warm up"])
     cases: list[tuple[str, Callable[[], object]]] = [
-        ("time split 10 s, keyframe mode (stream copy) + thumbnails",
-         multimodal(extractor, path, MultimodalParams(segment_mode="keyframe", run_visual_descriptor=False))),
-        ("time split 10 s, exact mode (re-encode) + thumbnails",
-         multimodal(extractor, path, MultimodalParams(run_visual_descriptor=False))),
-        ("scene split, keyframe mode + thumbnails",
-         multimodal(extractor, path, MultimodalParams(split_method="scene", segment_mode="keyframe",
-                                                      run_visual_descriptor=False))),
-        ("scene split, exact mode + thumbnails",
-         multimodal(extractor, path, MultimodalParams(split_method="scene", run_visual_descriptor=False))),
-        ("transcription alone (Whisper base int8, word times, VAD)",
-         lambda: transcribe(path, models_dir, "en")),
+        (
+            "time split 10 s, keyframe mode (stream copy) + thumbnails",
+            multimodal(extractor, path, MultimodalParams(segment_mode="keyframe", run_visual_descriptor=False)),
+        ),
+        (
+            "time split 10 s, exact mode (re-encode) + thumbnails",
+            multimodal(extractor, path, MultimodalParams(run_visual_descriptor=False)),
+        ),
+        (
+            "scene split, keyframe mode + thumbnails",
+            multimodal(
+                extractor,
+                path,
+                MultimodalParams(split_method="scene", segment_mode="keyframe", run_visual_descriptor=False),
+            ),
+        ),
+        (
+            "scene split, exact mode + thumbnails",
+            multimodal(extractor, path, MultimodalParams(split_method="scene", run_visual_descriptor=False)),
+        ),
+        ("transcription alone (Whisper base int8, word times, VAD)", lambda: transcribe(path, models_dir, "en")),
     ]
     rows = []
     for name, work_fn in cases:
         baseline = timed(lambda: decode_only(path))
         elapsed = timed(work_fn)
-        rows.append({"case": name, "video_seconds": seconds, "wall_seconds": round(elapsed, 3),
-                     "video_seconds_per_second": round(seconds / elapsed, 2),
-                     "pyav_decode_video_seconds_per_second": round(seconds / baseline, 2)})
+        rows.append(
+            {
+                "case": name,
+                "video_seconds": seconds,
+                "wall_seconds": round(elapsed, 3),
+                "video_seconds_per_second": round(seconds / elapsed, 2),
+                "pyav_decode_video_seconds_per_second": round(seconds / baseline, 2),
+            }
+        )
     return rows
 
 
@@ -139,40 +161,71 @@ def bench_pdf(pages: int, work: Path) -> list[dict[str, object]]:
     scan = Image.new("RGB", (1275, 1650), "white")
     draw = ImageDraw.Draw(scan)
     for line in range(12):
-        draw.text((150, 200 + line * 60), f"Line {line} of a scanned page about lighthouses", fill="black",
-                  font=mf.font(36))
+        draw.text(
+            (150, 200 + line * 60), f"Line {line} of a scanned page about lighthouses", fill="black", font=mf.font(36)
+        )
     text_pdf = pf.write_pdf(work / "text.pdf", [text_page] * pages)
     scanned_pdf = pf.write_pdf(work / "scanned.pdf", [pf.ScannedPage(scan)] * max(1, pages // 4))
     cases = [
         ("text pages, defaults (blocks, page images, crops, embeddings)", text_pdf, pages, DocumentGraphParams()),
-        ("text pages, blocks only (no renders, no embeddings)", text_pdf, pages,
-         DocumentGraphParams(store_page_images=False, generate_thumbnails=False, run_text_embedding=False)),
+        (
+            "text pages, blocks only (no renders, no embeddings)",
+            text_pdf,
+            pages,
+            DocumentGraphParams(store_page_images=False, generate_thumbnails=False, run_text_embedding=False),
+        ),
         ("scanned pages, OCR at 300 dpi + defaults", scanned_pdf, max(1, pages // 4), DocumentGraphParams()),
     ]
     rows = []
     text_baseline = count_pages_text(text_pdf)
     for name, path, count, params in cases:
+
         def work_fn(path: Path = path, params: DocumentGraphParams = params) -> None:
             with tempfile.TemporaryDirectory() as scratch:
-                [result] = DOCUMENT_GRAPH_EXTRACTOR.extract([ExtractorInput("bench", {"pdf": path})], params,
-                                                            ExtractContext(work_dir=Path(scratch)))
+                [result] = DOCUMENT_GRAPH_EXTRACTOR.extract(
+                    [ExtractorInput("bench", {"pdf": path})], params, ExtractContext(work_dir=Path(scratch))
+                )
                 if result.error is not None:
                     raise RuntimeError(result.error.message)
+
         elapsed = timed(work_fn)
-        rows.append({"case": name, "pages": count, "wall_seconds": round(elapsed, 3),
-                     "pages_per_second": round(count / elapsed, 2),
-                     "pdfium_text_pages_per_second": text_baseline if path == text_pdf else None})
+        rows.append(
+            {
+                "case": name,
+                "pages": count,
+                "wall_seconds": round(elapsed, 3),
+                "pages_per_second": round(count / elapsed, 2),
+                "pdfium_text_pages_per_second": text_baseline if path == text_pdf else None,
+            }
+        )
     return rows
 
 
 def figures_of(video: list[dict[str, Any]], pdf: list[dict[str, Any]]) -> list[Figure]:
-    figures = [Figure(f"video_{i}", row["case"], row["video_seconds_per_second"], "media s/s", "higher",
-                      row["pyav_decode_video_seconds_per_second"], "PyAV decoding the same file, nothing else")
-               for i, row in enumerate(video)]
-    figures += [Figure(f"pdf_{i}", row["case"], row["pages_per_second"], "pages/s", "higher",
-                       row["pdfium_text_pages_per_second"],
-                       "pdfium reading each page's text" if row["pdfium_text_pages_per_second"] else "")
-                for i, row in enumerate(pdf)]
+    figures = [
+        Figure(
+            f"video_{i}",
+            row["case"],
+            row["video_seconds_per_second"],
+            "media s/s",
+            "higher",
+            row["pyav_decode_video_seconds_per_second"],
+            "PyAV decoding the same file, nothing else",
+        )
+        for i, row in enumerate(video)
+    ]
+    figures += [
+        Figure(
+            f"pdf_{i}",
+            row["case"],
+            row["pages_per_second"],
+            "pages/s",
+            "higher",
+            row["pdfium_text_pages_per_second"],
+            "pdfium reading each page's text" if row["pdfium_text_pages_per_second"] else "",
+        )
+        for i, row in enumerate(pdf)
+    ]
     return figures
 
 

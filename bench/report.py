@@ -43,8 +43,19 @@ def _leaves(data: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
 
 def rows_of(benchmark: str, data: Any) -> list[Row]:
     if isinstance(data, dict) and isinstance(data.get("figures"), list):
-        return [Row(benchmark, f["name"], f["value"], f.get("unit", ""), f.get("baseline"),
-                    f.get("baseline_name", ""), f.get("ratio"), f.get("better", "")) for f in data["figures"]]
+        return [
+            Row(
+                benchmark,
+                f["name"],
+                f["value"],
+                f.get("unit", ""),
+                f.get("baseline"),
+                f.get("baseline_name", ""),
+                f.get("ratio"),
+                f.get("better", ""),
+            )
+            for f in data["figures"]
+        ]
     skip = ("machine.",)  # cpu counts and versions are context, not figures
     return [Row(benchmark, key, value) for key, value in _leaves(data) if not key.startswith(skip)]
 
@@ -64,8 +75,16 @@ def _number(value: float | None, digits: int = 4) -> str:
 def _cells(row: Row) -> list[str]:
     ratio = f"{row.ratio:.3f}" if row.ratio is not None else ""
     baseline_name = row.baseline_name if row.baseline is not None else ""
-    return [row.benchmark, row.name, _number(row.value), row.unit, _number(row.baseline), baseline_name, ratio,
-            row.better]
+    return [
+        row.benchmark,
+        row.name,
+        _number(row.value),
+        row.unit,
+        _number(row.baseline),
+        baseline_name,
+        ratio,
+        row.better,
+    ]
 
 
 HEADERS = ["benchmark", "figure", "value", "unit", "baseline", "baseline is (same run)", "ratio", "better"]

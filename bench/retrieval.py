@@ -45,35 +45,67 @@ URI = "mixpeek://text_extractor@v1/all_minilm_l6_v2"
 
 def collection(collection_id: str) -> Collection:
     spec = TEXT_MODELS["minilm"]
-    return Collection(collection_id=collection_id, vector_indexes=[{
-        "feature_uri": URI, "name": "all_minilm_l6_v2",
-        "index": {"name": COLUMN, "dimensions": spec.dimensions, "inference_name": spec.model_name}}])
+    return Collection(
+        collection_id=collection_id,
+        vector_indexes=[
+            {
+                "feature_uri": URI,
+                "name": "all_minilm_l6_v2",
+                "index": {"name": COLUMN, "dimensions": spec.dimensions, "inference_name": spec.model_name},
+            }
+        ],
+    )
 
 
 def load(index: DocumentIndex, collection_id: str, texts: list[str], vectors: np.ndarray) -> None:
     index.create_table(collection_id, {COLUMN: vectors.shape[1]})
-    docs = [StoredDocument(document_id=f"d{i:06d}", collection_id=collection_id, payload={"text": t},
-                           internal={"lineage": {"root_object_id": f"obj{i}"}}, vectors={COLUMN: v.tolist()},
-                           created_at="2026-01-01T00:00:00.000000+00:00", updated_at="2026-01-01T00:00:00.000000+00:00")
-            for i, (t, v) in enumerate(zip(texts, vectors, strict=True))]
+    docs = [
+        StoredDocument(
+            document_id=f"d{i:06d}",
+            collection_id=collection_id,
+            payload={"text": t},
+            internal={"lineage": {"root_object_id": f"obj{i}"}},
+            vectors={COLUMN: v.tolist()},
+            created_at="2026-01-01T00:00:00.000000+00:00",
+            updated_at="2026-01-01T00:00:00.000000+00:00",
+        )
+        for i, (t, v) in enumerate(zip(texts, vectors, strict=True))
+    ]
     table = index._table(collection_id)  # bench set-up: bulk append, bypassing per-document upserts
     for start in range(0, len(docs), 10_000):
         table.add(to_arrow(docs[start : start + 10_000], table_schema({COLUMN: vectors.shape[1]})))
 
 
-def execution(index: DocumentIndex, col: Collection, stage: dict[str, Any], inputs: dict[str, Any],
-              size: int = 10) -> Execution:
-    return Execution(index=index, collections=[col], stages=normalise_stages([stage]), inputs=inputs,
-                     page=ResultPage(0, size))
+def execution(
+    index: DocumentIndex, col: Collection, stage: dict[str, Any], inputs: dict[str, Any], size: int = 10
+) -> Execution:
+    return Execution(
+        index=index, collections=[col], stages=normalise_stages([stage]), inputs=inputs, page=ResultPage(0, size)
+    )
 
 
 STAGES = {
-    "vector": {"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {
-        "searches": [{"feature_uri": URI, "query": "{{INPUT.query}}", "top_k": 100}], "final_top_k": 100}}},
-    "full_text": {"stage_name": "s", "config": {"stage_id": "text_search", "parameters": {
-        "query": "{{INPUT.query}}", "top_k": 100}}},
-    "hybrid": {"stage_name": "s", "config": {"stage_id": "hybrid_search", "parameters": {
-        "query": "{{INPUT.query}}", "feature_uri": URI, "top_k": 100, "final_top_k": 100}}},
+    "vector": {
+        "stage_name": "s",
+        "config": {
+            "stage_id": "feature_search",
+            "parameters": {
+                "searches": [{"feature_uri": URI, "query": "{{INPUT.query}}", "top_k": 100}],
+                "final_top_k": 100,
+            },
+        },
+    },
+    "full_text": {
+        "stage_name": "s",
+        "config": {"stage_id": "text_search", "parameters": {"query": "{{INPUT.query}}", "top_k": 100}},
+    },
+    "hybrid": {
+        "stage_name": "s",
+        "config": {
+            "stage_id": "hybrid_search",
+            "parameters": {"query": "{{INPUT.query}}", "feature_uri": URI, "top_k": 100, "final_top_k": 100},
+        },
+    },
 }
 
 
@@ -101,16 +133,23 @@ def quality(workdir: Path) -> dict[str, Any]:
             recall = len(relevant & set(ranked[:10])) / len(relevant)
             per_kind.setdefault(query["kind"], []).append((recall, ndcg(ranked, relevant)))
             per_kind.setdefault("all", []).append((recall, ndcg(ranked, relevant)))
-        report[mode] = {kind: {"recall@10": round(statistics.fmean(r for r, _ in rows), 4),
-                               "ndcg@10": round(statistics.fmean(n for _, n in rows), 4), "queries": len(rows)}
-                        for kind, rows in per_kind.items()}
+        report[mode] = {
+            kind: {
+                "recall@10": round(statistics.fmean(r for r, _ in rows), 4),
+                "ndcg@10": round(statistics.fmean(n for _, n in rows), 4),
+                "queries": len(rows),
+            }
+            for kind, rows in per_kind.items()
+        }
     return report
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    return {"p50_ms": round(ordered[len(ordered) // 2] * 1000, 3),
-            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 3)}
+    return {
+        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 3),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 3),
+    }
 
 
 def speed(workdir: Path, docs: int, queries: int) -> dict[str, Any]:
@@ -126,8 +165,16 @@ def speed(workdir: Path, docs: int, queries: int) -> dict[str, Any]:
     columns = [f.name for f in table.schema if f.name not in (COLUMN, "search_text")] + ["_distance"]
     probes = rng.standard_normal((queries, 384)).astype(np.float32)
     probes /= np.linalg.norm(probes, axis=1, keepdims=True)
-    stage = {"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {
-        "searches": [{"feature_uri": URI, "query": "{{INPUT.vector}}", "top_k": 10}], "final_top_k": 10}}}
+    stage = {
+        "stage_name": "s",
+        "config": {
+            "stage_id": "feature_search",
+            "parameters": {
+                "searches": [{"feature_uri": URI, "query": "{{INPUT.vector}}", "top_k": 10}],
+                "final_top_k": 10,
+            },
+        },
+    }
     results: dict[str, Any] = {"documents": docs, "dimensions": 384, "queries": queries, "load_s": round(load_s, 1)}
     for label in ("exact_scan", "ivf_hnsw_sq_index"):
         if label == "ivf_hnsw_sq_index":
@@ -138,9 +185,20 @@ def speed(workdir: Path, docs: int, queries: int) -> dict[str, Any]:
         retriever, direct = [], []
         for position, probe in enumerate(probes):
             vector = probe.tolist()
-            run = [("direct", lambda v=vector, t=table: t.search(v, vector_column_name=COLUMN).distance_type("cosine")
-                    .select(columns).limit(10).to_arrow().to_pylist()),
-                   ("retriever", lambda v=vector: execution(index, col, stage, {"vector": v}).run())]
+            run = [
+                (
+                    "direct",
+                    lambda v=vector, t=table: (
+                        t.search(v, vector_column_name=COLUMN)
+                        .distance_type("cosine")
+                        .select(columns)
+                        .limit(10)
+                        .to_arrow()
+                        .to_pylist()
+                    ),
+                ),
+                ("retriever", lambda v=vector: execution(index, col, stage, {"vector": v}).run()),
+            ]
             if position % 2:
                 run.reverse()  # alternate the order so neither side always runs on a warm cache
             for name, call in run:
@@ -149,9 +207,12 @@ def speed(workdir: Path, docs: int, queries: int) -> dict[str, Any]:
                 (direct if name == "direct" else retriever).append(time.perf_counter() - t0)
         warm = 5  # first calls load index pages and code paths
         r, d = percentiles(retriever[warm:]), percentiles(direct[warm:])
-        results[label] = {"retriever": r, "direct_lancedb": d,
-                          "overhead_p50": round(r["p50_ms"] / d["p50_ms"] - 1, 3),
-                          "overhead_p99": round(r["p99_ms"] / d["p99_ms"] - 1, 3)}
+        results[label] = {
+            "retriever": r,
+            "direct_lancedb": d,
+            "overhead_p50": round(r["p50_ms"] / d["p50_ms"] - 1, 3),
+            "overhead_p99": round(r["p99_ms"] / d["p99_ms"] - 1, 3),
+        }
     return results
 
 
@@ -160,15 +221,32 @@ def figures_of(out: dict[str, Any]) -> list[Figure]:
     quality_ = out["quality"]
     vector = quality_["vector"]["all"]["ndcg@10"]
     for mode in ("vector", "full_text", "hybrid"):
-        figures.append(Figure(f"{mode}_ndcg10", f"nDCG@10, {mode.replace('_', '-')} retriever (eval set)",
-                              quality_[mode]["all"]["ndcg@10"], "nDCG", "higher",
-                              None if mode == "vector" else vector, "" if mode == "vector" else "vector retriever"))
+        figures.append(
+            Figure(
+                f"{mode}_ndcg10",
+                f"nDCG@10, {mode.replace('_', '-')} retriever (eval set)",
+                quality_[mode]["all"]["ndcg@10"],
+                "nDCG",
+                "higher",
+                None if mode == "vector" else vector,
+                "" if mode == "vector" else "vector retriever",
+            )
+        )
     speed_ = out["speed"]
     for label in ("exact_scan", "ivf_hnsw_sq_index"):
         r, d = speed_[label]["retriever"], speed_[label]["direct_lancedb"]
         for p in ("p50", "p99"):
-            figures.append(Figure(f"{label}_{p}_ms", f"retriever {p}, {speed_['documents']:,} docs, {label}",
-                                  r[f"{p}_ms"], "ms", "lower", d[f"{p}_ms"], "direct LanceDB query, same vectors"))
+            figures.append(
+                Figure(
+                    f"{label}_{p}_ms",
+                    f"retriever {p}, {speed_['documents']:,} docs, {label}",
+                    r[f"{p}_ms"],
+                    "ms",
+                    "lower",
+                    d[f"{p}_ms"],
+                    "direct LanceDB query, same vectors",
+                )
+            )
     return figures
 
 

@@ -10,8 +10,8 @@ bulk-loaded with random unit vectors (set-up only). Then, in one run on the same
 
 - apply-taxonomy: POST /v1/collections/{id}/apply-taxonomy, the task run to the end by the job
   runner in this process (read documents with vectors in chunks, join, merge, write back);
-- baseline (run before and after, averaged): the same retriever's pipeline run alone for every document's vector, over the same
-  documents read the same way, writing nothing.
+- baseline (run before and after, averaged): the same retriever's pipeline run alone for every
+  document's vector, over the same documents read the same way, writing nothing.
 
 The figure is documents per second of apply-taxonomy; the ratio to the baseline is the share
 of the bare retriever's speed the whole materialisation keeps (goal >= 0.8).
@@ -45,12 +45,20 @@ STAMP = "2026-01-01T00:00:00.000000+00:00"
 
 def collection(client: TestClient, name: str, bucket: str) -> dict[str, Any]:
     client.post("/v1/buckets", json={"bucket_name": bucket, "bucket_schema": SCHEMA}).raise_for_status()
-    response = client.post("/v1/collections", json={
-        "collection_name": name, "source": {"type": "bucket", "bucket_ids": [bucket]},
-        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                              "input_mappings": {"text": "content"}, "field_passthrough": [{"source_path": "title"}],
-                              "parameters": {"extractor_type": "text_extractor", "split_by": "none",
-                                             "model": "minilm"}}})
+    response = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": name,
+            "source": {"type": "bucket", "bucket_ids": [bucket]},
+            "feature_extractor": {
+                "feature_extractor_name": "text_extractor",
+                "version": "v1",
+                "input_mappings": {"text": "content"},
+                "field_passthrough": [{"source_path": "title"}],
+                "parameters": {"extractor_type": "text_extractor", "split_by": "none", "model": "minilm"},
+            },
+        },
+    )
     response.raise_for_status()
     return dict(response.json())
 
@@ -63,11 +71,18 @@ def bulk_load(runtime: Runtime, col: dict[str, Any], count: int, prefix: str, rn
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     table = runtime.index._table(col["collection_id"])  # bench set-up: bulk append
     for start in range(0, count, 5000):
-        docs = [StoredDocument(document_id=f"{prefix}{i:07d}", collection_id=col["collection_id"],
-                               payload={"text": f"{prefix} {i}", "title": f"{prefix} {i}"},
-                               internal={"lineage": {"root_object_id": f"obj{i}"}}, vectors={column: v.tolist()},
-                               created_at=STAMP, updated_at=STAMP)
-                for i, v in zip(range(start, min(count, start + 5000)), vectors[start:start + 5000], strict=True)]
+        docs = [
+            StoredDocument(
+                document_id=f"{prefix}{i:07d}",
+                collection_id=col["collection_id"],
+                payload={"text": f"{prefix} {i}", "title": f"{prefix} {i}"},
+                internal={"lineage": {"root_object_id": f"obj{i}"}},
+                vectors={column: v.tolist()},
+                created_at=STAMP,
+                updated_at=STAMP,
+            )
+            for i, v in zip(range(start, min(count, start + 5000)), vectors[start : start + 5000], strict=True)
+        ]
         table.add(to_arrow(docs, table_schema({column: dims})))
     return column
 
@@ -83,14 +98,18 @@ def retriever_alone(runtime: Runtime, retriever_id: str, docs_id: str, column: s
     done, after = 0, None
     while True:
         where = f"document_id > '{after}'" if after else None
-        chunk = runtime.index.query(docs_id, where, order=[("document_id", True)], limit=batch_size,
-                                    with_vectors=True)
+        chunk = runtime.index.query(docs_id, where, order=[("document_id", True)], limit=batch_size, with_vectors=True)
         if not chunk:
             return done
         for doc in chunk:
             inputs = validate_inputs(schema, {"vec": list(doc.vectors[column] or [])})
-            Execution(index=runtime.index, collections=[c for c in collections if c], stages=stages, inputs=inputs,
-                      page=ResultPage(0, 1)).run()
+            Execution(
+                index=runtime.index,
+                collections=[c for c in collections if c],
+                stages=stages,
+                inputs=inputs,
+                page=ResultPage(0, 1),
+            ).run()
         done += len(chunk)
         after = chunk[-1].document_id
 
@@ -113,18 +132,43 @@ def main() -> None:
         bulk_load(runtime, nodes, args.nodes, "node", rng)
         column = bulk_load(runtime, docs, args.docs, "doc", rng)
         uri = nodes["vector_indexes"][0]["feature_uri"]
-        retriever = client.post("/v1/retrievers", json={
-            "retriever_name": "nodes_by_vector", "collection_identifiers": ["nodes"],
-            "input_schema": {"vec": {"type": "array", "required": True}},
-            "stages": [{"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {
-                "searches": [{"feature_uri": uri, "query": "{{INPUT.vec}}", "top_k": 1}], "final_top_k": 1}}}]})
+        retriever = client.post(
+            "/v1/retrievers",
+            json={
+                "retriever_name": "nodes_by_vector",
+                "collection_identifiers": ["nodes"],
+                "input_schema": {"vec": {"type": "array", "required": True}},
+                "stages": [
+                    {
+                        "stage_name": "s",
+                        "config": {
+                            "stage_id": "feature_search",
+                            "parameters": {
+                                "searches": [{"feature_uri": uri, "query": "{{INPUT.vec}}", "top_k": 1}],
+                                "final_top_k": 1,
+                            },
+                        },
+                    }
+                ],
+            },
+        )
         retriever.raise_for_status()
         rid = retriever.json()["retriever_id"]
-        taxonomy = client.post("/v1/taxonomies", json={"taxonomy_name": "bench", "config": {
-            "taxonomy_type": "flat", "retriever_id": rid,
-            "input_mappings": [{"input_key": "vec", "source_type": "vector", "path": uri}],
-            "source_collection": {"collection_id": nodes["collection_id"],
-                                  "enrichment_fields": [{"field_path": "title", "target_field": "category"}]}}})
+        taxonomy = client.post(
+            "/v1/taxonomies",
+            json={
+                "taxonomy_name": "bench",
+                "config": {
+                    "taxonomy_type": "flat",
+                    "retriever_id": rid,
+                    "input_mappings": [{"input_key": "vec", "source_type": "vector", "path": uri}],
+                    "source_collection": {
+                        "collection_id": nodes["collection_id"],
+                        "enrichment_fields": [{"field_path": "title", "target_field": "category"}],
+                    },
+                },
+            },
+        )
         taxonomy.raise_for_status()
         tid = taxonomy.json()["taxonomy_id"]
         client.patch("/v1/collections/docs", json={"taxonomy_applications": [{"taxonomy_id": tid}]}).raise_for_status()
@@ -136,8 +180,9 @@ def main() -> None:
         baseline_s = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        answer = client.post("/v1/collections/docs/apply-taxonomy",
-                             json={"taxonomy_id": tid, "batch_size": args.batch_size})
+        answer = client.post(
+            "/v1/collections/docs/apply-taxonomy", json={"taxonomy_id": tid, "batch_size": args.batch_size}
+        )
         answer.raise_for_status()
         ran = runtime.jobs.run_pending()
         apply_s = time.perf_counter() - clock
@@ -151,13 +196,31 @@ def main() -> None:
         runtime.close()
     assert ran == 1 and task["status"] == "COMPLETED" and progress["processed"] == args.docs == alone, task
     assert sample.payload.get("category", "").startswith("node "), sample.payload
-    figures = [Figure("apply_docs_per_s", f"apply-taxonomy, documents enriched per second ({args.docs} docs, "
-                      f"{args.nodes} nodes)", args.docs / apply_s, "docs/s", "higher",
-                      alone / baseline_s, "the same retriever run alone over the same documents, writing nothing")]
+    figures = [
+        Figure(
+            "apply_docs_per_s",
+            f"apply-taxonomy, documents enriched per second ({args.docs} docs, {args.nodes} nodes)",
+            args.docs / apply_s,
+            "docs/s",
+            "higher",
+            alone / baseline_s,
+            "the same retriever run alone over the same documents, writing nothing",
+        )
+    ]
     print_figures(figures)
-    write_results("taxonomies", figures, {"docs": args.docs, "nodes": args.nodes, "batch_size": args.batch_size,
-                                          "apply_s": apply_s, "baseline_s": baseline_s, "progress": progress,
-                                          "documents_in_table": enriched})
+    write_results(
+        "taxonomies",
+        figures,
+        {
+            "docs": args.docs,
+            "nodes": args.nodes,
+            "batch_size": args.batch_size,
+            "apply_s": apply_s,
+            "baseline_s": baseline_s,
+            "progress": progress,
+            "documents_in_table": enriched,
+        },
+    )
 
 
 if __name__ == "__main__":

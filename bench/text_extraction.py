@@ -30,24 +30,64 @@ from strataflow.extractors.text_models import TEXT_MODELS, load_text_model
 
 # Paragraphs are composed from these clauses with a fixed seed: varied lengths and words,
 # the same texts on every run.
-SUBJECTS = ["The harbour master", "A young engineer", "The old library", "Our delivery team", "The river",
-            "A migrating flock", "The city council", "The night train", "A small bakery", "The research vessel"]
-VERBS = ["described", "measured", "repaired", "photographed", "questioned", "celebrated", "mapped", "ignored",
-         "rebuilt", "studied"]
-OBJECTS = ["the northern bridge", "an unusual storm front", "the budget for next spring", "a forgotten archive",
-           "the tidal patterns", "several damaged turbines", "the festival schedule", "a rare orchid",
-           "the fibre network", "the winter harvest"]
-TAILS = ["before sunrise.", "with great care.", "despite the rain.", "for the third time this year.",
-         "while the town slept.", "and published the results.", "under difficult conditions.",
-         "to everyone's surprise.", "in less than an hour.", "after a long debate."]
+SUBJECTS = [
+    "The harbour master",
+    "A young engineer",
+    "The old library",
+    "Our delivery team",
+    "The river",
+    "A migrating flock",
+    "The city council",
+    "The night train",
+    "A small bakery",
+    "The research vessel",
+]
+VERBS = [
+    "described",
+    "measured",
+    "repaired",
+    "photographed",
+    "questioned",
+    "celebrated",
+    "mapped",
+    "ignored",
+    "rebuilt",
+    "studied",
+]
+OBJECTS = [
+    "the northern bridge",
+    "an unusual storm front",
+    "the budget for next spring",
+    "a forgotten archive",
+    "the tidal patterns",
+    "several damaged turbines",
+    "the festival schedule",
+    "a rare orchid",
+    "the fibre network",
+    "the winter harvest",
+]
+TAILS = [
+    "before sunrise.",
+    "with great care.",
+    "despite the rain.",
+    "for the third time this year.",
+    "while the town slept.",
+    "and published the results.",
+    "under difficult conditions.",
+    "to everyone's surprise.",
+    "in less than an hour.",
+    "after a long debate.",
+]
 
 
 def paragraphs(count: int, seed: int = 7) -> list[str]:
     rng = random.Random(seed)
     out = []
     for _ in range(count):
-        sentences = [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(TAILS)}"
-                     for _ in range(rng.randint(3, 7))]
+        sentences = [
+            f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(TAILS)}"
+            for _ in range(rng.randint(3, 7))
+        ]
         out.append(" ".join(sentences))
     return out
 
@@ -56,8 +96,9 @@ def time_raw(model_key: str, texts: list[str], batch_size: int) -> float:
     model = load_text_model(model_key)
     started = time.perf_counter()
     if model_key == "minilm":
-        model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                     show_progress_bar=False)
+        model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
     else:
         model.embed(texts, batch_size=batch_size)
     return time.perf_counter() - started
@@ -86,20 +127,28 @@ def time_pipeline(model_key: str, texts: list[str], batch_size: int, work: Path)
     storage = f"text_extractor_v1_{'all_minilm_l6_v2' if model_key == 'minilm' else 'wordllama_l2_supercat_256'}"
     dims = TEXT_MODELS[model_key].dimensions
     collection = Collection(
-        collection_id="col_benchmark", namespace_id="ns_bench",
+        collection_id="col_benchmark",
+        namespace_id="ns_bench",
         source={"type": "bucket", "bucket_ids": ["bkt_bench"]},
         input_schema={"properties": {"body": {"type": "string"}}},
-        feature_extractor={"feature_extractor_name": "text_extractor", "version": "v1",
-                           "parameters": {"extractor_type": "text_extractor", "model": model_key,
-                                          "batch_size": batch_size},
-                           "input_mappings": {"text": "body"}, "field_passthrough": [],
-                           "include_all_source_fields": False},
+        feature_extractor={
+            "feature_extractor_name": "text_extractor",
+            "version": "v1",
+            "parameters": {"extractor_type": "text_extractor", "model": model_key, "batch_size": batch_size},
+            "input_mappings": {"text": "body"},
+            "field_passthrough": [],
+            "include_all_source_fields": False,
+        },
         vector_indexes=[{"index": {"name": storage, "dimensions": dims}}],
     )
     index.create_table(collection.collection_id, {storage: dims})
     records = [SourceRecord("bucket", f"obj_{i:08d}", "bkt_bench", {"body": t}) for i, t in enumerate(texts)]
-    context = RunContext(blobs=LocalBlobStore.from_data_dir(work / "data", "http://127.0.0.1"), index=index,
-                         work_root=work / "scratch", batch_size=1000)
+    context = RunContext(
+        blobs=LocalBlobStore.from_data_dir(work / "data", "http://127.0.0.1"),
+        index=index,
+        work_root=work / "scratch",
+        batch_size=1000,
+    )
     started = time.perf_counter()
     result = run_collection(context, collection, records)
     elapsed = time.perf_counter() - started
@@ -138,10 +187,24 @@ def figures_of(models: dict[str, dict[str, Any]]) -> list[Figure]:
         raw = m["raw_encode_texts_per_s"]
         raw_name = f"{key} encode alone, same {m['texts']} texts"
         figures += [
-            Figure(f"{key}_extractor_docs_per_s", f"text extractor ({key})", m["extractor_documents_per_s"],
-                   "docs/s", "higher", raw, raw_name),
-            Figure(f"{key}_pipeline_docs_per_s", f"collection pipeline to LanceDB ({key})",
-                   m["pipeline_documents_per_s"], "docs/s", "higher", raw, raw_name),
+            Figure(
+                f"{key}_extractor_docs_per_s",
+                f"text extractor ({key})",
+                m["extractor_documents_per_s"],
+                "docs/s",
+                "higher",
+                raw,
+                raw_name,
+            ),
+            Figure(
+                f"{key}_pipeline_docs_per_s",
+                f"collection pipeline to LanceDB ({key})",
+                m["pipeline_documents_per_s"],
+                "docs/s",
+                "higher",
+                raw,
+                raw_name,
+            ),
         ]
     return figures
 

@@ -51,8 +51,12 @@ def put(url: str, path: Path, start: int, length: int, content_type: str | None)
     """PUT a file range with sendfile(2): the client costs almost no CPU, so what is
     measured is the server (both share this machine's cores). Returns the response headers."""
     parts = urlsplit(url)
-    head = [f"PUT {parts.path}?{parts.query} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {length}",
-            "Connection: close"] + ([f"Content-Type: {content_type}"] if content_type else [])
+    head = [
+        f"PUT {parts.path}?{parts.query} HTTP/1.1",
+        f"Host: {parts.netloc}",
+        f"Content-Length: {length}",
+        "Connection: close",
+    ] + ([f"Content-Type: {content_type}"] if content_type else [])
     with socket.create_connection((parts.hostname, parts.port)) as sock, path.open("rb") as source:
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
         sock.sendfile(source, start, length)
@@ -92,24 +96,34 @@ def measure_put_vs_copy(api: httpx.Client, work: Path, size: int, reps: int) -> 
     source.unlink()
     copy_s, put_s = statistics.median(copy_times), statistics.median(put_times)
     return {
-        "bytes": size, "reps": reps,
-        "copy_seconds": copy_times, "put_seconds": put_times,
-        "copy_mib_per_s": size / MiB / copy_s, "put_mib_per_s": size / MiB / put_s,
+        "bytes": size,
+        "reps": reps,
+        "copy_seconds": copy_times,
+        "put_seconds": put_times,
+        "copy_mib_per_s": size / MiB / copy_s,
+        "put_mib_per_s": size / MiB / put_s,
         "put_to_copy_ratio": copy_s / put_s,
     }
 
 
 def _put_notes(api: httpx.Client, count: int) -> list[dict[str, Any]]:
-    created = api.post("/v1/buckets/bench/uploads/batch", json={"uploads": [
-        {"filename": f"n{i}.txt", "content_type": "text/plain", "blob_property": "note"} for i in range(count)]})
+    created = api.post(
+        "/v1/buckets/bench/uploads/batch",
+        json={
+            "uploads": [
+                {"filename": f"n{i}.txt", "content_type": "text/plain", "blob_property": "note"} for i in range(count)
+            ]
+        },
+    )
     created.raise_for_status()
     confirmations = []
     for i, upload in enumerate(created.json()["uploads"]):
         body = f"note number {i}\n".encode() * 64
         response = httpx.put(upload["presigned_url"], content=body, headers={"Content-Type": "text/plain"})
         response.raise_for_status()
-        confirmations.append({"upload_id": upload["upload_id"], "etag": response.headers["ETag"],
-                              "file_size_bytes": len(body)})
+        confirmations.append(
+            {"upload_id": upload["upload_id"], "etag": response.headers["ETag"], "file_size_bytes": len(body)}
+        )
     return confirmations
 
 
@@ -125,19 +139,26 @@ def measure_batch_confirm(api: httpx.Client, count: int) -> dict[str, Any]:
     ok = sum(1 for o in task["outputs"] if o.get("success"))
     started = time.perf_counter()
     for confirmation in singles:
-        api.post(f"/v1/buckets/bench/uploads/{confirmation['upload_id']}/confirm", json={
-            "etag": confirmation["etag"], "file_size_bytes": confirmation["file_size_bytes"]}).raise_for_status()
+        api.post(
+            f"/v1/buckets/bench/uploads/{confirmation['upload_id']}/confirm",
+            json={"etag": confirmation["etag"], "file_size_bytes": confirmation["file_size_bytes"]},
+        ).raise_for_status()
     one_by_one = time.perf_counter() - started
-    return {"uploads": count, "status": task["status"], "succeeded": ok, "seconds": elapsed,
-            "one_by_one_seconds": one_by_one, "ms_per_upload": elapsed * 1000 / count}
+    return {
+        "uploads": count,
+        "status": task["status"],
+        "succeeded": ok,
+        "seconds": elapsed,
+        "one_by_one_seconds": one_by_one,
+        "ms_per_upload": elapsed * 1000 / count,
+    }
 
 
 def measure_multipart(api: httpx.Client, server: Server, work: Path, size: int) -> dict[str, Any]:
     source = work / "multipart-source.bin"
     write_source(source, size, "multipart")
     upload = create_upload(api, "big.mp4", size)
-    plan = api.post(f"/v1/buckets/bench/uploads/{upload['upload_id']}/multipart",
-                    json={"part_size_bytes": PART}).json()
+    plan = api.post(f"/v1/buckets/bench/uploads/{upload['upload_id']}/multipart", json={"part_size_bytes": PART}).json()
     server.reset_peak()
     rss_before = server.memory()["VmRSS"]
     started = time.perf_counter()
@@ -145,8 +166,7 @@ def measure_multipart(api: httpx.Client, server: Server, work: Path, size: int) 
         put(part["presigned_url"], source, (part["part_number"] - 1) * PART, part["size_bytes"], None)
     put_s = time.perf_counter() - started
     started = time.perf_counter()
-    answer = api.post(f"/v1/buckets/bench/uploads/{upload['upload_id']}/confirm",
-                      json={"file_size_bytes": size}).json()
+    answer = api.post(f"/v1/buckets/bench/uploads/{upload['upload_id']}/confirm", json={"file_size_bytes": size}).json()
     if answer["status"] == "PROCESSING":  # large files are confirmed in the background
         task = wait_task(api, answer["task_id"])
         status, etag = task["status"], task["outputs"][0].get("etag")
@@ -160,10 +180,17 @@ def measure_multipart(api: httpx.Client, server: Server, work: Path, size: int) 
     hash_s = time.perf_counter() - started
     source.unlink()
     return {
-        "bytes": size, "parts": plan["part_count"], "part_bytes": PART, "task_status": status,
-        "etag": etag, "parts_put_seconds": put_s,
-        "parts_put_mib_per_s": size / MiB / put_s, "confirm_seconds": confirm_s, "sha256_seconds": hash_s,
-        "server_rss_before_mib": rss_before / MiB, "server_peak_rss_mib": peak / MiB,
+        "bytes": size,
+        "parts": plan["part_count"],
+        "part_bytes": PART,
+        "task_status": status,
+        "etag": etag,
+        "parts_put_seconds": put_s,
+        "parts_put_mib_per_s": size / MiB / put_s,
+        "confirm_seconds": confirm_s,
+        "sha256_seconds": hash_s,
+        "server_rss_before_mib": rss_before / MiB,
+        "server_peak_rss_mib": peak / MiB,
         "server_peak_growth_mib": (peak - rss_before) / MiB,
     }
 
@@ -176,18 +203,54 @@ def figures_of(results: dict[str, Any]) -> list[Figure]:
     copy = put_copy["copy_mib_per_s"]
     copy_name = f"plain file copy of {put_copy['bytes'] // MiB} MiB (+fsync)"
     return [
-        Figure("put_mib_per_s", "PUT via local presigned URL", put_copy["put_mib_per_s"], "MiB/s", "higher",
-               copy, copy_name, f"median of {put_copy['reps']}"),
-        Figure("batch_confirm_s", f"batch confirm of {batch['uploads']} uploads", batch["seconds"], "s", "lower",
-               batch["one_by_one_seconds"], f"{batch['uploads']} single confirms, one request each",
-               f"{batch['status']}, {batch['succeeded']} ok"),
-        Figure("multipart_put_mib_per_s", f"multipart PUT, {multi['parts']} x {multi['part_bytes'] // MiB} MiB",
-               multi["parts_put_mib_per_s"], "MiB/s", "higher", copy, copy_name),
-        Figure("multipart_confirm_s", f"multipart confirm of {multi['bytes'] / MiB / 1024:.0f} GiB (join + verify)",
-               multi["confirm_seconds"], "s", "lower", multi["sha256_seconds"],
-               "sha256 of the same bytes, in-process", multi["task_status"]),
-        Figure("multipart_peak_rss_mib", "server peak RSS during multipart", multi["server_peak_rss_mib"], "MiB",
-               "lower", multi["server_rss_before_mib"], "server RSS before the upload"),
+        Figure(
+            "put_mib_per_s",
+            "PUT via local presigned URL",
+            put_copy["put_mib_per_s"],
+            "MiB/s",
+            "higher",
+            copy,
+            copy_name,
+            f"median of {put_copy['reps']}",
+        ),
+        Figure(
+            "batch_confirm_s",
+            f"batch confirm of {batch['uploads']} uploads",
+            batch["seconds"],
+            "s",
+            "lower",
+            batch["one_by_one_seconds"],
+            f"{batch['uploads']} single confirms, one request each",
+            f"{batch['status']}, {batch['succeeded']} ok",
+        ),
+        Figure(
+            "multipart_put_mib_per_s",
+            f"multipart PUT, {multi['parts']} x {multi['part_bytes'] // MiB} MiB",
+            multi["parts_put_mib_per_s"],
+            "MiB/s",
+            "higher",
+            copy,
+            copy_name,
+        ),
+        Figure(
+            "multipart_confirm_s",
+            f"multipart confirm of {multi['bytes'] / MiB / 1024:.0f} GiB (join + verify)",
+            multi["confirm_seconds"],
+            "s",
+            "lower",
+            multi["sha256_seconds"],
+            "sha256 of the same bytes, in-process",
+            multi["task_status"],
+        ),
+        Figure(
+            "multipart_peak_rss_mib",
+            "server peak RSS during multipart",
+            multi["server_peak_rss_mib"],
+            "MiB",
+            "lower",
+            multi["server_rss_before_mib"],
+            "server RSS before the upload",
+        ),
     ]
 
 

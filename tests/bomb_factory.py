@@ -24,8 +24,10 @@ def huge_page_pdf(path: Path, points: int = 6000) -> Path:
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {points} {points}] "
-         "/Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>").encode(),
+        (
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {points} {points}] "
+            "/Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>"
+        ).encode(),
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]

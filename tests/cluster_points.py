@@ -34,13 +34,18 @@ def write_points(runtime: Runtime, collection_id: str) -> tuple[str, dict[str, s
     documents = []
     for number, (topic, words) in enumerate(TOPICS.items()):
         centre = np.zeros(dims)
-        centre[number * 10:(number + 1) * 10] = 5.0
+        centre[number * 10 : (number + 1) * 10] = 5.0
         for i in range(PER_TOPIC):
             doc_id = f"doc_{topic}_{i:03d}"
             truth[doc_id] = topic
-            documents.append(StoredDocument(
-                document_id=doc_id, collection_id=collection_id, payload={"text": f"{words} item {i}", "topic": topic},
-                vectors={column: (centre + rng.normal(0, 0.3, dims)).tolist()}))
+            documents.append(
+                StoredDocument(
+                    document_id=doc_id,
+                    collection_id=collection_id,
+                    payload={"text": f"{words} item {i}", "topic": topic},
+                    vectors={column: (centre + rng.normal(0, 0.3, dims)).tolist()},
+                )
+            )
     runtime.index.upsert(collection_id, documents)
     return column, truth
 
@@ -50,8 +55,9 @@ def points_collection(client: Any, runtime: Runtime) -> dict[str, Any]:
     from tests.collection_flows import make_bucket, text_collection
 
     make_bucket(client)
-    collection = text_collection(client, "points", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none",
-                                 model="minilm")
+    collection = text_collection(
+        client, "points", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none", model="minilm"
+    )
     cid = collection["collection_id"]
     column, truth = write_points(runtime, cid)
     features = client.get(f"/v1/collections/{cid}/features").json()["features"]

@@ -13,8 +13,14 @@ from strataflow.runtime import Runtime
 from strataflow.services.collections.sources import upstream_ids
 from strataflow.store.tables import Collection
 
-TEXT_SCHEMA = {"properties": {"content": {"type": "text"}, "title": {"type": "string"},
-                              "views": {"type": "integer"}, "lang": {"type": "string"}}}
+TEXT_SCHEMA = {
+    "properties": {
+        "content": {"type": "text"},
+        "title": {"type": "string"},
+        "views": {"type": "integer"},
+        "lang": {"type": "string"},
+    }
+}
 
 
 def make_bucket(client: TestClient, name: str = "docs") -> str:
@@ -24,20 +30,37 @@ def make_bucket(client: TestClient, name: str = "docs") -> str:
 
 
 def add_object(client: TestClient, text: str, bucket: str = "docs", **metadata: Any) -> str:
-    response = client.post(f"/v1/buckets/{bucket}/objects", json={
-        "blobs": [{"property": "content", "type": "text", "data": text}], "metadata": metadata})
+    response = client.post(
+        f"/v1/buckets/{bucket}/objects",
+        json={"blobs": [{"property": "content", "type": "text", "data": text}], "metadata": metadata},
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["object_id"])
 
 
-def text_collection(client: TestClient, name: str, source: dict[str, Any], *, mapping: str = "content",
-                    passthrough: tuple[str, ...] = ("title",), **parameters: Any) -> dict[str, Any]:
-    response = client.post("/v1/collections", json={
-        "collection_name": name, "source": source,
-        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                              "input_mappings": {"text": mapping},
-                              "field_passthrough": [{"source_path": p} for p in passthrough],
-                              "parameters": {"extractor_type": "text_extractor", **parameters}}})
+def text_collection(
+    client: TestClient,
+    name: str,
+    source: dict[str, Any],
+    *,
+    mapping: str = "content",
+    passthrough: tuple[str, ...] = ("title",),
+    **parameters: Any,
+) -> dict[str, Any]:
+    response = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": name,
+            "source": source,
+            "feature_extractor": {
+                "feature_extractor_name": "text_extractor",
+                "version": "v1",
+                "input_mappings": {"text": mapping},
+                "field_passthrough": [{"source_path": p} for p in passthrough],
+                "parameters": {"extractor_type": "text_extractor", **parameters},
+            },
+        },
+    )
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -50,7 +73,10 @@ def run(runtime: Runtime, collection_id: str, source_ids: list[str] | None = Non
         if collection.source["type"] == "bucket":
             records = load_object_records(session, collection.namespace_id, source_ids or [])
         else:
-            records = [r for upstream in upstream_ids(collection)
-                       for r in load_document_records(runtime.index, upstream, source_ids)]
+            records = [
+                r
+                for upstream in upstream_ids(collection)
+                for r in load_document_records(runtime.index, upstream, source_ids)
+            ]
     context = RunContext.from_settings(runtime.blobs, runtime.index, runtime.settings)
     return run_collection(context, collection, records)

@@ -60,8 +60,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     database_url = request.getfixturevalue("pg_url") if backend == "postgres" else None
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, api_key=ADMIN_KEY,
-                    task_poll_interval_s=0.05)
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, api_key=ADMIN_KEY, task_poll_interval_s=0.05)
 
 
 @pytest.fixture(scope="session")

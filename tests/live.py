@@ -41,30 +41,55 @@ class LiveServer:
 
 def run_cli(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `strataflow ARGS` as a user would, in its own process."""
-    return subprocess.run([sys.executable, "-m", "strataflow", *args, "--data-dir", str(data_dir)],
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "strataflow", *args, "--data-dir", str(data_dir)],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
-def run_client(*args: str, url: str, key: str | None = API_KEY, cwd: Path | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_client(
+    *args: str, url: str, key: str | None = API_KEY, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run a client command (`ingest`, `watch`, `search`) against a server, configured as a user
     would: STRATAFLOW_URL and STRATAFLOW_API_KEY in the environment (no key: the admin-key file)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATAFLOW_")}
     env.update({"STRATAFLOW_URL": url, "COLUMNS": "160", **({"STRATAFLOW_API_KEY": key} if key else {})})
-    return subprocess.run([sys.executable, "-m", "strataflow", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "strataflow", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def start_server(data_dir: Path, port: int | None = None, extra_env: dict[str, str] | None = None) -> LiveServer:
     port = port or free_port()
-    env = {**os.environ, "STRATAFLOW_API_KEY": API_KEY, "STRATAFLOW_TASK_POLL_INTERVAL_S": "0.1",
-           **(extra_env or {})}
+    env = {**os.environ, "STRATAFLOW_API_KEY": API_KEY, "STRATAFLOW_TASK_POLL_INTERVAL_S": "0.1", **(extra_env or {})}
     log_path = data_dir.parent / f"server-{port}.log"
     log = log_path.open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "strataflow", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(data_dir)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "strataflow",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

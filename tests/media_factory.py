@@ -48,8 +48,12 @@ def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def text_image(text: str, size: tuple[int, int] = (640, 200), font_size: int = 48,
-               background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+def text_image(
+    text: str,
+    size: tuple[int, int] = (640, 200),
+    font_size: int = 48,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> Image.Image:
     """Dark text centred on a plain background: what OCR should read back."""
     image = Image.new("RGB", size, background)
     draw = ImageDraw.Draw(image)
@@ -66,7 +70,7 @@ def _shot_frame(shot: Shot) -> np.ndarray:
     frame = np.empty((SIZE[1], SIZE[0], 3), dtype=np.uint8)
     frame[:] = shot.colour
     if shot.pattern:
-        ys, xs = np.mgrid[0:SIZE[1], 0:SIZE[0]]
+        ys, xs = np.mgrid[0 : SIZE[1], 0 : SIZE[0]]
         frame[((ys // 40 + xs // 40) % 2) == 0] = (30, 160, 30)
     return frame
 
@@ -112,8 +116,13 @@ def soundtrack(work: Path, total_seconds: float, speech_at: float = 3.0) -> tupl
     return np.concatenate([body, tail])[: int(total_seconds * AUDIO_RATE)], speech_end
 
 
-def write_video(path: Path, shots: tuple[Shot, ...] = FOUR_SHOTS, audio: np.ndarray | None = None,
-                gop: int = 50, faststart: bool = False) -> Path:
+def write_video(
+    path: Path,
+    shots: tuple[Shot, ...] = FOUR_SHOTS,
+    audio: np.ndarray | None = None,
+    gop: int = 50,
+    faststart: bool = False,
+) -> Path:
     """H.264 (+ AAC when `audio` is given) MP4 of `shots` at 25 fps, a keyframe every `gop` frames.
 
     `faststart` puts the index first, so a truncated copy still opens and only its data is short.
@@ -145,11 +154,12 @@ def write_video(path: Path, shots: tuple[Shot, ...] = FOUR_SHOTS, audio: np.ndar
     return path
 
 
-def _encode_audio(container: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
-                  samples: np.ndarray) -> None:
+def _encode_audio(
+    container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, samples: np.ndarray
+) -> None:
     block = 1024
     for start in range(0, len(samples), block):
-        chunk = samples[start:start + block].reshape(1, -1)
+        chunk = samples[start : start + block].reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
         frame.sample_rate = AUDIO_RATE
         frame.pts = start

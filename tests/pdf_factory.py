@@ -49,9 +49,12 @@ def _jpeg(image: Image.Image) -> bytes:
 def _image_object(image: Image.Image) -> bytes:
     data = _jpeg(image)
     w, h = image.size
-    return (f"<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceRGB "
-            f"/BitsPerComponent 8 /Filter /DCTDecode /Length {len(data)} >>\nstream\n".encode() + data
-            + b"\nendstream")
+    return (
+        f"<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceRGB "
+        f"/BitsPerComponent 8 /Filter /DCTDecode /Length {len(data)} >>\nstream\n".encode()
+        + data
+        + b"\nendstream"
+    )
 
 
 def write_pdf(path: Path, pages: list[TextPage | ScannedPage]) -> Path:
@@ -75,17 +78,23 @@ def write_pdf(path: Path, pages: list[TextPage | ScannedPage]) -> Path:
                 figure = add(_image_object(picture))
                 stream += f"\nq {w:g} 0 0 {h:g} {x:g} {PAGE_H - top - h:g} cm /Fig0 Do Q".encode()
                 xobjects = f" /XObject << /Fig0 {figure} 0 R >>".encode()
-            resources = (f"<< /Font << /F1 {helvetica} 0 R /F2 {bold} 0 R >>".encode() + xobjects + b" >>")
+            resources = f"<< /Font << /F1 {helvetica} 0 R /F2 {bold} 0 R >>".encode() + xobjects + b" >>"
         else:
             image = add(_image_object(page.image))
             stream = f"q {PAGE_W} 0 0 {PAGE_H} 0 0 cm /Im0 Do Q".encode()
             resources = f"<< /XObject << /Im0 {image} 0 R >> >>".encode()
         content = add(f"<< /Length {len(stream)} >>\nstream\n".encode() + stream + b"\nendstream")
-        kids.append(add(f"<< /Type /Page /Parent {pages_obj} 0 R /MediaBox [0 0 {PAGE_W} {PAGE_H}] "
-                        f"/Resources ".encode() + resources + f" /Contents {content} 0 R >>".encode()))
+        kids.append(
+            add(
+                f"<< /Type /Page /Parent {pages_obj} 0 R /MediaBox [0 0 {PAGE_W} {PAGE_H}] /Resources ".encode()
+                + resources
+                + f" /Contents {content} 0 R >>".encode()
+            )
+        )
     objects[catalog - 1] = f"<< /Type /Catalog /Pages {pages_obj} 0 R >>".encode()
-    objects[pages_obj - 1] = (f"<< /Type /Pages /Kids [{' '.join(f'{k} 0 R' for k in kids)}] "
-                              f"/Count {len(kids)} >>").encode()
+    objects[pages_obj - 1] = (
+        f"<< /Type /Pages /Kids [{' '.join(f'{k} 0 R' for k in kids)}] /Count {len(kids)} >>"
+    ).encode()
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
@@ -104,14 +113,24 @@ def write_pdf(path: Path, pages: list[TextPage | ScannedPage]) -> Path:
 def report_pages(scan: Image.Image, figure: Image.Image) -> list[TextPage | ScannedPage]:
     """Page 0: a header, two paragraphs, a table, a figure; page 1: a scan of `scan`."""
     body = 11.0
-    text = TextPage(items=[
-        (72, 72, 20.0, "Annual Lighthouse Survey"),
-        (72, 110, body, "The northern lighthouse was inspected in spring and found in good repair."),
-        (72, 124, body, "Its lamp was replaced with a modern lens that is visible for twenty miles."),
-        (72, 170, body, "Funding for the southern station remains under review by the harbour board."),
-        (72, 184, body, "A decision is expected before the winter storms arrive on the coast."),
-        (72, 240, body, "Station"), (250, 240, body, "Keeper"), (420, 240, body, "Visits"),
-        (72, 256, body, "North Point"), (250, 256, body, "Morgan"), (420, 256, body, "12"),
-        (72, 272, body, "South Cape"), (250, 272, body, "Alvarez"), (420, 272, body, "7"),
-    ], bold_sizes={20.0}, figure=(figure, (72, 340, 300, 100)))
+    text = TextPage(
+        items=[
+            (72, 72, 20.0, "Annual Lighthouse Survey"),
+            (72, 110, body, "The northern lighthouse was inspected in spring and found in good repair."),
+            (72, 124, body, "Its lamp was replaced with a modern lens that is visible for twenty miles."),
+            (72, 170, body, "Funding for the southern station remains under review by the harbour board."),
+            (72, 184, body, "A decision is expected before the winter storms arrive on the coast."),
+            (72, 240, body, "Station"),
+            (250, 240, body, "Keeper"),
+            (420, 240, body, "Visits"),
+            (72, 256, body, "North Point"),
+            (250, 256, body, "Morgan"),
+            (420, 256, body, "12"),
+            (72, 272, body, "South Cape"),
+            (250, 272, body, "Alvarez"),
+            (420, 272, body, "7"),
+        ],
+        bold_sizes={20.0},
+        figure=(figure, (72, 340, 300, 100)),
+    )
     return [text, ScannedPage(scan)]

@@ -20,13 +20,24 @@ class MotoServer:
     endpoint: str
 
     def client(self) -> Any:
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def settings_for(self, bucket: str) -> dict[str, Any]:
         """Settings fields that point Strataflow's blob store at a bucket of this server."""
-        return {"blob_url": f"s3://{bucket}/data", "s3_endpoint_url": self.endpoint, "s3_region": "us-east-1",
-                "s3_access_key_id": "testing", "s3_secret_access_key": "testing", "s3_path_style": True}
+        return {
+            "blob_url": f"s3://{bucket}/data",
+            "s3_endpoint_url": self.endpoint,
+            "s3_region": "us-east-1",
+            "s3_access_key_id": "testing",
+            "s3_secret_access_key": "testing",
+            "s3_path_style": True,
+        }
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +45,11 @@ def moto_server() -> Iterator[MotoServer]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:

@@ -35,13 +35,28 @@ from strataflow.config import Settings
 from strataflow.runtime import Runtime, open_runtime
 
 ROUTERS = (
-    health, namespaces, buckets, objects, uploads, blobs, batches, tasks, extractors, collections, documents, lineage,
-    retrievers, cluster_triggers, clusters, taxonomies,
+    health,
+    namespaces,
+    buckets,
+    objects,
+    uploads,
+    blobs,
+    batches,
+    tasks,
+    extractors,
+    collections,
+    documents,
+    lineage,
+    retrievers,
+    cluster_triggers,
+    clusters,
+    taxonomies,
 )
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
-               run_background: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, runtime: Runtime | None = None, run_background: bool = True
+) -> FastAPI:
     """Build the API. Pass a `runtime` to share one with the caller (the CLI, tests)."""
     settings = settings or (runtime.settings if runtime else Settings())
 

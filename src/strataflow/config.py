@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     )
     index_uri: str | None = Field(default=None, description="LanceDB URI; empty for the data dir.")
     vector_index_min_rows: int = Field(
-        default=50_000, ge=1,
+        default=50_000,
+        ge=1,
         description="A collection's table gets a vector index (IVF_HNSW_SQ) at this many rows; exact search below.",
     )
     api_key: str | None = Field(
@@ -54,18 +55,22 @@ class Settings(BaseSettings):
     # Requests the server makes itself (object blobs given as URLs): see strataflow.outbound.
     outbound_allow: str = Field(
         default="",
-        description="Internal sources URLs may reach anyway: comma-separated hosts, host:port pairs or CIDRs.")
+        description="Internal sources URLs may reach anyway: comma-separated hosts, host:port pairs or CIDRs.",
+    )
     outbound_deadline_s: float = Field(
-        default=30.0, gt=0, description="Wall-clock limit of one fetch, redirects and every read included.")
+        default=30.0, gt=0, description="Wall-clock limit of one fetch, redirects and every read included."
+    )
     outbound_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="Largest body one fetch may read.")
     outbound_max_redirects: int = Field(default=5, ge=0, description="Redirects one fetch follows.")
     outbound_max_concurrent: int = Field(
-        default=8, ge=1, description="Fetches a process runs at once; more wait for a slot within their deadline.")
+        default=8, ge=1, description="Fetches a process runs at once; more wait for a slot within their deadline."
+    )
     task_workers: int = Field(default=2, ge=1, description="Threads running API background tasks.")
     task_poll_interval_s: float = Field(default=1.0, gt=0)
     api_only: bool = Field(
         default=False,
-        description="`serve` runs the API alone: `strataflow worker` processes run batches and background jobs.")
+        description="`serve` runs the API alone: `strataflow worker` processes run batches and background jobs.",
+    )
     engine: str = Field(default="local", pattern="^(local|ray)$", description="Where extraction runs.")
     engine_processes: int = Field(default=1, ge=1, description="Worker processes of the local runner.")
     engine_threads: int = Field(default=0, ge=0, description="Torch threads per worker; 0 = all cores / processes.")
@@ -79,50 +84,69 @@ class Settings(BaseSettings):
     ray_object_store_mb: int = Field(default=0, ge=0, description="Object store of an in-process Ray; 0 = Ray's.")
     ray_actors: int = Field(default=1, ge=1, description="Actors per extractor (each holds its models).")
     ray_actor_cpus: float = Field(
-        default=0.0, ge=0, description="CPUs an actor reserves; 0 = the extractor's declared num_cpus.")
+        default=0.0, ge=0, description="CPUs an actor reserves; 0 = the extractor's declared num_cpus."
+    )
     ray_max_restarts: int = Field(
-        default=3, ge=0,
+        default=3,
+        ge=0,
         description="Restarts of a dead actor; the chunk it was running is narrowed down to its poison row in a "
-                    "quarantine actor, not retried whole.")
+        "quarantine actor, not retried whole.",
+    )
     ray_namespace: str = Field(default="strataflow", description="Ray namespace of the runner's actors.")
     ray_data: bool = Field(
         default=True,
         description="Run a tier's collections as Ray Data pipelines over its Parquet manifest; "
-                    "false: send manifest chunks to a pool of actors one call at a time.")
+        "false: send manifest chunks to a pool of actors one call at a time.",
+    )
     ray_read_cpus: float = Field(
-        default=0.25, gt=0,
-        description="CPUs a Ray Data read task reserves: a fraction, so reads never wait on the extraction actors.")
+        default=0.25,
+        gt=0,
+        description="CPUs a Ray Data read task reserves: a fraction, so reads never wait on the extraction actors.",
+    )
     ray_actor_idle_s: float = Field(
-        default=60.0, ge=0,
+        default=60.0,
+        ge=0,
         description="Ray Data path: stage actors (and their models) kept for later tiers this long after their last "
-                    "tier; 0 = stop them when each tier ends.")
+        "tier; 0 = stop them when each tier ends.",
+    )
     tier_stall_s: float = Field(
-        default=300.0, gt=0,
+        default=300.0,
+        gt=0,
         description="A Ray tier whose extraction returns nothing for this long is reported as stalled (with Ray's "
-                    "reason) and its remaining rows fail as retryable resource errors.")
+        "reason) and its remaining rows fail as retryable resource errors.",
+    )
     device: str = Field(default="cpu", description="Device extractors use: cpu, or cuda when a GPU is there.")
     scheduler_workers: int = Field(default=2, ge=1, description="Tiers this process runs at the same time.")
-    tier_lease_s: float = Field(default=30.0, gt=0,
-                                description="A tier's lease; a dead worker's tier resumes after it.")
+    tier_lease_s: float = Field(
+        default=30.0, gt=0, description="A tier's lease; a dead worker's tier resumes after it."
+    )
     manifest_chunk_rows: int = Field(default=1000, ge=1, description="Manifest rows read and processed at a time.")
     extract_batch_size: int = Field(default=256, ge=1, description="Rows handed to an extractor per call.")
     # Caps on one input row (extractors/limits.py): a row over one fails with a permanent
     # `validation` error that names the cap, before its memory is spent.
     pdf_max_page_pixels: int = Field(
-        default=PDF_PAGE_MAX_PIXELS, ge=1,
-        description="Pixels one PDF page may render to (page area x dpi^2); render_dpi and ocr_dpi both count.")
+        default=PDF_PAGE_MAX_PIXELS,
+        ge=1,
+        description="Pixels one PDF page may render to (page area x dpi^2); render_dpi and ocr_dpi both count.",
+    )
     video_max_segments: int = Field(
-        default=VIDEO_MAX_SEGMENTS, ge=1, description="Segments one audio/video file may be cut into.")
+        default=VIDEO_MAX_SEGMENTS, ge=1, description="Segments one audio/video file may be cut into."
+    )
     image_max_pixels: int = Field(
-        default=IMAGE_MAX_PIXELS, ge=1, description="Pixels (width x height) one image may declare.")
+        default=IMAGE_MAX_PIXELS, ge=1, description="Pixels (width x height) one image may declare."
+    )
     image_max_frames: int = Field(
-        default=IMAGE_MAX_FRAMES, ge=1, description="Frames one animated image (GIF, APNG, WebP) may hold.")
+        default=IMAGE_MAX_FRAMES, ge=1, description="Frames one animated image (GIF, APNG, WebP) may hold."
+    )
     text_max_bytes: int = Field(
-        default=TEXT_MAX_BYTES, ge=1, description="Bytes of one text input (a text blob or field).")
+        default=TEXT_MAX_BYTES, ge=1, description="Bytes of one text input (a text blob or field)."
+    )
     worker_memory_mb: int | None = Field(
-        default=None, ge=64,
+        default=None,
+        ge=64,
         description="Memory ceiling (RLIMIT_DATA) of each extraction worker process; a row that needs more "
-                    "fails instead of drawing the kernel's OOM killer. Empty: no ceiling.")
+        "fails instead of drawing the kernel's OOM killer. Empty: no ceiling.",
+    )
     # Presigned uploads: per-file cap, optional per-namespace quota, and the size above
     # which a confirm runs as a background task (the contract says 100 MB).
     max_upload_bytes: int = Field(default=5 * 1024**3, ge=1, description="Largest file one upload may carry.")
@@ -141,8 +165,16 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
-    @field_validator("database_url", "blob_url", "index_uri", "api_key", "public_url", "ray_address",
-                     "worker_memory_mb", mode="before")
+    @field_validator(
+        "database_url",
+        "blob_url",
+        "index_uri",
+        "api_key",
+        "public_url",
+        "ray_address",
+        "worker_memory_mb",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """`STRATAFLOW_API_KEY=` in a shell or compose file means 'not set', not an empty key."""

@@ -15,8 +15,23 @@ from typing import Any, TypeVar
 from strataflow.errors import BadRequestError
 
 OPERATORS = frozenset(
-    ["eq", "ne", "gt", "lt", "gte", "lte", "in", "nin", "contains", "starts_with", "ends_with", "regex", "exists",
-     "is_null", "text"]
+    [
+        "eq",
+        "ne",
+        "gt",
+        "lt",
+        "gte",
+        "lte",
+        "in",
+        "nin",
+        "contains",
+        "starts_with",
+        "ends_with",
+        "regex",
+        "exists",
+        "is_null",
+        "text",
+    ]
 )
 MAX_DEPTH = 12
 MAX_CONDITIONS = 256

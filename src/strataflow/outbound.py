@@ -80,8 +80,16 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 def is_public(ip: IPAddress) -> bool:
     """True for an address on the public internet; False for every internal or special range."""
     # is_global alone lets multicast through, and says nothing of an IPv4 address inside an IPv6 one.
-    if (not ip.is_global or ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-            or ip.is_reserved or ip.is_unspecified or ip in _SHARED):
+    if (
+        not ip.is_global
+        or ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or ip in _SHARED
+    ):
         return False
     inner = embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
     return inner is None or is_public(inner)
@@ -123,8 +131,9 @@ class AllowList:
         return cls(frozenset(hosts), frozenset(host_ports), tuple(networks))
 
     def allows(self, host: str, port: int, ip: IPAddress) -> bool:
-        candidates = {ip} | ({inner} if isinstance(ip, ipaddress.IPv6Address) and (inner := embedded_ipv4(ip))
-                             else set())
+        candidates = {ip} | (
+            {inner} if isinstance(ip, ipaddress.IPv6Address) and (inner := embedded_ipv4(ip)) else set()
+        )
         if host in self.hosts or (host, port) in self.host_ports:
             return True
         for address in candidates:
@@ -153,9 +162,13 @@ class OutboundPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OutboundPolicy:
-        return cls(allow=AllowList.parse(settings.outbound_allow), deadline_s=settings.outbound_deadline_s,
-                   max_bytes=settings.outbound_max_bytes, max_redirects=settings.outbound_max_redirects,
-                   max_concurrent=settings.outbound_max_concurrent)
+        return cls(
+            allow=AllowList.parse(settings.outbound_allow),
+            deadline_s=settings.outbound_deadline_s,
+            max_bytes=settings.outbound_max_bytes,
+            max_redirects=settings.outbound_max_redirects,
+            max_concurrent=settings.outbound_max_concurrent,
+        )
 
 
 class Deadline:
@@ -192,8 +205,9 @@ class _DeadlineStream(httpcore.NetworkStream):
     def close(self) -> None:
         self._inner.close()
 
-    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
         tls = self._inner.start_tls(ssl_context, server_hostname, self._deadline.clamp(timeout))
         return _DeadlineStream(tls, self._deadline)
 
@@ -208,14 +222,22 @@ class _PinnedBackend(httpcore.NetworkBackend):
         self._address, self._deadline = address, deadline
         self._inner = httpcore.SyncBackend()
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        stream = self._inner.connect_tcp(str(self._address), port, self._deadline.clamp(timeout), local_address,
-                                         socket_options)
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(
+            str(self._address), port, self._deadline.clamp(timeout), local_address, socket_options
+        )
         return _DeadlineStream(stream, self._deadline)
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
         raise httpcore.ConnectError("unix sockets are never reached from outside")
 
     def sleep(self, seconds: float) -> None:
@@ -271,8 +293,14 @@ class OutboundClient:
             raise self._failed(url, f"larger than {limit} bytes") from None
         except (httpcore.TimeoutException, TimeoutError):
             raise self._failed(url, "deadline passed") from None
-        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol, OSError,
-                ValueError, UnicodeError) as exc:
+        except (
+            httpcore.NetworkError,
+            httpcore.ProtocolError,
+            httpcore.UnsupportedProtocol,
+            OSError,
+            ValueError,
+            UnicodeError,
+        ) as exc:
             raise self._failed(url, f"{type(exc).__name__}: {exc}") from None
         finally:
             self._slots.release()
@@ -338,9 +366,15 @@ class OutboundClient:
     def _one_request(self, target: _Target, limit: int, deadline: Deadline) -> tuple[int, dict[str, str], bytes]:
         headers = [(b"User-Agent", self.policy.user_agent.encode()), (b"Accept-Encoding", b"identity")]
         timeouts = {name: deadline.clamp(None) for name in ("connect", "read", "write", "pool")}
-        with httpcore.ConnectionPool(ssl_context=self._ssl, network_backend=_PinnedBackend(target.address, deadline),
-                                     max_connections=1, retries=0) as pool, \
-                pool.stream("GET", target.url, headers=headers, extensions={"timeout": timeouts}) as response:
+        with (
+            httpcore.ConnectionPool(
+                ssl_context=self._ssl,
+                network_backend=_PinnedBackend(target.address, deadline),
+                max_connections=1,
+                retries=0,
+            ) as pool,
+            pool.stream("GET", target.url, headers=headers, extensions={"timeout": timeouts}) as response,
+        ):
             answer = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
             if response.status in REDIRECTS or not 200 <= response.status < 300:
                 return response.status, answer, b""

@@ -142,8 +142,11 @@ def open_runner(settings: Settings) -> Runner:
 
 
 def open_index(settings: Settings) -> DocumentIndex:
-    return DocumentIndex(settings.resolved_index_uri, vector_index_min_rows=settings.vector_index_min_rows,
-                         storage_options=index_storage_options(settings))
+    return DocumentIndex(
+        settings.resolved_index_uri,
+        vector_index_min_rows=settings.vector_index_min_rows,
+        storage_options=index_storage_options(settings),
+    )
 
 
 def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
@@ -166,10 +169,25 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
     # An API replica needs the database and the blob store, nothing else: no pool, no Ray.
     runner = runner or (NoRunner() if settings.api_only else open_runner(settings))
     executor = BatchTierExecutor(db, blobs, index, runner, settings)
-    scheduler = Scheduler(db, executor, lease_s=settings.tier_lease_s, poll_interval_s=settings.task_poll_interval_s,
-                          workers=settings.scheduler_workers)
+    scheduler = Scheduler(
+        db,
+        executor,
+        lease_s=settings.tier_lease_s,
+        poll_interval_s=settings.task_poll_interval_s,
+        workers=settings.scheduler_workers,
+    )
     # Schedules are minute-grained: polling them faster than once a second only costs queries.
     triggers = TriggerLoop(context, TRIGGER_ACTIONS, max(1.0, settings.task_poll_interval_s))
-    return Runtime(settings=settings, db=db, blobs=blobs, jobs=jobs, index=index, runner=runner,
-                   scheduler=scheduler, outbound=outbound, first_key=first_key, owns_runner=owns_runner,
-                   triggers=triggers)
+    return Runtime(
+        settings=settings,
+        db=db,
+        blobs=blobs,
+        jobs=jobs,
+        index=index,
+        runner=runner,
+        scheduler=scheduler,
+        outbound=outbound,
+        first_key=first_key,
+        owns_runner=owns_runner,
+        triggers=triggers,
+    )

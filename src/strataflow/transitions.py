@@ -150,10 +150,15 @@ UPLOAD = Machine(
 
 # Buckets and namespaces are ACTIVE until a delete request archives them (hidden
 # at once); the background job then removes them, rows included.
-BUCKET = Machine(kind="bucket", id_attribute="bucket_id", initial=frozenset({S.ACTIVE}),
-                 moves={S.ACTIVE: frozenset({S.ARCHIVED})})
-NAMESPACE = Machine(kind="namespace", id_attribute="namespace_id", initial=frozenset({S.ACTIVE}),
-                    moves={S.ACTIVE: frozenset({S.ARCHIVED})})
+BUCKET = Machine(
+    kind="bucket", id_attribute="bucket_id", initial=frozenset({S.ACTIVE}), moves={S.ACTIVE: frozenset({S.ARCHIVED})}
+)
+NAMESPACE = Machine(
+    kind="namespace",
+    id_attribute="namespace_id",
+    initial=frozenset({S.ACTIVE}),
+    moves={S.ACTIVE: frozenset({S.ARCHIVED})},
+)
 
 # A bucket object is recorded as the contract's DRAFT and stays so: processing
 # state lives on its batches and documents, not on the object.
@@ -214,15 +219,28 @@ def _set_details(machine: Machine, entity: Any, details: Mapping[str, Any]) -> N
         setattr(entity, name, value)
 
 
-def _write(session: Session, machine: Machine, entity: Any, current: Status | None, target: Status,
-           reason: str, details: Mapping[str, Any]) -> None:
+def _write(
+    session: Session,
+    machine: Machine,
+    entity: Any,
+    current: Status | None,
+    target: Status,
+    reason: str,
+    details: Mapping[str, Any],
+) -> None:
     entity.status = target
     _set_details(machine, entity, details)
     if hasattr(entity, "updated_at") and current is not None:
         entity.updated_at = utcnow()
-    session.add(StatusEvent(entity_type=machine.kind, entity_id=getattr(entity, machine.id_attribute),
-                            from_status=current.value if current is not None else None,
-                            to_status=target.value, reason=reason))
+    session.add(
+        StatusEvent(
+            entity_type=machine.kind,
+            entity_id=getattr(entity, machine.id_attribute),
+            from_status=current.value if current is not None else None,
+            to_status=target.value,
+            reason=reason,
+        )
+    )
 
 
 def create(session: Session, entity: E, status: Status, reason: str, **details: Any) -> E:
@@ -274,16 +292,27 @@ def claim(session: Session, entity: Any, target: Status, owner: str, lease_until
     The claim also takes the next fence token (the caller holds the row locked, so tokens never
     repeat); read it back from `entity.fence_token` after an accepted claim.
     """
-    details: dict[str, Any] = {"lease_owner": owner, "lease_expires_at": lease_until,
-                               "attempts": (entity.attempts or 0) + 1,
-                               "fence_token": (entity.fence_token or 0) + 1}
+    details: dict[str, Any] = {
+        "lease_owner": owner,
+        "lease_expires_at": lease_until,
+        "attempts": (entity.attempts or 0) + 1,
+        "fence_token": (entity.fence_token or 0) + 1,
+    }
     if "started_at" in machine_for(entity).details and getattr(entity, "started_at", None) is None:
         details["started_at"] = utcnow()
     return try_transition(session, entity, target, reason, **details)
 
 
-def renew_lease(session: Session, model: type[Any], ids: Mapping[str, Any], owner: str, until: datetime,
-                *, while_status: Status | None = None, token: int | None = None) -> bool:
+def renew_lease(
+    session: Session,
+    model: type[Any],
+    ids: Mapping[str, Any],
+    owner: str,
+    until: datetime,
+    *,
+    while_status: Status | None = None,
+    token: int | None = None,
+) -> bool:
     """Push forward the lease `owner` holds on one row (a heartbeat); no status changes.
 
     One UPDATE guarded by the owner (and the status and fence token, when given), so a
@@ -341,6 +370,9 @@ def move_trigger(session: Session, trigger: Trigger, state: str, reason: str) ->
     trigger.status = state
     if current is not None:
         trigger.updated_at = utcnow()
-    session.add(StatusEvent(entity_type="trigger", entity_id=trigger.trigger_id, from_status=current,
-                            to_status=state, reason=reason))
+    session.add(
+        StatusEvent(
+            entity_type="trigger", entity_id=trigger.trigger_id, from_status=current, to_status=state, reason=reason
+        )
+    )
     return Verdict.ACCEPTED

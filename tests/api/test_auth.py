@@ -13,15 +13,23 @@ from strataflow.statuses import TaskType
 from strataflow.store.tables import Organization
 from tests.helpers import assert_error
 
-PUBLIC = {("GET", "/v1/health"), ("GET", "/v1/health/liveness"), ("GET", "/v1/collections/features/extractors"),
-          ("GET", "/v1/collections/features/extractors/{feature_extractor_id}")}
+PUBLIC = {
+    ("GET", "/v1/health"),
+    ("GET", "/v1/health/liveness"),
+    ("GET", "/v1/collections/features/extractors"),
+    ("GET", "/v1/collections/features/extractors/{feature_extractor_id}"),
+}
 
 
 def _routes(client: TestClient) -> list[tuple[str, str]]:
     """Every operation in the app's own OpenAPI document (presigned blob URLs carry their own auth)."""
     paths = client.get("/openapi.json").json()["paths"]
-    return [(method.upper(), path) for path, ops in paths.items() for method in ops
-            if path.startswith("/v1/") and not path.startswith("/v1/blobs/")]
+    return [
+        (method.upper(), path)
+        for path, ops in paths.items()
+        for method in ops
+        if path.startswith("/v1/") and not path.startswith("/v1/blobs/")
+    ]
 
 
 def _fill(path: str, ids: dict[str, str]) -> str:
@@ -45,9 +53,15 @@ def world(client: TestClient, namespace: dict[str, Any], runtime: Any) -> dict[s
         pending = create_task(session, namespace_org_id(runtime), TaskType.EVALUATIONS_RUN).task_id
     b_client = {"Authorization": f"Bearer {other_key}"}
     client.post("/v1/namespaces", json={"namespace_name": "b-space"}, headers=b_client)
-    ids = {"namespace_identifier": namespace["namespace_id"], "namespace_id": namespace["namespace_id"],
-           "bucket_identifier": "docs", "object_identifier": obj.json()["object_id"],
-           "task_id": pending, "feature_extractor_id": "text_extractor_v1", "extractor_id": "text_extractor_v1"}
+    ids = {
+        "namespace_identifier": namespace["namespace_id"],
+        "namespace_id": namespace["namespace_id"],
+        "bucket_identifier": "docs",
+        "object_identifier": obj.json()["object_id"],
+        "task_id": pending,
+        "feature_extractor_id": "text_extractor_v1",
+        "extractor_id": "text_extractor_v1",
+    }
     return {"ids": ids, "other_key": other_key, "revoked_key": revoked.plaintext}
 
 
@@ -57,8 +71,12 @@ def test_every_private_route_needs_a_valid_key(client: TestClient, world: dict[s
         if (method, path) in PUBLIC:
             continue
         url = _fill(path, world["ids"])
-        for headers in ({"Authorization": ""}, {"Authorization": f"Bearer {world['revoked_key']}"},
-                        {"Authorization": "Basic abc"}, {"Authorization": "Bearer sk_wrong"}):
+        for headers in (
+            {"Authorization": ""},
+            {"Authorization": f"Bearer {world['revoked_key']}"},
+            {"Authorization": "Basic abc"},
+            {"Authorization": "Bearer sk_wrong"},
+        ):
             response = client.request(method, url, headers=headers, json={})
             assert_error(response, 401, "UnauthorizedError")
         checked += 1
@@ -84,16 +102,19 @@ def test_another_org_sees_nothing(client: TestClient, world: dict[str, Any]) -> 
         response = client.request(method, url, headers=other, json={})
         assert response.status_code == 404, f"{method} {url}: {response.status_code} {response.text}"
         body = response.json()
-        assert ids["namespace_id"] not in response.text.replace(f"'{ids['namespace_id']}'", "") or \
-            body["error"]["type"] == "NotFoundError"
+        assert (
+            ids["namespace_id"] not in response.text.replace(f"'{ids['namespace_id']}'", "")
+            or body["error"]["type"] == "NotFoundError"
+        )
     own = {"Authorization": f"Bearer {world['other_key']}", "X-Namespace": ""}
     # Kill answers a foreign task exactly as an unknown one, and leaves it running.
     foreign = client.delete(f"/v1/tasks/{ids['task_id']}", headers=own).json()
     unknown = client.delete("/v1/tasks/task_unknown", headers=own).json()
     assert foreign["success"] is unknown["success"] is True
     assert client.get(f"/v1/tasks/{ids['task_id']}").json()["status"] == "PENDING"
-    assert [n["namespace_name"] for n in client.post("/v1/namespaces/list", json={}, headers=own).json()["results"]] \
-        == ["b-space"]
+    assert [
+        n["namespace_name"] for n in client.post("/v1/namespaces/list", json={}, headers=own).json()["results"]
+    ] == ["b-space"]
     assert client.post("/v1/tasks/list", json={}, headers=own).json()["results"] == []
     # Even with its own namespace, org B cannot reach org A's bucket by id or name.
     bucket_id = client.get("/v1/buckets/docs").json()["bucket_id"]

@@ -27,23 +27,28 @@ def test_create_is_a_draft_with_its_objects(client: TestClient, objects: list[st
     assert batch["object_ids"] == objects[:2] and batch["tier_tasks"] == [] and batch["total_tiers"] == 1
     assert batch["current_tier"] is None and batch["metadata"] == {"run": 1}
     assert (batch["max_node_death_resubmits"], batch["max_deploy_resubmits"]) == (3, 3)
-    grown = client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/objects",
-                        json={"object_ids": [objects[1], objects[2], objects[2], objects[3]]}).json()
+    grown = client.post(
+        f"/v1/buckets/docs/batches/{batch['batch_id']}/objects",
+        json={"object_ids": [objects[1], objects[2], objects[2], objects[3]]},
+    ).json()
     assert grown["object_ids"] == objects[:4]  # de-duplicated, order kept
     assert client.get(f"/v1/buckets/docs/batches/{batch['batch_id']}").json()["object_ids"] == objects[:4]
 
 
 def test_unknown_or_foreign_ids_are_listed_and_nothing_changes(client: TestClient, objects: list[str]) -> None:
     client.post("/v1/buckets", json={"bucket_name": "other", "bucket_schema": {"properties": {"t": {"type": "text"}}}})
-    foreign = client.post("/v1/buckets/other/objects",
-                          json={"blobs": [{"property": "t", "type": "text", "data": "x"}]}).json()["object_id"]
-    body = assert_error(client.post("/v1/buckets/docs/batches",
-                                    json={"object_ids": [objects[0], "obj_missing", foreign]}), 400)
+    foreign = client.post(
+        "/v1/buckets/other/objects", json={"blobs": [{"property": "t", "type": "text", "data": "x"}]}
+    ).json()["object_id"]
+    body = assert_error(
+        client.post("/v1/buckets/docs/batches", json={"object_ids": [objects[0], "obj_missing", foreign]}), 400
+    )
     assert sorted(body["error"]["details"]["invalid_object_ids"]) == sorted(["obj_missing", foreign])
     assert client.post("/v1/buckets/docs/batches/list", json={}).json()["total_count"] == 0
     batch = client.post("/v1/buckets/docs/batches", json={"object_ids": objects[:1]}).json()
-    assert_error(client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/objects",
-                             json={"object_ids": ["obj_nope"]}), 400)
+    assert_error(
+        client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/objects", json={"object_ids": ["obj_nope"]}), 400
+    )
     assert client.get(f"/v1/buckets/docs/batches/{batch['batch_id']}").json()["object_ids"] == objects[:1]
     assert_error(client.post("/v1/buckets/docs/batches", json={"object_ids": []}), 422)
     skipped = client.post("/v1/buckets/docs/batches?skip_validation=true", json={"object_ids": ["obj_future"]})

@@ -16,10 +16,23 @@ TEXT = "Cats purr softly. Dogs bark loudly. Birds sing at dawn."
 
 def _pipeline(client: TestClient, model: str = "wordllama") -> tuple[str, dict[str, Any], dict[str, Any]]:
     bucket_id = make_bucket(client)
-    chunks = text_collection(client, "sentences", {"type": "bucket", "bucket_ids": [bucket_id]},
-                             split_by="sentences", chunk_size=1, model=model)
-    words = text_collection(client, "word_pairs", {"type": "collection", "collection_ids": [chunks["collection_id"]]},
-                            mapping="text", split_by="words", chunk_size=2, model=model)
+    chunks = text_collection(
+        client,
+        "sentences",
+        {"type": "bucket", "bucket_ids": [bucket_id]},
+        split_by="sentences",
+        chunk_size=1,
+        model=model,
+    )
+    words = text_collection(
+        client,
+        "word_pairs",
+        {"type": "collection", "collection_ids": [chunks["collection_id"]]},
+        mapping="text",
+        split_by="words",
+        chunk_size=2,
+        model=model,
+    )
     return bucket_id, chunks, words
 
 
@@ -76,8 +89,9 @@ def test_two_tier_pipeline_with_lineage(client: TestClient, namespace: dict[str,
     assert leaves[0]["title"].startswith("note ")
 
 
-def test_resubmit_is_idempotent_and_reprocessing_does_not_duplicate(client: TestClient,
-                                                                   namespace: dict[str, Any]) -> None:
+def test_resubmit_is_idempotent_and_reprocessing_does_not_duplicate(
+    client: TestClient, namespace: dict[str, Any]
+) -> None:
     _, chunks, _ = _pipeline(client)
     object_ids = [add_object(client, TEXT) for _ in range(2)]
     batch_id, task = _submit(client, object_ids)
@@ -108,8 +122,11 @@ def test_failures_are_reported_then_retried(client: TestClient, namespace: dict[
     tier0 = batch["tier_tasks"][0]
     assert tier0["status"] == "COMPLETED_WITH_ERRORS"
     # The object without text is not this collection's work: counted, not failed.
-    assert (tier0["source_documents_fetched"], tier0["documents_missing_input_fields"],
-            tier0["documents_submitted_to_engine"]) == (3, 1, 2)
+    assert (
+        tier0["source_documents_fetched"],
+        tier0["documents_missing_input_fields"],
+        tier0["documents_submitted_to_engine"],
+    ) == (3, 1, 2)
     assert [e["error_type"] for e in tier0["errors"]] == ["dependency"]
     failed = client.get(f"/v1/buckets/docs/batches/{batch_id}/failed-documents?tier_num=0").json()
     assert failed["total"] == 1
@@ -121,14 +138,16 @@ def test_failures_are_reported_then_retried(client: TestClient, namespace: dict[
     nothing = client.post(f"/v1/buckets/docs/batches/{batch_id}/retry", json={}).json()  # not transient
     assert (nothing["retried_count"], nothing["skipped_count"]) == (0, 1)
     assert _batch(client, batch_id)["status"] == "COMPLETED_WITH_ERRORS"
-    capped = client.post(f"/v1/buckets/docs/batches/{batch_id}/retry",
-                         json={"retry_mode": "all", "max_retry_count": 1, "tier_nums": [0]}).json()
+    capped = client.post(
+        f"/v1/buckets/docs/batches/{batch_id}/retry", json={"retry_mode": "all", "max_retry_count": 1, "tier_nums": [0]}
+    ).json()
     assert capped["retried_count"] == 1  # the first retry is allowed; the blob is still missing
     assert wait_task(client, capped["task_id"], timeout=60)["status"] == "COMPLETED_WITH_ERRORS"
     again = client.get(f"/v1/buckets/docs/batches/{batch_id}/failed-documents").json()["results"]
     assert [(f["object_id"], f["retry_count"]) for f in again] == [(lost, 1)]
-    refused = client.post(f"/v1/buckets/docs/batches/{batch_id}/retry",
-                          json={"retry_mode": "all", "max_retry_count": 1}).json()
+    refused = client.post(
+        f"/v1/buckets/docs/batches/{batch_id}/retry", json={"retry_mode": "all", "max_retry_count": 1}
+    ).json()
     assert (refused["retried_count"], refused["skipped_count"]) == (0, 1)  # the cap is reached
 
     blob_path.write_bytes(saved)  # the storage problem is fixed
@@ -165,8 +184,7 @@ def test_cancel_stops_the_batch_for_good(client: TestClient, namespace: dict[str
     assert client.delete(f"/v1/buckets/docs/batches/{batch_id}").status_code == 200
 
 
-def test_killing_the_batch_task_cancels_the_batch(client: TestClient, namespace: dict[str, Any],
-                                                 runtime: Any) -> None:
+def test_killing_the_batch_task_cancels_the_batch(client: TestClient, namespace: dict[str, Any], runtime: Any) -> None:
     _pipeline(client)
     runtime.stop_background()
     batch_id, task = _submit(client, [add_object(client, TEXT)])
@@ -196,8 +214,9 @@ def test_retry_of_a_running_batch_is_refused(client: TestClient, namespace: dict
 
 
 @pytest.mark.parametrize("deleted_before_submit", [True])
-def test_objects_deleted_after_adding_fail_alone(client: TestClient, namespace: dict[str, Any],
-                                                  deleted_before_submit: bool) -> None:
+def test_objects_deleted_after_adding_fail_alone(
+    client: TestClient, namespace: dict[str, Any], deleted_before_submit: bool
+) -> None:
     _, chunks, _ = _pipeline(client)
     keep, drop = add_object(client, TEXT), add_object(client, TEXT)
     batch = client.post("/v1/buckets/docs/batches", json={"object_ids": [keep, drop]}).json()

@@ -17,8 +17,14 @@ TEXT = "One sentence here. Another sentence there."
 
 def _setup(client: TestClient) -> list[str]:
     bucket_id = make_bucket(client)
-    text_collection(client, "chunks", {"type": "bucket", "bucket_ids": [bucket_id]}, split_by="sentences",
-                    chunk_size=1, model="wordllama")
+    text_collection(
+        client,
+        "chunks",
+        {"type": "bucket", "bucket_ids": [bucket_id]},
+        split_by="sentences",
+        chunk_size=1,
+        model="wordllama",
+    )
     return [add_object(client, TEXT) for _ in range(4)]
 
 
@@ -26,8 +32,9 @@ def test_concurrent_submits_queue_the_batch_once(client: TestClient, namespace: 
     object_ids = _setup(client)
     batch_id = client.post("/v1/buckets/docs/batches", json={"object_ids": object_ids}).json()["batch_id"]
     with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda _: client.post(f"/v1/buckets/docs/batches/{batch_id}/submit", json={}),
-                                range(4)))
+        answers = list(
+            pool.map(lambda _: client.post(f"/v1/buckets/docs/batches/{batch_id}/submit", json={}), range(4))
+        )
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     assert len({a.json()["task_id"] for a in answers}) == 1
     wait_task(client, answers[0].json()["task_id"], timeout=60)

@@ -8,8 +8,13 @@ from fastapi.testclient import TestClient
 
 from tests.helpers import assert_error, wait_task
 
-SCHEMA = {"properties": {"video": {"type": "VIDEO"}, "title": {"type": "string", "required": True},
-                         "tags": {"type": "array", "items": {"type": "string"}}}}
+SCHEMA = {
+    "properties": {
+        "video": {"type": "VIDEO"},
+        "title": {"type": "string", "required": True},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    }
+}
 
 
 def _bucket(client: TestClient, name: str = "clips", schema: dict[str, Any] = SCHEMA, **extra: Any) -> dict[str, Any]:
@@ -35,8 +40,9 @@ def test_bad_schemas_and_names_are_refused(client: TestClient, namespace: dict[s
     bad_name = {"properties": {"a b": {"type": "string"}}}
     assert_error(client.post("/v1/buckets", json={"bucket_name": "x", "bucket_schema": bad_name}), 400)
     unique = {"fields": ["missing"]}
-    assert_error(client.post("/v1/buckets", json={"bucket_name": "x", "bucket_schema": SCHEMA,
-                                                  "unique_key": unique}), 400)
+    assert_error(
+        client.post("/v1/buckets", json={"bucket_name": "x", "bucket_schema": SCHEMA, "unique_key": unique}), 400
+    )
     assert_error(client.post("/v1/buckets", json={"bucket_name": "x"}), 422, "ValidationError")
     _bucket(client)
     assert_error(client.post("/v1/buckets", json={"bucket_name": "clips", "bucket_schema": SCHEMA}), 409)
@@ -57,9 +63,13 @@ def test_list_paginates_in_body_and_filters(client: TestClient, namespace: dict[
         _bucket(client, f"b{i}", metadata={"rank": i})
     page = client.post("/v1/buckets/list", json={"limit": 2, "offset": 2}).json()
     assert len(page["results"]) == 2 and page["total_count"] == 5 and page["pagination"]["page"] == 2
-    ranked = client.post("/v1/buckets/list", json={
-        "filters": {"AND": [{"field": "metadata.rank", "operator": "gt", "value": 2}]},
-        "sort": {"field": "bucket_name", "direction": "desc"}}).json()
+    ranked = client.post(
+        "/v1/buckets/list",
+        json={
+            "filters": {"AND": [{"field": "metadata.rank", "operator": "gt", "value": 2}]},
+            "sort": {"field": "bucket_name", "direction": "desc"},
+        },
+    ).json()
     assert [b["bucket_name"] for b in ranked["results"]] == ["b4", "b3"]
     assert_error(client.post("/v1/buckets/list", json={"filters": {"field": "secret", "value": 1}}), 400)
     assert_error(client.post("/v1/buckets/list", json={"limit": 0}), 422)
@@ -82,15 +92,20 @@ def test_stats_count_objects_and_bytes(client: TestClient, namespace: dict[str, 
         client.post("/v1/buckets/notes/objects", json={"blobs": [{"property": "body", "type": "text", "data": text}]})
     bucket = client.get("/v1/buckets/notes").json()
     assert (bucket["object_count"], bucket["total_size_bytes"]) == (2, 8)
-    assert bucket["storage_stats"] == {"total_size_bytes": 8, "avg_size_bytes": 4, "max_size_bytes": 5,
-                                       "min_size_bytes": 3}
+    assert bucket["storage_stats"] == {
+        "total_size_bytes": 8,
+        "avg_size_bytes": 4,
+        "max_size_bytes": 5,
+        "min_size_bytes": 3,
+    }
     assert bucket["last_upload_at"] is not None
 
 
 def test_delete_removes_objects_and_bytes(client: TestClient, namespace: dict[str, Any], runtime: Any) -> None:
     _bucket(client, "notes", {"properties": {"body": {"type": "text"}}})
-    obj = client.post("/v1/buckets/notes/objects",
-                      json={"blobs": [{"property": "body", "type": "text", "data": "x"}]}).json()
+    obj = client.post(
+        "/v1/buckets/notes/objects", json={"blobs": [{"property": "body", "type": "text", "data": "x"}]}
+    ).json()
     path = runtime.blobs.path(obj["blobs"][0]["properties"]["key"])
     task = wait_task(client, client.delete("/v1/buckets/notes").json()["task_id"])
     assert task["status"] == "COMPLETED" and task["outputs"][0]["objects_deleted"] == 1

@@ -19,10 +19,18 @@ from tests.helpers import assert_error, wait_task
 @pytest.fixture
 def cluster(client: TestClient, namespace: dict[str, Any], runtime: Runtime) -> str:
     corpus = points_collection(client, runtime)
-    created = client.post("/v1/clusters", json={"cluster_name": "topics", "collection_ids": ["points"],
-                                                "vector_config": {"feature_uris": [corpus["feature_uri"]],
-                                                                  "clustering_method": "kmeans",
-                                                                  "kmeans_parameters": {"n_clusters": 3}}})
+    created = client.post(
+        "/v1/clusters",
+        json={
+            "cluster_name": "topics",
+            "collection_ids": ["points"],
+            "vector_config": {
+                "feature_uris": [corpus["feature_uri"]],
+                "clustering_method": "kmeans",
+                "kmeans_parameters": {"n_clusters": 3},
+            },
+        },
+    )
     assert created.status_code == 200, created.text
     assert runtime.triggers is not None
     runtime.triggers.stop()  # the test fires them itself
@@ -37,9 +45,15 @@ def make_due(runtime: Runtime, trigger_id: str) -> None:
 
 
 def test_schedules_and_bad_input(client: TestClient, cluster: str) -> None:
-    created = client.post("/v1/clusters/triggers", json={
-        "cluster_id": cluster, "trigger_type": "interval", "schedule_config": {"interval_minutes": 30},
-        "description": "half-hourly"})
+    created = client.post(
+        "/v1/clusters/triggers",
+        json={
+            "cluster_id": cluster,
+            "trigger_type": "interval",
+            "schedule_config": {"interval_minutes": 30},
+            "description": "half-hourly",
+        },
+    )
     assert created.status_code == 200, created.text
     body = created.json()
     assert body["trigger_id"].startswith("trg_") and body["status"] == "active"
@@ -48,18 +62,36 @@ def test_schedules_and_bad_input(client: TestClient, cluster: str) -> None:
     due = datetime.fromisoformat(body["next_scheduled_at"]) - utcnow()
     assert timedelta(minutes=29) < due <= timedelta(minutes=30)
 
-    cron = client.post("/v1/clusters/triggers", json={
-        "cluster_id": "topics", "trigger_type": "cron",
-        "schedule_config": {"cron_expression": "*/5 * * * *", "timezone": "Europe/Paris"}}).json()
+    cron = client.post(
+        "/v1/clusters/triggers",
+        json={
+            "cluster_id": "topics",
+            "trigger_type": "cron",
+            "schedule_config": {"cron_expression": "*/5 * * * *", "timezone": "Europe/Paris"},
+        },
+    ).json()
     assert datetime.fromisoformat(cron["next_scheduled_at"]).minute % 5 == 0
 
-    for schedule, trigger_type in (({"interval_seconds": 5}, "interval"), ({"cron_expression": "61 * * * *"}, "cron"),
-                                   ({"cron_expression": "0 * * * *", "timezone": "Mars/Base"}, "cron"),
-                                   ({"event": "batch"}, "event")):
-        assert_error(client.post("/v1/clusters/triggers", json={
-            "cluster_id": cluster, "trigger_type": trigger_type, "schedule_config": schedule}), 400)
-    assert_error(client.post("/v1/clusters/triggers", json={
-        "cluster_id": "nope", "trigger_type": "interval", "schedule_config": {"interval_hours": 1}}), 404)
+    for schedule, trigger_type in (
+        ({"interval_seconds": 5}, "interval"),
+        ({"cron_expression": "61 * * * *"}, "cron"),
+        ({"cron_expression": "0 * * * *", "timezone": "Mars/Base"}, "cron"),
+        ({"event": "batch"}, "event"),
+    ):
+        assert_error(
+            client.post(
+                "/v1/clusters/triggers",
+                json={"cluster_id": cluster, "trigger_type": trigger_type, "schedule_config": schedule},
+            ),
+            400,
+        )
+    assert_error(
+        client.post(
+            "/v1/clusters/triggers",
+            json={"cluster_id": "nope", "trigger_type": "interval", "schedule_config": {"interval_hours": 1}},
+        ),
+        404,
+    )
 
     listed = client.post("/v1/clusters/triggers/list", json={"cluster_id": cluster}).json()
     assert listed["total"] == 2
@@ -67,8 +99,9 @@ def test_schedules_and_bad_input(client: TestClient, cluster: str) -> None:
     assert paused["status"] == "paused" and paused["next_scheduled_at"] is None
     resumed = client.post(f"/v1/clusters/triggers/{body['trigger_id']}/resume").json()
     assert resumed["status"] == "active" and resumed["next_scheduled_at"]
-    changed = client.patch(f"/v1/clusters/triggers/{body['trigger_id']}",
-                           json={"schedule_config": {"interval_hours": 2}}).json()
+    changed = client.patch(
+        f"/v1/clusters/triggers/{body['trigger_id']}", json={"schedule_config": {"interval_hours": 2}}
+    ).json()
     assert changed["schedule_config"] == {"interval_seconds": 7200}
     assert_error(client.patch(f"/v1/clusters/triggers/{body['trigger_id']}", json={"status": "sleepy"}), 400)
     assert client.delete(f"/v1/clusters/triggers/{body['trigger_id']}").json()["success"] is True
@@ -77,8 +110,10 @@ def test_schedules_and_bad_input(client: TestClient, cluster: str) -> None:
 
 def test_firing_runs_the_cluster_once_per_slot(client: TestClient, cluster: str, runtime: Runtime) -> None:
     assert runtime.triggers is not None
-    trigger = client.post("/v1/clusters/triggers", json={
-        "cluster_id": cluster, "trigger_type": "interval", "schedule_config": {"interval_seconds": 3600}}).json()
+    trigger = client.post(
+        "/v1/clusters/triggers",
+        json={"cluster_id": cluster, "trigger_type": "interval", "schedule_config": {"interval_seconds": 3600}},
+    ).json()
     tid = trigger["trigger_id"]
     assert runtime.triggers.run_pending() == 0  # not due yet
     runtime.jobs.stop()
@@ -101,8 +136,11 @@ def test_firing_runs_the_cluster_once_per_slot(client: TestClient, cluster: str,
     history = client.post(f"/v1/clusters/triggers/{tid}/history", json={}).json()
     assert history["total"] == 2
     newest, first = history["executions"]
-    assert first["status"] == "COMPLETED" and first["num_clusters"] == 3 and first["job_id"] == fired[
-        "last_execution_job_id"]
+    assert (
+        first["status"] == "COMPLETED"
+        and first["num_clusters"] == 3
+        and first["job_id"] == fired["last_execution_job_id"]
+    )
     assert newest["status"] == "skipped"
     assert client.get(f"/v1/clusters/{cluster}").json()["num_clusters"] == 3
 

@@ -25,18 +25,24 @@ from tests.helpers import assert_error, wait_task
 @pytest.fixture
 def corpus(client: TestClient, namespace: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     make_bucket(client)
-    collection = text_collection(client, "points", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none",
-                                 model="minilm")
+    collection = text_collection(
+        client, "points", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none", model="minilm"
+    )
     cid = collection["collection_id"]
     column, truth = write_points(runtime, cid)
     features = client.get(f"/v1/collections/{cid}/features").json()["features"]
     return {"collection_id": cid, "feature_uri": features[0]["feature_uri"], "column": column, "truth": truth}
 
 
-def vector_cluster(corpus: dict[str, Any], name: str = "topics", method: str = "kmeans",
-                   **config: Any) -> dict[str, Any]:
-    return {"cluster_name": name, "collection_ids": ["points"], "cluster_type": "vector",
-            "vector_config": {"feature_uris": [corpus["feature_uri"]], "clustering_method": method, **config}}
+def vector_cluster(
+    corpus: dict[str, Any], name: str = "topics", method: str = "kmeans", **config: Any
+) -> dict[str, Any]:
+    return {
+        "cluster_name": name,
+        "collection_ids": ["points"],
+        "cluster_type": "vector",
+        "vector_config": {"feature_uris": [corpus["feature_uri"]], "clustering_method": method, **config},
+    }
 
 
 def run_cluster(client: TestClient, cluster_id: str, **body: Any) -> dict[str, Any]:
@@ -57,8 +63,14 @@ def assignments(client: TestClient, cluster_id: str, run_id: str) -> dict[str, s
 
 
 def test_crud_and_bad_input(client: TestClient, corpus: dict[str, Any]) -> None:
-    created = client.post("/v1/clusters", json=vector_cluster(
-        corpus, kmeans_parameters={"n_clusters": 3}, ) | {"description": "three topics", "metadata": {"team": "a"}})
+    created = client.post(
+        "/v1/clusters",
+        json=vector_cluster(
+            corpus,
+            kmeans_parameters={"n_clusters": 3},
+        )
+        | {"description": "three topics", "metadata": {"team": "a"}},
+    )
     assert created.status_code == 200, created.text
     body = created.json()
     cid = body["cluster_id"]
@@ -77,7 +89,9 @@ def test_crud_and_bad_input(client: TestClient, corpus: dict[str, Any]) -> None:
     bad_uri["vector_config"]["feature_uris"] = ["mixpeek://image_extractor@v1/embedding"]
     assert "no feature" in assert_error(client.post("/v1/clusters", json=bad_uri), 400)["error"]["message"]
     wrong_block = vector_cluster(corpus, "d", "hdbscan", kmeans_parameters={"n_clusters": 3})
-    assert "parameters of 'kmeans'" in assert_error(client.post("/v1/clusters", json=wrong_block), 400)["error"]["message"]
+    assert (
+        "parameters of 'kmeans'" in assert_error(client.post("/v1/clusters", json=wrong_block), 400)["error"]["message"]
+    )
     wrong_key = vector_cluster(corpus, "e", algorithm_params={"eps": 0.5})
     assert "eps" in assert_error(client.post("/v1/clusters", json=wrong_key), 400)["error"]["message"]
     assert_error(client.post("/v1/clusters", json=vector_cluster(corpus, "f", algorithm_params={"init": "bogus"})), 400)
@@ -96,10 +110,12 @@ def test_crud_and_bad_input(client: TestClient, corpus: dict[str, Any]) -> None:
     assert_error(client.get(f"/v1/clusters/{cid}"), 404)
 
 
-def test_kmeans_run_groups_labels_visualization_export(client: TestClient, corpus: dict[str, Any],
-                                                       runtime: Runtime) -> None:
-    cid = client.post("/v1/clusters", json=vector_cluster(
-        corpus, kmeans_parameters={"n_clusters": 3}, vis_n_components=3)).json()["cluster_id"]
+def test_kmeans_run_groups_labels_visualization_export(
+    client: TestClient, corpus: dict[str, Any], runtime: Runtime
+) -> None:
+    cid = client.post(
+        "/v1/clusters", json=vector_cluster(corpus, kmeans_parameters={"n_clusters": 3}, vis_n_components=3)
+    ).json()["cluster_id"]
     run = run_cluster(client, cid)
     assert run["run_id"].startswith("run_") and run["num_clusters"] == 3 and run["num_points"] == 60
     metrics = run["metrics"]
@@ -125,8 +141,9 @@ def test_kmeans_run_groups_labels_visualization_export(client: TestClient, corpu
     first = groups["groups"][0]["cluster_id"]
     labelled = client.patch(f"/v1/clusters/{cid}/executions/{run['run_id']}/labels", json={"labels": {first: "Mine"}})
     assert labelled.json()["label_overrides"] == {first: "Mine"}
-    assert assert_error(client.patch(f"/v1/clusters/{cid}/executions/{run['run_id']}/labels",
-                                     json={"labels": {"cl_99": "x"}}), 400)
+    assert assert_error(
+        client.patch(f"/v1/clusters/{cid}/executions/{run['run_id']}/labels", json={"labels": {"cl_99": "x"}}), 400
+    )
     named = client.patch(f"/v1/clusters/{cid}/executions/{run['run_id']}/name", json={"run_name": "first"}).json()
     assert named["run_name"] == "first"
     assert any(g["label"] == "Mine" for g in client.get(f"/v1/clusters/{cid}/groups").json()["groups"])
@@ -156,14 +173,18 @@ def test_kmeans_run_groups_labels_visualization_export(client: TestClient, corpu
     assert meta["status"] == "COMPLETED" and meta["num_clusters"] == 3 and meta["last_run_id"] == run["run_id"]
 
 
-@pytest.mark.parametrize("method,config", [
-    ("hdbscan", {"hdbscan_parameters": {"min_cluster_size": 5}}),
-    ("agglomerative", {"algorithm_params": {"n_clusters": 3}}),
-    ("gaussian_mixture", {"algorithm_params": {"n_components": 3, "covariance_type": "diag"}}),
-    ("auto", {"algorithm_params": {"min_clusters": 2, "max_clusters": 5}}),
-])
-def test_other_algorithms_find_the_topics(client: TestClient, corpus: dict[str, Any], method: str,
-                                          config: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "method,config",
+    [
+        ("hdbscan", {"hdbscan_parameters": {"min_cluster_size": 5}}),
+        ("agglomerative", {"algorithm_params": {"n_clusters": 3}}),
+        ("gaussian_mixture", {"algorithm_params": {"n_components": 3, "covariance_type": "diag"}}),
+        ("auto", {"algorithm_params": {"min_clusters": 2, "max_clusters": 5}}),
+    ],
+)
+def test_other_algorithms_find_the_topics(
+    client: TestClient, corpus: dict[str, Any], method: str, config: dict[str, Any]
+) -> None:
     cid = client.post("/v1/clusters", json=vector_cluster(corpus, method, method, **config)).json()["cluster_id"]
     run = run_cluster(client, cid)
     assert run["num_clusters"] == 3, run
@@ -172,7 +193,8 @@ def test_other_algorithms_find_the_topics(client: TestClient, corpus: dict[str, 
 
 
 def test_enrichment_replaces_previous_run_and_failed_run_changes_nothing(
-        client: TestClient, corpus: dict[str, Any], runtime: Runtime) -> None:
+    client: TestClient, corpus: dict[str, Any], runtime: Runtime
+) -> None:
     body = vector_cluster(corpus, kmeans_parameters={"n_clusters": 3}) | {"enrich_source_collection": True}
     cid = client.post("/v1/clusters", json=body).json()["cluster_id"]
     first = run_cluster(client, cid)
@@ -215,7 +237,8 @@ def test_enrichment_replaces_previous_run_and_failed_run_changes_nothing(
 
 def test_cancel_and_kill(client: TestClient, corpus: dict[str, Any], runtime: Runtime) -> None:
     cid = client.post("/v1/clusters", json=vector_cluster(corpus, kmeans_parameters={"n_clusters": 3})).json()[
-        "cluster_id"]
+        "cluster_id"
+    ]
     runtime.jobs.stop()
     try:
         started = client.post(f"/v1/clusters/{cid}/execute").json()
@@ -233,9 +256,15 @@ def test_cancel_and_kill(client: TestClient, corpus: dict[str, Any], runtime: Ru
 
 
 def test_attribute_clusters(client: TestClient, corpus: dict[str, Any]) -> None:
-    cid = client.post("/v1/clusters", json={"cluster_name": "by_topic", "collection_ids": ["points"],
-                                            "cluster_type": "attribute",
-                                            "attribute_config": {"attributes": ["topic"]}}).json()["cluster_id"]
+    cid = client.post(
+        "/v1/clusters",
+        json={
+            "cluster_name": "by_topic",
+            "collection_ids": ["points"],
+            "cluster_type": "attribute",
+            "attribute_config": {"attributes": ["topic"]},
+        },
+    ).json()["cluster_id"]
     run_cluster(client, cid)
     groups = client.get(f"/v1/clusters/{cid}/groups").json()["groups"]
     assert sorted(g["label"] for g in groups) == ["topic=fruit", "topic=ocean", "topic=space"]

@@ -14,8 +14,9 @@ from tests.helpers import assert_error
 
 def test_collection_lifecycle(client: TestClient, namespace: dict[str, Any], runtime: Runtime) -> None:
     bucket_id = make_bucket(client)
-    created = text_collection(client, "chunks", {"type": "bucket", "bucket_ids": ["docs"]},
-                              split_by="words", chunk_size=50, model="wordllama")
+    created = text_collection(
+        client, "chunks", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="words", chunk_size=50, model="wordllama"
+    )
     assert created["collection_id"].startswith("col_") and len(created["collection_id"]) == 14
     assert created["source"] == {"type": "bucket", "bucket_ids": [bucket_id]}
     extractor = created["feature_extractor"]
@@ -33,8 +34,10 @@ def test_collection_lifecycle(client: TestClient, namespace: dict[str, Any], run
     assert listed["total_count"] == 1 and listed["results"][0]["collection_name"] == "chunks"
     assert client.get("/v1/collections").json()["total_count"] == 1
 
-    patched = client.patch(f"/v1/collections/{created['collection_id']}",
-                           json={"description": "word chunks", "metadata": {"team": "search"}, "enabled": False})
+    patched = client.patch(
+        f"/v1/collections/{created['collection_id']}",
+        json={"description": "word chunks", "metadata": {"team": "search"}, "enabled": False},
+    )
     assert patched.status_code == 200, patched.text
     assert (patched.json()["description"], patched.json()["enabled"]) == ("word chunks", False)
     assert_error(client.patch("/v1/collections/chunks", json={"feature_extractor": {}}), 400, "BadRequestError")
@@ -53,33 +56,83 @@ def test_collection_lifecycle(client: TestClient, namespace: dict[str, Any], run
 BAD_EXTRACTORS: list[tuple[dict[str, Any], int, str]] = [
     ({"feature_extractor_name": "nope_extractor", "version": "v1"}, 400, "Unknown feature extractor 'nope_extractor'"),
     ({"feature_extractor_name": "text_extractor", "version": "v7"}, 400, "no version 'v7'"),
-    ({"feature_extractor_name": "text_extractor", "version": "v1", "input_mappings": {"text": "content"},
-      "parameters": {"chunk_size": 20000}}, 422, "chunk_size"),
-    ({"feature_extractor_name": "text_extractor", "version": "v1", "input_mappings": {"text": "body"}}, 400,
-     "'body', which is not in the collection's input schema"),
-    ({"feature_extractor_name": "text_extractor", "version": "v1", "input_mappings": {"text": "views"}}, 400,
-     "takes text, but 'views' is integer"),
-    ({"feature_extractor_name": "text_extractor", "version": "v1", "input_mappings": {"image": "content"}}, 400,
-     "has no input 'image'"),
+    (
+        {
+            "feature_extractor_name": "text_extractor",
+            "version": "v1",
+            "input_mappings": {"text": "content"},
+            "parameters": {"chunk_size": 20000},
+        },
+        422,
+        "chunk_size",
+    ),
+    (
+        {"feature_extractor_name": "text_extractor", "version": "v1", "input_mappings": {"text": "body"}},
+        400,
+        "'body', which is not in the collection's input schema",
+    ),
+    (
+        {"feature_extractor_name": "text_extractor", "version": "v1", "input_mappings": {"text": "views"}},
+        400,
+        "takes text, but 'views' is integer",
+    ),
+    (
+        {"feature_extractor_name": "text_extractor", "version": "v1", "input_mappings": {"image": "content"}},
+        400,
+        "has no input 'image'",
+    ),
     ({"feature_extractor_name": "text_extractor", "version": "v1"}, 400, "needs input 'text'"),
-    ({"feature_extractor_name": "text_extractor", "version": "v1", "input_mappings": {"text": "content"},
-      "field_passthrough": [{"source_path": "title", "target_path": "chunk_index"}]}, 400,
-     "collides with an extractor output"),
-    ({"feature_extractor_name": "text_extractor", "version": "v1", "input_mappings": {"text": "content"},
-      "field_passthrough": [{"source_path": "title", "target_path": "document_id"}]}, 400,
-     "collides with a system field"),
-    ({"feature_extractor_name": "text_extractor", "version": "v1", "input_mappings": {"text": "content"},
-      "field_passthrough": [{"source_path": "author"}]}, 400, "'author' is not in the collection's input schema"),
+    (
+        {
+            "feature_extractor_name": "text_extractor",
+            "version": "v1",
+            "input_mappings": {"text": "content"},
+            "field_passthrough": [{"source_path": "title", "target_path": "chunk_index"}],
+        },
+        400,
+        "collides with an extractor output",
+    ),
+    (
+        {
+            "feature_extractor_name": "text_extractor",
+            "version": "v1",
+            "input_mappings": {"text": "content"},
+            "field_passthrough": [{"source_path": "title", "target_path": "document_id"}],
+        },
+        400,
+        "collides with a system field",
+    ),
+    (
+        {
+            "feature_extractor_name": "text_extractor",
+            "version": "v1",
+            "input_mappings": {"text": "content"},
+            "field_passthrough": [{"source_path": "author"}],
+        },
+        400,
+        "'author' is not in the collection's input schema",
+    ),
 ]
 
 
 @pytest.mark.parametrize("extractor, status, message", BAD_EXTRACTORS)
-def test_bad_extractor_config_is_refused_and_leaves_nothing(client: TestClient, namespace: dict[str, Any],
-                                                            runtime: Runtime, extractor: dict[str, Any],
-                                                            status: int, message: str) -> None:
+def test_bad_extractor_config_is_refused_and_leaves_nothing(
+    client: TestClient,
+    namespace: dict[str, Any],
+    runtime: Runtime,
+    extractor: dict[str, Any],
+    status: int,
+    message: str,
+) -> None:
     make_bucket(client)
-    response = client.post("/v1/collections", json={"collection_name": "bad_one", "source": {
-        "type": "bucket", "bucket_ids": ["docs"]}, "feature_extractor": extractor})
+    response = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": "bad_one",
+            "source": {"type": "bucket", "bucket_ids": ["docs"]},
+            "feature_extractor": extractor,
+        },
+    )
     body = assert_error(response, status)
     assert message in body["error"]["message"], body
     assert client.post("/v1/collections/list").json()["total_count"] == 0
@@ -93,8 +146,13 @@ def test_bad_sources_and_names(client: TestClient, namespace: dict[str, Any]) ->
         ({"collection_name": "ab", "source": {"type": "bucket", "bucket_ids": ["docs"]}}, 422),
         ({"collection_name": "has space", "source": {"type": "bucket", "bucket_ids": ["docs"]}}, 422),
         ({"collection_name": "missing_bucket", "source": {"type": "bucket", "bucket_ids": ["nope"]}}, 404),
-        ({"collection_name": "mixed_src", "source": {"type": "bucket", "bucket_ids": ["docs"],
-                                                     "collection_id": "x"}}, 400),
+        (
+            {
+                "collection_name": "mixed_src",
+                "source": {"type": "bucket", "bucket_ids": ["docs"], "collection_id": "x"},
+            },
+            400,
+        ),
         ({"collection_name": "self_ref", "source": {"type": "collection", "collection_id": "self_ref"}}, 400),
         ({"collection_name": "taxo_src", "source": {"type": "taxonomy"}}, 400),
     ]
@@ -108,29 +166,64 @@ def test_bad_sources_and_names(client: TestClient, namespace: dict[str, Any]) ->
 def test_multi_bucket_sources_must_agree(client: TestClient, namespace: dict[str, Any]) -> None:
     make_bucket(client, "docs")
     make_bucket(client, "docs_eu")
-    assert client.post("/v1/buckets", json={"bucket_name": "other", "bucket_schema": {
-        "properties": {"content": {"type": "text"}}}}).status_code == 200
+    assert (
+        client.post(
+            "/v1/buckets", json={"bucket_name": "other", "bucket_schema": {"properties": {"content": {"type": "text"}}}}
+        ).status_code
+        == 200
+    )
     extractor = {"feature_extractor_name": "text_extractor", "version": "v1", "input_mappings": {"text": "content"}}
-    both = client.post("/v1/collections", json={"collection_name": "two", "feature_extractor": extractor,
-                                                "source": {"type": "bucket", "bucket_ids": ["docs", "docs_eu"]}})
+    both = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": "two",
+            "feature_extractor": extractor,
+            "source": {"type": "bucket", "bucket_ids": ["docs", "docs_eu"]},
+        },
+    )
     assert both.status_code == 200 and len(both.json()["source"]["bucket_ids"]) == 2
-    clash = client.post("/v1/collections", json={"collection_name": "three", "feature_extractor": extractor,
-                                                 "source": {"type": "bucket", "bucket_ids": ["docs", "other"]}})
+    clash = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": "three",
+            "feature_extractor": extractor,
+            "source": {"type": "bucket", "bucket_ids": ["docs", "other"]},
+        },
+    )
     assert "incompatible schemas" in assert_error(clash, 400)["error"]["message"]
 
 
 def test_upstream_collection_and_delete_guard(client: TestClient, namespace: dict[str, Any]) -> None:
     make_bucket(client)
-    tier0 = text_collection(client, "paragraphs", {"type": "bucket", "bucket_ids": ["docs"]},
-                            split_by="paragraphs", chunk_size=1, model="wordllama")
-    tier1 = text_collection(client, "sentences", {"type": "collection", "collection_id": "paragraphs"},
-                            mapping="text", passthrough=(), split_by="sentences", chunk_size=1, model="wordllama")
+    tier0 = text_collection(
+        client,
+        "paragraphs",
+        {"type": "bucket", "bucket_ids": ["docs"]},
+        split_by="paragraphs",
+        chunk_size=1,
+        model="wordllama",
+    )
+    tier1 = text_collection(
+        client,
+        "sentences",
+        {"type": "collection", "collection_id": "paragraphs"},
+        mapping="text",
+        passthrough=(),
+        split_by="sentences",
+        chunk_size=1,
+        model="wordllama",
+    )
     assert tier1["input_schema"] == tier0["output_schema"]
     assert tier1["source"]["inherited_bucket_ids"] == tier0["source"]["bucket_ids"]
     assert len(tier1["source_lineage"]) == 2
-    copy = client.post("/v1/collections", json={
-        "collection_name": "copies", "source": {"type": "collection", "collection_id": tier1["collection_id"]},
-        "feature_extractor": {"feature_extractor_name": "passthrough_extractor", "version": "v1"}})
+    copy = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": "copies",
+            "source": {"type": "collection", "collection_id": tier1["collection_id"]},
+            "feature_extractor": {"feature_extractor_name": "passthrough_extractor", "version": "v1"},
+        },
+    )
     assert copy.status_code == 200, copy.text
     assert copy.json()["vector_indexes"] == tier1["vector_indexes"]
     assert "chunk_index" in copy.json()["output_schema"]["properties"]
@@ -151,8 +244,9 @@ def test_catalogue_global_and_per_namespace(client: TestClient, namespace: dict[
     assert scoped["total"] == len(listed) and scoped["builtin_count"] == len(listed)
 
 
-def test_namespace_deletion_removes_collections_and_tables(client: TestClient, namespace: dict[str, Any],
-                                                          runtime: Runtime) -> None:
+def test_namespace_deletion_removes_collections_and_tables(
+    client: TestClient, namespace: dict[str, Any], runtime: Runtime
+) -> None:
     from tests.helpers import wait_task
 
     make_bucket(client)

@@ -23,8 +23,11 @@ def test_malformed_json_and_wrong_types(client: TestClient, namespace: dict[str,
 def test_oversized_body_is_413(client: TestClient, namespace: dict[str, Any], runtime: Any) -> None:
     limit = runtime.settings.max_json_body_bytes
     huge = b'{"bucket_name": "x", "description": "' + b"a" * (limit + 10) + b'"}'
-    assert_error(client.post("/v1/buckets", content=huge, headers={"content-type": "application/json"}), 413,
-                 "PayloadTooLargeError")
+    assert_error(
+        client.post("/v1/buckets", content=huge, headers={"content-type": "application/json"}),
+        413,
+        "PayloadTooLargeError",
+    )
 
     def chunks() -> Any:  # no Content-Length: the limit is enforced while reading
         for _ in range(limit // 65536 + 2):
@@ -40,7 +43,8 @@ def test_unknown_routes_and_methods(client: TestClient) -> None:
 
 
 def test_unknown_fields_are_ignored(client: TestClient, namespace: dict[str, Any]) -> None:
-    response = client.post("/v1/buckets", json={"bucket_name": "x", "bucket_schema": {"properties": {}},
-                                                "field_from_the_future": True})
+    response = client.post(
+        "/v1/buckets", json={"bucket_name": "x", "bucket_schema": {"properties": {}}, "field_from_the_future": True}
+    )
     assert response.status_code == 200
     assert "field_from_the_future" not in response.json()

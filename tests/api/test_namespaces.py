@@ -14,12 +14,24 @@ def _create(client: TestClient, name: str, **extra: object) -> dict:
 
 
 def test_create_then_get_by_id_and_name(client: TestClient) -> None:
-    created = _create(client, "media", description="videos", feature_extractors=[
-        {"feature_extractor_name": "text_extractor", "version": "v1"},
-        {"feature_extractor_name": "text_extractor", "version": "v1"}])
+    created = _create(
+        client,
+        "media",
+        description="videos",
+        feature_extractors=[
+            {"feature_extractor_name": "text_extractor", "version": "v1"},
+            {"feature_extractor_name": "text_extractor", "version": "v1"},
+        ],
+    )
     assert created["namespace_id"].startswith("ns_")
-    assert created["feature_extractors"] == [{"feature_extractor_name": "text_extractor", "version": "v1",
-                                             "feature_extractor_id": "text_extractor_v1", "params": None}]
+    assert created["feature_extractors"] == [
+        {
+            "feature_extractor_name": "text_extractor",
+            "version": "v1",
+            "feature_extractor_id": "text_extractor_v1",
+            "params": None,
+        }
+    ]
     assert created["bucket_count"] == 0 and created["object_count"] == 0
     by_id = client.get(f"/v1/namespaces/{created['namespace_id']}").json()
     by_name = client.get("/v1/namespaces/media").json()
@@ -55,8 +67,10 @@ def test_list_search_sort_and_paginate(client: TestClient) -> None:
     seen = {n["namespace_id"] for n in first["results"] + second["results"]}
     assert len(seen) == 4
     assert client.get("/v1/namespaces").json()["total_count"] == 4
-    filtered = client.post("/v1/namespaces/list", json={
-        "filters": {"field": "namespace_name", "operator": "in", "value": ["al-pha", "GAM-MA"]}}).json()
+    filtered = client.post(
+        "/v1/namespaces/list",
+        json={"filters": {"field": "namespace_name", "operator": "in", "value": ["al-pha", "GAM-MA"]}},
+    ).json()
     assert sorted(n["namespace_name"] for n in filtered["results"]) == ["al-pha", "gam-ma"]
 
 
@@ -77,8 +91,9 @@ def test_delete_is_asynchronous_and_removes_contents(client: TestClient, runtime
     client.headers["X-Namespace"] = "doomed"
     schema = {"properties": {"content": {"type": "text"}}}
     assert client.post("/v1/buckets", json={"bucket_name": "b", "bucket_schema": schema}).status_code == 200
-    created = client.post("/v1/buckets/b/objects", json={"blobs": [{"property": "content", "type": "text",
-                                                                   "data": "bytes on disk"}]}).json()
+    created = client.post(
+        "/v1/buckets/b/objects", json={"blobs": [{"property": "content", "type": "text", "data": "bytes on disk"}]}
+    ).json()
     blob_path = runtime.blobs.path(created["blobs"][0]["properties"]["key"])  # type: ignore[attr-defined]
     assert blob_path.is_file()
     del client.headers["X-Namespace"]

@@ -16,13 +16,22 @@ from fastapi.testclient import TestClient
 from strataflow.config import Settings
 from tests.helpers import assert_error
 
-SCHEMA = {"properties": {
-    "content": {"type": "text"}, "picture": {"type": "image"},
-    "title": {"type": "string"}, "views": {"type": "integer"}, "score": {"type": "float"},
-    "published": {"type": "boolean"}, "day": {"type": "date"},
-    "kind": {"type": "string", "enum": ["news", "blog"]}}}
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+SCHEMA = {
+    "properties": {
+        "content": {"type": "text"},
+        "picture": {"type": "image"},
+        "title": {"type": "string"},
+        "views": {"type": "integer"},
+        "score": {"type": "float"},
+        "published": {"type": "boolean"},
+        "day": {"type": "date"},
+        "kind": {"type": "string", "enum": ["news", "blog"]},
+    }
+}
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
 
 
 @pytest.fixture
@@ -67,8 +76,7 @@ def _create(client: TestClient, body: dict[str, Any], bucket: str = "docs") -> d
     return dict(response.json())
 
 
-def test_text_base64_data_uri_and_url_blobs(client: TestClient, bucket: str, file_server: str,
-                                            runtime: Any) -> None:
+def test_text_base64_data_uri_and_url_blobs(client: TestClient, bucket: str, file_server: str, runtime: Any) -> None:
     text = _create(client, {"blobs": [{"property": "content", "type": "text", "data": "héllo"}]})
     blob = text["blobs"][0]
     assert blob["type"] == "text" and blob["details"]["size_bytes"] == len("héllo".encode())
@@ -76,11 +84,20 @@ def test_text_base64_data_uri_and_url_blobs(client: TestClient, bucket: str, fil
     assert runtime.blobs.path(blob["properties"]["key"]).read_bytes() == "héllo".encode()
     assert text["source_details"] == [{"type": "bucket", "source_id": text["bucket_id"]}]
 
-    b64 = _create(client, {"blobs": [{"property": "picture", "type": "IMAGE",
-                                      "data": base64.b64encode(PNG).decode()}]})
+    b64 = _create(client, {"blobs": [{"property": "picture", "type": "IMAGE", "data": base64.b64encode(PNG).decode()}]})
     assert b64["blobs"][0]["type"] == "image" and b64["blobs"][0]["details"]["size_bytes"] == len(PNG)
-    uri = _create(client, {"blobs": [{"property": "picture", "type": "image",
-                                      "data": "data:image/png;base64," + base64.b64encode(PNG).decode()}]})
+    uri = _create(
+        client,
+        {
+            "blobs": [
+                {
+                    "property": "picture",
+                    "type": "image",
+                    "data": "data:image/png;base64," + base64.b64encode(PNG).decode(),
+                }
+            ]
+        },
+    )
     assert uri["blobs"][0]["details"]["mime_type"] == "image/png"
     fetched = _create(client, {"blobs": [{"property": "picture", "type": "image", "data": f"{file_server}/pixel.png"}]})
     details = fetched["blobs"][0]["details"]
@@ -98,20 +115,29 @@ def test_presigned_download_urls_on_request(client: TestClient, bucket: str) -> 
     assert "/v1/blobs/" in url and "signature=" in url and "expires=" in url
 
 
-@pytest.mark.parametrize(("blobs", "metadata", "fragment"), [
-    ([{"property": "nope", "type": "text", "data": "x"}], {}, "not in the bucket schema"),
-    ([{"property": "content", "type": "image", "data": "eA=="}], {}, "schema says text"),
-    ([{"property": "picture", "type": "image", "data": "%%% not base64"}], {}, "base64"),
-    ([{"property": "content", "type": "text", "data": "a"}], {"views": "many"}, "integer"),
-    ([{"property": "content", "type": "text", "data": "a"}], {"kind": "poem"}, "one of"),
-    ([{"property": "content", "type": "text", "data": "a"}], {"day": "not a date"}, "date"),
-    ([{"property": "content", "type": "text", "data": "a"}, {"property": "content", "type": "text", "data": "b"}],
-     {}, "repeat"),
-    ([{"property": "content", "type": "text", "data": "http://127.0.0.1:9/nothing"}], {}, "could not fetch"),
-])
-def test_invalid_objects_are_refused_and_leave_nothing(client: TestClient, bucket: str, runtime: Any,
-                                                       blobs: list[Any], metadata: dict[str, Any],
-                                                       fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("blobs", "metadata", "fragment"),
+    [
+        ([{"property": "nope", "type": "text", "data": "x"}], {}, "not in the bucket schema"),
+        ([{"property": "content", "type": "image", "data": "eA=="}], {}, "schema says text"),
+        ([{"property": "picture", "type": "image", "data": "%%% not base64"}], {}, "base64"),
+        ([{"property": "content", "type": "text", "data": "a"}], {"views": "many"}, "integer"),
+        ([{"property": "content", "type": "text", "data": "a"}], {"kind": "poem"}, "one of"),
+        ([{"property": "content", "type": "text", "data": "a"}], {"day": "not a date"}, "date"),
+        (
+            [
+                {"property": "content", "type": "text", "data": "a"},
+                {"property": "content", "type": "text", "data": "b"},
+            ],
+            {},
+            "repeat",
+        ),
+        ([{"property": "content", "type": "text", "data": "http://127.0.0.1:9/nothing"}], {}, "could not fetch"),
+    ],
+)
+def test_invalid_objects_are_refused_and_leave_nothing(
+    client: TestClient, bucket: str, runtime: Any, blobs: list[Any], metadata: dict[str, Any], fragment: str
+) -> None:
     body = assert_error(client.post("/v1/buckets/docs/objects", json={"blobs": blobs, "metadata": metadata}), 400)
     assert fragment in body["error"]["message"]
     assert client.get("/v1/buckets/docs").json()["object_count"] == 0
@@ -151,16 +177,23 @@ def test_batch_create_reports_each_item(client: TestClient, bucket: str) -> None
 
 def test_filters_sort_search_select_and_cursor(client: TestClient, bucket: str) -> None:
     for i in range(6):
-        _create(client, {"key_prefix": f"/set{i % 2}", "blobs": [{"property": "content", "type": "text",
-                                                                  "data": f"body {i}"}],
-                         "metadata": {"title": f"Item {i}", "views": i, "score": i / 2, "published": i % 2 == 0}})
+        _create(
+            client,
+            {
+                "key_prefix": f"/set{i % 2}",
+                "blobs": [{"property": "content", "type": "text", "data": f"body {i}"}],
+                "metadata": {"title": f"Item {i}", "views": i, "score": i / 2, "published": i % 2 == 0},
+            },
+        )
 
     def ids(body: dict[str, Any]) -> list[int]:
         return [int(o["metadata"]["views"]) for o in body["results"]]
 
     def query(filters: Any, sort: Any = None) -> list[int]:
-        response = client.post("/v1/buckets/docs/objects/list", json={"filters": filters, "sort": sort or {
-            "field": "metadata.views", "direction": "asc"}})
+        response = client.post(
+            "/v1/buckets/docs/objects/list",
+            json={"filters": filters, "sort": sort or {"field": "metadata.views", "direction": "asc"}},
+        )
         assert response.status_code == 200, response.text
         return ids(response.json())
 
@@ -202,19 +235,24 @@ def test_filters_sort_search_select_and_cursor(client: TestClient, bucket: str) 
     page = client.post(url, json={}).json()
     assert page["pagination"]["total"] == 6
     seen += [o["object_id"] for o in page["results"]]
-    page = client.post(f"/v1/buckets/docs/objects/list?limit=4&cursor={page['pagination']['next_cursor']}",
-                       json={}).json()
+    page = client.post(
+        f"/v1/buckets/docs/objects/list?limit=4&cursor={page['pagination']['next_cursor']}", json={}
+    ).json()
     seen += [o["object_id"] for o in page["results"]]
     assert len(set(seen)) == 6 and page["pagination"]["next_cursor"] is None
     assert_error(client.post("/v1/buckets/docs/objects/list?cursor=garbage", json={}), 400)
 
 
 def test_put_replaces_and_removes_old_bytes(client: TestClient, bucket: str, runtime: Any) -> None:
-    obj = _create(client, {"blobs": [{"property": "content", "type": "text", "data": "v1"}],
-                           "metadata": {"title": "one", "views": 1}})
+    obj = _create(
+        client,
+        {"blobs": [{"property": "content", "type": "text", "data": "v1"}], "metadata": {"title": "one", "views": 1}},
+    )
     old_path = runtime.blobs.path(obj["blobs"][0]["properties"]["key"])
-    put = client.put(f"/v1/buckets/docs/objects/{obj['object_id']}", json={
-        "blobs": [{"property": "content", "type": "text", "data": "version two"}], "metadata": {"title": "two"}})
+    put = client.put(
+        f"/v1/buckets/docs/objects/{obj['object_id']}",
+        json={"blobs": [{"property": "content", "type": "text", "data": "version two"}], "metadata": {"title": "two"}},
+    )
     assert put.status_code == 200, put.text
     body = put.json()
     assert body["metadata"] == {"title": "two"} and body["blobs"][0]["details"]["size_bytes"] == 11
@@ -226,8 +264,10 @@ def test_put_replaces_and_removes_old_bytes(client: TestClient, bucket: str, run
 
 
 def test_patch_merges_metadata(client: TestClient, bucket: str) -> None:
-    obj = _create(client, {"blobs": [{"property": "content", "type": "text", "data": "x"}],
-                           "metadata": {"title": "one", "views": 1}})
+    obj = _create(
+        client,
+        {"blobs": [{"property": "content", "type": "text", "data": "x"}], "metadata": {"title": "one", "views": 1}},
+    )
     patched = client.patch(f"/v1/buckets/docs/objects/{obj['object_id']}", json={"metadata": {"views": 2}}).json()
     assert patched["metadata"] == {"title": "one", "views": 2} and patched["blobs"] == obj["blobs"]
     assert_error(client.patch(f"/v1/buckets/docs/objects/{obj['object_id']}", json={"metadata": {"views": 1.5}}), 400)
@@ -254,8 +294,9 @@ def test_skip_duplicates_returns_the_existing_object(client: TestClient, bucket:
 
 def test_unique_key_policies(client: TestClient, namespace: dict[str, Any]) -> None:
     schema = {"properties": {"content": {"type": "text"}, "sku": {"type": "string"}}}
-    client.post("/v1/buckets", json={"bucket_name": "products", "bucket_schema": schema,
-                                     "unique_key": {"fields": ["sku"]}})
+    client.post(
+        "/v1/buckets", json={"bucket_name": "products", "bucket_schema": schema, "unique_key": {"fields": ["sku"]}}
+    )
     body = {"blobs": [{"property": "content", "type": "text", "data": "v1"}], "metadata": {"sku": "A1"}}
     first = _create(client, body, "products")
     assert_error(client.post("/v1/buckets/products/objects", json=body), 409, "AlreadyExistsError")
@@ -272,14 +313,25 @@ def test_unique_key_policies(client: TestClient, namespace: dict[str, Any]) -> N
 
 def test_aggregate(client: TestClient, bucket: str) -> None:
     for i in range(5):
-        _create(client, {"blobs": [{"property": "content", "type": "text", "data": "x" * (i + 1)}],
-                         "metadata": {"kind": "news" if i < 3 else "blog", "views": i}})
-    body = client.post("/v1/buckets/docs/objects/aggregate", json={
-        "group_by": [{"field": "metadata.kind", "alias": "kind"}],
-        "aggregations": [{"function": "count", "alias": "n"}, {"function": "sum", "field": "metadata.views",
-                                                              "alias": "views"},
-                         {"function": "max", "field": "size_bytes", "alias": "largest"}],
-        "sort_by": "n"}).json()
+        _create(
+            client,
+            {
+                "blobs": [{"property": "content", "type": "text", "data": "x" * (i + 1)}],
+                "metadata": {"kind": "news" if i < 3 else "blog", "views": i},
+            },
+        )
+    body = client.post(
+        "/v1/buckets/docs/objects/aggregate",
+        json={
+            "group_by": [{"field": "metadata.kind", "alias": "kind"}],
+            "aggregations": [
+                {"function": "count", "alias": "n"},
+                {"function": "sum", "field": "metadata.views", "alias": "views"},
+                {"function": "max", "field": "size_bytes", "alias": "largest"},
+            ],
+            "sort_by": "n",
+        },
+    ).json()
     assert body["total_groups"] == 2
     rows = {r["group"]["kind"]: r["metrics"] for r in body["results"]}
     assert rows["news"]["n"] == 3 and rows["news"]["views"] == 3 and rows["news"]["largest"] == 3

@@ -14,12 +14,31 @@ TEXT = "Alpha beta. Gamma delta."
 
 def test_trigger_reprocesses_one_branch_of_the_dag(client: TestClient, namespace: dict[str, Any]) -> None:
     bucket_id = make_bucket(client)
-    first = text_collection(client, "first", {"type": "bucket", "bucket_ids": [bucket_id]}, split_by="sentences",
-                            chunk_size=1, model="wordllama")
-    other = text_collection(client, "other", {"type": "bucket", "bucket_ids": [bucket_id]}, split_by="words",
-                            chunk_size=1, model="wordllama")
-    child = text_collection(client, "child", {"type": "collection", "collection_ids": [first["collection_id"]]},
-                            mapping="text", split_by="words", chunk_size=1, model="wordllama")
+    first = text_collection(
+        client,
+        "first",
+        {"type": "bucket", "bucket_ids": [bucket_id]},
+        split_by="sentences",
+        chunk_size=1,
+        model="wordllama",
+    )
+    other = text_collection(
+        client,
+        "other",
+        {"type": "bucket", "bucket_ids": [bucket_id]},
+        split_by="words",
+        chunk_size=1,
+        model="wordllama",
+    )
+    child = text_collection(
+        client,
+        "child",
+        {"type": "collection", "collection_ids": [first["collection_id"]]},
+        mapping="text",
+        split_by="words",
+        chunk_size=1,
+        model="wordllama",
+    )
     for _ in range(2):
         add_object(client, TEXT)
     response = client.post(f"/v1/collections/{first['collection_id']}/trigger", json={})
@@ -29,9 +48,11 @@ def test_trigger_reprocesses_one_branch_of_the_dag(client: TestClient, namespace
     assert wait_task(client, body["task_id"], timeout=60)["status"] == "COMPLETED"
     batch = client.get(f"/v1/buckets/docs/batches/{body['batch_id']}").json()
     assert batch["dag_tiers"] == [[first["collection_id"]], [child["collection_id"]]]
+
     def count(c: dict[str, Any]) -> int:
-        return len(client.post(f"/v1/collections/{c['collection_id']}/documents/list?limit=100",
-                               json={}).json()["results"])
+        return len(
+            client.post(f"/v1/collections/{c['collection_id']}/documents/list?limit=100", json={}).json()["results"]
+        )
 
     assert (count(first), count(child), count(other)) == (4, 8, 0)
 
@@ -40,57 +61,99 @@ def test_trigger_reprocesses_one_branch_of_the_dag(client: TestClient, namespace
     child_batch = client.get(f"/v1/buckets/docs/batches/{from_child['batch_id']}").json()
     assert child_batch["tier_tasks"][0]["source_type"] == "collection" and count(child) == 8
 
-    filtered = client.post(f"/v1/collections/{first['collection_id']}/trigger", json={
-        "source_filters": {"filters": {"field": "metadata.title", "value": "none"}}})
+    filtered = client.post(
+        f"/v1/collections/{first['collection_id']}/trigger",
+        json={"source_filters": {"filters": {"field": "metadata.title", "value": "none"}}},
+    )
     assert_error(filtered, 400)
     assert_error(client.post("/v1/collections/col_unknown/trigger", json={}), 404)
-    assert_error(client.post(f"/v1/collections/{first['collection_id']}/trigger",
-                             json={"include_buckets": ["bkt_other"]}), 400)
+    assert_error(
+        client.post(f"/v1/collections/{first['collection_id']}/trigger", json={"include_buckets": ["bkt_other"]}), 400
+    )
 
 
 def test_auto_process_submits_new_objects(client: TestClient, namespace: dict[str, Any]) -> None:
     bucket_id = make_bucket(client)
-    plain = client.post("/v1/buckets/docs/objects?auto_process=true", json={
-        "blobs": [{"property": "content", "type": "text", "data": TEXT}]}).json()
+    plain = client.post(
+        "/v1/buckets/docs/objects?auto_process=true",
+        json={"blobs": [{"property": "content", "type": "text", "data": TEXT}]},
+    ).json()
     assert plain["processing"] == "no collection processes this bucket" and "task_id" not in plain
-    chunks = text_collection(client, "chunks", {"type": "bucket", "bucket_ids": [bucket_id]}, split_by="sentences",
-                             chunk_size=1, model="wordllama")
-    created = client.post("/v1/buckets/docs/objects?auto_process=true", json={
-        "blobs": [{"property": "content", "type": "text", "data": TEXT}]}).json()
+    chunks = text_collection(
+        client,
+        "chunks",
+        {"type": "bucket", "bucket_ids": [bucket_id]},
+        split_by="sentences",
+        chunk_size=1,
+        model="wordllama",
+    )
+    created = client.post(
+        "/v1/buckets/docs/objects?auto_process=true",
+        json={"blobs": [{"property": "content", "type": "text", "data": TEXT}]},
+    ).json()
     assert created["object_id"].startswith("obj_") and created["batch_id"].startswith("btch_")
     assert wait_task(client, created["task_id"], timeout=60)["status"] == "COMPLETED"
-    many = client.post("/v1/buckets/docs/objects/batch?auto_process=true", json={"objects": [
-        {"blobs": [{"property": "content", "type": "text", "data": TEXT}]} for _ in range(2)]}).json()
+    many = client.post(
+        "/v1/buckets/docs/objects/batch?auto_process=true",
+        json={"objects": [{"blobs": [{"property": "content", "type": "text", "data": TEXT}]} for _ in range(2)]},
+    ).json()
     assert wait_task(client, many["task_id"], timeout=60)["status"] == "COMPLETED"
     batch = client.get(f"/v1/buckets/docs/batches/{many['batch_id']}").json()
     assert len(batch["object_ids"]) == 2
     documents = client.post(f"/v1/collections/{chunks['collection_id']}/documents/list?limit=100", json={}).json()
     assert len(documents["results"]) == 6
-    submitted = client.post("/v1/buckets/docs/batches?auto_submit=true",
-                            json={"object_ids": [plain["object_id"]]}).json()
+    submitted = client.post(
+        "/v1/buckets/docs/batches?auto_submit=true", json={"object_ids": [plain["object_id"]]}
+    ).json()
     assert submitted["status"] == "PENDING" and submitted["task_id"]
 
 
 def test_source_filters_choose_the_rows_a_collection_sees(client: TestClient, namespace: dict[str, Any]) -> None:
     bucket_id = make_bucket(client)
-    english = client.post("/v1/collections", json={
-        "collection_name": "english_only", "source": {"type": "bucket", "bucket_ids": [bucket_id],
-                                                      "source_filters": {"filters": {"field": "metadata.lang",
-                                                                                     "value": "en"}}},
-        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                              "input_mappings": {"text": "content"},
-                              "parameters": {"extractor_type": "text_extractor", "split_by": "sentences",
-                                             "chunk_size": 1, "model": "wordllama"}}}).json()
-    long_ones = client.post("/v1/collections", json={
-        "collection_name": "long_chunks", "source": {"type": "collection",
-                                                     "collection_ids": [english["collection_id"]],
-                                                     "source_filters": {"filters": {"field": "text",
-                                                                                    "operator": "contains",
-                                                                                    "value": "Gamma"}}},
-        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                              "input_mappings": {"text": "text"},
-                              "parameters": {"extractor_type": "text_extractor", "split_by": "words",
-                                             "chunk_size": 1, "model": "wordllama"}}}).json()
+    english = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": "english_only",
+            "source": {
+                "type": "bucket",
+                "bucket_ids": [bucket_id],
+                "source_filters": {"filters": {"field": "metadata.lang", "value": "en"}},
+            },
+            "feature_extractor": {
+                "feature_extractor_name": "text_extractor",
+                "version": "v1",
+                "input_mappings": {"text": "content"},
+                "parameters": {
+                    "extractor_type": "text_extractor",
+                    "split_by": "sentences",
+                    "chunk_size": 1,
+                    "model": "wordllama",
+                },
+            },
+        },
+    ).json()
+    long_ones = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": "long_chunks",
+            "source": {
+                "type": "collection",
+                "collection_ids": [english["collection_id"]],
+                "source_filters": {"filters": {"field": "text", "operator": "contains", "value": "Gamma"}},
+            },
+            "feature_extractor": {
+                "feature_extractor_name": "text_extractor",
+                "version": "v1",
+                "input_mappings": {"text": "text"},
+                "parameters": {
+                    "extractor_type": "text_extractor",
+                    "split_by": "words",
+                    "chunk_size": 1,
+                    "model": "wordllama",
+                },
+            },
+        },
+    ).json()
     keep = [add_object(client, TEXT, lang="en") for _ in range(2)]
     skip = add_object(client, TEXT, lang="fr")
     batch = client.post("/v1/buckets/docs/batches", json={"object_ids": keep + [skip]}).json()
@@ -99,8 +162,12 @@ def test_source_filters_choose_the_rows_a_collection_sees(client: TestClient, na
     tiers = client.get(f"/v1/buckets/docs/batches/{batch['batch_id']}").json()["tier_tasks"]
     assert (tiers[0]["source_documents_fetched"], tiers[0]["documents_after_source_filter"]) == (3, 2)
     assert (tiers[1]["source_documents_fetched"], tiers[1]["documents_after_source_filter"]) == (4, 2)
-    roots = {d["_internal"]["lineage"]["root_object_id"] for d in client.post(
-        f"/v1/collections/{english['collection_id']}/documents/list?limit=100", json={}).json()["results"]}
+    roots = {
+        d["_internal"]["lineage"]["root_object_id"]
+        for d in client.post(f"/v1/collections/{english['collection_id']}/documents/list?limit=100", json={}).json()[
+            "results"
+        ]
+    }
     assert roots == set(keep)
     words = client.post(f"/v1/collections/{long_ones['collection_id']}/documents/list?limit=100", json={}).json()
     assert sorted(d["text"] for d in words["results"]) == ["Gamma", "Gamma", "delta.", "delta."]

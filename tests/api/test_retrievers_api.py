@@ -29,10 +29,15 @@ QUERY = {"query": {"type": "text", "required": True}}
 @pytest.fixture
 def corpus(client: TestClient, namespace: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     make_bucket(client)
-    collection = text_collection(client, "passages", {"type": "bucket", "bucket_ids": ["docs"]},
-                                 split_by="none", model="minilm", passthrough=("title", "views", "lang"))
-    objects = [add_object(client, text, title=title, views=views, lang=lang)
-               for text, title, views, lang in PASSAGES]
+    collection = text_collection(
+        client,
+        "passages",
+        {"type": "bucket", "bucket_ids": ["docs"]},
+        split_by="none",
+        model="minilm",
+        passthrough=("title", "views", "lang"),
+    )
+    objects = [add_object(client, text, title=title, views=views, lang=lang) for text, title, views, lang in PASSAGES]
     result = run(runtime, collection["collection_id"], objects)
     assert result.failures == [] and result.documents_written == len(PASSAGES)
     feature = client.get(f"/v1/collections/{collection['collection_id']}/features").json()
@@ -41,14 +46,33 @@ def corpus(client: TestClient, namespace: dict[str, Any], runtime: Runtime) -> d
 
 
 def search_stage(uri: str, **extra: Any) -> dict[str, Any]:
-    return {"stage_name": "search", "stage_type": "filter", "config": {"stage_id": "feature_search", "parameters": {
-        "searches": [{"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": 50}], "final_top_k": 10, **extra}}}
+    return {
+        "stage_name": "search",
+        "stage_type": "filter",
+        "config": {
+            "stage_id": "feature_search",
+            "parameters": {
+                "searches": [{"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": 50}],
+                "final_top_k": 10,
+                **extra,
+            },
+        },
+    }
 
 
-def adhoc(client: TestClient, stages: list[dict[str, Any]], inputs: dict[str, Any], query: str = "",
-          **body: Any) -> Any:
-    return client.post(f"/v1/retrievers/execute{query}", json={
-        "collection_identifiers": ["passages"], "input_schema": QUERY, "stages": stages, "inputs": inputs, **body})
+def adhoc(
+    client: TestClient, stages: list[dict[str, Any]], inputs: dict[str, Any], query: str = "", **body: Any
+) -> Any:
+    return client.post(
+        f"/v1/retrievers/execute{query}",
+        json={
+            "collection_identifiers": ["passages"],
+            "input_schema": QUERY,
+            "stages": stages,
+            "inputs": inputs,
+            **body,
+        },
+    )
 
 
 def titles(response: Any) -> list[str]:
@@ -57,10 +81,17 @@ def titles(response: Any) -> list[str]:
 
 
 def test_crud_and_saved_execute(client: TestClient, corpus: dict[str, Any]) -> None:
-    created = client.post("/v1/retrievers", json={
-        "retriever_name": "passages_search", "collection_identifiers": ["passages"],
-        "stages": [search_stage(corpus["feature_uri"])], "input_schema": QUERY, "tags": ["demo"],
-        "requires_subscription": False})
+    created = client.post(
+        "/v1/retrievers",
+        json={
+            "retriever_name": "passages_search",
+            "collection_identifiers": ["passages"],
+            "stages": [search_stage(corpus["feature_uri"])],
+            "input_schema": QUERY,
+            "tags": ["demo"],
+            "requires_subscription": False,
+        },
+    )
     assert created.status_code == 200, created.text
     body = created.json()
     rid = body["retriever_id"]
@@ -74,15 +105,25 @@ def test_crud_and_saved_execute(client: TestClient, corpus: dict[str, Any]) -> N
     listed = client.post("/v1/retrievers/list", json={"search": "PASSAGES"}).json()
     assert [r["retriever_id"] for r in listed["results"]] == [rid] and listed["total"] == 1
     assert client.get("/v1/retrievers").json()["total"] == 1
-    assert_error(client.post("/v1/retrievers", json={
-        "retriever_name": "passages_search", "collection_identifiers": ["passages"],
-        "stages": [search_stage(corpus["feature_uri"])]}), 409)
+    assert_error(
+        client.post(
+            "/v1/retrievers",
+            json={
+                "retriever_name": "passages_search",
+                "collection_identifiers": ["passages"],
+                "stages": [search_stage(corpus["feature_uri"])],
+            },
+        ),
+        409,
+    )
 
     patched = client.patch(f"/v1/retrievers/{rid}", json={"description": "moon and bread", "tags": ["x"]}).json()
     assert patched["description"] == "moon and bread" and patched["version"] == 2 and patched["tags"] == ["x"]
 
-    result = client.post(f"/v1/retrievers/{rid}/execute", json={"inputs": {"query": "astronauts on the lunar surface"},
-                                                                "limit": 3, "stream": False})
+    result = client.post(
+        f"/v1/retrievers/{rid}/execute",
+        json={"inputs": {"query": "astronauts on the lunar surface"}, "limit": 3, "stream": False},
+    )
     assert result.status_code == 200, result.text
     out = result.json()
     assert out["execution_id"].startswith("exec_") and out["status"] == "completed" and out["retriever_id"] == rid
@@ -97,48 +138,128 @@ def test_crud_and_saved_execute(client: TestClient, corpus: dict[str, Any]) -> N
 
 
 def test_full_text_hybrid_and_fusion(client: TestClient, corpus: dict[str, Any]) -> None:
-    text = adhoc(client, [{"stage_name": "fts", "config": {"stage_id": "text_search", "parameters": {
-        "query": "{{input.query}}"}}}], {"query": "sourdough yeast"})
+    text = adhoc(
+        client,
+        [{"stage_name": "fts", "config": {"stage_id": "text_search", "parameters": {"query": "{{input.query}}"}}}],
+        {"query": "sourdough yeast"},
+    )
     assert titles(text)[0] == "Bread"
-    hybrid = adhoc(client, [{"stage_name": "hybrid", "config": {"stage_id": "hybrid_search", "parameters": {
-        "query": "{{INPUTS.query}}", "feature_uri": corpus["feature_uri"]}}}], {"query": "sourdough yeast"})
+    hybrid = adhoc(
+        client,
+        [
+            {
+                "stage_name": "hybrid",
+                "config": {
+                    "stage_id": "hybrid_search",
+                    "parameters": {"query": "{{INPUTS.query}}", "feature_uri": corpus["feature_uri"]},
+                },
+            }
+        ],
+        {"query": "sourdough yeast"},
+    )
     assert titles(hybrid)[0] == "Bread"
     assert set(hybrid.json()["documents"][0]["search_scores"]) == {"vector", "text"}
 
     # Two searches fused: every method puts the passage both queries like at the top.
     for fusion in ("rrf", "weighted", "max", "dbsf"):
-        two = adhoc(client, [{"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {
-            "fusion": fusion, "searches": [
-                {"feature_uri": corpus["feature_uri"], "query": "{{INPUT.query}}"},
-                {"feature_uri": corpus["feature_uri"], "query": "rocket to the moon", "weight": 0.5}]}}}],
-            {"query": "space exploration"})
+        two = adhoc(
+            client,
+            [
+                {
+                    "stage_name": "s",
+                    "config": {
+                        "stage_id": "feature_search",
+                        "parameters": {
+                            "fusion": fusion,
+                            "searches": [
+                                {"feature_uri": corpus["feature_uri"], "query": "{{INPUT.query}}"},
+                                {"feature_uri": corpus["feature_uri"], "query": "rocket to the moon", "weight": 0.5},
+                            ],
+                        },
+                    },
+                }
+            ],
+            {"query": "space exploration"},
+        )
         assert titles(two)[0] == "Moon", fusion
 
 
 def test_shaping_stages(client: TestClient, corpus: dict[str, Any], runtime: Runtime) -> None:
     uri = corpus["feature_uri"]
-    food_only = adhoc(client, [search_stage(uri), {"stage_name": "f", "config": {
-        "stage_id": "attribute_filter", "parameters": {"filters": {"field": "lang", "operator": "eq",
-                                                                   "value": "food"}}}}], {"query": "baking"})
+    food_only = adhoc(
+        client,
+        [
+            search_stage(uri),
+            {
+                "stage_name": "f",
+                "config": {
+                    "stage_id": "attribute_filter",
+                    "parameters": {"filters": {"field": "lang", "operator": "eq", "value": "food"}},
+                },
+            },
+        ],
+        {"query": "baking"},
+    )
     assert sorted(titles(food_only)) == ["Bread", "Cake"]
-    by_views = adhoc(client, [search_stage(uri), {"stage_name": "s", "config": {
-        "stage_id": "sort_attribute", "parameters": {"field": "views", "direction": "asc"}}},
-        {"stage_name": "l", "config": {"stage_id": "limit", "parameters": {"limit": 2}}}], {"query": "anything"})
+    by_views = adhoc(
+        client,
+        [
+            search_stage(uri),
+            {
+                "stage_name": "s",
+                "config": {"stage_id": "sort_attribute", "parameters": {"field": "views", "direction": "asc"}},
+            },
+            {"stage_name": "l", "config": {"stage_id": "limit", "parameters": {"limit": 2}}},
+        ],
+        {"query": "anything"},
+    )
     assert titles(by_views) == ["Fish", "Cake"]
-    dedup = adhoc(client, [search_stage(uri), {"stage_name": "d", "config": {
-        "stage_id": "deduplicate", "parameters": {"field": "lang"}}}], {"query": "rivers and ice"})
+    dedup = adhoc(
+        client,
+        [
+            search_stage(uri),
+            {"stage_name": "d", "config": {"stage_id": "deduplicate", "parameters": {"field": "lang"}}},
+        ],
+        {"query": "rivers and ice"},
+    )
     assert len(titles(dedup)) == 3 and titles(dedup)[0] in {"Fish", "Ice"}
-    grouped = adhoc(client, [search_stage(uri), {"stage_name": "g", "config": {
-        "stage_id": "group_by", "parameters": {"field": "root_object_id", "max_per_group": 1}}}], {"query": "x"})
+    grouped = adhoc(
+        client,
+        [
+            search_stage(uri),
+            {
+                "stage_name": "g",
+                "config": {"stage_id": "group_by", "parameters": {"field": "root_object_id", "max_per_group": 1}},
+            },
+        ],
+        {"query": "x"},
+    )
     assert len(titles(grouped)) == 5 and grouped.json()["stage_statistics"]["stages"]["g"]["metadata"]["groups"] == 5
-    diverse = adhoc(client, [search_stage(uri), {"stage_name": "m", "config": {
-        "stage_id": "mmr", "parameters": {"lambda": 0.3, "top_k": 3}}}], {"query": "cooking with flour"})
+    diverse = adhoc(
+        client,
+        [
+            search_stage(uri),
+            {"stage_name": "m", "config": {"stage_id": "mmr", "parameters": {"lambda": 0.3, "top_k": 3}}},
+        ],
+        {"query": "cooking with flour"},
+    )
     assert len(titles(diverse)) == 3 and titles(diverse)[0] in {"Cake", "Bread"}
     # A filter inside a search, and a filter as the first stage.
     nature = adhoc(client, [search_stage(uri)], {"query": "fish"})
     assert titles(nature)[0] == "Fish"
-    first = adhoc(client, [{"stage_name": "f", "config": {"stage_id": "attribute_filter", "parameters": {
-        "filters": {"field": "views", "operator": "gte", "value": 60}}}}], {"query": "unused"})
+    first = adhoc(
+        client,
+        [
+            {
+                "stage_name": "f",
+                "config": {
+                    "stage_id": "attribute_filter",
+                    "parameters": {"filters": {"field": "views", "operator": "gte", "value": 60}},
+                },
+            }
+        ],
+        {"query": "unused"},
+    )
     assert sorted(titles(first)) == ["Ice", "Moon"]
 
 
@@ -146,13 +267,15 @@ def test_pages_vectors_and_presigned(client: TestClient, corpus: dict[str, Any])
     stages = [search_stage(corpus["feature_uri"])]
     everything = titles(adhoc(client, stages, {"query": "nature"}, pagination={"method": "offset", "page_size": 5}))
     page1 = adhoc(client, stages, {"query": "nature"}, pagination={"method": "offset", "page_size": 2})
-    page2 = adhoc(client, stages, {"query": "nature"}, pagination={"method": "offset", "page_size": 2,
-                                                                   "page_number": 2})
+    page2 = adhoc(
+        client, stages, {"query": "nature"}, pagination={"method": "offset", "page_size": 2, "page_number": 2}
+    )
     assert titles(page1) + titles(page2) == everything[:4]
     cursor1 = adhoc(client, stages, {"query": "nature"}, pagination={"method": "cursor", "limit": 3})
     following = cursor1.json()["pagination"]["next_cursor"]
-    cursor2 = adhoc(client, stages, {"query": "nature"}, pagination={"method": "cursor", "limit": 3,
-                                                                     "cursor": following})
+    cursor2 = adhoc(
+        client, stages, {"query": "nature"}, pagination={"method": "cursor", "limit": 3, "cursor": following}
+    )
     assert titles(cursor1) + titles(cursor2) == everything and cursor2.json()["pagination"]["next_cursor"] is None
     with_vectors = adhoc(client, stages, {"query": "nature"}, "?return_vectors=true&return_presigned_urls=true")
     doc = with_vectors.json()["documents"][0]
@@ -162,21 +285,55 @@ def test_pages_vectors_and_presigned(client: TestClient, corpus: dict[str, Any])
 
 
 def test_stream_events(client: TestClient, corpus: dict[str, Any]) -> None:
-    stages = [search_stage(corpus["feature_uri"]), {"stage_name": "l", "config": {"stage_id": "limit",
-                                                                                   "parameters": {"limit": 2}}}]
-    with client.stream("POST", "/v1/retrievers/execute", json={
-            "collection_identifiers": ["passages"], "input_schema": QUERY, "stages": stages,
-            "inputs": {"query": "bread"}, "stream": True}) as response:
+    stages = [
+        search_stage(corpus["feature_uri"]),
+        {"stage_name": "l", "config": {"stage_id": "limit", "parameters": {"limit": 2}}},
+    ]
+    with client.stream(
+        "POST",
+        "/v1/retrievers/execute",
+        json={
+            "collection_identifiers": ["passages"],
+            "input_schema": QUERY,
+            "stages": stages,
+            "inputs": {"query": "bread"},
+            "stream": True,
+        },
+    ) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
         events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
-    assert [e["event"] for e in events] == ["stage_start", "stage_complete", "stage_start", "stage_complete",
-                                            "execution_complete"]
+    assert [e["event"] for e in events] == [
+        "stage_start",
+        "stage_complete",
+        "stage_start",
+        "stage_complete",
+        "execution_complete",
+    ]
     assert len(events[-1]["result"]["documents"]) == 2
-    bad_vector = [{"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {"searches": [
-        {"feature_uri": corpus["feature_uri"], "query": {"input_mode": "vector", "value": [0.1, 0.2]}}]}}}]
-    with client.stream("POST", "/v1/retrievers/execute", json={
-            "collection_identifiers": ["passages"], "input_schema": {}, "stages": bad_vector, "inputs": {},
-            "stream": True}) as response:
+    bad_vector = [
+        {
+            "stage_name": "s",
+            "config": {
+                "stage_id": "feature_search",
+                "parameters": {
+                    "searches": [
+                        {"feature_uri": corpus["feature_uri"], "query": {"input_mode": "vector", "value": [0.1, 0.2]}}
+                    ]
+                },
+            },
+        }
+    ]
+    with client.stream(
+        "POST",
+        "/v1/retrievers/execute",
+        json={
+            "collection_identifiers": ["passages"],
+            "input_schema": {},
+            "stages": bad_vector,
+            "inputs": {},
+            "stream": True,
+        },
+    ) as response:
         events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
     assert [e["event"] for e in events] == ["stage_start", "stage_error", "execution_error"]
     assert events[-1]["status"] == 400 and "dimensions" in events[-1]["error"]["message"]
@@ -189,29 +346,89 @@ def test_bad_input(client: TestClient, corpus: dict[str, Any]) -> None:
     assert_error(adhoc(client, [search_stage(uri)], {"query": 5}), 422)
     unknown = adhoc(client, [search_stage("mixpeek://text_extractor@v1/nope")], {"query": "x"})
     assert "Unknown feature URI" in assert_error(unknown, 400)["error"]["message"]
-    wrong_dims = adhoc(client, [{"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {
-        "searches": [{"feature_uri": uri, "query": {"input_mode": "vector", "value": [0.5] * 10}}]}}}], {"query": "x"})
+    wrong_dims = adhoc(
+        client,
+        [
+            {
+                "stage_name": "s",
+                "config": {
+                    "stage_id": "feature_search",
+                    "parameters": {
+                        "searches": [{"feature_uri": uri, "query": {"input_mode": "vector", "value": [0.5] * 10}}]
+                    },
+                },
+            }
+        ],
+        {"query": "x"},
+    )
     assert "384" in assert_error(wrong_dims, 400)["error"]["message"]
-    bad_filter = adhoc(client, [{"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {
-        "searches": [{"feature_uri": uri, "query": "x", "filters": {"field": "lang", "operator": "fuzzy",
-                                                                     "value": 1}}]}}}], {"query": "x"})
+    bad_filter = adhoc(
+        client,
+        [
+            {
+                "stage_name": "s",
+                "config": {
+                    "stage_id": "feature_search",
+                    "parameters": {
+                        "searches": [
+                            {
+                                "feature_uri": uri,
+                                "query": "x",
+                                "filters": {"field": "lang", "operator": "fuzzy", "value": 1},
+                            }
+                        ]
+                    },
+                },
+            }
+        ],
+        {"query": "x"},
+    )
     assert "fuzzy" in assert_error(bad_filter, 400)["error"]["message"]
     assert_error(adhoc(client, [{"stage_name": "s", "config": {"stage_id": "teleport"}}], {"query": "x"}), 400)
-    assert_error(adhoc(client, [{"stage_name": "s", "config": {"stage_id": "limit", "parameters": {
-        "limit": -1}}}], {"query": "x"}), 422)
-    two_searches = [{"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {
-        "fusion": "magic", "searches": [{"feature_uri": uri, "query": "a"}, {"feature_uri": uri, "query": "b"}]}}}]
+    assert_error(
+        adhoc(
+            client, [{"stage_name": "s", "config": {"stage_id": "limit", "parameters": {"limit": -1}}}], {"query": "x"}
+        ),
+        422,
+    )
+    two_searches = [
+        {
+            "stage_name": "s",
+            "config": {
+                "stage_id": "feature_search",
+                "parameters": {
+                    "fusion": "magic",
+                    "searches": [{"feature_uri": uri, "query": "a"}, {"feature_uri": uri, "query": "b"}],
+                },
+            },
+        }
+    ]
     assert "fusion" in assert_error(adhoc(client, two_searches, {"query": "x"}), 400)["error"]["message"]
-    bad_schema = client.post("/v1/retrievers/execute", json={
-        "collection_identifiers": ["passages"], "input_schema": {"q": {"type": "hologram"}},
-        "stages": [search_stage(uri)], "inputs": {}})
+    bad_schema = client.post(
+        "/v1/retrievers/execute",
+        json={
+            "collection_identifiers": ["passages"],
+            "input_schema": {"q": {"type": "hologram"}},
+            "stages": [search_stage(uri)],
+            "inputs": {},
+        },
+    )
     assert_error(bad_schema, 422)
-    assert_error(adhoc(client, [search_stage(uri)], {"query": "x"}, pagination={"method": "offset",
-                                                                                 "page_size": 0}), 400)
-    no_collection = client.post("/v1/retrievers", json={"retriever_name": "r", "collection_identifiers": ["ghost"],
-                                                        "stages": [search_stage(uri)]})
+    assert_error(
+        adhoc(client, [search_stage(uri)], {"query": "x"}, pagination={"method": "offset", "page_size": 0}), 400
+    )
+    no_collection = client.post(
+        "/v1/retrievers",
+        json={"retriever_name": "r", "collection_identifiers": ["ghost"], "stages": [search_stage(uri)]},
+    )
     assert_error(no_collection, 404)
-    unknown_saved = client.post("/v1/retrievers", json={"retriever_name": "r", "collection_identifiers": ["passages"],
-                                                        "stages": [search_stage("mixpeek://x@v1/y")]})
+    unknown_saved = client.post(
+        "/v1/retrievers",
+        json={
+            "retriever_name": "r",
+            "collection_identifiers": ["passages"],
+            "stages": [search_stage("mixpeek://x@v1/y")],
+        },
+    )
     assert_error(unknown_saved, 400)
     assert client.post("/v1/retrievers/list", json={}).json()["total"] == 0  # nothing left behind

@@ -24,8 +24,9 @@ def test_get_list_and_filter(client: TestClient, namespace: dict[str, Any]) -> N
     del client.headers["X-Namespace"]  # tasks are org-scoped; the SDK sends no namespace here
     task = client.get(f"/v1/tasks/{task_ids[0]}").json()
     assert task["task_type"] == "api_buckets_delete" and task["additional_data"]["namespace_id"]
-    listed = client.post("/v1/tasks/list?include_total=true", json={"task_type": "API_BUCKETS_DELETE",
-                                                                    "status": "COMPLETED"}).json()
+    listed = client.post(
+        "/v1/tasks/list?include_total=true", json={"task_type": "API_BUCKETS_DELETE", "status": "COMPLETED"}
+    ).json()
     assert listed["pagination"]["total"] == 3
     assert {t["task_id"] for t in listed["results"]} == set(task_ids)
     by_filter = client.post("/v1/tasks/list", json={"filters": {"field": "task_id", "value": task_ids[1]}}).json()
@@ -80,8 +81,9 @@ def _lease_to(runtime: Any, task_id: str, owner: str) -> None:
         task.lease_expires_at = utcnow() + timedelta(minutes=10)
 
 
-def test_a_job_of_a_dead_local_process_is_taken_at_once(client: TestClient, namespace: dict[str, Any],
-                                                        runtime: Any) -> None:
+def test_a_job_of_a_dead_local_process_is_taken_at_once(
+    client: TestClient, namespace: dict[str, Any], runtime: Any
+) -> None:
     import socket
     import subprocess
 

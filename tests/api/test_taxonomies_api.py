@@ -46,25 +46,55 @@ def reference(client: TestClient, namespace: dict[str, Any], runtime: Runtime) -
     """The node collection, its retriever, and an empty documents collection to enrich."""
     make_bucket(client, "ref")
     make_bucket(client, "docs")
-    nodes = text_collection(client, "nodes", {"type": "bucket", "bucket_ids": ["ref"]}, split_by="none",
-                            model="minilm", passthrough=("title", "lang"))
+    nodes = text_collection(
+        client,
+        "nodes",
+        {"type": "bucket", "bucket_ids": ["ref"]},
+        split_by="none",
+        model="minilm",
+        passthrough=("title", "lang"),
+    )
     ids = [add_object(client, text, bucket="ref", title=label, lang=tag) for label, tag, text in NODES]
     assert run(runtime, nodes["collection_id"], ids).documents_written == 3
     uri = _feature_uri(client, nodes["collection_id"])
-    retriever = client.post("/v1/retrievers", json={
-        "retriever_name": "node_search", "collection_identifiers": ["nodes"], "input_schema": QUERY_SCHEMA,
-        "stages": [{"stage_name": "search", "config": {"stage_id": "feature_search", "parameters": {
-            "searches": [{"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": 10}], "final_top_k": 10}}}]})
+    retriever = client.post(
+        "/v1/retrievers",
+        json={
+            "retriever_name": "node_search",
+            "collection_identifiers": ["nodes"],
+            "input_schema": QUERY_SCHEMA,
+            "stages": [
+                {
+                    "stage_name": "search",
+                    "config": {
+                        "stage_id": "feature_search",
+                        "parameters": {
+                            "searches": [{"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": 10}],
+                            "final_top_k": 10,
+                        },
+                    },
+                }
+            ],
+        },
+    )
     assert retriever.status_code == 200, retriever.text
     return {"nodes": nodes, "retriever_id": retriever.json()["retriever_id"], "feature_uri": uri}
 
 
 def flat_config(reference: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"taxonomy_type": "flat", "retriever_id": reference["retriever_id"],
-            "input_mappings": [{"input_key": "query", "source_type": "payload", "path": "text"}],
-            "source_collection": {"collection_id": reference["nodes"]["collection_id"], "enrichment_fields": [
+    return {
+        "taxonomy_type": "flat",
+        "retriever_id": reference["retriever_id"],
+        "input_mappings": [{"input_key": "query", "source_type": "payload", "path": "text"}],
+        "source_collection": {
+            "collection_id": reference["nodes"]["collection_id"],
+            "enrichment_fields": [
                 {"field_path": "title", "target_field": "category", "merge_mode": "replace"},
-                {"field_path": "lang", "target_field": "topics", "merge_mode": "append"}]}, **extra}
+                {"field_path": "lang", "target_field": "topics", "merge_mode": "append"},
+            ],
+        },
+        **extra,
+    }
 
 
 def create(client: TestClient, name: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -88,8 +118,7 @@ def test_crud_versions_clone(client: TestClient, reference: dict[str, Any]) -> N
     assert [t["taxonomy_id"] for t in listed["results"]] == [tid] and listed["total_count"] == 1
     assert listed["stats"]["flat_taxonomies"] == 1
     assert client.get("/v1/taxonomies").json()["total_count"] == 1
-    assert_error(client.post("/v1/taxonomies", json={"taxonomy_name": "topics", "config": flat_config(reference)}),
-                 409)
+    assert_error(client.post("/v1/taxonomies", json={"taxonomy_name": "topics", "config": flat_config(reference)}), 409)
 
     patched = client.patch(f"/v1/taxonomies/{tid}", json={"description": "what it is about", "metadata": {"a": 1}})
     assert patched.json()["description"] == "what it is about" and patched.json()["metadata"] == {"a": 1}
@@ -112,9 +141,15 @@ def test_crud_versions_clone(client: TestClient, reference: dict[str, Any]) -> N
 
 def test_execute_is_a_dry_run_with_scores(client: TestClient, reference: dict[str, Any]) -> None:
     tid = create(client, "topics", flat_config(reference, top_k=2))["taxonomy_id"]
-    body = client.post(f"/v1/taxonomies/{tid}/execute", json={"source_documents": [
-        {"document_id": "d1", "text": "A whale sang to its calf in the deep blue water.", "topics": ["mine"]},
-        {"document_id": "d2"}]}).json()
+    body = client.post(
+        f"/v1/taxonomies/{tid}/execute",
+        json={
+            "source_documents": [
+                {"document_id": "d1", "text": "A whale sang to its calf in the deep blue water.", "topics": ["mine"]},
+                {"document_id": "d2"},
+            ]
+        },
+    ).json()
     assert body["stats"] == {"processed_docs": 2, "batches": 1, "errors": 0, "enriched": 1}
     first, second = body["results"]
     assert first["category"] == "marine life" and len(first["topics"]) == 3
@@ -141,23 +176,40 @@ def _submit(client: TestClient, bucket: str, object_ids: list[str]) -> None:
     assert status["status"] == "COMPLETED", status
 
 
-def test_materialised_in_the_batch_with_held_out_text(client: TestClient, reference: dict[str, Any],
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_materialised_in_the_batch_with_held_out_text(
+    client: TestClient, reference: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
-    target = client.post("/v1/collections", json={
-        "collection_name": "passages", "source": {"type": "bucket", "bucket_ids": ["docs"]},
-        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                              "input_mappings": {"text": "content"}, "field_passthrough": [{"source_path": "title"}],
-                              "parameters": {"extractor_type": "text_extractor", "split_by": "none",
-                                             "model": "minilm"}},
-        "taxonomy_applications": [{"taxonomy_id": "topics", "execution_mode": "materialize"}]})
+    target = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": "passages",
+            "source": {"type": "bucket", "bucket_ids": ["docs"]},
+            "feature_extractor": {
+                "feature_extractor_name": "text_extractor",
+                "version": "v1",
+                "input_mappings": {"text": "content"},
+                "field_passthrough": [{"source_path": "title"}],
+                "parameters": {"extractor_type": "text_extractor", "split_by": "none", "model": "minilm"},
+            },
+            "taxonomy_applications": [{"taxonomy_id": "topics", "execution_mode": "materialize"}],
+        },
+    )
     assert target.status_code == 200, target.text
     assert target.json()["taxonomy_applications"][0]["taxonomy_id"] == tid  # stored by id
     # A tier reading the enriched collection sees the enrichment (the next tier reads after the write).
-    downstream = text_collection(client, "copies", {"type": "collection", "collection_ids": ["passages"]},
-                                 mapping="text", split_by="none", model="minilm", passthrough=("category",))
-    ids = {add_object(client, text, bucket="docs", title=f"doc {i}"): label
-           for i, (text, label) in enumerate(DOCUMENTS)}
+    downstream = text_collection(
+        client,
+        "copies",
+        {"type": "collection", "collection_ids": ["passages"]},
+        mapping="text",
+        split_by="none",
+        model="minilm",
+        passthrough=("category",),
+    )
+    ids = {
+        add_object(client, text, bucket="docs", title=f"doc {i}"): label for i, (text, label) in enumerate(DOCUMENTS)
+    }
     _submit(client, "docs", list(ids))
     docs = documents(client, target.json()["collection_id"])
     assert len(docs) == len(DOCUMENTS)
@@ -181,10 +233,17 @@ def test_materialised_in_the_batch_with_held_out_text(client: TestClient, refere
     assert all(len(d["topics"]) == 1 for d in again) and len(again) == len(DOCUMENTS)
 
 
-def test_apply_taxonomy_task_and_new_version_replaces_values(client: TestClient, reference: dict[str, Any],
-                                                             runtime: Runtime) -> None:
-    passages = text_collection(client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none",
-                               model="minilm", passthrough=("title",))
+def test_apply_taxonomy_task_and_new_version_replaces_values(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime
+) -> None:
+    passages = text_collection(
+        client,
+        "passages",
+        {"type": "bucket", "bucket_ids": ["docs"]},
+        split_by="none",
+        model="minilm",
+        passthrough=("title",),
+    )
     ids = [add_object(client, text, bucket="docs", title=label) for text, label in DOCUMENTS[:6]]
     run(runtime, passages["collection_id"], ids)
     tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
@@ -202,8 +261,10 @@ def test_apply_taxonomy_task_and_new_version_replaces_values(client: TestClient,
     progress = task["additional_data"]["progress"]
     assert progress["processed"] == 6 and progress["enriched"] == 6 and progress["batches"] == 1
     before = {d["document_id"]: d for d in documents(client, "passages")}
-    assert all(d["topics"] == [d["_internal"]["taxonomies"][tid]["written"] and d["topics"][0]][:1]
-               or len(d["topics"]) == 1 for d in before.values())
+    assert all(
+        d["topics"] == [d["_internal"]["taxonomies"][tid]["written"] and d["topics"][0]][:1] or len(d["topics"]) == 1
+        for d in before.values()
+    )
 
     # A new version with other fields re-applies on its own: old values go, new ones come, never both.
     new = flat_config(reference)
@@ -226,35 +287,87 @@ def test_apply_taxonomy_task_and_new_version_replaces_values(client: TestClient,
 
 def test_hierarchy_from_a_path_field(client: TestClient, reference: dict[str, Any]) -> None:
     tid = create(client, "folders", {"taxonomy_type": "hierarchical", "path_field": "folder"})["taxonomy_id"]
-    body = client.post(f"/v1/taxonomies/{tid}/execute", json={"source_documents": [
-        {"document_id": "a", "folder": "footage/2024/q3"}, {"document_id": "b", "folder": ["footage", "2023"]}]})
+    body = client.post(
+        f"/v1/taxonomies/{tid}/execute",
+        json={
+            "source_documents": [
+                {"document_id": "a", "folder": "footage/2024/q3"},
+                {"document_id": "b", "folder": ["footage", "2023"]},
+            ]
+        },
+    )
     first, second = body.json()["matches"]
     assert first["path"] == ["footage", "2024", "q3"] and first["hierarchy_level"] == 2 and first["label"] == "q3"
     assert second["path"] == ["footage", "2023"] and second["hierarchy_level"] == 1
 
 
-def test_explicit_hierarchy_assigns_path_and_level(client: TestClient, reference: dict[str, Any],
-                                                   runtime: Runtime) -> None:
+def test_explicit_hierarchy_assigns_path_and_level(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime
+) -> None:
     """Two levels: a root collection (domains) and the nodes under it."""
     make_bucket(client, "top")
-    roots = text_collection(client, "domains", {"type": "bucket", "bucket_ids": ["top"]}, split_by="none",
-                            model="minilm", passthrough=("title",))
-    run(runtime, roots["collection_id"], [add_object(client, "Nature, science and everyday life.", bucket="top",
-                                                     title="everything")])
+    roots = text_collection(
+        client,
+        "domains",
+        {"type": "bucket", "bucket_ids": ["top"]},
+        split_by="none",
+        model="minilm",
+        passthrough=("title",),
+    )
+    run(
+        runtime,
+        roots["collection_id"],
+        [add_object(client, "Nature, science and everyday life.", bucket="top", title="everything")],
+    )
     uri = _feature_uri(client, roots["collection_id"])
-    root_retriever = client.post("/v1/retrievers", json={
-        "retriever_name": "domain_search", "collection_identifiers": ["domains"], "input_schema": QUERY_SCHEMA,
-        "stages": [{"stage_name": "search", "config": {"stage_id": "feature_search", "parameters": {
-            "searches": [{"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": 5}]}}}]}).json()
+    root_retriever = client.post(
+        "/v1/retrievers",
+        json={
+            "retriever_name": "domain_search",
+            "collection_identifiers": ["domains"],
+            "input_schema": QUERY_SCHEMA,
+            "stages": [
+                {
+                    "stage_name": "search",
+                    "config": {
+                        "stage_id": "feature_search",
+                        "parameters": {"searches": [{"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": 5}]},
+                    },
+                }
+            ],
+        },
+    ).json()
     mapping = [{"input_key": "query", "source_type": "payload", "path": "text"}]
-    tid = create(client, "tree", {"taxonomy_type": "hierarchical", "input_mappings": mapping, "hierarchical_nodes": [
-        {"collection_id": roots["collection_id"], "retriever_id": root_retriever["retriever_id"], "label": "root",
-         "enrichment_fields": [{"field_path": "title", "target_field": "domain"}]},
-        {"collection_id": reference["nodes"]["collection_id"], "parent_collection_id": roots["collection_id"],
-         "retriever_id": reference["retriever_id"],
-         "enrichment_fields": [{"field_path": "title", "target_field": "category"}]}]})["taxonomy_id"]
-    body = client.post(f"/v1/taxonomies/{tid}/execute", json={"source_documents": [
-        {"document_id": "x", "text": "The astronaut floated past the window of the space station."}]}).json()
+    tid = create(
+        client,
+        "tree",
+        {
+            "taxonomy_type": "hierarchical",
+            "input_mappings": mapping,
+            "hierarchical_nodes": [
+                {
+                    "collection_id": roots["collection_id"],
+                    "retriever_id": root_retriever["retriever_id"],
+                    "label": "root",
+                    "enrichment_fields": [{"field_path": "title", "target_field": "domain"}],
+                },
+                {
+                    "collection_id": reference["nodes"]["collection_id"],
+                    "parent_collection_id": roots["collection_id"],
+                    "retriever_id": reference["retriever_id"],
+                    "enrichment_fields": [{"field_path": "title", "target_field": "category"}],
+                },
+            ],
+        },
+    )["taxonomy_id"]
+    body = client.post(
+        f"/v1/taxonomies/{tid}/execute",
+        json={
+            "source_documents": [
+                {"document_id": "x", "text": "The astronaut floated past the window of the space station."}
+            ]
+        },
+    ).json()
     best = body["matches"][0]
     assert best["path"] == ["everything", "astronomy"] and best["hierarchy_level"] == 1
     enriched = body["results"][0]
@@ -279,8 +392,11 @@ def test_bad_input_is_refused_and_changes_nothing(client: TestClient, reference:
 
     # Another namespace's retriever.
     client.post("/v1/namespaces", json={"namespace_name": "other", "feature_extractors": []})
-    other = client.post("/v1/taxonomies", headers={"X-Namespace": "other"}, json={
-        "taxonomy_name": "bad", "config": flat_config(reference)})
+    other = client.post(
+        "/v1/taxonomies",
+        headers={"X-Namespace": "other"},
+        json={"taxonomy_name": "bad", "config": flat_config(reference)},
+    )
     assert "another namespace" in assert_error(other, 400)["error"]["message"]
 
     # Mappings naming a field or a vector the target collection lacks: refused where it is attached.
@@ -289,44 +405,105 @@ def test_bad_input_is_refused_and_changes_nothing(client: TestClient, reference:
     vector_mapped["input_mappings"] = [{"input_key": "query", "source_type": "vector", "path": "no_such_vector"}]
     vid = create(client, "by_vector", vector_mapped)["taxonomy_id"]
     make_bucket(client, "plain")
-    plain = text_collection(client, "plain_docs", {"type": "bucket", "bucket_ids": ["plain"]}, split_by="none",
-                            model="minilm", mapping="content", passthrough=())
+    plain = text_collection(
+        client,
+        "plain_docs",
+        {"type": "bucket", "bucket_ids": ["plain"]},
+        split_by="none",
+        model="minilm",
+        mapping="content",
+        passthrough=(),
+    )
     plain_id = plain["collection_id"]
-    body = assert_error(client.patch(f"/v1/collections/{plain_id}", json={"taxonomy_applications": [
-        {"taxonomy_id": vid}]}), 400)
+    body = assert_error(
+        client.patch(f"/v1/collections/{plain_id}", json={"taxonomy_applications": [{"taxonomy_id": vid}]}), 400
+    )
     assert "vector 'no_such_vector'" in body["error"]["message"]
     field_mapped = flat_config(reference)
     field_mapped["input_mappings"] = [{"input_key": "query", "source_type": "payload", "path": "summary"}]
     fid = create(client, "by_field", field_mapped)["taxonomy_id"]
-    assert "field 'summary'" in assert_error(client.patch(f"/v1/collections/{plain_id}", json={
-        "taxonomy_applications": [{"taxonomy_id": fid}]}), 400)["error"]["message"]
+    assert (
+        "field 'summary'"
+        in assert_error(
+            client.patch(f"/v1/collections/{plain_id}", json={"taxonomy_applications": [{"taxonomy_id": fid}]}), 400
+        )["error"]["message"]
+    )
     assert client.get(f"/v1/collections/{plain_id}").json()["taxonomy_applications"] is None
-    assert_error(client.post("/v1/collections", json={
-        "collection_name": "xyz_docs", "source": {"type": "bucket", "bucket_ids": ["plain"]},
-        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                              "input_mappings": {"text": "content"}},
-        "taxonomy_applications": [{"taxonomy_id": "tax_missing"}]}), 404)
+    assert_error(
+        client.post(
+            "/v1/collections",
+            json={
+                "collection_name": "xyz_docs",
+                "source": {"type": "bucket", "bucket_ids": ["plain"]},
+                "feature_extractor": {
+                    "feature_extractor_name": "text_extractor",
+                    "version": "v1",
+                    "input_mappings": {"text": "content"},
+                },
+                "taxonomy_applications": [{"taxonomy_id": "tax_missing"}],
+            },
+        ),
+        404,
+    )
     assert client.post("/v1/collections/list", json={"search": "xyz"}).json()["total_count"] == 0
-    assert_error(client.post(f"/v1/collections/{plain_id}/apply-taxonomy", json={"taxonomy_id": tid,
-                                                                                  "budget_limits": {"max_credits": 1}}),
-                 400)
+    assert_error(
+        client.post(
+            f"/v1/collections/{plain_id}/apply-taxonomy", json={"taxonomy_id": tid, "budget_limits": {"max_credits": 1}}
+        ),
+        400,
+    )
 
 
-def test_taxonomy_enrich_stage_enriches_hits_without_writing(client: TestClient, reference: dict[str, Any],
-                                                             runtime: Runtime) -> None:
-    passages = text_collection(client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none",
-                               model="minilm", passthrough=("title",))
-    run(runtime, passages["collection_id"], [add_object(client, text, bucket="docs", title=label)
-                                             for text, label in DOCUMENTS])
+def test_taxonomy_enrich_stage_enriches_hits_without_writing(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime
+) -> None:
+    passages = text_collection(
+        client,
+        "passages",
+        {"type": "bucket", "bucket_ids": ["docs"]},
+        split_by="none",
+        model="minilm",
+        passthrough=("title",),
+    )
+    run(
+        runtime,
+        passages["collection_id"],
+        [add_object(client, text, bucket="docs", title=label) for text, label in DOCUMENTS],
+    )
     tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
     uri = _feature_uri(client, passages["collection_id"])
-    stages = [{"stage_name": "search", "config": {"stage_id": "feature_search", "parameters": {
-                  "searches": [{"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": 20}], "final_top_k": 3}}},
-              {"stage_name": "label", "config": {"stage_id": "taxonomy_enrich", "parameters": {
-                  "taxonomy_id": "topics", "top_k": 1, "fields": [{"field_path": "title", "target_field": "kind"}]}}}]
-    response = client.post("/v1/retrievers/execute", json={
-        "collection_identifiers": ["passages"], "input_schema": QUERY_SCHEMA, "stages": stages,
-        "inputs": {"query": "space missions and planets"}})
+    stages = [
+        {
+            "stage_name": "search",
+            "config": {
+                "stage_id": "feature_search",
+                "parameters": {
+                    "searches": [{"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": 20}],
+                    "final_top_k": 3,
+                },
+            },
+        },
+        {
+            "stage_name": "label",
+            "config": {
+                "stage_id": "taxonomy_enrich",
+                "parameters": {
+                    "taxonomy_id": "topics",
+                    "top_k": 1,
+                    "fields": [{"field_path": "title", "target_field": "kind"}],
+                },
+            },
+        },
+    ]
+    response = client.post(
+        "/v1/retrievers/execute",
+        json={
+            "collection_identifiers": ["passages"],
+            "input_schema": QUERY_SCHEMA,
+            "stages": stages,
+            "inputs": {"query": "space missions and planets"},
+        },
+    )
     assert response.status_code == 200, response.text
     hits = response.json()["documents"]
     assert len(hits) == 3 and all(h["kind"] == "astronomy" for h in hits)
@@ -335,7 +512,13 @@ def test_taxonomy_enrich_stage_enriches_hits_without_writing(client: TestClient,
     assert all("kind" not in d for d in documents(client, "passages"))  # nothing was written
 
     stages[1]["config"]["parameters"]["taxonomy_id"] = "nope"
-    missing = client.post("/v1/retrievers/execute", json={
-        "collection_identifiers": ["passages"], "input_schema": QUERY_SCHEMA, "stages": stages,
-        "inputs": {"query": "space"}})
+    missing = client.post(
+        "/v1/retrievers/execute",
+        json={
+            "collection_identifiers": ["passages"],
+            "input_schema": QUERY_SCHEMA,
+            "stages": stages,
+            "inputs": {"query": "space"},
+        },
+    )
     assert "'nope' not found" in assert_error(missing, 400)["error"]["message"]

@@ -31,8 +31,14 @@ class Crash(BaseException):
 def _batch(client: TestClient, runtime: Runtime) -> tuple[str, str]:
     runtime.stop_background()  # the test claims and runs tiers itself
     bucket_id = make_bucket(client)
-    collection = text_collection(client, "sentences", {"type": "bucket", "bucket_ids": [bucket_id]},
-                                 split_by="sentences", chunk_size=1, model="wordllama")
+    collection = text_collection(
+        client,
+        "sentences",
+        {"type": "bucket", "bucket_ids": [bucket_id]},
+        split_by="sentences",
+        chunk_size=1,
+        model="wordllama",
+    )
     object_ids = [add_object(client, f"Object {i} begins. Object {i} ends.", title=f"t{i}") for i in range(OBJECTS)]
     batch = client.post("/v1/buckets/docs/batches", json={"object_ids": object_ids}).json()
     assert client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={}).status_code == 200
@@ -41,8 +47,11 @@ def _batch(client: TestClient, runtime: Runtime) -> tuple[str, str]:
 
 def _expire(runtime: Runtime, batch_id: str) -> None:
     with runtime.db.transaction() as session:
-        session.execute(update(BatchTier).where(BatchTier.batch_id == batch_id)
-                        .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        session.execute(
+            update(BatchTier)
+            .where(BatchTier.batch_id == batch_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
 
 
 def _tier(runtime: Runtime, batch_id: str) -> BatchTier:
@@ -94,8 +103,9 @@ def test_a_stale_token_can_write_nothing(client: TestClient, namespace: dict[str
     assert client.get(f"/v1/buckets/docs/batches/{batch_id}").json()["status"] == "COMPLETED"
 
 
-def test_a_taken_over_tier_resumes_after_the_last_committed_chunk(client: TestClient, namespace: dict[str, Any],
-                                                                  runtime: Runtime) -> None:
+def test_a_taken_over_tier_resumes_after_the_last_committed_chunk(
+    client: TestClient, namespace: dict[str, Any], runtime: Runtime
+) -> None:
     batch_id, collection_id = _batch(client, runtime)
     first, second = _scheduler(runtime), _scheduler(runtime)
     commits: list[tuple[int, int, int]] = []  # (token, rows_done, documents_written) of every commit
@@ -133,13 +143,16 @@ def test_a_taken_over_tier_resumes_after_the_last_committed_chunk(client: TestCl
     tier = _tier(runtime, batch_id)
     assert tier.status == "COMPLETED" and tier.attempts == 2
     assert (tier.rows_done, tier.counters["documents_written"]) == (OBJECTS, 2 * OBJECTS)
-    roots = [d["_internal"]["lineage"]["root_object_id"] for d in client.post(
-        f"/v1/collections/{collection_id}/documents/list?limit=1000", json={}).json()["results"]]
+    roots = [
+        d["_internal"]["lineage"]["root_object_id"]
+        for d in client.post(f"/v1/collections/{collection_id}/documents/list?limit=1000", json={}).json()["results"]
+    ]
     assert sorted(roots.count(r) for r in set(roots)) == [2] * OBJECTS  # each object's documents, once
 
 
-def test_a_stale_job_claim_cannot_finish_or_renew(client: TestClient, namespace: dict[str, Any],
-                                                  runtime: Runtime) -> None:
+def test_a_stale_job_claim_cannot_finish_or_renew(
+    client: TestClient, namespace: dict[str, Any], runtime: Runtime
+) -> None:
     runtime.stop_background()
     make_bucket(client, "doomed")
     task_id = client.delete("/v1/buckets/doomed").json()["task_id"]

@@ -54,13 +54,28 @@ def worker(live_server: LiveServer) -> Iterator[Runtime]:
 def _collection(sdk: mixpeek.ApiClient, worker: Runtime) -> str:
     ns = NamespacesApi(sdk).create_namespace(CreateNamespaceRequest(namespace_name="sdk_clusters"))
     use_namespace(sdk, ns.namespace_id)
-    bucket = BucketsApi(sdk).create_bucket(BucketCreateRequest(bucket_name="notes", bucket_schema=BucketSchemaInput(
-        properties={"content": BucketSchemaFieldInput(type=BucketSchemaFieldType.TEXT)})))
-    collection = CollectionsApi(sdk).create_collection(CreateCollectionRequest.from_dict({
-        "collection_name": "points", "source": {"type": "bucket", "bucket_ids": [bucket.bucket_id]},
-        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                              "input_mappings": {"text": "content"},
-                              "parameters": {"extractor_type": "text_extractor", "split_by": "none"}}}))
+    bucket = BucketsApi(sdk).create_bucket(
+        BucketCreateRequest(
+            bucket_name="notes",
+            bucket_schema=BucketSchemaInput(
+                properties={"content": BucketSchemaFieldInput(type=BucketSchemaFieldType.TEXT)}
+            ),
+        )
+    )
+    collection = CollectionsApi(sdk).create_collection(
+        CreateCollectionRequest.from_dict(
+            {
+                "collection_name": "points",
+                "source": {"type": "bucket", "bucket_ids": [bucket.bucket_id]},
+                "feature_extractor": {
+                    "feature_extractor_name": "text_extractor",
+                    "version": "v1",
+                    "input_mappings": {"text": "content"},
+                    "parameters": {"extractor_type": "text_extractor", "split_by": "none"},
+                },
+            }
+        )
+    )
     assert collection is not None
     write_points(worker, collection.collection_id)
     return str(collection.collection_id)
@@ -79,22 +94,45 @@ def _wait(sdk: mixpeek.ApiClient, task_id: str) -> str:
 def test_clusters_through_the_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> None:
     collection_id = _collection(sdk, worker)
     clusters, executions = ClustersApi(sdk), ClusterExecutionsApi(sdk)
-    created = clusters.create_cluster(CreateClusterRequest.from_dict({
-        "collection_ids": [collection_id], "cluster_name": "topics", "cluster_type": "vector",
-        "vector_config": {"feature_uris": [FEATURE], "clustering_method": "kmeans",
-                          "kmeans_parameters": {"n_clusters": 3}},
-        "enrich_source_collection": True, "llm_labeling": {"enabled": True}}))
+    created = clusters.create_cluster(
+        CreateClusterRequest.from_dict(
+            {
+                "collection_ids": [collection_id],
+                "cluster_name": "topics",
+                "cluster_type": "vector",
+                "vector_config": {
+                    "feature_uris": [FEATURE],
+                    "clustering_method": "kmeans",
+                    "kmeans_parameters": {"n_clusters": 3},
+                },
+                "enrich_source_collection": True,
+                "llm_labeling": {"enabled": True},
+            }
+        )
+    )
     cid = created.cluster_id
     assert cid and created.status.value == "DRAFT" and created.algorithm == "kmeans"
     assert created.llm_labeling_errors and "no language model" in created.llm_labeling_errors[0]
     assert clusters.get_cluster("topics").cluster_id == cid
-    assert [c.cluster_id for c in clusters.list_clusters(list_clusters_request=ListClustersRequest(search="topic")).results] == [cid]
+    assert [
+        c.cluster_id for c in clusters.list_clusters(list_clusters_request=ListClustersRequest(search="topic")).results
+    ] == [cid]
     assert clusters.list_clusters_get().total_count == 1
     assert clusters.patch_cluster(cid, PatchClusterRequest(description="three")).description == "three"
     with pytest.raises(BadRequestException):
-        clusters.create_cluster(CreateClusterRequest.from_dict({
-            "collection_ids": [collection_id], "cluster_name": "too_big", "vector_config": {
-                "feature_uris": [FEATURE], "clustering_method": "spectral", "sample_size": 900_000}}))
+        clusters.create_cluster(
+            CreateClusterRequest.from_dict(
+                {
+                    "collection_ids": [collection_id],
+                    "cluster_name": "too_big",
+                    "vector_config": {
+                        "feature_uris": [FEATURE],
+                        "clustering_method": "spectral",
+                        "sample_size": 900_000,
+                    },
+                }
+            )
+        )
 
     task = clusters.execute_clustering_clusters(cid)
     assert task.task_type.value == "engine_cluster_build"
@@ -113,8 +151,9 @@ def test_clusters_through_the_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> No
     words = {w for text in TOPICS.values() for w in text.split()}
     assert all(set(g.keywords or []) & words for g in groups.groups)
     first = groups.groups[0].cluster_id
-    labels = executions.patch_execution_labels_clusters_id_run(cid, run_id, PatchExecutionLabelsRequest(
-        labels={first: "Renamed"}))
+    labels = executions.patch_execution_labels_clusters_id_run(
+        cid, run_id, PatchExecutionLabelsRequest(labels={first: "Renamed"})
+    )
     assert labels.label_overrides == {first: "Renamed"}
     named = executions.patch_execution_run_name_clusters(cid, run_id, PatchExecutionRunNameRequest(run_name="v1"))
     assert named.run_name == "v1"
@@ -125,8 +164,11 @@ def test_clusters_through_the_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> No
     assert export["row_count"] == 3 * PER_TOPIC and export["download_url"]
 
     triggers = ClusterTriggersApi(sdk)
-    trigger = triggers.create_trigger_clusters(SharedClustersTriggersModelsCreateTriggerRequest.from_dict({
-        "cluster_id": cid, "trigger_type": "cron", "schedule_config": {"cron_expression": "0 3 * * *"}}))
+    trigger = triggers.create_trigger_clusters(
+        SharedClustersTriggersModelsCreateTriggerRequest.from_dict(
+            {"cluster_id": cid, "trigger_type": "cron", "schedule_config": {"cron_expression": "0 3 * * *"}}
+        )
+    )
     assert trigger.trigger_id and trigger.status.value == "active" and trigger.next_scheduled_at is not None
     assert triggers.get_trigger_clusters(trigger.trigger_id).cluster_id == cid
     assert triggers.pause_trigger_clusters(trigger.trigger_id).status.value == "paused"

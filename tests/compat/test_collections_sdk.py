@@ -68,33 +68,57 @@ def worker(live_server: LiveServer) -> Iterator[Runtime]:
 def test_collections_documents_and_lineage_through_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> None:
     ns = NamespacesApi(sdk).create_namespace(CreateNamespaceRequest(namespace_name="sdk_collections"))
     use_namespace(sdk, ns.namespace_id)
-    bucket = BucketsApi(sdk).create_bucket(BucketCreateRequest(bucket_name="essays", bucket_schema=BucketSchemaInput(
-        properties={"content": BucketSchemaFieldInput(type=BucketSchemaFieldType.TEXT),
-                    "title": BucketSchemaFieldInput(type=BucketSchemaFieldType.STRING)})))
-    obj = BucketObjectsApi(sdk).create_object_buckets(bucket.bucket_id, CreateObjectRequest(
-        blobs=[CreateBlobRequest(var_property="content", type=BucketSchemaFieldType.TEXT, data=Data(ESSAY))],
-        additional_properties={"metadata": {"title": "Sea"}}))
+    bucket = BucketsApi(sdk).create_bucket(
+        BucketCreateRequest(
+            bucket_name="essays",
+            bucket_schema=BucketSchemaInput(
+                properties={
+                    "content": BucketSchemaFieldInput(type=BucketSchemaFieldType.TEXT),
+                    "title": BucketSchemaFieldInput(type=BucketSchemaFieldType.STRING),
+                }
+            ),
+        )
+    )
+    obj = BucketObjectsApi(sdk).create_object_buckets(
+        bucket.bucket_id,
+        CreateObjectRequest(
+            blobs=[CreateBlobRequest(var_property="content", type=BucketSchemaFieldType.TEXT, data=Data(ESSAY))],
+            additional_properties={"metadata": {"title": "Sea"}},
+        ),
+    )
 
     collections = CollectionsApi(sdk)
-    created = collections.create_collection(CreateCollectionRequest(
-        collection_name="essay_paragraphs",
-        source=SourceConfigInput(type=SourceType.BUCKET, bucket_ids=[bucket.bucket_id]),
-        feature_extractor=FeatureExtractorConfig(
-            feature_extractor_name="text_extractor", version="v1",
-            input_mappings=InputMappings({"text": "content"}),
-            field_passthrough=[FieldPassthrough(source_path="title")],
-            parameters=Parameters(TextExtractorParams(split_by="paragraphs", chunk_size=1)))))
+    created = collections.create_collection(
+        CreateCollectionRequest(
+            collection_name="essay_paragraphs",
+            source=SourceConfigInput(type=SourceType.BUCKET, bucket_ids=[bucket.bucket_id]),
+            feature_extractor=FeatureExtractorConfig(
+                feature_extractor_name="text_extractor",
+                version="v1",
+                input_mappings=InputMappings({"text": "content"}),
+                field_passthrough=[FieldPassthrough(source_path="title")],
+                parameters=Parameters(TextExtractorParams(split_by="paragraphs", chunk_size=1)),
+            ),
+        )
+    )
     assert created.collection_id.startswith("col_")
     assert created.feature_extractor.feature_extractor_id == "text_extractor_v1"
     assert isinstance(created.feature_extractor.parameters.actual_instance, TextExtractorParams)
     assert created.output_schema.properties["chunk_index"].type == BucketSchemaFieldType.INTEGER
-    sentences = collections.create_collection(CreateCollectionRequest.from_dict({
-        "collection_name": "essay_sentences",
-        "source": {"type": "collection", "collection_id": created.collection_id},
-        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                              "input_mappings": {"text": "text"},
-                              "parameters": {"extractor_type": "text_extractor", "split_by": "sentences",
-                                             "chunk_size": 1}}}))
+    sentences = collections.create_collection(
+        CreateCollectionRequest.from_dict(
+            {
+                "collection_name": "essay_sentences",
+                "source": {"type": "collection", "collection_id": created.collection_id},
+                "feature_extractor": {
+                    "feature_extractor_name": "text_extractor",
+                    "version": "v1",
+                    "input_mappings": {"text": "text"},
+                    "parameters": {"extractor_type": "text_extractor", "split_by": "sentences", "chunk_size": 1},
+                },
+            }
+        )
+    )
     assert sentences.source.collection_id == created.collection_id
 
     assert collections.get_collection("essay_paragraphs").collection_id == created.collection_id
@@ -109,9 +133,16 @@ def test_collections_documents_and_lineage_through_sdk(sdk: mixpeek.ApiClient, w
     assert run(worker, sentences.collection_id).documents_written == 4
 
     documents = CollectionDocumentsApi(sdk)
-    page = documents.list_documents(sentences.collection_id, list_documents_request=ListDocumentsRequest.from_dict({
-        "limit": 2, "filters": {"AND": [{"field": "text", "operator": "contains", "value": "the"}]},
-        "sort": {"field": "chunk_index", "direction": "asc"}}))
+    page = documents.list_documents(
+        sentences.collection_id,
+        list_documents_request=ListDocumentsRequest.from_dict(
+            {
+                "limit": 2,
+                "filters": {"AND": [{"field": "text", "operator": "contains", "value": "the"}]},
+                "sort": {"field": "chunk_index", "direction": "asc"},
+            }
+        ),
+    )
     assert len(page.results) == 2 and page.pagination.next_cursor  # 3 sentences match "the"
     first = page.results[0]
     assert first.collection_id == sentences.collection_id
@@ -125,24 +156,34 @@ def test_collections_documents_and_lineage_through_sdk(sdk: mixpeek.ApiClient, w
     assert replaced.additional_properties["text"] == "Rewritten."
     bulk = documents.bulk_update(sentences.collection_id, BulkUpdateDocumentsRequest(update_data={"batch": 1}))
     assert bulk.updated_count == 4
-    batch = documents.batch_update(sentences.collection_id, BatchUpdateDocumentsRequest.from_dict(
-        {"updates": [{"document_id": first.document_id, "update_data": {"batch": 2}}]}))
+    batch = documents.batch_update(
+        sentences.collection_id,
+        BatchUpdateDocumentsRequest.from_dict(
+            {"updates": [{"document_id": first.document_id, "update_data": {"batch": 2}}]}
+        ),
+    )
     assert batch.updated_count == 1
-    counts = documents.aggregate_documents(sentences.collection_id, DocumentAggregationRequest.from_dict(
-        {"group_by": [{"field": "batch"}], "aggregations": [{"function": "count", "alias": "n"}]}))
+    counts = documents.aggregate_documents(
+        sentences.collection_id,
+        DocumentAggregationRequest.from_dict(
+            {"group_by": [{"field": "batch"}], "aggregations": [{"function": "count", "alias": "n"}]}
+        ),
+    )
     assert sorted(r.metrics["n"] for r in counts.results) == [1, 3]
-    made = documents.create_document(sentences.collection_id, DocumentCreateRequest(
-        collection_id=sentences.collection_id, metadata={"origin": "sdk"}))
+    made = documents.create_document(
+        sentences.collection_id,
+        DocumentCreateRequest(collection_id=sentences.collection_id, metadata={"origin": "sdk"}),
+    )
     assert made.document_id.startswith("doc_")
-    removed = documents.batch_delete(sentences.collection_id, BatchDeleteDocumentsRequest(
-        document_ids=[made.document_id]))
+    removed = documents.batch_delete(
+        sentences.collection_id, BatchDeleteDocumentsRequest(document_ids=[made.document_id])
+    )
     assert removed.deleted_count == 1
 
     lineage_api = DocumentLineageApi(sdk)
     lineage = lineage_api.get_document_lineage(sentences.collection_id, first.document_id)
     assert lineage.depth == 2 and lineage.lineage.root_object_id == obj.object_id
-    assert [s.collection_id for s in lineage.lineage.lineage_chain] == [created.collection_id,
-                                                                        sentences.collection_id]
+    assert [s.collection_id for s in lineage.lineage.lineage_chain] == [created.collection_id, sentences.collection_id]
     by_object = lineage_api.get_documents_by_object(obj.object_id)
     assert by_object["total"] == 6
     tree = lineage_api.get_decomposition_tree_objects(obj.object_id, include_document_ids=True)
@@ -159,19 +200,44 @@ def test_collections_documents_and_lineage_through_sdk(sdk: mixpeek.ApiClient, w
 def test_bad_collections_are_refused_through_sdk(sdk: mixpeek.ApiClient) -> None:
     ns = NamespacesApi(sdk).create_namespace(CreateNamespaceRequest(namespace_name="sdk_bad_collections"))
     use_namespace(sdk, ns.namespace_id)
-    bucket = BucketsApi(sdk).create_bucket(BucketCreateRequest(bucket_name="b", bucket_schema=BucketSchemaInput(
-        properties={"content": BucketSchemaFieldInput(type=BucketSchemaFieldType.TEXT)})))
-    request = {"collection_name": "broken", "source": {"type": "bucket", "bucket_ids": [bucket.bucket_id]},
-               "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                                     "input_mappings": {"text": "missing_field"}}}
+    bucket = BucketsApi(sdk).create_bucket(
+        BucketCreateRequest(
+            bucket_name="b",
+            bucket_schema=BucketSchemaInput(
+                properties={"content": BucketSchemaFieldInput(type=BucketSchemaFieldType.TEXT)}
+            ),
+        )
+    )
+    request = {
+        "collection_name": "broken",
+        "source": {"type": "bucket", "bucket_ids": [bucket.bucket_id]},
+        "feature_extractor": {
+            "feature_extractor_name": "text_extractor",
+            "version": "v1",
+            "input_mappings": {"text": "missing_field"},
+        },
+    }
     with pytest.raises(mixpeek.exceptions.BadRequestException) as bad:
         CollectionsApi(sdk).create_collection(CreateCollectionRequest.from_dict(request))
     assert bad.value.data.error.type == "BadRequestError" and "missing_field" in bad.value.data.error.message
     with pytest.raises(mixpeek.exceptions.UnprocessableEntityException):
-        CollectionsApi(sdk).create_collection(CreateCollectionRequest.from_dict({
-            **request, "feature_extractor": {**request["feature_extractor"], "input_mappings": {"text": "content"},
-                                             "parameters": {"extractor_type": "text_extractor", "chunk_size": 5,
-                                                            "chunk_overlap": 9, "split_by": "words"}}}))
+        CollectionsApi(sdk).create_collection(
+            CreateCollectionRequest.from_dict(
+                {
+                    **request,
+                    "feature_extractor": {
+                        **request["feature_extractor"],
+                        "input_mappings": {"text": "content"},
+                        "parameters": {
+                            "extractor_type": "text_extractor",
+                            "chunk_size": 5,
+                            "chunk_overlap": 9,
+                            "split_by": "words",
+                        },
+                    },
+                }
+            )
+        )
 
 
 def test_extractor_catalogue_through_sdk(sdk: mixpeek.ApiClient) -> None:

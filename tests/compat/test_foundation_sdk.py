@@ -33,20 +33,29 @@ pytestmark = pytest.mark.compat
 
 
 def _namespace(sdk: mixpeek.ApiClient, name: str) -> str:
-    ns = NamespacesApi(sdk).create_namespace(CreateNamespaceRequest(
-        namespace_name=name,
-        feature_extractors=[BaseFeatureExtractorModelInput(feature_extractor_name="text_extractor", version="v1")]))
+    ns = NamespacesApi(sdk).create_namespace(
+        CreateNamespaceRequest(
+            namespace_name=name,
+            feature_extractors=[BaseFeatureExtractorModelInput(feature_extractor_name="text_extractor", version="v1")],
+        )
+    )
     assert ns.namespace_name == name and ns.namespace_id.startswith("ns_")
     use_namespace(sdk, ns.namespace_id)
     return ns.namespace_id
 
 
 def _bucket(sdk: mixpeek.ApiClient, name: str = "docs") -> str:
-    bucket = BucketsApi(sdk).create_bucket(BucketCreateRequest(
-        bucket_name=name,
-        bucket_schema=BucketSchemaInput(properties={
-            "content": BucketSchemaFieldInput(type=BucketSchemaFieldType.TEXT),
-            "title": BucketSchemaFieldInput(type=BucketSchemaFieldType.STRING)})))
+    bucket = BucketsApi(sdk).create_bucket(
+        BucketCreateRequest(
+            bucket_name=name,
+            bucket_schema=BucketSchemaInput(
+                properties={
+                    "content": BucketSchemaFieldInput(type=BucketSchemaFieldType.TEXT),
+                    "title": BucketSchemaFieldInput(type=BucketSchemaFieldType.STRING),
+                }
+            ),
+        )
+    )
     assert bucket.bucket_name == name and bucket.object_count == 0
     return str(bucket.bucket_id)
 
@@ -94,17 +103,27 @@ def test_buckets_objects_and_tasks_through_sdk(sdk: mixpeek.ApiClient) -> None:
     renamed = buckets.update_bucket(bucket_id, BucketUpdateRequest(description="texts"))
     assert renamed.description == "texts"
 
-    created = objects.create_object_buckets(bucket_id, CreateObjectRequest(
-        blobs=[CreateBlobRequest(var_property="content", type=BucketSchemaFieldType.TEXT, data=Data("hello sdk"))],
-        additional_properties={"metadata": {"title": "Hello"}}))
+    created = objects.create_object_buckets(
+        bucket_id,
+        CreateObjectRequest(
+            blobs=[CreateBlobRequest(var_property="content", type=BucketSchemaFieldType.TEXT, data=Data("hello sdk"))],
+            additional_properties={"metadata": {"title": "Hello"}},
+        ),
+    )
     assert created.object_id.startswith("obj_") and created.status.value == "DRAFT"
     assert created.blobs[0].type == BucketSchemaFieldType.TEXT and created.blobs[0].details.size_bytes == 9
     assert created.additional_properties["metadata"] == {"title": "Hello"}
     assert created.source_details[0].source_id == bucket_id
 
-    batch = objects.create_objects_batch_buckets(bucket_id, CreateObjectsBatchRequest.from_dict({"objects": [
-        {"blobs": [{"property": "content", "type": "text", "data": f"item {i}"}]} for i in range(3)
-    ] + [{"blobs": [{"property": "nope", "type": "text", "data": "x"}]}]}))
+    batch = objects.create_objects_batch_buckets(
+        bucket_id,
+        CreateObjectsBatchRequest.from_dict(
+            {
+                "objects": [{"blobs": [{"property": "content", "type": "text", "data": f"item {i}"}]} for i in range(3)]
+                + [{"blobs": [{"property": "nope", "type": "text", "data": "x"}]}]
+            }
+        ),
+    )
     assert (batch.succeeded_count, batch.failed_count, batch.total_requested) == (3, 1, 4)
     assert batch.failed[0].object_index == 3
 

@@ -59,10 +59,14 @@ from tests.compat.conftest import API_KEY, LiveServer, use_namespace
 
 pytestmark = pytest.mark.compat
 FEATURE = "mixpeek://text_extractor@v1/all_minilm_l6_v2"
-NODES = [("marine life", "Creatures of the ocean: fish, whales and coral reefs."),
-         ("baking", "Making bread and cakes in an oven with flour and yeast.")]
-DOCS = ["Dolphins leap beside the boat while the pod hunts sardines.",
-        "Knead the dough, let it rise overnight, then bake it."]
+NODES = [
+    ("marine life", "Creatures of the ocean: fish, whales and coral reefs."),
+    ("baking", "Making bread and cakes in an oven with flour and yeast."),
+]
+DOCS = [
+    "Dolphins leap beside the boat while the pod hunts sardines.",
+    "Knead the dough, let it rise overnight, then bake it.",
+]
 
 
 @pytest.fixture
@@ -73,17 +77,44 @@ def worker(live_server: LiveServer) -> Iterator[Runtime]:
 
 
 def _text_collection(sdk: mixpeek.ApiClient, worker: Runtime, name: str, texts: list[tuple[str, str]]) -> str:
-    bucket = BucketsApi(sdk).create_bucket(BucketCreateRequest(bucket_name=name, bucket_schema=BucketSchemaInput(
-        properties={"content": BucketSchemaFieldInput(type=BucketSchemaFieldType.TEXT),
-                    "title": BucketSchemaFieldInput(type=BucketSchemaFieldType.STRING)})))
-    objects = [BucketObjectsApi(sdk).create_object_buckets(bucket.bucket_id, CreateObjectRequest(
-        blobs=[CreateBlobRequest(var_property="content", type=BucketSchemaFieldType.TEXT, data=Data(text))],
-        additional_properties={"metadata": {"title": title}})).object_id for title, text in texts]
-    collection = CollectionsApi(sdk).create_collection(CreateCollectionRequest.from_dict({
-        "collection_name": f"{name}_text", "source": {"type": "bucket", "bucket_ids": [bucket.bucket_id]},
-        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                              "input_mappings": {"text": "content"}, "field_passthrough": [{"source_path": "title"}],
-                              "parameters": {"extractor_type": "text_extractor", "split_by": "none"}}}))
+    bucket = BucketsApi(sdk).create_bucket(
+        BucketCreateRequest(
+            bucket_name=name,
+            bucket_schema=BucketSchemaInput(
+                properties={
+                    "content": BucketSchemaFieldInput(type=BucketSchemaFieldType.TEXT),
+                    "title": BucketSchemaFieldInput(type=BucketSchemaFieldType.STRING),
+                }
+            ),
+        )
+    )
+    objects = [
+        BucketObjectsApi(sdk)
+        .create_object_buckets(
+            bucket.bucket_id,
+            CreateObjectRequest(
+                blobs=[CreateBlobRequest(var_property="content", type=BucketSchemaFieldType.TEXT, data=Data(text))],
+                additional_properties={"metadata": {"title": title}},
+            ),
+        )
+        .object_id
+        for title, text in texts
+    ]
+    collection = CollectionsApi(sdk).create_collection(
+        CreateCollectionRequest.from_dict(
+            {
+                "collection_name": f"{name}_text",
+                "source": {"type": "bucket", "bucket_ids": [bucket.bucket_id]},
+                "feature_extractor": {
+                    "feature_extractor_name": "text_extractor",
+                    "version": "v1",
+                    "input_mappings": {"text": "content"},
+                    "field_passthrough": [{"source_path": "title"}],
+                    "parameters": {"extractor_type": "text_extractor", "split_by": "none"},
+                },
+            }
+        )
+    )
     assert run(worker, collection.collection_id, objects).documents_written == len(texts)
     return str(collection.collection_id)
 
@@ -93,17 +124,35 @@ def test_taxonomies_through_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> None
     use_namespace(sdk, ns.namespace_id)
     nodes = _text_collection(sdk, worker, "nodes", NODES)
     passages = _text_collection(sdk, worker, "passages", [(f"doc {i}", text) for i, text in enumerate(DOCS)])
-    retriever = RetrieversApi(sdk).create_retriever(CreateRetrieverRequest(
-        retriever_name="node_search", collection_identifiers=[nodes],
-        input_schema={"query": RetrieverInputSchemaFieldInput(type=RetrieverInputSchemaFieldType.TEXT, required=True)},
-        stages=[StageConfigInput(stage_name="search", stage_type=StageType.FILTER, config={
-            "stage_id": "feature_search",
-            "parameters": {"searches": [{"feature_uri": FEATURE, "query": "{{INPUT.query}}", "top_k": 5}]}})]))
+    retriever = RetrieversApi(sdk).create_retriever(
+        CreateRetrieverRequest(
+            retriever_name="node_search",
+            collection_identifiers=[nodes],
+            input_schema={
+                "query": RetrieverInputSchemaFieldInput(type=RetrieverInputSchemaFieldType.TEXT, required=True)
+            },
+            stages=[
+                StageConfigInput(
+                    stage_name="search",
+                    stage_type=StageType.FILTER,
+                    config={
+                        "stage_id": "feature_search",
+                        "parameters": {"searches": [{"feature_uri": FEATURE, "query": "{{INPUT.query}}", "top_k": 5}]},
+                    },
+                )
+            ],
+        )
+    )
     config = FlatTaxonomyConfigInput(
         retriever_id=retriever.retriever_id,
         input_mappings=[InputMapping(input_key="query", source_type=InputSourceType.PAYLOAD, path="text")],
-        source_collection=SourceCollectionInput(collection_id=nodes, enrichment_fields=[
-            EnrichmentField(field_path="title", target_field="category", merge_mode=EnrichmentMergeMode.REPLACE)]))
+        source_collection=SourceCollectionInput(
+            collection_id=nodes,
+            enrichment_fields=[
+                EnrichmentField(field_path="title", target_field="category", merge_mode=EnrichmentMergeMode.REPLACE)
+            ],
+        ),
+    )
     api = TaxonomiesApi(sdk)
     created = api.create_taxonomy_taxonomies(CreateTaxonomyRequest(taxonomy_name="topics", config=Config1(config)))
     tid = created.taxonomy_id
@@ -115,9 +164,15 @@ def test_taxonomies_through_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> None
     assert api.list_taxonomies().total_count == 1
     assert api.patch_taxonomy_taxonomies(tid, PatchTaxonomyRequest(description="demo")).description == "demo"
 
-    executed = api.execute_taxonomy_taxonomies_0(tid, Payload1(ExecuteTaxonomyRequest(
-        taxonomy=TaxonomyModelInput.from_dict(created.to_dict()),
-        source_documents=[{"document_id": "x", "text": "A whale sang to its calf in the deep water."}])))
+    executed = api.execute_taxonomy_taxonomies_0(
+        tid,
+        Payload1(
+            ExecuteTaxonomyRequest(
+                taxonomy=TaxonomyModelInput.from_dict(created.to_dict()),
+                source_documents=[{"document_id": "x", "text": "A whale sang to its calf in the deep water."}],
+            )
+        ),
+    )
     assert executed.stats.enriched == 1 and executed.matches[0].label == "marine life"
     assert executed.results[0]["category"] == "marine life"
 
@@ -131,8 +186,9 @@ def test_taxonomies_through_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> None
     with pytest.raises(BadRequestException):  # not attached yet
         CollectionTaxonomiesApi(sdk).apply_taxonomy_to_collection(passages, ApplyTaxonomyRequest(taxonomy_id=tid))
     collections.update_collection(passages, {"taxonomy_applications": [{"taxonomy_id": tid}]})
-    applied = CollectionTaxonomiesApi(sdk).apply_taxonomy_to_collection(passages, ApplyTaxonomyRequest(
-        taxonomy_id=tid, batch_size=100))
+    applied = CollectionTaxonomiesApi(sdk).apply_taxonomy_to_collection(
+        passages, ApplyTaxonomyRequest(taxonomy_id=tid, batch_size=100)
+    )
     assert applied.taxonomy_id == tid and applied.estimated_documents == 2
     deadline = time.monotonic() + 120
     while (task := TasksApi(sdk).get_task(applied.task_id)).status.value not in ("COMPLETED", "FAILED"):
@@ -148,4 +204,3 @@ def test_taxonomies_through_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> None
     api.delete_taxonomy_taxonomies(tid)
     with pytest.raises(NotFoundException):
         api.get_taxonomy_taxonomies(tid)
-

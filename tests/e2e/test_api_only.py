@@ -15,8 +15,14 @@ from tests.reliability.crash_harness import api, setup_text, text_objects
 
 def test_an_api_only_server_starts_and_serves_with_ray_unreachable(tmp_path: Path) -> None:
     nowhere = free_port()  # nothing listens here: a replica that tried to join Ray would fail to start
-    server = start_server(tmp_path / "data", extra_env={
-        "STRATAFLOW_API_ONLY": "true", "STRATAFLOW_ENGINE": "ray", "STRATAFLOW_RAY_ADDRESS": f"127.0.0.1:{nowhere}"})
+    server = start_server(
+        tmp_path / "data",
+        extra_env={
+            "STRATAFLOW_API_ONLY": "true",
+            "STRATAFLOW_ENGINE": "ray",
+            "STRATAFLOW_RAY_ADDRESS": f"127.0.0.1:{nowhere}",
+        },
+    )
     try:
         with api(server.url) as client:
             setup_text(client)

@@ -37,15 +37,17 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def first_run(server: LiveServer, folder: Path) -> str:
-    result = run_client("ingest", str(folder), "--bucket", "notes", "--namespace", "cli",
-                        "--text-model", "wordllama", url=server.url)
+    result = run_client(
+        "ingest", str(folder), "--bucket", "notes", "--namespace", "cli", "--text-model", "wordllama", url=server.url
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
 def _api(server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.url, timeout=30,
-                        headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": "cli"})
+    return httpx.Client(
+        base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": "cli"}
+    )
 
 
 def _row(output: str, label: str) -> str:
@@ -82,8 +84,9 @@ def test_a_rerun_skips_every_file_already_there(server: LiveServer, folder: Path
         assert len(api.post("/v1/buckets/notes/objects/list", json={}).json()["results"]) == 3
 
 
-def test_a_changed_file_is_uploaded_and_processed_alone(server: LiveServer, folder: Path, first_run: str,
-                                                         tmp_path: Path) -> None:
+def test_a_changed_file_is_uploaded_and_processed_alone(
+    server: LiveServer, folder: Path, first_run: str, tmp_path: Path
+) -> None:
     (tmp_path / "extra.txt").write_text("Deserts bloom after rain.")
     result = run_client("ingest", str(tmp_path), "--bucket", "notes", "--namespace", "cli", url=server.url)
     assert result.returncode == 0, result.stderr
@@ -106,18 +109,21 @@ def test_the_admin_key_file_is_the_default_key(server: LiveServer, first_run: st
     (tmp_path / ".strataflow" / "admin-key").write_text(API_KEY + "\n")
     batch_id = re.search(r"batch (btch_\w+) submitted", first_run)
     assert batch_id
-    result = run_client("watch", batch_id.group(1), "-n", "cli", "-b", "notes", url=server.url, key=None,
-                        cwd=tmp_path)
+    result = run_client("watch", batch_id.group(1), "-n", "cli", "-b", "notes", url=server.url, key=None, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("watch", "btch_missing", "-n", "cli"), "batch btch_missing was not found in any bucket"),
-    (("watch", "btch_missing", "-n", "cli", "-b", "nobucket"), "not found"),
-    (("ingest", "{folder}", "-b", "notes", "-n", "cli", "--collection", "nope"), "not found"),
-])
-def test_refusals_print_the_servers_message(server: LiveServer, folder: Path, first_run: str,
-                                            args: tuple[str, ...], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("watch", "btch_missing", "-n", "cli"), "batch btch_missing was not found in any bucket"),
+        (("watch", "btch_missing", "-n", "cli", "-b", "nobucket"), "not found"),
+        (("ingest", "{folder}", "-b", "notes", "-n", "cli", "--collection", "nope"), "not found"),
+    ],
+)
+def test_refusals_print_the_servers_message(
+    server: LiveServer, folder: Path, first_run: str, args: tuple[str, ...], message: str
+) -> None:
     result = run_client(*(a.format(folder=folder) for a in args), url=server.url)
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and message in result.stderr.lower().replace("\n", " ")
@@ -134,8 +140,9 @@ def test_bad_key_and_unreachable_server_are_one_line_errors(server: LiveServer, 
 
 
 def test_search_shows_ranked_hits_with_their_source(server: LiveServer, first_run: str) -> None:
-    result = run_client("search", "singing whales", "--collection", "notes-text", "--top-k", "3",
-                        "--namespace", "cli", url=server.url)
+    result = run_client(
+        "search", "singing whales", "--collection", "notes-text", "--top-k", "3", "--namespace", "cli", url=server.url
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("│")]
     assert len(lines) == 3 and "Whales sing." in lines[0]  # the best hit first

@@ -16,8 +16,10 @@ from tests.live import API_KEY, LiveServer, run_client, start_server
 
 NAMESPACE = "existing"
 # The smallest valid PNG (1x1, grey): no collection here reads images, they are only stored.
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010800000000"
-                    "3a7e9b550000000a4944415478da63600000000200015d0b1d0a0000000049454e44ae426082")
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010800000000"
+    "3a7e9b550000000a4944415478da63600000000200015d0b1d0a0000000049454e44ae426082"
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +32,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def _api(server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.url, timeout=30,
-                        headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": NAMESPACE})
+    return httpx.Client(
+        base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": NAMESPACE}
+    )
 
 
 def _bucket(server: LiveServer, name: str, properties: dict[str, str]) -> str:
     with _api(server) as api:
-        answer = api.post("/v1/buckets", json={"bucket_name": name, "bucket_schema": {
-            "properties": {prop: {"type": kind} for prop, kind in properties.items()}}})
+        answer = api.post(
+            "/v1/buckets",
+            json={
+                "bucket_name": name,
+                "bucket_schema": {"properties": {prop: {"type": kind} for prop, kind in properties.items()}},
+            },
+        )
         assert answer.status_code == 200, answer.text
         return str(answer.json()["bucket_id"])
 
@@ -53,8 +61,18 @@ def _folder(root: Path, files: dict[str, str | bytes]) -> Path:
 
 
 def _ingest(server: LiveServer, folder: Path, bucket: str, *args: str) -> Any:
-    return run_client("ingest", str(folder), "--bucket", bucket, "--namespace", NAMESPACE,
-                      "--text-model", "wordllama", *args, url=server.url)
+    return run_client(
+        "ingest",
+        str(folder),
+        "--bucket",
+        bucket,
+        "--namespace",
+        NAMESPACE,
+        "--text-model",
+        "wordllama",
+        *args,
+        url=server.url,
+    )
 
 
 def _row(output: str, label: str) -> str:
@@ -86,21 +104,37 @@ def drop(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     """The issue's repro: properties `content` (text) and `picture` (image), a collection over `content`."""
     bucket_id = _bucket(server, "drop", {"content": "text", "picture": "image"})
     with _api(server) as api:
-        answer = api.post("/v1/collections", json={
-            "collection_name": "drop-chunks", "source": {"type": "bucket", "bucket_ids": [bucket_id]},
-            "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                                  "input_mappings": {"text": "content"},
-                                  "parameters": {"extractor_type": "text_extractor", "split_by": "paragraphs",
-                                                 "chunk_size": 1, "model": "wordllama"}}})
+        answer = api.post(
+            "/v1/collections",
+            json={
+                "collection_name": "drop-chunks",
+                "source": {"type": "bucket", "bucket_ids": [bucket_id]},
+                "feature_extractor": {
+                    "feature_extractor_name": "text_extractor",
+                    "version": "v1",
+                    "input_mappings": {"text": "content"},
+                    "parameters": {
+                        "extractor_type": "text_extractor",
+                        "split_by": "paragraphs",
+                        "chunk_size": 1,
+                        "model": "wordllama",
+                    },
+                },
+            },
+        )
         assert answer.status_code == 200, answer.text
-    folder = _folder(tmp_path_factory.mktemp("drop"), {
-        "a.txt": "Lighthouses guide ships.\n\nKeepers lived in them.", "notes/b.md": "# Tides\n\nThe moon pulls.",
-        "pics/dot.png": PNG})
+    folder = _folder(
+        tmp_path_factory.mktemp("drop"),
+        {
+            "a.txt": "Lighthouses guide ships.\n\nKeepers lived in them.",
+            "notes/b.md": "# Tides\n\nThe moon pulls.",
+            "pics/dot.png": PNG,
+        },
+    )
     return bucket_id, folder
 
 
-def test_the_issue_repro_maps_files_to_the_buckets_own_properties(server: LiveServer,
-                                                                   drop: tuple[str, Path]) -> None:
+def test_the_issue_repro_maps_files_to_the_buckets_own_properties(server: LiveServer, drop: tuple[str, Path]) -> None:
     bucket_id, folder = drop
     result = _ingest(server, folder, "drop")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -144,19 +178,20 @@ def test_a_file_whose_object_was_deleted_is_not_already_there(server: LiveServer
 
 
 def test_without_a_collection_ingest_creates_ones_that_read_the_existing_properties(
-        server: LiveServer, tmp_path: Path) -> None:
+    server: LiveServer, tmp_path: Path
+) -> None:
     bucket_id = _bucket(server, "drop_bare", {"content": "text", "picture": "image"})
     folder = _folder(tmp_path, {"a.txt": "Harbours shelter boats.", "dot.png": PNG})
     result = _ingest(server, folder, "drop_bare", "--no-process")
     assert result.returncode == 0, result.stdout + result.stderr
-    mappings = {c["collection_name"]: c["feature_extractor"]["input_mappings"]
-                for c in _collections_of(server, bucket_id)}
+    mappings = {
+        c["collection_name"]: c["feature_extractor"]["input_mappings"] for c in _collections_of(server, bucket_id)
+    }
     assert mappings == {"drop_bare-text": {"text": "content"}, "drop_bare-image": {"image": "picture"}}
     assert _objects(server, "drop_bare") == {"a.txt": {"content"}, "dot.png": {"picture"}}
 
 
-def test_several_properties_of_a_kind_need_a_choice_before_anything_is_sent(server: LiveServer,
-                                                                             tmp_path: Path) -> None:
+def test_several_properties_of_a_kind_need_a_choice_before_anything_is_sent(server: LiveServer, tmp_path: Path) -> None:
     bucket_id = _bucket(server, "two_texts", {"body": "text", "summary": "text"})
     folder = _folder(tmp_path, {"one.txt": "Glaciers carve valleys.", "two.txt": "Rivers carry silt."})
     refused = _ingest(server, folder, "two_texts")
@@ -177,14 +212,18 @@ def bad_choices(server: LiveServer) -> str:
     return _bucket(server, "two_texts_bad", {"body": "text", "summary": "text", "picture": "image"})
 
 
-@pytest.mark.parametrize(("choice", "message"), [
-    ("text=nope", "bucket 'two_texts_bad' has no property 'nope'"),
-    ("text=picture", "property 'picture' of bucket 'two_texts_bad' holds image, not text"),
-    ("sound=body", "unknown kind 'sound'"),
-    ("text", "expected KIND=NAME"),
-])
-def test_a_bad_property_choice_is_refused_before_uploading(server: LiveServer, bad_choices: str, tmp_path: Path,
-                                                           choice: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("choice", "message"),
+    [
+        ("text=nope", "bucket 'two_texts_bad' has no property 'nope'"),
+        ("text=picture", "property 'picture' of bucket 'two_texts_bad' holds image, not text"),
+        ("sound=body", "unknown kind 'sound'"),
+        ("text", "expected KIND=NAME"),
+    ],
+)
+def test_a_bad_property_choice_is_refused_before_uploading(
+    server: LiveServer, bad_choices: str, tmp_path: Path, choice: str, message: str
+) -> None:
     folder = _folder(tmp_path, {"one.txt": "Dunes wander."})
     result = _ingest(server, folder, "two_texts_bad", "--property", choice)
     assert result.returncode == 1 and message in _plain(result)
@@ -245,7 +284,10 @@ def test_a_new_bucket_takes_the_property_names_chosen(server: LiveServer, tmp_pa
     with _api(server) as api:
         schema = api.get("/v1/buckets/named").json()["bucket_schema"]["properties"]
     assert {name: field["type"] for name, field in schema.items()} == {
-        "body": "text", "filename": "string", "path": "string"}
+        "body": "text",
+        "filename": "string",
+        "path": "string",
+    }
     assert _objects(server, "named") == {"one.txt": {"body"}}
 
 
@@ -259,12 +301,16 @@ def test_two_identical_files_make_one_object_and_one_already_there(server: LiveS
     assert len(_objects(server, "twins")) == 1
 
 
-def test_a_unique_key_held_by_other_content_is_a_failure_not_already_there(server: LiveServer,
-                                                                            tmp_path: Path) -> None:
+def test_a_unique_key_held_by_other_content_is_a_failure_not_already_there(server: LiveServer, tmp_path: Path) -> None:
     with _api(server) as api:
-        answer = api.post("/v1/buckets", json={
-            "bucket_name": "keyed", "unique_key": {"fields": ["path"], "default_policy": "insert"},
-            "bucket_schema": {"properties": {"body": {"type": "text"}, "path": {"type": "string"}}}})
+        answer = api.post(
+            "/v1/buckets",
+            json={
+                "bucket_name": "keyed",
+                "unique_key": {"fields": ["path"], "default_policy": "insert"},
+                "bucket_schema": {"properties": {"body": {"type": "text"}, "path": {"type": "string"}}},
+            },
+        )
         assert answer.status_code == 200, answer.text
     folder = _folder(tmp_path, {"note.txt": "First version."})
     assert _ingest(server, folder, "keyed", "--no-process").returncode == 0

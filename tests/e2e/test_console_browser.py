@@ -14,8 +14,16 @@ from playwright.sync_api import Page, expect, sync_playwright
 from tests.live import API_KEY, LiveServer, start_server
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # Screenshots land here; STRATAFLOW_SCREENSHOTS keeps them somewhere else to look at (docs/img/ holds a few).
 SHOTS = os.environ.get("STRATAFLOW_SCREENSHOTS")
 
@@ -27,16 +35,34 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with httpx.Client(base_url=live.url, headers=headers, timeout=30) as api:
         assert api.post("/v1/namespaces", json={"namespace_name": "demo"}).status_code == 200
         api.headers["X-Namespace"] = "demo"
-        schema = {"properties": {"text": {"type": "text"}, "image": {"type": "image"},
-                                 "filename": {"type": "string"}, "path": {"type": "string"}}}
+        schema = {
+            "properties": {
+                "text": {"type": "text"},
+                "image": {"type": "image"},
+                "filename": {"type": "string"},
+                "path": {"type": "string"},
+            }
+        }
         assert api.post("/v1/buckets", json={"bucket_name": "notes", "bucket_schema": schema}).status_code == 200
-        made = api.post("/v1/collections", json={
-            "collection_name": "notes-text", "source": {"type": "bucket", "bucket_ids": ["notes"]},
-            "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                                  "input_mappings": {"text": "text"},
-                                  "field_passthrough": [{"source_path": "filename"}],
-                                  "parameters": {"extractor_type": "text_extractor", "split_by": "paragraphs",
-                                                 "chunk_size": 1, "model": "wordllama"}}})
+        made = api.post(
+            "/v1/collections",
+            json={
+                "collection_name": "notes-text",
+                "source": {"type": "bucket", "bucket_ids": ["notes"]},
+                "feature_extractor": {
+                    "feature_extractor_name": "text_extractor",
+                    "version": "v1",
+                    "input_mappings": {"text": "text"},
+                    "field_passthrough": [{"source_path": "filename"}],
+                    "parameters": {
+                        "extractor_type": "text_extractor",
+                        "split_by": "paragraphs",
+                        "chunk_size": 1,
+                        "model": "wordllama",
+                    },
+                },
+            },
+        )
         assert made.status_code == 200, made.text
     yield live
     live.stop()
@@ -59,13 +85,16 @@ def shot(page: Page, tmp_path: Path, name: str) -> None:
 
 def drop_file(page: Page, selector: str, name: str, text: str, mime: str) -> None:
     """A real drop event carrying a File, as a person dragging from their desktop produces."""
-    page.evaluate("""([selector, name, text, mime]) => {
+    page.evaluate(
+        """([selector, name, text, mime]) => {
         const data = new DataTransfer();
         data.items.add(new File([text], name, {type: mime}));
         const zone = document.querySelector(selector);
         zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: data, bubbles: true, cancelable: true}));
         zone.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
-    }""", [selector, name, text, mime])
+    }""",
+        [selector, name, text, mime],
+    )
 
 
 def test_sign_in_drop_a_file_and_watch_its_batch(server: LiveServer, page: Page, tmp_path: Path) -> None:
@@ -83,8 +112,9 @@ def test_sign_in_drop_a_file_and_watch_its_batch(server: LiveServer, page: Page,
 
     page.click(".bucket-card")
     expect(page.locator("#dropzone")).to_be_visible()
-    drop_file(page, "#dropzone", "glaciers.txt",
-              "Glaciers carve valleys.\n\nMeltwater feeds the rivers below.", "text/plain")
+    drop_file(
+        page, "#dropzone", "glaciers.txt", "Glaciers carve valleys.\n\nMeltwater feeds the rivers below.", "text/plain"
+    )
     expect(page.locator("#uploads")).to_contain_text("uploaded")
     panel = page.locator("#batch-live .batch-panel")
     expect(panel).to_have_attribute("data-status", "COMPLETED", timeout=60_000)
@@ -95,8 +125,9 @@ def test_sign_in_drop_a_file_and_watch_its_batch(server: LiveServer, page: Page,
     shot(page, tmp_path, "2-bucket-after-batch")
 
     # The same file again: the SHA-256 matches, nothing is uploaded twice.
-    drop_file(page, "#dropzone", "glaciers.txt",
-              "Glaciers carve valleys.\n\nMeltwater feeds the rivers below.", "text/plain")
+    drop_file(
+        page, "#dropzone", "glaciers.txt", "Glaciers carve valleys.\n\nMeltwater feeds the rivers below.", "text/plain"
+    )
     expect(page.locator("#uploads")).to_contain_text("already there")
 
     page.click("a[data-view=collections]")

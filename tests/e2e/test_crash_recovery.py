@@ -17,24 +17,36 @@ OBJECTS = 60
 
 
 def _api(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=60,
-                        headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": "main"})
+    return httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": "main"})
 
 
 def _setup(api: httpx.Client) -> str:
     api.post("/v1/namespaces", json={"namespace_name": "main"}, headers={"X-Namespace": ""})
     schema = {"properties": {"content": {"type": "text"}}}
     bucket_id = api.post("/v1/buckets", json={"bucket_name": "docs", "bucket_schema": schema}).json()["bucket_id"]
-    collection = api.post("/v1/collections", json={
-        "collection_name": "sentences", "source": {"type": "bucket", "bucket_ids": [bucket_id]},
-        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                              "input_mappings": {"text": "content"},
-                              "parameters": {"extractor_type": "text_extractor", "split_by": "sentences",
-                                             "chunk_size": 1, "model": "minilm"}}})
+    collection = api.post(
+        "/v1/collections",
+        json={
+            "collection_name": "sentences",
+            "source": {"type": "bucket", "bucket_ids": [bucket_id]},
+            "feature_extractor": {
+                "feature_extractor_name": "text_extractor",
+                "version": "v1",
+                "input_mappings": {"text": "content"},
+                "parameters": {
+                    "extractor_type": "text_extractor",
+                    "split_by": "sentences",
+                    "chunk_size": 1,
+                    "model": "minilm",
+                },
+            },
+        },
+    )
     assert collection.status_code == 200, collection.text
     text = " ".join(f"Sentence number {n} of this object." for n in range(SENTENCES))
-    items = [{"blobs": [{"property": "content", "type": "text", "data": f"{text} Unique tail {i}."}]}
-             for i in range(OBJECTS)]
+    items = [
+        {"blobs": [{"property": "content", "type": "text", "data": f"{text} Unique tail {i}."}]} for i in range(OBJECTS)
+    ]
     created = api.post("/v1/buckets/docs/objects/batch", json={"objects": items}).json()
     object_ids = [o["object_id"] for o in created["succeeded"]]
     batch = api.post("/v1/buckets/docs/batches", json={"object_ids": object_ids}).json()
@@ -53,15 +65,26 @@ def _wait(api: httpx.Client, batch_id: str, until: Any, timeout: float) -> dict[
 
 def test_sigkill_mid_tier_then_restart(tmp_path: Path) -> None:
     data_dir, port = tmp_path / "data", free_port()
-    env = {"STRATAFLOW_TIER_LEASE_S": "3", "STRATAFLOW_MANIFEST_CHUNK_ROWS": "10",
-           "STRATAFLOW_EXTRACT_BATCH_SIZE": "10"}
+    env = {
+        "STRATAFLOW_TIER_LEASE_S": "3",
+        "STRATAFLOW_MANIFEST_CHUNK_ROWS": "10",
+        "STRATAFLOW_EXTRACT_BATCH_SIZE": "10",
+    }
     server = start_server(data_dir, port, env)
     with _api(server.url) as api:
         batch_id, collection_id = _setup(api)
         api.post(f"/v1/buckets/docs/batches/{batch_id}/submit", json={})
         # Kill once some documents were written, before the tier is done.
-        running = _wait(api, batch_id, lambda b: b["tier_tasks"] and b["tier_tasks"][0]["status"] == "IN_PROGRESS"
-                        and (b["tier_tasks"][0]["performance"] or {}).get("rows_done", 0) >= 10, 120)
+        running = _wait(
+            api,
+            batch_id,
+            lambda b: (
+                b["tier_tasks"]
+                and b["tier_tasks"][0]["status"] == "IN_PROGRESS"
+                and (b["tier_tasks"][0]["performance"] or {}).get("rows_done", 0) >= 10
+            ),
+            120,
+        )
         assert running["status"] == "IN_PROGRESS"
     workers = child_pids(server.process.pid)  # the pool's spawned processes, mid-extraction
     assert workers

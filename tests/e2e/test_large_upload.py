@@ -84,8 +84,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def api(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=120,
-                      headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": "big"}) as client:
+    with httpx.Client(
+        base_url=server.url, timeout=120, headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": "big"}
+    ) as client:
         created = client.post("/v1/namespaces", json={"namespace_name": "big", "feature_extractors": []})
         assert created.status_code == 200, created.text
         schema = {"properties": {"clip": {"type": "video"}}}
@@ -104,8 +105,10 @@ def _wait(api: httpx.Client, task_id: str) -> dict[str, Any]:
 
 
 def _create(api: httpx.Client, name: str, size: int) -> dict[str, Any]:
-    response = api.post("/v1/buckets/media/uploads", json={
-        "filename": name, "content_type": "video/mp4", "blob_property": "clip", "file_size_bytes": size})
+    response = api.post(
+        "/v1/buckets/media/uploads",
+        json={"filename": name, "content_type": "video/mp4", "blob_property": "clip", "file_size_bytes": size},
+    )
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -138,8 +141,7 @@ def test_large_files_stream_with_flat_memory(server: LiveServer, api: httpx.Clie
     assert done["file_hash"] == _sha256(1, SIZE) and done["object_id"]
 
     multi = _create(api, "parts.mp4", SIZE)
-    plan = api.post(f"/v1/buckets/media/uploads/{multi['upload_id']}/multipart",
-                    json={"part_size_bytes": PART}).json()
+    plan = api.post(f"/v1/buckets/media/uploads/{multi['upload_id']}/multipart", json={"part_size_bytes": PART}).json()
     assert plan["part_count"] == SIZE // PART
     chunks_per_part = PART // MiB
     for part in reversed(plan["parts"]):  # any order

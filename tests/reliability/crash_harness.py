@@ -28,8 +28,7 @@ VOLATILE = {"created_at", "updated_at", "_internal"}
 
 
 def api(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=30,
-                        headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": "main"})
+    return httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": "main"})
 
 
 def setup_text(client: httpx.Client) -> str:
@@ -37,20 +36,33 @@ def setup_text(client: httpx.Client) -> str:
     client.post("/v1/namespaces", json={"namespace_name": "main"}, headers={"X-Namespace": ""})
     bucket = client.post("/v1/buckets", json={"bucket_name": "docs", "bucket_schema": TEXT_SCHEMA})
     assert bucket.status_code == 200, bucket.text
-    collection = client.post("/v1/collections", json={
-        "collection_name": "sentences", "source": {"type": "bucket", "bucket_ids": [bucket.json()["bucket_id"]]},
-        "feature_extractor": {"feature_extractor_name": "text_extractor", "version": "v1",
-                              "input_mappings": {"text": "content"},
-                              "parameters": {"extractor_type": "text_extractor", "split_by": "sentences",
-                                             "chunk_size": 1, "model": "wordllama"}}})
+    collection = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": "sentences",
+            "source": {"type": "bucket", "bucket_ids": [bucket.json()["bucket_id"]]},
+            "feature_extractor": {
+                "feature_extractor_name": "text_extractor",
+                "version": "v1",
+                "input_mappings": {"text": "content"},
+                "parameters": {
+                    "extractor_type": "text_extractor",
+                    "split_by": "sentences",
+                    "chunk_size": 1,
+                    "model": "wordllama",
+                },
+            },
+        },
+    )
     assert collection.status_code == 200, collection.text
     return str(collection.json()["collection_id"])
 
 
 def text_objects(client: httpx.Client, tag: str, count: int) -> list[str]:
     body = " ".join(f"Sentence {n} of {tag}." for n in range(SENTENCES))
-    items = [{"blobs": [{"property": "content", "type": "text", "data": f"{body} Object {tag}-{i}."}]}
-             for i in range(count)]
+    items = [
+        {"blobs": [{"property": "content", "type": "text", "data": f"{body} Object {tag}-{i}."}]} for i in range(count)
+    ]
     created = client.post("/v1/buckets/docs/objects/batch", json={"objects": items})
     assert created.status_code == 200, created.text
     return [o["object_id"] for o in created.json()["succeeded"]]
@@ -69,8 +81,10 @@ class Ledger:
 
 def _upload_one(client: httpx.Client, ledger: Ledger, name: str) -> tuple[str, str] | None:
     data = f"{name}: the crash test wrote this. {name}.".encode()
-    created = client.post("/v1/buckets/docs/uploads", json={
-        "filename": f"{name}.txt", "content_type": "text/plain", "blob_property": "content"})
+    created = client.post(
+        "/v1/buckets/docs/uploads",
+        json={"filename": f"{name}.txt", "content_type": "text/plain", "blob_property": "content"},
+    )
     if created.status_code != 200:
         return None
     upload = created.json()
@@ -99,8 +113,10 @@ def upload_until_killed(url: str, ledger: Ledger, seed: int, stop: threading.Eve
                 else:
                     ready = [g for i in range(5) if (g := _upload_one(client, ledger, f"b{seed}-{n}-{i}"))]
                     if ready:
-                        done = client.post("/v1/buckets/docs/uploads/confirm/batch", json={
-                            "confirmations": [{"upload_id": u, "etag": e} for u, e in ready]})
+                        done = client.post(
+                            "/v1/buckets/docs/uploads/confirm/batch",
+                            json={"confirmations": [{"upload_id": u, "etag": e} for u, e in ready]},
+                        )
                         _note(ledger, done)
                         if done.status_code == 200:
                             ledger.confirm_tasks.append(done.json()["task_id"])
@@ -164,8 +180,10 @@ def check_uploads(client: httpx.Client, ledger: Ledger) -> int:
             continue
         done = client.post(f"/v1/buckets/docs/uploads/{upload_id}/confirm", json={})
         if done.status_code == 400:  # the kill came before the PUT landed: finish the client's work
-            assert httpx.put(ledger.put_urls[upload_id], content=data,
-                             headers={"Content-Type": "text/plain"}).status_code == 200
+            assert (
+                httpx.put(ledger.put_urls[upload_id], content=data, headers={"Content-Type": "text/plain"}).status_code
+                == 200
+            )
             done = client.post(f"/v1/buckets/docs/uploads/{upload_id}/confirm", json={})
         assert done.status_code == 200, (upload_id, done.text)
         ledger.confirmed[upload_id] = done.json()["object_id"]
@@ -194,8 +212,9 @@ def documents(client: httpx.Client, collection_id: str) -> dict[str, dict[str, A
     """document id -> payload without the fields a re-run may change."""
     found: dict[str, dict[str, Any]] = {}
     while True:
-        page = client.post(f"/v1/collections/{collection_id}/documents/list?limit=1000&offset={len(found)}",
-                           json={}).json()["results"]
+        page = client.post(
+            f"/v1/collections/{collection_id}/documents/list?limit=1000&offset={len(found)}", json={}
+        ).json()["results"]
         for doc in page:
             assert doc["document_id"] not in found, f"document {doc['document_id']} listed twice"
             found[doc["document_id"]] = {k: v for k, v in doc.items() if k not in VOLATILE}

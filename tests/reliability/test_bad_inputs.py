@@ -27,8 +27,14 @@ from tests.pdf_factory import TextPage, write_pdf
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
 
-SCHEMA = {"properties": {"content": {"type": "text"}, "clip": {"type": "video"}, "photo": {"type": "image"},
-                         "doc": {"type": "pdf"}}}
+SCHEMA = {
+    "properties": {
+        "content": {"type": "text"},
+        "clip": {"type": "video"},
+        "photo": {"type": "image"},
+        "doc": {"type": "pdf"},
+    }
+}
 TWO_SHOTS = (Shot(1.0, (20, 40, 160)), Shot(1.0, (250, 250, 250)))
 
 
@@ -45,8 +51,9 @@ def _audio_only_mp4(path: Path) -> bytes:
         stream.layout = "mono"
         samples = tone(1.0)
         for start in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(samples[start:start + 1024].reshape(1, -1).copy(), format="flt",
-                                               layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                samples[start : start + 1024].reshape(1, -1).copy(), format="flt", layout="mono"
+            )
             frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, start, Fraction(1, AUDIO_RATE)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
@@ -57,9 +64,18 @@ def _files(work: Path) -> dict[str, tuple[str, str, bytes]]:
     """name -> (bucket property, content type, bytes). Names starting 'good' are valid."""
     video = write_video(work / "clip.mp4", TWO_SHOTS, faststart=True).read_bytes()
     audio_only = _audio_only_mp4(work / "tone.mp4")
-    pdf = write_pdf(work / "doc.pdf", [TextPage(items=[
-        (72, 72, 20.0, "Harbour Report"), (72, 110, 11.0, "The northern lighthouse was inspected in spring.")],
-        bold_sizes={20.0})]).read_bytes()
+    pdf = write_pdf(
+        work / "doc.pdf",
+        [
+            TextPage(
+                items=[
+                    (72, 72, 20.0, "Harbour Report"),
+                    (72, 110, 11.0, "The northern lighthouse was inspected in spring."),
+                ],
+                bold_sizes={20.0},
+            )
+        ],
+    ).read_bytes()
     jpeg = io.BytesIO()
     Image.new("RGB", (64, 48), (10, 120, 10)).save(jpeg, format="JPEG")
     return {
@@ -78,12 +94,22 @@ def _files(work: Path) -> dict[str, tuple[str, str, bytes]]:
     }
 
 
-def _collection(client: TestClient, name: str, bucket_id: str, extractor: str, mapping: dict[str, str],
-                **parameters: Any) -> str:
-    response = client.post("/v1/collections", json={
-        "collection_name": name, "source": {"type": "bucket", "bucket_ids": [bucket_id]},
-        "feature_extractor": {"feature_extractor_name": extractor, "version": "v1", "input_mappings": mapping,
-                              "parameters": {"extractor_type": extractor, **parameters}}})
+def _collection(
+    client: TestClient, name: str, bucket_id: str, extractor: str, mapping: dict[str, str], **parameters: Any
+) -> str:
+    response = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": name,
+            "source": {"type": "bucket", "bucket_ids": [bucket_id]},
+            "feature_extractor": {
+                "feature_extractor_name": extractor,
+                "version": "v1",
+                "input_mappings": mapping,
+                "parameters": {"extractor_type": extractor, **parameters},
+            },
+        },
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["collection_id"])
 
@@ -91,20 +117,39 @@ def _collection(client: TestClient, name: str, bucket_id: str, extractor: str, m
 def _object(client: TestClient, prop: str, content_type: str, data: bytes) -> str:
     # A data: URI carries exact bytes for every type, including text that is not UTF-8.
     uri = f"data:{content_type};base64,{base64.b64encode(data).decode()}"
-    response = client.post("/v1/buckets/mixed/objects", json={
-        "blobs": [{"property": prop, "type": SCHEMA["properties"][prop]["type"], "data": uri,
-                   "content_type": content_type}]})
+    response = client.post(
+        "/v1/buckets/mixed/objects",
+        json={
+            "blobs": [
+                {
+                    "property": prop,
+                    "type": SCHEMA["properties"][prop]["type"],
+                    "data": uri,
+                    "content_type": content_type,
+                }
+            ]
+        },
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["object_id"])
 
 
-def test_broken_files_fail_alone_with_clear_categories(client: TestClient, namespace: dict[str, Any],
-                                                       tmp_path: Path, shared_runner: LocalRunner) -> None:
+def test_broken_files_fail_alone_with_clear_categories(
+    client: TestClient, namespace: dict[str, Any], tmp_path: Path, shared_runner: LocalRunner
+) -> None:
     bucket_id = client.post("/v1/buckets", json={"bucket_name": "mixed", "bucket_schema": SCHEMA}).json()["bucket_id"]
     collections = {
         "content": _collection(client, "texts", bucket_id, "text_extractor", {"text": "content"}, model="minilm"),
-        "clip": _collection(client, "scenes", bucket_id, "multimodal_extractor", {"video": "clip"},
-                            split_method="scene", run_transcription=False, run_ocr=False),
+        "clip": _collection(
+            client,
+            "scenes",
+            bucket_id,
+            "multimodal_extractor",
+            {"video": "clip"},
+            split_method="scene",
+            run_transcription=False,
+            run_ocr=False,
+        ),
         "photo": _collection(client, "photos", bucket_id, "image_extractor", {"image": "photo"}, run_ocr=False),
         "doc": _collection(client, "pages", bucket_id, "document_graph_extractor", {"pdf": "doc"}, run_ocr=False),
     }

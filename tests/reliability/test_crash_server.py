@@ -33,8 +33,12 @@ from tests.reliability.crash_harness import (
 )
 
 SEED, ROUNDS, OBJECTS = 20240611, 3, 40
-ENV = {"STRATAFLOW_TIER_LEASE_S": "3", "STRATAFLOW_MANIFEST_CHUNK_ROWS": "4", "STRATAFLOW_EXTRACT_BATCH_SIZE": "4",
-       "STRATAFLOW_ENGINE_THREADS": "1"}
+ENV = {
+    "STRATAFLOW_TIER_LEASE_S": "3",
+    "STRATAFLOW_MANIFEST_CHUNK_ROWS": "4",
+    "STRATAFLOW_EXTRACT_BATCH_SIZE": "4",
+    "STRATAFLOW_ENGINE_THREADS": "1",
+}
 
 
 def _kill_and_restart(server: LiveServer, port: int) -> LiveServer:
@@ -58,9 +62,12 @@ def test_sigkill_server_during_uploads_and_tiers(tmp_path: Path) -> None:
                 batch = client.post("/v1/buckets/docs/batches", json={"object_ids": object_ids}).json()
                 batches[batch["batch_id"]] = object_ids
                 stop = threading.Event()
-                clients = [threading.Thread(target=upload_until_killed,
-                                            args=(server.url, ledger, SEED + 10 * round_no + i, stop))
-                           for i in range(3)]
+                clients = [
+                    threading.Thread(
+                        target=upload_until_killed, args=(server.url, ledger, SEED + 10 * round_no + i, stop)
+                    )
+                    for i in range(3)
+                ]
                 for thread in clients:
                     thread.start()
                 task = client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={})
@@ -80,8 +87,9 @@ def test_sigkill_server_during_uploads_and_tiers(tmp_path: Path) -> None:
         with api(server.url) as client:
             confirmed = check_uploads(client, ledger)
             assert confirmed > ROUNDS, f"only {confirmed} uploads confirmed: the rounds did too little to test"
-            history = terminal_events(f"sqlite:///{tmp_path / 'data' / 'strataflow.db'}",
-                                      [*batches, *tasks, *ledger.confirm_tasks])
+            history = terminal_events(
+                f"sqlite:///{tmp_path / 'data' / 'strataflow.db'}", [*batches, *tasks, *ledger.confirm_tasks]
+            )
             assert {e: len(h) for e, h in history.items()} == {e: 1 for e in history}, history
 
             crashed = documents(client, collection_id)

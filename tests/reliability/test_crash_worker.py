@@ -36,12 +36,14 @@ from tests.reliability.crash_harness import (
 SEED, ROUNDS, OBJECTS = 7781, 2, 40
 
 
-
 def _start_worker(data_dir: Path, env: dict[str, str], n: int) -> subprocess.Popen[bytes]:
     log_path = data_dir.parent / f"worker-{n}.log"
-    process = subprocess.Popen([sys.executable, "-m", "strataflow", "worker", "--data-dir", str(data_dir)],
-                               env={**os.environ, "STRATAFLOW_API_KEY": API_KEY, **env},
-                               stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "strataflow", "worker", "--data-dir", str(data_dir)],
+        env={**os.environ, "STRATAFLOW_API_KEY": API_KEY, **env},
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 90  # did-not-hang bound for imports on a busy machine
     while "Strataflow worker" not in log_path.read_text(errors="replace"):
         assert process.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")
@@ -52,10 +54,15 @@ def _start_worker(data_dir: Path, env: dict[str, str], n: int) -> subprocess.Pop
 def test_sigkill_worker_behind_an_api_only_server(tmp_path: Path, private_pg: str) -> None:
     rng = random.Random(SEED)
     data_dir, port = tmp_path / "data", free_port()
-    env = {"STRATAFLOW_DATABASE_URL": private_pg, "STRATAFLOW_TIER_LEASE_S": "3",
-           "STRATAFLOW_MANIFEST_CHUNK_ROWS": "4", "STRATAFLOW_EXTRACT_BATCH_SIZE": "4",
-           "STRATAFLOW_ENGINE_THREADS": "1", "STRATAFLOW_SCHEDULER_WORKERS": "1",
-           "STRATAFLOW_PUBLIC_URL": f"http://127.0.0.1:{port}"}  # the worker signs URLs the API serves
+    env = {
+        "STRATAFLOW_DATABASE_URL": private_pg,
+        "STRATAFLOW_TIER_LEASE_S": "3",
+        "STRATAFLOW_MANIFEST_CHUNK_ROWS": "4",
+        "STRATAFLOW_EXTRACT_BATCH_SIZE": "4",
+        "STRATAFLOW_ENGINE_THREADS": "1",
+        "STRATAFLOW_SCHEDULER_WORKERS": "1",
+        "STRATAFLOW_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }  # the worker signs URLs the API serves
     server = start_server(data_dir, port, {**env, "STRATAFLOW_API_ONLY": "true"})
     worker = _start_worker(data_dir, env, 0)
     ledger = Ledger()
@@ -69,9 +76,12 @@ def test_sigkill_worker_behind_an_api_only_server(tmp_path: Path, private_pg: st
                 batch = client.post("/v1/buckets/docs/batches", json={"object_ids": object_ids}).json()
                 batches[batch["batch_id"]] = object_ids
                 stop = threading.Event()
-                clients = [threading.Thread(target=upload_until_killed,
-                                            args=(server.url, ledger, SEED + 10 * round_no + i, stop))
-                           for i in range(2)]
+                clients = [
+                    threading.Thread(
+                        target=upload_until_killed, args=(server.url, ledger, SEED + 10 * round_no + i, stop)
+                    )
+                    for i in range(2)
+                ]
                 for thread in clients:
                     thread.start()
                 assert client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={}).status_code == 200

@@ -44,8 +44,9 @@ from tests.reliability.crash_harness import (
 
 OBJECTS = 24
 LEASE_S = 6  # long enough that a busy machine does not starve a live owner's heartbeats
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                                reason="PID namespaces need root and unshare(1)")
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="PID namespaces need root and unshare(1)"
+)
 
 
 @dataclass
@@ -107,8 +108,12 @@ def _start_worker(data_dir: Path, env: dict[str, str], name: str, namespace_fork
     if namespace_forks is not None:
         script = f"for i in $(seq {namespace_forks}); do /bin/true; done; {' '.join(command)}"
         command = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", script]
-    launcher = subprocess.Popen(command, env={**os.environ, "STRATAFLOW_API_KEY": API_KEY, "COLUMNS": "250", **env},
-                                stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    launcher = subprocess.Popen(
+        command,
+        env={**os.environ, "STRATAFLOW_API_KEY": API_KEY, "COLUMNS": "250", **env},
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 120  # did-not-hang bound for imports on a busy machine
     while (found := re.search(r"Strataflow worker (\S+): engine", log_path.read_text(errors="replace"))) is None:
         assert launcher.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")
@@ -121,8 +126,9 @@ def _start_worker(data_dir: Path, env: dict[str, str], name: str, namespace_fork
 
 def _lease(database: Engine, batch_id: str) -> tuple[str | None, int]:
     with database.connect() as conn:
-        owner, attempts = conn.execute(text("SELECT lease_owner, attempts FROM batch_tiers "
-                                            "WHERE batch_id = :b AND tier_num = 0"), {"b": batch_id}).one()
+        owner, attempts = conn.execute(
+            text("SELECT lease_owner, attempts FROM batch_tiers WHERE batch_id = :b AND tier_num = 0"), {"b": batch_id}
+        ).one()
     holder = Holder.parse(owner)
     return (holder.instance if holder else None), int(attempts)
 
@@ -130,9 +136,15 @@ def _lease(database: Engine, batch_id: str) -> tuple[str | None, int]:
 def _takeovers(database: Engine, batch_id: str) -> list[str]:
     """Why the tier left its holder: '<holder> died' (seen dead on this host) or 'lease of <holder> expired'."""
     with database.connect() as conn:
-        return list(conn.execute(text("SELECT reason FROM status_events WHERE entity_id = :t AND "
-                                      "from_status = 'IN_PROGRESS' AND to_status = 'PENDING' ORDER BY event_id"),
-                                 {"t": f"{batch_id}/tier_0"}).scalars())
+        return list(
+            conn.execute(
+                text(
+                    "SELECT reason FROM status_events WHERE entity_id = :t AND "
+                    "from_status = 'IN_PROGRESS' AND to_status = 'PENDING' ORDER BY event_id"
+                ),
+                {"t": f"{batch_id}/tier_0"},
+            ).scalars()
+        )
 
 
 def _tier(client: httpx.Client, batch_id: str) -> dict[str, object]:
@@ -152,8 +164,9 @@ def _mid_tier(client: httpx.Client, batch_id: str) -> int:
     raise AssertionError(f"the tier never showed partial progress: {_tier(client, batch_id)}")
 
 
-def _round(client: httpx.Client, database: Engine, workers: list[Worker], tag: str, sig: int) -> tuple[
-        Worker, list[str], str]:
+def _round(
+    client: httpx.Client, database: Engine, workers: list[Worker], tag: str, sig: int
+) -> tuple[Worker, list[str], str]:
     """Submit a batch, hit the worker running its tier with `sig`, and see it through."""
     object_ids = text_objects(client, tag, OBJECTS)
     batch_id = client.post("/v1/buckets/docs/batches", json={"object_ids": object_ids}).json()["batch_id"]
@@ -170,8 +183,12 @@ def _round(client: httpx.Client, database: Engine, workers: list[Worker], tag: s
             time.sleep(0.05)
         victim.signal(signal.SIGCONT)  # it wakes up believing it still runs the tier
     deadline, taken = time.monotonic() + 180, None  # did-not-hang bound
-    while (tier := _tier(client, batch_id)).get("status") not in ("COMPLETED", "FAILED", "CANCELED",
-                                                                   "COMPLETED_WITH_ERRORS"):
+    while (tier := _tier(client, batch_id)).get("status") not in (
+        "COMPLETED",
+        "FAILED",
+        "CANCELED",
+        "COMPLETED_WITH_ERRORS",
+    ):
         performance = tier.get("performance") or {}
         assert isinstance(performance, dict)
         assert performance.get("rows_done", committed) >= committed, ("progress went back", committed, tier)
@@ -183,17 +200,25 @@ def _round(client: httpx.Client, database: Engine, workers: list[Worker], tag: s
     elapsed = time.monotonic() - hit
     assert done["status"] == "COMPLETED", done
     assert done["tier_tasks"][0]["performance"]["attempts"] >= 2, done["tier_tasks"][0]
-    print(f"\n{tag}: {signal.Signals(sig).name} of the owner at {committed}/{OBJECTS} committed rows -> "
-          f"taken over after {taken if taken is None else round(taken, 1)}s, batch COMPLETED after {elapsed:.1f}s")
+    print(
+        f"\n{tag}: {signal.Signals(sig).name} of the owner at {committed}/{OBJECTS} committed rows -> "
+        f"taken over after {taken if taken is None else round(taken, 1)}s, batch COMPLETED after {elapsed:.1f}s"
+    )
     return victim, object_ids, batch_id
 
 
 def test_workers_sharing_a_hostname_never_lose_or_double_documents(tmp_path: Path, private_pg: str) -> None:
     data_dir, port = tmp_path / "data", free_port()
-    env = {"STRATAFLOW_DATABASE_URL": private_pg, "STRATAFLOW_TIER_LEASE_S": str(LEASE_S),
-           "STRATAFLOW_MANIFEST_CHUNK_ROWS": "4", "STRATAFLOW_EXTRACT_BATCH_SIZE": "4",
-           "STRATAFLOW_ENGINE_THREADS": "1", "STRATAFLOW_SCHEDULER_WORKERS": "1",
-           "STRATAFLOW_TASK_POLL_INTERVAL_S": "0.2", "STRATAFLOW_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    env = {
+        "STRATAFLOW_DATABASE_URL": private_pg,
+        "STRATAFLOW_TIER_LEASE_S": str(LEASE_S),
+        "STRATAFLOW_MANIFEST_CHUNK_ROWS": "4",
+        "STRATAFLOW_EXTRACT_BATCH_SIZE": "4",
+        "STRATAFLOW_ENGINE_THREADS": "1",
+        "STRATAFLOW_SCHEDULER_WORKERS": "1",
+        "STRATAFLOW_TASK_POLL_INTERVAL_S": "0.2",
+        "STRATAFLOW_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
     server = start_server(data_dir, port, {**env, "STRATAFLOW_API_ONLY": "true"})
     workers: list[Worker] = []
     objects: list[str] = []
@@ -236,8 +261,9 @@ def test_workers_sharing_a_hostname_never_lose_or_double_documents(tmp_path: Pat
                 per_object[str(doc["root"])] += 1
             assert per_object == {o: SENTENCES + 1 for o in objects}, per_object
             assert len(found) == len(objects) * (SENTENCES + 1)
-            tasks = [t["task_id"] for b in batches
-                     for t in client.get(f"/v1/buckets/docs/batches/{b}").json()["tier_tasks"]]
+            tasks = [
+                t["task_id"] for b in batches for t in client.get(f"/v1/buckets/docs/batches/{b}").json()["tier_tasks"]
+            ]
             history = terminal_events(private_pg, [*batches, *tasks])
             assert {e: h for e, h in history.items() if len(h) != 1} == {}, history
     finally:

@@ -20,8 +20,9 @@ CLIENTS, SECONDS = 32, 6.0  # more clients than pooled connections (15 on SQLite
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
-def test_concurrent_clients_lose_and_double_nothing(tmp_path: Path, database: str,
-                                                    request: pytest.FixtureRequest) -> None:
+def test_concurrent_clients_lose_and_double_nothing(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
     env = {"STRATAFLOW_API_KEY": KEY, "STRATAFLOW_ENGINE_THREADS": "1"}
     if database == "postgres":
         env["STRATAFLOW_DATABASE_URL"] = request.getfixturevalue("pg_url")
@@ -33,8 +34,9 @@ def test_concurrent_clients_lose_and_double_nothing(tmp_path: Path, database: st
         print(f"\nload on {database}:", record.figures())
         assert not record.failures, record.failures[:10]
         assert len(record.confirmed) > CLIENTS and record.batches and record.confirm_tasks  # it did real work
-        with httpx.Client(base_url=server.url, timeout=60,
-                          headers={"Authorization": f"Bearer {KEY}", "X-Namespace": "main"}) as client:
+        with httpx.Client(
+            base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {KEY}", "X-Namespace": "main"}
+        ) as client:
             _count_rows(client, record)
     finally:
         server.stop()

@@ -31,8 +31,10 @@ from tests.reliability.poison_entry import die_on_poison
 
 
 def _rows(count: int, poison_at: set[int]) -> list[ExtractorInput]:
-    return [ExtractorInput(f"poison-{i}" if i in poison_at else f"row-{i}", {}, {"fields": {"n": i}, "vectors": {}})
-            for i in range(count)]
+    return [
+        ExtractorInput(f"poison-{i}" if i in poison_at else f"row-{i}", {}, {"fields": {"n": i}, "vectors": {}})
+        for i in range(count)
+    ]
 
 
 class _Worker:
@@ -46,8 +48,12 @@ class _Worker:
         self.calls.append([r.row_id for r in rows])
         if self.broken or any(r.row_id.startswith("poison") for r in rows):
             raise WorkerDied
-        return [RowResult(r.row_id, error=OutOfMemory()) if r.row_id in self.greedy
-                else RowResult(r.row_id, documents=[ExtractedDocument({"n": r.source["fields"]["n"]})]) for r in rows]
+        return [
+            RowResult(r.row_id, error=OutOfMemory())
+            if r.row_id in self.greedy
+            else RowResult(r.row_id, documents=[ExtractedDocument({"n": r.source["fields"]["n"]})])
+            for r in rows
+        ]
 
 
 def test_a_dead_call_is_narrowed_down_to_its_poison_rows() -> None:
@@ -69,8 +75,12 @@ def test_a_dead_call_is_narrowed_down_to_its_poison_rows() -> None:
 
 def test_rows_out_of_memory_run_again_alone_and_fail_for_good() -> None:
     rows = _rows(6, set())
-    first = [RowResult(r.row_id, error=OutOfMemory()) if r.row_id in ("row-1", "row-4") else
-             RowResult(r.row_id, documents=[ExtractedDocument({})]) for r in rows]
+    first = [
+        RowResult(r.row_id, error=OutOfMemory())
+        if r.row_id in ("row-1", "row-4")
+        else RowResult(r.row_id, documents=[ExtractedDocument({})])
+        for r in rows
+    ]
     worker = _Worker(greedy=frozenset({"row-4"}))  # row-1 fits once on its own: its neighbours held the memory
     results = isolate(rows, first, worker)
     assert results[1].error is None and results[1].documents
@@ -92,8 +102,9 @@ def test_a_worker_process_that_dies_fails_only_its_poison_row(tmp_path: Path) ->
         rows = _rows(10, {3})
         call = ExtractionCall("passthrough_extractor", "v1", {}, rows, tmp_path / "work")
         results = runner.submit(call).result(timeout=600)
-        second = runner.submit(ExtractionCall("passthrough_extractor", "v1", {}, _rows(2, set()),
-                                              tmp_path / "work")).result(timeout=600)
+        second = runner.submit(
+            ExtractionCall("passthrough_extractor", "v1", {}, _rows(2, set()), tmp_path / "work")
+        ).result(timeout=600)
     finally:
         runner.close()
     by_id = {r.row_id: r for r in results}
@@ -111,8 +122,13 @@ MEMORY_MB = 900  # a worker with MiniLM loaded fits well below; the bomb's page 
 @pytest.fixture
 def bounded_client(tmp_path: Path) -> Iterator[TestClient]:
     # The page pixel cap is lifted so the bomb reaches the renderer: the memory ceiling must stop it.
-    settings = Settings(data_dir=tmp_path / "data", api_key=ADMIN_KEY, task_poll_interval_s=0.05,
-                        worker_memory_mb=MEMORY_MB, pdf_max_page_pixels=10**12)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        api_key=ADMIN_KEY,
+        task_poll_interval_s=0.05,
+        worker_memory_mb=MEMORY_MB,
+        pdf_max_page_pixels=10**12,
+    )
     runner = LocalRunner(1, 1, settings.worker_memory_mb)
     runtime = open_runtime(settings, runner)
     try:
@@ -128,27 +144,50 @@ def bounded_client(tmp_path: Path) -> Iterator[TestClient]:
 
 def _pdf_object(client: TestClient, data: bytes) -> str:
     uri = f"data:application/pdf;base64,{base64.b64encode(data).decode()}"
-    response = client.post("/v1/buckets/pdfs/objects", json={
-        "blobs": [{"property": "doc", "type": "pdf", "data": uri, "content_type": "application/pdf"}]})
+    response = client.post(
+        "/v1/buckets/pdfs/objects",
+        json={"blobs": [{"property": "doc", "type": "pdf", "data": uri, "content_type": "application/pdf"}]},
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["object_id"])
 
 
-def test_a_huge_page_among_ten_pdfs_fails_alone_under_the_memory_ceiling(bounded_client: TestClient,
-                                                                          tmp_path: Path) -> None:
+def test_a_huge_page_among_ten_pdfs_fails_alone_under_the_memory_ceiling(
+    bounded_client: TestClient, tmp_path: Path
+) -> None:
     client = bounded_client
-    bucket = client.post("/v1/buckets", json={"bucket_name": "pdfs",
-                                              "bucket_schema": {"properties": {"doc": {"type": "pdf"}}}})
+    bucket = client.post(
+        "/v1/buckets", json={"bucket_name": "pdfs", "bucket_schema": {"properties": {"doc": {"type": "pdf"}}}}
+    )
     assert bucket.status_code == 200, bucket.text
-    collection = client.post("/v1/collections", json={
-        "collection_name": "pages", "source": {"type": "bucket", "bucket_ids": [bucket.json()["bucket_id"]]},
-        "feature_extractor": {"feature_extractor_name": "document_graph_extractor", "version": "v1",
-                              "input_mappings": {"pdf": "doc"},
-                              "parameters": {"extractor_type": "document_graph_extractor", "run_ocr": False}}})
+    collection = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": "pages",
+            "source": {"type": "bucket", "bucket_ids": [bucket.json()["bucket_id"]]},
+            "feature_extractor": {
+                "feature_extractor_name": "document_graph_extractor",
+                "version": "v1",
+                "input_mappings": {"pdf": "doc"},
+                "parameters": {"extractor_type": "document_graph_extractor", "run_ocr": False},
+            },
+        },
+    )
     assert collection.status_code == 200, collection.text
-    good = [_pdf_object(client, write_pdf(tmp_path / f"good{i}.pdf", [TextPage(items=[
-        (72, 72, 11.0, f"Report number {i}: the northern lighthouse was inspected in spring.")])]).read_bytes())
-        for i in range(10)]
+    good = [
+        _pdf_object(
+            client,
+            write_pdf(
+                tmp_path / f"good{i}.pdf",
+                [
+                    TextPage(
+                        items=[(72, 72, 11.0, f"Report number {i}: the northern lighthouse was inspected in spring.")]
+                    )
+                ],
+            ).read_bytes(),
+        )
+        for i in range(10)
+    ]
     bomb = _pdf_object(client, huge_page_pdf(tmp_path / "bomb.pdf").read_bytes())
     ids = good[:4] + [bomb] + good[4:]  # in the middle of one extraction call
 
@@ -161,6 +200,7 @@ def test_a_huge_page_among_ten_pdfs_fails_alone_under_the_memory_ceiling(bounded
     failed = client.get(f"/v1/buckets/pdfs/batches/{batch['batch_id']}/failed-documents").json()["results"]
     assert [(f["object_id"], f["error_type"], f["is_transient"]) for f in failed] == [(bomb, "validation", False)]
     assert "memory" in failed[0]["error_message"] and "STRATAFLOW_WORKER_MEMORY_MB" in failed[0]["error_message"]
-    documents = client.post(f"/v1/collections/{collection.json()['collection_id']}/documents/list?limit=100",
-                            json={}).json()["results"]
+    documents = client.post(
+        f"/v1/collections/{collection.json()['collection_id']}/documents/list?limit=100", json={}
+    ).json()["results"]
     assert {d["_internal"]["lineage"]["root_object_id"] for d in documents} == set(good)

@@ -22,8 +22,9 @@ from tests.s3_server import MotoServer, moto_server  # noqa: F401  (the session'
 def ray_runner() -> Iterator[object]:
     from strataflow.engine.runners.ray import RayRunner
 
-    runner = RayRunner.from_settings(Settings(engine="ray", ray_num_cpus=2, ray_object_store_mb=256,
-                                              ray_actor_cpus=1.0))
+    runner = RayRunner.from_settings(
+        Settings(engine="ray", ray_num_cpus=2, ray_object_store_mb=256, ray_actor_cpus=1.0)
+    )
     yield runner
     runner.close()  # kills its actors and shuts down the Ray it started
 

@@ -48,29 +48,44 @@ for n in range(rounds):
 def _s3_env(moto_server: MotoServer, bucket: str) -> dict[str, str]:
     """The documented settings for an index on S3, and no AWS_* variable LanceDB could fall back on."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STRATAFLOW_"))}
-    env.update(STRATAFLOW_INDEX_URI=f"s3://{bucket}/index", STRATAFLOW_S3_ENDPOINT_URL=moto_server.endpoint,
-               STRATAFLOW_S3_REGION="us-east-1", STRATAFLOW_S3_ACCESS_KEY_ID="testing",
-               STRATAFLOW_S3_SECRET_ACCESS_KEY="testing", STRATAFLOW_S3_PATH_STYLE="true")
+    env.update(
+        STRATAFLOW_INDEX_URI=f"s3://{bucket}/index",
+        STRATAFLOW_S3_ENDPOINT_URL=moto_server.endpoint,
+        STRATAFLOW_S3_REGION="us-east-1",
+        STRATAFLOW_S3_ACCESS_KEY_ID="testing",
+        STRATAFLOW_S3_SECRET_ACCESS_KEY="testing",
+        STRATAFLOW_S3_PATH_STYLE="true",
+    )
     return env
 
 
-def test_two_writers_share_one_table_of_an_index_on_s3(tmp_path: Path, moto_server: MotoServer,
-                                                       monkeypatch: Any) -> None:
+def test_two_writers_share_one_table_of_an_index_on_s3(
+    tmp_path: Path, moto_server: MotoServer, monkeypatch: Any
+) -> None:
     bucket = f"sf-index-{secrets.token_hex(4)}"
     moto_server.client().create_bucket(Bucket=bucket)
     env = _s3_env(moto_server, bucket)
     for name in [k for k in os.environ if k.startswith("AWS_")]:
         monkeypatch.delenv(name)
-    settings = Settings(data_dir=tmp_path, **{k.removeprefix("STRATAFLOW_").lower(): v
-                                              for k, v in env.items() if k.startswith("STRATAFLOW_")})
+    settings = Settings(
+        data_dir=tmp_path,
+        **{k.removeprefix("STRATAFLOW_").lower(): v for k, v in env.items() if k.startswith("STRATAFLOW_")},
+    )
     index = open_index(settings)
     index.create_table("col_s3", {})
 
     source = str(Path(__file__).resolve().parents[2] / "src")
     env["PYTHONPATH"] = source
-    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, name, str(ROUNDS), str(PER_ROUND)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for name in ("a", "b")]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, name, str(ROUNDS), str(PER_ROUND)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
     outputs = [writer.communicate(timeout=300)[0] for writer in writers]
     assert [writer.returncode for writer in writers] == [0, 0], outputs
 

@@ -68,23 +68,36 @@ def _kill_stage_worker_mid_batch(running: Callable[[], bool]) -> int:
 
 
 def test_a_killed_ray_data_worker_is_replaced_and_the_tier_completes_on_s3(
-        tmp_path: Path, ray_runner: Any, moto_server: MotoServer) -> None:
+    tmp_path: Path, ray_runner: Any, moto_server: MotoServer
+) -> None:
     objects, sentences = 40, 6
     bucket = f"sf-{secrets.token_hex(6)}"
     moto_server.client().create_bucket(Bucket=bucket)
-    settings = Settings(data_dir=tmp_path / "data", api_key=ADMIN_KEY, task_poll_interval_s=0.05,
-                        extract_batch_size=2, **moto_server.settings_for(bucket))
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        api_key=ADMIN_KEY,
+        task_poll_interval_s=0.05,
+        extract_batch_size=2,
+        **moto_server.settings_for(bucket),
+    )
     with _api(settings, ray_runner) as (client, runtime):
         client.post("/v1/namespaces", json={"namespace_name": "main"})
         bucket_id = make_bucket(client)
-        collection = text_collection(client, "sentences", {"type": "bucket", "bucket_ids": [bucket_id]},
-                                     split_by="sentences", chunk_size=1, model="minilm")
+        collection = text_collection(
+            client,
+            "sentences",
+            {"type": "bucket", "bucket_ids": [bucket_id]},
+            split_by="sentences",
+            chunk_size=1,
+            model="minilm",
+        )
         text = " ".join(f"Sentence number {n} of this object." for n in range(sentences))
         object_ids = [add_object(client, f"{text} Unique tail {i}.") for i in range(objects)]
         batch_id, task_id = _submit(client, object_ids)
 
         killed = _kill_stage_worker_mid_batch(
-            lambda: _tier_state(client, batch_id)["status"] in ("PENDING", "IN_PROGRESS"))
+            lambda: _tier_state(client, batch_id)["status"] in ("PENDING", "IN_PROGRESS")
+        )
         killed_while = _tier_state(client, batch_id)["status"]
         assert wait_task(client, task_id, timeout=180)["status"] == "COMPLETED"
         tier = _tier_state(client, batch_id)
@@ -115,12 +128,21 @@ def _rules_outcome(settings: Settings, runner: Runner) -> dict[str, Any]:
     with _api(settings, runner) as (client, runtime):
         client.post("/v1/namespaces", json={"namespace_name": "main"})
         bucket_id = make_bucket(client)
-        collection = text_collection(client, "all", {"type": "bucket", "bucket_ids": [bucket_id]},
-                                     split_by="sentences", chunk_size=1, model="wordllama")["collection_id"]
-        ids = {name: add_object(client, f"{TEXT} Row {name}.", lang="fr" if name == "french" else "en", title=name)
-               for name in ("good", "other", "french", "lost", "gone")}
-        ids["empty"] = client.post("/v1/buckets/docs/objects", json={
-            "blobs": [], "metadata": {"lang": "en", "title": "empty"}}).json()["object_id"]
+        collection = text_collection(
+            client,
+            "all",
+            {"type": "bucket", "bucket_ids": [bucket_id]},
+            split_by="sentences",
+            chunk_size=1,
+            model="wordllama",
+        )["collection_id"]
+        ids = {
+            name: add_object(client, f"{TEXT} Row {name}.", lang="fr" if name == "french" else "en", title=name)
+            for name in ("good", "other", "french", "lost", "gone")
+        }
+        ids["empty"] = client.post(
+            "/v1/buckets/docs/objects", json={"blobs": [], "metadata": {"lang": "en", "title": "empty"}}
+        ).json()["object_id"]
         names = {object_id: name for name, object_id in ids.items()}
         key = client.get(f"/v1/buckets/docs/objects/{ids['lost']}").json()["blobs"][0]["properties"]["key"]
         saved = runtime.blobs.path(key).read_bytes()
@@ -136,24 +158,36 @@ def _rules_outcome(settings: Settings, runner: Runner) -> dict[str, Any]:
             tier = _tier_state(client, batch["batch_id"])
             failed = client.get(f"/v1/buckets/docs/batches/{batch['batch_id']}/failed-documents").json()["results"]
             documents = [(d.payload["title"], d.payload["chunk_index"]) for d in runtime.index.query(collection, None)]
-            return {"counters": {k: tier[k] for k in ("source_documents_fetched", "documents_after_source_filter",
-                                                      "documents_missing_input_fields",
-                                                      "documents_submitted_to_engine", "documents_written")},
-                    "errors": tier["error_summary"], "rows": tier["performance"]["rows_total"],
-                    "failed": sorted((names[f["object_id"]], f["error_type"], f["retry_count"]) for f in failed),
-                    "documents": sorted(documents)}
+            return {
+                "counters": {
+                    k: tier[k]
+                    for k in (
+                        "source_documents_fetched",
+                        "documents_after_source_filter",
+                        "documents_missing_input_fields",
+                        "documents_submitted_to_engine",
+                        "documents_written",
+                    )
+                },
+                "errors": tier["error_summary"],
+                "rows": tier["performance"]["rows_total"],
+                "failed": sorted((names[f["object_id"]], f["error_type"], f["retry_count"]) for f in failed),
+                "documents": sorted(documents),
+            }
 
         outcome["after_first"] = state()
         runtime.blobs.path(key).write_bytes(saved)  # storage is fixed: a retry round runs the failed rows only
-        retry = client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/retry",
-                            json={"retry_mode": "all", "tier_nums": [0]}).json()
+        retry = client.post(
+            f"/v1/buckets/docs/batches/{batch['batch_id']}/retry", json={"retry_mode": "all", "tier_nums": [0]}
+        ).json()
         outcome["retry"] = (retry["retried_count"], wait_task(client, retry["task_id"], timeout=180)["status"])
         outcome["after_retry"] = state()
         return outcome
 
 
 def test_ray_data_applies_the_local_paths_rules_and_stops_when_canceled(
-        tmp_path: Path, shared_runner: Runner, ray_runner: Any) -> None:
+    tmp_path: Path, shared_runner: Runner, ray_runner: Any
+) -> None:
     def settings(name: str) -> Settings:
         return Settings(data_dir=tmp_path / name, api_key=ADMIN_KEY, task_poll_interval_s=0.05, extract_batch_size=2)
 
@@ -171,8 +205,14 @@ def test_ray_data_applies_the_local_paths_rules_and_stops_when_canceled(
     # A cancel between output batches stops the Ray Data execution: its stage actors go away.
     with _api(settings("cancel"), ray_runner) as (client, _):
         client.post("/v1/namespaces", json={"namespace_name": "main"})
-        text_collection(client, "sentences", {"type": "bucket", "bucket_ids": [make_bucket(client)]},
-                        split_by="sentences", chunk_size=1, model="wordllama")
+        text_collection(
+            client,
+            "sentences",
+            {"type": "bucket", "bucket_ids": [make_bucket(client)]},
+            split_by="sentences",
+            chunk_size=1,
+            model="wordllama",
+        )
         batch_id, _ = _submit(client, [add_object(client, f"{TEXT} Row {i}.") for i in range(40)])
         deadline = time.monotonic() + 120
         while _tier_state(client, batch_id)["performance"]["rows_done"] < 2:

@@ -24,8 +24,9 @@ from strataflow.config import Settings
 from strataflow.engine.runners.base import RunNotes
 from strataflow.extractors.base import ErrorCategory, Resources
 
-SCHEMA = pa.schema([("row_id", pa.string()), ("status", pa.string()), ("error_type", pa.string()),
-                    ("error_message", pa.string())])
+SCHEMA = pa.schema(
+    [("row_id", pa.string()), ("status", pa.string()), ("error_type", pa.string()), ("error_message", pa.string())]
+)
 
 
 class DyingStage:
@@ -41,9 +42,18 @@ class DyingStage:
         return pa.Table.from_pylist([{"row_id": i, "status": "ok"} for i in ids], schema=SCHEMA)
 
     def poisoned(self, batch: pa.Table, message: str) -> pa.Table:
-        return pa.Table.from_pylist([{"row_id": i, "status": "failed", "error_type": ErrorCategory.VALIDATION.value,
-                                      "error_message": message} for i in batch.column("row_id").to_pylist()],
-                                    schema=SCHEMA)
+        return pa.Table.from_pylist(
+            [
+                {
+                    "row_id": i,
+                    "status": "failed",
+                    "error_type": ErrorCategory.VALIDATION.value,
+                    "error_message": message,
+                }
+                for i in batch.column("row_id").to_pylist()
+            ],
+            schema=SCHEMA,
+        )
 
 
 def test_a_row_that_kills_its_ray_data_worker_fails_alone(tmp_path: Path, ray_runner: Any) -> None:
@@ -56,9 +66,16 @@ def test_a_row_that_kills_its_ray_data_worker_fails_alone(tmp_path: Path, ray_ru
     manifest = io.BytesIO()
     pq.write_table(pa.table({"row_id": ids}), manifest)
     blobs.put_bytes("manifests/poison.parquet", manifest.getvalue())
-    pipeline = Pipeline(name="poison-test", settings=settings, blobs=blobs, manifest_key="manifests/poison.parquet",
-                        stage=DyingStage, stage_kwargs={}, resources=Resources(num_cpus=0.5, memory_mb=128),
-                        batch_size=4)
+    pipeline = Pipeline(
+        name="poison-test",
+        settings=settings,
+        blobs=blobs,
+        manifest_key="manifests/poison.parquet",
+        stage=DyingStage,
+        stage_kwargs={},
+        resources=Resources(num_cpus=0.5, memory_mb=128),
+        batch_size=4,
+    )
     notes = RunNotes()
     out = pa.concat_tables(list(ray_runner.pipelines.run(pipeline, notes))).to_pylist()
     ray_runner.pipelines.pools.stop_idle()  # its warm stage actors would hold CPUs later tests of this Ray need
@@ -79,12 +96,33 @@ def test_a_page_bomb_under_the_memory_ceiling_fails_alone_on_ray_actors(tmp_path
     from tests.pdf_factory import TextPage, write_pdf
 
     runner = RayRunner.from_settings(Settings(engine="ray", ray_data=False, ray_actor_cpus=1.0, worker_memory_mb=900))
-    rows = [ExtractorInput(f"good-{i}", {"pdf": write_pdf(tmp_path / f"good{i}.pdf", [TextPage(items=[
-        (72, 72, 11.0, f"Report number {i}: the northern lighthouse was inspected in spring.")])])})
-        for i in range(4)]
+    rows = [
+        ExtractorInput(
+            f"good-{i}",
+            {
+                "pdf": write_pdf(
+                    tmp_path / f"good{i}.pdf",
+                    [
+                        TextPage(
+                            items=[
+                                (72, 72, 11.0, f"Report number {i}: the northern lighthouse was inspected in spring.")
+                            ]
+                        )
+                    ],
+                )
+            },
+        )
+        for i in range(4)
+    ]
     rows.insert(2, ExtractorInput("bomb", {"pdf": huge_page_pdf(tmp_path / "bomb.pdf")}))
-    call = ExtractionCall("document_graph_extractor", "v1", {"run_ocr": False}, rows, tmp_path / "work",
-                          limits=ExtractionLimits(pdf_page_max_pixels=10**12))  # the ceiling, not the cap
+    call = ExtractionCall(
+        "document_graph_extractor",
+        "v1",
+        {"run_ocr": False},
+        rows,
+        tmp_path / "work",
+        limits=ExtractionLimits(pdf_page_max_pixels=10**12),
+    )  # the ceiling, not the cap
     notes = RunNotes()
     try:
         results = {r.row_id: r for r in runner.submit(call, notes).result(timeout=600)}

@@ -65,13 +65,21 @@ def _assert_same_documents(local: dict[str, Any], other: dict[str, Any]) -> None
 
 
 def _counters(tier: dict[str, Any]) -> dict[str, Any]:
-    return {k: tier[k] for k in ("source_documents_fetched", "documents_after_source_filter",
-                                 "documents_missing_input_fields", "documents_submitted_to_engine",
-                                 "documents_written")}
+    return {
+        k: tier[k]
+        for k in (
+            "source_documents_fetched",
+            "documents_after_source_filter",
+            "documents_missing_input_fields",
+            "documents_submitted_to_engine",
+            "documents_written",
+        )
+    }
 
 
-def _run_again(settings: Settings, runner: Runner, object_ids: list[str],
-               collections: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def _run_again(
+    settings: Settings, runner: Runner, object_ids: list[str], collections: list[str]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Empty the collections, run the batch again on `runner`: the documents, the batch, its logs."""
     with _api(settings, runner) as (client, runtime):
         for collection_id in collections:  # the run must produce every document anew
@@ -83,18 +91,31 @@ def _run_again(settings: Settings, runner: Runner, object_ids: list[str],
         return _snapshot(runtime, collections), batch, logs
 
 
-def test_two_tier_pipeline_on_ray_matches_the_local_runner(tmp_path: Path, shared_runner: Runner,
-                                                           ray_runner: Any, ray_chunk_runner: Any) -> None:
+def test_two_tier_pipeline_on_ray_matches_the_local_runner(
+    tmp_path: Path, shared_runner: Runner, ray_runner: Any, ray_chunk_runner: Any
+) -> None:
     settings = Settings(data_dir=tmp_path / "data", api_key=ADMIN_KEY, task_poll_interval_s=0.05)
     with _api(settings, shared_runner) as (client, runtime):
         client.post("/v1/namespaces", json={"namespace_name": "main"})
         bucket_id = make_bucket(client)
-        chunks = text_collection(client, "sentences", {"type": "bucket", "bucket_ids": [bucket_id]},
-                                 split_by="sentences", chunk_size=1, model="minilm")
+        chunks = text_collection(
+            client,
+            "sentences",
+            {"type": "bucket", "bucket_ids": [bucket_id]},
+            split_by="sentences",
+            chunk_size=1,
+            model="minilm",
+        )
         barking = {"filters": {"field": "text", "operator": "contains", "value": "bark"}}  # a source filter
-        words = text_collection(client, "pairs", {"type": "collection", "collection_ids": [chunks["collection_id"]],
-                                                  "source_filters": barking},
-                                mapping="text", split_by="words", chunk_size=2, model="minilm")
+        words = text_collection(
+            client,
+            "pairs",
+            {"type": "collection", "collection_ids": [chunks["collection_id"]], "source_filters": barking},
+            mapping="text",
+            split_by="words",
+            chunk_size=2,
+            model="minilm",
+        )
         collections = [chunks["collection_id"], words["collection_id"]]
         object_ids = [add_object(client, f"{TEXT} Object {i} ends here.", title=f"note {i}") for i in range(4)]
         local_batch, task_id = _submit(client, object_ids)
@@ -139,13 +160,24 @@ def _tier_state(client: TestClient, batch_id: str) -> dict[str, Any]:
 
 def test_a_killed_ray_actor_is_restarted_and_the_tier_completes(tmp_path: Path, ray_chunk_runner: Any) -> None:
     objects, sentences = 60, 6
-    settings = Settings(data_dir=tmp_path / "data", api_key=ADMIN_KEY, task_poll_interval_s=0.05,
-                        manifest_chunk_rows=4, extract_batch_size=4)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        api_key=ADMIN_KEY,
+        task_poll_interval_s=0.05,
+        manifest_chunk_rows=4,
+        extract_batch_size=4,
+    )
     with _api(settings, ray_chunk_runner) as (client, runtime):
         client.post("/v1/namespaces", json={"namespace_name": "main"})
         bucket_id = make_bucket(client)
-        collection = text_collection(client, "sentences", {"type": "bucket", "bucket_ids": [bucket_id]},
-                                     split_by="sentences", chunk_size=1, model="minilm")
+        collection = text_collection(
+            client,
+            "sentences",
+            {"type": "bucket", "bucket_ids": [bucket_id]},
+            split_by="sentences",
+            chunk_size=1,
+            model="minilm",
+        )
         text = " ".join(f"Sentence number {n} of this object." for n in range(sentences))
         object_ids = [add_object(client, f"{text} Unique tail {i}.") for i in range(objects)]
         batch_id, task_id = _submit(client, object_ids)

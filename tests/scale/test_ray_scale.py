@@ -59,8 +59,14 @@ def _kill_stage_host_mid_batch(running: Any) -> int:
 def test_stage_actors_stay_warm_across_batches_and_a_killed_one_is_replaced(tmp_path: Path, ray_runner: Any) -> None:
     with _api(_settings(tmp_path, "warm"), ray_runner) as (client, runtime):
         client.post("/v1/namespaces", json={"namespace_name": "main"})
-        collection = text_collection(client, "sentences", {"type": "bucket", "bucket_ids": [make_bucket(client)]},
-                                     split_by="sentences", chunk_size=1, model="minilm")["collection_id"]
+        collection = text_collection(
+            client,
+            "sentences",
+            {"type": "bucket", "bucket_ids": [make_bucket(client)]},
+            split_by="sentences",
+            chunk_size=1,
+            model="minilm",
+        )["collection_id"]
         runs = []
         for round_ in range(2):
             batch_id, task_id = _submit(client, _objects(client, 4, f"r{round_}"))
@@ -81,11 +87,14 @@ def test_stage_actors_stay_warm_across_batches_and_a_killed_one_is_replaced(tmp_
         batch_id, task_id = _submit(client, objects)
         started = time.monotonic()
         killed = _kill_stage_host_mid_batch(
-            lambda: _tier_state(client, batch_id)["status"] in ("PENDING", "IN_PROGRESS"))
+            lambda: _tier_state(client, batch_id)["status"] in ("PENDING", "IN_PROGRESS")
+        )
         killed_at = time.monotonic()
         assert wait_task(client, task_id, timeout=240)["status"] == "COMPLETED"
-        print(f"stage actor SIGKILL: killed {killed_at - started:.1f}s after submit, "
-              f"done {time.monotonic() - killed_at:.1f}s after the kill")
+        print(
+            f"stage actor SIGKILL: killed {killed_at - started:.1f}s after submit, "
+            f"done {time.monotonic() - killed_at:.1f}s after the kill"
+        )
         tier = _tier_state(client, batch_id)
         logs = client.get(f"/v1/buckets/docs/batches/{batch_id}/logs").json()["tiers"][0]["logs"]
         documents = [d for d in runtime.index.query(collection, None) if d.lineage["root_object_id"] in objects]
@@ -101,7 +110,8 @@ def test_stage_actors_stay_warm_across_batches_and_a_killed_one_is_replaced(tmp_
 
 @pytest.mark.parametrize("ray_data", [True, False], ids=["ray-data", "per-chunk"])
 def test_a_tier_that_cannot_be_placed_is_reported_failed_retryable_and_retried(
-        tmp_path: Path, ray_runner: Any, ray_data: bool) -> None:
+    tmp_path: Path, ray_runner: Any, ray_data: bool
+) -> None:
     from strataflow.engine.runners.ray import RayRunner
 
     ray_runner.pipelines.pools.stop_idle()  # the warm actors of earlier tests give their CPUs back
@@ -118,9 +128,14 @@ def test_a_tier_that_cannot_be_placed_is_reported_failed_retryable_and_retried(
         assert ray.get(hog.ready.remote(), timeout=120)
         with _api(settings, runner) as (client, _):
             client.post("/v1/namespaces", json={"namespace_name": "main"})
-            collection = text_collection(client, "sentences",
-                                         {"type": "bucket", "bucket_ids": [make_bucket(client)]},
-                                         split_by="sentences", chunk_size=1, model="wordllama")["collection_id"]
+            collection = text_collection(
+                client,
+                "sentences",
+                {"type": "bucket", "bucket_ids": [make_bucket(client)]},
+                split_by="sentences",
+                chunk_size=1,
+                model="wordllama",
+            )["collection_id"]
             objects = _objects(client, 6, "stall")
             batch_id, task_id = _submit(client, objects)
             task = wait_task(client, task_id, timeout=120)
@@ -161,9 +176,17 @@ def test_two_batches_at_once_complete_on_two_cpus_with_half_cpu_actors(tmp_path:
         with _api(settings, runner) as (client, runtime):
             client.post("/v1/namespaces", json={"namespace_name": "main"})
             bucket_id = make_bucket(client)
-            collections = [text_collection(client, name, {"type": "bucket", "bucket_ids": [bucket_id]},
-                                           split_by="sentences", chunk_size=size, model="wordllama")["collection_id"]
-                           for name, size in (("ones", 1), ("twos", 2))]
+            collections = [
+                text_collection(
+                    client,
+                    name,
+                    {"type": "bucket", "bucket_ids": [bucket_id]},
+                    split_by="sentences",
+                    chunk_size=size,
+                    model="wordllama",
+                )["collection_id"]
+                for name, size in (("ones", 1), ("twos", 2))
+            ]
             batches = [_objects(client, 8, f"b{n}") for n in range(2)]
             submitted = [_submit(client, objects) for objects in batches]
             statuses = [wait_task(client, task_id, timeout=300)["status"] for _, task_id in submitted]

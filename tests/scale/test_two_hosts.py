@@ -101,8 +101,9 @@ def _ip(*args: str) -> None:
 @contextmanager
 def _namespaces(tmp_path: Path) -> Iterator[TwoHosts]:
     token = secrets.token_hex(3)
-    hosts = TwoHosts(token, f"10.231.{secrets.randbelow(250) + 1}", f"sfa-{token}", f"sfb-{token}",
-                     Path(f"/tmp/sf2h-{token}"))  # short: Ray's socket paths must stay under 107 bytes
+    hosts = TwoHosts(
+        token, f"10.231.{secrets.randbelow(250) + 1}", f"sfa-{token}", f"sfb-{token}", Path(f"/tmp/sf2h-{token}")
+    )  # short: Ray's socket paths must stay under 107 bytes
     made: list[str] = []
     try:
         for name in (hosts.a, hosts.b):
@@ -155,8 +156,12 @@ def _stop(started: list[subprocess.Popen[str]], token: str) -> None:
 def _wait_port(netns: str, url: str, process: subprocess.Popen[str]) -> None:
     probe = f"import httpx; httpx.get({url!r}, timeout=1)"
     deadline = time.monotonic() + 60
-    while subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", probe],
-                         check=False, capture_output=True, timeout=30).returncode != 0:
+    while (
+        subprocess.run(
+            ["ip", "netns", "exec", netns, sys.executable, "-c", probe], check=False, capture_output=True, timeout=30
+        ).returncode
+        != 0
+    ):
         assert process.poll() is None and time.monotonic() < deadline, "the S3 server did not start"
         time.sleep(0.5)
 
@@ -181,42 +186,80 @@ def test_a_batch_on_a_two_host_ray_cluster_runs_its_extraction_on_the_second_hos
         # The guide's token authentication: the token and RAY_AUTH_MODE=token on every node and process.
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=ray_token, HOME=str(hosts.temp))
         try:
+
             def start(netns: str, *command: str) -> subprocess.Popen[str]:
                 log = open(hosts.temp / f"{netns}-{len(started)}.log", "w")  # noqa: SIM115  closed with the process
-                process = subprocess.Popen(["ip", "netns", "exec", netns, *command], env=env, text=True,
-                                           stdout=log, stderr=subprocess.STDOUT)
+                process = subprocess.Popen(
+                    ["ip", "netns", "exec", netns, *command], env=env, text=True, stdout=log, stderr=subprocess.STDOUT
+                )
                 started.append(process)
                 return process
 
             s3 = start(hosts.a, sys.executable, "-m", "moto.server", "-H", hosts.head_ip, "-p", "9000")
             _wait_port(hosts.a, f"http://{hosts.head_ip}:9000", s3)
-            start(hosts.a, RAY, "start", "--head", "--block", f"--node-ip-address={hosts.head_ip}", "--port=6379",
-                  "--num-cpus=0", "--include-dashboard=false", "--dashboard-port=8265",
-                  f"--temp-dir={hosts.temp}/ray")
-            node = start(hosts.b, RAY, "start", "--block", f"--address={hosts.head_ip}:6379",
-                         f"--node-ip-address={hosts.node_ip}", "--num-cpus=2", f"--temp-dir={hosts.temp}/ray-b")
+            start(
+                hosts.a,
+                RAY,
+                "start",
+                "--head",
+                "--block",
+                f"--node-ip-address={hosts.head_ip}",
+                "--port=6379",
+                "--num-cpus=0",
+                "--include-dashboard=false",
+                "--dashboard-port=8265",
+                f"--temp-dir={hosts.temp}/ray",
+            )
+            node = start(
+                hosts.b,
+                RAY,
+                "start",
+                "--block",
+                f"--address={hosts.head_ip}:6379",
+                f"--node-ip-address={hosts.node_ip}",
+                "--num-cpus=2",
+                f"--temp-dir={hosts.temp}/ray-b",
+            )
             deadline = time.monotonic() + 300
             while True:  # `ray status` asks the head's GCS: both hosts are there once it lists two nodes
-                status = subprocess.run(["ip", "netns", "exec", hosts.a, RAY, "status",
-                                         f"--address={hosts.head_ip}:6379"], check=False, env=env, capture_output=True,
-                                        text=True, timeout=120)
+                status = subprocess.run(
+                    ["ip", "netns", "exec", hosts.a, RAY, "status", f"--address={hosts.head_ip}:6379"],
+                    check=False,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
                 if status.stdout.count(" node_") >= 2:
                     break
                 assert node.poll() is None and time.monotonic() < deadline, status.stdout + status.stderr
                 time.sleep(2)
             data = tmp_path / "data"
-            driver_env = {**env, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}",
-                          "STRATAFLOW_DATA_DIR": str(data), "STRATAFLOW_API_KEY": "sk_two_hosts_admin_0123456789",
-                          "STRATAFLOW_ENGINE": "ray", "STRATAFLOW_RAY_ADDRESS": f"{hosts.head_ip}:6379",
-                          "STRATAFLOW_RAY_ACTOR_CPUS": "1", "STRATAFLOW_EXTRACT_BATCH_SIZE": "4",
-                          "STRATAFLOW_BLOB_URL": "s3://strataflow/data",
-                          "STRATAFLOW_S3_ENDPOINT_URL": f"http://{hosts.head_ip}:9000",
-                          "STRATAFLOW_S3_REGION": "us-east-1", "STRATAFLOW_S3_ACCESS_KEY_ID": "testing",
-                          "STRATAFLOW_S3_SECRET_ACCESS_KEY": "testing", "STRATAFLOW_S3_PATH_STYLE": "true",
-                          "STRATAFLOW_TASK_POLL_INTERVAL_S": "0.1"}
-            driver = subprocess.run(["ip", "netns", "exec", hosts.a, sys.executable, "-c", _DRIVER, str(OBJECTS),
-                                     str(SENTENCES)], check=False, env=driver_env, capture_output=True, text=True,
-                                    timeout=900)
+            driver_env = {
+                **env,
+                "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}",
+                "STRATAFLOW_DATA_DIR": str(data),
+                "STRATAFLOW_API_KEY": "sk_two_hosts_admin_0123456789",
+                "STRATAFLOW_ENGINE": "ray",
+                "STRATAFLOW_RAY_ADDRESS": f"{hosts.head_ip}:6379",
+                "STRATAFLOW_RAY_ACTOR_CPUS": "1",
+                "STRATAFLOW_EXTRACT_BATCH_SIZE": "4",
+                "STRATAFLOW_BLOB_URL": "s3://strataflow/data",
+                "STRATAFLOW_S3_ENDPOINT_URL": f"http://{hosts.head_ip}:9000",
+                "STRATAFLOW_S3_REGION": "us-east-1",
+                "STRATAFLOW_S3_ACCESS_KEY_ID": "testing",
+                "STRATAFLOW_S3_SECRET_ACCESS_KEY": "testing",
+                "STRATAFLOW_S3_PATH_STYLE": "true",
+                "STRATAFLOW_TASK_POLL_INTERVAL_S": "0.1",
+            }
+            driver = subprocess.run(
+                ["ip", "netns", "exec", hosts.a, sys.executable, "-c", _DRIVER, str(OBJECTS), str(SENTENCES)],
+                check=False,
+                env=driver_env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             lines = [line for line in driver.stdout.splitlines() if line.startswith("RESULT ")]
             assert driver.returncode == 0 and lines, (driver.stdout[-3000:], driver.stderr[-5000:])
             result = json.loads(lines[0].removeprefix("RESULT "))

@@ -30,11 +30,14 @@ from tests.s3_server import MotoServer
 OBJECTS, BATCHES = 2000, 4
 
 
-
 def _worker(name: str, tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
     log_path = tmp_path / f"{name}.log"
-    process = subprocess.Popen([sys.executable, "-m", "strataflow", "worker", "--data-dir", str(tmp_path / name)],
-                               env={**os.environ, **env}, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "strataflow", "worker", "--data-dir", str(tmp_path / name)],
+        env={**os.environ, **env},
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     return process, log_path
 
 
@@ -45,18 +48,30 @@ def _wait_ready(process: subprocess.Popen[bytes], log_path: Path) -> None:
         time.sleep(0.1)
 
 
-def test_two_workers_share_batches_without_double_work(tmp_path: Path, private_pg: str, moto_server: MotoServer,
-                                                       shared_runner: Runner) -> None:
+def test_two_workers_share_batches_without_double_work(
+    tmp_path: Path, private_pg: str, moto_server: MotoServer, shared_runner: Runner
+) -> None:
     bucket = f"sf-{secrets.token_hex(6)}"
     moto_server.client().create_bucket(Bucket=bucket)
     index_dir = tmp_path / "index"  # one LanceDB for all: both workers are on this host (file-locked writes)
-    settings = Settings(data_dir=tmp_path / "api", database_url=private_pg, index_uri=str(index_dir),
-                        api_key=ADMIN_KEY, **moto_server.settings_for(bucket))
-    env = {"STRATAFLOW_DATABASE_URL": private_pg, "STRATAFLOW_INDEX_URI": str(index_dir),
-           "STRATAFLOW_API_KEY": ADMIN_KEY, "STRATAFLOW_ENGINE": "local", "STRATAFLOW_ENGINE_THREADS": "1",
-           "STRATAFLOW_SCHEDULER_WORKERS": "1", "STRATAFLOW_TASK_POLL_INTERVAL_S": "30",
-           "STRATAFLOW_MANIFEST_CHUNK_ROWS": "250",
-           **{f"STRATAFLOW_{k.upper()}": str(v) for k, v in moto_server.settings_for(bucket).items()}}
+    settings = Settings(
+        data_dir=tmp_path / "api",
+        database_url=private_pg,
+        index_uri=str(index_dir),
+        api_key=ADMIN_KEY,
+        **moto_server.settings_for(bucket),
+    )
+    env = {
+        "STRATAFLOW_DATABASE_URL": private_pg,
+        "STRATAFLOW_INDEX_URI": str(index_dir),
+        "STRATAFLOW_API_KEY": ADMIN_KEY,
+        "STRATAFLOW_ENGINE": "local",
+        "STRATAFLOW_ENGINE_THREADS": "1",
+        "STRATAFLOW_SCHEDULER_WORKERS": "1",
+        "STRATAFLOW_TASK_POLL_INTERVAL_S": "30",
+        "STRATAFLOW_MANIFEST_CHUNK_ROWS": "250",
+        **{f"STRATAFLOW_{k.upper()}": str(v) for k, v in moto_server.settings_for(bucket).items()},
+    }
 
     runtime = open_runtime(settings, shared_runner)  # migrates the schema before the workers start
     workers = [_worker(name, tmp_path, env) for name in ("worker-a", "worker-b")]
@@ -68,28 +83,35 @@ def test_two_workers_share_batches_without_double_work(tmp_path: Path, private_p
             client.headers.update({"Authorization": f"Bearer {ADMIN_KEY}", "X-Namespace": "main"})
             client.post("/v1/namespaces", json={"namespace_name": "main"})
             bucket_id = make_bucket(client)
-            collection = text_collection(client, "notes", {"type": "bucket", "bucket_ids": [bucket_id]},
-                                         model="wordllama")
+            collection = text_collection(
+                client, "notes", {"type": "bucket", "bucket_ids": [bucket_id]}, model="wordllama"
+            )
             object_ids: list[str] = []
             for start in range(0, OBJECTS, 100):
-                items = [{"blobs": [{"property": "content", "type": "text", "data": f"Note {i} about item {i % 7}."}]}
-                         for i in range(start, start + 100)]
+                items = [
+                    {"blobs": [{"property": "content", "type": "text", "data": f"Note {i} about item {i % 7}."}]}
+                    for i in range(start, start + 100)
+                ]
                 created = client.post("/v1/buckets/docs/objects/batch", json={"objects": items}).json()
                 object_ids += [o["object_id"] for o in created["succeeded"]]
             assert len(object_ids) == OBJECTS
             per_batch = OBJECTS // BATCHES
             submitted = []
             for start in range(0, OBJECTS, per_batch):
-                batch = client.post("/v1/buckets/docs/batches",
-                                    json={"object_ids": object_ids[start : start + per_batch]}).json()
+                batch = client.post(
+                    "/v1/buckets/docs/batches", json={"object_ids": object_ids[start : start + per_batch]}
+                ).json()
                 task = client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={}).json()
                 submitted.append((batch["batch_id"], task["task_id"]))
             for _, task_id in submitted:
                 assert wait_task(client, task_id, timeout=240)["status"] == "COMPLETED"
-            tiers = [client.get(f"/v1/buckets/docs/batches/{batch_id}").json()["tier_tasks"][0]
-                     for batch_id, _ in submitted]
-            logs = [client.get(f"/v1/buckets/docs/batches/{batch_id}/logs").json()["tiers"][0]["logs"]
-                    for batch_id, _ in submitted]
+            tiers = [
+                client.get(f"/v1/buckets/docs/batches/{batch_id}").json()["tier_tasks"][0] for batch_id, _ in submitted
+            ]
+            logs = [
+                client.get(f"/v1/buckets/docs/batches/{batch_id}/logs").json()["tiers"][0]["logs"]
+                for batch_id, _ in submitted
+            ]
         documents = runtime.index.query(collection["collection_id"], None)
     finally:
         for process, _ in workers:

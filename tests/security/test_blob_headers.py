@@ -17,8 +17,10 @@ from tests.s3_server import MotoServer, moto_server  # noqa: F401  (the session'
 
 EVIL_HTML = b"<html><script>fetch('/v1/namespaces',{headers:{Authorization:localStorage.key}})</script></html>"
 EVIL_SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.domain)</script></svg>'
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
 FILES = {  # filename -> (bytes, content type, blob property, served as an attachment?)
     "evil.html": (EVIL_HTML, "text/html", "content", True),
     "evil.svg": (EVIL_SVG, "image/svg+xml", "photo", True),
@@ -60,16 +62,14 @@ def _download(client: TestClient, url: str) -> httpx.Response:
 
 def _upload_url(client: TestClient, name: str) -> str:
     data, content_type, prop, _attachment = FILES[name]
-    upload, _confirmed = upload_and_confirm(client, data, filename=name, content_type=content_type,
-                                            blob_property=prop)
+    upload, _confirmed = upload_and_confirm(client, data, filename=name, content_type=content_type, blob_property=prop)
     got = client.get(f"/v1/buckets/files/uploads/{upload['upload_id']}?return_presigned_urls=true")
     assert got.status_code == 200, got.text
     return str(got.json()["presigned_url"])
 
 
 @pytest.mark.parametrize("name", sorted(FILES))
-def test_uploaded_blobs_come_back_as_downloads(client: TestClient, files: None, blob_backend: str,
-                                               name: str) -> None:
+def test_uploaded_blobs_come_back_as_downloads(client: TestClient, files: None, blob_backend: str, name: str) -> None:
     data, _type, _prop, attachment = FILES[name]
     served = _download(client, _upload_url(client, name))
     assert served.status_code == 200 and served.content == data

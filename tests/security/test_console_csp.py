@@ -11,8 +11,10 @@ from playwright.sync_api import Page, expect
 from tests.e2e.test_console_browser import page, server  # noqa: F401  (the live server and the browser)
 from tests.live import API_KEY, LiveServer
 
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
 WATCH = """window.__violations = [];
 document.addEventListener('securitypolicyviolation',
   (e) => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));"""
@@ -21,9 +23,20 @@ document.addEventListener('securitypolicyviolation',
 def test_console_runs_under_its_csp_without_violations(server: LiveServer, page: Page) -> None:  # noqa: F811
     headers = {"Authorization": f"Bearer {API_KEY}", "X-Namespace": "demo"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as api:
-        made = api.post("/v1/buckets/notes/objects", json={"blobs": [
-            {"property": "image", "type": "image", "data": base64.b64encode(PNG).decode(), "content_type": "image/png"},
-            {"property": "text", "type": "text", "data": "A note shown as a preview."}]})
+        made = api.post(
+            "/v1/buckets/notes/objects",
+            json={
+                "blobs": [
+                    {
+                        "property": "image",
+                        "type": "image",
+                        "data": base64.b64encode(PNG).decode(),
+                        "content_type": "image/png",
+                    },
+                    {"property": "text", "type": "text", "data": "A note shown as a preview."},
+                ]
+            },
+        )
         assert made.status_code == 200, made.text
     messages: list[str] = []
     page.on("console", lambda m: messages.append(m.text) if "Content Security Policy" in m.text else None)

@@ -44,8 +44,10 @@ def _seed(url: str) -> None:
         assert http.post("/v1/namespaces", json={"namespace_name": "fuzz"}).status_code == 200
         schema = {"properties": {"content": {"type": "text"}, "title": {"type": "string"}}}
         assert http.post("/v1/buckets", json={"bucket_name": "docs", "bucket_schema": schema}).status_code == 200
-        created = http.post("/v1/buckets/docs/objects", json={
-            "metadata": {"title": "seed"}, "blobs": [{"property": "content", "type": "text", "data": "hello"}]})
+        created = http.post(
+            "/v1/buckets/docs/objects",
+            json={"metadata": {"title": "seed"}, "blobs": [{"property": "content", "type": "text", "data": "hello"}]},
+        )
         assert created.status_code == 200, created.text
 
 
@@ -92,20 +94,28 @@ OPERATIONS = [f"{method.upper()} {path}" for path, ops in DOCUMENT["paths"].item
 def test_every_operation_keeps_the_contract(operation: str, live: LiveServer) -> None:
     method, path = operation.split(" ", 1)
     api_operation = schema[path][method]
-    cases = st.one_of(api_operation.as_strategy(GenerationMode.POSITIVE),
-                      api_operation.as_strategy(GenerationMode.NEGATIVE))
+    cases = st.one_of(
+        api_operation.as_strategy(GenerationMode.POSITIVE), api_operation.as_strategy(GenerationMode.NEGATIVE)
+    )
 
     @given(case=cases)
-    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     def call(case: Any) -> None:
         # The key and namespace are ours, whatever was generated for those headers: the fuzz is
         # aimed at the operation, not at auth (test_tenant_isolation.py covers that).
         case.headers = {**(case.headers or {}), **HEADERS}
         response = case.call_and_validate(
-            base_url=live.url, timeout=30,
-            checks=[not_a_server_error, status_code_conformance, content_type_conformance,
-                    response_schema_conformance])
+            base_url=live.url,
+            timeout=30,
+            checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
+        )
         SEEN[response.status_code] += 1
         _assert_envelope(response)
 

@@ -29,8 +29,10 @@ from tests.helpers import assert_error
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
 
-TEXTS = {"keep": "Salmon swim upstream to spawn in the rivers where they hatched.",
-         "drop": "The Apollo 11 mission landed the first humans on the Moon in 1969."}
+TEXTS = {
+    "keep": "Salmon swim upstream to spawn in the rivers where they hatched.",
+    "drop": "The Apollo 11 mission landed the first humans on the Moon in 1969.",
+}
 
 
 @pytest.fixture
@@ -44,10 +46,18 @@ def quiet_client(runtime: Runtime) -> Iterator[TestClient]:
 
 
 def _passthrough(client: TestClient, name: str, source_collection_id: str) -> str:
-    response = client.post("/v1/collections", json={
-        "collection_name": name, "source": {"type": "collection", "collection_ids": [source_collection_id]},
-        "feature_extractor": {"feature_extractor_name": "passthrough_extractor", "version": "v1",
-                              "parameters": {"extractor_type": "passthrough_extractor"}}})
+    response = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": name,
+            "source": {"type": "collection", "collection_ids": [source_collection_id]},
+            "feature_extractor": {
+                "feature_extractor_name": "passthrough_extractor",
+                "version": "v1",
+                "parameters": {"extractor_type": "passthrough_extractor"},
+            },
+        },
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["collection_id"])
 
@@ -60,13 +70,15 @@ def _roots(client: TestClient, collection_id: str) -> list[str]:
 
 def _setup(client: TestClient) -> tuple[dict[str, str], str]:
     make_bucket(client)
-    chunks = text_collection(client, "chunks", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none",
-                             model="minilm", passthrough=())
+    chunks = text_collection(
+        client, "chunks", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none", model="minilm", passthrough=()
+    )
     return {name: add_object(client, text) for name, text in TEXTS.items()}, str(chunks["collection_id"])
 
 
-def test_deleting_an_object_removes_its_documents_and_descendants_everywhere(quiet_client: TestClient,
-                                                                              runtime: Runtime) -> None:
+def test_deleting_an_object_removes_its_documents_and_descendants_everywhere(
+    quiet_client: TestClient, runtime: Runtime
+) -> None:
     client = quiet_client
     ids, chunks = _setup(client)
     copies = _passthrough(client, "copies", chunks)
@@ -81,12 +93,27 @@ def test_deleting_an_object_removes_its_documents_and_descendants_everywhere(qui
     assert _roots(client, chunks) == _roots(client, copies) == [ids["keep"]]
     assert client.get(f"/v1/collections/{chunks}/documents/{dropped_doc}").status_code == 404
     assert runtime.index.count(chunks) == runtime.index.count(copies) == 1
-    search = client.post("/v1/retrievers/execute", json={
-        "collection_identifiers": ["chunks", "copies"], "input_schema": {"query": {"type": "text", "required": True}},
-        "inputs": {"query": "the first humans on the Moon"},
-        "stages": [{"stage_name": "search", "stage_type": "filter", "config": {"stage_id": "feature_search",
-                    "parameters": {"searches": [{"feature_uri": feature, "query": "{{INPUT.query}}", "top_k": 10}],
-                                   "final_top_k": 10}}}]})
+    search = client.post(
+        "/v1/retrievers/execute",
+        json={
+            "collection_identifiers": ["chunks", "copies"],
+            "input_schema": {"query": {"type": "text", "required": True}},
+            "inputs": {"query": "the first humans on the Moon"},
+            "stages": [
+                {
+                    "stage_name": "search",
+                    "stage_type": "filter",
+                    "config": {
+                        "stage_id": "feature_search",
+                        "parameters": {
+                            "searches": [{"feature_uri": feature, "query": "{{INPUT.query}}", "top_k": 10}],
+                            "final_top_k": 10,
+                        },
+                    },
+                }
+            ],
+        },
+    )
     assert search.status_code == 200, search.text
     found = search.json()["documents"]
     assert found and {d["_internal"]["lineage"]["root_object_id"] for d in found} == {ids["keep"]}
@@ -98,8 +125,9 @@ def _records(runtime: Runtime, object_ids: list[str]) -> tuple[Collection, list[
         return collection, load_object_records(session, collection.namespace_id, object_ids)
 
 
-def test_a_tier_writes_nothing_for_an_object_deleted_before_the_write(quiet_client: TestClient,
-                                                                      runtime: Runtime) -> None:
+def test_a_tier_writes_nothing_for_an_object_deleted_before_the_write(
+    quiet_client: TestClient, runtime: Runtime
+) -> None:
     client = quiet_client
     ids, chunks = _setup(client)
     collection, records = _records(runtime, list(ids.values()))
@@ -112,13 +140,15 @@ def test_a_tier_writes_nothing_for_an_object_deleted_before_the_write(quiet_clie
         answers.append(asked(object_ids))
         return answers[-1]
 
-    context = RunContext.from_settings(runtime.blobs, runtime.index, runtime.settings,
-                                       live_roots=delete_right_before_the_check)
+    context = RunContext.from_settings(
+        runtime.blobs, runtime.index, runtime.settings, live_roots=delete_right_before_the_check
+    )
     result = run_collection(context, collection, records)
     assert answers[0] == {ids["keep"]}
     assert _roots(client, chunks) == [ids["keep"]] and result.documents_written == 1
     assert [(f.source_id, f.error_type, f.message) for f in result.failures] == [
-        (ids["drop"], "validation", OBJECT_DELETED)]
+        (ids["drop"], "validation", OBJECT_DELETED)
+    ]
 
 
 def test_a_delete_that_lands_during_the_write_is_cleaned_up(quiet_client: TestClient, runtime: Runtime) -> None:
@@ -135,8 +165,9 @@ def test_a_delete_that_lands_during_the_write_is_cleaned_up(quiet_client: TestCl
         answers.append(alive)
         return alive
 
-    context = RunContext.from_settings(runtime.blobs, runtime.index, runtime.settings,
-                                       live_roots=delete_right_after_the_check)
+    context = RunContext.from_settings(
+        runtime.blobs, runtime.index, runtime.settings, live_roots=delete_right_after_the_check
+    )
     result = run_collection(context, collection, records)
     assert answers[0] == set(ids.values()) and answers[1] == {ids["keep"]}  # asked before and after the write
     assert _roots(client, chunks) == [ids["keep"]] and runtime.index.count(chunks) == 1

@@ -32,9 +32,15 @@ def dripping() -> Iterator[LoopbackServer]:
 @pytest.fixture
 def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest, dripping: LoopbackServer) -> Settings:
     database_url = request.getfixturevalue("pg_url") if backend == "postgres" else None
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, api_key=ADMIN_KEY,
-                    task_poll_interval_s=0.05, outbound_allow=f"127.0.0.1:{dripping.port}",
-                    outbound_max_concurrent=SLOW + 8, outbound_deadline_s=600)
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        api_key=ADMIN_KEY,
+        task_poll_interval_s=0.05,
+        outbound_allow=f"127.0.0.1:{dripping.port}",
+        outbound_max_concurrent=SLOW + 8,
+        outbound_deadline_s=600,
+    )
 
 
 def _tenant(client: TestClient, name: str) -> dict[str, str]:
@@ -59,14 +65,20 @@ def test_slow_fetches_hold_no_database(client: TestClient, dripping: LoopbackSer
     try:
         dripping.wait_for(lambda s: s.active == SLOW)  # every slow create is mid-download now
 
-        plain = client.post("/v1/buckets/notes/objects", headers=other_tenant,
-                            json={"blobs": [{"property": "content", "type": "text", "data": "plain text"}]})
+        plain = client.post(
+            "/v1/buckets/notes/objects",
+            headers=other_tenant,
+            json={"blobs": [{"property": "content", "type": "text", "data": "plain text"}]},
+        )
         assert plain.status_code == 200, plain.text
         listed = client.get("/v1/buckets", headers=other_tenant)
         assert listed.status_code == 200, listed.text
         assert [b["bucket_name"] for b in listed.json()["results"]] == ["notes"]
-        patched = client.patch(f"/v1/buckets/notes/objects/{plain.json()['object_id']}", headers=other_tenant,
-                               json={"metadata": {"seen": "yes"}})
+        patched = client.patch(
+            f"/v1/buckets/notes/objects/{plain.json()['object_id']}",
+            headers=other_tenant,
+            json={"metadata": {"seen": "yes"}},
+        )
         assert patched.status_code == 200, patched.text
 
         # ...and all of that while the slow ones are still downloading.

@@ -28,8 +28,10 @@ def docs(client: TestClient, namespace: dict[str, Any]) -> list[str]:
     assert client.post("/v1/buckets", json={"bucket_name": "docs", "bucket_schema": schema}).status_code == 200
     ids = []
     for title in ("a" * 701, "a" * 40 + "!", "plain"):
-        created = client.post("/v1/buckets/docs/objects", json={
-            "metadata": {"title": title}, "blobs": [{"property": "c", "type": "text", "data": "x"}]})
+        created = client.post(
+            "/v1/buckets/docs/objects",
+            json={"metadata": {"title": title}, "blobs": [{"property": "c", "type": "text", "data": "x"}]},
+        )
         assert created.status_code == 200, created.text
         ids.append(created.json()["object_id"])
     return ids
@@ -52,8 +54,12 @@ def test_catastrophic_regex_is_stopped_with_a_clear_error(client: TestClient, do
     assert _listed(client) == sorted(docs)
 
 
-CLASSIC_REDOS = {"(a+)+$": ["a" * 701], "(a|aa)+$": ["a" * 701], "(.*a){20}": ["a" * 40 + "!", "a" * 701],
-                 "^(([a-z])+.)+[A-Z]([a-z])+$": ["a" * 701, "plain"]}  # case-insensitive by default
+CLASSIC_REDOS = {
+    "(a+)+$": ["a" * 701],
+    "(a|aa)+$": ["a" * 701],
+    "(.*a){20}": ["a" * 40 + "!", "a" * 701],
+    "^(([a-z])+.)+[A-Z]([a-z])+$": ["a" * 701, "plain"],
+}  # case-insensitive by default
 
 
 def test_classic_redos_patterns_answer_or_stop(client: TestClient, docs: list[str]) -> None:

@@ -41,8 +41,14 @@ def internal() -> Iterator[LoopbackServer]:
 @pytest.fixture
 def settings(backend: str, tmp_path: Path, allowed: LoopbackServer) -> Settings:
     """Only the `allowed` server may be reached; the `internal` one stands for the host's other services."""
-    return Settings(data_dir=tmp_path / "data", api_key=ADMIN_KEY, task_poll_interval_s=0.05,
-                    outbound_allow=f"127.0.0.1:{allowed.port}", outbound_deadline_s=1.0, outbound_max_bytes=4096)
+    return Settings(
+        data_dir=tmp_path / "data",
+        api_key=ADMIN_KEY,
+        task_poll_interval_s=0.05,
+        outbound_allow=f"127.0.0.1:{allowed.port}",
+        outbound_deadline_s=1.0,
+        outbound_max_bytes=4096,
+    )
 
 
 @pytest.fixture
@@ -51,8 +57,9 @@ def files(client: TestClient, namespace: dict[str, Any]) -> None:
 
 
 def _refusal(client: TestClient, url: str, prop: str = "picture", kind: str = "image") -> str:
-    body = assert_error(client.post(OBJECTS, json={"blobs": [{"property": prop, "type": kind, "data": url}]}),
-                        400, "BadRequestError")
+    body = assert_error(
+        client.post(OBJECTS, json={"blobs": [{"property": prop, "type": kind, "data": url}]}), 400, "BadRequestError"
+    )
     assert body["error"]["details"] == {"field": f"blobs.{prop}.data", "url": url}
     message: str = body["error"]["message"]
     return message.replace(url, "<url>")
@@ -65,17 +72,21 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("spelling", [s for s in SPELLINGS if s.startswith("http") and "///" not in s])
-def test_every_spelling_gets_the_same_400_and_reaches_nothing(client: TestClient, files: None,
-                                                              internal: LoopbackServer, spelling: str) -> None:
+def test_every_spelling_gets_the_same_400_and_reaches_nothing(
+    client: TestClient, files: None, internal: LoopbackServer, spelling: str
+) -> None:
     message = _refusal(client, spelling.format(port=internal.port))
-    assert message == ("Blob 'picture': could not fetch <url>: the address is not allowed, or it did not "
-                       "answer with a file within 1 s and 4096 bytes")
+    assert message == (
+        "Blob 'picture': could not fetch <url>: the address is not allowed, or it did not "
+        "answer with a file within 1 s and 4096 bytes"
+    )
     assert internal.requests == []
     assert client.get("/v1/buckets/files").json()["object_count"] == 0
 
 
-def test_refused_closed_open_and_slow_read_the_same(client: TestClient, files: None, allowed: LoopbackServer,
-                                                   internal: LoopbackServer) -> None:
+def test_refused_closed_open_and_slow_read_the_same(
+    client: TestClient, files: None, allowed: LoopbackServer, internal: LoopbackServer
+) -> None:
     """Whatever happened (refused address, closed port, open port answering 404, a silent server,
     a body too big, a redirect to a refused address), the caller reads one and the same message."""
     allowed.behaviour.redirects = {"/bounce": f"{internal.url}/x"}
@@ -94,18 +105,26 @@ def test_refused_closed_open_and_slow_read_the_same(client: TestClient, files: N
 
 
 def test_allowed_source_is_fetched(client: TestClient, files: None, allowed: LoopbackServer) -> None:
-    made = client.post(OBJECTS, json={"blobs": [{"property": "picture", "type": "image",
-                                                 "data": f"{allowed.url}/photo.png"}]})
+    made = client.post(
+        OBJECTS, json={"blobs": [{"property": "picture", "type": "image", "data": f"{allowed.url}/photo.png"}]}
+    )
     assert made.status_code == 200, made.text
     blob = made.json()["blobs"][0]
     assert blob["details"]["size_bytes"] == len(BODY) and blob["properties"]["source_url"].endswith("/photo.png")
 
 
-def test_text_is_fetched_only_when_the_whole_value_is_a_url(client: TestClient, files: None, runtime: Any,
-                                                            allowed: LoopbackServer) -> None:
-    literal = [f"{allowed.url}/page is where my homepage used to live",
-               f"{allowed.url}/page\n", f" {allowed.url}/page", f"{allowed.url}/a\tb",
-               "http://169.254.169.254/ is the metadata service", "https:// nothing", "http://"]
+def test_text_is_fetched_only_when_the_whole_value_is_a_url(
+    client: TestClient, files: None, runtime: Any, allowed: LoopbackServer
+) -> None:
+    literal = [
+        f"{allowed.url}/page is where my homepage used to live",
+        f"{allowed.url}/page\n",
+        f" {allowed.url}/page",
+        f"{allowed.url}/a\tb",
+        "http://169.254.169.254/ is the metadata service",
+        "https:// nothing",
+        "http://",
+    ]
     for text in literal:
         made = client.post(OBJECTS, json={"blobs": [{"property": "content", "type": "text", "data": text}]})
         assert made.status_code == 200, (text, made.text)
@@ -113,8 +132,9 @@ def test_text_is_fetched_only_when_the_whole_value_is_a_url(client: TestClient, 
         assert runtime.blobs.path(key).read_bytes() == text.encode(), text
         assert "source_url" not in made.json()["blobs"][0]["properties"]
     assert allowed.requests == []
-    whole = client.post(OBJECTS, json={"blobs": [{"property": "content", "type": "text",
-                                                  "data": f"{allowed.url}/page.txt"}]})
+    whole = client.post(
+        OBJECTS, json={"blobs": [{"property": "content", "type": "text", "data": f"{allowed.url}/page.txt"}]}
+    )
     assert whole.status_code == 200, whole.text
     assert runtime.blobs.path(whole.json()["blobs"][0]["properties"]["key"]).read_bytes() == BODY
     assert allowed.requests == ["/page.txt"]

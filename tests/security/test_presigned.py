@@ -58,8 +58,11 @@ def bucket(client: TestClient, namespace: dict[str, Any]) -> dict[str, Any]:
 def _files(runtime: Runtime) -> dict[str, str]:
     """Every file under the local blob root, with its SHA-256."""
     assert isinstance(runtime.blobs, LocalBlobStore)
-    return {str(p.relative_to(runtime.blobs.root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in runtime.blobs.root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(runtime.blobs.root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in runtime.blobs.root.rglob("*")
+        if p.is_file()
+    }
 
 
 def _tamper(url: str) -> str:
@@ -73,8 +76,9 @@ def _state(client: TestClient) -> tuple[list[tuple[str, str]], int]:
     return sorted((u["upload_id"], u["status"]) for u in uploads), len(objects)
 
 
-def test_refused_puts_leave_rows_and_bytes_unchanged(client: TestClient, bucket: dict[str, Any],
-                                                     runtime: Runtime) -> None:
+def test_refused_puts_leave_rows_and_bytes_unchanged(
+    client: TestClient, bucket: dict[str, Any], runtime: Runtime
+) -> None:
     target, other = create(client), create(client, filename="other.txt")
     store = runtime.blobs
     assert isinstance(store, LocalBlobStore)
@@ -82,7 +86,9 @@ def test_refused_puts_leave_rows_and_bytes_unchanged(client: TestClient, bucket:
     attacks = {
         "tampered signature": (_tamper(target["presigned_url"]), "text/plain"),
         "key changed to another upload's": (
-            target["presigned_url"].replace(urlsplit(target["presigned_url"]).path, other_path), "text/plain"),
+            target["presigned_url"].replace(urlsplit(target["presigned_url"]).path, other_path),
+            "text/plain",
+        ),
         "content type changed": (target["presigned_url"], "text/html"),
         "no content type": (target["presigned_url"], None),
         "expired": (store.presigned_put_url(target["s3_key"], "text/plain", -5), "text/plain"),
@@ -113,8 +119,9 @@ def test_replay_after_completion_is_refused(client: TestClient, bucket: dict[str
     assert client.get(record["presigned_url"]).content == original
 
 
-def test_replay_after_cancel_and_after_bucket_delete_writes_nothing(client: TestClient, bucket: dict[str, Any],
-                                                                    runtime: Runtime) -> None:
+def test_replay_after_cancel_and_after_bucket_delete_writes_nothing(
+    client: TestClient, bucket: dict[str, Any], runtime: Runtime
+) -> None:
     canceled = create(client)
     assert client.delete(f"{BASE}/{canceled['upload_id']}").status_code == 204
     assert_error(put(client, canceled["presigned_url"], b"late", "text/plain"), 409, "ConflictError")
@@ -125,12 +132,14 @@ def test_replay_after_cancel_and_after_bucket_delete_writes_nothing(client: Test
     assert _files(runtime) == {}
 
 
-def test_part_urls_cannot_be_redirected_or_replayed(client: TestClient, bucket: dict[str, Any],
-                                                    runtime: Runtime) -> None:
+def test_part_urls_cannot_be_redirected_or_replayed(
+    client: TestClient, bucket: dict[str, Any], runtime: Runtime
+) -> None:
     part = 5 * 1024 * 1024
     data = b"p" * part + b"tail"
-    upload = create(client, filename="movie.mp4", content_type="video/mp4", blob_property="clip",
-                    file_size_bytes=len(data))
+    upload = create(
+        client, filename="movie.mp4", content_type="video/mp4", blob_property="clip", file_size_bytes=len(data)
+    )
     plan = client.post(f"{BASE}/{upload['upload_id']}/multipart", json={"part_size_bytes": part}).json()
     urls = {p["part_number"]: p["presigned_url"] for p in plan["parts"]}
     # part 1's URL aimed at part 2's slot: the part number is inside the signed key
@@ -146,8 +155,9 @@ def test_part_urls_cannot_be_redirected_or_replayed(client: TestClient, bucket: 
 
 
 @pytest.mark.parametrize("blob_backend", ["s3"])
-def test_s3_content_type_swap_is_caught_at_confirm(client: TestClient, runtime: Runtime,
-                                                   bucket: dict[str, Any]) -> None:
+def test_s3_content_type_swap_is_caught_at_confirm(
+    client: TestClient, runtime: Runtime, bucket: dict[str, Any]
+) -> None:
     # moto stores the PUT whatever its Content-Type (real S3 refuses it, the type being signed);
     # the confirm compares the stored type with the declared one and creates nothing.
     assert runtime.blobs.scheme == "s3"
@@ -157,4 +167,3 @@ def test_s3_content_type_swap_is_caught_at_confirm(client: TestClient, runtime: 
     body = assert_error(client.post(f"{BASE}/{upload['upload_id']}/confirm", json={}), 400)
     assert "content_type" in body["error"]["details"]["mismatches"]
     assert _state(client) == before == ([(upload["upload_id"], "PENDING")], 0)
-

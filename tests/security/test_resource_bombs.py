@@ -29,15 +29,26 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 TEXT_MAX_BYTES = 4096
 VIDEO_MAX_SEGMENTS = 10
-SCHEMA = {"properties": {"content": {"type": "text"}, "clip": {"type": "video"}, "photo": {"type": "image"},
-                         "doc": {"type": "pdf"}}}
+SCHEMA = {
+    "properties": {
+        "content": {"type": "text"},
+        "clip": {"type": "video"},
+        "photo": {"type": "image"},
+        "doc": {"type": "pdf"},
+    }
+}
 
 
 @pytest.fixture
 def settings(backend: str, tmp_path: Path) -> Settings:
     # Two caps low enough for small test files; the others at their defaults.
-    return Settings(data_dir=tmp_path / "data", api_key=ADMIN_KEY, task_poll_interval_s=0.05,
-                    text_max_bytes=TEXT_MAX_BYTES, video_max_segments=VIDEO_MAX_SEGMENTS)
+    return Settings(
+        data_dir=tmp_path / "data",
+        api_key=ADMIN_KEY,
+        task_poll_interval_s=0.05,
+        text_max_bytes=TEXT_MAX_BYTES,
+        video_max_segments=VIDEO_MAX_SEGMENTS,
+    )
 
 
 def _files(work: Path) -> dict[str, tuple[str, str, bytes]]:
@@ -48,8 +59,14 @@ def _files(work: Path) -> dict[str, tuple[str, str, bytes]]:
         "good-text": ("content", "text/plain", SENTENCE.encode()),
         "good-video": ("clip", "video/mp4", write_video(work / "good.mp4", (Shot(2.0, (20, 40, 160)),)).read_bytes()),
         "good-photo": ("photo", "image/png", good_photo.read_bytes()),
-        "good-pdf": ("doc", "application/pdf", write_pdf(work / "good.pdf", [TextPage(items=[
-            (72, 72, 11.0, "The northern lighthouse was inspected in spring.")])]).read_bytes()),
+        "good-pdf": (
+            "doc",
+            "application/pdf",
+            write_pdf(
+                work / "good.pdf",
+                [TextPage(items=[(72, 72, 11.0, "The northern lighthouse was inspected in spring.")])],
+            ).read_bytes(),
+        ),
         "huge-page-pdf": ("doc", "application/pdf", huge_page_pdf(work / "bomb.pdf").read_bytes()),
         "long-claim-video": ("clip", "video/x-matroska", long_claim_video(work / "claim.mkv").read_bytes()),
         "many-segments-video": ("clip", "video/mp4", write_video(work / "long.mp4").read_bytes()),  # 8 s
@@ -59,21 +76,41 @@ def _files(work: Path) -> dict[str, tuple[str, str, bytes]]:
     }
 
 
-def _collection(client: TestClient, name: str, bucket_id: str, extractor: str, mapping: dict[str, str],
-                **parameters: Any) -> str:
-    response = client.post("/v1/collections", json={
-        "collection_name": name, "source": {"type": "bucket", "bucket_ids": [bucket_id]},
-        "feature_extractor": {"feature_extractor_name": extractor, "version": "v1", "input_mappings": mapping,
-                              "parameters": {"extractor_type": extractor, **parameters}}})
+def _collection(
+    client: TestClient, name: str, bucket_id: str, extractor: str, mapping: dict[str, str], **parameters: Any
+) -> str:
+    response = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": name,
+            "source": {"type": "bucket", "bucket_ids": [bucket_id]},
+            "feature_extractor": {
+                "feature_extractor_name": extractor,
+                "version": "v1",
+                "input_mappings": mapping,
+                "parameters": {"extractor_type": extractor, **parameters},
+            },
+        },
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["collection_id"])
 
 
 def _object(client: TestClient, prop: str, content_type: str, data: bytes) -> str:
     uri = f"data:{content_type};base64,{base64.b64encode(data).decode()}"
-    response = client.post("/v1/buckets/bombs/objects", json={
-        "blobs": [{"property": prop, "type": SCHEMA["properties"][prop]["type"], "data": uri,
-                   "content_type": content_type}]})
+    response = client.post(
+        "/v1/buckets/bombs/objects",
+        json={
+            "blobs": [
+                {
+                    "property": prop,
+                    "type": SCHEMA["properties"][prop]["type"],
+                    "data": uri,
+                    "content_type": content_type,
+                }
+            ]
+        },
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["object_id"])
 
@@ -89,13 +126,21 @@ EXPECTED = {
 }
 
 
-def test_each_bomb_fails_its_row_naming_the_cap(client: TestClient, namespace: dict[str, Any], tmp_path: Path,
-                                                 shared_runner: LocalRunner) -> None:
+def test_each_bomb_fails_its_row_naming_the_cap(
+    client: TestClient, namespace: dict[str, Any], tmp_path: Path, shared_runner: LocalRunner
+) -> None:
     bucket_id = client.post("/v1/buckets", json={"bucket_name": "bombs", "bucket_schema": SCHEMA}).json()["bucket_id"]
     collections = {
         "content": _collection(client, "texts", bucket_id, "text_extractor", {"text": "content"}, model="minilm"),
-        "clip": _collection(client, "segments", bucket_id, "multimodal_extractor", {"video": "clip"},
-                            time_split_interval=0.5, run_visual_descriptor=False),
+        "clip": _collection(
+            client,
+            "segments",
+            bucket_id,
+            "multimodal_extractor",
+            {"video": "clip"},
+            time_split_interval=0.5,
+            run_visual_descriptor=False,
+        ),
         "photo": _collection(client, "photos", bucket_id, "image_extractor", {"image": "photo"}, run_ocr=False),
         "doc": _collection(client, "pages", bucket_id, "document_graph_extractor", {"pdf": "doc"}, run_ocr=False),
     }

@@ -44,24 +44,40 @@ def world(client: TestClient, namespace: dict[str, Any], runtime: Any) -> dict[s
     """Org A: namespace "main" holding a bucket, an object, an upload, a batch and its task."""
     schema = {"properties": {"c": {"type": "text"}, "title": {"type": "string"}}}
     bucket = client.post("/v1/buckets", json={"bucket_name": "secretbucket", "bucket_schema": schema}).json()
-    obj = client.post("/v1/buckets/secretbucket/objects", json={
-        "metadata": {"title": "secret-title"}, "blobs": [{"property": "c", "type": "text", "data": "x"}]}).json()
-    upload = client.post("/v1/buckets/secretbucket/uploads", json={
-        "filename": "secret-file.txt", "content_type": "text/plain", "blob_property": "c"}).json()
+    obj = client.post(
+        "/v1/buckets/secretbucket/objects",
+        json={"metadata": {"title": "secret-title"}, "blobs": [{"property": "c", "type": "text", "data": "x"}]},
+    ).json()
+    upload = client.post(
+        "/v1/buckets/secretbucket/uploads",
+        json={"filename": "secret-file.txt", "content_type": "text/plain", "blob_property": "c"},
+    ).json()
     batch = client.post("/v1/buckets/secretbucket/batches", json={"object_ids": [obj["object_id"]]}).json()
     assert client.post("/v1/namespaces", json={"namespace_name": "spare"}).status_code == 200
     with runtime.db.transaction() as session:
         other_key = issue_key(session, create_organization(session, "org-b"), "k").plaintext
-    b_space = client.post("/v1/namespaces", json={"namespace_name": "b-space"},
-                          headers={"Authorization": f"Bearer {other_key}", "X-Namespace": ""})
+    b_space = client.post(
+        "/v1/namespaces",
+        json={"namespace_name": "b-space"},
+        headers={"Authorization": f"Bearer {other_key}", "X-Namespace": ""},
+    )
     assert b_space.status_code == 200, b_space.text
-    ids = {"namespace_identifier": namespace["namespace_id"], "namespace_id": namespace["namespace_id"],
-           "bucket_identifier": bucket["bucket_id"], "object_identifier": obj["object_id"],
-           "object_id": obj["object_id"], "upload_id": upload["upload_id"], "batch_id": batch["batch_id"],
-           "task_id": batch["task_id"], "feature_extractor_id": "text_extractor_v1",
-           "extractor_id": "text_extractor_v1", "collection_identifier": "col_unknown0000",
-           "collection_id": "col_unknown0000", "document_id": "doc_unknown0000",
-           "retriever_id": "ret_unknown0000"}
+    ids = {
+        "namespace_identifier": namespace["namespace_id"],
+        "namespace_id": namespace["namespace_id"],
+        "bucket_identifier": bucket["bucket_id"],
+        "object_identifier": obj["object_id"],
+        "object_id": obj["object_id"],
+        "upload_id": upload["upload_id"],
+        "batch_id": batch["batch_id"],
+        "task_id": batch["task_id"],
+        "feature_extractor_id": "text_extractor_v1",
+        "extractor_id": "text_extractor_v1",
+        "collection_identifier": "col_unknown0000",
+        "collection_id": "col_unknown0000",
+        "document_id": "doc_unknown0000",
+        "retriever_id": "ret_unknown0000",
+    }
     ids = {k: v or "task_unknown0000" for k, v in ids.items()}  # a draft batch has no task yet
     secrets = {v for k, v in ids.items() if "unknown" not in v and "extractor" not in k}
     secrets |= {"secretbucket", "secret-title", "secret-file.txt", upload["s3_key"]}
@@ -70,8 +86,12 @@ def world(client: TestClient, namespace: dict[str, Any], runtime: Any) -> dict[s
 
 def _body(ids: dict[str, str]) -> dict[str, Any]:
     """A body naming A's resources, so bulk routes (batch confirm, add objects ...) are aimed too."""
-    return {"object_ids": [ids["object_identifier"]], "upload_ids": [ids["upload_id"]],
-            "confirmations": [{"upload_id": ids["upload_id"]}], "batch_ids": [ids["batch_id"]]}
+    return {
+        "object_ids": [ids["object_identifier"]],
+        "upload_ids": [ids["upload_id"]],
+        "confirmations": [{"upload_id": ids["upload_id"]}],
+        "batch_ids": [ids["batch_id"]],
+    }
 
 
 def _leaks(response: Any, sent: str, secrets: set[str]) -> list[str]:
@@ -93,8 +113,9 @@ def _normal(response: Any, *id_maps: dict[str, str]) -> str:
     return f"{response.status_code} {text}"
 
 
-def _check(client: TestClient, world: dict[str, Any], headers: dict[str, str], skip: tuple[str, ...],
-           own_scope: bool = False) -> int:
+def _check(
+    client: TestClient, world: dict[str, Any], headers: dict[str, str], skip: tuple[str, ...], own_scope: bool = False
+) -> int:
     """Every route against A's ids, and against ids that exist nowhere: the intruder must be
     denied, and must get the same answer both times (so it cannot tell A's resources exist).
     An answer about the request's shape (422) is the same for both and so allowed. With
@@ -135,9 +156,14 @@ def test_another_org_in_its_own_namespace(client: TestClient, world: dict[str, A
     skip = ("/v1/namespaces/list", "/v1/tasks/list", "/v1/namespaces/b-space")
     assert _check(client, world, headers, skip, own_scope=True) >= 60
     # B's lists are B's: nothing of A's, in any list, in any count.
-    for method, url in (("POST", "/v1/namespaces/list"), ("POST", "/v1/tasks/list"), ("GET", "/v1/buckets"),
-                        ("POST", "/v1/buckets/list"), ("POST", "/v1/collections/list"),
-                        ("POST", "/v1/retrievers/list")):
+    for method, url in (
+        ("POST", "/v1/namespaces/list"),
+        ("POST", "/v1/tasks/list"),
+        ("GET", "/v1/buckets"),
+        ("POST", "/v1/buckets/list"),
+        ("POST", "/v1/collections/list"),
+        ("POST", "/v1/retrievers/list"),
+    ):
         response = client.request(method, url, headers=headers, json={})
         assert response.status_code == 200, response.text
         assert not _leaks(response, "", world["secrets"]), f"{url}: {response.text[:300]}"

@@ -18,11 +18,24 @@ from strataflow.transitions import create, transition
 def tenant(session: Session) -> Bucket:
     """An organization, a namespace and a bucket."""
     org = create_organization(session, f"org-{secrets.token_hex(4)}")
-    namespace = create(session, Namespace(namespace_id=new_id("namespace"), org_id=org.org_id,
-                                          namespace_name="main"), Status.ACTIVE, "test")
+    namespace = create(
+        session,
+        Namespace(namespace_id=new_id("namespace"), org_id=org.org_id, namespace_name="main"),
+        Status.ACTIVE,
+        "test",
+    )
     session.flush()  # rows go in one at a time: the tables declare no relationships to order them by
-    bucket = create(session, Bucket(bucket_id=new_id("bucket"), namespace_id=namespace.namespace_id,
-                                    bucket_name="b", bucket_schema={"properties": {}}), Status.ACTIVE, "test")
+    bucket = create(
+        session,
+        Bucket(
+            bucket_id=new_id("bucket"),
+            namespace_id=namespace.namespace_id,
+            bucket_name="b",
+            bucket_schema={"properties": {}},
+        ),
+        Status.ACTIVE,
+        "test",
+    )
     session.flush()
     return bucket
 
@@ -31,12 +44,30 @@ def submitted_batch(session: Session, bucket: Bucket, tiers: int = 1) -> Batch:
     """A batch submitted over `tiers` tiers: PENDING, tier 0 runnable with its task, as submit leaves it."""
     namespace = session.get(Namespace, bucket.namespace_id)
     assert namespace is not None
-    batch = create(session, Batch(batch_id=new_id("batch"), org_id=namespace.org_id,
-                                  namespace_id=bucket.namespace_id, bucket_id=bucket.bucket_id), Status.DRAFT, "test")
+    batch = create(
+        session,
+        Batch(
+            batch_id=new_id("batch"),
+            org_id=namespace.org_id,
+            namespace_id=bucket.namespace_id,
+            bucket_id=bucket.bucket_id,
+        ),
+        Status.DRAFT,
+        "test",
+    )
     session.flush()
     for tier_num in range(tiers):
-        create(session, BatchTier(batch_id=batch.batch_id, tier_num=tier_num, collection_ids=[f"col_{tier_num}"],
-                                  source_type="bucket" if tier_num == 0 else "collection"), Status.PENDING, "test")
+        create(
+            session,
+            BatchTier(
+                batch_id=batch.batch_id,
+                tier_num=tier_num,
+                collection_ids=[f"col_{tier_num}"],
+                source_type="bucket" if tier_num == 0 else "collection",
+            ),
+            Status.PENDING,
+            "test",
+        )
     batch.total_tiers = tiers
     session.flush()
     task = progress.open_task(session, batch, TaskType.BUCKETS_BATCHES_PROCESS, {})

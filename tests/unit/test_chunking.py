@@ -63,13 +63,18 @@ def test_characters_exact_windows() -> None:
 
 def test_paragraphs_and_pages() -> None:
     assert texts(chunk_text(TEXT, SplitBy.PARAGRAPHS, 1, 0)) == [
-        ("The lighthouse keeper climbed the stairs. He counted them: one hundred and twelve! "
-         "Was the lamp still burning? It was."),
+        (
+            "The lighthouse keeper climbed the stairs. He counted them: one hundred and twelve! "
+            "Was the lamp still burning? It was."
+        ),
         "Outside, the storm had not eased.\nWaves broke over the rocks.",
         "By morning the sea was flat.",
     ]
     assert texts(chunk_text("page one\fpage two\f\fpage three", SplitBy.PAGES, 1, 0)) == [
-        "page one", "page two", "page three"]
+        "page one",
+        "page two",
+        "page three",
+    ]
 
 
 def test_unicode_sentences_and_words() -> None:

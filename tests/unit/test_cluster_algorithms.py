@@ -50,9 +50,14 @@ def test_labels_are_compacted_and_noise_kept() -> None:
 def test_algorithms_recover_blobs_and_auto_picks_k() -> None:
     points, truth = make_blobs(n_samples=300, centers=4, n_features=8, cluster_std=0.5, random_state=1)
     points = points.astype(np.float32)
-    for algorithm, params in (("kmeans", {"n_clusters": 4}), ("agglomerative", {"n_clusters": 4}),
-                              ("gaussian_mixture", {"n_components": 4}), ("hdbscan", {"min_cluster_size": 10}),
-                              ("spectral", {"n_clusters": 4}), ("mean_shift", {})):
+    for algorithm, params in (
+        ("kmeans", {"n_clusters": 4}),
+        ("agglomerative", {"n_clusters": 4}),
+        ("gaussian_mixture", {"n_components": 4}),
+        ("hdbscan", {"min_cluster_size": 10}),
+        ("spectral", {"n_clusters": 4}),
+        ("mean_shift", {}),
+    ):
         labels = fit_labels(algorithm, points, params, seed=0)
         kept = labels >= 0
         assert adjusted_rand_score(truth[kept], labels[kept]) > 0.95, algorithm
@@ -64,8 +69,11 @@ def test_algorithms_recover_blobs_and_auto_picks_k() -> None:
 
 
 def test_class_tfidf_names_groups_by_their_own_words() -> None:
-    texts = {"a": ["the rocket reached orbit", "orbit of the moon rocket"],
-             "b": ["bake the bread with flour", "flour and yeast make bread"], "c": []}
+    texts = {
+        "a": ["the rocket reached orbit", "orbit of the moon rocket"],
+        "b": ["bake the bread with flour", "flour and yeast make bread"],
+        "c": [],
+    }
     keywords = class_tfidf_keywords(texts)
     assert set(keywords["a"][:2]) == {"rocket", "orbit"} and set(keywords["b"][:2]) == {"bread", "flour"}
     assert keywords["c"] == []
@@ -76,10 +84,21 @@ def test_vectors_stream_in_chunks_with_a_stable_sample(tmp_path: Path) -> None:
     index = DocumentIndex(str(tmp_path / "lance"))
     index.create_table("col_a", {"v": 8})
     points, truth = make_blobs(n_samples=3000, centers=5, n_features=8, cluster_std=0.3, random_state=2)
-    index.upsert("col_a", [StoredDocument(document_id=f"d{i:05d}", collection_id="col_a", vectors={"v": p.tolist()})
-                           for i, p in enumerate(points)])
-    source = VectorSource(index=index, collections=[Collection(collection_id="col_a")], columns={"col_a": {"u": "v"}},
-                          feature_uris=["u"], dimensions={"u": 8}, wheres={"col_a": "v IS NOT NULL"})
+    index.upsert(
+        "col_a",
+        [
+            StoredDocument(document_id=f"d{i:05d}", collection_id="col_a", vectors={"v": p.tolist()})
+            for i, p in enumerate(points)
+        ],
+    )
+    source = VectorSource(
+        index=index,
+        collections=[Collection(collection_id="col_a")],
+        columns={"col_a": {"u": "v"}},
+        feature_uris=["u"],
+        dimensions={"u": 8},
+        wheres={"col_a": "v IS NOT NULL"},
+    )
     assert source.count() == 3000
     source.select(1000, seed=3)
     first = [i for chunk in source.chunks(256) for i in chunk.ids]
@@ -87,7 +106,8 @@ def test_vectors_stream_in_chunks_with_a_stable_sample(tmp_path: Path) -> None:
     matrix, ids, _ = source.load()
     assert matrix.shape == (1000, 8) and ids == first
     sample = sample_rows(source, 200, seed=1)
-    model = streamed_kmeans(source, {"n_clusters": 5, "batch_size": 256}, sample, seed=0, epochs=2,
-                            keep_alive=lambda: None)
+    model = streamed_kmeans(
+        source, {"n_clusters": 5, "batch_size": 256}, sample, seed=0, epochs=2, keep_alive=lambda: None
+    )
     by_id = {f"d{i:05d}": t for i, t in enumerate(truth)}
     assert adjusted_rand_score([by_id[i] for i in ids], model.predict(matrix)) > 0.95

@@ -26,8 +26,11 @@ def test_bucket_chunks_frames_scenes() -> None:
 
 
 def test_disabled_collections_cut_their_branch() -> None:
-    graph = [node("col_a", "bucket", "bkt"), node("col_b", "collection", "col_a", enabled=False),
-             node("col_c", "collection", "col_b")]
+    graph = [
+        node("col_a", "bucket", "bkt"),
+        node("col_b", "collection", "col_a", enabled=False),
+        node("col_c", "collection", "col_b"),
+    ]
     assert resolve_tiers("bkt", graph) == [["col_a"]]
 
 
@@ -36,8 +39,7 @@ def test_nothing_consumes_the_bucket() -> None:
 
 
 def test_cycles_are_found_and_refused() -> None:
-    graph = [node("col_a", "bucket", "bkt"), node("col_b", "collection", "col_c"),
-             node("col_c", "collection", "col_b")]
+    graph = [node("col_a", "bucket", "bkt"), node("col_b", "collection", "col_c"), node("col_c", "collection", "col_b")]
     assert find_cycle(graph) == ["col_b", "col_c", "col_b"]
     with pytest.raises(BadRequestError, match="cycle"):
         refuse_cycles(graph)

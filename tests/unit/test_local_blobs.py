@@ -50,15 +50,20 @@ def test_write_reports_size_md5_and_sha256(store: LocalBlobStore) -> None:
 def test_hashes_follow_chunk_order_when_large_chunks_hash_in_parallel(store: LocalBlobStore) -> None:
     # Distinct chunks of mixed sizes (a large chunk's MD5 runs on a helper thread, a small one's
     # inline): a digest that took them out of order, or skipped one, would differ.
-    chunks = [hashlib.shake_256(bytes([n])).digest(size) for n, size in
-              enumerate([1 << 20, 100, 3 << 20, 70_000, 10, 2 << 20, 65_536, 65_535])]
+    chunks = [
+        hashlib.shake_256(bytes([n])).digest(size)
+        for n, size in enumerate([1 << 20, 100, 3 << 20, 70_000, 10, 2 << 20, 65_536, 65_535])
+    ]
     payload = b"".join(chunks)
     with store.open_writer("ns/b/o/mixed") as writer:
         for chunk in chunks:
             writer.write(chunk)
         written = writer.commit()
     assert (written.size, written.etag, written.sha256) == (
-        len(payload), hashlib.md5(payload).hexdigest(), hashlib.sha256(payload).hexdigest())
+        len(payload),
+        hashlib.md5(payload).hexdigest(),
+        hashlib.sha256(payload).hexdigest(),
+    )
     assert b"".join(store.iter_chunks("ns/b/o/mixed")) == payload
 
 

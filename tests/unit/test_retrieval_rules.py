@@ -14,17 +14,31 @@ from strataflow.store.tables import Collection
 
 
 def test_inputs_defaults_types_and_templates() -> None:
-    schema = {"query": {"type": "text", "required": True}, "k": {"type": "integer", "default": 5},
-              "mode": {"type": "string", "enum": ["a", "b"]}}
+    schema = {
+        "query": {"type": "text", "required": True},
+        "k": {"type": "integer", "default": 5},
+        "mode": {"type": "string", "enum": ["a", "b"]},
+    }
     assert validate_inputs(schema, {"query": "x"}) == {"query": "x", "k": 5}
     with pytest.raises(ValidationError) as problems:
         validate_inputs(schema, {"k": True, "mode": "c"})
     assert {p["location"] for p in problems.value.details["validation_errors"]} == {
-        "inputs.query", "inputs.k", "inputs.mode"}
+        "inputs.query",
+        "inputs.k",
+        "inputs.mode",
+    }
     inputs = {"query": "moon", "vec": [1, 2], "nested": {"a": "b"}}
-    assert resolve({"q": "{{INPUT.query}}", "v": "{{ inputs.vec }}", "t": "about {{Input.query}}!",
-                    "n": "{{input.nested.a}}", "gone": "{{INPUT.none}}", "doc": "{{DOC.x}}"}, inputs) == {
-        "q": "moon", "v": [1, 2], "t": "about moon!", "n": "b", "gone": MISSING, "doc": "{{DOC.x}}"}
+    assert resolve(
+        {
+            "q": "{{INPUT.query}}",
+            "v": "{{ inputs.vec }}",
+            "t": "about {{Input.query}}!",
+            "n": "{{input.nested.a}}",
+            "gone": "{{INPUT.none}}",
+            "doc": "{{DOC.x}}",
+        },
+        inputs,
+    ) == {"q": "moon", "v": [1, 2], "t": "about moon!", "n": "b", "gone": MISSING, "doc": "{{DOC.x}}"}
 
 
 def _hit(doc_id: str, score: float) -> Hit:
@@ -44,8 +58,13 @@ def test_fusion_methods_agree_on_a_shared_winner() -> None:
 
 
 def test_text_query_against_the_visual_descriptor_is_refused() -> None:
-    target = FeatureTarget(Collection(collection_id="col_x"), "mixpeek://image_extractor@v1/visual_descriptor",
-                           "image_extractor_v1_visual_descriptor", DESCRIPTOR_DIMENSIONS, DESCRIPTOR_NAME)
+    target = FeatureTarget(
+        Collection(collection_id="col_x"),
+        "mixpeek://image_extractor@v1/visual_descriptor",
+        "image_extractor_v1_visual_descriptor",
+        DESCRIPTOR_DIMENSIONS,
+        DESCRIPTOR_NAME,
+    )
     embedder = QueryEmbedder(index=None)  # type: ignore[arg-type]  # never reached for these queries
     with pytest.raises(BadRequestError, match="text query cannot be compared"):
         embedder.vector_for("a red car", target)

@@ -56,13 +56,20 @@ class _Writes(ast.NodeVisitor):
         self.classes.pop()
 
     def _own_attribute(self, target: ast.Attribute) -> bool:
-        return (isinstance(target.value, ast.Name) and target.value.id == "self" and bool(self.classes)
-                and self.classes[-1] not in GOVERNED_TABLES)
+        return (
+            isinstance(target.value, ast.Name)
+            and target.value.id == "self"
+            and bool(self.classes)
+            and self.classes[-1] not in GOVERNED_TABLES
+        )
 
     def generic_visit(self, node: ast.AST) -> None:
         for target in _attribute_targets(node):
-            if isinstance(target, ast.Attribute) and target.attr in GOVERNED_ATTRIBUTES \
-                    and not self._own_attribute(target):
+            if (
+                isinstance(target, ast.Attribute)
+                and target.attr in GOVERNED_ATTRIBUTES
+                and not self._own_attribute(target)
+            ):
                 self.found.append(f"{target.lineno}: .{target.attr} assigned")
         if isinstance(node, ast.Call):
             self._call(node)
@@ -70,8 +77,12 @@ class _Writes(ast.NodeVisitor):
 
     def _call(self, node: ast.Call) -> None:
         name = _call_name(node)
-        if name == "setattr" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
-                and node.args[1].value in GOVERNED_ATTRIBUTES:
+        if (
+            name == "setattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value in GOVERNED_ATTRIBUTES
+        ):
             self.found.append(f"{node.lineno}: setattr(..., {node.args[1].value!r})")
         if name in GOVERNED_TABLES or name == "values":
             for keyword in node.keywords:

@@ -8,8 +8,10 @@ from strataflow.schemas.taxonomies import EnrichmentField, InputMapping
 from strataflow.services.taxonomies import enrichment
 from strataflow.services.taxonomies.join import JoinPlan, Match, Subject, mapped_inputs, path_match, path_nodes
 
-FIELDS = [EnrichmentField(field_path="name", target_field="category"),
-          EnrichmentField(field_path="tags", merge_mode="append")]
+FIELDS = [
+    EnrichmentField(field_path="name", target_field="category"),
+    EnrichmentField(field_path="tags", merge_mode="append"),
+]
 
 
 def plan(version: int = 1, top_k: int = 2) -> JoinPlan:
@@ -60,9 +62,11 @@ def test_without_a_field_list_the_whole_node_payload_is_copied() -> None:
 
 def test_inputs_from_payload_literal_and_vector() -> None:
     subject = Subject("d", {"meta": {"title": "x"}, "empty": ""}, {"vec": [0.1, 0.2]})
-    mappings = [InputMapping(input_key="q", path="meta.title"),
-                InputMapping(input_key="k", source_type="literal", override=3),
-                InputMapping(input_key="v", source_type="vector", path="vec")]
+    mappings = [
+        InputMapping(input_key="q", path="meta.title"),
+        InputMapping(input_key="k", source_type="literal", override=3),
+        InputMapping(input_key="v", source_type="vector", path="vec"),
+    ]
     assert mapped_inputs(mappings, subject) == {"q": "x", "k": 3, "v": [0.1, 0.2]}
     assert mapped_inputs([InputMapping(input_key="q", path="empty")], subject) is None
     assert mapped_inputs([InputMapping(input_key="q", path="absent")], subject) is None

@@ -25,7 +25,11 @@ def test_minilm_chunks_get_unit_384d_vectors(tmp_path: Path) -> None:
     results = run({"split_by": "sentences", "chunk_size": 1}, [ExtractorInput("r1", {"text": STORY})], tmp_path)
     docs = results[0].documents
     assert [d.fields["text"] for d in docs] == [
-        "The cat sat on the mat.", "It purred loudly.", "A storm rolled over the harbour.", "Boats rocked."]
+        "The cat sat on the mat.",
+        "It purred loudly.",
+        "A storm rolled over the harbour.",
+        "Boats rocked.",
+    ]
     assert [d.fields["chunk_index"] for d in docs] == [0, 1, 2, 3]
     assert {d.fields["total_chunks"] for d in docs} == {4}
     assert [d.position for d in docs] == [{"chunk_index": i} for i in range(4)]
@@ -72,14 +76,17 @@ def test_stop_request_fails_rows_as_runtime(tmp_path: Path) -> None:
     assert result.error is not None and result.error.category is ErrorCategory.RUNTIME
 
 
-@pytest.mark.parametrize("params, where", [
-    ({"split_by": "words", "chunk_size": 5, "chunk_overlap": 5}, "parameters"),
-    ({"split_by": "markdown"}, "split_by"),
-    ({"chunk_size": 0}, "chunk_size"),
-    ({"model": "e5"}, "model"),
-    ({"response_shape": {"type": "object"}}, "parameters"),
-    ({"extractor_type": "image_extractor"}, "extractor_type"),
-])
+@pytest.mark.parametrize(
+    "params, where",
+    [
+        ({"split_by": "words", "chunk_size": 5, "chunk_overlap": 5}, "parameters"),
+        ({"split_by": "markdown"}, "split_by"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"model": "e5"}, "model"),
+        ({"response_shape": {"type": "object"}}, "parameters"),
+        ({"extractor_type": "image_extractor"}, "extractor_type"),
+    ],
+)
 def test_bad_parameters_are_422_naming_the_field(params: dict, where: str) -> None:
     with pytest.raises(ValidationError) as caught:
         parse_parameters(TextExtractor(), params)
@@ -87,8 +94,10 @@ def test_bad_parameters_are_422_naming_the_field(params: dict, where: str) -> No
 
 
 def test_sdk_extra_parameters_are_ignored() -> None:
-    params = parse_parameters(TextExtractor(), {"extractor_type": "text_extractor", "source_type": "text",
-                                                "segment_length_seconds": 120, "split_by": "words"})
+    params = parse_parameters(
+        TextExtractor(),
+        {"extractor_type": "text_extractor", "source_type": "text", "segment_length_seconds": 120, "split_by": "words"},
+    )
     assert params.split_by == "words"
 
 
@@ -108,8 +117,10 @@ def test_catalogue_is_derived_from_the_extractors() -> None:
     assert text["default_parameters"]["split_by"] == "none"
     assert "chunk_overlap" in text["parameter_schema"]["properties"]
     dims = {d["feature_uri"]: d["index"]["dimensions"] for d in text["required_vector_indexes"]}
-    assert dims == {"mixpeek://text_extractor@v1/all_minilm_l6_v2": 384,
-                    "mixpeek://text_extractor@v1/wordllama_l2_supercat_256": 256}
+    assert dims == {
+        "mixpeek://text_extractor@v1/all_minilm_l6_v2": 384,
+        "mixpeek://text_extractor@v1/wordllama_l2_supercat_256": 256,
+    }
     assert entries["passthrough_extractor_v1"]["required_vector_indexes"] is None
     with pytest.raises(Exception) as unknown:
         get_extractor("text_extractor", "v9")

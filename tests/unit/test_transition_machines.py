@@ -96,8 +96,11 @@ def test_every_table_with_a_status_has_a_machine() -> None:
     assert {m.kind for m in ALL_MACHINES} == set(EXPECTED)
 
 
-@pytest.mark.parametrize(("machine", "current", "target"), PAIRS,
-                         ids=[f"{m.kind}:{c.value if c else 'nothing'}->{t.value}" for m, c, t in PAIRS])
+@pytest.mark.parametrize(
+    ("machine", "current", "target"),
+    PAIRS,
+    ids=[f"{m.kind}:{c.value if c else 'nothing'}->{t.value}" for m, c, t in PAIRS],
+)
 def test_each_pair_is_allowed_exactly_when_listed(machine: Machine, current: Status | None, target: Status) -> None:
     assert machine.allows(current, target) == (target in EXPECTED[machine.kind].get(current, set()))
 
@@ -118,29 +121,47 @@ Maker = Callable[[Session, Status], Any]
 def _namespace(session: Session, status: Status) -> Namespace:
     org = create_organization(session, f"o-{new_id('namespace')}")
     session.flush()
-    return create(session, Namespace(namespace_id=new_id("namespace"), org_id=org.org_id, namespace_name="n"),
-                  status, "test")
+    return create(
+        session, Namespace(namespace_id=new_id("namespace"), org_id=org.org_id, namespace_name="n"), status, "test"
+    )
 
 
 def _bucket(session: Session, status: Status) -> Bucket:
     namespace = _namespace(session, S.ACTIVE)
     session.flush()
-    return create(session, Bucket(bucket_id=new_id("bucket"), namespace_id=namespace.namespace_id,
-                                  bucket_name="b"), status, "test")
+    return create(
+        session,
+        Bucket(bucket_id=new_id("bucket"), namespace_id=namespace.namespace_id, bucket_name="b"),
+        status,
+        "test",
+    )
 
 
 def _object(session: Session, status: Status) -> BucketObject:
     bucket = tenant(session)
-    return create(session, BucketObject(object_id=new_id("object"), bucket_id=bucket.bucket_id,
-                                        namespace_id=bucket.namespace_id), status, "test")
+    return create(
+        session,
+        BucketObject(object_id=new_id("object"), bucket_id=bucket.bucket_id, namespace_id=bucket.namespace_id),
+        status,
+        "test",
+    )
 
 
 def _batch(session: Session, status: Status) -> Batch:
     bucket = tenant(session)
     namespace = session.get(Namespace, bucket.namespace_id)
     assert namespace is not None
-    return create(session, Batch(batch_id=new_id("batch"), org_id=namespace.org_id, namespace_id=bucket.namespace_id,
-                                 bucket_id=bucket.bucket_id), status, "test")
+    return create(
+        session,
+        Batch(
+            batch_id=new_id("batch"),
+            org_id=namespace.org_id,
+            namespace_id=bucket.namespace_id,
+            bucket_id=bucket.bucket_id,
+        ),
+        status,
+        "test",
+    )
 
 
 def _tier(session: Session, status: Status) -> BatchTier:
@@ -152,28 +173,47 @@ def _tier(session: Session, status: Status) -> BatchTier:
 def _task(session: Session, status: Status) -> Task:
     org = create_organization(session, f"o-{new_id('task')}")
     session.flush()
-    return create(session, Task(task_id=new_id("task"), org_id=org.org_id, task_type="api_buckets_delete"),
-                  status, "test")
+    return create(
+        session, Task(task_id=new_id("task"), org_id=org.org_id, task_type="api_buckets_delete"), status, "test"
+    )
 
 
 def _upload(session: Session, status: Status) -> Upload:
     bucket = tenant(session)
-    return create(session, Upload(upload_id=new_id("upload"), bucket_id=bucket.bucket_id,
-                                  namespace_id=bucket.namespace_id, filename="a.txt", content_type="text/plain",
-                                  s3_key=f"k/{new_id('upload')}", presigned_url_expiration=60,
-                                  expires_at=tier_lease()), status, "test")
+    return create(
+        session,
+        Upload(
+            upload_id=new_id("upload"),
+            bucket_id=bucket.bucket_id,
+            namespace_id=bucket.namespace_id,
+            filename="a.txt",
+            content_type="text/plain",
+            s3_key=f"k/{new_id('upload')}",
+            presigned_url_expiration=60,
+            expires_at=tier_lease(),
+        ),
+        status,
+        "test",
+    )
 
 
 MAKERS: dict[str, tuple[Machine, Maker]] = {
-    "task": (TASK, _task), "batch": (BATCH, _batch), "tier": (TIER, _tier), "upload": (UPLOAD, _upload),
-    "bucket": (BUCKET, _bucket), "namespace": (NAMESPACE, _namespace), "object": (OBJECT, _object),
+    "task": (TASK, _task),
+    "batch": (BATCH, _batch),
+    "tier": (TIER, _tier),
+    "upload": (UPLOAD, _upload),
+    "bucket": (BUCKET, _bucket),
+    "namespace": (NAMESPACE, _namespace),
+    "object": (OBJECT, _object),
 }
 
 
 def _events(session: Session, machine: Machine, entity: Any) -> list[tuple[str | None, str, str]]:
-    rows = session.execute(select(StatusEvent.from_status, StatusEvent.to_status, StatusEvent.reason).where(
-        StatusEvent.entity_type == machine.kind, StatusEvent.entity_id == getattr(entity, machine.id_attribute))
-        .order_by(StatusEvent.event_id)).all()
+    rows = session.execute(
+        select(StatusEvent.from_status, StatusEvent.to_status, StatusEvent.reason)
+        .where(StatusEvent.entity_type == machine.kind, StatusEvent.entity_id == getattr(entity, machine.id_attribute))
+        .order_by(StatusEvent.event_id)
+    ).all()
     return [tuple(row) for row in rows]  # type: ignore[misc]
 
 

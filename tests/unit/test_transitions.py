@@ -40,7 +40,11 @@ def test_allowed_move_records_its_reason(db: Database) -> None:
         event = session.scalar(select(StatusEvent).where(StatusEvent.entity_id == task_id))
         assert event is not None
         assert (event.entity_type, event.from_status, event.to_status, event.reason) == (
-            "task", "PENDING", "PROCESSING", "claimed by test")
+            "task",
+            "PENDING",
+            "PROCESSING",
+            "claimed by test",
+        )
 
 
 def test_same_status_is_a_no_op(db: Database) -> None:
@@ -60,8 +64,12 @@ def test_terminal_states_never_change(db: Database, terminal: Status) -> None:
         with db.session() as session:
             with pytest.raises(InvalidTransitionError) as refused:
                 transition(session, session.get(Task, task_id), target, "try")
-            assert refused.value.details == {"entity": "task", "id": task_id, "from": terminal.value,
-                                             "to": target.value}
+            assert refused.value.details == {
+                "entity": "task",
+                "id": task_id,
+                "from": terminal.value,
+                "to": target.value,
+            }
 
 
 def test_machine_table_is_what_the_contract_needs() -> None:

@@ -27,13 +27,19 @@ from strataflow.services.batches.view import batch_payload
 from strataflow.services.buckets.crud import get_bucket
 from strataflow.services.tenancy.tasks import task_payload
 
-router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/batches", tags=["Bucket Batches"],
-                   responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/batches", tags=["Bucket Batches"], responses=ERROR_RESPONSES)
 
 
 @router.post("", response_model=BatchModel)
-def create_batch(bucket_identifier: str, request: CreateBatchRequest, scope: ScopeDep, session: DbDep,
-                 runtime: RuntimeDep, skip_validation: bool = False, auto_submit: bool = False) -> dict[str, Any]:
+def create_batch(
+    bucket_identifier: str,
+    request: CreateBatchRequest,
+    scope: ScopeDep,
+    session: DbDep,
+    runtime: RuntimeDep,
+    skip_validation: bool = False,
+    auto_submit: bool = False,
+) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
     batch = service.create_batch(session, scope, bucket, request, skip_validation)
     if auto_submit:
@@ -43,8 +49,9 @@ def create_batch(bucket_identifier: str, request: CreateBatchRequest, scope: Sco
 
 
 @router.post("/list", response_model=ListBatchesResponse)
-def list_batches(bucket_identifier: str, scope: ScopeDep, session: ReadDbDep,
-                 request: ListBatchesRequest | None = None) -> dict[str, Any]:
+def list_batches(
+    bucket_identifier: str, scope: ScopeDep, session: ReadDbDep, request: ListBatchesRequest | None = None
+) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
     rows, total = service.list_batches(session, scope, bucket, request or ListBatchesRequest())
     return {"results": [batch_payload(session, b) for b in rows], "total_count": total}
@@ -57,16 +64,23 @@ def get_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: R
 
 
 @router.post("/{batch_id}/objects", response_model=BatchModel)
-def add_objects(bucket_identifier: str, batch_id: str, request: AddObjectsToBatchRequest, scope: ScopeDep,
-                session: DbDep, skip_validation: bool = False) -> dict[str, Any]:
+def add_objects(
+    bucket_identifier: str,
+    batch_id: str,
+    request: AddObjectsToBatchRequest,
+    scope: ScopeDep,
+    session: DbDep,
+    skip_validation: bool = False,
+) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
     batch = service.add_objects(session, scope, bucket, batch_id, request.object_ids, skip_validation)
     return batch_payload(session, batch)
 
 
 @router.patch("/{batch_id}", response_model=BatchModel)
-def patch_batch(bucket_identifier: str, batch_id: str, request: PatchBatchRequest, scope: ScopeDep,
-                session: DbDep) -> dict[str, Any]:
+def patch_batch(
+    bucket_identifier: str, batch_id: str, request: PatchBatchRequest, scope: ScopeDep, session: DbDep
+) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
     return batch_payload(session, service.patch_batch(session, scope, bucket, batch_id, request.metadata))
 
@@ -79,8 +93,15 @@ def delete_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session
 
 
 @router.post("/{batch_id}/submit", response_model=TaskResponse)
-def submit_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep,
-                 request: SubmitBatchRequest | None = None, force: bool = False) -> dict[str, Any]:
+def submit_batch(
+    bucket_identifier: str,
+    batch_id: str,
+    scope: ScopeDep,
+    session: DbDep,
+    runtime: RuntimeDep,
+    request: SubmitBatchRequest | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
     task = submission.submit_batch(session, runtime.blobs, scope, bucket, batch_id)
     runtime.wake_scheduler()
@@ -88,15 +109,22 @@ def submit_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session
 
 
 @router.post("/{batch_id}/cancel", response_model=TaskResponse)
-def cancel_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: DbDep,
-                 reason: str | None = None) -> dict[str, Any]:
+def cancel_batch(
+    bucket_identifier: str, batch_id: str, scope: ScopeDep, session: DbDep, reason: str | None = None
+) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
     return task_payload(cancellation.cancel_batch(session, scope, bucket, batch_id, reason))
 
 
 @router.post("/{batch_id}/retry")
-def retry_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep,
-                request: RetryBatchRequest | None = None) -> dict[str, Any]:
+def retry_batch(
+    bucket_identifier: str,
+    batch_id: str,
+    scope: ScopeDep,
+    session: DbDep,
+    runtime: RuntimeDep,
+    request: RetryBatchRequest | None = None,
+) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
     answer = retries.retry_batch(session, scope, bucket, batch_id, request or RetryBatchRequest())
     runtime.wake_scheduler()
@@ -104,16 +132,27 @@ def retry_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session:
 
 
 @router.get("/{batch_id}/failed-documents")
-def failed_documents(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: ReadDbDep,
-                     tier_num: Annotated[int | None, Query(ge=0)] = None, collection_id: str | None = None,
-                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                     offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+def failed_documents(
+    bucket_identifier: str,
+    batch_id: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    tier_num: Annotated[int | None, Query(ge=0)] = None,
+    collection_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
     return retries.failed_documents(session, scope, bucket, batch_id, tier_num, collection_id, limit, offset)
 
 
 @router.get("/{batch_id}/logs")
-def batch_logs(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: ReadDbDep,
-               tier_num: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
+def batch_logs(
+    bucket_identifier: str,
+    batch_id: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    tier_num: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
     return retries.batch_logs(session, scope, bucket, batch_id, tier_num)

@@ -47,14 +47,17 @@ def _expiry(expires: str | None, signature: str | None) -> int:
 
 
 @router.put("/{key:path}")
-async def put_blob(key: str, request: Request, runtime: RuntimeDep, expires: Expires = None,
-                   signature: Signature = None) -> Response:
+async def put_blob(
+    key: str, request: Request, runtime: RuntimeDep, expires: Expires = None, signature: Signature = None
+) -> Response:
     store = _local_store(runtime)
     deadline = _expiry(expires, signature)
     content_type = request.headers.get("content-type", "")
     if not store.verify_put(key, content_type, deadline, signature or ""):
-        raise ForbiddenError("The URL's signature does not match this request (method, key or Content-Type)",
-                             {"content_type": content_type})
+        raise ForbiddenError(
+            "The URL's signature does not match this request (method, key or Content-Type)",
+            {"content_type": content_type},
+        )
     limit = runtime.settings.max_upload_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -70,8 +73,9 @@ async def put_blob(key: str, request: Request, runtime: RuntimeDep, expires: Exp
     return Response(status_code=200, headers={"ETag": f'"{written.etag}"'})
 
 
-async def _receive(request: Request, writer: LocalBlobWriter, limit: int,
-                   before_commit: Callable[[], None]) -> WrittenBlob:
+async def _receive(
+    request: Request, writer: LocalBlobWriter, limit: int, before_commit: Callable[[], None]
+) -> WrittenBlob:
     """Stream the body into `writer`. Hashing and disk writes run in a worker thread while
     the next bytes arrive, so neither waits on the other; memory stays at a few batches."""
     loop = asyncio.get_running_loop()
@@ -82,8 +86,9 @@ async def _receive(request: Request, writer: LocalBlobWriter, limit: int,
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:
-                raise PayloadTooLargeError(f"The body exceeds the upload limit of {limit} bytes",
-                                           {"limit_bytes": limit})
+                raise PayloadTooLargeError(
+                    f"The body exceeds the upload limit of {limit} bytes", {"limit_bytes": limit}
+                )
             batch.append(chunk)
             batched += len(chunk)
             if batched >= _BATCH_BYTES:

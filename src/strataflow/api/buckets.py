@@ -68,10 +68,14 @@ def list_buckets(scope: ScopeDep, session: ReadDbDep, request: ListBucketsReques
     return {
         "results": results,
         "total_count": total,
-        "pagination": {"total": total, "page": page_number, "page_size": request.limit,
-                       "total_pages": -(-total // request.limit),
-                       "next_page": str(page_number + 1) if has_more else None,
-                       "previous_page": str(page_number - 1) if page_number > 1 else None},
+        "pagination": {
+            "total": total,
+            "page": page_number,
+            "page_size": request.limit,
+            "total_pages": -(-total // request.limit),
+            "next_page": str(page_number + 1) if has_more else None,
+            "previous_page": str(page_number - 1) if page_number > 1 else None,
+        },
         "stats": {
             "total_objects": sum(r["object_count"] for r in results),
             "total_size_bytes": sum(r["total_size_bytes"] for r in results),
@@ -107,5 +111,9 @@ def patch_bucket(
 def delete_bucket(bucket_identifier: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep) -> dict[str, Any]:
     task = service.request_bucket_deletion(session, scope, bucket_identifier)
     runtime.jobs.notify()
-    return {"task_id": task.task_id, "status": task.status, "bucket_id": (task.inputs or [{}])[0].get("bucket_id"),
-            "message": "Bucket deletion started; poll the task for completion."}
+    return {
+        "task_id": task.task_id,
+        "status": task.status,
+        "bucket_id": (task.inputs or [{}])[0].get("bucket_id"),
+        "message": "Bucket deletion started; poll the task for completion.",
+    }

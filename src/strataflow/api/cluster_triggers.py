@@ -37,8 +37,17 @@ def create_trigger(request: CreateTriggerRequest, scope: ScopeDep, session: DbDe
         ExecuteClusterRequest.model_validate(execution.get("config") or {})
     except ValueError as exc:
         raise BadRequestError(f"execution_config.config is not a valid execute request: {exc}") from None
-    row = triggers.create_trigger(session, scope, TARGET, cluster.cluster_id, request.trigger_type,
-                                  request.schedule_config, execution, request.description, request.status)
+    row = triggers.create_trigger(
+        session,
+        scope,
+        TARGET,
+        cluster.cluster_id,
+        request.trigger_type,
+        request.schedule_config,
+        execution,
+        request.description,
+        request.status,
+    )
     return _view(row)
 
 
@@ -81,10 +90,16 @@ def resume_trigger(trigger_id: str, scope: ScopeDep, session: DbDep) -> dict[str
 
 
 @router.post("/{trigger_id}/history")
-def trigger_history(trigger_id: str, scope: ScopeDep, session: ReadDbDep,
-                    request: TriggerHistoryRequest | None = None) -> dict[str, Any]:
+def trigger_history(
+    trigger_id: str, scope: ScopeDep, session: ReadDbDep, request: TriggerHistoryRequest | None = None
+) -> dict[str, Any]:
     body = request or TriggerHistoryRequest()
     row = triggers.get_trigger(session, scope, TARGET, trigger_id)
     items, total = triggers.history(session, row, body.offset, body.limit)
-    return {"trigger_id": row.trigger_id, "executions": items, "total": total, "offset": body.offset,
-            "limit": body.limit}
+    return {
+        "trigger_id": row.trigger_id,
+        "executions": items,
+        "total": total,
+        "offset": body.offset,
+        "limit": body.limit,
+    }

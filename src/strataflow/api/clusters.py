@@ -48,17 +48,22 @@ def create_cluster(request: CreateClusterRequest, scope: ScopeDep, session: DbDe
 
 
 @router.post("/list")
-def list_clusters(scope: ScopeDep, session: ReadDbDep, page: PageDep,
-                  request: ListClustersRequest | None = None) -> dict[str, Any]:
+def list_clusters(
+    scope: ScopeDep, session: ReadDbDep, page: PageDep, request: ListClustersRequest | None = None
+) -> dict[str, Any]:
     body = request or ListClustersRequest()
     result, total = crud.list_clusters(session, scope, body, _page(page, body))
     views = [_view(session, c) for c in result.rows]
     by_status: dict[str, int] = {}
     for view in views:
         by_status[view["status"]] = by_status.get(view["status"], 0) + 1
-    return {"results": views, "total_count": total, "total": total,
-            "pagination": {**result.pagination, "total": total},
-            "stats": {"total_clusters": total, "clusters_by_status": by_status}}
+    return {
+        "results": views,
+        "total_count": total,
+        "total": total,
+        "pagination": {**result.pagination, "total": total},
+        "stats": {"total_clusters": total, "clusters_by_status": by_status},
+    }
 
 
 @router.get("")
@@ -72,8 +77,9 @@ def get_cluster(cluster_identifier: str, scope: ScopeDep, session: ReadDbDep) ->
 
 
 @router.patch("/{cluster_identifier}")
-def patch_cluster(cluster_identifier: str, request: PatchClusterRequest, scope: ScopeDep,
-                  session: DbDep) -> dict[str, Any]:
+def patch_cluster(
+    cluster_identifier: str, request: PatchClusterRequest, scope: ScopeDep, session: DbDep
+) -> dict[str, Any]:
     return _view(session, crud.patch_cluster(session, scope, cluster_identifier, request))
 
 
@@ -84,16 +90,16 @@ def delete_cluster(cluster_id: str, scope: ScopeDep, session: DbDep, runtime: Ru
 
 
 @router.post("/{cluster_id}/execute")
-def execute_cluster(cluster_id: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep,
-                    request: ExecuteClusterRequest | None = None) -> dict[str, Any]:
+def execute_cluster(
+    cluster_id: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep, request: ExecuteClusterRequest | None = None
+) -> dict[str, Any]:
     """Queue a run; the engine executes it in the background (poll the task or the execution)."""
     run, task = runs.execute_cluster(session, runtime.index, scope, cluster_id, request or ExecuteClusterRequest())
     return {**task_payload(task), "run_id": run.run_id, "cluster_id": run.cluster_id}
 
 
 @router.get("/{cluster_id}/groups")
-def cluster_groups(cluster_id: str, scope: ScopeDep, session: ReadDbDep,
-                   run_id: str | None = None) -> dict[str, Any]:
+def cluster_groups(cluster_id: str, scope: ScopeDep, session: ReadDbDep, run_id: str | None = None) -> dict[str, Any]:
     cluster = crud.get_cluster(session, scope, cluster_id)
     run = runs.get_run(session, cluster, run_id) if run_id else _current(session, cluster)
     return groups_view(cluster, run)
@@ -101,16 +107,23 @@ def cluster_groups(cluster_id: str, scope: ScopeDep, session: ReadDbDep,
 
 def _current(session: Session, cluster: Cluster) -> ClusterRun:
     if cluster.current_run_id is None:
-        raise BadRequestError(f"Cluster '{cluster.cluster_id}' has no completed run yet; execute it first",
-                              {"cluster_id": cluster.cluster_id, "last_run_id": cluster.last_run_id})
+        raise BadRequestError(
+            f"Cluster '{cluster.cluster_id}' has no completed run yet; execute it first",
+            {"cluster_id": cluster.cluster_id, "last_run_id": cluster.last_run_id},
+        )
     return runs.get_run(session, cluster, cluster.current_run_id)
 
 
 @router.get("/{cluster_id}/visualization")
 def cluster_visualization(
-    cluster_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
+    cluster_id: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
     max_points: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
-    centroids_only: bool = False, compact: bool = False, run_id: str | None = None,
+    centroids_only: bool = False,
+    compact: bool = False,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     cluster = crud.get_cluster(session, scope, cluster_id)
     run = runs.get_run(session, cluster, run_id) if run_id else _current(session, cluster)
@@ -118,25 +131,35 @@ def cluster_visualization(
 
 
 @router.get("/{cluster_id}/executions")
-def latest_execution(cluster_id: str, scope: ScopeDep, session: ReadDbDep,
-                     include_vectors: bool = False) -> dict[str, Any]:
+def latest_execution(
+    cluster_id: str, scope: ScopeDep, session: ReadDbDep, include_vectors: bool = False
+) -> dict[str, Any]:
     cluster = crud.get_cluster(session, scope, cluster_id)
     return run_view(runs.latest_run(session, cluster), include_vectors)
 
 
 @router.post("/{cluster_id}/executions/list")
-def list_executions(cluster_id: str, scope: ScopeDep, session: ReadDbDep, page: PageDep,
-                    request: ListClusterExecutionsRequest | None = None) -> dict[str, Any]:
+def list_executions(
+    cluster_id: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    page: PageDep,
+    request: ListClusterExecutionsRequest | None = None,
+) -> dict[str, Any]:
     cluster = crud.get_cluster(session, scope, cluster_id)
     result, total, by_status = runs.list_runs(session, cluster, request or ListClusterExecutionsRequest(), page)
-    return {"results": [run_view(r) for r in result.rows], "total_count": total,
-            "pagination": {**result.pagination, "total": total},
-            "stats": {"total_executions": total, "executions_by_status": by_status}}
+    return {
+        "results": [run_view(r) for r in result.rows],
+        "total_count": total,
+        "pagination": {**result.pagination, "total": total},
+        "stats": {"total_executions": total, "executions_by_status": by_status},
+    }
 
 
 @router.get("/{cluster_id}/executions/{run_id}")
-def get_execution(cluster_id: str, run_id: str, scope: ScopeDep, session: ReadDbDep,
-                  include_vectors: bool = False) -> dict[str, Any]:
+def get_execution(
+    cluster_id: str, run_id: str, scope: ScopeDep, session: ReadDbDep, include_vectors: bool = False
+) -> dict[str, Any]:
     cluster = crud.get_cluster(session, scope, cluster_id)
     return run_view(runs.get_run(session, cluster, run_id), include_vectors)
 
@@ -145,35 +168,50 @@ def get_execution(cluster_id: str, run_id: str, scope: ScopeDep, session: ReadDb
 def cancel_execution(cluster_id: str, run_id: str, scope: ScopeDep, session: DbDep) -> dict[str, Any]:
     cluster = crud.get_cluster(session, scope, cluster_id)
     run = runs.cancel_run(session, cluster, run_id)
-    return {"success": True, "cluster_id": cluster.cluster_id, "run_id": run.run_id, "status": run.status.lower(),
-            "task_id": run.task_id}
+    return {
+        "success": True,
+        "cluster_id": cluster.cluster_id,
+        "run_id": run.run_id,
+        "status": run.status.lower(),
+        "task_id": run.task_id,
+    }
 
 
 @router.get("/{cluster_id}/executions/{run_id}/export", response_model=None)
-def export_execution(cluster_id: str, run_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
-                     format: str = "parquet", cluster_label: str | None = None) -> Any:
+def export_execution(
+    cluster_id: str,
+    run_id: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    format: str = "parquet",
+    cluster_label: str | None = None,
+) -> Any:
     cluster = crud.get_cluster(session, scope, cluster_id)
     run = runs.get_run(session, cluster, run_id)
     if format == "parquet":
         return outputs.export_parquet(runtime.blobs, run)
     if format == "csv":
         body = outputs.export_csv(runtime.blobs, run, cluster_label)
-        return StreamingResponse(body, media_type="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="{run.run_id}.csv"'})
+        return StreamingResponse(
+            body, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{run.run_id}.csv"'}
+        )
     raise BadRequestError(f"Unknown export format '{format}'; use parquet or csv", {"format": format})
 
 
 @router.patch("/{cluster_id}/executions/{run_id}/labels")
-def patch_labels(cluster_id: str, run_id: str, request: PatchLabelsRequest, scope: ScopeDep,
-                 session: DbDep) -> dict[str, Any]:
+def patch_labels(
+    cluster_id: str, run_id: str, request: PatchLabelsRequest, scope: ScopeDep, session: DbDep
+) -> dict[str, Any]:
     cluster = crud.get_cluster(session, scope, cluster_id)
     run = runs.patch_labels(session, cluster, run_id, request.labels)
     return {"cluster_id": cluster.cluster_id, "run_id": run.run_id, "label_overrides": dict(run.label_overrides)}
 
 
 @router.patch("/{cluster_id}/executions/{run_id}/name")
-def patch_run_name(cluster_id: str, run_id: str, request: PatchRunNameRequest, scope: ScopeDep,
-                   session: DbDep) -> dict[str, Any]:
+def patch_run_name(
+    cluster_id: str, run_id: str, request: PatchRunNameRequest, scope: ScopeDep, session: DbDep
+) -> dict[str, Any]:
     cluster = crud.get_cluster(session, scope, cluster_id)
     run = runs.patch_run_name(session, cluster, run_id, request.run_name)
     return {"cluster_id": cluster.cluster_id, "run_id": run.run_id, "run_name": run.run_name}

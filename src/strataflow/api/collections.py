@@ -56,16 +56,23 @@ def present(row: Collection, index: DocumentIndex) -> dict[str, Any]:
 
 
 @router.post("", response_model=CollectionResponse)
-def create_collection(request: CreateCollectionRequest, scope: ScopeDep, session: DbDep,
-                      runtime: RuntimeDep) -> dict[str, Any]:
-    row = service.create_collection(session, runtime.index, scope, request,
-                                    check=lambda new: check_applications(session, scope, new))
+def create_collection(
+    request: CreateCollectionRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    row = service.create_collection(
+        session, runtime.index, scope, request, check=lambda new: check_applications(session, scope, new)
+    )
     return present(row, runtime.index)
 
 
 @router.post("/list", response_model=ListCollectionsResponse)
-def list_collections(scope: ScopeDep, session: ReadDbDep, page: PageDep, runtime: RuntimeDep,
-                     request: ListCollectionsRequest | None = None) -> dict[str, Any]:
+def list_collections(
+    scope: ScopeDep,
+    session: ReadDbDep,
+    page: PageDep,
+    runtime: RuntimeDep,
+    request: ListCollectionsRequest | None = None,
+) -> dict[str, Any]:
     result, total = service.list_collections(session, scope, request or ListCollectionsRequest(), page)
     results = [present(row, runtime.index) for row in result.rows]
     result.pagination["total"] = total
@@ -74,11 +81,14 @@ def list_collections(scope: ScopeDep, session: ReadDbDep, page: PageDep, runtime
         "results": results,
         "pagination": result.pagination,
         "total_count": total,
-        "stats": {"total_documents": documents,
-                  "avg_documents_per_collection": documents / len(results) if results else 0.0,
-                  "collections_with_taxonomies": sum(1 for r in results if r["taxonomy_count"]),
-                  "total_feature_extractors": len(results),
-                  "total_taxonomies": sum(r["taxonomy_count"] for r in results), "total_retrievers": 0},
+        "stats": {
+            "total_documents": documents,
+            "avg_documents_per_collection": documents / len(results) if results else 0.0,
+            "collections_with_taxonomies": sum(1 for r in results if r["taxonomy_count"]),
+            "total_feature_extractors": len(results),
+            "total_taxonomies": sum(r["taxonomy_count"] for r in results),
+            "total_retrievers": 0,
+        },
     }
 
 
@@ -88,22 +98,30 @@ def list_collections_get(scope: ScopeDep, session: ReadDbDep, page: PageDep, run
 
 
 @router.get("/{collection_identifier}", response_model=CollectionResponse)
-def get_collection_route(collection_identifier: str, scope: ScopeDep, session: ReadDbDep,
-                         runtime: RuntimeDep) -> dict[str, Any]:
+def get_collection_route(
+    collection_identifier: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
     return present(get_collection(session, scope, collection_identifier), runtime.index)
 
 
 @router.patch("/{collection_identifier}", response_model=CollectionResponse)
-def patch_collection(collection_identifier: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep,
-                     body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-    row = service.patch_collection(session, scope, collection_identifier, body,
-                                   check=lambda changed: check_applications(session, scope, changed))
+def patch_collection(
+    collection_identifier: str,
+    scope: ScopeDep,
+    session: DbDep,
+    runtime: RuntimeDep,
+    body: Annotated[dict[str, Any], Body()],
+) -> dict[str, Any]:
+    row = service.patch_collection(
+        session, scope, collection_identifier, body, check=lambda changed: check_applications(session, scope, changed)
+    )
     return present(row, runtime.index)
 
 
 @router.delete("/{collection_identifier}")
-def delete_collection(collection_identifier: str, scope: ScopeDep, session: DbDep,
-                      runtime: RuntimeDep) -> dict[str, Any]:
+def delete_collection(
+    collection_identifier: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
     outcome = service.delete_collection(session, runtime.index, runtime.blobs, scope, collection_identifier)
     return {"success": True, "message": "Collection deleted with all of its documents", **outcome}
 
@@ -114,10 +132,16 @@ def describe_features(collection_identifier: str, scope: ScopeDep, session: Read
 
 
 @router.post("/{collection_identifier}/trigger", status_code=202, response_model=TriggerCollectionResponse)
-def trigger_collection(collection_identifier: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep,
-                       request: TriggerCollectionRequest | None = None) -> dict[str, Any]:
+def trigger_collection(
+    collection_identifier: str,
+    scope: ScopeDep,
+    session: DbDep,
+    runtime: RuntimeDep,
+    request: TriggerCollectionRequest | None = None,
+) -> dict[str, Any]:
     request = request or TriggerCollectionRequest()
-    answer = trigger.trigger_collection(session, runtime.blobs, scope, collection_identifier,
-                                        request.include_buckets, request.source_filters)
+    answer = trigger.trigger_collection(
+        session, runtime.blobs, scope, collection_identifier, request.include_buckets, request.source_filters
+    )
     runtime.wake_scheduler()
     return answer

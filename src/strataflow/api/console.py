@@ -37,18 +37,20 @@ def blob_origins(settings: Settings) -> list[str]:
 
 def console_policy(settings: Settings) -> str:
     blobs = " ".join(blob_origins(settings))
-    return "; ".join([
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        f"img-src 'self' data: {blobs}",
-        f"media-src 'self' {blobs}",
-        f"connect-src 'self' {blobs}",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-        "object-src 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            f"img-src 'self' data: {blobs}",
+            f"media-src 'self' {blobs}",
+            f"connect-src 'self' {blobs}",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        ]
+    )
 
 
 class ConsoleFiles(StaticFiles):

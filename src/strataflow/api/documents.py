@@ -32,8 +32,9 @@ from strataflow.services.documents.model import document_view
 from strataflow.store.pagination import PageRequest
 from strataflow.store.tables import Collection
 
-router = APIRouter(prefix="/v1/collections/{collection_identifier}/documents", tags=["Collection Documents"],
-                   responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/collections/{collection_identifier}/documents", tags=["Collection Documents"], responses=ERROR_RESPONSES
+)
 
 
 def _collection(session: Any, scope: Any, identifier: str) -> Collection:
@@ -51,16 +52,24 @@ def _page(query: PageRequest, body: ListDocumentsRequest) -> PageRequest:
 
 
 @router.post("", response_model=DocumentResponse)
-def create_document(collection_identifier: str, request: DocumentCreateRequest, scope: ScopeDep,
-                    session: ReadDbDep, runtime: RuntimeDep) -> dict[str, Any]:
+def create_document(
+    collection_identifier: str, request: DocumentCreateRequest, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     return document_view(service.create_document(runtime.index, collection, request))
 
 
 @router.post("/list", response_model=ListDocumentsResponse)
-def list_documents(collection_identifier: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
-                   page: PageDep, request: ListDocumentsRequest | None = None, return_vectors: bool = False,
-                   return_presigned_urls: bool = False) -> dict[str, Any]:
+def list_documents(
+    collection_identifier: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    page: PageDep,
+    request: ListDocumentsRequest | None = None,
+    return_vectors: bool = False,
+    return_presigned_urls: bool = False,
+) -> dict[str, Any]:
     request = request or ListDocumentsRequest()
     collection = _collection(session, scope, collection_identifier)
     with_vectors = bool(request.return_vectors) or return_vectors  # either place turns it on
@@ -73,16 +82,29 @@ def list_documents(collection_identifier: str, scope: ScopeDep, session: ReadDbD
 
     if result.groups is not None:
         groups = [{**g, "documents": [view(d) for d in g["documents"]]} for g in result.groups]
-        return {"groups": groups, "group_by_field": request.group_by, "pagination": result.pagination,
-                "total_documents": result.total,
-                "stats": {"total_documents": sum(g["count"] for g in groups), "avg_blobs_per_document": 0.0,
-                          "total_groups": len(groups),
-                          "avg_documents_per_group": sum(g["count"] for g in groups) / len(groups) if groups else 0.0}}
+        return {
+            "groups": groups,
+            "group_by_field": request.group_by,
+            "pagination": result.pagination,
+            "total_documents": result.total,
+            "stats": {
+                "total_documents": sum(g["count"] for g in groups),
+                "avg_blobs_per_document": 0.0,
+                "total_groups": len(groups),
+                "avg_documents_per_group": sum(g["count"] for g in groups) / len(groups) if groups else 0.0,
+            },
+        }
     results = [view(d) for d in result.documents]
     blob_count = sum(len(d.internal.get("document_blobs") or []) for d in result.documents)
-    return {"results": results, "pagination": result.pagination, "total_documents": result.total,
-            "stats": {"total_documents": result.total if result.total is not None else len(results),
-                      "avg_blobs_per_document": blob_count / len(results) if results else 0.0}}
+    return {
+        "results": results,
+        "pagination": result.pagination,
+        "total_documents": result.total,
+        "stats": {
+            "total_documents": result.total if result.total is not None else len(results),
+            "avg_blobs_per_document": blob_count / len(results) if results else 0.0,
+        },
+    }
 
 
 def _json_query(name: str, value: str | None) -> Any:
@@ -91,37 +113,62 @@ def _json_query(name: str, value: str | None) -> Any:
     try:
         return json.loads(value)
     except ValueError:
-        raise ValidationError(f"Query parameter '{name}' must be JSON", {"validation_errors": [
-            {"type": "json_invalid", "location": f"query.{name}", "message": "invalid JSON"}]}) from None
+        raise ValidationError(
+            f"Query parameter '{name}' must be JSON",
+            {"validation_errors": [{"type": "json_invalid", "location": f"query.{name}", "message": "invalid JSON"}]},
+        ) from None
 
 
 @router.get("", response_model=ListDocumentsResponse)
-def list_documents_get(collection_identifier: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
-                       page: PageDep, filters: str | None = None, search: str | None = None,
-                       sort: str | None = None, return_vectors: bool = False,
-                       return_presigned_urls: bool = False) -> dict[str, Any]:
+def list_documents_get(
+    collection_identifier: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    page: PageDep,
+    filters: str | None = None,
+    search: str | None = None,
+    sort: str | None = None,
+    return_vectors: bool = False,
+    return_presigned_urls: bool = False,
+) -> dict[str, Any]:
     """The GET form: filters and sort as JSON query strings (sort also as `field:direction`)."""
     sort_spec = None
     if sort:
-        sort_spec = _json_query("sort", sort) if sort.lstrip().startswith("{") else dict(
-            zip(("field", "direction"), sort.split(":", 1), strict=False))
-    request = validate_as(ListDocumentsRequest, {"filters": _json_query("filters", filters), "search": search,
-                                                 "sort": sort_spec}, "query")
-    return list_documents(collection_identifier, scope, session, runtime, page, request, return_vectors,
-                          return_presigned_urls)
+        sort_spec = (
+            _json_query("sort", sort)
+            if sort.lstrip().startswith("{")
+            else dict(zip(("field", "direction"), sort.split(":", 1), strict=False))
+        )
+    request = validate_as(
+        ListDocumentsRequest, {"filters": _json_query("filters", filters), "search": search, "sort": sort_spec}, "query"
+    )
+    return list_documents(
+        collection_identifier, scope, session, runtime, page, request, return_vectors, return_presigned_urls
+    )
 
 
 @router.patch("/bulk", response_model=BulkUpdateDocumentsResponse)
-def bulk_update(collection_identifier: str, request: BulkUpdateDocumentsRequest, scope: ScopeDep,
-                session: ReadDbDep, runtime: RuntimeDep) -> dict[str, Any]:
+def bulk_update(
+    collection_identifier: str,
+    request: BulkUpdateDocumentsRequest,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     count = service.bulk_update(runtime.index, collection, request.filters, request.update_data)
     return {"updated_count": count, "message": f"Updated {count} document(s)"}
 
 
 @router.post("/batch", response_model=BatchUpdateDocumentsResponse)
-def batch_update(collection_identifier: str, request: BatchUpdateDocumentsRequest, scope: ScopeDep,
-                 session: ReadDbDep, runtime: RuntimeDep) -> dict[str, Any]:
+def batch_update(
+    collection_identifier: str,
+    request: BatchUpdateDocumentsRequest,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     results = service.batch_update(runtime.index, collection, request)
     if results and results[0]["document_id"] == "*":  # filter form: one summary line
@@ -131,8 +178,13 @@ def batch_update(collection_identifier: str, request: BatchUpdateDocumentsReques
 
 
 @router.delete("/batch", response_model=BatchDeleteDocumentsResponse)
-def batch_delete(collection_identifier: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
-                 request: Annotated[BatchDeleteDocumentsRequest, Body()]) -> dict[str, Any]:
+def batch_delete(
+    collection_identifier: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    request: Annotated[BatchDeleteDocumentsRequest, Body()],
+) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     results = service.delete_documents(runtime.index, runtime.blobs, collection, request)
     deleted = sum(1 for r in results if r["success"])
@@ -140,38 +192,62 @@ def batch_delete(collection_identifier: str, scope: ScopeDep, session: ReadDbDep
 
 
 @router.post("/aggregate", response_model=DocumentAggregationResponse)
-def aggregate(collection_identifier: str, request: DocumentAggregationRequest, scope: ScopeDep,
-              session: ReadDbDep, runtime: RuntimeDep) -> dict[str, Any]:
+def aggregate(
+    collection_identifier: str,
+    request: DocumentAggregationRequest,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     return queries.aggregate_documents(runtime.index, collection, request)
 
 
 @router.get("/{document_id}", response_model=DocumentResponse)
-def get_document(collection_identifier: str, document_id: str, scope: ScopeDep, session: ReadDbDep,
-                 runtime: RuntimeDep, return_presigned_urls: bool = False,
-                 return_vectors: bool = False) -> dict[str, Any]:
+def get_document(
+    collection_identifier: str,
+    document_id: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    return_presigned_urls: bool = False,
+    return_vectors: bool = False,
+) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     doc = service.get_document(runtime.index, collection, document_id, return_vectors)
     return document_view(doc, with_vectors=return_vectors, blobs=runtime.blobs if return_presigned_urls else None)
 
 
 @router.put("/{document_id}", response_model=DocumentResponse)
-def replace_document(collection_identifier: str, document_id: str, scope: ScopeDep, session: ReadDbDep,
-                     runtime: RuntimeDep, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+def replace_document(
+    collection_identifier: str,
+    document_id: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    body: Annotated[dict[str, Any], Body()],
+) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     return document_view(service.update_document(runtime.index, collection, document_id, body, replace=True))
 
 
 @router.patch("/{document_id}", response_model=DocumentResponse)
-def patch_document(collection_identifier: str, document_id: str, scope: ScopeDep, session: ReadDbDep,
-                   runtime: RuntimeDep, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+def patch_document(
+    collection_identifier: str,
+    document_id: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    body: Annotated[dict[str, Any], Body()],
+) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     return document_view(service.update_document(runtime.index, collection, document_id, body, replace=False))
 
 
 @router.delete("/{document_id}", response_model=GenericDeleteResponse)
-def delete_document(collection_identifier: str, document_id: str, scope: ScopeDep, session: ReadDbDep,
-                    runtime: RuntimeDep) -> GenericDeleteResponse:
+def delete_document(
+    collection_identifier: str, document_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
+) -> GenericDeleteResponse:
     collection = _collection(session, scope, collection_identifier)
     service.delete_document(runtime.index, runtime.blobs, collection, document_id)
     return GenericDeleteResponse(message=f"Document {document_id} deleted", success=True)

@@ -43,8 +43,13 @@ def list_namespace_extractors(
     entries = [describe(e) for e in registered()]
     if source is not None:
         entries = [e for e in entries if e["source"] == source]
-    return {"extractors": entries, "total": len(entries), "namespace_id": scope.namespace_id,
-            "builtin_count": len(entries), "custom_count": 0}
+    return {
+        "extractors": entries,
+        "total": len(entries),
+        "namespace_id": scope.namespace_id,
+        "builtin_count": len(entries),
+        "custom_count": 0,
+    }
 
 
 @router.get("/v1/namespaces/{namespace_id}/extractors/{extractor_id}", tags=["Namespace Extractors"])

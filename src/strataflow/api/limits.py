@@ -58,6 +58,11 @@ class BodySizeLimit:
         body = json.dumps(
             error_body(413, f"Request body exceeds {self.max_bytes} bytes", "PayloadTooLargeError")
         ).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

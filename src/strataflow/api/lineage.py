@@ -16,10 +16,10 @@ from strataflow.services.documents.model import document_view
 router = APIRouter(tags=["Document Lineage"], responses=ERROR_RESPONSES)
 
 
-@router.get("/v1/collections/{collection_id}/documents/{document_id}/lineage",
-            response_model=DocumentLineageResponse)
-def document_lineage(collection_id: str, document_id: str, scope: ScopeDep, session: ReadDbDep,
-                     runtime: RuntimeDep) -> dict[str, Any]:
+@router.get("/v1/collections/{collection_id}/documents/{document_id}/lineage", response_model=DocumentLineageResponse)
+def document_lineage(
+    collection_id: str, document_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
     return service.document_lineage(runtime.index, get_collection(session, scope, collection_id), document_id)
 
 
@@ -31,21 +31,27 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 
 @router.get("/v1/objects/{object_id}/documents")
-def documents_by_object(object_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
-                        collection_ids: Annotated[list[str] | None, Query()] = None) -> dict[str, Any]:
-    found, collections = service.documents_by_object(session, runtime.index, scope, object_id,
-                                                      _split(collection_ids))
+def documents_by_object(
+    object_id: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    collection_ids: Annotated[list[str] | None, Query()] = None,
+) -> dict[str, Any]:
+    found, collections = service.documents_by_object(session, runtime.index, scope, object_id, _split(collection_ids))
     documents = [document_view(d) for c in collections for d in found.get(c.collection_id, [])]
     return {
         "object_id": object_id,
         "total": len(documents),
         "documents": documents,
-        "by_collection": {c.collection_id: len(found.get(c.collection_id, [])) for c in collections
-                          if found.get(c.collection_id)},
+        "by_collection": {
+            c.collection_id: len(found.get(c.collection_id, [])) for c in collections if found.get(c.collection_id)
+        },
     }
 
 
 @router.get("/v1/objects/{object_id}/decomposition-tree")
-def decomposition_tree(object_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
-                       include_document_ids: bool = False) -> dict[str, Any]:
+def decomposition_tree(
+    object_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep, include_document_ids: bool = False
+) -> dict[str, Any]:
     return service.decomposition_tree(session, runtime.index, scope, object_id, include_document_ids)

@@ -51,8 +51,11 @@ def list_namespaces(
     principal: PrincipalDep, session: ReadDbDep, page: PageDep, request: ListNamespacesRequest | None = None
 ) -> dict[str, Any]:
     result, total = service.list_namespaces(session, principal, request or ListNamespacesRequest(), page)
-    return {"results": [present(session, r) for r in result.rows], "pagination": result.pagination,
-            "total_count": total}
+    return {
+        "results": [present(session, r) for r in result.rows],
+        "pagination": result.pagination,
+        "total_count": total,
+    }
 
 
 @router.get("", response_model=ListNamespacesResponse)
@@ -86,5 +89,9 @@ def delete_namespace(
 ) -> dict[str, Any]:
     task = service.request_namespace_deletion(session, principal, namespace_identifier)
     runtime.jobs.notify()
-    return {"task_id": task.task_id, "status": task.status, "namespace_id": task.namespace_id,
-            "message": "Namespace deletion started; poll the task for completion."}
+    return {
+        "task_id": task.task_id,
+        "status": task.status,
+        "namespace_id": task.namespace_id,
+        "message": "Namespace deletion started; poll the task for completion.",
+    }

@@ -29,8 +29,7 @@ from strataflow.services.objects import aggregation
 from strataflow.services.objects import crud as service
 from strataflow.store.tables import BucketObject
 
-router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/objects", tags=["Bucket Objects"],
-                   responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/objects", tags=["Bucket Objects"], responses=ERROR_RESPONSES)
 
 PRESIGNED_GET_SECONDS = 3600
 Policy = Annotated[str | None, Query(pattern="^(insert|update|upsert)$")]
@@ -146,8 +145,12 @@ def list_objects(
     for row in result.rows:
         by_status[row.status] = by_status.get(row.status, 0) + 1
     blob_total = sum(len(r.blobs) for r in result.rows)
-    stats = {"total_objects": len(rows), "total_blobs": blob_total,
-             "avg_blobs_per_object": blob_total / len(rows) if rows else 0.0, "objects_by_status": by_status}
+    stats = {
+        "total_objects": len(rows),
+        "total_blobs": blob_total,
+        "avg_blobs_per_object": blob_total / len(rows) if rows else 0.0,
+        "objects_by_status": by_status,
+    }
     return {"results": rows, "pagination": result.pagination, "stats": stats}
 
 
@@ -206,6 +209,7 @@ def delete_object(
     bucket_identifier: str, object_identifier: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
 ) -> Response:
     bucket = _bucket(session, scope, bucket_identifier)
-    service.delete_object(session, runtime.blobs, runtime.index,
-                          service.get_object(session, scope, bucket, object_identifier))
+    service.delete_object(
+        session, runtime.blobs, runtime.index, service.get_object(session, scope, bucket, object_identifier)
+    )
     return Response(status_code=204)

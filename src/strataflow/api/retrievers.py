@@ -36,11 +36,15 @@ def create_retriever(request: CreateRetrieverRequest, scope: ScopeDep, session: 
 
 
 @router.post("/list")
-def list_retrievers(scope: ScopeDep, session: ReadDbDep, page: PageDep,
-                    request: ListRetrieversRequest | None = None) -> dict[str, Any]:
+def list_retrievers(
+    scope: ScopeDep, session: ReadDbDep, page: PageDep, request: ListRetrieversRequest | None = None
+) -> dict[str, Any]:
     result, total = service.list_retrievers(session, scope, request or ListRetrieversRequest(), page)
-    return {"results": [service.retriever_view(r) for r in result.rows], "total": total,
-            "pagination": result.pagination}
+    return {
+        "results": [service.retriever_view(r) for r in result.rows],
+        "total": total,
+        "pagination": result.pagination,
+    }
 
 
 @router.get("")
@@ -49,10 +53,23 @@ def list_retrievers_get(scope: ScopeDep, session: ReadDbDep, page: PageDep) -> d
 
 
 @router.post("/execute")
-def execute_adhoc(request: AdhocExecuteRequest, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
-                  return_presigned_urls: bool = False, return_vectors: bool = False) -> Any:
-    run = execution.adhoc_execution(session, runtime.index, runtime.blobs, scope, request,
-                                    with_vectors=return_vectors, presign=return_presigned_urls)
+def execute_adhoc(
+    request: AdhocExecuteRequest,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    return_presigned_urls: bool = False,
+    return_vectors: bool = False,
+) -> Any:
+    run = execution.adhoc_execution(
+        session,
+        runtime.index,
+        runtime.blobs,
+        scope,
+        request,
+        with_vectors=return_vectors,
+        presign=return_presigned_urls,
+    )
     return _stream(run) if request.stream else run.run()
 
 
@@ -62,8 +79,9 @@ def get_retriever(retriever_id: str, scope: ScopeDep, session: ReadDbDep) -> dic
 
 
 @router.patch("/{retriever_id}")
-def patch_retriever(retriever_id: str, request: PatchRetrieverRequest, scope: ScopeDep,
-                    session: DbDep) -> dict[str, Any]:
+def patch_retriever(
+    retriever_id: str, request: PatchRetrieverRequest, scope: ScopeDep, session: DbDep
+) -> dict[str, Any]:
     view = service.retriever_view(service.patch_retriever(session, scope, retriever_id, request))
     return {**view, "retriever": view}
 
@@ -75,12 +93,26 @@ def delete_retriever(retriever_id: str, scope: ScopeDep, session: DbDep) -> dict
 
 
 @router.post("/{retriever_id}/execute")
-def execute_retriever(retriever_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
-                      request: ExecuteRetrieverRequest | None = None, return_presigned_urls: bool = False,
-                      return_vectors: bool = False) -> Any:
+def execute_retriever(
+    retriever_id: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    request: ExecuteRetrieverRequest | None = None,
+    return_presigned_urls: bool = False,
+    return_vectors: bool = False,
+) -> Any:
     request = request or ExecuteRetrieverRequest()
-    run = execution.saved_execution(session, runtime.index, runtime.blobs, scope, retriever_id, request,
-                                    with_vectors=return_vectors, presign=return_presigned_urls)
+    run = execution.saved_execution(
+        session,
+        runtime.index,
+        runtime.blobs,
+        scope,
+        retriever_id,
+        request,
+        with_vectors=return_vectors,
+        presign=return_presigned_urls,
+    )
     return _stream(run) if request.stream else run.run()
 
 
@@ -96,12 +128,23 @@ def _stream(run: Execution) -> StreamingResponse:
             for event in run.steps():
                 yield _sse(event)
         except StrataflowError as exc:
-            yield _sse({"event": "execution_error", "execution_id": run.execution_id,
-                        **error_body(exc.status_code, exc.message, exc.type, exc.details)})
+            yield _sse(
+                {
+                    "event": "execution_error",
+                    "execution_id": run.execution_id,
+                    **error_body(exc.status_code, exc.message, exc.type, exc.details),
+                }
+            )
         except Exception:
             log.exception("retriever execution %s failed", run.execution_id)
-            yield _sse({"event": "execution_error", "execution_id": run.execution_id,
-                        **error_body(500, "Internal server error", "InternalServerError")})
+            yield _sse(
+                {
+                    "event": "execution_error",
+                    "execution_id": run.execution_id,
+                    **error_body(500, "Internal server error", "InternalServerError"),
+                }
+            )
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

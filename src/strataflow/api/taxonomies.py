@@ -32,12 +32,17 @@ def create_taxonomy(request: CreateTaxonomyRequest, scope: ScopeDep, session: Db
 
 
 @router.post(f"{PREFIX}/list")
-def list_taxonomies(scope: ScopeDep, session: ReadDbDep, page: PageDep,
-                    request: ListTaxonomiesRequest | None = None) -> dict[str, Any]:
+def list_taxonomies(
+    scope: ScopeDep, session: ReadDbDep, page: PageDep, request: ListTaxonomiesRequest | None = None
+) -> dict[str, Any]:
     result, total = service.list_taxonomies(session, scope, request or ListTaxonomiesRequest(), page)
     views = [service.taxonomy_view(r) for r in result.rows]
-    return {"results": views, "pagination": {**result.pagination, "total": total}, "total_count": total,
-            "stats": service.list_stats(views)}
+    return {
+        "results": views,
+        "pagination": {**result.pagination, "total": total},
+        "total_count": total,
+        "stats": service.list_stats(views),
+    }
 
 
 @router.get(PREFIX)
@@ -45,8 +50,10 @@ def list_taxonomies_get(scope: ScopeDep, session: ReadDbDep, page: PageDep) -> d
     return list_taxonomies(scope, session, page, None)
 
 
-_NEEDS_CLUSTERS = ("Building taxonomy nodes from documents needs cluster runs (issue 18, Clusters), which this "
-                   "server does not have yet; create the node collection and a taxonomy over it instead")
+_NEEDS_CLUSTERS = (
+    "Building taxonomy nodes from documents needs cluster runs (issue 18, Clusters), which this "
+    "server does not have yet; create the node collection and a taxonomy over it instead"
+)
 
 
 @router.post(f"{PREFIX}/from-documents")
@@ -60,15 +67,28 @@ def nodes_from_documents(taxonomy_identifier: str, scope: ScopeDep) -> dict[str,
 
 
 @router.post(f"{PREFIX}/execute/{{taxonomy_identifier}}")
-def execute_by_path(taxonomy_identifier: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
-                    request: ExecuteTaxonomyRequest | None = None, version: int | None = None) -> dict[str, Any]:
-    return execute_taxonomy(session, runtime.index, scope, taxonomy_identifier,
-                            request or ExecuteTaxonomyRequest(), version)
+def execute_by_path(
+    taxonomy_identifier: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    request: ExecuteTaxonomyRequest | None = None,
+    version: int | None = None,
+) -> dict[str, Any]:
+    return execute_taxonomy(
+        session, runtime.index, scope, taxonomy_identifier, request or ExecuteTaxonomyRequest(), version
+    )
 
 
 @router.post(f"{PREFIX}/{{taxonomy_identifier}}/execute")
-def execute(taxonomy_identifier: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep,
-            request: ExecuteTaxonomyRequest | None = None, version: int | None = None) -> dict[str, Any]:
+def execute(
+    taxonomy_identifier: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    request: ExecuteTaxonomyRequest | None = None,
+    version: int | None = None,
+) -> dict[str, Any]:
     return execute_by_path(taxonomy_identifier, scope, session, runtime, request, version)
 
 
@@ -78,8 +98,9 @@ def get_taxonomy(taxonomy_identifier: str, scope: ScopeDep, session: ReadDbDep) 
 
 
 @router.patch(f"{PREFIX}/{{taxonomy_identifier}}")
-def patch_taxonomy(taxonomy_identifier: str, request: PatchTaxonomyRequest, scope: ScopeDep,
-                   session: DbDep) -> dict[str, Any]:
+def patch_taxonomy(
+    taxonomy_identifier: str, request: PatchTaxonomyRequest, scope: ScopeDep, session: DbDep
+) -> dict[str, Any]:
     return service.taxonomy_view(service.patch_taxonomy(session, scope, taxonomy_identifier, request))
 
 
@@ -90,8 +111,9 @@ def delete_taxonomy(taxonomy_identifier: str, scope: ScopeDep, session: DbDep) -
 
 
 @router.post(f"{PREFIX}/{{taxonomy_identifier}}/clone")
-def clone_taxonomy(taxonomy_identifier: str, request: CloneTaxonomyRequest, scope: ScopeDep,
-                   session: DbDep) -> dict[str, Any]:
+def clone_taxonomy(
+    taxonomy_identifier: str, request: CloneTaxonomyRequest, scope: ScopeDep, session: DbDep
+) -> dict[str, Any]:
     source = service.get_taxonomy(session, scope, taxonomy_identifier).taxonomy_id
     clone = service.clone_taxonomy(session, scope, taxonomy_identifier, request)
     return {"taxonomy": service.taxonomy_view(clone), "source_taxonomy_id": source}
@@ -101,27 +123,33 @@ def clone_taxonomy(taxonomy_identifier: str, request: CloneTaxonomyRequest, scop
 def list_versions(taxonomy_id: str, scope: ScopeDep, session: ReadDbDep) -> dict[str, Any]:
     taxonomy = service.get_taxonomy(session, scope, taxonomy_id)
     views = [service.version_view(v, taxonomy) for v in service.list_versions(session, scope, taxonomy_id)]
-    return {"results": views, "pagination": {"total": len(views), "page": 1, "page_size": len(views)},
-            "total_count": len(views), "stats": service.list_stats(views)}
+    return {
+        "results": views,
+        "pagination": {"total": len(views), "page": 1, "page_size": len(views)},
+        "total_count": len(views),
+        "stats": service.list_stats(views),
+    }
 
 
 @router.post(f"{PREFIX}/{{taxonomy_id}}/versions")
-def create_version(taxonomy_id: str, request: CreateVersionRequest, scope: ScopeDep, session: DbDep,
-                   runtime: RuntimeDep) -> dict[str, Any]:
+def create_version(
+    taxonomy_id: str, request: CreateVersionRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
     """The new version is re-applied at once to every collection that applies the taxonomy."""
     row = service.create_version(session, scope, taxonomy_id, request)
     view = service.taxonomy_view(row)
     tasks = []
     for collection_id in service.applying_collections(session, row.taxonomy_id, scope.namespace_id):
-        answer = request_apply(session, runtime.index, scope, collection_id,
-                               ApplyTaxonomyRequest(taxonomy_id=row.taxonomy_id))
+        answer = request_apply(
+            session, runtime.index, scope, collection_id, ApplyTaxonomyRequest(taxonomy_id=row.taxonomy_id)
+        )
         tasks.append(answer["task_id"])
     view["metadata"] = {**view["metadata"], "reapply_task_ids": tasks} if tasks else view["metadata"]
     return view
 
 
 @router.post("/v1/collections/{collection_identifier}/apply-taxonomy", tags=["Collection Taxonomies"])
-def apply_taxonomy(collection_identifier: str, request: ApplyTaxonomyRequest, scope: ScopeDep, session: DbDep,
-                   runtime: RuntimeDep) -> dict[str, Any]:
+def apply_taxonomy(
+    collection_identifier: str, request: ApplyTaxonomyRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
     return request_apply(session, runtime.index, scope, collection_identifier, request)
-

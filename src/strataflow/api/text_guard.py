@@ -78,8 +78,11 @@ class TextGuard:
             except (ValueError, RecursionError):
                 where = None  # not JSON: the route's own parser answers that
         if where is not None:
-            await _reject(send, f"Text at {where} contains a NUL character or an unpaired UTF-16 surrogate; "
-                                "strings must be valid Unicode without NUL")
+            await _reject(
+                send,
+                f"Text at {where} contains a NUL character or an unpaired UTF-16 surrogate; "
+                "strings must be valid Unicode without NUL",
+            )
             return
 
         async def replay() -> Message:
@@ -90,6 +93,11 @@ class TextGuard:
 
 async def _reject(send: Send, message: str) -> None:
     body = json.dumps(error_body(400, message, "BadRequestError")).encode()
-    await send({"type": "http.response.start", "status": 400,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

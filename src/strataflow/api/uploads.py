@@ -40,8 +40,7 @@ from strataflow.services.uploads.confirm import Claim
 from strataflow.services.uploads.jobs import confirm_upload, request_batch_confirm
 from strataflow.store.tables import Bucket
 
-router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/uploads", tags=["Bucket Uploads"],
-                   responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/uploads", tags=["Bucket Uploads"], responses=ERROR_RESPONSES)
 
 AsyncFlag = Annotated[bool, Query(alias="async", description="Confirm in the background and return a task")]
 
@@ -52,18 +51,22 @@ def _bucket(runtime: Runtime, scope: NamespaceScope, identifier: str) -> Bucket:
 
 
 @router.post("", response_model=UploadResponse)
-def create_upload(bucket_identifier: str, request: CreateUploadRequest, scope: ScopeDep,
-                  runtime: RuntimeDep) -> dict[str, Any]:
+def create_upload(
+    bucket_identifier: str, request: CreateUploadRequest, scope: ScopeDep, runtime: RuntimeDep
+) -> dict[str, Any]:
     with runtime.db.session() as session:
         bucket = get_bucket(session, scope, bucket_identifier)
         return upload_create.create_uploads(session, runtime.blobs, runtime.settings, scope, bucket, [request])[0]
 
 
 @router.post("/batch", response_model=BatchUploadResponse)
-def create_uploads_batch(bucket_identifier: str, request: BatchUploadRequest, scope: ScopeDep,
-                         runtime: RuntimeDep) -> dict[str, Any]:
-    items = [upload_create.merge_shared(item, request.shared_metadata, request.shared_object_metadata)
-             for item in request.uploads]
+def create_uploads_batch(
+    bucket_identifier: str, request: BatchUploadRequest, scope: ScopeDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    items = [
+        upload_create.merge_shared(item, request.shared_metadata, request.shared_object_metadata)
+        for item in request.uploads
+    ]
     with runtime.db.session() as session:
         bucket = get_bucket(session, scope, bucket_identifier)
         created = upload_create.create_uploads(session, runtime.blobs, runtime.settings, scope, bucket, items)
@@ -71,8 +74,13 @@ def create_uploads_batch(bucket_identifier: str, request: BatchUploadRequest, sc
 
 
 @router.post("/list", response_model=ListUploadsResponse)
-def list_uploads(bucket_identifier: str, scope: ScopeDep, runtime: RuntimeDep, page: PageDep,
-                 request: ListUploadsRequest | None = None) -> dict[str, Any]:
+def list_uploads(
+    bucket_identifier: str,
+    scope: ScopeDep,
+    runtime: RuntimeDep,
+    page: PageDep,
+    request: ListUploadsRequest | None = None,
+) -> dict[str, Any]:
     request = request or ListUploadsRequest()
     # The body's limit and offset win over the query's when sent (SDKs send both).
     if "limit" in request.model_fields_set:
@@ -83,24 +91,35 @@ def list_uploads(bucket_identifier: str, scope: ScopeDep, runtime: RuntimeDep, p
     uploads.expire_overdue(runtime.db, bucket.bucket_id)
     with runtime.db.read_session() as session:
         result, stats = uploads.list_uploads(session, bucket, request, page)
-        rows = [uploads.upload_payload(row, uploads.download_url(runtime.blobs, row)
-                                       if request.return_presigned_urls else None) for row in result.rows]
+        rows = [
+            uploads.upload_payload(
+                row, uploads.download_url(runtime.blobs, row) if request.return_presigned_urls else None
+            )
+            for row in result.rows
+        ]
     return {"results": rows, "pagination": result.pagination, "stats": stats}
 
 
 @router.post("/confirm/batch", response_model=BatchConfirmResponse)
-def confirm_uploads_batch(bucket_identifier: str, request: BatchConfirmRequest, scope: ScopeDep,
-                          runtime: RuntimeDep) -> dict[str, Any]:
+def confirm_uploads_batch(
+    bucket_identifier: str, request: BatchConfirmRequest, scope: ScopeDep, runtime: RuntimeDep
+) -> dict[str, Any]:
     bucket = _bucket(runtime, scope, bucket_identifier)
     task = request_batch_confirm(runtime.jobs.context, scope, bucket, request.confirmations)
     runtime.jobs.notify()
-    return {"task_id": task.task_id, "status": task.status, "confirmations_count": len(request.confirmations),
-            "task": task_payload(task), "message": BATCH_CONFIRM_MESSAGE}
+    return {
+        "task_id": task.task_id,
+        "status": task.status,
+        "confirmations_count": len(request.confirmations),
+        "task": task_payload(task),
+        "message": BATCH_CONFIRM_MESSAGE,
+    }
 
 
 @router.get("/{upload_id}")
-def get_upload(bucket_identifier: str, upload_id: str, scope: ScopeDep, runtime: RuntimeDep,
-               return_presigned_urls: bool = False) -> dict[str, Any]:
+def get_upload(
+    bucket_identifier: str, upload_id: str, scope: ScopeDep, runtime: RuntimeDep, return_presigned_urls: bool = False
+) -> dict[str, Any]:
     """The upload record. With `return_presigned_urls`, a completed upload's `presigned_url`
     is a fresh GET URL for its bytes; the original PUT URL is never shown again."""
     bucket = _bucket(runtime, scope, bucket_identifier)
@@ -112,8 +131,9 @@ def get_upload(bucket_identifier: str, upload_id: str, scope: ScopeDep, runtime:
 
 
 @router.delete("/{upload_id}", status_code=204, response_class=Response)
-def delete_upload(bucket_identifier: str, upload_id: str, scope: ScopeDep, runtime: RuntimeDep,
-                  delete_s3_object: bool = True) -> Response:
+def delete_upload(
+    bucket_identifier: str, upload_id: str, scope: ScopeDep, runtime: RuntimeDep, delete_s3_object: bool = True
+) -> Response:
     bucket = _bucket(runtime, scope, bucket_identifier)
     uploads.expire_overdue(runtime.db, bucket.bucket_id, upload_id)
     with runtime.db.session() as session:
@@ -122,9 +142,15 @@ def delete_upload(bucket_identifier: str, upload_id: str, scope: ScopeDep, runti
 
 
 @router.post("/{upload_id}/confirm", response_model=ConfirmUploadResponse)
-def confirm_upload_route(bucket_identifier: str, upload_id: str, scope: ScopeDep, runtime: RuntimeDep,
-                         var_async: AsyncFlag = False, policy: str | None = None,
-                         request: ConfirmUploadRequest | None = None) -> dict[str, Any]:
+def confirm_upload_route(
+    bucket_identifier: str,
+    upload_id: str,
+    scope: ScopeDep,
+    runtime: RuntimeDep,
+    var_async: AsyncFlag = False,
+    policy: str | None = None,
+    request: ConfirmUploadRequest | None = None,
+) -> dict[str, Any]:
     request = request or ConfirmUploadRequest()
     bucket = _bucket(runtime, scope, bucket_identifier)
     claim = Claim(etag=request.etag, file_size_bytes=request.file_size_bytes, parts=request.parts)
@@ -135,12 +161,18 @@ def confirm_upload_route(bucket_identifier: str, upload_id: str, scope: ScopeDep
 
 
 @router.post("/{upload_id}/multipart", response_model=MultipartResponse)
-def open_multipart(bucket_identifier: str, upload_id: str, scope: ScopeDep, runtime: RuntimeDep,
-                   request: OpenMultipartRequest | None = None) -> dict[str, Any]:
+def open_multipart(
+    bucket_identifier: str,
+    upload_id: str,
+    scope: ScopeDep,
+    runtime: RuntimeDep,
+    request: OpenMultipartRequest | None = None,
+) -> dict[str, Any]:
     """Beyond the contract: open (or resume) a multipart upload and get a URL per part."""
     bucket = _bucket(runtime, scope, bucket_identifier)
-    return upload_multipart.open_multipart(runtime.db, runtime.blobs, runtime.settings, bucket, upload_id,
-                                           request or OpenMultipartRequest())
+    return upload_multipart.open_multipart(
+        runtime.db, runtime.blobs, runtime.settings, bucket, upload_id, request or OpenMultipartRequest()
+    )
 
 
 @router.get("/{upload_id}/multipart", response_model=MultipartResponse)

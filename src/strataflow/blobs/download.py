@@ -15,10 +15,19 @@ from urllib.parse import quote
 
 # Types a browser renders without running anything of the file's own. Everything else
 # (html, svg, xml, javascript, pdf, octet-stream, unknown) is downloaded, not opened.
-PASSIVE_TYPES = frozenset({
-    "image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp", "image/tiff",
-    "text/plain", "text/csv",
-})
+PASSIVE_TYPES = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "image/bmp",
+        "image/tiff",
+        "text/plain",
+        "text/csv",
+    }
+)
 PASSIVE_FAMILIES = ("audio/", "video/")
 
 

@@ -163,7 +163,6 @@ class LocalBlobStore:
     def presigned_put_url(self, key: str, content_type: str, expires_in: int) -> str:
         return self._url("PUT", key, content_type, expires_in)
 
-
     # -- multipart -------------------------------------------------------------
     # Parts are ordinary blobs under _multipart/<id>/, PUT through presigned URLs
     # like any other; joining streams them into the target in part order.
@@ -205,8 +204,9 @@ class LocalBlobStore:
         finally:
             os.close(handle)
 
-    def complete_multipart(self, key: str, multipart_id: str, parts: list[PartInfo],
-                           progress: Progress | None = None) -> BlobInfo:
+    def complete_multipart(
+        self, key: str, multipart_id: str, parts: list[PartInfo], progress: Progress | None = None
+    ) -> BlobInfo:
         folder = self.path(self._parts_prefix(multipart_id))
         try:
             handle = os.open(folder, os.O_RDONLY)

@@ -86,8 +86,9 @@ class MultipartStore(Protocol):
         """Parts received so far, by part number. Raises MultipartGoneError for an unknown id."""
         ...
 
-    def complete_multipart(self, key: str, multipart_id: str, parts: list[PartInfo],
-                           progress: Progress | None = None) -> BlobInfo:
+    def complete_multipart(
+        self, key: str, multipart_id: str, parts: list[PartInfo], progress: Progress | None = None
+    ) -> BlobInfo:
         """Join the parts into `key`. Idempotent: once joined, answers the joined blob."""
         ...
 

@@ -91,8 +91,9 @@ class S3BlobStore:
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> WrittenBlob:
         extra = {"ContentType": content_type} if content_type else {}
         response = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
-        return WrittenBlob(key=key, size=len(data), etag=response["ETag"].strip('"'),
-                           sha256=hashlib.sha256(data).hexdigest())
+        return WrittenBlob(
+            key=key, size=len(data), etag=response["ETag"].strip('"'), sha256=hashlib.sha256(data).hexdigest()
+        )
 
     def open(self, key: str) -> BinaryIO:
         response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
@@ -112,8 +113,12 @@ class S3BlobStore:
             if _code(exc) in _MISSING:
                 return None
             raise
-        return BlobInfo(key=key, size=int(response["ContentLength"]), etag=response["ETag"].strip('"'),
-                        content_type=response.get("ContentType"))
+        return BlobInfo(
+            key=key,
+            size=int(response["ContentLength"]),
+            etag=response["ETag"].strip('"'),
+            content_type=response.get("ContentType"),
+        )
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
@@ -151,8 +156,7 @@ class S3BlobStore:
 
     # -- multipart (S3's own) ------------------------------------------------------
     def create_multipart(self, key: str, content_type: str) -> str:
-        response = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key),
-                                                       ContentType=content_type)
+        response = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key), ContentType=content_type)
         return str(response["UploadId"])
 
     def presigned_part_url(self, key: str, multipart_id: str, part_number: int, expires_in: int) -> str:
@@ -163,23 +167,29 @@ class S3BlobStore:
         parts: list[PartInfo] = []
         try:
             pages = self.client.get_paginator("list_parts").paginate(
-                Bucket=self.bucket, Key=self._key(key), UploadId=multipart_id)
+                Bucket=self.bucket, Key=self._key(key), UploadId=multipart_id
+            )
             for page in pages:
-                parts.extend(PartInfo(part_number=int(p["PartNumber"]), size=int(p["Size"]),
-                                      etag=p["ETag"].strip('"')) for p in page.get("Parts", []))
+                parts.extend(
+                    PartInfo(part_number=int(p["PartNumber"]), size=int(p["Size"]), etag=p["ETag"].strip('"'))
+                    for p in page.get("Parts", [])
+                )
         except ClientError as exc:
             if _code(exc) == "NoSuchUpload":
                 raise MultipartGoneError(multipart_id) from None
             raise
         return sorted(parts, key=lambda p: p.part_number)
 
-    def complete_multipart(self, key: str, multipart_id: str, parts: list[PartInfo],
-                           progress: Progress | None = None) -> BlobInfo:
-        listing = [{"PartNumber": p.part_number, "ETag": f'"{p.etag}"'}
-                   for p in sorted(parts, key=lambda p: p.part_number)]
+    def complete_multipart(
+        self, key: str, multipart_id: str, parts: list[PartInfo], progress: Progress | None = None
+    ) -> BlobInfo:
+        listing = [
+            {"PartNumber": p.part_number, "ETag": f'"{p.etag}"'} for p in sorted(parts, key=lambda p: p.part_number)
+        ]
         try:
-            self.client.complete_multipart_upload(Bucket=self.bucket, Key=self._key(key), UploadId=multipart_id,
-                                                  MultipartUpload={"Parts": listing})
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self._key(key), UploadId=multipart_id, MultipartUpload={"Parts": listing}
+            )
         except ClientError as exc:
             if _code(exc) == "NoSuchUpload":
                 joined = self.head(key)  # completed by an earlier call

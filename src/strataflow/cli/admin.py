@@ -63,8 +63,13 @@ def serve(
         console.print(f"  admin API key: see {settings.admin_key_path.resolve()}")
     else:
         console.print("  admin API key: the one given in STRATAFLOW_API_KEY on first start")
-    uvicorn.run(create_app(settings, runtime=runtime, run_background=not settings.api_only), host=settings.host,
-                port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(settings, runtime=runtime, run_background=not settings.api_only),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 @app.command()
@@ -84,8 +89,10 @@ def worker(data_dir: DataDir = None) -> None:
     settings = _settings(data_dir, api_only=False)  # a worker exists to run the engine, whatever replicas say
     configure(settings.log_level, settings.log_json)
     if settings.is_sqlite:
-        err.print("[yellow]note:[/yellow] a worker on SQLite shares the data dir with one server at most; "
-                  "set STRATAFLOW_DATABASE_URL to PostgreSQL to scale out")
+        err.print(
+            "[yellow]note:[/yellow] a worker on SQLite shares the data dir with one server at most; "
+            "set STRATAFLOW_DATABASE_URL to PostgreSQL to scale out"
+        )
     runtime = open_runtime(settings)
     stopping = threading.Event()
 
@@ -95,9 +102,11 @@ def worker(data_dir: DataDir = None) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     runtime.start_background()
-    console.print(f"[bold]Strataflow worker[/bold] {runtime.scheduler.owner}: engine {settings.engine}, "
-                  f"database {'SQLite' if settings.is_sqlite else 'PostgreSQL'}, "
-                  f"blobs {settings.blob_url or settings.blob_dir}")
+    console.print(
+        f"[bold]Strataflow worker[/bold] {runtime.scheduler.owner}: engine {settings.engine}, "
+        f"database {'SQLite' if settings.is_sqlite else 'PostgreSQL'}, "
+        f"blobs {settings.blob_url or settings.blob_dir}"
+    )
     while not stopping.wait(1.0):  # a bounded wait: signal handlers run between waits
         pass
     console.print("stopping: finishing the current chunk, handing running tiers back")
@@ -150,8 +159,14 @@ def keys_list(
         for header in ("name", "prefix", "created", "revoked"):
             table.add_column(header)
         for key, organization in rows:
-            table.add_row(key.key_id, organization.name, key.name, key.key_prefix + "…",
-                          str(key.created_at)[:19], str(key.revoked_at)[:19] if key.revoked_at else "")
+            table.add_row(
+                key.key_id,
+                organization.name,
+                key.name,
+                key.key_prefix + "…",
+                str(key.created_at)[:19],
+                str(key.revoked_at)[:19] if key.revoked_at else "",
+            )
     console.print(table)
 
 
@@ -170,4 +185,3 @@ def _open(data_dir: Path | None) -> Runtime:
     from strataflow.runtime import open_runtime
 
     return open_runtime(_settings(data_dir))
-

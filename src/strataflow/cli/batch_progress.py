@@ -10,8 +10,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from strataflow.cli.client import TERMINAL, ApiError, Client
 
-STATUS_STYLE = {"COMPLETED": "green", "COMPLETED_WITH_ERRORS": "yellow", "FAILED": "red", "CANCELED": "red",
-                "PROCESSING": "cyan", "IN_PROGRESS": "cyan", "PENDING": "dim", "QUEUED": "dim"}
+STATUS_STYLE = {
+    "COMPLETED": "green",
+    "COMPLETED_WITH_ERRORS": "yellow",
+    "FAILED": "red",
+    "CANCELED": "red",
+    "PROCESSING": "cyan",
+    "IN_PROGRESS": "cyan",
+    "PENDING": "dim",
+    "QUEUED": "dim",
+}
 
 
 def styled(status: str) -> str:
@@ -28,8 +36,7 @@ def find_batch_bucket(client: Client, batch_id: str) -> str:
         except ApiError as error:
             if error.status != 404:
                 raise
-    raise ApiError(f"batch {batch_id} was not found in any bucket of this namespace (try --namespace or --bucket)",
-                   404)
+    raise ApiError(f"batch {batch_id} was not found in any bucket of this namespace (try --namespace or --bucket)", 404)
 
 
 def collection_names(client: Client) -> dict[str, str]:
@@ -45,8 +52,14 @@ def tier_label(tier: dict[str, Any], names: dict[str, str]) -> str:
 def follow_batch(client: Client, bucket: str, batch_id: str, console: Console, poll_s: float = 0.3) -> dict[str, Any]:
     """Draw one bar per tier (rows processed, documents written) and return the final batch."""
     names = collection_names(client)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
-               TextColumn("{task.fields[docs]} documents  {task.fields[status]}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TextColumn("{task.fields[docs]} documents  {task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
     bars: dict[int, TaskID] = {}
     with Progress(*columns, console=console, transient=False) as progress:
         while True:
@@ -57,8 +70,9 @@ def follow_batch(client: Client, bucket: str, batch_id: str, console: Console, p
                 done = performance.get("rows_done") or 0
                 docs, status = tier.get("documents_written") or 0, styled(str(tier.get("status")))
                 if tier["tier_num"] not in bars:
-                    bars[tier["tier_num"]] = progress.add_task(tier_label(tier, names), total=total, docs=docs,
-                                                               status=status)
+                    bars[tier["tier_num"]] = progress.add_task(
+                        tier_label(tier, names), total=total, docs=docs, status=status
+                    )
                 progress.update(bars[tier["tier_num"]], completed=done, total=total, docs=docs, status=status)
             if batch["status"] in TERMINAL:
                 return batch

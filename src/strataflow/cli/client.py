@@ -14,12 +14,21 @@ from strataflow.config import Settings
 
 TERMINAL = ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED")
 
-UrlOption = Annotated[str | None, typer.Option(
-    "--url", help="Server base URL (env STRATAFLOW_URL; default http://127.0.0.1:8000).", show_default=False)]
-KeyOption = Annotated[str | None, typer.Option(
-    "--api-key", help="API key (env STRATAFLOW_API_KEY; default: the contents of .strataflow/admin-key "
-                      "in the current directory, which `strataflow serve` writes on first start).",
-    show_default=False)]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url", help="Server base URL (env STRATAFLOW_URL; default http://127.0.0.1:8000).", show_default=False
+    ),
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        help="API key (env STRATAFLOW_API_KEY; default: the contents of .strataflow/admin-key "
+        "in the current directory, which `strataflow serve` writes on first start).",
+        show_default=False,
+    ),
+]
 NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="Namespace name or id.")]
 
 
@@ -74,8 +83,9 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.ConnectError:
-            raise ApiError(f"cannot reach the server at {self.url} (is `strataflow serve` running? "
-                           f"set --url or STRATAFLOW_URL)") from None
+            raise ApiError(
+                f"cannot reach the server at {self.url} (is `strataflow serve` running? set --url or STRATAFLOW_URL)"
+            ) from None
         except httpx.HTTPError as exc:
             raise ApiError(f"request to {self.url}{path} failed: {exc}") from None
         return self._answer(response)
@@ -114,8 +124,9 @@ class Client:
 
         try:
             # An explicit Content-Length keeps httpx from chunking the body: the blob store checks it up front.
-            response = self.blob_http.put(url, content=chunks(),
-                                          headers={"Content-Type": content_type, "Content-Length": str(size)})
+            response = self.blob_http.put(
+                url, content=chunks(), headers={"Content-Type": content_type, "Content-Length": str(size)}
+            )
         except httpx.HTTPError as exc:
             raise ApiError(f"upload of {path.name} failed: {exc}") from None
         self._answer(response)

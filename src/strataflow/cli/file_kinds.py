@@ -21,8 +21,13 @@ SUFFIXES: dict[str, tuple[str, ...]] = {
 }
 KIND_OF_SUFFIX = {suffix: kind for kind, suffixes in SUFFIXES.items() for suffix in suffixes}
 # Content types the upload rules accept for each kind when the suffix is not in mimetypes' table.
-FALLBACK_TYPES = {"text": "text/plain", "image": "application/octet-stream", "video": "application/octet-stream",
-                  "audio": "application/octet-stream", "pdf": "application/pdf"}
+FALLBACK_TYPES = {
+    "text": "text/plain",
+    "image": "application/octet-stream",
+    "video": "application/octet-stream",
+    "audio": "application/octet-stream",
+    "pdf": "application/pdf",
+}
 # Metadata every ingested object carries, declared in the schema so it can be filtered and passed through.
 METADATA_PROPERTIES = {"filename": {"type": "string"}, "path": {"type": "string"}}
 
@@ -44,8 +49,9 @@ def content_type_of(path: Path, kind: str) -> str:
     guessed = mimetypes.guess_type(path.name)[0]
     if kind == "text":
         # JSON, XML and HTML stay text; anything odd becomes text/plain, which every text property takes.
-        return guessed if guessed and (guessed.startswith("text/") or guessed.endswith(("json", "xml"))) \
-            else "text/plain"
+        return (
+            guessed if guessed and (guessed.startswith("text/") or guessed.endswith(("json", "xml"))) else "text/plain"
+        )
     if guessed and guessed.split("/")[0] == kind:
         return guessed
     return FALLBACK_TYPES[kind] if not (kind == "pdf" and guessed) else guessed
@@ -92,8 +98,14 @@ def default_collections(targets: dict[str, str], text_model: str) -> list[Defaul
     goes to (`targets`: kind -> property name), never one the bucket lacks."""
     plans: list[DefaultCollection] = []
     if "text" in targets:
-        plans.append(DefaultCollection("text", "text_extractor", {"text": targets["text"]},
-                                       {"split_by": "paragraphs", "chunk_size": 1, "model": text_model}))
+        plans.append(
+            DefaultCollection(
+                "text",
+                "text_extractor",
+                {"text": targets["text"]},
+                {"split_by": "paragraphs", "chunk_size": 1, "model": text_model},
+            )
+        )
     if "image" in targets:
         plans.append(DefaultCollection("image", "image_extractor", {"image": targets["image"]}, {}))
     media = sorted(set(targets) & {"video", "audio"})
@@ -108,8 +120,9 @@ def passthrough_fields(schema: dict[str, Any]) -> list[str]:
     """The metadata properties a default collection copies into its documents: those the bucket
     declares as they are declared here (a collection refuses to pass through a field its bucket lacks)."""
     properties = schema.get("properties") or {}
-    return [name for name, field in METADATA_PROPERTIES.items()
-            if (properties.get(name) or {}).get("type") == field["type"]]
+    return [
+        name for name, field in METADATA_PROPERTIES.items() if (properties.get(name) or {}).get("type") == field["type"]
+    ]
 
 
 def collection_request(bucket_id: str, name: str, plan: DefaultCollection, passthrough: list[str]) -> dict[str, Any]:
@@ -118,7 +131,8 @@ def collection_request(bucket_id: str, name: str, plan: DefaultCollection, passt
         "description": f"{plan.kind} files of the bucket, made by `strataflow ingest`",
         "source": {"type": "bucket", "bucket_ids": [bucket_id]},
         "feature_extractor": {
-            "feature_extractor_name": plan.extractor, "version": "v1",
+            "feature_extractor_name": plan.extractor,
+            "version": "v1",
             "input_mappings": plan.input_mappings,
             "field_passthrough": [{"source_path": field} for field in passthrough],
             "parameters": {"extractor_type": plan.extractor, **plan.parameters},

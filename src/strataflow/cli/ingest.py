@@ -31,25 +31,43 @@ from strataflow.cli.uploader import ProgressHooks, UploadOutcome, upload_files
 console = Console()
 
 
-PropertyOption = Annotated[list[str] | None, typer.Option(
-    "--property", "-p", metavar="KIND=NAME",
-    help="Send files of KIND (text, image, video, audio, pdf) to the bucket property NAME (repeatable). "
-         "Needed where the bucket has several properties of that type; names the property of a new bucket.")]
+PropertyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--property",
+        "-p",
+        metavar="KIND=NAME",
+        help="Send files of KIND (text, image, video, audio, pdf) to the bucket property NAME (repeatable). "
+        "Needed where the bucket has several properties of that type; names the property of a new bucket.",
+    ),
+]
 
 
 def ingest(
     path: Annotated[Path, typer.Argument(help="A folder (walked recursively) or a single file.", exists=True)],
     bucket: Annotated[str, typer.Option("--bucket", "-b", help="Bucket name or id; created when missing.")],
     namespace: NamespaceOption = "default",
-    collection: Annotated[list[str] | None, typer.Option(
-        "--collection", "-c", help="Process with these collections (repeatable). Default: the bucket's "
-                                   "collections, or one per file kind created on first use.")] = None,
+    collection: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--collection",
+            "-c",
+            help="Process with these collections (repeatable). Default: the bucket's "
+            "collections, or one per file kind created on first use.",
+        ),
+    ] = None,
     properties: PropertyOption = None,
-    allow_skipped: Annotated[bool, typer.Option(
-        "--allow-skipped", help="Exit 0 even when files were skipped because the bucket has no property "
-                                "for their kind (they are listed either way).")] = False,
-    text_model: Annotated[str, typer.Option(help="Embedding model of a default text collection: "
-                                                 "minilm (quality) or wordllama (fast).")] = "minilm",
+    allow_skipped: Annotated[
+        bool,
+        typer.Option(
+            "--allow-skipped",
+            help="Exit 0 even when files were skipped because the bucket has no property "
+            "for their kind (they are listed either way).",
+        ),
+    ] = False,
+    text_model: Annotated[
+        str, typer.Option(help="Embedding model of a default text collection: minilm (quality) or wordllama (fast).")
+    ] = "minilm",
     parallel: Annotated[int, typer.Option(min=1, max=32, help="Files uploaded at once.")] = 4,
     process: Annotated[bool, typer.Option(help="Submit a batch of the new objects and follow it.")] = True,
     url: UrlOption = None,
@@ -75,10 +93,17 @@ def ingest(
         mapping = map_properties(str(bucket_row["bucket_name"]), schema, kinds, choices)
         _announce(mapping)
         accepted = [f for f in files if f.kind in mapping.targets]
-        report = Report(skipped=[(f.relative, mapping.missing[f.kind]) for f in files if f.kind in mapping.missing],
-                        left_out=[(p.name, "unknown file kind") for p in unknown])
-        collections = _collections(client, bucket_id, str(bucket_row["bucket_name"]), schema, mapping.targets,
-                                   collection, text_model) if accepted else []
+        report = Report(
+            skipped=[(f.relative, mapping.missing[f.kind]) for f in files if f.kind in mapping.missing],
+            left_out=[(p.name, "unknown file kind") for p in unknown],
+        )
+        collections = (
+            _collections(
+                client, bucket_id, str(bucket_row["bucket_name"]), schema, mapping.targets, collection, text_model
+            )
+            if accepted
+            else []
+        )
         report.upload = _upload(client, bucket_id, accepted, mapping.targets, parallel)
         if process and report.upload.new_object_ids and collections:
             report.batch = _process(client, bucket_id, report.upload.new_object_ids)
@@ -107,8 +132,10 @@ class Report:
         if self.upload.failures:
             problems.append(f"{len(self.upload.failures)} file(s) failed")
         if self.skipped and not allow_skipped:
-            problems.append(f"{len(self.skipped)} file(s) skipped: the bucket has no property of their kind "
-                            f"(--allow-skipped accepts that)")
+            problems.append(
+                f"{len(self.skipped)} file(s) skipped: the bucket has no property of their kind "
+                f"(--allow-skipped accepts that)"
+            )
         if self.batch is not None and self.batch["status"] != "COMPLETED":
             problems.append(f"batch {self.batch['batch_id']} ended {self.batch['status']}")
         return "; ".join(problems)
@@ -145,17 +172,28 @@ def _ensure_bucket(client: Client, bucket: str, kinds: set[str], choices: dict[s
             raise
     targets = new_bucket_targets(kinds, choices)
     row = dict(client.post("/v1/buckets", json={"bucket_name": bucket, "bucket_schema": bucket_schema(targets)}))
-    console.print(f"created bucket [bold]{bucket}[/] with properties {', '.join(sorted(targets.values()))}, "
-                  f"filename, path")
+    console.print(
+        f"created bucket [bold]{bucket}[/] with properties {', '.join(sorted(targets.values()))}, filename, path"
+    )
     return row
 
 
-def _collections(client: Client, bucket_id: str, bucket_name: str, schema: dict[str, Any],
-                 targets: dict[str, str], wanted: list[str] | None, text_model: str) -> list[str]:
+def _collections(
+    client: Client,
+    bucket_id: str,
+    bucket_name: str,
+    schema: dict[str, Any],
+    targets: dict[str, str],
+    wanted: list[str] | None,
+    text_model: str,
+) -> list[str]:
     if wanted:
         return [str(client.get(f"/v1/collections/{name}")["collection_id"]) for name in wanted]
-    existing = [c for c in client.post("/v1/collections/list", json={}, params={"limit": 100})["results"]
-                if bucket_id in ((c.get("source") or {}).get("bucket_ids") or [])]
+    existing = [
+        c
+        for c in client.post("/v1/collections/list", json={}, params={"limit": 100})["results"]
+        if bucket_id in ((c.get("source") or {}).get("bucket_ids") or [])
+    ]
     if existing:
         return [str(c["collection_id"]) for c in existing]
     available = {e["feature_extractor_name"] for e in client.get("/v1/collections/features/extractors")}
@@ -163,8 +201,9 @@ def _collections(client: Client, bucket_id: str, bucket_name: str, schema: dict[
     made: list[str] = []
     for plan in default_collections(targets, text_model):
         if plan.extractor not in available:
-            console.print(f"[yellow]this server has no {plan.extractor}: {plan.kind} files are stored, "
-                          f"not processed[/]")
+            console.print(
+                f"[yellow]this server has no {plan.extractor}: {plan.kind} files are stored, not processed[/]"
+            )
             continue
         name = f"{bucket_name}-{plan.kind}"
         row = client.post("/v1/collections", json=collection_request(bucket_id, name, plan, passthrough))
@@ -173,14 +212,21 @@ def _collections(client: Client, bucket_id: str, bucket_name: str, schema: dict[
     return made
 
 
-def _upload(client: Client, bucket_id: str, files: list[LocalFile], targets: dict[str, str],
-            parallel: int) -> UploadOutcome:
+def _upload(
+    client: Client, bucket_id: str, files: list[LocalFile], targets: dict[str, str], parallel: int
+) -> UploadOutcome:
     """One live display (rich allows one at a time): hashing and upload in bytes, confirms in files."""
     total_bytes = sum(f.size for f in files)
     sendable = sum(1 for f in files if f.size > 0)
-    columns = (TextColumn("{task.description:<10}"), BarColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
+
         def bytes_bar(name: str) -> Callable[[int], None]:
             task = progress.add_task(name, total=total_bytes, detail="")
 
@@ -188,6 +234,7 @@ def _upload(client: Client, bucket_id: str, files: list[LocalFile], targets: dic
                 progress.advance(task, n)
                 done = progress.tasks[task].completed
                 progress.update(task, detail=f"{decimal(int(done))} / {decimal(total_bytes)}")
+
             return advance
 
         hashed, uploaded = bytes_bar("hashed"), bytes_bar("uploaded")
@@ -195,16 +242,19 @@ def _upload(client: Client, bucket_id: str, files: list[LocalFile], targets: dic
 
         def confirmed(n: int) -> None:
             progress.advance(confirmed_task, n)
-            progress.update(confirmed_task, detail=f"{int(progress.tasks[confirmed_task].completed)} / "
-                                                   f"{sendable} files")
+            progress.update(
+                confirmed_task, detail=f"{int(progress.tasks[confirmed_task].completed)} / {sendable} files"
+            )
+
         return upload_files(client, bucket_id, files, targets, ProgressHooks(hashed, uploaded, confirmed), parallel)
 
 
 def _process(client: Client, bucket_id: str, object_ids: list[str]) -> dict[str, Any]:
     batch = client.post(f"/v1/buckets/{bucket_id}/batches", json={"object_ids": object_ids})
     client.post(f"/v1/buckets/{bucket_id}/batches/{batch['batch_id']}/submit", json={})
-    console.print(f"batch [bold]{batch['batch_id']}[/] submitted "
-                  f"(follow it again with `strataflow watch {batch['batch_id']}`)")
+    console.print(
+        f"batch [bold]{batch['batch_id']}[/] submitted (follow it again with `strataflow watch {batch['batch_id']}`)"
+    )
     return follow_batch(client, bucket_id, batch["batch_id"], console)
 
 
@@ -225,8 +275,9 @@ def _summary(client: Client, bucket_id: str, report: Report, elapsed: float) -> 
             table.add_row("batch error", str(batch["error"]))
         for name, count in documents_per_collection(batch, collection_names(client)).items():
             table.add_row(f"documents in {name}", str(count))
-        report.processing_failures = [(outcome.paths.get(what, what), reason)
-                                      for what, reason in _batch_failures(client, bucket_id, batch)]
+        report.processing_failures = [
+            (outcome.paths.get(what, what), reason) for what, reason in _batch_failures(client, bucket_id, batch)
+        ]
         if report.processing_failures:
             table.add_row("processing failures", str(len(report.processing_failures)))
         # A mixed bucket runs every collection over every object: a text collection meets images.
@@ -239,8 +290,12 @@ def _summary(client: Client, bucket_id: str, report: Report, elapsed: float) -> 
     failures = [(what, "upload", reason) for what, reason in outcome.failures]
     failures += [(what, "processing", reason) for what, reason in report.processing_failures]
     _listing("failures", "stage", failures)
-    _listing("not ingested", "outcome", [(what, "skipped", reason) for what, reason in report.skipped]
-             + [(what, "left out", reason) for what, reason in report.left_out])
+    _listing(
+        "not ingested",
+        "outcome",
+        [(what, "skipped", reason) for what, reason in report.skipped]
+        + [(what, "left out", reason) for what, reason in report.left_out],
+    )
 
 
 def _listing(title: str, middle: str, rows: list[tuple[str, str, str]]) -> None:
@@ -261,7 +316,8 @@ def _listing(title: str, middle: str, rows: list[tuple[str, str, str]]) -> None:
 def _batch_failures(client: Client, bucket_id: str, batch: dict[str, Any]) -> list[tuple[str, str]]:
     if not batch.get("error_summary"):
         return []
-    answer = client.get(f"/v1/buckets/{bucket_id}/batches/{batch['batch_id']}/failed-documents",
-                        params={"limit": 50})
-    return [(str(f.get("object_id") or f.get("document_id")), f"{f['error_type']}: {f['error_message']}")
-            for f in answer["results"]]
+    answer = client.get(f"/v1/buckets/{bucket_id}/batches/{batch['batch_id']}/failed-documents", params={"limit": 50})
+    return [
+        (str(f.get("object_id") or f.get("document_id")), f"{f['error_type']}: {f['error_message']}")
+        for f in answer["results"]
+    ]

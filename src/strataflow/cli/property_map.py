@@ -44,25 +44,28 @@ def new_bucket_targets(kinds: set[str], choices: dict[str, str]) -> dict[str, st
     names = list(targets.values())
     for kind, name in targets.items():
         if name in METADATA_PROPERTIES:
-            raise ApiError(f"--property {kind}={name}: '{name}' holds each file's {name} in the objects "
-                           f"ingest creates; choose another name")
+            raise ApiError(
+                f"--property {kind}={name}: '{name}' holds each file's {name} in the objects "
+                f"ingest creates; choose another name"
+            )
         if names.count(name) > 1:
             raise ApiError(f"--property: '{name}' cannot hold two kinds of file")
     return targets
 
 
-def map_properties(bucket_name: str, schema: dict[str, Any], kinds: set[str],
-                   choices: dict[str, str]) -> PropertyMap:
+def map_properties(bucket_name: str, schema: dict[str, Any], kinds: set[str], choices: dict[str, str]) -> PropertyMap:
     """Match each kind among the files to a property of an existing bucket."""
     properties: dict[str, Any] = schema.get("properties") or {}
     for kind, name in choices.items():  # checked even without files of the kind: a typo must not pass
         declared = (properties.get(name) or {}).get("type")
         if declared is None:
-            raise ApiError(f"--property {kind}={name}: bucket '{bucket_name}' has no property '{name}' "
-                           f"({_describe(properties)})")
+            raise ApiError(
+                f"--property {kind}={name}: bucket '{bucket_name}' has no property '{name}' ({_describe(properties)})"
+            )
         if declared != kind:
-            raise ApiError(f"--property {kind}={name}: property '{name}' of bucket '{bucket_name}' holds "
-                           f"{declared}, not {kind}")
+            raise ApiError(
+                f"--property {kind}={name}: property '{name}' of bucket '{bucket_name}' holds {declared}, not {kind}"
+            )
     targets: dict[str, str] = {}
     missing: dict[str, str] = {}
     ambiguous: list[str] = []
@@ -75,11 +78,13 @@ def map_properties(bucket_name: str, schema: dict[str, Any], kinds: set[str],
         elif not candidates:
             missing[kind] = f"bucket '{bucket_name}' has no {kind} property ({_describe(properties)})"
         else:
-            ambiguous.append(f"{kind} files could go to {' or '.join(candidates)} "
-                             f"(choose with --property {kind}={candidates[0]})")
+            ambiguous.append(
+                f"{kind} files could go to {' or '.join(candidates)} (choose with --property {kind}={candidates[0]})"
+            )
     if ambiguous:
-        raise ApiError(f"bucket '{bucket_name}' has several properties for one kind: {'; '.join(ambiguous)}. "
-                       f"Nothing was uploaded.")
+        raise ApiError(
+            f"bucket '{bucket_name}' has several properties for one kind: {'; '.join(ambiguous)}. Nothing was uploaded."
+        )
     return PropertyMap(targets, missing)
 
 

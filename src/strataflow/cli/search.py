@@ -51,8 +51,7 @@ def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name or id to search.")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=500, help="How many hits to show.")] = 10,
-    feature: Annotated[str | None, typer.Option(help="Feature URI (or its last part) when there are several.")]
-    = None,
+    feature: Annotated[str | None, typer.Option(help="Feature URI (or its last part) when there are several.")] = None,
     namespace: NamespaceOption = "default",
     url: UrlOption = None,
     api_key: KeyOption = None,
@@ -60,15 +59,28 @@ def search(
     """Search a collection with a text query; shows score, text, source object and position."""
     with Client(resolve_connection(url, api_key), namespace) as client:
         collection_id, uri = _feature_uri(client, collection, feature)
-        answer = client.post("/v1/retrievers/execute", json={
-            "collection_identifiers": [collection_id],
-            "input_schema": {"query": {"type": "text", "required": True}},
-            "stages": [{"stage_name": "search", "stage_type": "filter", "config": {
-                "stage_id": "feature_search",
-                "parameters": {"searches": [{"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": top_k}],
-                               "final_top_k": top_k}}}],
-            "inputs": {"query": query},
-            "pagination": {"method": "offset", "page_size": top_k, "page_number": 1}})
+        answer = client.post(
+            "/v1/retrievers/execute",
+            json={
+                "collection_identifiers": [collection_id],
+                "input_schema": {"query": {"type": "text", "required": True}},
+                "stages": [
+                    {
+                        "stage_name": "search",
+                        "stage_type": "filter",
+                        "config": {
+                            "stage_id": "feature_search",
+                            "parameters": {
+                                "searches": [{"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": top_k}],
+                                "final_top_k": top_k,
+                            },
+                        },
+                    }
+                ],
+                "inputs": {"query": query},
+                "pagination": {"method": "offset", "page_size": top_k, "page_number": 1},
+            },
+        )
     hits = answer.get("documents") or []
     table = Table(title=f"{len(hits)} hit(s) for {query!r} in {collection} ({uri})", title_justify="left")
     table.add_column("score", justify="right", no_wrap=True)
@@ -77,6 +89,5 @@ def search(
     table.add_column("where", no_wrap=True)
     for hit in hits:
         lineage = (hit.get("_internal") or {}).get("lineage") or {}
-        table.add_row(f"{hit.get('score', 0):.3f}", _excerpt(hit), str(lineage.get("root_object_id", "")),
-                      _where(hit))
+        table.add_row(f"{hit.get('score', 0):.3f}", _excerpt(hit), str(lineage.get("root_object_id", "")), _where(hit))
     console.print(table)

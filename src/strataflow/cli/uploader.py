@@ -59,11 +59,17 @@ def sha256_of(item: LocalFile, on_bytes: Callable[[int], None]) -> str:
 
 def groups(items: list[Any], size: int = GROUP) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
-def upload_files(client: Client, bucket: str, files: list[LocalFile], properties: dict[str, str],
-                 hooks: ProgressHooks, parallel: int = 4) -> UploadOutcome:
+def upload_files(
+    client: Client,
+    bucket: str,
+    files: list[LocalFile],
+    properties: dict[str, str],
+    hooks: ProgressHooks,
+    parallel: int = 4,
+) -> UploadOutcome:
     """Upload `files`, each into the property its kind maps to in `properties`."""
     outcome = UploadOutcome()
     with ThreadPoolExecutor(max_workers=parallel) as pool:
@@ -88,9 +94,15 @@ def _hash(item: LocalFile, on_bytes: Callable[[int], None]) -> tuple[str | None,
 
 def _create_request(item: _Item, skip_duplicates: bool = True) -> dict[str, Any]:
     file = item.file
-    return {"filename": file.path.name, "content_type": file.content_type, "file_size_bytes": file.size or None,
-            "blob_property": item.blob_property, "file_hash": item.sha256, "skip_duplicates": skip_duplicates,
-            "object_metadata": {"filename": file.path.name, "path": file.relative}}
+    return {
+        "filename": file.path.name,
+        "content_type": file.content_type,
+        "file_size_bytes": file.size or None,
+        "blob_property": item.blob_property,
+        "file_hash": item.sha256,
+        "skip_duplicates": skip_duplicates,
+        "object_metadata": {"filename": file.path.name, "path": file.relative},
+    }
 
 
 def _refused_item(error: ApiError, count: int) -> int | None:
@@ -104,15 +116,18 @@ def _refused_item(error: ApiError, count: int) -> int | None:
     return index if isinstance(index, int) and 0 <= index < count else None
 
 
-def _create(client: Client, bucket: str, group: list[_Item], outcome: UploadOutcome,
-            skip_duplicates: bool = True) -> list[tuple[_Item, dict[str, Any]]]:
+def _create(
+    client: Client, bucket: str, group: list[_Item], outcome: UploadOutcome, skip_duplicates: bool = True
+) -> list[tuple[_Item, dict[str, Any]]]:
     """Create the group's uploads. The batch call is all or nothing, so an item it refuses is
     recorded as that file's failure and the rest are asked again."""
     group = list(group)
     while group:
         try:
-            answer = client.post(f"/v1/buckets/{bucket}/uploads/batch", json={
-                "uploads": [_create_request(item, skip_duplicates) for item in group]})
+            answer = client.post(
+                f"/v1/buckets/{bucket}/uploads/batch",
+                json={"uploads": [_create_request(item, skip_duplicates) for item in group]},
+            )
             return list(zip(group, answer["uploads"], strict=True))
         except ApiError as error:
             if error.status is None:
@@ -121,14 +136,19 @@ def _create(client: Client, bucket: str, group: list[_Item], outcome: UploadOutc
             if index is None:  # refused as a whole (bucket locked, quota): every file of the group fails
                 outcome.failures.extend((item.file.relative, error.message) for item in group)
                 return []
-            outcome.failures.append((group[index].file.relative,
-                                     re.sub(r"^uploads\[\d+\]: ", "", error.message)))
+            outcome.failures.append((group[index].file.relative, re.sub(r"^uploads\[\d+\]: ", "", error.message)))
             del group[index]
     return []
 
 
-def _upload_group(client: Client, bucket: str, group: list[_Item], pool: ThreadPoolExecutor,
-                  hooks: ProgressHooks, outcome: UploadOutcome) -> None:
+def _upload_group(
+    client: Client,
+    bucket: str,
+    group: list[_Item],
+    pool: ThreadPoolExecutor,
+    hooks: ProgressHooks,
+    outcome: UploadOutcome,
+) -> None:
     for item in group:
         if item.file.size == 0:  # the upload API refuses zero-byte files; say so rather than fail the group
             outcome.failures.append((item.file.relative, "empty file (0 bytes): nothing to upload"))
@@ -142,8 +162,9 @@ def _upload_group(client: Client, bucket: str, group: list[_Item], pool: ThreadP
             # The bucket's unique key already names an object, and the content differs (the same
             # SHA-256 would have been answered as a duplicate first): the file is not stored.
             reason = upload.get("message") or "an object with the same unique key exists"
-            outcome.failures.append((item.file.relative,
-                                     f"not stored: {reason} (object {upload.get('existing_object_id')})"))
+            outcome.failures.append(
+                (item.file.relative, f"not stored: {reason} (object {upload.get('existing_object_id')})")
+            )
         elif upload.get("is_duplicate"):
             duplicates.append((item, _existing_object(client, bucket, upload)))
         else:
@@ -155,8 +176,12 @@ def _upload_group(client: Client, bucket: str, group: list[_Item], pool: ThreadP
     def put(entry: tuple[_Item, dict[str, Any]]) -> tuple[_Item, dict[str, Any], str | None, str | None]:
         item, upload = entry
         try:
-            return item, upload, client.put_blob(upload["presigned_url"], item.file.path, item.file.content_type,
-                                                 hooks.uploaded_bytes), None
+            return (
+                item,
+                upload,
+                client.put_blob(upload["presigned_url"], item.file.path, item.file.content_type, hooks.uploaded_bytes),
+                None,
+            )
         except ApiError as error:
             return item, upload, None, error.message
         except OSError as exc:
@@ -179,8 +204,9 @@ def _existing_object(client: Client, bucket: str, upload: dict[str, Any]) -> str
     return str(original.get("object_id") or "")
 
 
-def _settle_duplicates(client: Client, bucket: str, duplicates: list[tuple[_Item, str]], hooks: ProgressHooks,
-                       outcome: UploadOutcome) -> list[_Item]:
+def _settle_duplicates(
+    client: Client, bucket: str, duplicates: list[tuple[_Item, str]], hooks: ProgressHooks, outcome: UploadOutcome
+) -> list[_Item]:
     """Files whose SHA-256 the bucket has seen are already there if that object still exists;
     returns the others (deleting an object leaves its completed upload behind)."""
     if not duplicates:
@@ -188,8 +214,11 @@ def _settle_duplicates(client: Client, bucket: str, duplicates: list[tuple[_Item
     ids = sorted({object_id for _, object_id in duplicates if object_id})
     present: set[str] = set()
     if ids:
-        answer = client.post(f"/v1/buckets/{bucket}/objects/list", params={"limit": len(ids)}, json={
-            "filters": {"AND": [{"field": "object_id", "operator": "in", "value": ids}]}})
+        answer = client.post(
+            f"/v1/buckets/{bucket}/objects/list",
+            params={"limit": len(ids)},
+            json={"filters": {"AND": [{"field": "object_id", "operator": "in", "value": ids}]}},
+        )
         present = {str(row["object_id"]) for row in answer["results"]}
     gone = []
     for item, object_id in duplicates:
@@ -202,12 +231,23 @@ def _settle_duplicates(client: Client, bucket: str, duplicates: list[tuple[_Item
     return gone
 
 
-def _confirm(client: Client, bucket: str, sent: list[tuple[_Item, dict[str, Any], str | None]],
-             hooks: ProgressHooks, outcome: UploadOutcome) -> None:
+def _confirm(
+    client: Client,
+    bucket: str,
+    sent: list[tuple[_Item, dict[str, Any], str | None]],
+    hooks: ProgressHooks,
+    outcome: UploadOutcome,
+) -> None:
     try:
-        answer = client.post(f"/v1/buckets/{bucket}/uploads/confirm/batch", json={"confirmations": [
-            {"upload_id": upload["upload_id"], "etag": etag, "file_size_bytes": item.file.size}
-            for item, upload, etag in sent]})
+        answer = client.post(
+            f"/v1/buckets/{bucket}/uploads/confirm/batch",
+            json={
+                "confirmations": [
+                    {"upload_id": upload["upload_id"], "etag": etag, "file_size_bytes": item.file.size}
+                    for item, upload, etag in sent
+                ]
+            },
+        )
         task = client.wait_task(answer["task_id"])
     except ApiError as error:
         if error.status is None:
@@ -227,5 +267,6 @@ def _confirm(client: Client, bucket: str, sent: list[tuple[_Item, dict[str, Any]
             outcome.paths[object_id] = item.file.relative
             hooks.confirmed(1)
         else:
-            outcome.failures.append((item.file.relative, str(result.get("error") or task.get("error")
-                                                             or "confirm did not complete")))
+            outcome.failures.append(
+                (item.file.relative, str(result.get("error") or task.get("error") or "confirm did not complete"))
+            )

@@ -21,8 +21,9 @@ console = Console()
 
 def watch(
     batch_id: Annotated[str, typer.Argument(help="The batch id (btch_…), as `ingest` prints it.")],
-    bucket: Annotated[str | None, typer.Option("--bucket", "-b", help="The batch's bucket; found when omitted.")]
-    = None,
+    bucket: Annotated[
+        str | None, typer.Option("--bucket", "-b", help="The batch's bucket; found when omitted.")
+    ] = None,
     namespace: NamespaceOption = "default",
     url: UrlOption = None,
     api_key: KeyOption = None,
@@ -36,7 +37,9 @@ def watch(
             console.print(f"  {name}: {count} documents")
         for tier in batch.get("tier_tasks") or []:
             for error in tier.get("errors") or []:
-                console.print(f"  [red]tier {tier['tier_num']}[/]: {error.get('affected_count')} × "
-                              f"{error.get('error_type')}: {error.get('message')}")
+                console.print(
+                    f"  [red]tier {tier['tier_num']}[/]: {error.get('affected_count')} × "
+                    f"{error.get('error_type')}: {error.get('message')}"
+                )
         if batch["status"] == "FAILED" and batch.get("error"):
             console.print(f"  [red]{batch['error']}[/]")

@@ -50,9 +50,12 @@ class TierFence:
     idle_limit_s: float = 0.0  # PostgreSQL: the longest a fenced transaction may sit idle (0: no limit)
 
     def _current(self, session: Session, lock: bool) -> BatchTier | None:
-        query = select(BatchTier).where(BatchTier.batch_id == self.batch_id, BatchTier.tier_num == self.tier_num,
-                                        BatchTier.fence_token == self.token,
-                                        BatchTier.status == Status.IN_PROGRESS.value)
+        query = select(BatchTier).where(
+            BatchTier.batch_id == self.batch_id,
+            BatchTier.tier_num == self.tier_num,
+            BatchTier.fence_token == self.token,
+            BatchTier.status == Status.IN_PROGRESS.value,
+        )
         if lock and not self.db.is_sqlite:
             query = query.with_for_update()
         return session.scalar(query)

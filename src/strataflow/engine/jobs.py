@@ -61,8 +61,9 @@ Handler = Callable[[JobContext, Task], JobOutcome]
 class JobRunner(PollingLoop):
     """Threads that claim PENDING (or lease-expired) API tasks and run their handlers."""
 
-    def __init__(self, context: JobContext, handlers: Mapping[str, Handler], threads: int,
-                 poll_interval_s: float) -> None:
+    def __init__(
+        self, context: JobContext, handlers: Mapping[str, Handler], threads: int, poll_interval_s: float
+    ) -> None:
         super().__init__("strataflow-jobs", threads, poll_interval_s)
         self.context = context
         self.handlers = dict(handlers)
@@ -107,13 +108,19 @@ class JobRunner(PollingLoop):
     def _dead_owner_task(session: Session, types: list[str], is_sqlite: bool) -> Task | None:
         """A job still leased to a process of this host that no longer exists: take it now
         rather than after its lease (a restarted server resumes its batch confirms at once)."""
-        query = select(Task).where(Task.task_type.in_(types), Task.status == Status.PROCESSING.value,
-                                   Task.lease_owner.is_not(None)).order_by(Task.created_at)
+        query = (
+            select(Task)
+            .where(Task.task_type.in_(types), Task.status == Status.PROCESSING.value, Task.lease_owner.is_not(None))
+            .order_by(Task.created_at)
+        )
         dead = [(t.task_id, t.lease_owner) for t in session.scalars(query) if owner_is_dead(t.lease_owner)]
         for task_id, owner in dead:
             # Lock it, and look again: another claimer may have taken it since it was read.
-            again = (select(Task).where(Task.task_id == task_id, Task.status == Status.PROCESSING.value,
-                                        Task.lease_owner == owner).execution_options(populate_existing=True))
+            again = (
+                select(Task)
+                .where(Task.task_id == task_id, Task.status == Status.PROCESSING.value, Task.lease_owner == owner)
+                .execution_options(populate_existing=True)
+            )
             if not is_sqlite:  # as in the main claim: a row another claimer holds is not ours
                 again = again.with_for_update(skip_locked=True)
             if (task := session.scalar(again)) is not None:
@@ -141,8 +148,10 @@ class JobRunner(PollingLoop):
             query = select(Task).where(Task.task_id == task_id)
             task = session.scalar(query if self.context.db.is_sqlite else query.with_for_update())
             if task is None or task.fence_token != token or task.lease_owner != self.owner:
-                log.warning("job taken over before its end; the new claim records the outcome",
-                            extra={"task_id": task_id, "fence_token": token})
+                log.warning(
+                    "job taken over before its end; the new claim records the outcome",
+                    extra={"task_id": task_id, "fence_token": token},
+                )
                 return  # deleted meanwhile, or our lease expired and another runner owns it
             verdict = try_transition(session, task, outcome.status, outcome.error or "job finished", **released())
             if verdict is not Verdict.ACCEPTED:
@@ -161,5 +170,6 @@ def extend_lease(db: Database, task_id: str, owner: str | None, token: int | Non
     if owner is None:
         return False
     with db.transaction() as session:
-        return renew_lease(session, Task, {"task_id": task_id}, owner, utcnow() + LEASE,
-                           while_status=Status.PROCESSING, token=token)
+        return renew_lease(
+            session, Task, {"task_id": task_id}, owner, utcnow() + LEASE, while_status=Status.PROCESSING, token=token
+        )

@@ -88,8 +88,9 @@ class ManifestWriter:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -118,8 +119,9 @@ class ManifestWriter:
             self._path.unlink(missing_ok=True)
 
 
-def write_manifest(blobs: BlobStore, key: str, rows: Iterable[ManifestRow],
-                   chunk_rows: int = DEFAULT_CHUNK_ROWS) -> int:
+def write_manifest(
+    blobs: BlobStore, key: str, rows: Iterable[ManifestRow], chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> int:
     with ManifestWriter(blobs, key, chunk_rows) as writer:
         writer.write(rows)
     return writer.rows_written

@@ -45,8 +45,15 @@ NOTIFY_CHANNEL = "strataflow_tiers"  # database-wide: a wake-up meant for anothe
 
 
 class Scheduler(PollingLoop):
-    def __init__(self, db: Database, executor: TierExecutor, *, lease_s: float = 30.0,
-                 poll_interval_s: float = 1.0, workers: int = 1) -> None:
+    def __init__(
+        self,
+        db: Database,
+        executor: TierExecutor,
+        *,
+        lease_s: float = 30.0,
+        poll_interval_s: float = 1.0,
+        workers: int = 1,
+    ) -> None:
         super().__init__("strataflow-scheduler", workers, poll_interval_s)
         self.db = db
         self.executor = executor
@@ -107,17 +114,24 @@ class Scheduler(PollingLoop):
             ran += 1
         return ran
 
-
     # -- claiming ----------------------------------------------------------------
     def claim(self) -> TierFence | None:
         now = utcnow()
         active = Batch.status.in_([Status.PENDING.value, Status.IN_PROGRESS.value])
-        ready = and_(BatchTier.status == Status.PENDING.value,
-                     BatchTier.tier_num == func.coalesce(Batch.current_tier, 0), BatchTier.task_id.is_not(None))
+        ready = and_(
+            BatchTier.status == Status.PENDING.value,
+            BatchTier.tier_num == func.coalesce(Batch.current_tier, 0),
+            BatchTier.task_id.is_not(None),
+        )
         orphaned = and_(BatchTier.status == Status.IN_PROGRESS.value, BatchTier.lease_expires_at < now)
         with self.db.transaction() as session:
-            query = (select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
-                     .where(active, or_(ready, orphaned)).order_by(Batch.submitted_at).limit(1))
+            query = (
+                select(BatchTier)
+                .join(Batch, Batch.batch_id == BatchTier.batch_id)
+                .where(active, or_(ready, orphaned))
+                .order_by(Batch.submitted_at)
+                .limit(1)
+            )
             if not self.db.is_sqlite:
                 # Both rows in one statement, never waiting: cancel and finish lock the batch
                 # and then its tiers, so a claim holding a tier while waiting for its batch
@@ -131,20 +145,26 @@ class Scheduler(PollingLoop):
             batch = lifecycle.lock_batch(session, tier.batch_id)
             assert batch is not None
             token = lifecycle.start_tier(session, batch, tier, self.owner, now + self.lease, holder_died=died)
-            log.info("tier claimed", extra={"batch_id": tier.batch_id, "tier": tier.tier_num, "owner": self.owner,
-                                            "fence_token": token})
+            log.info(
+                "tier claimed",
+                extra={"batch_id": tier.batch_id, "tier": tier.tier_num, "owner": self.owner, "fence_token": token},
+            )
             return TierFence(self.db, tier.batch_id, tier.tier_num, token, self.lease.total_seconds())
 
     def _dead_owner_tier(self, session: Session) -> BatchTier | None:
         """A running tier whose holder provably died on this host (leases.owner_is_dead): take it now."""
         running = and_(BatchTier.status == Status.IN_PROGRESS.value, Batch.status == Status.IN_PROGRESS.value)
         query = select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
-        dead = [(t.batch_id, t.tier_num, t.lease_owner) for t in session.scalars(
-            query.where(running, BatchTier.lease_owner.is_not(None))) if owner_is_dead(t.lease_owner)]
+        dead = [
+            (t.batch_id, t.tier_num, t.lease_owner)
+            for t in session.scalars(query.where(running, BatchTier.lease_owner.is_not(None)))
+            if owner_is_dead(t.lease_owner)
+        ]
         for batch_id, tier_num, owner in dead:
             # Lock it, and look again: another claimer may have taken it since it was read.
-            again = query.where(running, BatchTier.batch_id == batch_id, BatchTier.tier_num == tier_num,
-                                BatchTier.lease_owner == owner).execution_options(populate_existing=True)
+            again = query.where(
+                running, BatchTier.batch_id == batch_id, BatchTier.tier_num == tier_num, BatchTier.lease_owner == owner
+            ).execution_options(populate_existing=True)
             if not self.db.is_sqlite:  # as in the main claim: a row another claimer holds is not ours
                 again = again.with_for_update(of=(BatchTier, Batch), skip_locked=True)
             if (tier := session.scalar(again)) is not None:
@@ -160,10 +180,16 @@ class Scheduler(PollingLoop):
         with self.db.read_session() as session:
             tier = session.get(BatchTier, (batch_id, tier_num))
             checkpoint = dict(tier.checkpoint or {}) if tier is not None else {}
-        job = TierJob(batch_id, tier_num, self.owner,
-                      should_stop=lambda: self._should_stop(fence, lost),
-                      report=lambda done, total, counters: self._commit(fence, ChunkCommit(done, total, counters)),
-                      fence=fence, commit=lambda chunk: self._commit(fence, chunk), checkpoint=checkpoint)
+        job = TierJob(
+            batch_id,
+            tier_num,
+            self.owner,
+            should_stop=lambda: self._should_stop(fence, lost),
+            report=lambda done, total, counters: self._commit(fence, ChunkCommit(done, total, counters)),
+            fence=fence,
+            commit=lambda chunk: self._commit(fence, chunk),
+            checkpoint=checkpoint,
+        )
         try:
             result = self.executor(job)
             error = None
@@ -206,9 +232,15 @@ class Scheduler(PollingLoop):
             try:
                 with self.db.transaction() as session:
                     limit_idle(session, self.db, self.lease.total_seconds())
-                    renewed = renew_lease(session, BatchTier, {"batch_id": fence.batch_id, "tier_num": fence.tier_num},
-                                          self.owner, utcnow() + self.lease, while_status=Status.IN_PROGRESS,
-                                          token=fence.token)
+                    renewed = renew_lease(
+                        session,
+                        BatchTier,
+                        {"batch_id": fence.batch_id, "tier_num": fence.tier_num},
+                        self.owner,
+                        utcnow() + self.lease,
+                        while_status=Status.IN_PROGRESS,
+                        token=fence.token,
+                    )
                 if not renewed:
                     lost.set()
                     return
@@ -240,8 +272,10 @@ class Scheduler(PollingLoop):
             if batch is None or tier is None:
                 return
             if tier.fence_token != fence.token:
-                log.warning("tier taken over before its end; the new owner finishes it",
-                            extra={"batch_id": batch_id, "tier": tier_num, "fence_token": fence.token})
+                log.warning(
+                    "tier taken over before its end; the new owner finishes it",
+                    extra={"batch_id": batch_id, "tier": tier_num, "fence_token": fence.token},
+                )
                 return
             if tier.lease_owner != self.owner:
                 return  # canceled meanwhile: the cancel already ended the tier
@@ -263,7 +297,10 @@ class Scheduler(PollingLoop):
             ran_on = f"tier {tier_num} attempt {tier.attempts} ran on {self.owner}"  # which worker, for operators
             tier.logs = (tier.logs or []) + result.logs + [ran_on]
             outcome = lifecycle.tier_outcome(result.rows_total, result.rows_failed)
-            message = (f"{result.rows_total - result.rows_failed}/{result.rows_total} rows succeeded"
-                       if result.rows_total else "no input rows")
+            message = (
+                f"{result.rows_total - result.rows_failed}/{result.rows_total} rows succeeded"
+                if result.rows_total
+                else "no input rows"
+            )
             lifecycle.finish_tier(session, batch, tier, outcome, message)
         self.notify()  # the next tier may be runnable now

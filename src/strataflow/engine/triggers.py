@@ -38,11 +38,18 @@ class TriggerLoop(PollingLoop):
     def run_pending(self) -> int:
         """Fire every trigger due now; returns how many fired (tests call this)."""
         with self.context.db.read_session() as session:
-            due = list(session.execute(
-                select(Trigger.trigger_id, Trigger.next_run_at)
-                .where(Trigger.status == "active", Trigger.next_run_at <= utcnow(),
-                       Trigger.target_type.in_(sorted(self.actions)))
-                .order_by(Trigger.next_run_at).limit(50)).all())
+            due = list(
+                session.execute(
+                    select(Trigger.trigger_id, Trigger.next_run_at)
+                    .where(
+                        Trigger.status == "active",
+                        Trigger.next_run_at <= utcnow(),
+                        Trigger.target_type.in_(sorted(self.actions)),
+                    )
+                    .order_by(Trigger.next_run_at)
+                    .limit(50)
+                ).all()
+            )
         fired = 0
         for trigger_id, slot in due:
             trigger = self._claim(trigger_id, slot)
@@ -59,9 +66,11 @@ class TriggerLoop(PollingLoop):
             now = utcnow()
             following = next_fire(row.trigger_type, row.schedule_config, now)
             claimed = session.execute(
-                update(Trigger).where(Trigger.trigger_id == trigger_id, Trigger.next_run_at == slot,
-                                      Trigger.status == "active")
-                .values(next_run_at=following, last_triggered_at=now).execution_options(synchronize_session=False))
+                update(Trigger)
+                .where(Trigger.trigger_id == trigger_id, Trigger.next_run_at == slot, Trigger.status == "active")
+                .values(next_run_at=following, last_triggered_at=now)
+                .execution_options(synchronize_session=False)
+            )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return None  # another process fired this slot, or it was paused meanwhile
             session.refresh(row)

@@ -227,5 +227,7 @@ def over_limit(what: str, limit: float, setting: str, unit: str = "", value: flo
     """The permanent row failure for an input past a cap, naming the cap and the setting that raises it."""
     tail = f" {unit}" if unit else ""
     measured = f" ({value:,.0f}{tail})" if value is not None else ""
-    return ExtractionError(ErrorCategory.VALIDATION, f"{what}{measured} exceeds the limit of {limit:,.0f}{tail} "
-                                                     f"(setting STRATAFLOW_{setting.upper()})")
+    return ExtractionError(
+        ErrorCategory.VALIDATION,
+        f"{what}{measured} exceeds the limit of {limit:,.0f}{tail} (setting STRATAFLOW_{setting.upper()})",
+    )

@@ -60,7 +60,8 @@ class ImageExtractor(Extractor[ImageParams]):
     version: ClassVar[str] = "v1"
     description: ClassVar[str] = (
         "One document per image: size, EXIF, thumbnail, OCR text with a MiniLM text embedding, a colour/edge "
-        "descriptor for look-alike search and perceptual hashes for near-duplicates. No neural image model.")
+        "descriptor for look-alike search and perceptual hashes for near-duplicates. No neural image model."
+    )
     params_model: ClassVar[type[ExtractorParams]] = ImageParams
     inputs: ClassVar[list[InputField]] = [InputField("image", "image", description="An image file.")]
     # Tesseract and the descriptor are CPU-only; MiniLM would use a GPU but is cheap on a CPU.
@@ -86,17 +87,29 @@ class ImageExtractor(Extractor[ImageParams]):
     def vector_indexes(self, params: ImageParams) -> list[VectorIndexSpec]:
         specs = []
         if params.run_text_embedding:
-            specs.append(VectorIndexSpec("text_embedding", _TEXT_MODEL.dimensions, _TEXT_MODEL.model_name,
-                                         "Sentence embedding of the text on and about the image"))
+            specs.append(
+                VectorIndexSpec(
+                    "text_embedding",
+                    _TEXT_MODEL.dimensions,
+                    _TEXT_MODEL.model_name,
+                    "Sentence embedding of the text on and about the image",
+                )
+            )
         if params.run_visual_descriptor:
-            specs.append(VectorIndexSpec("visual_descriptor", DESCRIPTOR_DIMENSIONS, DESCRIPTOR_NAME,
-                                         "Colour and edge histogram for look-alike images; not a semantic "
-                                         "embedding"))
+            specs.append(
+                VectorIndexSpec(
+                    "visual_descriptor",
+                    DESCRIPTOR_DIMENSIONS,
+                    DESCRIPTOR_NAME,
+                    "Colour and edge histogram for look-alike images; not a semantic embedding",
+                )
+            )
         return specs
 
     def extract(self, rows: list[ExtractorInput], params: ImageParams, context: ExtractContext) -> list[RowResult]:
-        results = run_rows(rows, context, self.name, lambda row, scratch: [_describe(row, params, scratch,
-                                                                                     context.limits)])
+        results = run_rows(
+            rows, context, self.name, lambda row, scratch: [_describe(row, params, scratch, context.limits)]
+        )
         _embed(results, params, context.device)
         return results
 
@@ -106,8 +119,14 @@ def _describe(row: ExtractorInput, params: ImageParams, scratch: Path, limits: E
     image = open_image(path, limits.image_max_pixels, limits.image_max_frames)
     try:
         exif = exif_fields(image)
-        document = ExtractedDocument(fields={"width": image.width, "height": image.height,
-                                             "format": image.format or _source_format(path), "exif": exif})
+        document = ExtractedDocument(
+            fields={
+                "width": image.width,
+                "height": image.height,
+                "format": image.format or _source_format(path),
+                "exif": exif,
+            }
+        )
         if params.enable_thumbnails:
             thumbnail = image.convert("RGB")
             thumbnail.thumbnail((params.thumbnail_size, params.thumbnail_size))

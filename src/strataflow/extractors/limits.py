@@ -38,6 +38,10 @@ class ExtractionLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> ExtractionLimits:
         """The operator's caps (`STRATAFLOW_*`), handed to the extractor with every call."""
-        return cls(pdf_page_max_pixels=settings.pdf_max_page_pixels, video_max_segments=settings.video_max_segments,
-                   image_max_pixels=settings.image_max_pixels, image_max_frames=settings.image_max_frames,
-                   text_max_bytes=settings.text_max_bytes)
+        return cls(
+            pdf_page_max_pixels=settings.pdf_max_page_pixels,
+            video_max_segments=settings.video_max_segments,
+            image_max_pixels=settings.image_max_pixels,
+            image_max_frames=settings.image_max_frames,
+            text_max_bytes=settings.text_max_bytes,
+        )

@@ -54,16 +54,22 @@ class MultimodalParams(ExtractorParams):
     split_method: Literal["time", "scene", "silence"] = "time"
     time_split_interval: float = Field(10.0, ge=0.5, description="Seconds per segment for split_method=time.")
     scene_detection_threshold: float = Field(
-        0.06, gt=0.0, le=1.0,
-        description="Smallest frame change that can be a cut, as a fraction of the largest possible change.")
+        0.06,
+        gt=0.0,
+        le=1.0,
+        description="Smallest frame change that can be a cut, as a fraction of the largest possible change.",
+    )
     scene_adaptive_ratio: float = Field(
-        3.0, ge=1.0, description="A cut's change must also be this many times the neighbouring frames' average.")
+        3.0, ge=1.0, description="A cut's change must also be this many times the neighbouring frames' average."
+    )
     min_scene_duration: float = Field(0.5, ge=0.0, description="Seconds; shorter scenes merge into the next.")
     silence_db_threshold: int = Field(-40, le=0, description="dBFS below which audio counts as silence.")
     min_silence_duration: float = Field(0.5, gt=0.0, description="Seconds of silence that make a cut.")
     segment_mode: Literal["exact", "keyframe"] = Field(
-        "exact", description="exact: re-encode, cuts at the planned times; keyframe: stream copy, cuts move "
-                             "to the next keyframe and the reported times say so.")
+        "exact",
+        description="exact: re-encode, cuts at the planned times; keyframe: stream copy, cuts move "
+        "to the next keyframe and the reported times say so.",
+    )
     store_segments: bool = True
     enable_thumbnails: bool = True
     run_transcription: bool = False
@@ -80,7 +86,8 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
     description: ClassVar[str] = (
         "Splits video or audio into segments (time, scene or silence) with segment files and thumbnails; "
         "optional Whisper transcription, OCR of keyframes, MiniLM text embeddings and a colour/edge "
-        "descriptor of each keyframe.")
+        "descriptor of each keyframe."
+    )
     params_model: ClassVar[type[ExtractorParams]] = MultimodalParams
     inputs: ClassVar[list[InputField]] = [
         InputField("video", "video", required=False, description="A video file (an audio file works too)."),
@@ -123,35 +130,52 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
     def vector_indexes(self, params: MultimodalParams) -> list[VectorIndexSpec]:
         specs = []
         if params.run_transcription and params.run_transcription_embedding:
-            specs.append(VectorIndexSpec("transcription_embedding", _TEXT_MODEL.dimensions, _TEXT_MODEL.model_name,
-                                         "Sentence embedding of the segment's transcript"))
+            specs.append(
+                VectorIndexSpec(
+                    "transcription_embedding",
+                    _TEXT_MODEL.dimensions,
+                    _TEXT_MODEL.model_name,
+                    "Sentence embedding of the segment's transcript",
+                )
+            )
         if params.run_ocr and params.run_ocr_embedding:
-            specs.append(VectorIndexSpec("ocr_embedding", _TEXT_MODEL.dimensions, _TEXT_MODEL.model_name,
-                                         "Sentence embedding of the text on the segment's keyframe"))
+            specs.append(
+                VectorIndexSpec(
+                    "ocr_embedding",
+                    _TEXT_MODEL.dimensions,
+                    _TEXT_MODEL.model_name,
+                    "Sentence embedding of the text on the segment's keyframe",
+                )
+            )
         if params.run_visual_descriptor:
-            specs.append(VectorIndexSpec("visual_descriptor", DESCRIPTOR_DIMENSIONS, DESCRIPTOR_NAME,
-                                         "Colour and edge histogram of the keyframe, for look-alike frames; "
-                                         "not a semantic embedding"))
+            specs.append(
+                VectorIndexSpec(
+                    "visual_descriptor",
+                    DESCRIPTOR_DIMENSIONS,
+                    DESCRIPTOR_NAME,
+                    "Colour and edge histogram of the keyframe, for look-alike frames; not a semantic embedding",
+                )
+            )
         return specs
 
     def position_fields(self) -> list[str]:
         return ["start_time", "end_time"]
 
-    def extract(self, rows: list[ExtractorInput], params: MultimodalParams, context: ExtractContext
-                ) -> list[RowResult]:
-        return run_rows(rows, context, self.name, lambda row, scratch: self._extract_row(row, params, context,
-                                                                                          scratch))
+    def extract(self, rows: list[ExtractorInput], params: MultimodalParams, context: ExtractContext) -> list[RowResult]:
+        return run_rows(rows, context, self.name, lambda row, scratch: self._extract_row(row, params, context, scratch))
 
-    def _extract_row(self, row: ExtractorInput, params: MultimodalParams, context: ExtractContext,
-                     scratch: Path) -> list[ExtractedDocument]:
+    def _extract_row(
+        self, row: ExtractorInput, params: MultimodalParams, context: ExtractContext, scratch: Path
+    ) -> list[ExtractedDocument]:
         key = "video" if row.values.get("video") is not None else "audio"
         path = require_file(row.values.get(key), key)
         info = probe_media(path)
         split = _split_settings(params)
         segments = plan_segments(path, info, split, context.should_stop, context.limits.video_max_segments)
         wants_frames = info.has_video and (params.enable_thumbnails or params.run_ocr or params.run_visual_descriptor)
-        outputs = write_segment_files(path, info, segments, scratch, split, params.store_segments, wants_frames,
-                                      context.should_stop)
+        outputs = write_segment_files(
+            path, info, segments, scratch, split, params.store_segments, wants_frames, context.should_stop
+        )
         transcript = self._transcript(path, info, params, context)
         if context.should_stop():
             raise stopped()
@@ -168,8 +192,9 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
         _embed_texts(documents, params, context.device)
         return documents
 
-    def _transcript(self, path: Path, info: MediaInfo, params: MultimodalParams,
-                    context: ExtractContext) -> Transcript | None:
+    def _transcript(
+        self, path: Path, info: MediaInfo, params: MultimodalParams, context: ExtractContext
+    ) -> Transcript | None:
         if not params.run_transcription:
             return None
         if not info.has_audio:
@@ -182,18 +207,29 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
 
 def _split_settings(params: MultimodalParams) -> SplitSettings:
     return SplitSettings(
-        method=params.split_method, interval=params.time_split_interval,
-        scene_threshold=params.scene_detection_threshold, scene_adaptive_ratio=params.scene_adaptive_ratio,
-        min_scene_seconds=params.min_scene_duration, silence_db=params.silence_db_threshold,
-        min_silence_seconds=params.min_silence_duration, mode=params.segment_mode)
+        method=params.split_method,
+        interval=params.time_split_interval,
+        scene_threshold=params.scene_detection_threshold,
+        scene_adaptive_ratio=params.scene_adaptive_ratio,
+        min_scene_seconds=params.min_scene_duration,
+        silence_db=params.silence_db_threshold,
+        min_silence_seconds=params.min_silence_duration,
+        mode=params.segment_mode,
+    )
 
 
-def _segment_document(segment: Segment, info: MediaInfo, params: MultimodalParams,
-                      segment_file: Path | None) -> ExtractedDocument:
+def _segment_document(
+    segment: Segment, info: MediaInfo, params: MultimodalParams, segment_file: Path | None
+) -> ExtractedDocument:
     start, end = round(segment.start, 3), round(segment.end, 3)
     document = ExtractedDocument(
-        fields={"segment_index": segment.index, "start_time": start, "end_time": end,
-                "duration": round(end - start, 3), "media_type": info.media_type},
+        fields={
+            "segment_index": segment.index,
+            "start_time": start,
+            "end_time": end,
+            "duration": round(end - start, 3),
+            "media_type": info.media_type,
+        },
         position={"start_time": start, "end_time": end},
     )
     if segment_file is not None:
@@ -203,8 +239,7 @@ def _segment_document(segment: Segment, info: MediaInfo, params: MultimodalParam
     return document
 
 
-def _describe_keyframe(document: ExtractedDocument, keyframe: Path, params: MultimodalParams,
-                       scratch: Path) -> None:
+def _describe_keyframe(document: ExtractedDocument, keyframe: Path, params: MultimodalParams, scratch: Path) -> None:
     index = document.fields["segment_index"]
     if params.enable_thumbnails:
         thumbnail = save_thumbnail(keyframe, scratch / f"thumbnail_{index:05d}.jpg")
@@ -218,16 +253,18 @@ def _describe_keyframe(document: ExtractedDocument, keyframe: Path, params: Mult
             document.vectors["visual_descriptor"] = visual_descriptor(image)
 
 
-def _attach_transcript(documents: list[ExtractedDocument], segments: list[Segment], transcript: Transcript,
-                       params: MultimodalParams) -> None:
+def _attach_transcript(
+    documents: list[ExtractedDocument], segments: list[Segment], transcript: Transcript, params: MultimodalParams
+) -> None:
     grouped = words_by_segment(transcript.words, segments)
     for document, segment in zip(documents, segments, strict=True):
         words = grouped[segment.index]
         document.fields["transcription"] = join_words(words)
         document.fields["transcription_language"] = transcript.language or params.transcription_language
         document.fields["transcription_words"] = [
-            {"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
-             "probability": round(w.probability, 4)} for w in words]
+            {"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3), "probability": round(w.probability, 4)}
+            for w in words
+        ]
 
 
 def _embed_texts(documents: list[ExtractedDocument], params: MultimodalParams, device: str) -> None:

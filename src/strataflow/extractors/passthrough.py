@@ -38,12 +38,18 @@ class PassthroughExtractor(Extractor[PassthroughExtractorParams]):
     def output_fields(self, params: PassthroughExtractorParams) -> list[OutputField]:
         return []  # the source's own fields: the collection takes them from its input schema
 
-    def extract(self, rows: list[ExtractorInput], params: PassthroughExtractorParams,
-                context: ExtractContext) -> list[RowResult]:
+    def extract(
+        self, rows: list[ExtractorInput], params: PassthroughExtractorParams, context: ExtractContext
+    ) -> list[RowResult]:
         return [
-            RowResult(row.row_id, documents=[ExtractedDocument(
-                fields=dict(row.source.get("fields") or {}),
-                vectors={name: list(vector) for name, vector in (row.source.get("vectors") or {}).items()},
-            )])
+            RowResult(
+                row.row_id,
+                documents=[
+                    ExtractedDocument(
+                        fields=dict(row.source.get("fields") or {}),
+                        vectors={name: list(vector) for name, vector in (row.source.get("vectors") or {}).items()},
+                    )
+                ],
+            )
             for row in rows
         ]

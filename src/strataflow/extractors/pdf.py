@@ -52,8 +52,9 @@ class DocumentGraphParams(ExtractorParams):
     extractor_type: Literal["document_graph_extractor"] = "document_graph_extractor"
     vertical_threshold: float = Field(15.0, ge=1, le=100, description="Largest gap (points) inside a block.")
     horizontal_threshold: float = Field(50.0, ge=1, le=200, description="Gap (points) that separates cells.")
-    min_text_length: int = Field(20, ge=1, le=500,
-                                 description="Paragraph and list blocks shorter than this are dropped.")
+    min_text_length: int = Field(
+        20, ge=1, le=500, description="Paragraph and list blocks shorter than this are dropped."
+    )
     render_dpi: int = Field(150, ge=72, le=300, description="Resolution of the stored page images.")
     generate_thumbnails: bool = True
     thumbnail_dpi: int = Field(72, ge=36, le=150, description="Resolution of the block crops.")
@@ -69,7 +70,8 @@ class DocumentGraphExtractor(Extractor[DocumentGraphParams]):
     version: ClassVar[str] = "v1"
     description: ClassVar[str] = (
         "One document per PDF layout block (paragraph, header, list, table, figure) with page number, box and "
-        "text; scanned pages via Tesseract; page images and block crops; MiniLM text embedding per block.")
+        "text; scanned pages via Tesseract; page images and block crops; MiniLM text embedding per block."
+    )
     params_model: ClassVar[type[ExtractorParams]] = DocumentGraphParams
     inputs: ClassVar[list[InputField]] = [InputField("pdf", "pdf", description="A PDF file.")]
     resources: ClassVar[Resources] = Resources(num_cpus=1.0, num_gpus=0.0, memory_mb=1536)
@@ -81,8 +83,9 @@ class DocumentGraphExtractor(Extractor[DocumentGraphParams]):
             OutputField("page_number", "integer", "Page, from 0."),
             OutputField("block_index", "integer", "Block on its page, in reading order, from 0."),
             OutputField("bbox", "object", "{x, y, width, height} in points from the page's top-left corner."),
-            OutputField("confidence_score", "float", "1.0 for the PDF's own text; Tesseract's mean word "
-                                                      "confidence for OCR."),
+            OutputField(
+                "confidence_score", "float", "1.0 for the PDF's own text; Tesseract's mean word confidence for OCR."
+            ),
             OutputField("confidence_tag", "string", "A (>= 0.9), B (>= 0.75), C (>= 0.5), D."),
             OutputField("text_source", "string", "text_layer or ocr."),
             OutputField("page_width", "float", "Points."),
@@ -97,22 +100,29 @@ class DocumentGraphExtractor(Extractor[DocumentGraphParams]):
     def vector_indexes(self, params: DocumentGraphParams) -> list[VectorIndexSpec]:
         if not params.run_text_embedding:
             return []
-        return [VectorIndexSpec("text_embedding", _TEXT_MODEL.dimensions, _TEXT_MODEL.model_name,
-                                "Sentence embedding of the block's text")]
+        return [
+            VectorIndexSpec(
+                "text_embedding",
+                _TEXT_MODEL.dimensions,
+                _TEXT_MODEL.model_name,
+                "Sentence embedding of the block's text",
+            )
+        ]
 
     def position_fields(self) -> list[str]:
         return ["page_number", "block_index"]
 
-    def extract(self, rows: list[ExtractorInput], params: DocumentGraphParams, context: ExtractContext
-                ) -> list[RowResult]:
-        results = run_rows(rows, context, self.name, lambda row, scratch: _extract_pdf(row, params, context,
-                                                                                         scratch))
+    def extract(
+        self, rows: list[ExtractorInput], params: DocumentGraphParams, context: ExtractContext
+    ) -> list[RowResult]:
+        results = run_rows(rows, context, self.name, lambda row, scratch: _extract_pdf(row, params, context, scratch))
         _embed(results, params, context.device)
         return results
 
 
-def _extract_pdf(row: ExtractorInput, params: DocumentGraphParams, context: ExtractContext,
-                 scratch: Path) -> list[ExtractedDocument]:
+def _extract_pdf(
+    row: ExtractorInput, params: DocumentGraphParams, context: ExtractContext, scratch: Path
+) -> list[ExtractedDocument]:
     path = require_file(row.values.get("pdf"), "pdf")
     pdf = open_pdf(path)
     documents: list[ExtractedDocument] = []
@@ -122,8 +132,7 @@ def _extract_pdf(row: ExtractorInput, params: DocumentGraphParams, context: Extr
                 raise stopped()
             page = pdf[page_number]  # pages load one at a time: a long PDF never sits whole in memory
             try:
-                documents += _page_documents(page, page_number, params, scratch,
-                                             context.limits.pdf_page_max_pixels)
+                documents += _page_documents(page, page_number, params, scratch, context.limits.pdf_page_max_pixels)
             finally:
                 page.close()
     finally:
@@ -131,8 +140,9 @@ def _extract_pdf(row: ExtractorInput, params: DocumentGraphParams, context: Extr
     return documents
 
 
-def _page_documents(page: pdfium.PdfPage, page_number: int, params: DocumentGraphParams,
-                    scratch: Path, max_pixels: int) -> list[ExtractedDocument]:
+def _page_documents(
+    page: pdfium.PdfPage, page_number: int, params: DocumentGraphParams, scratch: Path, max_pixels: int
+) -> list[ExtractedDocument]:
     textpage = page.get_textpage()
     try:
         images = image_boxes(page)
@@ -144,8 +154,9 @@ def _page_documents(page: pdfium.PdfPage, page_number: int, params: DocumentGrap
         else:
             runs = page_runs(page, textpage, params.horizontal_threshold)
             blocks = layout_blocks(runs, params.vertical_threshold, params.horizontal_threshold)
-            blocks += figure_blocks(page, images, page_render, params.render_dpi,
-                                    params.ocr_language if params.run_ocr else None)
+            blocks += figure_blocks(
+                page, images, page_render, params.render_dpi, params.ocr_language if params.run_ocr else None
+            )
     finally:
         textpage.close()
     blocks = [b for b in blocks if b.kind in _ALWAYS_KEPT or len(b.text) >= params.min_text_length]
@@ -177,8 +188,12 @@ def _block_document(block: Block, page_number: int, index: int, size: tuple[floa
         "object_type": block.kind,
         "page_number": page_number,
         "block_index": index,
-        "bbox": {"x": round(block.box.x0, 2), "y": round(block.box.top, 2),
-                 "width": round(block.box.width, 2), "height": round(block.box.height, 2)},
+        "bbox": {
+            "x": round(block.box.x0, 2),
+            "y": round(block.box.top, 2),
+            "width": round(block.box.width, 2),
+            "height": round(block.box.height, 2),
+        },
         "confidence_score": round(block.confidence, 4),
         "confidence_tag": confidence_tag(block.confidence),
         "text_source": block.source,

@@ -68,8 +68,7 @@ def get_extractor(name: str, version: str) -> Extractor[Any]:
             message = f"Unknown feature extractor '{name}'"
         raise UnknownExtractorError(
             message,
-            {"feature_extractor_name": name, "version": version,
-             "available": [e.extractor_id for e in registered()]},
+            {"feature_extractor_name": name, "version": version, "available": [e.extractor_id for e in registered()]},
         )
     return extractor
 
@@ -81,16 +80,25 @@ def parse_parameters(extractor: Extractor[Any], raw: dict[str, Any] | None) -> E
     if declared is not None and declared != extractor.name:
         raise ValidationError(
             f"parameters.extractor_type is '{declared}' but the extractor is '{extractor.name}'",
-            {"validation_errors": [{"type": "value_error", "location": "feature_extractor.parameters.extractor_type",
-                                    "message": f"must be '{extractor.name}'"}]},
+            {
+                "validation_errors": [
+                    {
+                        "type": "value_error",
+                        "location": "feature_extractor.parameters.extractor_type",
+                        "message": f"must be '{extractor.name}'",
+                    }
+                ]
+            },
         )
     try:
         return extractor.params_model.model_validate(values)
     except PydanticValidationError as exc:
         problems = [
-            {"type": err.get("type"),
-             "location": ".".join(["feature_extractor", "parameters", *map(str, err.get("loc", ()))]),
-             "message": err.get("msg")}
+            {
+                "type": err.get("type"),
+                "location": ".".join(["feature_extractor", "parameters", *map(str, err.get("loc", ()))]),
+                "message": err.get("msg"),
+            }
             for err in exc.errors()
         ]
         first = problems[0]
@@ -148,7 +156,9 @@ def output_schema(extractor: Extractor[Any], params: ExtractorParams) -> dict[st
     }
     for spec in extractor.vector_indexes(params):
         properties[vector_storage_name(extractor, spec)] = {
-            "type": "array", "items": {"type": "float"}, "dimensions": spec.dimensions,
+            "type": "array",
+            "items": {"type": "float"},
+            "dimensions": spec.dimensions,
             "description": spec.description,
         }
     return {"type": "object", "properties": properties}

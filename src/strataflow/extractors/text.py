@@ -62,8 +62,9 @@ class TextExtractorParams(ExtractorParams):
 
 def _index_spec(model: str) -> VectorIndexSpec:
     spec = TEXT_MODELS[model]
-    return VectorIndexSpec(name=MODEL_INDEX_NAMES[model], dimensions=spec.dimensions, model=spec.model_name,
-                           description=spec.description)
+    return VectorIndexSpec(
+        name=MODEL_INDEX_NAMES[model], dimensions=spec.dimensions, model=spec.model_name, description=spec.description
+    )
 
 
 def _model_failure(exc: Exception) -> ExtractionError:
@@ -102,15 +103,24 @@ class TextExtractor(Extractor[TextExtractorParams]):
     def position_fields(self) -> list[str]:
         return ["chunk_index"]
 
-    def extract(self, rows: list[ExtractorInput], params: TextExtractorParams,
-                context: ExtractContext) -> list[RowResult]:
+    def extract(
+        self, rows: list[ExtractorInput], params: TextExtractorParams, context: ExtractContext
+    ) -> list[RowResult]:
         results = {row.row_id: RowResult(row.row_id) for row in rows}
         chunked: list[tuple[str, list[Chunk]]] = []
         for row in rows:
             try:
-                chunked.append((row.row_id, chunk_text(self._text_of(row, context.limits.text_max_bytes),
-                                                       params.split_by, params.chunk_size,
-                                                       params.chunk_overlap)))
+                chunked.append(
+                    (
+                        row.row_id,
+                        chunk_text(
+                            self._text_of(row, context.limits.text_max_bytes),
+                            params.split_by,
+                            params.chunk_size,
+                            params.chunk_overlap,
+                        ),
+                    )
+                )
             except ExtractionError as error:
                 results[row.row_id].error = error
         texts = [chunk.text for _, chunks in chunked for chunk in chunks]
@@ -126,12 +136,19 @@ class TextExtractor(Extractor[TextExtractorParams]):
         for row_id, chunks in chunked:
             total = len(chunks)
             for chunk in chunks:
-                results[row_id].documents.append(ExtractedDocument(
-                    fields={"text": chunk.text, "chunk_index": chunk.index, "total_chunks": total,
-                            "char_start": chunk.start, "char_end": chunk.end},
-                    vectors={name: vectors[position]},
-                    position={"chunk_index": chunk.index},
-                ))
+                results[row_id].documents.append(
+                    ExtractedDocument(
+                        fields={
+                            "text": chunk.text,
+                            "chunk_index": chunk.index,
+                            "total_chunks": total,
+                            "char_start": chunk.start,
+                            "char_end": chunk.end,
+                        },
+                        vectors={name: vectors[position]},
+                        position={"chunk_index": chunk.index},
+                    )
+                )
                 position += 1
         return list(results.values())
 
@@ -141,9 +158,7 @@ class TextExtractor(Extractor[TextExtractorParams]):
         if value is None:
             raise ExtractionError(ErrorCategory.VALIDATION, "input 'text' is missing")
         if not isinstance(value, str):
-            raise ExtractionError(
-                ErrorCategory.VALIDATION, f"input 'text' must be text, not {type(value).__name__}"
-            )
+            raise ExtractionError(ErrorCategory.VALIDATION, f"input 'text' must be text, not {type(value).__name__}")
         size = len(value.encode("utf-8", "surrogatepass"))
         if size > max_bytes:
             raise over_limit("input 'text'", max_bytes, "text_max_bytes", "bytes", size)
@@ -156,8 +171,12 @@ class TextExtractor(Extractor[TextExtractorParams]):
             if context.should_stop():
                 raise ExtractionError(ErrorCategory.RUNTIME, "extraction was stopped before this row finished")
             try:
-                batch = embed_texts(texts[start : start + EMBED_CALL_SIZE], key=params.model,
-                                    device=context.device, batch_size=params.batch_size)
+                batch = embed_texts(
+                    texts[start : start + EMBED_CALL_SIZE],
+                    key=params.model,
+                    device=context.device,
+                    batch_size=params.batch_size,
+                )
             except Exception as exc:  # any model failure fails the rows it touched, categorised
                 raise _model_failure(exc) from exc
             vectors.extend(batch.tolist())

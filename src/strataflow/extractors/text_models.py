@@ -70,15 +70,17 @@ def _normalise(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
     return normalised
 
 
-def embed_texts(texts: list[str], key: str = "minilm", device: str = "cpu",
-                batch_size: int = 64) -> NDArray[np.float32]:
+def embed_texts(
+    texts: list[str], key: str = "minilm", device: str = "cpu", batch_size: int = 64
+) -> NDArray[np.float32]:
     """Embed `texts` with model `key`: an (n, dimensions) array of unit vectors."""
     spec = TEXT_MODELS[key]
     if not texts:
         return np.zeros((0, spec.dimensions), dtype=np.float32)
     model = load_text_model(key, device)
     if key == "minilm":
-        vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                               show_progress_bar=False)
+        vectors = model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
         return np.asarray(vectors, dtype=np.float32)
     return _normalise(np.asarray(model.embed(texts, batch_size=batch_size), dtype=np.float32))

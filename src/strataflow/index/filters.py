@@ -184,8 +184,9 @@ class _Compiler:
         return f"({text} LIKE '\"%' AND regexp_like({inner}, {sql_string(pattern)}))"
 
 
-def compile_filter(filters: dict[str, Any] | None, resolve: Resolver, *,
-                   case_sensitive: bool | None = None) -> str | None:
+def compile_filter(
+    filters: dict[str, Any] | None, resolve: Resolver, *, case_sensitive: bool | None = None
+) -> str | None:
     """A Lance SQL predicate for a filter tree, or None when there is nothing to filter on."""
     if not filters:
         return None

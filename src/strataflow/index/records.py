@@ -20,8 +20,14 @@ import pyarrow as pa
 from strataflow.clock import utcnow
 from strataflow.errors import BadRequestError
 
-LINEAGE_COLUMNS = ("root_object_id", "root_bucket_id", "source_type", "source_object_id",
-                   "source_document_id", "source_collection_id")
+LINEAGE_COLUMNS = (
+    "root_object_id",
+    "root_bucket_id",
+    "source_type",
+    "source_object_id",
+    "source_document_id",
+    "source_collection_id",
+)
 STRING_COLUMNS = ("document_id", "collection_id", *LINEAGE_COLUMNS, "lineage_path", "created_at", "updated_at")
 JSON_COLUMNS = ("payload", "internal")
 # Every string in the payload, joined: the column the full-text index covers (LanceDB's native
@@ -96,8 +102,10 @@ def to_arrow(documents: list[StoredDocument], schema: pa.Schema) -> pa.Table:
     for doc in documents:
         unknown = sorted(set(doc.vectors) - set(vectors))
         if unknown:
-            raise BadRequestError(f"Unknown vector field(s): {', '.join(unknown)}",
-                                  {"unknown": unknown, "vector_indexes": sorted(vectors)})
+            raise BadRequestError(
+                f"Unknown vector field(s): {', '.join(unknown)}",
+                {"unknown": unknown, "vector_indexes": sorted(vectors)},
+            )
         lineage = doc.lineage
         row: dict[str, Any] = {
             "document_id": doc.document_id,

@@ -53,15 +53,18 @@ def quote_ids(ids: list[str]) -> str:
 class DocumentIndex:
     """Documents and their vectors, one LanceDB table per collection."""
 
-    def __init__(self, uri: str, *, vector_index_min_rows: int = 50_000,
-                 storage_options: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, uri: str, *, vector_index_min_rows: int = 50_000, storage_options: dict[str, str] | None = None
+    ) -> None:
         self.uri = uri
         self.vector_index_min_rows = vector_index_min_rows
         self._local_dir = Path(uri) if "://" not in uri else None
         if self._local_dir is not None:
             (self._local_dir / ".locks").mkdir(parents=True, exist_ok=True)
-        self._db = cast(LanceDBConnection, lancedb.connect(uri, read_consistency_interval=timedelta(0),
-                                                          storage_options=storage_options))
+        self._db = cast(
+            LanceDBConnection,
+            lancedb.connect(uri, read_consistency_interval=timedelta(0), storage_options=storage_options),
+        )
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
 
@@ -131,8 +134,9 @@ class DocumentIndex:
             self._merge(collection_id, documents)
         return len(documents)
 
-    def replace_sources(self, collection_id: str, documents: list[StoredDocument], source_column: str,
-                        source_ids: list[str]) -> int:
+    def replace_sources(
+        self, collection_id: str, documents: list[StoredDocument], source_column: str, source_ids: list[str]
+    ) -> int:
         """Upsert `documents` and remove other documents of the same sources (stale chunks of a re-run).
 
         Returns how many stale documents went away.
@@ -176,16 +180,25 @@ class DocumentIndex:
         found: list[StoredDocument] = []
         for start in range(0, len(ids), _ID_CHUNK):
             chunk = ids[start : start + _ID_CHUNK]
-            found += self.query(collection_id, f"document_id IN ({quote_ids(chunk)})", limit=len(chunk),
-                                with_vectors=with_vectors)
+            found += self.query(
+                collection_id, f"document_id IN ({quote_ids(chunk)})", limit=len(chunk), with_vectors=with_vectors
+            )
         return found
 
     def get(self, collection_id: str, document_id: str, with_vectors: bool = False) -> StoredDocument | None:
         found = self.get_many(collection_id, [document_id], with_vectors)
         return found[0] if found else None
 
-    def query(self, collection_id: str, where: str | None, *, order: list[tuple[str, bool]] | None = None,
-              offset: int = 0, limit: int | None = SCAN_ALL, with_vectors: bool = False) -> list[StoredDocument]:
+    def query(
+        self,
+        collection_id: str,
+        where: str | None,
+        *,
+        order: list[tuple[str, bool]] | None = None,
+        offset: int = 0,
+        limit: int | None = SCAN_ALL,
+        with_vectors: bool = False,
+    ) -> list[StoredDocument]:
         """Documents matching `where`, ordered by columns [(name, ascending)], one page of them."""
         table = self._table(collection_id)
         vectors = list(vector_columns_of(table.schema))
@@ -205,8 +218,9 @@ class DocumentIndex:
             query = query.where(where)
         return self._guarded(lambda: query.limit(SCAN_ALL).to_arrow())
 
-    def scan(self, collection_id: str, columns: list[str], where: str | None,
-             batch_size: int = 8192) -> Iterator[pa.RecordBatch]:
+    def scan(
+        self, collection_id: str, columns: list[str], where: str | None, batch_size: int = 8192
+    ) -> Iterator[pa.RecordBatch]:
         """Matching rows in record batches of at most `batch_size`: memory stays bounded by one batch
         however large the table (clustering reads millions of vectors this way)."""
         query = self._table(collection_id).search().select(columns)
@@ -230,25 +244,40 @@ class DocumentIndex:
         vectors = vector_columns_of(schema)
         return [f.name for f in schema if f.name != SEARCH_TEXT_COLUMN and (with_vectors or f.name not in vectors)]
 
-    def nearest(self, collection_id: str, column: str, vector: list[float], k: int,
-                where: str | None = None, with_vectors: bool = False) -> list[tuple[StoredDocument, float]]:
+    def nearest(
+        self,
+        collection_id: str,
+        column: str,
+        vector: list[float],
+        k: int,
+        where: str | None = None,
+        with_vectors: bool = False,
+    ) -> list[tuple[StoredDocument, float]]:
         """The k documents closest to `vector` by cosine distance (index when built, else exact)."""
         table = self._table(collection_id)
-        query = (table.search(vector, vector_column_name=column).distance_type("cosine")
-                 .select([*self._columns(table.schema, with_vectors), "_distance"]).limit(k))
+        query = (
+            table.search(vector, vector_column_name=column)
+            .distance_type("cosine")
+            .select([*self._columns(table.schema, with_vectors), "_distance"])
+            .limit(k)
+        )
         if where:
             query = query.where(where, prefilter=True)
         rows = self._guarded(lambda: query.to_arrow()).to_pylist()
         names = list(vector_columns_of(table.schema)) if with_vectors else []
         return [(from_row(row, names), float(row["_distance"])) for row in rows]
 
-    def text_search(self, collection_id: str, text: str, k: int,
-                    where: str | None = None) -> list[tuple[StoredDocument, float]]:
+    def text_search(
+        self, collection_id: str, text: str, k: int, where: str | None = None
+    ) -> list[tuple[StoredDocument, float]]:
         """The k best BM25 matches of `text` over every string of the payload (native inverted index)."""
         self.ensure_text_index(collection_id)
         table = self._table(collection_id)
-        query = (table.search(text, query_type="fts", fts_columns=SEARCH_TEXT_COLUMN)
-                 .select([*self._columns(table.schema, False), "_score"]).limit(k))
+        query = (
+            table.search(text, query_type="fts", fts_columns=SEARCH_TEXT_COLUMN)
+            .select([*self._columns(table.schema, False), "_score"])
+            .limit(k)
+        )
         if where:
             query = query.where(where, prefilter=True)
         rows = self._guarded(lambda: query.to_arrow()).to_pylist()
@@ -262,8 +291,9 @@ class DocumentIndex:
         except (RuntimeError, ValueError) as exc:
             message = str(exc)
             if any(marker in message for marker in _FILTER_PROBLEMS):
-                raise BadRequestError(f"The filter could not be applied: {message.splitlines()[0][:300]}",
-                                      {"reason": message[:1000]}) from exc
+                raise BadRequestError(
+                    f"The filter could not be applied: {message.splitlines()[0][:300]}", {"reason": message[:1000]}
+                ) from exc
             raise
 
     # -- maintenance --------------------------------------------------------------------------

@@ -54,8 +54,15 @@ def parse_params(model: type[StageParams], stage_name: str, raw: dict[str, Any])
     try:
         return model.model_validate(raw)
     except PydanticValidationError as exc:
-        problems = [{"type": e.get("type"),
-                     "location": ".".join(["stages", stage_name, "parameters", *map(str, e.get("loc", ()))]),
-                     "message": e.get("msg")} for e in exc.errors()]
-        raise ValidationError(f"Invalid parameters for stage '{stage_name}': {problems[0]['location']}: "
-                              f"{problems[0]['message']}", {"validation_errors": problems}) from None
+        problems = [
+            {
+                "type": e.get("type"),
+                "location": ".".join(["stages", stage_name, "parameters", *map(str, e.get("loc", ()))]),
+                "message": e.get("msg"),
+            }
+            for e in exc.errors()
+        ]
+        raise ValidationError(
+            f"Invalid parameters for stage '{stage_name}': {problems[0]['location']}: {problems[0]['message']}",
+            {"validation_errors": problems},
+        ) from None

@@ -43,29 +43,42 @@ def known_features(collections: list[Collection]) -> list[str]:
 def feature_targets(collections: list[Collection], feature_uri: str) -> list[FeatureTarget]:
     """The collections holding this feature; none is a 400 listing the features there are."""
     targets = [
-        FeatureTarget(c, feature_uri, d["index"]["name"], int(d["index"]["dimensions"]),
-                      str(d["index"].get("inference_name") or ""))
-        for c in collections for d in c.vector_indexes if d["feature_uri"] == feature_uri
+        FeatureTarget(
+            c,
+            feature_uri,
+            d["index"]["name"],
+            int(d["index"]["dimensions"]),
+            str(d["index"].get("inference_name") or ""),
+        )
+        for c in collections
+        for d in c.vector_indexes
+        if d["feature_uri"] == feature_uri
     ]
     if not targets:
-        raise BadRequestError(f"Unknown feature URI '{feature_uri}' for the retriever's collections",
-                              {"feature_uri": feature_uri, "available": known_features(collections)})
+        raise BadRequestError(
+            f"Unknown feature URI '{feature_uri}' for the retriever's collections",
+            {"feature_uri": feature_uri, "available": known_features(collections)},
+        )
     spaces = {(t.dimensions, t.model) for t in targets}
     if len(spaces) > 1:
-        raise BadRequestError(f"Feature '{feature_uri}' has different vector spaces across collections",
-                              {"feature_uri": feature_uri})
+        raise BadRequestError(
+            f"Feature '{feature_uri}' has different vector spaces across collections", {"feature_uri": feature_uri}
+        )
     return targets
 
 
 def _check_vector(value: Any, target: FeatureTarget) -> list[float]:
-    if not isinstance(value, list) or not value or not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
-        raise BadRequestError("A vector query must be a non-empty list of numbers",
-                              {"feature_uri": target.feature_uri})
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+    ):
+        raise BadRequestError("A vector query must be a non-empty list of numbers", {"feature_uri": target.feature_uri})
     if len(value) != target.dimensions:
         raise BadRequestError(
             f"Query vector has {len(value)} dimensions; feature '{target.feature_uri}' has {target.dimensions}",
-            {"feature_uri": target.feature_uri, "dimensions": len(value), "expected": target.dimensions})
+            {"feature_uri": target.feature_uri, "dimensions": len(value), "expected": target.dimensions},
+        )
     vector = [float(x) for x in value]
     if not all(math.isfinite(x) for x in vector):
         raise BadRequestError("A query vector holds a value that is not a finite number")
@@ -90,12 +103,15 @@ class QueryEmbedder:
             if mode in ("document", "document_id"):
                 return self._document_vector(str(value or query.get("document_id") or ""), target)
             if mode != "text":
-                raise BadRequestError(f"Unsupported query input_mode '{mode}'; use text, vector or document",
-                                      {"feature_uri": target.feature_uri})
+                raise BadRequestError(
+                    f"Unsupported query input_mode '{mode}'; use text, vector or document",
+                    {"feature_uri": target.feature_uri},
+                )
             query = value
         if not isinstance(query, str):
-            raise BadRequestError("A search query must be text, a vector or a document reference",
-                                  {"feature_uri": target.feature_uri})
+            raise BadRequestError(
+                "A search query must be text, a vector or a document reference", {"feature_uri": target.feature_uri}
+            )
         return self._text_vector(query, target)
 
     def _text_vector(self, text: str, target: FeatureTarget) -> list[float]:
@@ -103,8 +119,9 @@ class QueryEmbedder:
         if model is None:
             raise BadRequestError(
                 f"Feature '{target.feature_uri}' holds '{target.model}' vectors, which a text query cannot be "
-                "compared with; search it with a vector or a document id ({\"input_mode\": \"document\", ...})",
-                {"feature_uri": target.feature_uri, "model": target.model, "query_type": "text"})
+                'compared with; search it with a vector or a document id ({"input_mode": "document", ...})',
+                {"feature_uri": target.feature_uri, "model": target.model, "query_type": "text"},
+            )
         key = (model, text)
         if key not in self._cache:
             self._cache[key] = embed_texts([text], model)[0].tolist()
@@ -115,6 +132,9 @@ class QueryEmbedder:
         doc = self.index.get(target.collection.collection_id, document_id, with_vectors=True)
         vector = doc.vectors.get(target.column) if doc else None
         if vector is None:
-            raise BadRequestError(f"Document '{document_id}' has no '{target.feature_uri}' vector in collection "
-                                  f"'{target.collection.collection_id}'", {"document_id": document_id})
+            raise BadRequestError(
+                f"Document '{document_id}' has no '{target.feature_uri}' vector in collection "
+                f"'{target.collection.collection_id}'",
+                {"document_id": document_id},
+            )
         return [float(x) for x in vector]

@@ -19,10 +19,22 @@ _WHOLE = re.compile(r"^\s*\{\{\s*(?i:input|inputs)\.([A-Za-z0-9_\-\.]+)\s*\}\}\s
 MISSING = object()  # an input the caller did not give and the schema gives no default for
 
 _CHECKS: dict[str, tuple[type, ...]] = {
-    "string": (str,), "text": (str,), "date": (str,), "datetime": (str,), "image": (str,), "audio": (str,),
-    "video": (str,), "pdf": (str,), "excel": (str,), "document_reference": (str, dict),
-    "integer": (int,), "number": (int, float), "float": (int, float), "boolean": (bool,),
-    "object": (dict,), "array": (list,),
+    "string": (str,),
+    "text": (str,),
+    "date": (str,),
+    "datetime": (str,),
+    "image": (str,),
+    "audio": (str,),
+    "video": (str,),
+    "pdf": (str,),
+    "excel": (str,),
+    "document_reference": (str, dict),
+    "integer": (int,),
+    "number": (int, float),
+    "float": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
 }
 
 
@@ -57,8 +69,7 @@ def validate_inputs(schema: dict[str, dict[str, Any]], inputs: dict[str, Any]) -
         elif field.get("enum") and value not in field["enum"]:
             problems.append(_problem(name, f"input '{name}' must be one of {field['enum']}", "enum"))
     if problems:
-        raise ValidationError(f"Invalid retriever inputs: {problems[0]['message']}",
-                              {"validation_errors": problems})
+        raise ValidationError(f"Invalid retriever inputs: {problems[0]['message']}", {"validation_errors": problems})
     return values
 
 

@@ -52,23 +52,32 @@ class ResultPage:
                     raise ValueError("page_number")
                 start = offset if offset is not None and spec.get("page_number") is None else (number - 1) * size
             else:
-                raise BadRequestError(f"Pagination method '{method}' is not supported; use offset or cursor",
-                                      {"method": method})
+                raise BadRequestError(
+                    f"Pagination method '{method}' is not supported; use offset or cursor", {"method": method}
+                )
         except (TypeError, ValueError):
             raise BadRequestError("Invalid pagination values", {"pagination": spec}) from None
         if not 1 <= size <= MAX_PAGE_SIZE or start < 0:
-            raise BadRequestError(f"Page size must be 1-{MAX_PAGE_SIZE} and the page number at least 1",
-                                  {"pagination": spec})
+            raise BadRequestError(
+                f"Page size must be 1-{MAX_PAGE_SIZE} and the page number at least 1", {"pagination": spec}
+            )
         return cls(start, size, method)
 
     def describe(self, total: int) -> dict[str, Any]:
         has_more = self.start + self.size < total
         number = self.start // self.size + 1
-        return {"method": self.method, "total": total, "page": number, "page_number": number,
-                "page_size": self.size, "total_pages": -(-total // self.size), "has_next": has_more,
-                "next_page": str(number + 1) if has_more else None,
-                "previous_page": str(number - 1) if number > 1 else None,
-                "next_cursor": encode_cursor(self.start + self.size) if has_more else None}
+        return {
+            "method": self.method,
+            "total": total,
+            "page": number,
+            "page_number": number,
+            "page_size": self.size,
+            "total_pages": -(-total // self.size),
+            "has_next": has_more,
+            "next_page": str(number + 1) if has_more else None,
+            "previous_page": str(number - 1) if number > 1 else None,
+            "next_cursor": encode_cursor(self.start + self.size) if has_more else None,
+        }
 
 
 @dataclass
@@ -96,21 +105,37 @@ class Execution:
         for position, stage in enumerate(self.stages):
             name, stage_id = stage["stage_name"], stage["config"]["stage_id"]
             ctx = StageContext(self.index, self.collections, embedder, stage_name=name, taxonomies=self.taxonomies)
-            yield {"event": "stage_start", "execution_id": self.execution_id, "stage_name": name,
-                   "stage_id": stage_id, "stage_index": position}
+            yield {
+                "event": "stage_start",
+                "execution_id": self.execution_id,
+                "stage_name": name,
+                "stage_id": stage_id,
+                "stage_index": position,
+            }
             stage_started = time.perf_counter()
             count_in = len(hits) if hits is not None else 0  # a first stage searches whole collections
             try:
                 parameters = resolve(stage["config"]["parameters"], self.inputs)
                 hits = stage_kind(stage_id, position).run(ctx, parameters, hits)
             except Exception as exc:
-                yield {"event": "stage_error", "execution_id": self.execution_id, "stage_name": name,
-                       "stage_id": stage_id, "stage_index": position, "error": str(getattr(exc, "message", exc))}
+                yield {
+                    "event": "stage_error",
+                    "execution_id": self.execution_id,
+                    "stage_name": name,
+                    "stage_id": stage_id,
+                    "stage_index": position,
+                    "error": str(getattr(exc, "message", exc)),
+                }
                 raise
             stats = _stage_statistics(stage_id, position, count_in, len(hits), _ms(stage_started), ctx.notes)
             statistics[name] = stats
-            yield {"event": "stage_complete", "execution_id": self.execution_id, "stage_name": name,
-                   "stage_index": position, "statistics": stats}
+            yield {
+                "event": "stage_complete",
+                "execution_id": self.execution_id,
+                "stage_name": name,
+                "stage_index": position,
+                "statistics": stats,
+            }
             if self.max_time_ms is not None and _ms(started) > self.max_time_ms and position + 1 < len(self.stages):
                 status = "partial"  # the time budget ran out: later stages are skipped, what we have is returned
                 break
@@ -124,8 +149,7 @@ class Execution:
                 result = event["result"]
         return result
 
-    def _response(self, hits: list[Hit], statistics: dict[str, Any], status: str,
-                  elapsed_ms: float) -> dict[str, Any]:
+    def _response(self, hits: list[Hit], statistics: dict[str, Any], status: str, elapsed_ms: float) -> dict[str, Any]:
         shown = hits[self.page.start : self.page.start + self.page.size]
         vectors = self._vectors(shown) if self.with_vectors else {}
         documents = []
@@ -143,8 +167,12 @@ class Execution:
             "documents": documents,
             "pagination": self.page.describe(len(hits)),
             "stage_statistics": {"stages": statistics, "total_time_ms": elapsed_ms},
-            "budget": {"credits_used": 0.0, "time_elapsed_ms": elapsed_ms,
-                       "max_time_ms": self.max_time_ms, "exceeded": status == "partial"},
+            "budget": {
+                "credits_used": 0.0,
+                "time_elapsed_ms": elapsed_ms,
+                "max_time_ms": self.max_time_ms,
+                "exceeded": status == "partial",
+            },
         }
 
     def _vectors(self, hits: list[Hit]) -> dict[tuple[str, str], Any]:
@@ -157,12 +185,18 @@ class Execution:
         return found
 
 
-def _stage_statistics(stage_id: str, position: int, count_in: int, count_out: int, duration_ms: float,
-                      notes: dict[str, Any]) -> dict[str, Any]:
+def _stage_statistics(
+    stage_id: str, position: int, count_in: int, count_out: int, duration_ms: float, notes: dict[str, Any]
+) -> dict[str, Any]:
     """The SDK's StageStatistics; what the stage itself reported goes under `metadata`."""
-    return {"input_count": count_in, "output_count": count_out, "duration_ms": duration_ms,
-            "efficiency": round(count_out / count_in, 4) if count_in else 0.0, "stage_cache_hit": False,
-            "metadata": {"stage_id": stage_id, "stage_index": position, **notes}}
+    return {
+        "input_count": count_in,
+        "output_count": count_out,
+        "duration_ms": duration_ms,
+        "efficiency": round(count_out / count_in, 4) if count_in else 0.0,
+        "stage_cache_hit": False,
+        "metadata": {"stage_id": stage_id, "stage_index": position, **notes},
+    }
 
 
 def _first(*values: Any) -> Any:

@@ -63,8 +63,10 @@ def _normalisers(kind: str, ranking: list[Hit]) -> Any:
 def fuse(rankings: list[tuple[str, list[Hit], float]], method: str) -> list[Hit]:
     """Merge ranked lists [(name, hits best first, weight)] into one list, best first."""
     if method not in FUSIONS:
-        raise BadRequestError(f"Unknown fusion '{method}'; use one of {', '.join(FUSIONS)}",
-                              {"fusion": method, "supported": list(FUSIONS)})
+        raise BadRequestError(
+            f"Unknown fusion '{method}'; use one of {', '.join(FUSIONS)}",
+            {"fusion": method, "supported": list(FUSIONS)},
+        )
     merged: dict[tuple[str, str], Hit] = {}
     for name, ranking, weight in rankings:
         if not ranking:

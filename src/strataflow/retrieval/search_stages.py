@@ -60,15 +60,17 @@ def vector_ranking(ctx: StageContext, spec: SearchSpec, hits: list[Hit] | None) 
         where = ctx.where(target.collection, spec.filters, hits)
         if where == "(FALSE)":
             continue
-        for doc, distance in ctx.index.nearest(target.collection.collection_id, target.column, vector,
-                                               spec.top_k, where):
+        for doc, distance in ctx.index.nearest(
+            target.collection.collection_id, target.column, vector, spec.top_k, where
+        ):
             found.append(Hit(doc, 1.0 - distance))
     found.sort(key=lambda h: -h.score)
     return found[: spec.top_k]
 
 
-def text_ranking(ctx: StageContext, query: Any, top_k: int, filters: dict[str, Any] | None,
-                 hits: list[Hit] | None) -> list[Hit]:
+def text_ranking(
+    ctx: StageContext, query: Any, top_k: int, filters: dict[str, Any] | None, hits: list[Hit] | None
+) -> list[Hit]:
     """BM25 over each collection's text; scores from different collections are comparable enough
     to merge because they come from the same scoring function."""
     if not isinstance(query, str):
@@ -78,8 +80,9 @@ def text_ranking(ctx: StageContext, query: Any, top_k: int, filters: dict[str, A
         where = ctx.where(collection, filters, hits)
         if where == "(FALSE)":
             continue
-        found += [Hit(doc, score) for doc, score in ctx.index.text_search(collection.collection_id, query, top_k,
-                                                                          where)]
+        found += [
+            Hit(doc, score) for doc, score in ctx.index.text_search(collection.collection_id, query, top_k, where)
+        ]
     found.sort(key=lambda h: -h.score)
     return found[:top_k]
 
@@ -94,8 +97,7 @@ def feature_search(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | Non
             skipped += 1  # an optional input left out switches its search off
             continue
         rankings.append((f"{position}:{spec.feature_uri}", vector_ranking(ctx, spec, hits), spec.weight))
-    ctx.notes.update(searches_run=len(rankings), searches_skipped=skipped,
-                     candidates=sum(len(r[1]) for r in rankings))
+    ctx.notes.update(searches_run=len(rankings), searches_skipped=skipped, candidates=sum(len(r[1]) for r in rankings))
     if not rankings:
         return list(hits or [])
     if len(rankings) == 1:
@@ -120,8 +122,7 @@ def hybrid_search(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None
     if _absent(params.query):
         ctx.notes.update(searches_skipped=2)
         return list(hits or [])
-    spec = SearchSpec(feature_uri=params.feature_uri, query=params.query, top_k=params.top_k,
-                      filters=params.filters)
+    spec = SearchSpec(feature_uri=params.feature_uri, query=params.query, top_k=params.top_k, filters=params.filters)
     vector = vector_ranking(ctx, spec, hits)
     text = text_ranking(ctx, params.query, params.top_k, params.filters, hits)
     ctx.notes.update(vector_candidates=len(vector), text_candidates=len(text))

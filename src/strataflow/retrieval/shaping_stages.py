@@ -83,8 +83,9 @@ def _hit_sort_key(hit: Hit, path: str) -> tuple[int, Any]:
 
 def sort_attribute(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> list[Hit]:
     params: SortParams = parse_params(SortParams, ctx.stage_name, raw)
-    keys = params.sort_by or ([SortOption.model_validate({"field": params.field, "direction": params.direction})]
-                            if params.field else [])
+    keys = params.sort_by or (
+        [SortOption.model_validate({"field": params.field, "direction": params.direction})] if params.field else []
+    )
     if not keys:
         raise BadRequestError(f"Stage '{ctx.stage_name}' needs 'field' or 'sort_by'", {"stage": ctx.stage_name})
     ordered = list(hits or [])

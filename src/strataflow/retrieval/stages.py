@@ -41,8 +41,9 @@ ALIASES = {"full_text_search": "text_search", "fulltext_search": "text_search", 
 def stage_kind(stage_id: str, position: int) -> StageKind:
     kind = STAGES.get(ALIASES.get(stage_id, stage_id))
     if kind is None:
-        raise BadRequestError(f"Unknown stage_id '{stage_id}' in stage {position}",
-                              {"stage_id": stage_id, "supported": sorted(STAGES)})
+        raise BadRequestError(
+            f"Unknown stage_id '{stage_id}' in stage {position}", {"stage_id": stage_id, "supported": sorted(STAGES)}
+        )
     return kind
 
 
@@ -80,8 +81,9 @@ def normalise_stages(stages: list[Any]) -> list[dict[str, Any]]:
     names = [s["stage_name"] for s in normalised]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise BadRequestError(f"Stage names must be unique; repeated: {', '.join(duplicates)}",
-                              {"duplicates": duplicates})
+        raise BadRequestError(
+            f"Stage names must be unique; repeated: {', '.join(duplicates)}", {"duplicates": duplicates}
+        )
     return normalised
 
 

@@ -34,15 +34,19 @@ class TaxonomyEnrichParams(StageParams):
 def taxonomy_enrich(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> list[Hit]:
     params: TaxonomyEnrichParams = parse_params(TaxonomyEnrichParams, ctx.stage_name, raw)
     if hits is None:
-        raise BadRequestError("taxonomy_enrich enriches the hits of an earlier stage; put a search stage first",
-                              {"stage": ctx.stage_name})
+        raise BadRequestError(
+            "taxonomy_enrich enriches the hits of an earlier stage; put a search stage first", {"stage": ctx.stage_name}
+        )
     if params.when is not None:
-        raise BadRequestError("taxonomy_enrich does not support 'when' yet; filter the hits with an "
-                              "attribute_filter stage first", {"stage": ctx.stage_name})
+        raise BadRequestError(
+            "taxonomy_enrich does not support 'when' yet; filter the hits with an attribute_filter stage first",
+            {"stage": ctx.stage_name},
+        )
     enricher = ctx.taxonomies.get(params.taxonomy_id)
     if enricher is None:
-        raise BadRequestError(f"Taxonomy '{params.taxonomy_id}' not found in this namespace",
-                              {"taxonomy_id": params.taxonomy_id})
+        raise BadRequestError(
+            f"Taxonomy '{params.taxonomy_id}' not found in this namespace", {"taxonomy_id": params.taxonomy_id}
+        )
     counts = enricher([h.document for h in hits], params.model_dump())
     ctx.notes.update(counts)
     return hits

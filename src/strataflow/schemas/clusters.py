@@ -8,8 +8,20 @@ from pydantic import Field
 
 from strataflow.schemas.common import RequestModel
 
-Algorithm = Literal["kmeans", "dbscan", "hdbscan", "agglomerative", "spectral", "gaussian_mixture", "mean_shift",
-                    "optics", "leiden", "evoc", "attribute_based", "auto"]
+Algorithm = Literal[
+    "kmeans",
+    "dbscan",
+    "hdbscan",
+    "agglomerative",
+    "spectral",
+    "gaussian_mixture",
+    "mean_shift",
+    "optics",
+    "leiden",
+    "evoc",
+    "attribute_based",
+    "auto",
+]
 
 
 class VectorBasedConfig(RequestModel):

@@ -8,8 +8,24 @@ from pydantic import AliasChoices, Field
 
 from strataflow.schemas.common import RequestModel
 
-InputType = Literal["string", "number", "integer", "float", "boolean", "object", "array", "date", "datetime",
-                    "text", "image", "audio", "video", "pdf", "excel", "document_reference"]
+InputType = Literal[
+    "string",
+    "number",
+    "integer",
+    "float",
+    "boolean",
+    "object",
+    "array",
+    "date",
+    "datetime",
+    "text",
+    "image",
+    "audio",
+    "video",
+    "pdf",
+    "excel",
+    "document_reference",
+]
 
 
 class InputField(RequestModel):
@@ -34,7 +50,8 @@ class CreateRetrieverRequest(RequestModel):
     retriever_name: str = Field(min_length=1, max_length=255)
     description: str | None = None
     collection_identifiers: list[str] = Field(
-        default_factory=list, validation_alias=AliasChoices("collection_identifiers", "collection_ids"))
+        default_factory=list, validation_alias=AliasChoices("collection_identifiers", "collection_ids")
+    )
     stages: list[dict[str, Any]] = Field(min_length=1)
     input_schema: dict[str, InputField] = Field(default_factory=dict)
     budget_limits: BudgetLimits | None = None
@@ -69,7 +86,8 @@ class ExecuteRetrieverRequest(RequestModel):
 
 class AdhocExecuteRequest(ExecuteRetrieverRequest):
     collection_identifiers: list[str] = Field(
-        default_factory=list, validation_alias=AliasChoices("collection_identifiers", "collection_ids"))
+        default_factory=list, validation_alias=AliasChoices("collection_identifiers", "collection_ids")
+    )
     input_schema: dict[str, InputField]
     stages: list[dict[str, Any]] = Field(min_length=1)
     budget_limits: BudgetLimits | None = None

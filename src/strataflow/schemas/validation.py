@@ -16,8 +16,11 @@ def validate_as(model: type[M], data: Any, where: str = "body") -> M:
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:
-        problems = [{"type": e.get("type"), "location": ".".join([where, *map(str, e.get("loc", ()))]),
-                     "message": e.get("msg")} for e in exc.errors()]
+        problems = [
+            {"type": e.get("type"), "location": ".".join([where, *map(str, e.get("loc", ()))]), "message": e.get("msg")}
+            for e in exc.errors()
+        ]
         first = problems[0]
-        raise ValidationError(f"Invalid request: {first['location']}: {first['message']}",
-                              {"validation_errors": problems}) from None
+        raise ValidationError(
+            f"Invalid request: {first['location']}: {first['message']}", {"validation_errors": problems}
+        ) from None

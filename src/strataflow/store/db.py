@@ -55,9 +55,7 @@ class Database:
             _configure_sqlite(self.engine)
         regex_guard.install(self.engine, self.is_sqlite)  # untrusted regex filters: bounded, clear errors
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
-        self._reader = sessionmaker(
-            self.engine.execution_options(**{_READONLY: True}), expire_on_commit=False
-        )
+        self._reader = sessionmaker(self.engine.execution_options(**{_READONLY: True}), expire_on_commit=False)
 
     def session(self) -> Session:
         """A session for a unit of work that writes; the caller commits."""

@@ -78,7 +78,7 @@ def _ignore_case(pattern: str) -> str:
     leading option group is merged, since PostgreSQL accepts only one."""
     options = _LEADING_OPTIONS.match(pattern)
     if options:
-        return f"(?i{options.group(1)}){pattern[options.end():]}"
+        return f"(?i{options.group(1)}){pattern[options.end() :]}"
     return f"(?i){pattern}"
 
 
@@ -136,8 +136,12 @@ class _Compiler:
         if value is None or isinstance(value, (dict, list)):
             raise BadRequestError(f"Operator '{op}' needs a scalar value", {"field": name})
         expr = target.as_type(value)
-        compared: ColumnElement[bool] = {"gt": expr > value, "lt": expr < value, "gte": expr >= value,
-                                          "lte": expr <= value}[op]
+        compared: ColumnElement[bool] = {
+            "gt": expr > value,
+            "lt": expr < value,
+            "gte": expr >= value,
+            "lte": expr <= value,
+        }[op]
         return compared
 
     def _equal(self, target: FieldTarget, value: Any) -> ColumnElement[bool]:
@@ -164,9 +168,7 @@ def compile_filters(
     return walk(filters, _Compiler(fields, sensitive).condition, _join)
 
 
-def sort_expression(
-    sort_field: str, direction: str, fields: FieldMap
-) -> ColumnElement[Any]:
+def sort_expression(sort_field: str, direction: str, fields: FieldMap) -> ColumnElement[Any]:
     target = resolve_field(sort_field, fields).raw()
     if str(direction).lower() not in ("asc", "desc"):
         raise BadRequestError("Sort direction must be 'asc' or 'desc'", {"direction": direction})

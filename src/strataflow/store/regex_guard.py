@@ -75,8 +75,10 @@ def _too_slow(limit: str) -> BadRequestError:
 
 
 def _invalid(detail: str) -> BadRequestError:
-    return BadRequestError(f"The regex filter is not a valid regular expression: {detail}",
-                           {"operator": "regex", "reason": "invalid_pattern"})
+    return BadRequestError(
+        f"The regex filter is not a valid regular expression: {detail}",
+        {"operator": "regex", "reason": "invalid_pattern"},
+    )
 
 
 def install(engine: Engine, is_sqlite: bool) -> None:
@@ -92,6 +94,7 @@ def install(engine: Engine, is_sqlite: bool) -> None:
             context._strataflow_regex = True
 
     if not is_sqlite:
+
         @event.listens_for(engine, "after_cursor_execute")
         def _after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
             if getattr(context, "_strataflow_regex", False):

@@ -65,9 +65,7 @@ class Bucket(Base):
     __table_args__ = (UniqueConstraint("namespace_id", "bucket_name"),)
 
     bucket_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    namespace_id: Mapped[str] = mapped_column(
-        ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True
-    )
+    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True)
     bucket_name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text, default=None)
     bucket_schema: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -261,9 +259,7 @@ class Collection(Base):
     __table_args__ = (UniqueConstraint("namespace_id", "collection_name"),)
 
     collection_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    namespace_id: Mapped[str] = mapped_column(
-        ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True
-    )
+    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True)
     collection_name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str | None] = mapped_column(Text, default=None)
     source: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -366,9 +362,7 @@ class Retriever(Base):
     __table_args__ = (UniqueConstraint("namespace_id", "retriever_name"),)
 
     retriever_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    namespace_id: Mapped[str] = mapped_column(
-        ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True
-    )
+    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True)
     retriever_name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text, default=None)
     collection_ids: Mapped[list[Any]] = mapped_column(default=list)
@@ -399,9 +393,7 @@ class Cluster(Base):
     __table_args__ = (UniqueConstraint("namespace_id", "cluster_name"),)
 
     cluster_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    namespace_id: Mapped[str] = mapped_column(
-        ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True
-    )
+    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True)
     cluster_name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text, default=None)
     cluster_type: Mapped[str] = mapped_column(String(16))
@@ -467,9 +459,7 @@ class Trigger(Base):
 
     trigger_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"))
-    namespace_id: Mapped[str] = mapped_column(
-        ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True
-    )
+    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True)
     target_type: Mapped[str] = mapped_column(String(32))
     target_id: Mapped[str] = mapped_column(String(40), index=True)
     trigger_type: Mapped[str] = mapped_column(String(16))
@@ -513,9 +503,7 @@ class Taxonomy(Base):
     __table_args__ = (UniqueConstraint("namespace_id", "taxonomy_name"),)
 
     taxonomy_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    namespace_id: Mapped[str] = mapped_column(
-        ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True
-    )
+    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True)
     taxonomy_name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text, default=None)
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -531,9 +519,7 @@ class TaxonomyVersion(Base):
 
     __tablename__ = "taxonomy_versions"
 
-    taxonomy_id: Mapped[str] = mapped_column(
-        ForeignKey("taxonomies.taxonomy_id", ondelete="CASCADE"), primary_key=True
-    )
+    taxonomy_id: Mapped[str] = mapped_column(ForeignKey("taxonomies.taxonomy_id", ondelete="CASCADE"), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     taxonomy_name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text, default=None)

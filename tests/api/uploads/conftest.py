@@ -19,13 +19,15 @@ from fastapi.testclient import TestClient
 from strataflow.config import Settings
 from tests.s3_server import MotoServer, moto_server  # noqa: F401  (the session's S3 server)
 
-SCHEMA = {"properties": {
-    "content": {"type": "text"},
-    "photo": {"type": "image"},
-    "clip": {"type": "video"},
-    "title": {"type": "string"},
-    "views": {"type": "integer"},
-}}
+SCHEMA = {
+    "properties": {
+        "content": {"type": "text"},
+        "photo": {"type": "image"},
+        "clip": {"type": "video"},
+        "title": {"type": "string"},
+        "views": {"type": "integer"},
+    }
+}
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -40,10 +42,16 @@ def settings(settings: Settings, blob_backend: str, request: pytest.FixtureReque
     moto: MotoServer = request.getfixturevalue("moto_server")
     bucket = f"sf-{secrets.token_hex(6)}"
     moto.client().create_bucket(Bucket=bucket)
-    return settings.model_copy(update={
-        "blob_url": f"s3://{bucket}/data", "s3_endpoint_url": moto.endpoint, "s3_region": "us-east-1",
-        "s3_access_key_id": "testing", "s3_secret_access_key": "testing", "s3_path_style": True,
-    })
+    return settings.model_copy(
+        update={
+            "blob_url": f"s3://{bucket}/data",
+            "s3_endpoint_url": moto.endpoint,
+            "s3_region": "us-east-1",
+            "s3_access_key_id": "testing",
+            "s3_secret_access_key": "testing",
+            "s3_path_style": True,
+        }
+    )
 
 
 @pytest.fixture
@@ -80,7 +88,9 @@ def upload_and_confirm(client: TestClient, data: bytes, **fields: Any) -> tuple[
     upload = create(client, **fields)
     stored = put(client, upload["presigned_url"], data, upload["content_type"])
     assert stored.status_code == 200, stored.text
-    confirmed = client.post(f"/v1/buckets/files/uploads/{upload['upload_id']}/confirm",
-                            json={"etag": stored.headers["ETag"], "file_size_bytes": len(data)})
+    confirmed = client.post(
+        f"/v1/buckets/files/uploads/{upload['upload_id']}/confirm",
+        json={"etag": stored.headers["ETag"], "file_size_bytes": len(data)},
+    )
     assert confirmed.status_code == 200, confirmed.text
     return upload, dict(confirmed.json())

@@ -51,8 +51,9 @@ def _with_query(url: str, **changes: Any) -> str:
 
 def test_signed_put_streams_to_disk_and_get_reads_back(client: TestClient, store: LocalBlobStore) -> None:
     data = b"x" * (3 * 1024 * 1024 + 17)  # several batches of the receive loop
-    response = client.put(store.presigned_put_url(KEY, "text/plain", 60), content=data,
-                          headers={"Content-Type": "text/plain"})
+    response = client.put(
+        store.presigned_put_url(KEY, "text/plain", 60), content=data, headers={"Content-Type": "text/plain"}
+    )
     assert response.status_code == 200, response.text
     assert response.headers["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
     info = store.head(KEY)
@@ -63,8 +64,10 @@ def test_signed_put_streams_to_disk_and_get_reads_back(client: TestClient, store
     assert not [p for p in _files(store.root) if p.name.startswith(".tmp-")]
 
 
-@pytest.mark.parametrize("case", ["tampered", "expired", "unsigned", "other_key", "wrong_type", "no_type",
-                                  "get_url_for_put", "longer_expiry"])
+@pytest.mark.parametrize(
+    "case",
+    ["tampered", "expired", "unsigned", "other_key", "wrong_type", "no_type", "get_url_for_put", "longer_expiry"],
+)
 def test_refused_puts_write_nothing(client: TestClient, store: LocalBlobStore, case: str) -> None:
     url = store.presigned_put_url(KEY, "text/plain", 60)
     content_type: str | None = "text/plain"
@@ -114,7 +117,10 @@ def test_body_over_the_upload_limit_is_refused(client: TestClient, store: LocalB
 
 def test_keys_escaping_the_store_are_refused_even_when_signed(client: TestClient, store: LocalBlobStore) -> None:
     signature = store.sign("PUT", "../outside.txt", "text/plain", 2_000_000_000)
-    response = client.put(f"/v1/blobs/..%2Foutside.txt?expires=2000000000&signature={signature}",
-                          content=b"x", headers={"Content-Type": "text/plain"})
+    response = client.put(
+        f"/v1/blobs/..%2Foutside.txt?expires=2000000000&signature={signature}",
+        content=b"x",
+        headers={"Content-Type": "text/plain"},
+    )
     assert_error(response, 400, "BadRequestError")  # even a valid signature cannot name such a key
     assert not (store.root.parent / "outside.txt").exists()

@@ -28,8 +28,13 @@ def _download(client: TestClient, url: str) -> bytes:
 
 def test_put_then_confirm_creates_one_draft_object(client: TestClient, bucket: dict[str, Any]) -> None:
     data = b"the quick brown fox\n" * 50
-    upload, confirmed = upload_and_confirm(client, data, object_metadata={"title": "Fox", "views": 3},
-                                           metadata={"source": "test"}, file_size_bytes=len(data))
+    upload, confirmed = upload_and_confirm(
+        client,
+        data,
+        object_metadata={"title": "Fox", "views": 3},
+        metadata={"source": "test"},
+        file_size_bytes=len(data),
+    )
     assert upload["status"] == "PENDING" and upload["upload_id"].startswith("upl_")
     assert upload["s3_key"].endswith(f"/api_buckets_uploads_create/{upload['upload_id']}/note.txt")
     assert confirmed["status"] == "COMPLETED" and confirmed["etag"] == md5(data)
@@ -41,8 +46,12 @@ def test_put_then_confirm_creates_one_draft_object(client: TestClient, bucket: d
     [blob] = obj["blobs"]
     assert (blob["property"], blob["type"]) == ("content", "text")
     assert blob["properties"]["url"].endswith(upload["s3_key"])
-    assert blob["details"] == {"filename": "note.txt", "size_bytes": len(data), "mime_type": "text/plain",
-                               "hash": sha256(data)}
+    assert blob["details"] == {
+        "filename": "note.txt",
+        "size_bytes": len(data),
+        "mime_type": "text/plain",
+        "hash": sha256(data),
+    }
 
     again = client.post(f"{BASE}/{upload['upload_id']}/confirm", json={})
     assert again.status_code == 200 and again.json()["object_id"] == confirmed["object_id"]
@@ -55,8 +64,9 @@ def test_put_then_confirm_creates_one_draft_object(client: TestClient, bucket: d
     assert client.get(f"{BASE}/{upload['upload_id']}").json()["presigned_url"] is None
 
 
-def test_wrong_claims_are_refused_and_the_upload_stays_confirmable(client: TestClient, bucket: dict[str, Any],
-                                                                  runtime: Runtime) -> None:
+def test_wrong_claims_are_refused_and_the_upload_stays_confirmable(
+    client: TestClient, bucket: dict[str, Any], runtime: Runtime
+) -> None:
     data = b"0123456789" * 10
     upload = create(client, file_size_bytes=len(data), file_hash=sha256(data))
     url = f"{BASE}/{upload['upload_id']}/confirm"
@@ -84,16 +94,28 @@ def test_wrong_claims_are_refused_and_the_upload_stays_confirmable(client: TestC
 
 
 def test_batch_create_then_batch_confirm_reports_each_item(client: TestClient, bucket: dict[str, Any]) -> None:
-    created = client.post(f"{BASE}/batch", json={
-        "uploads": [{"filename": f"f{i}.txt", "content_type": "text/plain", "blob_property": "content",
-                     "metadata": {"i": i}, "object_metadata": {"views": i}} for i in range(3)],
-        "shared_metadata": {"batch": "b1", "i": -1},
-        "shared_object_metadata": {"title": "shared"},
-    })
+    created = client.post(
+        f"{BASE}/batch",
+        json={
+            "uploads": [
+                {
+                    "filename": f"f{i}.txt",
+                    "content_type": "text/plain",
+                    "blob_property": "content",
+                    "metadata": {"i": i},
+                    "object_metadata": {"views": i},
+                }
+                for i in range(3)
+            ],
+            "shared_metadata": {"batch": "b1", "i": -1},
+            "shared_object_metadata": {"title": "shared"},
+        },
+    )
     assert created.status_code == 200, created.text
     body = created.json()
     assert body["total"] == 3 and [u["metadata"] for u in body["uploads"]] == [
-        {"batch": "b1", "i": i} for i in range(3)]
+        {"batch": "b1", "i": i} for i in range(3)
+    ]
     confirmations = []
     for i, upload in enumerate(body["uploads"]):
         stored = put(client, upload["presigned_url"], f"file {i}".encode(), "text/plain")
@@ -142,14 +164,26 @@ def test_duplicate_hash_returns_the_original_upload(client: TestClient, bucket: 
 
 def test_uploads_without_object_back_a_multi_blob_object(client: TestClient, bucket: dict[str, Any]) -> None:
     _, text = upload_and_confirm(client, b"caption text", create_object_on_confirm=False)
-    _, photo = upload_and_confirm(client, b"\x89PNG fake image", filename="cat.png", content_type="image/png",
-                                  blob_property="photo", create_object_on_confirm=False)
+    _, photo = upload_and_confirm(
+        client,
+        b"\x89PNG fake image",
+        filename="cat.png",
+        content_type="image/png",
+        blob_property="photo",
+        create_object_on_confirm=False,
+    )
     assert text["object_id"] is None and photo["object_id"] is None and _objects(client) == []
 
-    response = client.post("/v1/buckets/files/objects", json={
-        "blobs": [{"property": "content", "type": "text", "upload_id": text["upload_id"]},
-                  {"property": "photo", "type": "IMAGE", "upload_id": photo["upload_id"]}],
-        "metadata": {"title": "two blobs"}})
+    response = client.post(
+        "/v1/buckets/files/objects",
+        json={
+            "blobs": [
+                {"property": "content", "type": "text", "upload_id": text["upload_id"]},
+                {"property": "photo", "type": "IMAGE", "upload_id": photo["upload_id"]},
+            ],
+            "metadata": {"title": "two blobs"},
+        },
+    )
     assert response.status_code == 200, response.text
     obj = response.json()
     by_property = {b["property"]: b for b in obj["blobs"]}
@@ -158,12 +192,16 @@ def test_uploads_without_object_back_a_multi_blob_object(client: TestClient, buc
     assert by_property["content"]["details"]["size_bytes"] == len(b"caption text")
     assert client.get(f"{BASE}/{text['upload_id']}").json()["object_id"] == obj["object_id"]
 
-    reused = client.post("/v1/buckets/files/objects", json={
-        "blobs": [{"property": "content", "type": "text", "upload_id": text["upload_id"]}]})
+    reused = client.post(
+        "/v1/buckets/files/objects",
+        json={"blobs": [{"property": "content", "type": "text", "upload_id": text["upload_id"]}]},
+    )
     assert_error(reused, 409, "ConflictError")
     pending = create(client, filename="later.txt", create_object_on_confirm=False)
-    not_yet = client.post("/v1/buckets/files/objects", json={
-        "blobs": [{"property": "content", "type": "text", "upload_id": pending["upload_id"]}]})
+    not_yet = client.post(
+        "/v1/buckets/files/objects",
+        json={"blobs": [{"property": "content", "type": "text", "upload_id": pending["upload_id"]}]},
+    )
     assert "PENDING" in assert_error(not_yet, 400)["error"]["message"]
     assert len(_objects(client)) == 1
 
@@ -171,8 +209,9 @@ def test_uploads_without_object_back_a_multi_blob_object(client: TestClient, buc
 def test_multipart_parts_in_any_order_then_confirm(client: TestClient, bucket: dict[str, Any]) -> None:
     part_size = 5 * 1024 * 1024
     data = bytes(range(256)) * (part_size // 256) + b"tail-bytes"
-    upload = create(client, filename="movie.mp4", content_type="video/mp4", blob_property="clip",
-                    file_size_bytes=len(data))
+    upload = create(
+        client, filename="movie.mp4", content_type="video/mp4", blob_property="clip", file_size_bytes=len(data)
+    )
     opened = client.post(f"{BASE}/{upload['upload_id']}/multipart", json={"part_size_bytes": part_size})
     assert opened.status_code == 200, opened.text
     plan = opened.json()
@@ -193,8 +232,10 @@ def test_multipart_parts_in_any_order_then_confirm(client: TestClient, bucket: d
     status = client.get(f"{BASE}/{upload['upload_id']}/multipart").json()
     assert all(p["uploaded"] and p["presigned_url"] is None for p in status["parts"])
 
-    confirmed = client.post(f"{BASE}/{upload['upload_id']}/confirm", json={
-        "file_size_bytes": len(data), "parts": [{"part_number": 1, "etag": first.headers["ETag"]}]})
+    confirmed = client.post(
+        f"{BASE}/{upload['upload_id']}/confirm",
+        json={"file_size_bytes": len(data), "parts": [{"part_number": 1, "etag": first.headers["ETag"]}]},
+    )
     assert confirmed.status_code == 200, confirmed.text
     answer = confirmed.json()
     assert answer["status"] == "COMPLETED" and answer["etag"].endswith("-2")
@@ -211,8 +252,11 @@ def test_async_confirm_runs_as_a_task(client: TestClient, bucket: dict[str, Any]
     data = b"background please"
     upload = create(client)
     put(client, upload["presigned_url"], data, "text/plain")
-    queued = client.post(f"{BASE}/{upload['upload_id']}/confirm", params={"async": "true"},
-                         json={"file_size_bytes": len(data), "auto_submit_batch": False})
+    queued = client.post(
+        f"{BASE}/{upload['upload_id']}/confirm",
+        params={"async": "true"},
+        json={"file_size_bytes": len(data), "auto_submit_batch": False},
+    )
     assert queued.status_code == 200, queued.text
     assert queued.json()["status"] == "PROCESSING" and queued.json()["task_id"]
     task = wait_task(client, queued.json()["task_id"])
@@ -239,8 +283,7 @@ def test_delete_cancels_and_removes_bytes(client: TestClient, bucket: dict[str, 
     assert_error(client.get(f"{BASE}/upl_doesnotexist00"), 404, "NotFoundError")
 
 
-def test_deleting_the_bucket_removes_upload_bytes(client: TestClient, bucket: dict[str, Any],
-                                                  runtime: Runtime) -> None:
+def test_deleting_the_bucket_removes_upload_bytes(client: TestClient, bucket: dict[str, Any], runtime: Runtime) -> None:
     confirmed_upload, _ = upload_and_confirm(client, b"kept by an object")
     pending = create(client, filename="pending.txt")
     put(client, pending["presigned_url"], b"never confirmed", "text/plain")

@@ -51,12 +51,18 @@ def test_a_job_runs_once_and_finishes_with_its_outcome(db: Database, tmp_path: P
         task = session.get(Task, task_id)
         assert task is not None
         assert (task.status, task.outputs, task.lease_owner, task.lease_expires_at) == (
-            Status.COMPLETED, [{"deleted": 1}], None, None)
+            Status.COMPLETED,
+            [{"deleted": 1}],
+            None,
+            None,
+        )
         assert task.additional_data["note"] == "done"
-        moves = session.execute(select(StatusEvent.from_status, StatusEvent.to_status)
-                                .where(StatusEvent.entity_id == task_id).order_by(StatusEvent.event_id)).all()
-        assert [tuple(m) for m in moves] == [(None, "PENDING"), ("PENDING", "PROCESSING"),
-                                             ("PROCESSING", "COMPLETED")]
+        moves = session.execute(
+            select(StatusEvent.from_status, StatusEvent.to_status)
+            .where(StatusEvent.entity_id == task_id)
+            .order_by(StatusEvent.event_id)
+        ).all()
+        assert [tuple(m) for m in moves] == [(None, "PENDING"), ("PENDING", "PROCESSING"), ("PROCESSING", "COMPLETED")]
 
 
 def test_only_the_types_in_its_table_are_claimed(db: Database, tmp_path: Path) -> None:

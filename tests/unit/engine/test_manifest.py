@@ -27,10 +27,18 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
 
 def test_round_trip_in_chunks(blobs: BlobStore) -> None:
     key = manifest_key("ns_1", "btch_1", 0)
-    rows = (ManifestRow(row_id=f"obj_{i}", root_object_id=f"obj_{i}", root_bucket_id="bkt_1",
-                        source_type="bucket", source_object_id=f"obj_{i}", payload={"metadata": {"n": i}},
-                        lineage_chain=[{"collection_id": "col_1"}] if i % 2 else [])
-            for i in range(2_500))
+    rows = (
+        ManifestRow(
+            row_id=f"obj_{i}",
+            root_object_id=f"obj_{i}",
+            root_bucket_id="bkt_1",
+            source_type="bucket",
+            source_object_id=f"obj_{i}",
+            payload={"metadata": {"n": i}},
+            lineage_chain=[{"collection_id": "col_1"}] if i % 2 else [],
+        )
+        for i in range(2_500)
+    )
     assert write_manifest(blobs, key, rows, chunk_rows=1_000) == 2_500
     assert count_rows(blobs, key) == 2_500
     chunks = list(read_manifest(blobs, key, chunk_rows=1_000))

@@ -62,8 +62,9 @@ def test_claim_takes_the_current_tier_under_a_lease(db: Database) -> None:
         assert (batch.status, batch.current_tier) == (Status.IN_PROGRESS, 0)
         tier_task = session.get(Task, tier.task_id)
         assert tier_task is not None and tier_task.status is Status.IN_PROGRESS
-        reasons = session.scalars(select(StatusEvent.reason).where(StatusEvent.entity_id == tier.tier_key)
-                                  .order_by(StatusEvent.event_id)).all()
+        reasons = session.scalars(
+            select(StatusEvent.reason).where(StatusEvent.entity_id == tier.tier_key).order_by(StatusEvent.event_id)
+        ).all()
         assert reasons == ["test", "claimed by host-a:1"]
 
 
@@ -85,10 +86,15 @@ def test_an_expired_lease_is_taken_over_with_one_more_attempt(db: Database) -> N
     with db.read_session() as session:
         tier = session.get(BatchTier, (batch_id, 0))
         assert tier is not None and (tier.lease_owner, tier.attempts) == ("host-b:2", 2)
-        moves = session.execute(select(StatusEvent.from_status, StatusEvent.to_status, StatusEvent.reason)
-                                .where(StatusEvent.entity_id == tier.tier_key).order_by(StatusEvent.event_id)).all()
-        assert [tuple(m) for m in moves[-2:]] == [("IN_PROGRESS", "PENDING", "lease of host-a:1 expired"),
-                                                   ("PENDING", "IN_PROGRESS", "claimed by host-b:2")]
+        moves = session.execute(
+            select(StatusEvent.from_status, StatusEvent.to_status, StatusEvent.reason)
+            .where(StatusEvent.entity_id == tier.tier_key)
+            .order_by(StatusEvent.event_id)
+        ).all()
+        assert [tuple(m) for m in moves[-2:]] == [
+            ("IN_PROGRESS", "PENDING", "lease of host-a:1 expired"),
+            ("PENDING", "IN_PROGRESS", "claimed by host-b:2"),
+        ]
 
 
 def test_only_the_owner_renews_a_lease(db: Database) -> None:
@@ -127,8 +133,9 @@ def test_the_next_tier_becomes_runnable_when_one_finishes(db: Database) -> None:
     scheduler = _scheduler(db)
     assert scheduler.run_pending() == 2
     with db.read_session() as session:
-        tiers = session.scalars(select(BatchTier).where(BatchTier.batch_id == batch_id)
-                                .order_by(BatchTier.tier_num)).all()
+        tiers = session.scalars(
+            select(BatchTier).where(BatchTier.batch_id == batch_id).order_by(BatchTier.tier_num)
+        ).all()
         assert [t.status for t in tiers] == [Status.COMPLETED, Status.COMPLETED]
         assert tiers[1].parent_task_id == tiers[0].task_id
         batch = session.get(Batch, batch_id)

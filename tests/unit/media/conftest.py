@@ -62,4 +62,3 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def context(tmp_path: Path) -> ExtractContext:
     return ExtractContext(work_dir=tmp_path / "work")
-

@@ -16,8 +16,9 @@ from tests.unit.media.conftest import Media
 @pytest.fixture(scope="module")
 def report(media: Media, tmp_path_factory: pytest.TempPathFactory) -> RowResult:
     context = ExtractContext(work_dir=tmp_path_factory.mktemp("pdf-work"))
-    [result] = DOCUMENT_GRAPH_EXTRACTOR.extract([ExtractorInput("r", {"pdf": media.pdf})], DocumentGraphParams(),
-                                                context)
+    [result] = DOCUMENT_GRAPH_EXTRACTOR.extract(
+        [ExtractorInput("r", {"pdf": media.pdf})], DocumentGraphParams(), context
+    )
     assert result.error is None, result.error and result.error.message
     return result
 
@@ -33,8 +34,11 @@ def test_text_page_becomes_header_paragraphs_table_and_figure(report: RowResult)
     assert blocks[1]["text"].startswith("The northern lighthouse was inspected")
     assert blocks[1]["text"].endswith("visible for twenty miles.")
     assert blocks[2]["text"].startswith("Funding for the southern station")
-    assert blocks[3]["text"].splitlines() == ["Station\tKeeper\tVisits", "North Point\tMorgan\t12",
-                                              "South Cape\tAlvarez\t7"]
+    assert blocks[3]["text"].splitlines() == [
+        "Station\tKeeper\tVisits",
+        "North Point\tMorgan\t12",
+        "South Cape\tAlvarez\t7",
+    ]
     assert "Keeper visits per year" in blocks[4]["text"]  # text inside the picture, by OCR
     assert [b["block_index"] for b in blocks] == [0, 1, 2, 3, 4]
     assert all(b["text_source"] == "text_layer" for b in blocks[:4])
@@ -67,13 +71,16 @@ def test_every_block_has_a_page_image_a_crop_and_an_embedding(report: RowResult)
         with Image.open(blobs["segment_thumbnail_url"]) as crop:
             assert crop.width < 612
         assert len(document.vectors["text_embedding"]) == 384
-        assert document.position == {"page_number": document.fields["page_number"],
-                                     "block_index": document.fields["block_index"]}
+        assert document.position == {
+            "page_number": document.fields["page_number"],
+            "block_index": document.fields["block_index"],
+        }
 
 
 def test_short_prose_is_dropped_but_headers_are_kept(media: Media, context: ExtractContext) -> None:
-    params = DocumentGraphParams(min_text_length=200, run_ocr=False, generate_thumbnails=False,
-                                 store_page_images=False, run_text_embedding=False)
+    params = DocumentGraphParams(
+        min_text_length=200, run_ocr=False, generate_thumbnails=False, store_page_images=False, run_text_embedding=False
+    )
     [result] = DOCUMENT_GRAPH_EXTRACTOR.extract([ExtractorInput("r", {"pdf": media.pdf})], params, context)
     kinds = [d.fields["object_type"] for d in result.documents]
     assert kinds == ["header", "table", "figure"]  # without OCR, the scanned page yields nothing

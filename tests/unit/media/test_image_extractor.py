@@ -69,7 +69,8 @@ def test_ocr_reads_the_words_and_the_text_embedding_finds_them(documents: dict[s
     assert documents["cake"].fields["ocr_text"] == "Chocolate cake recipe"
     query = embed_texts(["how to bake a dessert"])[0]
     assert cosine(documents["cake"].vectors["text_embedding"], query) > cosine(
-        documents["sign"].vectors["text_embedding"], query)
+        documents["sign"].vectors["text_embedding"], query
+    )
     assert "text_embedding" not in documents["stripes"].vectors  # no text, no text vector
     assert len(documents["cake"].vectors["text_embedding"]) == 384
 
@@ -77,14 +78,16 @@ def test_ocr_reads_the_words_and_the_text_embedding_finds_them(documents: dict[s
 def test_near_duplicates_by_hash_and_look_alikes_by_descriptor(documents: dict[str, ExtractedDocument]) -> None:
     def distance(a: str, b: str) -> int:
         return imagehash.hex_to_hash(documents[a].fields["perceptual_hash"]) - imagehash.hex_to_hash(
-            documents[b].fields["perceptual_hash"])
+            documents[b].fields["perceptual_hash"]
+        )
 
     assert distance("cake", "cake-copy") <= 6
     assert distance("cake", "stripes") > 20
     cake = documents["cake"].vectors["visual_descriptor"]
     assert len(cake) == 128
     assert cosine(cake, documents["cake-copy"].vectors["visual_descriptor"]) > cosine(
-        cake, documents["stripes"].vectors["visual_descriptor"])
+        cake, documents["stripes"].vectors["visual_descriptor"]
+    )
 
 
 def test_broken_images_fail_their_rows_only(media: Media, images: dict[str, Path], context: ExtractContext) -> None:

@@ -65,10 +65,14 @@ def run(x: float, top: float, text: str, size: float = 11.0, width: float | None
 def test_layout_rules_header_paragraph_list_and_table() -> None:
     runs = [
         run(72, 60, "Results", size=18),
-        run(72, 100, "First line of the paragraph."), run(72, 113.5, "Second line of the paragraph."),
-        run(72, 160, "• apples"), run(72, 173.5, "• pears"),
-        run(72, 220, "Name"), run(250, 220, "Count"),
-        run(72, 236, "Oak"), run(250, 236, "3"),
+        run(72, 100, "First line of the paragraph."),
+        run(72, 113.5, "Second line of the paragraph."),
+        run(72, 160, "• apples"),
+        run(72, 173.5, "• pears"),
+        run(72, 220, "Name"),
+        run(250, 220, "Count"),
+        run(72, 236, "Oak"),
+        run(250, 236, "3"),
     ]
     blocks = layout_blocks(runs, vertical_threshold=15, horizontal_threshold=50)
     assert [(b.kind, b.text) for b in blocks] == [

@@ -14,8 +14,7 @@ from tests import media_factory as mf
 from tests.unit.media.conftest import Media
 
 
-def run(extractor: MultimodalExtractor, context: ExtractContext, params: MultimodalParams,
-        **inputs: Path) -> RowResult:
+def run(extractor: MultimodalExtractor, context: ExtractContext, params: MultimodalParams, **inputs: Path) -> RowResult:
     key, path = next(iter(inputs.items()))
     [result] = extractor.extract([ExtractorInput("row-1", {key: path})], params, context)
     assert result.error is None, result.error and result.error.message
@@ -35,8 +34,9 @@ def extractor(models_dir: Path) -> MultimodalExtractor:
 @pytest.fixture(scope="module")
 def full_run(extractor: MultimodalExtractor, media: Media, tmp_path_factory: pytest.TempPathFactory) -> RowResult:
     """Scene split with everything on: the one Whisper run of this module."""
-    params = MultimodalParams(split_method="scene", run_transcription=True, run_transcription_embedding=True,
-                              run_ocr=True)
+    params = MultimodalParams(
+        split_method="scene", run_transcription=True, run_transcription_embedding=True, run_ocr=True
+    )
     context = ExtractContext(work_dir=tmp_path_factory.mktemp("full-run"))
     return run(extractor, context, params, video=media.video)
 
@@ -91,11 +91,13 @@ def test_text_vectors_are_real_unit_minilm_embeddings(full_run: RowResult) -> No
     assert float(descriptors[0] @ descriptors[3]) < 0.99  # different shots look different
 
 
-def test_keyframe_mode_moves_cuts_to_keyframes_and_says_so(extractor: MultimodalExtractor, media: Media,
-                                                           context: ExtractContext) -> None:
+def test_keyframe_mode_moves_cuts_to_keyframes_and_says_so(
+    extractor: MultimodalExtractor, media: Media, context: ExtractContext
+) -> None:
     # Keyframes every 2 s; cuts asked at 3 s and 6 s land on 4 s and 6 s.
-    params = MultimodalParams(split_method="time", time_split_interval=3.0, segment_mode="keyframe",
-                              run_visual_descriptor=False)
+    params = MultimodalParams(
+        split_method="time", time_split_interval=3.0, segment_mode="keyframe", run_visual_descriptor=False
+    )
     result = run(extractor, context, params, video=media.video)
     times = [(d.fields["start_time"], d.fields["end_time"]) for d in result.documents]
     assert times == [(0.0, 4.0), (4.0, 6.0), (6.0, 8.0)]
@@ -104,8 +106,7 @@ def test_keyframe_mode_moves_cuts_to_keyframes_and_says_so(extractor: Multimodal
     assert stream_seconds(segment.path) == pytest.approx(2.0, abs=0.1)
 
 
-def test_silence_split_on_an_audio_file(extractor: MultimodalExtractor, media: Media,
-                                        context: ExtractContext) -> None:
+def test_silence_split_on_an_audio_file(extractor: MultimodalExtractor, media: Media, context: ExtractContext) -> None:
     params = MultimodalParams(split_method="silence", silence_db_threshold=-40, min_silence_duration=0.5)
     result = run(extractor, context, params, audio=media.audio)
     assert len(result.documents) == 2
@@ -121,7 +122,8 @@ def test_silence_split_on_an_audio_file(extractor: MultimodalExtractor, media: M
 
 
 def test_a_video_without_audio_still_splits_and_transcribes_to_nothing(
-        extractor: MultimodalExtractor, media: Media, context: ExtractContext) -> None:
+    extractor: MultimodalExtractor, media: Media, context: ExtractContext
+) -> None:
     params = MultimodalParams(split_method="scene", run_transcription=True, run_transcription_embedding=True)
     result = run(extractor, context, params, video=media.silent_video)
     assert len(result.documents) == 4
@@ -129,8 +131,9 @@ def test_a_video_without_audio_still_splits_and_transcribes_to_nothing(
     assert all("transcription_embedding" not in d.vectors for d in result.documents)
 
 
-def test_broken_media_fail_their_rows_with_clear_categories(extractor: MultimodalExtractor, media: Media,
-                                                           context: ExtractContext) -> None:
+def test_broken_media_fail_their_rows_with_clear_categories(
+    extractor: MultimodalExtractor, media: Media, context: ExtractContext
+) -> None:
     rows = [
         ExtractorInput("empty", {"video": media.empty}),
         ExtractorInput("good", {"video": media.video}),
@@ -159,8 +162,9 @@ def test_broken_media_fail_their_rows_with_clear_categories(extractor: Multimoda
     assert "missing" in messages["missing"]
 
 
-def test_only_the_files_documents_reference_are_left(extractor: MultimodalExtractor, media: Media,
-                                                     context: ExtractContext) -> None:
+def test_only_the_files_documents_reference_are_left(
+    extractor: MultimodalExtractor, media: Media, context: ExtractContext
+) -> None:
     rows = [ExtractorInput("good", {"video": media.video}), ExtractorInput("bad", {"video": media.cut_short})]
     results = extractor.extract(rows, MultimodalParams(split_method="scene", run_ocr=True), context)
     referenced = {b.path.resolve() for r in results for d in r.documents for b in d.blobs}
@@ -168,8 +172,9 @@ def test_only_the_files_documents_reference_are_left(extractor: MultimodalExtrac
     assert mf.files_under(context.work_dir) == referenced
 
 
-def test_a_stop_request_fails_the_remaining_rows_as_retryable(extractor: MultimodalExtractor, media: Media,
-                                                              tmp_path: Path) -> None:
+def test_a_stop_request_fails_the_remaining_rows_as_retryable(
+    extractor: MultimodalExtractor, media: Media, tmp_path: Path
+) -> None:
     context = ExtractContext(work_dir=tmp_path, should_stop=lambda: True)
     [result] = extractor.extract([ExtractorInput("r", {"video": media.video})], MultimodalParams(), context)
     assert result.error is not None and result.error.category.transient
@@ -188,17 +193,18 @@ def test_declared_vectors_have_the_true_dimensions(extractor: MultimodalExtracto
 
 
 def test_an_audio_file_is_transcribed_with_its_language_detected(
-        extractor: MultimodalExtractor, media: Media, context: ExtractContext) -> None:
-    params = MultimodalParams(split_method="time", time_split_interval=4.0, run_transcription=True,
-                              transcription_language="auto")
+    extractor: MultimodalExtractor, media: Media, context: ExtractContext
+) -> None:
+    params = MultimodalParams(
+        split_method="time", time_split_interval=4.0, run_transcription=True, transcription_language="auto"
+    )
     result = run(extractor, context, params, audio=media.audio)
     assert [(d.fields["start_time"], d.fields["end_time"]) for d in result.documents] == [(0.0, 4.0), (4.0, 8.0)]
     assert {d.fields["transcription_language"] for d in result.documents} == {"en"}
     assert "fox" in " ".join(d.fields["transcription"].lower() for d in result.documents)
 
 
-def test_keyframes_without_segment_files(extractor: MultimodalExtractor, media: Media,
-                                         context: ExtractContext) -> None:
+def test_keyframes_without_segment_files(extractor: MultimodalExtractor, media: Media, context: ExtractContext) -> None:
     params = MultimodalParams(split_method="time", time_split_interval=4.0, store_segments=False)
     result = run(extractor, context, params, video=media.video)
     assert [[b.field for b in d.blobs] for d in result.documents] == [["thumbnail_url"], ["thumbnail_url"]]

@@ -18,8 +18,17 @@ from sklearn.mixture import GaussianMixture
 
 from strataflow.engine.clusters.vectors import VectorSource
 
-_IGNORED = {"prediction_data", "match_reference_implementation", "verbose", "copy_x", "mini_batch",
-            "min_clusters", "max_clusters", "memory", "connectivity"}
+_IGNORED = {
+    "prediction_data",
+    "match_reference_implementation",
+    "verbose",
+    "copy_x",
+    "mini_batch",
+    "min_clusters",
+    "max_clusters",
+    "memory",
+    "connectivity",
+}
 
 
 def _kwargs(params: dict[str, Any]) -> dict[str, Any]:
@@ -60,8 +69,9 @@ def fit_labels(algorithm: str, matrix: np.ndarray, params: dict[str, Any], seed:
     elif algorithm == "mean_shift":
         quantile = args.pop("bandwidth_quantile", 0.1)  # 0.3 (scikit-learn's) merges groups of a quarter of the points
         if args.get("bandwidth") is None:
-            args["bandwidth"] = skc.estimate_bandwidth(matrix, quantile=quantile, n_samples=min(len(matrix), 2000),
-                                                       random_state=seed)
+            args["bandwidth"] = skc.estimate_bandwidth(
+                matrix, quantile=quantile, n_samples=min(len(matrix), 2000), random_state=seed
+            )
         model = skc.MeanShift(**args)
     elif algorithm == "gaussian_mixture":
         args.setdefault("random_state", seed)
@@ -101,21 +111,27 @@ def choose_k(sample: np.ndarray, low: int, high: int, seed: int) -> tuple[int, d
         labels = skc.KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(sample)
         if len(np.unique(labels)) < 2:
             continue
-        scores[str(k)] = float(silhouette_score(sample, labels, sample_size=min(len(sample), 5000),
-                                                random_state=seed))
+        scores[str(k)] = float(silhouette_score(sample, labels, sample_size=min(len(sample), 5000), random_state=seed))
     if not scores:
         return low, scores
     return int(max(scores, key=lambda key: scores[key])), scores
 
 
-def streamed_kmeans(source: VectorSource, params: dict[str, Any], init_sample: np.ndarray, seed: int,
-                    epochs: int, keep_alive: Callable[[], None]) -> skc.MiniBatchKMeans:
+def streamed_kmeans(
+    source: VectorSource,
+    params: dict[str, Any],
+    init_sample: np.ndarray,
+    seed: int,
+    epochs: int,
+    keep_alive: Callable[[], None],
+) -> skc.MiniBatchKMeans:
     """Mini-batch k-means over the source's chunks: k-means++ seeded from a sample, then `epochs`
     passes of partial_fit. Memory: one chunk plus the centres."""
     k = int(params.get("n_clusters", 8))
     seeds = skc.KMeans(n_clusters=k, n_init=1, random_state=seed, max_iter=50).fit(init_sample).cluster_centers_
-    model = skc.MiniBatchKMeans(n_clusters=k, init=seeds, n_init=1, random_state=seed,
-                                batch_size=int(params.get("batch_size", 4096)))
+    model = skc.MiniBatchKMeans(
+        n_clusters=k, init=seeds, n_init=1, random_state=seed, batch_size=int(params.get("batch_size", 4096))
+    )
     for _ in range(max(1, epochs)):
         for chunk in source.chunks(int(params.get("batch_size", 8192))):
             model.partial_fit(chunk.vectors)

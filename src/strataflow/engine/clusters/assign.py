@@ -69,12 +69,21 @@ class Assigner:
             if stats.members == 0:
                 continue
             closest = sorted(stats.closest, reverse=True)
-            coords = self.projection.transform(self.centers[index:index + 1])[0].tolist() \
-                if self.projection is not None else None
-            out.append({"cluster_id": f"cl_{index}", "index": index, "num_members": stats.members,
-                        "mean_cosine_similarity": stats.cosine_sum / stats.members,
-                        "min_cosine_similarity": stats.cosine_min,
-                        "centroid": self.centers[index].tolist() if include_centroids else None,
-                        "coordinates": coords,
-                        "representatives": [[doc, col] for _, doc, col in closest]})
+            coords = (
+                self.projection.transform(self.centers[index : index + 1])[0].tolist()
+                if self.projection is not None
+                else None
+            )
+            out.append(
+                {
+                    "cluster_id": f"cl_{index}",
+                    "index": index,
+                    "num_members": stats.members,
+                    "mean_cosine_similarity": stats.cosine_sum / stats.members,
+                    "min_cosine_similarity": stats.cosine_min,
+                    "centroid": self.centers[index].tolist() if include_centroids else None,
+                    "coordinates": coords,
+                    "representatives": [[doc, col] for _, doc, col in closest],
+                }
+            )
         return out

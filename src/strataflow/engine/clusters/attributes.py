@@ -32,8 +32,14 @@ def _value(payload: dict[str, Any], path: str) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-def run(index: DocumentIndex, blobs: BlobStore, collections: list[Collection], settings: dict[str, Any], key: str,
-        keep_alive: Callable[[], None]) -> dict[str, Any]:
+def run(
+    index: DocumentIndex,
+    blobs: BlobStore,
+    collections: list[Collection],
+    settings: dict[str, Any],
+    key: str,
+    keep_alive: Callable[[], None],
+) -> dict[str, Any]:
     started = time.monotonic()
     attributes = list(settings["attributes"])
     limit = settings.get("sample_size")
@@ -43,8 +49,9 @@ def run(index: DocumentIndex, blobs: BlobStore, collections: list[Collection], s
     for collection in collections:
         where = source_where(collection, [], settings.get("filters"))
         for batch in index.scan(collection.collection_id, ["document_id", "payload"], where):
-            for doc, payload in zip(batch.column("document_id").to_pylist(), batch.column("payload").to_pylist(),
-                                    strict=True):
+            for doc, payload in zip(
+                batch.column("document_id").to_pylist(), batch.column("payload").to_pylist(), strict=True
+            ):
                 data = json.loads(payload) if payload else {}
                 ids.append(doc)
                 cols.append(collection.collection_id)
@@ -68,13 +75,35 @@ def run(index: DocumentIndex, blobs: BlobStore, collections: list[Collection], s
     finally:
         writer.close()
     sizes = np.bincount(labels, minlength=len(order))
-    groups = [{"cluster_id": f"cl_{i}", "index": i, "num_members": int(sizes[i]),
-               "keywords": [v for v in combo if v != MISSING],
-               "label": " / ".join(f"{a}={v}" for a, v in zip(attributes, combo, strict=True)),
-               "attributes": dict(zip(attributes, combo, strict=True)), "centroid": None,
-               "representatives": []} for i, combo in enumerate(order)]
-    metrics = {"num_clusters": len(groups), "noise_points": 0, "noise_ratio": 0.0,
-               "avg_cluster_size": float(sizes.mean()), "silhouette_score": None, "davies_bouldin_index": None,
-               "calinski_harabasz_score": None, "degenerate_detail": "attribute groups have no vector space"}
-    return {"num_clusters": len(groups), "num_points": len(ids), "groups": groups, "metrics": metrics,
-            "artifact_key": key, "timings": {"total_compute_s": time.monotonic() - started}, "streamed": False}
+    groups = [
+        {
+            "cluster_id": f"cl_{i}",
+            "index": i,
+            "num_members": int(sizes[i]),
+            "keywords": [v for v in combo if v != MISSING],
+            "label": " / ".join(f"{a}={v}" for a, v in zip(attributes, combo, strict=True)),
+            "attributes": dict(zip(attributes, combo, strict=True)),
+            "centroid": None,
+            "representatives": [],
+        }
+        for i, combo in enumerate(order)
+    ]
+    metrics = {
+        "num_clusters": len(groups),
+        "noise_points": 0,
+        "noise_ratio": 0.0,
+        "avg_cluster_size": float(sizes.mean()),
+        "silhouette_score": None,
+        "davies_bouldin_index": None,
+        "calinski_harabasz_score": None,
+        "degenerate_detail": "attribute groups have no vector space",
+    }
+    return {
+        "num_clusters": len(groups),
+        "num_points": len(ids),
+        "groups": groups,
+        "metrics": metrics,
+        "artifact_key": key,
+        "timings": {"total_compute_s": time.monotonic() - started},
+        "streamed": False,
+    }

@@ -34,22 +34,34 @@ class EnrichmentSpec:
 
 
 def _values(spec: EnrichmentSpec, group: str, distance: float | None) -> dict[str, Any]:
-    source = {"cluster_id": group, "cluster_label": spec.labels.get(group, "Noise" if group == NOISE else group),
-              "distance_to_centroid": distance, "run_id": spec.run_id, "keywords": spec.keywords.get(group, [])}
+    source = {
+        "cluster_id": group,
+        "cluster_label": spec.labels.get(group, "Noise" if group == NOISE else group),
+        "distance_to_centroid": distance,
+        "run_id": spec.run_id,
+        "keywords": spec.keywords.get(group, []),
+    }
     return {m["target_field"]: source[m["source_field"]] for m in spec.mappings}
 
 
-def apply(index: DocumentIndex, blobs: BlobStore, spec: EnrichmentSpec, previous: EnrichmentSpec | None,
-          keep_alive: Callable[[], None]) -> int:
+def apply(
+    index: DocumentIndex,
+    blobs: BlobStore,
+    spec: EnrichmentSpec,
+    previous: EnrichmentSpec | None,
+    keep_alive: Callable[[], None],
+) -> int:
     """Enrich with `spec`, then clear `previous`'s fields from documents `spec` did not cover."""
     written: dict[str, set[str]] = defaultdict(set)
     pending: dict[str, list[tuple[str, str, float | None]]] = defaultdict(list)
     count = 0
-    for batch in read_batches(blobs, spec.artifact_key, ["document_id", "collection_id", "cluster_id",
-                                                         "distance_to_centroid"]):
+    for batch in read_batches(
+        blobs, spec.artifact_key, ["document_id", "collection_id", "cluster_id", "distance_to_centroid"]
+    ):
         rows = batch.to_pydict()
-        for doc, col, group, dist in zip(rows["document_id"], rows["collection_id"], rows["cluster_id"],
-                                         rows["distance_to_centroid"], strict=True):
+        for doc, col, group, dist in zip(
+            rows["document_id"], rows["collection_id"], rows["cluster_id"], rows["distance_to_centroid"], strict=True
+        ):
             pending[col].append((doc, group, dist))
             written[col].add(doc)
             if len(pending[col]) >= BATCH:
@@ -62,8 +74,9 @@ def apply(index: DocumentIndex, blobs: BlobStore, spec: EnrichmentSpec, previous
     return count
 
 
-def _write(index: DocumentIndex, collection_id: str, items: list[tuple[str, str, float | None]],
-           spec: EnrichmentSpec) -> int:
+def _write(
+    index: DocumentIndex, collection_id: str, items: list[tuple[str, str, float | None]], spec: EnrichmentSpec
+) -> int:
     by_id = {doc: (group, dist) for doc, group, dist in items}
     documents = index.get_many(collection_id, list(by_id), with_vectors=True)  # an upsert rewrites whole rows
     for document in documents:
@@ -78,8 +91,14 @@ def clear(index: DocumentIndex, blobs: BlobStore, spec: EnrichmentSpec, keep_ali
     _clear_stale(index, blobs, spec, {}, {m["target_field"] for m in spec.mappings}, keep_alive)
 
 
-def _clear_stale(index: DocumentIndex, blobs: BlobStore, previous: EnrichmentSpec, written: dict[str, set[str]],
-                 fields: set[str], keep_alive: Callable[[], None]) -> None:
+def _clear_stale(
+    index: DocumentIndex,
+    blobs: BlobStore,
+    previous: EnrichmentSpec,
+    written: dict[str, set[str]],
+    fields: set[str],
+    keep_alive: Callable[[], None],
+) -> None:
     stale: dict[str, list[str]] = defaultdict(list)
     for batch in read_batches(blobs, previous.artifact_key, ["document_id", "collection_id"]):
         rows = batch.to_pydict()
@@ -90,7 +109,7 @@ def _clear_stale(index: DocumentIndex, blobs: BlobStore, previous: EnrichmentSpe
         if not index.has_table(col):
             continue
         for start in range(0, len(ids), BATCH):
-            documents = index.get_many(col, ids[start:start + BATCH], with_vectors=True)
+            documents = index.get_many(col, ids[start : start + BATCH], with_vectors=True)
             changed = []
             for document in documents:
                 marks = document.internal.get("clusters") or {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -98,11 +97,22 @@ def cluster_build_job(context: JobContext, task: Task) -> JobOutcome:
         message = exc.message if isinstance(exc, StrataflowError) else f"{type(exc).__name__}: {exc}"
         log.exception("cluster run failed", extra={"run_id": run_id})
         _fail(context, run_id, message[:2000])
-        return JobOutcome(status=Status.FAILED, error=message[:2000],
-                          outputs=[{"cluster_id": cluster_id, "run_id": run_id, "status": "FAILED"}])
-    return JobOutcome(status=Status.COMPLETED, outputs=[{
-        "cluster_id": cluster_id, "run_id": run_id, "num_clusters": result["num_clusters"],
-        "silhouette_score": result["metrics"].get("silhouette_score")}])
+        return JobOutcome(
+            status=Status.FAILED,
+            error=message[:2000],
+            outputs=[{"cluster_id": cluster_id, "run_id": run_id, "status": "FAILED"}],
+        )
+    return JobOutcome(
+        status=Status.COMPLETED,
+        outputs=[
+            {
+                "cluster_id": cluster_id,
+                "run_id": run_id,
+                "num_clusters": result["num_clusters"],
+                "silhouette_score": result["metrics"].get("silhouette_score"),
+            }
+        ],
+    )
 
 
 def _fail(context: JobContext, run_id: str, message: str) -> None:
@@ -133,11 +143,18 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
         return attributes.run(index, context.blobs, collections, settings, key, keeper)
     columns: dict[str, dict[str, str]] = settings["columns"]
     source = VectorSource(
-        index=index, collections=collections, columns=columns, feature_uris=list(settings["feature_uris"]),
+        index=index,
+        collections=collections,
+        columns=columns,
+        feature_uris=list(settings["feature_uris"]),
         dimensions={u: int(d) for u, d in settings["dimensions"].items()},
-        wheres={c.collection_id: source_where(c, list(columns[c.collection_id].values()), settings.get("filters"))
-                for c in collections},
-        normalize=bool(settings.get("normalize_features", True)), weights=dict(settings.get("feature_weights") or {}))
+        wheres={
+            c.collection_id: source_where(c, list(columns[c.collection_id].values()), settings.get("filters"))
+            for c in collections
+        },
+        normalize=bool(settings.get("normalize_features", True)),
+        weights=dict(settings.get("feature_weights") or {}),
+    )
     timings: dict[str, float] = {}
     clock = time.monotonic()
     source.count()
@@ -168,12 +185,12 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
             matrix, ids, cols = source.load()
             timings["read_s"] = time.monotonic() - clock
             keeper()
-            sample_at = np.sort(np.random.default_rng(seed).choice(len(matrix), min(len(matrix), SAMPLE),
-                                                                   replace=False))
+            sample_at = np.sort(
+                np.random.default_rng(seed).choice(len(matrix), min(len(matrix), SAMPLE), replace=False)
+            )
             auto = _auto(algorithm, params, matrix[sample_at], seed)
             fit_started = time.monotonic()
-            labels, k = compact_labels(fit_labels("kmeans" if algorithm == "auto" else algorithm, matrix, params,
-                                                  seed))
+            labels, k = compact_labels(fit_labels("kmeans" if algorithm == "auto" else algorithm, matrix, params, seed))
             timings["fit_s"] = time.monotonic() - fit_started
             centers = centroids(matrix, labels, k, str(settings.get("effective_feature_method", "mean")))
             projection = _projection(matrix[sample_at], settings, seed)
@@ -185,8 +202,9 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
             del matrix
         keeper()
         groups = assigner.groups()
-        metrics = quality(sample, np.asarray(sample_labels), assigner.sizes()[assigner.sizes() > 0],
-                          assigner.noise, seed)
+        metrics = quality(
+            sample, np.asarray(sample_labels), assigner.sizes()[assigner.sizes() > 0], assigner.noise, seed
+        )
         if auto:
             metrics["auto_k_selection"] = auto
         _name_groups(index, groups)
@@ -195,8 +213,15 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
         writer.close()
     timings["total_compute_s"] = time.monotonic() - clock
     timings["vectors_read"] = float(source.points)
-    return {"num_clusters": len(groups), "num_points": writer.rows, "groups": groups, "metrics": metrics,
-            "artifact_key": key, "timings": timings, "streamed": streamed}
+    return {
+        "num_clusters": len(groups),
+        "num_points": writer.rows,
+        "groups": groups,
+        "metrics": metrics,
+        "artifact_key": key,
+        "timings": timings,
+        "streamed": streamed,
+    }
 
 
 def _auto(algorithm: str, params: dict[str, Any], sample: np.ndarray, seed: int) -> dict[str, Any] | None:
@@ -223,8 +248,9 @@ def _name_groups(index: DocumentIndex, groups: list[dict[str, Any]]) -> None:
         by_collection: dict[str, list[str]] = {}
         for doc, col in group["representatives"]:
             by_collection.setdefault(col, []).append(doc)
-        texts[group["cluster_id"]] = [text_of(d.payload) for col, ids in by_collection.items()
-                                      for d in index.get_many(col, ids)]
+        texts[group["cluster_id"]] = [
+            text_of(d.payload) for col, ids in by_collection.items() for d in index.get_many(col, ids)
+        ]
     keywords = class_tfidf_keywords(texts)
     for group in groups:
         group["keywords"] = keywords.get(group["cluster_id"], [])
@@ -233,14 +259,18 @@ def _name_groups(index: DocumentIndex, groups: list[dict[str, Any]]) -> None:
 
 def _spec(cluster: Cluster, run: ClusterRun, key: str, groups: list[dict[str, Any]]) -> enrichment.EnrichmentSpec:
     return enrichment.EnrichmentSpec(
-        cluster_id=cluster.cluster_id, run_id=run.run_id, artifact_key=key,
+        cluster_id=cluster.cluster_id,
+        run_id=run.run_id,
+        artifact_key=key,
         labels={g["cluster_id"]: group_label(run, g) for g in groups},
         keywords={g["cluster_id"]: list(g.get("keywords") or []) for g in groups},
-        mappings=list(run.settings.get("field_mappings") or []))
+        mappings=list(run.settings.get("field_mappings") or []),
+    )
 
 
-def _enrich_and_finish(context: JobContext, cluster: Cluster, run: ClusterRun, result: dict[str, Any],
-                       keeper: Keeper, elapsed: float) -> None:
+def _enrich_and_finish(
+    context: JobContext, cluster: Cluster, run: ClusterRun, result: dict[str, Any], keeper: Keeper, elapsed: float
+) -> None:
     index: DocumentIndex = context.services["index"]
     previous = _previous(context, cluster.cluster_id)
     spec = _spec(cluster, run, result["artifact_key"], result["groups"])
@@ -260,10 +290,17 @@ def _enrich_and_finish(context: JobContext, cluster: Cluster, run: ClusterRun, r
         raise
 
 
-def _roll_back(index: DocumentIndex, context: JobContext, spec: enrichment.EnrichmentSpec,
-               previous: enrichment.EnrichmentSpec | None) -> None:
+def _roll_back(
+    index: DocumentIndex,
+    context: JobContext,
+    spec: enrichment.EnrichmentSpec,
+    previous: enrichment.EnrichmentSpec | None,
+) -> None:
     """Put the previous run's values back (or clear this run's, when there was none)."""
-    nothing: Callable[[], None] = lambda: None
+
+    def nothing() -> None:  # a restore is never canceled halfway
+        return None
+
     try:
         if previous is not None:
             enrichment.apply(index, context.blobs, previous, spec, nothing)
@@ -283,8 +320,9 @@ def _previous(context: JobContext, cluster_id: str) -> enrichment.EnrichmentSpec
         return _spec(cluster, current, current.artifact_key, current.groups)
 
 
-def _finish(context: JobContext, cluster_id: str, run_id: str, result: dict[str, Any], enriched: bool,
-            elapsed: float) -> None:
+def _finish(
+    context: JobContext, cluster_id: str, run_id: str, result: dict[str, Any], enriched: bool, elapsed: float
+) -> None:
     with context.db.transaction() as session:
         run = session.scalar(select(ClusterRun).where(ClusterRun.run_id == run_id).with_for_update())
         cluster = session.get(Cluster, cluster_id)

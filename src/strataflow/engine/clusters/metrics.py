@@ -15,11 +15,17 @@ def quality(sample: np.ndarray, labels: np.ndarray, sizes: np.ndarray, noise: in
     """Metrics of a run. `sample`/`labels` are the points the scores are measured on (all of them, or a
     uniform sample for large runs); `sizes` and `noise` count every clustered point."""
     total = int(sizes.sum()) + noise
-    out: dict[str, Any] = {"num_clusters": len(sizes), "noise_points": noise,
-                           "noise_ratio": noise / total if total else 0.0,
-                           "avg_cluster_size": float(sizes.mean()) if len(sizes) else 0.0,
-                           "cluster_size_entropy": _entropy(sizes), "measured_on_points": 0,
-                           "silhouette_score": None, "davies_bouldin_index": None, "calinski_harabasz_score": None}
+    out: dict[str, Any] = {
+        "num_clusters": len(sizes),
+        "noise_points": noise,
+        "noise_ratio": noise / total if total else 0.0,
+        "avg_cluster_size": float(sizes.mean()) if len(sizes) else 0.0,
+        "cluster_size_entropy": _entropy(sizes),
+        "measured_on_points": 0,
+        "silhouette_score": None,
+        "davies_bouldin_index": None,
+        "calinski_harabasz_score": None,
+    }
     kept = labels >= 0
     points, groups = sample[kept], labels[kept]
     out["measured_on_points"] = len(points)

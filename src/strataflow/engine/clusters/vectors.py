@@ -111,7 +111,7 @@ class VectorSource:
             n = len(chunk.ids)
             if filled + n > len(matrix):  # rows were added since the count: keep what was planned
                 n = len(matrix) - filled
-            matrix[filled:filled + n] = chunk.vectors[:n]
+            matrix[filled : filled + n] = chunk.vectors[:n]
             ids += chunk.ids[:n]
             collections += chunk.collections[:n]
             filled += n
@@ -130,7 +130,7 @@ def sample_rows(source: VectorSource, size: int, seed: int) -> np.ndarray:
         n = len(chunk.ids)
         lo, hi = np.searchsorted(chosen, [seen, seen + n])
         take = chosen[lo:hi] - seen
-        out[filled:filled + len(take)] = chunk.vectors[take]
+        out[filled : filled + len(take)] = chunk.vectors[take]
         filled += len(take)
         seen += n
     return out[:filled]

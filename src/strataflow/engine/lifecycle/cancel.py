@@ -28,4 +28,3 @@ def cancel_from_task(session: Session, task: Task) -> None:
     batch = lifecycle.lock_batch(session, batch_id) if batch_id else None
     if batch is not None:
         lifecycle.cancel(session, batch, f"task {task.task_id} killed through the API")
-

@@ -35,10 +35,18 @@ def tier_of(session: Session, batch_id: str, tier_num: int) -> BatchTier | None:
 
 
 def open_task(session: Session, batch: Batch, task_type: TaskType, data: dict[str, Any]) -> Task:
-    task = Task(task_id=new_id("task"), org_id=batch.org_id, namespace_id=batch.namespace_id,
-                task_type=task_type.value,
-                additional_data={"batch_id": batch.batch_id, "bucket_id": batch.bucket_id,
-                                 "namespace_id": batch.namespace_id, **data})
+    task = Task(
+        task_id=new_id("task"),
+        org_id=batch.org_id,
+        namespace_id=batch.namespace_id,
+        task_type=task_type.value,
+        additional_data={
+            "batch_id": batch.batch_id,
+            "bucket_id": batch.bucket_id,
+            "namespace_id": batch.namespace_id,
+            **data,
+        },
+    )
     create(session, task, S.PENDING, f"opened for batch {batch.batch_id}")
     session.flush()
     return task
@@ -46,8 +54,12 @@ def open_task(session: Session, batch: Batch, task_type: TaskType, data: dict[st
 
 def make_runnable(session: Session, batch: Batch, tier: BatchTier, parent_task_id: str | None) -> None:
     """Give the tier a fresh task and point the batch at it; the scheduler will claim it."""
-    task = open_task(session, batch, TaskType.ENGINE_FEATURE_EXTRACTOR_RUN,
-                     {"tier_num": tier.tier_num, "collection_ids": tier.collection_ids})
+    task = open_task(
+        session,
+        batch,
+        TaskType.ENGINE_FEATURE_EXTRACTOR_RUN,
+        {"tier_num": tier.tier_num, "collection_ids": tier.collection_ids},
+    )
     tier.task_id = task.task_id
     tier.parent_task_id = parent_task_id
     release_lease(tier)
@@ -59,8 +71,7 @@ def _task(session: Session, task_id: str | None) -> Task | None:
     return session.get(Task, task_id) if task_id else None
 
 
-def _move_task(session: Session, task_id: str | None, target: Status, reason: str,
-               error: str | None = None) -> None:
+def _move_task(session: Session, task_id: str | None, target: Status, reason: str, error: str | None = None) -> None:
     task = _task(session, task_id)
     if task is None or try_transition(session, task, target, reason) is not Verdict.ACCEPTED:
         return  # no task, or it already finished (a finished task never changes)
@@ -69,8 +80,9 @@ def _move_task(session: Session, task_id: str | None, target: Status, reason: st
         task.additional_data = {**(task.additional_data or {}), "error": error}
 
 
-def start_tier(session: Session, batch: Batch, tier: BatchTier, owner: str, lease_until: Any,
-               holder_died: bool = False) -> int:
+def start_tier(
+    session: Session, batch: Batch, tier: BatchTier, owner: str, lease_until: Any, holder_died: bool = False
+) -> int:
     """Claim the tier (its row locked by the caller) for `owner`; returns the claim's fence token.
 
     `holder_died`: taken from a holder seen dead on this host, before its lease ran out.
@@ -80,9 +92,10 @@ def start_tier(session: Session, batch: Batch, tier: BatchTier, owner: str, leas
         transition(session, tier, S.PENDING, f"{previous} died" if holder_died else f"lease of {previous} expired")
     # The claim takes the next fence token: every write of the previous holder is refused from now on.
     if claim(session, tier, S.IN_PROGRESS, owner, lease_until, f"claimed by {owner}") is Verdict.REJECTED:
-        raise InvalidTransitionError(f"tier {tier.tier_key} cannot be claimed from {tier.status}",
-                                     {"entity": "tier", "id": tier.tier_key, "from": tier.status.value,
-                                      "to": S.IN_PROGRESS.value})
+        raise InvalidTransitionError(
+            f"tier {tier.tier_key} cannot be claimed from {tier.status}",
+            {"entity": "tier", "id": tier.tier_key, "from": tier.status.value, "to": S.IN_PROGRESS.value},
+        )
     if batch.status is S.PENDING:
         transition(session, batch, S.IN_PROGRESS, f"tier {tier.tier_num} started")
     _move_task(session, tier.task_id, S.IN_PROGRESS, f"claimed by {owner}")
@@ -132,8 +145,9 @@ def cancel(session: Session, batch: Batch, reason: str) -> bool:
     if try_transition(session, batch, S.CANCELED, reason, completed_at=utcnow()) is not Verdict.ACCEPTED:
         return False  # already finished (or canceled)
     tier_tasks = []
-    for tier in session.scalars(select(BatchTier).where(BatchTier.batch_id == batch.batch_id)
-                                .order_by(BatchTier.tier_num)):
+    for tier in session.scalars(
+        select(BatchTier).where(BatchTier.batch_id == batch.batch_id).order_by(BatchTier.tier_num)
+    ):
         if try_transition(session, tier, S.CANCELED, reason, **released()) is Verdict.ACCEPTED:
             tier_tasks.append(tier.task_id)
     session.flush()  # the tier rows first, then the tasks
@@ -151,12 +165,15 @@ def fail_batch(session: Session, batch: Batch, tier: BatchTier, message: str) ->
 
 def record_progress(session: Session, batch: Batch, tier: BatchTier) -> None:
     """Mirror a running tier's progress into its task and the batch task (clients poll those)."""
-    progress = {"current_tier": tier.tier_num, "total_tiers": batch.total_tiers,
-                "rows_done": tier.rows_done, "rows_total": tier.rows_total,
-                "documents_written": (tier.counters or {}).get("documents_written", 0)}
+    progress = {
+        "current_tier": tier.tier_num,
+        "total_tiers": batch.total_tiers,
+        "rows_done": tier.rows_done,
+        "rows_total": tier.rows_total,
+        "documents_written": (tier.counters or {}).get("documents_written", 0),
+    }
     if (tier.counters or {}).get("stalled"):  # the runner saw no progress: why, in Ray's words
         progress["stalled"] = tier.counters["stalled"]
     for task in (_task(session, tier.task_id), _task(session, batch.task_id)):
         if task is not None:
-            task.additional_data = {**(task.additional_data or {}), "progress": progress,
-                                    "current_tier": tier.tier_num}
+            task.additional_data = {**(task.additional_data or {}), "progress": progress, "current_tier": tier.tier_num}

@@ -23,8 +23,11 @@ def collection_nodes(session: Session, namespace_id: str) -> list[CollectionNode
     for row in session.scalars(select(Collection).where(Collection.namespace_id == namespace_id)):
         source = row.source or {}
         kind = str(source.get("type", "bucket"))
-        ids = source.get("bucket_ids") if kind == "bucket" else (
-            source.get("collection_ids") or ([source["collection_id"]] if source.get("collection_id") else []))
+        ids = (
+            source.get("bucket_ids")
+            if kind == "bucket"
+            else (source.get("collection_ids") or ([source["collection_id"]] if source.get("collection_id") else []))
+        )
         nodes.append(CollectionNode(row.collection_id, bool(row.enabled), kind, tuple(ids or ())))
     return nodes
 
@@ -33,8 +36,14 @@ def _tier_sources(tiers: list[list[str]], nodes: dict[str, CollectionNode], tier
     return sorted({s for cid in tiers[tier_num] for s in nodes[cid].source_ids})
 
 
-def submit_batch(session: Session, blobs: BlobStore, scope: NamespaceScope, bucket: Bucket,
-                 batch_id: str, roots: list[str] | None = None) -> Task:
+def submit_batch(
+    session: Session,
+    blobs: BlobStore,
+    scope: NamespaceScope,
+    bucket: Bucket,
+    batch_id: str,
+    roots: list[str] | None = None,
+) -> Task:
     """Queue a DRAFT batch. Submitting it again returns the same task (idempotent).
 
     `roots` limits the DAG to those collections and what depends on them (trigger).
@@ -68,17 +77,36 @@ def submit_batch(session: Session, blobs: BlobStore, scope: NamespaceScope, buck
         batch.internal_metadata = {**(batch.internal_metadata or {}), "root_collection_ids": sorted(roots)}
     for tier_num, collection_ids in enumerate(tiers):
         from_bucket = tier_num == 0 and first_from_bucket
-        tier = BatchTier(batch_id=batch.batch_id, tier_num=tier_num, collection_ids=collection_ids,
-                         source_type="bucket" if from_bucket else "collection",
-                         source_collection_ids=None if from_bucket else _tier_sources(tiers, nodes, tier_num),
-                         manifest_key=key if from_bucket else None, rows_total=rows if from_bucket else 0)
+        tier = BatchTier(
+            batch_id=batch.batch_id,
+            tier_num=tier_num,
+            collection_ids=collection_ids,
+            source_type="bucket" if from_bucket else "collection",
+            source_collection_ids=None if from_bucket else _tier_sources(tiers, nodes, tier_num),
+            manifest_key=key if from_bucket else None,
+            rows_total=rows if from_bucket else 0,
+        )
         create(session, tier, Status.PENDING, "batch submitted")
     session.flush()
-    task = lifecycle.open_task(session, batch, TaskType.BUCKETS_BATCHES_PROCESS, {
-        "current_tier": None, "total_tiers": len(tiers), "collection_ids": batch.collection_ids,
-        "object_count": batch.object_count,
-        "sample_object_ids": list(session.scalars(select(BatchObject.object_id).where(
-            BatchObject.batch_id == batch.batch_id).order_by(BatchObject.position).limit(5)))})
+    task = lifecycle.open_task(
+        session,
+        batch,
+        TaskType.BUCKETS_BATCHES_PROCESS,
+        {
+            "current_tier": None,
+            "total_tiers": len(tiers),
+            "collection_ids": batch.collection_ids,
+            "object_count": batch.object_count,
+            "sample_object_ids": list(
+                session.scalars(
+                    select(BatchObject.object_id)
+                    .where(BatchObject.batch_id == batch.batch_id)
+                    .order_by(BatchObject.position)
+                    .limit(5)
+                )
+            ),
+        },
+    )
     batch.task_id = task.task_id
     transition(session, batch, Status.PENDING, "submitted", submitted_at=utcnow())
     first = lifecycle.tier_of(session, batch.batch_id, 0)

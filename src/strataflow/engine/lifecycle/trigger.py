@@ -23,18 +23,30 @@ from strataflow.store.tables import Batch, Bucket, BucketObject, Task
 from strataflow.transitions import create
 
 
-def _draft_batch(session: Session, scope: NamespaceScope, bucket: Bucket, object_ids: list[str],
-                 metadata: dict[str, Any]) -> Batch:
-    batch = Batch(batch_id=new_id("batch"), org_id=scope.org_id, namespace_id=scope.namespace_id,
-                  bucket_id=bucket.bucket_id, metadata_=metadata)
+def _draft_batch(
+    session: Session, scope: NamespaceScope, bucket: Bucket, object_ids: list[str], metadata: dict[str, Any]
+) -> Batch:
+    batch = Batch(
+        batch_id=new_id("batch"),
+        org_id=scope.org_id,
+        namespace_id=scope.namespace_id,
+        bucket_id=bucket.bucket_id,
+        metadata_=metadata,
+    )
     create(session, batch, Status.DRAFT, "created for processing on demand")
     session.flush()
     batch.object_count = add_members(session, batch.batch_id, object_ids)
     return batch
 
 
-def trigger_collection(session: Session, blobs: BlobStore, scope: NamespaceScope, identifier: str,
-                       include_buckets: list[str] | None, source_filters: dict[str, Any] | None) -> dict[str, Any]:
+def trigger_collection(
+    session: Session,
+    blobs: BlobStore,
+    scope: NamespaceScope,
+    identifier: str,
+    include_buckets: list[str] | None,
+    source_filters: dict[str, Any] | None,
+) -> dict[str, Any]:
     """Create and submit a batch that re-runs this collection (and what depends on it)."""
     collection = get_collection(session, scope, identifier)
     if not collection.enabled:
@@ -43,8 +55,10 @@ def trigger_collection(session: Session, blobs: BlobStore, scope: NamespaceScope
     if include_buckets:
         unknown = sorted(set(include_buckets) - set(bucket_ids))
         if unknown:
-            raise BadRequestError("include_buckets names buckets this collection does not read",
-                                  {"buckets": unknown, "source_bucket_ids": bucket_ids})
+            raise BadRequestError(
+                "include_buckets names buckets this collection does not read",
+                {"buckets": unknown, "source_bucket_ids": bucket_ids},
+            )
         bucket_ids = [b for b in bucket_ids if b in include_buckets]
     filters = (source_filters or {}).get("filters") if isinstance(source_filters, dict) else None
     clause = compile_filters(filters, OBJECT_FIELDS)
@@ -61,21 +75,28 @@ def trigger_collection(session: Session, blobs: BlobStore, scope: NamespaceScope
         task = submit_batch(session, blobs, scope, bucket, batch.batch_id, roots=[collection.collection_id])
         answers.append((batch, task, len(object_ids)))
     if not answers:
-        raise BadRequestError("Nothing to process: the collection's source buckets hold no matching objects",
-                          {"source_bucket_ids": bucket_ids})
+        raise BadRequestError(
+            "Nothing to process: the collection's source buckets hold no matching objects",
+            {"source_bucket_ids": bucket_ids},
+        )
     batch, task, _count = answers[0]
     return {
-        "batch_id": batch.batch_id, "task_id": task.task_id, "collection_id": collection.collection_id,
+        "batch_id": batch.batch_id,
+        "task_id": task.task_id,
+        "collection_id": collection.collection_id,
         "source_bucket_ids": bucket_ids,
         "source_collection_ids": (collection.source or {}).get("collection_ids"),
-        "object_count": sum(a[2] for a in answers), "document_count": None, "total_tiers": batch.total_tiers,
+        "object_count": sum(a[2] for a in answers),
+        "document_count": None,
+        "total_tiers": batch.total_tiers,
         "batch_ids": [a[0].batch_id for a in answers],
         "message": f"Processing {sum(a[2] for a in answers)} object(s) in {len(answers)} batch(es)",
     }
 
 
-def process_objects(session: Session, blobs: BlobStore, scope: NamespaceScope, bucket: Bucket,
-                    object_ids: list[str]) -> Task | None:
+def process_objects(
+    session: Session, blobs: BlobStore, scope: NamespaceScope, bucket: Bucket, object_ids: list[str]
+) -> Task | None:
     """auto_process: a batch of the new objects, submitted at once. None when no collection reads the bucket."""
     if not resolve_tiers(bucket.bucket_id, collection_nodes(session, scope.namespace_id)):
         return None

@@ -28,11 +28,26 @@ class ExtractionCall:
     limits: ExtractionLimits = field(default_factory=ExtractionLimits)
 
     @classmethod
-    def for_extractor(cls, config: dict[str, Any], inputs: list[ExtractorInput], work_dir: Path, device: str,
-                      models_dir: Path | None, limits: ExtractionLimits | None = None) -> ExtractionCall:
+    def for_extractor(
+        cls,
+        config: dict[str, Any],
+        inputs: list[ExtractorInput],
+        work_dir: Path,
+        device: str,
+        models_dir: Path | None,
+        limits: ExtractionLimits | None = None,
+    ) -> ExtractionCall:
         """The call for a collection's `feature_extractor` config (name, version, parameters)."""
-        return cls(config["feature_extractor_name"], config["version"], config.get("parameters") or {},
-                   inputs, work_dir, device, models_dir, limits or ExtractionLimits())
+        return cls(
+            config["feature_extractor_name"],
+            config["version"],
+            config.get("parameters") or {},
+            inputs,
+            work_dir,
+            device,
+            models_dir,
+            limits or ExtractionLimits(),
+        )
 
 
 @dataclass

@@ -41,14 +41,16 @@ def killed_worker_error() -> ExtractionError:
     return ExtractionError(
         ErrorCategory.VALIDATION,
         f"this row ended its extraction worker {KILLS_BEFORE_PERMANENT} times when run on its own (out of memory "
-        "or a crash inside a media library); its input is the cause, so it is not retried")
+        "or a crash inside a media library); its input is the cause, so it is not retried",
+    )
 
 
 def out_of_memory_error() -> ExtractionError:
     return ExtractionError(
         ErrorCategory.VALIDATION,
         f"this row ran out of memory {KILLS_BEFORE_PERMANENT} times when run on its own (the worker's memory "
-        "ceiling, setting STRATAFLOW_WORKER_MEMORY_MB, or the machine's memory); it is not retried")
+        "ceiling, setting STRATAFLOW_WORKER_MEMORY_MB, or the machine's memory); it is not retried",
+    )
 
 
 def needs_isolation(results: list[RowResult]) -> bool:
@@ -56,8 +58,9 @@ def needs_isolation(results: list[RowResult]) -> bool:
     return any(isinstance(r.error, OutOfMemory) for r in results)
 
 
-def isolate_in_background(rows: list[ExtractorInput], first: list[RowResult] | None, attempt: Attempt,
-                          outer: Future[list[RowResult]]) -> None:
+def isolate_in_background(
+    rows: list[ExtractorInput], first: list[RowResult] | None, attempt: Attempt, outer: Future[list[RowResult]]
+) -> None:
     """`isolate` on a thread of its own, resolving `outer`: a runner's callback thread must not wait on its workers."""
 
     def work() -> None:
@@ -104,13 +107,18 @@ class _Isolation:
             try:
                 answered = self.attempt([self.rows[i] for i in group])
             except WorkerDied:
-                log.warning("a worker died running %d row(s) in isolation", len(group),
-                            extra={"row_ids": [self.rows[i].row_id for i in group][:20]})
+                log.warning(
+                    "a worker died running %d row(s) in isolation",
+                    len(group),
+                    extra={"row_ids": [self.rows[i].row_id for i in group][:20]},
+                )
                 self._after_death(group)
                 continue
             self._after_answer(group, answered)
-        unfinished = ExtractionError(ErrorCategory.RESOURCE, "extraction workers are dying even with no row to "
-                                                             "extract; the rows will run again on a retry")
+        unfinished = ExtractionError(
+            ErrorCategory.RESOURCE,
+            "extraction workers are dying even with no row to extract; the rows will run again on a retry",
+        )
         return [self.done.get(i) or RowResult(self.rows[i].row_id, error=unfinished) for i in everything]
 
     def _after_death(self, group: list[int]) -> None:

@@ -47,8 +47,12 @@ class LocalRunner:
         self._isolating = 0
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=initialise_pool_worker, initargs=(self.torch_threads, self.memory_mb))
+        return ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=initialise_pool_worker,
+            initargs=(self.torch_threads, self.memory_mb),
+        )
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -69,8 +73,10 @@ class LocalRunner:
             try:
                 results = done.result()
             except BrokenProcessPool:
-                log.error("a worker process died; rebuilding the pool and rerunning its rows in quarantine",
-                          extra={"extractor": call.extractor_name, "rows": len(call.inputs)})
+                log.error(
+                    "a worker process died; rebuilding the pool and rerunning its rows in quarantine",
+                    extra={"extractor": call.extractor_name, "rows": len(call.inputs)},
+                )
                 self._reset()
                 self._isolate(call, None, outer)
                 return

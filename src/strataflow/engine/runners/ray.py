@@ -89,9 +89,11 @@ class ExtractionActor:
         finally:
             root.removeHandler(collector)
         failed = sum(1 for r in results if r.failed)
-        summary = (f"actor {context.get_actor_id()} task {context.get_task_id()} node {context.get_node_id()} "
-                   f"pid {os.getpid()} device {call.device}: {call.extractor_name} {call.extractor_version} "
-                   f"{len(results)} rows, {failed} failed, {time.monotonic() - started:.2f}s")
+        summary = (
+            f"actor {context.get_actor_id()} task {context.get_task_id()} node {context.get_node_id()} "
+            f"pid {os.getpid()} device {call.device}: {call.extractor_name} {call.extractor_version} "
+            f"{len(results)} rows, {failed} failed, {time.monotonic() - started:.2f}s"
+        )
         return results, [*collector.lines, summary]
 
 
@@ -142,9 +144,12 @@ class RayRunner:
         # With Ray Data on (the default), the tier executor runs each collection of a tier as one
         # pipeline over its manifest; `submit` (one chunk per call) serves everything else.
         self.pipelines: RayDataPipelines | None = (
-            RayDataPipelines(settings, self.job_id, self.has_gpus) if settings.ray_data else None)
-        log.info("ray runner connected", extra={"ray_job_id": self.job_id, "address": settings.ray_address or "local",
-                                                "gpus": self.has_gpus})
+            RayDataPipelines(settings, self.job_id, self.has_gpus) if settings.ray_data else None
+        )
+        log.info(
+            "ray runner connected",
+            extra={"ray_job_id": self.job_id, "address": settings.ray_address or "local", "gpus": self.has_gpus},
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RayRunner:
@@ -158,8 +163,12 @@ class RayRunner:
         env_vars = {"TOKENIZERS_PARALLELISM": "false"}
         if (source := _source_dir()) is not None:
             env_vars["PYTHONPATH"] = source
-        options: dict[str, Any] = {"namespace": self.settings.ray_namespace, "include_dashboard": False,
-                                   "runtime_env": {"env_vars": env_vars}, "logging_level": logging.WARNING}
+        options: dict[str, Any] = {
+            "namespace": self.settings.ray_namespace,
+            "include_dashboard": False,
+            "runtime_env": {"env_vars": env_vars},
+            "logging_level": logging.WARNING,
+        }
         if self.settings.ray_address:
             ray.init(address=self.settings.ray_address, **options)
             return False
@@ -176,9 +185,11 @@ class RayRunner:
         resources = get_extractor(call.extractor_name, call.extractor_version).resources
         num_cpus = self.settings.ray_actor_cpus or resources.num_cpus
         options: dict[str, Any] = {
-            "num_cpus": num_cpus, "memory": resources.memory_mb * 1024 * 1024,
+            "num_cpus": num_cpus,
+            "memory": resources.memory_mb * 1024 * 1024,
             # No task retries: a chunk whose actor died is narrowed down to its poison row instead.
-            "max_restarts": self.settings.ray_max_restarts, "max_task_retries": 0,
+            "max_restarts": self.settings.ray_max_restarts,
+            "max_task_retries": 0,
         }
         if self.has_gpus and resources.num_gpus:
             options["num_gpus"] = resources.num_gpus
@@ -195,11 +206,18 @@ class RayRunner:
                 pool = []
                 for _ in range(self.settings.ray_actors):
                     handle = ExtractionActor.options(**options).remote(  # type: ignore[attr-defined]
-                        threads, self.settings.worker_memory_mb)
+                        threads, self.settings.worker_memory_mb
+                    )
                     pool.append(_Slot(handle, handle._actor_id.hex()))
                 self._pools[key] = pool
-                log.info("ray actors started", extra={"extractor": key, "actors": [s.actor_id for s in pool],
-                                                      **{k: v for k, v in options.items() if k != "memory"}})
+                log.info(
+                    "ray actors started",
+                    extra={
+                        "extractor": key,
+                        "actors": [s.actor_id for s in pool],
+                        **{k: v for k, v in options.items() if k != "memory"},
+                    },
+                )
             slot = min(pool, key=lambda s: s.in_flight)
             slot.in_flight += 1
             return slot
@@ -229,8 +247,10 @@ class RayRunner:
             try:
                 results, lines = done.result()
             except RayActorError as exc:  # the actor's process died: narrow the chunk down to its poison row
-                log.error("ray actor died; rerunning its chunk's rows in quarantine",
-                          extra={"actor_id": slot.actor_id, "error": str(exc)[:500]})
+                log.error(
+                    "ray actor died; rerunning its chunk's rows in quarantine",
+                    extra={"actor_id": slot.actor_id, "error": str(exc)[:500]},
+                )
                 died, results = True, []
                 lines = [f"the actor {slot.actor_id} died running task {task_id}; its rows rerun in quarantine"]
             except RayTaskError as exc:  # an extractor bug: every row of the chunk fails with it
@@ -250,8 +270,9 @@ class RayRunner:
                 notes.task_ids.append(task_id)
                 notes.logs.extend(lines)
             if died or needs_isolation(results):  # the watchdog is off: quarantine runs one row at a time
-                isolate_in_background(call.inputs, None if died else results,
-                                      lambda rows: self._attempt(call, rows, notes), outer)
+                isolate_in_background(
+                    call.inputs, None if died else results, lambda rows: self._attempt(call, rows, notes), outer
+                )
             else:
                 _answer(outer, results)
 
@@ -268,7 +289,8 @@ class RayRunner:
                 # and a quarantine that waited for them would wait for ever. It runs rarely, one call at a time.
                 threads = max(1, int(self._actor_options(call)["num_cpus"]))
                 handle = ExtractionActor.options(  # type: ignore[attr-defined]
-                    num_cpus=0, max_restarts=-1, max_task_retries=0).remote(threads, self.settings.worker_memory_mb)
+                    num_cpus=0, max_restarts=-1, max_task_retries=0
+                ).remote(threads, self.settings.worker_memory_mb)
                 self._quarantine[key] = handle
             try:
                 results, lines = ray.get(handle.extract.remote(dataclasses.replace(call, inputs=rows)))
@@ -278,8 +300,9 @@ class RayRunner:
             notes.logs.extend(f"quarantine {line}" for line in lines)
         return list(results)
 
-    def _stalled(self, outer: Future[list[RowResult]], call: ExtractionCall, slot: _Slot,
-                 notes: RunNotes | None) -> None:
+    def _stalled(
+        self, outer: Future[list[RowResult]], call: ExtractionCall, slot: _Slot, notes: RunNotes | None
+    ) -> None:
         if outer.done():
             return
         reason = stall_reason(self.settings.tier_stall_s, [slot.actor_id], [])

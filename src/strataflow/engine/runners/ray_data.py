@@ -127,15 +127,17 @@ class ManifestDatasource(Datasource):  # type: ignore[misc]  # ray is skipped by
     def estimate_inmemory_data_size(self) -> int | None:
         return None
 
-    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
-                       data_context: Any = None) -> list[ReadTask]:
+    def get_read_tasks(
+        self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
+    ) -> list[ReadTask]:
         path, filesystem = self.path, self.filesystem
 
         def read() -> list[pa.Table]:
             return [pq.read_table(path, filesystem=filesystem)]
 
-        return [ReadTask(read, BlockMetadata(num_rows=self.rows, size_bytes=None, exec_stats=None,
-                                             input_files=(path,)))]
+        return [
+            ReadTask(read, BlockMetadata(num_rows=self.rows, size_bytes=None, exec_stats=None, input_files=(path,)))
+        ]
 
 
 @ray.remote(num_cpus=0)
@@ -259,8 +261,10 @@ class RayDataPipelines:
         room = max(cluster - self.settings.ray_read_cpus, 0.1) / self.settings.ray_actors
         options: dict[str, Any] = {"num_cpus": min(wanted, room), "memory": resources.memory_mb * 1024 * 1024}
         if options["num_cpus"] < wanted:
-            log.warning("stage actors reserve fewer CPUs than asked, to leave room for reading the manifest",
-                        extra={"asked": wanted, "reserved": options["num_cpus"], "cluster_cpus": cluster})
+            log.warning(
+                "stage actors reserve fewer CPUs than asked, to leave room for reading the manifest",
+                extra={"asked": wanted, "reserved": options["num_cpus"], "cluster_cpus": cluster},
+            )
         if self.has_gpus and resources.num_gpus:  # ask for a GPU only where the cluster has one
             options["num_gpus"] = resources.num_gpus
         return options, max(1, int(wanted))
@@ -269,34 +273,53 @@ class RayDataPipelines:
         """Yield the stage's output batches as they finish. Closing the iterator stops the dataset."""
         path, filesystem = manifest_source(pipeline.blobs, pipeline.manifest_key, pipeline.settings)
         options, torch_threads = self._stage_options(pipeline.resources)
-        key = pool_key(pipeline.stage, pipeline.extractor,
-                       {**options, "torch_threads": torch_threads, "memory_mb": self.settings.worker_memory_mb})
+        key = pool_key(
+            pipeline.stage,
+            pipeline.extractor,
+            {**options, "torch_threads": torch_threads, "memory_mb": self.settings.worker_memory_mb},
+        )
         clock = time.monotonic()
-        pool, warm = self.pools.acquire(key, options, self.settings.ray_actors, torch_threads,
-                                        idle_s=self.settings.ray_actor_idle_s,
-                                        headroom_cpus=self.settings.ray_read_cpus,
-                                        memory_mb=self.settings.worker_memory_mb)
+        pool, warm = self.pools.acquire(
+            key,
+            options,
+            self.settings.ray_actors,
+            torch_threads,
+            idle_s=self.settings.ray_actor_idle_s,
+            headroom_cpus=self.settings.ray_read_cpus,
+            memory_mb=self.settings.worker_memory_mb,
+        )
         tier = f"{pipeline.name}-{uuid.uuid4().hex[:8]}"
         stage = ray.put((pipeline.stage, pipeline.stage_kwargs))
         ledger = PoisonLedger.remote()  # type: ignore[attr-defined]
         rows = count_rows(pipeline.blobs, pipeline.manifest_key)
         blocks = max(1, math.ceil(rows / pipeline.batch_size))
-        dataset = ray.data.read_datasource(ManifestDatasource(path, filesystem, rows),
-                                           num_cpus=self.settings.ray_read_cpus, override_num_blocks=blocks)
+        dataset = ray.data.read_datasource(
+            ManifestDatasource(path, filesystem, rows), num_cpus=self.settings.ray_read_cpus, override_num_blocks=blocks
+        )
         # One block per batch (split where the read runs): the batches spread over the warm actors,
         # stream back one by one (progress, a cancel between batches), and a retry after a lost
         # worker is confined to the batch it was running.
         dataset = dataset.map_batches(
-            StageActor, batch_size=pipeline.batch_size, batch_format="pyarrow", num_cpus=0,
+            StageActor,
+            batch_size=pipeline.batch_size,
+            batch_format="pyarrow",
+            num_cpus=0,
             compute=ray.data.ActorPoolStrategy(size=len(pool.slots)),
-            fn_constructor_kwargs={"hosts": [slot.handle for slot in pool.slots], "tier": tier, "stage": [stage],
-                                   "ledger": ledger})
+            fn_constructor_kwargs={
+                "hosts": [slot.handle for slot in pool.slots],
+                "tier": tier,
+                "stage": [stage],
+                "ledger": ledger,
+            },
+        )
         dataset.set_name(pipeline.name)
         notes.job_id = self.job_id
         shown = {k: v for k, v in options.items() if k != "memory"}
-        notes.logs.append(f"ray data: job {self.job_id} dataset {pipeline.name}: read_parquet({path}) -> "
-                          f"map_batches(batch_size={pipeline.batch_size}) -> stage actors {key} "
-                          f"({'warm' if warm else 'started'}, {len(pool.slots)} x {shown})")
+        notes.logs.append(
+            f"ray data: job {self.job_id} dataset {pipeline.name}: read_parquet({path}) -> "
+            f"map_batches(batch_size={pipeline.batch_size}) -> stage actors {key} "
+            f"({'warm' if warm else 'started'}, {len(pool.slots)} x {shown})"
+        )
         feeder = _Feeder(iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow")))
         returned: set[str] = set()
         finished = False
@@ -310,8 +333,10 @@ class RayDataPipelines:
                     raise item
                 if item is not None:
                     if not returned:
-                        notes.logs.append(f"ray data: first batch after {time.monotonic() - clock:.2f}s "
-                                          f"({'warm' if warm else 'new'} stage actors)")
+                        notes.logs.append(
+                            f"ray data: first batch after {time.monotonic() - clock:.2f}s "
+                            f"({'warm' if warm else 'new'} stage actors)"
+                        )
                     last = time.monotonic()
                     returned.update(item.column("row_id").to_pylist())
                     yield self._take_notes(item, notes)
@@ -328,8 +353,9 @@ class RayDataPipelines:
             notes.logs.append(f"ray data: dataset {dataset.get_dataset_id()} ended")
             notes.logs.extend(self._stats(dataset))
 
-    def _stalled(self, pipeline: Pipeline, pool: StagePool, notes: RunNotes, returned: set[str],
-                 waited_s: float) -> pa.Table:
+    def _stalled(
+        self, pipeline: Pipeline, pool: StagePool, notes: RunNotes, returned: set[str], waited_s: float
+    ) -> pa.Table:
         """Report why the tier stopped moving, and fail the rows still out with that reason."""
         reason = stall_reason(waited_s, [slot.actor_id for slot in pool.slots], list(self._warnings.lines))
         log.error("tier stalled", extra={"dataset": pipeline.name, "reason": reason})
@@ -339,8 +365,12 @@ class RayDataPipelines:
         pool.stalled = True
         if pipeline.unrun is None:
             raise RuntimeError(f"the tier stalled on Ray: {reason}")
-        left = [row.to_record() for chunk in read_manifest(pipeline.blobs, pipeline.manifest_key)
-                for row in chunk if row.row_id not in returned]
+        left = [
+            row.to_record()
+            for chunk in read_manifest(pipeline.blobs, pipeline.manifest_key)
+            for row in chunk
+            if row.row_id not in returned
+        ]
         return pipeline.unrun(pa.Table.from_pylist(left), f"the tier stalled on Ray: {reason}")
 
     @staticmethod
@@ -366,5 +396,5 @@ class RayDataPipelines:
             return [f"ray data stats unavailable: {type(exc).__name__}: {exc}"]
         summary = [line for line in lines if line.startswith("Operator ")]
         if "Dataset throughput:" in lines:  # the per-operator details stay in Ray's own logs
-            summary += [f"Dataset {line.lstrip('* ')}" for line in lines[lines.index("Dataset throughput:") + 1:]]
+            summary += [f"Dataset {line.lstrip('* ')}" for line in lines[lines.index("Dataset throughput:") + 1 :]]
         return [f"ray data stats: {line}" for line in summary[:_MAX_STATS_LINES]]

@@ -85,15 +85,17 @@ class StageHost:
             out = self._guarded(self.stages[tier], batch, ledger)
         finally:
             root.removeHandler(collector)
-        summary = (f"actor {actor_id} node {context.get_node_id()} pid {os.getpid()} batch {self.batches} "
-                   f"device {'cuda' if self.on_gpu else 'cpu'}: {batch.num_rows} rows in, {out.num_rows} out, "
-                   f"{time.monotonic() - started:.2f}s")
+        summary = (
+            f"actor {actor_id} node {context.get_node_id()} pid {os.getpid()} batch {self.batches} "
+            f"device {'cuda' if self.on_gpu else 'cpu'}: {batch.num_rows} rows in, {out.num_rows} out, "
+            f"{time.monotonic() - started:.2f}s"
+        )
         logs: list[list[str]] = [[] for _ in range(out.num_rows)]
         if logs:  # the batch's lines ride on its first row
             logs[0] = [*collector.lines, summary]
-        return (out.append_column(ACTOR_COLUMN, pa.array([actor_id] * out.num_rows, pa.string()))
-                .append_column(LOG_COLUMN, pa.array(logs, pa.list_(pa.string()))))
-
+        return out.append_column(ACTOR_COLUMN, pa.array([actor_id] * out.num_rows, pa.string())).append_column(
+            LOG_COLUMN, pa.array(logs, pa.list_(pa.string()))
+        )
 
     @staticmethod
     def _guarded(stage: Any, batch: pa.Table, ledger: Any) -> pa.Table:
@@ -124,8 +126,11 @@ class StageHost:
 
 def pool_key(stage: type, extractor: dict[str, Any], options: dict[str, Any]) -> str:
     """What makes two tiers' actors interchangeable: the stage, the extractor and its parameters, the resources."""
-    described = json.dumps({"stage": f"{stage.__module__}.{stage.__qualname__}", "extractor": extractor,
-                            "options": options}, sort_keys=True, default=str)
+    described = json.dumps(
+        {"stage": f"{stage.__module__}.{stage.__qualname__}", "extractor": extractor, "options": options},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
@@ -193,8 +198,17 @@ class StagePools:
         if pools is not None:
             pools.close()
 
-    def acquire(self, key: str, options: dict[str, Any], actors: int, torch_threads: int, *, idle_s: float,
-                headroom_cpus: float, memory_mb: int | None = None) -> tuple[StagePool, bool]:
+    def acquire(
+        self,
+        key: str,
+        options: dict[str, Any],
+        actors: int,
+        torch_threads: int,
+        *,
+        idle_s: float,
+        headroom_cpus: float,
+        memory_mb: int | None = None,
+    ) -> tuple[StagePool, bool]:
         """The pool for `key`, started if needed; True when it was already there (warm).
 
         A new pool that would leave less than `headroom_cpus` free (what a read task needs)
@@ -213,12 +227,20 @@ class StagePools:
         with self._lock:
             pool = self._pools.get(key)
             if pool is None:
-                handles = [StageHost.options(**options).remote(torch_threads, memory_mb)  # type: ignore[attr-defined]
-                           for _ in range(actors)]
+                handles = [
+                    StageHost.options(**options).remote(torch_threads, memory_mb)  # type: ignore[attr-defined]
+                    for _ in range(actors)
+                ]
                 pool = StagePool(key, options, [Slot(h, h._actor_id.hex(), h.ready.remote()) for h in handles])
                 self._pools[key] = pool
-                log.info("stage actors started", extra={"pool": key, "actors": [s.actor_id for s in pool.slots],
-                                                        **{k: v for k, v in options.items() if k != "memory"}})
+                log.info(
+                    "stage actors started",
+                    extra={
+                        "pool": key,
+                        "actors": [s.actor_id for s in pool.slots],
+                        **{k: v for k, v in options.items() if k != "memory"},
+                    },
+                )
                 warm = False
             else:
                 warm = True
@@ -264,8 +286,10 @@ class StagePools:
             for pool in idle:
                 del self._pools[pool.key]
         for pool in idle:
-            log.info("stage actors stopped", extra={"pool": pool.key, "reason": reason,
-                                                    "idle_s": round(time.monotonic() - pool.last_used, 1)})
+            log.info(
+                "stage actors stopped",
+                extra={"pool": pool.key, "reason": reason, "idle_s": round(time.monotonic() - pool.last_used, 1)},
+            )
             _kill(pool)
         return len(idle)
 

@@ -36,8 +36,9 @@ class RayDataWarnings(logging.Handler):
 
 
 def _resources(values: dict[str, float]) -> str:
-    shown = {k: v for k, v in values.items() if k in ("CPU", "GPU") or not k.startswith(("node:", "memory",
-                                                                                          "object_store"))}
+    shown = {
+        k: v for k, v in values.items() if k in ("CPU", "GPU") or not k.startswith(("node:", "memory", "object_store"))
+    }
     return ", ".join(f"{k} {v:g}" for k, v in sorted(shown.items())) or "nothing"
 
 
@@ -47,9 +48,11 @@ def pending_demand() -> str | None:
         from ray.autoscaler.v2.sdk import get_cluster_status
 
         status = get_cluster_status(ray.get_runtime_context().gcs_address)
-        bundles = [f"{dict(request.bundle)} x{request.count}"
-                   for demand in status.resource_demands.ray_task_actor_demand
-                   for request in demand.bundles_by_count]
+        bundles = [
+            f"{dict(request.bundle)} x{request.count}"
+            for demand in status.resource_demands.ray_task_actor_demand
+            for request in demand.bundles_by_count
+        ]
     except Exception:  # a report, never a reason to fail: leave it out
         log.debug("ray cluster status unavailable", exc_info=True)
         return None
@@ -84,6 +87,8 @@ def stall_reason(waited_s: float, actor_ids: list[str], ray_data_lines: list[str
         parts.append(f"Ray: resources not enough for pending demand {demand} (cluster: {total}; free: {free})")
     parts += [f"Ray Data: {line}" for line in ray_data_lines]
     if not demand and not not_alive and not ray_data_lines:
-        parts.append("Ray reports no pending demand: the stage itself is slow or stuck "
-                     "(raise STRATAFLOW_TIER_STALL_S if one batch legitimately takes longer)")
+        parts.append(
+            "Ray reports no pending demand: the stage itself is slow or stuck "
+            "(raise STRATAFLOW_TIER_STALL_S if one batch legitimately takes longer)"
+        )
     return "; ".join(parts)

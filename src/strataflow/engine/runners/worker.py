@@ -71,8 +71,7 @@ def run_extraction(call: ExtractionCall) -> list[RowResult]:
     extractor = get_extractor(call.extractor_name, call.extractor_version)
     params = parse_parameters(extractor, call.parameters)
     call.work_dir.mkdir(parents=True, exist_ok=True)
-    context = ExtractContext(work_dir=call.work_dir, device=call.device, models_dir=call.models_dir,
-                             limits=call.limits)
+    context = ExtractContext(work_dir=call.work_dir, device=call.device, models_dir=call.models_dir, limits=call.limits)
     try:
         results = extractor.extract(call.inputs, params, context)
     except MemoryError:  # the whole chunk failed for want of memory: the runner reruns its rows alone

@@ -31,17 +31,29 @@ def object_rows(db: Database, batch: Batch) -> Iterator[ManifestRow]:
             members = session.execute(
                 select(BatchObject.position, BatchObject.object_id)
                 .where(BatchObject.batch_id == batch.batch_id, BatchObject.position > last)
-                .order_by(BatchObject.position).limit(_MEMBER_CHUNK)
+                .order_by(BatchObject.position)
+                .limit(_MEMBER_CHUNK)
             ).all()
             if not members:
                 return
             ids = [oid for _, oid in members]
-            found = {o.object_id: asdict(object_record(o)) for o in session.scalars(
-                select(BucketObject).where(BucketObject.bucket_id == batch.bucket_id,
-                                           BucketObject.object_id.in_(ids)))}
+            found = {
+                o.object_id: asdict(object_record(o))
+                for o in session.scalars(
+                    select(BucketObject).where(
+                        BucketObject.bucket_id == batch.bucket_id, BucketObject.object_id.in_(ids)
+                    )
+                )
+            }
         last = members[-1][0]
         for object_id in ids:
             payload: dict[str, Any] = found.get(object_id) or {"missing": True}
-            yield ManifestRow(row_id=object_id, root_object_id=object_id, root_bucket_id=batch.bucket_id,
-                              source_type="bucket", source_object_id=object_id, payload=payload,
-                              lineage_path=batch.bucket_id)
+            yield ManifestRow(
+                row_id=object_id,
+                root_object_id=object_id,
+                root_bucket_id=batch.bucket_id,
+                source_type="bucket",
+                source_object_id=object_id,
+                payload=payload,
+                lineage_path=batch.bucket_id,
+            )

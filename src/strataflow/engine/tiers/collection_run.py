@@ -66,14 +66,20 @@ class RunContext:
     @classmethod
     def from_settings(cls, blobs: BlobStore, index: DocumentIndex, settings: Settings, **options: Any) -> RunContext:
         """The usual context: scratch space under the data dir (`settings.work_dir`)."""
-        return cls(blobs=blobs, index=index, work_root=settings.work_dir,
-                   limits=ExtractionLimits.from_settings(settings), **options)
+        return cls(
+            blobs=blobs,
+            index=index,
+            work_root=settings.work_dir,
+            limits=ExtractionLimits.from_settings(settings),
+            **options,
+        )
 
 
 def parameters_hash(collection: Collection) -> str:
     config = collection.feature_extractor
-    material = {k: config.get(k) for k in ("parameters", "input_mappings", "field_passthrough",
-                                           "include_all_source_fields")}
+    material = {
+        k: config.get(k) for k in ("parameters", "input_mappings", "field_passthrough", "include_all_source_fields")
+    }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -88,8 +94,12 @@ class CollectionSpec:
 
     @classmethod
     def of(cls, collection: Collection) -> CollectionSpec:
-        return cls(collection.collection_id, dict(collection.feature_extractor), dict(collection.input_schema or {}),
-                   str((collection.source or {}).get("type")))
+        return cls(
+            collection.collection_id,
+            dict(collection.feature_extractor),
+            dict(collection.input_schema or {}),
+            str((collection.source or {}).get("type")),
+        )
 
 
 @dataclass
@@ -109,8 +119,12 @@ def plan_inputs(spec: CollectionSpec) -> InputPlan:
     params = parse_parameters(extractor, config.get("parameters"))
     from_bucket = spec.source_type == "bucket"
     mappings = schema.resolve_input_mappings(
-        extractor, config.get("input_mappings") or {}, spec.input_schema, from_bucket=from_bucket,
-        vector_names=schema.vector_fields_of(spec.input_schema))
+        extractor,
+        config.get("input_mappings") or {},
+        spec.input_schema,
+        from_bucket=from_bucket,
+        vector_names=schema.vector_fields_of(spec.input_schema),
+    )
     required = frozenset(field.name for field in extractor.inputs if field.required)
     return InputPlan(spec, extractor, params, mappings, required)
 
@@ -121,10 +135,23 @@ def document_builder(collection: Collection, plan: InputPlan, blobs: BlobStore) 
     produced = set() if extractor.copies_source else {f.name for f in extractor.output_fields(plan.params)}
     storage_names = {d["index"]["name"] for d in collection.vector_indexes}
     vector_map = {spec.name: vector_storage_name(extractor, spec) for spec in extractor.vector_indexes(plan.params)}
-    passthrough = schema.resolve_passthrough(config.get("field_passthrough") or [], collection.input_schema,
-                                             produced | storage_names, from_bucket=plan.spec.source_type == "bucket")
-    return DocumentBuilder(collection, extractor.extractor_id, parameters_hash(collection), passthrough,
-                           bool(config.get("include_all_source_fields")), produced, vector_map, storage_names, blobs)
+    passthrough = schema.resolve_passthrough(
+        config.get("field_passthrough") or [],
+        collection.input_schema,
+        produced | storage_names,
+        from_bucket=plan.spec.source_type == "bucket",
+    )
+    return DocumentBuilder(
+        collection,
+        extractor.extractor_id,
+        parameters_hash(collection),
+        passthrough,
+        bool(config.get("include_all_source_fields")),
+        produced,
+        vector_map,
+        storage_names,
+        blobs,
+    )
 
 
 def run_collection(ctx: RunContext, collection: Collection, records: list[SourceRecord]) -> CollectionRunResult:
@@ -134,8 +161,10 @@ def run_collection(ctx: RunContext, collection: Collection, records: list[Source
     plan = plan_inputs(CollectionSpec.of(collection))
     wrong = sorted({r.source_type for r in records} - {plan.spec.source_type})
     if wrong:
-        raise ValueError(f"collection {collection.collection_id} reads from its {collection.source.get('type')}, "
-                         f"not from records of type {wrong}")
+        raise ValueError(
+            f"collection {collection.collection_id} reads from its {collection.source.get('type')}, "
+            f"not from records of type {wrong}"
+        )
     builder = document_builder(collection, plan, ctx.blobs)
     builder.enrich = ctx.enrich
     ctx.work_root.mkdir(parents=True, exist_ok=True)
@@ -156,14 +185,22 @@ def run_collection(ctx: RunContext, collection: Collection, records: list[Source
     return result
 
 
-def prepare_inputs(plan: InputPlan, records: list[SourceRecord], blobs: BlobStore, work_dir: Path,
-                   result: CollectionRunResult, limits: ExtractionLimits | None = None) -> list[ExtractorInput]:
+def prepare_inputs(
+    plan: InputPlan,
+    records: list[SourceRecord],
+    blobs: BlobStore,
+    work_dir: Path,
+    result: CollectionRunResult,
+    limits: ExtractionLimits | None = None,
+) -> list[ExtractorInput]:
     """The extractor inputs of `records`; rows that cannot be prepared go to `result` (failed or missing input)."""
     inputs: list[ExtractorInput] = []
     for record in records:
         try:
-            values = {m.input_key: input_value(record, m, blobs, work_dir, limits or ExtractionLimits())
-                      for m in plan.mappings}
+            values = {
+                m.input_key: input_value(record, m, blobs, work_dir, limits or ExtractionLimits())
+                for m in plan.mappings
+            }
         except ExtractionError as error:
             result.failures.append(RowFailure(record.source_id, error.category.value, error.message))
             continue
@@ -171,15 +208,27 @@ def prepare_inputs(plan: InputPlan, records: list[SourceRecord], blobs: BlobStor
         if values and (len(absent) == len(values) or any(k in plan.required for k in absent)):
             result.missing_input_ids.append(record.source_id)
             continue
-        source = {"type": record.source_type, "id": record.source_id, "container_id": record.container_id,
-                  "fields": record.fields, "vectors": record.vectors}
+        source = {
+            "type": record.source_type,
+            "id": record.source_id,
+            "container_id": record.container_id,
+            "fields": record.fields,
+            "vectors": record.vectors,
+        }
         inputs.append(ExtractorInput(row_id=record.source_id, values=values, source=source))
     result.rows_processed += len(records)
     return inputs
 
 
-def _run_chunk(ctx: RunContext, collection: Collection, plan: InputPlan, builder: DocumentBuilder,
-               chunk: list[SourceRecord], work_dir: Path, result: CollectionRunResult) -> None:
+def _run_chunk(
+    ctx: RunContext,
+    collection: Collection,
+    plan: InputPlan,
+    builder: DocumentBuilder,
+    chunk: list[SourceRecord],
+    work_dir: Path,
+    result: CollectionRunResult,
+) -> None:
     clock = time.monotonic()
     inputs = prepare_inputs(plan, chunk, ctx.blobs, work_dir / "rows", result, ctx.limits)
     result.prepare_ms += (time.monotonic() - clock) * 1000
@@ -190,22 +239,32 @@ def _run_chunk(ctx: RunContext, collection: Collection, plan: InputPlan, builder
         if ctx.extract is not None:
             outcomes = ctx.extract(collection.feature_extractor, inputs, work_dir / "extract")
         else:
-            outcomes = plan.extractor.extract(inputs, plan.params, ExtractContext(work_dir / "extract", ctx.device,
-                                                                                  ctx.should_stop, limits=ctx.limits))
+            outcomes = plan.extractor.extract(
+                inputs,
+                plan.params,
+                ExtractContext(work_dir / "extract", ctx.device, ctx.should_stop, limits=ctx.limits),
+            )
     except Exception as exc:  # an extractor bug fails its rows, not the run
         log.exception("extractor failed", extra={"collection_id": collection.collection_id})
         error = ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}")
         outcomes = [RowResult(i.row_id, error=error) for i in inputs]
     result.extract_ms += (time.monotonic() - clock) * 1000
     clock = time.monotonic()
-    write_outcomes(ctx.index, builder, {record.source_id: record for record in chunk}, outcomes, result,
-                   ctx.live_roots, ctx.guard)
+    write_outcomes(
+        ctx.index, builder, {record.source_id: record for record in chunk}, outcomes, result, ctx.live_roots, ctx.guard
+    )
     result.write_ms += (time.monotonic() - clock) * 1000
 
 
-def write_outcomes(index: DocumentIndex, builder: DocumentBuilder, records: dict[str, SourceRecord],
-                   outcomes: list[RowResult], result: CollectionRunResult, live_roots: LiveRoots | None = None,
-                   guard: Callable[[], None] | None = None) -> None:
+def write_outcomes(
+    index: DocumentIndex,
+    builder: DocumentBuilder,
+    records: dict[str, SourceRecord],
+    outcomes: list[RowResult],
+    result: CollectionRunResult,
+    live_roots: LiveRoots | None = None,
+    guard: Callable[[], None] | None = None,
+) -> None:
     """Build documents from extractor outcomes and write them; failed rows go to `result`.
 
     Each succeeded source's documents replace what it had before (stale chunks go), so a
@@ -221,8 +280,7 @@ def write_outcomes(index: DocumentIndex, builder: DocumentBuilder, records: dict
     now = timestamp()
     for outcome in outcomes:
         if outcome.error is not None:
-            result.failures.append(RowFailure(outcome.row_id, outcome.error.category.value,
-                                              outcome.error.message))
+            result.failures.append(RowFailure(outcome.row_id, outcome.error.category.value, outcome.error.message))
             continue
         try:
             documents += builder.build(records[outcome.row_id], outcome.documents, now)
@@ -252,8 +310,9 @@ def _root_of(record: SourceRecord) -> str:
     return record.source_id if record.source_type == "bucket" else str(record.lineage.get("root_object_id") or "")
 
 
-def _drop_deleted(outcomes: list[RowResult], records: dict[str, SourceRecord], live_roots: LiveRoots,
-                  result: CollectionRunResult) -> list[RowResult]:
+def _drop_deleted(
+    outcomes: list[RowResult], records: dict[str, SourceRecord], live_roots: LiveRoots, result: CollectionRunResult
+) -> list[RowResult]:
     roots = {_root_of(records[o.row_id]) for o in outcomes if o.error is None}
     alive = live_roots(roots)
     kept = []
@@ -265,17 +324,27 @@ def _drop_deleted(outcomes: list[RowResult], records: dict[str, SourceRecord], l
     return kept
 
 
-def _clean_up_raced_deletes(index: DocumentIndex, builder: DocumentBuilder, documents: list[StoredDocument],
-                            live_roots: LiveRoots, result: CollectionRunResult) -> list[StoredDocument]:
+def _clean_up_raced_deletes(
+    index: DocumentIndex,
+    builder: DocumentBuilder,
+    documents: list[StoredDocument],
+    live_roots: LiveRoots,
+    result: CollectionRunResult,
+) -> list[StoredDocument]:
     """A delete that landed between the check and the write: its documents go now, and their rows fail."""
     roots = {str(d.lineage.get("root_object_id") or "") for d in documents}
     gone = roots - live_roots(roots)
     if not gone:
         return documents
-    log.info("objects deleted during the write: removing their documents",
-             extra={"collection_id": builder.collection.collection_id, "object_ids": sorted(gone)[:20]})
+    log.info(
+        "objects deleted during the write: removing their documents",
+        extra={"collection_id": builder.collection.collection_id, "object_ids": sorted(gone)[:20]},
+    )
     remove_documents_of_objects(index, builder.blobs, [builder.collection.collection_id], gone)
-    rows = {d.lineage.get("source_object_id") or d.lineage.get("source_document_id")
-            for d in documents if d.lineage.get("root_object_id") in gone}
+    rows = {
+        d.lineage.get("source_object_id") or d.lineage.get("source_document_id")
+        for d in documents
+        if d.lineage.get("root_object_id") in gone
+    }
     result.failures += [RowFailure(str(row), ErrorCategory.VALIDATION.value, OBJECT_DELETED) for row in rows if row]
     return [d for d in documents if d.lineage.get("root_object_id") not in gone]

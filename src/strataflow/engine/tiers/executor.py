@@ -94,8 +94,9 @@ class TierRun:
 class BatchTierExecutor:
     """Implements the engine's TierExecutor for batches of bucket objects."""
 
-    def __init__(self, db: Database, blobs: BlobStore, index: DocumentIndex, runner: Runner,
-                 settings: Settings) -> None:
+    def __init__(
+        self, db: Database, blobs: BlobStore, index: DocumentIndex, runner: Runner, settings: Settings
+    ) -> None:
         self.db = db
         self.blobs = blobs
         self.index = index
@@ -121,12 +122,18 @@ class BatchTierExecutor:
         if tier.source_type == "bucket" and self.blobs.head(key) is None:
             write_manifest(self.blobs, key, object_rows(self.db, batch))  # first start of tier 0
         total_rows = count_rows(self.blobs, key)
-        run = TierRun(job, [Tally(c.collection_id, c.feature_extractor.get("feature_extractor_name", ""))
-                            for c in collections], total_rows * len(collections))
+        run = TierRun(
+            job,
+            [Tally(c.collection_id, c.feature_extractor.get("feature_extractor_name", "")) for c in collections],
+            total_rows * len(collections),
+        )
         if resuming:
             self._resume(run, job.checkpoint["collections"])
-        job.report(run.done, run.expected, {"source_documents_fetched": total_rows,
-                                            **({"documents_written": self._written(run)} if resuming else {})})
+        job.report(
+            run.done,
+            run.expected,
+            {"source_documents_fetched": total_rows, **({"documents_written": self._written(run)} if resuming else {})},
+        )
 
         def run_one(collection: Collection, tally: Tally) -> bool:
             wanted = retry_rows.get(collection.collection_id, set()) if retry_rows is not None else None
@@ -153,15 +160,15 @@ class BatchTierExecutor:
                 tally.restore(state.get("tally") or {})
                 run.collections[tally.collection_id] = copy.deepcopy(state)
                 run.done += int(state.get("rows_read", 0))
-        log.info("tier resumed", extra={"batch_id": run.job.batch_id, "tier": run.job.tier_num,
-                                        "rows_done": run.done})
+        log.info("tier resumed", extra={"batch_id": run.job.batch_id, "tier": run.job.tier_num, "rows_done": run.done})
 
     @staticmethod
     def _written(run: TierRun) -> int:
         return sum(t.documents_written for t in run.tallies)
 
-    def _verify_written(self, batch: Batch, tier: BatchTier, tallies: list[Tally],
-                        retry_roots: list[str] | None) -> None:
+    def _verify_written(
+        self, batch: Batch, tier: BatchTier, tallies: list[Tally], retry_roots: list[str] | None
+    ) -> None:
         """Refuse to complete a tier whose documents are not all in the index.
 
         Documents of this batch's root objects must number at least what the tier says it
@@ -172,26 +179,40 @@ class BatchTierExecutor:
         for tally in tallies:
             if tally.documents_written == 0:
                 continue
-            found = sum(self.index.count(tally.collection_id,
-                                         f"root_object_id IN ({quote_ids(roots[start:start + _ROOT_CHUNK])})")
-                        for start in range(0, len(roots), _ROOT_CHUNK))
+            found = sum(
+                self.index.count(
+                    tally.collection_id, f"root_object_id IN ({quote_ids(roots[start : start + _ROOT_CHUNK])})"
+                )
+                for start in range(0, len(roots), _ROOT_CHUNK)
+            )
             if found < tally.documents_written:
                 raise TierIncompleteError(
                     f"collection {tally.collection_id}: the index holds {found} documents of this batch, "
-                    f"the tier wrote {tally.documents_written}; retry the batch")
+                    f"the tier wrote {tally.documents_written}; retry the batch"
+                )
 
     def _unresolved(self, batch: Batch, tier: BatchTier) -> int:
         with self.db.read_session() as session:
-            return session.scalar(select(func.count()).where(
-                DocumentFailure.batch_id == batch.batch_id, DocumentFailure.tier_num == tier.tier_num,
-                DocumentFailure.resolved.is_(False))) or 0
+            return (
+                session.scalar(
+                    select(func.count()).where(
+                        DocumentFailure.batch_id == batch.batch_id,
+                        DocumentFailure.tier_num == tier.tier_num,
+                        DocumentFailure.resolved.is_(False),
+                    )
+                )
+                or 0
+            )
 
     # -- inputs ------------------------------------------------------------------------------
     def _retry_rows(self, session: Session, batch: Batch, tier: BatchTier) -> dict[str, set[str]]:
         wanted: dict[str, set[str]] = {}
         query = select(DocumentFailure).where(
-            DocumentFailure.batch_id == batch.batch_id, DocumentFailure.tier_num == tier.tier_num,
-            DocumentFailure.retry_round == batch.retry_round, DocumentFailure.resolved.is_(False))
+            DocumentFailure.batch_id == batch.batch_id,
+            DocumentFailure.tier_num == tier.tier_num,
+            DocumentFailure.retry_round == batch.retry_round,
+            DocumentFailure.resolved.is_(False),
+        )
         for failure in session.scalars(query):
             wanted.setdefault(failure.collection_id, set()).add(failure.row_id)
         return wanted
@@ -205,10 +226,14 @@ class BatchTierExecutor:
                 where = f"root_object_id IN ({quote_ids(chunk)})"
                 for record in load_document_records(self.index, collection_id, where=where):
                     yield ManifestRow(
-                        row_id=record.source_id, root_object_id=str(record.lineage.get("root_object_id") or ""),
-                        root_bucket_id=batch.bucket_id, source_type="collection",
-                        source_document_id=record.source_id, source_collection_id=collection_id,
-                        payload=record_payload(record))
+                        row_id=record.source_id,
+                        root_object_id=str(record.lineage.get("root_object_id") or ""),
+                        root_bucket_id=batch.bucket_id,
+                        source_type="collection",
+                        source_document_id=record.source_id,
+                        source_collection_id=collection_id,
+                        payload=record_payload(record),
+                    )
 
     def _build_manifest(self, job: TierJob, batch: Batch, tier: BatchTier, retry_roots: list[str] | None) -> str:
         with self.db.read_session() as session:
@@ -222,14 +247,30 @@ class BatchTierExecutor:
         return key
 
     # -- running -----------------------------------------------------------------------------
-    def _extract_with_runner(self, config: dict[str, Any], inputs: list[ExtractorInput],
-                             work_dir: Path, notes: RunNotes) -> list[RowResult]:
-        call = ExtractionCall.for_extractor(config, inputs, work_dir, self.settings.device, self.settings.models_dir,
-                                            ExtractionLimits.from_settings(self.settings))
+    def _extract_with_runner(
+        self, config: dict[str, Any], inputs: list[ExtractorInput], work_dir: Path, notes: RunNotes
+    ) -> list[RowResult]:
+        call = ExtractionCall.for_extractor(
+            config,
+            inputs,
+            work_dir,
+            self.settings.device,
+            self.settings.models_dir,
+            ExtractionLimits.from_settings(self.settings),
+        )
         return self.runner.submit(call, notes).result()
 
-    def _run_collection(self, run: TierRun, batch: Batch, tier: BatchTier, collection: Collection, key: str,
-                        wanted: set[str] | None, tally: Tally, total_rows: int) -> bool:
+    def _run_collection(
+        self,
+        run: TierRun,
+        batch: Batch,
+        tier: BatchTier,
+        collection: Collection,
+        key: str,
+        wanted: set[str] | None,
+        tally: Tally,
+        total_rows: int,
+    ) -> bool:
         job = run.job
         allowed = self._passing_source_filters(batch, tier, collection)
         # Taxonomy applications run inside this tier's writes, so the next tier reads enriched documents.
@@ -237,14 +278,22 @@ class BatchTierExecutor:
         # A runner that sees the tier stall reports it at once, on the tier and its task, then fails its rows.
         tally.notes.on_stall = lambda reason: job.report(run.done, run.expected, {"stalled": reason})
         if self.runner.pipelines is not None:  # a Ray runner with Ray Data runs whole tiers
-            return self._run_pipeline(self.runner.pipelines, run, batch, tier, collection, key, (wanted, allowed),
-                                      tally, total_rows, enrich)
-        context = RunContext(enrich=enrich, blobs=self.blobs, index=self.index, work_root=self.settings.work_dir,
-                             limits=ExtractionLimits.from_settings(self.settings), live_roots=live_roots_in(self.db),
-                             device=self.settings.device, batch_size=self.settings.extract_batch_size,
-                             should_stop=job.should_stop, guard=job.fence.check,
-                             extract=lambda config, inputs, work_dir: self._extract_with_runner(
-                                 config, inputs, work_dir, tally.notes))
+            return self._run_pipeline(
+                self.runner.pipelines, run, batch, tier, collection, key, (wanted, allowed), tally, total_rows, enrich
+            )
+        context = RunContext(
+            enrich=enrich,
+            blobs=self.blobs,
+            index=self.index,
+            work_root=self.settings.work_dir,
+            limits=ExtractionLimits.from_settings(self.settings),
+            live_roots=live_roots_in(self.db),
+            device=self.settings.device,
+            batch_size=self.settings.extract_batch_size,
+            should_stop=job.should_stop,
+            guard=job.fence.check,
+            extract=lambda config, inputs, work_dir: self._extract_with_runner(config, inputs, work_dir, tally.notes),
+        )
         skip = run.rows_read(collection.collection_id)  # committed by an earlier owner of the tier
         for chunk in read_manifest(self.blobs, key, self.settings.manifest_chunk_rows):
             if skip >= len(chunk):
@@ -257,17 +306,33 @@ class BatchTierExecutor:
             kept = [row for row, status, _ in classified if status not in (RowStatus.SKIPPED, RowStatus.FILTERED)]
             filtered = sum(1 for _, status, _ in classified if status == RowStatus.FILTERED)
             records = [record_from_row(row) for row, status, _ in classified if status == RowStatus.OK]
-            result = run_collection(context, collection, records) if records else CollectionRunResult(
-                collection.collection_id)
-            result.failures += [RowFailure(row.row_id, ErrorCategory.VALIDATION.value, message or "")
-                                for row, status, message in classified if status == RowStatus.FAILED]
+            result = (
+                run_collection(context, collection, records)
+                if records
+                else CollectionRunResult(collection.collection_id)
+            )
+            result.failures += [
+                RowFailure(row.row_id, ErrorCategory.VALIDATION.value, message or "")
+                for row, status, message in classified
+                if status == RowStatus.FAILED
+            ]
             step = PipelineStep(result, {r.row_id: r.root_object_id for r in kept}, filtered, len(chunk))
             self._account(run, batch, tier, collection, step, tally)
         return False
 
-    def _run_pipeline(self, pipelines: Pipelines, run: TierRun, batch: Batch, tier: BatchTier,
-                      collection: Collection, key: str, rows: tuple[set[str] | None, set[str] | None],
-                      tally: Tally, total_rows: int, enrich: CollectionEnricher | None = None) -> bool:
+    def _run_pipeline(
+        self,
+        pipelines: Pipelines,
+        run: TierRun,
+        batch: Batch,
+        tier: BatchTier,
+        collection: Collection,
+        key: str,
+        rows: tuple[set[str] | None, set[str] | None],
+        tally: Tally,
+        total_rows: int,
+        enrich: CollectionEnricher | None = None,
+    ) -> bool:
         """The collection as one Ray Data pipeline over the manifest; True when canceled."""
         job = run.job
         if job.should_stop():
@@ -277,11 +342,24 @@ class BatchTierExecutor:
             empty = PipelineStep(CollectionRunResult(collection.collection_id), consumed=total_rows)
             self._account(run, batch, tier, collection, empty, tally)
             return False
-        work = TierWork(f"{batch.batch_id}-tier{tier.tier_num}-{collection.collection_id}", key,
-                        frozenset(wanted) if wanted is not None else None,
-                        frozenset(allowed) if allowed is not None else None)
-        steps = pipeline_steps(pipelines, self.settings, self.blobs, self.index, collection, work, tally.notes,
-                               live_roots_in(self.db), job.fence.check, enrich)
+        work = TierWork(
+            f"{batch.batch_id}-tier{tier.tier_num}-{collection.collection_id}",
+            key,
+            frozenset(wanted) if wanted is not None else None,
+            frozenset(allowed) if allowed is not None else None,
+        )
+        steps = pipeline_steps(
+            pipelines,
+            self.settings,
+            self.blobs,
+            self.index,
+            collection,
+            work,
+            tally.notes,
+            live_roots_in(self.db),
+            job.fence.check,
+            enrich,
+        )
         try:
             for step in steps:
                 self._account(run, batch, tier, collection, step, tally)
@@ -291,8 +369,9 @@ class BatchTierExecutor:
             steps.close()
         return False
 
-    def _account(self, run: TierRun, batch: Batch, tier: BatchTier, collection: Collection, step: PipelineStep,
-                 tally: Tally) -> None:
+    def _account(
+        self, run: TierRun, batch: Batch, tier: BatchTier, collection: Collection, step: PipelineStep, tally: Tally
+    ) -> None:
         """Commit one written chunk: its failures, the tally, progress and the checkpoint, in one
         fenced transaction (LeaseLost when the tier was taken over)."""
         result = step.result
@@ -312,10 +391,15 @@ class BatchTierExecutor:
             state = run.collections.setdefault(collection.collection_id, {"rows_read": 0})
             state["rows_read"] = int(state.get("rows_read", 0)) + step.consumed
             state["tally"] = tally.snapshot()
-            run.job.commit(ChunkCommit(
-                run.done, run.expected, {"documents_written": self._written(run), **running_on},
-                checkpoint={"collections": copy.deepcopy(run.collections)},
-                write=lambda session: self._record(session, batch, tier, collection, step.roots, result)))
+            run.job.commit(
+                ChunkCommit(
+                    run.done,
+                    run.expected,
+                    {"documents_written": self._written(run), **running_on},
+                    checkpoint={"collections": copy.deepcopy(run.collections)},
+                    write=lambda session: self._record(session, batch, tier, collection, step.roots, result),
+                )
+            )
 
     def _passing_source_filters(self, batch: Batch, tier: BatchTier, collection: Collection) -> set[str] | None:
         """Ids of this tier's input rows that pass the collection's `source_filters` (None: no filter)."""
@@ -327,8 +411,11 @@ class BatchTierExecutor:
             if tier.source_type == "bucket":
                 clause = compile_filters(filters, OBJECT_FIELDS)
                 query = select(BucketObject.object_id).where(
-                    BucketObject.bucket_id == batch.bucket_id, BucketObject.object_id.in_(
-                        select(BatchObject.object_id).where(BatchObject.batch_id == batch.batch_id)))
+                    BucketObject.bucket_id == batch.bucket_id,
+                    BucketObject.object_id.in_(
+                        select(BatchObject.object_id).where(BatchObject.batch_id == batch.batch_id)
+                    ),
+                )
                 return set(session.scalars(query.where(clause) if clause is not None else query))
             upstream = [c for cid in tier.source_collection_ids or [] if (c := session.get(Collection, cid))]
         passing: set[str] = set()
@@ -337,21 +424,35 @@ class BatchTierExecutor:
                 continue
             where = where_of(source, filters)
             for start in range(0, len(roots), _ROOT_CHUNK):
-                scope = f"root_object_id IN ({quote_ids(roots[start:start + _ROOT_CHUNK])})"
-                table = self.index.select(source.collection_id, f"({where}) AND {scope}" if where else scope,
-                                          {"document_id": "document_id"})
+                scope = f"root_object_id IN ({quote_ids(roots[start : start + _ROOT_CHUNK])})"
+                table = self.index.select(
+                    source.collection_id, f"({where}) AND {scope}" if where else scope, {"document_id": "document_id"}
+                )
                 passing.update(table.column("document_id").to_pylist())
         return passing
 
     @staticmethod
-    def _record(session: Session, batch: Batch, tier: BatchTier, collection: Collection, roots: dict[str, str],
-                result: CollectionRunResult) -> None:
+    def _record(
+        session: Session,
+        batch: Batch,
+        tier: BatchTier,
+        collection: Collection,
+        roots: dict[str, str],
+        result: CollectionRunResult,
+    ) -> None:
         """Upsert this chunk's failures (`roots`: its rows' root object ids); successes resolve earlier ones."""
         failed = {f.source_id: f for f in result.failures}
-        existing = {f.row_id: f for f in session.scalars(select(DocumentFailure).where(
-            DocumentFailure.batch_id == batch.batch_id, DocumentFailure.tier_num == tier.tier_num,
-            DocumentFailure.collection_id == collection.collection_id,
-            DocumentFailure.row_id.in_(list(roots))))}
+        existing = {
+            f.row_id: f
+            for f in session.scalars(
+                select(DocumentFailure).where(
+                    DocumentFailure.batch_id == batch.batch_id,
+                    DocumentFailure.tier_num == tier.tier_num,
+                    DocumentFailure.collection_id == collection.collection_id,
+                    DocumentFailure.row_id.in_(list(roots)),
+                )
+            )
+        }
         for row_id, root_object_id in roots.items():
             failure, known = failed.get(row_id), existing.get(row_id)
             if failure is None:
@@ -359,9 +460,15 @@ class BatchTierExecutor:
                     known.resolved = True
                 continue
             if known is None:
-                known = DocumentFailure(batch_id=batch.batch_id, tier_num=tier.tier_num,
-                                        collection_id=collection.collection_id, row_id=row_id,
-                                        root_object_id=root_object_id, retry_count=0, retry_round=0)
+                known = DocumentFailure(
+                    batch_id=batch.batch_id,
+                    tier_num=tier.tier_num,
+                    collection_id=collection.collection_id,
+                    row_id=row_id,
+                    root_object_id=root_object_id,
+                    retry_count=0,
+                    retry_round=0,
+                )
                 session.add(known)
             known.error_type = failure.error_type
             known.message = failure.message[:4000]

@@ -65,11 +65,18 @@ class TierWork:
     allowed: frozenset[str] | None  # rows passing the source filters; None: no filter
 
 
-def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, index: DocumentIndex,
-                   collection: Collection, work: TierWork, notes: RunNotes,
-                   live_roots: LiveRoots | None = None,
-                   guard: Callable[[], None] | None = None,
-                   enrich: Callable[[list[StoredDocument]], None] | None = None) -> Generator[PipelineStep]:
+def pipeline_steps(
+    pipelines: Pipelines,
+    settings: Settings,
+    blobs: BlobStore,
+    index: DocumentIndex,
+    collection: Collection,
+    work: TierWork,
+    notes: RunNotes,
+    live_roots: LiveRoots | None = None,
+    guard: Callable[[], None] | None = None,
+    enrich: Callable[[list[StoredDocument]], None] | None = None,
+) -> Generator[PipelineStep]:
     """Run the collection's pipeline; yield each output batch once its documents are written.
 
     Closing the iterator early (a canceled tier) stops the Ray Data execution. `guard` runs
@@ -86,14 +93,22 @@ def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, i
     # Workers open the blob store themselves from these settings: absolute paths, whatever their cwd,
     # and nothing they do not need (the admin key stays here; the S3 keys must travel).
     shipped = settings.model_copy(update={"data_dir": settings.data_dir.resolve(), "api_key": None})
-    pipeline = Pipeline(name=work.name, settings=shipped, blobs=blobs, manifest_key=work.manifest_key,
-                        stage=ExtractionStage,
-                        stage_kwargs={"settings": shipped, "spec": spec, "wanted": work.wanted,
-                                      "allowed": work.allowed},
-                        resources=resources, batch_size=settings.extract_batch_size,
-                        extractor={"name": config["feature_extractor_name"], "version": config["version"],
-                                   "parameters": config.get("parameters") or {}},
-                        unrun=partial(ExtractionStage.unrun, work.wanted, work.allowed))
+    pipeline = Pipeline(
+        name=work.name,
+        settings=shipped,
+        blobs=blobs,
+        manifest_key=work.manifest_key,
+        stage=ExtractionStage,
+        stage_kwargs={"settings": shipped, "spec": spec, "wanted": work.wanted, "allowed": work.allowed},
+        resources=resources,
+        batch_size=settings.extract_batch_size,
+        extractor={
+            "name": config["feature_extractor_name"],
+            "version": config["version"],
+            "parameters": config.get("parameters") or {},
+        },
+        unrun=partial(ExtractionStage.unrun, work.wanted, work.allowed),
+    )
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     for batch in pipelines.run(pipeline, notes):
         yield _write_batch(batch, builder, index, settings.work_dir, collection.collection_id, live_roots, guard)
@@ -102,9 +117,15 @@ def pipeline_steps(pipelines: Pipelines, settings: Settings, blobs: BlobStore, i
     index.maintain(collection.collection_id)
 
 
-def _write_batch(batch: pa.Table, builder: Any, index: DocumentIndex, work_root: Path,
-                 collection_id: str, live_roots: LiveRoots | None,
-                 guard: Callable[[], None] | None = None) -> PipelineStep:
+def _write_batch(
+    batch: pa.Table,
+    builder: Any,
+    index: DocumentIndex,
+    work_root: Path,
+    collection_id: str,
+    live_roots: LiveRoots | None,
+    guard: Callable[[], None] | None = None,
+) -> PipelineStep:
     step = PipelineStep(CollectionRunResult(collection_id), consumed=batch.num_rows)
     result = step.result
     rows = batch.to_pylist()

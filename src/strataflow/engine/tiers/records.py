@@ -46,9 +46,14 @@ class SourceRecord:
 def source_blob_refs(blobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """References to an object's stored blobs, as documents keep them in `_internal.source_blobs`."""
     return [
-        {"blob_id": b.get("blob_id"), "blob_property": b.get("property"), "blob_type": b.get("type"),
-         "url": (b.get("properties") or {}).get("url")}
-        for b in blobs if (b.get("properties") or {}).get("key")
+        {
+            "blob_id": b.get("blob_id"),
+            "blob_property": b.get("property"),
+            "blob_type": b.get("type"),
+            "url": (b.get("properties") or {}).get("url"),
+        }
+        for b in blobs
+        if (b.get("properties") or {}).get("key")
     ]
 
 
@@ -57,31 +62,48 @@ def object_record(row: BucketObject) -> SourceRecord:
     for blob in row.blobs:
         props = blob.get("properties", {})
         fields[blob["property"]] = props["url"] if props.get("key") else props.get("value")
-    return SourceRecord("bucket", row.object_id, row.bucket_id, fields, list(row.blobs), {}, {}, row.namespace_id,
-                        source_blob_refs(row.blobs))
+    return SourceRecord(
+        "bucket",
+        row.object_id,
+        row.bucket_id,
+        fields,
+        list(row.blobs),
+        {},
+        {},
+        row.namespace_id,
+        source_blob_refs(row.blobs),
+    )
 
 
 def load_object_records(session: Session, namespace_id: str, object_ids: list[str]) -> list[SourceRecord]:
     """Objects by id, in the order asked; ids that do not exist are left out."""
-    rows = session.scalars(select(BucketObject).where(BucketObject.namespace_id == namespace_id,
-                                                      BucketObject.object_id.in_(object_ids)))
+    rows = session.scalars(
+        select(BucketObject).where(BucketObject.namespace_id == namespace_id, BucketObject.object_id.in_(object_ids))
+    )
     by_id = {row.object_id: row for row in rows}
     return [object_record(by_id[i]) for i in object_ids if i in by_id]
 
 
-def load_document_records(index: DocumentIndex, collection_id: str, document_ids: list[str] | None = None,
-                          where: str | None = None) -> list[SourceRecord]:
+def load_document_records(
+    index: DocumentIndex, collection_id: str, document_ids: list[str] | None = None, where: str | None = None
+) -> list[SourceRecord]:
     """Upstream documents (with vectors) as records; all of the collection's when no ids are given."""
     if document_ids is not None:
         docs = index.get_many(collection_id, document_ids, with_vectors=True)
     else:
-        docs = index.query(collection_id, where, order=[("created_at", True), ("document_id", True)],
-                           with_vectors=True)
+        docs = index.query(collection_id, where, order=[("created_at", True), ("document_id", True)], with_vectors=True)
     return [
-        SourceRecord("collection", d.document_id, collection_id, dict(d.payload),
-                     list(d.internal.get("document_blobs") or []),
-                     {k: v for k, v in d.vectors.items() if v is not None}, d.lineage,
-                     str(d.internal.get("namespace_id") or ""), list(d.internal.get("source_blobs") or []))
+        SourceRecord(
+            "collection",
+            d.document_id,
+            collection_id,
+            dict(d.payload),
+            list(d.internal.get("document_blobs") or []),
+            {k: v for k, v in d.vectors.items() if v is not None},
+            d.lineage,
+            str(d.internal.get("namespace_id") or ""),
+            list(d.internal.get("source_blobs") or []),
+        )
         for d in docs
     ]
 
@@ -147,8 +169,9 @@ def _download(blobs: BlobStore, key: str, name: str, work_dir: Path, record: Sou
     return target
 
 
-def input_value(record: SourceRecord, mapping: ResolvedInput, blobs: BlobStore, work_dir: Path,
-                limits: ExtractionLimits) -> Any:
+def input_value(
+    record: SourceRecord, mapping: ResolvedInput, blobs: BlobStore, work_dir: Path, limits: ExtractionLimits
+) -> Any:
     """What the extractor receives for one input: text as str, files as local paths."""
     if mapping.source_type == "literal":
         return mapping.override

@@ -12,8 +12,19 @@ from strataflow.extractors.base import ErrorCategory
 
 _MAX_WORKER_LOG_LINES = 400  # runner log lines kept in a tier's logs
 _AFFECTED_IDS = 100  # failed row ids kept per category (the counts are exact)
-_SAVED = ("rows", "filtered_out", "failed", "missing_inputs", "documents_written", "prepare_ms", "extract_ms",
-          "write_ms", "errors", "error_counts", "messages")
+_SAVED = (
+    "rows",
+    "filtered_out",
+    "failed",
+    "missing_inputs",
+    "documents_written",
+    "prepare_ms",
+    "extract_ms",
+    "write_ms",
+    "errors",
+    "error_counts",
+    "messages",
+)
 
 
 @dataclass
@@ -64,44 +75,78 @@ def tier_result(tier_num: int, tallies: list[Tally], total_rows: int, stopped: b
         for category, ids in tally.errors.items():
             count = tally.error_counts.get(category, len(ids))
             summary[category] = summary.get(category, 0) + count
-            errors.append({"error_type": category, "message": tally.messages[category],
-                           "component": tally.extractor, "stage": "extraction",
-                           "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                           "affected_document_ids": ids[:_AFFECTED_IDS], "affected_count": count,
-                           "recovery_suggestion": "retry the batch" if ErrorCategory(category).transient
-                           else "fix the source data, then retry with retry_mode='all'",
-                           "metadata": {"collection_id": tally.collection_id}})
+            errors.append(
+                {
+                    "error_type": category,
+                    "message": tally.messages[category],
+                    "component": tally.extractor,
+                    "stage": "extraction",
+                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "affected_document_ids": ids[:_AFFECTED_IDS],
+                    "affected_count": count,
+                    "recovery_suggestion": "retry the batch"
+                    if ErrorCategory(category).transient
+                    else "fix the source data, then retry with retry_mode='all'",
+                    "metadata": {"collection_id": tally.collection_id},
+                }
+            )
         duration = round((time.monotonic() - tally.started) * 1000, 1)
-        jobs.append({"extractor_type": tally.extractor, "collection_ids": [tally.collection_id],
-                     "status": "FAILED" if tally.rows and tally.failed >= tally.rows else (
-                         "COMPLETED_WITH_ERRORS" if tally.failed else "COMPLETED"),
-                     "duration_ms": duration, "documents_written": tally.documents_written,
-                     "errors": [e for e in errors if e["metadata"]["collection_id"] == tally.collection_id],
-                     "error": next(iter(tally.messages.values()), None),
-                     "ray_job_id": tally.notes.job_id, "ray_actor_ids": tally.notes.actor_ids,
-                     "ray_task_ids": tally.notes.task_ids,
-                     "timing_ms": {"inputs": round(tally.prepare_ms), "extraction": round(tally.extract_ms),
-                                   "writes": round(tally.write_ms)},
-                     "celery_task_id": None})
+        jobs.append(
+            {
+                "extractor_type": tally.extractor,
+                "collection_ids": [tally.collection_id],
+                "status": "FAILED"
+                if tally.rows and tally.failed >= tally.rows
+                else ("COMPLETED_WITH_ERRORS" if tally.failed else "COMPLETED"),
+                "duration_ms": duration,
+                "documents_written": tally.documents_written,
+                "errors": [e for e in errors if e["metadata"]["collection_id"] == tally.collection_id],
+                "error": next(iter(tally.messages.values()), None),
+                "ray_job_id": tally.notes.job_id,
+                "ray_actor_ids": tally.notes.actor_ids,
+                "ray_task_ids": tally.notes.task_ids,
+                "timing_ms": {
+                    "inputs": round(tally.prepare_ms),
+                    "extraction": round(tally.extract_ms),
+                    "writes": round(tally.write_ms),
+                },
+                "celery_task_id": None,
+            }
+        )
     rows = sum(t.rows for t in tallies)
     written = sum(t.documents_written for t in tallies)
     elapsed = max(max((time.monotonic() - t.started for t in tallies), default=0.0), 1e-6)
     after_filter = total_rows - max((t.filtered_out for t in tallies), default=0)
-    counters: dict[str, Any] = {"source_documents_fetched": total_rows, "documents_after_source_filter": after_filter,
-                "documents_missing_input_fields": sum(t.missing_inputs for t in tallies),
-                "documents_submitted_to_engine": rows - sum(t.missing_inputs for t in tallies),
-                "documents_written": written, "documents_per_second": round(written / elapsed, 1)}
+    counters: dict[str, Any] = {
+        "source_documents_fetched": total_rows,
+        "documents_after_source_filter": after_filter,
+        "documents_missing_input_fields": sum(t.missing_inputs for t in tallies),
+        "documents_submitted_to_engine": rows - sum(t.missing_inputs for t in tallies),
+        "documents_written": written,
+        "documents_per_second": round(written / elapsed, 1),
+    }
     job_ids = sorted({t.notes.job_id for t in tallies if t.notes.job_id})
     if job_ids:  # the Ray job (driver) that ran the tier's extraction
         counters["ray_job_id"] = ",".join(job_ids)
-    logs = [f"tier {tier_num} collection {t.collection_id}: {t.rows} rows, {t.failed} failed, "
-            f"{t.documents_written} documents written; inputs {t.prepare_ms / 1000:.2f}s, "
-            f"extraction {t.extract_ms / 1000:.2f}s, writes {t.write_ms / 1000:.2f}s" for t in tallies]
+    logs = [
+        f"tier {tier_num} collection {t.collection_id}: {t.rows} rows, {t.failed} failed, "
+        f"{t.documents_written} documents written; inputs {t.prepare_ms / 1000:.2f}s, "
+        f"extraction {t.extract_ms / 1000:.2f}s, writes {t.write_ms / 1000:.2f}s"
+        for t in tallies
+    ]
     worker_lines = [line for t in tallies for line in t.notes.logs]
     if len(worker_lines) > _MAX_WORKER_LOG_LINES:  # the tier row is no log store: keep both ends
         half = _MAX_WORKER_LOG_LINES // 2
         skipped = len(worker_lines) - 2 * half
         worker_lines = [*worker_lines[:half], f"... {skipped} lines left out ...", *worker_lines[-half:]]
     logs += worker_lines
-    return TierResult(rows_total=rows, rows_failed=sum(t.failed for t in tallies), counters=counters,
-                      extractor_jobs=jobs, errors=errors, error_summary=summary, logs=logs, stopped=stopped)
+    return TierResult(
+        rows_total=rows,
+        rows_failed=sum(t.failed for t in tallies),
+        counters=counters,
+        extractor_jobs=jobs,
+        errors=errors,
+        error_summary=summary,
+        logs=logs,
+        stopped=stopped,
+    )

@@ -24,8 +24,9 @@ class RowStatus(StrEnum):
     SKIPPED = "skipped"  # not part of this round (a retry round runs only its failed rows)
 
 
-def classify_row(row: ManifestRow, wanted: Collection[str] | None,
-                 allowed: Collection[str] | None) -> tuple[RowStatus, str | None]:
+def classify_row(
+    row: ManifestRow, wanted: Collection[str] | None, allowed: Collection[str] | None
+) -> tuple[RowStatus, str | None]:
     """The row's status before extraction, and the failure message when it already failed.
 
     `wanted`: the rows of this (retry) round, None for every row; `allowed`: the rows

@@ -43,13 +43,19 @@ from strataflow.extractors.limits import ExtractionLimits
 log = logging.getLogger("strataflow.ray_data")
 
 
-OUTPUT_SCHEMA = pa.schema([
-    ("row_id", pa.string()), ("root_object_id", pa.string()), ("status", pa.string()),
-    ("error_type", pa.string()), ("error_message", pa.string()),
-    ("record", pa.string()),  # the row's source record (JSON), for the driver's document builder; ok rows only
-    ("documents", pa.binary()),  # pickled list[ExtractedDocument], files inlined; ok rows only
-    ("prepare_ms", pa.float64()), ("extract_ms", pa.float64()),  # the batch's timings, on its first row
-])
+OUTPUT_SCHEMA = pa.schema(
+    [
+        ("row_id", pa.string()),
+        ("root_object_id", pa.string()),
+        ("status", pa.string()),
+        ("error_type", pa.string()),
+        ("error_message", pa.string()),
+        ("record", pa.string()),  # the row's source record (JSON), for the driver's document builder; ok rows only
+        ("documents", pa.binary()),  # pickled list[ExtractedDocument], files inlined; ok rows only
+        ("prepare_ms", pa.float64()),
+        ("extract_ms", pa.float64()),  # the batch's timings, on its first row
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -73,9 +79,13 @@ class ShippedDocument:
 
 
 def pack_documents(documents: list[ExtractedDocument]) -> bytes:
-    shipped = [ShippedDocument(replace(doc, blobs=[]),
-                               [ShippedBlob(b.field, b.path.name, b.role, b.type, b.content_type, b.path.read_bytes())
-                                for b in doc.blobs]) for doc in documents]
+    shipped = [
+        ShippedDocument(
+            replace(doc, blobs=[]),
+            [ShippedBlob(b.field, b.path.name, b.role, b.type, b.content_type, b.path.read_bytes()) for b in doc.blobs],
+        )
+        for doc in documents
+    ]
     return pickle.dumps(shipped, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -97,8 +107,14 @@ def unpack_documents(data: bytes, work_dir: Path) -> list[ExtractedDocument]:
 class ExtractionStage:
     """One collection's extraction, as a Ray Data callable class (see the module doc)."""
 
-    def __init__(self, settings: Settings, spec: CollectionSpec, wanted: frozenset[str] | None,
-                 allowed: frozenset[str] | None, on_gpu: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        spec: CollectionSpec,
+        wanted: frozenset[str] | None,
+        allowed: frozenset[str] | None,
+        on_gpu: bool = False,
+    ) -> None:
         self.settings = settings
         self.spec = spec
         self.wanted = wanted
@@ -108,8 +124,7 @@ class ExtractionStage:
         self.blobs = open_blob_store(settings)
 
     @staticmethod
-    def unrun(wanted: frozenset[str] | None, allowed: frozenset[str] | None, batch: pa.Table,
-              reason: str) -> pa.Table:
+    def unrun(wanted: frozenset[str] | None, allowed: frozenset[str] | None, batch: pa.Table, reason: str) -> pa.Table:
         """Output rows for manifest rows that will not run here (the tier stalled): this round's rows
         that pass the filters (engine/tiers/rows.py) fail with `reason` as a transient resource error,
         which a retry re-runs."""
@@ -120,8 +135,9 @@ class ExtractionStage:
             if message is not None:  # failed before extraction (its object is gone): as the stage would say
                 row.update(error_type=ErrorCategory.VALIDATION.value, error_message=message)
             elif status == RowStatus.OK:
-                row.update(status=RowStatus.FAILED.value, error_type=ErrorCategory.RESOURCE.value,
-                           error_message=reason[:2000])
+                row.update(
+                    status=RowStatus.FAILED.value, error_type=ErrorCategory.RESOURCE.value, error_message=reason[:2000]
+                )
             out.append(row)
         return pa.Table.from_pylist(out, schema=OUTPUT_SCHEMA)
 
@@ -142,16 +158,23 @@ class ExtractionStage:
         work_dir = Path(tempfile.mkdtemp(prefix=f"{self.spec.collection_id}-"))
         try:
             clock = time.monotonic()
-            inputs = prepare_inputs(self.plan, list(records.values()), self.blobs, work_dir / "rows", result,
-                                    ExtractionLimits.from_settings(self.settings))
+            inputs = prepare_inputs(
+                self.plan,
+                list(records.values()),
+                self.blobs,
+                work_dir / "rows",
+                result,
+                ExtractionLimits.from_settings(self.settings),
+            )
             prepare_ms, clock = (time.monotonic() - clock) * 1000, time.monotonic()
             outcomes = self._extract(inputs, work_dir / "extract") if inputs else []
             extract_ms = (time.monotonic() - clock) * 1000
             for row_id in result.missing_input_ids:
                 out[row_id]["status"] = RowStatus.MISSING_INPUT.value
             for failure in result.failures:
-                out[failure.source_id].update(status=RowStatus.FAILED.value, error_type=failure.error_type,
-                                              error_message=failure.message)
+                out[failure.source_id].update(
+                    status=RowStatus.FAILED.value, error_type=failure.error_type, error_message=failure.message
+                )
             for outcome in outcomes:
                 out[outcome.row_id].update(self._outcome_columns(outcome, payloads[outcome.row_id]))
         finally:
@@ -165,13 +188,27 @@ class ExtractionStage:
 
     def poisoned(self, batch: pa.Table, message: str) -> pa.Table:
         """The output for rows that must not run again: they killed their worker (the Ray side decides)."""
-        rows = [{"row_id": r["row_id"], "root_object_id": r["root_object_id"], "status": RowStatus.FAILED.value,
-                 "error_type": ErrorCategory.VALIDATION.value, "error_message": message} for r in batch.to_pylist()]
+        rows = [
+            {
+                "row_id": r["row_id"],
+                "root_object_id": r["root_object_id"],
+                "status": RowStatus.FAILED.value,
+                "error_type": ErrorCategory.VALIDATION.value,
+                "error_message": message,
+            }
+            for r in batch.to_pylist()
+        ]
         return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
 
     def _extract(self, inputs: list[Any], work_dir: Path) -> list[RowResult]:
-        call = ExtractionCall.for_extractor(self.spec.feature_extractor, inputs, work_dir, self.device,
-                                            self.settings.models_dir, ExtractionLimits.from_settings(self.settings))
+        call = ExtractionCall.for_extractor(
+            self.spec.feature_extractor,
+            inputs,
+            work_dir,
+            self.device,
+            self.settings.models_dir,
+            ExtractionLimits.from_settings(self.settings),
+        )
         try:
             results = run_extraction(call)
         except Exception as exc:  # an extractor bug fails the batch's rows, never the tier
@@ -185,12 +222,17 @@ class ExtractionStage:
     @staticmethod
     def _outcome_columns(outcome: RowResult, payload: str) -> dict[str, Any]:
         if outcome.error is not None:
-            return {"status": RowStatus.FAILED.value, "error_type": outcome.error.category.value,
-                    "error_message": outcome.error.message}
+            return {
+                "status": RowStatus.FAILED.value,
+                "error_type": outcome.error.category.value,
+                "error_message": outcome.error.message,
+            }
         try:
             documents = pack_documents(outcome.documents)
         except OSError as exc:  # a file the extractor named is gone: the row fails, not the batch
-            return {"status": RowStatus.FAILED.value, "error_type": ErrorCategory.RUNTIME.value,
-                    "error_message": f"an extracted file could not be read ({exc.strerror or type(exc).__name__})"}
+            return {
+                "status": RowStatus.FAILED.value,
+                "error_type": ErrorCategory.RUNTIME.value,
+                "error_message": f"an extracted file could not be read ({exc.strerror or type(exc).__name__})",
+            }
         return {"record": payload, "documents": documents}
-

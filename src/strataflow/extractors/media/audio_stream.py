@@ -12,8 +12,9 @@ from numpy.typing import NDArray
 from strataflow.extractors.media.failures import invalid
 
 
-def iter_mono_chunks(path: Path, rate: int = 16000, chunk_seconds: float = 300.0
-                     ) -> Iterator[tuple[float, NDArray[np.float32]]]:
+def iter_mono_chunks(
+    path: Path, rate: int = 16000, chunk_seconds: float = 300.0
+) -> Iterator[tuple[float, NDArray[np.float32]]]:
     """Yield (start second, samples) chunks of the first audio track, resampled to mono `rate`.
 
     Times count decoded samples from the start of the track, which is what
@@ -46,10 +47,12 @@ def iter_mono_chunks(path: Path, rate: int = 16000, chunk_seconds: float = 300.0
         yield emitted / rate, np.concatenate(pending)
 
 
-def _decode(container: av.container.InputContainer, stream: av.audio.stream.AudioStream,
-            path: Path) -> Iterator[av.AudioFrame]:
+def _decode(
+    container: av.container.InputContainer, stream: av.audio.stream.AudioStream, path: Path
+) -> Iterator[av.AudioFrame]:
     try:
         yield from container.decode(stream)
     except av.error.FFmpegError as exc:
-        raise invalid(f"{path.name}: the audio track cannot be decoded ({exc.strerror or exc}); "
-                      "the file is truncated or corrupt") from exc
+        raise invalid(
+            f"{path.name}: the audio track cannot be decoded ({exc.strerror or exc}); the file is truncated or corrupt"
+        ) from exc

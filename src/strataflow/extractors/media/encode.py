@@ -84,9 +84,15 @@ class _SegmentWriter:
         self.container.close()
 
 
-def encode_segments(path: Path, info: MediaInfo, segments: list[Segment], out_dir: Path,
-                    write_files: bool, grab_keyframes: bool,
-                    should_stop: Callable[[], bool] = lambda: False) -> SegmentOutputs:
+def encode_segments(
+    path: Path,
+    info: MediaInfo,
+    segments: list[Segment],
+    out_dir: Path,
+    write_files: bool,
+    grab_keyframes: bool,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> SegmentOutputs:
     """Decode `path` once; write each segment's file and/or keyframe under `out_dir`."""
     outputs = SegmentOutputs()
     starts = [s.start for s in segments]
@@ -142,8 +148,9 @@ def encode_segments(path: Path, info: MediaInfo, segments: list[Segment], out_di
     return outputs
 
 
-def _audio_pieces(resampler: av.AudioResampler, frame: av.AudioFrame, t: float, segments: list[Segment],
-                  starts: list[float]) -> Iterator[tuple[int, av.AudioFrame, float]]:
+def _audio_pieces(
+    resampler: av.AudioResampler, frame: av.AudioFrame, t: float, segments: list[Segment], starts: list[float]
+) -> Iterator[tuple[int, av.AudioFrame, float]]:
     """Split decoded audio at segment boundaries, so each file holds exactly its span of sound."""
     for out in resampler.resample(frame):
         samples = out.to_ndarray()  # planar: (channels, n)
@@ -155,8 +162,9 @@ def _audio_pieces(resampler: av.AudioResampler, frame: av.AudioFrame, t: float, 
             stop = samples.shape[1]
             if i + 1 < len(segments):
                 stop = min(stop, position + max(1, math.ceil((segments[i].end - piece_t) * rate)))
-            piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, position:stop]), format="fltp",
-                                               layout=layout)
+            piece = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples[:, position:stop]), format="fltp", layout=layout
+            )
             piece.sample_rate = rate
             yield i, piece, piece_t
             position = stop
@@ -181,5 +189,6 @@ def _frames(source: av.container.InputContainer, streams: list[av.stream.Stream]
             for frame in packet.decode():
                 yield frame, packet.stream
     except av.error.FFmpegError as exc:
-        raise invalid(f"{path.name}: decoding failed ({exc.strerror or exc}); "
-                      "the file is truncated or corrupt") from exc
+        raise invalid(
+            f"{path.name}: decoding failed ({exc.strerror or exc}); the file is truncated or corrupt"
+        ) from exc

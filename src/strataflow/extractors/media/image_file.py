@@ -48,8 +48,13 @@ def open_image(path: Path, max_pixels: int = IMAGE_MAX_PIXELS, max_frames: int =
 def _check_size(path: Path, image: Image.Image, max_pixels: int, max_frames: int) -> None:
     width, height = image.size
     if width * height > max_pixels:
-        raise over_limit(f"the image size of {path.name}, {width} x {height},", max_pixels, "image_max_pixels",
-                         "pixels", width * height)
+        raise over_limit(
+            f"the image size of {path.name}, {width} x {height},",
+            max_pixels,
+            "image_max_pixels",
+            "pixels",
+            width * height,
+        )
     frames = getattr(image, "n_frames", 1)  # counted from the frame headers, not decoded
     if frames > max_frames:
         raise over_limit(f"the frame count of {path.name}", max_frames, "image_max_frames", value=frames)

@@ -33,8 +33,10 @@ class OcrBlock:
 
 def _require_tesseract() -> None:
     if shutil.which("tesseract") is None:
-        raise ExtractionError(ErrorCategory.DEPENDENCY,
-                              "OCR needs the tesseract binary (Debian packages tesseract-ocr, tesseract-ocr-eng)")
+        raise ExtractionError(
+            ErrorCategory.DEPENDENCY,
+            "OCR needs the tesseract binary (Debian packages tesseract-ocr, tesseract-ocr-eng)",
+        )
 
 
 def _prepare(image: Image.Image) -> tuple[Image.Image, float]:
@@ -47,8 +49,9 @@ def _prepare(image: Image.Image) -> tuple[Image.Image, float]:
     elif longest > _MAX_SIDE:
         scale = _MAX_SIDE / longest
     if scale != 1.0:
-        grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
-                           Image.Resampling.LANCZOS)
+        grey = grey.resize(
+            (max(1, round(grey.width * scale)), max(1, round(grey.height * scale))), Image.Resampling.LANCZOS
+        )
     return grey, scale
 
 
@@ -82,7 +85,9 @@ def _block(data: dict[str, list], indices: list[int], scale: float) -> OcrBlock:
     confidence = sum(float(data["conf"][i]) for i in indices) / len(indices) / 100.0
     return OcrBlock(
         text="\n".join(" ".join(words) for words in lines.values()),
-        left=round(left / scale), top=round(top / scale),
-        width=round((right - left) / scale), height=round((bottom - top) / scale),
+        left=round(left / scale),
+        top=round(top / scale),
+        width=round((right - left) / scale),
+        height=round((bottom - top) / scale),
         confidence=round(confidence, 4),
     )

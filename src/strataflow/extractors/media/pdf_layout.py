@@ -115,8 +115,7 @@ def _is_table_row(line: Line, area_width: float) -> bool:
 
 
 def _columns_match(a: Line, b: Line) -> bool:
-    return len(a.cells) == len(b.cells) and all(x.box.overlaps_x(y.box) for x, y in zip(a.cells, b.cells,
-                                                                                         strict=True))
+    return len(a.cells) == len(b.cells) and all(x.box.overlaps_x(y.box) for x, y in zip(a.cells, b.cells, strict=True))
 
 
 def _split_tables(lines: list[Line], area_width: float, vertical_threshold: float) -> list[tuple[bool, list[Line]]]:
@@ -125,12 +124,16 @@ def _split_tables(lines: list[Line], area_width: float, vertical_threshold: floa
     i = 0
     while i < len(lines):
         j = i
-        while (j + 1 < len(lines) and _is_table_row(lines[i], area_width) and _is_table_row(lines[j + 1], area_width)
-               and _columns_match(lines[j], lines[j + 1])
-               and lines[j + 1].box.top - lines[j].box.bottom <= max(vertical_threshold, lines[j].box.height)):
+        while (
+            j + 1 < len(lines)
+            and _is_table_row(lines[i], area_width)
+            and _is_table_row(lines[j + 1], area_width)
+            and _columns_match(lines[j], lines[j + 1])
+            and lines[j + 1].box.top - lines[j].box.bottom <= max(vertical_threshold, lines[j].box.height)
+        ):
             j += 1
         if j > i:
-            groups.append((True, lines[i:j + 1]))
+            groups.append((True, lines[i : j + 1]))
         else:
             groups.append((False, [lines[i]]))
         i = j + 1
@@ -142,8 +145,13 @@ def _table_block(rows: list[Line]) -> Block:
     for row in rows[1:]:
         box = box.union(row.box)
     cells = [c for row in rows for c in row.cells]
-    return Block("table", ["\t".join(c.text for c in row.cells) for row in rows], box,
-                 font_size=_body_font_size(cells), cells=cells)
+    return Block(
+        "table",
+        ["\t".join(c.text for c in row.cells) for row in rows],
+        box,
+        font_size=_body_font_size(cells),
+        cells=cells,
+    )
 
 
 def _stack_cells(cells: list[TextRun], vertical_threshold: float, body_size: float) -> list[Block]:

@@ -41,8 +41,9 @@ def image_boxes(page: pdfium.PdfPage) -> list[Box]:
     boxes = []
     for obj in page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,)):
         left, bottom, right, top = obj.get_bounds()
-        boxes.append(Box(max(0.0, left), max(0.0, height - top), min(page.get_width(), right),
-                         min(height, height - bottom)))
+        boxes.append(
+            Box(max(0.0, left), max(0.0, height - top), min(page.get_width(), right), min(height, height - bottom))
+        )
     return boxes
 
 
@@ -62,8 +63,13 @@ def render(page: pdfium.PdfPage, dpi: int, max_pixels: int) -> Image.Image:
     scale = dpi / POINTS_PER_INCH
     pixels = round(page.get_width() * scale) * round(page.get_height() * scale)
     if pixels > max_pixels:
-        raise over_limit(f"a page of {page.get_width():.0f} x {page.get_height():.0f} points rendered at {dpi} dpi",
-                         max_pixels, "pdf_max_page_pixels", "pixels", pixels)
+        raise over_limit(
+            f"a page of {page.get_width():.0f} x {page.get_height():.0f} points rendered at {dpi} dpi",
+            max_pixels,
+            "pdf_max_page_pixels",
+            "pixels",
+            pixels,
+        )
     image: Image.Image = page.render(scale=scale).to_pil().convert("RGB")
     return image
 
@@ -83,14 +89,19 @@ def ocr_page_blocks(page: pdfium.PdfPage, dpi: int, language: str, max_pixels: i
     image = render(page, dpi, max_pixels)
     blocks = []
     for found in read_blocks(image, language):
-        box = Box(found.left * scale, found.top * scale, (found.left + found.width) * scale,
-                  (found.top + found.height) * scale)
+        box = Box(
+            found.left * scale,
+            found.top * scale,
+            (found.left + found.width) * scale,
+            (found.top + found.height) * scale,
+        )
         blocks.append(Block("paragraph", found.text.splitlines(), box, confidence=found.confidence, source="ocr"))
     return blocks
 
 
-def figure_blocks(page: pdfium.PdfPage, images: list[Box], page_render: Image.Image | None, dpi: int,
-                  language: str | None) -> list[Block]:
+def figure_blocks(
+    page: pdfium.PdfPage, images: list[Box], page_render: Image.Image | None, dpi: int, language: str | None
+) -> list[Block]:
     """Embedded pictures large enough to matter; their text, if any, read by OCR when `language` is set."""
     area = page.get_width() * page.get_height()
     blocks = []

@@ -37,8 +37,9 @@ class Box:
         return (self.top + self.bottom) / 2
 
     def union(self, other: Box) -> Box:
-        return Box(min(self.x0, other.x0), min(self.top, other.top), max(self.x1, other.x1),
-                   max(self.bottom, other.bottom))
+        return Box(
+            min(self.x0, other.x0), min(self.top, other.top), max(self.x1, other.x1), max(self.bottom, other.bottom)
+        )
 
     def overlaps_x(self, other: Box) -> bool:
         return self.x0 < other.x1 and other.x0 < self.x1

@@ -36,8 +36,9 @@ def plan_cuts(path: Path, info: MediaInfo, split: SplitSettings, should_stop: Ca
     if split.method == "scene":
         if not info.has_video:
             raise invalid(f"{path.name} has no video stream: split_method 'scene' needs one (use time or silence)")
-        return detect_scene_cuts(path, split.scene_threshold, split.scene_adaptive_ratio,
-                                 split.min_scene_seconds, should_stop)
+        return detect_scene_cuts(
+            path, split.scene_threshold, split.scene_adaptive_ratio, split.min_scene_seconds, should_stop
+        )
     if split.method == "silence":
         if not info.has_audio:
             raise invalid(f"{path.name} has no audio track: split_method 'silence' needs one (use time or scene)")
@@ -46,8 +47,13 @@ def plan_cuts(path: Path, info: MediaInfo, split: SplitSettings, should_stop: Ca
     raise invalid(f"unknown split_method {split.method!r}")
 
 
-def plan_segments(path: Path, info: MediaInfo, split: SplitSettings, should_stop: Callable[[], bool],
-                  max_segments: int = VIDEO_MAX_SEGMENTS) -> list[Segment]:
+def plan_segments(
+    path: Path,
+    info: MediaInfo,
+    split: SplitSettings,
+    should_stop: Callable[[], bool],
+    max_segments: int = VIDEO_MAX_SEGMENTS,
+) -> list[Segment]:
     """The segments to emit. In keyframe mode video cuts move to keyframes, and the times say so.
 
     The plan is bounded twice before it is made: by where the file's data really ends (not
@@ -68,8 +74,16 @@ def _too_many(path: Path, count: int, limit: int) -> ExtractionError:
     return over_limit(f"the segment plan of {path.name}", limit, "video_max_segments", "segments", count)
 
 
-def write_segment_files(path: Path, info: MediaInfo, segments: list[Segment], out_dir: Path, split: SplitSettings,
-                        write_files: bool, grab_keyframes: bool, should_stop: Callable[[], bool]) -> SegmentOutputs:
+def write_segment_files(
+    path: Path,
+    info: MediaInfo,
+    segments: list[Segment],
+    out_dir: Path,
+    split: SplitSettings,
+    write_files: bool,
+    grab_keyframes: bool,
+    should_stop: Callable[[], bool],
+) -> SegmentOutputs:
     """Segment files and keyframes in one pass; fails the row when the data stops short of its header."""
     if not write_files and not grab_keyframes:
         return SegmentOutputs()
@@ -84,5 +98,7 @@ def check_complete(path: Path, info: MediaInfo, decoded_until: float) -> None:
     """A file whose data ends well before its declared duration is truncated or corrupt."""
     slack = max(1.0, 0.05 * info.duration)
     if decoded_until < info.duration - slack:
-        raise invalid(f"{path.name} declares {info.duration:.1f} s but its data ends at {decoded_until:.1f} s: "
-                      "the file is truncated or corrupt")
+        raise invalid(
+            f"{path.name} declares {info.duration:.1f} s but its data ends at {decoded_until:.1f} s: "
+            "the file is truncated or corrupt"
+        )

@@ -53,8 +53,15 @@ class _CopyWriter:
         self.container.close()
 
 
-def copy_segments(path: Path, info: MediaInfo, segments: list[Segment], out_dir: Path, write_files: bool,
-                  grab_keyframes: bool, should_stop: Callable[[], bool] = lambda: False) -> SegmentOutputs:
+def copy_segments(
+    path: Path,
+    info: MediaInfo,
+    segments: list[Segment],
+    out_dir: Path,
+    write_files: bool,
+    grab_keyframes: bool,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> SegmentOutputs:
     """One demux pass: packets are copied into the file of the segment their time falls in."""
     outputs = SegmentOutputs()
     starts = [s.start for s in segments]
@@ -86,16 +93,21 @@ def copy_segments(path: Path, info: MediaInfo, segments: list[Segment], out_dir:
                 if writer is not None:
                     writer.add(packet)
         except av.error.FFmpegError as exc:
-            raise invalid(f"{path.name}: reading packets failed ({exc.strerror or exc}); "
-                          "the file is truncated or corrupt") from exc
+            raise invalid(
+                f"{path.name}: reading packets failed ({exc.strerror or exc}); the file is truncated or corrupt"
+            ) from exc
         finally:
             if writer is not None:
                 writer.close()
     return outputs
 
 
-def _copy_packet(packet: av.Packet, mapping: dict[int, av.stream.Stream], offsets: dict[int, int],
-                 container: av.container.OutputContainer) -> None:
+def _copy_packet(
+    packet: av.Packet,
+    mapping: dict[int, av.stream.Stream],
+    offsets: dict[int, int],
+    container: av.container.OutputContainer,
+) -> None:
     source_index = packet.stream.index
     # Each output stream starts near zero: shift by the first dts this segment saw for the stream.
     offset = offsets.setdefault(source_index, packet.dts)

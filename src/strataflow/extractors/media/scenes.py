@@ -23,18 +23,25 @@ _CONTENT_SCALE = 255.0
 _STEP_SECONDS = 60.0  # how often a long detection checks whether it should stop
 
 
-def detect_scene_cuts(path: Path, threshold: float, adaptive_ratio: float, min_scene_seconds: float,
-                      should_stop: Callable[[], bool] = lambda: False) -> list[float]:
+def detect_scene_cuts(
+    path: Path,
+    threshold: float,
+    adaptive_ratio: float,
+    min_scene_seconds: float,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[float]:
     """Seconds at which a new shot starts (the first shot's start, 0, is not a cut)."""
     from scenedetect import AdaptiveDetector, SceneManager
 
     video = _open_video(path)
     manager = SceneManager()
-    manager.add_detector(AdaptiveDetector(
-        adaptive_threshold=adaptive_ratio,
-        min_scene_len=float(min_scene_seconds),
-        min_content_val=threshold * _CONTENT_SCALE,
-    ))
+    manager.add_detector(
+        AdaptiveDetector(
+            adaptive_threshold=adaptive_ratio,
+            min_scene_len=float(min_scene_seconds),
+            min_content_val=threshold * _CONTENT_SCALE,
+        )
+    )
     # Detect in steps: the manager resumes where the last step ended.
     until = _STEP_SECONDS
     while not should_stop():

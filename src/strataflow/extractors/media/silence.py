@@ -33,8 +33,9 @@ def window_levels_db(samples: NDArray[np.float32], window: int) -> NDArray[np.fl
     return levels
 
 
-def silent_spans(levels: Iterable[float], threshold_db: float, min_seconds: float,
-                 window_seconds: float = WINDOW_SECONDS) -> list[Span]:
+def silent_spans(
+    levels: Iterable[float], threshold_db: float, min_seconds: float, window_seconds: float = WINDOW_SECONDS
+) -> list[Span]:
     """Runs of windows quieter than `threshold_db` lasting at least `min_seconds`."""
     spans: list[Span] = []
     run_start: int | None = None
@@ -57,8 +58,9 @@ def _close(spans: list[Span], first: int, stop: int, min_seconds: float, window_
         spans.append(Span(first * window_seconds, stop * window_seconds))
 
 
-def detect_silences(path: Path, threshold_db: float, min_seconds: float,
-                    should_stop: Callable[[], bool] = lambda: False) -> tuple[list[Span], float]:
+def detect_silences(
+    path: Path, threshold_db: float, min_seconds: float, should_stop: Callable[[], bool] = lambda: False
+) -> tuple[list[Span], float]:
     """Silent spans of the first audio track, streamed; also returns the audio's length in seconds."""
     window = int(WINDOW_SECONDS * _RATE)
     levels: list[NDArray[np.float64]] = []

@@ -52,8 +52,9 @@ def _package_data(package: str) -> Path:
     try:
         return Path(str(resources.files(package) / "data"))
     except ModuleNotFoundError as exc:
-        raise ExtractionError(ErrorCategory.DEPENDENCY,
-                              f"the Whisper model package {package} is not installed") from exc
+        raise ExtractionError(
+            ErrorCategory.DEPENDENCY, f"the Whisper model package {package} is not installed"
+        ) from exc
 
 
 def ensure_whisper_model(models_dir: Path) -> Path:
@@ -87,6 +88,7 @@ def ensure_whisper_model(models_dir: Path) -> Path:
 
 def load_whisper(models_dir: Path, device: str = "cpu") -> Any:
     """The Whisper model, loaded once per process and device."""
+
     def load() -> Any:
         from faster_whisper import WhisperModel
 
@@ -98,8 +100,13 @@ def load_whisper(models_dir: Path, device: str = "cpu") -> Any:
     return ModelCache.get(f"whisper-base:{device}", load)
 
 
-def transcribe(path: Path, models_dir: Path, language: str | None, device: str = "cpu",
-               should_stop: Callable[[], bool] = lambda: False) -> Transcript:
+def transcribe(
+    path: Path,
+    models_dir: Path,
+    language: str | None,
+    device: str = "cpu",
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Transcript:
     """Words with times (seconds from the start of the audio track) and the spoken language.
 
     `language` None detects it from the first chunk and keeps it for the rest.
@@ -111,13 +118,21 @@ def transcribe(path: Path, models_dir: Path, language: str | None, device: str =
             break
         # The VAD filter (silero, shipped inside faster-whisper) skips silence and tones,
         # where Whisper would otherwise invent words.
-        pieces, info = model.transcribe(samples, language=language or transcript.language or None,
-                                        word_timestamps=True, vad_filter=True, beam_size=5,
-                                        condition_on_previous_text=False)
+        pieces, info = model.transcribe(
+            samples,
+            language=language or transcript.language or None,
+            word_timestamps=True,
+            vad_filter=True,
+            beam_size=5,
+            condition_on_previous_text=False,
+        )
         for piece in pieces:
             for word in piece.words or []:
-                transcript.words.append(Word(word.word.strip(), offset + float(word.start),
-                                             offset + float(word.end), float(word.probability)))
+                transcript.words.append(
+                    Word(
+                        word.word.strip(), offset + float(word.start), offset + float(word.end), float(word.probability)
+                    )
+                )
         if not transcript.language:
             transcript.language, transcript.language_probability = info.language, float(info.language_probability)
     return transcript

@@ -53,8 +53,11 @@ def edge_orientation_histogram(image: Image.Image) -> NDArray[np.float64]:
     parts = []
     for rows in (slice(0, height // 2), slice(height // 2, height)):
         for cols in (slice(0, width // 2), slice(width // 2, width)):
-            parts.append(np.bincount(bins[rows, cols].ravel(), weights=magnitude[rows, cols].ravel(),
-                                     minlength=_ORIENTATION_BINS))
+            parts.append(
+                np.bincount(
+                    bins[rows, cols].ravel(), weights=magnitude[rows, cols].ravel(), minlength=_ORIENTATION_BINS
+                )
+            )
     return np.concatenate(parts)
 
 

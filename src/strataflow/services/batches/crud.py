@@ -15,8 +15,9 @@ from strataflow.store.tables import Batch, BatchTier, Bucket, DocumentFailure
 from strataflow.transitions import create
 
 
-def get_batch(session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str,
-              *, for_update: bool = False) -> Batch:
+def get_batch(
+    session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str, *, for_update: bool = False
+) -> Batch:
     query = select(Batch).where(
         Batch.batch_id == batch_id, Batch.bucket_id == bucket.bucket_id, Batch.namespace_id == scope.namespace_id
     )
@@ -35,8 +36,9 @@ def _validated(session: Session, bucket: Bucket, object_ids: list[str], skip_val
     return object_ids
 
 
-def create_batch(session: Session, scope: NamespaceScope, bucket: Bucket, request: CreateBatchRequest,
-                 skip_validation: bool = False) -> Batch:
+def create_batch(
+    session: Session, scope: NamespaceScope, bucket: Bucket, request: CreateBatchRequest, skip_validation: bool = False
+) -> Batch:
     object_ids = _validated(session, bucket, request.object_ids, skip_validation)
     batch = Batch(
         batch_id=new_id("batch"),
@@ -52,8 +54,14 @@ def create_batch(session: Session, scope: NamespaceScope, bucket: Bucket, reques
     return batch
 
 
-def add_objects(session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str, object_ids: list[str],
-                skip_validation: bool = False) -> Batch:
+def add_objects(
+    session: Session,
+    scope: NamespaceScope,
+    bucket: Bucket,
+    batch_id: str,
+    object_ids: list[str],
+    skip_validation: bool = False,
+) -> Batch:
     batch = get_batch(session, scope, bucket, batch_id, for_update=True)
     if batch.status != Status.DRAFT.value:
         raise BadRequestError(
@@ -66,8 +74,9 @@ def add_objects(session: Session, scope: NamespaceScope, bucket: Bucket, batch_i
     return batch
 
 
-def list_batches(session: Session, scope: NamespaceScope, bucket: Bucket,
-                 request: ListBatchesRequest) -> tuple[list[Batch], int]:
+def list_batches(
+    session: Session, scope: NamespaceScope, bucket: Bucket, request: ListBatchesRequest
+) -> tuple[list[Batch], int]:
     base = select(Batch).where(Batch.bucket_id == bucket.bucket_id, Batch.namespace_id == scope.namespace_id)
     if request.status is not None:
         base = base.where(Batch.status == request.status.value)
@@ -76,8 +85,9 @@ def list_batches(session: Session, scope: NamespaceScope, bucket: Bucket,
     return list(session.scalars(query)), total
 
 
-def patch_batch(session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str,
-                metadata: dict[str, object] | None) -> Batch:
+def patch_batch(
+    session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str, metadata: dict[str, object] | None
+) -> Batch:
     batch = get_batch(session, scope, bucket, batch_id)
     if metadata is not None:
         batch.metadata_ = metadata

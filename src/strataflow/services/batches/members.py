@@ -53,19 +53,24 @@ def add_members(session: Session, batch_id: str, object_ids: list[str]) -> int:
     One INSERT ... SELECT over the whole id list (a single parameter), de-duplicated
     by the primary key: 100,000 ids cost one statement, not 100,000 rows built here.
     """
-    start = (session.scalar(select(func.max(BatchObject.position)).where(BatchObject.batch_id == batch_id))
-             or 0) + 1
+    start = (session.scalar(select(func.max(BatchObject.position)).where(BatchObject.batch_id == batch_id)) or 0) + 1
     if session.get_bind().dialect.name == "sqlite":
-        session.execute(text(
-            "INSERT OR IGNORE INTO batch_objects (batch_id, object_id, position) "
-            "SELECT :batch, value, :start + key FROM json_each(:ids)"),
-            {"batch": batch_id, "start": start, "ids": json.dumps(object_ids)})
+        session.execute(
+            text(
+                "INSERT OR IGNORE INTO batch_objects (batch_id, object_id, position) "
+                "SELECT :batch, value, :start + key FROM json_each(:ids)"
+            ),
+            {"batch": batch_id, "start": start, "ids": json.dumps(object_ids)},
+        )
     else:
-        session.execute(text(
-            "INSERT INTO batch_objects (batch_id, object_id, position) "
-            "SELECT :batch, t.id, :start + t.ord FROM unnest(:ids) WITH ORDINALITY AS t(id, ord) "
-            "ON CONFLICT DO NOTHING").bindparams(bindparam("ids", type_=ARRAY(String))),
-            {"batch": batch_id, "start": start, "ids": object_ids})
+        session.execute(
+            text(
+                "INSERT INTO batch_objects (batch_id, object_id, position) "
+                "SELECT :batch, t.id, :start + t.ord FROM unnest(:ids) WITH ORDINALITY AS t(id, ord) "
+                "ON CONFLICT DO NOTHING"
+            ).bindparams(bindparam("ids", type_=ARRAY(String))),
+            {"batch": batch_id, "start": start, "ids": object_ids},
+        )
     return session.scalar(select(func.count()).where(BatchObject.batch_id == batch_id)) or 0
 
 
@@ -80,4 +85,3 @@ def unknown_objects_filter(object_ids: list[str]) -> list[str]:
     if bad:
         raise BadRequestError("Malformed object ids", {"invalid_object_ids": bad[:_REPORT_LIMIT]})
     return object_ids
-

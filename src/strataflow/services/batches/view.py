@@ -43,9 +43,14 @@ def tier_payload(tier: BatchTier) -> dict[str, Any]:
         "duration_ms": _duration_ms(tier),
         "errors": tier.errors,
         "error_summary": tier.error_summary or None,
-        "performance": {"rows_total": tier.rows_total, "rows_done": tier.rows_done,
-                        "attempts": tier.attempts, **({"documents_per_second": counters["documents_per_second"]}
-                                                     if "documents_per_second" in counters else {})},
+        "performance": {
+            "rows_total": tier.rows_total,
+            "rows_done": tier.rows_done,
+            "attempts": tier.attempts,
+            **(
+                {"documents_per_second": counters["documents_per_second"]} if "documents_per_second" in counters else {}
+            ),
+        },
         "ray_job_id": counters.get("ray_job_id"),
         "celery_task_id": None,
         **{name: counters.get(name) for name in COUNTER_FIELDS},
@@ -76,8 +81,11 @@ def batch_payload(session: Session, batch: Batch, *, include_object_ids: bool = 
         "manifest_key": batch.manifest_key,
         "task_id": batch.task_id,
         "loaded_object_ids": object_ids if submitted else None,
-        "internal_metadata": {**(batch.internal_metadata or {}), "object_count": batch.object_count,
-                              "retry_round": batch.retry_round},
+        "internal_metadata": {
+            **(batch.internal_metadata or {}),
+            "object_count": batch.object_count,
+            "retry_round": batch.retry_round,
+        },
         "metadata": batch.metadata_,
         "tier_tasks": [tier_payload(t) for t in tiers],
         "current_tier": batch.current_tier,

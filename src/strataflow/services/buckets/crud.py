@@ -127,8 +127,12 @@ def bucket_stats(session: Session, bucket_ids: list[str]) -> dict[str, dict[str,
         .group_by(BucketObject.bucket_id)
     )
     for bucket_id, count, total, largest, smallest in session.execute(query):
-        stats[bucket_id] = {"object_count": count, "total_size_bytes": int(total), "max": int(largest),
-                            "min": int(smallest)}
+        stats[bucket_id] = {
+            "object_count": count,
+            "total_size_bytes": int(total),
+            "max": int(largest),
+            "min": int(smallest),
+        }
     return stats
 
 
@@ -177,7 +181,7 @@ def delete_bucket_job(context: JobContext, task: Task) -> JobOutcome:
     index = context.services.get("index")
     if index is not None:  # the objects' documents in every collection go with them
         for start in range(0, len(object_ids), 500):
-            remove_documents_of_objects(index, context.blobs, collection_ids, object_ids[start:start + 500])
+            remove_documents_of_objects(index, context.blobs, collection_ids, object_ids[start : start + 500])
     return JobOutcome(
         status=Status.COMPLETED,
         outputs=[{"bucket_id": bucket_id, "objects_deleted": objects, "blobs_deleted": blobs}],

@@ -41,8 +41,9 @@ def delete_document_files(blobs: BlobStore, docs: Iterable[StoredDocument]) -> N
                 blobs.delete(entry["key"])
 
 
-def remove_documents_of_objects(index: DocumentIndex, blobs: BlobStore, collection_ids: Iterable[str],
-                                object_ids: Iterable[str]) -> int:
+def remove_documents_of_objects(
+    index: DocumentIndex, blobs: BlobStore, collection_ids: Iterable[str], object_ids: Iterable[str]
+) -> int:
     """Delete every document descending from `object_ids` in `collection_ids`, files included."""
     ids = sorted(set(object_ids))
     if not ids:

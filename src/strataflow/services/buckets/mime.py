@@ -7,10 +7,21 @@ from __future__ import annotations
 
 from strataflow.services.buckets.schema import FieldType
 
-_TEXTUAL = {"application/json", "application/xml", "application/x-ndjson", "application/yaml",
-            "application/x-yaml", "application/javascript", "application/rtf"}
-_SPREADSHEETS = {"application/vnd.ms-excel", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                 "application/vnd.oasis.opendocument.spreadsheet", "text/csv"}
+_TEXTUAL = {
+    "application/json",
+    "application/xml",
+    "application/x-ndjson",
+    "application/yaml",
+    "application/x-yaml",
+    "application/javascript",
+    "application/rtf",
+}
+_SPREADSHEETS = {
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "text/csv",
+}
 _GENERIC_BINARY = "application/octet-stream"
 
 

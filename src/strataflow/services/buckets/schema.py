@@ -31,10 +31,20 @@ class FieldType(StrEnum):
 
 
 # Types whose values are files: their bytes live in the blob store.
-FILE_TYPES = frozenset({FieldType.TEXT, FieldType.IMAGE, FieldType.AUDIO, FieldType.VIDEO, FieldType.PDF,
-                        FieldType.EXCEL})
-SCALAR_TYPES = frozenset({FieldType.STRING, FieldType.NUMBER, FieldType.INTEGER, FieldType.FLOAT,
-                          FieldType.BOOLEAN, FieldType.DATE, FieldType.DATETIME})
+FILE_TYPES = frozenset(
+    {FieldType.TEXT, FieldType.IMAGE, FieldType.AUDIO, FieldType.VIDEO, FieldType.PDF, FieldType.EXCEL}
+)
+SCALAR_TYPES = frozenset(
+    {
+        FieldType.STRING,
+        FieldType.NUMBER,
+        FieldType.INTEGER,
+        FieldType.FLOAT,
+        FieldType.BOOLEAN,
+        FieldType.DATE,
+        FieldType.DATETIME,
+    }
+)
 
 
 def parse_type(value: Any, where: str) -> FieldType:

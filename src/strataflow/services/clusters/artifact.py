@@ -19,16 +19,18 @@ import pyarrow.parquet as pq
 
 from strataflow.blobs import BlobStore
 
-SCHEMA = pa.schema([
-    pa.field("document_id", pa.string(), nullable=False),
-    pa.field("collection_id", pa.string(), nullable=False),
-    pa.field("cluster_id", pa.string(), nullable=False),
-    pa.field("cluster_index", pa.int32(), nullable=False),
-    pa.field("distance_to_centroid", pa.float32()),
-    pa.field("x", pa.float32()),
-    pa.field("y", pa.float32()),
-    pa.field("z", pa.float32()),
-])
+SCHEMA = pa.schema(
+    [
+        pa.field("document_id", pa.string(), nullable=False),
+        pa.field("collection_id", pa.string(), nullable=False),
+        pa.field("cluster_id", pa.string(), nullable=False),
+        pa.field("cluster_index", pa.int32(), nullable=False),
+        pa.field("distance_to_centroid", pa.float32()),
+        pa.field("x", pa.float32()),
+        pa.field("y", pa.float32()),
+        pa.field("z", pa.float32()),
+    ]
+)
 NOISE = "noise"
 
 
@@ -49,8 +51,14 @@ class ArtifactWriter:
         self._writer = pq.ParquetWriter(self.path, SCHEMA, compression="zstd")
         self.rows = 0
 
-    def write(self, ids: list[str], collections: list[str], labels: np.ndarray, distances: np.ndarray | None,
-              coords: np.ndarray | None) -> None:
+    def write(
+        self,
+        ids: list[str],
+        collections: list[str],
+        labels: np.ndarray,
+        distances: np.ndarray | None,
+        coords: np.ndarray | None,
+    ) -> None:
         n = len(ids)
         columns: dict[str, Any] = {
             "document_id": pa.array(ids, pa.string()),
@@ -58,11 +66,15 @@ class ArtifactWriter:
             "cluster_id": pa.array([cluster_name(int(i)) for i in labels], pa.string()),
             "cluster_index": pa.array(labels.astype(np.int32)),
             "distance_to_centroid": pa.array(distances.astype(np.float32), mask=~np.isfinite(distances))
-            if distances is not None else pa.nulls(n, pa.float32()),
+            if distances is not None
+            else pa.nulls(n, pa.float32()),
         }
         for axis, name in enumerate(("x", "y", "z")):
-            columns[name] = pa.array(coords[:, axis].astype(np.float32)) \
-                if coords is not None and coords.shape[1] > axis else pa.nulls(n, pa.float32())
+            columns[name] = (
+                pa.array(coords[:, axis].astype(np.float32))
+                if coords is not None and coords.shape[1] > axis
+                else pa.nulls(n, pa.float32())
+            )
         self._writer.write_table(pa.table(columns, schema=SCHEMA))
         self.rows += n
 
@@ -76,8 +88,9 @@ class ArtifactWriter:
         self._dir.cleanup()
 
 
-def read_batches(blobs: BlobStore, key: str, columns: list[str] | None = None,
-                 batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
+def read_batches(
+    blobs: BlobStore, key: str, columns: list[str] | None = None, batch_size: int = 65_536
+) -> Iterator[pa.RecordBatch]:
     """The stored file in record batches (it is downloaded to a temporary file first: Parquet needs seeks)."""
     with tempfile.TemporaryDirectory(prefix="strataflow-cluster-") as folder:
         path = Path(folder) / "assignments.parquet"

@@ -20,9 +20,14 @@ from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Cluster, ClusterRun
 
 CLUSTER_FIELDS = FieldMap(
-    columns={"cluster_id": Cluster.cluster_id, "cluster_name": Cluster.cluster_name,
-             "description": Cluster.description, "cluster_type": Cluster.cluster_type,
-             "created_at": Cluster.created_at, "updated_at": Cluster.updated_at},
+    columns={
+        "cluster_id": Cluster.cluster_id,
+        "cluster_name": Cluster.cluster_name,
+        "description": Cluster.description,
+        "cluster_type": Cluster.cluster_type,
+        "created_at": Cluster.created_at,
+        "updated_at": Cluster.updated_at,
+    },
     json_columns={"metadata": Cluster.metadata_},
 )
 ACTIVE_RUN = (Status.PENDING.value, Status.PROCESSING.value)
@@ -31,16 +36,20 @@ ACTIVE_RUN = (Status.PENDING.value, Status.PROCESSING.value)
 def _check_name_free(session: Session, scope: NamespaceScope, name: str, except_id: str | None = None) -> None:
     if looks_like("cluster", name):
         raise BadRequestError("Cluster names may not start with 'clust_' (that prefix marks ids)")
-    existing = session.scalar(select(Cluster.cluster_id).where(
-        Cluster.namespace_id == scope.namespace_id, Cluster.cluster_name == name))
+    existing = session.scalar(
+        select(Cluster.cluster_id).where(Cluster.namespace_id == scope.namespace_id, Cluster.cluster_name == name)
+    )
     if existing is not None and existing != except_id:
         raise AlreadyExistsError(f"Cluster '{name}' already exists in this namespace", {"cluster_name": name})
 
 
 def create_cluster(session: Session, scope: NamespaceScope, request: CreateClusterRequest) -> Cluster:
     if request.source_cluster_ids:
-        raise BadRequestError("Composite clusters (source_cluster_ids) are not available on this server; "
-                              "create a cluster over collection_ids", {"field": "source_cluster_ids"})
+        raise BadRequestError(
+            "Composite clusters (source_cluster_ids) are not available on this server; "
+            "create a cluster over collection_ids",
+            {"field": "source_cluster_ids"},
+        )
     if not request.collection_ids:
         raise BadRequestError("A cluster needs at least one collection (collection_ids)")
     name = request.cluster_name or f"cluster_{random_token(8)}"
@@ -48,10 +57,19 @@ def create_cluster(session: Session, scope: NamespaceScope, request: CreateClust
     collections = resolve_collections(session, scope, request.collection_ids)
     cluster_type, config = build_config(collections, request)
     now = utcnow()
-    row = Cluster(cluster_id=new_id("cluster"), namespace_id=scope.namespace_id, cluster_name=name,
-                  description=request.description, cluster_type=cluster_type,
-                  collection_ids=[c.collection_id for c in collections], config=config,
-                  filters=request.filters or None, metadata_=request.metadata or {}, created_at=now, updated_at=now)
+    row = Cluster(
+        cluster_id=new_id("cluster"),
+        namespace_id=scope.namespace_id,
+        cluster_name=name,
+        description=request.description,
+        cluster_type=cluster_type,
+        collection_ids=[c.collection_id for c in collections],
+        config=config,
+        filters=request.filters or None,
+        metadata_=request.metadata or {},
+        created_at=now,
+        updated_at=now,
+    )
     session.add(row)
     try:
         session.commit()
@@ -73,21 +91,20 @@ def get_cluster(session: Session, scope: NamespaceScope, identifier: str, *, for
     return row
 
 
-def list_clusters(session: Session, scope: NamespaceScope, request: ListClustersRequest,
-                  page: PageRequest) -> tuple[Page, int]:
+def list_clusters(
+    session: Session, scope: NamespaceScope, request: ListClustersRequest, page: PageRequest
+) -> tuple[Page, int]:
     query = select(Cluster).where(Cluster.namespace_id == scope.namespace_id)
     clause = compile_filters(request.filters, CLUSTER_FIELDS, case_sensitive=request.case_sensitive)
     if clause is not None:
         query = query.where(clause)
     if request.search:
-        query = query.where(text_search(request.search, Cluster.cluster_name, Cluster.cluster_id,
-                                        Cluster.description))
+        query = query.where(text_search(request.search, Cluster.cluster_name, Cluster.cluster_id, Cluster.description))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     for sort in [*(request.sorts or []), *([request.sort] if request.sort else [])]:
         if not isinstance(sort, dict) or not sort.get("field"):
             raise BadRequestError("Each sort needs a field", {"sort": sort})
-        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")),
-                                               CLUSTER_FIELDS))
+        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")), CLUSTER_FIELDS))
     query = query.order_by(Cluster.created_at.desc(), Cluster.cluster_id)
     return paginate(session, query, page), total
 
@@ -102,8 +119,10 @@ def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, requ
     if changes.get("algorithm_params") is not None:
         if row.cluster_type != "vector":
             raise BadRequestError("algorithm_params apply to vector clusters only")
-        config["algorithm_params"] = check_parameters(config["algorithm"], {"algorithm_params": {
-            **config.get("algorithm_params", {}), **changes["algorithm_params"]}})
+        config["algorithm_params"] = check_parameters(
+            config["algorithm"],
+            {"algorithm_params": {**config.get("algorithm_params", {}), **changes["algorithm_params"]}},
+        )
     if changes.get("sample_size") is not None:
         config["sample_size"] = changes["sample_size"]
     if changes.get("layout_stability") is not None:
@@ -128,11 +147,13 @@ def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, requ
 def delete_cluster(session: Session, blobs: BlobStore, scope: NamespaceScope, identifier: str) -> str:
     """The definition, its runs and their stored results. Refused while a run is active (cancel it first)."""
     row = get_cluster(session, scope, identifier, for_update=True)
-    active = session.scalar(select(ClusterRun.run_id).where(ClusterRun.cluster_id == row.cluster_id,
-                                                            ClusterRun.status.in_(ACTIVE_RUN)))
+    active = session.scalar(
+        select(ClusterRun.run_id).where(ClusterRun.cluster_id == row.cluster_id, ClusterRun.status.in_(ACTIVE_RUN))
+    )
     if active is not None:
-        raise ConflictError(f"Cluster '{row.cluster_id}' has run '{active}' in progress; cancel it first",
-                            {"run_id": active})
+        raise ConflictError(
+            f"Cluster '{row.cluster_id}' has run '{active}' in progress; cancel it first", {"run_id": active}
+        )
     cluster_id = row.cluster_id
     session.execute(delete(ClusterRun).where(ClusterRun.cluster_id == cluster_id))
     session.delete(row)

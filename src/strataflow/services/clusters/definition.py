@@ -17,11 +17,15 @@ from strataflow.services.collections.sources import get_collection
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.tables import Collection
 
-NO_LLM = ("LLM labeling is not available: no language model is configured on this server; groups are "
-          "labelled by their class-based TF-IDF keywords instead")
-DEFAULT_ENRICHMENT = [{"source_field": "cluster_id", "target_field": "cluster_id"},
-                      {"source_field": "cluster_label", "target_field": "cluster_label"},
-                      {"source_field": "distance_to_centroid", "target_field": "distance_to_centroid"}]
+NO_LLM = (
+    "LLM labeling is not available: no language model is configured on this server; groups are "
+    "labelled by their class-based TF-IDF keywords instead"
+)
+DEFAULT_ENRICHMENT = [
+    {"source_field": "cluster_id", "target_field": "cluster_id"},
+    {"source_field": "cluster_label", "target_field": "cluster_label"},
+    {"source_field": "distance_to_centroid", "target_field": "distance_to_centroid"},
+]
 ENRICHABLE = {"cluster_id", "cluster_label", "distance_to_centroid", "run_id", "keywords"}
 
 
@@ -45,11 +49,13 @@ def feature_columns(collections: list[Collection], uris: list[str]) -> tuple[dic
             if index is None:
                 raise BadRequestError(
                     f"Collection '{collection.collection_name}' has no feature '{uri}'",
-                    {"collection_id": collection.collection_id, "feature_uri": uri, "available": sorted(indexes)})
+                    {"collection_id": collection.collection_id, "feature_uri": uri, "available": sorted(indexes)},
+                )
             dims = int(index["dimensions"])
             if dimensions.setdefault(uri, dims) != dims:
-                raise BadRequestError(f"Feature '{uri}' has different dimensions across the collections",
-                                      {"feature_uri": uri})
+                raise BadRequestError(
+                    f"Feature '{uri}' has different dimensions across the collections", {"feature_uri": uri}
+                )
             columns.setdefault(collection.collection_id, {})[uri] = str(index["name"])
     return columns, dimensions
 
@@ -63,35 +69,57 @@ def _vector_config(collections: list[Collection], vector: VectorBasedConfig) -> 
     if len(uris) > 1 and vector.multi_feature_strategy != "concatenate":
         raise BadRequestError(
             f"multi_feature_strategy '{vector.multi_feature_strategy}' is not available here; use 'concatenate' "
-            "(optionally with feature_weights) or one cluster per feature", {"field": "multi_feature_strategy"})
+            "(optionally with feature_weights) or one cluster per feature",
+            {"field": "multi_feature_strategy"},
+        )
     for name, value in (("hierarchical", vector.hierarchical), ("preprocessing_steps", vector.preprocessing_steps)):
         if value:
             raise BadRequestError(f"{name} is not available on this server", {"field": name})
     weights = vector.feature_weights or {}
     stray = sorted(set(weights) - set(uris))
     if stray or any(not 0.0 <= w <= 1.0 for w in weights.values()):
-        raise BadRequestError("feature_weights needs weights between 0 and 1 for the cluster's feature URIs",
-                              {"unknown": stray})
-    params = check_parameters(vector.clustering_method, {
-        "kmeans_parameters": vector.kmeans_parameters, "dbscan_parameters": vector.dbscan_parameters,
-        "hdbscan_parameters": vector.hdbscan_parameters, "algorithm_params": vector.algorithm_params})
+        raise BadRequestError(
+            "feature_weights needs weights between 0 and 1 for the cluster's feature URIs", {"unknown": stray}
+        )
+    params = check_parameters(
+        vector.clustering_method,
+        {
+            "kmeans_parameters": vector.kmeans_parameters,
+            "dbscan_parameters": vector.dbscan_parameters,
+            "hdbscan_parameters": vector.hdbscan_parameters,
+            "algorithm_params": vector.algorithm_params,
+        },
+    )
     if vector.sample_size is not None:
         points_to_cluster(vector.clustering_method, vector.sample_size, vector.sample_size)
     columns, dimensions = feature_columns(collections, uris)
-    return {"feature_uris": uris, "columns": columns, "dimensions": dimensions,
-            "algorithm": vector.clustering_method, "algorithm_params": params, "sample_size": vector.sample_size,
-            "multi_feature_strategy": vector.multi_feature_strategy, "normalize_features": vector.normalize_features,
-            "feature_weights": weights, "effective_feature_method": vector.effective_feature_method,
-            "vis_n_components": vector.vis_n_components, "layout_stability": vector.layout_stability}
+    return {
+        "feature_uris": uris,
+        "columns": columns,
+        "dimensions": dimensions,
+        "algorithm": vector.clustering_method,
+        "algorithm_params": params,
+        "sample_size": vector.sample_size,
+        "multi_feature_strategy": vector.multi_feature_strategy,
+        "normalize_features": vector.normalize_features,
+        "feature_weights": weights,
+        "effective_feature_method": vector.effective_feature_method,
+        "vis_n_components": vector.vis_n_components,
+        "layout_stability": vector.layout_stability,
+    }
 
 
 def build_config(collections: list[Collection], request: CreateClusterRequest) -> tuple[str, dict[str, Any]]:
     """(cluster_type, config) for a create request; any inconsistency is a 400."""
     if request.auto_execute_on_batch:
-        raise BadRequestError("auto_execute_on_batch is not available on this server yet; execute the cluster "
-                              "through POST /v1/clusters/{id}/execute", {"field": "auto_execute_on_batch"})
-    cluster_type = request.cluster_type or ("attribute" if request.attribute_config and not request.vector_config
-                                            else "vector")
+        raise BadRequestError(
+            "auto_execute_on_batch is not available on this server yet; execute the cluster "
+            "through POST /v1/clusters/{id}/execute",
+            {"field": "auto_execute_on_batch"},
+        )
+    cluster_type = request.cluster_type or (
+        "attribute" if request.attribute_config and not request.vector_config else "vector"
+    )
     if cluster_type == "vector":
         if request.vector_config is None:
             raise BadRequestError("cluster_type 'vector' needs vector_config")
@@ -100,25 +128,40 @@ def build_config(collections: list[Collection], request: CreateClusterRequest) -
         if request.attribute_config is None:
             raise BadRequestError("cluster_type 'attribute' needs attribute_config")
         rule_for("kmeans")  # attribute clustering has no algorithm parameters to check
-        config = {"algorithm": "attribute_based", "algorithm_params": {},
-                  "attributes": list(request.attribute_config.attributes),
-                  "hierarchical_grouping": request.attribute_config.hierarchical_grouping,
-                  "aggregation_method": request.attribute_config.aggregation_method, "sample_size": None,
-                  "feature_uris": [], "vis_n_components": 2}
-    mappings = [m.model_dump() for m in (request.source_enrichment_config.field_mappings or [])] \
-        if request.source_enrichment_config and request.source_enrichment_config.field_mappings else DEFAULT_ENRICHMENT
+        config = {
+            "algorithm": "attribute_based",
+            "algorithm_params": {},
+            "attributes": list(request.attribute_config.attributes),
+            "hierarchical_grouping": request.attribute_config.hierarchical_grouping,
+            "aggregation_method": request.attribute_config.aggregation_method,
+            "sample_size": None,
+            "feature_uris": [],
+            "vis_n_components": 2,
+        }
+    mappings = (
+        [m.model_dump() for m in (request.source_enrichment_config.field_mappings or [])]
+        if request.source_enrichment_config and request.source_enrichment_config.field_mappings
+        else DEFAULT_ENRICHMENT
+    )
     unknown = sorted({m["source_field"] for m in mappings} - ENRICHABLE)
     if unknown:
-        raise BadRequestError(f"Unknown enrichment source field(s): {', '.join(unknown)}",
-                              {"unknown": unknown, "accepted": sorted(ENRICHABLE)})
+        raise BadRequestError(
+            f"Unknown enrichment source field(s): {', '.join(unknown)}",
+            {"unknown": unknown, "accepted": sorted(ENRICHABLE)},
+        )
     enrich = request.enrich_source_collection or bool(request.vector_config and request.vector_config.enrich_source)
-    config.update({
-        "enrich_source": enrich, "field_mappings": mappings,
-        "llm_labeling": request.llm_labeling.model_dump() if request.llm_labeling else None,
-        "auto_execute": {"on_batch": request.auto_execute_on_batch,
-                         "min_documents": request.auto_execute_min_documents,
-                         "cooldown_seconds": request.auto_execute_cooldown_seconds},
-    })
+    config.update(
+        {
+            "enrich_source": enrich,
+            "field_mappings": mappings,
+            "llm_labeling": request.llm_labeling.model_dump() if request.llm_labeling else None,
+            "auto_execute": {
+                "on_batch": request.auto_execute_on_batch,
+                "min_documents": request.auto_execute_min_documents,
+                "cooldown_seconds": request.auto_execute_cooldown_seconds,
+            },
+        }
+    )
     return cluster_type, config
 
 

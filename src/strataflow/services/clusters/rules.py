@@ -27,33 +27,144 @@ class AlgorithmRule:
     takes_k: str | None = None  # the parameter that names the number of clusters, if any
 
 
-_KMEANS = frozenset({"n_clusters", "max_iter", "random_state", "n_init", "tol", "init", "verbose", "copy_x",
-                     "algorithm", "batch_size", "mini_batch"})
+_KMEANS = frozenset(
+    {
+        "n_clusters",
+        "max_iter",
+        "random_state",
+        "n_init",
+        "tol",
+        "init",
+        "verbose",
+        "copy_x",
+        "algorithm",
+        "batch_size",
+        "mini_batch",
+    }
+)
 RULES: dict[str, AlgorithmRule] = {
     "kmeans": AlgorithmRule("kmeans", 1_000_000, 100_000, _KMEANS, "n_clusters"),
-    "gaussian_mixture": AlgorithmRule("gaussian_mixture", 200_000, 100_000, frozenset({
-        "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "init_params", "random_state",
-        "warm_start", "verbose", "verbose_interval"}), "n_components"),
-    "hdbscan": AlgorithmRule("hdbscan", 50_000, 50_000, frozenset({
-        "min_cluster_size", "min_samples", "cluster_selection_epsilon", "max_cluster_size", "metric", "alpha",
-        "cluster_selection_method", "allow_single_cluster", "prediction_data", "match_reference_implementation"})),
-    "dbscan": AlgorithmRule("dbscan", 50_000, 50_000, frozenset({
-        "eps", "min_samples", "metric", "metric_params", "algorithm", "leaf_size", "p", "n_jobs"})),
-    "optics": AlgorithmRule("optics", 20_000, 20_000, frozenset({
-        "min_samples", "max_eps", "metric", "p", "cluster_method", "eps", "xi", "min_cluster_size", "n_jobs"})),
-    "agglomerative": AlgorithmRule("agglomerative", 20_000, 20_000, frozenset({
-        "n_clusters", "affinity", "metric", "memory", "connectivity", "compute_full_tree", "linkage",
-        "distance_threshold", "compute_distances"}), "n_clusters"),
-    "spectral": AlgorithmRule("spectral", 10_000, 10_000, frozenset({
-        "n_clusters", "eigen_solver", "n_components", "random_state", "n_init", "gamma", "affinity", "n_neighbors",
-        "eigen_tol", "assign_labels", "degree", "coef0", "kernel_params", "n_jobs", "verbose"}), "n_clusters"),
-    "mean_shift": AlgorithmRule("mean_shift", 10_000, 10_000, frozenset({
-        "bandwidth", "bandwidth_quantile", "seeds", "bin_seeding", "min_bin_freq", "cluster_all", "n_jobs",
-        "max_iter"})),
+    "gaussian_mixture": AlgorithmRule(
+        "gaussian_mixture",
+        200_000,
+        100_000,
+        frozenset(
+            {
+                "n_components",
+                "covariance_type",
+                "tol",
+                "reg_covar",
+                "max_iter",
+                "n_init",
+                "init_params",
+                "random_state",
+                "warm_start",
+                "verbose",
+                "verbose_interval",
+            }
+        ),
+        "n_components",
+    ),
+    "hdbscan": AlgorithmRule(
+        "hdbscan",
+        50_000,
+        50_000,
+        frozenset(
+            {
+                "min_cluster_size",
+                "min_samples",
+                "cluster_selection_epsilon",
+                "max_cluster_size",
+                "metric",
+                "alpha",
+                "cluster_selection_method",
+                "allow_single_cluster",
+                "prediction_data",
+                "match_reference_implementation",
+            }
+        ),
+    ),
+    "dbscan": AlgorithmRule(
+        "dbscan",
+        50_000,
+        50_000,
+        frozenset({"eps", "min_samples", "metric", "metric_params", "algorithm", "leaf_size", "p", "n_jobs"}),
+    ),
+    "optics": AlgorithmRule(
+        "optics",
+        20_000,
+        20_000,
+        frozenset(
+            {"min_samples", "max_eps", "metric", "p", "cluster_method", "eps", "xi", "min_cluster_size", "n_jobs"}
+        ),
+    ),
+    "agglomerative": AlgorithmRule(
+        "agglomerative",
+        20_000,
+        20_000,
+        frozenset(
+            {
+                "n_clusters",
+                "affinity",
+                "metric",
+                "memory",
+                "connectivity",
+                "compute_full_tree",
+                "linkage",
+                "distance_threshold",
+                "compute_distances",
+            }
+        ),
+        "n_clusters",
+    ),
+    "spectral": AlgorithmRule(
+        "spectral",
+        10_000,
+        10_000,
+        frozenset(
+            {
+                "n_clusters",
+                "eigen_solver",
+                "n_components",
+                "random_state",
+                "n_init",
+                "gamma",
+                "affinity",
+                "n_neighbors",
+                "eigen_tol",
+                "assign_labels",
+                "degree",
+                "coef0",
+                "kernel_params",
+                "n_jobs",
+                "verbose",
+            }
+        ),
+        "n_clusters",
+    ),
+    "mean_shift": AlgorithmRule(
+        "mean_shift",
+        10_000,
+        10_000,
+        frozenset(
+            {
+                "bandwidth",
+                "bandwidth_quantile",
+                "seeds",
+                "bin_seeding",
+                "min_bin_freq",
+                "cluster_all",
+                "n_jobs",
+                "max_iter",
+            }
+        ),
+    ),
     "auto": AlgorithmRule("auto", 200_000, 100_000, frozenset({"min_clusters", "max_clusters", "random_state"})),
 }
-UNAVAILABLE = {"leiden": "needs a graph community-detection library this server does not ship",
-               "evoc": "needs the evoc library, which this server does not ship"}
+UNAVAILABLE = {
+    "leiden": "needs a graph community-detection library this server does not ship",
+    "evoc": "needs the evoc library, which this server does not ship",
+}
 # Where a typed parameter block belongs (the SDK sends kmeans_parameters etc. beside algorithm_params).
 TYPED_BLOCKS = {"kmeans_parameters": "kmeans", "dbscan_parameters": "dbscan", "hdbscan_parameters": "hdbscan"}
 # k-means above this many points runs as streamed mini-batch k-means (bounded memory).
@@ -62,11 +173,14 @@ STREAMED_KMEANS_FROM = 100_000
 
 def rule_for(algorithm: str) -> AlgorithmRule:
     if algorithm in UNAVAILABLE:
-        raise BadRequestError(f"Clustering method '{algorithm}' is not available here: {UNAVAILABLE[algorithm]}",
-                              {"clustering_method": algorithm, "available": sorted(RULES)})
+        raise BadRequestError(
+            f"Clustering method '{algorithm}' is not available here: {UNAVAILABLE[algorithm]}",
+            {"clustering_method": algorithm, "available": sorted(RULES)},
+        )
     if algorithm not in RULES:
-        raise BadRequestError(f"Unknown clustering method '{algorithm}'",
-                              {"clustering_method": algorithm, "available": sorted(RULES)})
+        raise BadRequestError(
+            f"Unknown clustering method '{algorithm}'", {"clustering_method": algorithm, "available": sorted(RULES)}
+        )
     return RULES[algorithm]
 
 
@@ -80,14 +194,17 @@ def check_parameters(algorithm: str, blocks: dict[str, dict[str, Any] | None]) -
             continue
         owner = TYPED_BLOCKS.get(block)
         if owner is not None and owner != algorithm:
-            raise BadRequestError(f"{block} are parameters of '{owner}', but the clustering method is '{algorithm}'",
-                                  {"field": block, "clustering_method": algorithm})
+            raise BadRequestError(
+                f"{block} are parameters of '{owner}', but the clustering method is '{algorithm}'",
+                {"field": block, "clustering_method": algorithm},
+            )
         params.update(value)
     unknown = sorted(set(params) - rule.parameters)
     if unknown:
         raise BadRequestError(
             f"Parameter(s) {', '.join(unknown)} do not belong to clustering method '{algorithm}'",
-            {"unknown": unknown, "accepted": sorted(rule.parameters), "clustering_method": algorithm})
+            {"unknown": unknown, "accepted": sorted(rule.parameters), "clustering_method": algorithm},
+        )
     _check_values(algorithm, params)
     _check_with_sklearn(algorithm, params)
     return params
@@ -97,9 +214,16 @@ def _check_with_sklearn(algorithm: str, params: dict[str, Any]) -> None:
     """Values scikit-learn would refuse (an unknown linkage, a negative tol) are a 400 now, not a failed run."""
     from sklearn import cluster, mixture
 
-    estimator = {"kmeans": cluster.KMeans, "gaussian_mixture": mixture.GaussianMixture, "hdbscan": cluster.HDBSCAN,
-                 "dbscan": cluster.DBSCAN, "optics": cluster.OPTICS, "agglomerative": cluster.AgglomerativeClustering,
-                 "spectral": cluster.SpectralClustering, "mean_shift": cluster.MeanShift}.get(algorithm)
+    estimator = {
+        "kmeans": cluster.KMeans,
+        "gaussian_mixture": mixture.GaussianMixture,
+        "hdbscan": cluster.HDBSCAN,
+        "dbscan": cluster.DBSCAN,
+        "optics": cluster.OPTICS,
+        "agglomerative": cluster.AgglomerativeClustering,
+        "spectral": cluster.SpectralClustering,
+        "mean_shift": cluster.MeanShift,
+    }.get(algorithm)
     if estimator is None:
         return
     names = set(estimator().get_params())
@@ -107,8 +231,9 @@ def _check_with_sklearn(algorithm: str, params: dict[str, Any]) -> None:
     try:
         estimator(**{k: v for k, v in args.items() if k in names})._validate_params()
     except (ValueError, TypeError) as exc:
-        raise BadRequestError(f"Invalid parameter for '{algorithm}': {str(exc).splitlines()[0][:300]}",
-                              {"clustering_method": algorithm}) from None
+        raise BadRequestError(
+            f"Invalid parameter for '{algorithm}': {str(exc).splitlines()[0][:300]}", {"clustering_method": algorithm}
+        ) from None
 
 
 def _check_values(algorithm: str, params: dict[str, Any]) -> None:
@@ -151,7 +276,8 @@ def points_to_cluster(algorithm: str, available: int, sample_size: int | None) -
         raise BadRequestError(
             f"'{algorithm}' cannot cluster {sample_size:,} points here (at most {rule.max_points:,}); "
             "lower sample_size or use kmeans, which scales to 1,000,000 with mini-batches",
-            {"clustering_method": algorithm, "sample_size": sample_size, "max_points": rule.max_points})
+            {"clustering_method": algorithm, "sample_size": sample_size, "max_points": rule.max_points},
+        )
     return min(available, sample_size if sample_size is not None else rule.default_points)
 
 
@@ -163,7 +289,9 @@ def check_k_fits(algorithm: str, params: dict[str, Any], points: int) -> None:
     if k is not None and k > points:
         raise BadRequestError(
             f"'{algorithm}' was asked for {k} clusters but only {points} document(s) can be clustered",
-            {"clusters": k, "documents": points})
+            {"clusters": k, "documents": points},
+        )
     if points < 2:
-        raise BadRequestError(f"Clustering needs at least 2 documents with the feature; found {points}",
-                              {"documents": points})
+        raise BadRequestError(
+            f"Clustering needs at least 2 documents with the feature; found {points}", {"documents": points}
+        )

@@ -23,9 +23,16 @@ from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Cluster, ClusterRun, Collection, Task
 from strataflow.transitions import create, transition
 
-RUN_FIELDS = FieldMap(columns={"run_id": ClusterRun.run_id, "status": ClusterRun.status,
-                               "run_name": ClusterRun.run_name, "created_at": ClusterRun.created_at,
-                               "num_clusters": ClusterRun.num_clusters, "algorithm": ClusterRun.algorithm})
+RUN_FIELDS = FieldMap(
+    columns={
+        "run_id": ClusterRun.run_id,
+        "status": ClusterRun.status,
+        "run_name": ClusterRun.run_name,
+        "created_at": ClusterRun.created_at,
+        "num_clusters": ClusterRun.num_clusters,
+        "algorithm": ClusterRun.algorithm,
+    }
+)
 
 
 def source_where(collection: Collection, columns: list[str], filters: dict[str, Any] | None) -> str | None:
@@ -42,25 +49,32 @@ def count_sources(session: Session, index: DocumentIndex, cluster: Cluster, filt
     for collection_id in cluster.collection_ids:
         collection = session.get(Collection, collection_id)
         if collection is None:
-            raise BadRequestError(f"Collection '{collection_id}' of cluster '{cluster.cluster_name}' no longer exists",
-                                  {"collection_id": collection_id})
+            raise BadRequestError(
+                f"Collection '{collection_id}' of cluster '{cluster.cluster_name}' no longer exists",
+                {"collection_id": collection_id},
+            )
         columns = list(cluster.config.get("columns", {}).get(collection_id, {}).values())
         total += index.count(collection_id, source_where(collection, columns, filters))
     return total
 
 
-def execute_cluster(session: Session, index: DocumentIndex, scope: NamespaceScope, identifier: str,
-                    request: ExecuteClusterRequest) -> tuple[ClusterRun, Task]:
+def execute_cluster(
+    session: Session, index: DocumentIndex, scope: NamespaceScope, identifier: str, request: ExecuteClusterRequest
+) -> tuple[ClusterRun, Task]:
     """Check the run can start (no other active, sizes fit), then queue it. Nothing runs here."""
     cluster = get_cluster(session, scope, identifier, for_update=True)
-    active = session.scalar(select(ClusterRun.run_id).where(ClusterRun.cluster_id == cluster.cluster_id,
-                                                            ClusterRun.status.in_(ACTIVE_RUN)))
+    active = session.scalar(
+        select(ClusterRun.run_id).where(ClusterRun.cluster_id == cluster.cluster_id, ClusterRun.status.in_(ACTIVE_RUN))
+    )
     if active is not None:
-        raise ConflictError(f"Cluster '{cluster.cluster_id}' is already running ({active}); wait for it or cancel it",
-                            {"run_id": active, "cluster_id": cluster.cluster_id})
+        raise ConflictError(
+            f"Cluster '{cluster.cluster_id}' is already running ({active}); wait for it or cancel it",
+            {"run_id": active, "cluster_id": cluster.cluster_id},
+        )
     if request.mode != "full":
-        raise BadRequestError(f"Execution mode '{request.mode}' is not available on this server; use 'full'",
-                              {"mode": request.mode})
+        raise BadRequestError(
+            f"Execution mode '{request.mode}' is not available on this server; use 'full'", {"mode": request.mode}
+        )
     config = cluster.config
     filters = request.filters if request.filters is not None else cluster.filters
     sample_size = request.sample_size if request.sample_size is not None else config.get("sample_size")
@@ -73,23 +87,53 @@ def execute_cluster(session: Session, index: DocumentIndex, scope: NamespaceScop
     else:
         points = points_to_cluster(algorithm, available, sample_size)
         check_k_fits(algorithm, config.get("algorithm_params", {}), points)
-    settings = {**config, "filters": filters, "sample_size": sample_size, "points": points,
-                "available": available,
-                "vis_n_components": request.vis_n_components or config.get("vis_n_components", 2)}
+    settings = {
+        **config,
+        "filters": filters,
+        "sample_size": sample_size,
+        "points": points,
+        "available": available,
+        "vis_n_components": request.vis_n_components or config.get("vis_n_components", 2),
+    }
     if request.llm_labeling is not None:
         settings["llm_labeling"] = request.llm_labeling.model_dump()
     run_id = new_id("cluster_run")
-    task = create_task(session, scope.org_id, TaskType.ENGINE_CLUSTER_BUILD, namespace_id=scope.namespace_id,
-                       inputs=[{"cluster_id": cluster.cluster_id, "run_id": run_id,
-                                "collection_ids": list(cluster.collection_ids),
-                                "config": {"algorithm": algorithm, **config.get("algorithm_params", {}),
-                                           **({"k": config["algorithm_params"]["n_clusters"]}
-                                              if "n_clusters" in config.get("algorithm_params", {}) else {})}}],
-                       additional_data={"cluster_id": cluster.cluster_id, "run_id": run_id})
+    task = create_task(
+        session,
+        scope.org_id,
+        TaskType.ENGINE_CLUSTER_BUILD,
+        namespace_id=scope.namespace_id,
+        inputs=[
+            {
+                "cluster_id": cluster.cluster_id,
+                "run_id": run_id,
+                "collection_ids": list(cluster.collection_ids),
+                "config": {
+                    "algorithm": algorithm,
+                    **config.get("algorithm_params", {}),
+                    **(
+                        {"k": config["algorithm_params"]["n_clusters"]}
+                        if "n_clusters" in config.get("algorithm_params", {})
+                        else {}
+                    ),
+                },
+            }
+        ],
+        additional_data={"cluster_id": cluster.cluster_id, "run_id": run_id},
+    )
     now = utcnow()
-    run = ClusterRun(run_id=run_id, cluster_id=cluster.cluster_id, namespace_id=scope.namespace_id,
-                     task_id=task.task_id, mode=request.mode, settings=settings,
-                     algorithm=algorithm, source_documents=available, created_at=now, updated_at=now)
+    run = ClusterRun(
+        run_id=run_id,
+        cluster_id=cluster.cluster_id,
+        namespace_id=scope.namespace_id,
+        task_id=task.task_id,
+        mode=request.mode,
+        settings=settings,
+        algorithm=algorithm,
+        source_documents=available,
+        created_at=now,
+        updated_at=now,
+    )
     create(session, run, Status.PENDING, f"queued as task {task.task_id}")
     cluster.last_run_id, cluster.last_task_id, cluster.last_executed_at = run_id, task.task_id, now
     session.commit()
@@ -97,8 +141,9 @@ def execute_cluster(session: Session, index: DocumentIndex, scope: NamespaceScop
 
 
 def get_run(session: Session, cluster: Cluster, run_id: str) -> ClusterRun:
-    run = session.scalar(select(ClusterRun).where(ClusterRun.cluster_id == cluster.cluster_id,
-                                                  ClusterRun.run_id == run_id))
+    run = session.scalar(
+        select(ClusterRun).where(ClusterRun.cluster_id == cluster.cluster_id, ClusterRun.run_id == run_id)
+    )
     if run is None:
         raise not_found("Cluster run", run_id)
     return run
@@ -112,23 +157,32 @@ def latest_run(session: Session, cluster: Cluster) -> ClusterRun:
     return get_run(session, cluster, run_id)
 
 
-def list_runs(session: Session, cluster: Cluster, request: ListClusterExecutionsRequest,
-              page: PageRequest) -> tuple[Page, int, dict[str, int]]:
+def list_runs(
+    session: Session, cluster: Cluster, request: ListClusterExecutionsRequest, page: PageRequest
+) -> tuple[Page, int, dict[str, int]]:
     query = select(ClusterRun).where(ClusterRun.cluster_id == cluster.cluster_id)
     clause = compile_filters(request.filters, RUN_FIELDS)
     if clause is not None:
         query = query.where(clause)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    by_status: dict[str, int] = dict(session.execute(select(ClusterRun.status, func.count()).where(
-        ClusterRun.cluster_id == cluster.cluster_id).group_by(ClusterRun.status)).all())
+    by_status: dict[str, int] = dict(
+        session.execute(
+            select(ClusterRun.status, func.count())
+            .where(ClusterRun.cluster_id == cluster.cluster_id)
+            .group_by(ClusterRun.status)
+        ).all()
+    )
     query = query.order_by(ClusterRun.created_at.desc(), ClusterRun.run_id)
     return paginate(session, query, page), total, by_status
 
 
 def cancel_run(session: Session, cluster: Cluster, run_id: str) -> ClusterRun:
     """Stop a queued or running run; the previous results stay current. A finished run is a 409."""
-    run = session.scalar(select(ClusterRun).where(ClusterRun.cluster_id == cluster.cluster_id,
-                                                  ClusterRun.run_id == run_id).with_for_update())
+    run = session.scalar(
+        select(ClusterRun)
+        .where(ClusterRun.cluster_id == cluster.cluster_id, ClusterRun.run_id == run_id)
+        .with_for_update()
+    )
     if run is None:
         raise not_found("Cluster run", run_id)
     if Status(run.status) in TERMINAL:
@@ -158,8 +212,9 @@ def patch_labels(session: Session, cluster: Cluster, run_id: str, labels: dict[s
     known = {g["cluster_id"] for g in run.groups}
     unknown = sorted(set(labels) - known)
     if unknown:
-        raise BadRequestError(f"Run '{run_id}' has no group(s) {', '.join(unknown)}",
-                              {"unknown": unknown, "groups": sorted(known)})
+        raise BadRequestError(
+            f"Run '{run_id}' has no group(s) {', '.join(unknown)}", {"unknown": unknown, "groups": sorted(known)}
+        )
     if any(not label.strip() or len(label) > 255 for label in labels.values()):
         raise BadRequestError("Labels must be 1 to 255 characters")
     run.label_overrides = {**(run.label_overrides or {}), **labels}

@@ -68,8 +68,8 @@ def centroid_view(run: ClusterRun, group: dict[str, Any], include_vectors: bool)
         "mean_cosine_similarity": group.get("mean_cosine_similarity"),
         "min_cosine_similarity": group.get("min_cosine_similarity"),
         "centroid_vector": list(group["centroid"]) if include_vectors and group.get("centroid") else None,
-        "representative_ids": [{"document_id": d, "collection_id": c}
-                               for d, c in group.get("representatives", [])[:5]] or None,
+        "representative_ids": [{"document_id": d, "collection_id": c} for d, c in group.get("representatives", [])[:5]]
+        or None,
     }
 
 
@@ -103,10 +103,23 @@ def run_view(run: ClusterRun, include_vectors: bool = False) -> dict[str, Any]:
 
 
 def groups_view(cluster: Cluster, run: ClusterRun) -> dict[str, Any]:
-    groups = [{"cluster_id": g["cluster_id"], "label": group_label(run, g), "summary": None,
-               "keywords": list(g.get("keywords") or []), "member_count": int(g["num_members"])}
-              for g in run.groups]
-    return {"cluster_id": cluster.cluster_id, "run_id": run.run_id, "total_groups": len(groups),
-            "total_documents": run.num_points, "member_counts_stale": False, "groups": groups,
-            "noise_points": int((run.metrics or {}).get("noise_points", 0)),
-            "llm_labeling_errors": labeling_errors(run.settings)}
+    groups = [
+        {
+            "cluster_id": g["cluster_id"],
+            "label": group_label(run, g),
+            "summary": None,
+            "keywords": list(g.get("keywords") or []),
+            "member_count": int(g["num_members"]),
+        }
+        for g in run.groups
+    ]
+    return {
+        "cluster_id": cluster.cluster_id,
+        "run_id": run.run_id,
+        "total_groups": len(groups),
+        "total_documents": run.num_points,
+        "member_counts_stale": False,
+        "groups": groups,
+        "noise_points": int((run.metrics or {}).get("noise_points", 0)),
+        "llm_labeling_errors": labeling_errors(run.settings),
+    }

@@ -43,18 +43,31 @@ COLLECTION_FIELDS = FieldMap(
         "created_at": Collection.created_at,
         "updated_at": Collection.updated_at,
     },
-    json_columns={"metadata": Collection.metadata_, "source": Collection.source,
-                  "feature_extractor": Collection.feature_extractor},
+    json_columns={
+        "metadata": Collection.metadata_,
+        "source": Collection.source,
+        "feature_extractor": Collection.feature_extractor,
+    },
 )
-IMMUTABLE_FIELDS = ("source", "feature_extractor", "feature_extractors", "input_schema", "output_schema",
-                    "collection_id", "vector_indexes")
+IMMUTABLE_FIELDS = (
+    "source",
+    "feature_extractor",
+    "feature_extractors",
+    "input_schema",
+    "output_schema",
+    "collection_id",
+    "vector_indexes",
+)
 
 
 def _check_name_free(session: Session, scope: NamespaceScope, name: str, except_id: str | None = None) -> None:
     if looks_like("collection", name):
         raise BadRequestError("Collection names may not start with 'col_' (that prefix marks ids)")
-    existing = session.scalar(select(Collection.collection_id).where(
-        Collection.namespace_id == scope.namespace_id, Collection.collection_name == name))
+    existing = session.scalar(
+        select(Collection.collection_id).where(
+            Collection.namespace_id == scope.namespace_id, Collection.collection_name == name
+        )
+    )
     if existing is not None and existing != except_id:
         raise AlreadyExistsError(f"Collection '{name}' already exists in this namespace", {"collection_name": name})
 
@@ -91,14 +104,19 @@ def _vector_indexes(extractor: Any, params: Any, source: ResolvedSource) -> list
 
 def _vector_fields(indexes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {
-        d["index"]["name"]: {"type": "array", "items": {"type": "float"}, "dimensions": d["index"]["dimensions"],
-                             "description": d["description"]}
+        d["index"]["name"]: {
+            "type": "array",
+            "items": {"type": "float"},
+            "dimensions": d["index"]["dimensions"],
+            "description": d["description"],
+        }
         for d in indexes
     }
 
 
-def build_collection(session: Session, scope: NamespaceScope,
-                     request: CreateCollectionRequest) -> tuple[Collection, ResolvedSource]:
+def build_collection(
+    session: Session, scope: NamespaceScope, request: CreateCollectionRequest
+) -> tuple[Collection, ResolvedSource]:
     """Validate a create request completely and return the (unsaved) row. Raises on any problem."""
     _check_name_free(session, scope, request.collection_name)
     source = resolve_source(session, scope, request.source, request.collection_name)
@@ -108,20 +126,34 @@ def build_collection(session: Session, scope: NamespaceScope,
     input_schema = _input_schema(source, request.input_schema)
     indexes = _vector_indexes(extractor, params, source)
     vector_fields = _vector_fields(indexes)
-    schema.resolve_input_mappings(extractor, config.input_mappings, input_schema, from_bucket=source.from_bucket,
-                                  vector_names=schema.vector_fields_of(input_schema))
+    schema.resolve_input_mappings(
+        extractor,
+        config.input_mappings,
+        input_schema,
+        from_bucket=source.from_bucket,
+        vector_names=schema.vector_fields_of(input_schema),
+    )
     produced = set() if extractor.copies_source else {f.name for f in extractor.output_fields(params)}
-    passthrough = schema.resolve_passthrough(config.field_passthrough, input_schema, produced | set(vector_fields),
-                                             from_bucket=source.from_bucket)
-    output = schema.output_schema(extractor, params, input_schema, passthrough, config.include_all_source_fields,
-                                  source.from_bucket, vector_fields)
+    passthrough = schema.resolve_passthrough(
+        config.field_passthrough, input_schema, produced | set(vector_fields), from_bucket=source.from_bucket
+    )
+    output = schema.output_schema(
+        extractor,
+        params,
+        input_schema,
+        passthrough,
+        config.include_all_source_fields,
+        source.from_bucket,
+        vector_fields,
+    )
     feature_extractor = {
         "feature_extractor_name": extractor.name,
         "version": extractor.version,
         "feature_extractor_id": extractor.extractor_id,
         "params": config.params,
         "parameters": stored_parameters(extractor, params),
-        "input_mappings": config.input_mappings if isinstance(config.input_mappings, dict)
+        "input_mappings": config.input_mappings
+        if isinstance(config.input_mappings, dict)
         else [m.model_dump(exclude_none=True) for m in config.input_mappings],
         "field_passthrough": [p.model_dump() for p in config.field_passthrough],
         "include_all_source_fields": config.include_all_source_fields,
@@ -147,8 +179,13 @@ def build_collection(session: Session, scope: NamespaceScope,
     ), source
 
 
-def create_collection(session: Session, index: DocumentIndex, scope: NamespaceScope,
-                      request: CreateCollectionRequest, check: Callable[[Collection], None] | None = None) -> Collection:
+def create_collection(
+    session: Session,
+    index: DocumentIndex,
+    scope: NamespaceScope,
+    request: CreateCollectionRequest,
+    check: Callable[[Collection], None] | None = None,
+) -> Collection:
     """Validate, create the documents table, then save. A failure leaves neither behind.
 
     `check` validates what other aggregates own (the taxonomy applications) on the unsaved row.
@@ -160,14 +197,18 @@ def create_collection(session: Session, index: DocumentIndex, scope: NamespaceSc
     index.create_table(row.collection_id, vector_table_columns(row))
     try:
         session.add(row)
-        session.add_all(CollectionSource(collection_id=row.collection_id, source_type=kind, source_id=source_id)
-                        for kind, source_id in source.edges)
+        session.add_all(
+            CollectionSource(collection_id=row.collection_id, source_type=kind, source_id=source_id)
+            for kind, source_id in source.edges
+        )
         session.commit()
     except IntegrityError:  # a concurrent create took the name between our check and the commit
         session.rollback()
         index.drop_table(row.collection_id)
-        raise AlreadyExistsError(f"Collection '{row.collection_name}' already exists in this namespace",
-                                 {"collection_name": row.collection_name}) from None
+        raise AlreadyExistsError(
+            f"Collection '{row.collection_name}' already exists in this namespace",
+            {"collection_name": row.collection_name},
+        ) from None
     except BaseException:
         session.rollback()
         index.drop_table(row.collection_id)
@@ -179,15 +220,17 @@ def vector_table_columns(collection: Collection) -> dict[str, int]:
     return {d["index"]["name"]: d["index"]["dimensions"] for d in collection.vector_indexes}
 
 
-def list_collections(session: Session, scope: NamespaceScope, request: ListCollectionsRequest,
-                     page: PageRequest) -> tuple[Page, int]:
+def list_collections(
+    session: Session, scope: NamespaceScope, request: ListCollectionsRequest, page: PageRequest
+) -> tuple[Page, int]:
     query = select(Collection).where(Collection.namespace_id == scope.namespace_id)
     clause = compile_filters(request.filters, COLLECTION_FIELDS, case_sensitive=request.case_sensitive)
     if clause is not None:
         query = query.where(clause)
     if request.search:
-        query = query.where(text_search(request.search, Collection.collection_name, Collection.collection_id,
-                                        Collection.description))
+        query = query.where(
+            text_search(request.search, Collection.collection_name, Collection.collection_id, Collection.description)
+        )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     if request.sort is not None:
         query = query.order_by(sort_expression(request.sort.field, request.sort.direction, COLLECTION_FIELDS))
@@ -195,13 +238,20 @@ def list_collections(session: Session, scope: NamespaceScope, request: ListColle
     return paginate(session, query, page), total
 
 
-def patch_collection(session: Session, scope: NamespaceScope, identifier: str, body: dict[str, Any],
-                     check: Callable[[Collection], None] | None = None) -> Collection:
+def patch_collection(
+    session: Session,
+    scope: NamespaceScope,
+    identifier: str,
+    body: dict[str, Any],
+    check: Callable[[Collection], None] | None = None,
+) -> Collection:
     """Only descriptive fields change; source and extractor are fixed at creation."""
     fixed = sorted(k for k in body if k in IMMUTABLE_FIELDS)
     if fixed:
-        raise BadRequestError(f"Cannot change {', '.join(fixed)} of a collection; create a new collection instead",
-                              {"immutable_fields": fixed})
+        raise BadRequestError(
+            f"Cannot change {', '.join(fixed)} of a collection; create a new collection instead",
+            {"immutable_fields": fixed},
+        )
     request = validate_as(PatchCollectionRequest, body)
     row = get_collection(session, scope, identifier)
     changes = request.model_dump(exclude_unset=True)
@@ -226,8 +276,9 @@ def patch_collection(session: Session, scope: NamespaceScope, identifier: str, b
     return row
 
 
-def delete_collection(session: Session, index: DocumentIndex, blobs: BlobStore, scope: NamespaceScope,
-                      identifier: str) -> dict[str, Any]:
+def delete_collection(
+    session: Session, index: DocumentIndex, blobs: BlobStore, scope: NamespaceScope, identifier: str
+) -> dict[str, Any]:
     """Refused while another collection reads from it; otherwise removes it and all its documents."""
     row = get_collection(session, scope, identifier)
     readers = dependants(session, row.collection_id)
@@ -260,8 +311,10 @@ def batches_using(session: Session, collection_id: str) -> list[str]:
     """Unfinished batches with a tier that runs `collection_id`."""
     unfinished = [s.value for s in (Status.PENDING, Status.IN_PROGRESS, Status.PROCESSING)]
     tiers = session.execute(
-        select(BatchTier.batch_id, BatchTier.collection_ids).join(Batch, Batch.batch_id == BatchTier.batch_id)
-        .where(Batch.status.in_(unfinished)))
+        select(BatchTier.batch_id, BatchTier.collection_ids)
+        .join(Batch, Batch.batch_id == BatchTier.batch_id)
+        .where(Batch.status.in_(unfinished))
+    )
     return sorted({batch_id for batch_id, collection_ids in tiers if collection_id in (collection_ids or [])})
 
 
@@ -270,17 +323,18 @@ def document_blob_prefix(collection: Collection) -> str:
 
 
 def describe_features(collection: Collection) -> list[dict[str, Any]]:
-    name, version = (collection.feature_extractor["feature_extractor_name"],
-                     collection.feature_extractor["version"])
+    name, version = (collection.feature_extractor["feature_extractor_name"], collection.feature_extractor["version"])
     features = []
     for position, definition in enumerate(collection.vector_indexes):
         uri = definition["feature_uri"]
-        features.append({
-            "feature_address": uri,
-            "feature_uri": uri,
-            "feature_extractor_name": name,
-            "version": version,
-            "vector_index": definition["index"],
-            "primary": position == 0,
-        })
+        features.append(
+            {
+                "feature_address": uri,
+                "feature_uri": uri,
+                "feature_extractor_name": name,
+                "version": version,
+                "vector_index": definition["index"],
+                "primary": position == 0,
+            }
+        )
     return features

@@ -23,8 +23,9 @@ class CollectionNode:
     source_ids: tuple[str, ...]  # bucket ids or upstream collection ids
 
 
-def resolve_tiers(bucket_id: str, collections: Iterable[CollectionNode],
-                  roots: Iterable[str] | None = None) -> list[list[str]]:
+def resolve_tiers(
+    bucket_id: str, collections: Iterable[CollectionNode], roots: Iterable[str] | None = None
+) -> list[list[str]]:
     """Tiers of collection ids reachable from `bucket_id`; [] when nothing consumes it.
 
     With `roots`, tier 0 is those collections alone (a trigger re-running one
@@ -62,7 +63,7 @@ def find_cycle(collections: Iterable[CollectionNode]) -> list[str] | None:
         path.append(node)
         for nxt in graph.get(node, []):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         path.pop()

@@ -16,11 +16,30 @@ from strataflow.extractors.base import Extractor, ExtractorParams
 from strataflow.services.buckets.schema import FILE_TYPES, FieldType
 
 # Names every document carries or that the index uses: user fields may not take them.
-SYSTEM_FIELDS = frozenset({
-    "document_id", "collection_id", "namespace_id", "_internal", "internal", "document_blobs", "created_at",
-    "updated_at", "root_object_id", "root_bucket_id", "source_type", "source_object_id", "source_document_id",
-    "source_collection_id", "lineage_path", "score", "_distance", "_score", "_rowid", "payload",
-})
+SYSTEM_FIELDS = frozenset(
+    {
+        "document_id",
+        "collection_id",
+        "namespace_id",
+        "_internal",
+        "internal",
+        "document_blobs",
+        "created_at",
+        "updated_at",
+        "root_object_id",
+        "root_bucket_id",
+        "source_type",
+        "source_object_id",
+        "source_document_id",
+        "source_collection_id",
+        "lineage_path",
+        "score",
+        "_distance",
+        "_score",
+        "_rowid",
+        "payload",
+    }
+)
 TARGET_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
 _ALL_TYPES = frozenset(t.value for t in FieldType)
 # Which schema field types can feed an extractor input of a given type.
@@ -97,8 +116,14 @@ def _normalise_mappings(raw: dict[str, Any] | list[Any]) -> list[dict[str, Any]]
     return items
 
 
-def resolve_input_mappings(extractor: Extractor[Any], raw: dict[str, Any] | list[Any], input_schema: dict[str, Any],
-                           *, from_bucket: bool, vector_names: set[str]) -> list[ResolvedInput]:
+def resolve_input_mappings(
+    extractor: Extractor[Any],
+    raw: dict[str, Any] | list[Any],
+    input_schema: dict[str, Any],
+    *,
+    from_bucket: bool,
+    vector_names: set[str],
+) -> list[ResolvedInput]:
     """Check every mapping against the extractor's inputs and the source schema."""
     declared = {field.name: field for field in extractor.inputs}
     resolved: dict[str, ResolvedInput] = {}
@@ -135,15 +160,16 @@ def resolve_input_mappings(extractor: Extractor[Any], raw: dict[str, Any] | list
         if implicit is None or implicit.get("type") not in ACCEPTS.get(field.type, {field.type}):
             raise BadRequestError(
                 f"{extractor.extractor_id} needs input '{name}': map it with input_mappings, "
-                f"e.g. {{\"{name}\": \"<source field>\"}}",
+                f'e.g. {{"{name}": "<source field>"}}',
                 {"input_key": name, "available_fields": sorted(input_schema.get("properties", {}))},
             )
         resolved[name] = ResolvedInput(name, field.type, "payload", path=name)
     return list(resolved.values())
 
 
-def _check_field(extractor: Extractor[Any], key: str, kind: str, path: str, schema: dict[str, Any],
-                 from_bucket: bool) -> None:
+def _check_field(
+    extractor: Extractor[Any], key: str, kind: str, path: str, schema: dict[str, Any], from_bucket: bool
+) -> None:
     field = lookup(schema, path, from_bucket)
     if field is None:
         raise BadRequestError(
@@ -158,8 +184,9 @@ def _check_field(extractor: Extractor[Any], key: str, kind: str, path: str, sche
         )
 
 
-def resolve_passthrough(items: list[Any], input_schema: dict[str, Any], reserved: set[str], *,
-                        from_bucket: bool) -> list[ResolvedPassthrough]:
+def resolve_passthrough(
+    items: list[Any], input_schema: dict[str, Any], reserved: set[str], *, from_bucket: bool
+) -> list[ResolvedPassthrough]:
     """Each passthrough's target name, refusing unknown sources and name collisions."""
     resolved: list[ResolvedPassthrough] = []
     seen: set[str] = set()
@@ -173,14 +200,19 @@ def resolve_passthrough(items: list[Any], input_schema: dict[str, Any], reserved
                 {"source_path": source_path, "available_fields": sorted(input_schema.get("properties", {}))},
             )
         if not TARGET_NAME.match(target):
-            raise BadRequestError(f"Passthrough target '{target}' must use letters, digits, '_' or '-'",
-                                  {"target_path": target})
+            raise BadRequestError(
+                f"Passthrough target '{target}' must use letters, digits, '_' or '-'", {"target_path": target}
+            )
         if target in SYSTEM_FIELDS or target.startswith("_"):
-            raise BadRequestError(f"Passthrough target '{target}' collides with a system field",
-                                  {"target_path": target, "system_fields": sorted(SYSTEM_FIELDS)})
+            raise BadRequestError(
+                f"Passthrough target '{target}' collides with a system field",
+                {"target_path": target, "system_fields": sorted(SYSTEM_FIELDS)},
+            )
         if target in reserved:
-            raise BadRequestError(f"Passthrough target '{target}' collides with an extractor output",
-                                  {"target_path": target, "extractor_outputs": sorted(reserved)})
+            raise BadRequestError(
+                f"Passthrough target '{target}' collides with an extractor output",
+                {"target_path": target, "extractor_outputs": sorted(reserved)},
+            )
         if target in seen:
             raise BadRequestError(f"Two passthrough fields both write '{target}'", {"target_path": target})
         seen.add(target)
@@ -196,9 +228,15 @@ def _as_output(field: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def output_schema(extractor: Extractor[Any], params: ExtractorParams, input_schema: dict[str, Any],
-                  passthrough: list[ResolvedPassthrough], include_all: bool, from_bucket: bool,
-                  vector_fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def output_schema(
+    extractor: Extractor[Any],
+    params: ExtractorParams,
+    input_schema: dict[str, Any],
+    passthrough: list[ResolvedPassthrough],
+    include_all: bool,
+    from_bucket: bool,
+    vector_fields: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
     """Fields of the documents this collection writes, known before any document exists."""
     produced = {f.name: {"type": f.type, "description": f.description} for f in extractor.output_fields(params)}
     properties: dict[str, Any] = {}

@@ -51,14 +51,16 @@ def get_collection(session: Session, scope: NamespaceScope, identifier: str) -> 
 
 def resolve_source(session: Session, scope: NamespaceScope, source: SourceConfig, new_name: str) -> ResolvedSource:
     if source.source_namespace_id not in (None, scope.namespace_id, scope.namespace_name):
-        raise BadRequestError("Sources in another namespace are not supported",
-                              {"source_namespace_id": source.source_namespace_id})
+        raise BadRequestError(
+            "Sources in another namespace are not supported", {"source_namespace_id": source.source_namespace_id}
+        )
     if source.type == "bucket":
         return _bucket_source(session, scope, source)
     if source.type == "collection":
         return _collection_source(session, scope, source, new_name)
-    raise BadRequestError(f"Source type '{source.type}' is not supported; use 'bucket' or 'collection'",
-                          {"source_type": source.type})
+    raise BadRequestError(
+        f"Source type '{source.type}' is not supported; use 'bucket' or 'collection'", {"source_type": source.type}
+    )
 
 
 def _bucket_source(session: Session, scope: NamespaceScope, source: SourceConfig) -> ResolvedSource:
@@ -76,16 +78,16 @@ def _bucket_source(session: Session, scope: NamespaceScope, source: SourceConfig
     return ResolvedSource(config, schema, True, bucket_ids=bucket_ids)
 
 
-def _collection_source(session: Session, scope: NamespaceScope, source: SourceConfig,
-                       new_name: str) -> ResolvedSource:
+def _collection_source(session: Session, scope: NamespaceScope, source: SourceConfig, new_name: str) -> ResolvedSource:
     if source.bucket_ids or source.bucket_id:
         raise BadRequestError("A collection source takes collection_id or collection_ids, not bucket_ids")
     if source.collection_id and source.collection_ids:
         raise BadRequestError("Give collection_id or collection_ids, not both")
     identifiers = list(source.collection_ids or ([source.collection_id] if source.collection_id else []))
     if not identifiers:
-        raise BadRequestError("A collection source needs collection_id or collection_ids",
-                              {"field": "source.collection_id"})
+        raise BadRequestError(
+            "A collection source needs collection_id or collection_ids", {"field": "source.collection_id"}
+        )
     if new_name in identifiers:
         raise BadRequestError("A collection cannot read from itself", {"collection": new_name})
     upstream = [get_collection(session, scope, identifier) for identifier in dict.fromkeys(identifiers)]
@@ -122,8 +124,11 @@ def check_acyclic(session: Session, start: list[str]) -> None:
             raise BadRequestError("Collection sources form a cycle", {"cycle": [*path, collection_id]})
         if len(path) >= MAX_DEPTH:
             raise BadRequestError(f"Collection chains may be at most {MAX_DEPTH} deep")
-        parents = session.scalars(select(CollectionSource.source_id).where(
-            CollectionSource.collection_id == collection_id, CollectionSource.source_type == "collection"))
+        parents = session.scalars(
+            select(CollectionSource.source_id).where(
+                CollectionSource.collection_id == collection_id, CollectionSource.source_type == "collection"
+            )
+        )
         for parent in parents:
             visit(parent, (*path, collection_id))
 
@@ -133,10 +138,20 @@ def check_acyclic(session: Session, start: list[str]) -> None:
 
 def dependants(session: Session, collection_id: str) -> list[str]:
     """Collections that read from this one."""
-    return list(session.scalars(select(CollectionSource.collection_id).where(
-        CollectionSource.source_type == "collection", CollectionSource.source_id == collection_id)))
+    return list(
+        session.scalars(
+            select(CollectionSource.collection_id).where(
+                CollectionSource.source_type == "collection", CollectionSource.source_id == collection_id
+            )
+        )
+    )
 
 
 def readers_of_bucket(session: Session, bucket_id: str) -> list[str]:
-    return list(session.scalars(select(CollectionSource.collection_id).where(
-        CollectionSource.source_type == "bucket", CollectionSource.source_id == bucket_id)))
+    return list(
+        session.scalars(
+            select(CollectionSource.collection_id).where(
+                CollectionSource.source_type == "bucket", CollectionSource.source_id == bucket_id
+            )
+        )
+    )

@@ -24,10 +24,17 @@ def document_lineage(index: DocumentIndex, collection: Collection, document_id: 
     lineage = doc.lineage
     answer: dict[str, Any] = {"document_id": doc.document_id, "collection_id": collection.collection_id}
     if not lineage or not (lineage.get("root_object_id") or lineage.get("source_document_id")):
-        return {**answer, "lineage": None, "depth": 0, "total_steps": 0,
-                "message": "This document carries no lineage (it was not made from an object or a document)."}
-    chain = [{k: step.get(k) for k in ("collection_id", "feature_extractor_id", "document_id", "timestamp")}
-             for step in lineage.get("chain") or []]
+        return {
+            **answer,
+            "lineage": None,
+            "depth": 0,
+            "total_steps": 0,
+            "message": "This document carries no lineage (it was not made from an object or a document).",
+        }
+    chain = [
+        {k: step.get(k) for k in ("collection_id", "feature_extractor_id", "document_id", "timestamp")}
+        for step in lineage.get("chain") or []
+    ]
     return {
         **answer,
         "lineage": {
@@ -46,38 +53,52 @@ def document_lineage(index: DocumentIndex, collection: Collection, document_id: 
 
 
 def _namespace_collections(session: Session, scope: NamespaceScope) -> list[Collection]:
-    return list(session.scalars(select(Collection).where(Collection.namespace_id == scope.namespace_id)
-                                .order_by(Collection.created_at, Collection.collection_id)))
+    return list(
+        session.scalars(
+            select(Collection)
+            .where(Collection.namespace_id == scope.namespace_id)
+            .order_by(Collection.created_at, Collection.collection_id)
+        )
+    )
 
 
 def _root_filter(object_id: str) -> str:
     return f"root_object_id IN ({quote_ids([object_id])})"
 
 
-def documents_by_object(session: Session, index: DocumentIndex, scope: NamespaceScope, object_id: str,
-                        collection_ids: list[str] | None) -> tuple[dict[str, list[StoredDocument]], list[Collection]]:
+def documents_by_object(
+    session: Session, index: DocumentIndex, scope: NamespaceScope, object_id: str, collection_ids: list[str] | None
+) -> tuple[dict[str, list[StoredDocument]], list[Collection]]:
     """Every document whose root is the object, per collection (optionally only some collections)."""
     if collection_ids:
         collections = [get_collection(session, scope, c) for c in dict.fromkeys(collection_ids)]
     else:
         collections = _namespace_collections(session, scope)
-    found = {c.collection_id: index.query(c.collection_id, _root_filter(object_id),
-                                          order=[("created_at", True), ("document_id", True)],
-                                          limit=MAX_DOCUMENTS_PER_OBJECT)
-             for c in collections if index.has_table(c.collection_id)}
+    found = {
+        c.collection_id: index.query(
+            c.collection_id,
+            _root_filter(object_id),
+            order=[("created_at", True), ("document_id", True)],
+            limit=MAX_DOCUMENTS_PER_OBJECT,
+        )
+        for c in collections
+        if index.has_table(c.collection_id)
+    }
     return found, collections
 
 
 def _object(session: Session, scope: NamespaceScope, object_id: str) -> BucketObject:
-    row = session.scalar(select(BucketObject).where(BucketObject.object_id == object_id,
-                                                    BucketObject.namespace_id == scope.namespace_id))
+    row = session.scalar(
+        select(BucketObject).where(BucketObject.object_id == object_id, BucketObject.namespace_id == scope.namespace_id)
+    )
     if row is None:
         raise not_found("Object", object_id)
     return row
 
 
-def decomposition_tree(session: Session, index: DocumentIndex, scope: NamespaceScope, object_id: str,
-                       include_document_ids: bool) -> dict[str, Any]:
+def decomposition_tree(
+    session: Session, index: DocumentIndex, scope: NamespaceScope, object_id: str, include_document_ids: bool
+) -> dict[str, Any]:
     """Object → collections reading its bucket → collections reading those, with document counts."""
     obj = _object(session, scope, object_id)
     collections = _namespace_collections(session, scope)
@@ -101,12 +122,16 @@ def decomposition_tree(session: Session, index: DocumentIndex, scope: NamespaceS
             "document_count": index.count(collection.collection_id, where),
         }
         if include_document_ids:
-            entry["document_ids"] = [d.document_id for d in index.query(
-                collection.collection_id, where, limit=MAX_DOCUMENTS_PER_OBJECT)] if index.has_table(
-                collection.collection_id) else []
-        entry["children"] = [node(child, tier + 1, (*path, child.collection_id))
-                             for child in children.get(collection.collection_id, [])
-                             if child.collection_id not in path]
+            entry["document_ids"] = (
+                [d.document_id for d in index.query(collection.collection_id, where, limit=MAX_DOCUMENTS_PER_OBJECT)]
+                if index.has_table(collection.collection_id)
+                else []
+            )
+        entry["children"] = [
+            node(child, tier + 1, (*path, child.collection_id))
+            for child in children.get(collection.collection_id, [])
+            if child.collection_id not in path
+        ]
         return entry
 
     tree = [node(root, 0, (root.collection_id,)) for root in roots]

@@ -80,8 +80,21 @@ def split_vectors(body: dict[str, Any], collection: Collection) -> tuple[dict[st
 
 
 def public_blob(entry: dict[str, Any], blobs: BlobStore | None) -> dict[str, Any]:
-    ref = {k: entry.get(k) for k in ("field", "url", "role", "type", "filename", "size_bytes", "content_type",
-                                     "checksum", "created_at", "source_blob_id")}
+    ref = {
+        k: entry.get(k)
+        for k in (
+            "field",
+            "url",
+            "role",
+            "type",
+            "filename",
+            "size_bytes",
+            "content_type",
+            "checksum",
+            "created_at",
+            "source_blob_id",
+        )
+    }
     if blobs is not None and entry.get("key"):
         ref["presigned_url"] = blobs.presigned_get_url(entry["key"], PRESIGNED_GET_SECONDS)
     return {k: v for k, v in ref.items() if v is not None}
@@ -103,11 +116,17 @@ def _project(view: dict[str, Any], select: list[str]) -> dict[str, Any]:
     return out
 
 
-def document_view(doc: StoredDocument, *, with_vectors: bool = False, select: list[str] | None = None,
-                  blobs: BlobStore | None = None) -> dict[str, Any]:
+def document_view(
+    doc: StoredDocument, *, with_vectors: bool = False, select: list[str] | None = None, blobs: BlobStore | None = None
+) -> dict[str, Any]:
     """The DocumentResponse shape: user fields at the root, system data under `_internal`."""
-    internal = {**doc.internal, "document_id": doc.document_id, "collection_id": doc.collection_id,
-                "created_at": doc.created_at, "updated_at": doc.updated_at}
+    internal = {
+        **doc.internal,
+        "document_id": doc.document_id,
+        "collection_id": doc.collection_id,
+        "created_at": doc.created_at,
+        "updated_at": doc.updated_at,
+    }
     view: dict[str, Any] = {
         **doc.payload,
         "document_id": doc.document_id,

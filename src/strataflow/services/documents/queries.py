@@ -37,38 +37,53 @@ class DocumentPage:
 def _search_clause(search: str) -> str:
     needle = json.dumps(search.lower(), ensure_ascii=False)[1:-1]
     pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return (f"(lower(json_extract(payload, '$')) LIKE {sql_string(pattern)} ESCAPE '\\' "
-            f"OR lower(document_id) LIKE {sql_string(pattern)} ESCAPE '\\')")
+    return (
+        f"(lower(json_extract(payload, '$')) LIKE {sql_string(pattern)} ESCAPE '\\' "
+        f"OR lower(document_id) LIKE {sql_string(pattern)} ESCAPE '\\')"
+    )
 
 
 def _where(collection: Collection, request: ListDocumentsRequest) -> str | None:
-    clauses = [c for c in (where_of(collection, request.filters),
-                           _search_clause(request.search) if request.search else None) if c]
+    clauses = [
+        c
+        for c in (where_of(collection, request.filters), _search_clause(request.search) if request.search else None)
+        if c
+    ]
     return " AND ".join(f"({c})" for c in clauses) or None
 
 
-def _sorted_ids(index: DocumentIndex, collection: Collection, where: str | None, target: Target,
-                ascending: bool) -> list[str]:
+def _sorted_ids(
+    index: DocumentIndex, collection: Collection, where: str | None, target: Target, ascending: bool
+) -> list[str]:
     """Ids of all matches ordered by a payload field: numbers first by value, then other values by text."""
-    keys = index.select(collection.collection_id, where, {
-        "document_id": "document_id", "number": target.number(), "text": target.json_text()})
+    keys = index.select(
+        collection.collection_id,
+        where,
+        {"document_id": "document_id", "number": target.number(), "text": target.json_text()},
+    )
     order = "ascending" if ascending else "descending"
-    indices = pc.sort_indices(keys, sort_keys=[("number", order, "at_end"), ("text", order, "at_end"),
-                                               ("document_id", "ascending", "at_end")])
+    indices = pc.sort_indices(
+        keys, sort_keys=[("number", order, "at_end"), ("text", order, "at_end"), ("document_id", "ascending", "at_end")]
+    )
     return [str(i) for i in keys.column("document_id").take(indices).to_pylist()]
 
 
 def _pagination(start: int, limit: int, has_more: bool, total: int | None) -> dict[str, Any]:
     page = start // limit + 1
-    return {"total": total, "page": page, "page_size": limit,
-            "total_pages": -(-total // limit) if total is not None else None,
-            "next_page": str(page + 1) if has_more else None,
-            "previous_page": str(page - 1) if page > 1 else None,
-            "next_cursor": encode_cursor(start + limit) if has_more else None}
+    return {
+        "total": total,
+        "page": page,
+        "page_size": limit,
+        "total_pages": -(-total // limit) if total is not None else None,
+        "next_page": str(page + 1) if has_more else None,
+        "previous_page": str(page - 1) if page > 1 else None,
+        "next_cursor": encode_cursor(start + limit) if has_more else None,
+    }
 
 
-def list_documents(index: DocumentIndex, collection: Collection, request: ListDocumentsRequest,
-                   page: PageRequest, with_vectors: bool) -> DocumentPage:
+def list_documents(
+    index: DocumentIndex, collection: Collection, request: ListDocumentsRequest, page: PageRequest, with_vectors: bool
+) -> DocumentPage:
     where = _where(collection, request)
     total = index.count(collection.collection_id, where) if page.include_total else None
     if request.group_by:
@@ -79,8 +94,9 @@ def list_documents(index: DocumentIndex, collection: Collection, request: ListDo
     if target is None or not target.is_json:
         order = [(target.column, sort.direction.lower() == "asc")] if target and sort else []
         order += [o for o in DEFAULT_ORDER if not order or o[0] != order[0][0]]
-        docs = index.query(collection.collection_id, where, order=order, offset=start, limit=limit + 1,
-                           with_vectors=with_vectors)
+        docs = index.query(
+            collection.collection_id, where, order=order, offset=start, limit=limit + 1, with_vectors=with_vectors
+        )
         return DocumentPage(docs[:limit], _pagination(start, limit, len(docs) > limit, total), total)
     assert sort is not None
     ids = _sorted_ids(index, collection, where, target, sort.direction.lower() == "asc")
@@ -90,15 +106,24 @@ def list_documents(index: DocumentIndex, collection: Collection, request: ListDo
     return DocumentPage(docs, _pagination(start, limit, len(ids) > start + limit, total), total)
 
 
-def _grouped(index: DocumentIndex, collection: Collection, where: str | None, group_by: str, page: PageRequest,
-             with_vectors: bool, total: int | None) -> DocumentPage:
+def _grouped(
+    index: DocumentIndex,
+    collection: Collection,
+    where: str | None,
+    group_by: str,
+    page: PageRequest,
+    with_vectors: bool,
+    total: int | None,
+) -> DocumentPage:
     """Groups of documents sharing a field's value; pages count groups, not documents."""
     target = resolve_field(group_by, collection)
     key = target.json_text() if target.is_json else target.column
     rows = index.select(collection.collection_id, where, {"document_id": "document_id", "key": key}).to_pylist()
     if len(rows) > MAX_GROUPED_DOCUMENTS:
-        raise BadRequestError(f"group_by works on at most {MAX_GROUPED_DOCUMENTS} documents; add filters",
-                              {"matching_documents": len(rows)})
+        raise BadRequestError(
+            f"group_by works on at most {MAX_GROUPED_DOCUMENTS} documents; add filters",
+            {"matching_documents": len(rows)},
+        )
     members: dict[str, list[str]] = {}
     for row in rows:
         members.setdefault(row["key"] if row["key"] is not None else "null", []).append(row["document_id"])
@@ -106,9 +131,14 @@ def _grouped(index: DocumentIndex, collection: Collection, where: str | None, gr
     chosen = keys[page.start : page.start + page.limit]
     wanted = [i for k in chosen for i in members[k]]
     found = {d.document_id: d for d in index.get_many(collection.collection_id, wanted, with_vectors)}
-    groups = [{"group_key": _decode(k) if target.is_json else k,
-               "documents": [found[i] for i in members[k] if i in found], "count": len(members[k])}
-              for k in chosen]
+    groups = [
+        {
+            "group_key": _decode(k) if target.is_json else k,
+            "documents": [found[i] for i in members[k] if i in found],
+            "count": len(members[k]),
+        }
+        for k in chosen
+    ]
     pagination = _pagination(page.start, page.limit, len(keys) > page.start + page.limit, total)
     return DocumentPage([], pagination, total, groups)
 
@@ -139,8 +169,9 @@ def _metric(function: str, values: list[Any]) -> Any:
     return min(comparable) if function == "min" else max(comparable)
 
 
-def aggregate_documents(index: DocumentIndex, collection: Collection,
-                        request: DocumentAggregationRequest) -> dict[str, Any]:
+def aggregate_documents(
+    index: DocumentIndex, collection: Collection, request: DocumentAggregationRequest
+) -> dict[str, Any]:
     """Group-by with count, count_distinct, sum, avg, min and max over document fields."""
     started = time.perf_counter()
     expressions: dict[str, str] = {"document_id": "document_id"}
@@ -175,8 +206,10 @@ def aggregate_documents(index: DocumentIndex, collection: Collection,
         buckets.setdefault(json.dumps(group, sort_keys=True, default=str), (group, []))[1].append(row)
     results = []
     for group, rows in buckets.values():
-        values = {alias: _metric(function, [(_decode(r[col]) if is_json else r[col]) if col else 1 for r in rows])
-                  for alias, function, col, is_json in metrics}
+        values = {
+            alias: _metric(function, [(_decode(r[col]) if is_json else r[col]) if col else 1 for r in rows])
+            for alias, function, col, is_json in metrics
+        }
         results.append({"group": group, "metrics": values})
     if request.sort_by:
         key, reverse = request.sort_by, request.sort_direction.lower() == "desc"
@@ -184,8 +217,11 @@ def aggregate_documents(index: DocumentIndex, collection: Collection,
     if request.limit:
         results = results[: request.limit]
     elapsed = round((time.perf_counter() - started) * 1000, 2)
-    return {"results": results, "total_groups": len(results),
-            "query_info": {"execution_time_ms": elapsed, "documents_scanned": table.num_rows}}
+    return {
+        "results": results,
+        "total_groups": len(results),
+        "query_info": {"execution_time_ms": elapsed, "documents_scanned": table.num_rows},
+    }
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

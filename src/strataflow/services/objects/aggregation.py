@@ -48,13 +48,12 @@ def aggregate_objects(session: Session, bucket: Bucket, request: ObjectAggregati
     for op in request.aggregations:
         function = str(op.get("function", "")).lower()
         if function not in _SUPPORTED:
-            raise BadRequestError(
-                f"Unsupported aggregation function '{function}'", {"supported": sorted(_SUPPORTED)}
-            )
+            raise BadRequestError(f"Unsupported aggregation function '{function}'", {"supported": sorted(_SUPPORTED)})
         alias = op.get("alias") or (f"{function}_{op['field']}" if op.get("field") else function)
         metrics.append((alias, _metric(function, op.get("field"))))
-    query = select(*[g.label(f"g{i}") for i, (_, g) in enumerate(groups)],
-                   *[m.label(f"m{i}") for i, (_, m) in enumerate(metrics)])
+    query = select(
+        *[g.label(f"g{i}") for i, (_, g) in enumerate(groups)], *[m.label(f"m{i}") for i, (_, m) in enumerate(metrics)]
+    )
     query = query.where(BucketObject.bucket_id == bucket.bucket_id)
     clause = compile_filters(request.filters, OBJECT_FIELDS)
     if clause is not None:

@@ -70,8 +70,9 @@ class ObjectWriter:
             raise
         return stored
 
-    def bind_uploads(self, session: Session, bucket: Bucket, object_id: str, blobs: list[CreateBlobRequest],
-                     stored: StoredBlobs) -> None:
+    def bind_uploads(
+        self, session: Session, bucket: Bucket, object_id: str, blobs: list[CreateBlobRequest], stored: StoredBlobs
+    ) -> None:
         """Add the upload-backed blobs, in request order; their uploads are bound to the object in `session`."""
         inline = iter(stored.records)
         records = []
@@ -151,8 +152,9 @@ def _existing(session: Session, bucket: Bucket, plan: _Plan) -> BucketObject | N
     return existing
 
 
-def create_object(db: Database, writer: ObjectWriter, bucket: Bucket, request: CreateObjectRequest,
-                  policy: str | None = None) -> BucketObject:
+def create_object(
+    db: Database, writer: ObjectWriter, bucket: Bucket, request: CreateObjectRequest, policy: str | None = None
+) -> BucketObject:
     """Validate, fetch and store blob bytes with no session open, then insert the row in one short
     transaction. On any failure nothing remains."""
     plan = _plan(bucket, request, policy)
@@ -174,8 +176,9 @@ def create_object(db: Database, writer: ObjectWriter, bucket: Bucket, request: C
     return row
 
 
-def create_object_in(session: Session, writer: ObjectWriter, bucket: Bucket, request: CreateObjectRequest,
-                     policy: str | None = None) -> BucketObject:
+def create_object_in(
+    session: Session, writer: ObjectWriter, bucket: Bucket, request: CreateObjectRequest, policy: str | None = None
+) -> BucketObject:
     """Create an object inside the caller's transaction (an upload confirm). Only upload-backed
     blobs are accepted: bytes to fetch or write must never keep a transaction open."""
     if any(blob.upload_id is None for blob in request.blobs):
@@ -185,8 +188,15 @@ def create_object_in(session: Session, writer: ObjectWriter, bucket: Bucket, req
     return row
 
 
-def write_object(session: Session, writer: ObjectWriter, bucket: Bucket, request: CreateObjectRequest,
-                 plan: _Plan, stored: StoredBlobs, object_id: str) -> tuple[BucketObject, bool]:
+def write_object(
+    session: Session,
+    writer: ObjectWriter,
+    bucket: Bucket,
+    request: CreateObjectRequest,
+    plan: _Plan,
+    stored: StoredBlobs,
+    object_id: str,
+) -> tuple[BucketObject, bool]:
     """Insert or update the row for blobs already stored, and commit. Answers the row and whether
     the stored blobs were kept (False: a duplicate object answered instead). Raises after a rollback."""
     try:
@@ -232,8 +242,9 @@ def _now() -> Any:
     return utcnow()
 
 
-def _fill(row: BucketObject, key_prefix: str | None, stored: StoredBlobs, metadata: dict[str, Any],
-          digest: str) -> None:
+def _fill(
+    row: BucketObject, key_prefix: str | None, stored: StoredBlobs, metadata: dict[str, Any], digest: str
+) -> None:
     row.key_prefix = key_prefix
     row.blobs = stored.records
     row.metadata_ = metadata
@@ -297,11 +308,18 @@ def update_object(
     return updated
 
 
-def _replace(session: Session, writer: ObjectWriter, bucket: Bucket, object_id: str, request: UpdateObjectRequest,
-             stored: StoredBlobs) -> tuple[BucketObject, set[str]]:
+def _replace(
+    session: Session,
+    writer: ObjectWriter,
+    bucket: Bucket,
+    object_id: str,
+    request: UpdateObjectRequest,
+    stored: StoredBlobs,
+) -> tuple[BucketObject, set[str]]:
     try:
-        row = session.scalar(select(BucketObject).where(
-            BucketObject.object_id == object_id, BucketObject.bucket_id == bucket.bucket_id))
+        row = session.scalar(
+            select(BucketObject).where(BucketObject.object_id == object_id, BucketObject.bucket_id == bucket.bucket_id)
+        )
         if row is None:
             raise not_found("Object", object_id)
         metadata = request.metadata if request.metadata is not None else dict(row.metadata_)
@@ -373,8 +391,15 @@ def list_objects(
     if clause is not None:
         query = query.where(clause)
     if request.search:
-        query = query.where(text_search(request.search, BucketObject.object_id, BucketObject.key_prefix,
-                                        cast(BucketObject.metadata_, String), cast(BucketObject.blobs, String)))
+        query = query.where(
+            text_search(
+                request.search,
+                BucketObject.object_id,
+                BucketObject.key_prefix,
+                cast(BucketObject.metadata_, String),
+                cast(BucketObject.blobs, String),
+            )
+        )
     if request.sort is not None:
         query = query.order_by(sort_expression(request.sort.field, request.sort.direction, OBJECT_FIELDS))
     query = query.order_by(BucketObject.created_at.desc(), BucketObject.object_id)

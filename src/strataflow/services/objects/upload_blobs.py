@@ -22,8 +22,9 @@ from strataflow.statuses import Status
 from strataflow.store.tables import Bucket, Upload
 
 
-def upload_blob_record(session: Session, store: BlobStore, bucket: Bucket, blob: CreateBlobRequest,
-                       object_id: str) -> dict[str, Any]:
+def upload_blob_record(
+    session: Session, store: BlobStore, bucket: Bucket, blob: CreateBlobRequest, object_id: str
+) -> dict[str, Any]:
     """The blob record for an upload-backed blob; the upload is bound to `object_id`.
 
     The upload row is locked, so two objects racing for one upload cannot both win.
@@ -35,11 +36,15 @@ def upload_blob_record(session: Session, store: BlobStore, bucket: Bucket, blob:
     if row is None:
         raise BadRequestError(f"Upload '{upload_id}' not found in this bucket", {"upload_id": upload_id})
     if row.status != Status.COMPLETED.value:
-        raise BadRequestError(f"Upload '{upload_id}' is {row.status}; only a confirmed upload can back a blob",
-                              {"upload_id": upload_id, "status": row.status})
+        raise BadRequestError(
+            f"Upload '{upload_id}' is {row.status}; only a confirmed upload can back a blob",
+            {"upload_id": upload_id, "status": row.status},
+        )
     if row.object_id not in (None, object_id):
-        raise ConflictError(f"Upload '{upload_id}' already backs object '{row.object_id}'",
-                            {"upload_id": upload_id, "object_id": row.object_id})
+        raise ConflictError(
+            f"Upload '{upload_id}' already backs object '{row.object_id}'",
+            {"upload_id": upload_id, "object_id": row.object_id},
+        )
     kind = _check_fit(bucket, blob, row)
     row.object_id = object_id
     return {
@@ -47,10 +52,18 @@ def upload_blob_record(session: Session, store: BlobStore, bucket: Bucket, blob:
         "property": blob.property,
         "key_prefix": blob.key_prefix,
         "type": kind.value,
-        "properties": {**(blob.metadata or {}), "url": store.uri(row.s3_key), "key": row.s3_key,
-                       "upload_id": row.upload_id},
-        "details": {"filename": blob.filename or row.filename, "size_bytes": row.stored_size_bytes,
-                    "mime_type": row.content_type, "hash": row.content_sha256},
+        "properties": {
+            **(blob.metadata or {}),
+            "url": store.uri(row.s3_key),
+            "key": row.s3_key,
+            "upload_id": row.upload_id,
+        },
+        "details": {
+            "filename": blob.filename or row.filename,
+            "size_bytes": row.stored_size_bytes,
+            "mime_type": row.content_type,
+            "hash": row.content_sha256,
+        },
     }
 
 
@@ -62,9 +75,13 @@ def _check_fit(bucket: Bucket, blob: CreateBlobRequest, row: Upload) -> FieldTyp
     kind = parse_type(blob.type, f"blobs.{prop}.type")
     expected = FieldType(field_def["type"])
     if kind is not expected:
-        raise BadRequestError(f"Blob '{prop}' has type {kind.value} but the schema says {expected.value}",
-                              {"field": f"blobs.{prop}.type", "expected_type": expected.value})
+        raise BadRequestError(
+            f"Blob '{prop}' has type {kind.value} but the schema says {expected.value}",
+            {"field": f"blobs.{prop}.type", "expected_type": expected.value},
+        )
     if not content_fits(kind, row.content_type):
-        raise BadRequestError(f"Upload '{row.upload_id}' holds {row.content_type}, not a {kind.value} file",
-                              {"field": f"blobs.{prop}.upload_id", "content_type": row.content_type})
+        raise BadRequestError(
+            f"Upload '{row.upload_id}' holds {row.content_type}, not a {kind.value} file",
+            {"field": f"blobs.{prop}.upload_id", "content_type": row.content_type},
+        )
     return kind

@@ -26,9 +26,14 @@ from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Collection, Retriever
 
 RETRIEVER_FIELDS = FieldMap(
-    columns={"retriever_id": Retriever.retriever_id, "retriever_name": Retriever.retriever_name,
-             "description": Retriever.description, "version": Retriever.version,
-             "created_at": Retriever.created_at, "updated_at": Retriever.updated_at},
+    columns={
+        "retriever_id": Retriever.retriever_id,
+        "retriever_name": Retriever.retriever_name,
+        "description": Retriever.description,
+        "version": Retriever.version,
+        "created_at": Retriever.created_at,
+        "updated_at": Retriever.updated_at,
+    },
     json_columns={"display_config": Retriever.display_config},
 )
 
@@ -59,8 +64,11 @@ def check_pipeline(collections: list[Collection], stages: list[Any]) -> list[dic
 def _check_name_free(session: Session, scope: NamespaceScope, name: str, except_id: str | None = None) -> None:
     if looks_like("retriever", name):
         raise BadRequestError("Retriever names may not start with 'ret_' (that prefix marks ids)")
-    existing = session.scalar(select(Retriever.retriever_id).where(
-        Retriever.namespace_id == scope.namespace_id, Retriever.retriever_name == name))
+    existing = session.scalar(
+        select(Retriever.retriever_id).where(
+            Retriever.namespace_id == scope.namespace_id, Retriever.retriever_name == name
+        )
+    )
     if existing is not None and existing != except_id:
         raise AlreadyExistsError(f"Retriever '{name}' already exists in this namespace", {"retriever_name": name})
 
@@ -71,52 +79,64 @@ def create_retriever(session: Session, scope: NamespaceScope, request: CreateRet
     stages = check_pipeline(collections, request.stages)
     now = utcnow()
     row = Retriever(
-        retriever_id=new_id("retriever"), namespace_id=scope.namespace_id, retriever_name=request.retriever_name,
-        description=request.description, collection_ids=[c.collection_id for c in collections], stages=stages,
+        retriever_id=new_id("retriever"),
+        namespace_id=scope.namespace_id,
+        retriever_name=request.retriever_name,
+        description=request.description,
+        collection_ids=[c.collection_id for c in collections],
+        stages=stages,
         input_schema=input_schema_dict(request.input_schema),
         budget_limits=request.budget_limits.model_dump() if request.budget_limits else {},
-        tags=request.tags, display_config=request.display_config, version=1, created_at=now, updated_at=now)
+        tags=request.tags,
+        display_config=request.display_config,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(row)
     try:
         session.commit()
     except IntegrityError:  # a concurrent create took the name between the check and the commit
         session.rollback()
-        raise AlreadyExistsError(f"Retriever '{request.retriever_name}' already exists in this namespace",
-                                 {"retriever_name": request.retriever_name}) from None
+        raise AlreadyExistsError(
+            f"Retriever '{request.retriever_name}' already exists in this namespace",
+            {"retriever_name": request.retriever_name},
+        ) from None
     return row
 
 
 def get_retriever(session: Session, scope: NamespaceScope, identifier: str) -> Retriever:
     """By id, or by name within the namespace."""
     column = Retriever.retriever_id if looks_like("retriever", identifier) else Retriever.retriever_name
-    row = session.scalar(select(Retriever).where(Retriever.namespace_id == scope.namespace_id,
-                                                 column == identifier))
+    row = session.scalar(select(Retriever).where(Retriever.namespace_id == scope.namespace_id, column == identifier))
     if row is None:
         raise not_found("Retriever", identifier)
     return row
 
 
-def list_retrievers(session: Session, scope: NamespaceScope, request: ListRetrieversRequest,
-                    page: PageRequest) -> tuple[Page, int]:
+def list_retrievers(
+    session: Session, scope: NamespaceScope, request: ListRetrieversRequest, page: PageRequest
+) -> tuple[Page, int]:
     query = select(Retriever).where(Retriever.namespace_id == scope.namespace_id)
     clause = compile_filters(request.filters, RETRIEVER_FIELDS, case_sensitive=request.case_sensitive)
     if clause is not None:
         query = query.where(clause)
     if request.search:
-        query = query.where(text_search(request.search, Retriever.retriever_name, Retriever.retriever_id,
-                                        Retriever.description))
+        query = query.where(
+            text_search(request.search, Retriever.retriever_name, Retriever.retriever_id, Retriever.description)
+        )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     for sort in request.sorts or []:
         if not isinstance(sort, dict) or not sort.get("field"):
             raise BadRequestError("Each entry of sorts needs a field", {"sorts": request.sorts})
-        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")),
-                                               RETRIEVER_FIELDS))
+        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")), RETRIEVER_FIELDS))
     query = query.order_by(Retriever.created_at.desc(), Retriever.retriever_id)
     return paginate(session, query, page), total
 
 
-def patch_retriever(session: Session, scope: NamespaceScope, identifier: str,
-                    request: PatchRetrieverRequest) -> Retriever:
+def patch_retriever(
+    session: Session, scope: NamespaceScope, identifier: str, request: PatchRetrieverRequest
+) -> Retriever:
     """Descriptive fields only; each change bumps `version`."""
     row = get_retriever(session, scope, identifier)
     changes = request.model_dump(exclude_unset=True)

@@ -25,34 +25,90 @@ from strataflow.services.taxonomies.on_demand import hit_enrichers
 from strataflow.services.tenancy.scope import NamespaceScope
 
 
-def _execution(session: Session, scope: NamespaceScope, index: DocumentIndex, blobs: BlobStore,
-               request: ExecuteRetrieverRequest, *,
-               collections: list[Any], stages: list[dict[str, Any]], schema: dict[str, Any],
-               budget: dict[str, Any], retriever_id: str | None, with_vectors: bool, presign: bool) -> Execution:
+def _execution(
+    session: Session,
+    scope: NamespaceScope,
+    index: DocumentIndex,
+    blobs: BlobStore,
+    request: ExecuteRetrieverRequest,
+    *,
+    collections: list[Any],
+    stages: list[dict[str, Any]],
+    schema: dict[str, Any],
+    budget: dict[str, Any],
+    retriever_id: str | None,
+    with_vectors: bool,
+    presign: bool,
+) -> Execution:
     inputs = validate_inputs(schema, request.inputs)
     page = ResultPage.from_request(request.pagination, request.limit, request.offset)
-    return Execution(index=index, collections=collections, stages=stages, inputs=inputs, page=page,
-                     retriever_id=retriever_id, with_vectors=with_vectors or request.return_vectors,
-                     blobs=blobs if presign or request.return_presigned_urls else None,
-                     max_time_ms=budget.get("max_time_ms"),
-                     taxonomies=hit_enrichers(session, index, scope, stages))
+    return Execution(
+        index=index,
+        collections=collections,
+        stages=stages,
+        inputs=inputs,
+        page=page,
+        retriever_id=retriever_id,
+        with_vectors=with_vectors or request.return_vectors,
+        blobs=blobs if presign or request.return_presigned_urls else None,
+        max_time_ms=budget.get("max_time_ms"),
+        taxonomies=hit_enrichers(session, index, scope, stages),
+    )
 
 
-def saved_execution(session: Session, index: DocumentIndex, blobs: BlobStore, scope: NamespaceScope,
-                    identifier: str, request: ExecuteRetrieverRequest, *, with_vectors: bool = False,
-                    presign: bool = False) -> Execution:
+def saved_execution(
+    session: Session,
+    index: DocumentIndex,
+    blobs: BlobStore,
+    scope: NamespaceScope,
+    identifier: str,
+    request: ExecuteRetrieverRequest,
+    *,
+    with_vectors: bool = False,
+    presign: bool = False,
+) -> Execution:
     row = get_retriever(session, scope, identifier)
     collections = resolve_collections(session, scope, list(row.collection_ids))
-    return _execution(session, scope, index, blobs, request, collections=collections, stages=list(row.stages),
-                      schema=dict(row.input_schema), budget=dict(row.budget_limits or {}),
-                      retriever_id=row.retriever_id, with_vectors=with_vectors, presign=presign)
+    return _execution(
+        session,
+        scope,
+        index,
+        blobs,
+        request,
+        collections=collections,
+        stages=list(row.stages),
+        schema=dict(row.input_schema),
+        budget=dict(row.budget_limits or {}),
+        retriever_id=row.retriever_id,
+        with_vectors=with_vectors,
+        presign=presign,
+    )
 
 
-def adhoc_execution(session: Session, index: DocumentIndex, blobs: BlobStore, scope: NamespaceScope,
-                    request: AdhocExecuteRequest, *, with_vectors: bool = False, presign: bool = False) -> Execution:
+def adhoc_execution(
+    session: Session,
+    index: DocumentIndex,
+    blobs: BlobStore,
+    scope: NamespaceScope,
+    request: AdhocExecuteRequest,
+    *,
+    with_vectors: bool = False,
+    presign: bool = False,
+) -> Execution:
     collections = resolve_collections(session, scope, request.collection_identifiers)
     stages = check_pipeline(collections, request.stages)
     budget = request.budget_limits.model_dump() if request.budget_limits else {}
-    return _execution(session, scope, index, blobs, request, collections=collections, stages=stages,
-                      schema=input_schema_dict(request.input_schema), budget=budget, retriever_id=None,
-                      with_vectors=with_vectors, presign=presign)
+    return _execution(
+        session,
+        scope,
+        index,
+        blobs,
+        request,
+        collections=collections,
+        stages=stages,
+        schema=input_schema_dict(request.input_schema),
+        budget=budget,
+        retriever_id=None,
+        with_vectors=with_vectors,
+        presign=presign,
+    )

@@ -35,31 +35,58 @@ from strataflow.store.tables import Collection, Task, Taxonomy
 _LEASE_RENEW_S = 15.0
 
 
-def request_apply(session: Session, index: DocumentIndex, scope: NamespaceScope, collection_identifier: str,
-                  request: ApplyTaxonomyRequest) -> dict[str, Any]:
+def request_apply(
+    session: Session,
+    index: DocumentIndex,
+    scope: NamespaceScope,
+    collection_identifier: str,
+    request: ApplyTaxonomyRequest,
+) -> dict[str, Any]:
     """Check everything, then queue the task (ApplyTaxonomyResponse)."""
     collection = get_collection(session, scope, collection_identifier)
     taxonomy = get_taxonomy(session, scope, request.taxonomy_id)
     if not any(a.get("taxonomy_id") == taxonomy.taxonomy_id for a in collection.taxonomy_applications or []):
-        raise BadRequestError(f"Collection '{collection.collection_name}' does not apply taxonomy "
-                              f"'{taxonomy.taxonomy_id}'; add it to the collection's taxonomy_applications first",
-                              {"taxonomy_id": taxonomy.taxonomy_id})
+        raise BadRequestError(
+            f"Collection '{collection.collection_name}' does not apply taxonomy "
+            f"'{taxonomy.taxonomy_id}'; add it to the collection's taxonomy_applications first",
+            {"taxonomy_id": taxonomy.taxonomy_id},
+        )
     if (request.budget_limits or {}).get("max_credits") is not None:
-        raise BadRequestError("max_credits is not accepted: taxonomy enrichment bills 0 credits, so a credit cap "
-                              "could never stop this job; use max_time_ms")
+        raise BadRequestError(
+            "max_credits is not accepted: taxonomy enrichment bills 0 credits, so a credit cap "
+            "could never stop this job; use max_time_ms"
+        )
     check_target(dict(taxonomy.config), collection)
     where = where_of(collection, request.scroll_filters)  # a bad filter is refused now, not in the task
     estimated = index.count(collection.collection_id, where)
-    spec = {"collection_id": collection.collection_id, "taxonomy_id": taxonomy.taxonomy_id,
-            "version": taxonomy.version, "scroll_filters": request.scroll_filters, "batch_size": request.batch_size,
-            "max_time_ms": (request.budget_limits or {}).get("max_time_ms")}
-    task = create_task(session, scope.org_id, TaskType.TAXONOMIES_MATERIALIZE, namespace_id=scope.namespace_id,
-                       inputs=[spec], additional_data={"taxonomy_id": taxonomy.taxonomy_id,
-                                                       "collection_id": collection.collection_id,
-                                                       "progress": {"processed": 0, "total": estimated}})
+    spec = {
+        "collection_id": collection.collection_id,
+        "taxonomy_id": taxonomy.taxonomy_id,
+        "version": taxonomy.version,
+        "scroll_filters": request.scroll_filters,
+        "batch_size": request.batch_size,
+        "max_time_ms": (request.budget_limits or {}).get("max_time_ms"),
+    }
+    task = create_task(
+        session,
+        scope.org_id,
+        TaskType.TAXONOMIES_MATERIALIZE,
+        namespace_id=scope.namespace_id,
+        inputs=[spec],
+        additional_data={
+            "taxonomy_id": taxonomy.taxonomy_id,
+            "collection_id": collection.collection_id,
+            "progress": {"processed": 0, "total": estimated},
+        },
+    )
     session.commit()
-    return {"task_id": task.task_id, "status": task.status, "collection_id": collection.collection_id,
-            "taxonomy_id": taxonomy.taxonomy_id, "estimated_documents": estimated}
+    return {
+        "task_id": task.task_id,
+        "status": task.status,
+        "collection_id": collection.collection_id,
+        "taxonomy_id": taxonomy.taxonomy_id,
+        "estimated_documents": estimated,
+    }
 
 
 def _still_wanted(context: JobContext, task_id: str, taxonomy_id: str, version: int) -> str | None:
@@ -106,9 +133,13 @@ def apply_job(context: JobContext, task: Task) -> JobOutcome:
             break
         after = progress.get("last_document_id")
         clauses = [c for c in (where, f"document_id > '{after}'" if after else None) if c]
-        chunk = index.query(collection.collection_id, " AND ".join(f"({c})" for c in clauses) or None,
-                            order=[("document_id", True)], limit=int(spec.get("batch_size") or 1000),
-                            with_vectors=True)
+        chunk = index.query(
+            collection.collection_id,
+            " AND ".join(f"({c})" for c in clauses) or None,
+            order=[("document_id", True)],
+            limit=int(spec.get("batch_size") or 1000),
+            with_vectors=True,
+        )
         if not chunk:
             break
         clock = time.monotonic()
@@ -123,8 +154,12 @@ def apply_job(context: JobContext, task: Task) -> JobOutcome:
         counts["write_ms"] = int((time.monotonic() - clock) * 1000)
         for key, value in counts.items():
             progress[key] = int(progress.get(key) or 0) + value
-        progress.update(last_document_id=chunk[-1].document_id, batches=int(progress.get("batches") or 0) + 1,
-                        version=plan.version, updated_at=utcnow().isoformat())
+        progress.update(
+            last_document_id=chunk[-1].document_id,
+            batches=int(progress.get("batches") or 0) + 1,
+            version=plan.version,
+            updated_at=utcnow().isoformat(),
+        )
         _save_progress(context, task.task_id, progress)
         if time.monotonic() - renewed >= _LEASE_RENEW_S:
             renewed = time.monotonic()
@@ -133,10 +168,19 @@ def apply_job(context: JobContext, task: Task) -> JobOutcome:
     if stop == "killed":
         return JobOutcome(Status.CANCELED, additional_data=summary)
     if stop == "budget":
-        return JobOutcome(Status.CANCELED, additional_data={**summary, "stopped_at": progress.get("last_document_id"),
-                                                            "budget": {"max_time_ms": spec["max_time_ms"]}})
+        return JobOutcome(
+            Status.CANCELED,
+            additional_data={
+                **summary,
+                "stopped_at": progress.get("last_document_id"),
+                "budget": {"max_time_ms": spec["max_time_ms"]},
+            },
+        )
     if stop is not None:
-        return JobOutcome(Status.FAILED, additional_data=summary,
-                          error=f"Stopped: {stop}; apply the taxonomy again to enrich every document with one version")
+        return JobOutcome(
+            Status.FAILED,
+            additional_data=summary,
+            error=f"Stopped: {stop}; apply the taxonomy again to enrich every document with one version",
+        )
     status = Status.COMPLETED_WITH_ERRORS if progress.get("errors") else Status.COMPLETED
     return JobOutcome(status, outputs=[summary["stats"]], additional_data=summary)

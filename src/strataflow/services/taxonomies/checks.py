@@ -30,15 +30,21 @@ TaxonomyConfig = FlatTaxonomyConfig | HierarchicalTaxonomyConfig
 
 def namespace_retriever(session: Session, scope: NamespaceScope, identifier: str) -> Retriever:
     """A retriever of this namespace, by id or name; one of another namespace is refused as such."""
-    row = session.scalar(select(Retriever).where(Retriever.namespace_id == scope.namespace_id,
-                                                 (Retriever.retriever_id == identifier)
-                                                 | (Retriever.retriever_name == identifier)))
+    row = session.scalar(
+        select(Retriever).where(
+            Retriever.namespace_id == scope.namespace_id,
+            (Retriever.retriever_id == identifier) | (Retriever.retriever_name == identifier),
+        )
+    )
     if row is not None:
         return row
     elsewhere = session.scalar(select(Retriever.namespace_id).where(Retriever.retriever_id == identifier))
     if elsewhere is not None:
-        raise BadRequestError(f"Retriever '{identifier}' belongs to another namespace; a taxonomy can only use "
-                              "retrievers of its own namespace", {"retriever_id": identifier})
+        raise BadRequestError(
+            f"Retriever '{identifier}' belongs to another namespace; a taxonomy can only use "
+            "retrievers of its own namespace",
+            {"retriever_id": identifier},
+        )
     raise BadRequestError(f"Retriever '{identifier}' does not exist in this namespace", {"retriever_id": identifier})
 
 
@@ -46,23 +52,35 @@ def check_mappings(retriever: Retriever, mappings: list[InputMapping]) -> None:
     schema = dict(retriever.input_schema or {})
     for mapping in mappings:
         if mapping.source_type == "blob":
-            raise BadRequestError("Input mappings of source_type 'blob' are not supported; map a payload field, "
-                                  "a literal or a vector", {"input_key": mapping.input_key})
+            raise BadRequestError(
+                "Input mappings of source_type 'blob' are not supported; map a payload field, a literal or a vector",
+                {"input_key": mapping.input_key},
+            )
         if mapping.source_type in ("payload", "vector") and not mapping.path:
-            raise BadRequestError(f"Input mapping '{mapping.input_key}' ({mapping.source_type}) needs a path",
-                                  {"input_key": mapping.input_key})
+            raise BadRequestError(
+                f"Input mapping '{mapping.input_key}' ({mapping.source_type}) needs a path",
+                {"input_key": mapping.input_key},
+            )
         if mapping.source_type == "literal" and mapping.override is None:
-            raise BadRequestError(f"Input mapping '{mapping.input_key}' (literal) needs an override value",
-                                  {"input_key": mapping.input_key})
+            raise BadRequestError(
+                f"Input mapping '{mapping.input_key}' (literal) needs an override value",
+                {"input_key": mapping.input_key},
+            )
         if mapping.input_key not in schema:
             raise BadRequestError(
                 f"Retriever '{retriever.retriever_name}' has no input '{mapping.input_key}'",
-                {"input_key": mapping.input_key, "retriever_inputs": sorted(schema)})
-    unmapped = sorted(name for name, spec in schema.items() if spec.get("required") and spec.get("default") is None
-                      and name not in {m.input_key for m in mappings})
+                {"input_key": mapping.input_key, "retriever_inputs": sorted(schema)},
+            )
+    unmapped = sorted(
+        name
+        for name, spec in schema.items()
+        if spec.get("required") and spec.get("default") is None and name not in {m.input_key for m in mappings}
+    )
     if unmapped:
-        raise BadRequestError(f"Retriever '{retriever.retriever_name}' requires input(s) the mappings do not give: "
-                              f"{', '.join(unmapped)}", {"unmapped_inputs": unmapped})
+        raise BadRequestError(
+            f"Retriever '{retriever.retriever_name}' requires input(s) the mappings do not give: {', '.join(unmapped)}",
+            {"unmapped_inputs": unmapped},
+        )
 
 
 def node_fields(collection: Collection) -> set[str]:
@@ -75,20 +93,31 @@ def check_enrichment_fields(collection: Collection, fields: list[EnrichmentField
     if absent:
         raise BadRequestError(
             f"Enrichment field(s) absent from the nodes of collection '{collection.collection_name}': "
-            f"{', '.join(absent)}", {"absent_fields": absent, "node_fields": sorted(known)})
+            f"{', '.join(absent)}",
+            {"absent_fields": absent, "node_fields": sorted(known)},
+        )
 
 
-def check_search(session: Session, scope: NamespaceScope, retriever_id: str | None,
-                 mappings: list[InputMapping] | None, node_collection: Collection,
-                 fields: list[EnrichmentField] | None) -> Retriever:
+def check_search(
+    session: Session,
+    scope: NamespaceScope,
+    retriever_id: str | None,
+    mappings: list[InputMapping] | None,
+    node_collection: Collection,
+    fields: list[EnrichmentField] | None,
+) -> Retriever:
     if not retriever_id:
-        raise BadRequestError(f"No retriever for the nodes of collection '{node_collection.collection_id}'",
-                              {"collection_id": node_collection.collection_id})
+        raise BadRequestError(
+            f"No retriever for the nodes of collection '{node_collection.collection_id}'",
+            {"collection_id": node_collection.collection_id},
+        )
     retriever = namespace_retriever(session, scope, retriever_id)
     if node_collection.collection_id not in retriever.collection_ids:
         raise BadRequestError(
             f"Retriever '{retriever.retriever_name}' does not read the reference collection "
-            f"'{node_collection.collection_id}'", {"retriever_collection_ids": list(retriever.collection_ids)})
+            f"'{node_collection.collection_id}'",
+            {"retriever_collection_ids": list(retriever.collection_ids)},
+        )
     if not mappings:
         raise BadRequestError("A taxonomy needs input_mappings to build the retriever's inputs")
     check_mappings(retriever, mappings)
@@ -101,8 +130,14 @@ def check_config(session: Session, scope: NamespaceScope, config: TaxonomyConfig
     if isinstance(config, FlatTaxonomyConfig):
         namespace_retriever(session, scope, config.retriever_id)  # another namespace's: said as such, first
         reference = get_collection(session, scope, config.source_collection.collection_id)
-        retriever = check_search(session, scope, config.retriever_id, config.input_mappings, reference,
-                                 config.source_collection.enrichment_fields)
+        retriever = check_search(
+            session,
+            scope,
+            config.retriever_id,
+            config.input_mappings,
+            reference,
+            config.source_collection.enrichment_fields,
+        )
         stored = config.model_dump(exclude_none=True)
         stored["retriever_id"] = retriever.retriever_id
         stored["source_collection"]["collection_id"] = reference.collection_id
@@ -114,8 +149,9 @@ def _check_hierarchy(session: Session, scope: NamespaceScope, config: Hierarchic
     if config.inference_strategy is not None:
         raise BadRequestError(
             f"inference_strategy '{config.inference_strategy}' needs a model or cluster service this server does "
-            "not have; define the hierarchy with hierarchical_nodes or path_field", {"inference_strategy":
-                                                                                    config.inference_strategy})
+            "not have; define the hierarchy with hierarchical_nodes or path_field",
+            {"inference_strategy": config.inference_strategy},
+        )
     if config.path_field is not None:
         if config.hierarchical_nodes:
             raise BadRequestError("path_field is not combined with hierarchical_nodes; use one or the other")
@@ -129,8 +165,10 @@ def _check_hierarchy(session: Session, scope: NamespaceScope, config: Hierarchic
     parents = {n.collection_id: n.parent_collection_id for n in nodes}
     for node in nodes:
         if node.parent_collection_id is not None and node.parent_collection_id not in parents:
-            raise BadRequestError(f"Node '{node.collection_id}' names a parent that is not a node: "
-                                  f"'{node.parent_collection_id}'", {"parent_collection_id": node.parent_collection_id})
+            raise BadRequestError(
+                f"Node '{node.collection_id}' names a parent that is not a node: '{node.parent_collection_id}'",
+                {"parent_collection_id": node.parent_collection_id},
+            )
         seen: set[str] = set()
         key: str | None = node.collection_id
         while key is not None:
@@ -141,8 +179,14 @@ def _check_hierarchy(session: Session, scope: NamespaceScope, config: Hierarchic
     stored = config.model_dump(exclude_none=True)
     for position, node in enumerate(nodes):
         collection = get_collection(session, scope, node.collection_id)
-        retriever = check_search(session, scope, node.retriever_id or config.retriever_id,
-                                 node.input_mappings or config.input_mappings, collection, node.enrichment_fields)
+        retriever = check_search(
+            session,
+            scope,
+            node.retriever_id or config.retriever_id,
+            node.input_mappings or config.input_mappings,
+            collection,
+            node.enrichment_fields,
+        )
         stored["hierarchical_nodes"][position]["retriever_id"] = retriever.retriever_id
     return stored
 
@@ -159,11 +203,17 @@ def check_target(config: dict[str, Any], target: Collection) -> None:
         if kind == "payload" and path.split(".")[0] not in fields:
             raise BadRequestError(
                 f"Input mapping '{mapping['input_key']}' reads field '{path}', which collection "
-                f"'{target.collection_name}' does not have", {"path": path, "available_fields": sorted(fields)})
+                f"'{target.collection_name}' does not have",
+                {"path": path, "available_fields": sorted(fields)},
+            )
         if kind == "vector" and path not in vectors:
             raise BadRequestError(
                 f"Input mapping '{mapping['input_key']}' reads vector '{path}', which collection "
-                f"'{target.collection_name}' does not have", {"path": path, "available_vectors": sorted(vectors)})
+                f"'{target.collection_name}' does not have",
+                {"path": path, "available_vectors": sorted(vectors)},
+            )
     if config.get("path_field") and config["path_field"].split(".")[0] not in fields:
-        raise BadRequestError(f"path_field '{config['path_field']}' is not a field of collection "
-                              f"'{target.collection_name}'", {"path_field": config["path_field"]})
+        raise BadRequestError(
+            f"path_field '{config['path_field']}' is not a field of collection '{target.collection_name}'",
+            {"path_field": config["path_field"]},
+        )

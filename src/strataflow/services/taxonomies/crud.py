@@ -34,9 +34,14 @@ from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Collection, Task, Taxonomy, TaxonomyVersion
 
 TAXONOMY_FIELDS = FieldMap(
-    columns={"taxonomy_id": Taxonomy.taxonomy_id, "taxonomy_name": Taxonomy.taxonomy_name,
-             "description": Taxonomy.description, "version": Taxonomy.version,
-             "created_at": Taxonomy.created_at, "updated_at": Taxonomy.updated_at},
+    columns={
+        "taxonomy_id": Taxonomy.taxonomy_id,
+        "taxonomy_name": Taxonomy.taxonomy_name,
+        "description": Taxonomy.description,
+        "version": Taxonomy.version,
+        "created_at": Taxonomy.created_at,
+        "updated_at": Taxonomy.updated_at,
+    },
     json_columns={"config": Taxonomy.config, "metadata": Taxonomy.metadata_},
 )
 
@@ -44,8 +49,9 @@ TAXONOMY_FIELDS = FieldMap(
 def _check_name_free(session: Session, scope: NamespaceScope, name: str, except_id: str | None = None) -> None:
     if looks_like("taxonomy", name):
         raise BadRequestError("Taxonomy names may not start with 'tax_' (that prefix marks ids)")
-    existing = session.scalar(select(Taxonomy.taxonomy_id).where(
-        Taxonomy.namespace_id == scope.namespace_id, Taxonomy.taxonomy_name == name))
+    existing = session.scalar(
+        select(Taxonomy.taxonomy_id).where(Taxonomy.namespace_id == scope.namespace_id, Taxonomy.taxonomy_name == name)
+    )
     if existing is not None and existing != except_id:
         raise AlreadyExistsError(f"Taxonomy '{name}' already exists in this namespace", {"taxonomy_name": name})
 
@@ -55,22 +61,46 @@ def _save(session: Session, row: Taxonomy) -> Taxonomy:
         session.commit()
     except IntegrityError:  # a concurrent create took the name between the check and the commit
         session.rollback()
-        raise AlreadyExistsError(f"Taxonomy '{row.taxonomy_name}' already exists in this namespace",
-                                 {"taxonomy_name": row.taxonomy_name}) from None
+        raise AlreadyExistsError(
+            f"Taxonomy '{row.taxonomy_name}' already exists in this namespace", {"taxonomy_name": row.taxonomy_name}
+        ) from None
     return row
 
 
-def _new(session: Session, scope: NamespaceScope, name: str, description: str | None, config: TaxonomyConfig,
-         metadata: dict[str, Any] | None) -> Taxonomy:
+def _new(
+    session: Session,
+    scope: NamespaceScope,
+    name: str,
+    description: str | None,
+    config: TaxonomyConfig,
+    metadata: dict[str, Any] | None,
+) -> Taxonomy:
     _check_name_free(session, scope, name)
     stored = check_config(session, scope, config)
     now = utcnow()
-    row = Taxonomy(taxonomy_id=new_id("taxonomy"), namespace_id=scope.namespace_id, taxonomy_name=name,
-                   description=description, config=stored, metadata_=metadata or {}, version=1,
-                   nodes=[] if stored.get("path_field") else None, created_at=now, updated_at=now)
+    row = Taxonomy(
+        taxonomy_id=new_id("taxonomy"),
+        namespace_id=scope.namespace_id,
+        taxonomy_name=name,
+        description=description,
+        config=stored,
+        metadata_=metadata or {},
+        version=1,
+        nodes=[] if stored.get("path_field") else None,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(row)
-    session.add(TaxonomyVersion(taxonomy_id=row.taxonomy_id, version=1, taxonomy_name=name,
-                                description=description, config=stored, created_at=now))
+    session.add(
+        TaxonomyVersion(
+            taxonomy_id=row.taxonomy_id,
+            version=1,
+            taxonomy_name=name,
+            description=description,
+            config=stored,
+            created_at=now,
+        )
+    )
     return _save(session, row)
 
 
@@ -87,27 +117,27 @@ def get_taxonomy(session: Session, scope: NamespaceScope, identifier: str) -> Ta
     return row
 
 
-def list_taxonomies(session: Session, scope: NamespaceScope, request: ListTaxonomiesRequest,
-                    page: PageRequest) -> tuple[Page, int]:
+def list_taxonomies(
+    session: Session, scope: NamespaceScope, request: ListTaxonomiesRequest, page: PageRequest
+) -> tuple[Page, int]:
     query = select(Taxonomy).where(Taxonomy.namespace_id == scope.namespace_id)
     clause = compile_filters(request.filters, TAXONOMY_FIELDS, case_sensitive=request.case_sensitive)
     if clause is not None:
         query = query.where(clause)
     if request.search:
-        query = query.where(text_search(request.search, Taxonomy.taxonomy_name, Taxonomy.taxonomy_id,
-                                        Taxonomy.description))
+        query = query.where(
+            text_search(request.search, Taxonomy.taxonomy_name, Taxonomy.taxonomy_id, Taxonomy.description)
+        )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     for sort in [*(request.sorts or []), *([request.sort] if request.sort else [])]:
         if not isinstance(sort, dict) or not sort.get("field"):
             raise BadRequestError("Each sort needs a field", {"sorts": request.sorts})
-        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")),
-                                               TAXONOMY_FIELDS))
+        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")), TAXONOMY_FIELDS))
     query = query.order_by(Taxonomy.created_at.desc(), Taxonomy.taxonomy_id)
     return paginate(session, query, page), total
 
 
-def patch_taxonomy(session: Session, scope: NamespaceScope, identifier: str,
-                   request: PatchTaxonomyRequest) -> Taxonomy:
+def patch_taxonomy(session: Session, scope: NamespaceScope, identifier: str, request: PatchTaxonomyRequest) -> Taxonomy:
     """Name, description and metadata only; the config changes by a new version."""
     row = get_taxonomy(session, scope, identifier)
     changes = request.model_dump(exclude_unset=True)
@@ -123,30 +153,44 @@ def patch_taxonomy(session: Session, scope: NamespaceScope, identifier: str,
     return row
 
 
-def create_version(session: Session, scope: NamespaceScope, identifier: str,
-                   request: CreateVersionRequest) -> Taxonomy:
+def create_version(session: Session, scope: NamespaceScope, identifier: str, request: CreateVersionRequest) -> Taxonomy:
     """A new config as the next version. Collections applying the taxonomy get it on their next
     write or apply-taxonomy run, which replaces the old version's values (never mixes them)."""
     row = get_taxonomy(session, scope, identifier)
     stored = check_config(session, scope, request.config)
     if stored.get("taxonomy_type") != row.config.get("taxonomy_type"):
-        raise BadRequestError("A new version keeps the taxonomy_type; clone to change it",
-                              {"taxonomy_type": row.config.get("taxonomy_type")})
+        raise BadRequestError(
+            "A new version keeps the taxonomy_type; clone to change it",
+            {"taxonomy_type": row.config.get("taxonomy_type")},
+        )
     row.version += 1
     row.config = stored
     if request.description is not None:
         row.description = request.description
     row.updated_at = utcnow()
-    session.add(TaxonomyVersion(taxonomy_id=row.taxonomy_id, version=row.version, taxonomy_name=row.taxonomy_name,
-                                description=row.description, config=stored, created_at=row.updated_at))
+    session.add(
+        TaxonomyVersion(
+            taxonomy_id=row.taxonomy_id,
+            version=row.version,
+            taxonomy_name=row.taxonomy_name,
+            description=row.description,
+            config=stored,
+            created_at=row.updated_at,
+        )
+    )
     session.commit()
     return row
 
 
 def list_versions(session: Session, scope: NamespaceScope, identifier: str) -> list[TaxonomyVersion]:
     row = get_taxonomy(session, scope, identifier)
-    return list(session.scalars(select(TaxonomyVersion).where(TaxonomyVersion.taxonomy_id == row.taxonomy_id)
-                                .order_by(TaxonomyVersion.version.desc())))
+    return list(
+        session.scalars(
+            select(TaxonomyVersion)
+            .where(TaxonomyVersion.taxonomy_id == row.taxonomy_id)
+            .order_by(TaxonomyVersion.version.desc())
+        )
+    )
 
 
 def version_config(session: Session, taxonomy: Taxonomy, version: int | None) -> tuple[dict[str, Any], int]:
@@ -158,8 +202,7 @@ def version_config(session: Session, taxonomy: Taxonomy, version: int | None) ->
     return dict(row.config), version
 
 
-def clone_taxonomy(session: Session, scope: NamespaceScope, identifier: str,
-                   request: CloneTaxonomyRequest) -> Taxonomy:
+def clone_taxonomy(session: Session, scope: NamespaceScope, identifier: str, request: CloneTaxonomyRequest) -> Taxonomy:
     source = get_taxonomy(session, scope, identifier)
     config = request.config
     if config is None:
@@ -170,13 +213,17 @@ def clone_taxonomy(session: Session, scope: NamespaceScope, identifier: str,
 
 def applying_collections(session: Session, taxonomy_id: str, namespace_id: str) -> list[str]:
     rows = session.scalars(select(Collection).where(Collection.namespace_id == namespace_id))
-    return sorted(c.collection_id for c in rows
-                  if any(a.get("taxonomy_id") == taxonomy_id for a in c.taxonomy_applications or []))
+    return sorted(
+        c.collection_id for c in rows if any(a.get("taxonomy_id") == taxonomy_id for a in c.taxonomy_applications or [])
+    )
 
 
 def running_applies(session: Session, taxonomy_id: str) -> list[str]:
-    tasks = session.scalars(select(Task).where(Task.task_type == TaskType.TAXONOMIES_MATERIALIZE.value,
-                                               Task.status.not_in([s.value for s in TERMINAL])))
+    tasks = session.scalars(
+        select(Task).where(
+            Task.task_type == TaskType.TAXONOMIES_MATERIALIZE.value, Task.status.not_in([s.value for s in TERMINAL])
+        )
+    )
     return [t.task_id for t in tasks if (t.additional_data or {}).get("taxonomy_id") == taxonomy_id]
 
 
@@ -184,12 +231,17 @@ def delete_taxonomy(session: Session, scope: NamespaceScope, identifier: str) ->
     row = get_taxonomy(session, scope, identifier)
     users = applying_collections(session, row.taxonomy_id, scope.namespace_id)
     if users:
-        raise ConflictError(f"Taxonomy '{row.taxonomy_name}' is applied by {len(users)} collection(s); remove it "
-                            "from their taxonomy_applications first", {"collection_ids": users})
+        raise ConflictError(
+            f"Taxonomy '{row.taxonomy_name}' is applied by {len(users)} collection(s); remove it "
+            "from their taxonomy_applications first",
+            {"collection_ids": users},
+        )
     tasks = running_applies(session, row.taxonomy_id)
     if tasks:
-        raise ConflictError(f"Taxonomy '{row.taxonomy_name}' is being applied (task {tasks[0]}); wait for it or "
-                            "kill the task first", {"task_ids": tasks})
+        raise ConflictError(
+            f"Taxonomy '{row.taxonomy_name}' is being applied (task {tasks[0]}); wait for it or kill the task first",
+            {"task_ids": tasks},
+        )
     session.delete(row)
     session.commit()
     return row.taxonomy_id
@@ -216,18 +268,31 @@ def taxonomy_view(row: Taxonomy) -> dict[str, Any]:
 
 def version_view(row: TaxonomyVersion, taxonomy: Taxonomy) -> dict[str, Any]:
     config = dict(row.config)
-    return {"taxonomy_id": row.taxonomy_id, "version": row.version, "taxonomy_name": row.taxonomy_name,
-            "description": row.description, "retriever_id": config.get("retriever_id"),
-            "input_mappings": config.get("input_mappings"), "config": config, "nodes": None, "ready": True,
-            "created_at": isoformat(row.created_at), "metadata": dict(taxonomy.metadata_ or {})}
+    return {
+        "taxonomy_id": row.taxonomy_id,
+        "version": row.version,
+        "taxonomy_name": row.taxonomy_name,
+        "description": row.description,
+        "retriever_id": config.get("retriever_id"),
+        "input_mappings": config.get("input_mappings"),
+        "config": config,
+        "nodes": None,
+        "ready": True,
+        "created_at": isoformat(row.created_at),
+        "metadata": dict(taxonomy.metadata_ or {}),
+    }
 
 
 def list_stats(views: list[dict[str, Any]]) -> dict[str, int]:
     kinds = [v["config"].get("taxonomy_type", "flat") for v in views]
-    return {"total_taxonomies": len(views), "flat_taxonomies": kinds.count("flat"),
-            "hierarchical_taxonomies": kinds.count("hierarchical"),
-            "taxonomies_with_retrievers": sum(1 for v in views if v["config"].get("retriever_id")
-                                              or v["config"].get("hierarchical_nodes"))}
+    return {
+        "total_taxonomies": len(views),
+        "flat_taxonomies": kinds.count("flat"),
+        "hierarchical_taxonomies": kinds.count("hierarchical"),
+        "taxonomies_with_retrievers": sum(
+            1 for v in views if v["config"].get("retriever_id") or v["config"].get("hierarchical_nodes")
+        ),
+    }
 
 
 def check_applications(session: Session, scope: NamespaceScope, collection: Collection) -> None:
@@ -242,8 +307,10 @@ def check_applications(session: Session, scope: NamespaceScope, collection: Coll
         taxonomy = get_taxonomy(session, scope, str(raw["taxonomy_id"]))
         target = raw.get("target_collection_id")
         if target not in (None, collection.collection_id):
-            raise BadRequestError("target_collection_id is not supported: a taxonomy enriches the collection's "
-                                  "own documents in place", {"target_collection_id": target})
+            raise BadRequestError(
+                "target_collection_id is not supported: a taxonomy enriches the collection's own documents in place",
+                {"target_collection_id": target},
+            )
         if raw.get("execution_mode") not in (None, "materialize"):
             raise BadRequestError("execution_mode must be 'materialize'", {"execution_mode": raw["execution_mode"]})
         check_target(dict(taxonomy.config), collection)
@@ -271,8 +338,9 @@ def enriched_fields(session: Session, config: dict[str, Any]) -> dict[str, dict[
         if node_collection is None:
             continue
         vectors = {d["index"]["name"] for d in node_collection.vector_indexes}
-        properties = {k: v for k, v in (node_collection.output_schema or {}).get("properties", {}).items()
-                      if k not in vectors}
+        properties = {
+            k: v for k, v in (node_collection.output_schema or {}).get("properties", {}).items() if k not in vectors
+        }
         specs = fields if fields is not None else [{"field_path": k} for k in properties]
         for spec in specs:
             shape = dict(properties.get(spec["field_path"].split(".")[0]) or {"type": "string"})

@@ -48,8 +48,9 @@ def _fields_of(match: Match) -> list[EnrichmentField]:
     return [EnrichmentField(field_path=k) for k in match.node_payload]  # no list: the whole node payload
 
 
-def apply(payload: dict[str, Any], internal: dict[str, Any], plan: JoinPlan, matches: list[Match],
-          error: str | None = None) -> list[str]:
+def apply(
+    payload: dict[str, Any], internal: dict[str, Any], plan: JoinPlan, matches: list[Match], error: str | None = None
+) -> list[str]:
     """Replace this taxonomy's values in the document by `matches`' (best first); the fields written."""
     clear(payload, internal, plan.taxonomy_id)
     written: dict[str, Any] = {}
@@ -89,12 +90,25 @@ def apply(payload: dict[str, Any], internal: dict[str, Any], plan: JoinPlan, mat
 
 
 def assignment(match: Match) -> dict[str, Any]:
-    return {"node_id": match.node_id, "label": match.label, "score": match.score, "path": match.path,
-            "level": match.level}
+    return {
+        "node_id": match.node_id,
+        "label": match.label,
+        "score": match.score,
+        "path": match.path,
+        "level": match.level,
+    }
 
 
 def taxonomy_match(plan: JoinPlan, document_id: str | None, match: Match, fields: list[str]) -> dict[str, Any]:
     """The SDK's TaxonomyMatch."""
-    return {"document_id": document_id, "taxonomy_id": plan.taxonomy_id, "taxonomy_name": plan.taxonomy_name,
-            "node_id": match.node_id, "label": match.label, "score": match.score, "path": match.path,
-            "hierarchy_level": match.level, "enriched_fields": fields}
+    return {
+        "document_id": document_id,
+        "taxonomy_id": plan.taxonomy_id,
+        "taxonomy_name": plan.taxonomy_name,
+        "node_id": match.node_id,
+        "label": match.label,
+        "score": match.score,
+        "path": match.path,
+        "hierarchy_level": match.level,
+        "enriched_fields": fields,
+    }

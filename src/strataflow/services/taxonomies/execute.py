@@ -17,8 +17,14 @@ from strataflow.services.taxonomies.plans import join_plan
 from strataflow.services.tenancy.scope import NamespaceScope
 
 
-def execute_taxonomy(session: Session, index: DocumentIndex, scope: NamespaceScope, identifier: str,
-                     request: ExecuteTaxonomyRequest, version: int | None = None) -> dict[str, Any]:
+def execute_taxonomy(
+    session: Session,
+    index: DocumentIndex,
+    scope: NamespaceScope,
+    identifier: str,
+    request: ExecuteTaxonomyRequest,
+    version: int | None = None,
+) -> dict[str, Any]:
     """JoinResponse: each document as it would be enriched, and a TaxonomyMatch per assignment."""
     taxonomy = get_taxonomy(session, scope, identifier)
     config, number = version_config(session, taxonomy, version)
@@ -34,7 +40,13 @@ def execute_taxonomy(session: Session, index: DocumentIndex, scope: NamespaceSco
         stats["processed_docs"] += 1
         stats["enriched"] += 1 if found else 0
         stats["errors"] += 1 if error else 0
-        results.append({**{k: v for k, v in document.items() if k in SYSTEM_FIELDS}, **payload,
-                        "_internal": internal, **({"error": error} if error else {})})
+        results.append(
+            {
+                **{k: v for k, v in document.items() if k in SYSTEM_FIELDS},
+                **payload,
+                "_internal": internal,
+                **({"error": error} if error else {}),
+            }
+        )
         matches += [enrichment.taxonomy_match(plan, document.get("document_id"), m, fields) for m in found]
     return {"stats": stats, "results": results, "matches": matches}

@@ -131,21 +131,29 @@ def mapped_inputs(mappings: list[InputMapping], subject: Subject) -> dict[str, A
     return inputs
 
 
-def search_matches(index: DocumentIndex, search: NodeSearch, subject: Subject, top_k: int,
-                   min_score: float) -> list[Match]:
+def search_matches(
+    index: DocumentIndex, search: NodeSearch, subject: Subject, top_k: int, min_score: float
+) -> list[Match]:
     inputs = mapped_inputs(search.mappings, subject)
     if inputs is None:
         return []
-    execution = Execution(index=index, collections=search.collections, stages=search.stages,
-                          inputs=validate_inputs(search.input_schema, inputs), page=ResultPage(0, top_k))
+    execution = Execution(
+        index=index,
+        collections=search.collections,
+        stages=search.stages,
+        inputs=validate_inputs(search.input_schema, inputs),
+        page=ResultPage(0, top_k),
+    )
     matches = []
     for hit in execution.run()["documents"]:
         score = float(hit.get("score") or 0.0)
         if score < min_score:
             continue
-        payload = {k: v for k, v in hit.items()
-                   if k not in ("document_id", "collection_id", "_internal", "document_blobs", "score",
-                                "search_scores")}
+        payload = {
+            k: v
+            for k, v in hit.items()
+            if k not in ("document_id", "collection_id", "_internal", "document_blobs", "score", "search_scores")
+        }
         label = next((str(payload[f]) for f in LABEL_FIELDS if payload.get(f) not in (None, "")), hit["document_id"])
         matches.append(Match(hit["document_id"], label, score, payload, search.fields, [label], 0))
     return matches[:top_k]
@@ -174,8 +182,16 @@ def path_node_id(segments: list[str]) -> str:
 
 def path_nodes(segments: list[str]) -> list[dict[str, Any]]:
     """The TaxonomyPathNode of every prefix of a path, root first."""
-    return [{"node_id": path_node_id(segments[: i + 1]), "label": segments[i], "path": segments[: i + 1],
-             "parent_id": path_node_id(segments[:i]) if i else None, "level": i} for i in range(len(segments))]
+    return [
+        {
+            "node_id": path_node_id(segments[: i + 1]),
+            "label": segments[i],
+            "path": segments[: i + 1],
+            "parent_id": path_node_id(segments[:i]) if i else None,
+            "level": i,
+        }
+        for i in range(len(segments))
+    ]
 
 
 def dig(value: Any, path: str) -> Any:

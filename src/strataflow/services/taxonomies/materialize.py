@@ -39,15 +39,18 @@ def application_plans(session: Session, collection: Collection) -> list[JoinPlan
     for application in ordered_applications(collection):
         taxonomy = session.get(Taxonomy, application["taxonomy_id"])
         if taxonomy is None:
-            raise BadRequestError(f"Collection '{collection.collection_id}' applies taxonomy "
-                                  f"'{application['taxonomy_id']}', which does not exist",
-                                  {"taxonomy_id": application["taxonomy_id"]})
+            raise BadRequestError(
+                f"Collection '{collection.collection_id}' applies taxonomy "
+                f"'{application['taxonomy_id']}', which does not exist",
+                {"taxonomy_id": application["taxonomy_id"]},
+            )
         plans.append(join_plan(session, taxonomy, dict(taxonomy.config), taxonomy.version, collection))
     return plans
 
 
-def enrich_documents(index: DocumentIndex, plan: JoinPlan,
-                     documents: Iterable[StoredDocument]) -> tuple[dict[str, int], list[list[str]]]:
+def enrich_documents(
+    index: DocumentIndex, plan: JoinPlan, documents: Iterable[StoredDocument]
+) -> tuple[dict[str, int], list[list[str]]]:
     """Each document joined and its values for this taxonomy replaced, in memory.
 
     Returns counts (processed, enriched, errors) and the paths a path hierarchy met.
@@ -61,8 +64,10 @@ def enrich_documents(index: DocumentIndex, plan: JoinPlan,
         counts["enriched"] += 1 if matches else 0
         if error:
             counts["errors"] += 1
-            log.warning("taxonomy join failed", extra={"taxonomy_id": plan.taxonomy_id,
-                                                       "document_id": doc.document_id, "error": error})
+            log.warning(
+                "taxonomy join failed",
+                extra={"taxonomy_id": plan.taxonomy_id, "document_id": doc.document_id, "error": error},
+            )
         if plan.path_field is not None and matches:
             paths.append(matches[0].path)
     return counts, paths

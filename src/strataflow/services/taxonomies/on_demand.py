@@ -33,8 +33,9 @@ def _named_taxonomies(stages: list[dict[str, Any]]) -> list[str]:
     return names
 
 
-def hit_enrichers(session: Session, index: DocumentIndex, scope: NamespaceScope,
-                  stages: list[dict[str, Any]]) -> dict[str, HitEnricher]:
+def hit_enrichers(
+    session: Session, index: DocumentIndex, scope: NamespaceScope, stages: list[dict[str, Any]]
+) -> dict[str, HitEnricher]:
     """One enricher per taxonomy the stages name; a name that is no taxonomy is left out
     (the stage then answers 400 naming it)."""
     enrichers: dict[str, HitEnricher] = {}
@@ -43,8 +44,7 @@ def hit_enrichers(session: Session, index: DocumentIndex, scope: NamespaceScope,
             taxonomy = get_taxonomy(session, scope, identifier)
         except NotFoundError:
             continue
-        enrichers[identifier] = _enricher(index, join_plan(session, taxonomy, dict(taxonomy.config),
-                                                           taxonomy.version))
+        enrichers[identifier] = _enricher(index, join_plan(session, taxonomy, dict(taxonomy.config), taxonomy.version))
     return enrichers
 
 

@@ -79,9 +79,7 @@ def issue_key(session: Session, org: Organization, name: str, plaintext: str | N
         raise BadRequestError("API keys must be at least 16 characters long")
     if session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key))) is not None:
         raise AlreadyExistsError("That API key is already registered")
-    row = ApiKey(
-        key_id=new_id("api_key"), org_id=org.org_id, name=name, key_hash=hash_key(key), key_prefix=key[:10]
-    )
+    row = ApiKey(key_id=new_id("api_key"), org_id=org.org_id, name=name, key_hash=hash_key(key), key_prefix=key[:10])
     session.add(row)
     session.flush()
     return IssuedKey(key_id=row.key_id, org_name=org.name, plaintext=key)

@@ -126,8 +126,9 @@ def list_namespaces(
     if clause is not None:
         base = base.where(clause)
     if request.search:
-        base = base.where(text_search(request.search, Namespace.namespace_name, Namespace.namespace_id,
-                                      Namespace.description))
+        base = base.where(
+            text_search(request.search, Namespace.namespace_name, Namespace.namespace_id, Namespace.description)
+        )
     query = base
     if request.sort:
         query = query.order_by(
@@ -165,8 +166,9 @@ def delete_namespace_job(context: JobContext, task: Task) -> JobOutcome:
     assert namespace_id is not None
     removed_blobs = context.blobs.delete_prefix(f"{namespace_id}/")
     with context.db.transaction() as session:
-        collection_ids = list(session.scalars(select(Collection.collection_id).where(
-            Collection.namespace_id == namespace_id)))
+        collection_ids = list(
+            session.scalars(select(Collection.collection_id).where(Collection.namespace_id == namespace_id))
+        )
         session.execute(delete(Collection).where(Collection.namespace_id == namespace_id))
         bucket_ids = list(session.scalars(select(Bucket.bucket_id).where(Bucket.namespace_id == namespace_id)))
         objects = deleted_rows(session, delete(BucketObject).where(BucketObject.namespace_id == namespace_id))
@@ -176,6 +178,13 @@ def delete_namespace_job(context: JobContext, task: Task) -> JobOutcome:
     for collection_id in collection_ids:  # after the commit: an orphaned table is unreachable, never half-live
         if index is not None:
             index.drop_table(collection_id)
-    outputs = [{"namespace_id": namespace_id, "buckets_deleted": len(bucket_ids), "objects_deleted": objects,
-                "collections_deleted": len(collection_ids), "blobs_deleted": removed_blobs}]
+    outputs = [
+        {
+            "namespace_id": namespace_id,
+            "buckets_deleted": len(bucket_ids),
+            "objects_deleted": objects,
+            "collections_deleted": len(collection_ids),
+            "blobs_deleted": removed_blobs,
+        }
+    ]
     return JobOutcome(status=Status.COMPLETED, outputs=outputs)

@@ -19,17 +19,34 @@ from strataflow.transitions import move_trigger
 STATUSES = ("active", "paused", "disabled")
 
 
-def create_trigger(session: Session, scope: NamespaceScope, target_type: str, target_id: str, trigger_type: str,
-                   schedule_config: dict[str, Any], execution_config: dict[str, Any], description: str | None,
-                   status: str | None) -> Trigger:
+def create_trigger(
+    session: Session,
+    scope: NamespaceScope,
+    target_type: str,
+    target_id: str,
+    trigger_type: str,
+    schedule_config: dict[str, Any],
+    execution_config: dict[str, Any],
+    description: str | None,
+    status: str | None,
+) -> Trigger:
     schedule = normalise(trigger_type, schedule_config)
     state = _status(status or "active")
     now = utcnow()
-    row = Trigger(trigger_id=new_id("trigger"), org_id=scope.org_id, namespace_id=scope.namespace_id,
-                  target_type=target_type, target_id=target_id, trigger_type=trigger_type, schedule_config=schedule,
-                  execution_config=execution_config, description=description,
-                  next_run_at=next_fire(trigger_type, schedule, now) if state == "active" else None,
-                  created_at=now, updated_at=now)
+    row = Trigger(
+        trigger_id=new_id("trigger"),
+        org_id=scope.org_id,
+        namespace_id=scope.namespace_id,
+        target_type=target_type,
+        target_id=target_id,
+        trigger_type=trigger_type,
+        schedule_config=schedule,
+        execution_config=execution_config,
+        description=description,
+        next_run_at=next_fire(trigger_type, schedule, now) if state == "active" else None,
+        created_at=now,
+        updated_at=now,
+    )
     move_trigger(session, row, state, "created")
     session.add(row)
     session.commit()
@@ -43,28 +60,42 @@ def _status(value: str) -> str:
 
 
 def get_trigger(session: Session, scope: NamespaceScope, target_type: str, trigger_id: str) -> Trigger:
-    row = session.scalar(select(Trigger).where(Trigger.trigger_id == trigger_id, Trigger.target_type == target_type,
-                                               Trigger.namespace_id == scope.namespace_id))
+    row = session.scalar(
+        select(Trigger).where(
+            Trigger.trigger_id == trigger_id,
+            Trigger.target_type == target_type,
+            Trigger.namespace_id == scope.namespace_id,
+        )
+    )
     if row is None:
         raise not_found("Trigger", trigger_id)
     return row
 
 
-def list_triggers(session: Session, scope: NamespaceScope, target_type: str, target_id: str | None,
-                  status: str | None, offset: int, limit: int) -> tuple[list[Trigger], int]:
+def list_triggers(
+    session: Session,
+    scope: NamespaceScope,
+    target_type: str,
+    target_id: str | None,
+    status: str | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[Trigger], int]:
     query = select(Trigger).where(Trigger.namespace_id == scope.namespace_id, Trigger.target_type == target_type)
     if target_id:
         query = query.where(Trigger.target_id == target_id)
     if status:
         query = query.where(Trigger.status == _status(status))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = list(session.scalars(query.order_by(Trigger.created_at.desc(), Trigger.trigger_id)
-                                .offset(offset).limit(limit)))
+    rows = list(
+        session.scalars(query.order_by(Trigger.created_at.desc(), Trigger.trigger_id).offset(offset).limit(limit))
+    )
     return rows, total
 
 
-def update_trigger(session: Session, row: Trigger, schedule_config: dict[str, Any] | None, description: str | None,
-                   status: str | None) -> Trigger:
+def update_trigger(
+    session: Session, row: Trigger, schedule_config: dict[str, Any] | None, description: str | None, status: str | None
+) -> Trigger:
     """A new schedule or status takes effect from now (the next firing is recomputed)."""
     if schedule_config is not None:
         row.schedule_config = normalise(row.trigger_type, schedule_config)
@@ -92,27 +123,44 @@ def history(session: Session, row: Trigger, offset: int, limit: int) -> tuple[li
     query = select(TriggerFiring).where(TriggerFiring.trigger_id == row.trigger_id)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     firings = list(session.scalars(query.order_by(TriggerFiring.firing_id.desc()).offset(offset).limit(limit)))
-    tasks = {t.task_id: t for t in session.scalars(select(Task).where(
-        Task.task_id.in_([f.job_id for f in firings if f.job_id])))}
+    tasks = {
+        t.task_id: t
+        for t in session.scalars(select(Task).where(Task.task_id.in_([f.job_id for f in firings if f.job_id])))
+    }
     items = []
     for firing in firings:
         task = tasks.get(firing.job_id or "")
         outputs = (task.outputs or [{}])[0] if task is not None and task.outputs else {}
-        items.append({"job_id": firing.job_id or f"firing_{firing.firing_id}", "triggered_at": isoformat(firing.fired_at),
-                      "status": task.status if task is not None else firing.status,
-                      "error": firing.error or (task.error if task is not None else None),
-                      "num_clusters": outputs.get("num_clusters") if isinstance(outputs, dict) else None})
+        items.append(
+            {
+                "job_id": firing.job_id or f"firing_{firing.firing_id}",
+                "triggered_at": isoformat(firing.fired_at),
+                "status": task.status if task is not None else firing.status,
+                "error": firing.error or (task.error if task is not None else None),
+                "num_clusters": outputs.get("num_clusters") if isinstance(outputs, dict) else None,
+            }
+        )
     return items, total
 
 
 def trigger_view(row: Trigger, target_key: str) -> dict[str, Any]:
     return {
-        "trigger_id": row.trigger_id, target_key: row.target_id, "namespace_id": row.namespace_id,
-        "internal_id": row.org_id, "execution_config": row.execution_config, "trigger_type": row.trigger_type,
-        "schedule_config": row.schedule_config, "status": row.status,
-        "last_triggered_at": isoformat(row.last_triggered_at), "last_execution_job_id": row.last_job_id,
-        "next_scheduled_at": isoformat(row.next_run_at), "execution_count": row.execution_count,
-        "consecutive_failures": row.consecutive_failures, "last_execution_status": row.last_status,
-        "last_execution_error": row.last_error, "created_at": isoformat(row.created_at),
-        "updated_at": isoformat(row.updated_at), "description": row.description,
+        "trigger_id": row.trigger_id,
+        target_key: row.target_id,
+        "namespace_id": row.namespace_id,
+        "internal_id": row.org_id,
+        "execution_config": row.execution_config,
+        "trigger_type": row.trigger_type,
+        "schedule_config": row.schedule_config,
+        "status": row.status,
+        "last_triggered_at": isoformat(row.last_triggered_at),
+        "last_execution_job_id": row.last_job_id,
+        "next_scheduled_at": isoformat(row.next_run_at),
+        "execution_count": row.execution_count,
+        "consecutive_failures": row.consecutive_failures,
+        "last_execution_status": row.last_status,
+        "last_execution_error": row.last_error,
+        "created_at": isoformat(row.created_at),
+        "updated_at": isoformat(row.updated_at),
+        "description": row.description,
     }

@@ -56,8 +56,11 @@ class Claim:
     parts: list[PartRef] | None = None
 
     def as_input(self) -> dict[str, Any]:
-        return {"etag": self.etag, "file_size_bytes": self.file_size_bytes,
-                "parts": [p.model_dump() for p in self.parts] if self.parts else None}
+        return {
+            "etag": self.etag,
+            "file_size_bytes": self.file_size_bytes,
+            "parts": [p.model_dump() for p in self.parts] if self.parts else None,
+        }
 
     @classmethod
     def from_input(cls, data: dict[str, Any]) -> Claim:
@@ -121,8 +124,10 @@ def refuse_unconfirmable(row: Upload) -> None:
         reason = row.message or ""
         if row.status == Status.FAILED.value and not reason:
             reason = EXPIRED_MESSAGE
-        raise BadRequestError(f"Upload '{row.upload_id}' is {row.status} and cannot be confirmed. {reason}".strip(),
-                              {"upload_id": row.upload_id, "status": row.status})
+        raise BadRequestError(
+            f"Upload '{row.upload_id}' is {row.status} and cannot be confirmed. {reason}".strip(),
+            {"upload_id": row.upload_id, "status": row.status},
+        )
 
 
 # -- step 2: what does storage hold? ----------------------------------------------------
@@ -155,10 +160,12 @@ def check_matches(row: Upload, claim: Claim, info: BlobInfo, max_bytes: int) -> 
     if info.size > max_bytes:
         differences["size_limit"] = {"limit_bytes": max_bytes, "stored": info.size}
     if differences:
-        what = "; ".join(f"{name} ({', '.join(f'{k} {v}' for k, v in values.items())})"
-                         for name, values in differences.items())
-        raise BadRequestError(f"The stored file does not match: {what}",
-                              {"upload_id": row.upload_id, "mismatches": differences})
+        what = "; ".join(
+            f"{name} ({', '.join(f'{k} {v}' for k, v in values.items())})" for name, values in differences.items()
+        )
+        raise BadRequestError(
+            f"The stored file does not match: {what}", {"upload_id": row.upload_id, "mismatches": differences}
+        )
 
 
 def _bare_etag(etag: str) -> str:
@@ -167,8 +174,9 @@ def _bare_etag(etag: str) -> str:
     return value.strip('"')
 
 
-def verify_stored(blobs: BlobStore, row: Upload, claim: Claim, max_bytes: int,
-                  progress: Progress | None = None) -> Verified:
+def verify_stored(
+    blobs: BlobStore, row: Upload, claim: Claim, max_bytes: int, progress: Progress | None = None
+) -> Verified:
     info = stored_info(blobs, row, claim, progress)
     check_matches(row, claim, info, max_bytes)
     sha256 = info.sha256 or _sha256_of(blobs, row.s3_key, progress)
@@ -193,8 +201,9 @@ def _sha256_of(blobs: BlobStore, key: str, progress: Progress | None) -> str:
 # -- step 3: complete, under the row lock -----------------------------------------------
 
 
-def complete_upload(context: JobContext, bucket_id: str, upload_id: str, verified: Verified,
-                    *, from_background: bool) -> Upload:
+def complete_upload(
+    context: JobContext, bucket_id: str, upload_id: str, verified: Verified, *, from_background: bool
+) -> Upload:
     """Mark the upload COMPLETED and create its object, once. Safe to call concurrently."""
     try:
         return _complete_once(context, bucket_id, upload_id, verified, from_background)
@@ -202,8 +211,9 @@ def complete_upload(context: JobContext, bucket_id: str, upload_id: str, verifie
         return _complete_once(context, bucket_id, upload_id, verified, from_background)
 
 
-def _complete_once(context: JobContext, bucket_id: str, upload_id: str, verified: Verified,
-                   from_background: bool) -> Upload:
+def _complete_once(
+    context: JobContext, bucket_id: str, upload_id: str, verified: Verified, from_background: bool
+) -> Upload:
     with context.db.session() as session:
         try:
             bucket = session.get(Bucket, bucket_id)
@@ -216,18 +226,32 @@ def _complete_once(context: JobContext, bucket_id: str, upload_id: str, verified
             waiting = {Status.PENDING.value} | ({Status.PROCESSING.value} if from_background else set())
             if row.status not in waiting:
                 refuse_unconfirmable(row)
-                raise BadRequestError(f"Upload '{upload_id}' is {row.status}; it is being confirmed already",
-                                      {"upload_id": upload_id, "task_id": row.task_id})
+                raise BadRequestError(
+                    f"Upload '{upload_id}' is {row.status}; it is being confirmed already",
+                    {"upload_id": upload_id, "task_id": row.task_id},
+                )
             now = utcnow()
             _record_verification(session, row, verified)
-            transition(session, row, Status.COMPLETED, "confirmed: stored bytes verified", verified_at=now,
-                       completed_at=now)
+            transition(
+                session, row, Status.COMPLETED, "confirmed: stored bytes verified", verified_at=now, completed_at=now
+            )
             if row.create_object_on_confirm and not row.is_duplicate:
-                create_object_in(session, object_writer(context), bucket, CreateObjectRequest(
-                    blobs=[CreateBlobRequest(property=row.blob_property or "", type=row.blob_type or "",
-                                             upload_id=row.upload_id, filename=row.filename)],
-                    metadata=dict(row.object_metadata or {}),
-                ))  # binds the object to the upload and commits both together
+                create_object_in(
+                    session,
+                    object_writer(context),
+                    bucket,
+                    CreateObjectRequest(
+                        blobs=[
+                            CreateBlobRequest(
+                                property=row.blob_property or "",
+                                type=row.blob_type or "",
+                                upload_id=row.upload_id,
+                                filename=row.filename,
+                            )
+                        ],
+                        metadata=dict(row.object_metadata or {}),
+                    ),
+                )  # binds the object to the upload and commits both together
             else:
                 session.commit()
             return row
@@ -261,8 +285,9 @@ def mark_failed(context: JobContext, bucket_id: str, upload_id: str, reason: str
             row.message = f"Confirmation failed: {reason}"
 
 
-def confirm_inline(context: JobContext, bucket: Bucket, upload_id: str, claim: Claim,
-                   progress: Progress | None = None) -> Upload:
+def confirm_inline(
+    context: JobContext, bucket: Bucket, upload_id: str, claim: Claim, progress: Progress | None = None
+) -> Upload:
     """Steps 1-3 in the calling thread (a sync confirm, or one item of a batch confirm)."""
     row = load_for_confirm(context, bucket, upload_id)
     if row.status == Status.COMPLETED.value:

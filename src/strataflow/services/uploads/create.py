@@ -72,8 +72,13 @@ def _plan(bucket: Bucket, request: CreateUploadRequest, settings: Settings) -> _
             {"field": "file_size_bytes", "limit_bytes": settings.max_upload_bytes},
         )
     target = resolve_blob_target(
-        bucket.bucket_schema, request.filename, request.content_type, request.blob_property,
-        request.blob_type, request.create_object_on_confirm, request.object_metadata,
+        bucket.bucket_schema,
+        request.filename,
+        request.content_type,
+        request.blob_property,
+        request.blob_type,
+        request.create_object_on_confirm,
+        request.object_metadata,
     )
     if request.create_object_on_confirm and bucket.unique_key:
         unique_key_value(bucket, request.object_metadata or {})  # the key fields must be there now
@@ -84,10 +89,14 @@ def _check_quota(session: Session, scope: NamespaceScope, plans: list[_Planned],
     if settings.upload_quota_bytes is None:
         return
     asked = sum(p.request.file_size_bytes or 0 for p in plans)
-    held = session.scalar(
-        select(func.coalesce(func.sum(func.coalesce(Upload.stored_size_bytes, Upload.file_size_bytes, 0)), 0))
-        .where(Upload.namespace_id == scope.namespace_id, Upload.status.in_(_LIVE))
-    ) or 0
+    held = (
+        session.scalar(
+            select(
+                func.coalesce(func.sum(func.coalesce(Upload.stored_size_bytes, Upload.file_size_bytes, 0)), 0)
+            ).where(Upload.namespace_id == scope.namespace_id, Upload.status.in_(_LIVE))
+        )
+        or 0
+    )
     if held + asked > settings.upload_quota_bytes:
         raise BadRequestError(
             f"Upload quota exceeded: {held} bytes held + {asked} asked > {settings.upload_quota_bytes}",
@@ -179,15 +188,21 @@ def create_uploads(
         answers.append(row)
     session.commit()
     return [
-        a if isinstance(a, dict)
-        else upload_payload(a, None if a.skipped_unique_key
-                            else blobs.presigned_put_url(a.s3_key, a.content_type, a.presigned_url_expiration))
+        a
+        if isinstance(a, dict)
+        else upload_payload(
+            a,
+            None
+            if a.skipped_unique_key
+            else blobs.presigned_put_url(a.s3_key, a.content_type, a.presigned_url_expiration),
+        )
         for a in answers
     ]
 
 
-def merge_shared(request: CreateUploadRequest, shared_metadata: dict[str, Any] | None,
-                 shared_object_metadata: dict[str, Any] | None) -> CreateUploadRequest:
+def merge_shared(
+    request: CreateUploadRequest, shared_metadata: dict[str, Any] | None, shared_object_metadata: dict[str, Any] | None
+) -> CreateUploadRequest:
     """A batch item with the shared dicts merged under its own keys (the item's keys win)."""
     changes: dict[str, Any] = {}
     if shared_metadata:

@@ -90,7 +90,9 @@ def upload_payload(row: Upload, presigned_url: str | None = None) -> dict[str, A
 
 def find_completed_by_hash(session: Session, bucket_id: str, sha256: str, exclude: str | None = None) -> Upload | None:
     query = select(Upload).where(
-        Upload.bucket_id == bucket_id, Upload.content_sha256 == sha256, Upload.status == Status.COMPLETED.value,
+        Upload.bucket_id == bucket_id,
+        Upload.content_sha256 == sha256,
+        Upload.status == Status.COMPLETED.value,
         Upload.is_duplicate.is_(False),
     )
     if exclude is not None:
@@ -112,8 +114,7 @@ def expire_overdue(db: Database, bucket_id: str, upload_id: str | None = None) -
         return 0
     with db.transaction() as session:
         rows = session.scalars(
-            select(Upload).where(Upload.upload_id.in_(overdue), Upload.status == Status.PENDING.value)
-            .with_for_update()
+            select(Upload).where(Upload.upload_id.in_(overdue), Upload.status == Status.PENDING.value).with_for_update()
         )
         for row in rows:
             transition(session, row, Status.FAILED, "presigned URL expired before confirmation")
@@ -144,8 +145,9 @@ def list_uploads(
     if clause is not None:
         query = query.where(clause)
     if request.search:
-        query = query.where(text_search(request.search, Upload.filename, Upload.upload_id,
-                                        cast(Upload.metadata_, String)))
+        query = query.where(
+            text_search(request.search, Upload.filename, Upload.upload_id, cast(Upload.metadata_, String))
+        )
     stats = _stats(session, query)
     if request.sort is not None:
         query = query.order_by(sort_expression(request.sort.field, request.sort.direction, UPLOAD_FIELDS))
@@ -184,8 +186,10 @@ def cancel_upload(session: Session, blobs: BlobStore, bucket: Bucket, upload_id:
             {"upload_id": upload_id, "object_id": row.object_id},
         )
     if status is Status.PROCESSING:
-        raise BadRequestError(f"Upload '{upload_id}' is being confirmed; try again when it finishes",
-                              {"upload_id": upload_id, "task_id": row.task_id})
+        raise BadRequestError(
+            f"Upload '{upload_id}' is being confirmed; try again when it finishes",
+            {"upload_id": upload_id, "task_id": row.task_id},
+        )
     if status is Status.PENDING:
         transition(session, row, Status.CANCELED, "deleted through the API")
         row.message = "Canceled by a delete request."

@@ -34,8 +34,9 @@ from strataflow.store.tables import Bucket, Task, Upload
 from strataflow.transitions import Verdict, transition, try_transition
 
 
-def confirm_upload(context: JobContext, scope: NamespaceScope, bucket: Bucket, upload_id: str, claim: Claim,
-                   want_async: bool) -> tuple[dict[str, Any], bool]:
+def confirm_upload(
+    context: JobContext, scope: NamespaceScope, bucket: Bucket, upload_id: str, claim: Claim, want_async: bool
+) -> tuple[dict[str, Any], bool]:
     """Confirm now, or queue it (asked for, or the file is large). Returns the answer and
     whether a task was queued. Cheap checks (exists, size, ETag) run first either way, so a
     wrong claim is refused at once and the upload stays confirmable."""
@@ -54,8 +55,9 @@ def confirm_upload(context: JobContext, scope: NamespaceScope, bucket: Bucket, u
         queued = queue_confirm(context, scope, bucket, upload_id, claim)
         return confirm_payload(queued), queued.status == Status.PROCESSING.value
     verified = verify_stored(context.blobs, row, claim, context.settings.max_upload_bytes)
-    return confirm_payload(complete_upload(context, bucket.bucket_id, upload_id, verified,
-                                           from_background=False)), False
+    return confirm_payload(
+        complete_upload(context, bucket.bucket_id, upload_id, verified, from_background=False)
+    ), False
 
 
 def queue_confirm(context: JobContext, scope: NamespaceScope, bucket: Bucket, upload_id: str, claim: Claim) -> Upload:
@@ -63,8 +65,13 @@ def queue_confirm(context: JobContext, scope: NamespaceScope, bucket: Bucket, up
         row = get_upload(session, bucket, upload_id, for_update=True)
         if row.status != Status.PENDING.value:
             return row  # a concurrent confirm moved it on
-        task = create_task(session, scope.org_id, TaskType.BUCKETS_UPLOADS_CONFIRM, namespace_id=scope.namespace_id,
-                           inputs=[{"bucket_id": bucket.bucket_id, "upload_id": upload_id, **claim.as_input()}])
+        task = create_task(
+            session,
+            scope.org_id,
+            TaskType.BUCKETS_UPLOADS_CONFIRM,
+            namespace_id=scope.namespace_id,
+            inputs=[{"bucket_id": bucket.bucket_id, "upload_id": upload_id, **claim.as_input()}],
+        )
         transition(session, row, Status.PROCESSING, f"confirmation queued as task {task.task_id}")
         row.task_id = task.task_id
         row.message = "Confirmation is running in the background; poll the task."
@@ -84,26 +91,35 @@ def confirm_job(context: JobContext, task: Task) -> JobOutcome:
         if row.status != Status.COMPLETED.value:
             if row.status != Status.PROCESSING.value:
                 raise BadRequestError(f"Upload '{upload_id}' is {row.status}", {"upload_id": upload_id})
-            verified = verify_stored(context.blobs, row, Claim.from_input(spec), context.settings.max_upload_bytes,
-                                     keeper)
+            verified = verify_stored(
+                context.blobs, row, Claim.from_input(spec), context.settings.max_upload_bytes, keeper
+            )
             row = complete_upload(context, bucket_id, upload_id, verified, from_background=True)
     except Exception as exc:  # noqa: BLE001  whatever went wrong, the upload must not stay PROCESSING
         message, kind = describe_error(exc)
         mark_failed(context, bucket_id, upload_id, message)
-        return JobOutcome(status=Status.FAILED, error=message,
-                          outputs=[{"upload_id": upload_id, "status": Status.FAILED.value, "error": message,
-                                    "error_type": kind}])
-    return JobOutcome(status=Status.COMPLETED, outputs=[confirm_payload(row)],
-                      additional_data={"upload_id": upload_id, "object_id": row.object_id})
+        return JobOutcome(
+            status=Status.FAILED,
+            error=message,
+            outputs=[{"upload_id": upload_id, "status": Status.FAILED.value, "error": message, "error_type": kind}],
+        )
+    return JobOutcome(
+        status=Status.COMPLETED,
+        outputs=[confirm_payload(row)],
+        additional_data={"upload_id": upload_id, "object_id": row.object_id},
+    )
 
 
 def fail_killed_confirm(session: Session, task: Task) -> None:
     spec = (task.inputs or [{}])[0]
     row = session.get(Upload, spec.get("upload_id"))
-    if row is not None and row.status is Status.PROCESSING and try_transition(
-            session, row, Status.FAILED, f"confirmation task {task.task_id} was killed") is Verdict.ACCEPTED:
+    if (
+        row is not None
+        and row.status is Status.PROCESSING
+        and try_transition(session, row, Status.FAILED, f"confirmation task {task.task_id} was killed")
+        is Verdict.ACCEPTED
+    ):
         row.message = "Confirmation failed: its task was killed."
-
 
 
 # -- batch confirm ----------------------------------------------------------------------
@@ -123,8 +139,9 @@ def _parse_items(confirmations: list[dict[str, Any]]) -> list[BatchConfirmItem]:
         except PydanticValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err.get("loc", ()))
-            raise BadRequestError(f"confirmations[{index}]{'.' + where if where else ''}: {err.get('msg')}",
-                                  {"index": index}) from None
+            raise BadRequestError(
+                f"confirmations[{index}]{'.' + where if where else ''}: {err.get('msg')}", {"index": index}
+            ) from None
     ids = [item.upload_id for item in items]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
@@ -132,25 +149,41 @@ def _parse_items(confirmations: list[dict[str, Any]]) -> list[BatchConfirmItem]:
     return items
 
 
-def request_batch_confirm(context: JobContext, scope: NamespaceScope, bucket: Bucket,
-                          confirmations: list[dict[str, Any]]) -> Task:
+def request_batch_confirm(
+    context: JobContext, scope: NamespaceScope, bucket: Bucket, confirmations: list[dict[str, Any]]
+) -> Task:
     """Check the whole request, then queue one task that confirms every item."""
     items = _parse_items(confirmations)
     ids = [item.upload_id for item in items]
     with context.db.transaction() as session:
-        found = set(session.scalars(
-            select(Upload.upload_id).where(Upload.bucket_id == bucket.bucket_id, Upload.upload_id.in_(ids))))
+        found = set(
+            session.scalars(
+                select(Upload.upload_id).where(Upload.bucket_id == bucket.bucket_id, Upload.upload_id.in_(ids))
+            )
+        )
         missing = [i for i in ids if i not in found]
         if missing:
             raise BadRequestError(
                 f"{len(missing)} upload(s) do not belong to bucket '{bucket.bucket_name}': {', '.join(missing[:10])}",
                 {"upload_ids": missing, "bucket_id": bucket.bucket_id},
             )
-        inputs = [{"bucket_id": bucket.bucket_id, "upload_id": item.upload_id, "etag": item.etag,
-                   "file_size_bytes": item.file_size_bytes} for item in items]
-        task = create_task(session, scope.org_id, TaskType.BUCKETS_UPLOADS_BATCH_CONFIRM,
-                           namespace_id=scope.namespace_id, inputs=inputs,
-                           additional_data={"bucket_id": bucket.bucket_id, "confirmations_count": len(items)})
+        inputs = [
+            {
+                "bucket_id": bucket.bucket_id,
+                "upload_id": item.upload_id,
+                "etag": item.etag,
+                "file_size_bytes": item.file_size_bytes,
+            }
+            for item in items
+        ]
+        task = create_task(
+            session,
+            scope.org_id,
+            TaskType.BUCKETS_UPLOADS_BATCH_CONFIRM,
+            namespace_id=scope.namespace_id,
+            inputs=inputs,
+            additional_data={"bucket_id": bucket.bucket_id, "confirmations_count": len(items)},
+        )
     return task
 
 
@@ -173,8 +206,15 @@ def batch_confirm_job(context: JobContext, task: Task) -> JobOutcome:
             outputs.append({**confirm_payload(row), "success": True})
         except Exception as exc:  # noqa: BLE001  reported per item; the batch goes on
             message, kind = describe_error(exc)
-            outputs.append({"upload_id": spec["upload_id"], "status": Status.FAILED.value, "success": False,
-                            "error": message, "error_type": kind})
+            outputs.append(
+                {
+                    "upload_id": spec["upload_id"],
+                    "status": Status.FAILED.value,
+                    "success": False,
+                    "error": message,
+                    "error_type": kind,
+                }
+            )
         keeper()
     failed = sum(1 for o in outputs if not o["success"])
     if failed == 0:

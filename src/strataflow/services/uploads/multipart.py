@@ -44,16 +44,21 @@ def _file_size(row: Upload, request: OpenMultipartRequest, settings: Settings) -
         )
     size = row.file_size_bytes or request.file_size_bytes
     if size is None:
-        raise BadRequestError("A multipart upload needs file_size_bytes (here or when the upload was created)",
-                              {"field": "file_size_bytes"})
+        raise BadRequestError(
+            "A multipart upload needs file_size_bytes (here or when the upload was created)",
+            {"field": "file_size_bytes"},
+        )
     if size > settings.max_upload_bytes:
-        raise BadRequestError(f"file_size_bytes {size} exceeds the limit of {settings.max_upload_bytes} bytes",
-                              {"field": "file_size_bytes", "limit_bytes": settings.max_upload_bytes})
+        raise BadRequestError(
+            f"file_size_bytes {size} exceeds the limit of {settings.max_upload_bytes} bytes",
+            {"field": "file_size_bytes", "limit_bytes": settings.max_upload_bytes},
+        )
     return size
 
 
-def open_multipart(db: Database, blobs: BlobStore, settings: Settings, bucket: Bucket, upload_id: str,
-                   request: OpenMultipartRequest) -> dict[str, Any]:
+def open_multipart(
+    db: Database, blobs: BlobStore, settings: Settings, bucket: Bucket, upload_id: str, request: OpenMultipartRequest
+) -> dict[str, Any]:
     """Open (or reopen) the upload's multipart upload. Storage is asked first, with no transaction
     open; the row is then updated under its lock, and a multipart opened by a concurrent call wins."""
     store = _multipart_store(blobs)
@@ -81,8 +86,10 @@ def open_multipart(db: Database, blobs: BlobStore, settings: Settings, bucket: B
 
 def _plan_for(row: Upload, request: OpenMultipartRequest, settings: Settings) -> tuple[int, int, PartPlan]:
     if row.status != Status.PENDING.value:
-        raise BadRequestError(f"Upload '{row.upload_id}' is {row.status}; only a PENDING upload takes parts",
-                              {"upload_id": row.upload_id, "status": row.status})
+        raise BadRequestError(
+            f"Upload '{row.upload_id}' is {row.status}; only a PENDING upload takes parts",
+            {"upload_id": row.upload_id, "status": row.status},
+        )
     size = _file_size(row, request, settings)
     part_size = request.part_size_bytes or row.part_size_bytes or settings.multipart_part_size_bytes
     if row.multipart_id and row.part_size_bytes and part_size != row.part_size_bytes:
@@ -118,8 +125,15 @@ def _describe(store: MultipartStore, row: Upload, plan: PartPlan, with_urls: boo
     for number in range(1, plan.count + 1):
         got = received.get(number)
         url = store.presigned_part_url(row.s3_key, row.multipart_id, number, seconds_left) if with_urls else None
-        parts.append({"part_number": number, "size_bytes": plan.size_of(number), "presigned_url": url,
-                      "uploaded": got is not None, "etag": got.etag if got else None})
+        parts.append(
+            {
+                "part_number": number,
+                "size_bytes": plan.size_of(number),
+                "presigned_url": url,
+                "uploaded": got is not None,
+                "etag": got.etag if got else None,
+            }
+        )
     return {
         "upload_id": row.upload_id,
         "multipart_upload_id": row.multipart_id,
@@ -132,8 +146,9 @@ def _describe(store: MultipartStore, row: Upload, plan: PartPlan, with_urls: boo
     }
 
 
-def join_parts(blobs: BlobStore, row: Upload, claimed: list[PartRef] | None,
-               progress: Progress | None = None) -> BlobInfo:
+def join_parts(
+    blobs: BlobStore, row: Upload, claimed: list[PartRef] | None, progress: Progress | None = None
+) -> BlobInfo:
     """Check every planned part arrived whole, then join them into the upload's key."""
     store = _multipart_store(blobs)
     assert row.multipart_id is not None
@@ -142,8 +157,9 @@ def join_parts(blobs: BlobStore, row: Upload, claimed: list[PartRef] | None,
     except MultipartGoneError:
         joined = blobs.head(row.s3_key)  # joined by an earlier confirm that failed a later check
         if joined is None:
-            raise BadRequestError("The multipart upload no longer exists; open a new one",
-                                  {"upload_id": row.upload_id}) from None
+            raise BadRequestError(
+                "The multipart upload no longer exists; open a new one", {"upload_id": row.upload_id}
+            ) from None
         return joined
     if not received:
         whole = blobs.head(row.s3_key)
@@ -159,13 +175,18 @@ def join_parts(blobs: BlobStore, row: Upload, claimed: list[PartRef] | None,
 def _check_parts(plan: PartPlan, received: dict[int, PartInfo], claimed: list[PartRef] | None) -> None:
     missing = [n for n in range(1, plan.count + 1) if n not in received]
     if missing:
-        raise BadRequestError(f"{len(missing)} of {plan.count} parts have not been uploaded",
-                              {"missing_parts": missing[:100]})
-    wrong = {n: {"expected": plan.size_of(n), "stored": received[n].size}
-             for n in range(1, plan.count + 1) if received[n].size != plan.size_of(n)}
+        raise BadRequestError(
+            f"{len(missing)} of {plan.count} parts have not been uploaded", {"missing_parts": missing[:100]}
+        )
+    wrong = {
+        n: {"expected": plan.size_of(n), "stored": received[n].size}
+        for n in range(1, plan.count + 1)
+        if received[n].size != plan.size_of(n)
+    }
     if wrong:
-        raise BadRequestError(f"{len(wrong)} parts have the wrong size",
-                              {"part_sizes": dict(list(wrong.items())[:100])})
+        raise BadRequestError(
+            f"{len(wrong)} parts have the wrong size", {"part_sizes": dict(list(wrong.items())[:100])}
+        )
     for ref in claimed or []:
         got = received.get(ref.part_number)
         if got is None or got.etag != ref.etag.strip().strip('"'):
