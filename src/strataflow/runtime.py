@@ -25,7 +25,7 @@ from strataflow.engine.scheduler import Scheduler
 from strataflow.engine.tiers.executor import BatchTierExecutor
 from strataflow.engine.triggers import TriggerAction, TriggerLoop
 from strataflow.extractors.base import RowResult
-from strataflow.index.storage import index_storage_options
+from strataflow.index.storage import index_storage_options, index_write_locks
 from strataflow.index.store import DocumentIndex
 from strataflow.outbound import OutboundClient, OutboundPolicy
 from strataflow.services.buckets.crud import delete_bucket_job
@@ -146,6 +146,7 @@ def open_index(settings: Settings) -> DocumentIndex:
         settings.resolved_index_uri,
         vector_index_min_rows=settings.vector_index_min_rows,
         storage_options=index_storage_options(settings),
+        locks=index_write_locks(settings),
     )
 
 

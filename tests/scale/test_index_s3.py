@@ -1,10 +1,10 @@
 """The index on S3 (a moto server over HTTP): the S3 settings reach LanceDB, and two writer processes
 commit to one table at once without losing or doubling a document.
 
-Lance commits a table version on S3 with a conditional put (If-None-Match): of two writers racing for a
-version one wins and the other rebases and retries, so no external commit lock is needed where the
-store honours conditional writes (AWS S3, MinIO, this server). The test would fail on a store that
-silently overwrote: one writer's documents would be missing.
+Lance's conditional-put commits keep versions consistent, but two concurrent merges inserting the same
+new id both succeed (the id then exists twice: CI saw it). So writers share a lock per table
+(index/locks.py): a file lock in the data directory for the processes of one host (SQLite), an advisory
+lock in PostgreSQL for writers on several hosts, each with a data directory of its own here.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from strataflow.config import Settings
 from strataflow.runtime import open_index
@@ -59,14 +61,17 @@ def _s3_env(moto_server: MotoServer, bucket: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
 def test_two_writers_share_one_table_of_an_index_on_s3(
-    tmp_path: Path, moto_server: MotoServer, monkeypatch: Any
+    tmp_path: Path, moto_server: MotoServer, monkeypatch: Any, database: str, request: pytest.FixtureRequest
 ) -> None:
     bucket = f"sf-index-{secrets.token_hex(4)}"
     moto_server.client().create_bucket(Bucket=bucket)
     env = _s3_env(moto_server, bucket)
     for name in [k for k in os.environ if k.startswith("AWS_")]:
         monkeypatch.delenv(name)
+    if database == "postgres":
+        env["STRATAFLOW_DATABASE_URL"] = request.getfixturevalue("private_pg")
     settings = Settings(
         data_dir=tmp_path,
         **{k.removeprefix("STRATAFLOW_").lower(): v for k, v in env.items() if k.startswith("STRATAFLOW_")},
@@ -76,10 +81,12 @@ def test_two_writers_share_one_table_of_an_index_on_s3(
 
     source = str(Path(__file__).resolve().parents[2] / "src")
     env["PYTHONPATH"] = source
+    # One host (SQLite): the writers share a data directory. Several hosts (PostgreSQL): each has its own.
+    data_dirs = {name: tmp_path / (f"host_{name}" if database == "postgres" else "host") for name in "ab"}
     writers = [
         subprocess.Popen(
             [sys.executable, "-c", _WRITER, name, str(ROUNDS), str(PER_ROUND)],
-            env=env,
+            env={**env, "STRATAFLOW_DATA_DIR": str(data_dirs[name])},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -8,7 +8,10 @@ to resolve a region for an S3-compatible server.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from strataflow.config import Settings
+from strataflow.index.locks import FileTableLocks, PostgresTableLocks, TableLocks
 
 
 def index_storage_options(settings: Settings) -> dict[str, str] | None:
@@ -27,3 +30,18 @@ def index_storage_options(settings: Settings) -> dict[str, str] | None:
     # LanceDB's key for it is the inverse, virtual-hosted-style requests.
     options["virtual_hosted_style_request"] = "false" if settings.s3_path_style else "true"
     return options
+
+
+def index_write_locks(settings: Settings) -> TableLocks:
+    """The lock every writer of this index shares.
+
+    A local index: a file lock beside its tables. An index on S3: PostgreSQL's advisory locks
+    when the database is PostgreSQL (writers on several hosts share it); with SQLite the
+    writers are the processes of one host, sharing the data directory, so a file lock there.
+    """
+    uri = settings.resolved_index_uri
+    if "://" not in uri:
+        return FileTableLocks(Path(uri) / ".locks")
+    if settings.resolved_database_url.startswith("postgresql"):
+        return PostgresTableLocks(settings.resolved_database_url, uri)
+    return FileTableLocks(settings.data_dir / "index-locks")

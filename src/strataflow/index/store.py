@@ -1,9 +1,10 @@
 """DocumentIndex: the LanceDB database holding one documents table per collection.
 
 Writes to one table are serialised: concurrent appends or merges on a Lance
-table conflict (or, for appends, duplicate). A thread lock covers one process;
-for a local directory a file lock next to the tables covers several
-processes (the API server and `strataflow worker`). Upserts go through
+table conflict or, for two merges inserting the same new id, duplicate it. A
+thread lock covers one process; `locks` (index/locks.py) covers every process
+that writes: a file lock next to the tables for a local directory, an advisory
+lock in PostgreSQL for an index on S3 shared by several hosts. Upserts go through
 `merge_insert` keyed on `document_id`, so writing a document twice leaves one.
 
 Reads use strong consistency (every read sees the latest committed version),
@@ -12,7 +13,6 @@ so a worker's writes are visible to the API at once.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import threading
 from collections.abc import Iterator
@@ -28,6 +28,7 @@ from lancedb.index import FTS, BTree, IvfHnswSq
 from lancedb.query import ColumnOrdering
 
 from strataflow.errors import BadRequestError, not_found
+from strataflow.index.locks import FileTableLocks, TableLocks
 from strataflow.index.records import (
     SEARCH_TEXT_COLUMN,
     StoredDocument,
@@ -54,13 +55,21 @@ class DocumentIndex:
     """Documents and their vectors, one LanceDB table per collection."""
 
     def __init__(
-        self, uri: str, *, vector_index_min_rows: int = 50_000, storage_options: dict[str, str] | None = None
+        self,
+        uri: str,
+        *,
+        vector_index_min_rows: int = 50_000,
+        storage_options: dict[str, str] | None = None,
+        locks: TableLocks | None = None,
     ) -> None:
+        """`locks` is required for a remote index: only the caller knows what its writers share."""
         self.uri = uri
         self.vector_index_min_rows = vector_index_min_rows
-        self._local_dir = Path(uri) if "://" not in uri else None
-        if self._local_dir is not None:
-            (self._local_dir / ".locks").mkdir(parents=True, exist_ok=True)
+        if locks is None:
+            if "://" in uri:
+                raise ValueError(f"an index at {uri} needs the locks its writers share")
+            locks = FileTableLocks(Path(uri) / ".locks")
+        self._process_locks = locks
         self._db = cast(
             LanceDBConnection,
             lancedb.connect(uri, read_consistency_interval=timedelta(0), storage_options=storage_options),
@@ -111,18 +120,11 @@ class DocumentIndex:
 
     @contextmanager
     def write_lock(self, collection_id: str) -> Iterator[None]:
+        """One writer of a table at a time: threads of this process, then every other process."""
         with self._guard:
             lock = self._locks.setdefault(collection_id, threading.Lock())
-        with lock:
-            if self._local_dir is None:
-                yield
-                return
-            with (self._local_dir / ".locks" / f"{collection_id}.lock").open("a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+        with lock, self._process_locks.hold(collection_id):
+            yield
 
     # -- writes -------------------------------------------------------------------------------
 
