@@ -34,7 +34,10 @@ from strataflow.api.text_guard import TextGuard
 from strataflow.config import Settings
 from strataflow.runtime import Runtime, open_runtime
 
+# Routes are matched in order, one by one: tasks first, because every SDK client polls them
+# (the prefixes do not overlap, so the order changes nothing else).
 ROUTERS = (
+    tasks,
     health,
     namespaces,
     buckets,
@@ -42,7 +45,6 @@ ROUTERS = (
     uploads,
     blobs,
     batches,
-    tasks,
     extractors,
     collections,
     documents,

@@ -14,8 +14,11 @@ from strataflow.services.tenancy.namespaces import resolve_scope
 from strataflow.services.tenancy.scope import NamespaceScope, Principal
 from strataflow.store.pagination import PageRequest
 
+# Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` in the thread pool, a
+# thread hop per dependency per request, which on the polling path cost more than the query.
 
-def get_runtime(request: Request) -> Runtime:
+
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -43,10 +46,10 @@ ReadDbDep = Annotated[Session, Depends(read_session)]
 # connection and all wait for the pool's timeout (seen with 32 clients: 30 s stalls, then 500s).
 
 
-def get_principal(
-    runtime: RuntimeDep,
-    authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
-) -> Principal:
+AuthorizationDep = Annotated[str | None, Header(description="Bearer <api key>")]
+
+
+def get_principal(runtime: RuntimeDep, authorization: AuthorizationDep = None) -> Principal:
     with runtime.db.read_session() as session:
         return authenticate(session, authorization)
 
@@ -81,7 +84,7 @@ def optional_namespace(
 OptionalScopeDep = Annotated[NamespaceScope | None, Depends(optional_namespace)]
 
 
-def page_request(
+async def page_request(
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     offset: Annotated[int, Query(ge=0, le=10000)] = 0,
     cursor: Annotated[str | None, Query(max_length=512)] = None,

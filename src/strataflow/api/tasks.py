@@ -5,8 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
-from strataflow.api.deps import DbDep, OptionalScopeDep, PageDep, PrincipalDep, ReadDbDep
+from strataflow.api.deps import (
+    AuthorizationDep,
+    DbDep,
+    OptionalScopeDep,
+    PageDep,
+    PrincipalDep,
+    ReadDbDep,
+    RuntimeDep,
+)
 from strataflow.runtime import KILL_HOOKS
 from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
 from strataflow.schemas.tasks import ListTasksRequest, ListTasksResponse, TaskResponse
@@ -16,8 +25,9 @@ router = APIRouter(prefix="/v1/tasks", tags=["Tasks"], responses=ERROR_RESPONSES
 
 
 @router.get("/{task_id}", response_model=TaskResponse)
-def get_task(task_id: str, principal: PrincipalDep, session: ReadDbDep) -> dict[str, Any]:
-    return service.task_payload(service.get_task(session, principal.org_id, task_id))
+async def get_task(task_id: str, runtime: RuntimeDep, authorization: AuthorizationDep = None) -> dict[str, Any]:
+    # The polling path: the key and the task are read in one session, in one trip to the thread pool.
+    return await run_in_threadpool(service.read_task_payload, runtime.db, authorization, task_id)
 
 
 @router.post("/list", response_model=ListTasksResponse)

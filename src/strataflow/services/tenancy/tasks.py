@@ -12,7 +12,9 @@ from strataflow.clock import isoformat
 from strataflow.errors import not_found
 from strataflow.ids import new_id
 from strataflow.schemas.tasks import ListTasksRequest
+from strataflow.services.tenancy.auth import authenticate
 from strataflow.statuses import Status, TaskType
+from strataflow.store.db import Database
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Task
@@ -55,6 +57,17 @@ def create_task(
     create(session, task, Status.PENDING, "requested")
     session.flush()
     return task
+
+
+def read_task_payload(db: Database, authorization: str | None, task_id: str) -> dict[str, Any]:
+    """GET /v1/tasks/{id} in one read session: the caller's key, then the task, then its wire shape.
+
+    Every SDK client polls this while it waits, so it is the server's most frequent request; one
+    session (one pooled connection, one BEGIN) instead of one for the key and one for the task.
+    """
+    with db.read_session() as session:
+        principal = authenticate(session, authorization)
+        return task_payload(get_task(session, principal.org_id, task_id))
 
 
 def get_task(session: Session, org_id: str, task_id: str) -> Task:
