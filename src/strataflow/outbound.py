@@ -12,8 +12,9 @@ every fetch here:
   (the Host header and TLS name stay the URL's, so certificates still verify):
   a DNS answer that changes between check and connect changes nothing;
 - checks every redirect hop the same way, and follows at most a few;
-- has one wall-clock deadline for everything (queueing, connect, every read):
-  a server dripping a byte a second cannot hold a request past it;
+- has one wall-clock deadline for everything (queueing, the DNS lookup, connect,
+  every read): a server dripping a byte a second, or a name server that never
+  answers, cannot hold a request past it;
 - stops at a size limit, and runs at most a few fetches at once.
 
 The operator's allow list (`STRATAFLOW_OUTBOUND_ALLOW`) names internal sources
@@ -31,6 +32,8 @@ import ssl
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
@@ -277,6 +280,10 @@ class OutboundClient:
         self.policy = policy
         self._slots = threading.BoundedSemaphore(policy.max_concurrent)
         self._ssl = ssl_context or ssl.create_default_context()
+        # `getaddrinfo` takes no timeout, so lookups run on threads of their own and the fetch waits
+        # only until its deadline. A lookup that never returns keeps its thread, but there are at most
+        # as many as fetch slots: a silent name server cannot make the server grow threads.
+        self._resolver = ThreadPoolExecutor(max_workers=policy.max_concurrent, thread_name_prefix="outbound-dns")
 
     def get(self, url: str, max_bytes: int | None = None, deadline_s: float | None = None) -> Fetched:
         """GET `url` and return its body. Raises `FetchFailed` (one message for every cause).
@@ -307,7 +314,7 @@ class OutboundClient:
 
     def check(self, url: str) -> None:
         """Refuse a URL the policy would never fetch (scheme, host, address), without fetching it."""
-        self._target(url)
+        self._target(url, Deadline(self.policy.deadline_s))
 
     def _failed(self, url: str, reason: str) -> FetchFailed:
         log.info("outbound fetch refused or failed", extra={"url": url, "reason": reason})
@@ -316,7 +323,7 @@ class OutboundClient:
     def _follow(self, url: str, limit: int, deadline: Deadline) -> Fetched:
         current = url
         for _hop in range(self.policy.max_redirects + 1):
-            target = self._target(current)
+            target = self._target(current, deadline)
             status, headers, body = self._one_request(target, limit, deadline)
             if status in REDIRECTS:
                 location = headers.get("location")
@@ -330,7 +337,7 @@ class OutboundClient:
             return Fetched(body, content_type, current)
         raise self._failed(url, f"more than {self.policy.max_redirects} redirects")
 
-    def _target(self, url: str) -> _Target:
+    def _target(self, url: str, deadline: Deadline) -> _Target:
         """Parse, resolve once and judge the address this hop will connect to."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -343,15 +350,19 @@ class OutboundClient:
         if not host:
             raise self._failed(url, "no host")
         host = _normal_host(host)
-        addresses = self._resolve(url, host, port)
+        addresses = self._resolve(url, host, port, deadline)
         refused = [a for a in addresses if not is_public(a) and not self.policy.allow.allows(host, port, a)]
         if refused:
             raise self._failed(url, f"{host} resolves to an address that is not allowed ({refused[0]})")
         return _Target(url, host, port, addresses[0])
 
-    def _resolve(self, url: str, host: str, port: int) -> list[IPAddress]:
+    def _resolve(self, url: str, host: str, port: int, deadline: Deadline) -> list[IPAddress]:
+        lookup = self._resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = lookup.result(timeout=max(0.0, deadline.remaining()))
+        except FutureTimeout:
+            lookup.cancel()  # still queued behind stuck lookups: never started
+            raise self._failed(url, f"cannot resolve {host} before the deadline") from None
         except (OSError, UnicodeError) as exc:
             raise self._failed(url, f"cannot resolve {host}: {exc}") from None
         addresses: list[IPAddress] = []
