@@ -297,11 +297,12 @@ def delete_collection(
             "finished; cancel them or wait for them to finish, then delete it",
             {"batch_ids": running},
         )
-    documents = index.count(row.collection_id)
     session.execute(delete(CollectionSource).where(CollectionSource.collection_id == row.collection_id))
     session.delete(row)
     session.commit()
     # After the commit: a failure here leaves only an unreachable table or files, never a half collection.
+    # The count too: on an index on S3 it is a remote read, not to be made while holding the write lock.
+    documents = index.count(row.collection_id)
     index.drop_table(row.collection_id)
     blobs.delete_prefix(document_blob_prefix(row))
     return {"collection_id": row.collection_id, "documents_deleted": documents}
