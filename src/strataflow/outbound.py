@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpcore
@@ -270,6 +270,16 @@ class TooLarge(Exception):
     pass
 
 
+class _CountingSink:
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.written = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.stream.write(chunk)
+        self.written += len(chunk)
+
+
 class OutboundClient:
     """Fetches URLs under one policy. Thread-safe; one per process (it owns the concurrency cap)."""
 
@@ -305,6 +315,35 @@ class OutboundClient:
         finally:
             self._slots.release()
 
+    def download(self, url: str, sink: BinaryIO, max_bytes: int | None = None, deadline_s: float | None = None) -> int:
+        """GET `url` into `sink` as it arrives (files too big to hold in memory: model pulls); returns the
+        bytes written. The same guard, limits and single failure as `get`; a failure may leave `sink` part-written."""
+        limit = min(max_bytes or self.policy.max_bytes, self.policy.max_bytes)
+        deadline = Deadline(min(deadline_s or self.policy.deadline_s, self.policy.deadline_s))
+        if not self._slots.acquire(timeout=max(0.0, deadline.remaining())):
+            raise self._failed(url, "no fetch slot freed before the deadline")
+        counter = _CountingSink(sink)
+        try:
+            self._follow(url, limit, deadline, counter)
+            return counter.written
+        except FetchFailed:
+            raise
+        except TooLarge:
+            raise self._failed(url, f"larger than {limit} bytes") from None
+        except (httpcore.TimeoutException, TimeoutError):
+            raise self._failed(url, "deadline passed") from None
+        except (
+            httpcore.NetworkError,
+            httpcore.ProtocolError,
+            httpcore.UnsupportedProtocol,
+            OSError,
+            ValueError,
+            UnicodeError,
+        ) as exc:
+            raise self._failed(url, f"{type(exc).__name__}: {exc}") from None
+        finally:
+            self._slots.release()
+
     def check(self, url: str) -> None:
         """Refuse a URL the policy would never fetch (scheme, host, address), without fetching it."""
         self._target(url)
@@ -313,11 +352,11 @@ class OutboundClient:
         log.info("outbound fetch refused or failed", extra={"url": url, "reason": reason})
         return FetchFailed(url, reason)
 
-    def _follow(self, url: str, limit: int, deadline: Deadline) -> Fetched:
+    def _follow(self, url: str, limit: int, deadline: Deadline, sink: _CountingSink | None = None) -> Fetched:
         current = url
         for _hop in range(self.policy.max_redirects + 1):
             target = self._target(current)
-            status, headers, body = self._one_request(target, limit, deadline)
+            status, headers, body = self._one_request(target, limit, deadline, sink)
             if status in REDIRECTS:
                 location = headers.get("location")
                 if not location:
@@ -363,7 +402,9 @@ class OutboundClient:
             raise self._failed(url, f"{host} has no address")
         return addresses
 
-    def _one_request(self, target: _Target, limit: int, deadline: Deadline) -> tuple[int, dict[str, str], bytes]:
+    def _one_request(
+        self, target: _Target, limit: int, deadline: Deadline, sink: _CountingSink | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         headers = [(b"User-Agent", self.policy.user_agent.encode()), (b"Accept-Encoding", b"identity")]
         timeouts = {name: deadline.clamp(None) for name in ("connect", "read", "write", "pool")}
         with (
@@ -383,8 +424,13 @@ class OutboundClient:
                 raise TooLarge()
             body = bytearray()
             for chunk in response.iter_stream():
-                body += chunk
-                if len(body) > limit:
-                    raise TooLarge()
+                if sink is not None:  # streamed to the caller's file: only the count is kept
+                    sink.write(chunk)
+                    if sink.written > limit:
+                        raise TooLarge()
+                else:
+                    body += chunk
+                    if len(body) > limit:
+                        raise TooLarge()
                 deadline.clamp(None)
             return response.status, answer, bytes(body)
