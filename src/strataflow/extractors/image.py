@@ -125,7 +125,7 @@ class ImageExtractor(Extractor[ImageParams]):
         return specs
 
     def possible_vector_indexes(self) -> list[VectorIndexSpec]:
-        return installed_specs("image") + self.vector_indexes(ImageParams())
+        return installed_specs("image") + self.vector_indexes(ImageParams.model_validate({}))
 
     def extract(self, rows: list[ExtractorInput], params: ImageParams, context: ExtractContext) -> list[RowResult]:
         model = chosen_model(params.vision_model)

@@ -177,7 +177,7 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
         return specs
 
     def possible_vector_indexes(self) -> list[VectorIndexSpec]:
-        return installed_specs("keyframe of a video segment") + self.vector_indexes(MultimodalParams())
+        return installed_specs("keyframe of a video segment") + self.vector_indexes(MultimodalParams.model_validate({}))
 
     def position_fields(self) -> list[str]:
         return ["start_time", "end_time"]

@@ -110,7 +110,9 @@ class QueryEmbedder:
             if mode == "vector":
                 return _check_vector(value, target)
             if mode in ("document", "document_id"):
-                reference = query.get("document_ref") if isinstance(query.get("document_ref"), dict) else {}
+                reference = query.get("document_ref")
+                if not isinstance(reference, dict):
+                    reference = {}
                 document_id = value or query.get("document_id") or reference.get("document_id") or ""
                 return self._document_vector(str(document_id), target)
             if mode in ("content", "image", "url"):

@@ -66,14 +66,17 @@ class VisionEncoder:
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()  # "torchvision not installed, using the PIL processor" is expected
+        # "torchvision is not installed, using the PIL processor" is expected: quiet.
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         started = time.monotonic()
         self.info = info
         self.device = device
         self.dtype = torch.float16 if device.startswith("cuda") else torch.float32
         model = AutoModel.from_pretrained(str(info.path), local_files_only=True, use_safetensors=True, dtype=self.dtype)
         self.model = model.to(device).eval()
-        self.image_processor = AutoImageProcessor.from_pretrained(str(info.path), local_files_only=True)
+        self.image_processor = AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+            str(info.path), local_files_only=True
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(str(info.path), local_files_only=True)
         text_config = getattr(self.model.config, "text_config", None)
         self.max_text_tokens = int(getattr(text_config, "max_position_embeddings", 64) or 64)
