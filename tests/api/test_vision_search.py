@@ -19,14 +19,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from strataflow.app import create_app
+from strataflow.cli import app as cli
 from strataflow.config import Settings
 from strataflow.extractors.vision import catalog
 from strataflow.extractors.vision.encoder import load_encoder
+from strataflow.runtime import Runtime
 from tests import vision_factory as vf
 from tests.conftest import ADMIN_KEY
 from tests.helpers import assert_error, wait_task
+from tests.live import free_port
 from tests.media_factory import write_video
 
 # SQLite only (the settings below): model work is database-agnostic.
@@ -167,8 +173,28 @@ def test_catalogue_and_a_missing_model(client: TestClient, namespace: dict[str, 
     assert client.post("/v1/collections/list", json={}).json()["results"] == []  # nothing half-made
 
 
+@pytest.fixture
+def served(runtime: Runtime) -> Iterator[str]:
+    """The same runtime over real HTTP, for the command-line client (no second process, no second model load)."""
+    port = free_port()
+    config = uvicorn.Config(create_app(runtime=runtime, run_background=False), port=port, log_config=None)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        thread.join(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
 def test_images_and_video_searched_by_text_and_by_image(
-    client: TestClient, namespace: dict[str, Any], settings: Settings, pictures: list[Path], image_server: str
+    client: TestClient,
+    namespace: dict[str, Any],
+    settings: Settings,
+    pictures: list[Path],
+    image_server: str,
+    served: str,
 ) -> None:
     schema = {"properties": {"img": {"type": "image"}, "name": {"type": "string"}}}
     assert client.post("/v1/buckets", json={"bucket_name": "pics", "bucket_schema": schema}).status_code == 200
@@ -211,6 +237,35 @@ def test_images_and_video_searched_by_text_and_by_image(
         client, "photos", "mixpeek://image_extractor@v1/visual_descriptor", {"input_mode": "content", "value": data_uri}
     )
     assert_error(wrong_space, 400)
+    hybrid = client.post(
+        "/v1/retrievers/execute",
+        json={
+            "collection_identifiers": ["photos"],
+            "input_schema": {"q": {"type": "text"}},
+            "stages": [
+                {
+                    "stage_name": "both",
+                    "config": {
+                        "stage_id": "hybrid_search",
+                        "parameters": {"feature_uri": FEATURE, "query": "{{INPUT.q}}"},
+                    },
+                }
+            ],
+            "inputs": {"q": "a red boat"},
+        },
+    )
+    assert len(_hits(hybrid)) == 4  # the model's ranking fused with BM25 (no text here: the model's alone)
+
+    # The command line: a text query takes the primary (vision) feature; --image searches by picture.
+    env = {"STRATAFLOW_URL": served, "STRATAFLOW_API_KEY": ADMIN_KEY, "COLUMNS": "200"}
+    by_text = CliRunner().invoke(cli, ["search", "a red boat", "-c", "photos", "--namespace", "main"], env=env)
+    assert by_text.exit_code == 0, by_text.output
+    assert "4 hit(s)" in by_text.output and "vision_tiny_clip" in by_text.output
+    by_picture = CliRunner().invoke(
+        cli, ["search", "-c", "photos", "--image", str(target), "--namespace", "main", "-k", "1"], env=env
+    )
+    assert by_picture.exit_code == 0, by_picture.output
+    assert ids[2] in by_picture.output and "1.000" in by_picture.output
 
     # Video: segments' keyframes embedded by the same model, chosen the Mixpeek way (params.model).
     video = write_video(settings.data_dir.parent / "shots.mp4")
