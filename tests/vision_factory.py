@@ -134,3 +134,71 @@ def coloured_images(folder: Path, count: int, size: tuple[int, int] = (64, 48)) 
         Image.fromarray(pixels).save(path)
         paths.append(path)
     return paths
+
+
+def to_openclip(hf_folder: Path, folder: Path) -> Path:
+    """Rewrite a tiny CLIP checkpoint made by `make_clip` in OpenCLIP's own layout (open_clip_config.json,
+    open_clip_model.safetensors, plus CLIP's vocab.json/merges.txt, which OpenCLIP checkpoints lack).
+
+    `open-clip-torch` cannot be installed here, so this is written from OpenCLIP's documented state-dict
+    names (visual.conv1, resblocks with fused in_proj, visual.proj as width x embed_dim, ...)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    hf = load_file(str(hf_folder / "model.safetensors"))
+    config = json.loads((hf_folder / "config.json").read_text())
+    vision, text = config["vision_config"], config["text_config"]
+    out: dict[str, torch.Tensor] = {
+        "visual.conv1.weight": hf["vision_model.embeddings.patch_embedding.weight"],
+        "visual.class_embedding": hf["vision_model.embeddings.class_embedding"],
+        "visual.positional_embedding": hf["vision_model.embeddings.position_embedding.weight"],
+        "visual.proj": hf["visual_projection.weight"].T.contiguous(),
+        "token_embedding.weight": hf["text_model.embeddings.token_embedding.weight"],
+        "positional_embedding": hf["text_model.embeddings.position_embedding.weight"],
+        "text_projection": hf["text_projection.weight"].T.contiguous(),
+        "logit_scale": hf["logit_scale"],
+    }
+    for part in ("weight", "bias"):
+        out[f"visual.ln_pre.{part}"] = hf[f"vision_model.pre_layrnorm.{part}"]
+        out[f"visual.ln_post.{part}"] = hf[f"vision_model.post_layernorm.{part}"]
+        out[f"ln_final.{part}"] = hf[f"text_model.final_layer_norm.{part}"]
+    names = {"attn.out_proj": "self_attn.out_proj", "ln_1": "layer_norm1", "ln_2": "layer_norm2"}
+    names.update({"mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"})
+    for tower, prefix, layers in (
+        ("vision_model", "visual.transformer", vision["num_hidden_layers"]),
+        ("text_model", "transformer", text["num_hidden_layers"]),
+    ):
+        for i in range(layers):
+            source, target = f"{tower}.encoder.layers.{i}", f"{prefix}.resblocks.{i}"
+            for part in ("weight", "bias"):
+                fused = [hf[f"{source}.self_attn.{p}_proj.{part}"] for p in ("q", "k", "v")]
+                out[f"{target}.attn.in_proj_{part}"] = torch.cat(fused, dim=0)
+                for open_name, hf_name in names.items():
+                    out[f"{target}.{open_name}.{part}"] = hf[f"{source}.{hf_name}.{part}"]
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(out, str(folder / "open_clip_model.safetensors"))
+    model_cfg = {
+        "embed_dim": config["projection_dim"],
+        "quick_gelu": vision.get("hidden_act", "quick_gelu") == "quick_gelu",
+        "vision_cfg": {
+            "image_size": vision["image_size"],
+            "layers": vision["num_hidden_layers"],
+            "width": vision["hidden_size"],
+            "head_width": vision["hidden_size"] // vision["num_attention_heads"],
+            "mlp_ratio": vision["intermediate_size"] / vision["hidden_size"],
+            "patch_size": vision["patch_size"],
+        },
+        "text_cfg": {
+            "context_length": text["max_position_embeddings"],
+            "vocab_size": text["vocab_size"],
+            "width": text["hidden_size"],
+            "heads": text["num_attention_heads"],
+            "layers": text["num_hidden_layers"],
+            "mlp_ratio": text["intermediate_size"] / text["hidden_size"],
+        },
+    }
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}}))
+    vocab = hf_folder.parent / f".{hf_folder.name}-vocab"
+    for name in ("vocab.json", "merges.txt"):
+        (folder / name).write_bytes((vocab / name).read_bytes())
+    return folder

@@ -196,3 +196,22 @@ def test_import_copies_verifies_and_refuses_what_is_not_a_model(tmp_path: Path, 
     with pytest.raises(ImportFailed, match="does not load"):
         import_model(corrupt, target, "corrupt")
     assert sorted(p.name for p in target.iterdir()) == ["clip-b"]  # nothing half-imported is left behind
+
+
+def test_openclip_checkpoint_is_converted_and_gives_the_same_vectors(
+    tmp_path: Path, models: Path, pictures: list[Path]
+) -> None:
+    """The tiny CLIP rewritten in OpenCLIP's layout imports as a CLIP folder whose vectors equal the original's."""
+    source = vf.to_openclip(models / "tiny-clip", tmp_path / "open-clip-tiny")
+    installed = tmp_path / "installed"
+    info = import_model(source, installed, "from-openclip")
+    assert (info.family, info.dimensions) == ("clip", 16)
+    converted = VisionEncoder(info, "cpu")
+    original = load_encoder(catalog.find_model(models, "tiny-clip"))
+    images = [prepare_image(Image.open(p)) for p in pictures[:3]]
+    assert np.allclose(converted.encode_images(images), original.encode_images(images), atol=1e-5)
+    texts = ["a red boat", "blue sea"]
+    assert np.allclose(converted.encode_texts(texts), original.encode_texts(texts), atol=1e-5)
+    (source / "vocab.json").unlink()
+    with pytest.raises(ImportFailed, match="no tokenizer"):
+        import_model(source, installed, "no-vocab")

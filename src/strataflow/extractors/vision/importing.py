@@ -25,6 +25,7 @@ from strataflow.extractors.vision.catalog import (
     checkpoint_files,
     inspect_folder,
 )
+from strataflow.extractors.vision.openclip import convert, is_openclip_folder
 
 log = logging.getLogger("strataflow.vision")
 
@@ -82,13 +83,37 @@ def publish(staging: Path, models_dir: Path, name: str) -> VisionModelInfo:
     return inspect_folder(target, name)
 
 
+def _import_openclip(source: Path, models_dir: Path, name: str | None) -> VisionModelInfo:
+    try:
+        name = check_name(name or source.name)
+    except ModelFormatError as exc:
+        raise ImportFailed(str(exc)) from None
+    if (models_dir / name).exists():
+        raise ImportFailed(f"a model named '{name}' is already installed; choose another --name")
+    staging = staging_dir(models_dir, name)
+    try:
+        convert(source, staging)
+    except ModelFormatError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ImportFailed(f"not a usable OpenCLIP checkpoint: {exc}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    info = publish(staging, models_dir, name)
+    log.info("OpenCLIP model converted and imported", extra={"model": name, "source": str(source)})
+    return info
+
+
 def staging_dir(models_dir: Path, name: str) -> Path:
     models_dir.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=models_dir))
 
 
 def import_model(source: Path, models_dir: Path, name: str | None = None) -> VisionModelInfo:
-    """Copy the checkpoint folder `source` into `models_dir` as `name` (default: the folder's name)."""
+    """Copy the checkpoint folder `source` into `models_dir` as `name` (default: the folder's name).
+    An OpenCLIP checkpoint is converted to a transformers CLIP folder instead of copied."""
+    if is_openclip_folder(source):
+        return _import_openclip(source, models_dir, name)
     try:
         name = check_name(name or source.name)
         files = checkpoint_files(source) if source.is_dir() else None
