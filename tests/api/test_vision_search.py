@@ -170,6 +170,8 @@ def test_catalogue_and_a_missing_model(client: TestClient, namespace: dict[str, 
     assert "strataflow models import" in body["error"]["message"]
     by_params = _collection(client, "two", "pics", "image_extractor", {"image": "img"}, params={"model": "siglip_base"})
     assert_error(by_params, 400, "ModelNotInstalledError")
+    as_model = _collection(client, "three", "pics", "image_extractor", {"image": "img"}, parameters={"model": "b16"})
+    assert_error(as_model, 400, "ModelNotInstalledError")
     assert client.post("/v1/collections/list", json={}).json()["results"] == []  # nothing half-made
 
 

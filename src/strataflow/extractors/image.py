@@ -45,6 +45,7 @@ from strataflow.extractors.media.visual import (
 from strataflow.extractors.text_models import TEXT_MODELS, embed_texts
 from strataflow.extractors.vision.encoder import prepare_image
 from strataflow.extractors.vision.features import (
+    MODEL_ALIASES,
     PARAMETER_HELP,
     chosen_model,
     embed_images,
@@ -65,7 +66,9 @@ class ImageParams(ExtractorParams):
     run_text_embedding: bool = True
     run_visual_descriptor: bool = True
     run_perceptual_hash: bool = True
-    vision_model: str | None = Field(None, description=PARAMETER_HELP.format(what="image"))
+    vision_model: str | None = Field(
+        None, validation_alias=MODEL_ALIASES, description=PARAMETER_HELP.format(what="image")
+    )
 
 
 class ImageExtractor(Extractor[ImageParams]):

@@ -48,6 +48,7 @@ from strataflow.extractors.media.visual import DESCRIPTOR_DIMENSIONS, DESCRIPTOR
 from strataflow.extractors.text_models import TEXT_MODELS, embed_texts
 from strataflow.extractors.vision.encoder import prepare_image
 from strataflow.extractors.vision.features import (
+    MODEL_ALIASES,
     PARAMETER_HELP,
     chosen_model,
     embed_images,
@@ -89,7 +90,9 @@ class MultimodalParams(ExtractorParams):
     run_ocr: bool = False
     run_ocr_embedding: bool = True
     run_visual_descriptor: bool = True
-    vision_model: str | None = Field(None, description=PARAMETER_HELP.format(what="keyframe of each video segment"))
+    vision_model: str | None = Field(
+        None, validation_alias=MODEL_ALIASES, description=PARAMETER_HELP.format(what="keyframe of each video segment")
+    )
 
 
 class MultimodalExtractor(Extractor[MultimodalParams]):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from pydantic import AliasChoices
 
 from strataflow.extractors.base import (
     ErrorCategory,
@@ -24,9 +25,11 @@ from strataflow.extractors.base import (
 from strataflow.extractors.vision import catalog
 from strataflow.extractors.vision.encoder import load_encoder
 
+# `parameters.model` is read as `vision_model` too: the name other extractors (and Mixpeek) use for a model.
+MODEL_ALIASES = AliasChoices("vision_model", "model")
 PARAMETER_HELP = (
     "Installed CLIP/SigLIP model (`strataflow models list`) whose image tower embeds the {what}, as feature "
-    "vision_<model>; text queries are embedded by its text tower. Empty: the collection request's "
+    "vision_<model>; text queries are embedded by its text tower (alias: model). Empty: the collection request's "
     "params.model, then the server's STRATAFLOW_VISION_MODEL; 'none': no visual embedding."
 )
 
