@@ -60,7 +60,9 @@ def list_models(data_dir: DataDir = None, models_dir: ModelsDir = None) -> None:
 
 @models_app.command("import")
 def import_command(
-    path: Annotated[Path, typer.Argument(help="A Hugging Face CLIP/SigLIP checkpoint folder, or an OpenCLIP (ViT) one.")],
+    path: Annotated[
+        Path, typer.Argument(help="A Hugging Face CLIP/SigLIP checkpoint folder, or an OpenCLIP (ViT) one.")
+    ],
     name: Annotated[str | None, typer.Option("--name", help="Name to install it as (default: folder name).")] = None,
     data_dir: DataDir = None,
     models_dir: ModelsDir = None,

@@ -33,6 +33,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vf.make_siglip(root / "tiny-siglip")
     (root / "whisper-base").mkdir()  # another kind of model folder: not a vision model, not a problem
     (root / "whisper-base" / "model.bin").write_bytes(b"x")
+    (root / "whisper-base" / "config.json").write_text('{"alignment_heads": [], "suppress_ids": []}')
     broken = root / "half-copied"
     broken.mkdir()
     shutil.copy(root / "tiny-clip" / "config.json", broken / "config.json")

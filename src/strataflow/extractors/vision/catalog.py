@@ -185,8 +185,17 @@ def discover(models_dir: Path) -> Discovery:
         try:
             models.append(inspect_folder(entry, check_name(entry.name)))
         except ModelFormatError as exc:
-            problems[entry.name] = str(exc)
+            if _is_transformers_config(entry / "config.json"):  # meant as a model: say what is wrong
+                problems[entry.name] = str(exc)
     return Discovery(models, problems)
+
+
+def _is_transformers_config(path: Path) -> bool:
+    """A transformers config names its model_type; other tools' config.json (Whisper's CTranslate2 weights) do not."""
+    try:
+        return "model_type" in _read_json(path)
+    except ModelFormatError:
+        return True
 
 
 def install_hint(name: str) -> str:
