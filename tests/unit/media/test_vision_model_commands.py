@@ -114,3 +114,14 @@ def test_pull_from_a_hub_through_the_outbound_guard(tmp_path: Path, hub: str) ->
     with pytest.raises(PullFailed, match="not a repository name"):
         pull_model(allowed, "../etc")
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["clip-tiny"]
+
+
+def test_ingest_default_collections_carry_the_chosen_vision_model() -> None:
+    from strataflow.cli.file_kinds import default_collections
+
+    targets = {"text": "text", "image": "image", "video": "video"}
+    chosen = {p.kind: p.parameters for p in default_collections(targets, "minilm", "tiny")}
+    assert chosen["image"]["vision_model"] == chosen["media"]["vision_model"] == "tiny"
+    assert "vision_model" not in chosen["text"]
+    left_to_server = {p.kind: p.parameters for p in default_collections(targets, "minilm")}
+    assert "vision_model" not in left_to_server["image"]  # the server's default (if any) decides
