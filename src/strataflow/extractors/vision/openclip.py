@@ -131,15 +131,17 @@ def convert(source: Path, target: Path) -> None:
     tokenizer = CLIPTokenizer(str(tokenizer_files[0]), str(tokenizer_files[1]))
     end, start = tokenizer.convert_tokens_to_ids("<|endoftext|>"), tokenizer.convert_tokens_to_ids("<|startoftext|>")
     width, text_width = int(vision.get("width", 768)), int(text.get("width", 512))
+    vision_layers, text_layers = int(vision.get("layers", 12)), int(text.get("layers", 12))
+    side = int(vision.get("image_size", 224))
     act = "quick_gelu" if model_cfg.get("quick_gelu") else "gelu"
     config = CLIPConfig(
         projection_dim=int(model_cfg.get("embed_dim", 512)),
         vision_config={
             "hidden_size": width,
             "intermediate_size": int(width * float(vision.get("mlp_ratio", 4.0))),
-            "num_hidden_layers": int(vision.get("layers", 12)),
+            "num_hidden_layers": vision_layers,
             "num_attention_heads": width // int(vision.get("head_width", 64)),
-            "image_size": int(vision.get("image_size", 224)),
+            "image_size": side,
             "patch_size": int(vision.get("patch_size", 16)),
             "hidden_act": act,
         },
@@ -147,7 +149,7 @@ def convert(source: Path, target: Path) -> None:
             "vocab_size": int(text.get("vocab_size", 49408)),
             "hidden_size": text_width,
             "intermediate_size": int(text_width * float(text.get("mlp_ratio", 4.0))),
-            "num_hidden_layers": int(text.get("layers", 12)),
+            "num_hidden_layers": text_layers,
             "num_attention_heads": int(text.get("heads", 8)),
             "max_position_embeddings": int(text.get("context_length", 77)),
             "hidden_act": act,
@@ -158,10 +160,10 @@ def convert(source: Path, target: Path) -> None:
     )
     state = _state_dict(source)
     try:
-        weights = _convert_weights(state, config.vision_config.num_hidden_layers, config.text_config.num_hidden_layers)
+        weights = _convert_weights(state, vision_layers, text_layers)
     except KeyError as exc:
         raise ModelFormatError(f"the OpenCLIP weights lack {exc}: not the standard ViT layout") from None
-    model = CLIPModel(config)
+    model: Any = CLIPModel(config)
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as exc:
@@ -171,8 +173,7 @@ def convert(source: Path, target: Path) -> None:
         raise ModelFormatError(
             f"the OpenCLIP weights do not match the model: missing {missing[:3]}, extra {unexpected[:3]}"
         )
-    side = config.vision_config.image_size
-    processor = CLIPProcessor(
+    processor: Any = CLIPProcessor(  # type: ignore[no-untyped-call]
         image_processor=CLIPImageProcessor(
             size={"shortest_edge": side},
             crop_size={"height": side, "width": side},
