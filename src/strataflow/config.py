@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Default caps on one input row (extractors/limits.py reads them too, so the two never drift apart).
@@ -116,6 +116,26 @@ class Settings(BaseSettings):
         "reason) and its remaining rows fail as retryable resource errors.",
     )
     device: str = Field(default="cpu", description="Device extractors use: cpu, or cuda when a GPU is there.")
+    # Vision-language models (CLIP/SigLIP) the operator provides: see docs/vision-models.md.
+    models_dir_path: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STRATAFLOW_MODELS_DIR", "models_dir_path"),
+        description="Model checkpoints (vision models, Whisper's assembled weights); empty: <data dir>/models.",
+    )
+    vision_model: str | None = Field(
+        default=None,
+        description="Installed vision model a new image or video collection uses when its request names none; "
+        "empty: a collection gets a visual embedding only when it asks for a model.",
+    )
+    vision_batch_size: int = Field(default=32, ge=1, le=1024, description="Images per vision-model forward pass.")
+    models_pull: bool = Field(
+        default=False,
+        description="Allow `strataflow models pull` to download checkpoints from a model hub (off: the server "
+        "never downloads a model; extraction never does, whatever this says).",
+    )
+    models_hub_url: str = Field(
+        default="https://huggingface.co", description="Model hub `strataflow models pull` downloads from."
+    )
     scheduler_workers: int = Field(default=2, ge=1, description="Tiers this process runs at the same time.")
     tier_lease_s: float = Field(
         default=30.0, gt=0, description="A tier's lease; a dead worker's tier resumes after it."
@@ -173,6 +193,8 @@ class Settings(BaseSettings):
         "public_url",
         "ray_address",
         "worker_memory_mb",
+        "models_dir_path",
+        "vision_model",
         mode="before",
     )
     @classmethod
@@ -205,8 +227,8 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        """Models assembled on disk at first use (Whisper's joined weights)."""
-        return (self.data_dir / "models").resolve()
+        """Model checkpoints the operator installs (vision) and models assembled on disk at first use (Whisper)."""
+        return (self.models_dir_path or self.data_dir / "models").resolve()
 
     @property
     def admin_key_path(self) -> Path:

@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpcore
@@ -273,6 +273,16 @@ class TooLarge(Exception):
     pass
 
 
+class _CountingSink:
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.written = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.stream.write(chunk)
+        self.written += len(chunk)
+
+
 class OutboundClient:
     """Fetches URLs under one policy. Thread-safe; one per process (it owns the concurrency cap)."""
 
@@ -288,12 +298,23 @@ class OutboundClient:
     def get(self, url: str, max_bytes: int | None = None, deadline_s: float | None = None) -> Fetched:
         """GET `url` and return its body. Raises `FetchFailed` (one message for every cause).
         A caller may ask for a smaller size or a shorter deadline than the policy's, never more."""
+        return self._fetch(url, max_bytes, deadline_s, None)
+
+    def download(self, url: str, sink: BinaryIO, max_bytes: int | None = None, deadline_s: float | None = None) -> int:
+        """GET `url` into `sink` as it arrives (files too big to hold in memory: model pulls); returns the
+        bytes written. The same guard, limits and single failure as `get`; a failure may leave `sink` part-written."""
+        counter = _CountingSink(sink)
+        self._fetch(url, max_bytes, deadline_s, counter)
+        return counter.written
+
+    def _fetch(self, url: str, max_bytes: int | None, deadline_s: float | None, sink: _CountingSink | None) -> Fetched:
+        """The one path of every fetch: limits, a slot, the hops, and every failure as `FetchFailed`."""
         limit = min(max_bytes or self.policy.max_bytes, self.policy.max_bytes)
         deadline = Deadline(min(deadline_s or self.policy.deadline_s, self.policy.deadline_s))
         if not self._slots.acquire(timeout=max(0.0, deadline.remaining())):
             raise self._failed(url, "no fetch slot freed before the deadline")
         try:
-            return self._follow(url, limit, deadline)
+            return self._follow(url, limit, deadline, sink)
         except FetchFailed:
             raise
         except TooLarge:
@@ -320,11 +341,11 @@ class OutboundClient:
         log.info("outbound fetch refused or failed", extra={"url": url, "reason": reason})
         return FetchFailed(url, reason)
 
-    def _follow(self, url: str, limit: int, deadline: Deadline) -> Fetched:
+    def _follow(self, url: str, limit: int, deadline: Deadline, sink: _CountingSink | None = None) -> Fetched:
         current = url
         for _hop in range(self.policy.max_redirects + 1):
             target = self._target(current, deadline)
-            status, headers, body = self._one_request(target, limit, deadline)
+            status, headers, body = self._one_request(target, limit, deadline, sink)
             if status in REDIRECTS:
                 location = headers.get("location")
                 if not location:
@@ -374,7 +395,9 @@ class OutboundClient:
             raise self._failed(url, f"{host} has no address")
         return addresses
 
-    def _one_request(self, target: _Target, limit: int, deadline: Deadline) -> tuple[int, dict[str, str], bytes]:
+    def _one_request(
+        self, target: _Target, limit: int, deadline: Deadline, sink: _CountingSink | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         headers = [(b"User-Agent", self.policy.user_agent.encode()), (b"Accept-Encoding", b"identity")]
         timeouts = {name: deadline.clamp(None) for name in ("connect", "read", "write", "pool")}
         with (
@@ -394,8 +417,13 @@ class OutboundClient:
                 raise TooLarge()
             body = bytearray()
             for chunk in response.iter_stream():
-                body += chunk
-                if len(body) > limit:
-                    raise TooLarge()
+                if sink is not None:  # streamed to the caller's file: only the count is kept
+                    sink.write(chunk)
+                    if sink.written > limit:
+                        raise TooLarge()
+                else:
+                    body += chunk
+                    if len(body) > limit:
+                        raise TooLarge()
                 deadline.clamp(None)
             return response.status, answer, bytes(body)

@@ -25,6 +25,7 @@ from strataflow.engine.scheduler import Scheduler
 from strataflow.engine.tiers.executor import BatchTierExecutor
 from strataflow.engine.triggers import TriggerAction, TriggerLoop
 from strataflow.extractors.base import RowResult
+from strataflow.extractors.vision import catalog as vision_catalog
 from strataflow.index.storage import index_storage_options, index_write_locks
 from strataflow.index.store import DocumentIndex
 from strataflow.outbound import OutboundClient, OutboundPolicy
@@ -156,6 +157,8 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
     A `runner` may be shared between runtimes (its workers hold models, not state).
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Collections are described (vision features, their dimensions) from this process's models directory.
+    vision_catalog.configure(settings.models_dir, settings.vision_model)
     db = Database(settings.resolved_database_url)
     upgrade_to_head(db)
     blobs = open_blob_store(settings)

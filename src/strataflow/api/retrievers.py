@@ -14,6 +14,8 @@ from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
 from strataflow.api.errors import error_body
 from strataflow.errors import StrataflowError
 from strataflow.retrieval.pipeline import Execution
+from strataflow.retrieval.vision_queries import VisionQueries
+from strataflow.runtime import Runtime
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.schemas.retrievers import (
     AdhocExecuteRequest,
@@ -69,6 +71,7 @@ def execute_adhoc(
         request,
         with_vectors=return_vectors,
         presign=return_presigned_urls,
+        vision=_vision(runtime),
     )
     return _stream(run) if request.stream else run.run()
 
@@ -112,8 +115,17 @@ def execute_retriever(
         request,
         with_vectors=return_vectors,
         presign=return_presigned_urls,
+        vision=_vision(runtime),
     )
     return _stream(run) if request.stream else run.run()
+
+
+def _vision(runtime: Runtime) -> VisionQueries:
+    """Query encoding for vision features: this server's models, device and outbound guard."""
+    settings = runtime.settings
+    return VisionQueries(
+        settings.models_dir, settings.device, runtime.outbound, settings.image_max_pixels, settings.image_max_frames
+    )
 
 
 def _sse(event: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """The `strataflow` command line.
 
-Server-side commands (`serve`, `orgs`, `keys`) act on the data directory; client commands
+Server-side commands (`serve`, `orgs`, `keys`, `models`) act on the data directory; client commands
 (`ingest`, `watch`, `search`) talk to a running server by URL and API key, so they work
 against a remote deployment as well."""
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from strataflow.cli import admin as _admin  # noqa: F401  (registers serve, orgs, keys)
+from strataflow.cli import models as _models  # noqa: F401  (registers models list, import, pull)
 from strataflow.cli.app import app
 from strataflow.cli.client import ApiError
 from strataflow.cli.ingest import ingest

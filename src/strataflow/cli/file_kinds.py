@@ -93,9 +93,13 @@ class DefaultCollection:
     parameters: dict[str, Any]
 
 
-def default_collections(targets: dict[str, str], text_model: str) -> list[DefaultCollection]:
+def default_collections(
+    targets: dict[str, str], text_model: str, vision_model: str | None = None
+) -> list[DefaultCollection]:
     """One collection per kind that has files and a property: each reads the property its kind
-    goes to (`targets`: kind -> property name), never one the bucket lacks."""
+    goes to (`targets`: kind -> property name), never one the bucket lacks. `vision_model` (an
+    installed CLIP/SigLIP model) embeds images and video keyframes; None leaves it to the server."""
+    vision = {"vision_model": vision_model} if vision_model else {}
     plans: list[DefaultCollection] = []
     if "text" in targets:
         plans.append(
@@ -107,10 +111,10 @@ def default_collections(targets: dict[str, str], text_model: str) -> list[Defaul
             )
         )
     if "image" in targets:
-        plans.append(DefaultCollection("image", "image_extractor", {"image": targets["image"]}, {}))
+        plans.append(DefaultCollection("image", "image_extractor", {"image": targets["image"]}, dict(vision)))
     media = sorted(set(targets) & {"video", "audio"})
     if media:  # the multimodal extractor's inputs are named `video` and `audio`, like the kinds
-        plans.append(DefaultCollection("media", "multimodal_extractor", {k: targets[k] for k in media}, {}))
+        plans.append(DefaultCollection("media", "multimodal_extractor", {k: targets[k] for k in media}, dict(vision)))
     if "pdf" in targets:
         plans.append(DefaultCollection("pdf", "document_graph_extractor", {"pdf": targets["pdf"]}, {}))
     return plans

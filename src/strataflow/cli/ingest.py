@@ -68,6 +68,13 @@ def ingest(
     text_model: Annotated[
         str, typer.Option(help="Embedding model of a default text collection: minilm (quality) or wordllama (fast).")
     ] = "minilm",
+    vision_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Installed CLIP/SigLIP model (`strataflow models list` on the server) that embeds the images "
+            "and video keyframes of default collections; default: the server's STRATAFLOW_VISION_MODEL."
+        ),
+    ] = None,
     parallel: Annotated[int, typer.Option(min=1, max=32, help="Files uploaded at once.")] = 4,
     process: Annotated[bool, typer.Option(help="Submit a batch of the new objects and follow it.")] = True,
     url: UrlOption = None,
@@ -99,7 +106,14 @@ def ingest(
         )
         collections = (
             _collections(
-                client, bucket_id, str(bucket_row["bucket_name"]), schema, mapping.targets, collection, text_model
+                client,
+                bucket_id,
+                str(bucket_row["bucket_name"]),
+                schema,
+                mapping.targets,
+                collection,
+                text_model,
+                vision_model,
             )
             if accepted
             else []
@@ -186,6 +200,7 @@ def _collections(
     targets: dict[str, str],
     wanted: list[str] | None,
     text_model: str,
+    vision_model: str | None = None,
 ) -> list[str]:
     if wanted:
         return [str(client.get(f"/v1/collections/{name}")["collection_id"]) for name in wanted]
@@ -199,7 +214,7 @@ def _collections(
     available = {e["feature_extractor_name"] for e in client.get("/v1/collections/features/extractors")}
     passthrough = passthrough_fields(schema)
     made: list[str] = []
-    for plan in default_collections(targets, text_model):
+    for plan in default_collections(targets, text_model, vision_model):
         if plan.extractor not in available:
             console.print(
                 f"[yellow]this server has no {plan.extractor}: {plan.kind} files are stored, not processed[/]"

@@ -1,7 +1,10 @@
-"""`strataflow search "query" --collection C`: ranked hits with where they came from."""
+"""`strataflow search "query" --collection C` (or `--image PHOTO`): ranked hits with where they came from."""
 
 from __future__ import annotations
 
+import base64
+import mimetypes
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,8 +16,14 @@ from strataflow.cli.client import ApiError, Client, KeyOption, NamespaceOption, 
 console = Console()
 
 
-def _feature_uri(client: Client, collection: str, feature: str | None) -> tuple[str, str]:
-    """The collection's id and the feature to search: the one asked for, or its first text feature."""
+def _is_vision(feature: dict[str, Any]) -> bool:
+    """A vision model's feature: searchable by text (its text tower) and by image."""
+    return str((feature.get("vector_index") or {}).get("inference_name") or "").startswith("vision:")
+
+
+def _feature_uri(client: Client, collection: str, feature: str | None, by_image: bool) -> tuple[str, str]:
+    """The collection's id and the feature to search: the one asked for, or the first one the query fits
+    (a vision model's feature first: it is a collection's primary feature when there is one)."""
     info = client.get(f"/v1/collections/{collection}")
     features = client.get(f"/v1/collections/{info['collection_id']}/features").get("features") or []
     uris = [f.get("feature_uri") or f.get("feature_address") for f in features]
@@ -23,11 +32,28 @@ def _feature_uri(client: Client, collection: str, feature: str | None) -> tuple[
         if not matches:
             raise ApiError(f"collection {collection} has no feature {feature!r}; it has: {', '.join(map(str, uris))}")
         return info["collection_id"], str(matches[0])
-    # A text query needs a text space: skip visual descriptors, which no text can be compared with.
-    searchable = [f for f in features if "visual_descriptor" not in str(f.get("feature_uri"))]
-    if not searchable:
-        raise ApiError(f"collection {collection} has no feature a text query can search")
+    if by_image:
+        searchable = [f for f in features if _is_vision(f)]
+        if not searchable:
+            raise ApiError(
+                f"collection {collection} has no vision-model feature an image query can search "
+                "(see `strataflow models list` and the collection's vision_model parameter)"
+            )
+    else:
+        # A text query needs a text space: skip visual descriptors, which no text can be compared with.
+        searchable = [f for f in features if "visual_descriptor" not in str(f.get("feature_uri"))]
+        if not searchable:
+            raise ApiError(f"collection {collection} has no feature a text query can search")
     return info["collection_id"], str(searchable[0].get("feature_uri") or searchable[0].get("feature_address"))
+
+
+def _image_query(path: Path) -> dict[str, str]:
+    """A local picture as the contract's content query: a base64 data URI."""
+    if not path.is_file():
+        raise ApiError(f"{path} is not a file")
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return {"input_mode": "content", "value": f"data:{content_type};base64,{encoded}"}
 
 
 def _where(hit: dict[str, Any]) -> str:
@@ -48,22 +74,28 @@ def _excerpt(hit: dict[str, Any], width: int = 90) -> str:
 
 
 def search(
-    query: Annotated[str, typer.Argument(help="What to look for.")],
     collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name or id to search.")],
+    query: Annotated[str | None, typer.Argument(help="What to look for (text).", show_default=False)] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Search by this picture instead of text (vision features).")
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=500, help="How many hits to show.")] = 10,
     feature: Annotated[str | None, typer.Option(help="Feature URI (or its last part) when there are several.")] = None,
     namespace: NamespaceOption = "default",
     url: UrlOption = None,
     api_key: KeyOption = None,
 ) -> None:
-    """Search a collection with a text query; shows score, text, source object and position."""
+    """Search a collection with a text query or a picture; shows score, text, source object and position."""
+    if (query is None) == (image is None):
+        raise ApiError('give either a text query or --image PATH, e.g. strataflow search "red boat" -c photos')
+    stage_query: Any = "{{INPUT.query}}" if image is None else _image_query(image)
     with Client(resolve_connection(url, api_key), namespace) as client:
-        collection_id, uri = _feature_uri(client, collection, feature)
+        collection_id, uri = _feature_uri(client, collection, feature, image is not None)
         answer = client.post(
             "/v1/retrievers/execute",
             json={
                 "collection_identifiers": [collection_id],
-                "input_schema": {"query": {"type": "text", "required": True}},
+                "input_schema": {"query": {"type": "text", "required": False}},
                 "stages": [
                     {
                         "stage_name": "search",
@@ -71,18 +103,19 @@ def search(
                         "config": {
                             "stage_id": "feature_search",
                             "parameters": {
-                                "searches": [{"feature_uri": uri, "query": "{{INPUT.query}}", "top_k": top_k}],
+                                "searches": [{"feature_uri": uri, "query": stage_query, "top_k": top_k}],
                                 "final_top_k": top_k,
                             },
                         },
                     }
                 ],
-                "inputs": {"query": query},
+                "inputs": {"query": query} if query is not None else {},
                 "pagination": {"method": "offset", "page_size": top_k, "page_number": 1},
             },
         )
     hits = answer.get("documents") or []
-    table = Table(title=f"{len(hits)} hit(s) for {query!r} in {collection} ({uri})", title_justify="left")
+    asked = repr(query) if query is not None else f"picture {image}"
+    table = Table(title=f"{len(hits)} hit(s) for {asked} in {collection} ({uri})", title_justify="left")
     table.add_column("score", justify="right", no_wrap=True)
     table.add_column("text")
     table.add_column("object", no_wrap=True)

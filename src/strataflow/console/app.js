@@ -431,8 +431,11 @@ async function viewSearch(view) {
 }
 async function search(collectionId, text) {
   const features = await api("GET", `/v1/collections/${collectionId}/features`);
-  const uris = (features.features || features.results || []).map((f) => f.feature_uri || f.uri).filter(Boolean);
-  if (!uris.length) throw new Error("This collection has no searchable features.");
+  // Text can be compared with every feature but a colour/edge descriptor; a vision model's feature, when the
+  // collection has one, comes first (its primary feature), so images and video segments are searched by what they show.
+  const uris = (features.features || features.results || []).map((f) => f.feature_uri || f.uri)
+    .filter((uri) => uri && !uri.endsWith("/visual_descriptor"));
+  if (!uris.length) throw new Error("This collection has no feature a text query can search.");
   const answer = await api("POST", "/v1/retrievers/execute", {
     collection_identifiers: [collectionId],
     input_schema: { query: { type: "text" } },

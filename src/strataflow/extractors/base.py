@@ -70,6 +70,9 @@ class VectorIndexSpec:
     description: str
     distance: str = "cosine"
     datatype: str = "float32"
+    # What a query of this space may be; None: the extractor's input types. A vision model's space
+    # takes text (its text tower) and images (its image tower).
+    query_inputs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,12 @@ class Extractor(Generic[P]):
 
     def output_fields(self, params: P) -> list[OutputField]:
         raise NotImplementedError
+
+    def complete_parameters(self, params: P, extractor_params: dict[str, Any] | None) -> P:
+        """Fill in, once, at collection creation, what a request left to the server (the operator's
+        default model); the result is what the collection stores and every run reads back.
+        `extractor_params` is the request's `feature_extractor.params`."""
+        return params
 
     def vector_indexes(self, params: P) -> list[VectorIndexSpec]:
         return []

@@ -34,6 +34,7 @@ class ExtractionLimits:
     image_max_pixels: int = IMAGE_MAX_PIXELS
     image_max_frames: int = IMAGE_MAX_FRAMES
     text_max_bytes: int = TEXT_MAX_BYTES
+    vision_batch_size: int = 32  # images per vision-model forward pass: bounds the batch's memory
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ExtractionLimits:
@@ -44,4 +45,5 @@ class ExtractionLimits:
             image_max_pixels=settings.image_max_pixels,
             image_max_frames=settings.image_max_frames,
             text_max_bytes=settings.text_max_bytes,
+            vision_batch_size=settings.vision_batch_size,
         )

@@ -3,14 +3,16 @@
 Segments come from fixed intervals, scene cuts or silences. Each carries its
 times, its own media file and (video) a thumbnail, and optionally the words
 spoken in it (Whisper base), the text on its keyframe (Tesseract), text
-embeddings of both (all-MiniLM-L6-v2) and a colour/edge descriptor of its
-keyframe. A video without audio, and an audio file, both work.
+embeddings of both (all-MiniLM-L6-v2), a colour/edge descriptor of its
+keyframe and, with an operator-installed CLIP/SigLIP model (`vision_model`),
+the model's embedding of its keyframe, which text queries reach through the
+same model's text tower. A video without audio, and an audio file, both work.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from PIL import Image
 from pydantic import Field
@@ -44,6 +46,16 @@ from strataflow.extractors.media.transcription import (
 )
 from strataflow.extractors.media.visual import DESCRIPTOR_DIMENSIONS, DESCRIPTOR_NAME, visual_descriptor
 from strataflow.extractors.text_models import TEXT_MODELS, embed_texts
+from strataflow.extractors.vision.encoder import prepare_image
+from strataflow.extractors.vision.features import (
+    MODEL_ALIASES,
+    PARAMETER_HELP,
+    chosen_model,
+    embed_images,
+    installed_specs,
+    resolve_model,
+    vision_spec,
+)
 
 _TEXT_MODEL = TEXT_MODELS["minilm"]
 _CONTENT_TYPES = {".mp4": "video/mp4", ".m4a": "audio/mp4", ".mkv": "video/x-matroska", ".mka": "audio/x-matroska"}
@@ -78,6 +90,9 @@ class MultimodalParams(ExtractorParams):
     run_ocr: bool = False
     run_ocr_embedding: bool = True
     run_visual_descriptor: bool = True
+    vision_model: str | None = Field(
+        None, validation_alias=MODEL_ALIASES, description=PARAMETER_HELP.format(what="keyframe of each video segment")
+    )
 
 
 class MultimodalExtractor(Extractor[MultimodalParams]):
@@ -104,6 +119,11 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
     def models_dir(self) -> Path:
         return self._models_dir or default_models_dir()
 
+    def complete_parameters(
+        self, params: MultimodalParams, extractor_params: dict[str, Any] | None
+    ) -> MultimodalParams:
+        return params.model_copy(update={"vision_model": resolve_model(params.vision_model, extractor_params)})
+
     def output_fields(self, params: MultimodalParams) -> list[OutputField]:
         fields = [
             OutputField("segment_index", "integer", "Position of the segment in its source, from 0."),
@@ -128,7 +148,8 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
         return fields
 
     def vector_indexes(self, params: MultimodalParams) -> list[VectorIndexSpec]:
-        specs = []
+        # The keyframe embedding first: it is the collection's primary feature, what a plain search box searches.
+        specs = vision_spec(params.vision_model, "keyframe of a video segment")
         if params.run_transcription and params.run_transcription_embedding:
             specs.append(
                 VectorIndexSpec(
@@ -158,6 +179,9 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
             )
         return specs
 
+    def possible_vector_indexes(self) -> list[VectorIndexSpec]:
+        return installed_specs("keyframe of a video segment") + self.vector_indexes(MultimodalParams.model_validate({}))
+
     def position_fields(self) -> list[str]:
         return ["start_time", "end_time"]
 
@@ -172,7 +196,10 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
         info = probe_media(path)
         split = _split_settings(params)
         segments = plan_segments(path, info, split, context.should_stop, context.limits.video_max_segments)
-        wants_frames = info.has_video and (params.enable_thumbnails or params.run_ocr or params.run_visual_descriptor)
+        model = chosen_model(params.vision_model)
+        wants_frames = info.has_video and bool(
+            params.enable_thumbnails or params.run_ocr or params.run_visual_descriptor or model
+        )
         outputs = write_segment_files(
             path, info, segments, scratch, split, params.store_segments, wants_frames, context.should_stop
         )
@@ -180,6 +207,7 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
         if context.should_stop():
             raise stopped()
         documents = []
+        keyframes: list[tuple[ExtractedDocument, Path]] = []
         for segment in segments:
             if context.should_stop():
                 raise stopped()
@@ -187,9 +215,12 @@ class MultimodalExtractor(Extractor[MultimodalParams]):
             keyframe = outputs.keyframes.get(segment.index)
             if keyframe is not None:
                 _describe_keyframe(documents[-1], keyframe, params, scratch)
+                keyframes.append((documents[-1], keyframe))
         if transcript is not None:
             _attach_transcript(documents, segments, transcript, params)
         _embed_texts(documents, params, context.device)
+        if model is not None:
+            _embed_keyframes(model, keyframes, context)
         return documents
 
     def _transcript(
@@ -279,6 +310,23 @@ def _embed_texts(documents: list[ExtractedDocument], params: MultimodalParams, d
         embedded = embed_texts([str(d.fields[field]) for d in targets], key="minilm", device=device)
         for document, values in zip(targets, embedded, strict=True):
             document.vectors[vector] = values.tolist()
+
+
+def _embed_keyframes(model: str, keyframes: list[tuple[ExtractedDocument, Path]], context: ExtractContext) -> None:
+    """Every keyframe of the file through the vision model, a batch at a time (a failure fails the row)."""
+    batch = context.limits.vision_batch_size
+    for start in range(0, len(keyframes), batch):
+        if context.should_stop():
+            raise stopped()
+        items = []
+        for document, path in keyframes[start : start + batch]:
+            with Image.open(path) as frame:
+                items.append((document, prepare_image(frame)))
+        try:
+            embed_images(model, items, context)
+        finally:
+            for _, image in items:
+                image.close()
 
 
 MULTIMODAL_EXTRACTOR = MultimodalExtractor()

@@ -137,7 +137,7 @@ def vector_index_definition(extractor: Extractor[Any], spec: VectorIndexSpec) ->
             "distance": spec.distance,
             "datatype": spec.datatype,
             "inference_name": spec.model,
-            "supported_inputs": sorted({field.type for field in extractor.inputs}),
+            "supported_inputs": sorted(spec.query_inputs or {field.type for field in extractor.inputs}),
         },
     }
 

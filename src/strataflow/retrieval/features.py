@@ -2,8 +2,9 @@
 
 A feature URI (`mixpeek://{extractor}@{version}/{output}`) names a vector index of a
 collection. The index definition records which model wrote the vectors
-(`index.inference_name`); a text query is embedded with that same model, or refused
-when the space is not a text model's (the image colour/edge descriptor).
+(`index.inference_name`); a text query is embedded with that same model (a vision model's
+text tower for its image space), or refused when no text can be compared with the space
+(the image colour/edge descriptor). Image queries reach vision spaces only.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 from strataflow.errors import BadRequestError
 from strataflow.extractors.text_models import TEXT_MODELS, embed_texts
+from strataflow.extractors.vision.catalog import model_of_inference
 from strataflow.index.store import DocumentIndex
+from strataflow.retrieval.vision_queries import VisionQueries, image_source
 from strataflow.store.tables import Collection
 
 _MODEL_KEYS = {spec.model_name: key for key, spec in TEXT_MODELS.items()}
@@ -34,6 +37,11 @@ class FeatureTarget:
     def text_model(self) -> str | None:
         """Key of the text model that made these vectors, None when no text model did."""
         return _MODEL_KEYS.get(self.model)
+
+    @property
+    def vision_model(self) -> str | None:
+        """Name of the vision model that made these vectors, None when none did."""
+        return model_of_inference(self.model)
 
 
 def known_features(collections: list[Collection]) -> list[str]:
@@ -88,8 +96,9 @@ def _check_vector(value: Any, target: FeatureTarget) -> list[float]:
 class QueryEmbedder:
     """Turns queries into vectors, embedding each distinct text once per execution."""
 
-    def __init__(self, index: DocumentIndex) -> None:
+    def __init__(self, index: DocumentIndex, vision: VisionQueries | None = None) -> None:
         self.index = index
+        self.vision = vision or VisionQueries()
         self._cache: dict[tuple[str, str], list[float]] = {}
 
     def vector_for(self, query: Any, target: FeatureTarget) -> list[float]:
@@ -101,10 +110,16 @@ class QueryEmbedder:
             if mode == "vector":
                 return _check_vector(value, target)
             if mode in ("document", "document_id"):
-                return self._document_vector(str(value or query.get("document_id") or ""), target)
+                reference = query.get("document_ref")
+                if not isinstance(reference, dict):
+                    reference = {}
+                document_id = value or query.get("document_id") or reference.get("document_id") or ""
+                return self._document_vector(str(document_id), target)
+            if mode in ("content", "image", "url"):
+                return self._image_vector(image_source(query, mode), target)
             if mode != "text":
                 raise BadRequestError(
-                    f"Unsupported query input_mode '{mode}'; use text, vector or document",
+                    f"Unsupported query input_mode '{mode}'; use text, vector, document, content, image or url",
                     {"feature_uri": target.feature_uri},
                 )
             query = value
@@ -115,6 +130,8 @@ class QueryEmbedder:
         return self._text_vector(query, target)
 
     def _text_vector(self, text: str, target: FeatureTarget) -> list[float]:
+        if target.vision_model is not None:
+            return self.vision.text(target.vision_model, text)
         model = target.text_model
         if model is None:
             raise BadRequestError(
@@ -126,6 +143,20 @@ class QueryEmbedder:
         if key not in self._cache:
             self._cache[key] = embed_texts([text], model)[0].tolist()
         return self._cache[key]
+
+    def _image_vector(self, source: str | None, target: FeatureTarget) -> list[float]:
+        if target.vision_model is None:
+            raise BadRequestError(
+                f"Feature '{target.feature_uri}' holds '{target.model}' vectors, which an image cannot be compared "
+                "with; image queries search the visual embedding of a vision model (feature vision_<model>)",
+                {"feature_uri": target.feature_uri, "model": target.model, "query_type": "image"},
+            )
+        if source is None:
+            raise BadRequestError(
+                "An image query needs its image: a data URI, base64 bytes or an http(s) URL in 'value'",
+                {"feature_uri": target.feature_uri},
+            )
+        return self.vision.image(target.vision_model, source)
 
     def _document_vector(self, document_id: str, target: FeatureTarget) -> list[float]:
         """Query by example: the stored vector of a document of the same collection."""

@@ -21,6 +21,7 @@ from strataflow.retrieval.features import QueryEmbedder
 from strataflow.retrieval.inputs import resolve
 from strataflow.retrieval.results import Hit
 from strataflow.retrieval.stages import stage_kind
+from strataflow.retrieval.vision_queries import VisionQueries
 from strataflow.services.documents.model import document_view
 from strataflow.store.pagination import decode_cursor, encode_cursor
 from strataflow.store.tables import Collection
@@ -94,11 +95,12 @@ class Execution:
     blobs: BlobStore | None = None
     max_time_ms: int | None = None
     taxonomies: dict[str, HitEnricher] = field(default_factory=dict)
+    vision: VisionQueries | None = None  # how image/text queries of vision features are encoded here
     execution_id: str = field(default_factory=lambda: new_id("execution"))
 
     def steps(self) -> Iterator[dict[str, Any]]:
         started = time.perf_counter()
-        embedder = QueryEmbedder(self.index)
+        embedder = QueryEmbedder(self.index, self.vision)
         hits: list[Hit] | None = None
         statistics: dict[str, Any] = {}
         status = "completed"

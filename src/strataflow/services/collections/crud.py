@@ -122,7 +122,7 @@ def build_collection(
     source = resolve_source(session, scope, request.source, request.collection_name)
     config = request.feature_extractor
     extractor = get_extractor(config.feature_extractor_name, config.version)
-    params = parse_parameters(extractor, config.parameters)
+    params = extractor.complete_parameters(parse_parameters(extractor, config.parameters), config.params)
     input_schema = _input_schema(source, request.input_schema)
     indexes = _vector_indexes(extractor, params, source)
     vector_fields = _vector_fields(indexes)

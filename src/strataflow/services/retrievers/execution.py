@@ -14,6 +14,7 @@ from strataflow.blobs import BlobStore
 from strataflow.index.store import DocumentIndex
 from strataflow.retrieval.inputs import validate_inputs
 from strataflow.retrieval.pipeline import Execution, ResultPage
+from strataflow.retrieval.vision_queries import VisionQueries
 from strataflow.schemas.retrievers import AdhocExecuteRequest, ExecuteRetrieverRequest
 from strataflow.services.retrievers.crud import (
     check_pipeline,
@@ -39,6 +40,7 @@ def _execution(
     retriever_id: str | None,
     with_vectors: bool,
     presign: bool,
+    vision: VisionQueries | None,
 ) -> Execution:
     inputs = validate_inputs(schema, request.inputs)
     page = ResultPage.from_request(request.pagination, request.limit, request.offset)
@@ -53,6 +55,7 @@ def _execution(
         blobs=blobs if presign or request.return_presigned_urls else None,
         max_time_ms=budget.get("max_time_ms"),
         taxonomies=hit_enrichers(session, index, scope, stages),
+        vision=vision,
     )
 
 
@@ -66,6 +69,7 @@ def saved_execution(
     *,
     with_vectors: bool = False,
     presign: bool = False,
+    vision: VisionQueries | None = None,
 ) -> Execution:
     row = get_retriever(session, scope, identifier)
     collections = resolve_collections(session, scope, list(row.collection_ids))
@@ -82,6 +86,7 @@ def saved_execution(
         retriever_id=row.retriever_id,
         with_vectors=with_vectors,
         presign=presign,
+        vision=vision,
     )
 
 
@@ -94,6 +99,7 @@ def adhoc_execution(
     *,
     with_vectors: bool = False,
     presign: bool = False,
+    vision: VisionQueries | None = None,
 ) -> Execution:
     collections = resolve_collections(session, scope, request.collection_identifiers)
     stages = check_pipeline(collections, request.stages)
@@ -111,4 +117,5 @@ def adhoc_execution(
         retriever_id=None,
         with_vectors=with_vectors,
         presign=presign,
+        vision=vision,
     )

@@ -1,0 +1,1 @@
+"""Vision–language models (CLIP, SigLIP) the operator provides: catalogue, loading, batched embedding."""
