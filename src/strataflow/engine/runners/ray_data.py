@@ -357,7 +357,8 @@ class RayDataPipelines:
                         )
                         first = False
                     last = time.monotonic()
-                    returned.update(RowRanges.of_indices(item.column(ROW_INDEX).to_pylist()))
+                    if ROW_INDEX in item.schema.names:  # a stage that keeps the positions (ours does)
+                        returned.update(RowRanges.of_indices(item.column(ROW_INDEX).to_pylist()))
                     yield self._take_notes(item, notes)
                     continue
                 if time.monotonic() - last >= self.settings.tier_stall_s:
