@@ -6,7 +6,8 @@ the batch, and the tier completes with every document written exactly once.
 The rules of the local path (rows without the collection's input, lost blobs,
 objects deleted after joining, retry rounds of failed rows only) give the same
 outcome on Ray Data (tests/scale/test_ray_runner.py covers source filters), and
-a cancel stops the execution.
+a cancel stops the execution. A Ray Data tier taken over mid-way resumes: the new
+owner runs only the rows whose batches had not committed.
 """
 
 from __future__ import annotations
@@ -19,8 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from strataflow.config import Settings
+from strataflow.engine.fencing import TierFence
+from strataflow.engine.manifest import read_manifest
+from strataflow.engine.row_ranges import RowRanges
 from strataflow.engine.runners import Runner
+from strataflow.engine.scheduler import Scheduler
+from strataflow.engine.tiers.job import ChunkCommit
+from tests.api.test_tier_fencing import Crash, _expire, _tier
 from tests.collection_flows import add_object, make_bucket, text_collection
 from tests.conftest import ADMIN_KEY
 from tests.helpers import wait_task
@@ -224,3 +233,76 @@ def test_ray_data_applies_the_local_paths_rules_and_stops_when_canceled(
             time.sleep(0.1)
         tier = _tier_state(client, batch_id)
     assert tier["status"] == "CANCELED" and tier["performance"]["rows_done"] < 40
+
+
+def test_a_taken_over_ray_data_tier_runs_only_the_rows_not_committed(tmp_path: Path, ray_runner: Any) -> None:
+    objects = 12  # two sentences each, in batches of 2 objects
+    settings = Settings(data_dir=tmp_path / "data", api_key=ADMIN_KEY, extract_batch_size=2)
+    with _api(settings, ray_runner) as (client, runtime):
+        runtime.stop_background()  # the test claims and runs the tier itself, as two workers
+        client.post("/v1/namespaces", json={"namespace_name": "main"})
+        collection_id = text_collection(
+            client,
+            "sentences",
+            {"type": "bucket", "bucket_ids": [make_bucket(client)]},
+            split_by="sentences",
+            chunk_size=1,
+            model="wordllama",
+        )["collection_id"]
+        object_ids = [add_object(client, f"Object {i} begins. Object {i} ends.", title=f"t{i}") for i in range(objects)]
+        batch_id, _ = _submit(client, object_ids)
+        executor = runtime.scheduler.executor
+        first, second = Scheduler(runtime.db, executor, lease_s=30), Scheduler(runtime.db, executor, lease_s=30)
+        commits: list[tuple[int, int, int]] = []  # (token, rows_done, documents_written) of every commit
+        ran: dict[int, list[str]] = {1: [], 2: []}  # by token: the rows whose output batches came back
+
+        def recording(scheduler: Scheduler, crash_after: int | None) -> None:
+            original = scheduler._commit
+
+            def commit(fence: TierFence, chunk: ChunkCommit) -> None:
+                original(fence, chunk)
+                commits.append((fence.token, chunk.rows_done, chunk.counters.get("documents_written", -1)))
+                if crash_after is not None and sum(1 for c in commits if c[0] == fence.token) > crash_after:
+                    raise Crash
+
+            scheduler._commit = commit  # type: ignore[method-assign]
+
+        account = executor._account  # type: ignore[attr-defined]
+
+        def accounting(run: Any, *args: Any) -> None:
+            ran[run.job.fence.token].extend(args[3].roots)  # args: batch, tier, collection, step, tally
+            account(run, *args)
+
+        executor._account = accounting  # type: ignore[attr-defined]
+        recording(first, crash_after=2)  # the initial report and two output batches, then the worker dies
+        recording(second, crash_after=None)
+        claim = first.claim()
+        assert claim is not None
+        with pytest.raises(Crash):
+            first.run(claim)
+        died = _tier(runtime, batch_id)
+        assert died.manifest_key is not None
+        manifest = [row.row_id for chunk in read_manifest(runtime.blobs, died.manifest_key) for row in chunk]
+        done = RowRanges(died.checkpoint["collections"][collection_id]["done"])
+        committed = {row_id for position, row_id in enumerate(manifest) if position in done}
+
+        _expire(runtime, batch_id)
+        taken = second.claim()
+        assert taken is not None and taken.token == 2
+        second.run(taken)
+        tier = _tier(runtime, batch_id)
+        documents = runtime.index.query(collection_id, None)
+
+    assert died.status == "IN_PROGRESS" and 0 < died.rows_done == len(done) == len(committed) < objects
+    # The new owner starts from the dead one's last commit and extracts none of its committed rows.
+    resumed = [c for c in commits if c[0] == 2]
+    assert resumed[0] == (2, died.rows_done, 2 * died.rows_done)
+    assert sorted(ran[2]) == sorted(set(object_ids) - committed)
+    assert [c[1] for c in resumed] == sorted(c[1] for c in resumed) and resumed[-1][1:] == (objects, 2 * objects)
+    assert tier.status == "COMPLETED" and tier.attempts == 2
+    assert (tier.rows_done, tier.counters["documents_written"]) == (objects, 2 * objects)
+    assert tier.checkpoint["collections"][collection_id]["done"] == [[0, objects]]
+    # Each object's documents exactly once.
+    roots = [d.lineage["root_object_id"] for d in documents]
+    assert len({d.document_id for d in documents}) == len(documents) == 2 * objects
+    assert sorted(roots.count(r) for r in set(roots)) == [2] * objects and set(roots) == set(object_ids)

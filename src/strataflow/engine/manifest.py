@@ -17,12 +17,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from strataflow.blobs import BlobStore
+from strataflow.engine.row_ranges import RowRanges
 
 DEFAULT_CHUNK_ROWS = 2_000
+
+# A row's position in its manifest: not stored, added where Ray Data reads the manifest, and carried
+# through the stage to the driver, which records the done rows by position (engine/row_ranges.py).
+ROW_INDEX = "row_index"
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -144,3 +150,14 @@ def count_rows(blobs: BlobStore, key: str) -> int:
             local.write(chunk)
         local.flush()
         return int(pq.ParquetFile(local.name).metadata.num_rows)
+
+
+def unfinished_rows(table: pa.Table, done: RowRanges) -> pa.Table:
+    """The manifest's rows that are not `done`, each with its position in the manifest (ROW_INDEX)."""
+    pieces = [
+        table.slice(start, end - start).append_column(ROW_INDEX, pa.array(np.arange(start, end, dtype=np.int64)))
+        for start, end in done.gaps(table.num_rows)
+    ]
+    if not pieces:
+        return table.slice(0, 0).append_column(ROW_INDEX, pa.array([], pa.int64()))
+    return pa.concat_tables(pieces)

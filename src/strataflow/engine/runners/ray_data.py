@@ -21,6 +21,11 @@ actors reserve what the extractor needs.
 Documents are not written here: output batches come back to the driver, the scheduler
 process, which writes them through the same index writer as the local runner.
 
+Resume: the read gives every row its position in the manifest (ROW_INDEX), which the stage
+carries into its output, so the driver can checkpoint which rows are done although batches
+come back in no fixed order. A pipeline started by a worker that took the tier over gets the
+done rows (`Pipeline.done`, ranges) and its read drops them: they are not run again.
+
 A stage actor that dies (OOM killer, a native crash, a lost node) is restarted by Ray, which
 re-runs the batch it had in hand; the dead attempt returned nothing, so no row is lost or
 doubled. Unlimited retries would also run a poison row (one that kills its worker every
@@ -58,7 +63,8 @@ from ray.data.datasource import Datasource, ReadTask
 from strataflow.blobs import BlobStore
 from strataflow.blobs.local import LocalBlobStore
 from strataflow.config import Settings
-from strataflow.engine.manifest import count_rows, read_manifest
+from strataflow.engine.manifest import ROW_INDEX, count_rows, read_manifest, unfinished_rows
+from strataflow.engine.row_ranges import RowRanges
 from strataflow.engine.runners.base import RunNotes
 from strataflow.engine.runners.ray_stage_pool import ACTOR_COLUMN, LOG_COLUMN, StagePool, StagePools, pool_key
 from strataflow.engine.runners.ray_stall import RayDataWarnings, stall_reason
@@ -87,6 +93,8 @@ class Pipeline:
     # Output rows for manifest rows that will not run (the tier stalled), failed with the given reason;
     # without it a stalled tier fails whole, with the reason.
     unrun: Callable[[pa.Table, str], pa.Table] | None = None
+    # Manifest rows an earlier owner of the tier committed: not read into the dataset, not run again.
+    done: RowRanges = field(default_factory=RowRanges)
 
 
 def manifest_source(blobs: BlobStore, key: str, settings: Settings) -> tuple[str, pafs.FileSystem | None]:
@@ -116,13 +124,18 @@ class ManifestDatasource(Datasource):  # type: ignore[misc]  # ray is skipped by
     V1: a footer sample, run from the driver as the dataset is made), which a small cluster
     whose CPUs the stage actors hold may never have free. The driver knows the row count, so
     nothing needs sampling; the read's one block is split into one block per batch where it runs.
+
+    Every row carries its position in the manifest (ROW_INDEX) through the stage back to the
+    driver, which checkpoints the done rows by position; rows in `done` (committed by an earlier
+    owner of the tier) are dropped here, before any stage sees them.
     """
 
-    def __init__(self, path: str, filesystem: pafs.FileSystem | None, rows: int) -> None:
+    def __init__(self, path: str, filesystem: pafs.FileSystem | None, rows: int, done: RowRanges | None = None) -> None:
         super().__init__()
         self.path = path.removeprefix("s3://") if filesystem is not None else path
         self.filesystem = filesystem
-        self.rows = rows
+        self.done = done if done is not None else RowRanges()
+        self.rows = rows - len(self.done)  # the rows this read yields
 
     def estimate_inmemory_data_size(self) -> int | None:
         return None
@@ -130,10 +143,10 @@ class ManifestDatasource(Datasource):  # type: ignore[misc]  # ray is skipped by
     def get_read_tasks(
         self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
     ) -> list[ReadTask]:
-        path, filesystem = self.path, self.filesystem
+        path, filesystem, done = self.path, self.filesystem, self.done
 
         def read() -> list[pa.Table]:
-            return [pq.read_table(path, filesystem=filesystem)]
+            return [unfinished_rows(pq.read_table(path, filesystem=filesystem), done)]
 
         return [
             ReadTask(read, BlockMetadata(num_rows=self.rows, size_bytes=None, exec_stats=None, input_files=(path,)))
@@ -270,7 +283,13 @@ class RayDataPipelines:
         return options, max(1, int(wanted))
 
     def run(self, pipeline: Pipeline, notes: RunNotes) -> Iterator[pa.Table]:
-        """Yield the stage's output batches as they finish. Closing the iterator stops the dataset."""
+        """Yield the stage's output batches as they finish. Closing the iterator stops the dataset.
+
+        Each output row carries its manifest position (ROW_INDEX); rows in `pipeline.done` are not run.
+        """
+        rows = count_rows(pipeline.blobs, pipeline.manifest_key)
+        if rows <= len(pipeline.done):  # an earlier owner committed every row: no dataset, no actors
+            return
         path, filesystem = manifest_source(pipeline.blobs, pipeline.manifest_key, pipeline.settings)
         options, torch_threads = self._stage_options(pipeline.resources)
         key = pool_key(
@@ -291,11 +310,9 @@ class RayDataPipelines:
         tier = f"{pipeline.name}-{uuid.uuid4().hex[:8]}"
         stage = ray.put((pipeline.stage, pipeline.stage_kwargs))
         ledger = PoisonLedger.remote()  # type: ignore[attr-defined]
-        rows = count_rows(pipeline.blobs, pipeline.manifest_key)
-        blocks = max(1, math.ceil(rows / pipeline.batch_size))
-        dataset = ray.data.read_datasource(
-            ManifestDatasource(path, filesystem, rows), num_cpus=self.settings.ray_read_cpus, override_num_blocks=blocks
-        )
+        source = ManifestDatasource(path, filesystem, rows, pipeline.done)
+        blocks = max(1, math.ceil(source.rows / pipeline.batch_size))
+        dataset = ray.data.read_datasource(source, num_cpus=self.settings.ray_read_cpus, override_num_blocks=blocks)
         # One block per batch (split where the read runs): the batches spread over the warm actors,
         # stream back one by one (progress, a cancel between batches), and a retry after a lost
         # worker is confined to the batch it was running.
@@ -321,7 +338,8 @@ class RayDataPipelines:
             f"({'warm' if warm else 'started'}, {len(pool.slots)} x {shown})"
         )
         feeder = _Feeder(iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow")))
-        returned: set[str] = set()
+        returned = RowRanges(pipeline.done)  # rows done before, and rows whose output came back
+        first = True
         finished = False
         try:
             last = time.monotonic()
@@ -332,13 +350,15 @@ class RayDataPipelines:
                 if isinstance(item, BaseException):
                     raise item
                 if item is not None:
-                    if not returned:
+                    if first:
                         notes.logs.append(
                             f"ray data: first batch after {time.monotonic() - clock:.2f}s "
                             f"({'warm' if warm else 'new'} stage actors)"
                         )
+                        first = False
                     last = time.monotonic()
-                    returned.update(item.column("row_id").to_pylist())
+                    if ROW_INDEX in item.schema.names:  # a stage that keeps the positions (ours does)
+                        returned.update(RowRanges.of_indices(item.column(ROW_INDEX).to_pylist()))
                     yield self._take_notes(item, notes)
                     continue
                 if time.monotonic() - last >= self.settings.tier_stall_s:
@@ -354,7 +374,7 @@ class RayDataPipelines:
             notes.logs.extend(self._stats(dataset))
 
     def _stalled(
-        self, pipeline: Pipeline, pool: StagePool, notes: RunNotes, returned: set[str], waited_s: float
+        self, pipeline: Pipeline, pool: StagePool, notes: RunNotes, returned: RowRanges, waited_s: float
     ) -> pa.Table:
         """Report why the tier stopped moving, and fail the rows still out with that reason."""
         reason = stall_reason(waited_s, [slot.actor_id for slot in pool.slots], list(self._warnings.lines))
@@ -365,12 +385,13 @@ class RayDataPipelines:
         pool.stalled = True
         if pipeline.unrun is None:
             raise RuntimeError(f"the tier stalled on Ray: {reason}")
-        left = [
-            row.to_record()
-            for chunk in read_manifest(pipeline.blobs, pipeline.manifest_key)
-            for row in chunk
-            if row.row_id not in returned
-        ]
+        left: list[dict[str, Any]] = []
+        position = 0
+        for chunk in read_manifest(pipeline.blobs, pipeline.manifest_key):
+            for row in chunk:
+                if position not in returned:
+                    left.append({**row.to_record(), ROW_INDEX: position})
+                position += 1
         return pipeline.unrun(pa.Table.from_pylist(left), f"the tier stalled on Ray: {reason}")
 
     @staticmethod

@@ -12,12 +12,16 @@ output batches are accounted for exactly like chunks. Failures are recorded
 per row; a retry round re-runs only the rows it queued.
 
 Each chunk commits in one fenced transaction (engine/fencing.py): its failures,
-the tier's progress, and the tier's checkpoint (per collection: manifest rows
-done and the sums so far). A worker that takes the tier over reads the
-checkpoint and resumes after the last committed chunk, so progress and
-`documents_written` carry on instead of starting from 0. (The Ray Data path
-streams batches back in no fixed order and restarts a taken-over collection
-from its first row; its writes are idempotent all the same.) Before a tier
+the tier's progress, and the tier's checkpoint (per collection: which manifest
+rows are done, as merged [start, end) ranges of row positions, their count, and
+the sums so far). A worker that takes the tier over reads the checkpoint and
+skips the done rows, so progress and `documents_written` carry on instead of
+starting from 0, and no committed row is extracted again. The local path reads
+the manifest in order, so its done rows are one prefix; the Ray Data path
+streams batches back in no fixed order, so its done ranges may have gaps (the
+batches in flight when the owner died), and its pipeline leaves the done rows
+out of the dataset (engine/row_ranges.py). Writes are idempotent all the same:
+a batch written but not committed is written again, over itself. Before a tier
 reports success, the index must hold the documents it says it wrote.
 """
 
@@ -38,6 +42,7 @@ from sqlalchemy.orm import Session
 from strataflow.blobs import BlobStore
 from strataflow.config import Settings
 from strataflow.engine.manifest import ManifestRow, count_rows, manifest_key, read_manifest, write_manifest
+from strataflow.engine.row_ranges import RowRanges
 from strataflow.engine.runners import ExtractionCall, Pipelines, Runner, RunNotes
 from strataflow.engine.tiers.bucket_rows import object_rows
 from strataflow.engine.tiers.collection_run import RunContext, run_collection
@@ -86,9 +91,21 @@ class TierRun:
     done: int = 0
     collections: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # the checkpoint
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # collections commit in turn
+    ranges: dict[str, RowRanges] = dataclasses.field(default_factory=dict)  # the checkpoint's done rows, merged
 
-    def rows_read(self, collection_id: str) -> int:
-        return int(self.collections.get(collection_id, {}).get("rows_read", 0))
+    def done_rows(self, collection_id: str) -> RowRanges:
+        """The manifest rows of `collection_id` committed so far (by this run or an earlier owner)."""
+        if collection_id not in self.ranges:
+            self.ranges[collection_id] = done_of(self.collections.get(collection_id, {}))
+        return self.ranges[collection_id]
+
+
+def done_of(state: dict[str, Any]) -> RowRanges:
+    """A collection's done rows as its checkpoint says: its ranges, or (a checkpoint without
+    ranges, from an earlier version) the first `rows_read` rows, which the local path reads in order."""
+    if "done" in state:
+        return RowRanges(state["done"])
+    return RowRanges([(0, int(state.get("rows_read", 0)))])
 
 
 class BatchTierExecutor:
@@ -113,8 +130,7 @@ class BatchTierExecutor:
             retry_rows = self._retry_rows(session, batch, tier) if tier.retry_only else None
             full_rows = tier.rows_total  # before this run reports over it (a retry round counts fewer)
             session.expunge_all()
-        # Resume only where rows come back in manifest order (not the Ray Data path).
-        resuming = self.runner.pipelines is None and bool(job.checkpoint.get("collections"))
+        resuming = bool(job.checkpoint.get("collections"))  # a take-over: skip the rows its owners committed
         key = tier.manifest_key
         if tier.source_type == "collection" and (key is None or (tier.retry_only and not resuming)):
             key = self._build_manifest(job, batch, tier, retry.get("root_object_ids"))
@@ -294,12 +310,14 @@ class BatchTierExecutor:
             guard=job.fence.check,
             extract=lambda config, inputs, work_dir: self._extract_with_runner(config, inputs, work_dir, tally.notes),
         )
-        skip = run.rows_read(collection.collection_id)  # committed by an earlier owner of the tier
-        for chunk in read_manifest(self.blobs, key, self.settings.manifest_chunk_rows):
-            if skip >= len(chunk):
-                skip -= len(chunk)
+        done = run.done_rows(collection.collection_id)  # committed by an earlier owner of the tier
+        position = 0
+        for whole in read_manifest(self.blobs, key, self.settings.manifest_chunk_rows):
+            positions = [at for at in range(position, position + len(whole)) if at not in done]
+            chunk = [whole[at - position] for at in positions]
+            position += len(whole)
+            if not chunk:
                 continue
-            chunk, skip = chunk[skip:], 0
             if job.should_stop():
                 return True
             classified = [(row, *classify_row(row, wanted, allowed)) for row in chunk]
@@ -316,7 +334,13 @@ class BatchTierExecutor:
                 for row, status, message in classified
                 if status == RowStatus.FAILED
             ]
-            step = PipelineStep(result, {r.row_id: r.root_object_id for r in kept}, filtered, len(chunk))
+            step = PipelineStep(
+                result,
+                {r.row_id: r.root_object_id for r in kept},
+                filtered,
+                len(chunk),
+                RowRanges.of_indices(positions),
+            )
             self._account(run, batch, tier, collection, step, tally)
         return False
 
@@ -338,15 +362,23 @@ class BatchTierExecutor:
         if job.should_stop():
             return True
         wanted, allowed = rows
+        done = run.done_rows(collection.collection_id)  # committed by an earlier owner: the pipeline skips them
+        left = RowRanges(done.gaps(total_rows))
         if total_rows == 0 or (wanted is not None and not wanted):  # nothing to run: start no dataset
-            empty = PipelineStep(CollectionRunResult(collection.collection_id), consumed=total_rows)
+            empty = PipelineStep(CollectionRunResult(collection.collection_id), consumed=len(left), covered=left)
             self._account(run, batch, tier, collection, empty, tally)
+            return False
+        if not left:  # every row committed before the owner died: only the index upkeep was left
+            job.fence.check()
+            if self.index.has_table(collection.collection_id):
+                self.index.maintain(collection.collection_id)
             return False
         work = TierWork(
             f"{batch.batch_id}-tier{tier.tier_num}-{collection.collection_id}",
             key,
             frozenset(wanted) if wanted is not None else None,
             frozenset(allowed) if allowed is not None else None,
+            RowRanges(done),  # a copy: commits merge into `done` while the pipeline runs
         )
         steps = pipeline_steps(
             pipelines,
@@ -388,8 +420,11 @@ class BatchTierExecutor:
         running_on = {"ray_job_id": tally.notes.job_id} if tally.notes.job_id else {}
         with run.lock:
             run.done += step.consumed
+            done = run.done_rows(collection.collection_id)
+            done.update(step.covered)
             state = run.collections.setdefault(collection.collection_id, {"rows_read": 0})
             state["rows_read"] = int(state.get("rows_read", 0)) + step.consumed
+            state["done"] = done.spans()
             state["tally"] = tally.snapshot()
             run.job.commit(
                 ChunkCommit(

@@ -9,6 +9,12 @@ Writes stay here on purpose: LanceDB takes one writer per table at a time (a
 file lock on one host, commit conflicts on S3), and the tier's bookkeeping
 (failures, progress, the lease) lives with the scheduler; workers that wrote
 on their own would race each other and report what they wrote after the fact.
+
+Output batches come back in no fixed order; each says which manifest rows it
+covered (their positions, ROW_INDEX), and the tier checkpoints those ranges
+with the batch. A worker that takes the tier over passes the done ranges in
+(`TierWork.done`): the pipeline never reads those rows, so they are not
+extracted or written again.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import pyarrow as pa
 
 from strataflow.blobs import BlobStore
 from strataflow.config import Settings
+from strataflow.engine.manifest import ROW_INDEX
+from strataflow.engine.row_ranges import RowRanges
 from strataflow.engine.runners.base import Pipelines, RunNotes
 from strataflow.engine.tiers.collection_run import CollectionSpec, document_builder, plan_inputs, write_outcomes
 from strataflow.engine.tiers.records import SourceRecord
@@ -53,6 +61,7 @@ class PipelineStep:
     roots: dict[str, str] = field(default_factory=dict)  # this round's rows that passed the filters -> root ids
     filtered_out: int = 0
     consumed: int = 0  # manifest rows the batch covered, whatever became of them (progress)
+    covered: RowRanges = field(default_factory=RowRanges)  # which rows those were (the checkpoint)
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class TierWork:
     manifest_key: str
     wanted: frozenset[str] | None  # a retry round's rows; None: every row
     allowed: frozenset[str] | None  # rows passing the source filters; None: no filter
+    done: RowRanges = field(default_factory=RowRanges)  # rows an earlier owner committed: not run again
 
 
 def pipeline_steps(
@@ -108,6 +118,7 @@ def pipeline_steps(
             "parameters": config.get("parameters") or {},
         },
         unrun=partial(ExtractionStage.unrun, work.wanted, work.allowed),
+        done=work.done,
     )
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     for batch in pipelines.run(pipeline, notes):
@@ -126,7 +137,11 @@ def _write_batch(
     live_roots: LiveRoots | None,
     guard: Callable[[], None] | None = None,
 ) -> PipelineStep:
-    step = PipelineStep(CollectionRunResult(collection_id), consumed=batch.num_rows)
+    step = PipelineStep(
+        CollectionRunResult(collection_id),
+        consumed=batch.num_rows,
+        covered=RowRanges.of_indices(batch.column(ROW_INDEX).to_pylist()),
+    )
     result = step.result
     rows = batch.to_pylist()
     result.prepare_ms = sum(r["prepare_ms"] or 0.0 for r in rows)

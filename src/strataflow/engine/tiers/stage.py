@@ -11,7 +11,9 @@ Every row comes back as data (ok, failed with category and message, skipped,
 filtered, missing input), never as an exception, so one bad document cannot
 fail the tier. A succeeded row carries its extracted documents, pickled, with
 the files an extractor made inlined as bytes: the worker may be on another
-host, and its scratch directory is gone when the batch ends.
+host, and its scratch directory is gone when the batch ends. Every output row
+carries its input row's position in the manifest (ROW_INDEX), by which the
+driver checkpoints the rows that are done.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pyarrow as pa
 
 from strataflow.blobs.stores import open_blob_store
 from strataflow.config import Settings
-from strataflow.engine.manifest import ManifestRow
+from strataflow.engine.manifest import ROW_INDEX, ManifestRow
 from strataflow.engine.runners.base import ExtractionCall
 from strataflow.engine.runners.isolation import isolate, needs_isolation
 from strataflow.engine.runners.worker import run_extraction
@@ -54,8 +56,16 @@ OUTPUT_SCHEMA = pa.schema(
         ("documents", pa.binary()),  # pickled list[ExtractedDocument], files inlined; ok rows only
         ("prepare_ms", pa.float64()),
         ("extract_ms", pa.float64()),  # the batch's timings, on its first row
+        (ROW_INDEX, pa.int64()),  # the input row's position in the manifest
     ]
 )
+
+
+def _manifest_row(record: dict[str, Any]) -> tuple[ManifestRow, int | None]:
+    """A manifest row as the pipeline hands it in, and its position in the manifest."""
+    values = dict(record)
+    position = values.pop(ROW_INDEX, None)
+    return ManifestRow.from_record(values), position
 
 
 @dataclass(frozen=True)
@@ -130,8 +140,14 @@ class ExtractionStage:
         which a retry re-runs."""
         out = []
         for record in batch.to_pylist():
-            status, message = classify_row(ManifestRow.from_record(record), wanted, allowed)
-            row = {"row_id": record["row_id"], "root_object_id": record["root_object_id"], "status": status.value}
+            manifest_row, position = _manifest_row(record)
+            status, message = classify_row(manifest_row, wanted, allowed)
+            row = {
+                "row_id": record["row_id"],
+                "root_object_id": record["root_object_id"],
+                "status": status.value,
+                ROW_INDEX: position,
+            }
             if message is not None:  # failed before extraction (its object is gone): as the stage would say
                 row.update(error_type=ErrorCategory.VALIDATION.value, error_message=message)
             elif status == RowStatus.OK:
@@ -143,13 +159,18 @@ class ExtractionStage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         raw = batch.to_pylist()
-        rows = [ManifestRow.from_record(r) for r in raw]
+        rows = [_manifest_row(r) for r in raw]
         payloads = {r["row_id"]: r["payload"] for r in raw}  # the record as the manifest holds it (JSON)
         out: dict[str, dict[str, Any]] = {}
         records: dict[str, SourceRecord] = {}
-        for row in rows:
+        for row, position in rows:
             status, message = classify_row(row, self.wanted, self.allowed)
-            out[row.row_id] = {"row_id": row.row_id, "root_object_id": row.root_object_id, "status": status.value}
+            out[row.row_id] = {
+                "row_id": row.row_id,
+                "root_object_id": row.root_object_id,
+                "status": status.value,
+                ROW_INDEX: position,
+            }
             if message is not None:
                 out[row.row_id].update(error_type=ErrorCategory.VALIDATION.value, error_message=message)
             elif status == RowStatus.OK:
@@ -195,6 +216,7 @@ class ExtractionStage:
                 "status": RowStatus.FAILED.value,
                 "error_type": ErrorCategory.VALIDATION.value,
                 "error_message": message,
+                ROW_INDEX: r.get(ROW_INDEX),
             }
             for r in batch.to_pylist()
         ]
