@@ -170,7 +170,8 @@ def execute_batch(
             results.append({"index": position, **history.run_recorded(run, recorder_for(runtime, scope, run))})
         except StrataflowError as exc:
             failure = error_body(exc.status_code, exc.message, exc.type, exc.details)
-            results.append({"index": position, "status": "failed", **failure})
+            # the envelope's `status` is the HTTP code; an item's status says whether it ran
+            results.append({"index": position, **failure, "status": "failed", "status_code": exc.status_code})
     failed = sum(1 for r in results if r["status"] == "failed")
     return {
         "retriever_id": retriever.retriever_id,

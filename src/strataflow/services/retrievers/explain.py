@@ -68,6 +68,15 @@ def _indexes(collections: list[Collection], stage_id: str, params: dict[str, Any
     return used
 
 
+def _index_note(used: dict[str, Any]) -> str:
+    if used["kind"] == "vector":
+        return (
+            f"vector index {used['column']} in {used['collection_id']} ({used['model'] or 'vectors'}, "
+            f"{used['dimensions']}-d, cosine)"
+        )
+    return f"full-text BM25 index on {used['column']} in {used['collection_id']}"
+
+
 def _output_bound(stage_id: str, params: dict[str, Any], incoming: int, first: bool, documents: int) -> int:
     """The most documents a stage can hand on."""
 
@@ -121,6 +130,7 @@ def explain(
     documents = sum(index.count(c.collection_id) for c in collections)
     durations = _past_durations(session, scope, row.retriever_id)
     plan: list[dict[str, Any]] = []
+    details: dict[str, Any] = {}
     incoming = documents
     for position, stage in enumerate(row.stages):
         stage_id = stage["config"]["stage_id"]
@@ -143,6 +153,10 @@ def explain(
             if isinstance(search, dict):
                 pushed += _pushed_filters(collections, search.get("filters"))
         outgoing = _output_bound(stage_id, params, incoming, first, documents)
+        indexes = _indexes(collections, stage_id, params)
+        notes += [_index_note(used) for used in indexes]
+        notes += [f"filter pushed down in {f['collection_id']}: {f.get('where') or f.get('error')}" for f in pushed]
+        details[stage["stage_name"]] = {"stage_id": stage_id, "indexes_used": indexes, "filters_pushed_down": pushed}
         plan.append(
             {
                 "stage_index": position,
@@ -155,7 +169,7 @@ def explain(
                 "estimated_cost_credits": 0.0,
                 "estimated_duration_ms": durations.get(stage["stage_name"], 0.0),
                 "cache_likely": False,
-                "indexes_used": _indexes(collections, stage_id, params),
+                "indexes_used": indexes,
                 "filters_pushed_down": pushed,
                 "optimization_notes": notes,
                 "warnings": warnings,
@@ -179,6 +193,7 @@ def explain(
         "bottleneck_stages": [slowest["stage_name"]] if slowest and slowest["estimated_duration_ms"] > 0 else [],
         "optimization_level": "none",
         "optimization_applied": False,
+        "optimization_details": {"stages": details},  # the SDK keeps this; it drops unknown per-stage keys
         "inputs_checked": given,
     }
 
