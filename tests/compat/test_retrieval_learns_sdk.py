@@ -295,3 +295,59 @@ def test_interactions_make_a_dataset_whose_evaluation_matches_a_hand_computation
         ScorePredictionsRequest(predicted=["a", "b", "c", "d"], ground_truth=["b", "d", "e"])
     )
     assert scored.aggregate == pytest.approx({"precision": 0.5, "recall": 2 / 3, "f1": 4 / 7}, abs=1e-5)
+
+
+def test_offline_stages_sort_sample_join_and_aggregate(setup: tuple[mixpeek.ApiClient, str, str]) -> None:
+    sdk, collection_id, _ = setup
+    adhoc = AdhocRetrieversApi(sdk)
+
+    def execute(*stages: StageConfigInput) -> dict[str, object]:
+        request = AdhocExecuteRequest(
+            collection_identifiers=[collection_id],
+            stages=[SEARCH, *stages],
+            input_schema=SCHEMA,
+            inputs={"query": QUERY},
+        )
+        return dict(adhoc.execute_adhoc_retriever(request))
+
+    def stage(name: str, stage_id: str, parameters: dict[str, object]) -> StageConfigInput:
+        return StageConfigInput(stage_name=name, config={"stage_id": stage_id, "parameters": parameters})
+
+    ranked = execute()["documents"]
+    assert isinstance(ranked, list) and len(ranked) == 3
+    scores = [d["score"] for d in ranked]
+    out = execute(
+        stage("worst_first", "sort_relevance", {"direction": "asc"}),
+        stage("two", "sample", {"count": 2, "seed": 1, "preserve_top_k": 1}),
+        stage(
+            "join",
+            "document_enrich",
+            {
+                "target_collection_id": collection_id,
+                "source_field": "document_id",
+                "target_field": "document_id",
+                "fields_to_merge": ["text"],
+                "output_field": "joined",
+            },
+        ),
+    )
+    documents = out["documents"]
+    assert isinstance(documents, list) and len(documents) == 2
+    assert documents[0]["document_id"] == ranked[-1]["document_id"]  # the lowest score, kept by preserve_top_k
+    assert documents[0]["score"] <= documents[1]["score"]
+    assert all(d["joined"] == {"text": d["text"]} for d in documents)
+
+    counted = execute(
+        stage(
+            "stats",
+            "aggregate",
+            {
+                "aggregations": [
+                    {"function": "count", "alias": "n"},
+                    {"function": "avg", "field": "score", "alias": "mean"},
+                ]
+            },
+        )
+    )
+    assert counted["documents"] == []
+    assert counted["aggregations"] == {"stats": [{"n": 3, "mean": pytest.approx(sum(scores) / 3)}]}
