@@ -21,7 +21,7 @@ from mixpeek import (
     RetrieversApi,
     RetrieverStagesApi,
 )
-from mixpeek.exceptions import BadRequestException
+from mixpeek.exceptions import BadRequestException, NotFoundException
 from mixpeek.models import (
     AdhocExecuteRequest,
     BatchQueryItem,
@@ -351,3 +351,27 @@ def test_offline_stages_sort_sample_join_and_aggregate(setup: tuple[mixpeek.ApiC
     )
     assert counted["documents"] == []
     assert counted["aggregations"] == {"stats": [{"n": 3, "mean": pytest.approx(sum(scores) / 3)}]}
+
+
+def test_executions_interactions_and_datasets_stay_in_their_namespace(
+    setup: tuple[mixpeek.ApiClient, str, str],
+) -> None:
+    sdk, _, retriever_id = setup
+    home = sdk.configuration.api_key["NamespaceHeader"]
+    adhoc = AdhocRetrieversApi(sdk)
+    seen = adhoc.list_adhoc_executions_retrievers().results
+    interactions = RetrieverInteractionsApi(sdk).list_interactions_retrievers().results
+    assert seen and interactions
+    other = NamespacesApi(sdk).create_namespace(CreateNamespaceRequest(namespace_name="sdk_learning_other"))
+    use_namespace(sdk, other.namespace_id)
+    try:
+        assert adhoc.list_adhoc_executions_retrievers().results == []
+        with pytest.raises(NotFoundException):
+            adhoc.get_adhoc_execution_retrievers(seen[0].execution_id)
+        with pytest.raises(NotFoundException):
+            RetrieverInteractionsApi(sdk).get_interaction_retrievers(interactions[0].interaction_id)
+        assert RetrieverEvaluationsApi(sdk).list_datasets_retrievers_evaluations().datasets == []
+        with pytest.raises(NotFoundException):
+            RetrieversApi(sdk).list_executions_retrievers(retriever_id)
+    finally:
+        use_namespace(sdk, home)

@@ -102,7 +102,13 @@ def list_executions(
     request = request or ListExecutionsRequest()
     retriever = get_retriever(session, scope, retriever_id)
     rows, total = history.list_executions(
-        session, scope, page, retriever_id=retriever.retriever_id, status=request.status
+        session,
+        scope,
+        page,
+        retriever_id=retriever.retriever_id,
+        status=request.status,
+        filters=request.filters,
+        sorts=request.sorts,
     )
     return _listing(rows, total, page)
 

@@ -25,6 +25,7 @@ from strataflow.retrieval.pipeline import Execution
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
 from strataflow.store.db import Database
+from strataflow.store.filters import FieldMap, compile_filters, sort_expression
 from strataflow.store.pagination import PageRequest
 from strataflow.store.tables import RetrieverExecution
 from strataflow.transitions import create
@@ -144,6 +145,20 @@ def get_execution(
     return row
 
 
+EXECUTION_FIELDS = FieldMap(
+    columns={
+        "execution_id": RetrieverExecution.execution_id,
+        "created_at": RetrieverExecution.created_at,
+        "completed_at": RetrieverExecution.completed_at,
+        "duration_ms": RetrieverExecution.duration_ms,
+        "total_returned": RetrieverExecution.total_returned,
+        "total_processed": RetrieverExecution.total_processed,
+        "inputs_hash": RetrieverExecution.inputs_hash,
+    },
+    json_columns={"inputs": RetrieverExecution.inputs},
+)
+
+
 def list_executions(
     session: Session,
     scope: NamespaceScope,
@@ -153,8 +168,11 @@ def list_executions(
     status: str | None = None,
     since: Any = None,
     until: Any = None,
+    filters: dict[str, Any] | None = None,
+    sorts: list[dict[str, Any]] | None = None,
 ) -> tuple[list[RetrieverExecution], int]:
-    """Newest first; `retriever_id` None lists the ad-hoc executions."""
+    """Newest first unless `sorts` say otherwise; `retriever_id` None lists the ad-hoc executions.
+    `filters` (the filter language) and `sorts` work on the fields of EXECUTION_FIELDS."""
     query = select(RetrieverExecution).where(RetrieverExecution.namespace_id == scope.namespace_id)
     if retriever_id is None:
         query = query.where(RetrieverExecution.retriever_id.is_(None))
@@ -171,7 +189,14 @@ def list_executions(
         query = query.where(RetrieverExecution.created_at >= since)
     if until is not None:
         query = query.where(RetrieverExecution.created_at <= until)
+    clause = compile_filters(filters, EXECUTION_FIELDS)
+    if clause is not None:
+        query = query.where(clause)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    for sort in sorts or []:
+        if not isinstance(sort, dict) or not sort.get("field"):
+            raise BadRequestError("Each entry of sorts needs a field", {"sorts": sorts})
+        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")), EXECUTION_FIELDS))
     ordered = query.order_by(RetrieverExecution.created_at.desc(), RetrieverExecution.execution_id)
     rows = list(session.scalars(ordered.offset(page.start).limit(page.limit)))
     return rows, total
