@@ -352,6 +352,13 @@ def test_offline_stages_sort_sample_join_and_aggregate(setup: tuple[mixpeek.ApiC
     assert counted["documents"] == []
     assert counted["aggregations"] == {"stats": [{"n": 3, "mean": pytest.approx(sum(scores) / 3)}]}
 
+    labeled = execute(stage("groups", "cluster", {"algorithm": "kmeans", "n_clusters": 2, "output_mode": "labeled"}))
+    labels = [d["cluster_id"] for d in labeled["documents"]]  # type: ignore[index, union-attr]
+    assert len(labels) == 3 and set(labels) == {"cluster_0", "cluster_1"}
+    grouped = execute(stage("groups", "cluster", {"algorithm": "kmeans", "n_clusters": 2}))["documents"]
+    assert isinstance(grouped, list) and sorted(d["member_count"] for d in grouped) == [1, 2]
+    assert sum(len(d["members"]) for d in grouped) == 3 and all(len(d["centroid"]) == 384 for d in grouped)
+
 
 def test_executions_interactions_and_datasets_stay_in_their_namespace(
     setup: tuple[mixpeek.ApiClient, str, str],

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strataflow.errors import BadRequestError
-from strataflow.retrieval import aggregate_stage, enrich_stage, taxonomy_stage
+from strataflow.retrieval import aggregate_stage, cluster_stage, enrich_stage, taxonomy_stage
 from strataflow.retrieval import ordering_stages as ordering
 from strataflow.retrieval import search_stages as search
 from strataflow.retrieval import shaping_stages as shaping
@@ -99,6 +99,13 @@ STAGES: dict[str, StageKind] = {
         "Join fields from documents of another collection onto each hit",
         "link",
     ),
+    "cluster": StageKind(
+        cluster_stage.cluster,
+        "reduce",
+        cluster_stage.ClusterParams,
+        "Group the hits by their vectors (hdbscan, kmeans, ...): labeled hits, representatives or clusters",
+        "clusters",
+    ),
 }
 ALIASES = {"full_text_search": "text_search", "fulltext_search": "text_search", "hybrid": "hybrid_search"}
 
@@ -117,7 +124,6 @@ UNAVAILABLE: dict[str, str] = {
     "summarize": _NO_LANGUAGE_MODEL,
     "query_expand": _NO_LANGUAGE_MODEL,
     "rag_prepare": _NO_LANGUAGE_MODEL,
-    "cluster": "is not available in retrievers yet; cluster a collection with /v1/clusters and filter on its output",
     "api_call": "calls external services, which retrievers here may not do",
     "web_scrape": "calls external services, which retrievers here may not do",
     "external_web_search": "calls external services, which retrievers here may not do",
