@@ -115,6 +115,15 @@ class Settings(BaseSettings):
         description="A Ray tier whose extraction returns nothing for this long is reported as stalled (with Ray's "
         "reason) and its remaining rows fail as retryable resource errors.",
     )
+    retriever_execution_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Retriever executions (inputs, stage statistics, result ids) are kept this many days, then "
+        "pruned; 0 keeps none (executions are still answered, never stored).",
+    )
+    retriever_execution_max_results: int = Field(
+        default=1000, ge=0, description="Ranked result ids (and scores) one stored execution keeps."
+    )
     device: str = Field(default="cpu", description="Device extractors use: cpu, or cuda when a GPU is there.")
     # Vision-language models (CLIP/SigLIP) the operator provides: see docs/vision-models.md.
     models_dir_path: Path | None = Field(

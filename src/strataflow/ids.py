@@ -27,6 +27,9 @@ ID_FORMATS: dict[str, tuple[str, int]] = {
     "cluster": ("clust_", 12),
     "cluster_run": ("run_", 16),
     "trigger": ("trg_", 14),
+    "interaction": ("intr_", 16),
+    "dataset": ("ds_", 12),
+    "evaluation": ("eval_", 14),
 }
 
 

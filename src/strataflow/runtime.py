@@ -34,6 +34,7 @@ from strataflow.services.clusters.runs import cancel_from_task as cancel_cluster
 from strataflow.services.clusters.triggers import fire_cluster
 from strataflow.services.objects.crud import ObjectWriter
 from strataflow.services.objects.sources import BlobSources
+from strataflow.services.retrievers.evaluations import evaluation_job
 from strataflow.services.taxonomies.apply import apply_job
 from strataflow.services.tenancy.auth import IssuedKey, bootstrap
 from strataflow.services.tenancy.namespaces import delete_namespace_job
@@ -53,6 +54,7 @@ JOB_HANDLERS: dict[str, Handler] = {
     TaskType.BUCKETS_UPLOADS_BATCH_CONFIRM: batch_confirm_job,
     TaskType.ENGINE_CLUSTER_BUILD: cluster_build_job,
     TaskType.TAXONOMIES_MATERIALIZE: apply_job,
+    TaskType.EVALUATIONS_RUN: evaluation_job,
 }
 
 # What killing a task must also stop (DELETE /v1/tasks/{id}); other task types are just canceled.

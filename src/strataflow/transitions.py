@@ -39,6 +39,8 @@ from strataflow.store.tables import (
     BucketObject,
     ClusterRun,
     Namespace,
+    RetrieverEvaluation,
+    RetrieverExecution,
     StatusEvent,
     Task,
     Trigger,
@@ -177,6 +179,29 @@ CLUSTER_RUN = Machine(
     },
 )
 
+# A retriever execution is recorded once, when it ends: COMPLETED, COMPLETED_WITH_ERRORS (the time
+# budget ran out and later stages were skipped: "partial" on the wire) or FAILED. It never moves after.
+RETRIEVER_EXECUTION = Machine(
+    kind="retriever_execution",
+    id_attribute="execution_id",
+    initial=frozenset({S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED}),
+    moves={},
+    details=frozenset({"completed_at"}),
+)
+
+# An evaluation run is queued with its task (PENDING), runs in the background (IN_PROGRESS) and ends
+# COMPLETED or FAILED; a worker that dies mid-run leaves it IN_PROGRESS and the retried task starts it over.
+EVALUATION = Machine(
+    kind="evaluation",
+    id_attribute="evaluation_id",
+    initial=frozenset({S.PENDING}),
+    moves={
+        S.PENDING: frozenset({S.IN_PROGRESS, S.FAILED}),
+        S.IN_PROGRESS: frozenset({S.COMPLETED, S.FAILED}),
+    },
+    details=frozenset({"completed_at", "error"}),
+)
+
 # The registration table: which machine governs which table's `status` column.
 MACHINES: dict[type[Any], Machine] = {
     Task: TASK,
@@ -187,6 +212,8 @@ MACHINES: dict[type[Any], Machine] = {
     Namespace: NAMESPACE,
     BucketObject: OBJECT,
     ClusterRun: CLUSTER_RUN,
+    RetrieverExecution: RETRIEVER_EXECUTION,
+    RetrieverEvaluation: EVALUATION,
 }
 
 

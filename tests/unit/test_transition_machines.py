@@ -20,14 +20,27 @@ from strataflow.ids import new_id
 from strataflow.services.tenancy.auth import create_organization
 from strataflow.statuses import Status
 from strataflow.store.db import Database
-from strataflow.store.tables import Batch, BatchTier, Bucket, BucketObject, Namespace, StatusEvent, Task, Upload
+from strataflow.store.tables import (
+    Batch,
+    BatchTier,
+    Bucket,
+    BucketObject,
+    Namespace,
+    RetrieverEvaluation,
+    RetrieverExecution,
+    StatusEvent,
+    Task,
+    Upload,
+)
 from strataflow.transitions import (
     BATCH,
     BUCKET,
     CLUSTER_RUN,
+    EVALUATION,
     MACHINES,
     NAMESPACE,
     OBJECT,
+    RETRIEVER_EXECUTION,
     TASK,
     TIER,
     UPLOAD,
@@ -81,8 +94,14 @@ EXPECTED: dict[str, dict[Status | None, set[Status]]] = {
         S.PENDING: {S.PROCESSING, S.FAILED, S.CANCELED},
         S.PROCESSING: {S.PENDING, S.COMPLETED, S.FAILED, S.CANCELED},
     },
+    "retriever_execution": {NOTHING: {S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED}},
+    "evaluation": {
+        NOTHING: {S.PENDING},
+        S.PENDING: {S.IN_PROGRESS, S.FAILED},
+        S.IN_PROGRESS: {S.COMPLETED, S.FAILED},
+    },
 }
-ALL_MACHINES = [TASK, BATCH, TIER, UPLOAD, BUCKET, NAMESPACE, OBJECT, CLUSTER_RUN]
+ALL_MACHINES = [TASK, BATCH, TIER, UPLOAD, BUCKET, NAMESPACE, OBJECT, CLUSTER_RUN, RETRIEVER_EXECUTION, EVALUATION]
 PAIRS = [(m, current, target) for m in ALL_MACHINES for current in [NOTHING, *Status] for target in Status]
 
 
@@ -197,7 +216,27 @@ def _upload(session: Session, status: Status) -> Upload:
     )
 
 
+def _execution(session: Session, status: Status) -> RetrieverExecution:
+    bucket = tenant(session)
+    row = RetrieverExecution(execution_id=new_id("execution"), namespace_id=bucket.namespace_id)
+    return create(session, row, status, "test")
+
+
+def _evaluation(session: Session, status: Status) -> RetrieverEvaluation:
+    bucket = tenant(session)
+    row = RetrieverEvaluation(
+        evaluation_id=new_id("evaluation"),
+        namespace_id=bucket.namespace_id,
+        retriever_id=new_id("retriever"),
+        dataset_id=new_id("dataset"),
+        dataset_name="d",
+    )
+    return create(session, row, status, "test")
+
+
 MAKERS: dict[str, tuple[Machine, Maker]] = {
+    "retriever_execution": (RETRIEVER_EXECUTION, _execution),
+    "evaluation": (EVALUATION, _evaluation),
     "task": (TASK, _task),
     "batch": (BATCH, _batch),
     "tier": (TIER, _tier),

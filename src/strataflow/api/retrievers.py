@@ -26,6 +26,8 @@ from strataflow.schemas.retrievers import (
 )
 from strataflow.services.retrievers import crud as service
 from strataflow.services.retrievers import execution
+from strataflow.services.retrievers.history import ExecutionRecorder, recorded_steps, run_recorded
+from strataflow.services.tenancy.scope import NamespaceScope
 
 log = logging.getLogger("strataflow.retrievers")
 router = APIRouter(prefix="/v1/retrievers", tags=["Retrievers"], responses=ERROR_RESPONSES)
@@ -73,7 +75,8 @@ def execute_adhoc(
         presign=return_presigned_urls,
         vision=_vision(runtime),
     )
-    return _stream(run) if request.stream else run.run()
+    recorder = recorder_for(runtime, scope, run)
+    return _stream(run, recorder) if request.stream else run_recorded(run, recorder)
 
 
 @router.get("/{retriever_id}")
@@ -117,7 +120,14 @@ def execute_retriever(
         presign=return_presigned_urls,
         vision=_vision(runtime),
     )
-    return _stream(run) if request.stream else run.run()
+    recorder = recorder_for(runtime, scope, run)
+    return _stream(run, recorder) if request.stream else run_recorded(run, recorder)
+
+
+def recorder_for(runtime: Runtime, scope: NamespaceScope, run: Execution) -> ExecutionRecorder:
+    return ExecutionRecorder(
+        runtime.db, scope, runtime.settings, run.retriever_id, [c.collection_id for c in run.collections]
+    )
 
 
 def _vision(runtime: Runtime) -> VisionQueries:
@@ -132,12 +142,12 @@ def _sse(event: dict[str, Any]) -> str:
     return f"data: {json.dumps(event, default=str)}\n\n"
 
 
-def _stream(run: Execution) -> StreamingResponse:
+def _stream(run: Execution, recorder: ExecutionRecorder) -> StreamingResponse:
     """Server-sent events; a failure after the stream began becomes an execution_error event."""
 
     def events() -> Iterator[str]:
         try:
-            for event in run.steps():
+            for event in recorded_steps(run, recorder):
                 yield _sse(event)
         except StrataflowError as exc:
             yield _sse(

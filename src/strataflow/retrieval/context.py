@@ -38,6 +38,10 @@ class StageContext:
     taxonomies: dict[str, HitEnricher] = field(default_factory=dict)
     # What a stage reports about itself (searches run, skipped, candidates seen) for the statistics.
     notes: dict[str, Any] = field(default_factory=dict)
+    # Collections a stage joins from (document_enrich), by id and by name, resolved before the run.
+    extra_collections: dict[str, Collection] = field(default_factory=dict)
+    # What a stage answers beside the hits (aggregate's rows), put in the response under the stage's name.
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     def where(self, collection: Collection, filters: dict[str, Any] | None, within: list[Hit] | None) -> str | None:
         """SQL for a stage's filters in one collection, narrowed to the hits of earlier stages if any."""

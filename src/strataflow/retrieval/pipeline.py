@@ -96,17 +96,32 @@ class Execution:
     max_time_ms: int | None = None
     taxonomies: dict[str, HitEnricher] = field(default_factory=dict)
     vision: VisionQueries | None = None  # how image/text queries of vision features are encoded here
+    extra_collections: dict[str, Collection] = field(default_factory=dict)
     execution_id: str = field(default_factory=lambda: new_id("execution"))
+    # What the run left behind, for the execution record (services/retrievers/history.py).
+    ranked: list[Hit] = field(default_factory=list)
+    statistics: dict[str, Any] = field(default_factory=dict)
+    stages_completed: int = 0
+    elapsed_ms: float = 0.0
+    status: str = "pending"
+    aggregations: dict[str, Any] = field(default_factory=dict)
 
     def steps(self) -> Iterator[dict[str, Any]]:
         started = time.perf_counter()
         embedder = QueryEmbedder(self.index, self.vision)
         hits: list[Hit] | None = None
-        statistics: dict[str, Any] = {}
+        statistics = self.statistics
         status = "completed"
         for position, stage in enumerate(self.stages):
             name, stage_id = stage["stage_name"], stage["config"]["stage_id"]
-            ctx = StageContext(self.index, self.collections, embedder, stage_name=name, taxonomies=self.taxonomies)
+            ctx = StageContext(
+                self.index,
+                self.collections,
+                embedder,
+                stage_name=name,
+                taxonomies=self.taxonomies,
+                extra_collections=self.extra_collections,
+            )
             yield {
                 "event": "stage_start",
                 "execution_id": self.execution_id,
@@ -120,6 +135,9 @@ class Execution:
                 parameters = resolve(stage["config"]["parameters"], self.inputs)
                 hits = stage_kind(stage_id, position).run(ctx, parameters, hits)
             except Exception as exc:
+                self.status, self.elapsed_ms = "failed", _ms(started)
+                statistics[name] = {**_stage_statistics(stage_id, position, count_in, 0, _ms(stage_started), ctx.notes)}
+                statistics[name]["error"] = str(getattr(exc, "message", exc))
                 yield {
                     "event": "stage_error",
                     "execution_id": self.execution_id,
@@ -131,6 +149,9 @@ class Execution:
                 raise
             stats = _stage_statistics(stage_id, position, count_in, len(hits), _ms(stage_started), ctx.notes)
             statistics[name] = stats
+            if "aggregations" in ctx.outputs:
+                self.aggregations[name] = ctx.outputs["aggregations"]
+            self.stages_completed = position + 1
             yield {
                 "event": "stage_complete",
                 "execution_id": self.execution_id,
@@ -141,7 +162,8 @@ class Execution:
             if self.max_time_ms is not None and _ms(started) > self.max_time_ms and position + 1 < len(self.stages):
                 status = "partial"  # the time budget ran out: later stages are skipped, what we have is returned
                 break
-        body = self._response(hits or [], statistics, status, _ms(started))
+        self.ranked, self.status, self.elapsed_ms = list(hits or []), status, _ms(started)
+        body = self._response(self.ranked, statistics, status, self.elapsed_ms)
         yield {"event": "execution_complete", "execution_id": self.execution_id, "result": body}
 
     def run(self) -> dict[str, Any]:
@@ -169,6 +191,7 @@ class Execution:
             "documents": documents,
             "pagination": self.page.describe(len(hits)),
             "stage_statistics": {"stages": statistics, "total_time_ms": elapsed_ms},
+            **({"aggregations": self.aggregations} if self.aggregations else {}),
             "budget": {
                 "credits_used": 0.0,
                 "time_elapsed_ms": elapsed_ms,

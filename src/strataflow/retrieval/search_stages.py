@@ -14,7 +14,7 @@ from strataflow.errors import BadRequestError
 from strataflow.retrieval.context import StageContext, StageParams, parse_params
 from strataflow.retrieval.features import feature_targets
 from strataflow.retrieval.inputs import MISSING
-from strataflow.retrieval.results import Hit, fuse
+from strataflow.retrieval.results import Hit, fuse, fuse_with_coverage
 
 
 class SearchSpec(StageParams):
@@ -43,7 +43,7 @@ class HybridSearchParams(StageParams):
     top_k: int = Field(default=100, ge=1, le=10_000)
     final_top_k: int = Field(default=25, ge=1, le=10_000)
     filters: dict[str, Any] | None = None
-    fusion: str = "rrf"
+    fusion: str = "rrf_coverage"
     vector_weight: float = 1.0
     text_weight: float = 1.0
 
@@ -116,7 +116,8 @@ def text_search(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) 
 
 
 def hybrid_search(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> list[Hit]:
-    """Vector and full-text rankings of one query, fused (RRF by default)."""
+    """Vector and full-text rankings of one query, fused (by default RRF with full-text hits weighed by
+    how much of the query they hold: `results.fuse_with_coverage`)."""
     params: HybridSearchParams = parse_params(HybridSearchParams, ctx.stage_name, raw)
     feature_targets(ctx.collections, params.feature_uri)
     if _absent(params.query):
@@ -126,5 +127,8 @@ def hybrid_search(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None
     vector = vector_ranking(ctx, spec, hits)
     text = text_ranking(ctx, params.query, params.top_k, params.filters, hits)
     ctx.notes.update(vector_candidates=len(vector), text_candidates=len(text))
-    fused = fuse([("vector", vector, params.vector_weight), ("text", text, params.text_weight)], params.fusion)
+    if params.fusion == "rrf_coverage":
+        fused = fuse_with_coverage(vector, text, params.query, params.vector_weight, params.text_weight)
+    else:
+        fused = fuse([("vector", vector, params.vector_weight), ("text", text, params.text_weight)], params.fusion)
     return fused[: params.final_top_k]

@@ -138,7 +138,7 @@ def group_by(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> 
     return [hit for members in ordered for hit in members]
 
 
-def _vectors(ctx: StageContext, hits: list[Hit], feature_uri: str | None) -> list[list[float] | None]:
+def hit_vectors(ctx: StageContext, hits: list[Hit], feature_uri: str | None) -> list[list[float] | None]:
     by_collection: dict[str, str] = {}
     for collection in ctx.collections:
         if feature_uri:
@@ -161,7 +161,7 @@ def mmr(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> list[
     pool = list(hits or [])
     if len(pool) < 2:
         return pool
-    raw_vectors = _vectors(ctx, pool, params.feature_uri)
+    raw_vectors = hit_vectors(ctx, pool, params.feature_uri)
     dims = max((len(v) for v in raw_vectors if v is not None), default=0)
     matrix = np.array([v if v is not None else [0.0] * dims for v in raw_vectors], dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)

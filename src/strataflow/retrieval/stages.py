@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from strataflow.errors import BadRequestError
+from strataflow.retrieval import aggregate_stage, cluster_stage, enrich_stage, taxonomy_stage
+from strataflow.retrieval import ordering_stages as ordering
 from strataflow.retrieval import search_stages as search
 from strataflow.retrieval import shaping_stages as shaping
-from strataflow.retrieval import taxonomy_stage
-from strataflow.retrieval.context import StageContext
+from strataflow.retrieval.context import StageContext, StageParams
 from strataflow.retrieval.results import Hit
 
 StageFunction = Callable[[StageContext, dict[str, Any], "list[Hit] | None"], list[Hit]]
@@ -20,31 +21,145 @@ StageFunction = Callable[[StageContext, dict[str, Any], "list[Hit] | None"], lis
 class StageKind:
     run: StageFunction
     stage_type: str  # filter | sort | reduce | apply | enrich (the SDK's StageType)
+    params: type[StageParams]
+    description: str
+    icon: str = "layers"
     searches: bool = False  # finds documents (may start a pipeline) rather than reshaping hits
 
 
 STAGES: dict[str, StageKind] = {
-    "feature_search": StageKind(search.feature_search, "filter", searches=True),
-    "text_search": StageKind(search.text_search, "filter", searches=True),
-    "hybrid_search": StageKind(search.hybrid_search, "filter", searches=True),
-    "attribute_filter": StageKind(shaping.attribute_filter, "filter"),
-    "sort_attribute": StageKind(shaping.sort_attribute, "sort"),
-    "limit": StageKind(shaping.limit, "filter"),
-    "deduplicate": StageKind(shaping.deduplicate, "filter"),
-    "group_by": StageKind(shaping.group_by, "reduce"),
-    "mmr": StageKind(shaping.mmr, "sort"),
-    "taxonomy_enrich": StageKind(taxonomy_stage.taxonomy_enrich, "apply"),
+    "feature_search": StageKind(
+        search.feature_search,
+        "filter",
+        search.FeatureSearchParams,
+        "Vector search over one or more feature URIs, fused (rrf, weighted, max, dbsf)",
+        "search",
+        searches=True,
+    ),
+    "text_search": StageKind(
+        search.text_search,
+        "filter",
+        search.TextSearchParams,
+        "BM25 full-text search over payload text",
+        "text",
+        searches=True,
+    ),
+    "hybrid_search": StageKind(
+        search.hybrid_search,
+        "filter",
+        search.HybridSearchParams,
+        "Vector and full-text search of one query, fused (rank-weighted RRF by default)",
+        "merge",
+        searches=True,
+    ),
+    "attribute_filter": StageKind(
+        shaping.attribute_filter, "filter", shaping.AttributeFilterParams, "Keep hits matching a filter", "filter"
+    ),
+    "sort_attribute": StageKind(
+        shaping.sort_attribute, "sort", shaping.SortParams, "Order hits by one or more fields", "sort"
+    ),
+    "sort_relevance": StageKind(
+        ordering.sort_relevance,
+        "sort",
+        ordering.SortRelevanceParams,
+        "Order hits by their score, one search's score, or a numeric score field",
+        "sort",
+    ),
+    "limit": StageKind(shaping.limit, "filter", shaping.LimitParams, "Keep a window of the hits", "scissors"),
+    "sample": StageKind(
+        ordering.sample, "filter", ordering.SampleParams, "Random or stratified sample of the hits", "shuffle"
+    ),
+    "deduplicate": StageKind(
+        shaping.deduplicate, "filter", shaping.DeduplicateParams, "Best-ranked hit per value of a field", "copy"
+    ),
+    "group_by": StageKind(
+        shaping.group_by, "reduce", shaping.GroupByParams, "Best hits per group (e.g. per video)", "group"
+    ),
+    "aggregate": StageKind(
+        aggregate_stage.aggregate,
+        "reduce",
+        aggregate_stage.AggregateParams,
+        "Statistics over the hits (count, sum, avg, percentiles, frequencies), optionally per group",
+        "chart",
+    ),
+    "mmr": StageKind(
+        shaping.mmr, "sort", shaping.MmrParams, "Maximal marginal relevance: relevant and diverse", "spark"
+    ),
+    "taxonomy_enrich": StageKind(
+        taxonomy_stage.taxonomy_enrich,
+        "apply",
+        taxonomy_stage.TaxonomyEnrichParams,
+        "Attach a taxonomy's matching nodes to each hit",
+        "tree",
+    ),
+    "document_enrich": StageKind(
+        enrich_stage.document_enrich,
+        "enrich",
+        enrich_stage.DocumentEnrichParams,
+        "Join fields from documents of another collection onto each hit",
+        "link",
+    ),
+    "cluster": StageKind(
+        cluster_stage.cluster,
+        "reduce",
+        cluster_stage.ClusterParams,
+        "Group the hits by their vectors (hdbscan, kmeans, ...): labeled hits, representatives or clusters",
+        "clusters",
+    ),
 }
 ALIASES = {"full_text_search": "text_search", "fulltext_search": "text_search", "hybrid": "hybrid_search"}
+
+# Stages of the contract that need a model this server does not have: refused with the reason,
+# never run with a made-up answer.
+_NO_LANGUAGE_MODEL = (
+    "needs a language model, and none is configured on this server; remove the stage or run it in your "
+    "application on the retriever's results"
+)
+UNAVAILABLE: dict[str, str] = {
+    "rerank": "needs a cross-encoder reranking model, and none is installed on this server; use sort_relevance, "
+    "mmr or hybrid_search instead",
+    "maxsim_rerank": "needs multi-vector (late interaction) embeddings, which no extractor here produces",
+    "llm_filter": _NO_LANGUAGE_MODEL,
+    "llm_enrich": _NO_LANGUAGE_MODEL,
+    "summarize": _NO_LANGUAGE_MODEL,
+    "query_expand": _NO_LANGUAGE_MODEL,
+    "rag_prepare": _NO_LANGUAGE_MODEL,
+    "api_call": "calls external services, which retrievers here may not do",
+    "web_scrape": "calls external services, which retrievers here may not do",
+    "external_web_search": "calls external services, which retrievers here may not do",
+    "external_reverse_image": "calls external services, which retrievers here may not do",
+    "code_execution": "runs code, which retrievers here may not do",
+    "sql_lookup": "needs an external database connection, which retrievers here may not do",
+    "json_transform": "is not available yet",
+}
 
 
 def stage_kind(stage_id: str, position: int) -> StageKind:
     kind = STAGES.get(ALIASES.get(stage_id, stage_id))
     if kind is None:
+        if stage_id in UNAVAILABLE:
+            raise BadRequestError(
+                f"Stage '{stage_id}' (stage {position}) {UNAVAILABLE[stage_id]}",
+                {"stage_id": stage_id, "reason": UNAVAILABLE[stage_id], "supported": sorted(STAGES)},
+            )
         raise BadRequestError(
             f"Unknown stage_id '{stage_id}' in stage {position}", {"stage_id": stage_id, "supported": sorted(STAGES)}
         )
     return kind
+
+
+def catalogue() -> list[dict[str, Any]]:
+    """RetrieverStageDefinition for every stage that runs here, with its parameters' JSON schema."""
+    return [
+        {
+            "stage_id": stage_id,
+            "description": kind.description,
+            "category": kind.stage_type,
+            "icon": kind.icon,
+            "parameter_schema": kind.params.model_json_schema(by_alias=True),
+        }
+        for stage_id, kind in STAGES.items()
+    ]
 
 
 def normalise_stage(raw: dict[str, Any], position: int) -> dict[str, Any]:

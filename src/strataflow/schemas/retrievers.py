@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
@@ -91,3 +92,49 @@ class AdhocExecuteRequest(ExecuteRetrieverRequest):
     input_schema: dict[str, InputField]
     stages: list[dict[str, Any]] = Field(min_length=1)
     budget_limits: BudgetLimits | None = None
+
+
+MAX_BATCH_QUERIES = 100
+
+
+class BatchQuery(RequestModel):
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    filters: dict[str, Any] | None = None
+
+
+class ExecuteBatchRequest(RequestModel):
+    queries: list[BatchQuery] = Field(min_length=1, max_length=MAX_BATCH_QUERIES)
+    settings: dict[str, Any] | None = None
+    concurrency: int = Field(default=5, ge=1, le=20)
+    return_presigned_urls: bool = False
+    return_vectors: bool = False
+    stream: bool = False
+    limit: int | None = Field(default=None, ge=1, le=500)
+
+
+class CloneRetrieverRequest(RequestModel):
+    retriever_name: str = Field(min_length=1, max_length=255)
+    description: str | None = None
+    collection_identifiers: list[str] | None = None
+    stages: list[dict[str, Any]] | None = None
+    input_schema: dict[str, InputField] | None = None
+    budget_limits: BudgetLimits | None = None
+    tags: list[str] | None = None
+    display_config: dict[str, Any] | None = None
+
+
+class ExplainRetrieverRequest(RequestModel):
+    inputs: dict[str, Any] | None = None
+
+
+class ListExecutionsRequest(RequestModel):
+    filters: dict[str, Any] | None = None
+    sorts: list[dict[str, Any]] | None = None
+    status: str | None = None
+
+
+class ListAdhocExecutionsRequest(RequestModel):
+    status: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    count_only: bool = False

@@ -525,3 +525,110 @@ class TaxonomyVersion(Base):
     description: Mapped[str | None] = mapped_column(Text, default=None)
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---------------------------------------------------------------------------------------------
+# Retrieval that learns (issue 22): executions kept, interactions recorded, evaluations run.
+# ---------------------------------------------------------------------------------------------
+
+
+class RetrieverExecution(Base):
+    """One finished execution of a retriever (saved or ad hoc): what went in, how each stage did,
+    which documents came out (ids and scores, not payloads), and how long it took.
+
+    Recorded once, when the execution ends; older ones are pruned per namespace
+    (`Settings.retriever_execution_retention_days`)."""
+
+    __tablename__ = "retriever_executions"
+    __table_args__ = (
+        Index("ix_retriever_executions_ns_created", "namespace_id", "created_at"),
+        Index("ix_retriever_executions_retriever", "retriever_id", "created_at"),
+    )
+
+    execution_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.namespace_id", ondelete="CASCADE"))
+    retriever_id: Mapped[str | None] = mapped_column(String(40), default=None)  # None: ad hoc
+    status: Mapped[Status] = mapped_column(StatusType)
+    inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    inputs_hash: Mapped[str] = mapped_column(String(64), default="")
+    collection_ids: Mapped[list[Any]] = mapped_column(default=list)
+    stages: Mapped[list[Any]] = mapped_column(default=list)  # the pipeline as it ran
+    stage_statistics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    results: Mapped[list[Any]] = mapped_column(default=list)  # [{document_id, collection_id, score}] best first
+    total_processed: Mapped[int] = mapped_column(Integer, default=0)
+    total_returned: Mapped[int] = mapped_column(Integer, default=0)
+    stages_completed: Mapped[int] = mapped_column(Integer, default=0)
+    duration_ms: Mapped[float] = mapped_column(default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RetrieverInteraction(Base):
+    """A user's signal on one result (click, purchase, dwell, ...) linked to its execution and position."""
+
+    __tablename__ = "retriever_interactions"
+    __table_args__ = (
+        Index("ix_retriever_interactions_ns_created", "namespace_id", "created_at"),
+        Index("ix_retriever_interactions_retriever", "retriever_id", "occurred_at"),
+        Index("ix_retriever_interactions_execution", "execution_id"),
+    )
+
+    interaction_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.namespace_id", ondelete="CASCADE"))
+    feature_id: Mapped[str] = mapped_column(String(255))
+    interaction_type: Mapped[list[Any]] = mapped_column(default=list)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", default=None)
+    user_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    session_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    execution_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    retriever_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    query_snapshot: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    document_score: Mapped[float | None] = mapped_column(default=None)
+    result_set_size: Mapped[int | None] = mapped_column(Integer, default=None)
+    feature_uri: Mapped[str | None] = mapped_column(String(1024), default=None)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EvaluationDataset(Base):
+    """Ground truth: queries (retriever inputs) with the documents relevant to each."""
+
+    __tablename__ = "evaluation_datasets"
+    __table_args__ = (UniqueConstraint("namespace_id", "dataset_name"),)
+
+    dataset_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True)
+    dataset_name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    queries: Mapped[list[Any]] = mapped_column(default=list)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RetrieverEvaluation(Base):
+    """One evaluation run of a retriever over a dataset: its task, status and metrics."""
+
+    __tablename__ = "retriever_evaluations"
+    __table_args__ = (Index("ix_retriever_evaluations_retriever", "retriever_id", "created_at"),)
+
+    evaluation_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True)
+    retriever_id: Mapped[str] = mapped_column(String(40))
+    dataset_id: Mapped[str] = mapped_column(String(40))
+    dataset_name: Mapped[str] = mapped_column(String(255))
+    task_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[Status] = mapped_column(StatusType)
+    query_count: Mapped[int] = mapped_column(Integer, default=0)
+    overall_metrics: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    metrics_by_k: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    evaluated_queries: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_queries: Mapped[int] = mapped_column(Integer, default=0)
+    query_results: Mapped[list[Any] | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)

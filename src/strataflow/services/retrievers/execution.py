@@ -16,6 +16,7 @@ from strataflow.retrieval.inputs import validate_inputs
 from strataflow.retrieval.pipeline import Execution, ResultPage
 from strataflow.retrieval.vision_queries import VisionQueries
 from strataflow.schemas.retrievers import AdhocExecuteRequest, ExecuteRetrieverRequest
+from strataflow.services.collections.sources import get_collection
 from strataflow.services.retrievers.crud import (
     check_pipeline,
     get_retriever,
@@ -24,6 +25,19 @@ from strataflow.services.retrievers.crud import (
 )
 from strataflow.services.taxonomies.on_demand import hit_enrichers
 from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.store.tables import Collection
+
+
+def join_targets(session: Session, scope: NamespaceScope, stages: list[dict[str, Any]]) -> dict[str, Collection]:
+    """The collections document_enrich stages join from, by the identifier the stage names (404 if missing)."""
+    found: dict[str, Collection] = {}
+    for stage in stages:
+        if stage["config"]["stage_id"] != "document_enrich":
+            continue
+        target = stage["config"]["parameters"].get("target_collection_id")
+        if isinstance(target, str) and target and "{{" not in target and target not in found:
+            found[target] = get_collection(session, scope, target)
+    return found
 
 
 def _execution(
@@ -56,6 +70,7 @@ def _execution(
         max_time_ms=budget.get("max_time_ms"),
         taxonomies=hit_enrichers(session, index, scope, stages),
         vision=vision,
+        extra_collections=join_targets(session, scope, stages),
     )
 
 
