@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from strataflow import __version__
 from strataflow.api import (
+    batch_tiers,
     batches,
     blobs,
     buckets,
@@ -41,6 +42,7 @@ ROUTERS = (
     objects,
     uploads,
     blobs,
+    batch_tiers,
     batches,
     tasks,
     extractors,

@@ -99,9 +99,12 @@ TASK = Machine(
     details=LEASE_DETAILS,
 )
 
-# Batches and tiers: the contract's lifecycle. The only way out of a finished
-# state is the explicit retry edge (FAILED / COMPLETED_WITH_ERRORS -> IN_PROGRESS);
-# tasks never leave a terminal state, so a retry opens new tasks instead.
+# Batches and tiers: the contract's lifecycle. The only ways out of a finished state are
+# explicit requests: a retry (batch or tier: FAILED / COMPLETED_WITH_ERRORS -> IN_PROGRESS, and
+# CANCELED -> IN_PROGRESS when a canceled tier is retried), and a resubmit (any finished batch ->
+# PENDING to re-run from a tier, or -> DRAFT to be submitted again). Tasks never leave a terminal
+# state, so a retry or resubmit opens new tasks instead and the old ones stay as they ended.
+_RESUBMIT = frozenset({S.PENDING, S.DRAFT})
 BATCH = Machine(
     kind="batch",
     id_attribute="batch_id",
@@ -110,8 +113,10 @@ BATCH = Machine(
         S.DRAFT: frozenset({S.PENDING, S.CANCELED}),
         S.PENDING: frozenset({S.IN_PROGRESS, S.CANCELED, S.FAILED}),
         S.IN_PROGRESS: frozenset({S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED}),
-        S.FAILED: frozenset({S.IN_PROGRESS}),
-        S.COMPLETED_WITH_ERRORS: frozenset({S.IN_PROGRESS}),
+        S.FAILED: frozenset({S.IN_PROGRESS, *_RESUBMIT}),
+        S.COMPLETED_WITH_ERRORS: frozenset({S.IN_PROGRESS, *_RESUBMIT}),
+        S.CANCELED: frozenset({S.IN_PROGRESS, *_RESUBMIT}),
+        S.COMPLETED: _RESUBMIT,
     },
     details=frozenset({"submitted_at", "completed_at"}),
 )
@@ -124,10 +129,12 @@ TIER = Machine(
         S.PENDING: frozenset({S.IN_PROGRESS, S.CANCELED}),
         S.IN_PROGRESS: frozenset({S.PENDING, S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED}),
         # Retry rounds: a failed tier re-runs its failed rows; a later tier re-runs
-        # the roots those rows lead to, so a completed tier may be queued again.
+        # the roots those rows lead to, so a completed tier may be queued again. A canceled
+        # tier is queued again when it is retried (or its batch resubmitted).
         S.FAILED: frozenset({S.PENDING}),
         S.COMPLETED_WITH_ERRORS: frozenset({S.PENDING}),
         S.COMPLETED: frozenset({S.PENDING}),
+        S.CANCELED: frozenset({S.PENDING}),
     },
     details=LEASE_DETAILS | {"started_at", "completed_at"},
 )

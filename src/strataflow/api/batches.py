@@ -22,8 +22,9 @@ from strataflow.schemas.batches import (
 )
 from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
 from strataflow.schemas.tasks import TaskResponse
+from strataflow.services.batches import audit
 from strataflow.services.batches import crud as service
-from strataflow.services.batches.view import batch_payload
+from strataflow.services.batches.view import batch_payload, tiers_of
 from strataflow.services.buckets.crud import get_bucket
 from strataflow.services.tenancy.tasks import task_payload
 
@@ -156,3 +157,13 @@ def batch_logs(
 ) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
     return retries.batch_logs(session, scope, bucket, batch_id, tier_num)
+
+
+@router.get("/{batch_id}/audit")
+def batch_audit(
+    bucket_identifier: str, batch_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Per tier and collection: rows submitted, with documents, and why the others have none."""
+    bucket = get_bucket(session, scope, bucket_identifier)
+    batch = service.get_batch(session, scope, bucket, batch_id)
+    return audit.batch_audit(session, runtime.index, batch, tiers_of(session, batch_id))

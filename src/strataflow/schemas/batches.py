@@ -42,6 +42,16 @@ class RetryBatchRequest(RequestModel):
     max_retry_count: int = Field(default=3, ge=1, le=10)
 
 
+# What a tier heal can do: `sync_status` redoes what the tier should have written (and removes
+# documents whose source is gone); the other two report (see engine/lifecycle/heal.py).
+HEAL_ACTIONS = ("sync_status", "detect_stuck", "kill_duplicates")
+
+
+class HealTierRequest(RequestModel):
+    action: str = Field(description="One of " + ", ".join(HEAL_ACTIONS))
+    dry_run: bool = False  # sync_status: report what would be healed, change nothing
+
+
 class TierTaskInfo(ResponseModel):
     tier_num: int = Field(ge=0)
     task_id: str | None = None
