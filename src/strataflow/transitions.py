@@ -100,8 +100,8 @@ TASK = Machine(
 )
 
 # Batches and tiers: the contract's lifecycle. The only ways out of a finished state are
-# explicit requests: a retry (batch or tier: FAILED / COMPLETED_WITH_ERRORS -> IN_PROGRESS, and
-# CANCELED -> IN_PROGRESS when a canceled tier is retried), and a resubmit (any finished batch ->
+# explicit requests: a retry or heal round (batch or tier: FAILED / COMPLETED_WITH_ERRORS /
+# COMPLETED -> IN_PROGRESS, and CANCELED -> IN_PROGRESS when a canceled tier is retried), and a resubmit (any finished batch ->
 # PENDING to re-run from a tier, or -> DRAFT to be submitted again). Tasks never leave a terminal
 # state, so a retry or resubmit opens new tasks instead and the old ones stay as they ended.
 _RESUBMIT = frozenset({S.PENDING, S.DRAFT})
@@ -116,7 +116,7 @@ BATCH = Machine(
         S.FAILED: frozenset({S.IN_PROGRESS, *_RESUBMIT}),
         S.COMPLETED_WITH_ERRORS: frozenset({S.IN_PROGRESS, *_RESUBMIT}),
         S.CANCELED: frozenset({S.IN_PROGRESS, *_RESUBMIT}),
-        S.COMPLETED: _RESUBMIT,
+        S.COMPLETED: frozenset({S.IN_PROGRESS, *_RESUBMIT}),  # a heal re-runs rows a completed tier lost
     },
     details=frozenset({"submitted_at", "completed_at"}),
 )

@@ -60,7 +60,7 @@ EXPECTED: dict[str, dict[Status | None, set[Status]]] = {
         S.FAILED: {S.IN_PROGRESS, S.PENDING, S.DRAFT},
         S.COMPLETED_WITH_ERRORS: {S.IN_PROGRESS, S.PENDING, S.DRAFT},
         S.CANCELED: {S.IN_PROGRESS, S.PENDING, S.DRAFT},
-        S.COMPLETED: {S.PENDING, S.DRAFT},
+        S.COMPLETED: {S.IN_PROGRESS, S.PENDING, S.DRAFT},
     },
     "tier": {
         NOTHING: {S.PENDING},
