@@ -11,6 +11,7 @@ from strataflow import __version__
 from strataflow.api import (
     batch_tiers,
     batches,
+    batches_all,
     blobs,
     buckets,
     cluster_triggers,
@@ -44,6 +45,7 @@ ROUTERS = (
     blobs,
     batch_tiers,
     batches,
+    batches_all,
     tasks,
     extractors,
     collections,

@@ -101,9 +101,9 @@ TASK = Machine(
 
 # Batches and tiers: the contract's lifecycle. The only ways out of a finished state are
 # explicit requests: a retry or heal round (batch or tier: FAILED / COMPLETED_WITH_ERRORS /
-# COMPLETED -> IN_PROGRESS, and CANCELED -> IN_PROGRESS when a canceled tier is retried), and a resubmit (any finished batch ->
-# PENDING to re-run from a tier, or -> DRAFT to be submitted again). Tasks never leave a terminal
-# state, so a retry or resubmit opens new tasks instead and the old ones stay as they ended.
+# COMPLETED -> IN_PROGRESS, and CANCELED -> IN_PROGRESS when a canceled tier is retried), and a
+# resubmit (any finished batch -> PENDING to re-run from a tier, or -> DRAFT to be submitted again).
+# Tasks never leave a terminal state, so a retry or resubmit opens new tasks; the old ones stay.
 _RESUBMIT = frozenset({S.PENDING, S.DRAFT})
 BATCH = Machine(
     kind="batch",

@@ -36,6 +36,28 @@ class ListBatchesRequest(RequestModel):
     limit: int = Field(default=100, ge=1, le=1000)
 
 
+class ListAllBatchesRequest(RequestModel):
+    """Batches across buckets. `sort_by` / `sort_direction` go beyond the contract (newest first by default)."""
+
+    status: Status | None = None
+    collection_id: str | None = None
+    bucket_id: str | None = None  # id or name
+    namespace_id: str | None = None  # id or name; must agree with X-Namespace when both are sent
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=512)
+    sort_by: Literal["created_at", "updated_at", "status", "object_count"] = "created_at"
+    sort_direction: Literal["asc", "desc"] = "desc"
+
+
+class BulkSubmitRequest(RequestModel):
+    collection_ids: list[str] | None = Field(default=None, max_length=100)
+    filters: dict[str, Any] | None = None
+    chunk_size: int = Field(default=1000, ge=1, le=50_000)
+    dedup_strategy: Literal["skip", "replace", "force"] | None = None
+    max_objects: int | None = Field(default=None, ge=1)
+
+
 class RetryBatchRequest(RequestModel):
     retry_mode: Literal["transient_only", "all"] = "transient_only"
     tier_nums: list[int] | None = None
@@ -79,6 +101,7 @@ class TierTaskInfo(ResponseModel):
 class BatchModel(ResponseModel):
     batch_id: str
     bucket_id: str
+    namespace_id: str | None = None
     status: Status = Status.DRAFT
     object_ids: list[str] = Field(default_factory=list)
     collection_ids: list[str] | None = None
@@ -103,3 +126,4 @@ class BatchModel(ResponseModel):
 class ListBatchesResponse(ResponseModel):
     results: list[BatchModel]
     total_count: int
+    pagination: dict[str, Any] | None = None

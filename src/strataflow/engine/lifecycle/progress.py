@@ -184,7 +184,9 @@ def cancel_tiers_from(session: Session, batch: Batch, tier_num: int, reason: str
     for tier in canceled:
         _move_task(session, tier.task_id, S.CANCELED, reason)
     earlier_active = any(
-        t.tier_num < tier_num and Status(t.status) in (S.PENDING, S.IN_PROGRESS) and t.tier_num == (batch.current_tier or 0)
+        t.tier_num < tier_num
+        and Status(t.status) in (S.PENDING, S.IN_PROGRESS)
+        and t.tier_num == (batch.current_tier or 0)
         for t in tiers
     )
     if not earlier_active and try_transition(session, batch, S.CANCELED, reason, completed_at=utcnow()) is (

@@ -120,7 +120,9 @@ def cancel_tier(
 def tier_job_ids(tier: BatchTier) -> list[str]:
     """The jobs a tier ran under: the Ray job(s) it recorded, and its own task (the local engine's job)."""
     ids = [j for j in str((tier.counters or {}).get("ray_job_id") or "").split(",") if j]
-    ids += [str(job["ray_job_id"]) for job in tier.extractor_jobs or [] if isinstance(job, dict) and job.get("ray_job_id")]
+    ids += [
+        str(job["ray_job_id"]) for job in tier.extractor_jobs or [] if isinstance(job, dict) and job.get("ray_job_id")
+    ]
     if tier.task_id:
         ids.append(tier.task_id)
     return sorted(set(ids))

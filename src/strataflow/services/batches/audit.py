@@ -103,7 +103,9 @@ def _select(index: DocumentIndex, collection_id: str, roots: list[str], columns:
 def _existing_objects(session: Session, bucket_id: str, ids: list[str]) -> set[str]:
     found: set[str] = set()
     for chunk in _chunks(ids):
-        query = select(BucketObject.object_id).where(BucketObject.bucket_id == bucket_id, BucketObject.object_id.in_(chunk))
+        query = select(BucketObject.object_id).where(
+            BucketObject.bucket_id == bucket_id, BucketObject.object_id.in_(chunk)
+        )
         found.update(session.scalars(query))
     return found
 
@@ -132,7 +134,9 @@ def _passing(
         where = where_of(source, filters)
         for chunk in _chunks(roots):
             scope = f"root_object_id IN ({quote_ids(chunk)})"
-            table = index.select(source_id, f"({where}) AND {scope}" if where else scope, {"document_id": "document_id"})
+            table = index.select(
+                source_id, f"({where}) AND {scope}" if where else scope, {"document_id": "document_id"}
+            )
             passing.update(table.column("document_id").to_pylist())
     return passing
 
@@ -224,7 +228,8 @@ def batch_audit(
     session: Session, index: DocumentIndex, batch: Batch, tiers: list[BatchTier], row_limit: int = 1000
 ) -> dict[str, Any]:
     """Every tier that ran, every collection: the accounting, and the rows without documents."""
-    summaries, gaps = [], []
+    summaries: list[dict[str, Any]] = []
+    gaps: list[RowGap] = []
     for tier in tiers:
         if tier.started_at is None:  # never ran: nothing to account for yet
             summaries.append({"tier_num": tier.tier_num, "status": tier.status, "ran": False})

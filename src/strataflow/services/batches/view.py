@@ -72,6 +72,7 @@ def batch_payload(session: Session, batch: Batch, *, include_object_ids: bool = 
     return {
         "batch_id": batch.batch_id,
         "bucket_id": batch.bucket_id,
+        "namespace_id": batch.namespace_id,
         "status": batch.status,
         "object_ids": object_ids,
         "collection_ids": batch.collection_ids,
