@@ -1,18 +1,21 @@
-"""Tier by tier through the SDK's BucketBatchesApi against a live server: a three-tier DAG whose
-tier 0 loses a row, retried tier by tier; documents removed by hand, found by the audit
-(exactly those) and healed; bad tier requests refused with nothing changed."""
+"""Batch operations through the SDK's BucketBatchesApi and BatchesApi against a live server.
+
+A three-tier DAG whose tier 0 loses a row, retried tier by tier; documents removed by hand, found
+by the audit (exactly those) and healed; bad tier requests refused with nothing changed. Then the
+batches across buckets, bulk-submit, submit-all, resubmit, document removal, estimate, diagnose."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import httpx
 import mixpeek
 import pytest
-from mixpeek import BucketBatchesApi, TasksApi
+from mixpeek import BatchesApi, BucketBatchesApi, TasksApi
 from mixpeek.models import BodyHealTierV1BucketsBucketIdentifierBatchesBatchIdTiersTierNumHealPost as HealBody
-from mixpeek.models import CreateBatchRequest
+from mixpeek.models import BulkSubmitBatchesRequest, CreateBatchRequest, ListBatchesRequest
 
 from tests.compat.conftest import use_namespace
 from tests.live import API_KEY, LiveServer
@@ -34,10 +37,12 @@ def _wait(sdk: mixpeek.ApiClient, task_id: str) -> str:
 class World:
     """Setup over plain HTTP (not what is under test): a namespace, a bucket, three chained collections."""
 
-    def __init__(self, server: LiveServer) -> None:
+    def __init__(self, server: LiveServer, namespace: str = "tiers", tiers: int = 3) -> None:
         self.http = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
-        self.http.post("/v1/namespaces", json={"namespace_name": "tiers", "feature_extractors": []}).raise_for_status()
-        self.http.headers["X-Namespace"] = "tiers"
+        self.http.post(
+            "/v1/namespaces", json={"namespace_name": namespace, "feature_extractors": []}
+        ).raise_for_status()
+        self.http.headers["X-Namespace"] = namespace
         schema = {"properties": {"content": {"type": "text"}}}
         bucket = self.http.post("/v1/buckets", json={"bucket_name": "docs", "bucket_schema": schema})
         self.bucket_id = str(bucket.json()["bucket_id"])
@@ -47,7 +52,7 @@ class World:
             ("tier0", "content", "sentences", 1),
             ("tier1", "text", "words", 2),
             ("tier2", "text", "words", 1),
-        ):
+        )[:tiers]:
             body = {
                 "collection_name": name,
                 "source": source,
@@ -163,3 +168,77 @@ def test_three_tiers_retried_tier_by_tier_audited_and_healed(sdk: mixpeek.ApiCli
     again = api.heal_tier_buckets_batches_batch_id_num(world.bucket_id, batch_id, 1, HealBody(action="sync_status"))
     assert again["rows_requeued"] == 0 and again["documents_removed"] == 0 and again["task_id"] is None
     assert api.get_batch_buckets_batches(world.bucket_id, batch_id).status.value == "COMPLETED"
+
+
+def _batch_task(api: BucketBatchesApi, bucket_id: str, batch_id: str) -> str:
+    return str(api.get_batch_buckets_batches(bucket_id, batch_id).task_id)
+
+
+def test_across_buckets_lifecycle_and_understanding(sdk: mixpeek.ApiClient, live_server: LiveServer) -> None:
+    world = World(live_server, namespace="ops", tiers=1)
+    use_namespace(sdk, "ops")
+    api, every = BucketBatchesApi(sdk), BatchesApi(sdk)
+    collection = world.collections[0]
+
+    # A whole bucket in chunks of two: two batches, each queued and run.
+    bulk = api.bulk_submit_batches_buckets(world.bucket_id, BulkSubmitBatchesRequest(chunk_size=2))
+    assert (bulk.total_objects, bulk.total_batches, bulk.submitted, bulk.failed) == (3, 2, 2, 0)
+    assert [b.object_count for b in bulk.batches] == [2, 1] and all(b.queue_position for b in bulk.batches)
+    for entry in bulk.batches:
+        assert _wait(sdk, _batch_task(api, world.bucket_id, entry.batch_id)) == "COMPLETED"
+
+    # Across buckets: filters, pagination by cursor, one by id, the namespace check.
+    first = every.list_all_batches(ListBatchesRequest(bucket_id=world.bucket_id, limit=1))
+    assert first.total_count == 2 and first.pagination["next_cursor"]
+    second = every.list_all_batches(
+        ListBatchesRequest(bucket_id=world.bucket_id, limit=1, cursor=first.pagination["next_cursor"])
+    )
+    assert {first.results[0].batch_id, second.results[0].batch_id} == {b.batch_id for b in bulk.batches}
+    by_collection = every.list_all_batches(ListBatchesRequest(collection_id=collection, status="COMPLETED"))
+    assert by_collection.total_count == 2 and all(b.namespace_id for b in by_collection.results)
+    assert every.list_all_batches(ListBatchesRequest(collection_id="col_absent0000")).total_count == 0
+    # The SDK's BatchesApi sends no X-Namespace: the organization-wide view, narrowed by the body.
+    assert every.list_all_batches(ListBatchesRequest(namespace_id="ops")).total_count == 2
+    world.http.post("/v1/namespaces", json={"namespace_name": "ops_other", "feature_extractors": []})
+    assert every.list_all_batches(ListBatchesRequest(namespace_id="ops_other")).total_count == 0
+    conflict = world.http.post("/v1/batches/list", json={"namespace_id": "ops_other"})  # X-Namespace says "ops"
+    assert conflict.status_code == 400 and conflict.json()["success"] is False
+    one = every.get_batch_by_id_batches(bulk.batches[0].batch_id)
+    assert one.bucket_id == world.bucket_id and one.status.value == "COMPLETED"
+    with pytest.raises(mixpeek.exceptions.NotFoundException):
+        every.get_batch_by_id_batches("btch_nosuchbatch")
+    finished = every.cancel_batch_by_id_batches(bulk.batches[0].batch_id)  # finished: its task, unchanged
+    assert finished.status.value == "COMPLETED"
+    queue = every.get_queue_status_batches()
+    assert queue["waiting"] == [] and queue["running"] == []
+    assert queue["throughput"]["rows_per_second"] > 0 and queue["throughput"]["measured_tiers"] >= 2
+
+    # Understanding: a pre-flight estimate from the measured rate, a diagnosis of a finished batch.
+    draft = api.create_batch_buckets_batches(world.bucket_id, CreateBatchRequest(object_ids=world.objects))
+    raw = api.estimate_batch_cost_buckets_batches_with_http_info(world.bucket_id, draft.batch_id)
+    estimate = json.loads(raw.raw_data)
+    assert raw.data.object_count == 3 and raw.data.already_extracted_count == 3
+    assert estimate["tiers"][0]["collections"][0]["rows"] == 3 and estimate["expected_documents"] > 0
+    assert estimate["cpu_seconds"] > 0 and estimate["wall_seconds"] > 0 and not estimate["warnings"]
+    diagnosis = api.diagnose_batch_buckets_batches(world.bucket_id, bulk.batches[0].batch_id)
+    assert diagnosis["health"] == "healthy" and diagnosis["problems"] == []
+
+    # Lifecycle: resubmitting a draft is refused; submit-all; a resubmit is a new run; documents removed.
+    with pytest.raises(mixpeek.exceptions.BadRequestException):
+        api.resubmit_batch_buckets_batches(world.bucket_id, draft.batch_id)
+    with pytest.raises(mixpeek.exceptions.BadRequestException):
+        api.delete_batch_documents_buckets_batches(world.bucket_id, draft.batch_id)
+    submitted = api.submit_all_drafts_buckets_batches(world.bucket_id)
+    assert (submitted["total"], submitted["submitted"]) == (1, 1)
+    old_task = _batch_task(api, world.bucket_id, draft.batch_id)
+    assert _wait(sdk, old_task) == "COMPLETED"
+    again = api.resubmit_batch_buckets_batches(world.bucket_id, draft.batch_id)
+    assert again["task_id"] != old_task and again["previous_task_id"] == old_task
+    assert _wait(sdk, again["task_id"]) == "COMPLETED" and _wait(sdk, old_task) == "COMPLETED"
+    assert len(world.documents(0)) == 6  # the same documents, written again
+
+    removal = api.delete_batch_documents_buckets_batches(world.bucket_id, bulk.batches[0].batch_id)
+    assert removal["task_type"] == "api_collections_documents_bulk_delete"
+    assert _wait(sdk, removal["task_id"]) == "COMPLETED"
+    left = {_lineage(d)["root_object_id"] for d in world.documents(0)}
+    assert left == {world.objects[2]}  # the first batch's two objects have no documents any more
