@@ -128,3 +128,51 @@ def test_job_cancel_names_the_tier_job(client: TestClient, namespace: dict[str, 
     answer = client.post(f"{base}/tiers/0/jobs/{tier0['task_id']}/cancel").json()
     assert answer["canceled_tiers"] == [0, 1, 2] and answer["batch_status"] == "CANCELED"
     assert runtime.scheduler.claim() is None
+
+
+def test_queue_positions_then_resubmit_from_a_tier(
+    client: TestClient, namespace: dict[str, Any], runtime: Runtime
+) -> None:
+    _three_tiers(client)
+    runtime.stop_background()  # both batches wait for a worker
+    batch_ids, tasks = [], []
+    for text in (TEXT, "Owls hoot at night."):
+        batch = client.post("/v1/buckets/docs/batches", json={"object_ids": [add_object(client, text)]}).json()
+        tasks.append(client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={}).json()["task_id"])
+        batch_ids.append(batch["batch_id"])
+    queue = client.get("/v1/batches/queue").json()
+    assert [(w["batch_id"], w["position"], w["batches_ahead"]) for w in queue["waiting"]] == [
+        (batch_ids[0], 1, 0),
+        (batch_ids[1], 2, 1),
+    ]
+    assert queue["running"] == [] and queue["throughput"] is None  # nothing measured yet: no made-up estimate
+    assert all(w["estimated_wait_seconds"] is None for w in queue["waiting"])
+    listed = client.post(
+        "/v1/batches/list", json={"status": "PENDING", "sort_by": "created_at", "sort_direction": "asc"}
+    )
+    assert [b["batch_id"] for b in listed.json()["results"]] == batch_ids
+    client.post("/v1/namespaces", json={"namespace_name": "elsewhere", "feature_extractors": []})
+    other = client.get("/v1/batches/queue", headers={"X-Namespace": "elsewhere"}).json()
+    assert other["waiting"] == [] and other["counts"]["waiting_all_tenants"] == 2  # counted, never named
+    assert_error(client.get(f"/v1/batches/{batch_ids[0]}", headers={"X-Namespace": "elsewhere"}), 404)
+
+    runtime.start_background()
+    for task_id in tasks:
+        assert wait_task(client, task_id, timeout=60)["status"] == "COMPLETED"
+    measured = client.get("/v1/batches/queue").json()["throughput"]
+    assert measured is not None and measured["rows_per_second"] > 0
+
+    base = f"/v1/buckets/docs/batches/{batch_ids[0]}"
+    before = _batch(client, batch_ids[0])
+    assert_error(client.post(f"{base}/resubmit", params={"from_tier": 5}), 400)
+    again = client.post(f"{base}/resubmit", params={"from_tier": 2})
+    assert again.status_code == 200, again.text
+    assert again.json()["previous_task_id"] == tasks[0] and again.json()["task_id"] != tasks[0]
+    assert wait_task(client, again.json()["task_id"], timeout=60)["status"] == "COMPLETED"
+    after = _batch(client, batch_ids[0])
+    assert [t["task_id"] for t in after["tier_tasks"][:2]] == [t["task_id"] for t in before["tier_tasks"][:2]]
+    assert after["tier_tasks"][2]["task_id"] != before["tier_tasks"][2]["task_id"]  # tier 2 ran again
+    parked = client.post(f"{base}/resubmit", json={"auto_submit": False}).json()
+    assert parked["status"] == "DRAFT" and _batch(client, batch_ids[0])["tier_tasks"] == []
+    resumed = client.post(f"{base}/submit", json={}).json()
+    assert wait_task(client, resumed["task_id"], timeout=60)["status"] == "COMPLETED"

@@ -80,6 +80,6 @@ def heal_tier(
 ) -> dict[str, Any]:
     """Find what the tier should have written but did not, and redo it (`sync_status`); or report."""
     bucket = get_bucket(session, scope, bucket_identifier)
-    answer = healing.heal_tier(session, runtime.index, scope, bucket, batch_id, tier_num, request)
+    answer = healing.heal_tier(session, runtime.index, runtime.blobs, scope, bucket, batch_id, tier_num, request)
     runtime.wake_scheduler()
     return answer

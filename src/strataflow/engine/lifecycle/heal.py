@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from strataflow.blobs import BlobStore
 from strataflow.clock import as_utc, isoformat, utcnow
 from strataflow.engine.lifecycle import tiers as tier_ops
 from strataflow.errors import BadRequestError, ConflictError
@@ -22,6 +23,7 @@ from strataflow.index.store import DocumentIndex, quote_ids
 from strataflow.schemas.batches import HEAL_ACTIONS, HealTierRequest
 from strataflow.services.batches.audit import CHUNK, CollectionAccount, account_tier, tier_audit
 from strataflow.services.batches.crud import get_batch
+from strataflow.services.buckets.documents import delete_document_files
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
 from strataflow.store.tables import Batch, BatchTier, Bucket, DocumentFailure
@@ -34,6 +36,7 @@ LOST_MESSAGE = "the tier completed without writing documents for this row; queue
 def heal_tier(
     session: Session,
     index: DocumentIndex,
+    blobs: BlobStore,
     scope: NamespaceScope,
     bucket: Bucket,
     batch_id: str,
@@ -57,7 +60,7 @@ def heal_tier(
             "fence_token": tier.fence_token,
             "message": "A tier runs under one fenced claim: a second holder's writes are refused, so none runs twice",
         }
-    return {**base, **_sync(session, index, batch, tier, tiers, request.dry_run)}
+    return {**base, **_sync(session, index, blobs, batch, tier, tiers, request.dry_run)}
 
 
 def _stuck_report(tier: BatchTier) -> dict[str, Any]:
@@ -90,13 +93,16 @@ def _stuck_report(tier: BatchTier) -> dict[str, Any]:
     }
 
 
-def _remove_orphans(index: DocumentIndex, accounts: list[CollectionAccount]) -> int:
+def _remove_orphans(index: DocumentIndex, blobs: BlobStore, accounts: list[CollectionAccount]) -> int:
+    """Delete documents whose source is gone, with the files their extractor made."""
     removed = 0
     for account in accounts:
         ids = account.orphaned_document_ids
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
+            docs = index.get_many(account.collection_id, chunk)
             removed += index.delete(account.collection_id, f"document_id IN ({quote_ids(chunk)})")
+            delete_document_files(blobs, docs)
     return removed
 
 
@@ -135,7 +141,13 @@ def _queue_lost(session: Session, batch: Batch, accounts: list[CollectionAccount
 
 
 def _sync(
-    session: Session, index: DocumentIndex, batch: Batch, tier: BatchTier, tiers: list[BatchTier], dry_run: bool
+    session: Session,
+    index: DocumentIndex,
+    blobs: BlobStore,
+    batch: Batch,
+    tier: BatchTier,
+    tiers: list[BatchTier],
+    dry_run: bool,
 ) -> dict[str, Any]:
     if Status(batch.status) in tier_ops.RUNNING:
         raise ConflictError(
@@ -163,7 +175,7 @@ def _sync(
     if dry_run or (not lost and not orphans):
         session.rollback()
         return {**answer, "message": "Dry run: nothing changed" if dry_run else "Nothing to heal"}
-    removed = _remove_orphans(index, accounts)  # idempotent: a second heal finds none left
+    removed = _remove_orphans(index, blobs, accounts)  # idempotent: a second heal finds none left
     answer["documents_removed"] = removed
     if not lost:
         session.rollback()

@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from strataflow.clock import as_utc, utcnow
+from strataflow.clock import utcnow
 from strataflow.errors import InvalidTransitionError
 from strataflow.ids import new_id
+from strataflow.services.batches.view import tier_rate
 from strataflow.statuses import TERMINAL, Status, TaskType
 from strataflow.store.tables import Batch, BatchTier, Task
 from strataflow.transitions import Verdict, claim, create, release_lease, released, transition, try_transition
@@ -225,17 +226,3 @@ def record_progress(session: Session, batch: Batch, tier: BatchTier) -> None:
         if task is not None:
             task.additional_data = {**(task.additional_data or {}), "progress": progress, "current_tier": tier.tier_num}
 
-
-def tier_rate(tier: BatchTier) -> dict[str, Any]:
-    """A running tier's measured rate (rows per second since it started) and the ETA it implies.
-
-    Empty until the tier has started and done at least one row: no rate is made up.
-    """
-    if tier.started_at is None or not tier.rows_done or Status(tier.status) is not S.IN_PROGRESS:
-        return {}
-    elapsed = (utcnow() - as_utc(tier.started_at)).total_seconds()
-    if elapsed <= 0:
-        return {}
-    rate = tier.rows_done / elapsed
-    left = max(tier.rows_total - tier.rows_done, 0)
-    return {"rows_per_second": round(rate, 3), "eta_seconds": round(left / rate, 1)}

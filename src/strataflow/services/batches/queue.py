@@ -63,7 +63,7 @@ def _waiting_rows(session: Session) -> list[tuple[Batch, BatchTier]]:
         )
         .order_by(Batch.submitted_at, Batch.batch_id)
     )
-    return [(b, t) for b, t in session.execute(query).tuples()]
+    return [(row[0], row[1]) for row in session.execute(query)]
 
 
 def _running_rows(session: Session) -> list[tuple[Batch, BatchTier]]:
@@ -73,7 +73,7 @@ def _running_rows(session: Session) -> list[tuple[Batch, BatchTier]]:
         .where(Batch.status.in_(_ACTIVE))
         .order_by(Batch.submitted_at, Batch.batch_id)
     )
-    return [(b, t) for b, t in session.execute(query).tuples()]
+    return [(row[0], row[1]) for row in session.execute(query)]
 
 
 def _visible(batch: Batch, org_id: str, namespace_id: str | None) -> bool:
