@@ -176,3 +176,38 @@ def test_queue_positions_then_resubmit_from_a_tier(
     assert parked["status"] == "DRAFT" and _batch(client, batch_ids[0])["tier_tasks"] == []
     resumed = client.post(f"{base}/submit", json={}).json()
     assert wait_task(client, resumed["task_id"], timeout=60)["status"] == "COMPLETED"
+
+
+def test_diagnose_audit_and_estimate_explain_a_batch(
+    client: TestClient, namespace: dict[str, Any], runtime: Runtime
+) -> None:
+    bucket_id = make_bucket(client)
+    text_collection(client, "sentences", {"type": "bucket", "bucket_ids": [bucket_id]}, split_by="sentences")
+    titles = text_collection(client, "titles", {"type": "bucket", "bucket_ids": [bucket_id]}, mapping="title")
+    objects = [add_object(client, TEXT) for _ in range(2)]  # no title: the second collection has no input
+    batch = client.post("/v1/buckets/docs/batches", json={"object_ids": objects}).json()
+    base = f"/v1/buckets/docs/batches/{batch['batch_id']}"
+    cold = client.post(f"{base}/estimate-cost").json()
+    assert cold["object_count"] == 2 and cold["already_extracted_count"] == 0
+    assert cold["warnings"] and cold["cpu_seconds"] == 0  # nothing measured yet: said, not guessed
+    blob_key = client.get(f"/v1/buckets/docs/objects/{objects[1]}").json()["blobs"][0]["properties"]["key"]
+    runtime.blobs.path(blob_key).unlink()
+    task = client.post(f"{base}/submit", json={}).json()
+    assert wait_task(client, task["task_id"], timeout=60)["status"] == "COMPLETED_WITH_ERRORS"
+
+    diagnosis = client.get(f"{base}/diagnose").json()
+    kinds = {p["kind"]: p for p in diagnosis["problems"]}
+    assert kinds["missing_blobs"]["object_ids"] == [objects[1]]
+    assert kinds["misconfigured_mapping"]["collection_id"] == titles["collection_id"]
+    assert diagnosis["health"] == "needs_attention" and diagnosis["failed_document_count"] == 1
+
+    audit = client.get(f"{base}/audit").json()
+    by_collection = {c["collection_id"]: c for c in audit["tiers"][0]["collections"]}
+    assert by_collection[titles["collection_id"]]["no_input"] == 2 and audit["has_lost_objects"] is False
+    assert {(r["object_id"], r["reason"]) for r in audit["rows"]} == {
+        (objects[0], "no_input"),
+        (objects[1], "no_input"),
+        (objects[1], "failed"),
+    }
+    warm = client.post(f"{base}/estimate-cost").json()
+    assert warm["cpu_seconds"] > 0 and warm["expected_documents"] > 0 and warm["already_extracted_count"] == 0

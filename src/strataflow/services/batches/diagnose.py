@@ -78,7 +78,8 @@ def _extractor_problems(
     problems = []
     failed_by_collection = Counter(f.collection_id for f in failures if _MISSING_BLOB not in f.message)
     for tier in tiers:
-        rows = tier.rows_total or 0
+        # Each collection of a tier reads all of its input rows (rows_total counts rows × collections).
+        rows = int((tier.counters or {}).get("source_documents_fetched") or 0)
         for collection_id in tier.collection_ids or []:
             collection = session.get(Collection, collection_id)
             name = (collection.feature_extractor or {}).get("feature_extractor_name") if collection else None

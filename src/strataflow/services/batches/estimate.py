@@ -43,7 +43,7 @@ class Rate:
 def measured_rates(session: Session) -> dict[str, Rate]:
     """Per extractor: rows, busy seconds and documents over the most recently finished tiers."""
     query = (
-        select(BatchTier.rows_total, BatchTier.extractor_jobs)
+        select(BatchTier.counters, BatchTier.extractor_jobs)
         .where(
             BatchTier.status.in_([Status.COMPLETED.value, Status.COMPLETED_WITH_ERRORS.value]),
             BatchTier.rows_total > 0,
@@ -52,7 +52,8 @@ def measured_rates(session: Session) -> dict[str, Rate]:
         .limit(MEASURED_TIERS)
     )
     rates: dict[str, Rate] = {}
-    for rows, jobs in session.execute(query):
+    for counters, jobs in session.execute(query):
+        rows = float((counters or {}).get("source_documents_fetched") or 0)  # each collection reads every row
         for job in jobs or []:
             if not isinstance(job, dict) or not job.get("extractor_type"):
                 continue
