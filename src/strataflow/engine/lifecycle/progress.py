@@ -225,4 +225,3 @@ def record_progress(session: Session, batch: Batch, tier: BatchTier) -> None:
     for task in (_task(session, tier.task_id), _task(session, batch.task_id)):
         if task is not None:
             task.additional_data = {**(task.additional_data or {}), "progress": progress, "current_tier": tier.tier_num}
-
