@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from strataflow.engine.scheduler import Scheduler
@@ -151,6 +152,9 @@ def test_queue_positions_then_resubmit_from_a_tier(
         "/v1/batches/list", json={"status": "PENDING", "sort_by": "created_at", "sort_direction": "asc"}
     )
     assert [b["batch_id"] for b in listed.json()["results"]] == batch_ids
+    first_collection = _batch(client, batch_ids[0])["collection_ids"][0]
+    assert client.post("/v1/batches/list", json={"collection_id": first_collection}).json()["total_count"] == 2
+    assert client.post("/v1/batches/list", json={"collection_id": first_collection[:-1]}).json()["total_count"] == 0
     client.post("/v1/namespaces", json={"namespace_name": "elsewhere", "feature_extractors": []})
     other = client.get("/v1/batches/queue", headers={"X-Namespace": "elsewhere"}).json()
     assert other["waiting"] == [] and other["counts"]["waiting_all_tenants"] == 2  # counted, never named
@@ -178,6 +182,7 @@ def test_queue_positions_then_resubmit_from_a_tier(
     assert wait_task(client, resumed["task_id"], timeout=60)["status"] == "COMPLETED"
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # service logic over rows the tier tests write on both databases
 def test_diagnose_audit_and_estimate_explain_a_batch(
     client: TestClient, namespace: dict[str, Any], runtime: Runtime
 ) -> None:
