@@ -159,6 +159,7 @@ def _sync(
             f"Tier {tier.tier_num} is {tier.status}: it has not run to its end, so there is nothing to heal; retry it",
             {"tier_num": tier.tier_num, "tier_status": tier.status},
         )
+    tier_ops.check_tiers_before(tier, tiers)  # before anything is removed: a refused heal changes nothing
     accounts = account_tier(session, index, batch, tier)
     found = tier_audit(tier, accounts)
     lost = sum(a.count("lost") for a in accounts)
@@ -180,7 +181,6 @@ def _sync(
     if not lost:
         session.rollback()
         return {**answer, "message": f"Removed {removed} document(s) whose source is gone"}
-    tier_ops.check_tiers_before(tier, tiers)
     batch.retry_round += 1
     round_ = batch.retry_round
     roots = _queue_lost(session, batch, accounts, round_)
