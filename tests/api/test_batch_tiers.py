@@ -159,6 +159,8 @@ def test_queue_positions_then_resubmit_from_a_tier(
     other = client.get("/v1/batches/queue", headers={"X-Namespace": "elsewhere"}).json()
     assert other["waiting"] == [] and other["counts"]["waiting_all_tenants"] == 2  # counted, never named
     assert_error(client.get(f"/v1/batches/{batch_ids[0]}", headers={"X-Namespace": "elsewhere"}), 404)
+    second = client.get(f"/v1/batches/{batch_ids[1]}").json()
+    assert second["queue_context"]["batches_ahead"] == 1 and second["status_message"] == "Queued: waiting for a worker"
 
     runtime.start_background()
     for task_id in tasks:

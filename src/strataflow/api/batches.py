@@ -31,7 +31,7 @@ from strataflow.services.batches import crud as service
 from strataflow.services.batches import diagnose as diagnosis
 from strataflow.services.batches import estimate as estimation
 from strataflow.services.batches.members import member_ids
-from strataflow.services.batches.queue import queue_positions
+from strataflow.services.batches.queue import queue_context, queue_positions
 from strataflow.services.batches.view import batch_payload, tiers_of
 from strataflow.services.buckets.crud import get_bucket
 from strataflow.services.tenancy.tasks import task_payload
@@ -89,7 +89,8 @@ def submit_all(bucket_identifier: str, scope: ScopeDep, session: DbDep, runtime:
 @router.get("/{batch_id}", response_model=BatchModel)
 def get_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: ReadDbDep) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
-    return batch_payload(session, service.get_batch(session, scope, bucket, batch_id))
+    batch = service.get_batch(session, scope, bucket, batch_id)
+    return {**batch_payload(session, batch), "queue_context": queue_context(session, batch)}
 
 
 @router.post("/{batch_id}/objects", response_model=BatchModel)

@@ -12,7 +12,7 @@ from strataflow.schemas.batches import BatchModel, ListAllBatchesRequest, ListBa
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.schemas.tasks import TaskResponse
 from strataflow.services.batches import across
-from strataflow.services.batches.queue import queue_status
+from strataflow.services.batches.queue import queue_context, queue_status
 from strataflow.services.batches.view import batch_payload
 from strataflow.services.tenancy.tasks import task_payload
 
@@ -44,7 +44,8 @@ def batch_queue(
 def get_batch_by_id(
     batch_id: str, principal: PrincipalDep, namespace: OptionalScopeDep, session: ReadDbDep
 ) -> dict[str, Any]:
-    return batch_payload(session, across.batch_by_id(session, principal, namespace, batch_id))
+    batch = across.batch_by_id(session, principal, namespace, batch_id)
+    return {**batch_payload(session, batch), "queue_context": queue_context(session, batch)}
 
 
 @router.post("/{batch_id}/cancel", response_model=TaskResponse)

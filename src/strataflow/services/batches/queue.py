@@ -145,3 +145,19 @@ def queue_status(session: Session, org_id: str, namespace_id: str | None, concur
 def queue_positions(session: Session) -> dict[str, int]:
     """Each waiting batch's place in the queue (1: the next a worker takes)."""
     return {batch.batch_id: position for position, (batch, _) in enumerate(_waiting_rows(session), start=1)}
+
+
+def queue_context(session: Session, batch: Batch) -> dict[str, Any] | None:
+    """A waiting batch's place in the queue (the contract's `queue_context`); None unless it waits."""
+    if batch.status != Status.PENDING.value and batch.status != Status.IN_PROGRESS.value:
+        return None
+    position = queue_positions(session).get(batch.batch_id)
+    if position is None:
+        return None  # running, not waiting
+    waited = _seconds_since(batch.submitted_at, utcnow())
+    return {
+        "batches_ahead": position - 1,
+        "position": position,
+        "waiting_seconds": waited,
+        "reason": "waiting for a worker",
+    }
