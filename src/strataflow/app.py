@@ -9,7 +9,9 @@ from fastapi import FastAPI
 
 from strataflow import __version__
 from strataflow.api import (
+    batch_tiers,
     batches,
+    batches_all,
     blobs,
     buckets,
     cluster_triggers,
@@ -47,7 +49,9 @@ ROUTERS = (
     objects,
     uploads,
     blobs,
+    batch_tiers,
     batches,
+    batches_all,
     extractors,
     collections,
     documents,

@@ -18,6 +18,7 @@ ID_FORMATS: dict[str, tuple[str, int]] = {
     "blob": ("blob_", 12),
     "upload": ("upl_", 16),
     "batch": ("btch_", 12),
+    "batch_group": ("bgrp_", 12),
     "collection": ("col_", 10),
     "document": ("doc_", 24),
     "retriever": ("ret_", 12),

@@ -19,6 +19,7 @@ from strataflow.config import Settings
 from strataflow.engine.clusters.job import cluster_build_job
 from strataflow.engine.jobs import Handler, JobContext, JobRunner
 from strataflow.engine.lifecycle.cancel import cancel_from_task
+from strataflow.engine.lifecycle.purge import remove_batch_documents_job
 from strataflow.engine.runners import ExtractionCall, Runner, RunNotes
 from strataflow.engine.runners.base import Pipelines
 from strataflow.engine.scheduler import Scheduler
@@ -55,6 +56,7 @@ JOB_HANDLERS: dict[str, Handler] = {
     TaskType.ENGINE_CLUSTER_BUILD: cluster_build_job,
     TaskType.TAXONOMIES_MATERIALIZE: apply_job,
     TaskType.EVALUATIONS_RUN: evaluation_job,
+    TaskType.COLLECTIONS_DOCUMENTS_BULK_DELETE: remove_batch_documents_job,  # DELETE .../batches/{id}/documents
 }
 
 # What killing a task must also stop (DELETE /v1/tasks/{id}); other task types are just canceled.

@@ -36,6 +36,7 @@ class TaskType(StrEnum):
     BUCKETS_UPLOADS_CONFIRM = "api_buckets_uploads_confirm"
     BUCKETS_UPLOADS_BATCH_CONFIRM = "api_buckets_uploads_batch_confirm"
     COLLECTIONS_DOCUMENTS_CREATE = "api_collections_documents_create"
+    COLLECTIONS_DOCUMENTS_BULK_DELETE = "api_collections_documents_bulk_delete"
     COLLECTIONS_EXTRACTION_ARTIFACTS = "api_collections_extraction_artifacts"
     TAXONOMIES_CREATE = "api_taxonomies_create"
     TAXONOMIES_EXECUTE = "api_taxonomies_execute"

@@ -101,9 +101,12 @@ TASK = Machine(
     details=LEASE_DETAILS,
 )
 
-# Batches and tiers: the contract's lifecycle. The only way out of a finished
-# state is the explicit retry edge (FAILED / COMPLETED_WITH_ERRORS -> IN_PROGRESS);
-# tasks never leave a terminal state, so a retry opens new tasks instead.
+# Batches and tiers: the contract's lifecycle. The only ways out of a finished state are
+# explicit requests: a retry or heal round (batch or tier: FAILED / COMPLETED_WITH_ERRORS /
+# COMPLETED -> IN_PROGRESS, and CANCELED -> IN_PROGRESS when a canceled tier is retried), and a
+# resubmit (any finished batch -> PENDING to re-run from a tier, or -> DRAFT to be submitted again).
+# Tasks never leave a terminal state, so a retry or resubmit opens new tasks; the old ones stay.
+_RESUBMIT = frozenset({S.PENDING, S.DRAFT})
 BATCH = Machine(
     kind="batch",
     id_attribute="batch_id",
@@ -112,8 +115,10 @@ BATCH = Machine(
         S.DRAFT: frozenset({S.PENDING, S.CANCELED}),
         S.PENDING: frozenset({S.IN_PROGRESS, S.CANCELED, S.FAILED}),
         S.IN_PROGRESS: frozenset({S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED}),
-        S.FAILED: frozenset({S.IN_PROGRESS}),
-        S.COMPLETED_WITH_ERRORS: frozenset({S.IN_PROGRESS}),
+        S.FAILED: frozenset({S.IN_PROGRESS, *_RESUBMIT}),
+        S.COMPLETED_WITH_ERRORS: frozenset({S.IN_PROGRESS, *_RESUBMIT}),
+        S.CANCELED: frozenset({S.IN_PROGRESS, *_RESUBMIT}),
+        S.COMPLETED: frozenset({S.IN_PROGRESS, *_RESUBMIT}),  # a heal re-runs rows a completed tier lost
     },
     details=frozenset({"submitted_at", "completed_at"}),
 )
@@ -126,10 +131,12 @@ TIER = Machine(
         S.PENDING: frozenset({S.IN_PROGRESS, S.CANCELED}),
         S.IN_PROGRESS: frozenset({S.PENDING, S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED}),
         # Retry rounds: a failed tier re-runs its failed rows; a later tier re-runs
-        # the roots those rows lead to, so a completed tier may be queued again.
+        # the roots those rows lead to, so a completed tier may be queued again. A canceled
+        # tier is queued again when it is retried (or its batch resubmitted).
         S.FAILED: frozenset({S.PENDING}),
         S.COMPLETED_WITH_ERRORS: frozenset({S.PENDING}),
         S.COMPLETED: frozenset({S.PENDING}),
+        S.CANCELED: frozenset({S.PENDING}),
     },
     details=LEASE_DETAILS | {"started_at", "completed_at"},
 )

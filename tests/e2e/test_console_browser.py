@@ -140,6 +140,13 @@ def test_sign_in_drop_a_file_and_watch_its_batch(server: LiveServer, page: Page,
     expect(page.locator("tbody tr")).to_have_count(1)
     page.click("tbody tr")
     expect(page.locator(".batch-panel")).to_have_attribute("data-status", "COMPLETED")
+    # Tier buttons and the audit view: a finished tier can be healed; here nothing is missing.
+    expect(page.locator(".batch-panel .tier button[data-action=heal]")).to_be_visible()
+    page.click("button:has-text('Audit')")
+    expect(page.locator("#batch-audit")).to_contain_text("Audit: nothing lost")
+    expect(page.locator("#batch-audit")).to_contain_text("Every row has its documents.")
+    page.click(".batch-panel .tier button[data-action=heal]")
+    expect(page.locator("#toast")).to_contain_text("Nothing to heal")
 
     page.click("a[data-view=tasks]")
     expect(page.locator("tbody")).to_contain_text("api_buckets_batches_process")

@@ -70,8 +70,10 @@ EXPECTED: dict[str, dict[Status | None, set[Status]]] = {
         S.DRAFT: {S.PENDING, S.CANCELED},
         S.PENDING: {S.IN_PROGRESS, S.CANCELED, S.FAILED},
         S.IN_PROGRESS: {S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELED},
-        S.FAILED: {S.IN_PROGRESS},
-        S.COMPLETED_WITH_ERRORS: {S.IN_PROGRESS},
+        S.FAILED: {S.IN_PROGRESS, S.PENDING, S.DRAFT},
+        S.COMPLETED_WITH_ERRORS: {S.IN_PROGRESS, S.PENDING, S.DRAFT},
+        S.CANCELED: {S.IN_PROGRESS, S.PENDING, S.DRAFT},
+        S.COMPLETED: {S.IN_PROGRESS, S.PENDING, S.DRAFT},
     },
     "tier": {
         NOTHING: {S.PENDING},
@@ -80,6 +82,7 @@ EXPECTED: dict[str, dict[Status | None, set[Status]]] = {
         S.FAILED: {S.PENDING},
         S.COMPLETED_WITH_ERRORS: {S.PENDING},
         S.COMPLETED: {S.PENDING},
+        S.CANCELED: {S.PENDING},
     },
     "upload": {
         NOTHING: {S.PENDING, S.SKIPPED},
@@ -128,7 +131,7 @@ def test_each_pair_is_allowed_exactly_when_listed(machine: Machine, current: Sta
 def test_finished_states_only_leave_by_the_listed_retry_edges(machine: Machine) -> None:
     for current in FINISHED:
         leaving = {t for t in Status if t != current and machine.allows(current, t)}
-        retry_edges = {"batch": {S.IN_PROGRESS}, "tier": {S.PENDING}}.get(machine.kind, set())
+        retry_edges = {"batch": {S.IN_PROGRESS, S.PENDING, S.DRAFT}, "tier": {S.PENDING}}.get(machine.kind, set())
         assert leaving <= retry_edges, (machine.kind, current, leaving)
 
 

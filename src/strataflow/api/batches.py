@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
 
 from strataflow.api.deps import DbDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.engine.lifecycle import bulk, purge
 from strataflow.engine.lifecycle import cancel as cancellation
+from strataflow.engine.lifecycle import resubmit as resubmission
 from strataflow.engine.lifecycle import retry as retries
 from strataflow.engine.lifecycle import submit as submission
+from strataflow.errors import BadRequestError
 from strataflow.schemas.batches import (
     AddObjectsToBatchRequest,
     BatchModel,
+    BulkSubmitRequest,
     CreateBatchRequest,
     ListBatchesRequest,
     ListBatchesResponse,
@@ -22,8 +26,13 @@ from strataflow.schemas.batches import (
 )
 from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
 from strataflow.schemas.tasks import TaskResponse
+from strataflow.services.batches import audit
 from strataflow.services.batches import crud as service
-from strataflow.services.batches.view import batch_payload
+from strataflow.services.batches import diagnose as diagnosis
+from strataflow.services.batches import estimate as estimation
+from strataflow.services.batches.members import member_ids
+from strataflow.services.batches.queue import queue_context, queue_positions
+from strataflow.services.batches.view import batch_payload, tiers_of
 from strataflow.services.buckets.crud import get_bucket
 from strataflow.services.tenancy.tasks import task_payload
 
@@ -57,10 +66,31 @@ def list_batches(
     return {"results": [batch_payload(session, b) for b in rows], "total_count": total}
 
 
+@router.post("/bulk-submit")
+def bulk_submit(
+    bucket_identifier: str, request: BulkSubmitRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """The bucket's objects (all, or those matching `filters`) as batches of `chunk_size`, each submitted."""
+    bucket = get_bucket(session, scope, bucket_identifier)
+    answer = bulk.bulk_submit(session, runtime.blobs, runtime.index, scope, bucket, request)
+    runtime.wake_scheduler()
+    return answer
+
+
+@router.post("/submit-all")
+def submit_all(bucket_identifier: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Submit every DRAFT batch of the bucket; each one that cannot be submitted is reported, not fatal."""
+    bucket = get_bucket(session, scope, bucket_identifier)
+    answer = bulk.submit_all_drafts(session, runtime.blobs, scope, bucket)
+    runtime.wake_scheduler()
+    return answer
+
+
 @router.get("/{batch_id}", response_model=BatchModel)
 def get_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: ReadDbDep) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
-    return batch_payload(session, service.get_batch(session, scope, bucket, batch_id))
+    batch = service.get_batch(session, scope, bucket, batch_id)
+    return {**batch_payload(session, batch), "queue_context": queue_context(session, batch)}
 
 
 @router.post("/{batch_id}/objects", response_model=BatchModel)
@@ -156,3 +186,73 @@ def batch_logs(
 ) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
     return retries.batch_logs(session, scope, bucket, batch_id, tier_num)
+
+
+@router.get("/{batch_id}/audit")
+def batch_audit(
+    bucket_identifier: str, batch_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Per tier and collection: rows submitted, with documents, and why the others have none."""
+    bucket = get_bucket(session, scope, bucket_identifier)
+    batch = service.get_batch(session, scope, bucket, batch_id)
+    return audit.batch_audit(session, runtime.index, batch, tiers_of(session, batch_id))
+
+
+@router.post("/{batch_id}/resubmit")
+def resubmit_batch(
+    bucket_identifier: str,
+    batch_id: str,
+    scope: ScopeDep,
+    session: DbDep,
+    runtime: RuntimeDep,
+    from_tier: Annotated[int | None, Query(ge=0)] = None,
+    auto_submit: bool | None = None,
+    trigger_processing: bool | None = None,
+    request: Annotated[dict[str, Any] | None, Body()] = None,
+) -> dict[str, Any]:
+    """Run a finished batch again as a new run (new tasks; the old ones stay), from the start or from a tier."""
+    body = request or {}
+    submit = next(
+        (
+            v
+            for v in (auto_submit, body.get("auto_submit"), trigger_processing, body.get("trigger_processing"))
+            if v is not None
+        ),
+        True,
+    )
+    start = from_tier if from_tier is not None else body.get("from_tier")
+    if start is not None and (not isinstance(start, int) or isinstance(start, bool) or start < 0):
+        raise BadRequestError("from_tier must be a tier number (an integer from 0)", {"from_tier": start})
+    bucket = get_bucket(session, scope, bucket_identifier)
+    answer = resubmission.resubmit_batch(session, runtime.blobs, scope, bucket, batch_id, start, bool(submit))
+    runtime.wake_scheduler()
+    return answer
+
+
+@router.delete("/{batch_id}/documents")
+def delete_batch_documents(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: DbDep) -> dict[str, Any]:
+    """Remove every document the batch's objects have in its collections, as a task (poll its task_id)."""
+    bucket = get_bucket(session, scope, bucket_identifier)
+    task = purge.request_document_removal(session, scope, bucket, batch_id)
+    return {**task_payload(task), "batch_id": batch_id, "message": "Removing the batch's documents; poll the task"}
+
+
+@router.get("/{batch_id}/diagnose")
+def diagnose_batch(bucket_identifier: str, batch_id: str, scope: ScopeDep, session: ReadDbDep) -> dict[str, Any]:
+    """What is wrong with the batch and what to do: stalled tiers, missing blobs, failing extractors, mappings."""
+    bucket = get_bucket(session, scope, bucket_identifier)
+    batch = service.get_batch(session, scope, bucket, batch_id)
+    position = queue_positions(session).get(batch_id)
+    return diagnosis.diagnose(session, batch, tiers_of(session, batch_id), position)
+
+
+@router.post("/{batch_id}/estimate-cost")
+def estimate_cost(
+    bucket_identifier: str, batch_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Rows, expected documents, CPU/GPU seconds and wall time from this deployment's measured rates."""
+    bucket = get_bucket(session, scope, bucket_identifier)
+    batch = service.get_batch(session, scope, bucket, batch_id)
+    return estimation.estimate_batch(
+        session, runtime.index, batch, member_ids(session, batch_id), runtime.settings.device
+    )

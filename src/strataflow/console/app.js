@@ -247,18 +247,39 @@ async function uploadFiles(bucket, properties, files) {
 }
 
 // ---------- batches ----------
-async function batchPanel(bucketId, batchId, names) {
+// A tier's buttons: cancel it (and the tiers after it) while the batch runs; retry or heal it once it has stopped.
+function tierActions(bucketId, batch, t, changed) {
+  if (!changed) return null;
+  const base = `/v1/buckets/${bucketId}/batches/${batch.batch_id}/tiers/${t.tier_num}`;
+  const act = (label, path, body) => h("button", { class: "ghost", "data-action": label.toLowerCase(), onclick: async (e) => {
+    e.target.disabled = true;
+    try { const answer = await api("POST", path, body); toast(answer.message || `${label}: done`); }
+    catch (error) { toast(error.message, true); }
+    changed();
+  } }, label);
+  const running = !TERMINAL.includes(batch.status);
+  const buttons = [];
+  if (running && ["PENDING", "IN_PROGRESS"].includes(t.status)) buttons.push(act("Cancel", `${base}/cancel`));
+  if (!running && ["FAILED", "COMPLETED_WITH_ERRORS", "CANCELED"].includes(t.status)) buttons.push(act("Retry", `${base}/retry`, {}));
+  if (!running && ["COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"].includes(t.status)) {
+    buttons.push(act("Heal", `${base}/heal`, { action: "sync_status" }));
+  }
+  return h("div", { class: "row" }, buttons);
+}
+async function batchPanel(bucketId, batchId, names, changed) {
   const batch = await api("GET", `/v1/buckets/${bucketId}/batches/${batchId}`);
   const tiers = (batch.tier_tasks || []).map((t) => {
     const perf = t.performance || {};
+    const eta = perf.eta_seconds !== undefined ? ` · about ${Math.round(perf.eta_seconds)}s left` : "";
     return h("div", { class: "tier", "data-tier": t.tier_num },
       h("div", { class: "label" }, `Tier ${t.tier_num}`),
       h("div", {}, h("div", { class: "cols" }, (t.collection_ids || []).map((c) => names[c] || c).join(", ")),
         bar(perf.rows_done || 0, perf.rows_total || 0, t.status)),
       h("div", { class: "muted" }, `${perf.rows_done || 0} / ${perf.rows_total ?? "?"} rows · `,
-        plural(t.documents_written || 0, "document")),
+        plural(t.documents_written || 0, "document"), eta),
       h("div", {}, badge(t.status), t.error_summary ? h("span", { class: "error" },
-        ` ${Object.values(t.error_summary).reduce((a, b) => a + b, 0)} failed`) : null));
+        ` ${Object.values(t.error_summary).reduce((a, b) => a + b, 0)} failed`) : null),
+      tierActions(bucketId, batch, t, changed));
   });
   const panel = h("div", { class: "card batch-panel", id: `batch-${batchId}`, "data-status": batch.status },
     h("div", { class: "head" }, h("div", {}, h("strong", {}, "Batch "), h("span", { class: "mono" }, batchId)),
@@ -270,15 +291,33 @@ async function collectionNames() {
   const list = (await api("POST", "/v1/collections/list?limit=100", {})).results;
   return Object.fromEntries(list.map((c) => [c.collection_id, c.collection_name]));
 }
-async function followBatch(slot, bucketId, batchId) {
+async function followBatch(slot, bucketId, batchId, withActions = false) {
   const names = await collectionNames();
+  let polling = null;
   const draw = async () => {
-    const { batch, panel } = await batchPanel(bucketId, batchId, names);
+    // After a tier button: a stopped batch may run again, so start polling again.
+    const changed = withActions ? () => { if (!polling) followBatch(slot, bucketId, batchId, true); } : null;
+    const { batch, panel } = await batchPanel(bucketId, batchId, names, changed);
     slot.replaceChildren(panel);
     return TERMINAL.includes(batch.status);
   };
   if (await draw()) return;
-  const id = every(700, async () => { if (await draw().catch(() => true)) clearInterval(id); });
+  polling = every(700, async () => { if (await draw().catch(() => true)) { clearInterval(polling); polling = null; } });
+}
+// The audit: per tier and collection, rows with documents and why the others have none.
+async function showAudit(slot, bucketId, batchId) {
+  const audit = await api("GET", `/v1/buckets/${bucketId}/batches/${batchId}/audit`);
+  const counts = audit.tiers.filter((t) => t.ran).flatMap((t) => t.collections.map((c) => h("tr", {},
+    h("td", {}, `tier ${t.tier_num}`), h("td", { class: "mono" }, c.collection_id), h("td", {}, c.submitted),
+    h("td", {}, c.processed), h("td", {}, c.failed), h("td", {}, c.no_input), h("td", {}, c.filtered),
+    h("td", { class: c.lost ? "error" : "" }, c.lost), h("td", {}, c.orphaned_documents))));
+  const gaps = audit.rows.slice(0, 100).map((r) => h("tr", {}, h("td", { class: "mono" }, r.object_id || r.document_id),
+    h("td", { class: "mono" }, r.root_object_id), h("td", {}, `tier ${r.tier_num}`), h("td", {}, r.reason),
+    h("td", { class: "muted" }, r.error_message || "")));
+  slot.replaceChildren(h("h2", {}, audit.has_lost_objects ? `Audit: ${plural(audit.lost_count, "lost row")}` : "Audit: nothing lost"),
+    tableOf(["tier", "collection", "rows", "with documents", "failed", "no input", "filtered", "lost", "orphaned"], counts,
+      "No tier has run yet."),
+    tableOf(["row", "object", "tier", "why no documents", "error"], gaps, "Every row has its documents."));
 }
 async function viewBatches(view, bucketName) {
   const buckets = (await api("GET", "/v1/buckets?limit=100")).results;
@@ -296,9 +335,12 @@ async function viewBatches(view, bucketName) {
 async function viewBatch(view, bucketName, batchId) {
   const bucket = await api("GET", `/v1/buckets/${bucketName}`);
   const slot = h("div", {});
-  view.replaceChildren(head("Batch", h("span", { class: "mono" }, batchId),
-    h("a", { href: `#/batches/${bucketName}` }, "← All batches")), slot);
-  await followBatch(slot, bucket.bucket_id, batchId);
+  const auditSlot = h("div", { id: "batch-audit" });
+  const audit = h("button", { class: "ghost", onclick: () => showAudit(auditSlot, bucket.bucket_id, batchId)
+    .catch((error) => toast(error.message, true)) }, "Audit");
+  view.replaceChildren(head("Batch", h("span", { class: "mono" }, batchId), audit,
+    h("a", { href: `#/batches/${bucketName}` }, "← All batches")), slot, auditSlot);
+  await followBatch(slot, bucket.bucket_id, batchId, true);
 }
 
 // ---------- collections and the DAG ----------

@@ -36,10 +36,42 @@ class ListBatchesRequest(RequestModel):
     limit: int = Field(default=100, ge=1, le=1000)
 
 
+class ListAllBatchesRequest(RequestModel):
+    """Batches across buckets. `sort_by` / `sort_direction` go beyond the contract (newest first by default)."""
+
+    status: Status | None = None
+    collection_id: str | None = None
+    bucket_id: str | None = None  # id or name
+    namespace_id: str | None = None  # id or name; must agree with X-Namespace when both are sent
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=512)
+    sort_by: Literal["created_at", "updated_at", "status", "object_count"] = "created_at"
+    sort_direction: Literal["asc", "desc"] = "desc"
+
+
+class BulkSubmitRequest(RequestModel):
+    collection_ids: list[str] | None = Field(default=None, max_length=100)
+    filters: dict[str, Any] | None = None
+    chunk_size: int = Field(default=1000, ge=1, le=50_000)
+    dedup_strategy: Literal["skip", "replace", "force"] | None = None
+    max_objects: int | None = Field(default=None, ge=1)
+
+
 class RetryBatchRequest(RequestModel):
     retry_mode: Literal["transient_only", "all"] = "transient_only"
     tier_nums: list[int] | None = None
     max_retry_count: int = Field(default=3, ge=1, le=10)
+
+
+# What a tier heal can do: `sync_status` redoes what the tier should have written (and removes
+# documents whose source is gone); the other two report (see engine/lifecycle/heal.py).
+HEAL_ACTIONS = ("sync_status", "detect_stuck", "kill_duplicates")
+
+
+class HealTierRequest(RequestModel):
+    action: str = Field(description="One of " + ", ".join(HEAL_ACTIONS))
+    dry_run: bool = False  # sync_status: report what would be healed, change nothing
 
 
 class TierTaskInfo(ResponseModel):
@@ -69,6 +101,7 @@ class TierTaskInfo(ResponseModel):
 class BatchModel(ResponseModel):
     batch_id: str
     bucket_id: str
+    namespace_id: str | None = None
     status: Status = Status.DRAFT
     object_ids: list[str] = Field(default_factory=list)
     collection_ids: list[str] | None = None
@@ -93,3 +126,4 @@ class BatchModel(ResponseModel):
 class ListBatchesResponse(ResponseModel):
     results: list[BatchModel]
     total_count: int
+    pagination: dict[str, Any] | None = None

@@ -8,11 +8,15 @@ from strataflow.engine.lifecycle import progress as lifecycle
 from strataflow.errors import BadRequestError
 from strataflow.services.batches.crud import get_batch
 from strataflow.services.tenancy.scope import NamespaceScope
-from strataflow.store.tables import Bucket, Task
+from strataflow.store.tables import Batch, Bucket, Task
 
 
 def cancel_batch(session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str, reason: str | None) -> Task:
-    batch = get_batch(session, scope, bucket, batch_id, for_update=True)
+    return cancel_loaded(session, get_batch(session, scope, bucket, batch_id, for_update=True), reason)
+
+
+def cancel_loaded(session: Session, batch: Batch, reason: str | None) -> Task:
+    """Cancel a batch the caller has found (and locked); a finished batch's task comes back unchanged."""
     if batch.task_id is None:
         raise BadRequestError("This batch was never submitted; delete it instead", {"status": batch.status})
     lifecycle.cancel(session, batch, reason or "canceled through the API")

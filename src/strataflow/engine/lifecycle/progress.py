@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from strataflow.clock import utcnow
 from strataflow.errors import InvalidTransitionError
 from strataflow.ids import new_id
+from strataflow.services.batches.view import tier_rate
 from strataflow.statuses import TERMINAL, Status, TaskType
 from strataflow.store.tables import Batch, BatchTier, Task
 from strataflow.transitions import Verdict, claim, create, release_lease, released, transition, try_transition
@@ -125,6 +126,12 @@ def finish_tier(session: Session, batch: Batch, tier: BatchTier, outcome: Status
         _move_task(session, batch.task_id, S.FAILED, f"tier {tier.tier_num} failed", batch.error)
         return
     following = tier_of(session, batch.batch_id, tier.tier_num + 1)
+    if following is not None and Status(following.status) is S.CANCELED:
+        # The tiers after this one were canceled while it ran: its documents stay, the batch ends here.
+        reason = f"tier {following.tier_num} and later were canceled"
+        transition(session, batch, S.CANCELED, reason, completed_at=utcnow())
+        _move_task(session, batch.task_id, S.CANCELED, reason)
+        return
     if following is not None:
         if Status(following.status) is not S.PENDING:
             transition(session, following, S.PENDING, "retry round reaches this tier")
@@ -157,6 +164,44 @@ def cancel(session: Session, batch: Batch, reason: str) -> bool:
     return True
 
 
+def cancel_tiers_from(session: Session, batch: Batch, tier_num: int, reason: str) -> list[int]:
+    """Cancel tier `tier_num` and every tier after it; earlier tiers (and their documents) stay.
+
+    A running tier among them stops at its next chunk (its fence no longer holds: it is not
+    IN_PROGRESS any more). When no earlier tier is still queued or running, the batch ends
+    CANCELED now; otherwise it ends when the earlier tier finishes (`finish_tier`).
+    Returns the tier numbers this call canceled.
+    """
+    tiers = list(
+        session.scalars(select(BatchTier).where(BatchTier.batch_id == batch.batch_id).order_by(BatchTier.tier_num))
+    )
+    canceled: list[BatchTier] = []
+    for tier in tiers:
+        if tier.tier_num >= tier_num and try_transition(session, tier, S.CANCELED, reason, **released()) is (
+            Verdict.ACCEPTED
+        ):
+            canceled.append(tier)
+    session.flush()  # the tier rows first, then the tasks
+    for tier in canceled:
+        _move_task(session, tier.task_id, S.CANCELED, reason)
+    earlier_active = any(
+        t.tier_num < tier_num
+        and Status(t.status) in (S.PENDING, S.IN_PROGRESS)
+        and t.tier_num == (batch.current_tier or 0)
+        for t in tiers
+    )
+    if not earlier_active and try_transition(session, batch, S.CANCELED, reason, completed_at=utcnow()) is (
+        Verdict.ACCEPTED
+    ):
+        _move_task(session, batch.task_id, S.CANCELED, reason)
+    return [t.tier_num for t in canceled]
+
+
+def move_task(session: Session, task_id: str | None, target: Status, reason: str) -> None:
+    """Move a batch's task (or a tier's) when it has not finished yet; a finished task never changes."""
+    _move_task(session, task_id, target, reason)
+
+
 def fail_batch(session: Session, batch: Batch, tier: BatchTier, message: str) -> None:
     """The tier itself broke (not a row): fail it and the batch with the reason."""
     if Status(tier.status) is S.IN_PROGRESS:
@@ -168,9 +213,12 @@ def record_progress(session: Session, batch: Batch, tier: BatchTier) -> None:
     progress = {
         "current_tier": tier.tier_num,
         "total_tiers": batch.total_tiers,
+        # Tier numbers are zero-based on the wire; people count from one.
+        "tier_label": f"tier {tier.tier_num + 1} of {batch.total_tiers}",
         "rows_done": tier.rows_done,
         "rows_total": tier.rows_total,
         "documents_written": (tier.counters or {}).get("documents_written", 0),
+        **tier_rate(tier),
     }
     if (tier.counters or {}).get("stalled"):  # the runner saw no progress: why, in Ray's words
         progress["stalled"] = tier.counters["stalled"]

@@ -12,24 +12,11 @@ from strataflow.engine.manifest import manifest_key
 from strataflow.errors import BadRequestError
 from strataflow.services.batches.crud import get_batch
 from strataflow.services.collections.dag import CollectionNode, resolve_tiers
+from strataflow.services.collections.sources import collection_nodes
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status, TaskType
-from strataflow.store.tables import BatchObject, BatchTier, Bucket, Collection, Task
+from strataflow.store.tables import BatchObject, BatchTier, Bucket, Task
 from strataflow.transitions import create, transition
-
-
-def collection_nodes(session: Session, namespace_id: str) -> list[CollectionNode]:
-    nodes = []
-    for row in session.scalars(select(Collection).where(Collection.namespace_id == namespace_id)):
-        source = row.source or {}
-        kind = str(source.get("type", "bucket"))
-        ids = (
-            source.get("bucket_ids")
-            if kind == "bucket"
-            else (source.get("collection_ids") or ([source["collection_id"]] if source.get("collection_id") else []))
-        )
-        nodes.append(CollectionNode(row.collection_id, bool(row.enabled), kind, tuple(ids or ())))
-    return nodes
 
 
 def _tier_sources(tiers: list[list[str]], nodes: dict[str, CollectionNode], tier_num: int) -> list[str]:

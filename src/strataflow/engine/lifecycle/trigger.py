@@ -8,13 +8,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
-from strataflow.engine.lifecycle.submit import collection_nodes, submit_batch
+from strataflow.engine.lifecycle.submit import submit_batch
 from strataflow.errors import BadRequestError
 from strataflow.ids import new_id
 from strataflow.services.batches.members import add_members
 from strataflow.services.buckets.crud import get_bucket
 from strataflow.services.collections.dag import resolve_tiers
-from strataflow.services.collections.sources import get_collection, root_bucket_ids
+from strataflow.services.collections.sources import collection_nodes, get_collection, root_bucket_ids
 from strataflow.services.objects.crud import OBJECT_FIELDS
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
@@ -23,7 +23,7 @@ from strataflow.store.tables import Batch, Bucket, BucketObject, Task
 from strataflow.transitions import create
 
 
-def _draft_batch(
+def draft_batch(
     session: Session, scope: NamespaceScope, bucket: Bucket, object_ids: list[str], metadata: dict[str, Any]
 ) -> Batch:
     batch = Batch(
@@ -71,7 +71,7 @@ def trigger_collection(
         object_ids = list(session.scalars(query.order_by(BucketObject.created_at)))
         if not object_ids:
             continue
-        batch = _draft_batch(session, scope, bucket, object_ids, {"triggered_by": collection.collection_id})
+        batch = draft_batch(session, scope, bucket, object_ids, {"triggered_by": collection.collection_id})
         task = submit_batch(session, blobs, scope, bucket, batch.batch_id, roots=[collection.collection_id])
         answers.append((batch, task, len(object_ids)))
     if not answers:
@@ -100,5 +100,5 @@ def process_objects(
     """auto_process: a batch of the new objects, submitted at once. None when no collection reads the bucket."""
     if not resolve_tiers(bucket.bucket_id, collection_nodes(session, scope.namespace_id)):
         return None
-    batch = _draft_batch(session, scope, bucket, object_ids, {"auto_process": True})
+    batch = draft_batch(session, scope, bucket, object_ids, {"auto_process": True})
     return submit_batch(session, blobs, scope, bucket, batch.batch_id)

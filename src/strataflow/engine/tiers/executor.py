@@ -55,6 +55,7 @@ from strataflow.engine.tiers.rows import RowStatus, classify_row
 from strataflow.extractors.base import ErrorCategory, ExtractorInput, RowResult
 from strataflow.extractors.limits import ExtractionLimits
 from strataflow.index.store import DocumentIndex, quote_ids
+from strataflow.services.batches.audit import NO_INPUT
 from strataflow.services.batches.members import member_ids
 from strataflow.services.buckets.documents import live_roots_in
 from strataflow.services.documents.crud import where_of
@@ -127,7 +128,10 @@ class BatchTierExecutor:
             assert batch is not None and tier is not None
             collections = [c for cid in tier.collection_ids if (c := session.get(Collection, cid)) is not None]
             retry = dict(batch.internal_metadata.get("retry") or {}) if tier.retry_only else {}
-            retry_rows = self._retry_rows(session, batch, tier) if tier.retry_only else None
+            # The round's first tier re-runs its queued failed rows; the tiers after it re-run every row
+            # of their retry manifest (already narrowed to the retried roots).
+            first_of_round = retry.get("from_tier", tier.tier_num) == tier.tier_num
+            retry_rows = self._retry_rows(session, batch, tier) if tier.retry_only and first_of_round else None
             full_rows = tier.rows_total  # before this run reports over it (a retry round counts fewer)
             session.expunge_all()
         resuming = bool(job.checkpoint.get("collections"))  # a take-over: skip the rows its owners committed
@@ -488,24 +492,38 @@ class BatchTierExecutor:
                 )
             )
         }
+        no_input = set(result.missing_input_ids)
         for row_id, root_object_id in roots.items():
             failure, known = failed.get(row_id), existing.get(row_id)
+            if failure is None and row_id in no_input:
+                # Not a failure (resolved from the start), but the audit must tell "no input" from "lost".
+                known = known or _ledger_row(batch, tier, collection, row_id, root_object_id, session)
+                known.error_type, known.message, known.is_transient = NO_INPUT, "no input for this collection", False
+                known.resolved = True
+                continue
             if failure is None:
                 if known is not None:
                     known.resolved = True
                 continue
             if known is None:
-                known = DocumentFailure(
-                    batch_id=batch.batch_id,
-                    tier_num=tier.tier_num,
-                    collection_id=collection.collection_id,
-                    row_id=row_id,
-                    root_object_id=root_object_id,
-                    retry_count=0,
-                    retry_round=0,
-                )
-                session.add(known)
+                known = _ledger_row(batch, tier, collection, row_id, root_object_id, session)
             known.error_type = failure.error_type
             known.message = failure.message[:4000]
             known.is_transient = failure.transient
             known.resolved = False
+
+
+def _ledger_row(
+    batch: Batch, tier: BatchTier, collection: Collection, row_id: str, root_object_id: str, session: Session
+) -> DocumentFailure:
+    row = DocumentFailure(
+        batch_id=batch.batch_id,
+        tier_num=tier.tier_num,
+        collection_id=collection.collection_id,
+        row_id=row_id,
+        root_object_id=root_object_id,
+        retry_count=0,
+        retry_round=0,
+    )
+    session.add(row)
+    return row

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from strataflow.clock import isoformat
+from strataflow.clock import as_utc, isoformat, utcnow
 from strataflow.services.batches.members import member_ids
+from strataflow.statuses import Status
 from strataflow.store.tables import Batch, BatchTier
 
 COUNTER_FIELDS = (
@@ -25,6 +27,46 @@ def _duration_ms(tier: BatchTier) -> float | None:
     if tier.started_at is None or tier.completed_at is None:
         return None
     return round((tier.completed_at - tier.started_at).total_seconds() * 1000, 1)
+
+
+def tier_rate(tier: BatchTier) -> dict[str, Any]:
+    """A running tier's measured rate (rows per second since it started) and the ETA it implies.
+
+    Empty until the tier has started and done at least one row: no rate is made up.
+    """
+    if tier.started_at is None or not tier.rows_done or Status(tier.status) is not Status.IN_PROGRESS:
+        return {}
+    elapsed = (utcnow() - as_utc(tier.started_at)).total_seconds()
+    if elapsed <= 0:
+        return {}
+    rate = tier.rows_done / elapsed
+    left = max(tier.rows_total - tier.rows_done, 0)
+    return {"rows_per_second": round(rate, 3), "eta_seconds": round(left / rate, 1)}
+
+
+def _progress(batch: Batch, tiers: list[BatchTier]) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """The batch's live progress (its running tier), the status message, the estimated completion."""
+    running = next((t for t in tiers if Status(t.status) is Status.IN_PROGRESS), None)
+    if running is None:
+        if Status(batch.status) is Status.PENDING:
+            return None, "Queued: waiting for a worker", None
+        return None, None, None
+    rate = tier_rate(running)
+    total = running.rows_total or None
+    progress = {
+        "processed": running.rows_done,
+        "total": total,
+        "percent": round(100 * running.rows_done / total, 1) if total else None,
+        "items_per_second": rate.get("rows_per_second"),
+        "eta_seconds": rate.get("eta_seconds"),
+        "documents_written": (running.counters or {}).get("documents_written"),
+        "current_tier": running.tier_num,
+        "tier_label": f"tier {running.tier_num + 1} of {batch.total_tiers}",
+    }
+    message = f"Processing tier {running.tier_num + 1} of {batch.total_tiers}: {running.rows_done}/{total or '?'} rows"
+    eta = rate.get("eta_seconds")
+    completion = isoformat(utcnow() + timedelta(seconds=eta)) if eta is not None else None
+    return progress, message, completion
 
 
 def tier_payload(tier: BatchTier) -> dict[str, Any]:
@@ -47,6 +89,7 @@ def tier_payload(tier: BatchTier) -> dict[str, Any]:
             "rows_total": tier.rows_total,
             "rows_done": tier.rows_done,
             "attempts": tier.attempts,
+            **tier_rate(tier),  # rows_per_second and eta_seconds while it runs, from its measured rate
             **(
                 {"documents_per_second": counters["documents_per_second"]} if "documents_per_second" in counters else {}
             ),
@@ -69,9 +112,14 @@ def batch_payload(session: Session, batch: Batch, *, include_object_ids: bool = 
         summary.update(tier.error_summary or {})
     object_ids = member_ids(session, batch.batch_id) if include_object_ids else []
     submitted = batch.submitted_at is not None
+    progress, message, completion = _progress(batch, tiers)
     return {
+        "progress": progress,
+        "status_message": message,
+        "estimated_completion": completion,
         "batch_id": batch.batch_id,
         "bucket_id": batch.bucket_id,
+        "namespace_id": batch.namespace_id,
         "status": batch.status,
         "object_ids": object_ids,
         "collection_ids": batch.collection_ids,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from strataflow.errors import BadRequestError, not_found
 from strataflow.schemas.collections import SourceConfig
 from strataflow.services.buckets.crud import get_bucket
+from strataflow.services.collections.dag import CollectionNode
 from strataflow.services.collections.schema import merged_schema
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.tables import Collection, CollectionSource
@@ -155,3 +156,17 @@ def readers_of_bucket(session: Session, bucket_id: str) -> list[str]:
             )
         )
     )
+
+
+def collection_nodes(session: Session, namespace_id: str) -> list[CollectionNode]:
+    nodes = []
+    for row in session.scalars(select(Collection).where(Collection.namespace_id == namespace_id)):
+        source = row.source or {}
+        kind = str(source.get("type", "bucket"))
+        ids = (
+            source.get("bucket_ids")
+            if kind == "bucket"
+            else (source.get("collection_ids") or ([source["collection_id"]] if source.get("collection_id") else []))
+        )
+        nodes.append(CollectionNode(row.collection_id, bool(row.enabled), kind, tuple(ids or ())))
+    return nodes
