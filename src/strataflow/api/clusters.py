@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.engine.clusters import enrichment
 from strataflow.errors import BadRequestError
 from strataflow.schemas.clusters import (
     CreateClusterRequest,
@@ -85,7 +86,13 @@ def patch_cluster(
 
 @router.delete("/{cluster_id}")
 def delete_cluster(cluster_id: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep) -> dict[str, Any]:
-    deleted = crud.delete_cluster(session, runtime.blobs, scope, cluster_id)
+    deleted = crud.delete_cluster(
+        session,
+        runtime.blobs,
+        scope,
+        cluster_id,
+        before_delete=lambda cluster, run: enrichment.remove_current(runtime.index, runtime.blobs, cluster, run),
+    )
     return {"success": True, "message": f"Cluster {deleted} deleted", "cluster_id": deleted}
 
 
@@ -201,11 +208,19 @@ def export_execution(
 
 @router.patch("/{cluster_id}/executions/{run_id}/labels")
 def patch_labels(
-    cluster_id: str, run_id: str, request: PatchLabelsRequest, scope: ScopeDep, session: DbDep
+    cluster_id: str, run_id: str, request: PatchLabelsRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
+    """Edited labels win over computed ones; on the enriched documents too, when this run enriched them."""
     cluster = crud.get_cluster(session, scope, cluster_id)
     run = runs.patch_labels(session, cluster, run_id, request.labels)
-    return {"cluster_id": cluster.cluster_id, "run_id": run.run_id, "label_overrides": dict(run.label_overrides)}
+    spec = enrichment.current_spec(cluster, run)
+    written = enrichment.relabel(runtime.index, runtime.blobs, spec, set(request.labels)) if spec else 0
+    return {
+        "cluster_id": cluster.cluster_id,
+        "run_id": run.run_id,
+        "label_overrides": dict(run.label_overrides),
+        "documents_relabeled": written,
+    }
 
 
 @router.patch("/{cluster_id}/executions/{run_id}/name")

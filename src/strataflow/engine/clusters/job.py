@@ -34,7 +34,6 @@ from strataflow.index.store import DocumentIndex
 from strataflow.services.clusters.artifact import ArtifactWriter, artifact_key
 from strataflow.services.clusters.rules import STREAMED_KMEANS_FROM
 from strataflow.services.clusters.runs import source_where
-from strataflow.services.clusters.views import group_label
 from strataflow.statuses import TERMINAL, Status
 from strataflow.store.tables import Cluster, ClusterRun, Collection, Task
 from strataflow.transitions import transition
@@ -257,23 +256,12 @@ def _name_groups(index: DocumentIndex, groups: list[dict[str, Any]]) -> None:
         group["label"] = ", ".join(group["keywords"][:3]) or f"Cluster {group['index']}"
 
 
-def _spec(cluster: Cluster, run: ClusterRun, key: str, groups: list[dict[str, Any]]) -> enrichment.EnrichmentSpec:
-    return enrichment.EnrichmentSpec(
-        cluster_id=cluster.cluster_id,
-        run_id=run.run_id,
-        artifact_key=key,
-        labels={g["cluster_id"]: group_label(run, g) for g in groups},
-        keywords={g["cluster_id"]: list(g.get("keywords") or []) for g in groups},
-        mappings=list(run.settings.get("field_mappings") or []),
-    )
-
-
 def _enrich_and_finish(
     context: JobContext, cluster: Cluster, run: ClusterRun, result: dict[str, Any], keeper: Keeper, elapsed: float
 ) -> None:
     index: DocumentIndex = context.services["index"]
     previous = _previous(context, cluster.cluster_id)
-    spec = _spec(cluster, run, result["artifact_key"], result["groups"])
+    spec = enrichment.spec_of(cluster.cluster_id, run, result["artifact_key"], result["groups"])
     enriched = bool(run.settings.get("enrich_source"))
     if enriched:
         try:
@@ -317,7 +305,7 @@ def _previous(context: JobContext, cluster_id: str) -> enrichment.EnrichmentSpec
         current = session.get(ClusterRun, cluster.current_run_id) if cluster and cluster.current_run_id else None
         if current is None or not current.enriched or current.artifact_key is None or cluster is None:
             return None
-        return _spec(cluster, current, current.artifact_key, current.groups)
+        return enrichment.spec_of(cluster.cluster_id, current, current.artifact_key, current.groups)
 
 
 def _finish(

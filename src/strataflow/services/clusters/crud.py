@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from collections.abc import Callable
+
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -11,12 +13,13 @@ from strataflow.clock import utcnow
 from strataflow.errors import AlreadyExistsError, BadRequestError, ConflictError, not_found
 from strataflow.ids import looks_like, new_id, random_token
 from strataflow.schemas.clusters import CreateClusterRequest, ListClustersRequest, PatchClusterRequest
+from strataflow.services.clusters.applications import application_entry, attach, detach
 from strataflow.services.clusters.definition import build_config, resolve_collections
 from strataflow.services.clusters.rules import check_parameters
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
-from strataflow.store.pagination import Page, PageRequest, paginate
+from strataflow.store.filters import FieldMap
+from strataflow.store.pagination import ListQuery, Page, PageRequest, list_page
 from strataflow.store.tables import Cluster, ClusterRun
 
 CLUSTER_FIELDS = FieldMap(
@@ -71,6 +74,13 @@ def create_cluster(session: Session, scope: NamespaceScope, request: CreateClust
         updated_at=now,
     )
     session.add(row)
+    if request.auto_execute_on_batch:
+        attach(
+            collections,
+            application_entry(
+                row.cluster_id, request.auto_execute_min_documents, request.auto_execute_cooldown_seconds
+            ),
+        )
     try:
         session.commit()
     except IntegrityError:  # a concurrent create took the name between the check and the commit
@@ -94,19 +104,20 @@ def get_cluster(session: Session, scope: NamespaceScope, identifier: str, *, for
 def list_clusters(
     session: Session, scope: NamespaceScope, request: ListClustersRequest, page: PageRequest
 ) -> tuple[Page, int]:
-    query = select(Cluster).where(Cluster.namespace_id == scope.namespace_id)
-    clause = compile_filters(request.filters, CLUSTER_FIELDS, case_sensitive=request.case_sensitive)
-    if clause is not None:
-        query = query.where(clause)
-    if request.search:
-        query = query.where(text_search(request.search, Cluster.cluster_name, Cluster.cluster_id, Cluster.description))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    for sort in [*(request.sorts or []), *([request.sort] if request.sort else [])]:
-        if not isinstance(sort, dict) or not sort.get("field"):
-            raise BadRequestError("Each sort needs a field", {"sort": sort})
-        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")), CLUSTER_FIELDS))
-    query = query.order_by(Cluster.created_at.desc(), Cluster.cluster_id)
-    return paginate(session, query, page), total
+    return list_page(
+        session,
+        select(Cluster).where(Cluster.namespace_id == scope.namespace_id),
+        CLUSTER_FIELDS,
+        ListQuery(
+            request.filters,
+            request.case_sensitive,
+            request.search,
+            [*(request.sorts or []), *([request.sort] if request.sort else [])],
+        ),
+        search_columns=(Cluster.cluster_name, Cluster.cluster_id, Cluster.description),
+        tie_break=(Cluster.created_at.desc(), Cluster.cluster_id),
+        page=page,
+    )
 
 
 def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, request: PatchClusterRequest) -> Cluster:
@@ -144,8 +155,18 @@ def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, requ
     return row
 
 
-def delete_cluster(session: Session, blobs: BlobStore, scope: NamespaceScope, identifier: str) -> str:
-    """The definition, its runs and their stored results. Refused while a run is active (cancel it first)."""
+def delete_cluster(
+    session: Session,
+    blobs: BlobStore,
+    scope: NamespaceScope,
+    identifier: str,
+    before_delete: Callable[[Cluster, ClusterRun | None], None] | None = None,
+) -> str:
+    """The definition, its runs and their stored results. Refused while a run is active (cancel it first).
+
+    `before_delete(cluster, current_run)` runs once the delete is allowed and before anything is
+    removed (the API removes the enrichment the current run wrote): if it fails, nothing is deleted.
+    """
     row = get_cluster(session, scope, identifier, for_update=True)
     active = session.scalar(
         select(ClusterRun.run_id).where(ClusterRun.cluster_id == row.cluster_id, ClusterRun.status.in_(ACTIVE_RUN))
@@ -155,6 +176,9 @@ def delete_cluster(session: Session, blobs: BlobStore, scope: NamespaceScope, id
             f"Cluster '{row.cluster_id}' has run '{active}' in progress; cancel it first", {"run_id": active}
         )
     cluster_id = row.cluster_id
+    if before_delete is not None:
+        before_delete(row, session.get(ClusterRun, row.current_run_id) if row.current_run_id else None)
+    detach(session, row)
     session.execute(delete(ClusterRun).where(ClusterRun.cluster_id == cluster_id))
     session.delete(row)
     session.commit()

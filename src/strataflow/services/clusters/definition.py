@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from strataflow.errors import BadRequestError
 from strataflow.schemas.clusters import CreateClusterRequest, VectorBasedConfig
+from strataflow.services.clusters.applications import check_auto_settings
 from strataflow.services.clusters.rules import check_parameters, points_to_cluster, rule_for
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.tenancy.scope import NamespaceScope
@@ -111,12 +112,7 @@ def _vector_config(collections: list[Collection], vector: VectorBasedConfig) -> 
 
 def build_config(collections: list[Collection], request: CreateClusterRequest) -> tuple[str, dict[str, Any]]:
     """(cluster_type, config) for a create request; any inconsistency is a 400."""
-    if request.auto_execute_on_batch:
-        raise BadRequestError(
-            "auto_execute_on_batch is not available on this server yet; execute the cluster "
-            "through POST /v1/clusters/{id}/execute",
-            {"field": "auto_execute_on_batch"},
-        )
+    check_auto_settings(request.auto_execute_min_documents, request.auto_execute_cooldown_seconds)
     cluster_type = request.cluster_type or (
         "attribute" if request.attribute_config and not request.vector_config else "vector"
     )

@@ -59,7 +59,12 @@ def count_sources(session: Session, index: DocumentIndex, cluster: Cluster, filt
 
 
 def execute_cluster(
-    session: Session, index: DocumentIndex, scope: NamespaceScope, identifier: str, request: ExecuteClusterRequest
+    session: Session,
+    index: DocumentIndex,
+    scope: NamespaceScope,
+    identifier: str,
+    request: ExecuteClusterRequest,
+    trigger: str = "api",
 ) -> tuple[ClusterRun, Task]:
     """Check the run can start (no other active, sizes fit), then queue it. Nothing runs here."""
     cluster = get_cluster(session, scope, identifier, for_update=True)
@@ -94,6 +99,7 @@ def execute_cluster(
         "points": points,
         "available": available,
         "vis_n_components": request.vis_n_components or config.get("vis_n_components", 2),
+        "triggered_by": trigger,
     }
     if request.llm_labeling is not None:
         settings["llm_labeling"] = request.llm_labeling.model_dump()
@@ -119,7 +125,7 @@ def execute_cluster(
                 },
             }
         ],
-        additional_data={"cluster_id": cluster.cluster_id, "run_id": run_id},
+        additional_data={"cluster_id": cluster.cluster_id, "run_id": run_id, "triggered_by": trigger},
     )
     now = utcnow()
     run = ClusterRun(

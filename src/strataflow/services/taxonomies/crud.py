@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,8 +29,8 @@ from strataflow.schemas.taxonomies import TaxonomyConfig as ConfigShape
 from strataflow.services.taxonomies.checks import TaxonomyConfig, check_config, check_target
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import TERMINAL, TaskType
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
-from strataflow.store.pagination import Page, PageRequest, paginate
+from strataflow.store.filters import FieldMap
+from strataflow.store.pagination import ListQuery, Page, PageRequest, list_page
 from strataflow.store.tables import Collection, Task, Taxonomy, TaxonomyVersion
 
 TAXONOMY_FIELDS = FieldMap(
@@ -120,21 +120,20 @@ def get_taxonomy(session: Session, scope: NamespaceScope, identifier: str) -> Ta
 def list_taxonomies(
     session: Session, scope: NamespaceScope, request: ListTaxonomiesRequest, page: PageRequest
 ) -> tuple[Page, int]:
-    query = select(Taxonomy).where(Taxonomy.namespace_id == scope.namespace_id)
-    clause = compile_filters(request.filters, TAXONOMY_FIELDS, case_sensitive=request.case_sensitive)
-    if clause is not None:
-        query = query.where(clause)
-    if request.search:
-        query = query.where(
-            text_search(request.search, Taxonomy.taxonomy_name, Taxonomy.taxonomy_id, Taxonomy.description)
-        )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    for sort in [*(request.sorts or []), *([request.sort] if request.sort else [])]:
-        if not isinstance(sort, dict) or not sort.get("field"):
-            raise BadRequestError("Each sort needs a field", {"sorts": request.sorts})
-        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")), TAXONOMY_FIELDS))
-    query = query.order_by(Taxonomy.created_at.desc(), Taxonomy.taxonomy_id)
-    return paginate(session, query, page), total
+    return list_page(
+        session,
+        select(Taxonomy).where(Taxonomy.namespace_id == scope.namespace_id),
+        TAXONOMY_FIELDS,
+        ListQuery(
+            request.filters,
+            request.case_sensitive,
+            request.search,
+            [*(request.sorts or []), *([request.sort] if request.sort else [])],
+        ),
+        search_columns=(Taxonomy.taxonomy_name, Taxonomy.taxonomy_id, Taxonomy.description),
+        tie_break=(Taxonomy.created_at.desc(), Taxonomy.taxonomy_id),
+        page=page,
+    )
 
 
 def patch_taxonomy(session: Session, scope: NamespaceScope, identifier: str, request: PatchTaxonomyRequest) -> Taxonomy:
