@@ -1,0 +1,129 @@
+"""Clusters after their first run: auto-execution after batches, label edits reaching the enriched
+documents, and a delete that takes its enrichment with it (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from strataflow.runtime import Runtime
+from tests.cluster_points import points_collection
+from tests.collection_flows import add_object
+from tests.helpers import assert_error, wait_task
+
+
+def _cluster(client: TestClient, corpus: dict[str, Any], **extra: Any) -> str:
+    body = {
+        "cluster_name": "topics",
+        "collection_ids": ["points"],
+        "vector_config": {
+            "feature_uris": [corpus["feature_uri"]],
+            "clustering_method": "kmeans",
+            "kmeans_parameters": {"n_clusters": 3, "random_state": 1},
+        },
+        "enrich_source_collection": True,
+        **extra,
+    }
+    created = client.post("/v1/clusters", json=body)
+    assert created.status_code == 200, created.text
+    return str(created.json()["cluster_id"])
+
+
+def _runs(client: TestClient, cluster_id: str) -> list[dict[str, Any]]:
+    return list(client.post(f"/v1/clusters/{cluster_id}/executions/list", json={}).json()["results"])
+
+
+def _documents(client: TestClient) -> list[dict[str, Any]]:
+    return list(client.post("/v1/collections/points/documents/list?limit=200", json={}).json()["results"])
+
+
+def _batch(client: TestClient, text: str) -> None:
+    object_id = add_object(client, text)
+    batch = client.post("/v1/buckets/docs/batches", json={"object_ids": [object_id]}).json()
+    task = client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={})
+    assert task.status_code == 200, task.text
+    assert wait_task(client, task.json()["task_id"], timeout=300)["status"] == "COMPLETED"
+
+
+def _wait_runs(client: TestClient, cluster_id: str, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 120
+    while True:
+        runs = _runs(client, cluster_id)
+        if len(runs) >= count and all(r["status"] in ("completed", "failed", "canceled") for r in runs):
+            return runs
+        assert time.monotonic() < deadline, runs
+        time.sleep(0.1)
+
+
+def test_auto_execute_after_batches(client: TestClient, namespace: dict[str, Any], runtime: Runtime) -> None:
+    corpus = points_collection(client, runtime)
+    cid = _cluster(client, corpus, auto_execute_on_batch=True, auto_execute_cooldown_seconds=0)
+    apps = client.get("/v1/collections/points").json()["cluster_applications"]
+    assert apps == [
+        {
+            "cluster_id": cid,
+            "auto_execute_on_batch": True,
+            "min_document_threshold": None,
+            "cooldown_seconds": 0,
+            "execution_phase": 2,
+            "priority": 0,
+        }
+    ]
+    assert runtime.triggers is not None and runtime.triggers.run_pending() == 0  # no batch yet: nothing runs
+
+    _batch(client, "apple banana orchard harvest")  # the watcher in the trigger loop re-runs the cluster
+    [run] = _wait_runs(client, cid, 1)
+    assert run["status"] == "completed" and run["num_points"] == 61
+    assert runtime.triggers.run_pending() == 0  # that batch is answered: no second run
+    enriched = [d for d in _documents(client) if d.get("cluster_id")]
+    assert len(enriched) == 61
+
+    # A threshold above the collection's size: the next batch is answered without a run.
+    patched = client.patch(
+        "/v1/collections/points",
+        json={"cluster_applications": [{"cluster_id": "topics", "min_document_threshold": 1000}]},
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["cluster_applications"][0]["cluster_id"] == cid  # stored by id
+    _batch(client, "rocket orbit launch")
+    runtime.triggers.run_pending()
+    assert len(_runs(client, cid)) == 1
+
+    # Bad applications: an unknown cluster, a cluster that does not read the collection.
+    assert_error(client.patch("/v1/collections/points", json={"cluster_applications": [{"cluster_id": "nope"}]}), 404)
+    assert_error(
+        client.patch(
+            "/v1/collections/points", json={"cluster_applications": [{"cluster_id": cid, "cooldown_seconds": -1}]}
+        ),
+        400,
+    )
+    assert_error(
+        client.post(
+            "/v1/clusters",
+            json={"collection_ids": ["points"], "auto_execute_on_batch": True, "auto_execute_cooldown_seconds": -5},
+        ),
+        422,
+    )
+
+    # Deleting the cluster detaches it and removes what its run wrote on the documents.
+    assert client.delete(f"/v1/clusters/{cid}").status_code == 200
+    assert client.get("/v1/collections/points").json()["cluster_applications"] == []
+    assert not [d for d in _documents(client) if "cluster_id" in d or "cluster_label" in d]
+
+
+def test_edited_labels_reach_the_documents(client: TestClient, namespace: dict[str, Any], runtime: Runtime) -> None:
+    corpus = points_collection(client, runtime)
+    cid = _cluster(client, corpus)
+    started = client.post(f"/v1/clusters/{cid}/execute", json={}).json()
+    assert wait_task(client, started["task_id"], timeout=60)["status"] == "COMPLETED"
+    run_id = started["run_id"]
+    docs = {d["document_id"]: d for d in _documents(client)}
+    group = docs["doc_space_000"]["cluster_id"]
+    edited = client.patch(f"/v1/clusters/{cid}/executions/{run_id}/labels", json={"labels": {group: "Space"}})
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["documents_relabeled"] == 20
+    after = {d["document_id"]: d for d in _documents(client)}
+    assert {after[f"doc_space_{i:03d}"]["cluster_label"] for i in range(20)} == {"Space"}
+    assert after["doc_fruit_000"]["cluster_label"] == docs["doc_fruit_000"]["cluster_label"] != "Space"
