@@ -3,6 +3,8 @@ documents, and a delete that takes its enrichment with it (SQLite and PostgreSQL
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from typing import Any
 
@@ -127,3 +129,61 @@ def test_edited_labels_reach_the_documents(client: TestClient, namespace: dict[s
     after = {d["document_id"]: d for d in _documents(client)}
     assert {after[f"doc_space_{i:03d}"]["cluster_label"] for i in range(20)} == {"Space"}
     assert after["doc_fruit_000"]["cluster_label"] == docs["doc_fruit_000"]["cluster_label"] != "Space"
+
+
+def test_taxonomy_from_a_cluster_run_and_from_documents(
+    client: TestClient, namespace: dict[str, Any], runtime: Runtime
+) -> None:
+    corpus = points_collection(client, runtime)
+    cid = _cluster(client, corpus, enrich_source_collection=False)
+    run_id = client.post(f"/v1/clusters/{cid}/execute", json={}).json()["run_id"]
+    runs = _wait_runs(client, cid, 1)
+    assert runs[0]["status"] == "completed"
+    groups = {g["cluster_id"]: g for g in client.get(f"/v1/clusters/{cid}/groups").json()["groups"]}
+
+    body = {"taxonomy_name": "topics", "cluster_run": {"cluster_id": cid, "run_id": run_id}}
+    promoted = client.post("/v1/taxonomies/from-documents", json=body)
+    assert promoted.status_code == 200, promoted.text
+    answer = promoted.json()
+    assert answer["taxonomy_created"] is True and len(answer["nodes"]) == 3
+    assert sorted(n["member_count"] for n in answer["nodes"]) == [20, 20, 20]
+    taxonomy = client.get("/v1/taxonomies/topics").json()
+    assert taxonomy["config"]["source_collection"]["collection_id"] == answer["node_collection_id"]
+    nodes = client.get(f"/v1/collections/{answer['node_collection_id']}").json()
+    assert nodes["source"]["type"] == "taxonomy"
+    assert_error(client.post("/v1/taxonomies/from-documents", json=body), 409)  # the name is taken
+    assert_error(client.post("/v1/taxonomies/from-documents", json={"taxonomy_name": "x"}), 400)  # no source
+
+    # Applied to the clustered collection, each document is labelled with its own cluster's label.
+    attached = client.patch("/v1/collections/points", json={"taxonomy_applications": [{"taxonomy_id": "topics"}]})
+    assert attached.status_code == 200, attached.text
+    task = client.post("/v1/collections/points/apply-taxonomy", json={"taxonomy_id": "topics"}).json()
+    assert wait_task(client, task["task_id"], timeout=120)["status"] == "COMPLETED"
+    labels = assignments_by_label(client, cid, run_id, groups)
+    docs = _documents(client)
+    assert all(d["topics_label"] == labels[d["document_id"]] for d in docs)
+
+    # A node of its own from three fruit documents (one reference cannot give a vector: skipped).
+    refs = [{"collection_id": "points", "document_id": f"doc_fruit_{i:03d}"} for i in range(3)]
+    refs.append({"collection_id": "points", "document_id": "doc_missing"})
+    node = client.post(
+        "/v1/taxonomies/topics/nodes/from-documents",
+        json={"node_label": "Fruit", "documents": refs, "node_fields": {"description": "orchard things"}},
+    )
+    assert node.status_code == 200, node.text
+    assert node.json()["documents_used"] == 3 and node.json()["documents_skipped"][0]["reason"] == "document not found"
+    assert node.json()["taxonomy_created"] is False and node.json()["node_label"] == "Fruit"
+    matches = client.post(
+        "/v1/taxonomies/topics/execute",
+        json={"source_documents": [{"document_id": "doc_fruit_005", "collection_id": corpus["collection_id"]}]},
+    )
+    assert matches.status_code == 200, matches.text
+    bad = client.post("/v1/taxonomies/topics/nodes/from-documents", json={"node_label": "X", "documents": refs[3:]})
+    assert_error(bad, 400)
+
+
+def assignments_by_label(
+    client: TestClient, cluster_id: str, run_id: str, groups: dict[str, dict[str, Any]]
+) -> dict[str, str]:
+    body = client.get(f"/v1/clusters/{cluster_id}/executions/{run_id}/export?format=csv").text
+    return {r["document_id"]: groups[r["cluster_id"]]["label"] for r in csv.DictReader(io.StringIO(body))}

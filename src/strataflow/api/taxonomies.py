@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import APIRouter
 
 from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
-from strataflow.errors import BadRequestError
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.schemas.taxonomies import (
     ApplyTaxonomyRequest,
     CloneTaxonomyRequest,
+    CreateNodeFromDocumentsRequest,
+    CreateTaxonomyFromDocumentsRequest,
     CreateTaxonomyRequest,
     CreateVersionRequest,
     ExecuteTaxonomyRequest,
@@ -19,6 +20,7 @@ from strataflow.schemas.taxonomies import (
     PatchTaxonomyRequest,
 )
 from strataflow.services.taxonomies import crud as service
+from strataflow.services.taxonomies import promote
 from strataflow.services.taxonomies.apply import request_apply
 from strataflow.services.taxonomies.execute import execute_taxonomy
 
@@ -50,20 +52,24 @@ def list_taxonomies_get(scope: ScopeDep, session: ReadDbDep, page: PageDep) -> d
     return list_taxonomies(scope, session, page, None)
 
 
-_NEEDS_CLUSTERS = (
-    "Building taxonomy nodes from documents needs cluster runs (issue 18, Clusters), which this "
-    "server does not have yet; create the node collection and a taxonomy over it instead"
-)
-
-
 @router.post(f"{PREFIX}/from-documents")
-def create_from_documents(scope: ScopeDep) -> dict[str, Any]:
-    raise BadRequestError(_NEEDS_CLUSTERS, {"missing": "clusters"})
+def create_from_documents(
+    request: CreateTaxonomyFromDocumentsRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """A flat taxonomy with its node collection, retriever and nodes, from documents or a cluster run."""
+    return promote.create_from_documents(session, runtime.index, scope, request)
 
 
 @router.post(f"{PREFIX}/{{taxonomy_identifier}}/nodes/from-documents")
-def nodes_from_documents(taxonomy_identifier: str, scope: ScopeDep) -> dict[str, Any]:
-    raise BadRequestError(_NEEDS_CLUSTERS, {"missing": "clusters"})
+def nodes_from_documents(
+    taxonomy_identifier: str,
+    request: CreateNodeFromDocumentsRequest,
+    scope: ScopeDep,
+    session: DbDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    """One node anchored on the mean of the documents' stored vectors."""
+    return promote.add_node(session, runtime.index, scope, taxonomy_identifier, request)
 
 
 @router.post(f"{PREFIX}/execute/{{taxonomy_identifier}}")

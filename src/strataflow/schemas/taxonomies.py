@@ -124,3 +124,37 @@ class ApplyTaxonomyRequest(RequestModel):
     batch_size: int = Field(default=1000, ge=100, le=5000)
     parallelism: int = Field(default=4, ge=1, le=20)
     budget_limits: dict[str, Any] | None = None
+
+
+class DocumentRef(RequestModel):
+    collection_id: str = Field(min_length=1)
+    document_id: str = Field(min_length=1)
+
+
+class ClusterRunSource(RequestModel):
+    cluster_id: str = Field(min_length=1)
+    run_id: str = Field(min_length=1)
+
+
+class CreateNodeFromDocumentsRequest(RequestModel):
+    """A node whose anchor is the mean of the given documents' stored vectors."""
+
+    node_label: str = Field(min_length=1, max_length=255)
+    documents: list[DocumentRef] = Field(min_length=1, max_length=200)
+    node_fields: dict[str, Any] | None = None
+    vector_name: str | None = None
+    provenance: dict[str, Any] | None = None
+
+
+class CreateTaxonomyFromDocumentsRequest(RequestModel):
+    """A flat taxonomy (node collection, retriever, taxonomy) and its nodes, from documents or a cluster run."""
+
+    taxonomy_name: str = Field(min_length=1, max_length=255)
+    description: str | None = None
+    enrichment_target_field: str | None = Field(default=None, min_length=1, max_length=255)
+    node_label: str | None = Field(default=None, min_length=1, max_length=255)
+    documents: list[DocumentRef] | None = Field(default=None, min_length=1, max_length=200)
+    cluster_run: ClusterRunSource | None = None
+    node_fields: dict[str, Any] | None = None
+    vector_name: str | None = None
+    provenance: dict[str, Any] | None = None

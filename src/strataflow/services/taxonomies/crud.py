@@ -67,7 +67,7 @@ def _save(session: Session, row: Taxonomy) -> Taxonomy:
     return row
 
 
-def _new(
+def new_taxonomy(
     session: Session,
     scope: NamespaceScope,
     name: str,
@@ -105,7 +105,7 @@ def _new(
 
 
 def create_taxonomy(session: Session, scope: NamespaceScope, request: CreateTaxonomyRequest) -> Taxonomy:
-    return _new(session, scope, request.taxonomy_name, request.description, request.config, request.metadata)
+    return new_taxonomy(session, scope, request.taxonomy_name, request.description, request.config, request.metadata)
 
 
 def get_taxonomy(session: Session, scope: NamespaceScope, identifier: str) -> Taxonomy:
@@ -207,7 +207,7 @@ def clone_taxonomy(session: Session, scope: NamespaceScope, identifier: str, req
     if config is None:
         config = TypeAdapter(ConfigShape).validate_python(source.config)
     description = request.description if request.description is not None else source.description
-    return _new(session, scope, request.taxonomy_name, description, config, dict(source.metadata_ or {}))
+    return new_taxonomy(session, scope, request.taxonomy_name, description, config, dict(source.metadata_ or {}))
 
 
 def applying_collections(session: Session, taxonomy_id: str, namespace_id: str) -> list[str]:
