@@ -187,3 +187,52 @@ def assignments_by_label(
 ) -> dict[str, str]:
     body = client.get(f"/v1/clusters/{cluster_id}/executions/{run_id}/export?format=csv").text
     return {r["document_id"]: groups[r["cluster_id"]]["label"] for r in csv.DictReader(io.StringIO(body))}
+
+
+def test_preprocessing_and_hierarchical_subclusters(
+    client: TestClient, namespace: dict[str, Any], runtime: Runtime
+) -> None:
+    corpus = points_collection(client, runtime)
+
+    def create(name: str, **vector: Any) -> Any:
+        config = {"feature_uris": [corpus["feature_uri"]], "clustering_method": "kmeans", **vector}
+        return client.post(
+            "/v1/clusters", json={"cluster_name": name, "collection_ids": ["points"], "vector_config": config}
+        )
+
+    assert_error(create("u", preprocessing_steps=[{"method": "umap"}]), 400)
+    assert_error(create("t", preprocessing_steps=[{"method": "tsne", "n_components": 9}]), 400)
+    assert_error(create("w", preprocessing_steps=[{"method": "whitening", "bogus": 1}]), 400)
+
+    # Two groups asked for over three topics: one group holds two topics, and the hierarchy splits it.
+    made = create(
+        "tree",
+        kmeans_parameters={"n_clusters": 2, "random_state": 3},
+        hierarchical=True,
+        max_hierarchy_depth=2,
+        preprocessing_steps=[{"method": "tsne", "n_components": 2, "perplexity": 10}],
+    )
+    assert made.status_code == 200, made.text
+    cid = made.json()["cluster_id"]
+    run_id = client.post(f"/v1/clusters/{cid}/execute", json={}).json()["run_id"]
+    [run] = _wait_runs(client, cid, 1)
+    assert run["status"] == "completed", run
+    groups = client.get(f"/v1/clusters/{cid}/groups").json()["groups"]
+    assert len(groups) == 3 and sorted(g["member_count"] for g in groups) == [20, 20, 20]
+    assert sum("_sub_" in g["cluster_id"] for g in groups) == 2
+    view = client.get(f"/v1/clusters/{cid}").json()
+    assert view["hierarchy_detected"] is True and view["hierarchical_vector"] is True
+    assert len(view["hierarchy_relationships"]) == 2
+    assert view["preprocessing_steps"][0]["method"] == "tsne"
+    rows = assignments_by_label(client, cid, run_id, {g["cluster_id"]: g for g in groups})
+    by_topic: dict[str, set[str]] = {}
+    for doc, label in rows.items():
+        by_topic.setdefault(corpus["truth"][doc], set()).add(label)
+    assert all(len(labels) == 1 for labels in by_topic.values()) and len(set().union(*by_topic.values())) == 3
+
+    # Whitening is linear: it runs and the three topics come out.
+    white = create("white", kmeans_parameters={"n_clusters": 3}, preprocessing_steps=[{"method": "whitening"}])
+    assert white.status_code == 200, white.text
+    client.post(f"/v1/clusters/{white.json()['cluster_id']}/execute", json={})
+    [done] = _wait_runs(client, white.json()["cluster_id"], 1)
+    assert done["status"] == "completed" and done["num_clusters"] == 3

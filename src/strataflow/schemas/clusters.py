@@ -43,6 +43,7 @@ class VectorBasedConfig(RequestModel):
     vis_n_components: Literal[2, 3] = 2
     layout_stability: Literal["none", "transform", "align"] | None = None
     hierarchical: bool = False
+    max_hierarchy_depth: int = Field(default=3, ge=1, le=5)
     preprocessing_steps: list[dict[str, Any]] | None = None
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import select
 
 from strataflow.clock import utcnow
-from strataflow.engine.clusters import attributes, enrichment
+from strataflow.engine.clusters import attributes, enrichment, hierarchy, preprocess
 from strataflow.engine.clusters.algorithms import (
     centroids,
     choose_k,
@@ -164,48 +164,20 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
     algorithm = str(settings["algorithm"])
     params = dict(settings.get("algorithm_params") or {})
     streamed = algorithm in ("kmeans", "auto") and source.points > STREAMED_KMEANS_FROM
+    steps = list(settings.get("preprocessing_steps") or [])
     writer = ArtifactWriter()
     try:
         if streamed:
-            sample = sample_rows(source, SAMPLE, seed)
-            timings["sample_s"] = time.monotonic() - clock
-            keeper()
-            auto = _auto(algorithm, params, sample, seed)
-            model = streamed_kmeans(source, params, sample, seed, STREAM_EPOCHS, keeper)
-            timings["fit_s"] = time.monotonic() - clock - timings["sample_s"]
-            centers = model.cluster_centers_.astype(np.float32)
-            projection = _projection(sample, settings, seed)
-            assigner = Assigner(centers, projection, writer)
-            for chunk in source.chunks():
-                assigner.add(chunk.ids, chunk.collections, chunk.vectors, model.predict(chunk.vectors))
-                keeper()
-            sample_labels = model.predict(sample)
+            fitted = _fit_streamed(source, settings, algorithm, params, steps, writer, keeper, timings, seed)
         else:
-            matrix, ids, cols = source.load()
-            timings["read_s"] = time.monotonic() - clock
-            keeper()
-            sample_at = np.sort(
-                np.random.default_rng(seed).choice(len(matrix), min(len(matrix), SAMPLE), replace=False)
-            )
-            auto = _auto(algorithm, params, matrix[sample_at], seed)
-            fit_started = time.monotonic()
-            labels, k = compact_labels(fit_labels("kmeans" if algorithm == "auto" else algorithm, matrix, params, seed))
-            timings["fit_s"] = time.monotonic() - fit_started
-            centers = centroids(matrix, labels, k, str(settings.get("effective_feature_method", "mean")))
-            projection = _projection(matrix[sample_at], settings, seed)
-            assigner = Assigner(centers, projection, writer)
-            for start in range(0, len(matrix), CHUNK_ROWS):
-                end = start + CHUNK_ROWS
-                assigner.add(ids[start:end], cols[start:end], matrix[start:end], labels[start:end])
-            sample, sample_labels = matrix[sample_at], labels[sample_at]
-            del matrix
+            fitted = _fit_in_memory(source, settings, algorithm, params, steps, writer, keeper, timings, seed)
+        assigner, sample, sample_labels, reports = fitted
         keeper()
         groups = assigner.groups()
         metrics = quality(
             sample, np.asarray(sample_labels), assigner.sizes()[assigner.sizes() > 0], assigner.noise, seed
         )
-        if auto:
-            metrics["auto_k_selection"] = auto
+        metrics.update(reports)
         _name_groups(index, groups)
         writer.store(context.blobs, key)
     finally:
@@ -221,6 +193,85 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
         "timings": timings,
         "streamed": streamed,
     }
+
+
+# The assigner that wrote every point, the metrics' sample and its labels, and what the run
+# reports besides (auto's k selection, the hierarchy tree).
+Fitted = tuple[Assigner, np.ndarray, np.ndarray, dict[str, Any]]
+
+
+def _fit_streamed(
+    source: VectorSource,
+    settings: dict[str, Any],
+    algorithm: str,
+    params: dict[str, Any],
+    steps: list[dict[str, Any]],
+    writer: ArtifactWriter,
+    keeper: Keeper,
+    timings: dict[str, float],
+    seed: int,
+) -> Fitted:
+    """Mini-batch k-means streamed from LanceDB; linear preprocessing is fitted on the sample and
+    applied chunk by chunk, and the centres are mapped back to the feature space."""
+    clock = time.monotonic()
+    sample = sample_rows(source, SAMPLE, seed)
+    timings["sample_s"] = time.monotonic() - clock
+    keeper()
+    transform = preprocess.Linear(steps, sample)
+    fitted_sample = transform(sample)
+    auto = _auto(algorithm, params, fitted_sample, seed)
+    model, passes = streamed_kmeans(
+        preprocess.TransformedSource(source, transform), params, fitted_sample, seed, STREAM_EPOCHS, keeper
+    )
+    timings["fit_s"] = time.monotonic() - clock - timings["sample_s"]
+    timings["epochs"] = float(passes)
+    centers = transform.inverse(model.cluster_centers_.astype(np.float32))
+    assigner = Assigner(centers, _projection(sample, settings, seed), writer)
+    for chunk in source.chunks():
+        assigner.add(chunk.ids, chunk.collections, chunk.vectors, model.predict(transform(chunk.vectors)))
+        keeper()
+    return assigner, sample, model.predict(fitted_sample), {"auto_k_selection": auto} if auto else {}
+
+
+def _fit_in_memory(
+    source: VectorSource,
+    settings: dict[str, Any],
+    algorithm: str,
+    params: dict[str, Any],
+    steps: list[dict[str, Any]],
+    writer: ArtifactWriter,
+    keeper: Keeper,
+    timings: dict[str, float],
+    seed: int,
+) -> Fitted:
+    """The selected points in one matrix; the algorithm fits the preprocessed points, the centroids
+    and distances are of the original ones."""
+    clock = time.monotonic()
+    matrix, ids, cols = source.load()
+    timings["read_s"] = time.monotonic() - clock
+    keeper()
+    sample_at = np.sort(np.random.default_rng(seed).choice(len(matrix), min(len(matrix), SAMPLE), replace=False))
+    features = preprocess.transform_all(steps, matrix) if steps else matrix
+    if steps:
+        timings["preprocess_s"] = time.monotonic() - clock - timings["read_s"]
+    auto = _auto(algorithm, params, features[sample_at], seed)
+    reports: dict[str, Any] = {"auto_k_selection": auto} if auto else {}
+    fit_started = time.monotonic()
+    labels, k = compact_labels(fit_labels("kmeans" if algorithm == "auto" else algorithm, features, params, seed))
+    del features
+    names: list[str] | None = None
+    if settings.get("hierarchical"):
+        labels, names, tree = hierarchy.subdivide(matrix, labels, int(settings.get("max_hierarchy_depth") or 3), seed)
+        k = len(names)
+        timings["hierarchy_levels"] = float(max((len(n.split("_sub_")) for n in names), default=1))
+        reports["hierarchy"] = tree
+    timings["fit_s"] = time.monotonic() - fit_started
+    centers = centroids(matrix, labels, k, str(settings.get("effective_feature_method", "mean")))
+    assigner = Assigner(centers, _projection(matrix[sample_at], settings, seed), writer, names)
+    for start in range(0, len(matrix), CHUNK_ROWS):
+        end = start + CHUNK_ROWS
+        assigner.add(ids[start:end], cols[start:end], matrix[start:end], labels[start:end])
+    return assigner, matrix[sample_at], labels[sample_at], reports
 
 
 def _auto(algorithm: str, params: dict[str, Any], sample: np.ndarray, seed: int) -> dict[str, Any] | None:

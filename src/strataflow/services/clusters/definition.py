@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from strataflow.errors import BadRequestError
 from strataflow.schemas.clusters import CreateClusterRequest, VectorBasedConfig
 from strataflow.services.clusters.applications import check_auto_settings
+from strataflow.services.clusters.preprocessing import check_steps
 from strataflow.services.clusters.rules import check_parameters, points_to_cluster, rule_for
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.tenancy.scope import NamespaceScope
@@ -73,9 +74,7 @@ def _vector_config(collections: list[Collection], vector: VectorBasedConfig) -> 
             "(optionally with feature_weights) or one cluster per feature",
             {"field": "multi_feature_strategy"},
         )
-    for name, value in (("hierarchical", vector.hierarchical), ("preprocessing_steps", vector.preprocessing_steps)):
-        if value:
-            raise BadRequestError(f"{name} is not available on this server", {"field": name})
+    steps = check_steps(vector.preprocessing_steps)
     weights = vector.feature_weights or {}
     stray = sorted(set(weights) - set(uris))
     if stray or any(not 0.0 <= w <= 1.0 for w in weights.values()):
@@ -107,6 +106,9 @@ def _vector_config(collections: list[Collection], vector: VectorBasedConfig) -> 
         "effective_feature_method": vector.effective_feature_method,
         "vis_n_components": vector.vis_n_components,
         "layout_stability": vector.layout_stability,
+        "preprocessing_steps": steps,
+        "hierarchical": vector.hierarchical,
+        "max_hierarchy_depth": vector.max_hierarchy_depth,
     }
 
 

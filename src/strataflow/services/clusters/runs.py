@@ -13,7 +13,8 @@ from strataflow.ids import new_id
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.clusters import ExecuteClusterRequest, ListClusterExecutionsRequest
 from strataflow.services.clusters.crud import ACTIVE_RUN, get_cluster
-from strataflow.services.clusters.rules import check_k_fits, points_to_cluster
+from strataflow.services.clusters.preprocessing import check_size
+from strataflow.services.clusters.rules import STREAMED_KMEANS_FROM, check_k_fits, points_to_cluster
 from strataflow.services.documents.crud import where_of
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.services.tenancy.tasks import create_task
@@ -92,6 +93,14 @@ def execute_cluster(
     else:
         points = points_to_cluster(algorithm, available, sample_size)
         check_k_fits(algorithm, config.get("algorithm_params", {}), points)
+        streamed = algorithm in ("kmeans", "auto") and points > STREAMED_KMEANS_FROM
+        check_size(list(config.get("preprocessing_steps") or []), points, streamed)
+        if streamed and config.get("hierarchical"):
+            raise BadRequestError(
+                f"Hierarchical sub-clustering runs in memory, on at most {STREAMED_KMEANS_FROM:,} points "
+                f"(this run would stream {points:,}); lower sample_size",
+                {"points": points, "max_points": STREAMED_KMEANS_FROM},
+            )
     settings = {
         **config,
         "filters": filters,

@@ -34,6 +34,18 @@ def cluster_view(cluster: Cluster, last: ClusterRun | None, current: ClusterRun 
         "layout_stability": config.get("layout_stability"),
         "clustered_attributes": config.get("attributes"),
         "hierarchical_grouping": config.get("hierarchical_grouping"),
+        "preprocessing_steps": config.get("preprocessing_steps") or None,
+        "hierarchical_vector": bool(config.get("hierarchical")) if cluster.cluster_type == "vector" else None,
+        "max_hierarchy_depth": config.get("max_hierarchy_depth") if config.get("hierarchical") else None,
+        "hierarchy_detected": bool(
+            current and any(not n.get("leaf") for n in (current.metrics or {}).get("hierarchy") or [])
+        ),
+        "hierarchy_relationships": [
+            {"parent_cluster_id": n["parent_cluster_id"], "child_cluster_id": n["cluster_id"], "level": n["level"]}
+            for n in ((current.metrics or {}).get("hierarchy") or [] if current else [])
+            if n.get("parent_cluster_id")
+        ]
+        or None,
         "aggregation_method": config.get("aggregation_method"),
         "output_collection_ids": None,
         "algorithm": config.get("algorithm"),
