@@ -19,6 +19,7 @@ from strataflow.schemas.taxonomies import (
     ListTaxonomiesRequest,
     PatchTaxonomyRequest,
 )
+from strataflow.services.retrievers import crud as retrievers
 from strataflow.services.taxonomies import crud as service
 from strataflow.services.taxonomies import promote
 from strataflow.services.taxonomies.apply import request_apply
@@ -57,7 +58,8 @@ def create_from_documents(
     request: CreateTaxonomyFromDocumentsRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """A flat taxonomy with its node collection, retriever and nodes, from documents or a cluster run."""
-    return promote.create_from_documents(session, runtime.index, scope, request)
+    makers = promote.RetrieverMaker(retrievers.create_retriever, retrievers.delete_retriever)
+    return promote.create_from_documents(session, runtime.index, scope, request, makers)
 
 
 @router.post(f"{PREFIX}/{{taxonomy_identifier}}/nodes/from-documents")

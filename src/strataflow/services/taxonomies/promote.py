@@ -14,6 +14,7 @@ before anything is saved, and a failure part-way removes what the earlier steps 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,6 @@ from strataflow.services.clusters.views import group_label
 from strataflow.services.collections.crud import vector_table_columns
 from strataflow.services.collections.sources import find_collection, get_collection
 from strataflow.services.documents.model import random_document_id
-from strataflow.services.retrievers.crud import create_retriever, delete_retriever
 from strataflow.services.taxonomies.crud import delete_taxonomy, get_taxonomy, new_taxonomy
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
@@ -308,8 +308,21 @@ def _free_name(session: Session, scope: NamespaceScope, base: str, kind: type[Co
     return name
 
 
+@dataclass(frozen=True)
+class RetrieverMaker:
+    """Creates and deletes retrievers (the retrievers aggregate's own functions, handed in by the API:
+    retrievers already read taxonomies, for the taxonomy_enrich stage)."""
+
+    create: Callable[[Session, NamespaceScope, CreateRetrieverRequest], Retriever]
+    delete: Callable[[Session, NamespaceScope, str], str]
+
+
 def create_from_documents(
-    session: Session, index: DocumentIndex, scope: NamespaceScope, request: CreateTaxonomyFromDocumentsRequest
+    session: Session,
+    index: DocumentIndex,
+    scope: NamespaceScope,
+    request: CreateTaxonomyFromDocumentsRequest,
+    retrievers: RetrieverMaker,
 ) -> dict[str, Any]:
     """POST /v1/taxonomies/from-documents: node collection, retriever, taxonomy and nodes at once."""
     if session.scalar(
@@ -331,7 +344,7 @@ def create_from_documents(
         session.commit()
         created.append(collection)
         uri = str(plan.definition["feature_uri"])
-        retriever = create_retriever(
+        retriever = retrievers.create(
             session,
             scope,
             CreateRetrieverRequest.model_validate(
@@ -376,7 +389,7 @@ def create_from_documents(
         index.upsert(collection.collection_id, nodes)
     except BaseException:
         session.rollback()
-        _undo(session, scope, created)
+        _undo(session, scope, created, retrievers)
         index.drop_table(collection.collection_id)
         raise
     return _answer(
@@ -391,13 +404,13 @@ def create_from_documents(
     )
 
 
-def _undo(session: Session, scope: NamespaceScope, created: list[Any]) -> None:
+def _undo(session: Session, scope: NamespaceScope, created: list[Any], retrievers: RetrieverMaker) -> None:
     """Remove what a failed promotion created, newest first."""
     for row in reversed(created):
         if isinstance(row, Taxonomy):
             delete_taxonomy(session, scope, row.taxonomy_id)
         elif isinstance(row, Retriever):
-            delete_retriever(session, scope, row.retriever_id)
+            retrievers.delete(session, scope, row.retriever_id)
         else:
             stored = session.get(Collection, row.collection_id)
             if stored is not None:
