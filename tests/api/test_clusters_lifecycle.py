@@ -140,6 +140,15 @@ def test_taxonomy_from_a_cluster_run_and_from_documents(
     runs = _wait_runs(client, cid, 1)
     assert runs[0]["status"] == "completed"
     groups = {g["cluster_id"]: g for g in client.get(f"/v1/clusters/{cid}/groups").json()["groups"]}
+    # Not enriching its source: the run went to the cluster's output collection.
+    view = client.get(f"/v1/clusters/{cid}").json()
+    [output] = view["output_collection_ids"]
+    assert view["output_collection_names"] == ["topics_output"]
+    out = client.post(f"/v1/collections/{output}/documents/list?limit=200", json={}).json()["results"]
+    centroids = [d for d in out if d["is_centroid"]]
+    assert len(out) == 63 and sorted(d["member_count"] for d in centroids) == [20, 20, 20]
+    member = next(d for d in out if d.get("source_document_id") == "doc_space_000")
+    assert member["cluster_label"] == groups[member["cluster_id"]]["label"] and member["run_id"] == run_id
 
     body = {"taxonomy_name": "topics", "cluster_run": {"cluster_id": cid, "run_id": run_id}}
     promoted = client.post("/v1/taxonomies/from-documents", json=body)
@@ -180,6 +189,15 @@ def test_taxonomy_from_a_cluster_run_and_from_documents(
     assert matches.status_code == 200, matches.text
     bad = client.post("/v1/taxonomies/topics/nodes/from-documents", json={"node_label": "X", "documents": refs[3:]})
     assert_error(bad, 400)
+
+    # A second run replaces the output collection's documents; deleting the cluster removes it.
+    client.post(f"/v1/clusters/{cid}/execute", json={})
+    second = _wait_runs(client, cid, 2)
+    assert {r["status"] for r in second} == {"completed"}
+    out = client.post(f"/v1/collections/{output}/documents/list?limit=200", json={}).json()["results"]
+    assert len(out) == 63 and {d["run_id"] for d in out} == {second[0]["run_id"]}
+    assert client.delete(f"/v1/clusters/{cid}").status_code == 200
+    assert_error(client.get(f"/v1/collections/{output}"), 404)
 
 
 def assignments_by_label(

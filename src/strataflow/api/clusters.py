@@ -25,7 +25,7 @@ from strataflow.services.clusters import crud, outputs, runs
 from strataflow.services.clusters.views import cluster_view, groups_view, run_view
 from strataflow.services.tenancy.tasks import task_payload
 from strataflow.store.pagination import PageRequest
-from strataflow.store.tables import Cluster, ClusterRun
+from strataflow.store.tables import Cluster, ClusterRun, Collection
 
 router = APIRouter(prefix="/v1/clusters", tags=["Clusters"], responses=ERROR_RESPONSES)
 
@@ -33,7 +33,11 @@ router = APIRouter(prefix="/v1/clusters", tags=["Clusters"], responses=ERROR_RES
 def _view(session: Session, cluster: Cluster) -> dict[str, Any]:
     last = session.get(ClusterRun, cluster.last_run_id) if cluster.last_run_id else None
     current = session.get(ClusterRun, cluster.current_run_id) if cluster.current_run_id else None
-    return cluster_view(cluster, last, current)
+    view = cluster_view(cluster, last, current)
+    if view["output_collection_ids"]:
+        rows = [session.get(Collection, cid) for cid in view["output_collection_ids"]]
+        view["output_collection_names"] = [r.collection_name if r else None for r in rows]
+    return view
 
 
 def _page(page: PageRequest, body: ListClustersRequest) -> PageRequest:
@@ -44,8 +48,10 @@ def _page(page: PageRequest, body: ListClustersRequest) -> PageRequest:
 
 
 @router.post("")
-def create_cluster(request: CreateClusterRequest, scope: ScopeDep, session: DbDep) -> dict[str, Any]:
-    return _view(session, crud.create_cluster(session, scope, request))
+def create_cluster(
+    request: CreateClusterRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    return _view(session, crud.create_cluster(session, scope, request, runtime.index))
 
 
 @router.post("/list")
@@ -92,6 +98,7 @@ def delete_cluster(cluster_id: str, scope: ScopeDep, session: DbDep, runtime: Ru
         scope,
         cluster_id,
         before_delete=lambda cluster, run: enrichment.remove_current(runtime.index, runtime.blobs, cluster, run),
+        index=runtime.index,
     )
     return {"success": True, "message": f"Cluster {deleted} deleted", "cluster_id": deleted}
 

@@ -44,7 +44,12 @@ def subdivide(
     tree: list[dict[str, Any]] = []
 
     def visit(rows: np.ndarray, name: str, parent: str | None, level: int) -> None:
-        node = {"cluster_id": name, "parent_cluster_id": parent, "level": level, "num_members": len(rows)}
+        node: dict[str, Any] = {
+            "cluster_id": name,
+            "parent_cluster_id": parent,
+            "level": level,
+            "num_members": len(rows),
+        }
         tree.append(node)
         split = _best_split(matrix[rows], seed) if level < max_depth and len(rows) >= MIN_SPLIT else None
         if split is None:

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import select
 
 from strataflow.clock import utcnow
-from strataflow.engine.clusters import attributes, enrichment, hierarchy, preprocess
+from strataflow.engine.clusters import attributes, enrichment, hierarchy, output_documents, preprocess
 from strataflow.engine.clusters.algorithms import (
     centroids,
     choose_k,
@@ -310,23 +310,47 @@ def _name_groups(index: DocumentIndex, groups: list[dict[str, Any]]) -> None:
 def _enrich_and_finish(
     context: JobContext, cluster: Cluster, run: ClusterRun, result: dict[str, Any], keeper: Keeper, elapsed: float
 ) -> None:
+    """Write the run's results where they go (source documents, output collection), then make it
+    current; any failure before that takes back what this run wrote."""
     index: DocumentIndex = context.services["index"]
     previous = _previous(context, cluster.cluster_id)
     spec = enrichment.spec_of(cluster.cluster_id, run, result["artifact_key"], result["groups"])
     enriched = bool(run.settings.get("enrich_source"))
-    if enriched:
-        try:
-            enrichment.apply(index, context.blobs, spec, previous, keeper)
-            keeper.check()
-        except BaseException:
-            _roll_back(index, context, spec, previous)
-            raise
-    try:
-        _finish(context, cluster.cluster_id, run.run_id, result, enriched, elapsed)
-    except BaseException:
+    output = _output_collection(context, cluster)
+
+    def undo() -> None:
         if enriched:
             _roll_back(index, context, spec, previous)
+        if output is not None:
+            output_documents.drop(index, output, run.run_id)
+
+    try:
+        if output is not None:
+            uris = list(run.settings.get("feature_uris") or [])
+            output_documents.write(
+                index, context.blobs, output, run.run_id, spec.artifact_key, result["groups"], spec.labels, uris, keeper
+            )
+            keeper.check()
+        if enriched:
+            enrichment.apply(index, context.blobs, spec, previous, keeper)
+            keeper.check()
+        _finish(context, cluster.cluster_id, run.run_id, result, enriched, elapsed)
+    except BaseException:
+        undo()
         raise
+    if output is not None:  # now current: the previous run's documents go
+        output_documents.keep_only(index, output, run.run_id)
+
+
+def _output_collection(context: JobContext, cluster: Cluster) -> Collection | None:
+    collection_id = cluster.config.get("output_collection_id")
+    if not collection_id or cluster.cluster_type != "vector":
+        return None
+    with context.db.read_session() as session:
+        row = session.get(Collection, collection_id)
+        if row is not None:
+            session.expunge(row)
+    return row
 
 
 def _roll_back(

@@ -12,9 +12,15 @@ from strataflow.blobs import BlobStore
 from strataflow.clock import utcnow
 from strataflow.errors import AlreadyExistsError, BadRequestError, ConflictError, not_found
 from strataflow.ids import looks_like, new_id, random_token
+from strataflow.index.store import DocumentIndex
 from strataflow.schemas.clusters import CreateClusterRequest, ListClustersRequest, PatchClusterRequest
 from strataflow.services.clusters.applications import application_entry, attach, detach
 from strataflow.services.clusters.definition import build_config, resolve_collections
+from strataflow.services.clusters.output_collection import (
+    build_output_collection,
+    create_table,
+    remove_output_collection,
+)
 from strataflow.services.clusters.rules import check_parameters
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
@@ -46,7 +52,11 @@ def _check_name_free(session: Session, scope: NamespaceScope, name: str, except_
         raise AlreadyExistsError(f"Cluster '{name}' already exists in this namespace", {"cluster_name": name})
 
 
-def create_cluster(session: Session, scope: NamespaceScope, request: CreateClusterRequest) -> Cluster:
+def create_cluster(
+    session: Session, scope: NamespaceScope, request: CreateClusterRequest, index: DocumentIndex | None = None
+) -> Cluster:
+    """Checked completely first. A vector cluster that does not enrich its sources gets an output
+    collection (created here, with its table, when `index` is given)."""
     if request.source_cluster_ids:
         raise BadRequestError(
             "Composite clusters (source_cluster_ids) are not available on this server; "
@@ -74,6 +84,12 @@ def create_cluster(session: Session, scope: NamespaceScope, request: CreateClust
         updated_at=now,
     )
     session.add(row)
+    output = None
+    if index is not None and cluster_type == "vector" and not config.get("enrich_source"):
+        output = build_output_collection(session, scope, row, collections, list(config["feature_uris"]))
+        row.config = {**config, "output_collection_id": output.collection_id}
+        session.add(output)
+        create_table(index, output)
     if request.auto_execute_on_batch:
         attach(
             collections,
@@ -83,9 +99,15 @@ def create_cluster(session: Session, scope: NamespaceScope, request: CreateClust
         )
     try:
         session.commit()
-    except IntegrityError:  # a concurrent create took the name between the check and the commit
+    except BaseException as exc:
         session.rollback()
-        raise AlreadyExistsError(f"Cluster '{name}' already exists in this namespace", {"cluster_name": name}) from None
+        if output is not None and index is not None:
+            index.drop_table(output.collection_id)
+        if isinstance(exc, IntegrityError):  # a concurrent create took a name between the check and the commit
+            raise AlreadyExistsError(
+                f"Cluster '{name}' already exists in this namespace", {"cluster_name": name}
+            ) from None
+        raise
     return row
 
 
@@ -161,6 +183,7 @@ def delete_cluster(
     scope: NamespaceScope,
     identifier: str,
     before_delete: Callable[[Cluster, ClusterRun | None], None] | None = None,
+    index: DocumentIndex | None = None,
 ) -> str:
     """The definition, its runs and their stored results. Refused while a run is active (cancel it first).
 
@@ -179,9 +202,12 @@ def delete_cluster(
     if before_delete is not None:
         before_delete(row, session.get(ClusterRun, row.current_run_id) if row.current_run_id else None)
     detach(session, row)
+    output = remove_output_collection(session, index, row) if index is not None else None
     session.execute(delete(ClusterRun).where(ClusterRun.cluster_id == cluster_id))
     session.delete(row)
     session.commit()
+    if output is not None and index is not None:
+        index.drop_table(output)
     blobs.delete_prefix(artifact_prefix(scope.namespace_id, cluster_id))
     return cluster_id
 

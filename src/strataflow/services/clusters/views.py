@@ -47,7 +47,11 @@ def cluster_view(cluster: Cluster, last: ClusterRun | None, current: ClusterRun 
         ]
         or None,
         "aggregation_method": config.get("aggregation_method"),
-        "output_collection_ids": None,
+        "output_collection_ids": (
+            list(cluster.collection_ids)
+            if config.get("enrich_source")
+            else ([config["output_collection_id"]] if config.get("output_collection_id") else None)
+        ),
         "algorithm": config.get("algorithm"),
         "algorithm_params": config.get("algorithm_params"),
         "enrich_source": bool(config.get("enrich_source")),
