@@ -130,6 +130,20 @@ def test_edited_labels_reach_the_documents(client: TestClient, namespace: dict[s
     assert {after[f"doc_space_{i:03d}"]["cluster_label"] for i in range(20)} == {"Space"}
     assert after["doc_fruit_000"]["cluster_label"] == docs["doc_fruit_000"]["cluster_label"] != "Space"
 
+    # Mode 'assign': no fit, each document joins its nearest centroid; groups keep their ids and names.
+    assigned = client.post(f"/v1/clusters/{cid}/execute", json={"mode": "assign", "assignment_threshold": 0.5})
+    assert assigned.status_code == 200, assigned.text
+    assert wait_task(client, assigned.json()["task_id"], timeout=60)["status"] == "COMPLETED"
+    groups = client.get(f"/v1/clusters/{cid}/groups").json()["groups"]
+    assert {g["cluster_id"]: g["member_count"] for g in groups}[group] == 20
+    assert {g["cluster_id"]: g["label"] for g in groups}[group] == "Space"
+    assert {d["document_id"]: d for d in _documents(client)}["doc_space_003"]["cluster_label"] == "Space"
+    strict = client.post(f"/v1/clusters/{cid}/execute", json={"mode": "assign", "assignment_threshold": 1.0})
+    assert wait_task(client, strict.json()["task_id"], timeout=60)["status"] == "COMPLETED"
+    run = client.get(f"/v1/clusters/{cid}/executions/{strict.json()['run_id']}").json()
+    assert run["num_clusters"] == 0  # nothing is that close: every document is noise
+    assert_error(client.post(f"/v1/clusters/{cid}/execute", json={"mode": "composite"}), 400)
+
 
 def test_taxonomy_from_a_cluster_run_and_from_documents(
     client: TestClient, namespace: dict[str, Any], runtime: Runtime

@@ -34,6 +34,7 @@ from strataflow.index.store import DocumentIndex
 from strataflow.services.clusters.artifact import ArtifactWriter, artifact_key
 from strataflow.services.clusters.rules import STREAMED_KMEANS_FROM
 from strataflow.services.clusters.runs import source_where
+from strataflow.services.clusters.views import group_label
 from strataflow.statuses import TERMINAL, Status
 from strataflow.store.tables import Cluster, ClusterRun, Collection, Task
 from strataflow.transitions import transition
@@ -167,7 +168,10 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
     steps = list(settings.get("preprocessing_steps") or [])
     writer = ArtifactWriter()
     try:
-        if streamed:
+        previous = _assign_source(context, settings)
+        if previous is not None:
+            fitted = _assign(source, settings, previous, writer, keeper, seed)
+        elif streamed:
             fitted = _fit_streamed(source, settings, algorithm, params, steps, writer, keeper, timings, seed)
         else:
             fitted = _fit_in_memory(source, settings, algorithm, params, steps, writer, keeper, timings, seed)
@@ -179,6 +183,10 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
         )
         metrics.update(reports)
         _name_groups(index, groups)
+        if previous is not None:  # assigned groups keep the names the earlier run gave them
+            labels = {g["cluster_id"]: group_label(previous, g) for g in previous.groups}
+            for group in groups:
+                group["label"] = labels.get(group["cluster_id"], group["label"])
         writer.store(context.blobs, key)
     finally:
         writer.close()
@@ -272,6 +280,54 @@ def _fit_in_memory(
         end = start + CHUNK_ROWS
         assigner.add(ids[start:end], cols[start:end], matrix[start:end], labels[start:end])
     return assigner, matrix[sample_at], labels[sample_at], reports
+
+
+def _assign_source(context: JobContext, settings: dict[str, Any]) -> ClusterRun | None:
+    run_id = settings.get("assign_from_run_id")
+    if not run_id:
+        return None
+    with context.db.read_session() as session:
+        run = session.get(ClusterRun, run_id)
+        if run is None or run.status != Status.COMPLETED.value:
+            raise StrataflowError(f"Run '{run_id}' whose centroids this run assigns to is gone")
+        session.expunge(run)
+    return run
+
+
+def _assign(
+    source: VectorSource,
+    settings: dict[str, Any],
+    previous: ClusterRun,
+    writer: ArtifactWriter,
+    keeper: Keeper,
+    seed: int,
+) -> Fitted:
+    """Mode 'assign': no fit; each point joins the centroid it is most similar to (cosine), or is
+    noise below `assignment_threshold`. Streams: memory is one chunk plus the centroids."""
+    groups = [g for g in previous.groups if g.get("centroid")]
+    centers = np.asarray([g["centroid"] for g in groups], dtype=np.float32)
+    if centers.shape[1] != source.width:
+        raise StrataflowError("The earlier run's centroids do not have this cluster's dimensions any more")
+    unit = centers / np.maximum(np.linalg.norm(centers, axis=1, keepdims=True), 1e-12)
+    threshold = float(settings.get("assignment_threshold", 0.5))
+
+    def nearest(vectors: np.ndarray) -> np.ndarray:
+        norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        similarity = (vectors / norms) @ unit.T
+        best = similarity.argmax(axis=1)
+        return np.where(similarity[np.arange(len(best)), best] >= threshold, best, -1)
+
+    sample = sample_rows(source, SAMPLE, seed)
+    assigner = Assigner(centers, _projection(sample, settings, seed), writer, [g["cluster_id"] for g in groups])
+    for chunk in source.chunks():
+        assigner.add(chunk.ids, chunk.collections, chunk.vectors, nearest(chunk.vectors))
+        keeper()
+    return (
+        assigner,
+        sample,
+        nearest(sample),
+        {"assigned_from_run_id": previous.run_id, "assignment_threshold": threshold},
+    )
 
 
 def _auto(algorithm: str, params: dict[str, Any], sample: np.ndarray, seed: int) -> dict[str, Any] | None:

@@ -77,9 +77,11 @@ def execute_cluster(
             f"Cluster '{cluster.cluster_id}' is already running ({active}); wait for it or cancel it",
             {"run_id": active, "cluster_id": cluster.cluster_id},
         )
-    if request.mode != "full":
+    assign_from = _assign_source(session, cluster, request) if request.mode == "assign" else None
+    if request.mode == "composite":
         raise BadRequestError(
-            f"Execution mode '{request.mode}' is not available on this server; use 'full'", {"mode": request.mode}
+            "Execution mode 'composite' is not available on this server; use 'full' or 'assign'",
+            {"mode": request.mode},
         )
     config = cluster.config
     filters = request.filters if request.filters is not None else cluster.filters
@@ -90,6 +92,10 @@ def execute_cluster(
         points = available if sample_size is None else min(available, sample_size)
         if points < 1:
             raise BadRequestError("No documents to cluster (check the filters)", {"documents": 0})
+    elif assign_from is not None:  # no fit: every point is compared with the centroids, chunk by chunk
+        points = available if sample_size is None else min(available, sample_size)
+        if points < 1:
+            raise BadRequestError("No documents to assign (check the filters)", {"documents": 0})
     else:
         points = points_to_cluster(algorithm, available, sample_size)
         check_k_fits(algorithm, config.get("algorithm_params", {}), points)
@@ -110,6 +116,8 @@ def execute_cluster(
         "vis_n_components": request.vis_n_components or config.get("vis_n_components", 2),
         "triggered_by": trigger,
     }
+    if assign_from is not None:
+        settings.update({"assign_from_run_id": assign_from, "assignment_threshold": request.assignment_threshold})
     if request.llm_labeling is not None:
         settings["llm_labeling"] = request.llm_labeling.model_dump()
     run_id = new_id("cluster_run")
@@ -153,6 +161,19 @@ def execute_cluster(
     cluster.last_run_id, cluster.last_task_id, cluster.last_executed_at = run_id, task.task_id, now
     session.commit()
     return run, task
+
+
+def _assign_source(session: Session, cluster: Cluster, request: ExecuteClusterRequest) -> str:
+    """Mode 'assign' places documents on the current run's centroids: there must be one."""
+    if cluster.cluster_type != "vector":
+        raise BadRequestError("Mode 'assign' needs a vector cluster (its centroids)", {"mode": "assign"})
+    current = session.get(ClusterRun, cluster.current_run_id) if cluster.current_run_id else None
+    if current is None or not any(g.get("centroid") for g in current.groups):
+        raise BadRequestError(
+            "Mode 'assign' needs a completed run with centroids; execute the cluster in mode 'full' first",
+            {"mode": "assign", "current_run_id": cluster.current_run_id},
+        )
+    return current.run_id
 
 
 def get_run(session: Session, cluster: Cluster, run_id: str) -> ClusterRun:
