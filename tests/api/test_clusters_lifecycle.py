@@ -268,3 +268,49 @@ def test_preprocessing_and_hierarchical_subclusters(
     client.post(f"/v1/clusters/{white.json()['cluster_id']}/execute", json={})
     [done] = _wait_runs(client, white.json()["cluster_id"], 1)
     assert done["status"] == "completed" and done["num_clusters"] == 3
+
+
+def test_composite_cluster_groups_the_centroids_of_runs(
+    client: TestClient, namespace: dict[str, Any], runtime: Runtime
+) -> None:
+    corpus = points_collection(client, runtime)
+    sources = []
+    for name, seed in (("first", 1), ("second", 2)):
+        cid = _cluster(
+            client,
+            corpus,
+            cluster_name=name,
+            vector_config={
+                "feature_uris": [corpus["feature_uri"]],
+                "clustering_method": "kmeans",
+                "kmeans_parameters": {"n_clusters": 3, "random_state": seed},
+            },
+        )
+        client.post(f"/v1/clusters/{cid}/execute", json={})
+        assert _wait_runs(client, cid, 1)[0]["status"] == "completed"
+        sources.append(cid)
+    vector = {
+        "feature_uris": [corpus["feature_uri"]],
+        "clustering_method": "kmeans",
+        "kmeans_parameters": {"n_clusters": 3},
+    }
+    created = client.post(
+        "/v1/clusters", json={"cluster_name": "meta", "source_cluster_ids": sources, "vector_config": vector}
+    )
+    assert created.status_code == 200, created.text
+    meta = created.json()
+    assert meta["source_cluster_ids"] == sources and meta["input_collections"] == [corpus["collection_id"]]
+    started = client.post(f"/v1/clusters/{meta['cluster_id']}/execute", json={})  # no mode: composite
+    assert wait_task(client, started.json()["task_id"], timeout=60)["status"] == "COMPLETED"
+    run = client.get(f"/v1/clusters/{meta['cluster_id']}/executions/{started.json()['run_id']}").json()
+    assert run["mode"] == "composite" and len(run["source_execution_ids"]) == 2 and run["num_points"] == 6
+    mapping = run["composite_mapping"]
+    assert len(mapping) == 3 and all(len(held) == 2 for held in mapping.values())
+    assert all({s["source_run_id"] for s in held} == set(run["source_execution_ids"]) for held in mapping.values())
+
+    wrong = dict(vector, feature_uris=["mixpeek://text_extractor@v1/other"])
+    assert_error(client.post("/v1/clusters", json={"source_cluster_ids": sources, "vector_config": wrong}), 400)
+    one = client.post(
+        f"/v1/clusters/{meta['cluster_id']}/execute", json={"mode": "composite", "source_execution_ids": ["run_x"]}
+    )
+    assert_error(one, 400)

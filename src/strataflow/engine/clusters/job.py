@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import select
 
 from strataflow.clock import utcnow
-from strataflow.engine.clusters import attributes, enrichment, hierarchy, output_documents, preprocess
+from strataflow.engine.clusters import attributes, composite, enrichment, hierarchy, output_documents, preprocess
 from strataflow.engine.clusters.algorithms import (
     centroids,
     choose_k,
@@ -141,6 +141,11 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
     key = artifact_key(cluster.namespace_id, cluster.cluster_id, run.run_id)
     if cluster.cluster_type == "attribute":
         return attributes.run(index, context.blobs, collections, settings, key, keeper)
+    if settings.get("source_execution_ids"):
+        seed = int(settings.get("algorithm_params", {}).get("random_state", 0) or 0)
+        return composite.run_composite(
+            context.blobs, _runs(context, settings["source_execution_ids"]), settings, key, seed
+        )
     columns: dict[str, dict[str, str]] = settings["columns"]
     source = VectorSource(
         index=index,
@@ -280,6 +285,15 @@ def _fit_in_memory(
         end = start + CHUNK_ROWS
         assigner.add(ids[start:end], cols[start:end], matrix[start:end], labels[start:end])
     return assigner, matrix[sample_at], labels[sample_at], reports
+
+
+def _runs(context: JobContext, run_ids: list[str]) -> list[ClusterRun]:
+    with context.db.read_session() as session:
+        rows = [session.get(ClusterRun, run_id) for run_id in run_ids]
+        for row in rows:
+            if row is not None:
+                session.expunge(row)
+    return [r for r in rows if r is not None and r.status == Status.COMPLETED.value]
 
 
 def _assign_source(context: JobContext, settings: dict[str, Any]) -> ClusterRun | None:

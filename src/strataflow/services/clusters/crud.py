@@ -15,6 +15,7 @@ from strataflow.ids import looks_like, new_id, random_token
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.clusters import CreateClusterRequest, ListClustersRequest, PatchClusterRequest
 from strataflow.services.clusters.applications import application_entry, attach, detach
+from strataflow.services.clusters.composite import check_sources
 from strataflow.services.clusters.definition import build_config, resolve_collections
 from strataflow.services.clusters.output_collection import (
     build_output_collection,
@@ -57,18 +58,26 @@ def create_cluster(
 ) -> Cluster:
     """Checked completely first. A vector cluster that does not enrich its sources gets an output
     collection (created here, with its table, when `index` is given)."""
+    sources: list[Cluster] = []
     if request.source_cluster_ids:
-        raise BadRequestError(
-            "Composite clusters (source_cluster_ids) are not available on this server; "
-            "create a cluster over collection_ids",
-            {"field": "source_cluster_ids"},
-        )
+        if request.vector_config is None:
+            raise BadRequestError(
+                "A composite cluster (source_cluster_ids) needs vector_config", {"field": "vector_config"}
+            )
+        uris = request.vector_config.feature_uris or [request.vector_config.feature_uri or ""]
+        sources = check_sources(session, scope, request.source_cluster_ids, uris)
+        if not request.collection_ids:  # the source clusters' input collections
+            request = request.model_copy(
+                update={"collection_ids": list(dict.fromkeys(c for s in sources for c in s.collection_ids))}
+            )
     if not request.collection_ids:
         raise BadRequestError("A cluster needs at least one collection (collection_ids)")
     name = request.cluster_name or f"cluster_{random_token(8)}"
     _check_name_free(session, scope, name)
     collections = resolve_collections(session, scope, request.collection_ids)
     cluster_type, config = build_config(collections, request)
+    if sources:  # its points are centroids: nothing to enrich, no output collection
+        config.update({"source_cluster_ids": [s.cluster_id for s in sources], "enrich_source": False})
     now = utcnow()
     row = Cluster(
         cluster_id=new_id("cluster"),
@@ -85,7 +94,7 @@ def create_cluster(
     )
     session.add(row)
     output = None
-    if index is not None and cluster_type == "vector" and not config.get("enrich_source"):
+    if index is not None and cluster_type == "vector" and not config.get("enrich_source") and not sources:
         output = build_output_collection(session, scope, row, collections, list(config["feature_uris"]))
         row.config = {**config, "output_collection_id": output.collection_id}
         session.add(output)
@@ -146,9 +155,12 @@ def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, requ
     """Descriptive fields, filters, sample size and algorithm parameters; all checked before any is kept."""
     row = get_cluster(session, scope, identifier)
     changes = request.model_dump(exclude_unset=True)
-    if changes.get("source_cluster_ids"):
-        raise BadRequestError("Composite clusters (source_cluster_ids) are not available on this server")
     config = dict(row.config)
+    if changes.get("source_cluster_ids"):
+        if not config.get("source_cluster_ids"):
+            raise BadRequestError("A cluster over collections cannot become composite; create a composite cluster")
+        sources = check_sources(session, scope, changes["source_cluster_ids"], list(config.get("feature_uris") or []))
+        config["source_cluster_ids"] = [s.cluster_id for s in sources]
     if changes.get("algorithm_params") is not None:
         if row.cluster_type != "vector":
             raise BadRequestError("algorithm_params apply to vector clusters only")

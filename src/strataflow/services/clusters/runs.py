@@ -12,6 +12,7 @@ from strataflow.errors import BadRequestError, ConflictError, not_found
 from strataflow.ids import new_id
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.clusters import ExecuteClusterRequest, ListClusterExecutionsRequest
+from strataflow.services.clusters.composite import count_centroids, source_runs
 from strataflow.services.clusters.crud import ACTIVE_RUN, get_cluster
 from strataflow.services.clusters.preprocessing import check_size
 from strataflow.services.clusters.rules import STREAMED_KMEANS_FROM, check_k_fits, points_to_cluster
@@ -77,12 +78,11 @@ def execute_cluster(
             f"Cluster '{cluster.cluster_id}' is already running ({active}); wait for it or cancel it",
             {"run_id": active, "cluster_id": cluster.cluster_id},
         )
-    assign_from = _assign_source(session, cluster, request) if request.mode == "assign" else None
-    if request.mode == "composite":
-        raise BadRequestError(
-            "Execution mode 'composite' is not available on this server; use 'full' or 'assign'",
-            {"mode": request.mode},
-        )
+    mode = request.mode
+    if "mode" not in request.model_fields_set and cluster.config.get("source_cluster_ids"):
+        mode = "composite"  # a composite cluster runs composite unless told otherwise
+    assign_from = _assign_source(session, cluster, request) if mode == "assign" else None
+    composite_runs = source_runs(session, cluster, request.source_execution_ids) if mode == "composite" else None
     config = cluster.config
     filters = request.filters if request.filters is not None else cluster.filters
     sample_size = request.sample_size if request.sample_size is not None else config.get("sample_size")
@@ -92,6 +92,9 @@ def execute_cluster(
         points = available if sample_size is None else min(available, sample_size)
         if points < 1:
             raise BadRequestError("No documents to cluster (check the filters)", {"documents": 0})
+    elif composite_runs is not None:  # the points are the source runs' centroids
+        points = count_centroids(session, composite_runs)
+        check_k_fits(algorithm, config.get("algorithm_params", {}), points)
     elif assign_from is not None:  # no fit: every point is compared with the centroids, chunk by chunk
         points = available if sample_size is None else min(available, sample_size)
         if points < 1:
@@ -116,6 +119,8 @@ def execute_cluster(
         "vis_n_components": request.vis_n_components or config.get("vis_n_components", 2),
         "triggered_by": trigger,
     }
+    if composite_runs is not None:
+        settings.update({"source_execution_ids": composite_runs, "enrich_source": False})
     if assign_from is not None:
         settings.update({"assign_from_run_id": assign_from, "assignment_threshold": request.assignment_threshold})
     if request.llm_labeling is not None:
@@ -150,7 +155,7 @@ def execute_cluster(
         cluster_id=cluster.cluster_id,
         namespace_id=scope.namespace_id,
         task_id=task.task_id,
-        mode=request.mode,
+        mode=mode,
         settings=settings,
         algorithm=algorithm,
         source_documents=available,

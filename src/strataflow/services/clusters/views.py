@@ -23,7 +23,7 @@ def cluster_view(cluster: Cluster, last: ClusterRun | None, current: ClusterRun 
         "description": cluster.description,
         "namespace_id": cluster.namespace_id,
         "input_collections": list(cluster.collection_ids),
-        "source_cluster_ids": None,
+        "source_cluster_ids": list(config.get("source_cluster_ids") or []) or None,
         "filters": cluster.filters,
         "cluster_type": cluster.cluster_type,
         "feature_uris": list(config.get("feature_uris") or []) or None,
@@ -113,6 +113,13 @@ def run_view(run: ClusterRun, include_vectors: bool = False) -> dict[str, Any]:
         "label_overrides": dict(run.label_overrides or {}),
         "run_name": run.run_name,
         "enriched_source": run.enriched,
+        "source_execution_ids": list(run.settings.get("source_execution_ids") or []) or None,
+        "composite_mapping": {
+            g["cluster_id"]: [{k: v for k, v in s.items() if k != "label"} for s in g["composite_sources"]]
+            for g in run.groups
+            if g.get("composite_sources") is not None
+        }
+        or None,
         "layout_stability_applied": "none",
         "layout_stability_reason": "each run is projected on its own (PCA); layouts are not aligned across runs",
     }
