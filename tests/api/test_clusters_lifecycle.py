@@ -10,9 +10,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from strataflow.index.store import quote_ids
 from strataflow.runtime import Runtime
-from tests.cluster_points import points_collection
-from tests.collection_flows import add_object
+from tests.cluster_points import points_collection, write_points
+from tests.collection_flows import add_object, text_collection
 from tests.helpers import assert_error, wait_task
 
 
@@ -314,3 +315,68 @@ def test_composite_cluster_groups_the_centroids_of_runs(
         f"/v1/clusters/{meta['cluster_id']}/execute", json={"mode": "composite", "source_execution_ids": ["run_x"]}
     )
     assert_error(one, 400)
+
+
+def test_hierarchy_inferred_from_schemas_and_from_cluster_runs(
+    client: TestClient, namespace: dict[str, Any], runtime: Runtime
+) -> None:
+    corpus = points_collection(client, runtime)
+    fruit = text_collection(
+        client,
+        "fruit",
+        {"type": "bucket", "bucket_ids": ["docs"]},
+        split_by="none",
+        model="minilm",
+        passthrough=("title", "lang"),
+    )
+    write_points(runtime, fruit["collection_id"])
+    others = [f"doc_{t}_{i:03d}" for t in ("space", "ocean") for i in range(20)]
+    runtime.index.delete(fruit["collection_id"], f"document_id IN ({quote_ids(others)})")
+    uri = corpus["feature_uri"]
+    retriever = client.post(
+        "/v1/retrievers",
+        json={
+            "retriever_name": "both",
+            "collection_identifiers": ["points", "fruit"],
+            "input_schema": {"vec": {"type": "array", "required": True}},
+            "stages": [
+                {
+                    "stage_name": "s",
+                    "config": {
+                        "stage_id": "feature_search",
+                        "parameters": {
+                            "searches": [{"feature_uri": uri, "query": "{{INPUT.vec}}", "top_k": 5}],
+                            "final_top_k": 5,
+                        },
+                    },
+                }
+            ],
+        },
+    )
+    assert retriever.status_code == 200, retriever.text
+
+    def hierarchy(name: str, **inference: Any) -> Any:
+        config = {
+            "taxonomy_type": "hierarchical",
+            "retriever_id": retriever.json()["retriever_id"],
+            "input_mappings": [{"input_key": "vec", "source_type": "vector", "path": uri}],
+            "inference_collections": ["points", "fruit"],
+            **inference,
+        }
+        return client.post("/v1/taxonomies", json={"taxonomy_name": name, "config": config})
+
+    def parents(response: Any) -> dict[str, str | None]:
+        assert response.status_code == 200, response.text
+        nodes = response.json()["config"]["hierarchical_nodes"]
+        assert all(n["inferred"] for n in nodes)
+        return {n["collection_id"]: n.get("parent_collection_id") for n in nodes}
+
+    expected = {corpus["collection_id"]: None, fruit["collection_id"]: corpus["collection_id"]}
+    assert parents(hierarchy("by_schema", inference_strategy="schema")) == expected
+
+    cid = _cluster(client, corpus, collection_ids=["points", "fruit"], enrich_source_collection=False)
+    client.post(f"/v1/clusters/{cid}/execute", json={})
+    assert _wait_runs(client, cid, 1)[0]["status"] == "completed"
+    assert parents(hierarchy("by_clusters", inference_strategy="cluster", cluster_ids=[cid])) == expected
+    assert_error(hierarchy("no_runs", inference_strategy="cluster"), 400)  # no cluster_ids
+    assert_error(hierarchy("llm", inference_strategy="llm"), 400)

@@ -30,8 +30,10 @@ PREFIX = "/v1/taxonomies"
 
 
 @router.post(PREFIX)
-def create_taxonomy(request: CreateTaxonomyRequest, scope: ScopeDep, session: DbDep) -> dict[str, Any]:
-    return service.taxonomy_view(service.create_taxonomy(session, scope, request))
+def create_taxonomy(
+    request: CreateTaxonomyRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    return service.taxonomy_view(service.create_taxonomy(session, scope, request, runtime.blobs))
 
 
 @router.post(f"{PREFIX}/list")
@@ -120,10 +122,10 @@ def delete_taxonomy(taxonomy_identifier: str, scope: ScopeDep, session: DbDep) -
 
 @router.post(f"{PREFIX}/{{taxonomy_identifier}}/clone")
 def clone_taxonomy(
-    taxonomy_identifier: str, request: CloneTaxonomyRequest, scope: ScopeDep, session: DbDep
+    taxonomy_identifier: str, request: CloneTaxonomyRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     source = service.get_taxonomy(session, scope, taxonomy_identifier).taxonomy_id
-    clone = service.clone_taxonomy(session, scope, taxonomy_identifier, request)
+    clone = service.clone_taxonomy(session, scope, taxonomy_identifier, request, runtime.blobs)
     return {"taxonomy": service.taxonomy_view(clone), "source_taxonomy_id": source}
 
 
@@ -144,7 +146,7 @@ def create_version(
     taxonomy_id: str, request: CreateVersionRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """The new version is re-applied at once to every collection that applies the taxonomy."""
-    row = service.create_version(session, scope, taxonomy_id, request)
+    row = service.create_version(session, scope, taxonomy_id, request, runtime.blobs)
     view = service.taxonomy_view(row)
     tasks = []
     for collection_id in service.applying_collections(session, row.taxonomy_id, scope.namespace_id):

@@ -54,6 +54,7 @@ class HierarchicalNodeInput(RequestModel):
     retriever_id: str | None = None
     enrichment_fields: list[EnrichmentField] | None = None
     input_mappings: list[InputMapping] | None = None
+    inferred: bool | None = None  # set on the nodes an inference_strategy found
 
 
 class HierarchicalTaxonomyConfig(RequestModel):
@@ -65,6 +66,7 @@ class HierarchicalTaxonomyConfig(RequestModel):
     llm_provider: str | None = None
     llm_model: str | None = None
     cluster_ids: list[str] | None = None
+    cluster_overlap_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
     hierarchical_nodes: list[HierarchicalNodeInput] | None = None
     path_field: str | None = None
     path_separator: str = Field(default="/", min_length=1)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from strataflow.blobs import BlobStore
 from strataflow.clock import isoformat, utcnow
 from strataflow.errors import AlreadyExistsError, BadRequestError, ConflictError, not_found
 from strataflow.ids import looks_like, new_id
@@ -74,9 +75,10 @@ def new_taxonomy(
     description: str | None,
     config: TaxonomyConfig,
     metadata: dict[str, Any] | None,
+    blobs: BlobStore | None = None,
 ) -> Taxonomy:
     _check_name_free(session, scope, name)
-    stored = check_config(session, scope, config)
+    stored = check_config(session, scope, config, blobs)
     now = utcnow()
     row = Taxonomy(
         taxonomy_id=new_id("taxonomy"),
@@ -104,8 +106,12 @@ def new_taxonomy(
     return _save(session, row)
 
 
-def create_taxonomy(session: Session, scope: NamespaceScope, request: CreateTaxonomyRequest) -> Taxonomy:
-    return new_taxonomy(session, scope, request.taxonomy_name, request.description, request.config, request.metadata)
+def create_taxonomy(
+    session: Session, scope: NamespaceScope, request: CreateTaxonomyRequest, blobs: BlobStore | None = None
+) -> Taxonomy:
+    return new_taxonomy(
+        session, scope, request.taxonomy_name, request.description, request.config, request.metadata, blobs
+    )
 
 
 def get_taxonomy(session: Session, scope: NamespaceScope, identifier: str) -> Taxonomy:
@@ -152,11 +158,17 @@ def patch_taxonomy(session: Session, scope: NamespaceScope, identifier: str, req
     return row
 
 
-def create_version(session: Session, scope: NamespaceScope, identifier: str, request: CreateVersionRequest) -> Taxonomy:
+def create_version(
+    session: Session,
+    scope: NamespaceScope,
+    identifier: str,
+    request: CreateVersionRequest,
+    blobs: BlobStore | None = None,
+) -> Taxonomy:
     """A new config as the next version. Collections applying the taxonomy get it on their next
     write or apply-taxonomy run, which replaces the old version's values (never mixes them)."""
     row = get_taxonomy(session, scope, identifier)
-    stored = check_config(session, scope, request.config)
+    stored = check_config(session, scope, request.config, blobs)
     if stored.get("taxonomy_type") != row.config.get("taxonomy_type"):
         raise BadRequestError(
             "A new version keeps the taxonomy_type; clone to change it",
@@ -201,13 +213,19 @@ def version_config(session: Session, taxonomy: Taxonomy, version: int | None) ->
     return dict(row.config), version
 
 
-def clone_taxonomy(session: Session, scope: NamespaceScope, identifier: str, request: CloneTaxonomyRequest) -> Taxonomy:
+def clone_taxonomy(
+    session: Session,
+    scope: NamespaceScope,
+    identifier: str,
+    request: CloneTaxonomyRequest,
+    blobs: BlobStore | None = None,
+) -> Taxonomy:
     source = get_taxonomy(session, scope, identifier)
     config = request.config
     if config is None:
         config = TypeAdapter(ConfigShape).validate_python(source.config)
     description = request.description if request.description is not None else source.description
-    return new_taxonomy(session, scope, request.taxonomy_name, description, config, dict(source.metadata_ or {}))
+    return new_taxonomy(session, scope, request.taxonomy_name, description, config, dict(source.metadata_ or {}), blobs)
 
 
 def applying_collections(session: Session, taxonomy_id: str, namespace_id: str) -> list[str]:
