@@ -38,6 +38,7 @@ class VectorBasedConfig(RequestModel):
     multi_feature_strategy: Literal["concatenate", "independent", "weighted"] = "concatenate"
     normalize_features: bool = True
     feature_weights: dict[str, float] | None = None
+    weight_learning_config: dict[str, Any] | None = None
     effective_feature_method: Literal["mean", "median", "medoid"] = "mean"
     enrich_source: bool = False
     vis_n_components: Literal[2, 3] = 2

@@ -16,7 +16,15 @@ import numpy as np
 from sqlalchemy import select
 
 from strataflow.clock import utcnow
-from strataflow.engine.clusters import attributes, composite, enrichment, hierarchy, output_documents, preprocess
+from strataflow.engine.clusters import (
+    attributes,
+    composite,
+    enrichment,
+    hierarchy,
+    output_documents,
+    preprocess,
+    weights,
+)
 from strataflow.engine.clusters.algorithms import (
     centroids,
     choose_k,
@@ -230,6 +238,10 @@ def _fit_streamed(
     sample = sample_rows(source, SAMPLE, seed)
     timings["sample_s"] = time.monotonic() - clock
     keeper()
+    learned = _learn_weights(source, settings, algorithm, params, sample, seed)
+    if learned:
+        source.weights = dict(learned["learned_weights"])
+        sample = weights.weighted(sample, _widths(source), np.asarray(list(source.weights.values())))
     transform = preprocess.Linear(steps, sample)
     fitted_sample = transform(sample)
     auto = _auto(algorithm, params, fitted_sample, seed)
@@ -243,7 +255,8 @@ def _fit_streamed(
     for chunk in source.chunks():
         assigner.add(chunk.ids, chunk.collections, chunk.vectors, model.predict(transform(chunk.vectors)))
         keeper()
-    return assigner, sample, model.predict(fitted_sample), {"auto_k_selection": auto} if auto else {}
+    reports: dict[str, Any] = {"auto_k_selection": auto} if auto else {}
+    return assigner, sample, model.predict(fitted_sample), {**reports, **(learned or {})}
 
 
 def _fit_in_memory(
@@ -264,11 +277,14 @@ def _fit_in_memory(
     timings["read_s"] = time.monotonic() - clock
     keeper()
     sample_at = np.sort(np.random.default_rng(seed).choice(len(matrix), min(len(matrix), SAMPLE), replace=False))
+    learned = _learn_weights(source, settings, algorithm, params, matrix[sample_at], seed)
+    if learned:
+        matrix = weights.weighted(matrix, _widths(source), np.asarray(list(learned["learned_weights"].values())))
     features = preprocess.transform_all(steps, matrix) if steps else matrix
     if steps:
         timings["preprocess_s"] = time.monotonic() - clock - timings["read_s"]
     auto = _auto(algorithm, params, features[sample_at], seed)
-    reports: dict[str, Any] = {"auto_k_selection": auto} if auto else {}
+    reports: dict[str, Any] = {**({"auto_k_selection": auto} if auto else {}), **(learned or {})}
     fit_started = time.monotonic()
     labels, k = compact_labels(fit_labels("kmeans" if algorithm == "auto" else algorithm, features, params, seed))
     del features
@@ -294,6 +310,27 @@ def _runs(context: JobContext, run_ids: list[str]) -> list[ClusterRun]:
             if row is not None:
                 session.expunge(row)
     return [r for r in rows if r is not None and r.status == Status.COMPLETED.value]
+
+
+def _widths(source: VectorSource) -> list[int]:
+    return [source.dimensions[u] for u in source.feature_uris]
+
+
+def _learn_weights(
+    source: VectorSource,
+    settings: dict[str, Any],
+    algorithm: str,
+    params: dict[str, Any],
+    sample: np.ndarray,
+    seed: int,
+) -> dict[str, Any] | None:
+    """multi_feature_strategy 'weighted' without weights: learn them on the sample (weights.py)."""
+    config = settings.get("weight_learning")
+    if not config or len(source.feature_uris) < 2:
+        return None
+    if algorithm == "auto":
+        algorithm, params = "kmeans", {"n_clusters": int(params.get("min_clusters", 2))}
+    return weights.learn(sample, _widths(source), list(source.feature_uris), algorithm, params, config, seed)
 
 
 def _assign_source(context: JobContext, settings: dict[str, Any]) -> ClusterRun | None:

@@ -28,6 +28,10 @@ def cluster_view(cluster: Cluster, last: ClusterRun | None, current: ClusterRun 
         "cluster_type": cluster.cluster_type,
         "feature_uris": list(config.get("feature_uris") or []) or None,
         "multi_feature_strategy": config.get("multi_feature_strategy"),
+        "learned_weights": (current.metrics or {}).get("learned_weights") if current else None,
+        "learning_quality_score": ((current.metrics or {}).get("weight_learning") or {}).get("best_score")
+        if current
+        else None,
         "effective_feature_method": config.get("effective_feature_method"),
         "sample_size": config.get("sample_size"),
         "vis_n_components": config.get("vis_n_components"),
