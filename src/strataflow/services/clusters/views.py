@@ -118,12 +118,12 @@ def run_view(run: ClusterRun, include_vectors: bool = False) -> dict[str, Any]:
         "run_name": run.run_name,
         "enriched_source": run.enriched,
         "source_execution_ids": list(run.settings.get("source_execution_ids") or []) or None,
+        # Always an object (empty unless composite): the SDK reads this key with .items() when present.
         "composite_mapping": {
             g["cluster_id"]: [{k: v for k, v in s.items() if k != "label"} for s in g["composite_sources"]]
             for g in run.groups
             if g.get("composite_sources") is not None
-        }
-        or None,
+        },
         "layout_stability_applied": "none",
         "layout_stability_reason": "each run is projected on its own (PCA); layouts are not aligned across runs",
     }
