@@ -8,7 +8,7 @@ weighted by their member counts. Results are kept like any run's (groups, metric
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -61,11 +61,11 @@ def run_composite(
                 }
                 for r, g in members
             ]
-            weights: Counter[str] = Counter()
+            weights: dict[str, float] = defaultdict(float)
             for _, g in members:
                 for rank, word in enumerate(g.get("keywords") or []):
                     weights[word] += int(g.get("num_members", 1)) / (rank + 1)
-            group["keywords"] = [w for w, _ in weights.most_common(10)]
+            group["keywords"] = sorted(weights, key=lambda w: -weights[w])[:10]
             group["label"] = ", ".join(group["keywords"][:3]) or f"Cluster {group['index']}"
             group["num_members"] = len(members)
         metrics = quality(matrix, labels, assigner.sizes()[assigner.sizes() > 0], assigner.noise, seed)
