@@ -211,6 +211,10 @@ def test_taxonomy_from_a_cluster_run_and_from_documents(
     assert {r["status"] for r in second} == {"completed"}
     out = client.post(f"/v1/collections/{output}/documents/list?limit=200", json={}).json()["results"]
     assert len(out) == 63 and {d["run_id"] for d in out} == {second[0]["run_id"]}
+    edited = next(d["cluster_id"] for d in out if d.get("source_document_id") == "doc_ocean_000")
+    client.patch(f"/v1/clusters/{cid}/executions/{second[0]['run_id']}/labels", json={"labels": {edited: "Sea"}})
+    out = client.post(f"/v1/collections/{output}/documents/list?limit=200", json={}).json()["results"]
+    assert len(out) == 63 and sum(d["cluster_label"] == "Sea" for d in out) == 21  # 20 members and the centroid
     assert client.delete(f"/v1/clusters/{cid}").status_code == 200
     assert_error(client.get(f"/v1/collections/{output}"), 404)
 

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
-from strataflow.engine.clusters import enrichment
+from strataflow.engine.clusters import enrichment, output_documents
 from strataflow.errors import BadRequestError
 from strataflow.schemas.clusters import (
     CreateClusterRequest,
@@ -22,7 +22,7 @@ from strataflow.schemas.clusters import (
 )
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.services.clusters import crud, outputs, runs
-from strataflow.services.clusters.views import cluster_view, groups_view, run_view
+from strataflow.services.clusters.views import cluster_view, group_label, groups_view, run_view
 from strataflow.services.tenancy.tasks import task_payload
 from strataflow.store.pagination import PageRequest
 from strataflow.store.tables import Cluster, ClusterRun, Collection
@@ -222,6 +222,22 @@ def patch_labels(
     run = runs.patch_labels(session, cluster, run_id, request.labels)
     spec = enrichment.current_spec(cluster, run)
     written = enrichment.relabel(runtime.index, runtime.blobs, spec, set(request.labels)) if spec else 0
+    output = session.get(Collection, cluster.config.get("output_collection_id") or "")
+    if output is not None and run.run_id == cluster.current_run_id and run.artifact_key:
+        labels = {g["cluster_id"]: group_label(run, g) for g in run.groups}
+        uris = list(run.settings.get("feature_uris") or [])
+        output_documents.write(
+            runtime.index,
+            runtime.blobs,
+            output,
+            run.run_id,
+            run.artifact_key,
+            run.groups,
+            labels,
+            uris,
+            lambda: None,
+            only=set(request.labels),
+        )
     return {
         "cluster_id": cluster.cluster_id,
         "run_id": run.run_id,

@@ -63,8 +63,10 @@ def write(
     labels: dict[str, str],
     feature_uris: list[str],
     keep_alive: Callable[[], None],
+    only: set[str] | None = None,
 ) -> int:
-    """One centroid document per group and one member document per clustered document."""
+    """One centroid document per group and one member document per clustered document (`only`:
+    just those of these groups, as after a label edit: the ids are the same, so they are replaced)."""
     cid = collection.collection_id
     centroids = [
         _document(
@@ -81,6 +83,7 @@ def write(
             _centroid_vectors(collection, feature_uris, list(g.get("centroid") or [])),
         )
         for g in groups
+        if only is None or g["cluster_id"] in only
     ]
     written = index.upsert(cid, centroids)
     pending: list[StoredDocument] = []
@@ -88,6 +91,8 @@ def write(
     for batch in read_batches(blobs, artifact_key, columns):
         rows = batch.to_pydict()
         for doc, col, group, dist in zip(*(rows[c] for c in columns), strict=True):
+            if only is not None and group not in only:
+                continue
             payload = {
                 "is_centroid": False,
                 "cluster_id": group,
