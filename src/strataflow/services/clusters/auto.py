@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.clock import as_utc, utcnow
-from strataflow.errors import BadRequestError, StrataflowError
+from strataflow.errors import BadRequestError, ConflictError, StrataflowError
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.clusters import ExecuteClusterRequest
 from strataflow.services.clusters.applications import DEFAULT_COOLDOWN_S, application_entry, check_auto_settings
@@ -160,6 +160,9 @@ def run_if_due(session: Session, index: DocumentIndex, plan: AutoPlan) -> tuple[
     _record(cluster, handled_through=newest.isoformat(), last_outcome="queued")
     try:
         run, _ = execute_cluster(session, index, scope, cluster.cluster_id, ExecuteClusterRequest(), trigger="batch")
+    except ConflictError:  # a run started meanwhile (another process, the API): answer after it
+        session.rollback()
+        return "running", 5.0
     except StrataflowError as exc:  # cannot run now (too few documents for k, ...): answered, say why
         session.rollback()
         cluster = session.get(Cluster, plan.cluster_id)
