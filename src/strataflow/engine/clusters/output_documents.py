@@ -19,7 +19,7 @@ from strataflow.services.clusters.artifact import NOISE, read_batches
 from strataflow.services.documents.crud import where_of
 from strataflow.store.tables import Collection
 
-BATCH = 1000
+BATCH = 10_000
 
 
 def _id(run_id: str, *parts: str) -> str:
@@ -66,8 +66,15 @@ def write(
     only: set[str] | None = None,
 ) -> int:
     """One centroid document per group and one member document per clustered document (`only`:
-    just those of these groups, as after a label edit: the ids are the same, so they are replaced)."""
+    just those of these groups, as after a label edit: the ids are the same, so they are replaced).
+
+    A whole run's documents are appended, after removing any this run wrote before (a job taken
+    over after a lost lease writes them again): the ids are new, so no merge is needed, and a merge
+    costs a look-up that grows with the table."""
     cid = collection.collection_id
+    if only is None:
+        drop(index, collection, run_id)
+    put = index.upsert if only is not None else index.append
     centroids = [
         _document(
             collection,
@@ -85,7 +92,7 @@ def write(
         for g in groups
         if only is None or g["cluster_id"] in only
     ]
-    written = index.upsert(cid, centroids)
+    written = put(cid, centroids)
     pending: list[StoredDocument] = []
     columns = ["document_id", "collection_id", "cluster_id", "distance_to_centroid"]
     for batch in read_batches(blobs, artifact_key, columns):
@@ -104,11 +111,11 @@ def write(
             }
             pending.append(_document(collection, _id(run_id, "member", col, doc), payload, {}))
             if len(pending) >= BATCH:
-                written += index.upsert(cid, pending)
+                written += put(cid, pending)
                 pending = []
                 keep_alive()
     if pending:
-        written += index.upsert(cid, pending)
+        written += put(cid, pending)
     return written
 
 
