@@ -57,8 +57,8 @@ def worker(live_server: LiveServer) -> Iterator[Runtime]:
     runtime.close()
 
 
-def _collection(sdk: mixpeek.ApiClient, worker: Runtime) -> str:
-    ns = NamespacesApi(sdk).create_namespace(CreateNamespaceRequest(namespace_name="sdk_clusters"))
+def _collection(sdk: mixpeek.ApiClient, worker: Runtime, namespace: str = "sdk_clusters") -> str:
+    ns = NamespacesApi(sdk).create_namespace(CreateNamespaceRequest(namespace_name=namespace))
     use_namespace(sdk, ns.namespace_id)
     bucket = BucketsApi(sdk).create_bucket(
         BucketCreateRequest(
@@ -191,7 +191,7 @@ def test_clusters_through_the_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> No
 def test_output_collection_modes_and_taxonomy_from_a_run_through_the_sdk(
     sdk: mixpeek.ApiClient, worker: Runtime
 ) -> None:
-    collection_id = _collection(sdk, worker)
+    collection_id = _collection(sdk, worker, "sdk_cluster_outputs")
     clusters, executions = ClustersApi(sdk), ClusterExecutionsApi(sdk)
     vector = {"feature_uris": [FEATURE], "clustering_method": "kmeans", "kmeans_parameters": {"n_clusters": 3}}
     created = clusters.create_cluster(
