@@ -245,11 +245,12 @@ def _fit_streamed(
     transform = preprocess.Linear(steps, sample)
     fitted_sample = transform(sample)
     auto = _auto(algorithm, params, fitted_sample, seed)
-    model, passes = streamed_kmeans(
+    model, shifts = streamed_kmeans(
         preprocess.TransformedSource(source, transform), params, fitted_sample, seed, STREAM_EPOCHS, keeper
     )
     timings["fit_s"] = time.monotonic() - clock - timings["sample_s"]
-    timings["epochs"] = float(passes)
+    timings["epochs"] = float(len(shifts))
+    timings["last_epoch_shift"] = shifts[-1]
     centers = transform.inverse(model.cluster_centers_.astype(np.float32))
     assigner = Assigner(centers, _projection(sample, settings, seed), writer)
     for chunk in source.chunks():
