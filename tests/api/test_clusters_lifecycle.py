@@ -8,6 +8,7 @@ import io
 import time
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from strataflow.index.store import quote_ids
@@ -15,6 +16,10 @@ from strataflow.runtime import Runtime
 from tests.cluster_points import points_collection, write_points
 from tests.collection_flows import add_object, text_collection
 from tests.helpers import assert_error, wait_task
+
+# Tests of what the engine computes, with nothing that depends on the database: SQLite alone
+# (the suite's time budget; the PostgreSQL paths are the same queries as the tests above).
+ENGINE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
 
 
 def _cluster(client: TestClient, corpus: dict[str, Any], **extra: Any) -> str:
@@ -226,6 +231,7 @@ def assignments_by_label(
     return {r["document_id"]: groups[r["cluster_id"]]["label"] for r in csv.DictReader(io.StringIO(body))}
 
 
+@ENGINE_ONLY
 def test_preprocessing_and_hierarchical_subclusters(
     client: TestClient, namespace: dict[str, Any], runtime: Runtime
 ) -> None:
@@ -275,6 +281,7 @@ def test_preprocessing_and_hierarchical_subclusters(
     assert done["status"] == "completed" and done["num_clusters"] == 3
 
 
+@ENGINE_ONLY
 def test_composite_cluster_groups_the_centroids_of_runs(
     client: TestClient, namespace: dict[str, Any], runtime: Runtime
 ) -> None:
@@ -321,6 +328,7 @@ def test_composite_cluster_groups_the_centroids_of_runs(
     assert_error(one, 400)
 
 
+@ENGINE_ONLY
 def test_hierarchy_inferred_from_schemas_and_from_cluster_runs(
     client: TestClient, namespace: dict[str, Any], runtime: Runtime
 ) -> None:
