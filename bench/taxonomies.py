@@ -1,6 +1,6 @@
 """Taxonomy enrichment speed: apply-taxonomy against the same retriever run alone.
 
-    python bench/taxonomies.py [--docs 10000] [--nodes 50] [--batch-size 1000]
+    python bench/taxonomies.py [--docs 10000] [--nodes 50] [--batch-size 1000] [--parallelism 4]
 
 A real runtime (SQLite, LanceDB in a temp dir) and the real API: a node collection and a
 documents collection (text_extractor, MiniLM vector index), a retriever over the nodes
@@ -9,7 +9,8 @@ document's own vector and whose enrichment copies the node's title. Nodes and do
 bulk-loaded with random unit vectors (set-up only). Then, in one run on the same cores:
 
 - apply-taxonomy: POST /v1/collections/{id}/apply-taxonomy, the task run to the end by the job
-  runner in this process (read documents with vectors in chunks, join, merge, write back);
+  runner in this process (read documents with vectors in chunks, join on `parallelism` threads,
+  merge, write back);
 - baseline (run before and after, averaged): the same retriever's pipeline run alone for every
   document's vector, over the same documents read the same way, writing nothing.
 
@@ -119,6 +120,9 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=10_000)
     parser.add_argument("--nodes", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--parallelism", type=int, default=4, help="apply-taxonomy's parallelism (the contract's default)"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(7)
     with tempfile.TemporaryDirectory() as tmp:
@@ -181,7 +185,8 @@ def main() -> None:
 
         clock = time.perf_counter()
         answer = client.post(
-            "/v1/collections/docs/apply-taxonomy", json={"taxonomy_id": tid, "batch_size": args.batch_size}
+            "/v1/collections/docs/apply-taxonomy",
+            json={"taxonomy_id": tid, "batch_size": args.batch_size, "parallelism": args.parallelism},
         )
         answer.raise_for_status()
         ran = runtime.jobs.run_pending()
@@ -215,6 +220,7 @@ def main() -> None:
             "docs": args.docs,
             "nodes": args.nodes,
             "batch_size": args.batch_size,
+            "parallelism": args.parallelism,
             "apply_s": apply_s,
             "baseline_s": baseline_s,
             "progress": progress,

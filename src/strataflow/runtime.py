@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from strataflow.blobs import BlobStore
 from strataflow.blobs.stores import open_blob_store
 from strataflow.config import Settings
+from strataflow.engine.clusters.auto import AutoExecutions
 from strataflow.engine.clusters.job import cluster_build_job
 from strataflow.engine.jobs import Handler, JobContext, JobRunner
 from strataflow.engine.lifecycle.cancel import cancel_from_task
@@ -24,7 +25,7 @@ from strataflow.engine.runners import ExtractionCall, Runner, RunNotes
 from strataflow.engine.runners.base import Pipelines
 from strataflow.engine.scheduler import Scheduler
 from strataflow.engine.tiers.executor import BatchTierExecutor
-from strataflow.engine.triggers import TriggerAction, TriggerLoop
+from strataflow.engine.triggers import TriggerAction, TriggerLoop, WatcherFactory
 from strataflow.extractors.base import RowResult
 from strataflow.extractors.vision import catalog as vision_catalog
 from strataflow.index.storage import index_storage_options, index_write_locks
@@ -71,6 +72,10 @@ KILL_HOOKS: dict[str, KillHook] = {
 # What a schedule trigger does when it fires, by the kind of target it names (engine/triggers.py).
 TRIGGER_ACTIONS: dict[str, TriggerAction] = {
     "cluster": fire_cluster,  # queue a cluster run
+}
+# What the trigger loop also watches for, with the jobs it starts (engine/triggers.py).
+TRIGGER_WATCHERS: dict[str, WatcherFactory] = {
+    "cluster_auto_execute": AutoExecutions,  # re-run clusters after batches write their collections
 }
 
 
@@ -185,7 +190,7 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
         workers=settings.scheduler_workers,
     )
     # Schedules are minute-grained: polling them faster than once a second only costs queries.
-    triggers = TriggerLoop(context, TRIGGER_ACTIONS, max(1.0, settings.task_poll_interval_s))
+    triggers = TriggerLoop(context, TRIGGER_ACTIONS, max(1.0, settings.task_poll_interval_s), TRIGGER_WATCHERS)
     return Runtime(
         settings=settings,
         db=db,

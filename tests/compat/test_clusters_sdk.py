@@ -16,6 +16,7 @@ from mixpeek import (
     CollectionsApi,
     NamespacesApi,
     TasksApi,
+    TaxonomiesApi,
 )
 from mixpeek.exceptions import BadRequestException, NotFoundException
 from mixpeek.models import (
@@ -23,9 +24,14 @@ from mixpeek.models import (
     BucketSchemaFieldInput,
     BucketSchemaFieldType,
     BucketSchemaInput,
+    ClusterRunSource,
     CreateClusterRequest,
     CreateCollectionRequest,
     CreateNamespaceRequest,
+    CreateNodeFromDocumentsRequest,
+    CreateTaxonomyFromDocumentsRequest,
+    DocumentRef,
+    ExecuteClusterByIdRequest,
     ListClustersRequest,
     PatchClusterRequest,
     PatchExecutionLabelsRequest,
@@ -51,8 +57,8 @@ def worker(live_server: LiveServer) -> Iterator[Runtime]:
     runtime.close()
 
 
-def _collection(sdk: mixpeek.ApiClient, worker: Runtime) -> str:
-    ns = NamespacesApi(sdk).create_namespace(CreateNamespaceRequest(namespace_name="sdk_clusters"))
+def _collection(sdk: mixpeek.ApiClient, worker: Runtime, namespace: str = "sdk_clusters") -> str:
+    ns = NamespacesApi(sdk).create_namespace(CreateNamespaceRequest(namespace_name=namespace))
     use_namespace(sdk, ns.namespace_id)
     bucket = BucketsApi(sdk).create_bucket(
         BucketCreateRequest(
@@ -180,3 +186,58 @@ def test_clusters_through_the_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> No
     clusters.delete_cluster(cid)
     with pytest.raises(NotFoundException):
         clusters.get_cluster(cid)
+
+
+def test_output_collection_modes_and_taxonomy_from_a_run_through_the_sdk(
+    sdk: mixpeek.ApiClient, worker: Runtime
+) -> None:
+    collection_id = _collection(sdk, worker, "sdk_cluster_outputs")
+    clusters, executions = ClustersApi(sdk), ClusterExecutionsApi(sdk)
+    vector = {"feature_uris": [FEATURE], "clustering_method": "kmeans", "kmeans_parameters": {"n_clusters": 3}}
+    created = clusters.create_cluster(
+        CreateClusterRequest.from_dict(
+            {"collection_ids": [collection_id], "cluster_name": "topics", "vector_config": vector}
+        )
+    )
+    cid = created.cluster_id
+    assert created.output_collection_names == ["topics_output"] and created.output_collection_ids
+    full = clusters.execute_clustering_clusters(cid)
+    assert _wait(sdk, full.task_id) == "COMPLETED"
+    run_id = executions.get_cluster_execution(cid).run_id
+    assign = clusters.execute_clustering_clusters(cid, ExecuteClusterByIdRequest(mode="assign"))
+    assert _wait(sdk, assign.task_id) == "COMPLETED"
+    assigned = executions.get_cluster_execution(cid)
+    assert assigned.mode == "assign" and assigned.num_points == 3 * PER_TOPIC
+
+    meta = clusters.create_cluster(
+        CreateClusterRequest.from_dict({"cluster_name": "meta", "source_cluster_ids": [cid], "vector_config": vector})
+    )
+    assert meta.source_cluster_ids == [cid]
+    composite = clusters.execute_clustering_clusters(
+        meta.cluster_id,
+        ExecuteClusterByIdRequest(mode="composite", source_execution_ids=[run_id, assigned.run_id]),
+    )
+    assert _wait(sdk, composite.task_id) == "COMPLETED"
+    grouped = executions.get_cluster_execution(meta.cluster_id)
+    assert grouped.mode == "composite" and grouped.composite_mapping is not None
+    assert sorted(len(v) for v in grouped.composite_mapping.values()) == [2, 2, 2]
+
+    taxonomies = TaxonomiesApi(sdk)
+    promoted = taxonomies.create_taxonomy_from_documents_taxonomies(
+        CreateTaxonomyFromDocumentsRequest(
+            taxonomy_name="topics", cluster_run=ClusterRunSource(cluster_id=cid, run_id=run_id)
+        )
+    )
+    assert promoted.taxonomy_created and promoted.nodes is not None and len(promoted.nodes) == 3
+    node = taxonomies.create_taxonomy_node_from_documents_taxonomies(
+        promoted.taxonomy_id,
+        CreateNodeFromDocumentsRequest(
+            node_label="Fruit",
+            documents=[DocumentRef(collection_id=collection_id, document_id=f"doc_fruit_{i:03d}") for i in range(3)],
+        ),
+    )
+    assert node.documents_used == 3 and node.node_collection_id == promoted.node_collection_id
+    clusters.delete_cluster(meta.cluster_id)
+    clusters.delete_cluster(cid)
+    with pytest.raises(NotFoundException):
+        CollectionsApi(sdk).get_collection(created.output_collection_ids[0])

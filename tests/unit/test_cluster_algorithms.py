@@ -106,8 +106,53 @@ def test_vectors_stream_in_chunks_with_a_stable_sample(tmp_path: Path) -> None:
     matrix, ids, _ = source.load()
     assert matrix.shape == (1000, 8) and ids == first
     sample = sample_rows(source, 200, seed=1)
-    model = streamed_kmeans(
-        source, {"n_clusters": 5, "batch_size": 256}, sample, seed=0, epochs=2, keep_alive=lambda: None
+    model, shifts = streamed_kmeans(
+        source, {"n_clusters": 5, "batch_size": 256}, sample, seed=0, epochs=5, keep_alive=lambda: None
     )
+    assert 1 <= len(shifts) < 5 and shifts[-1] < 0.01  # well-separated blobs: converged before the last pass
     by_id = {f"d{i:05d}": t for i, t in enumerate(truth)}
     assert adjusted_rand_score([by_id[i] for i in ids], model.predict(matrix)) > 0.95
+
+
+def test_weight_learning_prefers_the_informative_feature() -> None:
+    from strataflow.engine.clusters.weights import learn
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(3), 60)
+    informative = np.eye(3)[truth] * 5 + rng.normal(0, 0.3, (180, 3))
+    noise = rng.normal(0, 3.0, (180, 4))
+    sample = np.hstack([informative, noise]).astype(np.float32)
+    for method in ("grid_search", "bayesian"):
+        found = learn(
+            sample,
+            [3, 4],
+            ["a", "b"],
+            "kmeans",
+            {"n_clusters": 3},
+            {"method": method, "max_iterations": 5 if method == "grid_search" else 20},
+            0,
+        )
+        weights = found["learned_weights"]
+        assert weights["a"] == 1.0 and weights["b"] < 0.5, found
+        assert found["weight_learning"]["method_used"] == (
+            "grid_search" if method == "grid_search" else "random_search"
+        )
+
+
+def test_whitening_round_trips_and_hierarchy_splits_only_structure() -> None:
+    from strataflow.engine.clusters.hierarchy import subdivide
+    from strataflow.engine.clusters.preprocess import Linear
+
+    rng = np.random.default_rng(1)
+    points = rng.normal(0, 1, (300, 5)).astype(np.float32) @ rng.normal(0, 1, (5, 5)).astype(np.float32)
+    linear = Linear([{"method": "whitening", "regularization": 1e-5}], points)
+    white = linear(points)
+    assert np.allclose(np.cov(white, rowvar=False), np.eye(5), atol=0.05)
+    assert np.allclose(linear.inverse(white), points, atol=1e-3)
+
+    blobs = np.vstack([rng.normal(c, 0.2, (30, 4)) for c in (0, 5, 10)]).astype(np.float32)
+    labels = np.array([0] * 60 + [1] * 30)  # group 0 holds two blobs, group 1 one
+    leaves, names, tree = subdivide(blobs, labels, 3, 0)
+    assert sorted(names) == ["cl_0_sub_0", "cl_0_sub_1", "cl_1"]
+    assert [n["cluster_id"] for n in tree if not n["leaf"]] == ["cl_0"]
+    assert len(set(leaves[:30])) == 1 and len(set(leaves[30:60])) == 1 and leaves[0] != leaves[30]

@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.engine.clusters import enrichment, output_documents
 from strataflow.errors import BadRequestError
 from strataflow.schemas.clusters import (
     CreateClusterRequest,
@@ -21,10 +22,10 @@ from strataflow.schemas.clusters import (
 )
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.services.clusters import crud, outputs, runs
-from strataflow.services.clusters.views import cluster_view, groups_view, run_view
+from strataflow.services.clusters.views import cluster_view, group_label, groups_view, run_view
 from strataflow.services.tenancy.tasks import task_payload
 from strataflow.store.pagination import PageRequest
-from strataflow.store.tables import Cluster, ClusterRun
+from strataflow.store.tables import Cluster, ClusterRun, Collection
 
 router = APIRouter(prefix="/v1/clusters", tags=["Clusters"], responses=ERROR_RESPONSES)
 
@@ -32,7 +33,11 @@ router = APIRouter(prefix="/v1/clusters", tags=["Clusters"], responses=ERROR_RES
 def _view(session: Session, cluster: Cluster) -> dict[str, Any]:
     last = session.get(ClusterRun, cluster.last_run_id) if cluster.last_run_id else None
     current = session.get(ClusterRun, cluster.current_run_id) if cluster.current_run_id else None
-    return cluster_view(cluster, last, current)
+    view = cluster_view(cluster, last, current)
+    if view["output_collection_ids"]:
+        rows = [session.get(Collection, cid) for cid in view["output_collection_ids"]]
+        view["output_collection_names"] = [r.collection_name if r else None for r in rows]
+    return view
 
 
 def _page(page: PageRequest, body: ListClustersRequest) -> PageRequest:
@@ -43,8 +48,10 @@ def _page(page: PageRequest, body: ListClustersRequest) -> PageRequest:
 
 
 @router.post("")
-def create_cluster(request: CreateClusterRequest, scope: ScopeDep, session: DbDep) -> dict[str, Any]:
-    return _view(session, crud.create_cluster(session, scope, request))
+def create_cluster(
+    request: CreateClusterRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    return _view(session, crud.create_cluster(session, scope, request, runtime.index))
 
 
 @router.post("/list")
@@ -85,7 +92,14 @@ def patch_cluster(
 
 @router.delete("/{cluster_id}")
 def delete_cluster(cluster_id: str, scope: ScopeDep, session: DbDep, runtime: RuntimeDep) -> dict[str, Any]:
-    deleted = crud.delete_cluster(session, runtime.blobs, scope, cluster_id)
+    deleted = crud.delete_cluster(
+        session,
+        runtime.blobs,
+        scope,
+        cluster_id,
+        before_delete=lambda cluster, run: enrichment.remove_current(runtime.index, runtime.blobs, cluster, run),
+        index=runtime.index,
+    )
     return {"success": True, "message": f"Cluster {deleted} deleted", "cluster_id": deleted}
 
 
@@ -201,11 +215,35 @@ def export_execution(
 
 @router.patch("/{cluster_id}/executions/{run_id}/labels")
 def patch_labels(
-    cluster_id: str, run_id: str, request: PatchLabelsRequest, scope: ScopeDep, session: DbDep
+    cluster_id: str, run_id: str, request: PatchLabelsRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
+    """Edited labels win over computed ones; on the enriched documents too, when this run enriched them."""
     cluster = crud.get_cluster(session, scope, cluster_id)
     run = runs.patch_labels(session, cluster, run_id, request.labels)
-    return {"cluster_id": cluster.cluster_id, "run_id": run.run_id, "label_overrides": dict(run.label_overrides)}
+    spec = enrichment.current_spec(cluster, run)
+    written = enrichment.relabel(runtime.index, runtime.blobs, spec, set(request.labels)) if spec else 0
+    output = session.get(Collection, cluster.config.get("output_collection_id") or "")
+    if output is not None and run.run_id == cluster.current_run_id and run.artifact_key:
+        labels = {g["cluster_id"]: group_label(run, g) for g in run.groups}
+        uris = list(run.settings.get("feature_uris") or [])
+        output_documents.write(
+            runtime.index,
+            runtime.blobs,
+            output,
+            run.run_id,
+            run.artifact_key,
+            run.groups,
+            labels,
+            uris,
+            lambda: None,
+            only=set(request.labels),
+        )
+    return {
+        "cluster_id": cluster.cluster_id,
+        "run_id": run.run_id,
+        "label_overrides": dict(run.label_overrides),
+        "documents_relabeled": written,
+    }
 
 
 @router.patch("/{cluster_id}/executions/{run_id}/name")

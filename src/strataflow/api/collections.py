@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
+from sqlalchemy.orm import Session
 
 from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
 from strataflow.clock import isoformat
@@ -20,12 +21,20 @@ from strataflow.schemas.collections import (
     TriggerCollectionResponse,
 )
 from strataflow.schemas.common import ERROR_RESPONSES
+from strataflow.services.clusters.auto import check_cluster_applications
 from strataflow.services.collections import crud as service
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.taxonomies.crud import check_applications
+from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.tables import Collection
 
 router = APIRouter(prefix="/v1/collections", tags=["Collections"], responses=ERROR_RESPONSES)
+
+
+def _check_applications(session: Session, scope: NamespaceScope, collection: Collection) -> None:
+    """What other aggregates own on a collection: the taxonomies and clusters it applies."""
+    check_applications(session, scope, collection)
+    check_cluster_applications(session, scope, collection)
 
 
 def present(row: Collection, index: DocumentIndex) -> dict[str, Any]:
@@ -60,7 +69,7 @@ def create_collection(
     request: CreateCollectionRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     row = service.create_collection(
-        session, runtime.index, scope, request, check=lambda new: check_applications(session, scope, new)
+        session, runtime.index, scope, request, check=lambda new: _check_applications(session, scope, new)
     )
     return present(row, runtime.index)
 
@@ -113,7 +122,7 @@ def patch_collection(
     body: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
     row = service.patch_collection(
-        session, scope, collection_identifier, body, check=lambda changed: check_applications(session, scope, changed)
+        session, scope, collection_identifier, body, check=lambda changed: _check_applications(session, scope, changed)
     )
     return present(row, runtime.index)
 

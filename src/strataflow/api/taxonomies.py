@@ -7,18 +7,21 @@ from typing import Any
 from fastapi import APIRouter
 
 from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
-from strataflow.errors import BadRequestError
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.schemas.taxonomies import (
     ApplyTaxonomyRequest,
     CloneTaxonomyRequest,
+    CreateNodeFromDocumentsRequest,
+    CreateTaxonomyFromDocumentsRequest,
     CreateTaxonomyRequest,
     CreateVersionRequest,
     ExecuteTaxonomyRequest,
     ListTaxonomiesRequest,
     PatchTaxonomyRequest,
 )
+from strataflow.services.retrievers import crud as retrievers
 from strataflow.services.taxonomies import crud as service
+from strataflow.services.taxonomies import promote
 from strataflow.services.taxonomies.apply import request_apply
 from strataflow.services.taxonomies.execute import execute_taxonomy
 
@@ -27,8 +30,10 @@ PREFIX = "/v1/taxonomies"
 
 
 @router.post(PREFIX)
-def create_taxonomy(request: CreateTaxonomyRequest, scope: ScopeDep, session: DbDep) -> dict[str, Any]:
-    return service.taxonomy_view(service.create_taxonomy(session, scope, request))
+def create_taxonomy(
+    request: CreateTaxonomyRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    return service.taxonomy_view(service.create_taxonomy(session, scope, request, runtime.blobs))
 
 
 @router.post(f"{PREFIX}/list")
@@ -50,20 +55,25 @@ def list_taxonomies_get(scope: ScopeDep, session: ReadDbDep, page: PageDep) -> d
     return list_taxonomies(scope, session, page, None)
 
 
-_NEEDS_CLUSTERS = (
-    "Building taxonomy nodes from documents needs cluster runs (issue 18, Clusters), which this "
-    "server does not have yet; create the node collection and a taxonomy over it instead"
-)
-
-
 @router.post(f"{PREFIX}/from-documents")
-def create_from_documents(scope: ScopeDep) -> dict[str, Any]:
-    raise BadRequestError(_NEEDS_CLUSTERS, {"missing": "clusters"})
+def create_from_documents(
+    request: CreateTaxonomyFromDocumentsRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """A flat taxonomy with its node collection, retriever and nodes, from documents or a cluster run."""
+    makers = promote.RetrieverMaker(retrievers.create_retriever, retrievers.delete_retriever)
+    return promote.create_from_documents(session, runtime.index, scope, request, makers)
 
 
 @router.post(f"{PREFIX}/{{taxonomy_identifier}}/nodes/from-documents")
-def nodes_from_documents(taxonomy_identifier: str, scope: ScopeDep) -> dict[str, Any]:
-    raise BadRequestError(_NEEDS_CLUSTERS, {"missing": "clusters"})
+def nodes_from_documents(
+    taxonomy_identifier: str,
+    request: CreateNodeFromDocumentsRequest,
+    scope: ScopeDep,
+    session: DbDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    """One node anchored on the mean of the documents' stored vectors."""
+    return promote.add_node(session, runtime.index, scope, taxonomy_identifier, request)
 
 
 @router.post(f"{PREFIX}/execute/{{taxonomy_identifier}}")
@@ -112,10 +122,10 @@ def delete_taxonomy(taxonomy_identifier: str, scope: ScopeDep, session: DbDep) -
 
 @router.post(f"{PREFIX}/{{taxonomy_identifier}}/clone")
 def clone_taxonomy(
-    taxonomy_identifier: str, request: CloneTaxonomyRequest, scope: ScopeDep, session: DbDep
+    taxonomy_identifier: str, request: CloneTaxonomyRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     source = service.get_taxonomy(session, scope, taxonomy_identifier).taxonomy_id
-    clone = service.clone_taxonomy(session, scope, taxonomy_identifier, request)
+    clone = service.clone_taxonomy(session, scope, taxonomy_identifier, request, runtime.blobs)
     return {"taxonomy": service.taxonomy_view(clone), "source_taxonomy_id": source}
 
 
@@ -136,7 +146,7 @@ def create_version(
     taxonomy_id: str, request: CreateVersionRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """The new version is re-applied at once to every collection that applies the taxonomy."""
-    row = service.create_version(session, scope, taxonomy_id, request)
+    row = service.create_version(session, scope, taxonomy_id, request, runtime.blobs)
     view = service.taxonomy_view(row)
     tasks = []
     for collection_id in service.applying_collections(session, row.taxonomy_id, scope.namespace_id):

@@ -26,14 +26,25 @@ from strataflow.transitions import move_trigger
 log = logging.getLogger("strataflow.triggers")
 
 TriggerAction = Callable[[JobContext, Trigger], str]
+# A watcher is polled with the triggers and starts jobs on events it notices itself (a finished
+# batch, for clusters that auto-execute); it returns how many it started.
+Watcher = Callable[[], int]
+WatcherFactory = Callable[[JobContext], Watcher]
 MAX_FAILURES = 5  # consecutive failed firings before a trigger is marked failed and stops
 
 
 class TriggerLoop(PollingLoop):
-    def __init__(self, context: JobContext, actions: Mapping[str, TriggerAction], poll_interval_s: float) -> None:
+    def __init__(
+        self,
+        context: JobContext,
+        actions: Mapping[str, TriggerAction],
+        poll_interval_s: float,
+        watchers: Mapping[str, WatcherFactory] | None = None,
+    ) -> None:
         super().__init__("strataflow-triggers", 1, poll_interval_s)
         self.context = context
         self.actions = dict(actions)
+        self.watchers = {name: make(context) for name, make in (watchers or {}).items()}
 
     def run_pending(self) -> int:
         """Fire every trigger due now; returns how many fired (tests call this)."""
@@ -56,6 +67,11 @@ class TriggerLoop(PollingLoop):
             if trigger is not None:
                 self._fire(trigger)
                 fired += 1
+        for name, watch in self.watchers.items():
+            try:
+                fired += watch()
+            except Exception:  # a broken watcher must not stop the schedules
+                log.exception("trigger watcher failed", extra={"watcher": name})
         return fired
 
     def _claim(self, trigger_id: str, slot: object) -> Trigger | None:

@@ -136,6 +136,18 @@ class DocumentIndex:
             self._merge(collection_id, documents)
         return len(documents)
 
+    def append(self, collection_id: str, documents: list[StoredDocument]) -> int:
+        """Add documents whose ids the table does not hold (the caller guarantees it): a plain append,
+        without the merge's look-up of existing ids, which grows with the table."""
+        if not documents:
+            return 0
+        with self.write_lock(collection_id):
+            table = self._table(collection_id)
+            if SEARCH_TEXT_COLUMN not in table.schema.names:
+                table.add_columns({SEARCH_TEXT_COLUMN: "CAST(NULL AS STRING)"})
+            table.add(to_arrow(documents, table_schema(vector_columns_of(table.schema))), on_bad_vectors="null")
+        return len(documents)
+
     def replace_sources(
         self, collection_id: str, documents: list[StoredDocument], source_column: str, source_ids: list[str]
     ) -> int:

@@ -38,11 +38,13 @@ class VectorBasedConfig(RequestModel):
     multi_feature_strategy: Literal["concatenate", "independent", "weighted"] = "concatenate"
     normalize_features: bool = True
     feature_weights: dict[str, float] | None = None
+    weight_learning_config: dict[str, Any] | None = None
     effective_feature_method: Literal["mean", "median", "medoid"] = "mean"
     enrich_source: bool = False
     vis_n_components: Literal[2, 3] = 2
     layout_stability: Literal["none", "transform", "align"] | None = None
     hierarchical: bool = False
+    max_hierarchy_depth: int = Field(default=3, ge=1, le=5)
     preprocessing_steps: list[dict[str, Any]] | None = None
 
 

@@ -54,6 +54,7 @@ class HierarchicalNodeInput(RequestModel):
     retriever_id: str | None = None
     enrichment_fields: list[EnrichmentField] | None = None
     input_mappings: list[InputMapping] | None = None
+    inferred: bool | None = None  # set on the nodes an inference_strategy found
 
 
 class HierarchicalTaxonomyConfig(RequestModel):
@@ -65,6 +66,7 @@ class HierarchicalTaxonomyConfig(RequestModel):
     llm_provider: str | None = None
     llm_model: str | None = None
     cluster_ids: list[str] | None = None
+    cluster_overlap_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
     hierarchical_nodes: list[HierarchicalNodeInput] | None = None
     path_field: str | None = None
     path_separator: str = Field(default="/", min_length=1)
@@ -124,3 +126,37 @@ class ApplyTaxonomyRequest(RequestModel):
     batch_size: int = Field(default=1000, ge=100, le=5000)
     parallelism: int = Field(default=4, ge=1, le=20)
     budget_limits: dict[str, Any] | None = None
+
+
+class DocumentRef(RequestModel):
+    collection_id: str = Field(min_length=1)
+    document_id: str = Field(min_length=1)
+
+
+class ClusterRunSource(RequestModel):
+    cluster_id: str = Field(min_length=1)
+    run_id: str = Field(min_length=1)
+
+
+class CreateNodeFromDocumentsRequest(RequestModel):
+    """A node whose anchor is the mean of the given documents' stored vectors."""
+
+    node_label: str = Field(min_length=1, max_length=255)
+    documents: list[DocumentRef] = Field(min_length=1, max_length=200)
+    node_fields: dict[str, Any] | None = None
+    vector_name: str | None = None
+    provenance: dict[str, Any] | None = None
+
+
+class CreateTaxonomyFromDocumentsRequest(RequestModel):
+    """A flat taxonomy (node collection, retriever, taxonomy) and its nodes, from documents or a cluster run."""
+
+    taxonomy_name: str = Field(min_length=1, max_length=255)
+    description: str | None = None
+    enrichment_target_field: str | None = Field(default=None, min_length=1, max_length=255)
+    node_label: str | None = Field(default=None, min_length=1, max_length=255)
+    documents: list[DocumentRef] | None = Field(default=None, min_length=1, max_length=200)
+    cluster_run: ClusterRunSource | None = None
+    node_fields: dict[str, Any] | None = None
+    vector_name: str | None = None
+    provenance: dict[str, Any] | None = None

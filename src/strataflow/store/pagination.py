@@ -16,6 +16,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from strataflow.errors import BadRequestError
+from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 
 
 @dataclass(frozen=True)
@@ -72,3 +73,40 @@ def paginate(session: Session, query: Select[Any], page: PageRequest) -> Page:
         "next_cursor": encode_cursor(start + page.limit) if has_more else None,
     }
     return Page(rows=rows, pagination=pagination, total=total)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What a list endpoint asks of its rows: filters, a text search, sorts (every list request
+    of the contract carries these under the same names)."""
+
+    filters: dict[str, Any] | None = None
+    case_sensitive: bool = False
+    search: str | None = None
+    sorts: list[Any] | None = None
+
+
+def list_page(
+    session: Session,
+    query: Select[Any],
+    fields: FieldMap,
+    request: ListQuery,
+    *,
+    search_columns: tuple[Any, ...],
+    tie_break: tuple[Any, ...],
+    page: PageRequest,
+) -> tuple[Page, int]:
+    """One page of `query` narrowed by the request's filters and search, sorted by its sorts then
+    by `tie_break` (newest first, then id, so pages never overlap); returns the page and the total.
+    """
+    clause = compile_filters(request.filters, fields, case_sensitive=request.case_sensitive)
+    if clause is not None:
+        query = query.where(clause)
+    if request.search:
+        query = query.where(text_search(request.search, *search_columns))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    for sort in request.sorts or []:
+        if not isinstance(sort, dict) or not sort.get("field"):
+            raise BadRequestError("Each entry of sorts needs a field", {"sorts": request.sorts})
+        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")), fields))
+    return paginate(session, query.order_by(*tie_break), page), total

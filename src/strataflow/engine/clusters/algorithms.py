@@ -16,7 +16,7 @@ from sklearn import cluster as skc
 from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 
-from strataflow.engine.clusters.vectors import VectorSource
+from strataflow.engine.clusters.vectors import ChunkSource
 
 _IGNORED = {
     "prediction_data",
@@ -29,6 +29,9 @@ _IGNORED = {
     "memory",
     "connectivity",
 }
+
+
+EPOCH_TOL = 1e-2  # relative centre movement over a whole pass below which streamed k-means stops
 
 
 def _kwargs(params: dict[str, Any]) -> dict[str, Any]:
@@ -118,22 +121,34 @@ def choose_k(sample: np.ndarray, low: int, high: int, seed: int) -> tuple[int, d
 
 
 def streamed_kmeans(
-    source: VectorSource,
+    source: ChunkSource,
     params: dict[str, Any],
     init_sample: np.ndarray,
     seed: int,
     epochs: int,
     keep_alive: Callable[[], None],
-) -> skc.MiniBatchKMeans:
-    """Mini-batch k-means over the source's chunks: k-means++ seeded from a sample, then `epochs`
-    passes of partial_fit. Memory: one chunk plus the centres."""
+) -> tuple[skc.MiniBatchKMeans, list[float]]:
+    """Mini-batch k-means over the source's chunks: k-means++ seeded from a sample, then at most
+    `epochs` passes of partial_fit, stopping early once a whole pass moves the centres by less than
+    EPOCH_TOL (1 %) of their size: the seeds come from a full k-means on the sample, so on data
+    with structure the first pass often moves them less than that. A pass is the unit checked:
+    chunks arrive in storage order, often grouped, so a shorter window could look converged
+    while some centres were not yet visited.
+    Memory: one chunk plus the centres. Returns the model and each pass's relative movement."""
     k = int(params.get("n_clusters", 8))
     seeds = skc.KMeans(n_clusters=k, n_init=1, random_state=seed, max_iter=50).fit(init_sample).cluster_centers_
     model = skc.MiniBatchKMeans(
         n_clusters=k, init=seeds, n_init=1, random_state=seed, batch_size=int(params.get("batch_size", 4096))
     )
+    before = np.asarray(seeds, dtype=np.float64)
+    shifts: list[float] = []
     for _ in range(max(1, epochs)):
         for chunk in source.chunks(int(params.get("batch_size", 8192))):
             model.partial_fit(chunk.vectors)
             keep_alive()
-    return model
+        after = np.asarray(model.cluster_centers_, dtype=np.float64)
+        shifts.append(float(np.linalg.norm(after - before)) / max(float(np.linalg.norm(before)), 1e-12))
+        if shifts[-1] < EPOCH_TOL:
+            break
+        before = after
+    return model, shifts

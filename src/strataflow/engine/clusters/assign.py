@@ -26,7 +26,10 @@ class GroupStats:
 
 
 class Assigner:
-    def __init__(self, centers: np.ndarray, projection: Any | None, writer: ArtifactWriter) -> None:
+    def __init__(
+        self, centers: np.ndarray, projection: Any | None, writer: ArtifactWriter, names: list[str] | None = None
+    ) -> None:
+        self.names = names  # group names when not cl_<index> (hierarchical leaves)
         self.centers = centers.astype(np.float32)
         self.center_norms = np.linalg.norm(self.centers, axis=1)
         self.projection = projection
@@ -46,7 +49,7 @@ class Assigner:
             norms = np.linalg.norm(points, axis=1) * self.center_norms[labels[grouped]]
             cosines[grouped] = (points * centers).sum(axis=1) / np.where(norms == 0, 1.0, norms)
         coords = self.projection.transform(vectors) if self.projection is not None else None
-        self.writer.write(ids, collections, labels, distances, coords)
+        self.writer.write(ids, collections, labels, distances, coords, self.names)
         self.noise += int((~grouped).sum())
         for row in np.flatnonzero(grouped):
             stats = self.stats[labels[row]]
@@ -76,7 +79,7 @@ class Assigner:
             )
             out.append(
                 {
-                    "cluster_id": f"cl_{index}",
+                    "cluster_id": self.names[index] if self.names else f"cl_{index}",
                     "index": index,
                     "num_members": stats.members,
                     "mean_cosine_similarity": stats.cosine_sum / stats.members,

@@ -17,6 +17,8 @@ from typing import Any
 from strataflow.blobs import BlobStore
 from strataflow.index.store import DocumentIndex
 from strataflow.services.clusters.artifact import NOISE, read_batches
+from strataflow.services.clusters.views import group_label
+from strataflow.store.tables import Cluster, ClusterRun
 
 BATCH = 500
 
@@ -31,6 +33,18 @@ class EnrichmentSpec:
     labels: dict[str, str]
     keywords: dict[str, list[str]]
     mappings: list[dict[str, str]]
+
+
+def spec_of(cluster_id: str, run: ClusterRun, artifact_key: str, groups: list[dict[str, Any]]) -> EnrichmentSpec:
+    """What `run` writes (its labels as edited now)."""
+    return EnrichmentSpec(
+        cluster_id=cluster_id,
+        run_id=run.run_id,
+        artifact_key=artifact_key,
+        labels={g["cluster_id"]: group_label(run, g) for g in groups},
+        keywords={g["cluster_id"]: list(g.get("keywords") or []) for g in groups},
+        mappings=list(run.settings.get("field_mappings") or []),
+    )
 
 
 def _values(spec: EnrichmentSpec, group: str, distance: float | None) -> dict[str, Any]:
@@ -75,15 +89,42 @@ def apply(
 
 
 def _write(
-    index: DocumentIndex, collection_id: str, items: list[tuple[str, str, float | None]], spec: EnrichmentSpec
+    index: DocumentIndex,
+    collection_id: str,
+    items: list[tuple[str, str, float | None]],
+    spec: EnrichmentSpec,
+    only_if_current: bool = False,
 ) -> int:
     by_id = {doc: (group, dist) for doc, group, dist in items}
     documents = index.get_many(collection_id, list(by_id), with_vectors=True)  # an upsert rewrites whole rows
+    if only_if_current:  # a relabel touches only what this run wrote last
+        documents = [d for d in documents if (d.internal.get("clusters") or {}).get(spec.cluster_id) == spec.run_id]
     for document in documents:
         group, dist = by_id[document.document_id]
         document.payload.update(_values(spec, group, dist))
         document.internal.setdefault("clusters", {})[spec.cluster_id] = spec.run_id
     return index.upsert(collection_id, documents)
+
+
+def relabel(index: DocumentIndex, blobs: BlobStore, spec: EnrichmentSpec, groups: set[str]) -> int:
+    """Write `spec`'s (edited) labels onto the members of `groups` that this run enriched last."""
+    if not any(m["source_field"] == "cluster_label" for m in spec.mappings):
+        return 0
+    members: dict[str, list[tuple[str, str, float | None]]] = defaultdict(list)
+    for batch in read_batches(
+        blobs, spec.artifact_key, ["document_id", "collection_id", "cluster_id", "distance_to_centroid"]
+    ):
+        rows = batch.to_pydict()
+        for doc, col, group, dist in zip(
+            rows["document_id"], rows["collection_id"], rows["cluster_id"], rows["distance_to_centroid"], strict=True
+        ):
+            if group in groups:
+                members[col].append((doc, group, dist))
+    count = 0
+    for col, items in members.items():
+        for start in range(0, len(items), BATCH):
+            count += _write(index, col, items[start : start + BATCH], spec, only_if_current=True)
+    return count
 
 
 def clear(index: DocumentIndex, blobs: BlobStore, spec: EnrichmentSpec, keep_alive: Callable[[], None]) -> None:
@@ -121,3 +162,21 @@ def _clear_stale(
                 changed.append(document)
             index.upsert(col, changed)
             keep_alive()
+
+
+def _nothing() -> None:
+    return None
+
+
+def current_spec(cluster: Cluster, run: ClusterRun | None) -> EnrichmentSpec | None:
+    """The enrichment the cluster's current run wrote, if it wrote any."""
+    if run is None or run.run_id != cluster.current_run_id or not run.enriched or run.artifact_key is None:
+        return None
+    return spec_of(cluster.cluster_id, run, run.artifact_key, run.groups)
+
+
+def remove_current(index: DocumentIndex, blobs: BlobStore, cluster: Cluster, run: ClusterRun | None) -> None:
+    """Deleting a cluster: its current run's fields leave the documents it enriched."""
+    spec = current_spec(cluster, run)
+    if spec is not None:
+        clear(index, blobs, spec, _nothing)

@@ -16,7 +16,15 @@ import numpy as np
 from sqlalchemy import select
 
 from strataflow.clock import utcnow
-from strataflow.engine.clusters import attributes, enrichment
+from strataflow.engine.clusters import (
+    attributes,
+    composite,
+    enrichment,
+    hierarchy,
+    output_documents,
+    preprocess,
+    weights,
+)
 from strataflow.engine.clusters.algorithms import (
     centroids,
     choose_k,
@@ -141,6 +149,11 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
     key = artifact_key(cluster.namespace_id, cluster.cluster_id, run.run_id)
     if cluster.cluster_type == "attribute":
         return attributes.run(index, context.blobs, collections, settings, key, keeper)
+    if settings.get("source_execution_ids"):
+        seed = int(settings.get("algorithm_params", {}).get("random_state", 0) or 0)
+        return composite.run_composite(
+            context.blobs, _runs(context, settings["source_execution_ids"]), settings, key, seed
+        )
     columns: dict[str, dict[str, str]] = settings["columns"]
     source = VectorSource(
         index=index,
@@ -165,49 +178,28 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
     algorithm = str(settings["algorithm"])
     params = dict(settings.get("algorithm_params") or {})
     streamed = algorithm in ("kmeans", "auto") and source.points > STREAMED_KMEANS_FROM
+    steps = list(settings.get("preprocessing_steps") or [])
     writer = ArtifactWriter()
     try:
-        if streamed:
-            sample = sample_rows(source, SAMPLE, seed)
-            timings["sample_s"] = time.monotonic() - clock
-            keeper()
-            auto = _auto(algorithm, params, sample, seed)
-            model = streamed_kmeans(source, params, sample, seed, STREAM_EPOCHS, keeper)
-            timings["fit_s"] = time.monotonic() - clock - timings["sample_s"]
-            centers = model.cluster_centers_.astype(np.float32)
-            projection = _projection(sample, settings, seed)
-            assigner = Assigner(centers, projection, writer)
-            for chunk in source.chunks():
-                assigner.add(chunk.ids, chunk.collections, chunk.vectors, model.predict(chunk.vectors))
-                keeper()
-            sample_labels = model.predict(sample)
+        previous = _assign_source(context, settings)
+        if previous is not None:
+            fitted = _assign(source, settings, previous, writer, keeper, seed)
+        elif streamed:
+            fitted = _fit_streamed(source, settings, algorithm, params, steps, writer, keeper, timings, seed)
         else:
-            matrix, ids, cols = source.load()
-            timings["read_s"] = time.monotonic() - clock
-            keeper()
-            sample_at = np.sort(
-                np.random.default_rng(seed).choice(len(matrix), min(len(matrix), SAMPLE), replace=False)
-            )
-            auto = _auto(algorithm, params, matrix[sample_at], seed)
-            fit_started = time.monotonic()
-            labels, k = compact_labels(fit_labels("kmeans" if algorithm == "auto" else algorithm, matrix, params, seed))
-            timings["fit_s"] = time.monotonic() - fit_started
-            centers = centroids(matrix, labels, k, str(settings.get("effective_feature_method", "mean")))
-            projection = _projection(matrix[sample_at], settings, seed)
-            assigner = Assigner(centers, projection, writer)
-            for start in range(0, len(matrix), CHUNK_ROWS):
-                end = start + CHUNK_ROWS
-                assigner.add(ids[start:end], cols[start:end], matrix[start:end], labels[start:end])
-            sample, sample_labels = matrix[sample_at], labels[sample_at]
-            del matrix
+            fitted = _fit_in_memory(source, settings, algorithm, params, steps, writer, keeper, timings, seed)
+        assigner, sample, sample_labels, reports = fitted
         keeper()
         groups = assigner.groups()
         metrics = quality(
             sample, np.asarray(sample_labels), assigner.sizes()[assigner.sizes() > 0], assigner.noise, seed
         )
-        if auto:
-            metrics["auto_k_selection"] = auto
+        metrics.update(reports)
         _name_groups(index, groups)
+        if previous is not None:  # assigned groups keep the names the earlier run gave them
+            labels = {g["cluster_id"]: group_label(previous, g) for g in previous.groups}
+            for group in groups:
+                group["label"] = labels.get(group["cluster_id"], group["label"])
         writer.store(context.blobs, key)
     finally:
         writer.close()
@@ -222,6 +214,172 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
         "timings": timings,
         "streamed": streamed,
     }
+
+
+# The assigner that wrote every point, the metrics' sample and its labels, and what the run
+# reports besides (auto's k selection, the hierarchy tree).
+Fitted = tuple[Assigner, np.ndarray, np.ndarray, dict[str, Any]]
+
+
+def _fit_streamed(
+    source: VectorSource,
+    settings: dict[str, Any],
+    algorithm: str,
+    params: dict[str, Any],
+    steps: list[dict[str, Any]],
+    writer: ArtifactWriter,
+    keeper: Keeper,
+    timings: dict[str, float],
+    seed: int,
+) -> Fitted:
+    """Mini-batch k-means streamed from LanceDB; linear preprocessing is fitted on the sample and
+    applied chunk by chunk, and the centres are mapped back to the feature space."""
+    clock = time.monotonic()
+    sample = sample_rows(source, SAMPLE, seed)
+    timings["sample_s"] = time.monotonic() - clock
+    keeper()
+    learned = _learn_weights(source, settings, algorithm, params, sample, seed)
+    if learned:
+        source.weights = dict(learned["learned_weights"])
+        sample = weights.weighted(sample, _widths(source), np.asarray(list(source.weights.values())))
+    transform = preprocess.Linear(steps, sample)
+    fitted_sample = transform(sample)
+    auto = _auto(algorithm, params, fitted_sample, seed)
+    model, shifts = streamed_kmeans(
+        preprocess.TransformedSource(source, transform), params, fitted_sample, seed, STREAM_EPOCHS, keeper
+    )
+    timings["fit_s"] = time.monotonic() - clock - timings["sample_s"]
+    timings["epochs"] = float(len(shifts))
+    timings["last_epoch_shift"] = shifts[-1]
+    centers = transform.inverse(model.cluster_centers_.astype(np.float32))
+    assigner = Assigner(centers, _projection(sample, settings, seed), writer)
+    for chunk in source.chunks():
+        assigner.add(chunk.ids, chunk.collections, chunk.vectors, model.predict(transform(chunk.vectors)))
+        keeper()
+    reports: dict[str, Any] = {"auto_k_selection": auto} if auto else {}
+    return assigner, sample, model.predict(fitted_sample), {**reports, **(learned or {})}
+
+
+def _fit_in_memory(
+    source: VectorSource,
+    settings: dict[str, Any],
+    algorithm: str,
+    params: dict[str, Any],
+    steps: list[dict[str, Any]],
+    writer: ArtifactWriter,
+    keeper: Keeper,
+    timings: dict[str, float],
+    seed: int,
+) -> Fitted:
+    """The selected points in one matrix; the algorithm fits the preprocessed points, the centroids
+    and distances are of the original ones."""
+    clock = time.monotonic()
+    matrix, ids, cols = source.load()
+    timings["read_s"] = time.monotonic() - clock
+    keeper()
+    sample_at = np.sort(np.random.default_rng(seed).choice(len(matrix), min(len(matrix), SAMPLE), replace=False))
+    learned = _learn_weights(source, settings, algorithm, params, matrix[sample_at], seed)
+    if learned:
+        matrix = weights.weighted(matrix, _widths(source), np.asarray(list(learned["learned_weights"].values())))
+    features = preprocess.transform_all(steps, matrix) if steps else matrix
+    if steps:
+        timings["preprocess_s"] = time.monotonic() - clock - timings["read_s"]
+    auto = _auto(algorithm, params, features[sample_at], seed)
+    reports: dict[str, Any] = {**({"auto_k_selection": auto} if auto else {}), **(learned or {})}
+    fit_started = time.monotonic()
+    labels, k = compact_labels(fit_labels("kmeans" if algorithm == "auto" else algorithm, features, params, seed))
+    del features
+    names: list[str] | None = None
+    if settings.get("hierarchical"):
+        labels, names, tree = hierarchy.subdivide(matrix, labels, int(settings.get("max_hierarchy_depth") or 3), seed)
+        k = len(names)
+        timings["hierarchy_levels"] = float(max((len(n.split("_sub_")) for n in names), default=1))
+        reports["hierarchy"] = tree
+    timings["fit_s"] = time.monotonic() - fit_started
+    centers = centroids(matrix, labels, k, str(settings.get("effective_feature_method", "mean")))
+    assigner = Assigner(centers, _projection(matrix[sample_at], settings, seed), writer, names)
+    for start in range(0, len(matrix), CHUNK_ROWS):
+        end = start + CHUNK_ROWS
+        assigner.add(ids[start:end], cols[start:end], matrix[start:end], labels[start:end])
+    return assigner, matrix[sample_at], labels[sample_at], reports
+
+
+def _runs(context: JobContext, run_ids: list[str]) -> list[ClusterRun]:
+    with context.db.read_session() as session:
+        rows = [session.get(ClusterRun, run_id) for run_id in run_ids]
+        for row in rows:
+            if row is not None:
+                session.expunge(row)
+    return [r for r in rows if r is not None and r.status == Status.COMPLETED.value]
+
+
+def _widths(source: VectorSource) -> list[int]:
+    return [source.dimensions[u] for u in source.feature_uris]
+
+
+def _learn_weights(
+    source: VectorSource,
+    settings: dict[str, Any],
+    algorithm: str,
+    params: dict[str, Any],
+    sample: np.ndarray,
+    seed: int,
+) -> dict[str, Any] | None:
+    """multi_feature_strategy 'weighted' without weights: learn them on the sample (weights.py)."""
+    config = settings.get("weight_learning")
+    if not config or len(source.feature_uris) < 2:
+        return None
+    if algorithm == "auto":
+        algorithm, params = "kmeans", {"n_clusters": int(params.get("min_clusters", 2))}
+    return weights.learn(sample, _widths(source), list(source.feature_uris), algorithm, params, config, seed)
+
+
+def _assign_source(context: JobContext, settings: dict[str, Any]) -> ClusterRun | None:
+    run_id = settings.get("assign_from_run_id")
+    if not run_id:
+        return None
+    with context.db.read_session() as session:
+        run = session.get(ClusterRun, run_id)
+        if run is None or run.status != Status.COMPLETED.value:
+            raise StrataflowError(f"Run '{run_id}' whose centroids this run assigns to is gone")
+        session.expunge(run)
+    return run
+
+
+def _assign(
+    source: VectorSource,
+    settings: dict[str, Any],
+    previous: ClusterRun,
+    writer: ArtifactWriter,
+    keeper: Keeper,
+    seed: int,
+) -> Fitted:
+    """Mode 'assign': no fit; each point joins the centroid it is most similar to (cosine), or is
+    noise below `assignment_threshold`. Streams: memory is one chunk plus the centroids."""
+    groups = [g for g in previous.groups if g.get("centroid")]
+    centers = np.asarray([g["centroid"] for g in groups], dtype=np.float32)
+    if centers.shape[1] != source.width:
+        raise StrataflowError("The earlier run's centroids do not have this cluster's dimensions any more")
+    unit = centers / np.maximum(np.linalg.norm(centers, axis=1, keepdims=True), 1e-12)
+    threshold = float(settings.get("assignment_threshold", 0.5))
+
+    def nearest(vectors: np.ndarray) -> np.ndarray:
+        norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        similarity = (vectors / norms) @ unit.T
+        best = similarity.argmax(axis=1)
+        return np.where(similarity[np.arange(len(best)), best] >= threshold, best, -1)
+
+    sample = sample_rows(source, SAMPLE, seed)
+    assigner = Assigner(centers, _projection(sample, settings, seed), writer, [g["cluster_id"] for g in groups])
+    for chunk in source.chunks():
+        assigner.add(chunk.ids, chunk.collections, chunk.vectors, nearest(chunk.vectors))
+        keeper()
+    return (
+        assigner,
+        sample,
+        nearest(sample),
+        {"assigned_from_run_id": previous.run_id, "assignment_threshold": threshold},
+    )
 
 
 def _auto(algorithm: str, params: dict[str, Any], sample: np.ndarray, seed: int) -> dict[str, Any] | None:
@@ -257,37 +415,50 @@ def _name_groups(index: DocumentIndex, groups: list[dict[str, Any]]) -> None:
         group["label"] = ", ".join(group["keywords"][:3]) or f"Cluster {group['index']}"
 
 
-def _spec(cluster: Cluster, run: ClusterRun, key: str, groups: list[dict[str, Any]]) -> enrichment.EnrichmentSpec:
-    return enrichment.EnrichmentSpec(
-        cluster_id=cluster.cluster_id,
-        run_id=run.run_id,
-        artifact_key=key,
-        labels={g["cluster_id"]: group_label(run, g) for g in groups},
-        keywords={g["cluster_id"]: list(g.get("keywords") or []) for g in groups},
-        mappings=list(run.settings.get("field_mappings") or []),
-    )
-
-
 def _enrich_and_finish(
     context: JobContext, cluster: Cluster, run: ClusterRun, result: dict[str, Any], keeper: Keeper, elapsed: float
 ) -> None:
+    """Write the run's results where they go (source documents, output collection), then make it
+    current; any failure before that takes back what this run wrote."""
     index: DocumentIndex = context.services["index"]
     previous = _previous(context, cluster.cluster_id)
-    spec = _spec(cluster, run, result["artifact_key"], result["groups"])
+    spec = enrichment.spec_of(cluster.cluster_id, run, result["artifact_key"], result["groups"])
     enriched = bool(run.settings.get("enrich_source"))
-    if enriched:
-        try:
-            enrichment.apply(index, context.blobs, spec, previous, keeper)
-            keeper.check()
-        except BaseException:
-            _roll_back(index, context, spec, previous)
-            raise
-    try:
-        _finish(context, cluster.cluster_id, run.run_id, result, enriched, elapsed)
-    except BaseException:
+    output = _output_collection(context, cluster)
+
+    def undo() -> None:
         if enriched:
             _roll_back(index, context, spec, previous)
+        if output is not None:
+            output_documents.drop(index, output, run.run_id)
+
+    try:
+        if output is not None:
+            uris = list(run.settings.get("feature_uris") or [])
+            output_documents.write(
+                index, context.blobs, output, run.run_id, spec.artifact_key, result["groups"], spec.labels, uris, keeper
+            )
+            keeper.check()
+        if enriched:
+            enrichment.apply(index, context.blobs, spec, previous, keeper)
+            keeper.check()
+        _finish(context, cluster.cluster_id, run.run_id, result, enriched, elapsed)
+    except BaseException:
+        undo()
         raise
+    if output is not None:  # now current: the previous run's documents go
+        output_documents.keep_only(index, output, run.run_id)
+
+
+def _output_collection(context: JobContext, cluster: Cluster) -> Collection | None:
+    collection_id = cluster.config.get("output_collection_id")
+    if not collection_id or cluster.cluster_type != "vector":
+        return None
+    with context.db.read_session() as session:
+        row = session.get(Collection, collection_id)
+        if row is not None:
+            session.expunge(row)
+    return row
 
 
 def _roll_back(
@@ -317,7 +488,7 @@ def _previous(context: JobContext, cluster_id: str) -> enrichment.EnrichmentSpec
         current = session.get(ClusterRun, cluster.current_run_id) if cluster and cluster.current_run_id else None
         if current is None or not current.enriched or current.artifact_key is None or cluster is None:
             return None
-        return _spec(cluster, current, current.artifact_key, current.groups)
+        return enrichment.spec_of(cluster.cluster_id, current, current.artifact_key, current.groups)
 
 
 def _finish(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,12 @@ class Chunk:
     ids: list[str]
     collections: list[str]
     vectors: np.ndarray  # float32, rows x dimensions
+
+
+class ChunkSource(Protocol):
+    """Anything that yields the selected points chunk by chunk, the same points on every pass."""
+
+    def chunks(self, rows: int = ...) -> Iterator[Chunk]: ...
 
 
 @dataclass

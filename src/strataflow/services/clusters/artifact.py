@@ -58,12 +58,15 @@ class ArtifactWriter:
         labels: np.ndarray,
         distances: np.ndarray | None,
         coords: np.ndarray | None,
+        names: list[str] | None = None,
     ) -> None:
         n = len(ids)
         columns: dict[str, Any] = {
             "document_id": pa.array(ids, pa.string()),
             "collection_id": pa.array(collections, pa.string()),
-            "cluster_id": pa.array([cluster_name(int(i)) for i in labels], pa.string()),
+            "cluster_id": pa.array(
+                [(names[i] if names and i >= 0 else cluster_name(int(i))) for i in labels], pa.string()
+            ),
             "cluster_index": pa.array(labels.astype(np.int32)),
             "distance_to_centroid": pa.array(distances.astype(np.float32), mask=~np.isfinite(distances))
             if distances is not None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from collections.abc import Callable
+
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -10,13 +12,21 @@ from strataflow.blobs import BlobStore
 from strataflow.clock import utcnow
 from strataflow.errors import AlreadyExistsError, BadRequestError, ConflictError, not_found
 from strataflow.ids import looks_like, new_id, random_token
+from strataflow.index.store import DocumentIndex
 from strataflow.schemas.clusters import CreateClusterRequest, ListClustersRequest, PatchClusterRequest
+from strataflow.services.clusters.applications import application_entry, attach, detach
+from strataflow.services.clusters.composite import check_sources
 from strataflow.services.clusters.definition import build_config, resolve_collections
+from strataflow.services.clusters.output_collection import (
+    build_output_collection,
+    create_table,
+    remove_output_collection,
+)
 from strataflow.services.clusters.rules import check_parameters
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
-from strataflow.store.pagination import Page, PageRequest, paginate
+from strataflow.store.filters import FieldMap
+from strataflow.store.pagination import ListQuery, Page, PageRequest, list_page
 from strataflow.store.tables import Cluster, ClusterRun
 
 CLUSTER_FIELDS = FieldMap(
@@ -43,19 +53,31 @@ def _check_name_free(session: Session, scope: NamespaceScope, name: str, except_
         raise AlreadyExistsError(f"Cluster '{name}' already exists in this namespace", {"cluster_name": name})
 
 
-def create_cluster(session: Session, scope: NamespaceScope, request: CreateClusterRequest) -> Cluster:
+def create_cluster(
+    session: Session, scope: NamespaceScope, request: CreateClusterRequest, index: DocumentIndex | None = None
+) -> Cluster:
+    """Checked completely first. A vector cluster that does not enrich its sources gets an output
+    collection (created here, with its table, when `index` is given)."""
+    sources: list[Cluster] = []
     if request.source_cluster_ids:
-        raise BadRequestError(
-            "Composite clusters (source_cluster_ids) are not available on this server; "
-            "create a cluster over collection_ids",
-            {"field": "source_cluster_ids"},
-        )
+        if request.vector_config is None:
+            raise BadRequestError(
+                "A composite cluster (source_cluster_ids) needs vector_config", {"field": "vector_config"}
+            )
+        uris = request.vector_config.feature_uris or [request.vector_config.feature_uri or ""]
+        sources = check_sources(session, scope, request.source_cluster_ids, uris)
+        if not request.collection_ids:  # the source clusters' input collections
+            request = request.model_copy(
+                update={"collection_ids": list(dict.fromkeys(c for s in sources for c in s.collection_ids))}
+            )
     if not request.collection_ids:
         raise BadRequestError("A cluster needs at least one collection (collection_ids)")
     name = request.cluster_name or f"cluster_{random_token(8)}"
     _check_name_free(session, scope, name)
     collections = resolve_collections(session, scope, request.collection_ids)
     cluster_type, config = build_config(collections, request)
+    if sources:  # its points are centroids: nothing to enrich, no output collection
+        config.update({"source_cluster_ids": [s.cluster_id for s in sources], "enrich_source": False})
     now = utcnow()
     row = Cluster(
         cluster_id=new_id("cluster"),
@@ -71,11 +93,30 @@ def create_cluster(session: Session, scope: NamespaceScope, request: CreateClust
         updated_at=now,
     )
     session.add(row)
+    output = None
+    if index is not None and cluster_type == "vector" and not config.get("enrich_source") and not sources:
+        output = build_output_collection(session, scope, row, collections, list(config["feature_uris"]))
+        row.config = {**config, "output_collection_id": output.collection_id}
+        session.add(output)
+        create_table(index, output)
+    if request.auto_execute_on_batch:
+        attach(
+            collections,
+            application_entry(
+                row.cluster_id, request.auto_execute_min_documents, request.auto_execute_cooldown_seconds
+            ),
+        )
     try:
         session.commit()
-    except IntegrityError:  # a concurrent create took the name between the check and the commit
+    except BaseException as exc:
         session.rollback()
-        raise AlreadyExistsError(f"Cluster '{name}' already exists in this namespace", {"cluster_name": name}) from None
+        if output is not None and index is not None:
+            index.drop_table(output.collection_id)
+        if isinstance(exc, IntegrityError):  # a concurrent create took a name between the check and the commit
+            raise AlreadyExistsError(
+                f"Cluster '{name}' already exists in this namespace", {"cluster_name": name}
+            ) from None
+        raise
     return row
 
 
@@ -94,28 +135,32 @@ def get_cluster(session: Session, scope: NamespaceScope, identifier: str, *, for
 def list_clusters(
     session: Session, scope: NamespaceScope, request: ListClustersRequest, page: PageRequest
 ) -> tuple[Page, int]:
-    query = select(Cluster).where(Cluster.namespace_id == scope.namespace_id)
-    clause = compile_filters(request.filters, CLUSTER_FIELDS, case_sensitive=request.case_sensitive)
-    if clause is not None:
-        query = query.where(clause)
-    if request.search:
-        query = query.where(text_search(request.search, Cluster.cluster_name, Cluster.cluster_id, Cluster.description))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    for sort in [*(request.sorts or []), *([request.sort] if request.sort else [])]:
-        if not isinstance(sort, dict) or not sort.get("field"):
-            raise BadRequestError("Each sort needs a field", {"sort": sort})
-        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")), CLUSTER_FIELDS))
-    query = query.order_by(Cluster.created_at.desc(), Cluster.cluster_id)
-    return paginate(session, query, page), total
+    return list_page(
+        session,
+        select(Cluster).where(Cluster.namespace_id == scope.namespace_id),
+        CLUSTER_FIELDS,
+        ListQuery(
+            request.filters,
+            request.case_sensitive,
+            request.search,
+            [*(request.sorts or []), *([request.sort] if request.sort else [])],
+        ),
+        search_columns=(Cluster.cluster_name, Cluster.cluster_id, Cluster.description),
+        tie_break=(Cluster.created_at.desc(), Cluster.cluster_id),
+        page=page,
+    )
 
 
 def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, request: PatchClusterRequest) -> Cluster:
     """Descriptive fields, filters, sample size and algorithm parameters; all checked before any is kept."""
     row = get_cluster(session, scope, identifier)
     changes = request.model_dump(exclude_unset=True)
-    if changes.get("source_cluster_ids"):
-        raise BadRequestError("Composite clusters (source_cluster_ids) are not available on this server")
     config = dict(row.config)
+    if changes.get("source_cluster_ids"):
+        if not config.get("source_cluster_ids"):
+            raise BadRequestError("A cluster over collections cannot become composite; create a composite cluster")
+        sources = check_sources(session, scope, changes["source_cluster_ids"], list(config.get("feature_uris") or []))
+        config["source_cluster_ids"] = [s.cluster_id for s in sources]
     if changes.get("algorithm_params") is not None:
         if row.cluster_type != "vector":
             raise BadRequestError("algorithm_params apply to vector clusters only")
@@ -144,8 +189,19 @@ def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, requ
     return row
 
 
-def delete_cluster(session: Session, blobs: BlobStore, scope: NamespaceScope, identifier: str) -> str:
-    """The definition, its runs and their stored results. Refused while a run is active (cancel it first)."""
+def delete_cluster(
+    session: Session,
+    blobs: BlobStore,
+    scope: NamespaceScope,
+    identifier: str,
+    before_delete: Callable[[Cluster, ClusterRun | None], None] | None = None,
+    index: DocumentIndex | None = None,
+) -> str:
+    """The definition, its runs and their stored results. Refused while a run is active (cancel it first).
+
+    `before_delete(cluster, current_run)` runs once the delete is allowed and before anything is
+    removed (the API removes the enrichment the current run wrote): if it fails, nothing is deleted.
+    """
     row = get_cluster(session, scope, identifier, for_update=True)
     active = session.scalar(
         select(ClusterRun.run_id).where(ClusterRun.cluster_id == row.cluster_id, ClusterRun.status.in_(ACTIVE_RUN))
@@ -155,9 +211,15 @@ def delete_cluster(session: Session, blobs: BlobStore, scope: NamespaceScope, id
             f"Cluster '{row.cluster_id}' has run '{active}' in progress; cancel it first", {"run_id": active}
         )
     cluster_id = row.cluster_id
+    if before_delete is not None:
+        before_delete(row, session.get(ClusterRun, row.current_run_id) if row.current_run_id else None)
+    detach(session, row)
+    output = remove_output_collection(session, index, row) if index is not None else None
     session.execute(delete(ClusterRun).where(ClusterRun.cluster_id == cluster_id))
     session.delete(row)
     session.commit()
+    if output is not None and index is not None:
+        index.drop_table(output)
     blobs.delete_prefix(artifact_prefix(scope.namespace_id, cluster_id))
     return cluster_id
 

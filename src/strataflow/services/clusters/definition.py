@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from strataflow.errors import BadRequestError
 from strataflow.schemas.clusters import CreateClusterRequest, VectorBasedConfig
+from strataflow.services.clusters.applications import check_auto_settings
+from strataflow.services.clusters.preprocessing import check_steps
 from strataflow.services.clusters.rules import check_parameters, points_to_cluster, rule_for
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.tenancy.scope import NamespaceScope
@@ -66,15 +68,15 @@ def _vector_config(collections: list[Collection], vector: VectorBasedConfig) -> 
         raise BadRequestError("vector_config needs feature_uris (or feature_uri)")
     if vector.clustering_method == "attribute_based":
         raise BadRequestError("clustering_method 'attribute_based' needs cluster_type 'attribute' and attribute_config")
-    if len(uris) > 1 and vector.multi_feature_strategy != "concatenate":
+    if len(uris) > 1 and vector.multi_feature_strategy == "independent":
         raise BadRequestError(
-            f"multi_feature_strategy '{vector.multi_feature_strategy}' is not available here; use 'concatenate' "
-            "(optionally with feature_weights) or one cluster per feature",
+            "multi_feature_strategy 'independent' is not available here (a run assigns each document one group); "
+            "create one cluster per feature, or use 'concatenate' or 'weighted'",
             {"field": "multi_feature_strategy"},
         )
-    for name, value in (("hierarchical", vector.hierarchical), ("preprocessing_steps", vector.preprocessing_steps)):
-        if value:
-            raise BadRequestError(f"{name} is not available on this server", {"field": name})
+    steps = check_steps(vector.preprocessing_steps)
+    if vector.weight_learning_config is not None:
+        _check_learning(vector.weight_learning_config, len(uris))
     weights = vector.feature_weights or {}
     stray = sorted(set(weights) - set(uris))
     if stray or any(not 0.0 <= w <= 1.0 for w in weights.values()):
@@ -103,20 +105,42 @@ def _vector_config(collections: list[Collection], vector: VectorBasedConfig) -> 
         "multi_feature_strategy": vector.multi_feature_strategy,
         "normalize_features": vector.normalize_features,
         "feature_weights": weights,
+        "weight_learning": (
+            (vector.weight_learning_config or {"method": "bayesian"})
+            if vector.multi_feature_strategy == "weighted" and not weights and len(uris) > 1
+            else None
+        ),
         "effective_feature_method": vector.effective_feature_method,
         "vis_n_components": vector.vis_n_components,
         "layout_stability": vector.layout_stability,
+        "preprocessing_steps": steps,
+        "hierarchical": vector.hierarchical,
+        "max_hierarchy_depth": vector.max_hierarchy_depth,
     }
+
+
+def _check_learning(config: dict[str, Any], features: int) -> None:
+    """WeightLearningConfig's values (the SDK checks them too; raw HTTP callers get a 400)."""
+    method, metric = config.get("method", "bayesian"), config.get("metric", "silhouette")
+    iterations, sample = config.get("max_iterations", 20), config.get("sample_size")
+    problems = []
+    if method not in ("bayesian", "grid_search"):
+        problems.append("method must be 'bayesian' or 'grid_search'")
+    if metric not in ("silhouette", "davies_bouldin", "calinski_harabasz"):
+        problems.append("metric must be silhouette, davies_bouldin or calinski_harabasz")
+    if not isinstance(iterations, int) or not 5 <= iterations <= 100:
+        problems.append("max_iterations must be an integer from 5 to 100")
+    if sample is not None and (not isinstance(sample, int) or sample < 100):
+        problems.append("sample_size must be an integer >= 100")
+    if method == "grid_search" and features > 3:
+        problems.append("grid_search is limited to 3 features; use 'bayesian'")
+    if problems:
+        raise BadRequestError(f"Invalid weight_learning_config: {'; '.join(problems)}", {"problems": problems})
 
 
 def build_config(collections: list[Collection], request: CreateClusterRequest) -> tuple[str, dict[str, Any]]:
     """(cluster_type, config) for a create request; any inconsistency is a 400."""
-    if request.auto_execute_on_batch:
-        raise BadRequestError(
-            "auto_execute_on_batch is not available on this server yet; execute the cluster "
-            "through POST /v1/clusters/{id}/execute",
-            {"field": "auto_execute_on_batch"},
-        )
+    check_auto_settings(request.auto_execute_min_documents, request.auto_execute_cooldown_seconds)
     cluster_type = request.cluster_type or (
         "attribute" if request.attribute_config and not request.vector_config else "vector"
     )

@@ -12,8 +12,10 @@ from strataflow.errors import BadRequestError, ConflictError, not_found
 from strataflow.ids import new_id
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.clusters import ExecuteClusterRequest, ListClusterExecutionsRequest
+from strataflow.services.clusters.composite import count_centroids, source_runs
 from strataflow.services.clusters.crud import ACTIVE_RUN, get_cluster
-from strataflow.services.clusters.rules import check_k_fits, points_to_cluster
+from strataflow.services.clusters.preprocessing import check_size
+from strataflow.services.clusters.rules import STREAMED_KMEANS_FROM, check_k_fits, points_to_cluster
 from strataflow.services.documents.crud import where_of
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.services.tenancy.tasks import create_task
@@ -59,7 +61,12 @@ def count_sources(session: Session, index: DocumentIndex, cluster: Cluster, filt
 
 
 def execute_cluster(
-    session: Session, index: DocumentIndex, scope: NamespaceScope, identifier: str, request: ExecuteClusterRequest
+    session: Session,
+    index: DocumentIndex,
+    scope: NamespaceScope,
+    identifier: str,
+    request: ExecuteClusterRequest,
+    trigger: str = "api",
 ) -> tuple[ClusterRun, Task]:
     """Check the run can start (no other active, sizes fit), then queue it. Nothing runs here."""
     cluster = get_cluster(session, scope, identifier, for_update=True)
@@ -71,10 +78,11 @@ def execute_cluster(
             f"Cluster '{cluster.cluster_id}' is already running ({active}); wait for it or cancel it",
             {"run_id": active, "cluster_id": cluster.cluster_id},
         )
-    if request.mode != "full":
-        raise BadRequestError(
-            f"Execution mode '{request.mode}' is not available on this server; use 'full'", {"mode": request.mode}
-        )
+    mode = request.mode
+    if "mode" not in request.model_fields_set and cluster.config.get("source_cluster_ids"):
+        mode = "composite"  # a composite cluster runs composite unless told otherwise
+    assign_from = _assign_source(session, cluster, request) if mode == "assign" else None
+    composite_runs = source_runs(session, cluster, request.source_execution_ids) if mode == "composite" else None
     config = cluster.config
     filters = request.filters if request.filters is not None else cluster.filters
     sample_size = request.sample_size if request.sample_size is not None else config.get("sample_size")
@@ -84,9 +92,24 @@ def execute_cluster(
         points = available if sample_size is None else min(available, sample_size)
         if points < 1:
             raise BadRequestError("No documents to cluster (check the filters)", {"documents": 0})
+    elif composite_runs is not None:  # the points are the source runs' centroids
+        points = count_centroids(session, composite_runs)
+        check_k_fits(algorithm, config.get("algorithm_params", {}), points)
+    elif assign_from is not None:  # no fit: every point is compared with the centroids, chunk by chunk
+        points = available if sample_size is None else min(available, sample_size)
+        if points < 1:
+            raise BadRequestError("No documents to assign (check the filters)", {"documents": 0})
     else:
         points = points_to_cluster(algorithm, available, sample_size)
         check_k_fits(algorithm, config.get("algorithm_params", {}), points)
+        streamed = algorithm in ("kmeans", "auto") and points > STREAMED_KMEANS_FROM
+        check_size(list(config.get("preprocessing_steps") or []), points, streamed)
+        if streamed and config.get("hierarchical"):
+            raise BadRequestError(
+                f"Hierarchical sub-clustering runs in memory, on at most {STREAMED_KMEANS_FROM:,} points "
+                f"(this run would stream {points:,}); lower sample_size",
+                {"points": points, "max_points": STREAMED_KMEANS_FROM},
+            )
     settings = {
         **config,
         "filters": filters,
@@ -94,7 +117,12 @@ def execute_cluster(
         "points": points,
         "available": available,
         "vis_n_components": request.vis_n_components or config.get("vis_n_components", 2),
+        "triggered_by": trigger,
     }
+    if composite_runs is not None:
+        settings.update({"source_execution_ids": composite_runs, "enrich_source": False})
+    if assign_from is not None:
+        settings.update({"assign_from_run_id": assign_from, "assignment_threshold": request.assignment_threshold})
     if request.llm_labeling is not None:
         settings["llm_labeling"] = request.llm_labeling.model_dump()
     run_id = new_id("cluster_run")
@@ -119,7 +147,7 @@ def execute_cluster(
                 },
             }
         ],
-        additional_data={"cluster_id": cluster.cluster_id, "run_id": run_id},
+        additional_data={"cluster_id": cluster.cluster_id, "run_id": run_id, "triggered_by": trigger},
     )
     now = utcnow()
     run = ClusterRun(
@@ -127,7 +155,7 @@ def execute_cluster(
         cluster_id=cluster.cluster_id,
         namespace_id=scope.namespace_id,
         task_id=task.task_id,
-        mode=request.mode,
+        mode=mode,
         settings=settings,
         algorithm=algorithm,
         source_documents=available,
@@ -138,6 +166,19 @@ def execute_cluster(
     cluster.last_run_id, cluster.last_task_id, cluster.last_executed_at = run_id, task.task_id, now
     session.commit()
     return run, task
+
+
+def _assign_source(session: Session, cluster: Cluster, request: ExecuteClusterRequest) -> str:
+    """Mode 'assign' places documents on the current run's centroids: there must be one."""
+    if cluster.cluster_type != "vector":
+        raise BadRequestError("Mode 'assign' needs a vector cluster (its centroids)", {"mode": "assign"})
+    current = session.get(ClusterRun, cluster.current_run_id) if cluster.current_run_id else None
+    if current is None or not any(g.get("centroid") for g in current.groups):
+        raise BadRequestError(
+            "Mode 'assign' needs a completed run with centroids; execute the cluster in mode 'full' first",
+            {"mode": "assign", "current_run_id": cluster.current_run_id},
+        )
+    return current.run_id
 
 
 def get_run(session: Session, cluster: Cluster, run_id: str) -> ClusterRun:

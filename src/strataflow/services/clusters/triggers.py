@@ -18,5 +18,7 @@ def fire_cluster(context: JobContext, trigger: Trigger) -> str:
             raise BadRequestError("The trigger's namespace no longer exists")
         scope = NamespaceScope(trigger.org_id, namespace.namespace_id, namespace.namespace_name)
         overrides = ExecuteClusterRequest.model_validate((trigger.execution_config or {}).get("config") or {})
-        _, task = execute_cluster(session, context.services["index"], scope, trigger.target_id, overrides)
+        _, task = execute_cluster(
+            session, context.services["index"], scope, trigger.target_id, overrides, trigger="schedule"
+        )
         return task.task_id

@@ -23,19 +23,39 @@ def cluster_view(cluster: Cluster, last: ClusterRun | None, current: ClusterRun 
         "description": cluster.description,
         "namespace_id": cluster.namespace_id,
         "input_collections": list(cluster.collection_ids),
-        "source_cluster_ids": None,
+        "source_cluster_ids": list(config.get("source_cluster_ids") or []) or None,
         "filters": cluster.filters,
         "cluster_type": cluster.cluster_type,
         "feature_uris": list(config.get("feature_uris") or []) or None,
         "multi_feature_strategy": config.get("multi_feature_strategy"),
+        "learned_weights": (current.metrics or {}).get("learned_weights") if current else None,
+        "learning_quality_score": ((current.metrics or {}).get("weight_learning") or {}).get("best_score")
+        if current
+        else None,
         "effective_feature_method": config.get("effective_feature_method"),
         "sample_size": config.get("sample_size"),
         "vis_n_components": config.get("vis_n_components"),
         "layout_stability": config.get("layout_stability"),
         "clustered_attributes": config.get("attributes"),
         "hierarchical_grouping": config.get("hierarchical_grouping"),
+        "preprocessing_steps": config.get("preprocessing_steps") or None,
+        "hierarchical_vector": bool(config.get("hierarchical")) if cluster.cluster_type == "vector" else None,
+        "max_hierarchy_depth": config.get("max_hierarchy_depth") if config.get("hierarchical") else None,
+        "hierarchy_detected": bool(
+            current and any(not n.get("leaf") for n in (current.metrics or {}).get("hierarchy") or [])
+        ),
+        "hierarchy_relationships": [
+            {"parent_cluster_id": n["parent_cluster_id"], "child_cluster_id": n["cluster_id"], "level": n["level"]}
+            for n in ((current.metrics or {}).get("hierarchy") or [] if current else [])
+            if n.get("parent_cluster_id")
+        ]
+        or None,
         "aggregation_method": config.get("aggregation_method"),
-        "output_collection_ids": None,
+        "output_collection_ids": (
+            list(cluster.collection_ids)
+            if config.get("enrich_source")
+            else ([config["output_collection_id"]] if config.get("output_collection_id") else None)
+        ),
         "algorithm": config.get("algorithm"),
         "algorithm_params": config.get("algorithm_params"),
         "enrich_source": bool(config.get("enrich_source")),
@@ -97,6 +117,13 @@ def run_view(run: ClusterRun, include_vectors: bool = False) -> dict[str, Any]:
         "label_overrides": dict(run.label_overrides or {}),
         "run_name": run.run_name,
         "enriched_source": run.enriched,
+        "source_execution_ids": list(run.settings.get("source_execution_ids") or []) or None,
+        # Always an object (empty unless composite): the SDK reads this key with .items() when present.
+        "composite_mapping": {
+            g["cluster_id"]: [{k: v for k, v in s.items() if k != "label"} for s in g["composite_sources"]]
+            for g in run.groups
+            if g.get("composite_sources") is not None
+        },
         "layout_stability_applied": "none",
         "layout_stability_reason": "each run is projected on its own (PCA); layouts are not aligned across runs",
     }

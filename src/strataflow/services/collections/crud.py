@@ -265,7 +265,7 @@ def patch_collection(
         row.enabled = changes["enabled"]
     if changes.get("metadata") is not None:
         row.metadata_ = changes["metadata"]
-    if check is not None and "taxonomy_applications" in changes:
+    if check is not None and ("taxonomy_applications" in changes or "cluster_applications" in changes):
         try:
             check(row)
         except BaseException:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,8 +21,8 @@ from strataflow.schemas.retrievers import (
 )
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.tenancy.scope import NamespaceScope
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
-from strataflow.store.pagination import Page, PageRequest, paginate
+from strataflow.store.filters import FieldMap
+from strataflow.store.pagination import ListQuery, Page, PageRequest, list_page
 from strataflow.store.tables import Collection, Retriever
 
 RETRIEVER_FIELDS = FieldMap(
@@ -117,21 +117,15 @@ def get_retriever(session: Session, scope: NamespaceScope, identifier: str) -> R
 def list_retrievers(
     session: Session, scope: NamespaceScope, request: ListRetrieversRequest, page: PageRequest
 ) -> tuple[Page, int]:
-    query = select(Retriever).where(Retriever.namespace_id == scope.namespace_id)
-    clause = compile_filters(request.filters, RETRIEVER_FIELDS, case_sensitive=request.case_sensitive)
-    if clause is not None:
-        query = query.where(clause)
-    if request.search:
-        query = query.where(
-            text_search(request.search, Retriever.retriever_name, Retriever.retriever_id, Retriever.description)
-        )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    for sort in request.sorts or []:
-        if not isinstance(sort, dict) or not sort.get("field"):
-            raise BadRequestError("Each entry of sorts needs a field", {"sorts": request.sorts})
-        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")), RETRIEVER_FIELDS))
-    query = query.order_by(Retriever.created_at.desc(), Retriever.retriever_id)
-    return paginate(session, query, page), total
+    return list_page(
+        session,
+        select(Retriever).where(Retriever.namespace_id == scope.namespace_id),
+        RETRIEVER_FIELDS,
+        ListQuery(request.filters, request.case_sensitive, request.search, request.sorts),
+        search_columns=(Retriever.retriever_name, Retriever.retriever_id, Retriever.description),
+        tie_break=(Retriever.created_at.desc(), Retriever.retriever_id),
+        page=page,
+    )
 
 
 def patch_retriever(

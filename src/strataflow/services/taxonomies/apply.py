@@ -65,6 +65,7 @@ def request_apply(
         "version": taxonomy.version,
         "scroll_filters": request.scroll_filters,
         "batch_size": request.batch_size,
+        "parallelism": request.parallelism,
         "max_time_ms": (request.budget_limits or {}).get("max_time_ms"),
     }
     task = create_task(
@@ -143,7 +144,7 @@ def apply_job(context: JobContext, task: Task) -> JobOutcome:
         if not chunk:
             break
         clock = time.monotonic()
-        counts, paths = enrich_documents(index, plan, chunk)
+        counts, paths = enrich_documents(index, plan, chunk, int(spec.get("parallelism") or 1))
         counts["join_ms"] = int((time.monotonic() - clock) * 1000)
         clock = time.monotonic()
         now = timestamp()

@@ -14,14 +14,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from strataflow.blobs import BlobStore
 from strataflow.errors import BadRequestError
 from strataflow.schemas.taxonomies import (
     EnrichmentField,
     FlatTaxonomyConfig,
+    HierarchicalNodeInput,
     HierarchicalTaxonomyConfig,
     InputMapping,
 )
 from strataflow.services.collections.sources import get_collection
+from strataflow.services.taxonomies.inference import infer_nodes
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.tables import Collection, Retriever
 
@@ -125,8 +128,12 @@ def check_search(
     return retriever
 
 
-def check_config(session: Session, scope: NamespaceScope, config: TaxonomyConfig) -> dict[str, Any]:
-    """The config as stored: retrievers by id, collections by id. Raises on any problem."""
+def check_config(
+    session: Session, scope: NamespaceScope, config: TaxonomyConfig, blobs: BlobStore | None = None
+) -> dict[str, Any]:
+    """The config as stored: retrievers by id, collections by id. Raises on any problem.
+
+    `blobs` lets a hierarchy be inferred from cluster runs (inference_strategy 'cluster')."""
     if isinstance(config, FlatTaxonomyConfig):
         namespace_retriever(session, scope, config.retriever_id)  # another namespace's: said as such, first
         reference = get_collection(session, scope, config.source_collection.collection_id)
@@ -142,20 +149,30 @@ def check_config(session: Session, scope: NamespaceScope, config: TaxonomyConfig
         stored["retriever_id"] = retriever.retriever_id
         stored["source_collection"]["collection_id"] = reference.collection_id
         return stored
-    return _check_hierarchy(session, scope, config)
+    return _check_hierarchy(session, scope, config, blobs)
 
 
-def _check_hierarchy(session: Session, scope: NamespaceScope, config: HierarchicalTaxonomyConfig) -> dict[str, Any]:
-    if config.inference_strategy is not None:
-        raise BadRequestError(
-            f"inference_strategy '{config.inference_strategy}' needs a model or cluster service this server does "
-            "not have; define the hierarchy with hierarchical_nodes or path_field",
-            {"inference_strategy": config.inference_strategy},
-        )
+def _with_inferred(
+    session: Session, scope: NamespaceScope, config: HierarchicalTaxonomyConfig, blobs: BlobStore | None
+) -> HierarchicalTaxonomyConfig:
+    """The explicit nodes plus the inferred ones (an explicit node wins for its collection)."""
+    inferred = infer_nodes(session, scope, config, blobs)
+    explicit = {n.collection_id for n in config.hierarchical_nodes or []}
+    added = [HierarchicalNodeInput.model_validate(n) for n in inferred if n["collection_id"] not in explicit]
+    return config.model_copy(update={"hierarchical_nodes": [*(config.hierarchical_nodes or []), *added]})
+
+
+def _check_hierarchy(
+    session: Session, scope: NamespaceScope, config: HierarchicalTaxonomyConfig, blobs: BlobStore | None
+) -> dict[str, Any]:
     if config.path_field is not None:
-        if config.hierarchical_nodes:
-            raise BadRequestError("path_field is not combined with hierarchical_nodes; use one or the other")
+        if config.hierarchical_nodes or config.inference_strategy:
+            raise BadRequestError(
+                "path_field is not combined with hierarchical_nodes or inference_strategy; use one or the other"
+            )
         return config.model_dump(exclude_none=True)
+    if config.inference_strategy is not None:
+        config = _with_inferred(session, scope, config, blobs)
     nodes = config.hierarchical_nodes or []
     if not nodes:
         raise BadRequestError("A hierarchical taxonomy needs hierarchical_nodes or a path_field")

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from strataflow.blobs import BlobStore
 from strataflow.clock import isoformat, utcnow
 from strataflow.errors import AlreadyExistsError, BadRequestError, ConflictError, not_found
 from strataflow.ids import looks_like, new_id
@@ -29,8 +30,8 @@ from strataflow.schemas.taxonomies import TaxonomyConfig as ConfigShape
 from strataflow.services.taxonomies.checks import TaxonomyConfig, check_config, check_target
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import TERMINAL, TaskType
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
-from strataflow.store.pagination import Page, PageRequest, paginate
+from strataflow.store.filters import FieldMap
+from strataflow.store.pagination import ListQuery, Page, PageRequest, list_page
 from strataflow.store.tables import Collection, Task, Taxonomy, TaxonomyVersion
 
 TAXONOMY_FIELDS = FieldMap(
@@ -67,16 +68,17 @@ def _save(session: Session, row: Taxonomy) -> Taxonomy:
     return row
 
 
-def _new(
+def new_taxonomy(
     session: Session,
     scope: NamespaceScope,
     name: str,
     description: str | None,
     config: TaxonomyConfig,
     metadata: dict[str, Any] | None,
+    blobs: BlobStore | None = None,
 ) -> Taxonomy:
     _check_name_free(session, scope, name)
-    stored = check_config(session, scope, config)
+    stored = check_config(session, scope, config, blobs)
     now = utcnow()
     row = Taxonomy(
         taxonomy_id=new_id("taxonomy"),
@@ -104,8 +106,12 @@ def _new(
     return _save(session, row)
 
 
-def create_taxonomy(session: Session, scope: NamespaceScope, request: CreateTaxonomyRequest) -> Taxonomy:
-    return _new(session, scope, request.taxonomy_name, request.description, request.config, request.metadata)
+def create_taxonomy(
+    session: Session, scope: NamespaceScope, request: CreateTaxonomyRequest, blobs: BlobStore | None = None
+) -> Taxonomy:
+    return new_taxonomy(
+        session, scope, request.taxonomy_name, request.description, request.config, request.metadata, blobs
+    )
 
 
 def get_taxonomy(session: Session, scope: NamespaceScope, identifier: str) -> Taxonomy:
@@ -120,21 +126,20 @@ def get_taxonomy(session: Session, scope: NamespaceScope, identifier: str) -> Ta
 def list_taxonomies(
     session: Session, scope: NamespaceScope, request: ListTaxonomiesRequest, page: PageRequest
 ) -> tuple[Page, int]:
-    query = select(Taxonomy).where(Taxonomy.namespace_id == scope.namespace_id)
-    clause = compile_filters(request.filters, TAXONOMY_FIELDS, case_sensitive=request.case_sensitive)
-    if clause is not None:
-        query = query.where(clause)
-    if request.search:
-        query = query.where(
-            text_search(request.search, Taxonomy.taxonomy_name, Taxonomy.taxonomy_id, Taxonomy.description)
-        )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    for sort in [*(request.sorts or []), *([request.sort] if request.sort else [])]:
-        if not isinstance(sort, dict) or not sort.get("field"):
-            raise BadRequestError("Each sort needs a field", {"sorts": request.sorts})
-        query = query.order_by(sort_expression(str(sort["field"]), str(sort.get("direction", "asc")), TAXONOMY_FIELDS))
-    query = query.order_by(Taxonomy.created_at.desc(), Taxonomy.taxonomy_id)
-    return paginate(session, query, page), total
+    return list_page(
+        session,
+        select(Taxonomy).where(Taxonomy.namespace_id == scope.namespace_id),
+        TAXONOMY_FIELDS,
+        ListQuery(
+            request.filters,
+            request.case_sensitive,
+            request.search,
+            [*(request.sorts or []), *([request.sort] if request.sort else [])],
+        ),
+        search_columns=(Taxonomy.taxonomy_name, Taxonomy.taxonomy_id, Taxonomy.description),
+        tie_break=(Taxonomy.created_at.desc(), Taxonomy.taxonomy_id),
+        page=page,
+    )
 
 
 def patch_taxonomy(session: Session, scope: NamespaceScope, identifier: str, request: PatchTaxonomyRequest) -> Taxonomy:
@@ -153,11 +158,17 @@ def patch_taxonomy(session: Session, scope: NamespaceScope, identifier: str, req
     return row
 
 
-def create_version(session: Session, scope: NamespaceScope, identifier: str, request: CreateVersionRequest) -> Taxonomy:
+def create_version(
+    session: Session,
+    scope: NamespaceScope,
+    identifier: str,
+    request: CreateVersionRequest,
+    blobs: BlobStore | None = None,
+) -> Taxonomy:
     """A new config as the next version. Collections applying the taxonomy get it on their next
     write or apply-taxonomy run, which replaces the old version's values (never mixes them)."""
     row = get_taxonomy(session, scope, identifier)
-    stored = check_config(session, scope, request.config)
+    stored = check_config(session, scope, request.config, blobs)
     if stored.get("taxonomy_type") != row.config.get("taxonomy_type"):
         raise BadRequestError(
             "A new version keeps the taxonomy_type; clone to change it",
@@ -202,13 +213,19 @@ def version_config(session: Session, taxonomy: Taxonomy, version: int | None) ->
     return dict(row.config), version
 
 
-def clone_taxonomy(session: Session, scope: NamespaceScope, identifier: str, request: CloneTaxonomyRequest) -> Taxonomy:
+def clone_taxonomy(
+    session: Session,
+    scope: NamespaceScope,
+    identifier: str,
+    request: CloneTaxonomyRequest,
+    blobs: BlobStore | None = None,
+) -> Taxonomy:
     source = get_taxonomy(session, scope, identifier)
     config = request.config
     if config is None:
         config = TypeAdapter(ConfigShape).validate_python(source.config)
     description = request.description if request.description is not None else source.description
-    return _new(session, scope, request.taxonomy_name, description, config, dict(source.metadata_ or {}))
+    return new_taxonomy(session, scope, request.taxonomy_name, description, config, dict(source.metadata_ or {}), blobs)
 
 
 def applying_collections(session: Session, taxonomy_id: str, namespace_id: str) -> list[str]:

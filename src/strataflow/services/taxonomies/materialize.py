@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from strataflow.errors import BadRequestError
 from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex
 from strataflow.services.taxonomies import enrichment
-from strataflow.services.taxonomies.join import JoinPlan, Subject, path_nodes, safe_match
+from strataflow.services.taxonomies.join import JoinPlan, Match, Subject, path_nodes, safe_match
 from strataflow.services.taxonomies.plans import join_plan
 from strataflow.store.db import Database
 from strataflow.store.tables import Collection, Taxonomy
@@ -49,16 +50,27 @@ def application_plans(session: Session, collection: Collection) -> list[JoinPlan
 
 
 def enrich_documents(
-    index: DocumentIndex, plan: JoinPlan, documents: Iterable[StoredDocument]
+    index: DocumentIndex, plan: JoinPlan, documents: Iterable[StoredDocument], parallelism: int = 1
 ) -> tuple[dict[str, int], list[list[str]]]:
     """Each document joined and its values for this taxonomy replaced, in memory.
 
+    With `parallelism` > 1 the joins (read-only searches, mostly in LanceDB's native code, which
+    runs without the GIL) run on that many threads; the documents are then changed in order, here.
     Returns counts (processed, enriched, errors) and the paths a path hierarchy met.
     """
     counts = {"processed": 0, "enriched": 0, "errors": 0}
     paths: list[list[str]] = []
-    for doc in documents:
-        matches, error = safe_match(plan, index, Subject(doc.document_id, doc.payload, dict(doc.vectors)))
+    docs = list(documents)
+
+    def join(doc: StoredDocument) -> tuple[list[Match], str | None]:
+        return safe_match(plan, index, Subject(doc.document_id, doc.payload, dict(doc.vectors)))
+
+    if parallelism > 1 and len(docs) > 1:
+        with ThreadPoolExecutor(max_workers=min(parallelism, len(docs)), thread_name_prefix="taxonomy-join") as pool:
+            joined = list(pool.map(join, docs))
+    else:
+        joined = [join(doc) for doc in docs]
+    for doc, (matches, error) in zip(docs, joined, strict=True):
         enrichment.apply(doc.payload, doc.internal, plan, matches, error)
         counts["processed"] += 1
         counts["enriched"] += 1 if matches else 0
