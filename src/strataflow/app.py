@@ -17,6 +17,7 @@ from strataflow.api import (
     collections,
     documents,
     errors,
+    events,
     extractors,
     health,
     lineage,
@@ -26,6 +27,7 @@ from strataflow.api import (
     tasks,
     taxonomies,
     uploads,
+    webhooks,
 )
 from strataflow.api.console import ConsoleFiles
 from strataflow.api.limits import BodySizeLimit
@@ -51,6 +53,8 @@ ROUTERS = (
     cluster_triggers,
     clusters,
     taxonomies,
+    webhooks,
+    events,
 )
 
 

@@ -17,6 +17,7 @@ from strataflow.blobs import BlobStore
 from strataflow.blobs.stores import open_blob_store
 from strataflow.config import Settings
 from strataflow.engine.clusters.job import cluster_build_job
+from strataflow.engine.dispatcher import EventDispatcher
 from strataflow.engine.jobs import Handler, JobContext, JobRunner
 from strataflow.engine.lifecycle.cancel import cancel_from_task
 from strataflow.engine.runners import ExtractionCall, Runner, RunNotes
@@ -31,6 +32,8 @@ from strataflow.outbound import OutboundClient, OutboundPolicy
 from strataflow.services.buckets.crud import delete_bucket_job
 from strataflow.services.clusters.runs import cancel_from_task as cancel_cluster_run
 from strataflow.services.clusters.triggers import fire_cluster
+from strataflow.services.events.secrets import SecretBox
+from strataflow.services.events.webhooks import WebhookRules
 from strataflow.services.objects.crud import ObjectWriter
 from strataflow.services.objects.sources import BlobSources
 from strataflow.services.taxonomies.apply import apply_job
@@ -83,6 +86,18 @@ class Runtime:
     owns_runner: bool = True
     extras: dict[str, object] = field(default_factory=dict)
     triggers: TriggerLoop | None = None
+    events: EventDispatcher | None = None
+
+    @property
+    def webhook_rules(self) -> WebhookRules:
+        return WebhookRules(self.outbound, self.secret_box, self.settings.events_max_timeout_s)
+
+    @property
+    def secret_box(self) -> SecretBox:
+        box = self.extras.get("secret_box")
+        if not isinstance(box, SecretBox):
+            box = self.extras["secret_box"] = SecretBox.from_settings(self.settings)
+        return box
 
     @property
     def object_writer(self) -> ObjectWriter:
@@ -99,8 +114,12 @@ class Runtime:
         self.scheduler.start()
         if self.triggers is not None:
             self.triggers.start()
+        if self.events is not None:
+            self.events.start()
 
     def stop_background(self) -> None:
+        if self.events is not None:
+            self.events.stop()
         if self.triggers is not None:
             self.triggers.stop()
         self.scheduler.stop()
@@ -112,6 +131,8 @@ class Runtime:
 
     def close(self) -> None:
         self.stop_background()
+        if self.events is not None:
+            self.events.close()
         if self.owns_runner:
             self.runner.close()
         self.db.dispose()
@@ -178,6 +199,8 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
     )
     # Schedules are minute-grained: polling them faster than once a second only costs queries.
     triggers = TriggerLoop(context, TRIGGER_ACTIONS, max(1.0, settings.task_poll_interval_s))
+    box = SecretBox.from_settings(settings)
+    events = EventDispatcher(db, outbound, box, settings) if settings.events_dispatcher else None
     return Runtime(
         settings=settings,
         db=db,
@@ -190,4 +213,6 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
         first_key=first_key,
         owns_runner=owns_runner,
         triggers=triggers,
+        events=events,
+        extras={"secret_box": box},
     )

@@ -20,11 +20,24 @@ from strataflow.ids import new_id
 from strataflow.services.tenancy.auth import create_organization
 from strataflow.statuses import Status
 from strataflow.store.db import Database
-from strataflow.store.tables import Batch, BatchTier, Bucket, BucketObject, Namespace, StatusEvent, Task, Upload
+from strataflow.store.tables import (
+    Batch,
+    BatchTier,
+    Bucket,
+    BucketObject,
+    Namespace,
+    OutboxEvent,
+    StatusEvent,
+    Task,
+    Upload,
+    Webhook,
+    WebhookDelivery,
+)
 from strataflow.transitions import (
     BATCH,
     BUCKET,
     CLUSTER_RUN,
+    DELIVERY,
     MACHINES,
     NAMESPACE,
     OBJECT,
@@ -81,8 +94,13 @@ EXPECTED: dict[str, dict[Status | None, set[Status]]] = {
         S.PENDING: {S.PROCESSING, S.FAILED, S.CANCELED},
         S.PROCESSING: {S.PENDING, S.COMPLETED, S.FAILED, S.CANCELED},
     },
+    "webhook_delivery": {
+        NOTHING: {S.PENDING},
+        S.PENDING: {S.PROCESSING, S.CANCELED},
+        S.PROCESSING: {S.PENDING, S.COMPLETED, S.FAILED, S.CANCELED},
+    },
 }
-ALL_MACHINES = [TASK, BATCH, TIER, UPLOAD, BUCKET, NAMESPACE, OBJECT, CLUSTER_RUN]
+ALL_MACHINES = [TASK, BATCH, TIER, UPLOAD, BUCKET, NAMESPACE, OBJECT, CLUSTER_RUN, DELIVERY]
 PAIRS = [(m, current, target) for m in ALL_MACHINES for current in [NOTHING, *Status] for target in Status]
 
 
@@ -197,7 +215,27 @@ def _upload(session: Session, status: Status) -> Upload:
     )
 
 
+def _delivery(session: Session, status: Status) -> WebhookDelivery:
+    org = create_organization(session, f"o-{new_id('task')}")
+    session.flush()
+    hook = Webhook(webhook_id=f"wh_{new_id('task')[-16:]}", org_id=org.org_id, webhook_name="h", channels=[])
+    event = OutboxEvent(
+        event_id=new_id("task"),
+        org_id=org.org_id,
+        event_type="object.created",
+        resource_type="object",
+        operation="insert",
+    )
+    session.add_all([hook, event])
+    session.flush()
+    row = WebhookDelivery(
+        delivery_id=new_id("task"), webhook_id=hook.webhook_id, org_id=org.org_id, event_seq=event.seq
+    )
+    return create(session, row, status, "test")
+
+
 MAKERS: dict[str, tuple[Machine, Maker]] = {
+    "webhook_delivery": (DELIVERY, _delivery),
     "task": (TASK, _task),
     "batch": (BATCH, _batch),
     "tier": (TIER, _tier),

@@ -19,6 +19,7 @@ from strataflow.clock import utcnow
 from strataflow.engine.jobs import JobContext
 from strataflow.engine.loops import PollingLoop
 from strataflow.errors import StrataflowError
+from strataflow.services.triggers.crud import trigger_event
 from strataflow.services.triggers.schedule import next_fire
 from strataflow.store.tables import Trigger, TriggerFiring
 from strataflow.transitions import move_trigger
@@ -95,6 +96,9 @@ class TriggerLoop(PollingLoop):
             if job_id is not None:
                 row.last_job_id, row.execution_count = job_id, row.execution_count + 1
             row.consecutive_failures = row.consecutive_failures + 1 if status == "failed" else 0
+            trigger_event(session, "trigger.fired", row, firing_status=status, job_id=job_id, error=error)
+            if status == "failed":
+                trigger_event(session, "trigger.execution.failed", row, job_id=job_id, error=error)
             if row.consecutive_failures >= MAX_FAILURES:
                 move_trigger(session, row, "failed", f"{MAX_FAILURES} failures in a row")
                 row.next_run_at = None

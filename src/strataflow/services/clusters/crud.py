@@ -13,6 +13,7 @@ from strataflow.ids import looks_like, new_id, random_token
 from strataflow.schemas.clusters import CreateClusterRequest, ListClustersRequest, PatchClusterRequest
 from strataflow.services.clusters.definition import build_config, resolve_collections
 from strataflow.services.clusters.rules import check_parameters
+from strataflow.services.events.outbox import emit
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
@@ -71,6 +72,7 @@ def create_cluster(session: Session, scope: NamespaceScope, request: CreateClust
         updated_at=now,
     )
     session.add(row)
+    _emit(session, scope, "cluster.created", row)
     try:
         session.commit()
     except IntegrityError:  # a concurrent create took the name between the check and the commit
@@ -140,6 +142,7 @@ def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, requ
         row.filters = changes["filters"] or None
     row.config = config
     row.updated_at = utcnow()
+    _emit(session, scope, "cluster.updated", row)
     session.commit()
     return row
 
@@ -156,10 +159,29 @@ def delete_cluster(session: Session, blobs: BlobStore, scope: NamespaceScope, id
         )
     cluster_id = row.cluster_id
     session.execute(delete(ClusterRun).where(ClusterRun.cluster_id == cluster_id))
+    _emit(session, scope, "cluster.deleted", row)
     session.delete(row)
     session.commit()
     blobs.delete_prefix(artifact_prefix(scope.namespace_id, cluster_id))
     return cluster_id
+
+
+def _emit(session: Session, scope: NamespaceScope, event_type: str, row: Cluster) -> None:
+    payload = {
+        "cluster_id": row.cluster_id,
+        "cluster_name": row.cluster_name,
+        "cluster_type": row.cluster_type,
+        "collection_ids": list(row.collection_ids or []),
+        "namespace_id": scope.namespace_id,
+    }
+    emit(
+        session,
+        event_type,
+        org_id=scope.org_id,
+        namespace_id=scope.namespace_id,
+        resource_id=row.cluster_id,
+        payload=payload,
+    )
 
 
 def artifact_prefix(namespace_id: str, cluster_id: str) -> str:

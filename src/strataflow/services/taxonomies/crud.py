@@ -26,6 +26,7 @@ from strataflow.schemas.taxonomies import (
     PatchTaxonomyRequest,
 )
 from strataflow.schemas.taxonomies import TaxonomyConfig as ConfigShape
+from strataflow.services.events.outbox import emit
 from strataflow.services.taxonomies.checks import TaxonomyConfig, check_config, check_target
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import TERMINAL, TaskType
@@ -101,6 +102,7 @@ def _new(
             created_at=now,
         )
     )
+    _emit(session, scope, "taxonomy.created", row)
     return _save(session, row)
 
 
@@ -149,6 +151,7 @@ def patch_taxonomy(session: Session, scope: NamespaceScope, identifier: str, req
     if changes.get("metadata") is not None:
         row.metadata_ = changes["metadata"]
     row.updated_at = utcnow()
+    _emit(session, scope, "taxonomy.updated", row)
     session.commit()
     return row
 
@@ -178,6 +181,7 @@ def create_version(session: Session, scope: NamespaceScope, identifier: str, req
             created_at=row.updated_at,
         )
     )
+    _emit(session, scope, "taxonomy.updated", row)
     session.commit()
     return row
 
@@ -242,9 +246,28 @@ def delete_taxonomy(session: Session, scope: NamespaceScope, identifier: str) ->
             f"Taxonomy '{row.taxonomy_name}' is being applied (task {tasks[0]}); wait for it or kill the task first",
             {"task_ids": tasks},
         )
+    _emit(session, scope, "taxonomy.deleted", row)
     session.delete(row)
     session.commit()
     return row.taxonomy_id
+
+
+def _emit(session: Session, scope: NamespaceScope, event_type: str, row: Taxonomy) -> None:
+    payload = {
+        "taxonomy_id": row.taxonomy_id,
+        "taxonomy_name": row.taxonomy_name,
+        "taxonomy_type": (row.config or {}).get("taxonomy_type"),
+        "version": row.version,
+        "namespace_id": scope.namespace_id,
+    }
+    emit(
+        session,
+        event_type,
+        org_id=scope.org_id,
+        namespace_id=scope.namespace_id,
+        resource_id=row.taxonomy_id,
+        payload=payload,
+    )
 
 
 def taxonomy_view(row: Taxonomy) -> dict[str, Any]:
