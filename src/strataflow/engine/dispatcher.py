@@ -107,6 +107,15 @@ class EventDispatcher(PollingLoop):
             and_(WebhookDelivery.status == S.PENDING.value, WebhookDelivery.next_attempt_at <= now),
             and_(WebhookDelivery.status == S.PROCESSING.value, WebhookDelivery.lease_expires_at < now),
         )
+        with self.db.read_session() as session:  # a look first: an idle poll never takes the write lock
+            due = session.scalar(
+                select(WebhookDelivery.delivery_id)
+                .join(Webhook, Webhook.webhook_id == WebhookDelivery.webhook_id)
+                .where(runnable, Webhook.is_active.is_(True))
+                .limit(1)
+            )
+        if due is None:
+            return None
         with self.db.transaction() as session:
             query = (
                 select(WebhookDelivery)
@@ -138,13 +147,15 @@ class EventDispatcher(PollingLoop):
 
     def hand_back_dead(self) -> int:
         """Deliveries leased to a process of this host that no longer exists: due again now."""
+        processing = (WebhookDelivery.status == S.PROCESSING.value, WebhookDelivery.lease_owner.is_not(None))
+        with self.db.read_session() as session:
+            owners = set(session.scalars(select(WebhookDelivery.lease_owner).where(*processing).distinct()))
+        gone = sorted(o for o in owners if owner_is_dead(o))
+        if not gone:
+            return 0
         with self.db.transaction() as session:
-            rows = session.scalars(
-                select(WebhookDelivery).where(
-                    WebhookDelivery.status == S.PROCESSING.value, WebhookDelivery.lease_owner.is_not(None)
-                )
-            ).all()
-            dead = [r for r in rows if owner_is_dead(r.lease_owner)]
+            rows = session.scalars(select(WebhookDelivery).where(*processing, WebhookDelivery.lease_owner.in_(gone)))
+            dead = list(rows)
             for row in dead:
                 transition(session, row, S.PENDING, f"{row.lease_owner} died", **released())
                 row.next_attempt_at = utcnow()
