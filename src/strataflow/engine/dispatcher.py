@@ -150,7 +150,7 @@ class EventDispatcher(PollingLoop):
         processing = (WebhookDelivery.status == S.PROCESSING.value, WebhookDelivery.lease_owner.is_not(None))
         with self.db.read_session() as session:
             owners = set(session.scalars(select(WebhookDelivery.lease_owner).where(*processing).distinct()))
-        gone = sorted(o for o in owners if owner_is_dead(o))
+        gone = sorted(o for o in owners if o is not None and owner_is_dead(o))
         if not gone:
             return 0
         with self.db.transaction() as session:
@@ -252,7 +252,7 @@ class EventDispatcher(PollingLoop):
     def backoff(self, attempt: int) -> float:
         """Exponential, capped, with jitter (half fixed, half random) so retries of many deliveries spread out."""
         delay = min(self.settings.events_retry_max_s, self.settings.events_retry_base_s * 2 ** (attempt - 1))
-        return delay / 2 + random.uniform(0, delay / 2)
+        return float(delay / 2 + random.uniform(0, delay / 2))
 
     def _health(self, session: Session, webhook_id: str, outcome: Outcome) -> None:
         query = select(Webhook).where(Webhook.webhook_id == webhook_id)
