@@ -29,6 +29,7 @@ BENCHMARKS = [
     "engine",
     "clusters",
     "taxonomies",
+    "events",
 ]
 
 
