@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from strataflow import __version__
 from strataflow.api import (
+    alerts,
     batches,
     blobs,
     buckets,
@@ -55,6 +56,7 @@ ROUTERS = (
     taxonomies,
     webhooks,
     events,
+    alerts,
 )
 
 

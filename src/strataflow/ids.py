@@ -27,6 +27,7 @@ ID_FORMATS: dict[str, tuple[str, int]] = {
     "cluster": ("clust_", 12),
     "cluster_run": ("run_", 16),
     "trigger": ("trg_", 14),
+    "alert": ("alt_", 14),
 }
 
 

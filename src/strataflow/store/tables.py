@@ -618,3 +618,48 @@ class DeliveryAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Alert(Base):
+    """A saved retriever, a condition on its results, a cooldown, and where to notify when it holds."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
+
+    alert_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"))
+    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    retriever_id: Mapped[str] = mapped_column(String(40))
+    condition: Mapped[dict[str, Any]] = mapped_column(default=dict)  # trigger_on, min_count, threshold
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    cooldown_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    notification_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", default=None)
+    last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AlertExecution(Base):
+    """One evaluation of an alert: how it was started, what matched, whether it fired, what was sent."""
+
+    __tablename__ = "alert_executions"
+    __table_args__ = (Index("ix_alert_executions_alert", "alert_id", "executed_at"),)
+
+    execution_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id", ondelete="CASCADE"))
+    namespace_id: Mapped[str] = mapped_column(String(40), index=True)
+    collection_id: Mapped[str] = mapped_column(String(40), default="")
+    mode: Mapped[str] = mapped_column(String(16))  # on_demand | on_ingest | scheduled
+    triggered: Mapped[bool] = mapped_column(Boolean, default=False)
+    suppressed: Mapped[bool] = mapped_column(Boolean, default=False)  # the condition held inside the cooldown
+    match_count: Mapped[int] = mapped_column(Integer, default=0)
+    matches: Mapped[list[Any]] = mapped_column(default=list)
+    source_documents: Mapped[list[Any] | None] = mapped_column(default=None)
+    deliveries: Mapped[list[Any]] = mapped_column(default=list)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    executed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)

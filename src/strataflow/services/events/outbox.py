@@ -54,9 +54,12 @@ def emit(
     resource_id: str | None,
     payload: dict[str, Any],
     org_id: str | None = None,
+    to_webhooks: frozenset[str] = frozenset(),
 ) -> OutboxEvent | None:
     """Record one event (and its deliveries) in `session`'s transaction. `org_id` is read from the
-    namespace when not given. Returns None when the namespace is gone (nothing to report to)."""
+    namespace when not given. Returns None when the namespace is gone (nothing to report to).
+
+    `to_webhooks` names webhooks that get the event whatever they subscribe to (an alert's channels)."""
     if event_type not in KNOWN:
         raise ValueError(f"unknown event type {event_type}")
     if org_id is None:
@@ -81,7 +84,7 @@ def emit(
     hooks = session.scalars(select(Webhook).where(Webhook.org_id == org_id, Webhook.is_active.is_(True))).all()
     made = 0
     for hook in hooks:
-        if not subscribes(hook, row):
+        if hook.webhook_id not in to_webhooks and not subscribes(hook, row):
             continue
         for index, channel in enumerate(hook.channels):
             if channel.get("channel") != "webhook":

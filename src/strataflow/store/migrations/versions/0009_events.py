@@ -1,4 +1,4 @@
-"""events: webhooks, the event outbox, deliveries and their log (issue 20)
+"""events: webhooks, the event outbox, deliveries and their log, alerts and their executions (issue 20)
 
 Revision ID: 0009_events
 Revises: 0008
@@ -100,9 +100,55 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_webhook_delivery_attempts_delivery_id"), "webhook_delivery_attempts", ["delivery_id"], unique=False
     )
+    op.create_table(
+        "alerts",
+        sa.Column("alert_id", sa.String(length=40), nullable=False),
+        sa.Column("org_id", sa.String(length=40), nullable=False),
+        sa.Column("namespace_id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("retriever_id", sa.String(length=40), nullable=False),
+        sa.Column("condition", _JSON, nullable=False),
+        sa.Column("inputs", _JSON, nullable=True),
+        sa.Column("cooldown_seconds", sa.Integer(), nullable=False),
+        sa.Column("notification_config", _JSON, nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("metadata", _JSON, nullable=True),
+        sa.Column("last_fired_at", _TS, nullable=True),
+        sa.Column("created_at", _TS, nullable=False),
+        sa.Column("updated_at", _TS, nullable=False),
+        sa.ForeignKeyConstraint(["namespace_id"], ["namespaces.namespace_id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["org_id"], ["organizations.org_id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("alert_id"),
+        sa.UniqueConstraint("namespace_id", "name"),
+    )
+    op.create_index(op.f("ix_alerts_namespace_id"), "alerts", ["namespace_id"], unique=False)
+    op.create_table(
+        "alert_executions",
+        sa.Column("execution_id", sa.String(length=40), nullable=False),
+        sa.Column("alert_id", sa.String(length=40), nullable=False),
+        sa.Column("namespace_id", sa.String(length=40), nullable=False),
+        sa.Column("collection_id", sa.String(length=40), nullable=False),
+        sa.Column("mode", sa.String(length=16), nullable=False),
+        sa.Column("triggered", sa.Boolean(), nullable=False),
+        sa.Column("suppressed", sa.Boolean(), nullable=False),
+        sa.Column("match_count", sa.Integer(), nullable=False),
+        sa.Column("matches", _JSON, nullable=False),
+        sa.Column("source_documents", _JSON, nullable=True),
+        sa.Column("deliveries", _JSON, nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("executed_at", _TS, nullable=False),
+        sa.Column("duration_ms", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["alert_id"], ["alerts.alert_id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("execution_id"),
+    )
+    op.create_index("ix_alert_executions_alert", "alert_executions", ["alert_id", "executed_at"], unique=False)
+    op.create_index(op.f("ix_alert_executions_namespace_id"), "alert_executions", ["namespace_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_table("alert_executions")
+    op.drop_table("alerts")
     op.drop_table("webhook_delivery_attempts")
     op.drop_table("webhook_deliveries")
     op.drop_table("events")
