@@ -27,6 +27,7 @@ from strataflow.api import (
     retrievers,
     tasks,
     taxonomies,
+    triggers,
     uploads,
     webhooks,
 )
@@ -57,6 +58,7 @@ ROUTERS = (
     webhooks,
     events,
     alerts,
+    triggers,
 )
 
 

@@ -40,6 +40,7 @@ from strataflow.services.taxonomies.apply import apply_job
 from strataflow.services.tenancy.auth import IssuedKey, bootstrap
 from strataflow.services.tenancy.namespaces import delete_namespace_job
 from strataflow.services.tenancy.tasks import KillHook
+from strataflow.services.triggers.actions import fire_alert, fire_collection, fire_retriever, fire_taxonomy
 from strataflow.services.uploads.jobs import batch_confirm_job, confirm_job, fail_killed_confirm
 from strataflow.statuses import TaskType
 from strataflow.store.db import Database
@@ -69,6 +70,10 @@ KILL_HOOKS: dict[str, KillHook] = {
 # What a schedule trigger does when it fires, by the kind of target it names (engine/triggers.py).
 TRIGGER_ACTIONS: dict[str, TriggerAction] = {
     "cluster": fire_cluster,  # queue a cluster run
+    "alert_evaluation": fire_alert,  # evaluate an alert (notifies through its webhooks when it holds)
+    "retriever_execution": fire_retriever,  # run a saved retriever
+    "taxonomy_enrichment": fire_taxonomy,  # queue apply-taxonomy on a collection
+    "collection_trigger": fire_collection,  # re-run a collection over its source buckets
 }
 
 

@@ -1,4 +1,4 @@
-"""The trigger loop: fires due triggers (interval, cron) through the action their target registered.
+"""The trigger loop: fires due triggers (interval, cron, event) through the action their target registered.
 
 `next_run_at` is both the schedule and the claim: a firer moves it to the next slot with a
 conditional UPDATE (`WHERE next_run_at = <the slot it read>`), so of several processes exactly one
@@ -78,7 +78,15 @@ class TriggerLoop(PollingLoop):
             session.expunge(row)
             return row
 
-    def _fire(self, trigger: Trigger) -> None:
+    def fire_now(self, trigger: Trigger) -> tuple[str, str | None, str | None]:
+        """Fire a trigger at once, off its schedule (execute-now); its next slot is unchanged."""
+        with self.context.db.transaction() as session:
+            row = session.get(Trigger, trigger.trigger_id)
+            if row is not None:
+                row.last_triggered_at = utcnow()
+        return self._fire(trigger)
+
+    def _fire(self, trigger: Trigger) -> tuple[str, str | None, str | None]:
         status, job_id, error = "queued", None, None
         try:
             job_id = self.actions[trigger.target_type](self.context, trigger)
@@ -91,7 +99,7 @@ class TriggerLoop(PollingLoop):
             session.add(TriggerFiring(trigger_id=trigger.trigger_id, status=status, job_id=job_id, error=error))
             row = session.get(Trigger, trigger.trigger_id)
             if row is None:
-                return
+                return status, job_id, error
             row.last_status, row.last_error = status, error
             if job_id is not None:
                 row.last_job_id, row.execution_count = job_id, row.execution_count + 1
@@ -102,3 +110,4 @@ class TriggerLoop(PollingLoop):
             if row.consecutive_failures >= MAX_FAILURES:
                 move_trigger(session, row, "failed", f"{MAX_FAILURES} failures in a row")
                 row.next_run_at = None
+        return status, job_id, error

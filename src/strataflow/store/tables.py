@@ -465,6 +465,7 @@ class Trigger(Base):
     trigger_type: Mapped[str] = mapped_column(String(16))
     schedule_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     execution_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
     description: Mapped[str | None] = mapped_column(Text, default=None)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | paused | disabled
     next_run_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -49,6 +49,8 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 KNOWN = frozenset(EVENT_TYPES)
 WILDCARD = "*"  # a subscription to every event type
+# An event trigger fires at most once per this many seconds (services/triggers/schedule.py says why).
+EVENT_MIN_GAP_S = 60
 
 
 def resource_type_of(event_type: str) -> str:

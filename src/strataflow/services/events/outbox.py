@@ -11,16 +11,17 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from strataflow.clock import isoformat, utcnow
-from strataflow.services.events.catalog import KNOWN, WILDCARD, operation_of, resource_type_of
+from strataflow.clock import as_utc, isoformat, utcnow
+from strataflow.services.events.catalog import EVENT_MIN_GAP_S, KNOWN, WILDCARD, operation_of, resource_type_of
 from strataflow.statuses import Status
-from strataflow.store.tables import Namespace, OutboxEvent, Webhook, WebhookDelivery
+from strataflow.store.tables import Namespace, OutboxEvent, Trigger, Webhook, WebhookDelivery
 from strataflow.transitions import create
 
 log = logging.getLogger("strataflow.events")
@@ -102,7 +103,30 @@ def emit(
             made += 1
     if made:
         session.info[_EMITTED] = True
+    if namespace_id is not None and not event_type.startswith("trigger."):
+        _make_event_triggers_due(session, row)
     return row
+
+
+def _make_event_triggers_due(session: Session, event: OutboxEvent) -> None:
+    """Event triggers of the namespace listening to this event become due now (or, right after a
+    firing, once EVENT_MIN_GAP_S has passed); the trigger loop fires them once, however many came."""
+    triggers = session.scalars(
+        select(Trigger).where(
+            Trigger.namespace_id == event.namespace_id, Trigger.trigger_type == "event", Trigger.status == "active"
+        )
+    ).all()
+    for trigger in triggers:
+        config = trigger.schedule_config or {}
+        if config.get("event_type") != event.event_type:
+            continue
+        if config.get("resource_id") and config["resource_id"] != event.resource_id:
+            continue
+        due = event.created_at
+        if trigger.last_triggered_at is not None:
+            due = max(due, as_utc(trigger.last_triggered_at) + timedelta(seconds=EVENT_MIN_GAP_S))
+        if trigger.next_run_at is None or as_utc(trigger.next_run_at) > due:
+            trigger.next_run_at = due
 
 
 def subscribes(hook: Webhook, event: OutboxEvent) -> bool:

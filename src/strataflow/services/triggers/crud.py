@@ -30,6 +30,7 @@ def create_trigger(
     execution_config: dict[str, Any],
     description: str | None,
     status: str | None,
+    name: str | None = None,
 ) -> Trigger:
     schedule = normalise(trigger_type, schedule_config)
     state = _status(status or "active")
@@ -44,6 +45,7 @@ def create_trigger(
         schedule_config=schedule,
         execution_config=execution_config,
         description=description,
+        name=name,
         next_run_at=next_fire(trigger_type, schedule, now) if state == "active" else None,
         created_at=now,
         updated_at=now,
@@ -96,13 +98,20 @@ def list_triggers(
 
 
 def update_trigger(
-    session: Session, row: Trigger, schedule_config: dict[str, Any] | None, description: str | None, status: str | None
+    session: Session,
+    row: Trigger,
+    schedule_config: dict[str, Any] | None,
+    description: str | None,
+    status: str | None,
+    name: str | None = None,
 ) -> Trigger:
     """A new schedule or status takes effect from now (the next firing is recomputed)."""
     if schedule_config is not None:
         row.schedule_config = normalise(row.trigger_type, schedule_config)
     if description is not None:
         row.description = description
+    if name is not None:
+        row.name = name
     event_type = "trigger.updated"
     if status is not None:
         before = row.status

@@ -144,9 +144,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_alert_executions_alert", "alert_executions", ["alert_id", "executed_at"], unique=False)
     op.create_index(op.f("ix_alert_executions_namespace_id"), "alert_executions", ["namespace_id"], unique=False)
+    with op.batch_alter_table("triggers", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("name", sa.String(length=200), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("triggers", schema=None) as batch_op:
+        batch_op.drop_column("name")
     op.drop_table("alert_executions")
     op.drop_table("alerts")
     op.drop_table("webhook_delivery_attempts")
