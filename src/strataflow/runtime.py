@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from strataflow.extractors.base import RowResult
 from strataflow.index.storage import index_storage_options
 from strataflow.index.store import DocumentIndex
 from strataflow.outbound import OutboundClient, OutboundPolicy
+from strataflow.services.alerts.ingest import evaluate_pending
 from strataflow.services.buckets.crud import delete_bucket_job
 from strataflow.services.clusters.runs import cancel_from_task as cancel_cluster_run
 from strataflow.services.clusters.triggers import fire_cluster
@@ -75,6 +77,9 @@ TRIGGER_ACTIONS: dict[str, TriggerAction] = {
     "taxonomy_enrichment": fire_taxonomy,  # queue apply-taxonomy on a collection
     "collection_trigger": fire_collection,  # re-run a collection over its source buckets
 }
+
+# What else the trigger loop does on each poll: alerts marked pending by ingest are evaluated.
+TRIGGER_SWEEPS: list[Callable[[JobContext], int]] = [evaluate_pending]
 
 
 @dataclass
@@ -203,7 +208,7 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
         workers=settings.scheduler_workers,
     )
     # Schedules are minute-grained: polling them faster than once a second only costs queries.
-    triggers = TriggerLoop(context, TRIGGER_ACTIONS, max(1.0, settings.task_poll_interval_s))
+    triggers = TriggerLoop(context, TRIGGER_ACTIONS, max(1.0, settings.task_poll_interval_s), TRIGGER_SWEEPS)
     box = SecretBox.from_settings(settings)
     events = EventDispatcher(db, outbound, box, settings) if settings.events_dispatcher else None
     return Runtime(

@@ -164,3 +164,24 @@ def test_crud_and_refusals(client: TestClient, world: dict[str, Any]) -> None:
     assert client.post("/v1/alerts/list", json={"search": "nothing"}).json()["total_count"] == 0
     assert client.delete("/v1/alerts/watch").json()["alert_id"] == alert["alert_id"]
     assert_error(client.get(f"/v1/alerts/{alert['alert_id']}"), 404)
+
+
+def test_an_alert_applied_on_ingest_runs_after_a_batch_writes_documents(
+    client: TestClient, world: dict[str, Any], receiver: Receiver
+) -> None:
+    alert = client.post("/v1/alerts", json=_alert(world, "after-ingest", min_count=3)).json()
+    application = {
+        "alert_id": alert["alert_id"],
+        "execution_mode": "on_ingest",
+        "input_mappings": [{"input_key": "unused", "source": {"source_type": "constant", "value": 1}}],
+    }
+    patched = client.patch("/v1/collections/notes", json={"alert_applications": [application]})
+    assert patched.status_code == 200, patched.text
+    new = add_object(client, "d", title="Soup", lang="food", views=5)  # the third food note
+    batch = client.post("/v1/buckets/docs/batches", json={"object_ids": [new]}).json()
+    assert client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={}).status_code == 200
+    notified = [r for r in receiver.wait_for(1, timeout=60) if r.json["event_type"] == "alert.triggered"]
+    assert notified and notified[0].json["payload"]["mode"] == "on_ingest"
+    assert notified[0].json["payload"]["match_count"] == 3
+    runs = client.get(f"/v1/alerts/{alert['alert_id']}/executions").json()
+    assert runs["total_count"] == 1 and runs["results"][0]["mode"] == "on_ingest"

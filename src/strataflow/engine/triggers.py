@@ -11,7 +11,7 @@ a skip: a cluster still running its last run is not a failure).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import select, update
 
@@ -31,13 +31,30 @@ MAX_FAILURES = 5  # consecutive failed firings before a trigger is marked failed
 
 
 class TriggerLoop(PollingLoop):
-    def __init__(self, context: JobContext, actions: Mapping[str, TriggerAction], poll_interval_s: float) -> None:
+    def __init__(
+        self,
+        context: JobContext,
+        actions: Mapping[str, TriggerAction],
+        poll_interval_s: float,
+        sweeps: Sequence[Callable[[JobContext], int]] = (),
+    ) -> None:
         super().__init__("strataflow-triggers", 1, poll_interval_s)
         self.context = context
         self.actions = dict(actions)
+        self.sweeps = list(sweeps)  # other due work found by polling (alerts pending after ingest)
 
     def run_pending(self) -> int:
-        """Fire every trigger due now; returns how many fired (tests call this)."""
+        """Fire every trigger due now, then run the sweeps; returns how much ran (tests call this)."""
+        ran = self.fire_due()
+        for sweep in self.sweeps:
+            try:
+                ran += sweep(self.context)
+            except Exception:  # a broken sweep must not stop the triggers
+                log.exception("trigger loop sweep failed")
+        return ran
+
+    def fire_due(self) -> int:
+        """Fire every trigger due now; returns how many fired."""
         with self.context.db.read_session() as session:
             due = list(
                 session.execute(

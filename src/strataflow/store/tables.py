@@ -640,6 +640,10 @@ class Alert(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", default=None)
     last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set when a collection applying this alert on ingest wrote documents; the alert sweep
+    # (services/alerts/ingest.py) claims it by clearing it, then evaluates the alert once.
+    pending_since: Mapped[datetime | None] = mapped_column(default=None)
+    pending_documents: Mapped[list[Any] | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

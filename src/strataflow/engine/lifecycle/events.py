@@ -5,13 +5,17 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from strataflow.clock import isoformat
+from strataflow.services.alerts.ingest import mark_pending
 from strataflow.services.events.outbox import emit
 from strataflow.store.tables import Batch, BatchTier
 
 
 def documents_written(session: Session, batch: Batch, tier: BatchTier) -> None:
-    """One `collection.documents.written` per collection of a finished tier, with its counts."""
+    """One `collection.documents.written` per collection of a finished tier, with its counts; the
+    alerts those collections apply on ingest are marked pending (evaluated by the alert sweep)."""
     for collection_id in tier.collection_ids or []:
+        if tier.rows_done:
+            mark_pending(session, collection_id)
         counters = (tier.counters or {}).get(collection_id) if isinstance(tier.counters, dict) else None
         emit(
             session,

@@ -115,6 +115,8 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("metadata", _JSON, nullable=True),
         sa.Column("last_fired_at", _TS, nullable=True),
+        sa.Column("pending_since", _TS, nullable=True),
+        sa.Column("pending_documents", _JSON, nullable=True),
         sa.Column("created_at", _TS, nullable=False),
         sa.Column("updated_at", _TS, nullable=False),
         sa.ForeignKeyConstraint(["namespace_id"], ["namespaces.namespace_id"], ondelete="CASCADE"),
