@@ -115,8 +115,7 @@ def create_alert(session: Session, scope: NamespaceScope, request: CreateAlertRe
     )
     _name_free(session, scope, row.name, None)
     session.add(row)
-    alert_event(session, "alert.created", row)
-    return _save(session, row)
+    return _save(session, row, "alert.created")
 
 
 def _name_free(session: Session, scope: NamespaceScope, name: str, except_id: str | None) -> None:
@@ -127,8 +126,10 @@ def _name_free(session: Session, scope: NamespaceScope, name: str, except_id: st
         raise AlreadyExistsError(f"Alert '{name}' already exists in this namespace", {"name": name})
 
 
-def _save(session: Session, row: Alert) -> Alert:
+def _save(session: Session, row: Alert, event_type: str | None = None) -> Alert:
     try:
+        if event_type is not None:
+            alert_event(session, event_type, row)  # its flush may meet a concurrent save's name
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -179,8 +180,7 @@ def patch_alert(session: Session, scope: NamespaceScope, identifier: str, reques
     if "metadata" in changes:
         row.metadata_ = changes["metadata"]
     row.updated_at = utcnow()
-    alert_event(session, "alert.updated", row)
-    return _save(session, row)
+    return _save(session, row, "alert.updated")
 
 
 def delete_alert(session: Session, scope: NamespaceScope, identifier: str) -> str:

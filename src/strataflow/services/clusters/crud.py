@@ -72,8 +72,8 @@ def create_cluster(session: Session, scope: NamespaceScope, request: CreateClust
         updated_at=now,
     )
     session.add(row)
-    _emit(session, scope, "cluster.created", row)
     try:
+        _emit(session, scope, "cluster.created", row)  # its flush may meet a concurrent create's name
         session.commit()
     except IntegrityError:  # a concurrent create took the name between the check and the commit
         session.rollback()

@@ -57,8 +57,12 @@ def _check_name_free(session: Session, scope: NamespaceScope, name: str, except_
         raise AlreadyExistsError(f"Taxonomy '{name}' already exists in this namespace", {"taxonomy_name": name})
 
 
-def _save(session: Session, row: Taxonomy) -> Taxonomy:
+def _save(
+    session: Session, row: Taxonomy, scope: NamespaceScope | None = None, event_type: str | None = None
+) -> Taxonomy:
     try:
+        if scope is not None and event_type is not None:
+            _emit(session, scope, event_type, row)  # its flush may meet a concurrent create's name
         session.commit()
     except IntegrityError:  # a concurrent create took the name between the check and the commit
         session.rollback()
@@ -102,8 +106,7 @@ def _new(
             created_at=now,
         )
     )
-    _emit(session, scope, "taxonomy.created", row)
-    return _save(session, row)
+    return _save(session, row, scope, "taxonomy.created")
 
 
 def create_taxonomy(session: Session, scope: NamespaceScope, request: CreateTaxonomyRequest) -> Taxonomy:
