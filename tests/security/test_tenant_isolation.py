@@ -148,12 +148,13 @@ def _check(
 def test_another_org_with_the_victims_namespace(client: TestClient, world: dict[str, Any]) -> None:
     headers = {"Authorization": f"Bearer {world['other_key']}", "X-Namespace": world["ids"]["namespace_id"]}
     # org-scoped lists answer B's own (empty) world: checked below, not as denials
-    assert _check(client, world, headers, ("/v1/namespaces/list", "/v1/tasks/list")) >= 60
+    org_lists = ("/v1/namespaces/list", "/v1/tasks/list", "/v1/organizations/webhooks/list")
+    assert _check(client, world, headers, org_lists) >= 60
 
 
 def test_another_org_in_its_own_namespace(client: TestClient, world: dict[str, Any]) -> None:
     headers = {"Authorization": f"Bearer {world['other_key']}", "X-Namespace": "b-space"}
-    skip = ("/v1/namespaces/list", "/v1/tasks/list", "/v1/namespaces/b-space")
+    skip = ("/v1/namespaces/list", "/v1/tasks/list", "/v1/namespaces/b-space", "/v1/organizations/webhooks/list")
     assert _check(client, world, headers, skip, own_scope=True) >= 60
     # B's lists are B's: nothing of A's, in any list, in any count.
     for method, url in (
@@ -163,6 +164,10 @@ def test_another_org_in_its_own_namespace(client: TestClient, world: dict[str, A
         ("POST", "/v1/buckets/list"),
         ("POST", "/v1/collections/list"),
         ("POST", "/v1/retrievers/list"),
+        ("POST", "/v1/organizations/webhooks/list"),
+        ("GET", "/v1/events"),  # A's object.created is in A's feed only
+        ("GET", "/v1/alerts"),
+        ("GET", "/v1/triggers"),
     ):
         response = client.request(method, url, headers=headers, json={})
         assert response.status_code == 200, response.text
