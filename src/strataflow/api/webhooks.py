@@ -1,4 +1,7 @@
-"""Organisation webhooks (WebhooksApi) and their delivery log (an extension of the contract)."""
+"""Organisation webhooks (WebhooksApi) and their delivery log (an extension of the contract).
+
+Webhooks belong to the organisation; like every org-scoped route, an X-Namespace header is
+tolerated, and must name a namespace of the caller (a foreign one is a 404)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from strataflow.api.deps import DbDep, PageDep, PrincipalDep, ReadDbDep, RuntimeDep
+from strataflow.api.deps import DbDep, OptionalScopeDep, PageDep, PrincipalDep, ReadDbDep, RuntimeDep
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.schemas.webhooks import ListWebhooksRequest, WebhookRequest
 from strataflow.services.events import feed
@@ -17,14 +20,18 @@ router = APIRouter(prefix="/v1/organizations/webhooks", tags=["Webhooks"], respo
 
 @router.post("")
 def create_webhook(
-    request: WebhookRequest, principal: PrincipalDep, runtime: RuntimeDep, session: DbDep
+    request: WebhookRequest, principal: PrincipalDep, _namespace: OptionalScopeDep, runtime: RuntimeDep, session: DbDep
 ) -> dict[str, Any]:
     return service.webhook_view(service.create_webhook(session, runtime.webhook_rules, principal.org_id, request))
 
 
 @router.post("/list")
 def list_webhooks(
-    principal: PrincipalDep, session: ReadDbDep, page: PageDep, request: ListWebhooksRequest | None = None
+    principal: PrincipalDep,
+    _namespace: OptionalScopeDep,
+    session: ReadDbDep,
+    page: PageDep,
+    request: ListWebhooksRequest | None = None,
 ) -> dict[str, Any]:
     body = request or ListWebhooksRequest()
     result, total = service.list_webhooks(session, principal.org_id, body.event_type, body.is_active, page)
@@ -33,20 +40,27 @@ def list_webhooks(
 
 
 @router.get("/{identifier}")
-def get_webhook(identifier: str, principal: PrincipalDep, session: ReadDbDep) -> dict[str, Any]:
+def get_webhook(
+    identifier: str, principal: PrincipalDep, _namespace: OptionalScopeDep, session: ReadDbDep
+) -> dict[str, Any]:
     return service.webhook_view(service.get_webhook(session, principal.org_id, identifier))
 
 
 @router.put("/{identifier}")
 def update_webhook(
-    identifier: str, request: WebhookRequest, principal: PrincipalDep, runtime: RuntimeDep, session: DbDep
+    identifier: str,
+    request: WebhookRequest,
+    principal: PrincipalDep,
+    _namespace: OptionalScopeDep,
+    runtime: RuntimeDep,
+    session: DbDep,
 ) -> dict[str, Any]:
     row = service.get_webhook(session, principal.org_id, identifier)
     return service.webhook_view(service.replace_webhook(session, runtime.webhook_rules, row, request))
 
 
 @router.delete("/{identifier}", status_code=204, response_class=Response)
-def delete_webhook(identifier: str, principal: PrincipalDep, session: DbDep) -> Response:
+def delete_webhook(identifier: str, principal: PrincipalDep, _namespace: OptionalScopeDep, session: DbDep) -> Response:
     service.delete_webhook(session, service.get_webhook(session, principal.org_id, identifier))
     return Response(status_code=204)
 
@@ -55,6 +69,7 @@ def delete_webhook(identifier: str, principal: PrincipalDep, session: DbDep) -> 
 def list_deliveries(
     identifier: str,
     principal: PrincipalDep,
+    _namespace: OptionalScopeDep,
     session: ReadDbDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
