@@ -158,7 +158,8 @@ def test_a_delivery_cut_by_sigkill_is_made_after_restart(
     receiver.behaviour.gate = None
     restarted = start_server(data_dir, extra_env=_env(receiver))
     try:
-        again = receiver.wait_for(before + 2)[-1]
+        # At once when this host sees the killed PID gone; at worst when its lease (timeout + 30 s) ends.
+        again = receiver.wait_for(before + 2, timeout=120)[-1]
         assert again.headers["x-mixpeek-event-id"] == held.headers["x-mixpeek-event-id"]
         assert again.headers["x-mixpeek-delivery-attempt"] == "2" and verify(SECRET, again)
     finally:
