@@ -30,6 +30,7 @@ BENCHMARKS = [
     "clusters",
     "taxonomies",
     "vision",
+    "events",
 ]
 
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from strataflow import __version__
 from strataflow.api import (
+    alerts,
     batch_tiers,
     batches,
     batches_all,
@@ -20,6 +21,7 @@ from strataflow.api import (
     documents,
     errors,
     evaluations,
+    events,
     extractors,
     health,
     interactions,
@@ -30,7 +32,9 @@ from strataflow.api import (
     retrievers,
     tasks,
     taxonomies,
+    triggers,
     uploads,
+    webhooks,
 )
 from strataflow.api.console import ConsoleFiles
 from strataflow.api.limits import BodySizeLimit
@@ -64,6 +68,10 @@ ROUTERS = (
     cluster_triggers,
     clusters,
     taxonomies,
+    webhooks,
+    events,
+    alerts,
+    triggers,
 )
 
 

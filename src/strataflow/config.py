@@ -65,6 +65,34 @@ class Settings(BaseSettings):
     outbound_max_concurrent: int = Field(
         default=8, ge=1, description="Fetches a process runs at once; more wait for a slot within their deadline."
     )
+    # Events (docs/events.md): webhook deliveries from the outbox, made by a dispatcher off the request path.
+    events_dispatcher: bool = Field(
+        default=True, description="Run the webhook dispatcher in this process (API server and `strataflow worker`)."
+    )
+    events_dispatch_workers: int = Field(default=2, ge=1, le=32, description="Deliveries this process makes at once.")
+    events_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the dispatcher looks for due deliveries made by other processes."
+    )
+    events_max_attempts: int = Field(
+        default=8, ge=1, le=100, description="Attempts of one delivery before it is given up (recorded FAILED)."
+    )
+    events_retry_base_s: float = Field(
+        default=2.0, gt=0, description="Wait before the first retry; doubles with each failed attempt (with jitter)."
+    )
+    events_retry_max_s: float = Field(default=3600.0, gt=0, description="Longest wait between two attempts.")
+    events_pause_after_failures: int = Field(
+        default=20,
+        ge=0,
+        description="Consecutive failed attempts after which a webhook is paused (is_active false); 0 never.",
+    )
+    events_max_timeout_s: float = Field(
+        default=30.0, gt=0, description="Largest `timeout` a webhook channel may ask for, in seconds."
+    )
+    secrets_key: str | None = Field(
+        default=None,
+        description="Fernet key that encrypts webhook signing secrets at rest; empty: a key file in the data dir "
+        "(set it when several servers share one database).",
+    )
     task_workers: int = Field(default=2, ge=1, description="Threads running API background tasks.")
     task_poll_interval_s: float = Field(default=1.0, gt=0)
     api_only: bool = Field(

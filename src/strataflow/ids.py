@@ -31,6 +31,7 @@ ID_FORMATS: dict[str, tuple[str, int]] = {
     "interaction": ("intr_", 16),
     "dataset": ("ds_", 12),
     "evaluation": ("eval_", 14),
+    "alert": ("alt_", 14),
 }
 
 

@@ -1,4 +1,4 @@
-"""The one place the server makes HTTP requests of its own (URL blobs; later webhooks, model pulls).
+"""The one place the server makes HTTP requests of its own (URL blobs, webhook deliveries; later model pulls).
 
 A URL a tenant gives us must not turn the server against its own network. So
 every fetch here:
@@ -31,9 +31,10 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import unquote, urljoin, urlsplit
@@ -283,6 +284,18 @@ class _CountingSink:
         self.written += len(chunk)
 
 
+@dataclass(frozen=True)
+class Posted:
+    """The answer to a POST: its status and the first bytes of its body (for a delivery log)."""
+
+    status: int
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
 class OutboundClient:
     """Fetches URLs under one policy. Thread-safe; one per process (it owns the concurrency cap)."""
 
@@ -308,13 +321,19 @@ class OutboundClient:
         return counter.written
 
     def _fetch(self, url: str, max_bytes: int | None, deadline_s: float | None, sink: _CountingSink | None) -> Fetched:
-        """The one path of every fetch: limits, a slot, the hops, and every failure as `FetchFailed`."""
+        """The one path of every GET: limits, a slot, the hops."""
         limit = min(max_bytes or self.policy.max_bytes, self.policy.max_bytes)
         deadline = Deadline(min(deadline_s or self.policy.deadline_s, self.policy.deadline_s))
+        with self._guarded(url, deadline, limit):
+            return self._follow(url, limit, deadline, sink)
+
+    @contextmanager
+    def _guarded(self, url: str, deadline: Deadline, limit: int | None = None) -> Iterator[None]:
+        """A fetch slot for the request's length, and every way it can fail as one `FetchFailed`."""
         if not self._slots.acquire(timeout=max(0.0, deadline.remaining())):
             raise self._failed(url, "no fetch slot freed before the deadline")
         try:
-            return self._follow(url, limit, deadline, sink)
+            yield
         except FetchFailed:
             raise
         except TooLarge:
@@ -332,6 +351,49 @@ class OutboundClient:
             raise self._failed(url, f"{type(exc).__name__}: {exc}") from None
         finally:
             self._slots.release()
+
+    def post(
+        self, url: str, body: bytes, headers: dict[str, str], deadline_s: float | None = None, keep_bytes: int = 2048
+    ) -> Posted:
+        """POST `body` to `url` (a webhook delivery) and return the answer, whatever its status.
+
+        Redirects are not followed (an answer of 3xx is returned as is: the body is not sent twice),
+        and at most `keep_bytes` of the answer are read. Raises `FetchFailed` when the URL is refused
+        or no answer came before the deadline."""
+        deadline = Deadline(min(deadline_s or self.policy.deadline_s, self.policy.deadline_s))
+        with self._guarded(url, deadline):
+            target = self._target(url, deadline)
+            sent = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+            sent += [(b"User-Agent", self.policy.user_agent.encode()), (b"Content-Length", str(len(body)).encode())]
+            status, answer = self._send(target, "POST", sent, body, keep_bytes, deadline)
+            return Posted(status, answer)
+
+    def _send(
+        self,
+        target: _Target,
+        method: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        keep_bytes: int,
+        deadline: Deadline,
+    ) -> tuple[int, bytes]:
+        timeouts = {name: deadline.clamp(None) for name in ("connect", "read", "write", "pool")}
+        with (
+            httpcore.ConnectionPool(
+                ssl_context=self._ssl,
+                network_backend=_PinnedBackend(target.address, deadline),
+                max_connections=1,
+                retries=0,
+            ) as pool,
+            pool.stream(method, target.url, headers=headers, content=body, extensions={"timeout": timeouts}) as reply,
+        ):
+            kept = bytearray()
+            for chunk in reply.iter_stream():
+                kept += chunk[: max(0, keep_bytes - len(kept))]
+                if len(kept) >= keep_bytes:
+                    break  # the rest of the answer is not ours to read
+                deadline.clamp(None)
+            return reply.status, bytes(kept)
 
     def check(self, url: str) -> None:
         """Refuse a URL the policy would never fetch (scheme, host, address), without fetching it."""

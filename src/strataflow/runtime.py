@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from strataflow.blobs.stores import open_blob_store
 from strataflow.config import Settings
 from strataflow.engine.clusters.auto import AutoExecutions
 from strataflow.engine.clusters.job import cluster_build_job
+from strataflow.engine.dispatcher import EventDispatcher
 from strataflow.engine.jobs import Handler, JobContext, JobRunner
 from strataflow.engine.lifecycle.cancel import cancel_from_task
 from strataflow.engine.lifecycle.purge import remove_batch_documents_job
@@ -31,9 +33,12 @@ from strataflow.extractors.vision import catalog as vision_catalog
 from strataflow.index.storage import index_storage_options, index_write_locks
 from strataflow.index.store import DocumentIndex
 from strataflow.outbound import OutboundClient, OutboundPolicy
+from strataflow.services.alerts.ingest import evaluate_pending
 from strataflow.services.buckets.crud import delete_bucket_job
 from strataflow.services.clusters.runs import cancel_from_task as cancel_cluster_run
 from strataflow.services.clusters.triggers import fire_cluster
+from strataflow.services.events.secrets import SecretBox
+from strataflow.services.events.webhooks import WebhookRules
 from strataflow.services.objects.crud import ObjectWriter
 from strataflow.services.objects.sources import BlobSources
 from strataflow.services.retrievers.evaluations import evaluation_job
@@ -41,6 +46,7 @@ from strataflow.services.taxonomies.apply import apply_job
 from strataflow.services.tenancy.auth import IssuedKey, bootstrap
 from strataflow.services.tenancy.namespaces import delete_namespace_job
 from strataflow.services.tenancy.tasks import KillHook
+from strataflow.services.triggers.actions import fire_alert, fire_collection, fire_retriever, fire_taxonomy
 from strataflow.services.uploads.jobs import batch_confirm_job, confirm_job, fail_killed_confirm
 from strataflow.statuses import TaskType
 from strataflow.store.db import Database
@@ -72,11 +78,18 @@ KILL_HOOKS: dict[str, KillHook] = {
 # What a schedule trigger does when it fires, by the kind of target it names (engine/triggers.py).
 TRIGGER_ACTIONS: dict[str, TriggerAction] = {
     "cluster": fire_cluster,  # queue a cluster run
+    "alert_evaluation": fire_alert,  # evaluate an alert (notifies through its webhooks when it holds)
+    "retriever_execution": fire_retriever,  # run a saved retriever
+    "taxonomy_enrichment": fire_taxonomy,  # queue apply-taxonomy on a collection
+    "collection_trigger": fire_collection,  # re-run a collection over its source buckets
 }
 # What the trigger loop also watches for, with the jobs it starts (engine/triggers.py).
 TRIGGER_WATCHERS: dict[str, WatcherFactory] = {
     "cluster_auto_execute": AutoExecutions,  # re-run clusters after batches write their collections
 }
+
+# What else the trigger loop does on each poll: alerts marked pending by ingest are evaluated.
+TRIGGER_SWEEPS: list[Callable[[JobContext], int]] = [evaluate_pending]
 
 
 @dataclass
@@ -93,6 +106,18 @@ class Runtime:
     owns_runner: bool = True
     extras: dict[str, object] = field(default_factory=dict)
     triggers: TriggerLoop | None = None
+    events: EventDispatcher | None = None
+
+    @property
+    def webhook_rules(self) -> WebhookRules:
+        return WebhookRules(self.outbound, self.secret_box, self.settings.events_max_timeout_s)
+
+    @property
+    def secret_box(self) -> SecretBox:
+        box = self.extras.get("secret_box")
+        if not isinstance(box, SecretBox):
+            box = self.extras["secret_box"] = SecretBox.from_settings(self.settings)
+        return box
 
     @property
     def object_writer(self) -> ObjectWriter:
@@ -109,8 +134,12 @@ class Runtime:
         self.scheduler.start()
         if self.triggers is not None:
             self.triggers.start()
+        if self.events is not None:
+            self.events.start()
 
     def stop_background(self) -> None:
+        if self.events is not None:
+            self.events.stop()
         if self.triggers is not None:
             self.triggers.stop()
         self.scheduler.stop()
@@ -122,6 +151,8 @@ class Runtime:
 
     def close(self) -> None:
         self.stop_background()
+        if self.events is not None:
+            self.events.close()
         if self.owns_runner:
             self.runner.close()
         self.db.dispose()
@@ -190,7 +221,15 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
         workers=settings.scheduler_workers,
     )
     # Schedules are minute-grained: polling them faster than once a second only costs queries.
-    triggers = TriggerLoop(context, TRIGGER_ACTIONS, max(1.0, settings.task_poll_interval_s), TRIGGER_WATCHERS)
+    triggers = TriggerLoop(
+        context,
+        TRIGGER_ACTIONS,
+        max(1.0, settings.task_poll_interval_s),
+        watchers=TRIGGER_WATCHERS,
+        sweeps=TRIGGER_SWEEPS,
+    )
+    box = SecretBox.from_settings(settings)
+    events = EventDispatcher(db, outbound, box, settings) if settings.events_dispatcher else None
     return Runtime(
         settings=settings,
         db=db,
@@ -203,4 +242,6 @@ def open_runtime(settings: Settings, runner: Runner | None = None) -> Runtime:
         first_key=first_key,
         owns_runner=owns_runner,
         triggers=triggers,
+        events=events,
+        extras={"secret_box": box},
     )

@@ -45,6 +45,7 @@ from strataflow.store.tables import (
     Task,
     Trigger,
     Upload,
+    WebhookDelivery,
 )
 
 S = Status
@@ -209,6 +210,21 @@ EVALUATION = Machine(
     details=frozenset({"completed_at", "error"}),
 )
 
+# A webhook delivery waits (PENDING, until `next_attempt_at`), is attempted under a lease
+# (PROCESSING), and ends delivered (COMPLETED), given up (FAILED, after the last retry or on an
+# answer no retry can change) or CANCELED (its webhook's channel went away). A failed attempt,
+# or a holder whose lease ran out, hands it back to PENDING.
+DELIVERY = Machine(
+    kind="webhook_delivery",
+    id_attribute="delivery_id",
+    initial=frozenset({S.PENDING}),
+    moves={
+        S.PENDING: frozenset({S.PROCESSING, S.CANCELED}),
+        S.PROCESSING: frozenset({S.PENDING, S.COMPLETED, S.FAILED, S.CANCELED}),
+    },
+    details=LEASE_DETAILS | {"completed_at"},
+)
+
 # The registration table: which machine governs which table's `status` column.
 MACHINES: dict[type[Any], Machine] = {
     Task: TASK,
@@ -221,6 +237,7 @@ MACHINES: dict[type[Any], Machine] = {
     ClusterRun: CLUSTER_RUN,
     RetrieverExecution: RETRIEVER_EXECUTION,
     RetrieverEvaluation: EVALUATION,
+    WebhookDelivery: DELIVERY,
 }
 
 

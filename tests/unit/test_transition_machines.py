@@ -26,16 +26,20 @@ from strataflow.store.tables import (
     Bucket,
     BucketObject,
     Namespace,
+    OutboxEvent,
     RetrieverEvaluation,
     RetrieverExecution,
     StatusEvent,
     Task,
     Upload,
+    Webhook,
+    WebhookDelivery,
 )
 from strataflow.transitions import (
     BATCH,
     BUCKET,
     CLUSTER_RUN,
+    DELIVERY,
     EVALUATION,
     MACHINES,
     NAMESPACE,
@@ -103,8 +107,25 @@ EXPECTED: dict[str, dict[Status | None, set[Status]]] = {
         S.PENDING: {S.IN_PROGRESS, S.FAILED},
         S.IN_PROGRESS: {S.COMPLETED, S.FAILED},
     },
+    "webhook_delivery": {
+        NOTHING: {S.PENDING},
+        S.PENDING: {S.PROCESSING, S.CANCELED},
+        S.PROCESSING: {S.PENDING, S.COMPLETED, S.FAILED, S.CANCELED},
+    },
 }
-ALL_MACHINES = [TASK, BATCH, TIER, UPLOAD, BUCKET, NAMESPACE, OBJECT, CLUSTER_RUN, RETRIEVER_EXECUTION, EVALUATION]
+ALL_MACHINES = [
+    TASK,
+    BATCH,
+    TIER,
+    UPLOAD,
+    BUCKET,
+    NAMESPACE,
+    OBJECT,
+    CLUSTER_RUN,
+    RETRIEVER_EXECUTION,
+    EVALUATION,
+    DELIVERY,
+]
 PAIRS = [(m, current, target) for m in ALL_MACHINES for current in [NOTHING, *Status] for target in Status]
 
 
@@ -237,9 +258,29 @@ def _evaluation(session: Session, status: Status) -> RetrieverEvaluation:
     return create(session, row, status, "test")
 
 
+def _delivery(session: Session, status: Status) -> WebhookDelivery:
+    org = create_organization(session, f"o-{new_id('task')}")
+    session.flush()
+    hook = Webhook(webhook_id=f"wh_{new_id('task')[-16:]}", org_id=org.org_id, webhook_name="h", channels=[])
+    event = OutboxEvent(
+        event_id=new_id("task"),
+        org_id=org.org_id,
+        event_type="object.created",
+        resource_type="object",
+        operation="insert",
+    )
+    session.add_all([hook, event])
+    session.flush()
+    row = WebhookDelivery(
+        delivery_id=new_id("task"), webhook_id=hook.webhook_id, org_id=org.org_id, event_seq=event.seq
+    )
+    return create(session, row, status, "test")
+
+
 MAKERS: dict[str, tuple[Machine, Maker]] = {
     "retriever_execution": (RETRIEVER_EXECUTION, _execution),
     "evaluation": (EVALUATION, _evaluation),
+    "webhook_delivery": (DELIVERY, _delivery),
     "task": (TASK, _task),
     "batch": (BATCH, _batch),
     "tier": (TIER, _tier),

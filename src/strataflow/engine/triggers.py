@@ -1,4 +1,4 @@
-"""The trigger loop: fires due triggers (interval, cron) through the action their target registered.
+"""The trigger loop: fires due triggers (interval, cron, event) through the action their target registered.
 
 `next_run_at` is both the schedule and the claim: a firer moves it to the next slot with a
 conditional UPDATE (`WHERE next_run_at = <the slot it read>`), so of several processes exactly one
@@ -11,7 +11,7 @@ a skip: a cluster still running its last run is not a failure).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import select, update
 
@@ -19,6 +19,7 @@ from strataflow.clock import utcnow
 from strataflow.engine.jobs import JobContext
 from strataflow.engine.loops import PollingLoop
 from strataflow.errors import StrataflowError
+from strataflow.services.triggers.crud import trigger_event
 from strataflow.services.triggers.schedule import next_fire
 from strataflow.store.tables import Trigger, TriggerFiring
 from strataflow.transitions import move_trigger
@@ -40,14 +41,31 @@ class TriggerLoop(PollingLoop):
         actions: Mapping[str, TriggerAction],
         poll_interval_s: float,
         watchers: Mapping[str, WatcherFactory] | None = None,
+        sweeps: Sequence[Callable[[JobContext], int]] = (),
     ) -> None:
         super().__init__("strataflow-triggers", 1, poll_interval_s)
         self.context = context
         self.actions = dict(actions)
         self.watchers = {name: make(context) for name, make in (watchers or {}).items()}
+        self.sweeps = list(sweeps)  # other due work found by polling (alerts pending after ingest)
 
     def run_pending(self) -> int:
-        """Fire every trigger due now; returns how many fired (tests call this)."""
+        """Fire every trigger due now, then the watchers and the sweeps; returns how much ran (tests call this)."""
+        ran = self.fire_due()
+        for name, watch in self.watchers.items():
+            try:
+                ran += watch()
+            except Exception:  # a broken watcher must not stop the schedules
+                log.exception("trigger watcher failed", extra={"watcher": name})
+        for sweep in self.sweeps:
+            try:
+                ran += sweep(self.context)
+            except Exception:  # a broken sweep must not stop the triggers
+                log.exception("trigger loop sweep failed")
+        return ran
+
+    def fire_due(self) -> int:
+        """Fire every trigger due now; returns how many fired."""
         with self.context.db.read_session() as session:
             due = list(
                 session.execute(
@@ -67,11 +85,6 @@ class TriggerLoop(PollingLoop):
             if trigger is not None:
                 self._fire(trigger)
                 fired += 1
-        for name, watch in self.watchers.items():
-            try:
-                fired += watch()
-            except Exception:  # a broken watcher must not stop the schedules
-                log.exception("trigger watcher failed", extra={"watcher": name})
         return fired
 
     def _claim(self, trigger_id: str, slot: object) -> Trigger | None:
@@ -93,7 +106,15 @@ class TriggerLoop(PollingLoop):
             session.expunge(row)
             return row
 
-    def _fire(self, trigger: Trigger) -> None:
+    def fire_now(self, trigger: Trigger) -> tuple[str, str | None, str | None]:
+        """Fire a trigger at once, off its schedule (execute-now); its next slot is unchanged."""
+        with self.context.db.transaction() as session:
+            row = session.get(Trigger, trigger.trigger_id)
+            if row is not None:
+                row.last_triggered_at = utcnow()
+        return self._fire(trigger)
+
+    def _fire(self, trigger: Trigger) -> tuple[str, str | None, str | None]:
         status, job_id, error = "queued", None, None
         try:
             job_id = self.actions[trigger.target_type](self.context, trigger)
@@ -106,11 +127,15 @@ class TriggerLoop(PollingLoop):
             session.add(TriggerFiring(trigger_id=trigger.trigger_id, status=status, job_id=job_id, error=error))
             row = session.get(Trigger, trigger.trigger_id)
             if row is None:
-                return
+                return status, job_id, error
             row.last_status, row.last_error = status, error
             if job_id is not None:
                 row.last_job_id, row.execution_count = job_id, row.execution_count + 1
             row.consecutive_failures = row.consecutive_failures + 1 if status == "failed" else 0
+            trigger_event(session, "trigger.fired", row, firing_status=status, job_id=job_id, error=error)
+            if status == "failed":
+                trigger_event(session, "trigger.execution.failed", row, job_id=job_id, error=error)
             if row.consecutive_failures >= MAX_FAILURES:
                 move_trigger(session, row, "failed", f"{MAX_FAILURES} failures in a row")
                 row.next_run_at = None
+        return status, job_id, error

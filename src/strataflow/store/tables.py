@@ -465,6 +465,7 @@ class Trigger(Base):
     trigger_type: Mapped[str] = mapped_column(String(16))
     schedule_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     execution_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
     description: Mapped[str | None] = mapped_column(Text, default=None)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | paused | disabled
     next_run_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -632,3 +633,144 @@ class RetrieverEvaluation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# Events (issue 20): webhooks, the outbox of events, and their deliveries.
+# ---------------------------------------------------------------------------------------------
+
+# SQLite numbers rows only through an INTEGER PRIMARY KEY; PostgreSQL gets 64 bits.
+_SEQ = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Webhook(Base):
+    """An organisation's subscription to event types, delivered through its channels.
+
+    A channel's signing secret is stored encrypted (`services/events/secrets.py`) and never read back.
+    """
+
+    __tablename__ = "webhooks"
+
+    webhook_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"), index=True)
+    webhook_name: Mapped[str] = mapped_column(String(200))
+    event_types: Mapped[list[Any]] = mapped_column(default=list)
+    resource_types: Mapped[list[Any] | None] = mapped_column(default=None)
+    channels: Mapped[list[Any]] = mapped_column(default=list)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The current run of failed attempts (consecutive_failures, first/last failure, cause) and a pause.
+    delivery_health: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OutboxEvent(Base):
+    """One event, written in the same transaction as the change it reports (the outbox).
+
+    `seq` orders an organisation's feed (GET /v1/events) and is what a delivery points at.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_org_seq", "org_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(_SEQ, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"))
+    namespace_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    event_type: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(32))
+    resource_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    operation: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event to one channel of one webhook: claimed under a lease, retried until delivered or given up."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    delivery_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.webhook_id", ondelete="CASCADE"), index=True)
+    org_id: Mapped[str] = mapped_column(String(40))
+    event_seq: Mapped[int] = mapped_column(ForeignKey("events.seq", ondelete="CASCADE"), index=True)
+    channel_index: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[Status] = mapped_column(StatusType)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    fence_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DeliveryAttempt(Base):
+    """The delivery log: every HTTP attempt, its answer or why it failed, and how long it took."""
+
+    __tablename__ = "webhook_delivery_attempts"
+    __table_args__ = (Index("ix_delivery_attempts_webhook", "webhook_id", "attempt_id"),)
+
+    attempt_id: Mapped[int] = mapped_column(_SEQ, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_deliveries.delivery_id", ondelete="CASCADE"), index=True
+    )
+    webhook_id: Mapped[str] = mapped_column(String(40))
+    attempt: Mapped[int] = mapped_column(Integer)
+    fence_token: Mapped[int] = mapped_column(Integer)
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Alert(Base):
+    """A saved retriever, a condition on its results, a cooldown, and where to notify when it holds."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
+
+    alert_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"))
+    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    retriever_id: Mapped[str] = mapped_column(String(40))
+    condition: Mapped[dict[str, Any]] = mapped_column(default=dict)  # trigger_on, min_count, threshold
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    cooldown_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    notification_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", default=None)
+    last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set when a collection applying this alert on ingest wrote documents; the alert sweep
+    # (services/alerts/ingest.py) claims it by clearing it, then evaluates the alert once.
+    pending_since: Mapped[datetime | None] = mapped_column(default=None)
+    pending_documents: Mapped[list[Any] | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AlertExecution(Base):
+    """One evaluation of an alert: how it was started, what matched, whether it fired, what was sent."""
+
+    __tablename__ = "alert_executions"
+    __table_args__ = (Index("ix_alert_executions_alert", "alert_id", "executed_at"),)
+
+    execution_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id", ondelete="CASCADE"))
+    namespace_id: Mapped[str] = mapped_column(String(40), index=True)
+    collection_id: Mapped[str] = mapped_column(String(40), default="")
+    mode: Mapped[str] = mapped_column(String(16))  # on_demand | on_ingest | scheduled
+    triggered: Mapped[bool] = mapped_column(Boolean, default=False)
+    suppressed: Mapped[bool] = mapped_column(Boolean, default=False)  # the condition held inside the cooldown
+    match_count: Mapped[int] = mapped_column(Integer, default=0)
+    matches: Mapped[list[Any]] = mapped_column(default=list)
+    source_documents: Mapped[list[Any] | None] = mapped_column(default=None)
+    deliveries: Mapped[list[Any]] = mapped_column(default=list)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    executed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.clock import utcnow
+from strataflow.engine.lifecycle.events import batch_completed, documents_written
 from strataflow.errors import InvalidTransitionError
 from strataflow.ids import new_id
 from strataflow.services.batches.view import tier_rate
@@ -120,10 +121,12 @@ def finish_tier(session: Session, batch: Batch, tier: BatchTier, outcome: Status
     transition(session, tier, outcome, message, completed_at=utcnow(), **released())
     session.flush()  # lock order: batch, tiers, then tasks
     _move_task(session, tier.task_id, outcome, message, message if outcome is S.FAILED else None)
+    documents_written(session, batch, tier)
     if outcome is S.FAILED:
         batch.error = f"tier {tier.tier_num}: {message}"
         transition(session, batch, S.FAILED, f"tier {tier.tier_num} failed", completed_at=utcnow())
         _move_task(session, batch.task_id, S.FAILED, f"tier {tier.tier_num} failed", batch.error)
+        batch_completed(session, batch)
         return
     following = tier_of(session, batch.batch_id, tier.tier_num + 1)
     if following is not None and Status(following.status) is S.CANCELED:
@@ -141,6 +144,7 @@ def finish_tier(session: Session, batch: Batch, tier: BatchTier, outcome: Status
     final = S.COMPLETED if all(Status(t.status) is S.COMPLETED for t in tiers) else S.COMPLETED_WITH_ERRORS
     transition(session, batch, final, "last tier finished", completed_at=utcnow())
     _move_task(session, batch.task_id, final, "last tier finished")
+    batch_completed(session, batch)
 
 
 def cancel(session: Session, batch: Batch, reason: str) -> bool:

@@ -23,6 +23,7 @@ from strataflow.services.clusters.output_collection import (
     remove_output_collection,
 )
 from strataflow.services.clusters.rules import check_parameters
+from strataflow.services.events.outbox import emit
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
 from strataflow.store.filters import FieldMap
@@ -107,6 +108,7 @@ def create_cluster(
             ),
         )
     try:
+        _emit(session, scope, "cluster.created", row)  # its flush may meet a concurrent create's name
         session.commit()
     except BaseException as exc:
         session.rollback()
@@ -185,6 +187,7 @@ def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, requ
         row.filters = changes["filters"] or None
     row.config = config
     row.updated_at = utcnow()
+    _emit(session, scope, "cluster.updated", row)
     session.commit()
     return row
 
@@ -216,12 +219,31 @@ def delete_cluster(
     detach(session, row)
     output = remove_output_collection(session, index, row) if index is not None else None
     session.execute(delete(ClusterRun).where(ClusterRun.cluster_id == cluster_id))
+    _emit(session, scope, "cluster.deleted", row)
     session.delete(row)
     session.commit()
     if output is not None and index is not None:
         index.drop_table(output)
     blobs.delete_prefix(artifact_prefix(scope.namespace_id, cluster_id))
     return cluster_id
+
+
+def _emit(session: Session, scope: NamespaceScope, event_type: str, row: Cluster) -> None:
+    payload = {
+        "cluster_id": row.cluster_id,
+        "cluster_name": row.cluster_name,
+        "cluster_type": row.cluster_type,
+        "collection_ids": list(row.collection_ids or []),
+        "namespace_id": scope.namespace_id,
+    }
+    emit(
+        session,
+        event_type,
+        org_id=scope.org_id,
+        namespace_id=scope.namespace_id,
+        resource_id=row.cluster_id,
+        payload=payload,
+    )
 
 
 def artifact_prefix(namespace_id: str, cluster_id: str) -> str:

@@ -26,6 +26,7 @@ from strataflow.schemas.validation import validate_as
 from strataflow.services.buckets.schema import normalize_schema
 from strataflow.services.collections import schema
 from strataflow.services.collections.sources import ResolvedSource, dependants, get_collection, resolve_source
+from strataflow.services.events.outbox import emit
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
@@ -201,6 +202,8 @@ def create_collection(
             CollectionSource(collection_id=row.collection_id, source_type=kind, source_id=source_id)
             for kind, source_id in source.edges
         )
+        session.flush()
+        _emit(session, scope, "collection.created", row)
         session.commit()
     except IntegrityError:  # a concurrent create took the name between our check and the commit
         session.rollback()
@@ -272,6 +275,7 @@ def patch_collection(
             session.rollback()  # nothing of a refused patch stays
             raise
     row.updated_at = utcnow()
+    _emit(session, scope, "collection.updated", row)
     session.commit()
     return row
 
@@ -297,15 +301,33 @@ def delete_collection(
             "finished; cancel them or wait for them to finish, then delete it",
             {"batch_ids": running},
         )
+    documents = index.count(row.collection_id)  # for the event, committed with the delete
     session.execute(delete(CollectionSource).where(CollectionSource.collection_id == row.collection_id))
+    _emit(session, scope, "collection.deleted", row, documents_deleted=documents)
     session.delete(row)
     session.commit()
     # After the commit: a failure here leaves only an unreachable table or files, never a half collection.
-    # The count too: on an index on S3 it is a remote read, not to be made while holding the write lock.
-    documents = index.count(row.collection_id)
     index.drop_table(row.collection_id)
     blobs.delete_prefix(document_blob_prefix(row))
     return {"collection_id": row.collection_id, "documents_deleted": documents}
+
+
+def _emit(session: Session, scope: NamespaceScope, event_type: str, row: Collection, **extra: Any) -> None:
+    payload = {
+        "collection_id": row.collection_id,
+        "collection_name": row.collection_name,
+        "namespace_id": row.namespace_id,
+        "enabled": row.enabled,
+        **extra,
+    }
+    emit(
+        session,
+        event_type,
+        org_id=scope.org_id,
+        namespace_id=scope.namespace_id,
+        resource_id=row.collection_id,
+        payload=payload,
+    )
 
 
 def batches_using(session: Session, collection_id: str) -> list[str]:

@@ -25,6 +25,8 @@ from strataflow.schemas.objects import (
 )
 from strataflow.services.buckets.documents import namespace_collection_ids, remove_documents_of_objects
 from strataflow.services.buckets.schema import check_metadata, check_required
+from strataflow.services.events.outbox import emit
+from strataflow.services.objects.events import object_changed
 from strataflow.services.objects.sources import BlobSources, StoredBlobs, store_blob
 from strataflow.services.objects.upload_blobs import upload_blob_record
 from strataflow.services.tenancy.scope import NamespaceScope
@@ -218,6 +220,8 @@ def write_object(
         if existing is not None:
             old_keys = _blob_keys(existing.blobs)
             _fill(existing, request.key_prefix, stored, plan.metadata, digest)
+            existing.updated_at = _now()
+            object_changed(session, "object.updated", bucket, existing)
             session.commit()
             _delete_keys(writer.blobs, old_keys - _blob_keys(existing.blobs))
             return existing, True
@@ -231,6 +235,7 @@ def write_object(
         _fill(row, request.key_prefix, stored, plan.metadata, digest)
         create(session, row, Status.DRAFT, "created")
         bucket.last_upload_at = row.created_at = row.updated_at = _now()
+        object_changed(session, "object.created", bucket, row)
         session.commit()
         return row, True
     except BaseException:
@@ -267,6 +272,20 @@ def create_objects_batch(
             failed.append({"object_index": index, "error": _first_error(exc), "error_type": "ValidationError"})
         except StrataflowError as exc:
             failed.append({"object_index": index, "error": exc.message, "error_type": exc.type})
+    if succeeded:  # each object's own object.created committed with it; this one sums the batch up
+        with db.transaction() as session:
+            emit(
+                session,
+                "objects.created.batch",
+                namespace_id=bucket.namespace_id,
+                resource_id=bucket.bucket_id,
+                payload={
+                    "bucket_id": bucket.bucket_id,
+                    "bucket_name": bucket.bucket_name,
+                    "object_ids": [row.object_id for row in succeeded],
+                    "failed": len(failed),
+                },
+            )
     return succeeded, failed
 
 
@@ -330,12 +349,16 @@ def _replace(
             row.metadata_ = metadata
             row.key_prefix = request.key_prefix
             row.unique_key_value = unique_key_value(bucket, metadata)
+            row.updated_at = _now()
+            object_changed(session, "object.updated", bucket, row)
             session.commit()
             return row, set()
         _validate(bucket, request.blobs, metadata)
         writer.bind_uploads(session, bucket, row.object_id, request.blobs, stored)
         row.unique_key_value = unique_key_value(bucket, metadata)
         _fill(row, request.key_prefix, stored, metadata, content_hash(stored.records))
+        row.updated_at = _now()
+        object_changed(session, "object.updated", bucket, row)
         session.commit()
         return row, old_keys
     except BaseException:
@@ -353,6 +376,8 @@ def patch_object(session: Session, bucket: Bucket, row: BucketObject, request: P
         check_metadata(bucket.bucket_schema, merged)
         row.unique_key_value = unique_key_value(bucket, merged)
         row.metadata_ = merged
+    row.updated_at = _now()
+    object_changed(session, "object.updated", bucket, row)
     session.commit()
     return row
 
@@ -366,6 +391,9 @@ def delete_object(session: Session, blobs: BlobStore, index: DocumentIndex, row:
     """
     keys = _blob_keys(row.blobs)
     object_id, namespace_id = row.object_id, row.namespace_id
+    bucket = session.get(Bucket, row.bucket_id)
+    if bucket is not None:
+        object_changed(session, "object.deleted", bucket, row)
     session.delete(row)
     session.commit()
     _delete_keys(blobs, keys)  # after the commit: a failed delete never loses the row's bytes

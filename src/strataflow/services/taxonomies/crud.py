@@ -27,6 +27,7 @@ from strataflow.schemas.taxonomies import (
     PatchTaxonomyRequest,
 )
 from strataflow.schemas.taxonomies import TaxonomyConfig as ConfigShape
+from strataflow.services.events.outbox import emit
 from strataflow.services.taxonomies.checks import TaxonomyConfig, check_config, check_target
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import TERMINAL, TaskType
@@ -57,8 +58,12 @@ def _check_name_free(session: Session, scope: NamespaceScope, name: str, except_
         raise AlreadyExistsError(f"Taxonomy '{name}' already exists in this namespace", {"taxonomy_name": name})
 
 
-def _save(session: Session, row: Taxonomy) -> Taxonomy:
+def _save(
+    session: Session, row: Taxonomy, scope: NamespaceScope | None = None, event_type: str | None = None
+) -> Taxonomy:
     try:
+        if scope is not None and event_type is not None:
+            _emit(session, scope, event_type, row)  # its flush may meet a concurrent create's name
         session.commit()
     except IntegrityError:  # a concurrent create took the name between the check and the commit
         session.rollback()
@@ -103,7 +108,7 @@ def new_taxonomy(
             created_at=now,
         )
     )
-    return _save(session, row)
+    return _save(session, row, scope, "taxonomy.created")
 
 
 def create_taxonomy(
@@ -154,6 +159,7 @@ def patch_taxonomy(session: Session, scope: NamespaceScope, identifier: str, req
     if changes.get("metadata") is not None:
         row.metadata_ = changes["metadata"]
     row.updated_at = utcnow()
+    _emit(session, scope, "taxonomy.updated", row)
     session.commit()
     return row
 
@@ -189,6 +195,7 @@ def create_version(
             created_at=row.updated_at,
         )
     )
+    _emit(session, scope, "taxonomy.updated", row)
     session.commit()
     return row
 
@@ -259,9 +266,28 @@ def delete_taxonomy(session: Session, scope: NamespaceScope, identifier: str) ->
             f"Taxonomy '{row.taxonomy_name}' is being applied (task {tasks[0]}); wait for it or kill the task first",
             {"task_ids": tasks},
         )
+    _emit(session, scope, "taxonomy.deleted", row)
     session.delete(row)
     session.commit()
     return row.taxonomy_id
+
+
+def _emit(session: Session, scope: NamespaceScope, event_type: str, row: Taxonomy) -> None:
+    payload = {
+        "taxonomy_id": row.taxonomy_id,
+        "taxonomy_name": row.taxonomy_name,
+        "taxonomy_type": (row.config or {}).get("taxonomy_type"),
+        "version": row.version,
+        "namespace_id": scope.namespace_id,
+    }
+    emit(
+        session,
+        event_type,
+        org_id=scope.org_id,
+        namespace_id=scope.namespace_id,
+        resource_id=row.taxonomy_id,
+        payload=payload,
+    )
 
 
 def taxonomy_view(row: Taxonomy) -> dict[str, Any]:

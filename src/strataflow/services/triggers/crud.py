@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from strataflow.clock import isoformat, utcnow
 from strataflow.errors import BadRequestError, not_found
 from strataflow.ids import new_id
+from strataflow.services.events.outbox import emit
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.services.triggers.schedule import next_fire, normalise
 from strataflow.store.tables import Task, Trigger, TriggerFiring
@@ -29,6 +30,7 @@ def create_trigger(
     execution_config: dict[str, Any],
     description: str | None,
     status: str | None,
+    name: str | None = None,
 ) -> Trigger:
     schedule = normalise(trigger_type, schedule_config)
     state = _status(status or "active")
@@ -43,12 +45,14 @@ def create_trigger(
         schedule_config=schedule,
         execution_config=execution_config,
         description=description,
+        name=name,
         next_run_at=next_fire(trigger_type, schedule, now) if state == "active" else None,
         created_at=now,
         updated_at=now,
     )
     move_trigger(session, row, state, "created")
     session.add(row)
+    trigger_event(session, "trigger.created", row)
     session.commit()
     return row
 
@@ -94,28 +98,61 @@ def list_triggers(
 
 
 def update_trigger(
-    session: Session, row: Trigger, schedule_config: dict[str, Any] | None, description: str | None, status: str | None
+    session: Session,
+    row: Trigger,
+    schedule_config: dict[str, Any] | None,
+    description: str | None,
+    status: str | None,
+    name: str | None = None,
 ) -> Trigger:
     """A new schedule or status takes effect from now (the next firing is recomputed)."""
     if schedule_config is not None:
         row.schedule_config = normalise(row.trigger_type, schedule_config)
     if description is not None:
         row.description = description
+    if name is not None:
+        row.name = name
+    event_type = "trigger.updated"
     if status is not None:
+        before = row.status
         move_trigger(session, row, _status(status), "updated")
         if status == "active":
             row.consecutive_failures = 0
+        if before != row.status and row.status in ("paused", "active"):
+            event_type = "trigger.paused" if row.status == "paused" else "trigger.resumed"
     row.next_run_at = next_fire(row.trigger_type, row.schedule_config, utcnow()) if row.status == "active" else None
     row.updated_at = utcnow()
+    trigger_event(session, event_type, row)
     session.commit()
     return row
 
 
 def delete_trigger(session: Session, row: Trigger) -> str:
     trigger_id = row.trigger_id
+    trigger_event(session, "trigger.deleted", row)
     session.delete(row)
     session.commit()
     return trigger_id
+
+
+def trigger_event(session: Session, event_type: str, row: Trigger, **extra: Any) -> None:
+    payload = {
+        "trigger_id": row.trigger_id,
+        "target_type": row.target_type,
+        "target_id": row.target_id,
+        "trigger_type": row.trigger_type,
+        "status": row.status,
+        "namespace_id": row.namespace_id,
+        **extra,
+    }
+    emit(
+        session,
+        event_type,
+        org_id=row.org_id,
+        namespace_id=row.namespace_id,
+        resource_id=row.trigger_id,
+        payload=payload,
+    )
 
 
 def history(session: Session, row: Trigger, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:

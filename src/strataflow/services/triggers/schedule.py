@@ -1,4 +1,7 @@
-"""When a trigger fires: an interval in seconds, or a cron expression in a time zone (croniter)."""
+"""When a trigger fires: an interval in seconds, a cron expression in a time zone (croniter), or an
+event: an `event` trigger has no next time of its own; recording a matching event makes it due
+(services/events/outbox.py), at most once per EVENT_MIN_GAP_S (60 s), so a trigger whose action causes
+the event it listens to cannot fire in a tight loop."""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from strataflow.errors import BadRequestError
+from strataflow.services.events.catalog import KNOWN
 
 MIN_INTERVAL_S = 60
+TYPES = ("interval", "cron", "event")
 _UNITS = {"interval_seconds": 1, "interval_minutes": 60, "interval_hours": 3600}
 
 
@@ -42,14 +47,31 @@ def normalise(trigger_type: str, config: dict[str, Any]) -> dict[str, Any]:
         except (ZoneInfoNotFoundError, ValueError):
             raise BadRequestError(f"Unknown time zone '{zone}'", {"timezone": zone}) from None
         return {"cron_expression": expression, "timezone": zone}
+    if trigger_type == "event":
+        event_type = config.get("event_type")
+        if not isinstance(event_type, str) or event_type not in KNOWN:
+            raise BadRequestError(
+                "An event trigger needs event_type: one of the webhook event types, e.g. "
+                "'collection.documents.batch_completed'",
+                {"event_type": event_type},
+            )
+        if event_type.startswith("trigger."):
+            raise BadRequestError("An event trigger cannot listen to trigger events (it would fire itself)")
+        resource_id = config.get("resource_id")
+        if resource_id is not None and not isinstance(resource_id, str):
+            raise BadRequestError("resource_id must be a string", {"resource_id": resource_id})
+        return {"event_type": event_type, "resource_id": resource_id}
     raise BadRequestError(
-        f"Trigger type '{trigger_type}' is not available on this server; use interval or cron",
-        {"trigger_type": trigger_type, "available": ["interval", "cron"]},
+        f"Trigger type '{trigger_type}' is not available on this server; use interval, cron or event",
+        {"trigger_type": trigger_type, "available": list(TYPES)},
     )
 
 
-def next_fire(trigger_type: str, config: dict[str, Any], after: datetime) -> datetime:
-    """The first firing time strictly after `after` (an aware UTC datetime)."""
+def next_fire(trigger_type: str, config: dict[str, Any], after: datetime) -> datetime | None:
+    """The first firing time strictly after `after` (an aware UTC datetime); None for an event
+    trigger (an event, not the clock, makes it due)."""
+    if trigger_type == "event":
+        return None
     if trigger_type == "interval":
         return after + timedelta(seconds=int(config["interval_seconds"]))
     local = after.astimezone(ZoneInfo(config.get("timezone", "UTC")))

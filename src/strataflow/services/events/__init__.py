@@ -1,0 +1,1 @@
+"""Events: the outbox every change writes to, webhooks that subscribe to it, and what they deliver."""
