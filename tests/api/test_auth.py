@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from strataflow.runtime import JOB_HANDLERS
 from strataflow.services.tenancy.auth import create_organization, issue_key, revoke_key
 from strataflow.services.tenancy.tasks import create_task
 from strataflow.statuses import TaskType
@@ -18,7 +19,11 @@ PUBLIC = {
     ("GET", "/v1/health/liveness"),
     ("GET", "/v1/collections/features/extractors"),
     ("GET", "/v1/collections/features/extractors/{feature_extractor_id}"),
+    ("GET", "/v1/retrievers/stages"),  # the stage catalogue: the SDK reads it without a key
 }
+# Routes that need a key but hold nothing of any tenant's (an index of links; scoring what the caller sends):
+# every org gets the same answer, so "another org sees nothing" has nothing to check there.
+UNSCOPED = {("GET", "/v1/evaluations"), ("POST", "/v1/evaluations/score")}
 
 
 def _routes(client: TestClient) -> list[tuple[str, str]]:
@@ -50,7 +55,9 @@ def world(client: TestClient, namespace: dict[str, Any], runtime: Any) -> dict[s
         other_key = issue_key(session, other, "k").plaintext
         revoked = issue_key(session, other, "old")
         revoke_key(session, revoked.key_id)
-        pending = create_task(session, namespace_org_id(runtime), TaskType.EVALUATIONS_RUN).task_id
+        # A task no job handler runs (so it stays PENDING while the test looks at it).
+        unhandled = next(t for t in TaskType if t not in JOB_HANDLERS)
+        pending = create_task(session, namespace_org_id(runtime), unhandled).task_id
     b_client = {"Authorization": f"Bearer {other_key}"}
     client.post("/v1/namespaces", json={"namespace_name": "b-space"}, headers=b_client)
     ids = {
@@ -88,13 +95,14 @@ def test_public_routes_answer_without_a_key(client: TestClient) -> None:
     assert client.get("/v1/health", headers=bare).status_code == 200
     assert client.get("/v1/health/liveness", headers=bare).status_code == 200
     assert client.get("/v1/collections/features/extractors", headers=bare).status_code == 200
+    assert client.get("/v1/retrievers/stages", headers=bare).status_code == 200
 
 
 def test_another_org_sees_nothing(client: TestClient, world: dict[str, Any]) -> None:
     ids = world["ids"]
     other = {"Authorization": f"Bearer {world['other_key']}", "X-Namespace": ids["namespace_id"]}
     for method, path in _routes(client):
-        if (method, path) in PUBLIC or path in ("/v1/namespaces", "/v1/namespaces/list", "/v1/tasks/list"):
+        if (method, path) in PUBLIC | UNSCOPED or path in ("/v1/namespaces", "/v1/namespaces/list", "/v1/tasks/list"):
             continue
         if (method, path) == ("DELETE", "/v1/tasks/{task_id}"):
             continue  # idempotent kill: checked below
