@@ -54,7 +54,7 @@ class TierFence:
             BatchTier.batch_id == self.batch_id,
             BatchTier.tier_num == self.tier_num,
             BatchTier.fence_token == self.token,
-            BatchTier.status == Status.IN_PROGRESS.value,
+            BatchTier.status == Status.IN_PROGRESS,
         )
         if lock and not self.db.is_sqlite:
             query = query.with_for_update()

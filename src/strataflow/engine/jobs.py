@@ -87,8 +87,8 @@ class JobRunner(PollingLoop):
             return None
         now = utcnow()
         runnable = or_(
-            Task.status == Status.PENDING.value,
-            (Task.status == Status.PROCESSING.value) & (Task.lease_expires_at < now),
+            Task.status == Status.PENDING,
+            (Task.status == Status.PROCESSING) & (Task.lease_expires_at < now),
         )
         with self.context.db.transaction() as session:
             query = select(Task).where(Task.task_type.in_(types), runnable)
@@ -98,7 +98,7 @@ class JobRunner(PollingLoop):
             task = session.scalar(query) or self._dead_owner_task(session, types, self.context.db.is_sqlite)
             if task is None:
                 return None
-            if task.status is Status.PROCESSING:
+            if task.status == Status.PROCESSING:
                 reason = "died" if owner_is_dead(task.lease_owner) else "let its lease expire"
                 transition(session, task, Status.PENDING, f"{task.lease_owner} {reason}")
             claim(session, task, Status.PROCESSING, self.owner, now + LEASE, f"claimed by {self.owner}")
@@ -110,7 +110,7 @@ class JobRunner(PollingLoop):
         rather than after its lease (a restarted server resumes its batch confirms at once)."""
         query = (
             select(Task)
-            .where(Task.task_type.in_(types), Task.status == Status.PROCESSING.value, Task.lease_owner.is_not(None))
+            .where(Task.task_type.in_(types), Task.status == Status.PROCESSING, Task.lease_owner.is_not(None))
             .order_by(Task.created_at)
         )
         dead = [(t.task_id, t.lease_owner) for t in session.scalars(query) if owner_is_dead(t.lease_owner)]
@@ -118,7 +118,7 @@ class JobRunner(PollingLoop):
             # Lock it, and look again: another claimer may have taken it since it was read.
             again = (
                 select(Task)
-                .where(Task.task_id == task_id, Task.status == Status.PROCESSING.value, Task.lease_owner == owner)
+                .where(Task.task_id == task_id, Task.status == Status.PROCESSING, Task.lease_owner == owner)
                 .execution_options(populate_existing=True)
             )
             if not is_sqlite:  # as in the main claim: a row another claimer holds is not ours

@@ -117,13 +117,13 @@ class Scheduler(PollingLoop):
     # -- claiming ----------------------------------------------------------------
     def claim(self) -> TierFence | None:
         now = utcnow()
-        active = Batch.status.in_([Status.PENDING.value, Status.IN_PROGRESS.value])
+        active = Batch.status.in_([Status.PENDING, Status.IN_PROGRESS])
         ready = and_(
-            BatchTier.status == Status.PENDING.value,
+            BatchTier.status == Status.PENDING,
             BatchTier.tier_num == func.coalesce(Batch.current_tier, 0),
             BatchTier.task_id.is_not(None),
         )
-        orphaned = and_(BatchTier.status == Status.IN_PROGRESS.value, BatchTier.lease_expires_at < now)
+        orphaned = and_(BatchTier.status == Status.IN_PROGRESS, BatchTier.lease_expires_at < now)
         with self.db.transaction() as session:
             query = (
                 select(BatchTier)
@@ -153,7 +153,7 @@ class Scheduler(PollingLoop):
 
     def _dead_owner_tier(self, session: Session) -> BatchTier | None:
         """A running tier whose holder provably died on this host (leases.owner_is_dead): take it now."""
-        running = and_(BatchTier.status == Status.IN_PROGRESS.value, Batch.status == Status.IN_PROGRESS.value)
+        running = and_(BatchTier.status == Status.IN_PROGRESS, Batch.status == Status.IN_PROGRESS)
         query = select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
         dead = [
             (t.batch_id, t.tier_num, t.lease_owner)
@@ -279,11 +279,11 @@ class Scheduler(PollingLoop):
                 return
             if tier.lease_owner != self.owner:
                 return  # canceled meanwhile: the cancel already ended the tier
-            if Status(batch.status) in TERMINAL or (result is not None and result.stopped):
+            if batch.status in TERMINAL or (result is not None and result.stopped):
                 # Canceled, or we are shutting down: leave the tier as it is. A clean shutdown
                 # hands the tier over now, not after the lease.
                 release_lease(tier, expire_now=self._stop.is_set())
-                if Status(tier.status) is Status.IN_PROGRESS and not self._stop.is_set():
+                if tier.status == Status.IN_PROGRESS and not self._stop.is_set():
                     lifecycle.cancel(session, batch, "stopped")
                 return
             if result is None:

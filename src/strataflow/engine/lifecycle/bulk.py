@@ -101,7 +101,7 @@ def bulk_submit(
         batch_id = batch.batch_id
         try:
             task = submit_batch(session, blobs, scope, bucket, batch_id, roots=roots)
-            results.append({"batch_id": batch_id, "status": Status.PENDING.value, "object_count": len(chunk)})
+            results.append({"batch_id": batch_id, "status": Status.PENDING, "object_count": len(chunk)})
             results[-1]["task_id"] = task.task_id
         except StrataflowError as exc:
             session.rollback()
@@ -128,7 +128,7 @@ def submit_all_drafts(session: Session, blobs: BlobStore, scope: NamespaceScope,
         .where(
             Batch.bucket_id == bucket.bucket_id,
             Batch.namespace_id == scope.namespace_id,
-            Batch.status == Status.DRAFT.value,
+            Batch.status == Status.DRAFT,
         )
         .order_by(Batch.created_at, Batch.batch_id)
     )
@@ -138,10 +138,10 @@ def submit_all_drafts(session: Session, blobs: BlobStore, scope: NamespaceScope,
     for batch_id in drafts:
         try:
             task = submit_batch(session, blobs, scope, bucket, batch_id)
-            results.append({"batch_id": batch_id, "status": Status.PENDING.value, "task_id": task.task_id})
+            results.append({"batch_id": batch_id, "status": Status.PENDING, "task_id": task.task_id})
         except StrataflowError as exc:
             session.rollback()
-            results.append({"batch_id": batch_id, "status": Status.DRAFT.value, "error": exc.message})
+            results.append({"batch_id": batch_id, "status": Status.DRAFT, "error": exc.message})
     submitted = sum(1 for r in results if "error" not in r)
     return {
         "bucket_id": bucket.bucket_id,

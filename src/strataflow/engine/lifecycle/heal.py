@@ -65,7 +65,7 @@ def heal_tier(
 
 def _stuck_report(tier: BatchTier) -> dict[str, Any]:
     now = utcnow()
-    running = Status(tier.status) is S.IN_PROGRESS
+    running = tier.status == S.IN_PROGRESS
     expires = as_utc(tier.lease_expires_at) if tier.lease_expires_at else None
     expired = running and expires is not None and expires < now
     stalled = (tier.counters or {}).get("stalled")
@@ -149,12 +149,12 @@ def _sync(
     tiers: list[BatchTier],
     dry_run: bool,
 ) -> dict[str, Any]:
-    if Status(batch.status) in tier_ops.RUNNING:
+    if batch.status in tier_ops.RUNNING:
         raise ConflictError(
             f"Batch {batch.batch_id} is {batch.status}; heal a tier once the batch has stopped",
             {"batch_id": batch.batch_id, "status": batch.status},
         )
-    if Status(tier.status) not in (*tier_ops.DONE, S.FAILED):
+    if tier.status not in (*tier_ops.DONE, S.FAILED):
         raise ConflictError(
             f"Tier {tier.tier_num} is {tier.status}: it has not run to its end, so there is nothing to heal; retry it",
             {"tier_num": tier.tier_num, "tier_status": tier.status},

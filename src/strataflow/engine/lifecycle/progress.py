@@ -89,16 +89,16 @@ def start_tier(
 
     `holder_died`: taken from a holder seen dead on this host, before its lease ran out.
     """
-    if tier.status is S.IN_PROGRESS:  # taken over: its holder's lease ran out, or it died here
+    if tier.status == S.IN_PROGRESS:  # taken over: its holder's lease ran out, or it died here
         previous = tier.lease_owner or "a worker that stopped"
         transition(session, tier, S.PENDING, f"{previous} died" if holder_died else f"lease of {previous} expired")
     # The claim takes the next fence token: every write of the previous holder is refused from now on.
     if claim(session, tier, S.IN_PROGRESS, owner, lease_until, f"claimed by {owner}") is Verdict.REJECTED:
         raise InvalidTransitionError(
             f"tier {tier.tier_key} cannot be claimed from {tier.status}",
-            {"entity": "tier", "id": tier.tier_key, "from": tier.status.value, "to": S.IN_PROGRESS.value},
+            {"entity": "tier", "id": tier.tier_key, "from": tier.status.value, "to": S.IN_PROGRESS},
         )
-    if batch.status is S.PENDING:
+    if batch.status == S.PENDING:
         transition(session, batch, S.IN_PROGRESS, f"tier {tier.tier_num} started")
     _move_task(session, tier.task_id, S.IN_PROGRESS, f"claimed by {owner}")
     _move_task(session, batch.task_id, S.IN_PROGRESS, f"tier {tier.tier_num} started")
@@ -116,7 +116,7 @@ def tier_outcome(rows_total: int, rows_failed: int) -> Status:
 
 def finish_tier(session: Session, batch: Batch, tier: BatchTier, outcome: Status, message: str) -> None:
     """Record the tier's end, then start the next tier or finish the batch."""
-    if Status(tier.status) is not S.IN_PROGRESS or Status(batch.status) in TERMINAL:
+    if tier.status != S.IN_PROGRESS or batch.status in TERMINAL:
         return  # canceled meanwhile, or a newer claim owns the tier
     transition(session, tier, outcome, message, completed_at=utcnow(), **released())
     session.flush()  # lock order: batch, tiers, then tasks
@@ -129,19 +129,19 @@ def finish_tier(session: Session, batch: Batch, tier: BatchTier, outcome: Status
         batch_completed(session, batch)
         return
     following = tier_of(session, batch.batch_id, tier.tier_num + 1)
-    if following is not None and Status(following.status) is S.CANCELED:
+    if following is not None and following.status == S.CANCELED:
         # The tiers after this one were canceled while it ran: its documents stay, the batch ends here.
         reason = f"tier {following.tier_num} and later were canceled"
         transition(session, batch, S.CANCELED, reason, completed_at=utcnow())
         _move_task(session, batch.task_id, S.CANCELED, reason)
         return
     if following is not None:
-        if Status(following.status) is not S.PENDING:
+        if following.status != S.PENDING:
             transition(session, following, S.PENDING, "retry round reaches this tier")
         make_runnable(session, batch, following, tier.task_id)
         return
     tiers = session.scalars(select(BatchTier).where(BatchTier.batch_id == batch.batch_id)).all()
-    final = S.COMPLETED if all(Status(t.status) is S.COMPLETED for t in tiers) else S.COMPLETED_WITH_ERRORS
+    final = S.COMPLETED if all(t.status == S.COMPLETED for t in tiers) else S.COMPLETED_WITH_ERRORS
     transition(session, batch, final, "last tier finished", completed_at=utcnow())
     _move_task(session, batch.task_id, final, "last tier finished")
     batch_completed(session, batch)
@@ -189,9 +189,7 @@ def cancel_tiers_from(session: Session, batch: Batch, tier_num: int, reason: str
     for tier in canceled:
         _move_task(session, tier.task_id, S.CANCELED, reason)
     earlier_active = any(
-        t.tier_num < tier_num
-        and Status(t.status) in (S.PENDING, S.IN_PROGRESS)
-        and t.tier_num == (batch.current_tier or 0)
+        t.tier_num < tier_num and t.status in (S.PENDING, S.IN_PROGRESS) and t.tier_num == (batch.current_tier or 0)
         for t in tiers
     )
     if not earlier_active and try_transition(session, batch, S.CANCELED, reason, completed_at=utcnow()) is (
@@ -208,7 +206,7 @@ def move_task(session: Session, task_id: str | None, target: Status, reason: str
 
 def fail_batch(session: Session, batch: Batch, tier: BatchTier, message: str) -> None:
     """The tier itself broke (not a row): fail it and the batch with the reason."""
-    if Status(tier.status) is S.IN_PROGRESS:
+    if tier.status == S.IN_PROGRESS:
         finish_tier(session, batch, tier, S.FAILED, message)
 
 

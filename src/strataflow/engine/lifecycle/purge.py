@@ -28,9 +28,9 @@ _OBJECTS_PER_STEP = 500
 
 def request_document_removal(session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str) -> Task:
     batch = get_batch(session, scope, bucket, batch_id, for_update=True)
-    if Status(batch.status) is Status.DRAFT:
+    if batch.status == Status.DRAFT:
         raise BadRequestError(f"Batch {batch_id} is a DRAFT and has written nothing", {"status": batch.status})
-    if Status(batch.status) not in TERMINAL:
+    if batch.status not in TERMINAL:
         raise ConflictError(
             f"Batch {batch_id} is {batch.status}; remove its documents once it has finished (or cancel it)",
             {"status": batch.status},

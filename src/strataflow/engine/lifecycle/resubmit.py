@@ -28,11 +28,11 @@ S = Status
 
 
 def _check_finished(batch: Batch) -> None:
-    if Status(batch.status) is S.DRAFT:
+    if batch.status == S.DRAFT:
         raise BadRequestError(
             f"Batch {batch.batch_id} is a DRAFT and has never run: submit it instead", {"status": batch.status}
         )
-    if Status(batch.status) in tier_ops.RUNNING:
+    if batch.status in tier_ops.RUNNING:
         raise ConflictError(
             f"Batch {batch.batch_id} is {batch.status}; resubmit it once it has finished (or cancel it)",
             {"status": batch.status},

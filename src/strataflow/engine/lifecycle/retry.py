@@ -17,7 +17,7 @@ from strataflow.statuses import Status, TaskType
 from strataflow.store.tables import Batch, BatchTier, Bucket, DocumentFailure
 from strataflow.transitions import transition
 
-RETRYABLE = (Status.FAILED.value, Status.COMPLETED_WITH_ERRORS.value)
+RETRYABLE = (Status.FAILED, Status.COMPLETED_WITH_ERRORS)
 
 
 def _chosen_tiers(batch: Batch, tier_nums: list[int] | None) -> list[int]:
@@ -37,7 +37,7 @@ def retry_batch(
 ) -> dict[str, Any]:
     batch = get_batch(session, scope, bucket, batch_id, for_update=True)
     if batch.status not in RETRYABLE:
-        error = ConflictError if batch.status in (Status.PENDING.value, Status.IN_PROGRESS.value) else BadRequestError
+        error = ConflictError if batch.status in (Status.PENDING, Status.IN_PROGRESS) else BadRequestError
         raise error(
             f"Only a FAILED or COMPLETED_WITH_ERRORS batch can be retried; this one is {batch.status}",
             {"status": batch.status},

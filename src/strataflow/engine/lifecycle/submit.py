@@ -36,7 +36,7 @@ def submit_batch(
     `roots` limits the DAG to those collections and what depends on them (trigger).
     """
     batch = get_batch(session, scope, bucket, batch_id, for_update=True)
-    if batch.status != Status.DRAFT.value:
+    if batch.status != Status.DRAFT:
         existing = session.get(Task, batch.task_id) if batch.task_id else None
         if existing is not None:
             return existing

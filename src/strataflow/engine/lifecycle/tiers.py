@@ -55,7 +55,7 @@ def parse_retry_request(body: dict[str, Any] | None) -> tuple[RetryTierRequest, 
 
 def submitted_tier(session: Session, batch: Batch, tier_num: int) -> tuple[BatchTier, list[BatchTier]]:
     """The batch's tier `tier_num` and all its tiers; 400 when the batch never ran or has no such tier."""
-    if Status(batch.status) is S.DRAFT:
+    if batch.status == S.DRAFT:
         raise BadRequestError(
             f"Batch {batch.batch_id} is a DRAFT: it has no tiers until it is submitted",
             {"batch_id": batch.batch_id, "status": batch.status},
@@ -89,15 +89,15 @@ def cancel_tier(
     """Cancel tier `tier_num` and every tier after it. Canceling a canceled tier again changes nothing."""
     batch = get_batch(session, scope, bucket, batch_id, for_update=True)
     tier, _tiers = submitted_tier(session, batch, tier_num)
-    if Status(tier.status) is S.CANCELED:
+    if tier.status == S.CANCELED:
         session.rollback()
         return _tier_answer(batch, tier, canceled_tiers=[], message=f"Tier {tier_num} was already canceled")
-    if Status(tier.status) in (*DONE, S.FAILED):
+    if tier.status in (*DONE, S.FAILED):
         raise ConflictError(
             f"Tier {tier_num} already finished ({tier.status}); only a queued or running tier can be canceled",
             {"tier_num": tier_num, "tier_status": tier.status},
         )
-    if Status(batch.status) not in RUNNING:
+    if batch.status not in RUNNING:
         raise ConflictError(
             f"Batch {batch_id} is {batch.status}; none of its tiers will run",
             {"batch_id": batch_id, "status": batch.status},
@@ -170,7 +170,7 @@ def queue_later_tiers(
     completed ones re-run only the retried roots. Returns the tiers queued in full."""
     full = []
     for later in tiers[tier_num + 1 :]:
-        if Status(later.status) in DONE and not all_full:
+        if later.status in DONE and not all_full:
             later.retry_only = True
             continue
         later.retry_only = False
@@ -197,7 +197,7 @@ def open_round(session: Session, batch: Batch, tier: BatchTier, reason: str) -> 
 
 
 def _check_retryable(batch: Batch, tier: BatchTier, tiers: list[BatchTier]) -> None:
-    if Status(batch.status) in RUNNING:
+    if batch.status in RUNNING:
         raise ConflictError(
             f"Batch {batch.batch_id} is {batch.status}; a tier can be retried once the batch has stopped",
             {"batch_id": batch.batch_id, "status": batch.status},
@@ -207,7 +207,7 @@ def _check_retryable(batch: Batch, tier: BatchTier, tiers: list[BatchTier]) -> N
 
 def check_tiers_before(tier: BatchTier, tiers: list[BatchTier]) -> None:
     """A tier reads what the tiers before it wrote: they must have completed (with or without errors)."""
-    blocking = [t.tier_num for t in tiers[: tier.tier_num] if Status(t.status) not in DONE]
+    blocking = [t.tier_num for t in tiers[: tier.tier_num] if t.status not in DONE]
     if blocking:
         raise ConflictError(
             f"Tier {blocking[0]} has not completed, and tier {tier.tier_num} reads what it writes; retry tier "
@@ -226,7 +226,7 @@ def retry_tier(
     failures = _failures(session, batch_id, tier_num)
     # A tier that never completed (canceled, never reached, or failed as a whole with no row to blame)
     # runs again in full.
-    whole = Status(tier.status) in (S.CANCELED, S.PENDING) or (Status(tier.status) is S.FAILED and not failures)
+    whole = tier.status in (S.CANCELED, S.PENDING) or (tier.status == S.FAILED and not failures)
     chosen = [
         f
         for f in failures

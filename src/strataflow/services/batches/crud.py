@@ -63,7 +63,7 @@ def add_objects(
     skip_validation: bool = False,
 ) -> Batch:
     batch = get_batch(session, scope, bucket, batch_id, for_update=True)
-    if batch.status != Status.DRAFT.value:
+    if batch.status != Status.DRAFT:
         raise BadRequestError(
             f"Objects can only be added to a DRAFT batch; this one is {batch.status}",
             {"batch_id": batch_id, "status": batch.status},
@@ -98,7 +98,7 @@ def patch_batch(
 def delete_batch(session: Session, scope: NamespaceScope, bucket: Bucket, batch_id: str) -> None:
     """Remove the batch record. A batch that is still running must be canceled first."""
     batch = get_batch(session, scope, bucket, batch_id, for_update=True)
-    if batch.status not in (Status.DRAFT.value, *(s.value for s in TERMINAL)):
+    if batch.status not in (Status.DRAFT, *(s.value for s in TERMINAL)):
         raise ConflictError(
             f"Batch {batch_id} is {batch.status}; cancel it before deleting it",
             {"batch_id": batch_id, "status": batch.status},

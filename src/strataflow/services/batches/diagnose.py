@@ -29,7 +29,7 @@ def _problem(kind: str, detail: str, action: str, **extra: Any) -> dict[str, Any
 
 
 def _stalled(tier: BatchTier) -> dict[str, Any] | None:
-    if Status(tier.status) is not Status.IN_PROGRESS:
+    if tier.status != Status.IN_PROGRESS:
         return None
     now = utcnow()
     expired = tier.lease_expires_at is not None and as_utc(tier.lease_expires_at) < now
@@ -97,7 +97,7 @@ def _extractor_problems(
                         collection_id=collection_id,
                     )
                 )
-            if rows and Status(tier.status) is not Status.PENDING and no_input.get(collection_id, 0) >= rows:
+            if rows and tier.status != Status.PENDING and no_input.get(collection_id, 0) >= rows:
                 mappings = (collection.feature_extractor or {}).get("input_mappings") if collection else None
                 problems.append(
                     _problem(
@@ -142,7 +142,7 @@ def diagnose(session: Session, batch: Batch, tiers: list[BatchTier], queue_posit
         )
     if batch.error and not problems:
         problems.append(_problem("tier_failed", batch.error, "read the tier's logs, then retry the tier"))
-    if Status(batch.status) is Status.PENDING and queue_position:
+    if batch.status == Status.PENDING and queue_position:
         problems.append(
             _problem(
                 "queued",

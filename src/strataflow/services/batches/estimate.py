@@ -45,7 +45,7 @@ def measured_rates(session: Session) -> dict[str, Rate]:
     query = (
         select(BatchTier.counters, BatchTier.extractor_jobs)
         .where(
-            BatchTier.status.in_([Status.COMPLETED.value, Status.COMPLETED_WITH_ERRORS.value]),
+            BatchTier.status.in_([Status.COMPLETED, Status.COMPLETED_WITH_ERRORS]),
             BatchTier.rows_total > 0,
         )
         .order_by(BatchTier.completed_at.desc())

@@ -21,7 +21,7 @@ from strataflow.statuses import Status
 from strataflow.store.tables import Batch, BatchTier
 
 MEASURED_TIERS = 200  # the most recent finished tiers the rate is measured over
-_ACTIVE = (Status.PENDING.value, Status.IN_PROGRESS.value)
+_ACTIVE = (Status.PENDING, Status.IN_PROGRESS)
 
 
 def measured_rate(session: Session) -> dict[str, Any] | None:
@@ -29,7 +29,7 @@ def measured_rate(session: Session) -> dict[str, Any] | None:
     query = (
         select(BatchTier.rows_total, BatchTier.started_at, BatchTier.completed_at)
         .where(
-            BatchTier.status.in_([Status.COMPLETED.value, Status.COMPLETED_WITH_ERRORS.value]),
+            BatchTier.status.in_([Status.COMPLETED, Status.COMPLETED_WITH_ERRORS]),
             BatchTier.started_at.is_not(None),
             BatchTier.completed_at.is_not(None),
             BatchTier.rows_total > 0,
@@ -57,7 +57,7 @@ def _waiting_rows(session: Session) -> list[tuple[Batch, BatchTier]]:
         .join(BatchTier, BatchTier.batch_id == Batch.batch_id)
         .where(
             Batch.status.in_(_ACTIVE),
-            BatchTier.status == Status.PENDING.value,
+            BatchTier.status == Status.PENDING,
             BatchTier.tier_num == func.coalesce(Batch.current_tier, 0),
             BatchTier.task_id.is_not(None),
         )
@@ -69,7 +69,7 @@ def _waiting_rows(session: Session) -> list[tuple[Batch, BatchTier]]:
 def _running_rows(session: Session) -> list[tuple[Batch, BatchTier]]:
     query = (
         select(Batch, BatchTier)
-        .join(BatchTier, and_(BatchTier.batch_id == Batch.batch_id, BatchTier.status == Status.IN_PROGRESS.value))
+        .join(BatchTier, and_(BatchTier.batch_id == Batch.batch_id, BatchTier.status == Status.IN_PROGRESS))
         .where(Batch.status.in_(_ACTIVE))
         .order_by(Batch.submitted_at, Batch.batch_id)
     )
@@ -149,7 +149,7 @@ def queue_positions(session: Session) -> dict[str, int]:
 
 def queue_context(session: Session, batch: Batch) -> dict[str, Any] | None:
     """A waiting batch's place in the queue (the contract's `queue_context`); None unless it waits."""
-    if batch.status != Status.PENDING.value and batch.status != Status.IN_PROGRESS.value:
+    if batch.status != Status.PENDING and batch.status != Status.IN_PROGRESS:
         return None
     position = queue_positions(session).get(batch.batch_id)
     if position is None:

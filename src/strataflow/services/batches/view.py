@@ -34,7 +34,7 @@ def tier_rate(tier: BatchTier) -> dict[str, Any]:
 
     Empty until the tier has started and done at least one row: no rate is made up.
     """
-    if tier.started_at is None or not tier.rows_done or Status(tier.status) is not Status.IN_PROGRESS:
+    if tier.started_at is None or not tier.rows_done or tier.status != Status.IN_PROGRESS:
         return {}
     elapsed = (utcnow() - as_utc(tier.started_at)).total_seconds()
     if elapsed <= 0:
@@ -46,9 +46,9 @@ def tier_rate(tier: BatchTier) -> dict[str, Any]:
 
 def _progress(batch: Batch, tiers: list[BatchTier]) -> tuple[dict[str, Any] | None, str | None, str | None]:
     """The batch's live progress (its running tier), the status message, the estimated completion."""
-    running = next((t for t in tiers if Status(t.status) is Status.IN_PROGRESS), None)
+    running = next((t for t in tiers if t.status == Status.IN_PROGRESS), None)
     if running is None:
-        if Status(batch.status) is Status.PENDING:
+        if batch.status == Status.PENDING:
             return None, "Queued: waiting for a worker", None
         return None, None, None
     rate = tier_rate(running)

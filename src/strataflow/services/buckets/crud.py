@@ -37,7 +37,7 @@ BUCKET_FIELDS = FieldMap(
 
 
 def _visible(scope: NamespaceScope) -> Any:
-    return (Bucket.namespace_id == scope.namespace_id) & (Bucket.status != Status.ARCHIVED.value)
+    return (Bucket.namespace_id == scope.namespace_id) & (Bucket.status != Status.ARCHIVED)
 
 
 def get_bucket(session: Session, scope: NamespaceScope, identifier: str) -> Bucket:

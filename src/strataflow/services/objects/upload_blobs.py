@@ -35,7 +35,7 @@ def upload_blob_record(
     )
     if row is None:
         raise BadRequestError(f"Upload '{upload_id}' not found in this bucket", {"upload_id": upload_id})
-    if row.status != Status.COMPLETED.value:
+    if row.status != Status.COMPLETED:
         raise BadRequestError(
             f"Upload '{upload_id}' is {row.status}; only a confirmed upload can back a blob",
             {"upload_id": upload_id, "status": row.status},

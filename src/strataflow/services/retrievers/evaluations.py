@@ -408,7 +408,7 @@ def evaluation_view(row: RetrieverEvaluation, internal_id: str) -> dict[str, Any
         "dataset_name": row.dataset_name,
         "task_id": row.task_id,
         "config": dict(row.config),
-        "status": Status(row.status).value.lower(),
+        "status": row.status.value.lower(),
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
         "completed_at": row.completed_at.isoformat() if row.completed_at else None,

@@ -203,7 +203,7 @@ def list_executions(
 
 
 def wire_status(row: RetrieverExecution) -> str:
-    return _WIRE.get(Status(row.status), "completed")
+    return _WIRE.get(row.status, "completed")
 
 
 def summary_view(row: RetrieverExecution) -> dict[str, Any]:

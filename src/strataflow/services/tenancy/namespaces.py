@@ -37,7 +37,7 @@ NAMESPACE_FIELDS = FieldMap(
 
 
 def _visible(org_id: str) -> Any:
-    return (Namespace.org_id == org_id) & (Namespace.status == Status.ACTIVE.value)
+    return (Namespace.org_id == org_id) & (Namespace.status == Status.ACTIVE)
 
 
 def get_namespace(session: Session, principal: Principal, identifier: str) -> Namespace:

@@ -120,9 +120,9 @@ def load_for_confirm(context: JobContext, bucket: Bucket, upload_id: str) -> Upl
 
 
 def refuse_unconfirmable(row: Upload) -> None:
-    if row.status in (Status.FAILED.value, Status.CANCELED.value, Status.SKIPPED.value):
+    if row.status in (Status.FAILED, Status.CANCELED, Status.SKIPPED):
         reason = row.message or ""
-        if row.status == Status.FAILED.value and not reason:
+        if row.status == Status.FAILED and not reason:
             reason = EXPIRED_MESSAGE
         raise BadRequestError(
             f"Upload '{row.upload_id}' is {row.status} and cannot be confirmed. {reason}".strip(),
@@ -220,10 +220,10 @@ def _complete_once(
             if bucket is None:
                 raise BadRequestError(f"The bucket of upload '{upload_id}' no longer exists", {"upload_id": upload_id})
             row = get_upload(session, bucket, upload_id, for_update=True)
-            if row.status == Status.COMPLETED.value:
+            if row.status == Status.COMPLETED:
                 session.commit()  # nothing changed; releases the lock and keeps `row` loaded
                 return row  # another confirm finished first: its answer is ours
-            waiting = {Status.PENDING.value} | ({Status.PROCESSING.value} if from_background else set())
+            waiting = {Status.PENDING} | ({Status.PROCESSING} if from_background else set())
             if row.status not in waiting:
                 refuse_unconfirmable(row)
                 raise BadRequestError(
@@ -290,10 +290,10 @@ def confirm_inline(
 ) -> Upload:
     """Steps 1-3 in the calling thread (a sync confirm, or one item of a batch confirm)."""
     row = load_for_confirm(context, bucket, upload_id)
-    if row.status == Status.COMPLETED.value:
+    if row.status == Status.COMPLETED:
         return row
     refuse_unconfirmable(row)
-    if row.status == Status.PROCESSING.value:
+    if row.status == Status.PROCESSING:
         return row  # a background confirm owns it
     verified = verify_stored(context.blobs, row, claim, context.settings.max_upload_bytes, progress)
     return complete_upload(context, bucket.bucket_id, upload_id, verified, from_background=False)

@@ -33,7 +33,7 @@ from strataflow.statuses import Status
 from strataflow.store.tables import Bucket, BucketObject, Organization, Upload
 from strataflow.transitions import create
 
-_LIVE = (Status.PENDING.value, Status.PROCESSING.value, Status.COMPLETED.value)
+_LIVE = (Status.PENDING, Status.PROCESSING, Status.COMPLETED)
 
 
 def duplicate_payload(original: Upload) -> dict[str, Any]:
@@ -55,7 +55,7 @@ class _Planned:
 
 
 def _check_bucket_open(bucket: Bucket) -> None:
-    if bucket.status != Status.ACTIVE.value or bucket.is_locked:
+    if bucket.status != Status.ACTIVE or bucket.is_locked:
         raise BadRequestError(
             f"Bucket '{bucket.bucket_name}' does not accept uploads (status {bucket.status}"
             f"{', locked' if bucket.is_locked else ''})",

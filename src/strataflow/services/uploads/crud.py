@@ -92,7 +92,7 @@ def find_completed_by_hash(session: Session, bucket_id: str, sha256: str, exclud
     query = select(Upload).where(
         Upload.bucket_id == bucket_id,
         Upload.content_sha256 == sha256,
-        Upload.status == Status.COMPLETED.value,
+        Upload.status == Status.COMPLETED,
         Upload.is_duplicate.is_(False),
     )
     if exclude is not None:
@@ -104,7 +104,7 @@ def expire_overdue(db: Database, bucket_id: str, upload_id: str | None = None) -
     """PENDING uploads whose URL expired become FAILED. Cheap when there are none (a read)."""
     now = utcnow()
     query = select(Upload.upload_id).where(
-        Upload.bucket_id == bucket_id, Upload.status == Status.PENDING.value, Upload.expires_at < now
+        Upload.bucket_id == bucket_id, Upload.status == Status.PENDING, Upload.expires_at < now
     )
     if upload_id is not None:
         query = query.where(Upload.upload_id == upload_id)
@@ -114,7 +114,7 @@ def expire_overdue(db: Database, bucket_id: str, upload_id: str | None = None) -
         return 0
     with db.transaction() as session:
         rows = session.scalars(
-            select(Upload).where(Upload.upload_id.in_(overdue), Upload.status == Status.PENDING.value).with_for_update()
+            select(Upload).where(Upload.upload_id.in_(overdue), Upload.status == Status.PENDING).with_for_update()
         )
         for row in rows:
             transition(session, row, Status.FAILED, "presigned URL expired before confirmation")
@@ -132,7 +132,7 @@ def get_upload(session: Session, bucket: Bucket, upload_id: str, *, for_update: 
 
 def download_url(blobs: BlobStore, row: Upload) -> str | None:
     """A fresh GET URL for a completed upload's bytes (never the original PUT URL)."""
-    if row.status != Status.COMPLETED.value:
+    if row.status != Status.COMPLETED:
         return None
     return blobs.presigned_get_url(row.s3_key, DOWNLOAD_URL_SECONDS)
 
@@ -179,7 +179,7 @@ def _stats(session: Session, query: Any) -> dict[str, Any]:
 def cancel_upload(session: Session, blobs: BlobStore, bucket: Bucket, upload_id: str, delete_bytes: bool) -> None:
     """DELETE: a COMPLETED upload stays; a waiting one becomes CANCELED; bytes go when asked."""
     row = get_upload(session, bucket, upload_id, for_update=True)
-    status = Status(row.status)
+    status = row.status
     if status is Status.COMPLETED:
         raise BadRequestError(
             f"Upload '{upload_id}' is COMPLETED and cannot be deleted; delete its object instead",
@@ -217,7 +217,7 @@ def refuse_put_to_closed_upload(db: Database, key: str) -> None:
         row = session.get(Upload, upload_id)
     if row is None or row.s3_key != key:
         raise NotFoundError("No upload waits for bytes at this URL", {"key": key})
-    if row.status != Status.PENDING.value:
+    if row.status != Status.PENDING:
         raise ConflictError(
             f"Upload '{row.upload_id}' is {row.status}; its presigned URL can no longer write",
             {"upload_id": row.upload_id, "status": row.status},

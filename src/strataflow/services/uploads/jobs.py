@@ -41,10 +41,10 @@ def confirm_upload(
     whether a task was queued. Cheap checks (exists, size, ETag) run first either way, so a
     wrong claim is refused at once and the upload stays confirmable."""
     row = load_for_confirm(context, bucket, upload_id)
-    if row.status == Status.COMPLETED.value:
+    if row.status == Status.COMPLETED:
         return confirm_payload(row, "Upload already confirmed."), False
     refuse_unconfirmable(row)
-    if row.status == Status.PROCESSING.value:
+    if row.status == Status.PROCESSING:
         return confirm_payload(row, f"Confirmation is running in task {row.task_id}."), False
     size = row.file_size_bytes or 0
     if row.multipart_id is None:
@@ -53,7 +53,7 @@ def confirm_upload(
         size = info.size
     if want_async or size >= context.settings.upload_async_confirm_bytes:
         queued = queue_confirm(context, scope, bucket, upload_id, claim)
-        return confirm_payload(queued), queued.status == Status.PROCESSING.value
+        return confirm_payload(queued), queued.status == Status.PROCESSING
     verified = verify_stored(context.blobs, row, claim, context.settings.max_upload_bytes)
     return confirm_payload(
         complete_upload(context, bucket.bucket_id, upload_id, verified, from_background=False)
@@ -63,7 +63,7 @@ def confirm_upload(
 def queue_confirm(context: JobContext, scope: NamespaceScope, bucket: Bucket, upload_id: str, claim: Claim) -> Upload:
     with context.db.transaction() as session:
         row = get_upload(session, bucket, upload_id, for_update=True)
-        if row.status != Status.PENDING.value:
+        if row.status != Status.PENDING:
             return row  # a concurrent confirm moved it on
         task = create_task(
             session,
@@ -88,8 +88,8 @@ def confirm_job(context: JobContext, task: Task) -> JobOutcome:
             if bucket is None:
                 raise BadRequestError(f"The bucket of upload '{upload_id}' no longer exists")
             row = get_upload(session, bucket, upload_id)
-        if row.status != Status.COMPLETED.value:
-            if row.status != Status.PROCESSING.value:
+        if row.status != Status.COMPLETED:
+            if row.status != Status.PROCESSING:
                 raise BadRequestError(f"Upload '{upload_id}' is {row.status}", {"upload_id": upload_id})
             verified = verify_stored(
                 context.blobs, row, Claim.from_input(spec), context.settings.max_upload_bytes, keeper
@@ -101,7 +101,7 @@ def confirm_job(context: JobContext, task: Task) -> JobOutcome:
         return JobOutcome(
             status=Status.FAILED,
             error=message,
-            outputs=[{"upload_id": upload_id, "status": Status.FAILED.value, "error": message, "error_type": kind}],
+            outputs=[{"upload_id": upload_id, "status": Status.FAILED, "error": message, "error_type": kind}],
         )
     return JobOutcome(
         status=Status.COMPLETED,
@@ -115,7 +115,7 @@ def fail_killed_confirm(session: Session, task: Task) -> None:
     row = session.get(Upload, spec.get("upload_id"))
     if (
         row is not None
-        and row.status is Status.PROCESSING
+        and row.status == Status.PROCESSING
         and try_transition(session, row, Status.FAILED, f"confirmation task {task.task_id} was killed")
         is Verdict.ACCEPTED
     ):
@@ -209,7 +209,7 @@ def batch_confirm_job(context: JobContext, task: Task) -> JobOutcome:
             outputs.append(
                 {
                     "upload_id": spec["upload_id"],
-                    "status": Status.FAILED.value,
+                    "status": Status.FAILED,
                     "success": False,
                     "error": message,
                     "error_type": kind,

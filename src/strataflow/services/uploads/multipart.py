@@ -85,7 +85,7 @@ def open_multipart(
 
 
 def _plan_for(row: Upload, request: OpenMultipartRequest, settings: Settings) -> tuple[int, int, PartPlan]:
-    if row.status != Status.PENDING.value:
+    if row.status != Status.PENDING:
         raise BadRequestError(
             f"Upload '{row.upload_id}' is {row.status}; only a PENDING upload takes parts",
             {"upload_id": row.upload_id, "status": row.status},
