@@ -22,6 +22,7 @@ from strataflow.config import Settings
 from strataflow.engine.runners.local import LocalRunner
 from strataflow.runtime import Runtime, open_runtime
 from strataflow.store.tables import Base
+from tests import scheduling
 
 ADMIN_KEY = "sk_test_admin_key_0123456789abcdef"
 PG_DSN = os.environ.get("STRATAFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -107,3 +108,11 @@ def private_pg() -> Iterator[str]:
     yield f"postgresql+psycopg://{PG_DSN.split('://', 1)[1]}?options=-csearch_path%3D{schema}"
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    scheduling.order_items(items)  # the longest files first (tests/scheduling.py says why)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return scheduling.make_scheduler(config, log) if config.getvalue("dist") == "loadfile" else None
