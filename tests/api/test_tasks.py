@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from strataflow.runtime import JOB_HANDLERS
 from strataflow.services.tenancy.tasks import create_task
 from strataflow.statuses import TaskType
 from tests.helpers import assert_error, wait_task
@@ -46,8 +47,9 @@ def test_x_namespace_narrows_the_list(client: TestClient, namespace: dict[str, A
 
 
 def test_kill_is_idempotent(client: TestClient, namespace: dict[str, Any], runtime: Any) -> None:
-    with runtime.db.transaction() as session:  # a task no runner handles, so it stays PENDING
-        pending = create_task(session, namespace_org(client), TaskType.EVALUATIONS_RUN).task_id
+    unhandled = next(t for t in TaskType if t not in JOB_HANDLERS)  # so the task stays PENDING
+    with runtime.db.transaction() as session:
+        pending = create_task(session, namespace_org(client), unhandled).task_id
     killed = client.delete(f"/v1/tasks/{pending}").json()
     assert killed["success"] is True and "canceled" in killed["message"]
     assert client.get(f"/v1/tasks/{pending}").json()["status"] == "CANCELED"
