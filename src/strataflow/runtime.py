@@ -34,6 +34,7 @@ from strataflow.index.storage import index_storage_options, index_write_locks
 from strataflow.index.store import DocumentIndex
 from strataflow.outbound import OutboundClient, OutboundPolicy
 from strataflow.services.alerts.ingest import evaluate_pending
+from strataflow.services.alerts.sweep import check_system_alerts
 from strataflow.services.buckets.crud import delete_bucket_job
 from strataflow.services.clusters.runs import cancel_from_task as cancel_cluster_run
 from strataflow.services.clusters.triggers import fire_cluster
@@ -88,8 +89,11 @@ TRIGGER_WATCHERS: dict[str, WatcherFactory] = {
     "cluster_auto_execute": AutoExecutions,  # re-run clusters after batches write their collections
 }
 
-# What else the trigger loop does on each poll: alerts marked pending by ingest are evaluated.
-TRIGGER_SWEEPS: list[Callable[[JobContext], int]] = [evaluate_pending]
+# What else the trigger loop does on each poll.
+TRIGGER_SWEEPS: list[Callable[[JobContext], int]] = [
+    evaluate_pending,  # alerts marked by ingest, claimed under a lease (at least once)
+    check_system_alerts,  # system alerts whose check is due
+]
 
 
 @dataclass

@@ -21,6 +21,8 @@ from strataflow.services.tenancy.auth import create_organization
 from strataflow.statuses import Status
 from strataflow.store.db import Database
 from strataflow.store.tables import (
+    Alert,
+    AlertIngestClaim,
     Batch,
     BatchTier,
     Bucket,
@@ -36,6 +38,7 @@ from strataflow.store.tables import (
     WebhookDelivery,
 )
 from strataflow.transitions import (
+    ALERT_INGEST,
     BATCH,
     BUCKET,
     CLUSTER_RUN,
@@ -112,6 +115,12 @@ EXPECTED: dict[str, dict[Status | None, set[Status]]] = {
         S.PENDING: {S.PROCESSING, S.CANCELED},
         S.PROCESSING: {S.PENDING, S.COMPLETED, S.FAILED, S.CANCELED},
     },
+    "alert_ingest": {
+        NOTHING: {S.PENDING},
+        S.PENDING: {S.PROCESSING},
+        S.PROCESSING: {S.PENDING, S.COMPLETED},
+        S.COMPLETED: {S.PENDING},
+    },
 }
 ALL_MACHINES = [
     TASK,
@@ -125,6 +134,7 @@ ALL_MACHINES = [
     RETRIEVER_EXECUTION,
     EVALUATION,
     DELIVERY,
+    ALERT_INGEST,
 ]
 PAIRS = [(m, current, target) for m in ALL_MACHINES for current in [NOTHING, *Status] for target in Status]
 
@@ -277,7 +287,18 @@ def _delivery(session: Session, status: Status) -> WebhookDelivery:
     return create(session, row, status, "test")
 
 
+def _alert_claim(session: Session, status: Status) -> AlertIngestClaim:
+    bucket = tenant(session)
+    namespace = session.get(Namespace, bucket.namespace_id)
+    assert namespace is not None
+    alert = Alert(alert_id=new_id("alert"), org_id=namespace.org_id, namespace_id=namespace.namespace_id, name="a")
+    session.add(alert)
+    session.flush()
+    return create(session, AlertIngestClaim(alert_id=alert.alert_id), status, "test")
+
+
 MAKERS: dict[str, tuple[Machine, Maker]] = {
+    "alert_ingest": (ALERT_INGEST, _alert_claim),
     "retriever_execution": (RETRIEVER_EXECUTION, _execution),
     "evaluation": (EVALUATION, _evaluation),
     "webhook_delivery": (DELIVERY, _delivery),
