@@ -47,7 +47,13 @@ from strataflow.services.taxonomies.apply import apply_job
 from strataflow.services.tenancy.auth import IssuedKey, bootstrap
 from strataflow.services.tenancy.namespaces import delete_namespace_job
 from strataflow.services.tenancy.tasks import KillHook
-from strataflow.services.triggers.actions import fire_alert, fire_collection, fire_retriever, fire_taxonomy
+from strataflow.services.triggers.actions import (
+    fire_alert,
+    fire_batch_rerun,
+    fire_collection,
+    fire_retriever,
+    fire_taxonomy,
+)
 from strataflow.services.uploads.jobs import batch_confirm_job, confirm_job, fail_killed_confirm
 from strataflow.statuses import TaskType
 from strataflow.store.db import Database
@@ -83,6 +89,7 @@ TRIGGER_ACTIONS: dict[str, TriggerAction] = {
     "retriever_execution": fire_retriever,  # run a saved retriever
     "taxonomy_enrichment": fire_taxonomy,  # queue apply-taxonomy on a collection
     "collection_trigger": fire_collection,  # re-run a collection over its source buckets
+    "batch_rerun": fire_batch_rerun,  # resubmit a finished batch, or retry its failed documents
 }
 # What the trigger loop also watches for, with the jobs it starts (engine/triggers.py).
 TRIGGER_WATCHERS: dict[str, WatcherFactory] = {
