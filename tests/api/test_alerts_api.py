@@ -24,6 +24,7 @@ from strataflow.config import Settings
 from strataflow.engine.triggers import TriggerLoop
 from strataflow.runtime import TRIGGER_ACTIONS, TRIGGER_SWEEPS, Runtime
 from strataflow.services.alerts.ingest import claim_next, evaluate_claimed, evaluate_pending, mark_pending
+from strataflow.services.tenancy.auth import create_organization, issue_key
 from strataflow.statuses import Status
 from strataflow.store.tables import Alert, AlertExecution, AlertIngestClaim, StatusEvent
 from tests.collection_flows import add_object, make_bucket, run
@@ -210,7 +211,7 @@ def _org(client: TestClient, path: str = "", method: str = "get", **kwargs: Any)
 
 
 def test_organisation_alerts_share_the_alert_code(
-    client: TestClient, world: dict[str, Any], receiver: Receiver
+    client: TestClient, world: dict[str, Any], receiver: Receiver, runtime: Runtime
 ) -> None:
     created = _org(client, method="post", json=_alert(world, "org-food", min_count=2))
     assert created.status_code == 200, created.text
@@ -232,6 +233,16 @@ def test_organisation_alerts_share_the_alert_code(
     assert notified[0].json["payload"]["scope"] == "organization" and notified[0].json["namespace_id"] is None
     runs = _org(client, f"/{alert['alert_id']}/executions").json()
     assert runs["total_count"] == 1
+
+    with runtime.db.transaction() as session:  # another organisation sees none of it
+        other = {"Authorization": f"Bearer {issue_key(session, create_organization(session, 'org-b'), 'k').plaintext}"}
+    assert _org(client, headers={**other, "X-Namespace": ""}).json()["total_count"] == 0
+    for method in ("get", "delete"):
+        assert_error(_org(client, f"/{alert['alert_id']}", method, headers={**other, "X-Namespace": ""}), 404)
+    assert_error(_org(client, "/org-food", "patch", json={"min_count": 1}, headers={**other, "X-Namespace": ""}), 404)
+    assert_error(
+        _org(client, method="post", json=_alert(world, "steal"), headers={**other, "X-Namespace": ""}), 404
+    )  # A's retriever and webhook are no retriever of B's
 
     patched = _org(client, "/org-food", "patch", json={"min_count": 3, "description": "three"}).json()
     assert patched["min_count"] == 3 and patched["description"] == "three"
@@ -381,6 +392,7 @@ def test_once_per_rise_and_renotify(client: TestClient, world: dict[str, Any], r
 CLAIMER = """
 import sys, time
 from strataflow.engine.leases import process_owner
+from strataflow.services.tenancy.auth import create_organization, issue_key
 from strataflow.services.alerts.ingest import claim_next
 from strataflow.store.db import Database
 claimed = claim_next(Database(sys.argv[1]), process_owner())
