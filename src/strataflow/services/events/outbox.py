@@ -115,9 +115,9 @@ def _make_event_triggers_due(session: Session, event: OutboxEvent) -> None:
     and the trigger loop fires it once, however many came. The count is an SQL increment, so
     concurrent events are never lost; the claim that fires the trigger resets it."""
     triggers = session.scalars(
-        select(Trigger).where(
-            Trigger.namespace_id == event.namespace_id, Trigger.trigger_type == "event", Trigger.status == "active"
-        )
+        select(Trigger)
+        .where(Trigger.namespace_id == event.namespace_id, Trigger.trigger_type == "event", Trigger.status == "active")
+        .order_by(Trigger.trigger_id)  # rows are updated in one order by every transaction: no deadlock
     ).all()
     for trigger in triggers:
         config = trigger.schedule_config or {}
