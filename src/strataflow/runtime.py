@@ -34,6 +34,7 @@ from strataflow.index.storage import index_storage_options, index_write_locks
 from strataflow.index.store import DocumentIndex
 from strataflow.outbound import OutboundClient, OutboundPolicy
 from strataflow.services.alerts.ingest import evaluate_pending
+from strataflow.services.alerts.sweep import check_system_alerts
 from strataflow.services.buckets.crud import delete_bucket_job
 from strataflow.services.clusters.runs import cancel_from_task as cancel_cluster_run
 from strataflow.services.clusters.triggers import fire_cluster
@@ -46,7 +47,13 @@ from strataflow.services.taxonomies.apply import apply_job
 from strataflow.services.tenancy.auth import IssuedKey, bootstrap
 from strataflow.services.tenancy.namespaces import delete_namespace_job
 from strataflow.services.tenancy.tasks import KillHook
-from strataflow.services.triggers.actions import fire_alert, fire_collection, fire_retriever, fire_taxonomy
+from strataflow.services.triggers.actions import (
+    fire_alert,
+    fire_batch_rerun,
+    fire_collection,
+    fire_retriever,
+    fire_taxonomy,
+)
 from strataflow.services.uploads.jobs import batch_confirm_job, confirm_job, fail_killed_confirm
 from strataflow.statuses import TaskType
 from strataflow.store.db import Database
@@ -82,14 +89,18 @@ TRIGGER_ACTIONS: dict[str, TriggerAction] = {
     "retriever_execution": fire_retriever,  # run a saved retriever
     "taxonomy_enrichment": fire_taxonomy,  # queue apply-taxonomy on a collection
     "collection_trigger": fire_collection,  # re-run a collection over its source buckets
+    "batch_rerun": fire_batch_rerun,  # resubmit a finished batch, or retry its failed documents
 }
 # What the trigger loop also watches for, with the jobs it starts (engine/triggers.py).
 TRIGGER_WATCHERS: dict[str, WatcherFactory] = {
     "cluster_auto_execute": AutoExecutions,  # re-run clusters after batches write their collections
 }
 
-# What else the trigger loop does on each poll: alerts marked pending by ingest are evaluated.
-TRIGGER_SWEEPS: list[Callable[[JobContext], int]] = [evaluate_pending]
+# What else the trigger loop does on each poll.
+TRIGGER_SWEEPS: list[Callable[[JobContext], int]] = [
+    evaluate_pending,  # alerts marked by ingest, claimed under a lease (at least once)
+    check_system_alerts,  # system alerts whose check is due
+]
 
 
 @dataclass

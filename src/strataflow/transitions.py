@@ -33,6 +33,7 @@ from strataflow.clock import utcnow
 from strataflow.errors import InvalidTransitionError
 from strataflow.statuses import Status
 from strataflow.store.tables import (
+    AlertIngestClaim,
     Batch,
     BatchTier,
     Bucket,
@@ -225,6 +226,22 @@ DELIVERY = Machine(
     details=LEASE_DETAILS | {"completed_at"},
 )
 
+# An alert to evaluate after ingest waits (PENDING), is evaluated under a lease (PROCESSING) and
+# ends COMPLETED in the transaction that records its execution. Documents written again put it
+# back to PENDING (from COMPLETED, or from PROCESSING when that evaluation ends); a holder whose
+# lease ran out hands it back to PENDING, so the evaluation is made again.
+ALERT_INGEST = Machine(
+    kind="alert_ingest",
+    id_attribute="alert_id",
+    initial=frozenset({S.PENDING}),
+    moves={
+        S.PENDING: frozenset({S.PROCESSING}),
+        S.PROCESSING: frozenset({S.PENDING, S.COMPLETED}),
+        S.COMPLETED: frozenset({S.PENDING}),
+    },
+    details=LEASE_DETAILS | {"completed_at"},
+)
+
 # The registration table: which machine governs which table's `status` column.
 MACHINES: dict[type[Any], Machine] = {
     Task: TASK,
@@ -238,6 +255,7 @@ MACHINES: dict[type[Any], Machine] = {
     RetrieverExecution: RETRIEVER_EXECUTION,
     RetrieverEvaluation: EVALUATION,
     WebhookDelivery: DELIVERY,
+    AlertIngestClaim: ALERT_INGEST,
 }
 
 

@@ -1,8 +1,10 @@
 """Cluster triggers over the API: schedules (interval, cron), firing exactly once per slot, skips
-while a run is active, pause/resume, history, and bad input."""
+while a run is active, pause/resume, history, and bad input; event triggers on documents added
+(a threshold) and conditional triggers, each firing once with two trigger loops racing."""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,8 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from strataflow.clock import utcnow
-from strataflow.runtime import Runtime
-from strataflow.store.tables import Trigger
+from strataflow.engine.triggers import TriggerLoop
+from strataflow.runtime import TRIGGER_ACTIONS, Runtime
+from strataflow.services.events.outbox import emit
+from strataflow.store.tables import Collection, Trigger
 from tests.cluster_points import points_collection
 from tests.helpers import assert_error, wait_task
 
@@ -150,3 +154,85 @@ def test_firing_runs_the_cluster_once_per_slot(client: TestClient, cluster: str,
         assert row is not None
         row.next_run_at = utcnow() - timedelta(seconds=1)  # even if a slot were due, paused fires nothing
     assert runtime.triggers.run_pending() == 0
+
+
+def _written(runtime: Runtime, collection_id: str, rows: int) -> None:
+    """Record `collection.documents.written` as a finished tier does (the outbox, in its transaction)."""
+    with runtime.db.transaction() as session:
+        collection = session.get(Collection, collection_id)
+        assert collection is not None
+        emit(
+            session,
+            "collection.documents.written",
+            namespace_id=collection.namespace_id,
+            resource_id=collection_id,
+            payload={"collection_id": collection_id, "rows_done": rows, "rows_total": rows},
+        )
+
+
+def test_event_and_conditional_cluster_triggers(client: TestClient, cluster: str, runtime: Runtime) -> None:
+    points = client.get("/v1/collections/points").json()["collection_id"]
+    base = {"cluster_id": cluster}
+    on_event = client.post(
+        "/v1/clusters/triggers",
+        json={
+            **base,
+            "trigger_type": "event",
+            "schedule_config": {
+                "event_type": "documents_added",
+                "event_threshold": 10,
+                "collection_id": "points",
+                "cooldown_seconds": 300,
+            },
+        },
+    )
+    assert on_event.status_code == 200, on_event.text
+    assert on_event.json()["schedule_config"]["resource_id"] == points
+    assert on_event.json()["next_scheduled_at"] is None
+    on_check = client.post(
+        "/v1/clusters/triggers",
+        json={
+            **base,
+            "trigger_type": "conditional",
+            "schedule_config": {"condition_type": "documents_added", "collection_id": points, "threshold": 8},
+        },
+    ).json()
+    assert on_check["next_scheduled_at"] is not None
+    for schedule in (
+        {"condition_type": "drift", "threshold": 0.3, "metric": "cosine_drift", "check_interval_seconds": 3600},
+        {"condition_type": "documents_added", "collection_id": points, "check_interval_seconds": 5},
+    ):
+        refused = client.post(
+            "/v1/clusters/triggers", json={**base, "trigger_type": "conditional", "schedule_config": schedule}
+        )
+        assert_error(refused, 400)
+
+    _written(runtime, points, 5)
+    assert client.get(f"/v1/clusters/triggers/{on_event.json()['trigger_id']}").json()["next_scheduled_at"] is None
+    _written(runtime, points, 6)  # 11 documents: the event trigger is due, the condition holds
+    make_due(runtime, on_check["trigger_id"])
+    runtime.jobs.stop()
+    try:
+        loops = [TriggerLoop(runtime.jobs.context, TRIGGER_ACTIONS, 1.0) for _ in range(2)]
+        fired: list[int] = []
+        start = threading.Barrier(2)
+
+        def race(loop: TriggerLoop) -> None:
+            start.wait()
+            fired.append(loop.fire_due())
+
+        threads = [threading.Thread(target=race, args=(loop,)) for loop in loops]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sum(fired) == 2  # each trigger once
+        states = [
+            client.get(f"/v1/clusters/triggers/{t}").json()
+            for t in (on_event.json()["trigger_id"], on_check["trigger_id"])
+        ]
+        assert sorted(s["last_execution_status"] for s in states) == ["queued", "skipped"]  # one run at a time
+        queued = next(s["last_execution_job_id"] for s in states if s["last_execution_status"] == "queued")
+    finally:
+        runtime.jobs.start()
+    wait_task(client, queued, timeout=60)

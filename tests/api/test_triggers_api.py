@@ -5,6 +5,7 @@ execute-now, history, and one firing per due time with two trigger loops racing.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from strataflow.runtime import TRIGGER_ACTIONS, Runtime
 from strataflow.store.tables import AlertExecution, Trigger, TriggerFiring
 from tests.collection_flows import add_object, make_bucket
 from tests.events_receiver import Receiver
-from tests.helpers import assert_error
+from tests.helpers import assert_error, wait_task
 
 
 @pytest.fixture
@@ -86,6 +87,15 @@ def alert(client: TestClient, namespace: dict[str, Any], receiver: Receiver) -> 
     return str(created.json()["alert_id"])
 
 
+def _history(client: TestClient, trigger_id: str, firings: int, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        history: dict[str, Any] = client.get(f"/v1/triggers/{trigger_id}/history").json()
+        if history["total"] >= firings or time.monotonic() > deadline:
+            return history
+        time.sleep(0.05)
+
+
 def test_refusals_change_nothing(client: TestClient, alert: str) -> None:
     good = {
         "action_type": "alert_evaluation",
@@ -95,13 +105,32 @@ def test_refusals_change_nothing(client: TestClient, alert: str) -> None:
     }
     for change, status in (
         ({"action_type": "teleport"}, 400),
-        ({"action_type": "batch_rerun", "action_config": {"batch_id": "btch_x"}}, 400),
+        ({"action_type": "batch_rerun", "action_config": {"batch_id": "btch_missing"}}, 404),
+        ({"action_type": "batch_rerun", "action_config": {"batch_id": "btch_x", "filters": {"AND": []}}}, 400),
         ({"action_config": {"alert_id": "alt_missing"}}, 404),
         ({"action_config": {}}, 400),
         ({"action_type": "cluster", "action_config": {"cluster_id": "clust_missing"}}, 404),
         ({"action_type": "retriever_execution", "action_config": {"retriever_id": "ret_missing"}}, 404),
         ({"schedule_config": {"cron_expression": "every day at 3"}}, 400),
         ({"trigger_type": "conditional", "schedule_config": {}}, 400),
+        ({"trigger_type": "conditional", "schedule_config": {"condition_type": "drift", "threshold": 0.3}}, 400),
+        ({"trigger_type": "conditional", "schedule_config": {"condition_type": "dlq_growth"}}, 400),
+        ({"trigger_type": "conditional", "schedule_config": {"condition_type": "documents_added"}}, 400),
+        (
+            {
+                "trigger_type": "conditional",
+                "schedule_config": {"condition_type": "documents_added", "collection_id": "col_missing"},
+            },
+            404,
+        ),
+        ({"trigger_type": "event", "schedule_config": {"event_type": "documents_added"}}, 400),
+        (
+            {
+                "trigger_type": "event",
+                "schedule_config": {"event_type": "object.created", "event_threshold": 0},
+            },
+            400,
+        ),
         ({"trigger_type": "event", "schedule_config": {"event_type": "object.exploded"}}, 400),
         ({"trigger_type": "event", "schedule_config": {"event_type": "trigger.fired"}}, 400),
         ({"trigger_type": "interval", "schedule_config": {"interval_seconds": 5}}, 400),
@@ -135,7 +164,7 @@ def test_an_event_trigger_evaluates_the_alert_when_objects_land(
     add_object(client, "two", title="b")  # coalesced with the first: one firing
     got = receiver.wait_for(1)[0]
     assert got.json["event_type"] == "alert.triggered" and got.json["payload"]["mode"] == "scheduled"
-    history = client.get(f"/v1/triggers/{trigger['trigger_id']}/history").json()
+    history = _history(client, trigger["trigger_id"], 1)  # the firing is recorded just after the action
     assert history["total"] == 1 and history["executions"][0]["status"] == "queued"
     after = client.get(f"/v1/triggers/{trigger['trigger_id']}").json()
     assert after["execution_count"] == 1 and after["last_execution_task_id"].startswith("exec_")
@@ -182,3 +211,138 @@ def test_execute_now_and_one_firing_per_due_time(client: TestClient, alert: str,
     with runtime.db.read_session() as session:
         assert session.scalar(select(func.count()).select_from(TriggerFiring)) == 2  # execute-now + one slot
         assert session.scalar(select(func.count()).select_from(AlertExecution)) == 2
+
+
+def _race(runtime: Runtime) -> int:
+    """Two trigger loops poll at once; how many firings they made together."""
+    loops = [TriggerLoop(runtime.jobs.context, TRIGGER_ACTIONS, 1.0) for _ in range(2)]
+    fired: list[int] = []
+    start = threading.Barrier(2)
+
+    def race(loop: TriggerLoop) -> None:
+        start.wait()
+        fired.append(loop.fire_due())
+
+    threads = [threading.Thread(target=race, args=(loop,)) for loop in loops]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return sum(fired)
+
+
+def _due(runtime: Runtime, trigger_id: str) -> None:
+    with runtime.db.transaction() as session:
+        row = session.get(Trigger, trigger_id)
+        assert row is not None
+        row.next_run_at = utcnow() - timedelta(seconds=1)
+
+
+def _firings(runtime: Runtime, trigger_id: str) -> int:
+    with runtime.db.read_session() as session:
+        query = select(func.count()).select_from(TriggerFiring).where(TriggerFiring.trigger_id == trigger_id)
+        return int(session.scalar(query) or 0)
+
+
+def test_a_conditional_trigger_fires_once_per_rise(client: TestClient, alert: str, runtime: Runtime) -> None:
+    assert runtime.triggers is not None
+    runtime.triggers.stop()  # only the loops below fire
+    created = client.post(
+        "/v1/triggers",
+        json={
+            "action_type": "alert_evaluation",
+            "action_config": {"alert_id": alert},
+            "trigger_type": "conditional",
+            "schedule_config": {"condition_type": "collection_empty", "params": {"collection_id": "notes"}},
+        },
+    )
+    assert created.status_code == 200, created.text
+    trigger = created.json()
+    assert trigger["trigger_type"] == "conditional" and trigger["next_scheduled_at"]
+    assert trigger["schedule_config"]["check_interval_seconds"] == 300
+    tid = trigger["trigger_id"]
+    # a new schedule takes effect from now: every collection of the namespace, checked each minute
+    assert (
+        client.patch(
+            f"/v1/triggers/{tid}",
+            json={"schedule_config": {"condition_type": "collection_empty", "check_interval_seconds": 60}},
+        ).status_code
+        == 200
+    )
+    _due(runtime, tid)
+    assert _race(runtime) == 1  # the collection is empty: the condition rose, one of the two fired
+    assert _firings(runtime, tid) == 1
+    _due(runtime, tid)
+    assert _race(runtime) == 0  # still empty: no new rise, no new firing
+    assert _firings(runtime, tid) == 1
+    assert client.get(f"/v1/triggers/{tid}").json()["execution_count"] == 1
+
+
+def _finished_batch(client: TestClient, object_id: str) -> str:
+    batch = client.post("/v1/buckets/docs/batches", json={"object_ids": [object_id]}).json()
+    assert client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={}).status_code == 200
+    deadline = time.monotonic() + 60
+    while client.get(f"/v1/buckets/docs/batches/{batch['batch_id']}").json()["status"] != "COMPLETED":
+        assert time.monotonic() < deadline, "the batch did not finish"
+        time.sleep(0.1)
+    return str(batch["batch_id"])
+
+
+def test_document_thresholds_and_batch_reruns(client: TestClient, alert: str, runtime: Runtime) -> None:
+    assert runtime.triggers is not None
+    runtime.triggers.stop()  # only the loops below fire
+    action = {"action_type": "alert_evaluation", "action_config": {"alert_id": alert}}
+    on_event = client.post(
+        "/v1/triggers",
+        json={
+            **action,
+            "trigger_type": "event",
+            "schedule_config": {"event_type": "documents_added", "collection_id": "notes", "event_threshold": 2},
+        },
+    ).json()
+    assert on_event["schedule_config"]["event_type"] == "collection.documents.written"
+    assert on_event["schedule_config"]["resource_id"].startswith("col_")  # the name resolved to the id
+    on_check = client.post(
+        "/v1/triggers",
+        json={
+            **action,
+            "trigger_type": "conditional",
+            "schedule_config": {"condition_type": "documents_added", "collection_id": "notes", "threshold": 2},
+        },
+    ).json()
+    first = _finished_batch(client, add_object(client, "one", title="a"))
+    assert client.get(f"/v1/triggers/{on_event['trigger_id']}").json()["next_scheduled_at"] is None  # 1 of 2
+    _due(runtime, on_check["trigger_id"])
+    assert _race(runtime) == 0  # one document of two: the check does not fire
+    _finished_batch(client, add_object(client, "two", title="b"))
+    assert client.get(f"/v1/triggers/{on_event['trigger_id']}").json()["next_scheduled_at"] is not None
+    _due(runtime, on_check["trigger_id"])
+    assert _race(runtime) == 2  # each trigger once, whichever loop claimed it
+    assert _firings(runtime, on_event["trigger_id"]) == 1 and _firings(runtime, on_check["trigger_id"]) == 1
+    with runtime.db.read_session() as session:
+        row = session.get(Trigger, on_event["trigger_id"])
+        assert row is not None and row.pending_events == 0 and row.next_run_at is None
+
+    rerun = client.post(
+        "/v1/triggers",
+        json={
+            "action_type": "batch_rerun",
+            "action_config": {"batch_id": first},
+            "trigger_type": "cron",
+            "schedule_config": {"cron_expression": "0 4 * * 0"},
+        },
+    )
+    assert rerun.status_code == 200, rerun.text
+    task = client.post(f"/v1/triggers/{rerun.json()['trigger_id']}/execute").json()
+    assert task["task_id"] and task["task_type"] == "api_buckets_batches_process", task
+    wait_task(client, task["task_id"], timeout=60)
+    only_failed = client.post(
+        "/v1/triggers",
+        json={
+            "action_type": "batch_rerun",
+            "action_config": {"batch_id": first, "retry_failed_only": True},
+            "trigger_type": "cron",
+            "schedule_config": {"cron_expression": "0 4 * * 0"},
+        },
+    ).json()
+    assert_error(client.post(f"/v1/triggers/{only_failed['trigger_id']}/execute"), 400)  # nothing failed

@@ -166,6 +166,7 @@ def test_another_org_in_its_own_namespace(client: TestClient, world: dict[str, A
         ("POST", "/v1/organizations/webhooks/list"),
         ("GET", "/v1/events"),  # A's object.created is in A's feed only
         ("GET", "/v1/alerts"),
+        ("GET", "/v1/organizations/alerts"),
         ("GET", "/v1/triggers"),
     ):
         response = client.request(method, url, headers=headers, json={})

@@ -21,6 +21,8 @@ from strataflow.services.tenancy.auth import create_organization
 from strataflow.statuses import Status
 from strataflow.store.db import Database
 from strataflow.store.tables import (
+    Alert,
+    AlertIngestClaim,
     Batch,
     BatchTier,
     Bucket,
@@ -36,6 +38,7 @@ from strataflow.store.tables import (
     WebhookDelivery,
 )
 from strataflow.transitions import (
+    ALERT_INGEST,
     BATCH,
     BUCKET,
     CLUSTER_RUN,
@@ -112,6 +115,12 @@ EXPECTED: dict[str, dict[Status | None, set[Status]]] = {
         S.PENDING: {S.PROCESSING, S.CANCELED},
         S.PROCESSING: {S.PENDING, S.COMPLETED, S.FAILED, S.CANCELED},
     },
+    "alert_ingest": {
+        NOTHING: {S.PENDING},
+        S.PENDING: {S.PROCESSING},
+        S.PROCESSING: {S.PENDING, S.COMPLETED},
+        S.COMPLETED: {S.PENDING},
+    },
 }
 ALL_MACHINES = [
     TASK,
@@ -125,6 +134,7 @@ ALL_MACHINES = [
     RETRIEVER_EXECUTION,
     EVALUATION,
     DELIVERY,
+    ALERT_INGEST,
 ]
 PAIRS = [(m, current, target) for m in ALL_MACHINES for current in [NOTHING, *Status] for target in Status]
 
@@ -152,7 +162,9 @@ def test_each_pair_is_allowed_exactly_when_listed(machine: Machine, current: Sta
 def test_finished_states_only_leave_by_the_listed_retry_edges(machine: Machine) -> None:
     for current in FINISHED:
         leaving = {t for t in Status if t != current and machine.allows(current, t)}
-        retry_edges = {"batch": {S.IN_PROGRESS, S.PENDING, S.DRAFT}, "tier": {S.PENDING}}.get(machine.kind, set())
+        # an alert's ingest claim is re-armed (COMPLETED -> PENDING) when documents are written again
+        edges = {"batch": {S.IN_PROGRESS, S.PENDING, S.DRAFT}, "tier": {S.PENDING}, "alert_ingest": {S.PENDING}}
+        retry_edges = edges.get(machine.kind, set())
         assert leaving <= retry_edges, (machine.kind, current, leaving)
 
 
@@ -277,7 +289,18 @@ def _delivery(session: Session, status: Status) -> WebhookDelivery:
     return create(session, row, status, "test")
 
 
+def _alert_claim(session: Session, status: Status) -> AlertIngestClaim:
+    bucket = tenant(session)
+    namespace = session.get(Namespace, bucket.namespace_id)
+    assert namespace is not None
+    alert = Alert(alert_id=new_id("alert"), org_id=namespace.org_id, namespace_id=namespace.namespace_id, name="a")
+    session.add(alert)
+    session.flush()
+    return create(session, AlertIngestClaim(alert_id=alert.alert_id), status, "test")
+
+
 MAKERS: dict[str, tuple[Machine, Maker]] = {
+    "alert_ingest": (ALERT_INGEST, _alert_claim),
     "retriever_execution": (RETRIEVER_EXECUTION, _execution),
     "evaluation": (EVALUATION, _evaluation),
     "webhook_delivery": (DELIVERY, _delivery),

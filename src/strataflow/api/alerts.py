@@ -21,16 +21,18 @@ def create_alert(request: CreateAlertRequest, scope: ScopeDep, session: DbDep) -
     return crud.alert_view(crud.create_alert(session, scope, request))
 
 
-def _list(session: Any, scope: Any, page: Any, body: ListAlertsRequest) -> dict[str, Any]:
-    result, total = crud.list_alerts(session, scope, body.search, body.case_sensitive, page)
-    rows = [crud.alert_view(r) for r in result.rows]
-    stats = {"total_alerts": total, "enabled_alerts": sum(1 for r in rows if r["enabled"])}
+def list_page(session: Any, owner: crud.Owner, page: Any, body: ListAlertsRequest) -> dict[str, Any]:
+    """ListAlertsResponse for a namespace's alerts or the organisation's own (api/org_alerts.py)."""
+    result, total = crud.list_alerts(session, owner, body.search, body.case_sensitive, page)
     return {
-        "results": rows,
+        "results": [crud.alert_view(r) for r in result.rows],
         "pagination": {**result.pagination, "total": total},
         "total_count": total,
-        "stats": stats,
+        "stats": crud.list_stats(session, owner),
     }
+
+
+_list = list_page
 
 
 @router.get("")

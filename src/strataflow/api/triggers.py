@@ -1,5 +1,6 @@
-"""Generic triggers (TriggersApi, /v1/triggers): a schedule (interval, cron) or an event that runs an
-action on a resource: a cluster, an alert, a retriever, a taxonomy enrichment or a collection re-run.
+"""Generic triggers (TriggersApi, /v1/triggers): a schedule (interval, cron), an event or a condition
+that runs an action on a resource: a cluster, an alert, a retriever, a taxonomy enrichment, a
+collection re-run or a batch re-run.
 They are the same triggers as /v1/clusters/triggers (one table, one firing loop, one claim rule)."""
 
 from __future__ import annotations
@@ -70,12 +71,6 @@ def _view(row: Trigger) -> dict[str, Any]:
 
 @router.post("")
 def create_trigger(request: CreateTriggerRequest, scope: ScopeDep, session: DbDep) -> dict[str, Any]:
-    if request.trigger_type == "conditional":
-        raise BadRequestError(
-            "Conditional triggers are not available on this server; use an event trigger (e.g. on "
-            "collection.documents.batch_completed) with an alert_evaluation action for a condition on results",
-            {"available": ["interval", "cron", "event"]},
-        )
     target_id = check_action(session, scope, request.action_type, request.action_config)
     target_type = ACTIONS[request.action_type][0]
     execution: dict[str, Any] = {"action_config": request.action_config}

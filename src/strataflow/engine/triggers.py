@@ -1,4 +1,6 @@
-"""The trigger loop: fires due triggers (interval, cron, event) through the action their target registered.
+"""The trigger loop: fires due triggers (interval, cron, event, conditional) through the action their
+target registered. A conditional trigger's slot is a check: the claimer fires it only when its
+condition holds (services/triggers/conditions.py).
 
 `next_run_at` is both the schedule and the claim: a firer moves it to the next slot with a
 conditional UPDATE (`WHERE next_run_at = <the slot it read>`), so of several processes exactly one
@@ -19,6 +21,7 @@ from strataflow.clock import utcnow
 from strataflow.engine.jobs import JobContext
 from strataflow.engine.loops import PollingLoop
 from strataflow.errors import StrataflowError
+from strataflow.services.triggers import conditions
 from strataflow.services.triggers.crud import trigger_event
 from strataflow.services.triggers.schedule import next_fire
 from strataflow.store.tables import Trigger, TriggerFiring
@@ -82,10 +85,23 @@ class TriggerLoop(PollingLoop):
         fired = 0
         for trigger_id, slot in due:
             trigger = self._claim(trigger_id, slot)
-            if trigger is not None:
+            if trigger is not None and (trigger.trigger_type != "conditional" or self._holds(trigger)):
                 self._fire(trigger)
                 fired += 1
         return fired
+
+    def _holds(self, trigger: Trigger) -> bool:
+        """A conditional trigger's check, made by the process that claimed the slot."""
+        try:
+            with self.context.db.transaction() as session:
+                row = session.get(Trigger, trigger.trigger_id)
+                if row is None:
+                    return False
+                fire, _measured = conditions.check(session, self.context.services.get("index"), row)
+                return fire
+        except Exception:  # a check that breaks is a check that did not hold; the next slot tries again
+            log.exception("trigger condition check failed", extra={"trigger_id": trigger.trigger_id})
+            return False
 
     def _claim(self, trigger_id: str, slot: object) -> Trigger | None:
         with self.context.db.transaction() as session:
@@ -94,10 +110,13 @@ class TriggerLoop(PollingLoop):
                 return None
             now = utcnow()
             following = next_fire(row.trigger_type, row.schedule_config, now)
+            values: dict[str, object] = {"next_run_at": following, "last_triggered_at": now}
+            if row.trigger_type == "event":
+                values["pending_events"] = 0  # the events counted so far are this firing's
             claimed = session.execute(
                 update(Trigger)
                 .where(Trigger.trigger_id == trigger_id, Trigger.next_run_at == slot, Trigger.status == "active")
-                .values(next_run_at=following, last_triggered_at=now)
+                .values(**values)
                 .execution_options(synchronize_session=False)
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]

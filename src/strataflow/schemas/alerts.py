@@ -28,6 +28,16 @@ class NotificationConfigRequest(RequestModel):
     template_id: str | None = None
 
 
+class SystemConditionRequest(RequestModel):
+    type: str = Field(min_length=1)
+    params: dict[str, Any] | None = None
+
+
+class NamespaceSelectorRequest(RequestModel):
+    mode: str | None = None
+    namespace_ids: list[str] | None = None
+
+
 class CreateAlertRequest(RequestModel):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=1000)
@@ -39,7 +49,8 @@ class CreateAlertRequest(RequestModel):
     inputs: dict[str, Any] | None = None
     cooldown_seconds: int = Field(default=0, ge=0, le=2_592_000)
     renotify_interval_seconds: int | None = Field(default=None, ge=60, le=2_592_000)
-    system_condition: dict[str, Any] | None = None
+    system_condition: SystemConditionRequest | None = None
+    namespace_selector: NamespaceSelectorRequest | None = None
     notification_config: NotificationConfigRequest
     enabled: bool = True
     metadata: dict[str, Any] | None = None
@@ -54,6 +65,9 @@ class PatchAlertRequest(RequestModel):
     threshold: AlertThresholdRequest | None = None
     inputs: dict[str, Any] | None = None
     cooldown_seconds: int | None = Field(default=None, ge=0, le=2_592_000)
+    renotify_interval_seconds: int | None = Field(default=None, ge=60, le=2_592_000)
+    system_condition: SystemConditionRequest | None = None
+    namespace_selector: NamespaceSelectorRequest | None = None
     notification_config: NotificationConfigRequest | None = None
     enabled: bool | None = None
     metadata: dict[str, Any] | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from strataflow.clock import utcnow
@@ -475,6 +475,9 @@ class Trigger(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     last_status: Mapped[str | None] = mapped_column(String(32), default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Matching events (or documents, for a documents_added threshold) counted since the last
+    # firing of an event trigger with a threshold; the claim that fires it resets it.
+    pending_events: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -728,29 +731,65 @@ class DeliveryAttempt(Base):
 
 
 class Alert(Base):
-    """A saved retriever, a condition on its results, a cooldown, and where to notify when it holds."""
+    """A saved retriever (or a built-in system condition), a condition on its results, a cooldown,
+    and where to notify when it holds. `namespace_id` is None for an organisation-level alert."""
 
     __tablename__ = "alerts"
-    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
+    __table_args__ = (UniqueConstraint("namespace_id", "name"), Index("ix_alerts_org", "org_id"))
 
     alert_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"))
-    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True)
+    namespace_id: Mapped[str | None] = mapped_column(
+        ForeignKey("namespaces.namespace_id", ondelete="CASCADE"), index=True, default=None
+    )
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text, default=None)
-    retriever_id: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(16), default="retriever", server_default="retriever")
+    retriever_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    system_condition: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # {type, params}
+    namespace_selector: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # {mode, namespace_ids}
     condition: Mapped[dict[str, Any]] = mapped_column(default=dict)  # trigger_on, min_count, threshold
     inputs: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     cooldown_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    renotify_interval_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
     notification_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", default=None)
     last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
-    # Set when a collection applying this alert on ingest wrote documents; the alert sweep
-    # (services/alerts/ingest.py) claims it by clearing it, then evaluates the alert once.
-    pending_since: Mapped[datetime | None] = mapped_column(default=None)
-    pending_documents: Mapped[list[Any] | None] = mapped_column(default=None)
+    # Whether this rise of the condition (it held at every evaluation since) was notified: a
+    # notification goes out once per rise, and with renotify_interval_seconds again while it holds.
+    rise_notified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # System alerts are checked by the alert sweep when this is due; the sweep claims the check by
+    # moving it forward with a conditional UPDATE (like a trigger's next_run_at).
+    next_check_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AlertIngestClaim(Base):
+    """An alert to evaluate because a collection applying it on ingest wrote documents.
+
+    PENDING until the alert sweep claims it under a lease (PROCESSING, transitions.ALERT_INGEST);
+    the execution it records and its COMPLETED are one transaction, fenced by the claim's token, so
+    an evaluator that dies mid-way leaves a lease that expires and the evaluation is made again
+    (at least once). Markings that arrive while it is PROCESSING wait in `later_documents` and
+    `remarked`, and put it back to PENDING when the running evaluation completes.
+    """
+
+    __tablename__ = "alert_ingest_claims"
+    __table_args__ = (Index("ix_alert_ingest_due", "status", "lease_expires_at"),)
+
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[Status] = mapped_column(StatusType)
+    marked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    documents: Mapped[list[Any]] = mapped_column(default=list)
+    remarked: Mapped[bool] = mapped_column(Boolean, default=False)
+    later_documents: Mapped[list[Any]] = mapped_column(default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    fence_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -4,9 +4,10 @@ webhook of the organisation."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,16 +17,22 @@ from strataflow.ids import new_id
 from strataflow.schemas.alerts import (
     AlertThresholdRequest,
     CreateAlertRequest,
+    NamespaceSelectorRequest,
     NotificationConfigRequest,
     PatchAlertRequest,
+    SystemConditionRequest,
 )
+from strataflow.services.alerts import system
 from strataflow.services.events.outbox import emit
 from strataflow.services.retrievers.crud import get_retriever
 from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.statuses import Status
 from strataflow.store.pagination import Page, PageRequest, paginate
-from strataflow.store.tables import Alert, Webhook
+from strataflow.store.tables import Alert, Namespace, Retriever, Webhook
 
 TRIGGER_ON = ("results", "no_results")
+SOURCES = ("retriever", "system")
+SELECTOR_MODES = ("all", "selected")
 OPERATORS = {
     "gt": "gt",
     ">": "gt",
@@ -42,7 +49,7 @@ OPERATORS = {
 }
 
 
-def _notification(session: Session, scope: NamespaceScope, config: NotificationConfigRequest) -> dict[str, Any]:
+def _notification(session: Session, scope: Owner, config: NotificationConfigRequest) -> dict[str, Any]:
     channels = []
     for index, channel in enumerate(config.channels):
         if channel.channel_type != "webhook":
@@ -88,42 +95,168 @@ def _condition(trigger_on: str | None, min_count: int | None, threshold: Any) ->
     return stored
 
 
-def create_alert(session: Session, scope: NamespaceScope, request: CreateAlertRequest) -> Alert:
-    if (request.source or "retriever") != "retriever" or request.system_condition is not None:
-        raise BadRequestError("Only retriever alerts (source='retriever') are available on this server")
-    if not request.retriever_id:
+@dataclass(frozen=True)
+class AlertOwner:
+    """Whose alerts: a namespace's (namespace_id set) or the organisation's own (namespace_id None)."""
+
+    org_id: str
+    namespace_id: str | None = None
+
+
+class Owner(Protocol):
+    @property
+    def org_id(self) -> str: ...
+
+    @property
+    def namespace_id(self) -> str | None: ...
+
+
+def _owned(owner: Owner) -> Any:
+    """The WHERE clause selecting the alerts this owner holds."""
+    if owner.namespace_id is None:
+        return and_(Alert.org_id == owner.org_id, Alert.namespace_id.is_(None))
+    return Alert.namespace_id == owner.namespace_id
+
+
+def _org_retriever(session: Session, owner: Owner, identifier: str) -> Retriever:
+    """An organisation alert's retriever: by id in any namespace of the organisation."""
+    row = session.scalar(
+        select(Retriever)
+        .join(Namespace, Namespace.namespace_id == Retriever.namespace_id)
+        .where(Namespace.org_id == owner.org_id, Retriever.retriever_id == identifier)
+    )
+    if row is None:
+        raise not_found("Retriever", identifier)
+    return row
+
+
+def _retriever(session: Session, owner: Owner, identifier: str) -> Retriever:
+    if owner.namespace_id is None:
+        return _org_retriever(session, owner, identifier)
+    return get_retriever(session, NamespaceScope(owner.org_id, owner.namespace_id, ""), identifier)
+
+
+def _selector(session: Session, owner: Owner, selector: NamespaceSelectorRequest | None) -> dict[str, Any] | None:
+    if selector is None:
+        return None
+    if owner.namespace_id is not None:
+        raise BadRequestError(
+            "namespace_selector applies to organization alerts (/v1/organizations/alerts); "
+            "a namespace alert covers its own namespace"
+        )
+    mode = selector.mode or ("selected" if selector.namespace_ids else "all")
+    if mode not in SELECTOR_MODES:
+        raise BadRequestError(f"namespace_selector.mode must be one of {', '.join(SELECTOR_MODES)}", {"mode": mode})
+    if mode == "all":
+        return {"mode": "all", "namespace_ids": None}
+    wanted = list(dict.fromkeys(selector.namespace_ids or []))
+    if not wanted:
+        raise BadRequestError("namespace_selector.mode 'selected' needs a non-empty namespace_ids")
+    found = set(
+        session.scalars(
+            select(Namespace.namespace_id).where(
+                Namespace.org_id == owner.org_id,
+                Namespace.namespace_id.in_(wanted),
+                Namespace.status == Status.ACTIVE,
+            )
+        )
+    )
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        raise not_found("Namespace", missing[0])
+    return {"mode": "selected", "namespace_ids": wanted}
+
+
+def _source(
+    session: Session,
+    owner: Owner,
+    source: str,
+    retriever_id: str | None,
+    system_condition: SystemConditionRequest | None,
+    selector: dict[str, Any] | None,
+) -> tuple[str | None, dict[str, Any] | None]:
+    """The retriever id (retriever alerts) or the stored system condition (system alerts)."""
+    if source not in SOURCES:
+        raise BadRequestError(f"source must be one of {', '.join(SOURCES)}", {"source": source})
+    if source == "system":
+        if system_condition is None:
+            raise BadRequestError("A system alert needs system_condition: {type, params}")
+        if retriever_id:
+            raise BadRequestError("A system alert runs no retriever; leave retriever_id out")
+        return None, system.normalise(system_condition.type, system_condition.params)
+    if system_condition is not None:
+        raise BadRequestError("system_condition applies to source='system' alerts only")
+    if not retriever_id:
         raise BadRequestError("A retriever alert needs retriever_id")
-    retriever = get_retriever(session, scope, request.retriever_id)
-    if request.renotify_interval_seconds is not None:
-        raise BadRequestError("renotify_interval_seconds is not available on this server; use a cooldown")
+    retriever = _retriever(session, owner, retriever_id)
+    if (
+        selector is not None
+        and selector["mode"] == "selected"
+        and retriever.namespace_id not in selector["namespace_ids"]
+    ):
+        raise BadRequestError(
+            "The retriever's namespace is not among namespace_selector.namespace_ids: a retriever alert "
+            "runs its retriever in the retriever's own namespace",
+            {"retriever_namespace_id": retriever.namespace_id},
+        )
+    return retriever.retriever_id, None
+
+
+def _renotify(seconds: int | None, cooldown: int) -> int | None:
+    if seconds is not None and seconds < cooldown:
+        raise BadRequestError(
+            "renotify_interval_seconds is shorter than cooldown_seconds: it could never notify inside the cooldown",
+            {"renotify_interval_seconds": seconds, "cooldown_seconds": cooldown},
+        )
+    return seconds
+
+
+def create_alert(session: Session, owner: Owner, request: CreateAlertRequest) -> Alert:
+    source = request.source or ("system" if request.system_condition is not None else "retriever")
+    selector = _selector(session, owner, request.namespace_selector)
+    retriever_id, condition_system = _source(
+        session, owner, source, request.retriever_id, request.system_condition, selector
+    )
+    if source == "system" and (request.trigger_on not in (None, "results") or request.threshold is not None):
+        raise BadRequestError(
+            "trigger_on and threshold apply to retriever alerts; "
+            "a system alert holds when its condition finds a resource"
+        )
     now = utcnow()
     row = Alert(
         alert_id=new_id("alert"),
-        org_id=scope.org_id,
-        namespace_id=scope.namespace_id,
+        org_id=owner.org_id,
+        namespace_id=owner.namespace_id,
         name=request.name,
         description=request.description,
-        retriever_id=retriever.retriever_id,
+        source=source,
+        retriever_id=retriever_id,
+        system_condition=condition_system,
+        namespace_selector=selector,
         condition=_condition(request.trigger_on, request.min_count, request.threshold),
         inputs=request.inputs,
         cooldown_seconds=request.cooldown_seconds,
-        notification_config=_notification(session, scope, request.notification_config),
+        renotify_interval_seconds=_renotify(request.renotify_interval_seconds, request.cooldown_seconds),
+        notification_config=_notification(session, owner, request.notification_config),
         enabled=request.enabled,
         metadata_=request.metadata,
+        next_check_at=now if source == "system" and request.enabled else None,
         created_at=now,
         updated_at=now,
     )
-    _name_free(session, scope, row.name, None)
+    _name_free(session, owner, row.name, None)
     session.add(row)
     return _save(session, row, "alert.created")
 
 
-def _name_free(session: Session, scope: NamespaceScope, name: str, except_id: str | None) -> None:
-    existing = session.scalar(
-        select(Alert.alert_id).where(Alert.namespace_id == scope.namespace_id, Alert.name == name)
-    )
+def _name_free(session: Session, owner: Owner, name: str, except_id: str | None) -> None:
+    existing = session.scalar(select(Alert.alert_id).where(_owned(owner), Alert.name == name))
     if existing is not None and existing != except_id:
-        raise AlreadyExistsError(f"Alert '{name}' already exists in this namespace", {"name": name})
+        raise AlreadyExistsError(f"Alert '{name}' already exists {_where(owner)}", {"name": name})
+
+
+def _where(owner: Owner) -> str:
+    return "in this organization" if owner.namespace_id is None else "in this namespace"
 
 
 def _save(session: Session, row: Alert, event_type: str | None = None) -> Alert:
@@ -133,32 +266,40 @@ def _save(session: Session, row: Alert, event_type: str | None = None) -> Alert:
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise AlreadyExistsError(f"Alert '{row.name}' already exists in this namespace", {"name": row.name}) from None
+        raise AlreadyExistsError(f"Alert '{row.name}' already exists", {"name": row.name}) from None
     return row
 
 
-def get_alert(session: Session, scope: NamespaceScope, identifier: str) -> Alert:
-    """By id, or by name within the namespace."""
+def get_alert(session: Session, owner: Owner, identifier: str) -> Alert:
+    """By id, or by name, among the owner's alerts."""
     row = session.scalar(
-        select(Alert).where(
-            Alert.namespace_id == scope.namespace_id, or_(Alert.alert_id == identifier, Alert.name == identifier)
-        )
+        select(Alert).where(_owned(owner), or_(Alert.alert_id == identifier, Alert.name == identifier))
     )
     if row is None:
         raise not_found("Alert", identifier)
     return row
 
 
-def patch_alert(session: Session, scope: NamespaceScope, identifier: str, request: PatchAlertRequest) -> Alert:
-    row = get_alert(session, scope, identifier)
+def patch_alert(session: Session, owner: Owner, identifier: str, request: PatchAlertRequest) -> Alert:
+    row = get_alert(session, owner, identifier)
     changes = request.model_dump(exclude_unset=True)
     if changes.get("name") is not None:
-        _name_free(session, scope, changes["name"], row.alert_id)
+        _name_free(session, owner, changes["name"], row.alert_id)
         row.name = changes["name"]
     if "description" in changes:
         row.description = changes["description"]
-    if changes.get("retriever_id") is not None:
-        row.retriever_id = get_retriever(session, scope, changes["retriever_id"]).retriever_id
+    if request.namespace_selector is not None:
+        row.namespace_selector = _selector(session, owner, request.namespace_selector)
+    if changes.get("retriever_id") is not None or request.system_condition is not None:
+        retriever_id, condition_system = _source(
+            session,
+            owner,
+            row.source,
+            changes.get("retriever_id") or (row.retriever_id if row.source == "retriever" else None),
+            request.system_condition,
+            row.namespace_selector,
+        )
+        row.retriever_id, row.system_condition = retriever_id, condition_system
     if {"trigger_on", "min_count", "threshold"} & set(changes):
         current = row.condition or {}
         threshold = request.threshold if "threshold" in changes else None
@@ -173,18 +314,23 @@ def patch_alert(session: Session, scope: NamespaceScope, identifier: str, reques
         row.inputs = changes["inputs"]
     if changes.get("cooldown_seconds") is not None:
         row.cooldown_seconds = changes["cooldown_seconds"]
+    if "renotify_interval_seconds" in changes:
+        row.renotify_interval_seconds = changes["renotify_interval_seconds"]
+    _renotify(row.renotify_interval_seconds, row.cooldown_seconds)
     if request.notification_config is not None:
-        row.notification_config = _notification(session, scope, request.notification_config)
+        row.notification_config = _notification(session, owner, request.notification_config)
     if changes.get("enabled") is not None:
         row.enabled = changes["enabled"]
     if "metadata" in changes:
         row.metadata_ = changes["metadata"]
+    if row.source == "system":
+        row.next_check_at = utcnow() if row.enabled else None  # a changed condition is checked at once
     row.updated_at = utcnow()
     return _save(session, row, "alert.updated")
 
 
-def delete_alert(session: Session, scope: NamespaceScope, identifier: str) -> str:
-    row = get_alert(session, scope, identifier)
+def delete_alert(session: Session, owner: Owner, identifier: str) -> str:
+    row = get_alert(session, owner, identifier)
     alert_event(session, "alert.deleted", row)
     session.delete(row)
     session.commit()
@@ -192,9 +338,9 @@ def delete_alert(session: Session, scope: NamespaceScope, identifier: str) -> st
 
 
 def list_alerts(
-    session: Session, scope: NamespaceScope, search: str | None, case_sensitive: bool, page: PageRequest
+    session: Session, owner: Owner, search: str | None, case_sensitive: bool, page: PageRequest
 ) -> tuple[Page, int]:
-    query: Select[Any] = select(Alert).where(Alert.namespace_id == scope.namespace_id)
+    query: Select[Any] = select(Alert).where(_owned(owner))
     if search:
         pattern = f"%{search.replace('%', '').replace('_', '')}%"
         columns = (Alert.alert_id, Alert.name, Alert.description)
@@ -206,6 +352,22 @@ def list_alerts(
     return paginate(session, query.order_by(Alert.created_at.desc(), Alert.alert_id), page), total
 
 
+def list_stats(session: Session, owner: Owner) -> dict[str, Any]:
+    """AlertListStats over every alert of the owner."""
+    rows = session.execute(select(Alert.enabled, Alert.notification_config).where(_owned(owner))).all()
+    by_channel: dict[str, int] = {}
+    for _enabled, config in rows:
+        for kind in {c.get("channel_type") for c in (config or {}).get("channels") or []}:
+            by_channel[str(kind)] = by_channel.get(str(kind), 0) + 1
+    enabled = sum(1 for e, _c in rows if e)
+    return {
+        "total_alerts": len(rows),
+        "enabled_alerts": enabled,
+        "disabled_alerts": len(rows) - enabled,
+        "alerts_by_channel_type": by_channel,
+    }
+
+
 def alert_event(session: Session, event_type: str, row: Alert, **extra: Any) -> None:
     emit(
         session,
@@ -213,7 +375,15 @@ def alert_event(session: Session, event_type: str, row: Alert, **extra: Any) -> 
         org_id=row.org_id,
         namespace_id=row.namespace_id,
         resource_id=row.alert_id,
-        payload={"alert_id": row.alert_id, "name": row.name, "retriever_id": row.retriever_id, **extra},
+        payload={
+            "alert_id": row.alert_id,
+            "name": row.name,
+            "source": row.source,
+            "retriever_id": row.retriever_id,
+            "system_condition": row.system_condition,
+            "scope": "organization" if row.namespace_id is None else "namespace",
+            **extra,
+        },
         to_webhooks=frozenset(c["channel_id"] for c in row.notification_config.get("channels", []))
         if event_type == "alert.triggered"
         else frozenset(),
@@ -227,14 +397,16 @@ def alert_view(row: Alert) -> dict[str, Any]:
         "namespace_id": row.namespace_id,
         "name": row.name,
         "description": row.description,
-        "source": "retriever",
+        "source": row.source,
         "retriever_id": row.retriever_id,
-        "trigger_on": condition.get("trigger_on", "results"),
+        "system_condition": row.system_condition,
+        "namespace_selector": row.namespace_selector,
+        "trigger_on": condition.get("trigger_on", "results") if row.source == "retriever" else None,
         "min_count": condition.get("min_count"),
         "threshold": condition.get("threshold"),
         "inputs": row.inputs,
         "cooldown_seconds": row.cooldown_seconds,
-        "renotify_interval_seconds": None,
+        "renotify_interval_seconds": row.renotify_interval_seconds,
         "last_fired_at": isoformat(row.last_fired_at),
         "notification_config": row.notification_config,
         "enabled": row.enabled,

@@ -14,9 +14,12 @@ from strataflow.store.tables import AlertExecution
 
 
 def list_executions(
-    session: Session, scope: NamespaceScope, alert_id: str | None, page: PageRequest
+    session: Session, scope: NamespaceScope | None, alert_id: str | None, page: PageRequest
 ) -> tuple[list[AlertExecution], dict[str, Any], int]:
-    query: Select[Any] = select(AlertExecution).where(AlertExecution.namespace_id == scope.namespace_id)
+    """A namespace's executions (of one alert, or all); `scope` None: one alert's, wherever they ran."""
+    query: Select[Any] = select(AlertExecution)
+    if scope is not None:
+        query = query.where(AlertExecution.namespace_id == scope.namespace_id)
     if alert_id is not None:
         query = query.where(AlertExecution.alert_id == alert_id)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from strataflow.clock import as_utc, isoformat, utcnow
@@ -109,12 +109,15 @@ def emit(
 
 
 def _make_event_triggers_due(session: Session, event: OutboxEvent) -> None:
-    """Event triggers of the namespace listening to this event become due now (or, right after a
-    firing, once EVENT_MIN_GAP_S has passed); the trigger loop fires them once, however many came."""
+    """Event triggers of the namespace listening to this event count it (one event, or for a
+    documents_added trigger the documents it wrote); once the count reaches the trigger's
+    `event_threshold` it becomes due now (or, right after a firing, once its cooldown has passed),
+    and the trigger loop fires it once, however many came. The count is an SQL increment, so
+    concurrent events are never lost; the claim that fires the trigger resets it."""
     triggers = session.scalars(
-        select(Trigger).where(
-            Trigger.namespace_id == event.namespace_id, Trigger.trigger_type == "event", Trigger.status == "active"
-        )
+        select(Trigger)
+        .where(Trigger.namespace_id == event.namespace_id, Trigger.trigger_type == "event", Trigger.status == "active")
+        .order_by(Trigger.trigger_id)  # rows are updated in one order by every transaction: no deadlock
     ).all()
     for trigger in triggers:
         config = trigger.schedule_config or {}
@@ -122,9 +125,24 @@ def _make_event_triggers_due(session: Session, event: OutboxEvent) -> None:
             continue
         if config.get("resource_id") and config["resource_id"] != event.resource_id:
             continue
+        weight = 1
+        if config.get("counts") == "documents":
+            weight = int((event.payload or {}).get("rows_done") or 0)
+            if weight <= 0:
+                continue
+        counted = session.execute(
+            update(Trigger)
+            .where(Trigger.trigger_id == trigger.trigger_id)
+            .values(pending_events=Trigger.pending_events + weight)
+            .returning(Trigger.pending_events)
+            .execution_options(synchronize_session=False)
+        ).scalar_one()
+        if counted < int(config.get("event_threshold") or 1):
+            continue
+        gap = int(config.get("cooldown_seconds") or EVENT_MIN_GAP_S)
         due = event.created_at
         if trigger.last_triggered_at is not None:
-            due = max(due, as_utc(trigger.last_triggered_at) + timedelta(seconds=EVENT_MIN_GAP_S))
+            due = max(due, as_utc(trigger.last_triggered_at) + timedelta(seconds=gap))
         if trigger.next_run_at is None or as_utc(trigger.next_run_at) > due:
             trigger.next_run_at = due
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.engine.jobs import JobContext
+from strataflow.engine.lifecycle.resubmit import resubmit_batch
+from strataflow.engine.lifecycle.retry import retry_batch
 from strataflow.engine.lifecycle.trigger import trigger_collection
-from strataflow.errors import BadRequestError
+from strataflow.errors import BadRequestError, not_found
+from strataflow.schemas.batches import RetryBatchRequest
 from strataflow.schemas.retrievers import ExecuteRetrieverRequest
 from strataflow.schemas.taxonomies import ApplyTaxonomyRequest
 from strataflow.services.alerts.crud import get_alert
@@ -26,7 +30,7 @@ from strataflow.services.retrievers.execution import saved_execution
 from strataflow.services.taxonomies.apply import request_apply
 from strataflow.services.taxonomies.crud import get_taxonomy
 from strataflow.services.tenancy.scope import NamespaceScope
-from strataflow.store.tables import Namespace, Trigger
+from strataflow.store.tables import Batch, Bucket, Namespace, Trigger
 
 # action type -> (target type stored on the trigger, the action_config key naming the target)
 ACTIONS: dict[str, tuple[str, str]] = {
@@ -35,8 +39,9 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "retriever_execution": ("retriever_execution", "retriever_id"),
     "taxonomy_enrichment": ("taxonomy_enrichment", "taxonomy_id"),
     "collection_trigger": ("collection_trigger", "collection_id"),
+    "batch_rerun": ("batch_rerun", "batch_id"),
 }
-NOT_AVAILABLE = {"batch_rerun": "retry a batch with POST /v1/buckets/{bucket}/batches/{batch}/retry instead"}
+NOT_AVAILABLE: dict[str, str] = {}
 
 
 def check_action(session: Session, scope: NamespaceScope, action_type: str, config: dict[str, Any]) -> str:
@@ -55,6 +60,8 @@ def check_action(session: Session, scope: NamespaceScope, action_type: str, conf
         return get_alert(session, scope, identifier).alert_id
     if action_type == "retriever_execution":
         return get_retriever(session, scope, identifier).retriever_id
+    if action_type == "batch_rerun":
+        return _check_batch_rerun(session, scope, identifier, config)
     if action_type == "taxonomy_enrichment":
         collection_id = config.get("collection_id")
         if not isinstance(collection_id, str):
@@ -62,6 +69,21 @@ def check_action(session: Session, scope: NamespaceScope, action_type: str, conf
         get_collection(session, scope, collection_id)
         return get_taxonomy(session, scope, identifier).taxonomy_id
     return get_collection(session, scope, identifier).collection_id
+
+
+def _check_batch_rerun(session: Session, scope: NamespaceScope, batch_id: str, config: dict[str, Any]) -> str:
+    if config.get("filters"):
+        raise BadRequestError(
+            "batch_rerun filters are not available on this server: a rerun runs the batch's objects "
+            "(or, with retry_failed_only, its failed ones); use a collection_trigger action with "
+            "source_filters to re-process a filtered subset"
+        )
+    if not isinstance(config.get("retry_failed_only", False), bool):
+        raise BadRequestError("action_config.retry_failed_only must be true or false")
+    batch = session.scalar(select(Batch).where(Batch.batch_id == batch_id, Batch.namespace_id == scope.namespace_id))
+    if batch is None:
+        raise not_found("Batch", batch_id)
+    return batch.batch_id
 
 
 def _scope(session: Session, trigger: Trigger) -> NamespaceScope:
@@ -114,4 +136,26 @@ def fire_collection(context: JobContext, trigger: Trigger) -> str:
             config.get("source_filters"),
         )
         session.commit()
+        return str(answer["task_id"])
+
+
+def fire_batch_rerun(context: JobContext, trigger: Trigger) -> str:
+    """Re-run the batch as POST .../resubmit would (every object, from the first tier), or, with
+    `retry_failed_only`, retry its failed documents as POST .../retry with retry_mode 'all'. A batch
+    still running, or with nothing to retry, is a skipped firing."""
+    config = _config(trigger)
+    with context.db.session() as session:
+        scope = _scope(session, trigger)
+        batch = session.scalar(
+            select(Batch).where(Batch.batch_id == trigger.target_id, Batch.namespace_id == scope.namespace_id)
+        )
+        bucket = session.get(Bucket, batch.bucket_id) if batch is not None else None
+        if batch is None or bucket is None:
+            raise not_found("Batch", trigger.target_id)
+        if config.get("retry_failed_only"):
+            answer = retry_batch(session, scope, bucket, batch.batch_id, RetryBatchRequest(retry_mode="all"))
+            if not answer.get("retried_count"):
+                raise BadRequestError(str(answer.get("message") or "Nothing to retry"))
+        else:
+            answer = resubmit_batch(session, context.blobs, scope, bucket, batch.batch_id, None, True)
         return str(answer["task_id"])

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 from strataflow.clock import isoformat, utcnow
 from strataflow.errors import BadRequestError, not_found
 from strataflow.ids import new_id
+from strataflow.services.collections.sources import get_collection
 from strataflow.services.events.outbox import emit
 from strataflow.services.tenancy.scope import NamespaceScope
-from strataflow.services.triggers.schedule import next_fire, normalise
+from strataflow.services.triggers.schedule import next_fire, normalise, schedule_collection
 from strataflow.store.tables import Task, Trigger, TriggerFiring
 from strataflow.transitions import move_trigger
 
@@ -33,6 +34,7 @@ def create_trigger(
     name: str | None = None,
 ) -> Trigger:
     schedule = normalise(trigger_type, schedule_config)
+    _check_schedule(session, scope, trigger_type, schedule)
     state = _status(status or "active")
     now = utcnow()
     row = Trigger(
@@ -55,6 +57,14 @@ def create_trigger(
     trigger_event(session, "trigger.created", row)
     session.commit()
     return row
+
+
+def _check_schedule(session: Session, scope: NamespaceScope, trigger_type: str, schedule: dict[str, Any]) -> None:
+    """A collection the schedule counts documents of must exist in the trigger's namespace."""
+    collection_id = schedule_collection(trigger_type, schedule)
+    if collection_id is not None:  # stored by id (a name given is resolved now)
+        resolved = get_collection(session, scope, collection_id).collection_id
+        schedule["resource_id" if trigger_type == "event" else "collection_id"] = resolved
 
 
 def _status(value: str) -> str:
@@ -108,6 +118,10 @@ def update_trigger(
     """A new schedule or status takes effect from now (the next firing is recomputed)."""
     if schedule_config is not None:
         row.schedule_config = normalise(row.trigger_type, schedule_config)
+        _check_schedule(
+            session, NamespaceScope(row.org_id, row.namespace_id, ""), row.trigger_type, row.schedule_config
+        )
+        row.pending_events = 0
     if description is not None:
         row.description = description
     if name is not None:
