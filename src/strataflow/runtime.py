@@ -37,6 +37,7 @@ from strataflow.services.alerts.ingest import evaluate_pending
 from strataflow.services.buckets.crud import delete_bucket_job
 from strataflow.services.clusters.runs import cancel_from_task as cancel_cluster_run
 from strataflow.services.clusters.triggers import fire_cluster
+from strataflow.services.events.retention import sweep_old_events
 from strataflow.services.events.secrets import SecretBox
 from strataflow.services.events.webhooks import WebhookRules
 from strataflow.services.objects.crud import ObjectWriter
@@ -88,8 +89,9 @@ TRIGGER_WATCHERS: dict[str, WatcherFactory] = {
     "cluster_auto_execute": AutoExecutions,  # re-run clusters after batches write their collections
 }
 
-# What else the trigger loop does on each poll: alerts marked pending by ingest are evaluated.
-TRIGGER_SWEEPS: list[Callable[[JobContext], int]] = [evaluate_pending]
+# What else the trigger loop does on each poll: alerts marked pending by ingest are evaluated;
+# finished deliveries and old events past STRATAFLOW_EVENTS_RETENTION_DAYS are deleted (throttled).
+TRIGGER_SWEEPS: list[Callable[[JobContext], int]] = [evaluate_pending, sweep_old_events]
 
 
 @dataclass
