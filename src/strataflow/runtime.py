@@ -155,6 +155,7 @@ class Runtime:
         self.stop_background()
         if self.events is not None:
             self.events.close()
+        self.outbound.close()  # kept-alive webhook connections
         if self.owns_runner:
             self.runner.close()
         self.db.dispose()
