@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     events_max_timeout_s: float = Field(
         default=30.0, gt=0, description="Largest `timeout` a webhook channel may ask for, in seconds."
     )
+    events_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Delivered, given-up and canceled deliveries (and events no delivery still waits for) older "
+        "than this are deleted by the trigger loop; 0 keeps them forever.",
+    )
+    events_claim_batch: int = Field(
+        default=16,
+        ge=1,
+        le=500,
+        description="Deliveries one dispatcher thread claims in one transaction (their outcomes are written together).",
+    )
     secrets_key: str | None = Field(
         default=None,
         description="Fernet key that encrypts webhook signing secrets at rest; empty: a key file in the data dir "

@@ -31,7 +31,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
@@ -50,6 +51,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 SCHEMES = {"http": 80, "https": 443}
+KEEPALIVE_S = 30.0  # an idle kept-alive POST connection is closed after this long
+KEPT_TARGETS = 64  # targets with kept-alive connections; the least recently used beyond are closed
+DRAIN_BYTES = 64 * 1024  # a POST answer up to this size is read to its end, so its connection can be reused
 REDIRECTS = {301, 302, 303, 307, 308}
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
@@ -194,17 +198,21 @@ class Deadline:
 # -- the pinned connection ---------------------------------------------------------------
 
 
-class _DeadlineStream(httpcore.NetworkStream):
-    """A socket stream whose every read and write ends by the fetch's deadline."""
+DeadlineOf = Callable[[], Deadline]
 
-    def __init__(self, inner: httpcore.NetworkStream, deadline: Deadline) -> None:
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read and write ends by the deadline of the request using it
+    (a kept-alive connection serves several requests, one at a time, each with its own)."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: DeadlineOf) -> None:
         self._inner, self._deadline = inner, deadline
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, self._deadline.clamp(timeout))
+        return self._inner.read(max_bytes, self._deadline().clamp(timeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, self._deadline.clamp(timeout))
+        self._inner.write(buffer, self._deadline().clamp(timeout))
 
     def close(self) -> None:
         self._inner.close()
@@ -212,7 +220,7 @@ class _DeadlineStream(httpcore.NetworkStream):
     def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.NetworkStream:
-        tls = self._inner.start_tls(ssl_context, server_hostname, self._deadline.clamp(timeout))
+        tls = self._inner.start_tls(ssl_context, server_hostname, self._deadline().clamp(timeout))
         return _DeadlineStream(tls, self._deadline)
 
     def get_extra_info(self, info: str) -> Any:
@@ -222,7 +230,7 @@ class _DeadlineStream(httpcore.NetworkStream):
 class _PinnedBackend(httpcore.NetworkBackend):
     """Connects to the address that was checked, whatever host name the request carries."""
 
-    def __init__(self, address: IPAddress, deadline: Deadline) -> None:
+    def __init__(self, address: IPAddress, deadline: DeadlineOf) -> None:
         self._address, self._deadline = address, deadline
         self._inner = httpcore.SyncBackend()
 
@@ -235,7 +243,7 @@ class _PinnedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         stream = self._inner.connect_tcp(
-            str(self._address), port, self._deadline.clamp(timeout), local_address, socket_options
+            str(self._address), port, self._deadline().clamp(timeout), local_address, socket_options
         )
         return _DeadlineStream(stream, self._deadline)
 
@@ -245,7 +253,7 @@ class _PinnedBackend(httpcore.NetworkBackend):
         raise httpcore.ConnectError("unix sockets are never reached from outside")
 
     def sleep(self, seconds: float) -> None:
-        time.sleep(min(seconds, max(0.0, self._deadline.remaining())))
+        time.sleep(min(seconds, max(0.0, self._deadline().remaining())))
 
 
 # -- fetching ----------------------------------------------------------------------------
@@ -307,6 +315,19 @@ class OutboundClient:
         # only until its deadline. A lookup that never returns keeps its thread, but there are at most
         # as many as fetch slots: a silent name server cannot make the server grow threads.
         self._resolver = ThreadPoolExecutor(max_workers=policy.max_concurrent, thread_name_prefix="outbound-dns")
+        # Kept-alive connections for POSTs (webhook deliveries), one pool per checked target: the
+        # key holds the address the guard accepted, so a reused connection goes nowhere else.
+        self._kept: OrderedDict[tuple[str, str, int, str], httpcore.ConnectionPool] = OrderedDict()
+        self._kept_lock = threading.Lock()
+        self._request = threading.local()  # the deadline of the request this thread is making
+
+    def close(self) -> None:
+        """Close the kept-alive connections (they are opened again when needed)."""
+        with self._kept_lock:
+            pools = list(self._kept.values())
+            self._kept.clear()
+        for pool in pools:
+            pool.close()
 
     def get(self, url: str, max_bytes: int | None = None, deadline_s: float | None = None) -> Fetched:
         """GET `url` and return its body. Raises `FetchFailed` (one message for every cause).
@@ -353,45 +374,87 @@ class OutboundClient:
             self._slots.release()
 
     def post(
-        self, url: str, body: bytes, headers: dict[str, str], deadline_s: float | None = None, keep_bytes: int = 2048
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        deadline_s: float | None = None,
+        keep_bytes: int = 2048,
+        keep_alive: bool = False,
     ) -> Posted:
         """POST `body` to `url` (a webhook delivery) and return the answer, whatever its status.
 
         Redirects are not followed (an answer of 3xx is returned as is: the body is not sent twice),
-        and at most `keep_bytes` of the answer are read. Raises `FetchFailed` when the URL is refused
-        or no answer came before the deadline."""
+        and at most `keep_bytes` of the answer are kept. Raises `FetchFailed` when the URL is refused
+        or no answer came before the deadline.
+
+        `keep_alive`: reuse a connection to the same checked address (the URL is still resolved and
+        judged on every call: an answer that changed gets a connection of its own, or a refusal)."""
         deadline = Deadline(min(deadline_s or self.policy.deadline_s, self.policy.deadline_s))
         with self._guarded(url, deadline):
             target = self._target(url, deadline)
             sent = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
             sent += [(b"User-Agent", self.policy.user_agent.encode()), (b"Content-Length", str(len(body)).encode())]
-            status, answer = self._send(target, "POST", sent, body, keep_bytes, deadline)
+            if not keep_alive:
+                with self._pinned_pool(target.address, lambda: deadline) as pool:
+                    status, answer = self._send(pool, target, sent, body, keep_bytes, deadline)
+                return Posted(status, answer)
+            self._request.deadline = deadline
+            try:
+                status, answer = self._send(self._kept_pool(target), target, sent, body, keep_bytes, deadline)
+            finally:
+                self._request.deadline = None
             return Posted(status, answer)
+
+    def _pinned_pool(self, address: IPAddress, deadline: DeadlineOf, connections: int = 1) -> httpcore.ConnectionPool:
+        """A connection pool that connects to `address` only, every wait bounded by `deadline()`."""
+        return httpcore.ConnectionPool(
+            ssl_context=self._ssl,
+            network_backend=_PinnedBackend(address, deadline),
+            max_connections=connections,
+            keepalive_expiry=KEEPALIVE_S,
+            retries=0,
+        )
+
+    def _current_deadline(self) -> Deadline:
+        deadline = getattr(self._request, "deadline", None)
+        if deadline is None:  # a kept connection touched outside a request (closing it): no wait is allowed
+            return Deadline(0.0)
+        return deadline  # type: ignore[no-any-return]
+
+    def _kept_pool(self, target: _Target) -> httpcore.ConnectionPool:
+        scheme = urlsplit(target.url).scheme.lower()
+        key = (scheme, target.host, target.port, str(target.address))
+        with self._kept_lock:
+            pool = self._kept.get(key)
+            if pool is not None:
+                self._kept.move_to_end(key)
+                return pool
+            pool = self._pinned_pool(target.address, self._current_deadline, self.policy.max_concurrent)
+            self._kept[key] = pool
+            evicted = self._kept.popitem(last=False)[1] if len(self._kept) > KEPT_TARGETS else None
+        if evicted is not None:
+            evicted.close()  # a request still on it fails and is retried as any failed delivery
+        return pool
 
     def _send(
         self,
+        pool: httpcore.ConnectionPool,
         target: _Target,
-        method: str,
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         keep_bytes: int,
         deadline: Deadline,
     ) -> tuple[int, bytes]:
         timeouts = {name: deadline.clamp(None) for name in ("connect", "read", "write", "pool")}
-        with (
-            httpcore.ConnectionPool(
-                ssl_context=self._ssl,
-                network_backend=_PinnedBackend(target.address, deadline),
-                max_connections=1,
-                retries=0,
-            ) as pool,
-            pool.stream(method, target.url, headers=headers, content=body, extensions={"timeout": timeouts}) as reply,
-        ):
-            kept = bytearray()
+        extensions = {"timeout": timeouts}
+        with pool.stream("POST", target.url, headers=headers, content=body, extensions=extensions) as reply:
+            kept, read = bytearray(), 0
             for chunk in reply.iter_stream():
                 kept += chunk[: max(0, keep_bytes - len(kept))]
-                if len(kept) >= keep_bytes:
-                    break  # the rest of the answer is not ours to read
+                read += len(chunk)
+                if read > DRAIN_BYTES:
+                    break  # a long answer is not ours to read (its connection is not kept)
                 deadline.clamp(None)
             return reply.status, bytes(kept)
 
@@ -463,12 +526,7 @@ class OutboundClient:
         headers = [(b"User-Agent", self.policy.user_agent.encode()), (b"Accept-Encoding", b"identity")]
         timeouts = {name: deadline.clamp(None) for name in ("connect", "read", "write", "pool")}
         with (
-            httpcore.ConnectionPool(
-                ssl_context=self._ssl,
-                network_backend=_PinnedBackend(target.address, deadline),
-                max_connections=1,
-                retries=0,
-            ) as pool,
+            self._pinned_pool(target.address, lambda: deadline) as pool,
             pool.stream("GET", target.url, headers=headers, extensions={"timeout": timeouts}) as response,
         ):
             answer = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}

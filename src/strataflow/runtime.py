@@ -38,6 +38,7 @@ from strataflow.services.alerts.sweep import check_system_alerts
 from strataflow.services.buckets.crud import delete_bucket_job
 from strataflow.services.clusters.runs import cancel_from_task as cancel_cluster_run
 from strataflow.services.clusters.triggers import fire_cluster
+from strataflow.services.events.retention import sweep_old_events
 from strataflow.services.events.secrets import SecretBox
 from strataflow.services.events.webhooks import WebhookRules
 from strataflow.services.objects.crud import ObjectWriter
@@ -100,6 +101,7 @@ TRIGGER_WATCHERS: dict[str, WatcherFactory] = {
 TRIGGER_SWEEPS: list[Callable[[JobContext], int]] = [
     evaluate_pending,  # alerts marked by ingest, claimed under a lease (at least once)
     check_system_alerts,  # system alerts whose check is due
+    sweep_old_events,  # finished deliveries and events past STRATAFLOW_EVENTS_RETENTION_DAYS (throttled)
 ]
 
 
@@ -164,6 +166,7 @@ class Runtime:
         self.stop_background()
         if self.events is not None:
             self.events.close()
+        self.outbound.close()  # kept-alive webhook connections
         if self.owns_runner:
             self.runner.close()
         self.db.dispose()

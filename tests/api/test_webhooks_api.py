@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -278,3 +279,36 @@ def test_events_commit_with_their_change(runtime: Runtime, client: TestClient, n
     rest = client.get("/v1/events", params={"cursor": page["next_cursor"]}).json()
     assert [e["event_type"] for e in rest["results"]] == ["object.deleted"] and rest["has_more"] is False
     assert_error(client.get("/v1/events", params={"event_type": "nope.nope"}), 400)
+
+
+def test_deliveries_are_claimed_in_groups_and_unattempted_claims_are_handed_back(
+    runtime: Runtime, client: TestClient, namespace: dict[str, Any], receiver: Receiver
+) -> None:
+    assert runtime.events is not None
+    runtime.events.stop()
+    client.post("/v1/organizations/webhooks", json=_hook(receiver.url, signing_secret=SECRET))
+    _bucket(client)
+    for n in range(5):
+        _object(client, f"g{n}")
+    first = EventDispatcher(runtime.db, runtime.outbound, runtime.secret_box, runtime.settings, owner="first")
+    second = EventDispatcher(runtime.db, runtime.outbound, runtime.secret_box, runtime.settings, owner="second")
+    try:
+        group = first.claim_many(3)
+        assert len(group) == 3 and len({c.delivery_id for c in group}) == 3
+        leases = [c.lease_until for c in group]
+        assert all(a is not None and b is not None and a < b for a, b in pairwise(leases))
+        rest = second.claim_many(10)  # the others only: a claimed delivery is not claimed twice
+        assert len(rest) == 2 and not {c.delivery_id for c in rest} & {c.delivery_id for c in group}
+        assert first.hand_back(group) == 3  # not attempted: due again, the attempt not counted
+        assert second.record_many([(c, second.attempt(c)) for c in rest]) == [True, True]
+        assert first.run_pending() == 3
+    finally:
+        first.close()
+        second.close()
+    requests = receiver.wait_for(5)
+    assert Counter(r.headers["x-mixpeek-delivery-id"] for r in requests).most_common(1)[0][1] == 1
+    assert {r.headers["x-mixpeek-delivery-attempt"] for r in requests} == {"1"}
+    assert all(verify(SECRET, r) for r in requests)
+    with runtime.db.read_session() as session:
+        rows = session.scalars(select(WebhookDelivery)).all()
+        assert [r.status for r in rows] == [Status.COMPLETED] * 5 and {r.attempts for r in rows} == {1}

@@ -27,7 +27,7 @@ from strataflow.schemas.documents import (
 from strataflow.schemas.validation import validate_as
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.documents import crud as service
-from strataflow.services.documents import queries
+from strataflow.services.documents import events, queries
 from strataflow.services.documents.model import document_view
 from strataflow.store.pagination import PageRequest
 from strataflow.store.tables import Collection
@@ -56,7 +56,9 @@ def create_document(
     collection_identifier: str, request: DocumentCreateRequest, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
-    return document_view(service.create_document(runtime.index, collection, request))
+    doc = service.create_document(runtime.index, collection, request)
+    events.document_changed(runtime.db, collection, "document.created", doc)
+    return document_view(doc)
 
 
 @router.post("/list", response_model=ListDocumentsResponse)
@@ -157,8 +159,16 @@ def bulk_update(
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
-    count = service.bulk_update(runtime.index, collection, request.filters, request.update_data)
-    return {"updated_count": count, "message": f"Updated {count} document(s)"}
+    ids = service.bulk_update(runtime.index, collection, request.filters, request.update_data)
+    events.documents_batch(
+        runtime.db,
+        collection,
+        "documents.updated.batch",
+        ids,
+        filters=request.filters,
+        fields=sorted(request.update_data),
+    )
+    return {"updated_count": len(ids), "message": f"Updated {len(ids)} document(s)"}
 
 
 @router.post("/batch", response_model=BatchUpdateDocumentsResponse)
@@ -172,7 +182,15 @@ def batch_update(
     collection = _collection(session, scope, collection_identifier)
     results = service.batch_update(runtime.index, collection, request)
     if results and results[0]["document_id"] == "*":  # filter form: one summary line
+        fields = sorted(request.update_data or {})
+        ids = results[0]["document_ids"]
+        events.documents_batch(
+            runtime.db, collection, "documents.updated.batch", ids, filters=request.filters, fields=fields
+        )
         return {"updated_count": results[0]["updated"], "failed_count": 0, "results": []}
+    changed = list(dict.fromkeys(r["document_id"] for r in results if r["success"]))
+    fields = sorted({k for u in request.updates or [] for k in u.update_data})
+    events.documents_batch(runtime.db, collection, "documents.updated.batch", changed, fields=fields)
     updated = sum(1 for r in results if r["success"])
     return {"updated_count": updated, "failed_count": len(results) - updated, "results": results}
 
@@ -187,6 +205,8 @@ def batch_delete(
 ) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     results = service.delete_documents(runtime.index, runtime.blobs, collection, request)
+    gone = list(dict.fromkeys(r["document_id"] for r in results if r["success"]))
+    events.documents_batch(runtime.db, collection, "documents.deleted.batch", gone, filters=request.filters)
     deleted = sum(1 for r in results if r["success"])
     return {"deleted_count": deleted, "failed_count": len(results) - deleted, "results": results}
 
@@ -228,7 +248,9 @@ def replace_document(
     body: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
-    return document_view(service.update_document(runtime.index, collection, document_id, body, replace=True))
+    doc = service.update_document(runtime.index, collection, document_id, body, replace=True)
+    events.document_changed(runtime.db, collection, "document.updated", doc)
+    return document_view(doc)
 
 
 @router.patch("/{document_id}", response_model=DocumentResponse)
@@ -241,7 +263,9 @@ def patch_document(
     body: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
-    return document_view(service.update_document(runtime.index, collection, document_id, body, replace=False))
+    doc = service.update_document(runtime.index, collection, document_id, body, replace=False)
+    events.document_changed(runtime.db, collection, "document.updated", doc)
+    return document_view(doc)
 
 
 @router.delete("/{document_id}", response_model=GenericDeleteResponse)
@@ -249,5 +273,6 @@ def delete_document(
     collection_identifier: str, document_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
 ) -> GenericDeleteResponse:
     collection = _collection(session, scope, collection_identifier)
-    service.delete_document(runtime.index, runtime.blobs, collection, document_id)
+    doc = service.delete_document(runtime.index, runtime.blobs, collection, document_id)
+    events.document_deleted(runtime.db, collection, doc)
     return GenericDeleteResponse(message=f"Document {document_id} deleted", success=True)

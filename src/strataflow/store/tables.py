@@ -673,7 +673,7 @@ class OutboxEvent(Base):
     """
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_org_seq", "org_id", "seq"),)
+    __table_args__ = (Index("ix_events_org_seq", "org_id", "seq"), Index("ix_events_created_at", "created_at"))
 
     seq: Mapped[int] = mapped_column(_SEQ, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -691,7 +691,10 @@ class WebhookDelivery(Base):
     """One event to one channel of one webhook: claimed under a lease, retried until delivered or given up."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_done", "status", "completed_at"),  # the retention sweep
+    )
 
     delivery_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.webhook_id", ondelete="CASCADE"), index=True)

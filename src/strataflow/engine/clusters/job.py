@@ -40,6 +40,7 @@ from strataflow.engine.jobs import JobContext, JobOutcome, extend_lease
 from strataflow.errors import StrataflowError
 from strataflow.index.store import DocumentIndex
 from strataflow.services.clusters.artifact import ArtifactWriter, artifact_key
+from strataflow.services.clusters.events import run_changed
 from strataflow.services.clusters.rules import STREAMED_KMEANS_FROM
 from strataflow.services.clusters.runs import source_where
 from strataflow.services.clusters.views import group_label
@@ -90,6 +91,7 @@ def cluster_build_job(context: JobContext, task: Task) -> JobOutcome:
         if run.status == Status.PROCESSING.value:  # a lost lease: start over
             transition(session, run, Status.PENDING, "its job was taken over")
         transition(session, run, Status.PROCESSING, f"task {task.task_id} started", started_at=utcnow())
+        run_changed(session, run, cluster)
         session.flush()  # write the change before the rows leave the session
         session.expunge(cluster)
         session.expunge(run)
@@ -128,6 +130,7 @@ def _fail(context: JobContext, run_id: str, message: str) -> None:
         run = session.get(ClusterRun, run_id)
         if run is not None and Status(run.status) not in TERMINAL:
             transition(session, run, Status.FAILED, "the run failed", error=message, completed_at=utcnow())
+            run_changed(session, run)
 
 
 def _collections(context: JobContext, cluster: Cluster) -> list[Collection]:
@@ -505,3 +508,4 @@ def _finish(
         run.timings = {**result["timings"], "total_s": elapsed, "streamed": result["streamed"]}
         run.enriched = enriched
         cluster.current_run_id = run_id
+        run_changed(session, run, cluster)

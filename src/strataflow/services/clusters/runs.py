@@ -14,6 +14,7 @@ from strataflow.index.store import DocumentIndex
 from strataflow.schemas.clusters import ExecuteClusterRequest, ListClusterExecutionsRequest
 from strataflow.services.clusters.composite import count_centroids, source_runs
 from strataflow.services.clusters.crud import ACTIVE_RUN, get_cluster
+from strataflow.services.clusters.events import run_changed
 from strataflow.services.clusters.preprocessing import check_size
 from strataflow.services.clusters.rules import STREAMED_KMEANS_FROM, check_k_fits, points_to_cluster
 from strataflow.services.documents.crud import where_of
@@ -238,6 +239,7 @@ def cancel_run(session: Session, cluster: Cluster, run_id: str) -> ClusterRun:
 
 def mark_canceled(session: Session, run: ClusterRun, reason: str) -> None:
     transition(session, run, Status.CANCELED, reason, completed_at=utcnow(), error="Canceled")
+    run_changed(session, run)
 
 
 def cancel_from_task(session: Session, task: Task) -> None:

@@ -120,8 +120,8 @@ def _merge_all(
 
 def bulk_update(
     index: DocumentIndex, collection: Collection, filters: dict[str, Any] | None, update: dict[str, Any]
-) -> int:
-    """Merge `update` into every document matching `filters` (all documents when none)."""
+) -> list[str]:
+    """Merge `update` into every document matching `filters` (all documents when none); their ids."""
     split_vectors(update, collection)  # refuse a bad update before touching anything
     where = where_of(collection, filters)
     ids = [
@@ -131,7 +131,7 @@ def bulk_update(
     for start in range(0, len(ids), UPDATE_PAGE):
         docs = index.get_many(collection.collection_id, ids[start : start + UPDATE_PAGE], with_vectors=True)
         _merge_all(index, collection, docs, update)
-    return len(ids)
+    return ids
 
 
 def batch_update(
@@ -140,8 +140,8 @@ def batch_update(
     if request.updates is None:
         if request.update_data is None:
             raise BadRequestError("Send 'updates' (per document) or 'filters' with 'update_data'")
-        count = bulk_update(index, collection, request.filters, request.update_data)
-        return [{"document_id": "*", "success": True, "error": None, "updated": count}]
+        ids = bulk_update(index, collection, request.filters, request.update_data)
+        return [{"document_id": "*", "success": True, "error": None, "updated": len(ids), "document_ids": ids}]
     for item in request.updates:
         split_vectors(item.update_data, collection)
     found = {
@@ -196,7 +196,9 @@ def delete_documents(
     ]
 
 
-def delete_document(index: DocumentIndex, blobs: BlobStore, collection: Collection, document_id: str) -> None:
+def delete_document(index: DocumentIndex, blobs: BlobStore, collection: Collection, document_id: str) -> StoredDocument:
+    """Delete one document and its generated files; returns what it was."""
     doc = get_document(index, collection, document_id)
     index.delete(collection.collection_id, f"document_id IN ({quote_ids([document_id])})")
     _delete_blobs(blobs, [doc])
+    return doc

@@ -48,6 +48,14 @@ EVENT_TYPES: tuple[str, ...] = (
     "manifest.apply.resource_state",
 )
 KNOWN = frozenset(EVENT_TYPES)
+# Contract types naming something this server does not have: a subscription to them is refused at
+# creation (with this reason) rather than accepted and never delivered.
+NEVER_EMITTED: dict[str, str] = {
+    "annotation.created": "this server has no annotations",
+    "annotation.updated": "this server has no annotations",
+    "annotation.deleted": "this server has no annotations",
+    "manifest.apply.resource_state": "this server has no manifest apply",
+}
 WILDCARD = "*"  # a subscription to every event type
 # An event trigger fires at most once per this many seconds (services/triggers/schedule.py says why).
 EVENT_MIN_GAP_S = 60

@@ -18,7 +18,7 @@ from strataflow.errors import BadRequestError, not_found
 from strataflow.outbound import FetchFailed, OutboundClient
 from strataflow.schemas.webhooks import WebhookConfigRequest, WebhookRequest
 from strataflow.services.events import templates
-from strataflow.services.events.catalog import EVENT_TYPES, KNOWN, WILDCARD
+from strataflow.services.events.catalog import EVENT_TYPES, KNOWN, NEVER_EMITTED, WILDCARD
 from strataflow.services.events.secrets import REDACTED, SecretBox
 from strataflow.store.pagination import Page, PageRequest, paginate
 from strataflow.store.tables import Webhook
@@ -51,6 +51,13 @@ def _event_types(given: list[str]) -> list[str]:
     if unknown:
         raise BadRequestError(
             f"Unknown event type(s): {', '.join(unknown)}", {"unknown": unknown, "accepted": list(EVENT_TYPES)}
+        )
+    never = [t for t in given if t in NEVER_EMITTED]
+    if never:
+        reasons = "; ".join(f"{t}: {NEVER_EMITTED[t]}" for t in never)
+        raise BadRequestError(
+            f"Event type(s) this server never emits: {reasons}",
+            {"never_emitted": never, "emitted": [t for t in EVENT_TYPES if t not in NEVER_EMITTED]},
         )
     return list(dict.fromkeys(given))
 

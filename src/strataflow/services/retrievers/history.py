@@ -22,6 +22,7 @@ from strataflow.clock import utcnow
 from strataflow.config import Settings
 from strataflow.errors import BadRequestError, not_found
 from strataflow.retrieval.pipeline import Execution
+from strataflow.services.events.outbox import emit
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
 from strataflow.store.db import Database
@@ -32,6 +33,7 @@ from strataflow.transitions import create
 
 log = logging.getLogger("strataflow.retrievers")
 
+EVENT_RESULTS_MAX = 10  # ranked results a `resource.executed` event names
 _STORED = {"completed": Status.COMPLETED, "partial": Status.COMPLETED_WITH_ERRORS, "failed": Status.FAILED}
 _WIRE = {stored: wire for wire, stored in _STORED.items()}
 
@@ -59,20 +61,49 @@ class ExecutionRecorder:
     collection_ids: list[str]
 
     def record(self, run: Execution, error: str | None = None) -> None:
-        if self.settings.retriever_execution_retention_days <= 0:
-            return
+        """The record (unless retention is 0) and its `resource.executed` or `resource.execution_failed` event."""
+        keep = self.settings.retriever_execution_retention_days > 0
         try:
             with self.db.transaction() as session:
-                self._write(session, run, error)
-                cutoff = utcnow() - timedelta(days=self.settings.retriever_execution_retention_days)
-                session.execute(
-                    delete(RetrieverExecution).where(
-                        RetrieverExecution.namespace_id == self.scope.namespace_id,
-                        RetrieverExecution.created_at < cutoff,
+                if keep:
+                    self._write(session, run, error)
+                    cutoff = utcnow() - timedelta(days=self.settings.retriever_execution_retention_days)
+                    session.execute(
+                        delete(RetrieverExecution).where(
+                            RetrieverExecution.namespace_id == self.scope.namespace_id,
+                            RetrieverExecution.created_at < cutoff,
+                        )
                     )
-                )
+                self._emit(session, run, error, keep)
         except Exception:  # the caller already has its answer; a lost record is logged, never a failed search
             log.exception("could not record retriever execution %s", run.execution_id)
+
+    def _emit(self, session: Session, run: Execution, error: str | None, recorded: bool) -> None:
+        failed = error is not None or run.status == "failed"
+        payload = {
+            "resource_type": "retriever",
+            "retriever_id": self.retriever_id,
+            "execution_id": run.execution_id,
+            "execution_recorded": recorded,  # GET .../executions/{execution_id} finds it
+            "status": "failed" if failed else run.status,
+            "inputs": run.inputs,
+            "collection_ids": self.collection_ids,
+            "duration_ms": run.elapsed_ms,
+            "total_returned": len(run.ranked),
+            "results": [
+                {"document_id": h.document.document_id, "collection_id": h.document.collection_id, "score": h.score}
+                for h in run.ranked[:EVENT_RESULTS_MAX]
+            ],
+            "error": error,
+        }
+        emit(
+            session,
+            "resource.execution_failed" if failed else "resource.executed",
+            org_id=self.scope.org_id,
+            namespace_id=self.scope.namespace_id,
+            resource_id=self.retriever_id or run.execution_id,
+            payload=payload,
+        )
 
     def _write(self, session: Session, run: Execution, error: str | None) -> None:
         status = "failed" if error is not None else run.status
