@@ -1,7 +1,7 @@
 """events retention: indexes the retention sweep reads (old events, finished deliveries)
 
 Revision ID: 0013_events_retention
-Revises: 0009_events
+Revises: 0012_alerts_org
 Create Date: 2026-11-30 03:00:00
 """
 
