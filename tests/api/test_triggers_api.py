@@ -112,6 +112,7 @@ def test_refusals_change_nothing(client: TestClient, alert: str) -> None:
         ({"action_type": "cluster", "action_config": {"cluster_id": "clust_missing"}}, 404),
         ({"action_type": "retriever_execution", "action_config": {"retriever_id": "ret_missing"}}, 404),
         ({"schedule_config": {"cron_expression": "every day at 3"}}, 400),
+        ({"trigger_type": "event", "schedule_config": {"event_type": "annotation.created"}}, 400),
         ({"trigger_type": "conditional", "schedule_config": {}}, 400),
         ({"trigger_type": "conditional", "schedule_config": {"condition_type": "drift", "threshold": 0.3}}, 400),
         ({"trigger_type": "conditional", "schedule_config": {"condition_type": "dlq_growth"}}, 400),

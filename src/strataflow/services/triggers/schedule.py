@@ -22,7 +22,7 @@ from croniter import croniter
 
 from strataflow.errors import BadRequestError
 from strataflow.services.alerts import system
-from strataflow.services.events.catalog import EVENT_MIN_GAP_S, KNOWN
+from strataflow.services.events.catalog import EVENT_MIN_GAP_S, KNOWN, NEVER_EMITTED
 
 MIN_INTERVAL_S = 60
 TYPES = ("interval", "cron", "event", "conditional")
@@ -93,6 +93,10 @@ def _event(config: dict[str, Any]) -> dict[str, Any]:
             "An event trigger needs event_type: one of the webhook event types, e.g. "
             "'collection.documents.batch_completed', or 'documents_added' with a collection_id",
             {"event_type": event_type},
+        )
+    if event_type in NEVER_EMITTED:  # it would wait forever: refused as a webhook subscription is
+        raise BadRequestError(
+            f"Event type '{event_type}' is never emitted: {NEVER_EMITTED[event_type]}", {"event_type": event_type}
         )
     if event_type.startswith("trigger."):
         raise BadRequestError("An event trigger cannot listen to trigger events (it would fire itself)")
