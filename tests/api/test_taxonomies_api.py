@@ -522,3 +522,160 @@ def test_taxonomy_enrich_stage_enriches_hits_without_writing(
         },
     )
     assert "'nope' not found" in assert_error(missing, 400)["error"]["message"]
+
+
+def _target(client: TestClient, name: str, source: dict[str, Any]) -> Any:
+    return client.post(
+        "/v1/collections",
+        json={
+            "collection_name": name,
+            "source": source,
+            "feature_extractor": {"feature_extractor_name": "passthrough_extractor", "version": "v1"},
+        },
+    )
+
+
+def test_a_taxonomy_source_collection_holds_the_enriched_output(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime
+) -> None:
+    """target_collection_id: the enriched documents go to a collection whose source is the taxonomy;
+    the collection applying it is left as it is. Batches run the target one tier later, lineage
+    walks through it, apply-taxonomy enriches it."""
+    tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
+    passages = text_collection(
+        client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none", model="minilm"
+    )
+    pid = passages["collection_id"]
+    created = _target(client, "passages_topics", {"type": "taxonomy", "collection_id": "passages"})
+    assert created.status_code == 200, created.text
+    target = created.json()
+    assert target["source"]["type"] == "taxonomy" and target["source"]["collection_id"] == pid
+    assert "text" in target["input_schema"]["properties"]
+    attached = client.patch(
+        f"/v1/collections/{pid}",
+        json={"taxonomy_applications": [{"taxonomy_id": tid, "target_collection_id": "passages_topics"}]},
+    )
+    assert attached.status_code == 200, attached.text
+    assert attached.json()["taxonomy_applications"][0]["target_collection_id"] == target["collection_id"]
+    schema = client.get(f"/v1/collections/{target['collection_id']}").json()["output_schema"]["properties"]
+    assert {"category", "topics"} <= set(schema)
+
+    ids = {add_object(client, text, bucket="docs", title=label): label for text, label in DOCUMENTS}
+    _submit(client, "docs", list(ids))
+    own = documents(client, pid)
+    assert len(own) == len(DOCUMENTS)
+    assert all("category" not in d and "taxonomies" not in d["_internal"] for d in own)  # not in place
+    enriched = documents(client, target["collection_id"])
+    assert len(enriched) == len(DOCUMENTS)
+    right = sum(d["category"] == ids[d["_internal"]["lineage"]["root_object_id"]] for d in enriched)
+    assert right >= 7 and all(len(d["topics"]) == 1 for d in enriched)
+    by_source = {d["document_id"]: d for d in own}
+    one = enriched[0]
+    lineage = client.get(f"/v1/collections/{target['collection_id']}/documents/{one['document_id']}/lineage").json()
+    assert lineage["lineage"]["source_type"] == "taxonomy" and lineage["depth"] == 2
+    assert lineage["lineage"]["source_document_id"] in by_source
+    assert one["text"] == by_source[lineage["lineage"]["source_document_id"]]["text"]
+
+    # apply-taxonomy enriches what the target holds (its scroll: the target's documents), exactly once.
+    answer = client.post(f"/v1/collections/{pid}/apply-taxonomy", json={"taxonomy_id": tid, "batch_size": 100})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["target_collection_id"] == target["collection_id"]
+    assert answer.json()["estimated_documents"] == len(DOCUMENTS)
+    task = wait_task(client, answer.json()["task_id"], timeout=120)
+    assert task["status"] == "COMPLETED" and task["additional_data"]["progress"]["processed"] == len(DOCUMENTS)
+    again = {d["document_id"]: d for d in documents(client, target["collection_id"])}
+    assert all(again[d["document_id"]]["category"] == d["category"] for d in enriched)
+    assert all(len(d["topics"]) == 1 for d in again.values())
+    assert all("category" not in d for d in documents(client, pid))
+
+    # The target is held by the application; the source by the target that reads it.
+    assert (
+        "target_collection_id"
+        in assert_error(client.delete(f"/v1/collections/{target['collection_id']}"), 409)["error"]["message"]
+    )
+    assert_error(client.delete(f"/v1/collections/{pid}"), 409)
+    client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": []})
+    assert client.delete(f"/v1/collections/{target['collection_id']}").status_code == 200
+
+
+def test_taxonomy_sources_and_targets_refuse_bad_input(client: TestClient, reference: dict[str, Any]) -> None:
+    tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
+    passages = text_collection(
+        client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none", model="minilm"
+    )
+    pid = passages["collection_id"]
+    assert "collection_id" in assert_error(_target(client, "t_none", {"type": "taxonomy"}), 400)["error"]["message"]
+    assert_error(_target(client, "t_bucket", {"type": "taxonomy", "bucket_ids": ["docs"]}), 400)
+    assert_error(_target(client, "t_cluster", {"type": "cluster", "collection_id": pid}), 400)
+    assert_error(_target(client, "t_missing", {"type": "taxonomy", "collection_id": "col_nope"}), 404)
+    plain_copy = text_collection(
+        client, "copies", {"type": "collection", "collection_id": pid}, mapping="text", split_by="none", model="minilm"
+    )
+
+    def refused(applications: list[dict[str, Any]], collection: str = pid) -> str:
+        body = assert_error(
+            client.patch(f"/v1/collections/{collection}", json={"taxonomy_applications": applications}), 400
+        )
+        return str(body["error"]["message"])
+
+    # A target must be a taxonomy source reading this collection.
+    assert "taxonomy" in refused([{"taxonomy_id": tid, "target_collection_id": plain_copy["collection_id"]}])
+    assert "not a collection" in refused([{"taxonomy_id": tid, "target_collection_id": "col_nowhere"}])
+    assert "twice" in refused([{"taxonomy_id": tid}, {"taxonomy_id": tid}])
+    assert "hierarchical_enrichment_style" in refused([{"taxonomy_id": tid, "hierarchical_enrichment_style": "x"}])
+    # A taxonomy whose nodes are written from the collection it enriches: a cycle.
+    nodes_id = reference["nodes"]["collection_id"]
+    assert "cycle" in refused([{"taxonomy_id": tid}], nodes_id)
+    assert client.get(f"/v1/collections/{pid}").json()["taxonomy_applications"] is None
+    assert client.get(f"/v1/collections/{nodes_id}").json()["taxonomy_applications"] is None
+
+    # A new version that an applying collection could not take changes nothing.
+    assert (
+        client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": [{"taxonomy_id": tid}]}).status_code
+        == 200
+    )
+    unreadable = flat_config(reference)
+    unreadable["input_mappings"] = [{"input_key": "query", "source_type": "payload", "path": "summary"}]
+    body = assert_error(client.post(f"/v1/taxonomies/{tid}/versions", json={"config": unreadable}), 400)
+    assert body["error"]["details"]["collection_id"] == pid and "summary" in body["error"]["message"]
+    assert client.get(f"/v1/taxonomies/{tid}").json()["version"] == 1
+    assert len(client.get(f"/v1/taxonomies/{tid}/versions").json()["results"]) == 1
+    tasks = client.post("/v1/tasks/list", json={}).json()["results"]
+    assert not [t for t in tasks if t["task_type"] == "api_taxonomies_materialize"]
+
+
+def test_hierarchical_enrichment_style_of_an_application(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime
+) -> None:
+    """A path hierarchy applied with each style; changing the style and re-applying replaces the old fields."""
+    make_bucket(client, "files")
+    files = text_collection(
+        client,
+        "files",
+        {"type": "bucket", "bucket_ids": ["files"]},
+        split_by="none",
+        model="minilm",
+        passthrough=("title",),
+    )
+    run(runtime, files["collection_id"], [add_object(client, "a clip", bucket="files", title="footage/2024/q3")])
+    tid = create(client, "folders", {"taxonomy_type": "hierarchical", "path_field": "title"})["taxonomy_id"]
+
+    def applied(style: str) -> dict[str, Any]:
+        apps = [{"taxonomy_id": tid, "hierarchical_enrichment_style": style}]
+        assert client.patch("/v1/collections/files", json={"taxonomy_applications": apps}).status_code == 200
+        answer = client.post("/v1/collections/files/apply-taxonomy", json={"taxonomy_id": tid})
+        assert wait_task(client, answer.json()["task_id"], timeout=60)["status"] == "COMPLETED"
+        (doc,) = documents(client, files["collection_id"])
+        return doc
+
+    chain = applied("full_chain")
+    assert [chain[f"folders_tier{n}_name"] for n in (1, 2, 3)] == ["footage", "2024", "q3"]
+    assert "folders_path" not in chain
+    best = applied("best_match")
+    assert best["folders_path"] == ["footage", "2024", "q3"] and best["folders_name"] == "q3"
+    assert best["folders_id"] == chain["folders_tier3_id"]
+    assert not [k for k in best if "_tier" in k]  # the full chain's fields went: never a mix
+    both = applied("combined")
+    assert both["folders_path"] == best["folders_path"] and both["folders_tier1_name"] == "footage"
+    schema = client.get("/v1/collections/files").json()["output_schema"]["properties"]
+    assert {"folders_id", "folders_name", "folders_path", "folders_score"} <= set(schema)

@@ -23,6 +23,7 @@ from strataflow.index.store import DocumentIndex
 from strataflow.schemas.taxonomies import ApplyTaxonomyRequest
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.documents.crud import where_of
+from strataflow.services.taxonomies import applications
 from strataflow.services.taxonomies.checks import check_target
 from strataflow.services.taxonomies.crud import get_taxonomy
 from strataflow.services.taxonomies.materialize import enrich_documents, record_path_nodes
@@ -44,8 +45,9 @@ def request_apply(
 ) -> dict[str, Any]:
     """Check everything, then queue the task (ApplyTaxonomyResponse)."""
     collection = get_collection(session, scope, collection_identifier)
-    taxonomy = get_taxonomy(session, scope, request.taxonomy_id)
-    if not any(a.get("taxonomy_id") == taxonomy.taxonomy_id for a in collection.taxonomy_applications or []):
+    taxonomy = get_taxonomy(session, scope, request.taxonomy_id, lock=True)
+    application = applications.application_of(collection, taxonomy.taxonomy_id)
+    if application is None:
         raise BadRequestError(
             f"Collection '{collection.collection_name}' does not apply taxonomy "
             f"'{taxonomy.taxonomy_id}'; add it to the collection's taxonomy_applications first",
@@ -56,11 +58,15 @@ def request_apply(
             "max_credits is not accepted: taxonomy enrichment bills 0 credits, so a credit cap "
             "could never stop this job; use max_time_ms"
         )
-    check_target(dict(taxonomy.config), collection)
-    where = where_of(collection, request.scroll_filters)  # a bad filter is refused now, not in the task
-    estimated = index.count(collection.collection_id, where)
+    # The documents enriched: this collection's, or those of the application's target collection.
+    written = applications.written_collection(session, collection, application)
+    check_target(dict(taxonomy.config), written)
+    where = where_of(written, request.scroll_filters)  # a bad filter is refused now, not in the task
+    estimated = index.count(written.collection_id, where) if index.has_table(written.collection_id) else 0
     spec = {
-        "collection_id": collection.collection_id,
+        "collection_id": written.collection_id,
+        "applied_by": collection.collection_id,
+        "hierarchical_enrichment_style": application.get("hierarchical_enrichment_style"),
         "taxonomy_id": taxonomy.taxonomy_id,
         "version": taxonomy.version,
         "scroll_filters": request.scroll_filters,
@@ -77,6 +83,7 @@ def request_apply(
         additional_data={
             "taxonomy_id": taxonomy.taxonomy_id,
             "collection_id": collection.collection_id,
+            "target_collection_id": written.collection_id,
             "progress": {"processed": 0, "total": estimated},
         },
     )
@@ -85,6 +92,7 @@ def request_apply(
         "task_id": task.task_id,
         "status": task.status,
         "collection_id": collection.collection_id,
+        "target_collection_id": written.collection_id,
         "taxonomy_id": taxonomy.taxonomy_id,
         "estimated_documents": estimated,
     }
@@ -120,7 +128,8 @@ def apply_job(context: JobContext, task: Task) -> JobOutcome:
         taxonomy = session.get(Taxonomy, spec["taxonomy_id"])
         if collection is None or taxonomy is None:
             return JobOutcome(Status.FAILED, error="The collection or the taxonomy no longer exists")
-        plan = join_plan(session, taxonomy, dict(taxonomy.config), taxonomy.version, collection)
+        style = spec.get("hierarchical_enrichment_style")
+        plan = join_plan(session, taxonomy, dict(taxonomy.config), taxonomy.version, collection, style)
         where = where_of(collection, spec.get("scroll_filters"))
         session.expunge_all()
     started, renewed = time.monotonic(), time.monotonic()

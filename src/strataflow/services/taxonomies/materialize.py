@@ -13,14 +13,13 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from strataflow.errors import BadRequestError
 from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex
-from strataflow.services.taxonomies import enrichment
+from strataflow.services.taxonomies import applications, enrichment
 from strataflow.services.taxonomies.join import JoinPlan, Match, Subject, path_nodes, safe_match
 from strataflow.services.taxonomies.plans import join_plan
 from strataflow.store.db import Database
@@ -29,23 +28,19 @@ from strataflow.store.tables import Collection, Taxonomy
 log = logging.getLogger("strataflow.taxonomies")
 
 
-def ordered_applications(collection: Collection) -> list[dict[str, Any]]:
-    """Lower execution_phase first; within a phase, higher priority first."""
-    apps = [a for a in collection.taxonomy_applications or [] if isinstance(a, dict) and a.get("taxonomy_id")]
-    return sorted(apps, key=lambda a: (int(a.get("execution_phase") or 1), -int(a.get("priority") or 0)))
-
-
 def application_plans(session: Session, collection: Collection) -> list[JoinPlan]:
+    """The plans of every application whose output is this collection's documents, in running order."""
     plans = []
-    for application in ordered_applications(collection):
+    for application in applications.enriching(session, collection):
         taxonomy = session.get(Taxonomy, application["taxonomy_id"])
         if taxonomy is None:
             raise BadRequestError(
-                f"Collection '{collection.collection_id}' applies taxonomy "
+                f"Collection '{collection.collection_id}' is enriched by taxonomy "
                 f"'{application['taxonomy_id']}', which does not exist",
                 {"taxonomy_id": application["taxonomy_id"]},
             )
-        plans.append(join_plan(session, taxonomy, dict(taxonomy.config), taxonomy.version, collection))
+        style = application.get("hierarchical_enrichment_style")
+        plans.append(join_plan(session, taxonomy, dict(taxonomy.config), taxonomy.version, collection, style))
     return plans
 
 
@@ -118,10 +113,8 @@ class CollectionEnricher:
 
 
 def collection_enricher(db: Database, index: DocumentIndex, collection: Collection) -> CollectionEnricher | None:
-    """The enricher of a collection that applies taxonomies; None when it applies none."""
-    if not ordered_applications(collection):
-        return None
+    """The enricher of a collection whose documents taxonomies enrich; None when none does."""
     with db.read_session() as session:
         plans = application_plans(session, collection)
         session.expunge_all()
-    return CollectionEnricher(db, index, plans)
+    return CollectionEnricher(db, index, plans) if plans else None
