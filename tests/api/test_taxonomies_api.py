@@ -13,6 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from strataflow.runtime import Runtime
+from strataflow.services.taxonomies.materialize import collection_enricher
+from strataflow.store.tables import Collection
 from tests.collection_flows import add_object, make_bucket, run, text_collection
 from tests.helpers import assert_error, wait_task
 
@@ -679,3 +681,36 @@ def test_hierarchical_enrichment_style_of_an_application(
     assert both["folders_path"] == best["folders_path"] and both["folders_tier1_name"] == "footage"
     schema = client.get("/v1/collections/files").json()["output_schema"]["properties"]
     assert {"folders_id", "folders_name", "folders_path", "folders_score"} <= set(schema)
+
+
+def test_a_batch_enricher_takes_a_new_version_from_its_next_chunk(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime
+) -> None:
+    """A version made while a batch runs: the tier's enricher uses it from the next chunk on, so the
+    batch does not go on writing the old version's values; each document holds one version's."""
+    tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
+    passages = text_collection(
+        client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none", model="minilm"
+    )
+    pid = passages["collection_id"]
+    run(runtime, pid, [add_object(client, text, bucket="docs", title=label) for text, label in DOCUMENTS[:2]])
+    assert (
+        client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": [{"taxonomy_id": tid}]}).status_code
+        == 200
+    )
+    with runtime.db.read_session() as session:
+        collection = session.get(Collection, pid)
+        assert collection is not None
+        session.expunge(collection)
+    enricher = collection_enricher(runtime.db, runtime.index, collection)
+    assert enricher is not None
+    chunk = runtime.index.query(pid, None, with_vectors=True)
+    enricher(chunk)
+    assert all(d.payload["category"] == "marine life" and d.internal["taxonomies"][tid]["version"] == 1 for d in chunk)
+    new = flat_config(reference)
+    new["source_collection"]["enrichment_fields"] = [{"field_path": "title", "target_field": "topic_v2"}]
+    assert client.post(f"/v1/taxonomies/{tid}/versions", json={"config": new}).status_code == 200
+    enricher(chunk)
+    for doc in chunk:
+        assert "category" not in doc.payload and doc.payload["topic_v2"] == "marine life"
+        assert doc.internal["taxonomies"][tid]["version"] == 2

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.errors import BadRequestError
@@ -100,16 +101,37 @@ def record_path_nodes(db: Database, taxonomy_id: str, paths: list[list[str]]) ->
 
 @dataclass
 class CollectionEnricher:
-    """Runs a collection's taxonomy applications over each chunk of documents before it is written."""
+    """Runs a collection's taxonomy applications over each chunk of documents before it is written.
+
+    Before each chunk it reads the versions of its taxonomies (one small query): a new version
+    made while the batch runs is used from the next chunk on, so the batch does not go on
+    writing the old version's values after the re-apply task has passed."""
 
     db: Database
     index: DocumentIndex
     plans: list[JoinPlan]
+    collection_id: str = ""
 
     def __call__(self, documents: list[StoredDocument]) -> None:
+        self._refresh()
         for plan in self.plans:
             _, paths = enrich_documents(self.index, plan, documents)
             record_path_nodes(self.db, plan.taxonomy_id, paths)
+
+    def _refresh(self) -> None:
+        if not self.collection_id:
+            return
+        with self.db.read_session() as session:
+            ids = [p.taxonomy_id for p in self.plans]
+            query = select(Taxonomy.taxonomy_id, Taxonomy.version).where(Taxonomy.taxonomy_id.in_(ids))
+            current = {str(row[0]): int(row[1]) for row in session.execute(query)}
+            if all(current.get(p.taxonomy_id) == p.version for p in self.plans):
+                return
+            collection = session.get(Collection, self.collection_id)
+            if collection is None:
+                return
+            self.plans = application_plans(session, collection)
+            session.expunge_all()
 
 
 def collection_enricher(db: Database, index: DocumentIndex, collection: Collection) -> CollectionEnricher | None:
@@ -117,4 +139,4 @@ def collection_enricher(db: Database, index: DocumentIndex, collection: Collecti
     with db.read_session() as session:
         plans = application_plans(session, collection)
         session.expunge_all()
-    return CollectionEnricher(db, index, plans) if plans else None
+    return CollectionEnricher(db, index, plans, collection.collection_id) if plans else None
