@@ -12,9 +12,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from strataflow.errors import ConflictError
 from strataflow.runtime import Runtime
+from strataflow.services.taxonomies.crud import delete_taxonomy
 from strataflow.services.taxonomies.materialize import collection_enricher
-from strataflow.store.tables import Collection
+from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.services.tenancy.tasks import create_task
+from strataflow.statuses import TaskType
+from strataflow.store.tables import Collection, Namespace
 from tests.collection_flows import add_object, make_bucket, run, text_collection
 from tests.helpers import assert_error, wait_task
 
@@ -714,3 +719,41 @@ def test_a_batch_enricher_takes_a_new_version_from_its_next_chunk(
     for doc in chunk:
         assert "category" not in doc.payload and doc.payload["topic_v2"] == "marine life"
         assert doc.internal["taxonomies"][tid]["version"] == 2
+
+
+def test_min_score_leaves_weak_matches_out(client: TestClient, reference: dict[str, Any]) -> None:
+    whale = {"source_documents": [{"document_id": "w", "text": "A whale sang to its calf in the deep blue water."}]}
+    loose = create(client, "loose", flat_config(reference, min_score=0.0))["taxonomy_id"]
+    strict = create(client, "strict", flat_config(reference, min_score=0.99))["taxonomy_id"]
+    found = client.post(f"/v1/taxonomies/{loose}/execute", json=whale).json()
+    assert found["stats"]["enriched"] == 1 and found["matches"][0]["score"] < 0.99
+    none = client.post(f"/v1/taxonomies/{strict}/execute", json=whale).json()
+    assert none["stats"]["enriched"] == 0 and none["matches"] == [] and "category" not in none["results"][0]
+
+
+def test_a_taxonomy_with_an_apply_task_in_flight_is_not_deleted(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime, namespace: dict[str, Any]
+) -> None:
+    """The task is made in a transaction no worker sees, so it is certainly not finished when the
+    delete runs in that same transaction: 409, and the taxonomy stays."""
+    tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
+    session = runtime.db.session()
+    try:
+        row = session.get(Namespace, namespace["namespace_id"])
+        assert row is not None
+        scope = NamespaceScope(row.org_id, row.namespace_id, row.namespace_name)
+        create_task(
+            session,
+            scope.org_id,
+            TaskType.TAXONOMIES_MATERIALIZE,
+            namespace_id=scope.namespace_id,
+            inputs=[{}],
+            additional_data={"taxonomy_id": tid},
+        )
+        session.flush()
+        with pytest.raises(ConflictError, match="being applied"):
+            delete_taxonomy(session, scope, tid)
+    finally:
+        session.rollback()
+        session.close()
+    assert client.get(f"/v1/taxonomies/{tid}").status_code == 200
