@@ -7,19 +7,24 @@ model; the join runs the real retriever over the nodes.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from strataflow import transitions
+from strataflow.clock import utcnow
+from strataflow.engine.jobs import JobContext
 from strataflow.errors import ConflictError
 from strataflow.runtime import Runtime
+from strataflow.services.taxonomies.apply import apply_job
 from strataflow.services.taxonomies.crud import delete_taxonomy
 from strataflow.services.taxonomies.materialize import collection_enricher
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.services.tenancy.tasks import create_task
-from strataflow.statuses import TaskType
-from strataflow.store.tables import Collection, Namespace
+from strataflow.statuses import Status, TaskType
+from strataflow.store.tables import Collection, Namespace, Task
 from tests.collection_flows import add_object, make_bucket, run, text_collection
 from tests.helpers import assert_error, wait_task
 
@@ -757,3 +762,55 @@ def test_a_taxonomy_with_an_apply_task_in_flight_is_not_deleted(
         session.rollback()
         session.close()
     assert client.get(f"/v1/taxonomies/{tid}").status_code == 200
+
+
+def test_apply_taxonomy_resumes_after_the_last_document_done(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime
+) -> None:
+    """A task taken over after a lost lease starts after `progress.last_document_id`, not again."""
+    tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
+    passages = text_collection(
+        client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none", model="minilm"
+    )
+    pid = passages["collection_id"]
+    run(runtime, pid, [add_object(client, text, bucket="docs", title=label) for text, label in DOCUMENTS[:6]])
+    assert (
+        client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": [{"taxonomy_id": tid}]}).status_code
+        == 200
+    )
+    ids = sorted(d["document_id"] for d in documents(client, pid))
+    spec = {"collection_id": pid, "taxonomy_id": tid, "version": 1, "batch_size": 100, "parallelism": 1}
+    with runtime.db.transaction() as session:
+        collection = session.get(Collection, pid)
+        assert collection is not None
+        owner = session.get(Namespace, collection.namespace_id)
+        assert owner is not None
+        made = create_task(
+            session,
+            owner.org_id,
+            TaskType.TAXONOMIES_MATERIALIZE,
+            namespace_id=owner.namespace_id,
+            inputs=[spec],
+            additional_data={
+                "taxonomy_id": tid,
+                "progress": {"processed": 3, "batches": 1, "last_document_id": ids[2]},
+            },
+        )
+        # Held by "another worker" far into the future: this process's own runner leaves it alone.
+        transitions.claim(
+            session, made, Status.PROCESSING, "test-takeover", utcnow() + timedelta(hours=1), "taken over"
+        )
+        task_id = made.task_id
+    with runtime.db.read_session() as session:
+        task = session.get(Task, task_id)
+        assert task is not None
+        session.expunge(task)
+    context = JobContext(
+        db=runtime.db, blobs=runtime.blobs, settings=runtime.settings, services={"index": runtime.index}
+    )
+    outcome = apply_job(context, task)
+    assert outcome.status == Status.COMPLETED, outcome
+    progress = (outcome.additional_data or {})["progress"]
+    assert progress["processed"] == 6 and progress["batches"] == 2 and progress["last_document_id"] == ids[-1]
+    enriched = {d["document_id"]: "category" in d for d in documents(client, pid)}
+    assert [i for i in ids if enriched[i]] == ids[3:]  # the first three were "done" before the takeover
