@@ -20,6 +20,7 @@ from strataflow.errors import ConflictError
 from strataflow.runtime import Runtime
 from strataflow.services.taxonomies.apply import apply_job
 from strataflow.services.taxonomies.crud import delete_taxonomy
+from strataflow.services.taxonomies.enrichment import clear
 from strataflow.services.taxonomies.materialize import collection_enricher
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.services.tenancy.tasks import create_task
@@ -814,3 +815,46 @@ def test_apply_taxonomy_resumes_after_the_last_document_done(
     assert progress["processed"] == 6 and progress["batches"] == 2 and progress["last_document_id"] == ids[-1]
     enriched = {d["document_id"]: "category" in d for d in documents(client, pid)}
     assert [i for i in ids if enriched[i]] == ids[3:]  # the first three were "done" before the takeover
+
+
+def test_an_applications_scroll_filters_limit_what_it_enriches(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime
+) -> None:
+    """TaxonomyApplicationConfig.scroll_filters: apply-taxonomy scrolls only the documents they
+    select (with the request's own filters on top), and a batch enriches only those."""
+    tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
+    passages = text_collection(
+        client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none", model="minilm"
+    )
+    pid = passages["collection_id"]
+    run(runtime, pid, [add_object(client, text, bucket="docs", title=label) for text, label in DOCUMENTS[:6]])
+    bad = [{"taxonomy_id": tid, "scroll_filters": {"AND": [{"field": "title", "operator": "near", "value": 1}]}}]
+    assert_error(client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": bad}), 400)
+    filters = {"AND": [{"field": "title", "operator": "eq", "value": "BAKING"}]}  # case-insensitive, as the index
+    apps = [{"taxonomy_id": tid, "scroll_filters": filters}]
+    assert client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": apps}).status_code == 200
+
+    answer = client.post(f"/v1/collections/{pid}/apply-taxonomy", json={"taxonomy_id": tid}).json()
+    assert answer["estimated_documents"] == 3
+    assert wait_task(client, answer["task_id"], timeout=60)["status"] == "COMPLETED"
+    assert sorted((d["title"], d.get("category")) for d in documents(client, pid)) == [
+        *[("baking", "baking")] * 3,
+        *[("marine life", None)] * 3,
+    ]
+    narrower = {"taxonomy_id": tid, "scroll_filters": {"AND": [{"field": "title", "operator": "eq", "value": "x"}]}}
+    assert client.post(f"/v1/collections/{pid}/apply-taxonomy", json=narrower).json()["estimated_documents"] == 0
+
+    with runtime.db.read_session() as session:
+        collection = session.get(Collection, pid)
+        assert collection is not None
+        session.expunge(collection)
+    enricher = collection_enricher(runtime.db, runtime.index, collection)
+    assert enricher is not None
+    chunk = runtime.index.query(pid, None, with_vectors=True)
+    for doc in chunk:  # as a batch builds them: not enriched yet
+        clear(doc.payload, doc.internal, tid)
+    enricher(chunk)
+    assert sorted((d.payload["title"], d.payload.get("category")) for d in chunk) == [
+        *[("baking", "baking")] * 3,
+        *[("marine life", None)] * 3,
+    ]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from strataflow.index.records import StoredDocument
 from strataflow.schemas.taxonomies import EnrichmentField, InputMapping
 from strataflow.services.taxonomies import enrichment
 from strataflow.services.taxonomies.join import JoinPlan, Match, Subject, mapped_inputs, path_match, path_nodes
+from strataflow.services.taxonomies.scoping import predicate
 
 FIELDS = [
     EnrichmentField(field_path="name", target_field="category"),
@@ -142,3 +144,42 @@ def test_a_path_hierarchy_names_every_prefix_in_full_chain() -> None:
     assert payload["folders_tier1_id"] == path_nodes(["a"])[0]["node_id"]
     assert payload["folders_tier2_id"] == payload["folders_id"] == path_nodes(["a", "b"])[1]["node_id"]
     assert payload["folders_name"] == "b" and payload["folders_tier1_name"] == "a"
+
+
+def test_scroll_filters_evaluated_in_memory_as_the_index_does() -> None:
+    doc = StoredDocument("doc_1", "col_1", {"title": "Baking", "views": 12, "tags": ["Bread", "oven"]}, {"a": 1})
+
+    def selects(filters: dict[str, Any]) -> bool:
+        found = predicate(filters)
+        assert found is not None
+        return found(doc)
+
+    assert selects({"title": "baking"}) and not selects({"title": "baking", "case_sensitive": True})
+    assert selects({"AND": [{"field": "views", "operator": "gte", "value": 12}]})
+    assert not selects({"AND": [{"field": "views", "operator": "gt", "value": 12}]})
+    assert selects(
+        {
+            "OR": [
+                {"field": "missing", "operator": "eq", "value": 1},
+                {"field": "tags", "operator": "contains", "value": "brea"},
+            ]
+        }
+    )
+    assert selects({"NOT": [{"field": "title", "operator": "in", "value": ["astronomy", "sea"]}]})
+    assert selects(
+        {
+            "AND": [
+                {"field": "missing", "operator": "exists", "value": False},
+                {"field": "_internal.a", "operator": "eq", "value": 1},
+            ]
+        }
+    )
+    assert selects(
+        {
+            "AND": [
+                {"field": "title", "operator": "regex", "value": "^bak"},
+                {"field": "document_id", "operator": "starts_with", "value": "doc_"},
+            ]
+        }
+    )
+    assert predicate(None) is None and predicate({}) is None

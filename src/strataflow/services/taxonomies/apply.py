@@ -61,7 +61,9 @@ def request_apply(
     # The documents enriched: this collection's, or those of the application's target collection.
     written = applications.written_collection(session, collection, application)
     check_target(dict(taxonomy.config), written)
-    where = where_of(written, request.scroll_filters)  # a bad filter is refused now, not in the task
+    # The application's scroll_filters and the request's both hold; a bad filter is refused now.
+    where_of(written, application.get("scroll_filters"))
+    where = _both(written, application.get("scroll_filters"), request.scroll_filters)
     estimated = index.count(written.collection_id, where) if index.has_table(written.collection_id) else 0
     spec = {
         "collection_id": written.collection_id,
@@ -70,6 +72,7 @@ def request_apply(
         "taxonomy_id": taxonomy.taxonomy_id,
         "version": taxonomy.version,
         "scroll_filters": request.scroll_filters,
+        "application_filters": application.get("scroll_filters"),
         "batch_size": request.batch_size,
         "parallelism": request.parallelism,
         "max_time_ms": (request.budget_limits or {}).get("max_time_ms"),
@@ -96,6 +99,11 @@ def request_apply(
         "taxonomy_id": taxonomy.taxonomy_id,
         "estimated_documents": estimated,
     }
+
+
+def _both(collection: Collection, *filters: dict[str, Any] | None) -> str | None:
+    clauses = [c for f in filters if (c := where_of(collection, f))]
+    return " AND ".join(f"({c})" for c in clauses) or None
 
 
 def _still_wanted(context: JobContext, task_id: str, taxonomy_id: str, version: int) -> str | None:
@@ -130,7 +138,7 @@ def apply_job(context: JobContext, task: Task) -> JobOutcome:
             return JobOutcome(Status.FAILED, error="The collection or the taxonomy no longer exists")
         style = spec.get("hierarchical_enrichment_style")
         plan = join_plan(session, taxonomy, dict(taxonomy.config), taxonomy.version, collection, style)
-        where = where_of(collection, spec.get("scroll_filters"))
+        where = _both(collection, spec.get("application_filters"), spec.get("scroll_filters"))
         session.expunge_all()
     started, renewed = time.monotonic(), time.monotonic()
     stop: str | None = None

@@ -27,10 +27,12 @@ from strataflow.schemas.taxonomies import (
     PatchTaxonomyRequest,
 )
 from strataflow.schemas.taxonomies import TaxonomyConfig as ConfigShape
+from strataflow.services.documents.crud import where_of
 from strataflow.services.events.outbox import emit
 from strataflow.services.taxonomies import applications
 from strataflow.services.taxonomies.checks import TaxonomyConfig, check_config, check_target
 from strataflow.services.taxonomies.plans import DEFAULT_STYLE, STYLES, field_prefix
+from strataflow.services.taxonomies.scoping import predicate
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import TERMINAL, TaskType
 from strataflow.store.filters import FieldMap
@@ -392,6 +394,8 @@ def check_applications(session: Session, scope: NamespaceScope, collection: Coll
         config = dict(taxonomy.config)
         applications.refuse_cycle(session, config, collection, taxonomy.taxonomy_name)
         check_target(config, target)
+        predicate(raw.get("scroll_filters"))  # the filter tree is checked now (the index's rules)
+        where_of(target, raw.get("scroll_filters"))
         stored.append(application)
         # The fields it writes join the written collection's output schema (never leave it: readers
         # downstream may rely on them).

@@ -74,6 +74,8 @@ class JoinPlan:
     # full_chain, best_match, combined) and the prefix of the fields it writes (the taxonomy's name).
     style: str = "combined"
     field_prefix: str = ""
+    # The application's scroll_filters: a batch enriches only the documents they select.
+    filters: dict[str, Any] | None = None
 
     def match(self, index: DocumentIndex, subject: Subject) -> list[Match]:
         """The document's matches, best first (a path hierarchy: its one deepest node)."""

@@ -23,6 +23,7 @@ from strataflow.index.store import DocumentIndex
 from strataflow.services.taxonomies import applications, enrichment
 from strataflow.services.taxonomies.join import JoinPlan, Match, Subject, path_nodes, safe_match
 from strataflow.services.taxonomies.plans import join_plan
+from strataflow.services.taxonomies.scoping import predicate
 from strataflow.store.db import Database
 from strataflow.store.tables import Collection, Taxonomy
 
@@ -41,7 +42,9 @@ def application_plans(session: Session, collection: Collection) -> list[JoinPlan
                 {"taxonomy_id": application["taxonomy_id"]},
             )
         style = application.get("hierarchical_enrichment_style")
-        plans.append(join_plan(session, taxonomy, dict(taxonomy.config), taxonomy.version, collection, style))
+        filters = application.get("scroll_filters")
+        config = dict(taxonomy.config)
+        plans.append(join_plan(session, taxonomy, config, taxonomy.version, collection, style, filters))
     return plans
 
 
@@ -56,7 +59,8 @@ def enrich_documents(
     """
     counts = {"processed": 0, "enriched": 0, "errors": 0}
     paths: list[list[str]] = []
-    docs = list(documents)
+    selects = predicate(plan.filters)
+    docs = [d for d in documents if selects is None or selects(d)]  # the others are left as they are
 
     def join(doc: StoredDocument) -> tuple[list[Match], str | None]:
         return safe_match(plan, index, Subject(doc.document_id, doc.payload, dict(doc.vectors)))

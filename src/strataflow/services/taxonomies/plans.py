@@ -68,6 +68,7 @@ def join_plan(
     version: int,
     target: Collection | None = None,
     style: str | None = None,
+    filters: dict[str, Any] | None = None,
 ) -> JoinPlan:
     kind = config.get("taxonomy_type", "flat")
     plan = JoinPlan(
@@ -82,6 +83,7 @@ def join_plan(
         path_separator=config.get("path_separator") or "/",
         style=style or DEFAULT_STYLE,
         field_prefix=field_prefix(taxonomy.taxonomy_name),
+        filters=filters or None,
     )
     if kind == "flat":
         source = config["source_collection"]
