@@ -642,11 +642,11 @@ def test_taxonomy_sources_and_targets_refuse_bad_input(client: TestClient, refer
     assert client.get(f"/v1/collections/{pid}").json()["taxonomy_applications"] is None
     assert client.get(f"/v1/collections/{nodes_id}").json()["taxonomy_applications"] is None
 
-    # A new version that an applying collection could not take changes nothing.
-    assert (
-        client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": [{"taxonomy_id": tid}]}).status_code
-        == 200
-    )
+    # A new version that an applying collection could not take changes nothing. (A target naming
+    # the collection itself is in place, and stored as such.)
+    own = [{"taxonomy_id": tid, "target_collection_id": pid}]
+    attached = client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": own})
+    assert attached.status_code == 200 and "target_collection_id" not in attached.json()["taxonomy_applications"][0]
     unreadable = flat_config(reference)
     unreadable["input_mappings"] = [{"input_key": "query", "source_type": "payload", "path": "summary"}]
     body = assert_error(client.post(f"/v1/taxonomies/{tid}/versions", json={"config": unreadable}), 400)

@@ -295,7 +295,8 @@ def delete_collection(
     writers = sorted(
         c.collection_id
         for c in session.scalars(select(Collection).where(Collection.namespace_id == row.namespace_id))
-        if any(
+        if c.collection_id != row.collection_id
+        and any(
             isinstance(a, dict) and a.get("target_collection_id") == row.collection_id
             for a in c.taxonomy_applications or []
         )

@@ -391,6 +391,8 @@ def check_applications(session: Session, scope: NamespaceScope, collection: Coll
         if target is not collection:
             applications.check_target_collection(collection, target)
             application["target_collection_id"] = target.collection_id
+        else:
+            application.pop("target_collection_id", None)  # naming itself: in place, stored as such
         config = dict(taxonomy.config)
         applications.refuse_cycle(session, config, collection, taxonomy.taxonomy_name)
         check_target(config, target)
