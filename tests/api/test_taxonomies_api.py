@@ -7,12 +7,25 @@ model; the join runs the real retriever over the nodes.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from strataflow import transitions
+from strataflow.clock import utcnow
+from strataflow.engine.jobs import JobContext
+from strataflow.errors import ConflictError
 from strataflow.runtime import Runtime
+from strataflow.services.taxonomies.apply import apply_job
+from strataflow.services.taxonomies.crud import delete_taxonomy
+from strataflow.services.taxonomies.enrichment import clear
+from strataflow.services.taxonomies.materialize import collection_enricher
+from strataflow.services.tenancy.scope import NamespaceScope
+from strataflow.services.tenancy.tasks import create_task
+from strataflow.statuses import Status, TaskType
+from strataflow.store.tables import Collection, Namespace, Task
 from tests.collection_flows import add_object, make_bucket, run, text_collection
 from tests.helpers import assert_error, wait_task
 
@@ -522,3 +535,326 @@ def test_taxonomy_enrich_stage_enriches_hits_without_writing(
         },
     )
     assert "'nope' not found" in assert_error(missing, 400)["error"]["message"]
+
+
+def _target(client: TestClient, name: str, source: dict[str, Any]) -> Any:
+    return client.post(
+        "/v1/collections",
+        json={
+            "collection_name": name,
+            "source": source,
+            "feature_extractor": {"feature_extractor_name": "passthrough_extractor", "version": "v1"},
+        },
+    )
+
+
+def test_a_taxonomy_source_collection_holds_the_enriched_output(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime
+) -> None:
+    """target_collection_id: the enriched documents go to a collection whose source is the taxonomy;
+    the collection applying it is left as it is. Batches run the target one tier later, lineage
+    walks through it, apply-taxonomy enriches it."""
+    tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
+    passages = text_collection(
+        client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none", model="minilm"
+    )
+    pid = passages["collection_id"]
+    created = _target(client, "passages_topics", {"type": "taxonomy", "collection_id": "passages"})
+    assert created.status_code == 200, created.text
+    target = created.json()
+    assert target["source"]["type"] == "taxonomy" and target["source"]["collection_id"] == pid
+    assert "text" in target["input_schema"]["properties"]
+    attached = client.patch(
+        f"/v1/collections/{pid}",
+        json={"taxonomy_applications": [{"taxonomy_id": tid, "target_collection_id": "passages_topics"}]},
+    )
+    assert attached.status_code == 200, attached.text
+    assert attached.json()["taxonomy_applications"][0]["target_collection_id"] == target["collection_id"]
+    schema = client.get(f"/v1/collections/{target['collection_id']}").json()["output_schema"]["properties"]
+    assert {"category", "topics"} <= set(schema)
+
+    ids = {add_object(client, text, bucket="docs", title=label): label for text, label in DOCUMENTS}
+    _submit(client, "docs", list(ids))
+    own = documents(client, pid)
+    assert len(own) == len(DOCUMENTS)
+    assert all("category" not in d and "taxonomies" not in d["_internal"] for d in own)  # not in place
+    enriched = documents(client, target["collection_id"])
+    assert len(enriched) == len(DOCUMENTS)
+    right = sum(d["category"] == ids[d["_internal"]["lineage"]["root_object_id"]] for d in enriched)
+    assert right >= 7 and all(len(d["topics"]) == 1 for d in enriched)
+    by_source = {d["document_id"]: d for d in own}
+    one = enriched[0]
+    lineage = client.get(f"/v1/collections/{target['collection_id']}/documents/{one['document_id']}/lineage").json()
+    assert lineage["lineage"]["source_type"] == "taxonomy" and lineage["depth"] == 2
+    assert lineage["lineage"]["source_document_id"] in by_source
+    assert one["text"] == by_source[lineage["lineage"]["source_document_id"]]["text"]
+
+    # apply-taxonomy enriches what the target holds (its scroll: the target's documents), exactly once.
+    answer = client.post(f"/v1/collections/{pid}/apply-taxonomy", json={"taxonomy_id": tid, "batch_size": 100})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["target_collection_id"] == target["collection_id"]
+    assert answer.json()["estimated_documents"] == len(DOCUMENTS)
+    task = wait_task(client, answer.json()["task_id"], timeout=120)
+    assert task["status"] == "COMPLETED" and task["additional_data"]["progress"]["processed"] == len(DOCUMENTS)
+    again = {d["document_id"]: d for d in documents(client, target["collection_id"])}
+    assert all(again[d["document_id"]]["category"] == d["category"] for d in enriched)
+    assert all(len(d["topics"]) == 1 for d in again.values())
+    assert all("category" not in d for d in documents(client, pid))
+
+    # The target is held by the application; the source by the target that reads it.
+    assert (
+        "target_collection_id"
+        in assert_error(client.delete(f"/v1/collections/{target['collection_id']}"), 409)["error"]["message"]
+    )
+    assert_error(client.delete(f"/v1/collections/{pid}"), 409)
+    client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": []})
+    assert client.delete(f"/v1/collections/{target['collection_id']}").status_code == 200
+
+
+def test_taxonomy_sources_and_targets_refuse_bad_input(client: TestClient, reference: dict[str, Any]) -> None:
+    tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
+    passages = text_collection(
+        client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none", model="minilm"
+    )
+    pid = passages["collection_id"]
+    assert "collection_id" in assert_error(_target(client, "t_none", {"type": "taxonomy"}), 400)["error"]["message"]
+    assert_error(_target(client, "t_bucket", {"type": "taxonomy", "bucket_ids": ["docs"]}), 400)
+    assert_error(_target(client, "t_cluster", {"type": "cluster", "collection_id": pid}), 400)
+    assert_error(_target(client, "t_missing", {"type": "taxonomy", "collection_id": "col_nope"}), 404)
+    plain_copy = text_collection(
+        client, "copies", {"type": "collection", "collection_id": pid}, mapping="text", split_by="none", model="minilm"
+    )
+
+    def refused(applications: list[dict[str, Any]], collection: str = pid) -> str:
+        body = assert_error(
+            client.patch(f"/v1/collections/{collection}", json={"taxonomy_applications": applications}), 400
+        )
+        return str(body["error"]["message"])
+
+    # A target must be a taxonomy source reading this collection.
+    assert "taxonomy" in refused([{"taxonomy_id": tid, "target_collection_id": plain_copy["collection_id"]}])
+    assert "not a collection" in refused([{"taxonomy_id": tid, "target_collection_id": "col_nowhere"}])
+    assert "twice" in refused([{"taxonomy_id": tid}, {"taxonomy_id": tid}])
+    assert "hierarchical_enrichment_style" in refused([{"taxonomy_id": tid, "hierarchical_enrichment_style": "x"}])
+    # A taxonomy whose nodes are written from the collection it enriches: a cycle.
+    nodes_id = reference["nodes"]["collection_id"]
+    assert "cycle" in refused([{"taxonomy_id": tid}], nodes_id)
+    assert client.get(f"/v1/collections/{pid}").json()["taxonomy_applications"] is None
+    assert client.get(f"/v1/collections/{nodes_id}").json()["taxonomy_applications"] is None
+
+    # A new version that an applying collection could not take changes nothing. (A target naming
+    # the collection itself is in place, and stored as such.)
+    own = [{"taxonomy_id": tid, "target_collection_id": pid}]
+    attached = client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": own})
+    assert attached.status_code == 200 and "target_collection_id" not in attached.json()["taxonomy_applications"][0]
+    unreadable = flat_config(reference)
+    unreadable["input_mappings"] = [{"input_key": "query", "source_type": "payload", "path": "summary"}]
+    body = assert_error(client.post(f"/v1/taxonomies/{tid}/versions", json={"config": unreadable}), 400)
+    assert body["error"]["details"]["collection_id"] == pid and "summary" in body["error"]["message"]
+    assert client.get(f"/v1/taxonomies/{tid}").json()["version"] == 1
+    assert len(client.get(f"/v1/taxonomies/{tid}/versions").json()["results"]) == 1
+    tasks = client.post("/v1/tasks/list", json={}).json()["results"]
+    assert not [t for t in tasks if t["task_type"] == "api_taxonomies_materialize"]
+
+
+def test_hierarchical_enrichment_style_of_an_application(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime
+) -> None:
+    """A path hierarchy applied with each style; changing the style and re-applying replaces the old fields."""
+    make_bucket(client, "files")
+    files = text_collection(
+        client,
+        "files",
+        {"type": "bucket", "bucket_ids": ["files"]},
+        split_by="none",
+        model="minilm",
+        passthrough=("title",),
+    )
+    run(runtime, files["collection_id"], [add_object(client, "a clip", bucket="files", title="footage/2024/q3")])
+    tid = create(client, "folders", {"taxonomy_type": "hierarchical", "path_field": "title"})["taxonomy_id"]
+
+    def applied(style: str) -> dict[str, Any]:
+        apps = [{"taxonomy_id": tid, "hierarchical_enrichment_style": style}]
+        assert client.patch("/v1/collections/files", json={"taxonomy_applications": apps}).status_code == 200
+        answer = client.post("/v1/collections/files/apply-taxonomy", json={"taxonomy_id": tid})
+        assert wait_task(client, answer.json()["task_id"], timeout=60)["status"] == "COMPLETED"
+        (doc,) = documents(client, files["collection_id"])
+        return doc
+
+    chain = applied("full_chain")
+    assert [chain[f"folders_tier{n}_name"] for n in (1, 2, 3)] == ["footage", "2024", "q3"]
+    assert "folders_path" not in chain
+    best = applied("best_match")
+    assert best["folders_path"] == ["footage", "2024", "q3"] and best["folders_name"] == "q3"
+    assert best["folders_id"] == chain["folders_tier3_id"]
+    assert not [k for k in best if "_tier" in k]  # the full chain's fields went: never a mix
+    both = applied("combined")
+    assert both["folders_path"] == best["folders_path"] and both["folders_tier1_name"] == "footage"
+    schema = client.get("/v1/collections/files").json()["output_schema"]["properties"]
+    assert {"folders_id", "folders_name", "folders_path", "folders_score"} <= set(schema)
+
+
+def test_a_batch_enricher_takes_a_new_version_from_its_next_chunk(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime
+) -> None:
+    """A version made while a batch runs: the tier's enricher uses it from the next chunk on, so the
+    batch does not go on writing the old version's values; each document holds one version's."""
+    tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
+    passages = text_collection(
+        client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none", model="minilm"
+    )
+    pid = passages["collection_id"]
+    run(runtime, pid, [add_object(client, text, bucket="docs", title=label) for text, label in DOCUMENTS[:2]])
+    assert (
+        client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": [{"taxonomy_id": tid}]}).status_code
+        == 200
+    )
+    with runtime.db.read_session() as session:
+        collection = session.get(Collection, pid)
+        assert collection is not None
+        session.expunge(collection)
+    enricher = collection_enricher(runtime.db, runtime.index, collection)
+    assert enricher is not None
+    chunk = runtime.index.query(pid, None, with_vectors=True)
+    enricher(chunk)
+    assert all(d.payload["category"] == "marine life" and d.internal["taxonomies"][tid]["version"] == 1 for d in chunk)
+    new = flat_config(reference)
+    new["source_collection"]["enrichment_fields"] = [{"field_path": "title", "target_field": "topic_v2"}]
+    assert client.post(f"/v1/taxonomies/{tid}/versions", json={"config": new}).status_code == 200
+    enricher(chunk)
+    for doc in chunk:
+        assert "category" not in doc.payload and doc.payload["topic_v2"] == "marine life"
+        assert doc.internal["taxonomies"][tid]["version"] == 2
+
+
+def test_min_score_leaves_weak_matches_out(client: TestClient, reference: dict[str, Any]) -> None:
+    whale = {"source_documents": [{"document_id": "w", "text": "A whale sang to its calf in the deep blue water."}]}
+    loose = create(client, "loose", flat_config(reference, min_score=0.0))["taxonomy_id"]
+    strict = create(client, "strict", flat_config(reference, min_score=0.99))["taxonomy_id"]
+    found = client.post(f"/v1/taxonomies/{loose}/execute", json=whale).json()
+    assert found["stats"]["enriched"] == 1 and found["matches"][0]["score"] < 0.99
+    none = client.post(f"/v1/taxonomies/{strict}/execute", json=whale).json()
+    assert none["stats"]["enriched"] == 0 and none["matches"] == [] and "category" not in none["results"][0]
+
+
+def test_a_taxonomy_with_an_apply_task_in_flight_is_not_deleted(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime, namespace: dict[str, Any]
+) -> None:
+    """The task is made in a transaction no worker sees, so it is certainly not finished when the
+    delete runs in that same transaction: 409, and the taxonomy stays."""
+    tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
+    session = runtime.db.session()
+    try:
+        row = session.get(Namespace, namespace["namespace_id"])
+        assert row is not None
+        scope = NamespaceScope(row.org_id, row.namespace_id, row.namespace_name)
+        create_task(
+            session,
+            scope.org_id,
+            TaskType.TAXONOMIES_MATERIALIZE,
+            namespace_id=scope.namespace_id,
+            inputs=[{}],
+            additional_data={"taxonomy_id": tid},
+        )
+        session.flush()
+        with pytest.raises(ConflictError, match="being applied"):
+            delete_taxonomy(session, scope, tid)
+    finally:
+        session.rollback()
+        session.close()
+    assert client.get(f"/v1/taxonomies/{tid}").status_code == 200
+
+
+def test_apply_taxonomy_resumes_after_the_last_document_done(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime
+) -> None:
+    """A task taken over after a lost lease starts after `progress.last_document_id`, not again."""
+    tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
+    passages = text_collection(
+        client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none", model="minilm"
+    )
+    pid = passages["collection_id"]
+    run(runtime, pid, [add_object(client, text, bucket="docs", title=label) for text, label in DOCUMENTS[:6]])
+    assert (
+        client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": [{"taxonomy_id": tid}]}).status_code
+        == 200
+    )
+    ids = sorted(d["document_id"] for d in documents(client, pid))
+    spec = {"collection_id": pid, "taxonomy_id": tid, "version": 1, "batch_size": 100, "parallelism": 1}
+    with runtime.db.transaction() as session:
+        collection = session.get(Collection, pid)
+        assert collection is not None
+        owner = session.get(Namespace, collection.namespace_id)
+        assert owner is not None
+        made = create_task(
+            session,
+            owner.org_id,
+            TaskType.TAXONOMIES_MATERIALIZE,
+            namespace_id=owner.namespace_id,
+            inputs=[spec],
+            additional_data={
+                "taxonomy_id": tid,
+                "progress": {"processed": 3, "batches": 1, "last_document_id": ids[2]},
+            },
+        )
+        # Held by "another worker" far into the future: this process's own runner leaves it alone.
+        transitions.claim(
+            session, made, Status.PROCESSING, "test-takeover", utcnow() + timedelta(hours=1), "taken over"
+        )
+        task_id = made.task_id
+    with runtime.db.read_session() as session:
+        task = session.get(Task, task_id)
+        assert task is not None
+        session.expunge(task)
+    context = JobContext(
+        db=runtime.db, blobs=runtime.blobs, settings=runtime.settings, services={"index": runtime.index}
+    )
+    outcome = apply_job(context, task)
+    assert outcome.status == Status.COMPLETED, outcome
+    progress = (outcome.additional_data or {})["progress"]
+    assert progress["processed"] == 6 and progress["batches"] == 2 and progress["last_document_id"] == ids[-1]
+    enriched = {d["document_id"]: "category" in d for d in documents(client, pid)}
+    assert [i for i in ids if enriched[i]] == ids[3:]  # the first three were "done" before the takeover
+
+
+def test_an_applications_scroll_filters_limit_what_it_enriches(
+    client: TestClient, reference: dict[str, Any], runtime: Runtime
+) -> None:
+    """TaxonomyApplicationConfig.scroll_filters: apply-taxonomy scrolls only the documents they
+    select (with the request's own filters on top), and a batch enriches only those."""
+    tid = create(client, "topics", flat_config(reference))["taxonomy_id"]
+    passages = text_collection(
+        client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, split_by="none", model="minilm"
+    )
+    pid = passages["collection_id"]
+    run(runtime, pid, [add_object(client, text, bucket="docs", title=label) for text, label in DOCUMENTS[:6]])
+    bad = [{"taxonomy_id": tid, "scroll_filters": {"AND": [{"field": "title", "operator": "near", "value": 1}]}}]
+    assert_error(client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": bad}), 400)
+    filters = {"AND": [{"field": "title", "operator": "eq", "value": "BAKING"}]}  # case-insensitive, as the index
+    apps = [{"taxonomy_id": tid, "scroll_filters": filters}]
+    assert client.patch(f"/v1/collections/{pid}", json={"taxonomy_applications": apps}).status_code == 200
+
+    answer = client.post(f"/v1/collections/{pid}/apply-taxonomy", json={"taxonomy_id": tid}).json()
+    assert answer["estimated_documents"] == 3
+    assert wait_task(client, answer["task_id"], timeout=60)["status"] == "COMPLETED"
+    assert sorted((d["title"], d.get("category")) for d in documents(client, pid)) == [
+        *[("baking", "baking")] * 3,
+        *[("marine life", None)] * 3,
+    ]
+    narrower = {"taxonomy_id": tid, "scroll_filters": {"AND": [{"field": "title", "operator": "eq", "value": "x"}]}}
+    assert client.post(f"/v1/collections/{pid}/apply-taxonomy", json=narrower).json()["estimated_documents"] == 0
+
+    with runtime.db.read_session() as session:
+        collection = session.get(Collection, pid)
+        assert collection is not None
+        session.expunge(collection)
+    enricher = collection_enricher(runtime.db, runtime.index, collection)
+    assert enricher is not None
+    chunk = runtime.index.query(pid, None, with_vectors=True)
+    for doc in chunk:  # as a batch builds them: not enriched yet
+        clear(doc.payload, doc.internal, tid)
+    enricher(chunk)
+    assert sorted((d.payload["title"], d.payload.get("category")) for d in chunk) == [
+        *[("baking", "baking")] * 3,
+        *[("marine life", None)] * 3,
+    ]

@@ -119,6 +119,14 @@ def _text_collection(sdk: mixpeek.ApiClient, worker: Runtime, name: str, texts: 
     return str(collection.collection_id)
 
 
+def _finished(sdk: mixpeek.ApiClient, task_id: str) -> str:
+    deadline = time.monotonic() + 180
+    while (status := TasksApi(sdk).get_task(task_id).status.value) not in ("COMPLETED", "FAILED", "CANCELED"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return str(status)
+
+
 def test_taxonomies_through_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> None:
     ns = NamespacesApi(sdk).create_namespace(CreateNamespaceRequest(namespace_name="sdk_taxonomies"))
     use_namespace(sdk, ns.namespace_id)
@@ -197,6 +205,43 @@ def test_taxonomies_through_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> None
     assert task.status.value == "COMPLETED"
     labels = sorted(str(d.payload.get("category")) for d in worker.index.query(passages, None))
     assert labels == ["baking", "marine life"]
+
+    # A collection whose source is a taxonomy holds the enriched output of an application naming it
+    # as target_collection_id; the collection applying it is not changed in place.
+    target = collections.create_collection(
+        CreateCollectionRequest.from_dict(
+            {
+                "collection_name": "passages_topics",
+                "source": {"type": "taxonomy", "collection_id": passages},
+                "feature_extractor": {"feature_extractor_name": "passthrough_extractor", "version": "v1"},
+            }
+        )
+    )
+    assert target.source.type.value == "taxonomy" and target.source.collection_id == passages
+    copy_id = clone.taxonomy.taxonomy_id
+    updated = collections.update_collection(
+        passages,
+        {
+            "taxonomy_applications": [
+                {"taxonomy_id": tid},
+                {"taxonomy_id": copy_id, "target_collection_id": target.collection_id},
+            ]
+        },
+    )
+    assert updated.taxonomy_applications[1].target_collection_id == target.collection_id
+    triggered = collections.trigger_collection(target.collection_id)
+    assert _finished(sdk, triggered.task_id) == "COMPLETED"
+    enriched = worker.index.query(target.collection_id, None)
+    assert sorted(str(d.internal.get(f"_taxonomy_{copy_id}_label")) for d in enriched) == labels
+    assert not any(f"_taxonomy_{copy_id}_label" in d.internal for d in worker.index.query(passages, None))
+    reapplied = CollectionTaxonomiesApi(sdk).apply_taxonomy_to_collection(
+        passages, ApplyTaxonomyRequest(taxonomy_id=copy_id)
+    )
+    assert reapplied.estimated_documents == 2 and _finished(sdk, reapplied.task_id) == "COMPLETED"
+    with pytest.raises(BadRequestException):  # a target must be a taxonomy source reading the collection
+        collections.update_collection(
+            passages, {"taxonomy_applications": [{"taxonomy_id": tid, "target_collection_id": nodes}]}
+        )
 
     with pytest.raises(ConflictException):  # still applied by the collection
         api.delete_taxonomy_taxonomies(tid)

@@ -163,3 +163,48 @@ def test_sign_in_drop_a_file_and_watch_its_batch(server: LiveServer, page: Page,
     page.click("#logout")
     expect(page.locator("#login-form")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('strataflow.apiKey')") is None
+
+
+def test_the_taxonomy_tree_and_what_each_document_was_assigned(server: LiveServer, page: Page, tmp_path: Path) -> None:
+    """A path hierarchy applied to documents: the console draws its tree and, per document, the path
+    it was assigned and the score."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "X-Namespace": "demo"}
+    api = httpx.Client(base_url=server.url, headers=headers, timeout=30)
+    made = []
+    for name in ("footage/2024/q3", "footage/2023"):
+        answer = api.post("/v1/collections/notes-text/documents", json={"text": "a clip", "filename": name})
+        assert answer.status_code == 200, answer.text
+        made.append(answer.json()["document_id"])
+    taxonomy = api.post(
+        "/v1/taxonomies",
+        json={"taxonomy_name": "folders", "config": {"taxonomy_type": "hierarchical", "path_field": "filename"}},
+    ).json()
+    tid = taxonomy["taxonomy_id"]
+    attached = api.patch("/v1/collections/notes-text", json={"taxonomy_applications": [{"taxonomy_id": tid}]})
+    assert attached.status_code == 200, attached.text
+    task = api.post("/v1/collections/notes-text/apply-taxonomy", json={"taxonomy_id": tid}).json()["task_id"]
+    for _ in range(600):
+        status = api.get(f"/v1/tasks/{task}").json()["status"]
+        if status not in ("PENDING", "PROCESSING"):
+            break
+        page.wait_for_timeout(100)
+    assert status == "COMPLETED"
+
+    page.goto(f"{server.url}/console")
+    page.fill("#login-key", API_KEY)
+    page.click("#login-form button")
+    page.click("a[data-view=taxonomies]")
+    page.click(f"a[href='#/taxonomy/{tid}']")
+    tree = page.locator("main .card").first
+    expect(tree).to_contain_text("footage")
+    expect(tree.locator("div", has_text="q3")).to_have_attribute("style", "padding-left:3rem")  # depth 2
+    rows = page.locator("tbody tr")
+    expect(rows.filter(has_text="footage › 2024 › q3")).to_have_count(1)
+    expect(rows.filter(has_text="footage › 2023")).to_contain_text("1.000")
+    shot(page, tmp_path, "6-taxonomy")
+    # What this test made goes, so the other test of this module sees its own namespace as it left it.
+    for document_id in made:
+        assert api.delete(f"/v1/collections/notes-text/documents/{document_id}").status_code == 200
+    assert api.patch("/v1/collections/notes-text", json={"taxonomy_applications": []}).status_code == 200
+    assert api.delete(f"/v1/taxonomies/{tid}").status_code == 200
+    api.close()

@@ -428,12 +428,15 @@ async function viewTaxonomy(view, taxonomyId) {
   const users = collections.results.filter((c) => (c.taxonomy_applications || []).some((a) => a.taxonomy_id === taxonomy.taxonomy_id));
   const prefix = `_taxonomy_${taxonomy.taxonomy_id}_`;
   const sections = [];
-  for (const c of users) {
-    const docs = (await api("POST", `/v1/collections/${c.collection_id}/documents/list?limit=50`, {})).results;
+  for (const c of users) {  // an application with a target_collection_id writes its documents there
+    const app = c.taxonomy_applications.find((a) => a.taxonomy_id === taxonomy.taxonomy_id);
+    const written = app.target_collection_id || c.collection_id;
+    const docs = (await api("POST", `/v1/collections/${written}/documents/list?limit=50`, {})).results;
     const rows = docs.map((d) => h("tr", {}, h("td", { class: "mono" }, d.document_id),
       h("td", {}, (d._internal[`${prefix}path`] || [d._internal[`${prefix}label`] || "—"]).join(" › ")),
       h("td", {}, d._internal[`${prefix}score`] === undefined ? "" : Number(d._internal[`${prefix}score`]).toFixed(3))));
-    sections.push(h("h2", {}, c.collection_name), tableOf(["document", "assigned", "score"], rows, "No documents yet."));
+    const title = written === c.collection_id ? c.collection_name : `${c.collection_name} → ${names[written] || written}`;
+    sections.push(h("h2", {}, title), tableOf(["document", "assigned", "score"], rows, "No documents yet."));
   }
   view.replaceChildren(head(taxonomy.taxonomy_name, `${taxonomy.config.taxonomy_type} · version ${taxonomy.version}`),
     h("h2", {}, "Tree"), tree, ...(sections.length ? sections : [h("div", { class: "card empty" }, "No collection applies this taxonomy.")]));

@@ -39,7 +39,7 @@ class DocumentCreateRequest(RequestModel):
     collection_id: str | None = None
     root_object_id: str | None = None
     root_bucket_id: str | None = None
-    source_type: str | None = Field(default=None, pattern="^(bucket|collection)$")
+    source_type: str | None = Field(default=None, pattern="^(bucket|collection|taxonomy)$")
     source_collection_id: str | None = None
     source_document_id: str | None = None
     source_object_id: str | None = None

@@ -98,7 +98,8 @@ class CollectionSpec:
             collection.collection_id,
             dict(collection.feature_extractor),
             dict(collection.input_schema or {}),
-            str((collection.source or {}).get("type")),
+            # A taxonomy source reads upstream documents exactly as a collection source does.
+            "bucket" if (collection.source or {}).get("type") == "bucket" else "collection",
         )
 
 

@@ -124,7 +124,8 @@ class DocumentBuilder:
         return {
             "root_object_id": upstream.get("root_object_id"),
             "root_bucket_id": upstream.get("root_bucket_id"),
-            "source_type": "collection",
+            # A taxonomy source's documents are its upstream's, enriched: the lineage says so.
+            "source_type": "taxonomy" if (self.collection.source or {}).get("type") == "taxonomy" else "collection",
             "source_document_id": record.source_id,
             "source_collection_id": record.container_id,
             "path": f"{upstream.get('path') or record.container_id}/{self.collection.collection_id}",

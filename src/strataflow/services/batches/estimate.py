@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from strataflow.index.store import DocumentIndex, quote_ids
 from strataflow.services.collections.dag import resolve_tiers
-from strataflow.services.collections.sources import collection_nodes
+from strataflow.services.collections.sources import collection_nodes, upstream_ids
 from strataflow.statuses import Status
 from strataflow.store.tables import Batch, BatchTier, Collection
 
@@ -102,7 +102,7 @@ def estimate_batch(
                 continue
             name = str((collection.feature_extractor or {}).get("feature_extractor_name") or "unknown")
             extractors.append(name)
-            sources = (collection.source or {}).get("collection_ids") or []
+            sources = upstream_ids(collection)
             rows = float(len(object_ids)) if tier_num == 0 else sum(expected_docs.get(s, 0.0) for s in sources)
             rate = rates.get(name)
             if rate is None or not rate.rows:

@@ -292,6 +292,21 @@ def delete_collection(
             "delete those first",
             {"dependent_collection_ids": sorted(readers)},
         )
+    writers = sorted(
+        c.collection_id
+        for c in session.scalars(select(Collection).where(Collection.namespace_id == row.namespace_id))
+        if c.collection_id != row.collection_id
+        and any(
+            isinstance(a, dict) and a.get("target_collection_id") == row.collection_id
+            for a in c.taxonomy_applications or []
+        )
+    )
+    if writers:
+        raise ConflictError(
+            f"Collection '{row.collection_name}' is the target_collection_id of taxonomy applications of "
+            f"{len(writers)} collection(s); remove those applications first",
+            {"collection_ids": writers},
+        )
     running = batches_using(session, row.collection_id)
     if running:
         # Refused rather than pulled from under a running tier: the tier would fail half-way and

@@ -1,4 +1,11 @@
-"""Where a collection reads from: buckets or upstream collections, and the DAG they form."""
+"""Where a collection reads from: buckets or upstream collections, and the DAG they form.
+
+A collection whose source is a **taxonomy** (`{"type": "taxonomy", "collection_id": ...}`) holds
+the enriched output of the taxonomies its upstream collection applies with
+`target_collection_id` set to it: in the DAG, batches and lineage it is a collection reading its
+upstream collection(s), one tier later. A taxonomy source without an upstream collection is a
+taxonomy's node collection (made by from-documents): no batch writes it.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ class ResolvedSource:
 
     @property
     def edges(self) -> list[tuple[str, str]]:
+        # A taxonomy source reads its upstream collection(s): the same edges as a collection source.
         if self.from_bucket:
             return [("bucket", b) for b in self.bucket_ids]
         return [("collection", c.collection_id) for c in self.upstream]
@@ -57,11 +65,26 @@ def resolve_source(session: Session, scope: NamespaceScope, source: SourceConfig
         )
     if source.type == "bucket":
         return _bucket_source(session, scope, source)
-    if source.type == "collection":
+    if source.type in ("collection", "taxonomy"):
         return _collection_source(session, scope, source, new_name)
     raise BadRequestError(
-        f"Source type '{source.type}' is not supported; use 'bucket' or 'collection'", {"source_type": source.type}
+        f"Source type '{source.type}' is not supported; use 'bucket', 'collection' or 'taxonomy'",
+        {"source_type": source.type},
     )
+
+
+def source_kind(source: dict[str, Any] | None) -> str:
+    """How the engine reads a stored source: 'bucket', 'collection' (upstream documents, which a
+    taxonomy source reads too), or 'taxonomy' (a node collection: nothing upstream)."""
+    source = source or {}
+    kind = str(source.get("type", "bucket"))
+    if kind == "taxonomy":
+        return "collection" if upstream_ids_of(source) else "taxonomy"
+    return kind
+
+
+def upstream_ids_of(source: dict[str, Any]) -> list[str]:
+    return list(source.get("collection_ids") or ([source["collection_id"]] if source.get("collection_id") else []))
 
 
 def _bucket_source(session: Session, scope: NamespaceScope, source: SourceConfig) -> ResolvedSource:
@@ -81,13 +104,19 @@ def _bucket_source(session: Session, scope: NamespaceScope, source: SourceConfig
 
 def _collection_source(session: Session, scope: NamespaceScope, source: SourceConfig, new_name: str) -> ResolvedSource:
     if source.bucket_ids or source.bucket_id:
-        raise BadRequestError("A collection source takes collection_id or collection_ids, not bucket_ids")
+        raise BadRequestError(f"A {source.type} source takes collection_id or collection_ids, not bucket_ids")
     if source.collection_id and source.collection_ids:
         raise BadRequestError("Give collection_id or collection_ids, not both")
     identifiers = list(source.collection_ids or ([source.collection_id] if source.collection_id else []))
     if not identifiers:
+        what = (
+            "the collection whose taxonomy output it holds (that collection's taxonomy_applications name "
+            "this one as target_collection_id)"
+            if source.type == "taxonomy"
+            else "the collection(s) it reads"
+        )
         raise BadRequestError(
-            "A collection source needs collection_id or collection_ids", {"field": "source.collection_id"}
+            f"A {source.type} source needs collection_id or collection_ids: {what}", {"field": "source.collection_id"}
         )
     if new_name in identifiers:
         raise BadRequestError("A collection cannot read from itself", {"collection": new_name})
@@ -96,7 +125,7 @@ def _collection_source(session: Session, scope: NamespaceScope, source: SourceCo
     schema = merged_schema({c.collection_id: c.output_schema for c in upstream}, "collection")
     ids = [c.collection_id for c in upstream]
     inherited = sorted({b for c in upstream for b in root_bucket_ids(c)})
-    config: dict[str, Any] = {"type": "collection", "inherited_bucket_ids": inherited}
+    config: dict[str, Any] = {"type": source.type, "inherited_bucket_ids": inherited}
     if len(ids) == 1:
         config["collection_id"] = ids[0]
     else:
@@ -113,8 +142,7 @@ def root_bucket_ids(collection: Collection) -> list[str]:
 
 
 def upstream_ids(collection: Collection) -> list[str]:
-    source = collection.source
-    return list(source.get("collection_ids") or ([source["collection_id"]] if source.get("collection_id") else []))
+    return upstream_ids_of(collection.source or {})
 
 
 def check_acyclic(session: Session, start: list[str]) -> None:
@@ -162,11 +190,7 @@ def collection_nodes(session: Session, namespace_id: str) -> list[CollectionNode
     nodes = []
     for row in session.scalars(select(Collection).where(Collection.namespace_id == namespace_id)):
         source = row.source or {}
-        kind = str(source.get("type", "bucket"))
-        ids = (
-            source.get("bucket_ids")
-            if kind == "bucket"
-            else (source.get("collection_ids") or ([source["collection_id"]] if source.get("collection_id") else []))
-        )
+        kind = source_kind(source)
+        ids = source.get("bucket_ids") if kind == "bucket" else upstream_ids_of(source)
         nodes.append(CollectionNode(row.collection_id, bool(row.enabled), kind, tuple(ids or ())))
     return nodes

@@ -23,6 +23,7 @@ from strataflow.index.store import DocumentIndex
 from strataflow.schemas.taxonomies import ApplyTaxonomyRequest
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.documents.crud import where_of
+from strataflow.services.taxonomies import applications
 from strataflow.services.taxonomies.checks import check_target
 from strataflow.services.taxonomies.crud import get_taxonomy
 from strataflow.services.taxonomies.materialize import enrich_documents, record_path_nodes
@@ -44,8 +45,9 @@ def request_apply(
 ) -> dict[str, Any]:
     """Check everything, then queue the task (ApplyTaxonomyResponse)."""
     collection = get_collection(session, scope, collection_identifier)
-    taxonomy = get_taxonomy(session, scope, request.taxonomy_id)
-    if not any(a.get("taxonomy_id") == taxonomy.taxonomy_id for a in collection.taxonomy_applications or []):
+    taxonomy = get_taxonomy(session, scope, request.taxonomy_id, lock=True)
+    application = applications.application_of(collection, taxonomy.taxonomy_id)
+    if application is None:
         raise BadRequestError(
             f"Collection '{collection.collection_name}' does not apply taxonomy "
             f"'{taxonomy.taxonomy_id}'; add it to the collection's taxonomy_applications first",
@@ -56,14 +58,21 @@ def request_apply(
             "max_credits is not accepted: taxonomy enrichment bills 0 credits, so a credit cap "
             "could never stop this job; use max_time_ms"
         )
-    check_target(dict(taxonomy.config), collection)
-    where = where_of(collection, request.scroll_filters)  # a bad filter is refused now, not in the task
-    estimated = index.count(collection.collection_id, where)
+    # The documents enriched: this collection's, or those of the application's target collection.
+    written = applications.written_collection(session, collection, application)
+    check_target(dict(taxonomy.config), written)
+    # The application's scroll_filters and the request's both hold; a bad filter is refused now.
+    where_of(written, application.get("scroll_filters"))
+    where = _both(written, application.get("scroll_filters"), request.scroll_filters)
+    estimated = index.count(written.collection_id, where) if index.has_table(written.collection_id) else 0
     spec = {
-        "collection_id": collection.collection_id,
+        "collection_id": written.collection_id,
+        "applied_by": collection.collection_id,
+        "hierarchical_enrichment_style": application.get("hierarchical_enrichment_style"),
         "taxonomy_id": taxonomy.taxonomy_id,
         "version": taxonomy.version,
         "scroll_filters": request.scroll_filters,
+        "application_filters": application.get("scroll_filters"),
         "batch_size": request.batch_size,
         "parallelism": request.parallelism,
         "max_time_ms": (request.budget_limits or {}).get("max_time_ms"),
@@ -77,6 +86,7 @@ def request_apply(
         additional_data={
             "taxonomy_id": taxonomy.taxonomy_id,
             "collection_id": collection.collection_id,
+            "target_collection_id": written.collection_id,
             "progress": {"processed": 0, "total": estimated},
         },
     )
@@ -85,9 +95,15 @@ def request_apply(
         "task_id": task.task_id,
         "status": task.status,
         "collection_id": collection.collection_id,
+        "target_collection_id": written.collection_id,
         "taxonomy_id": taxonomy.taxonomy_id,
         "estimated_documents": estimated,
     }
+
+
+def _both(collection: Collection, *filters: dict[str, Any] | None) -> str | None:
+    clauses = [c for f in filters if (c := where_of(collection, f))]
+    return " AND ".join(f"({c})" for c in clauses) or None
 
 
 def _still_wanted(context: JobContext, task_id: str, taxonomy_id: str, version: int) -> str | None:
@@ -120,8 +136,9 @@ def apply_job(context: JobContext, task: Task) -> JobOutcome:
         taxonomy = session.get(Taxonomy, spec["taxonomy_id"])
         if collection is None or taxonomy is None:
             return JobOutcome(Status.FAILED, error="The collection or the taxonomy no longer exists")
-        plan = join_plan(session, taxonomy, dict(taxonomy.config), taxonomy.version, collection)
-        where = where_of(collection, spec.get("scroll_filters"))
+        style = spec.get("hierarchical_enrichment_style")
+        plan = join_plan(session, taxonomy, dict(taxonomy.config), taxonomy.version, collection, style)
+        where = _both(collection, spec.get("application_filters"), spec.get("scroll_filters"))
         session.expunge_all()
     started, renewed = time.monotonic(), time.monotonic()
     stop: str | None = None

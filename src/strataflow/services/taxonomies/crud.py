@@ -27,8 +27,12 @@ from strataflow.schemas.taxonomies import (
     PatchTaxonomyRequest,
 )
 from strataflow.schemas.taxonomies import TaxonomyConfig as ConfigShape
+from strataflow.services.documents.crud import where_of
 from strataflow.services.events.outbox import emit
+from strataflow.services.taxonomies import applications
 from strataflow.services.taxonomies.checks import TaxonomyConfig, check_config, check_target
+from strataflow.services.taxonomies.plans import DEFAULT_STYLE, STYLES, field_prefix
+from strataflow.services.taxonomies.scoping import predicate
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import TERMINAL, TaskType
 from strataflow.store.filters import FieldMap
@@ -119,10 +123,12 @@ def create_taxonomy(
     )
 
 
-def get_taxonomy(session: Session, scope: NamespaceScope, identifier: str) -> Taxonomy:
-    """By id, or by name within the namespace."""
+def get_taxonomy(session: Session, scope: NamespaceScope, identifier: str, lock: bool = False) -> Taxonomy:
+    """By id, or by name within the namespace. `lock` holds the row until the commit (PostgreSQL), so a
+    delete and an apply of the same taxonomy cannot both pass their checks."""
     column = Taxonomy.taxonomy_id if looks_like("taxonomy", identifier) else Taxonomy.taxonomy_name
-    row = session.scalar(select(Taxonomy).where(Taxonomy.namespace_id == scope.namespace_id, column == identifier))
+    query = select(Taxonomy).where(Taxonomy.namespace_id == scope.namespace_id, column == identifier)
+    row = session.scalar(query.with_for_update() if lock else query)
     if row is None:
         raise not_found("Taxonomy", identifier)
     return row
@@ -173,13 +179,28 @@ def create_version(
 ) -> Taxonomy:
     """A new config as the next version. Collections applying the taxonomy get it on their next
     write or apply-taxonomy run, which replaces the old version's values (never mixes them)."""
-    row = get_taxonomy(session, scope, identifier)
+    row = get_taxonomy(session, scope, identifier, lock=True)
     stored = check_config(session, scope, request.config, blobs)
     if stored.get("taxonomy_type") != row.config.get("taxonomy_type"):
         raise BadRequestError(
             "A new version keeps the taxonomy_type; clone to change it",
             {"taxonomy_type": row.config.get("taxonomy_type")},
         )
+    # Every collection applying it gets the new version at once: it must be able to, or nothing changes.
+    for collection_id in applying_collections(session, row.taxonomy_id, scope.namespace_id):
+        collection = session.get(Collection, collection_id)
+        application = applications.application_of(collection, row.taxonomy_id) if collection else None
+        if collection is None or application is None:
+            continue
+        applications.refuse_cycle(session, stored, collection, row.taxonomy_name)
+        try:
+            check_target(stored, applications.written_collection(session, collection, application))
+        except BadRequestError as exc:
+            raise BadRequestError(
+                f"The new version cannot be applied to collection '{collection.collection_name}', which "
+                f"applies this taxonomy: {exc.message}",
+                {"collection_id": collection.collection_id, **(exc.details or {})},
+            ) from None
     row.version += 1
     row.config = stored
     if request.description is not None:
@@ -252,7 +273,7 @@ def running_applies(session: Session, taxonomy_id: str) -> list[str]:
 
 
 def delete_taxonomy(session: Session, scope: NamespaceScope, identifier: str) -> str:
-    row = get_taxonomy(session, scope, identifier)
+    row = get_taxonomy(session, scope, identifier, lock=True)
     users = applying_collections(session, row.taxonomy_id, scope.namespace_id)
     if users:
         raise ConflictError(
@@ -339,36 +360,61 @@ def list_stats(views: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def check_applications(session: Session, scope: NamespaceScope, collection: Collection) -> None:
-    """A collection's taxonomy_applications: each taxonomy exists here and can read this collection.
+    """A collection's taxonomy_applications: each taxonomy exists here and can read the documents it
+    enriches (this collection's, or its target's), the target holds this collection's taxonomy
+    output, and the taxonomy's nodes are not written from this collection (a cycle).
 
     Stored with taxonomy ids (a name given is resolved), so a rename changes nothing.
     """
-    applications = []
+    stored = []
+    seen: set[str] = set()
     for raw in collection.taxonomy_applications or []:
         if not isinstance(raw, dict) or not raw.get("taxonomy_id"):
             raise BadRequestError("Each taxonomy application needs a taxonomy_id", {"application": raw})
         taxonomy = get_taxonomy(session, scope, str(raw["taxonomy_id"]))
-        target = raw.get("target_collection_id")
-        if target not in (None, collection.collection_id):
+        if taxonomy.taxonomy_id in seen:
             raise BadRequestError(
-                "target_collection_id is not supported: a taxonomy enriches the collection's own documents in place",
-                {"target_collection_id": target},
+                f"Taxonomy '{taxonomy.taxonomy_name}' is applied twice; a collection applies a taxonomy once",
+                {"taxonomy_id": taxonomy.taxonomy_id},
             )
+        seen.add(taxonomy.taxonomy_id)
         if raw.get("execution_mode") not in (None, "materialize"):
             raise BadRequestError("execution_mode must be 'materialize'", {"execution_mode": raw["execution_mode"]})
-        check_target(dict(taxonomy.config), collection)
-        applications.append({**raw, "taxonomy_id": taxonomy.taxonomy_id})
-        # The fields it writes join the output schema (never leave it: readers downstream may rely on them).
-        properties = dict((collection.output_schema or {}).get("properties", {}))
-        added = {k: v for k, v in enriched_fields(session, dict(taxonomy.config)).items() if k not in properties}
+        style = raw.get("hierarchical_enrichment_style")
+        if style is not None and style not in STYLES:
+            raise BadRequestError(
+                f"hierarchical_enrichment_style must be one of {', '.join(STYLES)}",
+                {"hierarchical_enrichment_style": style},
+            )
+        application = {**raw, "taxonomy_id": taxonomy.taxonomy_id}
+        target = applications.written_collection(session, collection, application)
+        if target is not collection:
+            applications.check_target_collection(collection, target)
+            application["target_collection_id"] = target.collection_id
+        else:
+            application.pop("target_collection_id", None)  # naming itself: in place, stored as such
+        config = dict(taxonomy.config)
+        applications.refuse_cycle(session, config, collection, taxonomy.taxonomy_name)
+        check_target(config, target)
+        predicate(raw.get("scroll_filters"))  # the filter tree is checked now (the index's rules)
+        where_of(target, raw.get("scroll_filters"))
+        stored.append(application)
+        # The fields it writes join the written collection's output schema (never leave it: readers
+        # downstream may rely on them).
+        properties = dict((target.output_schema or {}).get("properties", {}))
+        fields = enriched_fields(session, config, taxonomy.taxonomy_name, style)
+        added = {k: v for k, v in fields.items() if k not in properties}
         if added:
-            collection.output_schema = {**(collection.output_schema or {}), "properties": {**properties, **added}}
+            target.output_schema = {**(target.output_schema or {}), "properties": {**properties, **added}}
     if collection.taxonomy_applications is not None:
-        collection.taxonomy_applications = applications
+        collection.taxonomy_applications = stored
 
 
-def enriched_fields(session: Session, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The output-schema entries of the fields a taxonomy writes, typed as in its nodes."""
+def enriched_fields(
+    session: Session, config: dict[str, Any], taxonomy_name: str = "", style: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """The output-schema entries of the fields a taxonomy writes, typed as in its nodes (a hierarchy
+    adds the fields of its hierarchical_enrichment_style)."""
     sources: list[tuple[str, list[dict[str, Any]] | None]] = []
     if config.get("taxonomy_type", "flat") == "flat":
         source = config["source_collection"]
@@ -390,4 +436,35 @@ def enriched_fields(session: Session, config: dict[str, Any]) -> dict[str, dict[
             if spec.get("merge_mode") == "append":
                 shape = {"type": "array", "items": {"type": shape.get("type", "string")}}
             found[spec.get("target_field") or spec["field_path"]] = shape
+    if config.get("taxonomy_type", "flat") == "hierarchical":
+        found.update(style_fields(config, field_prefix(taxonomy_name), style or DEFAULT_STYLE))
+    return found
+
+
+def style_fields(config: dict[str, Any], prefix: str, style: str) -> dict[str, dict[str, Any]]:
+    """The summary and per-tier fields of a hierarchy (the tiers of an explicit one: its depth)."""
+    found: dict[str, dict[str, Any]] = {}
+    if style in ("best_match", "combined"):
+        found.update(
+            {
+                f"{prefix}_id": {"type": "string"},
+                f"{prefix}_name": {"type": "string"},
+                f"{prefix}_path": {"type": "array", "items": {"type": "string"}},
+                f"{prefix}_score": {"type": "number"},
+            }
+        )
+    nodes = config.get("hierarchical_nodes") or []
+    if style in ("full_chain", "combined") and nodes:
+        parents = {n["collection_id"]: n.get("parent_collection_id") for n in nodes}
+
+        def depth(key: str | None) -> int:
+            n = 0
+            while key is not None and n <= len(parents):
+                key, n = parents.get(key), n + 1
+            return n
+
+        for tier in range(1, max(depth(k) for k in parents) + 1):
+            found[f"{prefix}_tier{tier}_id"] = {"type": "string"}
+            found[f"{prefix}_tier{tier}_name"] = {"type": "string"}
+            found[f"{prefix}_tier{tier}_score"] = {"type": "number"}
     return found

@@ -70,6 +70,12 @@ class JoinPlan:
     min_score: float = 0.0
     path_field: str | None = None
     path_separator: str = "/"
+    # Hierarchies only: how the assignment is written into the document (HierarchicalEnrichmentStyle:
+    # full_chain, best_match, combined) and the prefix of the fields it writes (the taxonomy's name).
+    style: str = "combined"
+    field_prefix: str = ""
+    # The application's scroll_filters: a batch enriches only the documents they select.
+    filters: dict[str, Any] | None = None
 
     def match(self, index: DocumentIndex, subject: Subject) -> list[Match]:
         """The document's matches, best first (a path hierarchy: its one deepest node)."""

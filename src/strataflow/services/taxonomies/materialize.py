@@ -13,39 +13,38 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.errors import BadRequestError
 from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex
-from strataflow.services.taxonomies import enrichment
+from strataflow.services.taxonomies import applications, enrichment
 from strataflow.services.taxonomies.join import JoinPlan, Match, Subject, path_nodes, safe_match
 from strataflow.services.taxonomies.plans import join_plan
+from strataflow.services.taxonomies.scoping import predicate
 from strataflow.store.db import Database
 from strataflow.store.tables import Collection, Taxonomy
 
 log = logging.getLogger("strataflow.taxonomies")
 
 
-def ordered_applications(collection: Collection) -> list[dict[str, Any]]:
-    """Lower execution_phase first; within a phase, higher priority first."""
-    apps = [a for a in collection.taxonomy_applications or [] if isinstance(a, dict) and a.get("taxonomy_id")]
-    return sorted(apps, key=lambda a: (int(a.get("execution_phase") or 1), -int(a.get("priority") or 0)))
-
-
 def application_plans(session: Session, collection: Collection) -> list[JoinPlan]:
+    """The plans of every application whose output is this collection's documents, in running order."""
     plans = []
-    for application in ordered_applications(collection):
+    for application in applications.enriching(session, collection):
         taxonomy = session.get(Taxonomy, application["taxonomy_id"])
         if taxonomy is None:
             raise BadRequestError(
-                f"Collection '{collection.collection_id}' applies taxonomy "
+                f"Collection '{collection.collection_id}' is enriched by taxonomy "
                 f"'{application['taxonomy_id']}', which does not exist",
                 {"taxonomy_id": application["taxonomy_id"]},
             )
-        plans.append(join_plan(session, taxonomy, dict(taxonomy.config), taxonomy.version, collection))
+        style = application.get("hierarchical_enrichment_style")
+        filters = application.get("scroll_filters")
+        config = dict(taxonomy.config)
+        plans.append(join_plan(session, taxonomy, config, taxonomy.version, collection, style, filters))
     return plans
 
 
@@ -60,7 +59,8 @@ def enrich_documents(
     """
     counts = {"processed": 0, "enriched": 0, "errors": 0}
     paths: list[list[str]] = []
-    docs = list(documents)
+    selects = predicate(plan.filters)
+    docs = [d for d in documents if selects is None or selects(d)]  # the others are left as they are
 
     def join(doc: StoredDocument) -> tuple[list[Match], str | None]:
         return safe_match(plan, index, Subject(doc.document_id, doc.payload, dict(doc.vectors)))
@@ -105,23 +105,42 @@ def record_path_nodes(db: Database, taxonomy_id: str, paths: list[list[str]]) ->
 
 @dataclass
 class CollectionEnricher:
-    """Runs a collection's taxonomy applications over each chunk of documents before it is written."""
+    """Runs a collection's taxonomy applications over each chunk of documents before it is written.
+
+    Before each chunk it reads the versions of its taxonomies (one small query): a new version
+    made while the batch runs is used from the next chunk on, so the batch does not go on
+    writing the old version's values after the re-apply task has passed."""
 
     db: Database
     index: DocumentIndex
     plans: list[JoinPlan]
+    collection_id: str = ""
 
     def __call__(self, documents: list[StoredDocument]) -> None:
+        self._refresh()
         for plan in self.plans:
             _, paths = enrich_documents(self.index, plan, documents)
             record_path_nodes(self.db, plan.taxonomy_id, paths)
 
+    def _refresh(self) -> None:
+        if not self.collection_id:
+            return
+        with self.db.read_session() as session:
+            ids = [p.taxonomy_id for p in self.plans]
+            query = select(Taxonomy.taxonomy_id, Taxonomy.version).where(Taxonomy.taxonomy_id.in_(ids))
+            current = {str(row[0]): int(row[1]) for row in session.execute(query)}
+            if all(current.get(p.taxonomy_id) == p.version for p in self.plans):
+                return
+            collection = session.get(Collection, self.collection_id)
+            if collection is None:
+                return
+            self.plans = application_plans(session, collection)
+            session.expunge_all()
+
 
 def collection_enricher(db: Database, index: DocumentIndex, collection: Collection) -> CollectionEnricher | None:
-    """The enricher of a collection that applies taxonomies; None when it applies none."""
-    if not ordered_applications(collection):
-        return None
+    """The enricher of a collection whose documents taxonomies enrich; None when none does."""
     with db.read_session() as session:
         plans = application_plans(session, collection)
         session.expunge_all()
-    return CollectionEnricher(db, index, plans)
+    return CollectionEnricher(db, index, plans, collection.collection_id) if plans else None

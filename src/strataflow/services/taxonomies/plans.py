@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -10,6 +11,9 @@ from strataflow.errors import BadRequestError
 from strataflow.schemas.taxonomies import EnrichmentField, InputMapping
 from strataflow.services.taxonomies.join import JoinPlan, NodeSearch
 from strataflow.store.tables import Collection, Retriever, Taxonomy
+
+STYLES = ("full_chain", "best_match", "combined")  # HierarchicalEnrichmentStyle
+DEFAULT_STYLE = "combined"
 
 
 def _collection(session: Session, collection_id: str) -> Collection:
@@ -52,8 +56,19 @@ def _search(
     )
 
 
+def field_prefix(taxonomy_name: str) -> str:
+    """The prefix of the fields a hierarchical assignment writes: the taxonomy's name as an identifier."""
+    return re.sub(r"\W", "_", taxonomy_name).strip("_") or "taxonomy"
+
+
 def join_plan(
-    session: Session, taxonomy: Taxonomy, config: dict[str, Any], version: int, target: Collection | None = None
+    session: Session,
+    taxonomy: Taxonomy,
+    config: dict[str, Any],
+    version: int,
+    target: Collection | None = None,
+    style: str | None = None,
+    filters: dict[str, Any] | None = None,
 ) -> JoinPlan:
     kind = config.get("taxonomy_type", "flat")
     plan = JoinPlan(
@@ -66,6 +81,9 @@ def join_plan(
         min_score=float(config.get("min_score") or 0.0),
         path_field=config.get("path_field"),
         path_separator=config.get("path_separator") or "/",
+        style=style or DEFAULT_STYLE,
+        field_prefix=field_prefix(taxonomy.taxonomy_name),
+        filters=filters or None,
     )
     if kind == "flat":
         source = config["source_collection"]
