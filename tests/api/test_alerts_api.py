@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 from strataflow.clock import as_utc, utcnow
 from strataflow.config import Settings
@@ -250,6 +251,19 @@ def test_organisation_alerts_share_the_alert_code(
     assert _org(client, f"/{alert['alert_id']}", "delete").json()["alert_id"] == alert["alert_id"]
     assert_error(_org(client, f"/{alert['alert_id']}"), 404)
     assert client.get("/v1/alerts/org-food").status_code == 200  # the namespace's alert stays
+
+
+def test_organisation_alert_names_are_unique_in_the_database_too(
+    client: TestClient, world: dict[str, Any], runtime: Runtime
+) -> None:
+    """Two creates racing past the service's name check: the second commit fails (a 409), not a twin."""
+    first = _org(client, method="post", json=_alert(world, "twin")).json()
+    table = Alert.__table__
+    with runtime.db.transaction() as session:
+        row = dict(session.execute(select(table).where(table.c.alert_id == first["alert_id"])).mappings().one())
+    with pytest.raises(IntegrityError), runtime.db.transaction() as session:
+        session.execute(insert(table).values({**row, "alert_id": "alt_twin_racer"}))
+    assert _org(client).json()["total_count"] == 1
 
 
 def test_alert_refusals_write_nothing(client: TestClient, world: dict[str, Any], namespace: dict[str, Any]) -> None:

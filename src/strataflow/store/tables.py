@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from strataflow.clock import utcnow
@@ -738,7 +738,18 @@ class Alert(Base):
     and where to notify when it holds. `namespace_id` is None for an organisation-level alert."""
 
     __tablename__ = "alerts"
-    __table_args__ = (UniqueConstraint("namespace_id", "name"), Index("ix_alerts_org", "org_id"))
+    __table_args__ = (
+        UniqueConstraint("namespace_id", "name"),  # NULLs are distinct here, so organisation alerts need:
+        Index(
+            "ux_alerts_org_name",
+            "org_id",
+            "name",
+            unique=True,
+            sqlite_where=text("namespace_id IS NULL"),
+            postgresql_where=text("namespace_id IS NULL"),
+        ),
+        Index("ix_alerts_org", "org_id"),
+    )
 
     alert_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"))
