@@ -12,8 +12,8 @@ from rich.table import Table
 from strataflow.cli.app import app
 from strataflow.config import Settings
 
-if TYPE_CHECKING:  # the runtime is imported when a command runs: it loads the whole server
-    from strataflow.runtime import Runtime
+if TYPE_CHECKING:  # imported when a command runs: the runtime loads the whole server
+    from strataflow.store.db import Database
 
 orgs_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -119,8 +119,8 @@ def orgs_create(name: str, data_dir: DataDir = None) -> None:
     """Create an organization and print its first API key (shown once)."""
     from strataflow.services.tenancy.auth import create_organization, issue_key
 
-    runtime = _open(data_dir)
-    with runtime.db.transaction() as session:
+    db = _database(data_dir)
+    with db.transaction() as session:
         org = create_organization(session, name)
         issued = issue_key(session, org, "admin")
     console.print(f"organization {org.name} ({org.org_id}) created")
@@ -136,8 +136,8 @@ def keys_create(
     """Issue a new API key for an organization (printed once)."""
     from strataflow.services.tenancy.auth import get_organization, issue_key
 
-    runtime = _open(data_dir)
-    with runtime.db.transaction() as session:
+    db = _database(data_dir)
+    with db.transaction() as session:
         issued = issue_key(session, get_organization(session, org), name)
     console.print(f"key {issued.key_id} for {issued.org_name} (shown once): {issued.plaintext}")
 
@@ -150,8 +150,8 @@ def keys_list(
     """List API keys (ids and prefixes, never the keys)."""
     from strataflow.services.tenancy.auth import list_keys
 
-    runtime = _open(data_dir)
-    with runtime.db.read_session() as session:
+    db = _database(data_dir)
+    with db.read_session() as session:
         rows = list_keys(session, org)
         table = Table()
         table.add_column("key id", no_wrap=True)  # ids are copied into `keys revoke`: never wrap them
@@ -175,13 +175,26 @@ def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
     """Revoke an API key; requests with it get 401 from then on."""
     from strataflow.services.tenancy.auth import revoke_key
 
-    runtime = _open(data_dir)
-    with runtime.db.transaction() as session:
+    db = _database(data_dir)
+    with db.transaction() as session:
         revoke_key(session, key_id)
     console.print(f"key {key_id} revoked")
 
 
-def _open(data_dir: Path | None) -> Runtime:
-    from strataflow.runtime import open_runtime
+def _database(data_dir: Path | None) -> Database:
+    """The database alone, migrated and bootstrapped as the server's first start would leave it.
 
-    return open_runtime(_settings(data_dir))
+    Organization and key commands need nothing else: opening the whole runtime would start an
+    engine pool and the index for a one-row write (and cost seconds of imports).
+    """
+    from strataflow.services.tenancy.auth import bootstrap
+    from strataflow.store.db import Database
+    from strataflow.store.migrate import upgrade_to_head
+
+    settings = _settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    upgrade_to_head(db)
+    with db.transaction() as session:
+        bootstrap(session, settings.admin_key_path, settings.api_key)
+    return db
