@@ -124,9 +124,16 @@ def run_view(run: ClusterRun, include_vectors: bool = False) -> dict[str, Any]:
             for g in run.groups
             if g.get("composite_sources") is not None
         },
-        "layout_stability_applied": "none",
-        "layout_stability_reason": "each run is projected on its own (PCA); layouts are not aligned across runs",
+        "layout_stability_applied": _layout(run).get("applied"),
+        "layout_stability_reason": _layout(run).get("reason"),
     }
+
+
+def _layout(run: ClusterRun) -> dict[str, Any]:
+    """What the run did to keep its picture stable (engine/clusters/layout.py); runs without a
+    projection of documents (attribute, composite) or not finished yet say nothing."""
+    report = (run.metrics or {}).get("layout_stability")
+    return dict(report) if isinstance(report, dict) else {}
 
 
 def groups_view(cluster: Cluster, run: ClusterRun) -> dict[str, Any]:
