@@ -93,43 +93,32 @@ def compact_labels(labels: np.ndarray) -> tuple[np.ndarray, int]:
     return np.where(labels >= 0, mapping[labels], -1), len(kept)
 
 
-def large_kmeans(matrix: np.ndarray, params: dict[str, Any], sample: np.ndarray, seed: int) -> np.ndarray:
-    """k-means over a large in-memory matrix: seeds from a k-means on the sample, then scikit-learn's
-    MiniBatchKMeans over the matrix (its own early stop on the smoothed inertia), which labels every
-    row at the end of its fit. `mini_batch: false` asks for full Lloyd k-means from the same seeds.
-    The matrix is used as it is (float32, C-contiguous): no copy."""
-    k = int(params.get("n_clusters", 8))
-    seeds = skc.KMeans(n_clusters=k, n_init=1, random_state=seed, max_iter=50).fit(sample).cluster_centers_
+def large_kmeans(matrix: np.ndarray, params: dict[str, Any], seed: int) -> np.ndarray:
+    """k-means over a large in-memory matrix: scikit-learn's MiniBatchKMeans as scikit-learn runs it
+    (k-means++ on its own init sample, its early stop on the smoothed inertia), without the labelling
+    pass inside its fit: the labels come from one chunked `predict` pass. `mini_batch: false` asks for
+    full Lloyd k-means instead. The matrix is used as it is (float32, C-contiguous): no copy."""
     if params.get("mini_batch") is False:
-        args = {key: v for key, v in _kwargs(params).items() if key in ("max_iter", "tol", "algorithm")}
-        full = skc.KMeans(n_clusters=k, init=seeds, n_init=1, random_state=seed, **args).fit(matrix)
-        return np.asarray(full.labels_, dtype=np.int64)
+        return np.asarray(kmeans_model({**params, "mini_batch": False}, seed).fit(matrix).labels_, dtype=np.int64)
+    args = {key: v for key, v in _kwargs(params).items() if key in ("init", "max_iter", "tol", "n_init")}
     model = skc.MiniBatchKMeans(
-        n_clusters=k,
-        init=seeds,
-        n_init=1,
+        n_clusters=int(params.get("n_clusters", 8)),
         random_state=seed,
         batch_size=int(params.get("batch_size", 4096)),
-        max_iter=int(params.get("max_iter", 100)),
-        tol=float(params.get("tol", 0.0)),
+        compute_labels=False,
+        **{"n_init": 1, **args},
     ).fit(matrix)
-    return np.asarray(model.labels_, dtype=np.int64)
+    labels = np.empty(len(matrix), dtype=np.int64)
+    for start in range(0, len(matrix), 65_536):
+        labels[start : start + 65_536] = model.predict(matrix[start : start + 65_536])
+    return labels
 
 
 def centroids(matrix: np.ndarray, labels: np.ndarray, k: int, method: str) -> np.ndarray:
     """The centre of each group: its mean, median, or the member closest to its mean (medoid).
 
-    Means are accumulated block by block as (group indicator x rows) products: no copy of any
-    group's rows, and temporary memory bounded by the block whatever the size of the matrix."""
-    if method == "mean":
-        sums = np.zeros((k, matrix.shape[1]), dtype=np.float64)
-        counts = np.bincount(labels[labels >= 0], minlength=k)
-        block = max(1, min(65_536, (1 << 24) // max(k, 1)))
-        for start in range(0, len(matrix), block):
-            part = labels[start : start + block]
-            indicator = (part[None, :] == np.arange(k)[:, None]).astype(matrix.dtype)
-            sums += indicator @ matrix[start : start + block]
-        return np.asarray(sums / np.maximum(counts, 1)[:, None], dtype=np.float32)
+    One group's rows are gathered at a time (a masked copy is far cheaper than a group-indicator
+    product, which BLAS runs slowly at this shape)."""
     centers = np.zeros((k, matrix.shape[1]), dtype=np.float32)
     for group in range(k):
         members = matrix[labels == group]

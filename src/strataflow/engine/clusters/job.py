@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from threadpoolctl import threadpool_limits
 
 from strataflow.clock import utcnow
 from strataflow.engine.clusters import (
     attributes,
     composite,
     enrichment,
+    face_merge,
     hierarchy,
     output_documents,
     preprocess,
@@ -37,11 +39,12 @@ from strataflow.engine.clusters.assign import Assigner
 from strataflow.engine.clusters.keywords import class_tfidf_keywords, text_of
 from strataflow.engine.clusters.layout import Previous, Projection, projection_key, stabilise
 from strataflow.engine.clusters.metrics import quality
-from strataflow.engine.clusters.vectors import CHUNK_ROWS, VectorSource, sample_points
+from strataflow.engine.clusters.vectors import CHUNK_ROWS, VectorSource, payloads, sample_points
 from strataflow.engine.jobs import JobContext, JobOutcome, extend_lease
 from strataflow.errors import StrataflowError
 from strataflow.index.store import DocumentIndex
 from strataflow.services.clusters.artifact import ArtifactWriter, artifact_key
+from strataflow.services.clusters.output_collection import output_collection_ids
 from strataflow.services.clusters.rules import STREAMED_KMEANS_FROM, streams
 from strataflow.services.clusters.runs import source_where
 from strataflow.services.clusters.views import group_label
@@ -98,7 +101,8 @@ def cluster_build_job(context: JobContext, task: Task) -> JobOutcome:
     keeper = Keeper(context, task, run_id)
     started = time.monotonic()
     try:
-        result = _execute(context, cluster, run, keeper)
+        with threadpool_limits(limits=context.settings.cluster_threads or None):
+            result = _execute(context, cluster, run, keeper)
         keeper.check()
         _enrich_and_finish(context, cluster, run, result, keeper, time.monotonic() - started)
     except RunCanceled:
@@ -296,11 +300,16 @@ def _fit_in_memory(
     reports: dict[str, Any] = {**({"auto_k_selection": auto} if auto else {}), **(learned or {})}
     fit_started = time.monotonic()
     if algorithm in ("kmeans", "auto") and len(features) > STREAMED_KMEANS_FROM:
-        raw = large_kmeans(features, params, features[sample_at], seed)
+        raw = large_kmeans(features, params, seed)
         timings["mini_batch"] = 1.0
     else:
         raw = fit_labels("kmeans" if algorithm == "auto" else algorithm, features, params, seed)
     labels, k = compact_labels(raw)
+    merging = settings.get("face_cluster_merge") or {}
+    if merging.get("enabled") and k > 1:
+        evidence = face_merge.evidence_of(labels, k, payloads(source, list(zip(ids, cols, strict=True))), merging)
+        merged, reports["face_cluster_merge"] = face_merge.merge(matrix, labels, k, evidence, merging)
+        labels, k = compact_labels(merged)
     del features
     names: list[str] | None = None
     if settings.get("hierarchical"):
@@ -421,7 +430,12 @@ class _Layout:
         from sklearn.decomposition import PCA
 
         components = min(int(self.settings.get("vis_n_components") or 2), sample.shape[1], len(sample))
-        fresh = Projection.of_pca(PCA(n_components=components, random_state=self.seed).fit(sample))
+        pca = PCA(
+            n_components=components,
+            svd_solver="randomized" if components < min(sample.shape) else "auto",
+            random_state=self.seed,
+        )
+        fresh = Projection.of_pca(pca.fit(sample))
         projection, applied, reason = stabilise(self.context.blobs, self.mode, fresh, sample, keys, self._previous())
         self.projection = projection
         self.report = {"requested": self.mode, "applied": applied, "reason": reason}
@@ -462,19 +476,29 @@ def _enrich_and_finish(
     previous = _previous(context, cluster.cluster_id)
     spec = enrichment.spec_of(cluster.cluster_id, run, result["artifact_key"], result["groups"])
     enriched = bool(run.settings.get("enrich_source"))
-    output = _output_collection(context, cluster)
+    outputs = _output_collections(context, cluster)
 
     def undo() -> None:
         if enriched:
             _roll_back(index, context, spec, previous)
-        if output is not None:
+        for output in outputs:
             output_documents.drop(index, output, run.run_id)
 
     try:
-        if output is not None:
-            uris = list(run.settings.get("feature_uris") or [])
+        uris = list(run.settings.get("feature_uris") or [])
+        dimensions = {u: int(d) for u, d in (run.settings.get("dimensions") or {}).items()}
+        for output in outputs:
             output_documents.write(
-                index, context.blobs, output, run.run_id, spec.artifact_key, result["groups"], spec.labels, uris, keeper
+                index,
+                context.blobs,
+                output,
+                run.run_id,
+                spec.artifact_key,
+                result["groups"],
+                spec.labels,
+                uris,
+                keeper,
+                dimensions=dimensions,
             )
             keeper.check()
         if enriched:
@@ -484,19 +508,21 @@ def _enrich_and_finish(
     except BaseException:
         undo()
         raise
-    if output is not None:  # now current: the previous run's documents go
+    for output in outputs:  # now current: the previous run's documents go
         output_documents.keep_only(index, output, run.run_id)
 
 
-def _output_collection(context: JobContext, cluster: Cluster) -> Collection | None:
-    collection_id = cluster.config.get("output_collection_id")
-    if not collection_id or cluster.cluster_type != "vector":
-        return None
+def _output_collections(context: JobContext, cluster: Cluster) -> list[Collection]:
+    if cluster.cluster_type != "vector":
+        return []
+    found = []
     with context.db.read_session() as session:
-        row = session.get(Collection, collection_id)
-        if row is not None:
-            session.expunge(row)
-    return row
+        for collection_id in output_collection_ids(cluster.config):
+            row = session.get(Collection, collection_id)
+            if row is not None:
+                session.expunge(row)
+                found.append(row)
+    return found
 
 
 def _roll_back(

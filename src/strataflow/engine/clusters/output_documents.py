@@ -46,17 +46,19 @@ def _internal(collection: Collection) -> dict[str, Any]:
     }
 
 
-def _centroid_vectors(collection: Collection, feature_uris: list[str], centroid: list[float]) -> dict[str, Any]:
-    """The centroid split into the collection's vector per feature (one block per feature URI)."""
+def _centroid_vectors(
+    collection: Collection, feature_uris: list[str], centroid: list[float], dimensions: dict[str, int]
+) -> dict[str, Any]:
+    """The centroid split into one block per feature URI, each under the collection's vector of that
+    feature (a per-feature output collection holds one of them)."""
     vectors: dict[str, Any] = {}
     offset = 0
     by_uri = {d.get("feature_uri"): d["index"] for d in collection.vector_indexes}
     for uri in feature_uris:
         index = by_uri.get(uri)
-        if index is None:
-            continue
-        dims = int(index["dimensions"])
-        vectors[index["name"]] = centroid[offset : offset + dims]
+        dims = int(index["dimensions"]) if index is not None else dimensions.get(uri, 0)
+        if index is not None:
+            vectors[index["name"]] = centroid[offset : offset + dims]
         offset += dims
     return vectors if offset == len(centroid) else {}
 
@@ -72,6 +74,7 @@ def write(
     feature_uris: list[str],
     keep_alive: Callable[[], None],
     only: set[str] | None = None,
+    dimensions: dict[str, int] | None = None,
 ) -> int:
     """One centroid document per group and one member document per clustered document (`only`:
     just those of these groups, as after a label edit: the ids are the same, so they are replaced).
@@ -95,7 +98,7 @@ def write(
                 "member_count": int(g.get("num_members", 0)),
                 "run_id": run_id,
             },
-            _centroid_vectors(collection, feature_uris, list(g.get("centroid") or [])),
+            _centroid_vectors(collection, feature_uris, list(g.get("centroid") or []), dimensions or {}),
         )
         for g in groups
         if only is None or g["cluster_id"] in only

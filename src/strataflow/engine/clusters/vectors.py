@@ -8,6 +8,7 @@ the start), so every pass over the data sees the same points.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,7 +20,7 @@ from strataflow.index.store import DocumentIndex
 from strataflow.store.tables import Collection
 
 CHUNK_ROWS = 8192
-LOAD_ROWS = 65_536  # batches read into the in-memory matrix: fewer, larger reads
+LOAD_ROWS = 16_384  # batches read into the in-memory matrix (larger ones keep more in flight: memory)
 
 
 @dataclass
@@ -128,6 +129,26 @@ class VectorSource:
             if filled == len(matrix):
                 break
         return matrix[:filled], ids, collections
+
+
+def payloads(source: VectorSource, keys: list[tuple[str, str]]) -> list[tuple[str, dict[str, Any]]]:
+    """(source object id, payload) of each (document id, collection id), in one scan per collection
+    (what face_cluster_merge reads: frames, boxes, scenes); a missing document gives ("", {})."""
+    wanted: dict[str, set[str]] = {}
+    for doc, col in keys:
+        wanted.setdefault(col, set()).add(doc)
+    found: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    for collection in source.collections:
+        cid = collection.collection_id
+        if cid not in wanted:
+            continue
+        columns = ["document_id", "source_object_id", "payload"]
+        for batch in source.index.scan(cid, columns, source.wheres[cid], LOAD_ROWS):
+            rows = batch.to_pydict()
+            for doc, obj, payload in zip(*(rows[c] for c in columns), strict=True):
+                if doc in wanted[cid]:
+                    found[(doc, cid)] = (obj or "", json.loads(payload) if payload else {})
+    return [found.get(key, ("", {})) for key in keys]
 
 
 def sample_rows(source: VectorSource, size: int, seed: int) -> np.ndarray:

@@ -111,6 +111,8 @@ def _vector_config(collections: list[Collection], vector: VectorBasedConfig) -> 
             else None
         ),
         "effective_feature_method": vector.effective_feature_method,
+        "output_strategy": vector.output_strategy,
+        "face_cluster_merge": vector.face_cluster_merge.model_dump() if vector.face_cluster_merge else None,
         "vis_n_components": vector.vis_n_components,
         "layout_stability": vector.layout_stability,
         "preprocessing_steps": steps,
@@ -174,6 +176,12 @@ def build_config(collections: list[Collection], request: CreateClusterRequest) -
             {"unknown": unknown, "accepted": sorted(ENRICHABLE)},
         )
     enrich = request.enrich_source_collection or bool(request.vector_config and request.vector_config.enrich_source)
+    if enrich and config.get("output_strategy") == "per_feature":
+        raise BadRequestError(
+            "output_strategy 'per_feature' names the output collections of a cluster that does not enrich "
+            "its source collections; drop enrich_source_collection or use output_strategy 'single'",
+            {"field": "output_strategy"},
+        )
     config.update(
         {
             "enrich_source": enrich,

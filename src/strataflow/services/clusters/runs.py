@@ -105,6 +105,12 @@ def execute_cluster(
         width = sum(int(d) for d in (config.get("dimensions") or {}).values())
         streamed = streams(algorithm, points, width)
         check_size(list(config.get("preprocessing_steps") or []), points, streamed)
+        if streamed and (config.get("face_cluster_merge") or {}).get("enabled"):
+            raise BadRequestError(
+                f"face_cluster_merge runs in memory, on at most {IN_MEMORY_BYTES // 2**20:,} MiB of vectors "
+                f"(this run would stream {points:,} x {width}); lower sample_size",
+                {"points": points, "dimensions": width},
+            )
         if streamed and config.get("hierarchical"):
             raise BadRequestError(
                 f"Hierarchical sub-clustering runs in memory, on at most {IN_MEMORY_BYTES // 2**20:,} MiB of "
