@@ -174,10 +174,10 @@ def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, requ
         )
     if changes.get("sample_size") is not None:
         config["sample_size"] = changes["sample_size"]
-    if changes.get("face_cluster_merge") is not None:  # null leaves the stored one
+    if request.face_cluster_merge is not None:  # null leaves the stored one
         if row.cluster_type != "vector":
             raise BadRequestError("face_cluster_merge applies to vector clusters only")
-        config["face_cluster_merge"] = changes["face_cluster_merge"]
+        config["face_cluster_merge"] = request.face_cluster_merge.model_dump()  # with its defaults
     if changes.get("layout_stability") is not None:
         config["layout_stability"] = changes["layout_stability"]
     if "llm_labeling" in changes:
