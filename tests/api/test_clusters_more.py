@@ -399,3 +399,40 @@ def test_columnar_members_match_the_per_document_writer(
                 assert abs(e.pop("distance_to_centroid") - g.pop("distance_to_centroid")) < 1e-5
             assert e == g, (name, e, g)
         assert got == expected
+
+
+def test_failed_run_leaves_the_output_collection_and_the_picture(
+    client: TestClient, namespace: dict[str, Any], runtime: Runtime
+) -> None:
+    """A run that fails keeps the previous run current: its output documents, groups and picture."""
+    from strataflow.store.tables import ClusterRun
+
+    corpus = points_collection(client, runtime)
+    cid = _cluster(client, corpus, "keeps", kmeans_parameters={"n_clusters": 3})
+    first = _run(client, cid)
+    output_id = client.get(f"/v1/clusters/{cid}").json()["output_collection_ids"][0]
+
+    def documents() -> list[dict[str, Any]]:
+        body = client.post(f"/v1/collections/{output_id}/documents/list?limit=200", json={}).json()
+        return sorted(body["results"], key=lambda d: d["document_id"])
+
+    before = documents()
+    picture = _coords(client, cid, first["run_id"])
+    runtime.jobs.stop()
+    try:
+        started = client.post(f"/v1/clusters/{cid}/execute", json={}).json()
+        with runtime.db.transaction() as session:
+            run = session.get(ClusterRun, started["run_id"])
+            assert run is not None
+            run.settings = {**run.settings, "columns": {corpus["collection_id"]: {corpus["feature_uri"]: "gone"}}}
+        runtime.jobs.run_pending()
+    finally:
+        runtime.jobs.start()
+    failed = client.get(f"/v1/clusters/{cid}/executions/{started['run_id']}").json()
+    assert failed["status"] == "failed" and "Traceback" not in failed["error_message"]
+    assert documents() == before and {d["run_id"] for d in before} == {first["run_id"]}
+    assert client.get(f"/v1/clusters/{cid}/groups").json()["run_id"] == first["run_id"]
+    current = client.get(f"/v1/clusters/{cid}/visualization?compact=true").json()["members"]
+    assert dict(zip(current["document_ids"], zip(current["x"], current["y"], strict=True), strict=True)) == picture
+    # The next run aligns to the first (the failed one left no layout behind).
+    assert _run(client, cid)["layout_stability_reason"].endswith(f"run {first['run_id']} on 60 shared documents")
