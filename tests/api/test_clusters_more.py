@@ -436,3 +436,28 @@ def test_failed_run_leaves_the_output_collection_and_the_picture(
     assert dict(zip(current["document_ids"], zip(current["x"], current["y"], strict=True), strict=True)) == picture
     # The next run aligns to the first (the failed one left no layout behind).
     assert _run(client, cid)["layout_stability_reason"].endswith(f"run {first['run_id']} on 60 shared documents")
+
+
+def test_filters_and_sample_size_checked_when_defined(
+    client: TestClient, namespace: dict[str, Any], runtime: Runtime
+) -> None:
+    """Filters every run would apply, and a sample size above the algorithm's limit, are a 400 at
+    create and at PATCH (they used to be stored and fail each execute); nothing is kept."""
+    corpus = points_collection(client, runtime)
+    bogus = {"AND": [{"field": "topic", "operator": "bogus", "value": 1}]}
+    body = {
+        "cluster_name": "checked",
+        "collection_ids": ["points"],
+        "vector_config": {"feature_uris": [corpus["feature_uri"]], "clustering_method": "spectral"},
+    }
+    assert (
+        "bogus" in assert_error(client.post("/v1/clusters", json={**body, "filters": bogus}), 400)["error"]["message"]
+    )
+    assert client.get("/v1/clusters").json()["total_count"] == 0
+    assert not [c for c in client.get("/v1/collections").json()["results"] if c["collection_name"] == "checked_output"]
+    good = {"AND": [{"field": "topic", "operator": "eq", "value": "fruit"}]}
+    cid = client.post("/v1/clusters", json={**body, "filters": good}).json()["cluster_id"]
+    assert_error(client.patch(f"/v1/clusters/{cid}", json={"filters": bogus, "description": "x"}), 400)
+    assert_error(client.patch(f"/v1/clusters/{cid}", json={"sample_size": 500_000}), 400)
+    kept = client.get(f"/v1/clusters/{cid}").json()
+    assert kept["filters"] == good and kept["description"] is None and kept["sample_size"] is None

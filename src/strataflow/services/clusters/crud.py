@@ -16,13 +16,13 @@ from strataflow.index.store import DocumentIndex
 from strataflow.schemas.clusters import CreateClusterRequest, ListClustersRequest, PatchClusterRequest
 from strataflow.services.clusters.applications import application_entry, attach, detach
 from strataflow.services.clusters.composite import check_sources
-from strataflow.services.clusters.definition import build_config, resolve_collections
+from strataflow.services.clusters.definition import build_config, check_filters, resolve_collections
 from strataflow.services.clusters.output_collection import (
     build_output_collections,
     create_table,
     remove_output_collections,
 )
-from strataflow.services.clusters.rules import check_parameters
+from strataflow.services.clusters.rules import check_parameters, points_to_cluster
 from strataflow.services.events.outbox import emit
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
@@ -173,6 +173,8 @@ def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, requ
             {"algorithm_params": {**config.get("algorithm_params", {}), **changes["algorithm_params"]}},
         )
     if changes.get("sample_size") is not None:
+        if row.cluster_type == "vector":  # above the algorithm's limit: a 400, as at create
+            points_to_cluster(str(config["algorithm"]), changes["sample_size"], changes["sample_size"])
         config["sample_size"] = changes["sample_size"]
     if request.face_cluster_merge is not None:  # null leaves the stored one
         if row.cluster_type != "vector":
@@ -190,6 +192,7 @@ def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, requ
     if changes.get("metadata") is not None:
         row.metadata_ = changes["metadata"]
     if "filters" in changes:
+        check_filters([c for c in (session.get(Collection, i) for i in row.collection_ids) if c], changes["filters"])
         row.filters = changes["filters"] or None
     row.config = config
     row.updated_at = utcnow()
