@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     engine: str = Field(default="local", pattern="^(local|ray)$", description="Where extraction runs.")
     engine_processes: int = Field(default=1, ge=1, description="Worker processes of the local runner.")
     engine_threads: int = Field(default=0, ge=0, description="Torch threads per worker; 0 = all cores / processes.")
+    cluster_threads: int = Field(
+        default=0,
+        ge=0,
+        description="BLAS/OpenMP threads of a cluster run's numeric work (scikit-learn, NumPy); 0 = the "
+        "libraries' default (every core). On a machine shared by busy processes, 1 avoids oversubscription.",
+    )
     # The Ray runner (STRATAFLOW_ENGINE=ray). Extraction runs in Ray actors that keep their
     # models loaded; documents are still written by the scheduler process.
     ray_address: str | None = Field(

@@ -22,6 +22,7 @@ from strataflow.schemas.clusters import (
 )
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.services.clusters import crud, outputs, runs
+from strataflow.services.clusters.output_collection import output_collection_ids
 from strataflow.services.clusters.views import cluster_view, group_label, groups_view, run_view
 from strataflow.services.tenancy.tasks import task_payload
 from strataflow.store.pagination import PageRequest
@@ -222,22 +223,27 @@ def patch_labels(
     run = runs.patch_labels(session, cluster, run_id, request.labels)
     spec = enrichment.current_spec(cluster, run)
     written = enrichment.relabel(runtime.index, runtime.blobs, spec, set(request.labels)) if spec else 0
-    output = session.get(Collection, cluster.config.get("output_collection_id") or "")
-    if output is not None and run.run_id == cluster.current_run_id and run.artifact_key:
+    if run.run_id == cluster.current_run_id and run.artifact_key:
         labels = {g["cluster_id"]: group_label(run, g) for g in run.groups}
         uris = list(run.settings.get("feature_uris") or [])
-        output_documents.write(
-            runtime.index,
-            runtime.blobs,
-            output,
-            run.run_id,
-            run.artifact_key,
-            run.groups,
-            labels,
-            uris,
-            lambda: None,
-            only=set(request.labels),
-        )
+        dimensions = {u: int(d) for u, d in (run.settings.get("dimensions") or {}).items()}
+        for collection_id in output_collection_ids(cluster.config):
+            output = session.get(Collection, collection_id)
+            if output is None:
+                continue
+            output_documents.write(
+                runtime.index,
+                runtime.blobs,
+                output,
+                run.run_id,
+                run.artifact_key,
+                run.groups,
+                labels,
+                uris,
+                lambda: None,
+                only=set(request.labels),
+                dimensions=dimensions,
+            )
     return {
         "cluster_id": cluster.cluster_id,
         "run_id": run.run_id,

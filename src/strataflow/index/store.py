@@ -148,6 +148,22 @@ class DocumentIndex:
             table.add(to_arrow(documents, table_schema(vector_columns_of(table.schema))), on_bad_vectors="null")
         return len(documents)
 
+    def append_table(self, collection_id: str, data: pa.Table) -> int:
+        """Append rows already laid out as the table's columns (`table_schema`), ids new to the table:
+        what writes hundreds of thousands of generated documents without a Python object per row."""
+        if not data.num_rows:
+            return 0
+        with self.write_lock(collection_id):
+            table = self._table(collection_id)
+            if SEARCH_TEXT_COLUMN not in table.schema.names:
+                table.add_columns({SEARCH_TEXT_COLUMN: "CAST(NULL AS STRING)"})
+            table.add(data, on_bad_vectors="null")
+        return int(data.num_rows)
+
+    def schema_of(self, collection_id: str) -> pa.Schema:
+        """The schema rows are written with (its JSON columns as JSON, which the stored one does not say)."""
+        return table_schema(vector_columns_of(self._table(collection_id).schema))
+
     def replace_sources(
         self, collection_id: str, documents: list[StoredDocument], source_column: str, source_ids: list[str]
     ) -> int:

@@ -24,6 +24,19 @@ Algorithm = Literal[
 ]
 
 
+class FaceClusterMerge(RequestModel):
+    """FaceClusterMergeConfig: after the fit, merge groups whose centroids are this similar and that
+    also share frames with overlapping boxes or scenes (engine/clusters/face_merge.py)."""
+
+    enabled: bool = True
+    centroid_cosine_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
+    bbox_iou_threshold: float = Field(default=0.4, ge=0.0, le=1.0)
+    scene_jaccard_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    bbox_field: str = Field(default="bbox", min_length=1)
+    frame_field: str = Field(default="frame_number", min_length=1)
+    scene_field: str = Field(default="scene_id", min_length=1)
+
+
 class VectorBasedConfig(RequestModel):
     """VectorBasedConfigInput: which vectors, which algorithm, with which parameters."""
 
@@ -39,8 +52,10 @@ class VectorBasedConfig(RequestModel):
     normalize_features: bool = True
     feature_weights: dict[str, float] | None = None
     weight_learning_config: dict[str, Any] | None = None
+    output_strategy: Literal["single", "per_feature"] = "single"
     effective_feature_method: Literal["mean", "median", "medoid"] = "mean"
     enrich_source: bool = False
+    face_cluster_merge: FaceClusterMerge | None = None
     vis_n_components: Literal[2, 3] = 2
     layout_stability: Literal["none", "transform", "align"] | None = None
     hierarchical: bool = False
@@ -93,6 +108,7 @@ class PatchClusterRequest(RequestModel):
     metadata: dict[str, Any] | None = None
     llm_labeling: LLMLabeling | None = None
     filters: dict[str, Any] | None = None
+    face_cluster_merge: FaceClusterMerge | None = None
     sample_size: int | None = Field(default=None, ge=2, le=1_000_000)
     algorithm_params: dict[str, Any] | None = None
     source_cluster_ids: list[str] | None = None

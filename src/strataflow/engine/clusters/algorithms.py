@@ -93,8 +93,32 @@ def compact_labels(labels: np.ndarray) -> tuple[np.ndarray, int]:
     return np.where(labels >= 0, mapping[labels], -1), len(kept)
 
 
+def large_kmeans(matrix: np.ndarray, params: dict[str, Any], seed: int) -> np.ndarray:
+    """k-means over a large in-memory matrix: scikit-learn's MiniBatchKMeans as scikit-learn runs it
+    (k-means++ on its own init sample, its early stop on the smoothed inertia), without the labelling
+    pass inside its fit: the labels come from one chunked `predict` pass. `mini_batch: false` asks for
+    full Lloyd k-means instead. The matrix is used as it is (float32, C-contiguous): no copy."""
+    if params.get("mini_batch") is False:
+        return np.asarray(kmeans_model({**params, "mini_batch": False}, seed).fit(matrix).labels_, dtype=np.int64)
+    args = {key: v for key, v in _kwargs(params).items() if key in ("init", "max_iter", "tol", "n_init")}
+    model = skc.MiniBatchKMeans(
+        n_clusters=int(params.get("n_clusters", 8)),
+        random_state=seed,
+        batch_size=int(params.get("batch_size", 4096)),
+        compute_labels=False,
+        **{"n_init": 1, **args},
+    ).fit(matrix)
+    labels = np.empty(len(matrix), dtype=np.int64)
+    for start in range(0, len(matrix), 65_536):
+        labels[start : start + 65_536] = model.predict(matrix[start : start + 65_536])
+    return labels
+
+
 def centroids(matrix: np.ndarray, labels: np.ndarray, k: int, method: str) -> np.ndarray:
-    """The centre of each group: its mean, median, or the member closest to its mean (medoid)."""
+    """The centre of each group: its mean, median, or the member closest to its mean (medoid).
+
+    One group's rows are gathered at a time (a masked copy is far cheaper than a group-indicator
+    product, which BLAS runs slowly at this shape)."""
     centers = np.zeros((k, matrix.shape[1]), dtype=np.float32)
     for group in range(k):
         members = matrix[labels == group]

@@ -51,16 +51,27 @@ class Assigner:
         coords = self.projection.transform(vectors) if self.projection is not None else None
         self.writer.write(ids, collections, labels, distances, coords, self.names)
         self.noise += int((~grouped).sum())
-        for row in np.flatnonzero(grouped):
-            stats = self.stats[labels[row]]
-            stats.members += 1
-            stats.cosine_sum += float(cosines[row])
-            stats.cosine_min = min(stats.cosine_min, float(cosines[row]))
-            item = (-float(distances[row]), ids[row], collections[row])
-            if len(stats.closest) < REPRESENTATIVES:
-                heapq.heappush(stats.closest, item)
-            elif item > stats.closest[0]:
-                heapq.heapreplace(stats.closest, item)
+        rows = np.flatnonzero(grouped)
+        if not len(rows):
+            return
+        # Per group present in the chunk: counts and cosines in one go, and only its closest few
+        # rows offered to the group's heap (a Python step per representative, not per point).
+        order = rows[np.lexsort((distances[rows], labels[rows]))]
+        present, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
+        for group, start, count in zip(present.tolist(), starts.tolist(), counts.tolist(), strict=True):
+            members = order[start : start + count]
+            stats = self.stats[group]
+            stats.members += count
+            stats.cosine_sum += float(cosines[members].sum(dtype=np.float64))
+            stats.cosine_min = min(stats.cosine_min, float(cosines[members].min()))
+            for row in members[:REPRESENTATIVES].tolist():
+                item = (-float(distances[row]), ids[row], collections[row])
+                if len(stats.closest) < REPRESENTATIVES:
+                    heapq.heappush(stats.closest, item)
+                elif item > stats.closest[0]:
+                    heapq.heapreplace(stats.closest, item)
+                else:
+                    break  # sorted by distance: the rest are farther still
 
     def sizes(self) -> np.ndarray:
         return np.array([s.members for s in self.stats], dtype=np.int64)

@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from threadpoolctl import threadpool_limits
 
 from strataflow.clock import utcnow
 from strataflow.engine.clusters import (
     attributes,
     composite,
     enrichment,
+    face_merge,
     hierarchy,
     output_documents,
     preprocess,
@@ -30,18 +32,21 @@ from strataflow.engine.clusters.algorithms import (
     choose_k,
     compact_labels,
     fit_labels,
+    large_kmeans,
     streamed_kmeans,
 )
 from strataflow.engine.clusters.assign import Assigner
 from strataflow.engine.clusters.keywords import class_tfidf_keywords, text_of
+from strataflow.engine.clusters.layout import Previous, Projection, projection_key, stabilise
 from strataflow.engine.clusters.metrics import quality
-from strataflow.engine.clusters.vectors import CHUNK_ROWS, VectorSource, sample_rows
+from strataflow.engine.clusters.vectors import CHUNK_ROWS, VectorSource, payloads, sample_points
 from strataflow.engine.jobs import JobContext, JobOutcome, extend_lease
 from strataflow.errors import StrataflowError
 from strataflow.index.store import DocumentIndex
 from strataflow.services.clusters.artifact import ArtifactWriter, artifact_key
 from strataflow.services.clusters.events import run_changed
-from strataflow.services.clusters.rules import STREAMED_KMEANS_FROM
+from strataflow.services.clusters.output_collection import output_collection_ids
+from strataflow.services.clusters.rules import STREAMED_KMEANS_FROM, streams
 from strataflow.services.clusters.runs import source_where
 from strataflow.services.clusters.views import group_label
 from strataflow.statuses import TERMINAL, Status
@@ -98,7 +103,8 @@ def cluster_build_job(context: JobContext, task: Task) -> JobOutcome:
     keeper = Keeper(context, task, run_id)
     started = time.monotonic()
     try:
-        result = _execute(context, cluster, run, keeper)
+        with threadpool_limits(limits=context.settings.cluster_threads or None):
+            result = _execute(context, cluster, run, keeper)
         keeper.check()
         _enrich_and_finish(context, cluster, run, result, keeper, time.monotonic() - started)
     except RunCanceled:
@@ -180,18 +186,20 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
         raise StrataflowError(f"Only {source.points} document(s) hold the feature: nothing to cluster")
     algorithm = str(settings["algorithm"])
     params = dict(settings.get("algorithm_params") or {})
-    streamed = algorithm in ("kmeans", "auto") and source.points > STREAMED_KMEANS_FROM
+    streamed = streams(algorithm, source.points, source.width)
     steps = list(settings.get("preprocessing_steps") or [])
     writer = ArtifactWriter()
+    layout = _Layout(context, cluster, settings, seed)
     try:
         previous = _assign_source(context, settings)
         if previous is not None:
-            fitted = _assign(source, settings, previous, writer, keeper, seed)
+            fitted = _assign(source, settings, previous, writer, keeper, seed, layout)
         elif streamed:
-            fitted = _fit_streamed(source, settings, algorithm, params, steps, writer, keeper, timings, seed)
+            fitted = _fit_streamed(source, settings, algorithm, params, steps, writer, keeper, timings, seed, layout)
         else:
-            fitted = _fit_in_memory(source, settings, algorithm, params, steps, writer, keeper, timings, seed)
+            fitted = _fit_in_memory(source, settings, algorithm, params, steps, writer, keeper, timings, seed, layout)
         assigner, sample, sample_labels, reports = fitted
+        reports["layout_stability"] = layout.report
         keeper()
         groups = assigner.groups()
         metrics = quality(
@@ -204,6 +212,8 @@ def _execute(context: JobContext, cluster: Cluster, run: ClusterRun, keeper: Kee
             for group in groups:
                 group["label"] = labels.get(group["cluster_id"], group["label"])
         writer.store(context.blobs, key)
+        if layout.projection is not None:
+            context.blobs.put_bytes(projection_key(key), layout.projection.to_json(), "application/json")
     finally:
         writer.close()
     timings["total_compute_s"] = time.monotonic() - clock
@@ -234,11 +244,12 @@ def _fit_streamed(
     keeper: Keeper,
     timings: dict[str, float],
     seed: int,
+    layout: _Layout,
 ) -> Fitted:
     """Mini-batch k-means streamed from LanceDB; linear preprocessing is fitted on the sample and
     applied chunk by chunk, and the centres are mapped back to the feature space."""
     clock = time.monotonic()
-    sample = sample_rows(source, SAMPLE, seed)
+    sample, keys = sample_points(source, SAMPLE, seed)
     timings["sample_s"] = time.monotonic() - clock
     keeper()
     learned = _learn_weights(source, settings, algorithm, params, sample, seed)
@@ -255,7 +266,7 @@ def _fit_streamed(
     timings["epochs"] = float(len(shifts))
     timings["last_epoch_shift"] = shifts[-1]
     centers = transform.inverse(model.cluster_centers_.astype(np.float32))
-    assigner = Assigner(centers, _projection(sample, settings, seed), writer)
+    assigner = Assigner(centers, layout(sample, keys), writer)
     for chunk in source.chunks():
         assigner.add(chunk.ids, chunk.collections, chunk.vectors, model.predict(transform(chunk.vectors)))
         keeper()
@@ -273,6 +284,7 @@ def _fit_in_memory(
     keeper: Keeper,
     timings: dict[str, float],
     seed: int,
+    layout: _Layout,
 ) -> Fitted:
     """The selected points in one matrix; the algorithm fits the preprocessed points, the centroids
     and distances are of the original ones."""
@@ -290,7 +302,17 @@ def _fit_in_memory(
     auto = _auto(algorithm, params, features[sample_at], seed)
     reports: dict[str, Any] = {**({"auto_k_selection": auto} if auto else {}), **(learned or {})}
     fit_started = time.monotonic()
-    labels, k = compact_labels(fit_labels("kmeans" if algorithm == "auto" else algorithm, features, params, seed))
+    if algorithm in ("kmeans", "auto") and len(features) > STREAMED_KMEANS_FROM:
+        raw = large_kmeans(features, params, seed)
+        timings["mini_batch"] = 1.0
+    else:
+        raw = fit_labels("kmeans" if algorithm == "auto" else algorithm, features, params, seed)
+    labels, k = compact_labels(raw)
+    merging = settings.get("face_cluster_merge") or {}
+    if merging.get("enabled") and k > 1:
+        evidence = face_merge.evidence_of(labels, k, payloads(source, list(zip(ids, cols, strict=True))), merging)
+        merged, reports["face_cluster_merge"] = face_merge.merge(matrix, labels, k, evidence, merging)
+        labels, k = compact_labels(merged)
     del features
     names: list[str] | None = None
     if settings.get("hierarchical"):
@@ -300,7 +322,8 @@ def _fit_in_memory(
         reports["hierarchy"] = tree
     timings["fit_s"] = time.monotonic() - fit_started
     centers = centroids(matrix, labels, k, str(settings.get("effective_feature_method", "mean")))
-    assigner = Assigner(centers, _projection(matrix[sample_at], settings, seed), writer, names)
+    keys = [(ids[i], cols[i]) for i in sample_at.tolist()]
+    assigner = Assigner(centers, layout(matrix[sample_at], keys), writer, names)
     for start in range(0, len(matrix), CHUNK_ROWS):
         end = start + CHUNK_ROWS
         assigner.add(ids[start:end], cols[start:end], matrix[start:end], labels[start:end])
@@ -356,6 +379,7 @@ def _assign(
     writer: ArtifactWriter,
     keeper: Keeper,
     seed: int,
+    layout: _Layout,
 ) -> Fitted:
     """Mode 'assign': no fit; each point joins the centroid it is most similar to (cosine), or is
     noise below `assignment_threshold`. Streams: memory is one chunk plus the centroids."""
@@ -372,8 +396,8 @@ def _assign(
         best = similarity.argmax(axis=1)
         return np.where(similarity[np.arange(len(best)), best] >= threshold, best, -1)
 
-    sample = sample_rows(source, SAMPLE, seed)
-    assigner = Assigner(centers, _projection(sample, settings, seed), writer, [g["cluster_id"] for g in groups])
+    sample, keys = sample_points(source, SAMPLE, seed)
+    assigner = Assigner(centers, layout(sample, keys), writer, [g["cluster_id"] for g in groups])
     for chunk in source.chunks():
         assigner.add(chunk.ids, chunk.collections, chunk.vectors, nearest(chunk.vectors))
         keeper()
@@ -395,11 +419,39 @@ def _auto(algorithm: str, params: dict[str, Any], sample: np.ndarray, seed: int)
     return {"criterion": "silhouette", "chosen_k": k, "scores": scores}
 
 
-def _projection(sample: np.ndarray, settings: dict[str, Any], seed: int) -> Any:
-    from sklearn.decomposition import PCA
+class _Layout:
+    """The run's projection for the picture: PCA on the sample, kept stable against the cluster's
+    current run as `layout_stability` asks (engine/clusters/layout.py); remembers what it did."""
 
-    components = min(int(settings.get("vis_n_components") or 2), sample.shape[1], len(sample))
-    return PCA(n_components=components, random_state=seed).fit(sample)
+    def __init__(self, context: JobContext, cluster: Cluster, settings: dict[str, Any], seed: int) -> None:
+        self.context, self.cluster, self.settings, self.seed = context, cluster, settings, seed
+        self.mode = str(settings.get("layout_stability") or "align")
+        self.projection: Projection | None = None
+        self.report: dict[str, Any] = {"requested": self.mode, "applied": "none", "reason": "no projection"}
+
+    def __call__(self, sample: np.ndarray, keys: list[tuple[str, str]]) -> Projection:
+        from sklearn.decomposition import PCA
+
+        components = min(int(self.settings.get("vis_n_components") or 2), sample.shape[1], len(sample))
+        pca = PCA(
+            n_components=components,
+            svd_solver="randomized" if components < min(sample.shape) else "auto",
+            random_state=self.seed,
+        )
+        fresh = Projection.of_pca(pca.fit(sample))
+        projection, applied, reason = stabilise(self.context.blobs, self.mode, fresh, sample, keys, self._previous())
+        self.projection = projection
+        self.report = {"requested": self.mode, "applied": applied, "reason": reason}
+        return projection
+
+    def _previous(self) -> Previous | None:
+        if self.mode == "none" or not self.cluster.current_run_id:
+            return None
+        with self.context.db.read_session() as session:
+            run = session.get(ClusterRun, self.cluster.current_run_id)
+            if run is None or run.status != Status.COMPLETED.value or not run.artifact_key:
+                return None
+            return Previous(run.run_id, run.artifact_key)
 
 
 def _name_groups(index: DocumentIndex, groups: list[dict[str, Any]]) -> None:
@@ -427,19 +479,29 @@ def _enrich_and_finish(
     previous = _previous(context, cluster.cluster_id)
     spec = enrichment.spec_of(cluster.cluster_id, run, result["artifact_key"], result["groups"])
     enriched = bool(run.settings.get("enrich_source"))
-    output = _output_collection(context, cluster)
+    outputs = _output_collections(context, cluster)
 
     def undo() -> None:
         if enriched:
             _roll_back(index, context, spec, previous)
-        if output is not None:
+        for output in outputs:
             output_documents.drop(index, output, run.run_id)
 
     try:
-        if output is not None:
-            uris = list(run.settings.get("feature_uris") or [])
+        uris = list(run.settings.get("feature_uris") or [])
+        dimensions = {u: int(d) for u, d in (run.settings.get("dimensions") or {}).items()}
+        for output in outputs:
             output_documents.write(
-                index, context.blobs, output, run.run_id, spec.artifact_key, result["groups"], spec.labels, uris, keeper
+                index,
+                context.blobs,
+                output,
+                run.run_id,
+                spec.artifact_key,
+                result["groups"],
+                spec.labels,
+                uris,
+                keeper,
+                dimensions=dimensions,
             )
             keeper.check()
         if enriched:
@@ -449,19 +511,21 @@ def _enrich_and_finish(
     except BaseException:
         undo()
         raise
-    if output is not None:  # now current: the previous run's documents go
+    for output in outputs:  # now current: the previous run's documents go
         output_documents.keep_only(index, output, run.run_id)
 
 
-def _output_collection(context: JobContext, cluster: Cluster) -> Collection | None:
-    collection_id = cluster.config.get("output_collection_id")
-    if not collection_id or cluster.cluster_type != "vector":
-        return None
+def _output_collections(context: JobContext, cluster: Cluster) -> list[Collection]:
+    if cluster.cluster_type != "vector":
+        return []
+    found = []
     with context.db.read_session() as session:
-        row = session.get(Collection, collection_id)
-        if row is not None:
-            session.expunge(row)
-    return row
+        for collection_id in output_collection_ids(cluster.config):
+            row = session.get(Collection, collection_id)
+            if row is not None:
+                session.expunge(row)
+                found.append(row)
+    return found
 
 
 def _roll_back(

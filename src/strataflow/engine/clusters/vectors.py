@@ -8,6 +8,7 @@ the start), so every pass over the data sees the same points.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from strataflow.index.store import DocumentIndex
 from strataflow.store.tables import Collection
 
 CHUNK_ROWS = 8192
+LOAD_ROWS = 16_384  # batches read into the in-memory matrix (larger ones keep more in flight: memory)
 
 
 @dataclass
@@ -108,12 +110,15 @@ class VectorSource:
         return blocks[0] if len(blocks) == 1 else np.hstack(blocks)
 
     def load(self) -> tuple[np.ndarray, list[str], list[str]]:
-        """Every selected point in one matrix (for the algorithms that need them all at once)."""
+        """Every selected point in one matrix (for the algorithms that need them all at once).
+
+        The matrix is allocated once at its final size and each Arrow batch is copied into its rows
+        (the batch's float32 values are viewed, not converted): one copy of the vectors in all."""
         matrix = np.empty((self.points, self.width), dtype=np.float32)
         ids: list[str] = []
         collections: list[str] = []
         filled = 0
-        for chunk in self.chunks():
+        for chunk in self.chunks(LOAD_ROWS):
             n = len(chunk.ids)
             if filled + n > len(matrix):  # rows were added since the count: keep what was planned
                 n = len(matrix) - filled
@@ -126,20 +131,47 @@ class VectorSource:
         return matrix[:filled], ids, collections
 
 
+def payloads(source: VectorSource, keys: list[tuple[str, str]]) -> list[tuple[str, dict[str, Any]]]:
+    """(source object id, payload) of each (document id, collection id), in one scan per collection
+    (what face_cluster_merge reads: frames, boxes, scenes); a missing document gives ("", {})."""
+    wanted: dict[str, set[str]] = {}
+    for doc, col in keys:
+        wanted.setdefault(col, set()).add(doc)
+    found: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    for collection in source.collections:
+        cid = collection.collection_id
+        if cid not in wanted:
+            continue
+        columns = ["document_id", "source_object_id", "payload"]
+        for batch in source.index.scan(cid, columns, source.wheres[cid], LOAD_ROWS):
+            rows = batch.to_pydict()
+            for doc, obj, payload in zip(*(rows[c] for c in columns), strict=True):
+                if doc in wanted[cid]:
+                    found[(doc, cid)] = (obj or "", json.loads(payload) if payload else {})
+    return [found.get(key, ("", {})) for key in keys]
+
+
 def sample_rows(source: VectorSource, size: int, seed: int) -> np.ndarray:
     """A uniform sample of at most `size` of the selected points, in one pass (reservoir-free: the
     positions are chosen among the selected ones up front)."""
+    return sample_points(source, size, seed)[0]
+
+
+def sample_points(source: VectorSource, size: int, seed: int) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """`sample_rows`, with each sampled point's (document id, collection id)."""
     chosen = np.sort(np.random.default_rng(seed).choice(source.points, size=min(size, source.points), replace=False))
     out = np.empty((len(chosen), source.width), dtype=np.float32)
+    keys: list[tuple[str, str]] = []
     seen = filled = 0
-    for chunk in source.chunks():
+    for chunk in source.chunks(LOAD_ROWS):
         n = len(chunk.ids)
         lo, hi = np.searchsorted(chosen, [seen, seen + n])
         take = chosen[lo:hi] - seen
         out[filled : filled + len(take)] = chunk.vectors[take]
+        keys += [(chunk.ids[i], chunk.collections[i]) for i in take.tolist()]
         filled += len(take)
         seen += n
-    return out[:filled]
+    return out[:filled], keys
 
 
 def describe(source: VectorSource) -> dict[str, Any]:

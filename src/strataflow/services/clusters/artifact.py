@@ -64,9 +64,7 @@ class ArtifactWriter:
         columns: dict[str, Any] = {
             "document_id": pa.array(ids, pa.string()),
             "collection_id": pa.array(collections, pa.string()),
-            "cluster_id": pa.array(
-                [(names[i] if names and i >= 0 else cluster_name(int(i))) for i in labels], pa.string()
-            ),
+            "cluster_id": _names(names, labels),
             "cluster_index": pa.array(labels.astype(np.int32)),
             "distance_to_centroid": pa.array(distances.astype(np.float32), mask=~np.isfinite(distances))
             if distances is not None
@@ -89,6 +87,15 @@ class ArtifactWriter:
     def close(self) -> None:
         self._writer.close()
         self._dir.cleanup()
+
+
+def _names(names: list[str] | None, labels: np.ndarray) -> pa.Array:
+    """Each label's group name (noise for -1), taken from one small lookup array."""
+    top = int(labels.max(initial=-1)) + 1
+    lookup = pa.array(
+        [NOISE, *((names[i] if names else cluster_name(i)) for i in range(max(top, len(names or []))))], pa.string()
+    )
+    return lookup.take(pa.array(labels.astype(np.int64) + 1))
 
 
 def read_batches(

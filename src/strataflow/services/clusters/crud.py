@@ -16,19 +16,19 @@ from strataflow.index.store import DocumentIndex
 from strataflow.schemas.clusters import CreateClusterRequest, ListClustersRequest, PatchClusterRequest
 from strataflow.services.clusters.applications import application_entry, attach, detach
 from strataflow.services.clusters.composite import check_sources
-from strataflow.services.clusters.definition import build_config, resolve_collections
+from strataflow.services.clusters.definition import build_config, check_filters, resolve_collections
 from strataflow.services.clusters.output_collection import (
-    build_output_collection,
+    build_output_collections,
     create_table,
-    remove_output_collection,
+    remove_output_collections,
 )
-from strataflow.services.clusters.rules import check_parameters
+from strataflow.services.clusters.rules import check_parameters, points_to_cluster
 from strataflow.services.events.outbox import emit
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
 from strataflow.store.filters import FieldMap
 from strataflow.store.pagination import ListQuery, Page, PageRequest, list_page
-from strataflow.store.tables import Cluster, ClusterRun
+from strataflow.store.tables import Cluster, ClusterRun, Collection
 
 CLUSTER_FIELDS = FieldMap(
     columns={
@@ -94,12 +94,13 @@ def create_cluster(
         updated_at=now,
     )
     session.add(row)
-    output = None
+    outputs: list[Collection] = []
     if index is not None and cluster_type == "vector" and not config.get("enrich_source") and not sources:
-        output = build_output_collection(session, scope, row, collections, list(config["feature_uris"]))
-        row.config = {**config, "output_collection_id": output.collection_id}
-        session.add(output)
-        create_table(index, output)
+        outputs = build_output_collections(session, scope, row, collections, config)
+        row.config = {**config, "output_collection_ids": [o.collection_id for o in outputs]}
+        for output in outputs:
+            session.add(output)
+            create_table(index, output)
     if request.auto_execute_on_batch:
         attach(
             collections,
@@ -112,8 +113,9 @@ def create_cluster(
         session.commit()
     except BaseException as exc:
         session.rollback()
-        if output is not None and index is not None:
-            index.drop_table(output.collection_id)
+        if index is not None:
+            for output in outputs:
+                index.drop_table(output.collection_id)
         if isinstance(exc, IntegrityError):  # a concurrent create took a name between the check and the commit
             raise AlreadyExistsError(
                 f"Cluster '{name}' already exists in this namespace", {"cluster_name": name}
@@ -171,7 +173,13 @@ def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, requ
             {"algorithm_params": {**config.get("algorithm_params", {}), **changes["algorithm_params"]}},
         )
     if changes.get("sample_size") is not None:
+        if row.cluster_type == "vector":  # above the algorithm's limit: a 400, as at create
+            points_to_cluster(str(config["algorithm"]), changes["sample_size"], changes["sample_size"])
         config["sample_size"] = changes["sample_size"]
+    if request.face_cluster_merge is not None:  # null leaves the stored one
+        if row.cluster_type != "vector":
+            raise BadRequestError("face_cluster_merge applies to vector clusters only")
+        config["face_cluster_merge"] = request.face_cluster_merge.model_dump()  # with its defaults
     if changes.get("layout_stability") is not None:
         config["layout_stability"] = changes["layout_stability"]
     if "llm_labeling" in changes:
@@ -184,6 +192,7 @@ def patch_cluster(session: Session, scope: NamespaceScope, identifier: str, requ
     if changes.get("metadata") is not None:
         row.metadata_ = changes["metadata"]
     if "filters" in changes:
+        check_filters([c for c in (session.get(Collection, i) for i in row.collection_ids) if c], changes["filters"])
         row.filters = changes["filters"] or None
     row.config = config
     row.updated_at = utcnow()
@@ -217,13 +226,14 @@ def delete_cluster(
     if before_delete is not None:
         before_delete(row, session.get(ClusterRun, row.current_run_id) if row.current_run_id else None)
     detach(session, row)
-    output = remove_output_collection(session, index, row) if index is not None else None
+    removed = remove_output_collections(session, row) if index is not None else []
     session.execute(delete(ClusterRun).where(ClusterRun.cluster_id == cluster_id))
     _emit(session, scope, "cluster.deleted", row)
     session.delete(row)
     session.commit()
-    if output is not None and index is not None:
-        index.drop_table(output)
+    if index is not None:
+        for collection_id in removed:
+            index.drop_table(collection_id)
     blobs.delete_prefix(artifact_prefix(scope.namespace_id, cluster_id))
     return cluster_id
 

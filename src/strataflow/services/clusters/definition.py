@@ -16,6 +16,7 @@ from strataflow.services.clusters.applications import check_auto_settings
 from strataflow.services.clusters.preprocessing import check_steps
 from strataflow.services.clusters.rules import check_parameters, points_to_cluster, rule_for
 from strataflow.services.collections.sources import get_collection
+from strataflow.services.documents.crud import where_of
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.tables import Collection
 
@@ -111,6 +112,8 @@ def _vector_config(collections: list[Collection], vector: VectorBasedConfig) -> 
             else None
         ),
         "effective_feature_method": vector.effective_feature_method,
+        "output_strategy": vector.output_strategy,
+        "face_cluster_merge": vector.face_cluster_merge.model_dump() if vector.face_cluster_merge else None,
         "vis_n_components": vector.vis_n_components,
         "layout_stability": vector.layout_stability,
         "preprocessing_steps": steps,
@@ -138,9 +141,17 @@ def _check_learning(config: dict[str, Any], features: int) -> None:
         raise BadRequestError(f"Invalid weight_learning_config: {'; '.join(problems)}", {"problems": problems})
 
 
+def check_filters(collections: list[Collection], filters: dict[str, Any] | None) -> None:
+    """Filters every run would apply, compiled against each collection now: an unknown operator or
+    a malformed clause is a 400 when the cluster is defined, not a failed execute later."""
+    for collection in collections:
+        where_of(collection, filters)
+
+
 def build_config(collections: list[Collection], request: CreateClusterRequest) -> tuple[str, dict[str, Any]]:
     """(cluster_type, config) for a create request; any inconsistency is a 400."""
     check_auto_settings(request.auto_execute_min_documents, request.auto_execute_cooldown_seconds)
+    check_filters(collections, request.filters)
     cluster_type = request.cluster_type or (
         "attribute" if request.attribute_config and not request.vector_config else "vector"
     )
@@ -174,6 +185,12 @@ def build_config(collections: list[Collection], request: CreateClusterRequest) -
             {"unknown": unknown, "accepted": sorted(ENRICHABLE)},
         )
     enrich = request.enrich_source_collection or bool(request.vector_config and request.vector_config.enrich_source)
+    if enrich and config.get("output_strategy") == "per_feature":
+        raise BadRequestError(
+            "output_strategy 'per_feature' names the output collections of a cluster that does not enrich "
+            "its source collections; drop enrich_source_collection or use output_strategy 'single'",
+            {"field": "output_strategy"},
+        )
     config.update(
         {
             "enrich_source": enrich,

@@ -36,9 +36,9 @@ FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
-def _free_name(session: Session, scope: NamespaceScope, base: str) -> str:
+def _free_name(session: Session, scope: NamespaceScope, base: str, taken: set[str]) -> str:
     name, n = base, 1
-    while (
+    while name in taken or (
         session.scalar(
             select(Collection.collection_id).where(
                 Collection.namespace_id == scope.namespace_id, Collection.collection_name == name
@@ -51,8 +51,29 @@ def _free_name(session: Session, scope: NamespaceScope, base: str) -> str:
     return name
 
 
+def build_output_collections(
+    session: Session, scope: NamespaceScope, cluster: Cluster, inputs: list[Collection], config: dict[str, Any]
+) -> list[Collection]:
+    """The (unsaved) output collections: one holding every feature (`output_strategy: single`), or
+    one per feature (`per_feature`, with several features), named `<cluster>_<index name>_output`."""
+    uris = list(config["feature_uris"])
+    if config.get("output_strategy") != "per_feature" or len(uris) < 2:
+        return [build_output_collection(session, scope, cluster, inputs, uris)]
+    made: list[Collection] = []
+    for uri in uris:
+        index = next(d["index"]["name"] for d in inputs[0].vector_indexes if d.get("feature_uri") == uri)
+        made.append(build_output_collection(session, scope, cluster, inputs, [uri], f"_{index}", made))
+    return made
+
+
 def build_output_collection(
-    session: Session, scope: NamespaceScope, cluster: Cluster, inputs: list[Collection], feature_uris: list[str]
+    session: Session,
+    scope: NamespaceScope,
+    cluster: Cluster,
+    inputs: list[Collection],
+    feature_uris: list[str],
+    suffix: str = "",
+    taken: list[Collection] | None = None,
 ) -> Collection:
     """The (unsaved) output collection: the inputs' vector index of each clustered feature."""
     first = inputs[0]
@@ -69,8 +90,11 @@ def build_output_collection(
     return Collection(
         collection_id=new_id("collection"),
         namespace_id=scope.namespace_id,
-        collection_name=_free_name(session, scope, f"{cluster.cluster_name}_output"),
-        description=f"Centroids and members of cluster {cluster.cluster_name}",
+        collection_name=_free_name(
+            session, scope, f"{cluster.cluster_name}{suffix}_output", {c.collection_name for c in taken or []}
+        ),
+        description=f"Centroids and members of cluster {cluster.cluster_name}"
+        + (f" ({', '.join(feature_uris)})" if suffix else ""),
         source={
             "type": "cluster",
             "cluster_id": cluster.cluster_id,
@@ -92,16 +116,22 @@ def create_table(index: DocumentIndex, collection: Collection) -> None:
     index.create_table(collection.collection_id, vector_table_columns(collection))
 
 
-def output_collection_id(cluster: Cluster) -> str | None:
-    value = cluster.config.get("output_collection_id")
-    return str(value) if value else None
+def output_collection_ids(config: dict[str, Any]) -> list[str]:
+    """The cluster's output collections (one, or one per feature); clusters from before
+    `output_strategy` stored a single `output_collection_id`."""
+    if config.get("output_collection_ids"):
+        return [str(c) for c in config["output_collection_ids"]]
+    value = config.get("output_collection_id")
+    return [str(value)] if value else []
 
 
-def remove_output_collection(session: Session, index: DocumentIndex, cluster: Cluster) -> str | None:
-    """With the cluster: its output collection, unless another collection reads from it (then it stays)."""
-    collection_id = output_collection_id(cluster)
-    row = session.get(Collection, collection_id) if collection_id else None
-    if row is None or dependants(session, row.collection_id):
-        return None
-    session.delete(row)
-    return row.collection_id
+def remove_output_collections(session: Session, cluster: Cluster) -> list[str]:
+    """With the cluster: its output collections, except those another collection reads from (they stay)."""
+    removed = []
+    for collection_id in output_collection_ids(cluster.config):
+        row = session.get(Collection, collection_id)
+        if row is None or dependants(session, row.collection_id):
+            continue
+        session.delete(row)
+        removed.append(row.collection_id)
+    return removed

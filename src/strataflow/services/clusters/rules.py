@@ -167,8 +167,16 @@ UNAVAILABLE = {
 }
 # Where a typed parameter block belongs (the SDK sends kmeans_parameters etc. beside algorithm_params).
 TYPED_BLOCKS = {"kmeans_parameters": "kmeans", "dbscan_parameters": "dbscan", "hdbscan_parameters": "hdbscan"}
-# k-means above this many points runs as streamed mini-batch k-means (bounded memory).
+# k-means above this many points runs as mini-batch k-means: in memory while the points fit in
+# IN_MEMORY_BYTES (read once, in Arrow batches, into one float32 matrix), streamed from LanceDB
+# chunk by chunk beyond that (bounded memory, several passes over the table).
 STREAMED_KMEANS_FROM = 100_000
+IN_MEMORY_BYTES = 2 * 1024**3
+
+
+def streams(algorithm: str, points: int, width: int) -> bool:
+    """Whether a run streams its points from LanceDB instead of holding them as one matrix."""
+    return algorithm in ("kmeans", "auto") and points > STREAMED_KMEANS_FROM and points * width * 4 > IN_MEMORY_BYTES
 
 
 def rule_for(algorithm: str) -> AlgorithmRule:

@@ -16,7 +16,7 @@ from strataflow.services.clusters.composite import count_centroids, source_runs
 from strataflow.services.clusters.crud import ACTIVE_RUN, get_cluster
 from strataflow.services.clusters.events import run_changed
 from strataflow.services.clusters.preprocessing import check_size
-from strataflow.services.clusters.rules import STREAMED_KMEANS_FROM, check_k_fits, points_to_cluster
+from strataflow.services.clusters.rules import IN_MEMORY_BYTES, check_k_fits, points_to_cluster, streams
 from strataflow.services.documents.crud import where_of
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.services.tenancy.tasks import create_task
@@ -103,13 +103,20 @@ def execute_cluster(
     else:
         points = points_to_cluster(algorithm, available, sample_size)
         check_k_fits(algorithm, config.get("algorithm_params", {}), points)
-        streamed = algorithm in ("kmeans", "auto") and points > STREAMED_KMEANS_FROM
+        width = sum(int(d) for d in (config.get("dimensions") or {}).values())
+        streamed = streams(algorithm, points, width)
         check_size(list(config.get("preprocessing_steps") or []), points, streamed)
+        if streamed and (config.get("face_cluster_merge") or {}).get("enabled"):
+            raise BadRequestError(
+                f"face_cluster_merge runs in memory, on at most {IN_MEMORY_BYTES // 2**20:,} MiB of vectors "
+                f"(this run would stream {points:,} x {width}); lower sample_size",
+                {"points": points, "dimensions": width},
+            )
         if streamed and config.get("hierarchical"):
             raise BadRequestError(
-                f"Hierarchical sub-clustering runs in memory, on at most {STREAMED_KMEANS_FROM:,} points "
-                f"(this run would stream {points:,}); lower sample_size",
-                {"points": points, "max_points": STREAMED_KMEANS_FROM},
+                f"Hierarchical sub-clustering runs in memory, on at most {IN_MEMORY_BYTES // 2**20:,} MiB of "
+                f"vectors (this run would stream {points:,} x {width}); lower sample_size",
+                {"points": points, "dimensions": width},
             )
     settings = {
         **config,
@@ -124,6 +131,8 @@ def execute_cluster(
         settings.update({"source_execution_ids": composite_runs, "enrich_source": False})
     if assign_from is not None:
         settings.update({"assign_from_run_id": assign_from, "assignment_threshold": request.assignment_threshold})
+    if request.layout_stability is not None:  # for this run only
+        settings["layout_stability"] = request.layout_stability
     if request.llm_labeling is not None:
         settings["llm_labeling"] = request.llm_labeling.model_dump()
     run_id = new_id("cluster_run")

@@ -6,6 +6,7 @@ from typing import Any
 
 from strataflow.clock import isoformat
 from strataflow.services.clusters.definition import labeling_errors
+from strataflow.services.clusters.output_collection import output_collection_ids
 from strataflow.store.tables import Cluster, ClusterRun
 
 
@@ -33,6 +34,7 @@ def cluster_view(cluster: Cluster, last: ClusterRun | None, current: ClusterRun 
         if current
         else None,
         "effective_feature_method": config.get("effective_feature_method"),
+        "face_cluster_merge": config.get("face_cluster_merge"),
         "sample_size": config.get("sample_size"),
         "vis_n_components": config.get("vis_n_components"),
         "layout_stability": config.get("layout_stability"),
@@ -52,9 +54,7 @@ def cluster_view(cluster: Cluster, last: ClusterRun | None, current: ClusterRun 
         or None,
         "aggregation_method": config.get("aggregation_method"),
         "output_collection_ids": (
-            list(cluster.collection_ids)
-            if config.get("enrich_source")
-            else ([config["output_collection_id"]] if config.get("output_collection_id") else None)
+            list(cluster.collection_ids) if config.get("enrich_source") else (output_collection_ids(config) or None)
         ),
         "algorithm": config.get("algorithm"),
         "algorithm_params": config.get("algorithm_params"),
@@ -124,9 +124,16 @@ def run_view(run: ClusterRun, include_vectors: bool = False) -> dict[str, Any]:
             for g in run.groups
             if g.get("composite_sources") is not None
         },
-        "layout_stability_applied": "none",
-        "layout_stability_reason": "each run is projected on its own (PCA); layouts are not aligned across runs",
+        "layout_stability_applied": _layout(run).get("applied"),
+        "layout_stability_reason": _layout(run).get("reason"),
     }
+
+
+def _layout(run: ClusterRun) -> dict[str, Any]:
+    """What the run did to keep its picture stable (engine/clusters/layout.py); runs without a
+    projection of documents (attribute, composite) or not finished yet say nothing."""
+    report = (run.metrics or {}).get("layout_stability")
+    return dict(report) if isinstance(report, dict) else {}
 
 
 def groups_view(cluster: Cluster, run: ClusterRun) -> dict[str, Any]:
