@@ -135,8 +135,8 @@ class EventDispatcher(PollingLoop):
         after another), so no claim runs out while it waits its turn."""
         now = utcnow()
         runnable = or_(
-            and_(WebhookDelivery.status == S.PENDING.value, WebhookDelivery.next_attempt_at <= now),
-            and_(WebhookDelivery.status == S.PROCESSING.value, WebhookDelivery.lease_expires_at < now),
+            and_(WebhookDelivery.status == S.PENDING, WebhookDelivery.next_attempt_at <= now),
+            and_(WebhookDelivery.status == S.PROCESSING, WebhookDelivery.lease_expires_at < now),
         )
         with self.db.read_session() as session:  # a look first: an idle poll never takes the write lock
             due = session.scalar(
@@ -171,7 +171,7 @@ class EventDispatcher(PollingLoop):
             claimed: list[Claimed] = []
             waited = 0.0
             for row in rows:
-                if row.status is S.PROCESSING:
+                if row.status == S.PROCESSING:
                     transition(session, row, S.PENDING, f"lease of {row.lease_owner} expired")
                 taken = self._take(session, row, hooks.get(row.webhook_id), events.get(row.event_seq), waited)
                 if taken is not None:
@@ -220,7 +220,7 @@ class EventDispatcher(PollingLoop):
         ours = []
         for claimed in claims:
             row = rows.get(claimed.delivery_id)
-            if row is None or row.fence_token != claimed.token or row.status is not S.PROCESSING:
+            if row is None or row.fence_token != claimed.token or row.status != S.PROCESSING:
                 log.warning("delivery claim lost", extra={"delivery_id": claimed.delivery_id})
                 continue
             ours.append((claimed, row))
@@ -228,7 +228,7 @@ class EventDispatcher(PollingLoop):
 
     def hand_back_dead(self) -> int:
         """Deliveries leased to a process of this host that no longer exists: due again now."""
-        processing = (WebhookDelivery.status == S.PROCESSING.value, WebhookDelivery.lease_owner.is_not(None))
+        processing = (WebhookDelivery.status == S.PROCESSING, WebhookDelivery.lease_owner.is_not(None))
         with self.db.read_session() as session:
             owners = set(session.scalars(select(WebhookDelivery.lease_owner).where(*processing).distinct()))
         gone = sorted(o for o in owners if o is not None and owner_is_dead(o))

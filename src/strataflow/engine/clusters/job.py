@@ -81,7 +81,7 @@ class Keeper:
     def check(self) -> None:
         with self.context.db.read_session() as session:
             status = session.scalar(select(ClusterRun.status).where(ClusterRun.run_id == self.run_id))
-        if status != Status.PROCESSING.value:
+        if status != Status.PROCESSING:
             raise RunCanceled(self.run_id)
 
 
@@ -91,9 +91,9 @@ def cluster_build_job(context: JobContext, task: Task) -> JobOutcome:
     with context.db.transaction() as session:
         run = session.get(ClusterRun, run_id)
         cluster = session.get(Cluster, cluster_id)
-        if run is None or cluster is None or Status(run.status) in TERMINAL:
+        if run is None or cluster is None or run.status in TERMINAL:
             return JobOutcome(status=Status.CANCELED, error="the run was canceled or its cluster deleted")
-        if run.status == Status.PROCESSING.value:  # a lost lease: start over
+        if run.status == Status.PROCESSING:  # a lost lease: start over
             transition(session, run, Status.PENDING, "its job was taken over")
         transition(session, run, Status.PROCESSING, f"task {task.task_id} started", started_at=utcnow())
         run_changed(session, run, cluster)
@@ -134,7 +134,7 @@ def cluster_build_job(context: JobContext, task: Task) -> JobOutcome:
 def _fail(context: JobContext, run_id: str, message: str) -> None:
     with context.db.transaction() as session:
         run = session.get(ClusterRun, run_id)
-        if run is not None and Status(run.status) not in TERMINAL:
+        if run is not None and run.status not in TERMINAL:
             transition(session, run, Status.FAILED, "the run failed", error=message, completed_at=utcnow())
             run_changed(session, run)
 
@@ -336,7 +336,7 @@ def _runs(context: JobContext, run_ids: list[str]) -> list[ClusterRun]:
         for row in rows:
             if row is not None:
                 session.expunge(row)
-    return [r for r in rows if r is not None and r.status == Status.COMPLETED.value]
+    return [r for r in rows if r is not None and r.status == Status.COMPLETED]
 
 
 def _widths(source: VectorSource) -> list[int]:
@@ -366,7 +366,7 @@ def _assign_source(context: JobContext, settings: dict[str, Any]) -> ClusterRun 
         return None
     with context.db.read_session() as session:
         run = session.get(ClusterRun, run_id)
-        if run is None or run.status != Status.COMPLETED.value:
+        if run is None or run.status != Status.COMPLETED:
             raise StrataflowError(f"Run '{run_id}' whose centroids this run assigns to is gone")
         session.expunge(run)
     return run
@@ -449,7 +449,7 @@ class _Layout:
             return None
         with self.context.db.read_session() as session:
             run = session.get(ClusterRun, self.cluster.current_run_id)
-            if run is None or run.status != Status.COMPLETED.value or not run.artifact_key:
+            if run is None or run.status != Status.COMPLETED or not run.artifact_key:
                 return None
             return Previous(run.run_id, run.artifact_key)
 
@@ -564,7 +564,7 @@ def _finish(
     with context.db.transaction() as session:
         run = session.scalar(select(ClusterRun).where(ClusterRun.run_id == run_id).with_for_update())
         cluster = session.get(Cluster, cluster_id)
-        if run is None or cluster is None or run.status != Status.PROCESSING.value:
+        if run is None or cluster is None or run.status != Status.PROCESSING:
             raise RunCanceled(run_id)
         transition(session, run, Status.COMPLETED, "clustering finished", completed_at=utcnow())
         run.num_clusters, run.num_points = result["num_clusters"], result["num_points"]

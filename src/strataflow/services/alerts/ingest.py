@@ -78,11 +78,11 @@ def mark_pending(session: Session, collection_id: str, document_ids: list[str] |
                 later_documents=[],
             )
             create(session, row, Status.PENDING, f"documents written to {collection_id}")
-        elif row.status is Status.PROCESSING:  # evaluated now: these wait for the next round
+        elif row.status == Status.PROCESSING:  # evaluated now: these wait for the next round
             row.remarked = True
             row.later_documents = (list(row.later_documents or []) + documents)[-MAX_PENDING_DOCUMENTS:]
         else:
-            if row.status is Status.COMPLETED:
+            if row.status == Status.COMPLETED:
                 transition(session, row, Status.PENDING, f"documents written to {collection_id}")
                 row.documents = []
             row.documents = (list(row.documents or []) + documents)[-MAX_PENDING_DOCUMENTS:]
@@ -116,8 +116,8 @@ class Claimed:
 
 def _runnable(now: Any) -> Any:
     return or_(
-        AlertIngestClaim.status == Status.PENDING.value,
-        and_(AlertIngestClaim.status == Status.PROCESSING.value, AlertIngestClaim.lease_expires_at < now),
+        AlertIngestClaim.status == Status.PENDING,
+        and_(AlertIngestClaim.status == Status.PROCESSING, AlertIngestClaim.lease_expires_at < now),
     )
 
 
@@ -127,7 +127,7 @@ def hand_back_dead(db: Database) -> int:
         owners = set(
             session.scalars(
                 select(AlertIngestClaim.lease_owner)
-                .where(AlertIngestClaim.status == Status.PROCESSING.value, AlertIngestClaim.lease_owner.is_not(None))
+                .where(AlertIngestClaim.status == Status.PROCESSING, AlertIngestClaim.lease_owner.is_not(None))
                 .distinct()
             )
         )
@@ -136,7 +136,7 @@ def hand_back_dead(db: Database) -> int:
         with db.transaction() as session:
             for row in session.scalars(
                 select(AlertIngestClaim).where(
-                    AlertIngestClaim.status == Status.PROCESSING.value, AlertIngestClaim.lease_owner == owner
+                    AlertIngestClaim.status == Status.PROCESSING, AlertIngestClaim.lease_owner == owner
                 )
             ):
                 transition(session, row, Status.PENDING, f"holder {owner} is gone", **released())
@@ -156,7 +156,7 @@ def claim_next(db: Database, owner: str, lease_s: float = LEASE_S) -> Claimed | 
         row = session.scalar(query)
         if row is None:
             return None
-        if row.status is Status.PROCESSING:
+        if row.status == Status.PROCESSING:
             transition(session, row, Status.PENDING, f"lease of {row.lease_owner} expired")
         alert = session.get(Alert, row.alert_id)
         if alert is None or alert.namespace_id is None:
@@ -180,7 +180,7 @@ def _complete(claimed: Claimed, owner: str) -> Any:
         if session.get_bind().dialect.name != "sqlite":
             query = query.with_for_update()
         row = session.scalar(query)
-        if row is None or row.status is not Status.PROCESSING or row.fence_token != claimed.token:
+        if row is None or row.status != Status.PROCESSING or row.fence_token != claimed.token:
             return False
         if row.remarked:
             later = list(row.later_documents or [])

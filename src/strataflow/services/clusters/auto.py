@@ -34,7 +34,7 @@ from strataflow.store.tables import Batch, Cluster, ClusterRun, Collection, Name
 
 log = logging.getLogger("strataflow.clusters.auto")
 
-FINISHED_BATCH = (Status.COMPLETED.value, Status.COMPLETED_WITH_ERRORS.value)
+FINISHED_BATCH = (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS)
 
 
 def check_cluster_applications(session: Session, scope: NamespaceScope, collection: Collection) -> None:

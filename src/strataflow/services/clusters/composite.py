@@ -39,7 +39,7 @@ def check_sources(session: Session, scope: NamespaceScope, ids: list[str], featu
 
 
 def _usable(run: ClusterRun | None) -> bool:
-    return run is not None and run.status == Status.COMPLETED.value and any(g.get("centroid") for g in run.groups)
+    return run is not None and run.status == Status.COMPLETED and any(g.get("centroid") for g in run.groups)
 
 
 def source_runs(session: Session, cluster: Cluster, execution_ids: list[str] | None) -> list[str]:

@@ -41,7 +41,7 @@ CLUSTER_FIELDS = FieldMap(
     },
     json_columns={"metadata": Cluster.metadata_},
 )
-ACTIVE_RUN = (Status.PENDING.value, Status.PROCESSING.value)
+ACTIVE_RUN = (Status.PENDING, Status.PROCESSING)
 
 
 def _check_name_free(session: Session, scope: NamespaceScope, name: str, except_id: str | None = None) -> None:

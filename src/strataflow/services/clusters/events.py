@@ -22,7 +22,7 @@ GROUPS_MAX = 100  # groups one completion event lists (num_clusters says how man
 
 def run_changed(session: Session, run: ClusterRun, cluster: Cluster | None = None) -> None:
     """The event for the status the run has just taken (nothing for PENDING)."""
-    status = Status(run.status)
+    status = run.status
     if status is Status.PROCESSING:
         event_type = "cluster.execution.started"
     elif status is Status.COMPLETED:

@@ -23,7 +23,7 @@ EXPORT_URL_TTL_S = 3600
 
 
 def _finished(run: ClusterRun) -> str:
-    if run.status != Status.COMPLETED.value or not run.artifact_key:
+    if run.status != Status.COMPLETED or not run.artifact_key:
         raise ConflictError(
             f"Run '{run.run_id}' is {run.status}: only a completed run has results",
             {"run_id": run.run_id, "status": run.status},

@@ -236,11 +236,11 @@ def cancel_run(session: Session, cluster: Cluster, run_id: str) -> ClusterRun:
     )
     if run is None:
         raise not_found("Cluster run", run_id)
-    if Status(run.status) in TERMINAL:
+    if run.status in TERMINAL:
         raise ConflictError(f"Run '{run_id}' already finished ({run.status})", {"status": run.status})
     mark_canceled(session, run, "canceled through the API")
     task = session.get(Task, run.task_id) if run.task_id else None
-    if task is not None and Status(task.status) not in TERMINAL:
+    if task is not None and task.status not in TERMINAL:
         transition(session, task, Status.CANCELED, f"cluster run {run_id} canceled")
     session.commit()
     return run
@@ -255,7 +255,7 @@ def cancel_from_task(session: Session, task: Task) -> None:
     """Kill hook: killing an engine_cluster_build task cancels its run."""
     run_id = (task.inputs or [{}])[0].get("run_id")
     run = session.get(ClusterRun, run_id) if run_id else None
-    if run is not None and Status(run.status) not in TERMINAL:
+    if run is not None and run.status not in TERMINAL:
         mark_canceled(session, run, f"task {task.task_id} was killed")
 
 

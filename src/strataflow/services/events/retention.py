@@ -34,7 +34,7 @@ log = logging.getLogger("strataflow.events")
 CHUNK = 500
 MAX_CHUNKS = 20
 SWEEP_EVERY_S = 300.0
-FINISHED = (Status.COMPLETED.value, Status.FAILED.value, Status.CANCELED.value)
+FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELED)
 
 
 @dataclass(frozen=True)

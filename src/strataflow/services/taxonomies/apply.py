@@ -111,7 +111,7 @@ def _still_wanted(context: JobContext, task_id: str, taxonomy_id: str, version: 
     with context.db.read_session() as session:
         task = session.get(Task, task_id)
         taxonomy = session.get(Taxonomy, taxonomy_id)
-        if task is None or task.status != Status.PROCESSING.value:
+        if task is None or task.status != Status.PROCESSING:
             return "killed"
         if taxonomy is None:
             return "taxonomy deleted"

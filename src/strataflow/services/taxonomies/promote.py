@@ -238,7 +238,7 @@ def _plan(
     assert request.cluster_run is not None
     cluster = get_cluster(session, scope, request.cluster_run.cluster_id)
     run = get_run(session, cluster, request.cluster_run.run_id)
-    if run.status != Status.COMPLETED.value:
+    if run.status != Status.COMPLETED:
         raise BadRequestError(
             f"Run '{run.run_id}' has not completed ({run.status}); only a completed run's clusters become nodes",
             {"status": run.status},
