@@ -55,6 +55,7 @@ from strataflow.services.triggers.actions import (
     fire_retriever,
     fire_taxonomy,
 )
+from strataflow.services.triggers.settle import settle_firings
 from strataflow.services.uploads.jobs import batch_confirm_job, confirm_job, fail_killed_confirm
 from strataflow.statuses import TaskType
 from strataflow.store.db import Database
@@ -102,6 +103,7 @@ TRIGGER_SWEEPS: list[Callable[[JobContext], int]] = [
     evaluate_pending,  # alerts marked by ingest, claimed under a lease (at least once)
     check_system_alerts,  # system alerts whose check is due
     sweep_old_events,  # finished deliveries and events past STRATAFLOW_EVENTS_RETENTION_DAYS (throttled)
+    settle_firings,  # trigger.execution.completed / failed once a firing's job has ended
 ]
 
 

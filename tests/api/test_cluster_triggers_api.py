@@ -153,7 +153,7 @@ def test_firing_runs_the_cluster_once_per_slot(client: TestClient, cluster: str,
         row = session.get(Trigger, tid)
         assert row is not None
         row.next_run_at = utcnow() - timedelta(seconds=1)  # even if a slot were due, paused fires nothing
-    assert runtime.triggers.run_pending() == 0
+    assert runtime.triggers.fire_due() == 0
 
 
 def _written(runtime: Runtime, collection_id: str, rows: int) -> None:

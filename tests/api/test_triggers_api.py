@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,7 +19,8 @@ from strataflow.clock import utcnow
 from strataflow.config import Settings
 from strataflow.engine.triggers import TriggerLoop
 from strataflow.runtime import TRIGGER_ACTIONS, Runtime
-from strataflow.store.tables import AlertExecution, Trigger, TriggerFiring
+from strataflow.services.triggers.settle import settle_firings
+from strataflow.store.tables import AlertExecution, OutboxEvent, Trigger, TriggerFiring
 from tests.collection_flows import add_object, make_bucket
 from tests.events_receiver import Receiver
 from tests.helpers import assert_error, wait_task
@@ -232,6 +234,23 @@ def _race(runtime: Runtime) -> int:
     return sum(fired)
 
 
+def _settle_racing(runtime: Runtime) -> list[int]:
+    """Two trigger-firing sweeps at once; how many firings each settled."""
+    settled: list[int] = []
+    start = threading.Barrier(2)
+
+    def sweep() -> None:
+        start.wait()
+        settled.append(settle_firings(runtime.jobs.context))
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return sorted(settled)
+
+
 def _due(runtime: Runtime, trigger_id: str) -> None:
     with runtime.db.transaction() as session:
         row = session.get(Trigger, trigger_id)
@@ -337,6 +356,22 @@ def test_document_thresholds_and_batch_reruns(client: TestClient, alert: str, ru
     task = client.post(f"/v1/triggers/{rerun.json()['trigger_id']}/execute").json()
     assert task["task_id"] and task["task_type"] == "api_buckets_batches_process", task
     wait_task(client, task["task_id"], timeout=60)
+    # Every firing's end is announced once, whichever of two racing sweeps settles it: the two alert
+    # evaluations ran inline; the rerun's end is its task's.
+    assert sum(_settle_racing(runtime)) == 3  # between them, each firing once
+    assert _settle_racing(runtime) == [0, 0]
+    with runtime.db.read_session() as session:
+        ended = [
+            (e.resource_id, e.payload["job_id"], e.payload["job_status"])
+            for e in session.scalars(select(OutboxEvent).where(OutboxEvent.event_type == "trigger.execution.completed"))
+        ]
+    assert sorted(ended) == sorted(
+        [
+            (on_event["trigger_id"], ANY, "COMPLETED"),
+            (on_check["trigger_id"], ANY, "COMPLETED"),
+            (rerun.json()["trigger_id"], task["task_id"], "COMPLETED"),
+        ]
+    ), ended
     only_failed = client.post(
         "/v1/triggers",
         json={

@@ -493,6 +493,8 @@ class TriggerFiring(Base):
     status: Mapped[str] = mapped_column(String(32))  # queued | skipped | failed
     job_id: Mapped[str | None] = mapped_column(String(40), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # When the end of its job was announced (trigger.execution.*); None while the job runs.
+    settled_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
 
 
 # ---------------------------------------------------------------------------------------------
