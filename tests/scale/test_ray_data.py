@@ -76,6 +76,54 @@ def _kill_stage_worker_mid_batch(running: Callable[[], bool]) -> int:
     raise AssertionError("no Ray Data stage worker ran a batch")
 
 
+def test_ray_data_applies_the_local_paths_rules_and_stops_when_canceled(
+    tmp_path: Path, shared_runner: Runner, ray_runner: Any
+) -> None:
+    def settings(name: str) -> Settings:
+        return Settings(data_dir=tmp_path / name, api_key=ADMIN_KEY, task_poll_interval_s=0.05, extract_batch_size=2)
+
+    local = _rules_outcome(settings("local"), shared_runner)
+    # What the local path makes of these rows: no input (empty), a lost blob (lost), an object deleted
+    # after it joined (gone); the retry round runs the two failed rows and heals lost.
+    assert local["first"] == "COMPLETED_WITH_ERRORS"
+    assert local["after_first"]["failed"] == [("gone", "validation", 0), ("lost", "dependency", 0)]
+    assert local["after_first"]["counters"]["documents_missing_input_fields"] == 1
+    assert local["retry"] == (2, "COMPLETED_WITH_ERRORS")
+    assert local["after_retry"]["failed"] == [("gone", "validation", 1)]
+    assert {title for title, _ in local["after_retry"]["documents"]} == {"good", "other", "french", "lost"}
+    assert _rules_outcome(settings("ray-data"), ray_runner) == local
+
+    # A cancel between output batches stops the Ray Data execution: its stage actors go away.
+    with _api(settings("cancel"), ray_runner) as (client, _):
+        client.post("/v1/namespaces", json={"namespace_name": "main"})
+        text_collection(
+            client,
+            "sentences",
+            {"type": "bucket", "bucket_ids": [make_bucket(client)]},
+            split_by="sentences",
+            chunk_size=1,
+            model="wordllama",
+        )
+        # Only this tier's stage workers are watched. A stage worker that replaced one killed by
+        # SIGKILL (the next test) was seen to outlive its dataset in the session's Ray, so this test
+        # also runs before that one.
+        earlier = _stage_workers()
+        batch_id, _ = _submit(client, [add_object(client, f"{TEXT} Row {i}.") for i in range(40)])
+        deadline = time.monotonic() + 120
+        while _tier_state(client, batch_id)["performance"]["rows_done"] < 2:
+            assert time.monotonic() < deadline and _tier_state(client, batch_id)["status"] != "COMPLETED"
+            time.sleep(0.02)
+        assert client.post(f"/v1/buckets/docs/batches/{batch_id}/cancel").json()["status"] == "CANCELED"
+        # The stop has a budget of its own: on a loaded machine the cold start above can use most of
+        # the first one (the actors load a model), which made this fail while the stop was on its way.
+        deadline = time.monotonic() + 90
+        while _stage_workers() - earlier:
+            assert time.monotonic() < deadline, "the canceled tier's stage actors are still running"
+            time.sleep(0.1)
+        tier = _tier_state(client, batch_id)
+    assert tier["status"] == "CANCELED" and tier["performance"]["rows_done"] < 40
+
+
 def test_a_killed_ray_data_worker_is_replaced_and_the_tier_completes_on_s3(
     tmp_path: Path, ray_runner: Any, moto_server: MotoServer
 ) -> None:
@@ -192,50 +240,6 @@ def _rules_outcome(settings: Settings, runner: Runner) -> dict[str, Any]:
         outcome["retry"] = (retry["retried_count"], wait_task(client, retry["task_id"], timeout=180)["status"])
         outcome["after_retry"] = state()
         return outcome
-
-
-def test_ray_data_applies_the_local_paths_rules_and_stops_when_canceled(
-    tmp_path: Path, shared_runner: Runner, ray_runner: Any
-) -> None:
-    def settings(name: str) -> Settings:
-        return Settings(data_dir=tmp_path / name, api_key=ADMIN_KEY, task_poll_interval_s=0.05, extract_batch_size=2)
-
-    local = _rules_outcome(settings("local"), shared_runner)
-    # What the local path makes of these rows: no input (empty), a lost blob (lost), an object deleted
-    # after it joined (gone); the retry round runs the two failed rows and heals lost.
-    assert local["first"] == "COMPLETED_WITH_ERRORS"
-    assert local["after_first"]["failed"] == [("gone", "validation", 0), ("lost", "dependency", 0)]
-    assert local["after_first"]["counters"]["documents_missing_input_fields"] == 1
-    assert local["retry"] == (2, "COMPLETED_WITH_ERRORS")
-    assert local["after_retry"]["failed"] == [("gone", "validation", 1)]
-    assert {title for title, _ in local["after_retry"]["documents"]} == {"good", "other", "french", "lost"}
-    assert _rules_outcome(settings("ray-data"), ray_runner) == local
-
-    # A cancel between output batches stops the Ray Data execution: its stage actors go away.
-    with _api(settings("cancel"), ray_runner) as (client, _):
-        client.post("/v1/namespaces", json={"namespace_name": "main"})
-        text_collection(
-            client,
-            "sentences",
-            {"type": "bucket", "bucket_ids": [make_bucket(client)]},
-            split_by="sentences",
-            chunk_size=1,
-            model="wordllama",
-        )
-        batch_id, _ = _submit(client, [add_object(client, f"{TEXT} Row {i}.") for i in range(40)])
-        deadline = time.monotonic() + 120
-        while _tier_state(client, batch_id)["performance"]["rows_done"] < 2:
-            assert time.monotonic() < deadline and _tier_state(client, batch_id)["status"] != "COMPLETED"
-            time.sleep(0.02)
-        assert client.post(f"/v1/buckets/docs/batches/{batch_id}/cancel").json()["status"] == "CANCELED"
-        # The stop has a budget of its own: on a loaded machine the cold start above can use most of
-        # the first one (the actors load a model), which made this fail while the stop was on its way.
-        deadline = time.monotonic() + 90
-        while _stage_workers():
-            assert time.monotonic() < deadline, "the canceled tier's stage actors are still running"
-            time.sleep(0.1)
-        tier = _tier_state(client, batch_id)
-    assert tier["status"] == "CANCELED" and tier["performance"]["rows_done"] < 40
 
 
 def test_a_taken_over_ray_data_tier_runs_only_the_rows_not_committed(tmp_path: Path, ray_runner: Any) -> None:
