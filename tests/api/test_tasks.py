@@ -8,6 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from strataflow.runtime import JOB_HANDLERS
+from strataflow.services.tenancy.auth import DEFAULT_ORG, create_organization, get_organization, issue_key, revoke_key
 from strataflow.services.tenancy.tasks import create_task
 from strataflow.statuses import TaskType
 from tests.helpers import assert_error, wait_task
@@ -109,3 +110,55 @@ def test_a_job_of_a_dead_local_process_is_taken_at_once(
     assert task["status"] == "COMPLETED"
     assert client.get(f"/v1/tasks/{alive}").json()["status"] == "PROCESSING"
     assert client.get(f"/v1/tasks/{elsewhere}").json()["status"] == "PROCESSING"
+
+
+# The polling path (GET /v1/tasks/{id}) reads the key and the task in one joined statement; these
+# pin what it must still tell apart, and that it answers what the list (the ORM path) answers.
+
+
+def test_polling_answers_what_the_list_answers(client: TestClient, namespace: dict[str, Any]) -> None:
+    task_id = _queue_bucket_delete(client, "polled")
+    wait_task(client, task_id)
+    del client.headers["X-Namespace"]
+    polled = client.get(f"/v1/tasks/{task_id}").json()
+    listed = client.post("/v1/tasks/list", json={"filters": {"field": "task_id", "value": task_id}}).json()
+    assert [polled] == listed["results"]
+    assert polled["additional_data"]["created_at"] and polled["additional_data"]["namespace_id"]
+
+
+def test_a_key_revoked_between_polls_is_refused_on_the_next(client: TestClient, runtime: Any) -> None:
+    with runtime.db.transaction() as session:
+        org = get_organization(session, DEFAULT_ORG)
+        key = issue_key(session, org, "poller")
+        task_id = create_task(session, org.org_id, _unhandled_type()).task_id
+    headers = {"Authorization": f"Bearer {key.plaintext}"}
+    assert client.get(f"/v1/tasks/{task_id}", headers=headers).json()["status"] == "PENDING"
+    with runtime.db.transaction() as session:
+        revoke_key(session, key.key_id)
+    body = assert_error(client.get(f"/v1/tasks/{task_id}", headers=headers), 401, "UnauthorizedError")
+    assert body["error"]["message"] == "Invalid or revoked API key"
+
+
+def test_polling_tells_a_bad_key_from_an_unknown_task(client: TestClient, runtime: Any) -> None:
+    with runtime.db.transaction() as session:
+        other_key = issue_key(session, create_organization(session, "poll-other"), "k").plaintext
+        task_id = create_task(session, get_organization(session, DEFAULT_ORG).org_id, _unhandled_type()).task_id
+    unknown = {"Authorization": "Bearer sk_not_a_key_of_anyone_at_all"}
+    # A bad key is a 401 whether or not the task exists: the answer does not reveal which tasks exist.
+    assert_error(client.get(f"/v1/tasks/{task_id}", headers=unknown), 401, "UnauthorizedError")
+    assert_error(client.get("/v1/tasks/task_doesnotexist", headers=unknown), 401, "UnauthorizedError")
+    assert_error(client.get(f"/v1/tasks/{task_id}", headers={"Authorization": "Basic abc"}), 401)
+    assert_error(client.get(f"/v1/tasks/{task_id}", headers={"Authorization": ""}), 401)
+    # Another org's good key: the task looks exactly like an unknown one.
+    foreign = assert_error(
+        client.get(f"/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {other_key}"}), 404, "NotFoundError"
+    )
+    missing = assert_error(client.get("/v1/tasks/task_doesnotexist"), 404, "NotFoundError")
+    assert foreign["error"]["details"] == {"resource": "Task", "identifier": task_id}
+    assert missing["error"]["details"] == {"resource": "Task", "identifier": "task_doesnotexist"}
+    assert client.get(f"/v1/tasks/{task_id}").status_code == 200
+
+
+def _unhandled_type() -> TaskType:
+    """A task type no job handler runs, so the task stays PENDING while the test polls it."""
+    return next(t for t in TaskType if t not in JOB_HANDLERS)

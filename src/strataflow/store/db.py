@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import CursorResult, Delete, Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Delete, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from strataflow.store import regex_guard
@@ -57,7 +57,8 @@ class Database:
             _configure_sqlite(self.engine)
         regex_guard.install(self.engine, self.is_sqlite)  # untrusted regex filters: bounded, clear errors
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
-        self._reader = sessionmaker(self.engine.execution_options(**{_READONLY: True}), expire_on_commit=False)
+        self._read_engine = self.engine.execution_options(**{_READONLY: True})
+        self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
 
     def session(self) -> Session:
         """A session for a unit of work that writes; the caller commits."""
@@ -65,6 +66,10 @@ class Database:
 
     def read_session(self) -> Session:
         return self._reader()
+
+    def read_connection(self) -> Connection:
+        """A Core connection for a read: no ORM session to build and tear down (the polling path)."""
+        return self._read_engine.connect()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

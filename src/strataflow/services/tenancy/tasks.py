@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import Row, String, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from strataflow.clock import isoformat
 from strataflow.errors import not_found
 from strataflow.ids import new_id
 from strataflow.schemas.tasks import ListTasksRequest
-from strataflow.services.tenancy.auth import authenticate
+from strataflow.services.tenancy.auth import authenticate, bearer_token, hash_key
 from strataflow.statuses import Status, TaskType
 from strataflow.store.db import Database
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 from strataflow.store.pagination import Page, PageRequest, paginate
-from strataflow.store.tables import Task
+from strataflow.store.tables import ApiKey, Task
 from strataflow.transitions import Verdict, create, try_transition
 
 TASK_FIELDS = FieldMap(
@@ -59,15 +59,46 @@ def create_task(
     return task
 
 
-def read_task_payload(db: Database, authorization: str | None, task_id: str) -> dict[str, Any]:
-    """GET /v1/tasks/{id} in one read session: the caller's key, then the task, then its wire shape.
+# GET /v1/tasks/{id} is every SDK client's wait loop, so the server's most frequent request. Its
+# read is one statement, built once: the task's columns joined to the caller's live key, so the
+# org check and the authentication are the same indexed read. Only when it finds nothing do the
+# separate reads run, to tell a bad key (401) from an unknown or other org's task (404).
+_TASK_COLUMNS = (
+    Task.task_id,
+    Task.task_type,
+    Task.status,
+    Task.inputs,
+    Task.outputs,
+    Task.additional_data,
+    Task.error,
+    Task.namespace_id,
+    Task.created_at,
+    Task.updated_at,
+)
+_TASK_FOR_KEY = (
+    select(*_TASK_COLUMNS)
+    .join(ApiKey, ApiKey.org_id == Task.org_id)
+    .where(
+        ApiKey.key_hash == bindparam("key_hash"),
+        ApiKey.revoked_at.is_(None),
+        Task.task_id == bindparam("task_id"),
+    )
+)
 
-    Every SDK client polls this while it waits, so it is the server's most frequent request; one
-    session (one pooled connection, one BEGIN) instead of one for the key and one for the task.
+
+def read_task_payload(db: Database, authorization: str | None, task_id: str) -> dict[str, Any]:
+    """GET /v1/tasks/{id}: the caller's key and the task in one statement on one Core connection.
+
+    A Core connection, not an ORM session, and columns, not the entity: on this path building the
+    session and the entity cost more than the read (docs/performance.md, "Task polling").
     """
-    with db.read_session() as session:
-        principal = authenticate(session, authorization)
-        return task_payload(get_task(session, principal.org_id, task_id))
+    token = bearer_token(authorization)  # a malformed header is a 401 before any read
+    with db.read_connection() as connection:
+        row = connection.execute(_TASK_FOR_KEY, {"key_hash": hash_key(token), "task_id": task_id}).first()
+        if row is None:
+            authenticate(connection, authorization)  # raises 401 for an unknown or revoked key
+            raise not_found("Task", task_id)  # the key is good: the task is unknown or another org's
+    return task_payload(row)
 
 
 def get_task(session: Session, org_id: str, task_id: str) -> Task:
@@ -110,8 +141,8 @@ def kill_task(session: Session, org_id: str, task_id: str, hooks: Mapping[str, K
     return True
 
 
-def task_payload(task: Task) -> dict[str, Any]:
-    """The wire shape of a task."""
+def task_payload(task: Task | Row[Any]) -> dict[str, Any]:
+    """The wire shape of a task (an entity, or a row of `_TASK_COLUMNS`)."""
     data = dict(task.additional_data or {})
     if task.error and "error" not in data:
         data["error"] = task.error
