@@ -19,6 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from strataflow.store import regex_guard
 
 _READONLY = "strataflow_readonly"
+# A connection that runs one SELECT: SQLite reads a lone statement from one snapshot without a
+# BEGIN (autocommit), so the BEGIN and its ROLLBACK would be two statements for nothing.
+_SINGLE_READ = "strataflow_single_read"
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -35,7 +38,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        readonly = connection.get_execution_options().get(_READONLY, False)
+        options = connection.get_execution_options()
+        if options.get(_SINGLE_READ, False):
+            return
+        readonly = options.get(_READONLY, False)
         connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
@@ -59,6 +65,7 @@ class Database:
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         self._read_engine = self.engine.execution_options(**{_READONLY: True})
         self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._single_read_engine = self.engine.execution_options(**{_READONLY: True, _SINGLE_READ: True})
 
     def session(self) -> Session:
         """A session for a unit of work that writes; the caller commits."""
@@ -70,6 +77,11 @@ class Database:
     def read_connection(self) -> Connection:
         """A Core connection for a read: no ORM session to build and tear down (the polling path)."""
         return self._read_engine.connect()
+
+    def single_read_connection(self) -> Connection:
+        """A Core connection for ONE read-only statement: on SQLite, no BEGIN is issued for it (the
+        statement is its own snapshot). Several statements needing one snapshot: `read_connection`."""
+        return self._single_read_engine.connect()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

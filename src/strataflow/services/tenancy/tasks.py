@@ -93,7 +93,9 @@ def read_task_payload(db: Database, authorization: str | None, task_id: str) -> 
     session and the entity cost more than the read (docs/performance.md, "Task polling").
     """
     token = bearer_token(authorization)  # a malformed header is a 401 before any read
-    with db.read_connection() as connection:
+    # One statement, so no transaction around it (on SQLite, no BEGIN: the statement is its own
+    # snapshot). The fallback read is a statement of its own; it only decides which error to give.
+    with db.single_read_connection() as connection:
         row = connection.execute(_TASK_FOR_KEY, {"key_hash": hash_key(token), "task_id": task_id}).first()
         if row is None:
             authenticate(connection, authorization)  # raises 401 for an unknown or revoked key
