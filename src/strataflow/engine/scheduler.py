@@ -67,6 +67,10 @@ class Scheduler(PollingLoop):
             self.spawn(self._listen, "strataflow-scheduler-listen")
 
     def stop(self, timeout: float = 30.0) -> None:
+        # The LISTEN thread waits on its connection, not on the stop event: a NOTIFY ends that wait
+        # now, where the join below waited out up to a second of it (on every PostgreSQL stop).
+        self._stop.set()
+        self.notify()
         super().stop(timeout)
         self.notify()  # tiers this process handed back can be claimed by the others now
 

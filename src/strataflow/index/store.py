@@ -19,13 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import lancedb
 import pyarrow as pa
-from lancedb.db import LanceDBConnection
-from lancedb.index import FTS, BTree, IvfHnswSq
-from lancedb.query import ColumnOrdering
 
 from strataflow.errors import BadRequestError, not_found
 from strataflow.index.locks import FileTableLocks, TableLocks
@@ -37,6 +33,9 @@ from strataflow.index.records import (
     to_arrow,
     vector_columns_of,
 )
+
+if TYPE_CHECKING:
+    from lancedb.db import LanceDBConnection
 
 log = logging.getLogger("strataflow.index")
 
@@ -70,12 +69,28 @@ class DocumentIndex:
                 raise ValueError(f"an index at {uri} needs the locks its writers share")
             locks = FileTableLocks(Path(uri) / ".locks")
         self._process_locks = locks
-        self._db = cast(
-            LanceDBConnection,
-            lancedb.connect(uri, read_consistency_interval=timedelta(0), storage_options=storage_options),
-        )
+        self._storage_options = storage_options
+        self._connection: LanceDBConnection | None = None
+        self._connecting = threading.Lock()
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+
+    @property
+    def _db(self) -> LanceDBConnection:
+        """The LanceDB connection, made on first use. LanceDB (with pandas and its REST client) was
+        about a third of a server's import time: a process that never reads the index (an API
+        replica's start, an admin command) no longer pays it, and a server is up before it does."""
+        with self._connecting:
+            if self._connection is None:
+                import lancedb
+
+                self._connection = cast(
+                    "LanceDBConnection",
+                    lancedb.connect(
+                        self.uri, read_consistency_interval=timedelta(0), storage_options=self._storage_options
+                    ),
+                )
+            return self._connection
 
     # -- tables -------------------------------------------------------------------------------
 
@@ -89,6 +104,8 @@ class DocumentIndex:
         Rows written after the index was built are still searched (LanceDB scans unindexed rows),
         and `maintain` folds them in.
         """
+        from lancedb.index import FTS  # lancedb is imported on first use: see _db
+
         table = self._table(collection_id)
         if any(SEARCH_TEXT_COLUMN in index.columns for index in table.list_indices()):
             return
@@ -230,6 +247,8 @@ class DocumentIndex:
         with_vectors: bool = False,
     ) -> list[StoredDocument]:
         """Documents matching `where`, ordered by columns [(name, ascending)], one page of them."""
+        from lancedb.query import ColumnOrdering  # lancedb is imported on first use: see _db
+
         table = self._table(collection_id)
         vectors = list(vector_columns_of(table.schema))
         query = table.search().select(self._columns(table.schema, with_vectors))
@@ -334,6 +353,8 @@ class DocumentIndex:
         Below `vector_index_min_rows` a search is an exact scan, which is fast and perfectly
         accurate at that size; above it an IVF_HNSW_SQ index keeps searches fast.
         """
+        from lancedb.index import BTree, IvfHnswSq  # lancedb is imported on first use: see _db
+
         table = self._table(collection_id)
         rows = table.count_rows()
         if rows < self.vector_index_min_rows:

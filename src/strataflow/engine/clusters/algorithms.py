@@ -9,14 +9,17 @@ the silhouette of k-means at each k in a small range, over a sample.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn import cluster as skc
-from sklearn.metrics import silhouette_score
-from sklearn.mixture import GaussianMixture
 
 from strataflow.engine.clusters.vectors import ChunkSource
+
+# scikit-learn (with SciPy) is imported where a clustering runs, not here: every `strataflow`
+# process imports this module at start (the runtime registers the cluster job), and those two
+# were about a fifth of the server's import time.
+if TYPE_CHECKING:
+    from sklearn import cluster as skc
 
 _IGNORED = {
     "prediction_data",
@@ -39,6 +42,8 @@ def _kwargs(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def kmeans_model(params: dict[str, Any], seed: int) -> skc.KMeans | skc.MiniBatchKMeans:
+    from sklearn import cluster as skc
+
     args = _kwargs(params)
     args.setdefault("random_state", seed)
     if params.get("mini_batch"):
@@ -51,6 +56,9 @@ def kmeans_model(params: dict[str, Any], seed: int) -> skc.KMeans | skc.MiniBatc
 
 def fit_labels(algorithm: str, matrix: np.ndarray, params: dict[str, Any], seed: int) -> np.ndarray:
     """Labels of every row; -1 marks noise (density-based algorithms)."""
+    from sklearn import cluster as skc
+    from sklearn.mixture import GaussianMixture
+
     args = _kwargs(params)
     if algorithm == "kmeans":
         model: Any = kmeans_model(params, seed)
@@ -98,6 +106,8 @@ def large_kmeans(matrix: np.ndarray, params: dict[str, Any], seed: int) -> np.nd
     (k-means++ on its own init sample, its early stop on the smoothed inertia), without the labelling
     pass inside its fit: the labels come from one chunked `predict` pass. `mini_batch: false` asks for
     full Lloyd k-means instead. The matrix is used as it is (float32, C-contiguous): no copy."""
+    from sklearn import cluster as skc
+
     if params.get("mini_batch") is False:
         return np.asarray(kmeans_model({**params, "mini_batch": False}, seed).fit(matrix).labels_, dtype=np.int64)
     args = {key: v for key, v in _kwargs(params).items() if key in ("init", "max_iter", "tol", "n_init")}
@@ -132,6 +142,9 @@ def centroids(matrix: np.ndarray, labels: np.ndarray, k: int, method: str) -> np
 
 def choose_k(sample: np.ndarray, low: int, high: int, seed: int) -> tuple[int, dict[str, float]]:
     """The k with the best silhouette over a sample, in [low, high] (bounded by the sample)."""
+    from sklearn import cluster as skc
+    from sklearn.metrics import silhouette_score
+
     high = min(high, len(sample) - 1)
     scores: dict[str, float] = {}
     for k in range(low, max(low, high) + 1):
@@ -159,6 +172,8 @@ def streamed_kmeans(
     chunks arrive in storage order, often grouped, so a shorter window could look converged
     while some centres were not yet visited.
     Memory: one chunk plus the centres. Returns the model and each pass's relative movement."""
+    from sklearn import cluster as skc
+
     k = int(params.get("n_clusters", 8))
     seeds = skc.KMeans(n_clusters=k, n_init=1, random_state=seed, max_iter=50).fit(init_sample).cluster_centers_
     model = skc.MiniBatchKMeans(

@@ -13,8 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
 
 MIN_SPLIT = 10
 MAX_CHILDREN = 5
@@ -34,6 +32,9 @@ def separation(points: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _best_split(points: np.ndarray, seed: int) -> np.ndarray | None:
+    from sklearn.cluster import KMeans  # here, not at the top: see algorithms.py
+    from sklearn.metrics import silhouette_score
+
     best: tuple[float, np.ndarray] | None = None
     for k in range(2, min(MAX_CHILDREN, len(points) - 1) + 1):
         labels = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(points)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.feature_extraction.text import CountVectorizer
 
 SKIPPED_FIELDS = {"cluster_id", "cluster_label", "distance_to_centroid", "keywords"}
 
@@ -36,6 +35,8 @@ def text_of(payload: dict[str, Any]) -> str:
 
 def class_tfidf_keywords(texts: dict[str, list[str]], top: int = 8) -> dict[str, list[str]]:
     """The `top` keywords of each group from its members' texts (groups with no words get none)."""
+    from sklearn.feature_extraction.text import CountVectorizer  # here, not at the top: see algorithms.py
+
     groups = [g for g in texts if any(t.strip() for t in texts[g])]
     result: dict[str, list[str]] = {g: [] for g in texts}
     if not groups:

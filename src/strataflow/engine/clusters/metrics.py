@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
 SILHOUETTE_SAMPLE = 5_000  # silhouette is O(n^2): measured on at most this many points
 
@@ -14,6 +13,9 @@ SILHOUETTE_SAMPLE = 5_000  # silhouette is O(n^2): measured on at most this many
 def quality(sample: np.ndarray, labels: np.ndarray, sizes: np.ndarray, noise: int, seed: int) -> dict[str, Any]:
     """Metrics of a run. `sample`/`labels` are the points the scores are measured on (all of them, or a
     uniform sample for large runs); `sizes` and `noise` count every clustered point."""
+    # scikit-learn here, not at the top: see algorithms.py
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
     total = int(sizes.sum()) + noise
     out: dict[str, Any] = {
         "num_clusters": len(sizes),

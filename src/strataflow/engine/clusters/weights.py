@@ -14,7 +14,6 @@ import itertools
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
 from strataflow.engine.clusters.algorithms import fit_labels
 
@@ -32,6 +31,9 @@ def weighted(matrix: np.ndarray, widths: list[int], weights: np.ndarray) -> np.n
 
 
 def _score(metric: str, points: np.ndarray, labels: np.ndarray) -> float | None:
+    # scikit-learn here, not at the top: see algorithms.py
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
     kept = labels >= 0
     if len(np.unique(labels[kept])) < 2 or kept.sum() <= len(np.unique(labels[kept])):
         return None
