@@ -49,7 +49,7 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # start-up takes over a minute when the shared cores are busy
         while True:
             try:
                 if httpx.get(f"{self.url}/v1/health/liveness", timeout=1).status_code == 200:
@@ -57,6 +57,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()  # the caller never gets this object to stop: do not leave the server running
                 raise RuntimeError("server did not start; see server.log")
             time.sleep(0.1)
 

@@ -94,7 +94,8 @@ async def _receive(
             if batched >= _BATCH_BYTES:
                 if pending is not None:
                     await pending
-                pending = loop.run_in_executor(None, writer.write, b"".join(batch))
+                # the pieces as received, not joined: a join copied every byte once more
+                pending = loop.run_in_executor(None, writer.write_many, batch)
                 batch, batched = [], 0
     finally:
         if pending is not None:  # never leave a write running into a file about to be removed
@@ -103,7 +104,7 @@ async def _receive(
     if failure is not None:
         raise failure
     if batch:
-        await run_in_threadpool(writer.write, b"".join(batch))
+        await run_in_threadpool(writer.write_many, batch)
     await run_in_threadpool(before_commit)
     return await run_in_threadpool(writer.commit)
 
