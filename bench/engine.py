@@ -1,6 +1,6 @@
 """The engine on the local runner and on the Ray runner's two paths: the same text batch, documents/s each.
 
-    python bench/engine.py [--docs 1500] [--model minilm] [--device cpu|cuda]
+    python bench/engine.py [--docs 1500] [--model minilm] [--device cpu|cuda] [--runners local,ray,ray_data]
 
 For each runner, a fresh data dir, the same deterministic paragraphs (one
 document per object, split_by=none), a small warm-up batch first (loads the
@@ -15,6 +15,10 @@ COMPLETED through manifest, runner, documents with lineage written to LanceDB.
 Ray Data starts a tier's stage actors with its dataset, so the warm-up cannot keep its model
 loaded: its timed batch includes one actor start and one model load (as every tier's does).
 With --device cuda (a machine with a GPU), the runners and raw run on the GPU.
+--runners picks which of local, ray and ray_data run (default: all); raw always runs. The
+*_vs_local figures need the local run, so they are left out when local does not run.
+Each runner's details carry the tier's phase times (inputs, extraction, writes, in seconds:
+summed over its batches, so with the pipelined local path they overlap and exceed the wall time).
 Writes bench/results/engine.json (engine-cuda.json with --device cuda) in the shape of figures.py.
 """
 
@@ -26,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from batches import KEY, _bucket_and_collection, _bulk_objects, _wait
@@ -37,6 +42,8 @@ from strataflow.app import create_app
 from strataflow.config import Settings
 from strataflow.extractors.text_models import embed_texts, load_text_model
 from strataflow.runtime import open_runtime
+
+RUNNERS = ("local", "ray", "ray_data")
 
 
 def through_engine(label: str, texts: list[str], model: str, device: str, work: Path) -> dict[str, float]:
@@ -75,6 +82,7 @@ def through_engine(label: str, texts: list[str], model: str, device: str, work: 
         task = client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={}).json()
         assert _wait(client, task["task_id"]) == "COMPLETED"
         elapsed = time.perf_counter() - started
+        phases = _phases(client.get(f"/v1/buckets/docs/batches/{batch['batch_id']}").json())
     finally:
         client.__exit__(None, None, None)
         runtime.close()
@@ -83,6 +91,17 @@ def through_engine(label: str, texts: list[str], model: str, device: str, work: 
         "seconds": round(elapsed, 2),
         "runner_start_s": round(startup_s, 2),
         "warm_up_batch_s": round(warm_up_s, 2),
+        **phases,
+    }
+
+
+def _phases(batch: dict[str, Any]) -> dict[str, float]:
+    """The timed batch's tier: its duration and its collection's time in inputs, extraction and writes."""
+    tier = batch["tier_tasks"][0]
+    timing = tier["extractor_jobs"][0].get("timing_ms") or {}
+    return {
+        "tier_s": round((tier.get("duration_ms") or 0) / 1000, 2),
+        **{f"{name}_s": round(ms / 1000, 2) for name, ms in timing.items()},
     }
 
 
@@ -99,7 +118,14 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=1500)
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--runners", default=",".join(RUNNERS), help=f"comma-separated, any of {','.join(RUNNERS)} (default: all)"
+    )
     args = parser.parse_args()
+    chosen = [name.strip() for name in args.runners.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(RUNNERS))
+    if unknown or not chosen:
+        parser.error(f"--runners: unknown {unknown or 'empty list'}; choose from {','.join(RUNNERS)}")
     if args.device.startswith("cuda"):
         import torch
 
@@ -107,12 +133,13 @@ def main() -> None:
             raise SystemExit("--device cuda needs a GPU; this machine has none")
     texts = paragraphs(args.docs)
     with tempfile.TemporaryDirectory(prefix="sf-bench-engine-") as tmp:
-        local = through_engine("local", texts, args.model, args.device, Path(tmp))
-        ray = through_engine("ray", texts, args.model, args.device, Path(tmp))
-        ray_data = through_engine("ray_data", texts, args.model, args.device, Path(tmp))
+        runs = {
+            label: through_engine(label, texts, args.model, args.device, Path(tmp))
+            for label in RUNNERS
+            if label in chosen
+        }
     raw = raw_encode(texts, args.model, args.device)
     raw_name = f"the model's own encode ({args.model}), same texts, in-process"
-    runs = {"local": local, "ray": ray, "ray_data": ray_data}
     names = {
         "local": "the local process pool",
         "ray": "Ray actors, per chunk",
@@ -137,11 +164,11 @@ def main() -> None:
             run["docs_per_s"],
             "docs/s",
             "higher",
-            local["docs_per_s"],
+            runs["local"]["docs_per_s"],
             "the local pool, same batch",
         )
         for label, run in runs.items()
-        if label != "local"
+        if label != "local" and "local" in runs
     ]
     details = {"device": args.device, "docs": args.docs, "model": args.model, "raw_encode_per_s": raw, **runs}
     write_results("engine" if args.device == "cpu" else f"engine-{args.device.replace(':', '')}", figures, details)

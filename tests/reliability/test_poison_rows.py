@@ -114,6 +114,20 @@ def test_a_worker_process_that_dies_fails_only_its_poison_row(tmp_path: Path) ->
     assert all(r.error is None for r in second)  # the rebuilt pool serves the next call
 
 
+def test_a_call_queued_behind_a_dying_one_keeps_all_its_rows(tmp_path: Path) -> None:
+    """The engine submits a batch's extraction before the one ahead of it answers (engine/tiers/overlap.py):
+    when the worker dies, the pool breaks for the queued call too, whose rows did nothing wrong."""
+    runner = type("PoisonRunner", (LocalRunner,), {"entry": staticmethod(die_on_poison)})(1, 1)
+    try:
+        dying = runner.submit(ExtractionCall("passthrough_extractor", "v1", {}, _rows(6, {2}), tmp_path / "a"))
+        queued = runner.submit(ExtractionCall("passthrough_extractor", "v1", {}, _rows(4, set()), tmp_path / "b"))
+        first, behind = dying.result(timeout=600), queued.result(timeout=600)
+    finally:
+        runner.close()
+    assert [r.row_id for r in first if r.error is not None] == ["poison-2"]
+    assert [r.row_id for r in behind] == [f"row-{i}" for i in range(4)] and all(r.error is None for r in behind)
+
+
 # -- a real bomb among ten good PDFs, through a batch ------------------------------------------------------------
 
 MEMORY_MB = 900  # a worker with MiniLM loaded fits well below; the bomb's page render needs more than 1.2 GB

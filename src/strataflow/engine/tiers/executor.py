@@ -4,9 +4,9 @@ The scheduler (engine) decides *when* a tier runs; this module decides *what*
 running it means. Tier 0 first writes its manifest from the batch's member
 objects (at its first start, not in the submit's transaction); tier k > 0 first
 builds its manifest from the documents its source collections produced for
-this batch's root objects. Rows stream in chunks; each chunk goes through
-`run_collection`, whose extraction step runs on the configured runner (a
-process pool or Ray actors). A Ray runner with Ray Data instead runs each
+this batch's root objects. Rows stream in chunks; their batches of rows go
+through the configured runner (a process pool or Ray actors) with one batch
+extracting while the one before it is written (engine/tiers/overlap.py). A Ray runner with Ray Data instead runs each
 collection as one pipeline over the manifest (engine/tiers/pipeline.py); its
 output batches are accounted for exactly like chunks. Failures are recorded
 per row; a retry round re-runs only the rows it queued.
@@ -32,7 +32,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,9 @@ from strataflow.engine.manifest import ManifestRow, count_rows, manifest_key, re
 from strataflow.engine.row_ranges import RowRanges
 from strataflow.engine.runners import ExtractionCall, Pipelines, Runner, RunNotes
 from strataflow.engine.tiers.bucket_rows import object_rows
-from strataflow.engine.tiers.collection_run import RunContext, run_collection
+from strataflow.engine.tiers.collection_run import RunContext
 from strataflow.engine.tiers.job import ChunkCommit, TierJob, TierResult
+from strataflow.engine.tiers.overlap import ChunkDone, ChunkRun
 from strataflow.engine.tiers.pipeline import PipelineStep, TierWork, pipeline_steps
 from strataflow.engine.tiers.records import SourceRecord, load_document_records
 from strataflow.engine.tiers.report import Tally, tier_result
@@ -76,6 +77,40 @@ def record_from_row(row: ManifestRow) -> SourceRecord:
 
 def record_payload(record: SourceRecord) -> dict[str, Any]:
     return dataclasses.asdict(record)
+
+
+@dataclasses.dataclass
+class ChunkRows:
+    """One manifest chunk on the local path: its rows' positions and what each row is to this collection."""
+
+    positions: list[int]
+    classified: list[tuple[ManifestRow, RowStatus, str | None]]
+
+    def step(self, done: ChunkDone[ChunkRows]) -> PipelineStep:
+        """What the tier accounts for the chunk: every row, or (a run stopped mid-chunk) only the rows
+        it ran and the rows with nothing to run (skipped, filtered out, failed before extraction)."""
+        taken = [
+            (at, row, status, message)
+            for at, (row, status, message) in zip(self.positions, self.classified, strict=True)
+            if done.handled is None or status != RowStatus.OK or row.row_id in done.handled
+        ]
+        result = done.result
+        result.failures += [
+            RowFailure(row.row_id, ErrorCategory.VALIDATION.value, message or "")
+            for _, row, status, message in taken
+            if status == RowStatus.FAILED
+        ]
+        return PipelineStep(
+            result,
+            {
+                row.row_id: row.root_object_id
+                for _, row, status, _ in taken
+                if status not in (RowStatus.SKIPPED, RowStatus.FILTERED)
+            },
+            sum(1 for _, _, status, _ in taken if status == RowStatus.FILTERED),
+            len(taken),
+            RowRanges.of_indices([at for at, _, _, _ in taken]),
+        )
 
 
 class TierIncompleteError(RuntimeError):
@@ -267,9 +302,9 @@ class BatchTierExecutor:
         return key
 
     # -- running -----------------------------------------------------------------------------
-    def _extract_with_runner(
+    def _submit_to_runner(
         self, config: dict[str, Any], inputs: list[ExtractorInput], work_dir: Path, notes: RunNotes
-    ) -> list[RowResult]:
+    ) -> Future[list[RowResult]]:
         call = ExtractionCall.for_extractor(
             config,
             inputs,
@@ -278,7 +313,7 @@ class BatchTierExecutor:
             self.settings.models_dir,
             ExtractionLimits.from_settings(self.settings),
         )
-        return self.runner.submit(call, notes).result()
+        return self.runner.submit(call, notes)
 
     def _run_collection(
         self,
@@ -312,41 +347,21 @@ class BatchTierExecutor:
             batch_size=self.settings.extract_batch_size,
             should_stop=job.should_stop,
             guard=job.fence.check,
-            extract=lambda config, inputs, work_dir: self._extract_with_runner(config, inputs, work_dir, tally.notes),
         )
-        done = run.done_rows(collection.collection_id)  # committed by an earlier owner of the tier
-        position = 0
-        for whole in read_manifest(self.blobs, key, self.settings.manifest_chunk_rows):
-            positions = [at for at in range(position, position + len(whole)) if at not in done]
-            chunk = [whole[at - position] for at in positions]
-            position += len(whole)
-            if not chunk:
-                continue
-            if job.should_stop():
-                return True
-            classified = [(row, *classify_row(row, wanted, allowed)) for row in chunk]
-            kept = [row for row, status, _ in classified if status not in (RowStatus.SKIPPED, RowStatus.FILTERED)]
-            filtered = sum(1 for _, status, _ in classified if status == RowStatus.FILTERED)
-            records = [record_from_row(row) for row, status, _ in classified if status == RowStatus.OK]
-            result = (
-                run_collection(context, collection, records)
-                if records
-                else CollectionRunResult(collection.collection_id)
-            )
-            result.failures += [
-                RowFailure(row.row_id, ErrorCategory.VALIDATION.value, message or "")
-                for row, status, message in classified
-                if status == RowStatus.FAILED
-            ]
-            step = PipelineStep(
-                result,
-                {r.row_id: r.root_object_id for r in kept},
-                filtered,
-                len(chunk),
-                RowRanges.of_indices(positions),
-            )
-            self._account(run, batch, tier, collection, step, tally)
-        return False
+        source = _ManifestChunks(self, run, collection, key, (wanted, allowed))
+        chunks = ChunkRun(
+            context,
+            collection,
+            source,
+            lambda config, inputs, work_dir: self._submit_to_runner(config, inputs, work_dir, tally.notes),
+        )
+        steps = chunks.run()
+        try:  # each chunk is accounted once written, while the next batch extracts
+            for done in steps:
+                self._account(run, batch, tier, collection, done.tag.step(done), tally)
+        finally:
+            steps.close()  # given up (a lost claim): the batch in flight is dropped, its scratch removed
+        return chunks.stopped or source.stopped
 
     def _run_pipeline(
         self,
@@ -511,6 +526,40 @@ class BatchTierExecutor:
             known.message = failure.message[:4000]
             known.is_transient = failure.transient
             known.resolved = False
+
+
+class _ManifestChunks:
+    """A collection's manifest chunks on the local path, less the rows committed by an earlier owner;
+    ends early when the tier is canceled (`stopped`)."""
+
+    def __init__(
+        self,
+        executor: BatchTierExecutor,
+        run: TierRun,
+        collection: Collection,
+        key: str,
+        rows: tuple[set[str] | None, set[str] | None],
+    ) -> None:
+        self.executor, self.run, self.collection, self.key, self.rows = executor, run, collection, key, rows
+        self.stopped = False
+
+    def __iter__(self) -> Iterator[tuple[ChunkRows, list[SourceRecord]]]:
+        wanted, allowed = self.rows
+        done = self.run.done_rows(self.collection.collection_id)  # committed by an earlier owner of the tier
+        settings = self.executor.settings
+        position = 0
+        for whole in read_manifest(self.executor.blobs, self.key, settings.manifest_chunk_rows):
+            positions = [at for at in range(position, position + len(whole)) if at not in done]
+            position += len(whole)
+            if not positions:
+                continue
+            if self.run.job.should_stop():
+                self.stopped = True
+                return
+            chunk = [whole[at - (position - len(whole))] for at in positions]
+            classified = [(row, *classify_row(row, wanted, allowed)) for row in chunk]
+            records = [record_from_row(row) for row, status, _ in classified if status == RowStatus.OK]
+            yield ChunkRows(positions, classified), records
 
 
 def _ledger_row(
