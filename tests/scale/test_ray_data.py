@@ -1,8 +1,9 @@
 """Ray Data pipelines on a real local Ray.
 
-A Ray Data stage worker is killed (SIGKILL) while it runs a batch, with blobs and
-manifests on S3 (a moto server over HTTP): Ray restarts the actor and retries
-the batch, and the tier completes with every document written exactly once.
+A Ray Data stage worker (the map task forwarding a batch to a warm stage actor) is
+killed (SIGKILL) while it runs a batch, with blobs and manifests on S3 (a moto server
+over HTTP): Ray retries the task, and the tier completes with every document written
+exactly once.
 The rules of the local path (rows without the collection's input, lost blobs,
 objects deleted after joining, retry rounds of failed rows only) give the same
 outcome on Ray Data (tests/scale/test_ray_runner.py covers source filters), and
@@ -36,6 +37,8 @@ from tests.helpers import wait_task
 from tests.s3_server import MotoServer
 from tests.scale.test_ray_runner import TEXT, _api, _submit, _tier_state
 
+STAGE_TASK = "ray::MapBatches(StageForwarder)"  # the title of a Ray Data map task's worker while it runs
+
 
 def _descendants(root: int) -> set[int]:
     """Process ids under `root` (Linux /proc): this test's Ray (raylet, workers) runs under the test process."""
@@ -64,12 +67,12 @@ def _title(pid: int) -> str:
 
 
 def _kill_stage_worker_mid_batch(running: Callable[[], bool]) -> int:
-    """SIGKILL a Ray Data stage worker of this test's Ray while it runs a batch ('ray::MapWorker(…).submit')."""
+    """SIGKILL a Ray Data stage worker of this test's Ray while it runs a batch ('ray::MapBatches(StageForwarder)')."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and running():
         for pid in _descendants(os.getpid()):
             title = _title(pid)
-            if title.startswith("ray::MapWorker(MapBatches(StageActor))") and title.endswith(".submit"):
+            if title.startswith(STAGE_TASK):
                 os.kill(pid, signal.SIGKILL)
                 return pid
         time.sleep(0.01)
@@ -77,7 +80,7 @@ def _kill_stage_worker_mid_batch(running: Callable[[], bool]) -> int:
 
 
 def test_ray_data_applies_the_local_paths_rules_and_stops_when_canceled(
-    tmp_path: Path, shared_runner: Runner, ray_runner: Any
+    tmp_path: Path, shared_runner: Runner, ray_runner: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def settings(name: str) -> Settings:
         return Settings(data_dir=tmp_path / name, api_key=ADMIN_KEY, task_poll_interval_s=0.05, extract_batch_size=2)
@@ -93,31 +96,35 @@ def test_ray_data_applies_the_local_paths_rules_and_stops_when_canceled(
     assert {title for title, _ in local["after_retry"]["documents"]} == {"good", "other", "french", "lost"}
     assert _rules_outcome(settings("ray-data"), ray_runner) == local
 
-    # A cancel between output batches stops the Ray Data execution: its stage actors go away.
+    # A cancel between output batches stops the Ray Data execution and the warm stage actors it
+    # used (a finished tier leaves them warm). Idle pools are kept long here, so only the cancel
+    # can end this tier's actors within the test's budget.
+    monkeypatch.setattr(
+        ray_runner.pipelines, "settings", ray_runner.pipelines.settings.model_copy(update={"ray_actor_idle_s": 600.0})
+    )
     with _api(settings("cancel"), ray_runner) as (client, _):
         client.post("/v1/namespaces", json={"namespace_name": "main"})
-        text_collection(
+        text_collection(  # chunk_size 2: not the warm pool of the rules run above, a pool of its own
             client,
             "sentences",
             {"type": "bucket", "bucket_ids": [make_bucket(client)]},
             split_by="sentences",
-            chunk_size=1,
+            chunk_size=2,
             model="wordllama",
         )
-        # Only this tier's stage workers are watched. A stage worker that replaced one killed by
-        # SIGKILL (the next test) was seen to outlive its dataset in the session's Ray, so this test
-        # also runs before that one.
-        earlier = _stage_workers()
+        earlier = _stage_hosts()
         batch_id, _ = _submit(client, [add_object(client, f"{TEXT} Row {i}.") for i in range(40)])
         deadline = time.monotonic() + 120
         while _tier_state(client, batch_id)["performance"]["rows_done"] < 2:
             assert time.monotonic() < deadline and _tier_state(client, batch_id)["status"] != "COMPLETED"
             time.sleep(0.02)
+        hosts = _stage_hosts() - earlier
+        assert hosts, "the tier ran on no stage actor of its own"
         assert client.post(f"/v1/buckets/docs/batches/{batch_id}/cancel").json()["status"] == "CANCELED"
         # The stop has a budget of its own: on a loaded machine the cold start above can use most of
         # the first one (the actors load a model), which made this fail while the stop was on its way.
         deadline = time.monotonic() + 90
-        while _stage_workers() - earlier:
+        while hosts & _stage_hosts():
             assert time.monotonic() < deadline, "the canceled tier's stage actors are still running"
             time.sleep(0.1)
         tier = _tier_state(client, batch_id)
@@ -175,9 +182,9 @@ def test_a_killed_ray_data_worker_is_replaced_and_the_tier_completes_on_s3(
     assert len({(d.lineage["root_object_id"], d.payload.get("chunk_index")) for d in documents}) == expected
 
 
-def _stage_workers() -> set[int]:
-    stage = "ray::MapWorker(MapBatches(StageActor))"
-    return {pid for pid in _descendants(os.getpid()) if _title(pid).startswith(stage)}
+def _stage_hosts() -> set[int]:
+    """The warm stage actors' processes of this test's Ray."""
+    return {pid for pid in _descendants(os.getpid()) if _title(pid).startswith("ray::StageHost")}
 
 
 def _rules_outcome(settings: Settings, runner: Runner) -> dict[str, Any]:

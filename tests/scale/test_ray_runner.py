@@ -138,7 +138,8 @@ def test_two_tier_pipeline_on_ray_matches_the_local_runner(
         lines = tier["logs"]
         dataset = f"{batch['batch_id']}-tier{tier['tier_num']}-"
         assert any(line.startswith(f"ray data: job {ray_runner.job_id} dataset {dataset}") for line in lines)
-        assert any(line.startswith("ray data stats: Operator") and "MapBatches(StageActor)" in line for line in lines)
+        stats = [line for line in lines if line.startswith("ray data stats: Operator")]
+        assert any("MapBatches(StageForwarder)" in line for line in stats)
         actor_lines = [line for line in lines if line.startswith("actor ")]
         assert actor_lines and all(" pid " in line and " batch " in line for line in actor_lines)
         actors = batch["tier_tasks"][tier["tier_num"]]["extractor_jobs"][0]["ray_actor_ids"]

@@ -1,12 +1,13 @@
 """Ray Data pipelines: a tier's Parquet manifest through one extraction stage on a Ray cluster.
 
     read_parquet(manifest in blob storage: one 0.25-CPU task, one block per batch)
-        -> map_batches(StageActor: hands each batch to a warm stage actor) -> iter_batches (the driver)
+        -> map_batches(StageForwarder task: hands each batch to a warm stage actor) -> iter_batches (the driver)
 
 The stage itself runs in actors that outlive the dataset (engine/runners/ray_stage_pool.py): a
 tier of a collection whose extractor already has warm actors pays no actor start and no model
-load. Ray Data's own `StageActor`s are thin (no CPU, no model): they give the pipeline its
-streaming, back-pressure and retries, and forward each batch to a warm actor. What the stage
+load. Ray Data's map step is a thin task (`StageForwarder`: no CPU, no model, in a worker
+process Ray keeps): it gives the pipeline its streaming, back-pressure and retries, and
+forwards each batch to a warm actor. What the stage
 does with a batch is not this module's business (the services layer hands in its class); this
 module owns the Ray side: where the manifest is read from, the resources each part asks for,
 the watchdog that reports a tier that stopped moving, and the bookkeeping the tier reports (the
@@ -15,7 +16,7 @@ Ray job id, the dataset, the actors that ran, their log lines, and Ray Data's ex
 Resources, so that a small cluster cannot deadlock: the read is one task of
 `ray_read_cpus` (0.25) CPUs (our own datasource: Ray Data's Parquet reads add tasks that ask
 for a whole CPU), split into one block per batch where it runs, so no repartition task
-(another whole CPU) is needed; the forwarding actors reserve no CPU; only the warm stage
+(another whole CPU) is needed; the forwarding tasks reserve no CPU; only the warm stage
 actors reserve what the extractor needs.
 
 Documents are not written here: output batches come back to the driver, the scheduler
@@ -29,12 +30,14 @@ done rows (`Pipeline.done`, ranges) and its read drops them: they are not run ag
 A stage actor that dies (OOM killer, a native crash, a lost node) is restarted by Ray, which
 re-runs the batch it had in hand; the dead attempt returned nothing, so no row is lost or
 doubled. Unlimited retries would also run a poison row (one that kills its worker every
-time) forever, so every pipeline has a `PoisonLedger`: an actor that remembers which rows
-began and never finished. The warm actor that gets a batch holding such rows runs them one
-at a time, and a row that began alone KILLS_BEFORE_PERMANENT times and never finished is
-not run again: the stage reports it failed, for good (engine/runners/isolation.py has the
-same rule for the other runners). When nothing comes back for `tier_stall_s` (an actor restarted where no CPU is free,
-a stage asking for a resource no node has), the tier is told why (Ray's pending demand, see
+time) forever, so every pool of warm actors has a `PoisonLedger`: an actor that remembers,
+per tier, which rows began and never finished (one per pool, not per dataset: an actor
+started per tier put its start in front of every tier's first batch). The warm actor that
+gets a batch holding such rows runs them one at a time, and a row that began alone
+KILLS_BEFORE_PERMANENT times and never finished is not run again: the stage reports it
+failed, for good (engine/runners/isolation.py has the same rule for the other runners).
+When nothing comes back for `tier_stall_s` (an actor restarted where no CPU is free, a
+stage asking for a resource no node has), the tier is told why (Ray's pending demand, see
 ray_stall.py) and the rows still out come back failed with that reason, as a transient
 resource error that a batch retry re-runs.
 """
@@ -47,6 +50,7 @@ import queue
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +78,14 @@ log = logging.getLogger("strataflow.runner.ray_data")
 
 _MAX_STATS_LINES = 20  # summary lines of Ray Data's stats kept in the tier's logs
 _DONE = object()  # the feeder's end-of-dataset marker
+
+
+# The read is one task whose table is split into one block per batch where it runs; Ray Data
+# plans the map step from the one read task and warns that it cannot run two tasks at once.
+# It can (the split blocks arrive one by one), so the warning says nothing and fills the log.
+warnings.filterwarnings(
+    "ignore", message=r"The maximum number of concurrent tasks for 'MapBatches\(StageForwarder\)'", category=UserWarning
+)
 
 
 @dataclass
@@ -153,37 +165,14 @@ class ManifestDatasource(Datasource):  # type: ignore[misc]  # ray is skipped by
         ]
 
 
-@ray.remote(num_cpus=0)
-class PoisonLedger:
-    """Which rows of one pipeline began extracting and have not finished: the suspects after a death."""
-
-    def __init__(self) -> None:
-        self.open: set[str] = set()
-        self.alone: dict[str, int] = {}
-
-    def begin(self, row_ids: list[str]) -> list[str]:
-        """Mark `row_ids` begun; answer those that had begun before and never finished."""
-        suspects = [row_id for row_id in row_ids if row_id in self.open]
-        self.open.update(row_ids)
-        return suspects
-
-    def begin_alone(self, row_id: str) -> int:
-        """Mark `row_id` begun on its own; answer how many times it has begun on its own."""
-        self.open.add(row_id)
-        self.alone[row_id] = self.alone.get(row_id, 0) + 1
-        return self.alone[row_id]
-
-    def finish(self, row_ids: list[str]) -> None:
-        self.open.difference_update(row_ids)
-        for row_id in row_ids:
-            self.alone.pop(row_id, None)
-
-
-class StageActor:
-    """Ray Data's callable class: hands each batch to a warm stage actor and returns what it made.
+class StageForwarder:
+    """Ray Data's map function: hands one batch to a warm stage actor and returns what it made.
 
     It holds no model and reserves no CPU; the warm actors (ray_stage_pool.StageHost) do the work,
-    and consult the pipeline's poison ledger there, where a poison row kills the process.
+    and consult the pipeline's poison ledger there, where a poison row kills the process. It runs
+    as a plain task, not an actor: Ray Data starts a pool of its own actors for every dataset, one
+    new process each (a second or more of start and imports per tier, most of a small tier's
+    time), while tasks run in the worker processes Ray keeps.
     """
 
     def __init__(self, hosts: list[Any], tier: str, stage: list[Any], ledger: Any = None) -> None:
@@ -191,11 +180,11 @@ class StageActor:
         self.tier = tier
         self.stage = stage  # [ref of (stage class, kwargs)]: a nested ref travels as a ref, fetched once per host
         self.ledger = ledger
-        self.turn = hash(ray.get_runtime_context().get_actor_id()) % len(hosts)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        host = self.hosts[self.turn % len(self.hosts)]
-        self.turn += 1
+        # Blocks hold consecutive rows, so a batch's first position spreads batches over the hosts evenly.
+        first = batch.column(ROW_INDEX)[0].as_py() if batch.num_rows else 0
+        host = self.hosts[(first // max(batch.num_rows, 1)) % len(self.hosts)]
         # A host that dies is restarted and runs the call again (unlimited retries): the ledger
         # then has it run the batch's unfinished rows one at a time.
         out: pa.Table = ray.get(host.run.remote(batch, self.tier, self.stage, self.ledger))
@@ -309,25 +298,25 @@ class RayDataPipelines:
         )
         tier = f"{pipeline.name}-{uuid.uuid4().hex[:8]}"
         stage = ray.put((pipeline.stage, pipeline.stage_kwargs))
-        ledger = PoisonLedger.remote()  # type: ignore[attr-defined]
         source = ManifestDatasource(path, filesystem, rows, pipeline.done)
         blocks = max(1, math.ceil(source.rows / pipeline.batch_size))
         dataset = ray.data.read_datasource(source, num_cpus=self.settings.ray_read_cpus, override_num_blocks=blocks)
         # One block per batch (split where the read runs): the batches spread over the warm actors,
         # stream back one by one (progress, a cancel between batches), and a retry after a lost
         # worker is confined to the batch it was running.
+        # The forwarder travels with each task: the warm actors' handles, the stage's ref, the ledger.
+        forward = StageForwarder([slot.handle for slot in pool.slots], tier, [stage], pool.ledger)
         dataset = dataset.map_batches(
-            StageActor,
-            batch_size=pipeline.batch_size,
+            forward,
+            # None: each block (one batch, split where the read runs) is one call and one task, so each
+            # batch streams back on its own. A batch size would bundle the split blocks (each a little
+            # under it) two to a task, and a batch's documents would wait for the next one's extraction.
+            batch_size=None,
             batch_format="pyarrow",
             num_cpus=0,
-            compute=ray.data.ActorPoolStrategy(size=len(pool.slots)),
-            fn_constructor_kwargs={
-                "hosts": [slot.handle for slot in pool.slots],
-                "tier": tier,
-                "stage": [stage],
-                "ledger": ledger,
-            },
+            # Two batches per warm actor in flight: one running, the next queued behind it, so the actor
+            # never waits for the driver, and a cancel finds little in hand.
+            concurrency=2 * len(pool.slots),
         )
         dataset.set_name(pipeline.name)
         notes.job_id = self.job_id
@@ -369,7 +358,7 @@ class RayDataPipelines:
             feeder.stop()
             # A cancel or a stall ends the actors (their work in hand with them); a finished tier leaves them warm.
             self.pools.release(pool, stop=not finished or pool.stalled)
-            ray.kill(ledger)
+            pool.ledger.forget.remote(tier)  # the tier's suspects go with it; the ledger stays with the pool
             notes.logs.append(f"ray data: dataset {dataset.get_dataset_id()} ended")
             notes.logs.extend(self._stats(dataset))
 

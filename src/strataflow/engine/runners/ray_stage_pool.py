@@ -17,7 +17,7 @@ Actors restart without limit and retry the call they were running (a killed
 process, a lost node): extraction is deterministic, and the dead attempt
 returned nothing, so no row is lost or doubled. A row that kills its worker
 every time is stopped where the model runs: with the pipeline's poison ledger
-(ray_data.PoisonLedger) an actor runs a batch that holds rows which began and
+(PoisonLedger, one per pool) an actor runs a batch that holds rows which began and
 never finished one row at a time, and fails for good a row that began alone
 KILLS_BEFORE_PERMANENT times. Each actor process keeps the worker memory
 ceiling (`worker_memory_mb`), so a bomb runs out of memory alone instead of
@@ -48,6 +48,45 @@ log = logging.getLogger("strataflow.runner.ray_pool")
 # Columns each output batch carries back to the driver, which takes them off again.
 ACTOR_COLUMN, LOG_COLUMN = "__ray_actor_id", "__ray_log"
 _STAGES_KEPT = 4  # tiers' stages an actor keeps built (tiers of one pool running at once)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class PoisonLedger:
+    """Which rows of each tier began extracting and have not finished: the suspects after a death.
+
+    One per pool, living as long as its warm actors: it must outlive the actor that died, and
+    starting one per tier put an actor start in front of every tier's first batch. A ledger
+    that is itself restarted starts empty; its rows then get one more try each.
+    """
+
+    def __init__(self) -> None:
+        self.open: dict[str, set[str]] = {}
+        self.alone: dict[str, dict[str, int]] = {}
+
+    def begin(self, tier: str, row_ids: list[str]) -> list[str]:
+        """Mark `row_ids` begun; answer those that had begun before and never finished."""
+        begun = self.open.setdefault(tier, set())
+        suspects = [row_id for row_id in row_ids if row_id in begun]
+        begun.update(row_ids)
+        return suspects
+
+    def begin_alone(self, tier: str, row_id: str) -> int:
+        """Mark `row_id` begun on its own; answer how many times it has begun on its own."""
+        self.open.setdefault(tier, set()).add(row_id)
+        alone = self.alone.setdefault(tier, {})
+        alone[row_id] = alone.get(row_id, 0) + 1
+        return alone[row_id]
+
+    def finish(self, tier: str, row_ids: list[str]) -> None:
+        self.open.get(tier, set()).difference_update(row_ids)
+        alone = self.alone.get(tier, {})
+        for row_id in row_ids:
+            alone.pop(row_id, None)
+
+    def forget(self, tier: str) -> None:
+        """The tier's pipeline ended: nothing of it runs any more."""
+        self.open.pop(tier, None)
+        self.alone.pop(tier, None)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, concurrency_groups={"control": 1})
@@ -82,7 +121,7 @@ class StageHost:
         root.addHandler(collector)
         started = time.monotonic()
         try:
-            out = self._guarded(self.stages[tier], batch, ledger)
+            out = self._guarded(self.stages[tier], tier, batch, ledger)
         finally:
             root.removeHandler(collector)
         summary = (
@@ -98,7 +137,7 @@ class StageHost:
         )
 
     @staticmethod
-    def _guarded(stage: Any, batch: pa.Table, ledger: Any) -> pa.Table:
+    def _guarded(stage: Any, tier: str, batch: pa.Table, ledger: Any) -> pa.Table:
         """The stage over the batch; row by row when it holds rows that began before and never finished.
 
         The stage reads a `row_id` column and answers `poisoned(rows, message)`: the output for
@@ -108,19 +147,19 @@ class StageHost:
             out: pa.Table = stage(batch)
             return out
         row_ids = [str(r) for r in batch.column("row_id").to_pylist()]
-        if not ray.get(ledger.begin.remote(row_ids)):
+        if not ray.get(ledger.begin.remote(tier, row_ids)):
             out = stage(batch)
-            ray.get(ledger.finish.remote(row_ids))
+            ray.get(ledger.finish.remote(tier, row_ids))
             return out
         log.warning("a batch that was running when its worker died: its %d rows run one at a time", len(row_ids))
         pieces = []
         for position, row_id in enumerate(row_ids):
             row = batch.slice(position, 1)
-            if ray.get(ledger.begin_alone.remote(row_id)) > KILLS_BEFORE_PERMANENT:
+            if ray.get(ledger.begin_alone.remote(tier, row_id)) > KILLS_BEFORE_PERMANENT:
                 pieces.append(stage.poisoned(row, killed_worker_error().message))
             else:
                 pieces.append(stage(row))
-            ray.get(ledger.finish.remote([row_id]))
+            ray.get(ledger.finish.remote(tier, [row_id]))
         return pa.concat_tables(pieces)
 
 
@@ -147,6 +186,7 @@ class StagePool:
     key: str
     options: dict[str, Any]
     slots: list[Slot]
+    ledger: Any = None  # the pool's PoisonLedger (a handle), for every tier its actors run
     users: int = 0
     last_used: float = field(default_factory=time.monotonic)
     started: float = field(default_factory=time.monotonic)
@@ -231,7 +271,8 @@ class StagePools:
                     StageHost.options(**options).remote(torch_threads, memory_mb)  # type: ignore[attr-defined]
                     for _ in range(actors)
                 ]
-                pool = StagePool(key, options, [Slot(h, h._actor_id.hex(), h.ready.remote()) for h in handles])
+                slots = [Slot(h, h._actor_id.hex(), h.ready.remote()) for h in handles]
+                pool = StagePool(key, options, slots, ledger=PoisonLedger.remote())  # type: ignore[attr-defined]
                 self._pools[key] = pool
                 log.info(
                     "stage actors started",
@@ -303,8 +344,8 @@ class StagePools:
 
 
 def _kill(pool: StagePool) -> None:
-    for slot in pool.slots:
+    for handle in [slot.handle for slot in pool.slots] + ([pool.ledger] if pool.ledger is not None else []):
         try:
-            ray.kill(slot.handle, no_restart=True)
+            ray.kill(handle, no_restart=True)
         except Exception:  # noqa: BLE001, S110  already gone with its node, or Ray is shutting down
             pass
