@@ -317,6 +317,11 @@ class RayDataPipelines:
             # Two batches per warm actor in flight: one running, the next queued behind it, so the actor
             # never waits for the driver, and a cancel finds little in hand.
             concurrency=2 * len(pool.slots),
+            # Their own pooled worker processes: Ray may start an actor in an idle worker process,
+            # and an extraction actor's memory ceiling (RLIMIT_DATA) counts what the process already
+            # holds; a process that forwarded batches holds Ray Data's buffers, and an actor put
+            # there ran out of memory with no row to extract.
+            runtime_env={"env_vars": {"STRATAFLOW_RAY_ROLE": "stage-forwarder"}},
         )
         dataset.set_name(pipeline.name)
         notes.job_id = self.job_id
