@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -51,7 +52,7 @@ class LocalRunner:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=initialise_pool_worker,
-            initargs=(self.torch_threads, self.memory_mb),
+            initargs=(self.torch_threads, self.memory_mb, os.getpid()),  # the parent the workers watch
         )
 
     def _executor(self) -> ProcessPoolExecutor:

@@ -46,16 +46,21 @@ def limit_memory(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (ceiling, hard))
 
 
-def initialise_pool_worker(torch_threads: int, memory_mb: int | None = None) -> None:
+def initialise_pool_worker(torch_threads: int, memory_mb: int | None = None, parent: int | None = None) -> None:
     """Set-up of a local pool's worker: `initialise`, and exit when the server that spawned it dies.
 
     A SIGKILLed server cannot shut its pool down, and its spawned workers would live on as
     orphans, each holding its models (hundreds of MiB). The kernel re-parents an orphan, so
     a changed parent pid is the sign to go. (Not PR_SET_PDEATHSIG: it fires when the
     spawning *thread* ends, and the pool spawns from short-lived tier threads.)
+
+    `parent` is the server's pid, as the server knew it: a worker whose server died while it
+    was still starting is already re-parented here, and taking its parent from `getppid()`
+    then would watch the wrong process for ever (seen: an orphan blocked for minutes sending
+    a result nobody would read).
     """
     initialise(torch_threads, memory_mb)
-    parent = os.getppid()
+    parent = parent if parent is not None else os.getppid()
     threading.Thread(target=_exit_when_orphaned, args=(parent,), name="strataflow-parent-watch", daemon=True).start()
 
 
