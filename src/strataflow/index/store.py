@@ -80,6 +80,8 @@ class DocumentIndex:
         """The LanceDB connection, made on first use. LanceDB (with pandas and its REST client) was
         about a third of a server's import time: a process that never reads the index (an API
         replica's start, an admin command) no longer pays it, and a server is up before it does."""
+        if self._connection is not None:  # every index call comes here: no lock once connected
+            return self._connection
         with self._connecting:
             if self._connection is None:
                 import lancedb
