@@ -147,10 +147,12 @@ def test_a_stop_mid_pipeline_commits_only_written_rows(
 ) -> None:
     collection_id, object_ids = _objects(client)
     stopper = threading.Thread(target=runtime.stop_background)
+    stopper_started = threading.Event()  # the submit count rises before the hook starts the stopper
 
     def stop_the_scheduler() -> None:
         """At the first batch of the second chunk: the scheduler stops (a worker shutting down)."""
         stopper.start()
+        stopper_started.set()
         deadline = time.monotonic() + 30
         while not runtime.scheduler.stopping:
             assert time.monotonic() < deadline
@@ -158,11 +160,9 @@ def test_a_stop_mid_pipeline_commits_only_written_rows(
 
     recorder.hook = (CHUNK // BATCH + 1, stop_the_scheduler)
     batch_id, task_id = _submit(client, object_ids)
-    deadline = time.monotonic() + 120
-    while not stopper.is_alive() and recorder.submits <= CHUNK // BATCH:
-        assert time.monotonic() < deadline, events
-        time.sleep(0.05)
+    assert stopper_started.wait(120), events
     stopper.join(60)
+    assert not stopper.is_alive(), "the scheduler did not stop within 60 s"
     written = _written_rows(events)
     with runtime.db.read_session() as session:
         tier = session.get(BatchTier, (batch_id, 0))
