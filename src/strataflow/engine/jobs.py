@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
@@ -90,6 +90,8 @@ class JobRunner(PollingLoop):
             Task.status == Status.PENDING,
             (Task.status == Status.PROCESSING) & (Task.lease_expires_at < now),
         )
+        if not self._worth_a_claim(types, runnable):
+            return None
         with self.context.db.transaction() as session:
             query = select(Task).where(Task.task_type.in_(types), runnable)
             query = query.order_by(Task.created_at).limit(1)
@@ -103,6 +105,17 @@ class JobRunner(PollingLoop):
                 transition(session, task, Status.PENDING, f"{task.lease_owner} {reason}")
             claim(session, task, Status.PROCESSING, self.owner, now + LEASE, f"claimed by {self.owner}")
             return task.task_id
+
+    def _worth_a_claim(self, types: list[str], runnable: ColumnElement[bool]) -> bool:
+        """A read-only look first: an idle poll takes no write lock (SQLite's is the whole database's,
+        and every runner thread asked for it on every poll). What it finds is claimed, or found
+        gone, under the lock; what appears just after it is found at the next poll or wake-up."""
+        mine = Task.task_type.in_(types)
+        held = and_(mine, Task.status == Status.PROCESSING, Task.lease_owner.is_not(None))
+        with self.context.db.single_read_connection() as conn:
+            if conn.execute(select(Task.task_id).where(mine, runnable).limit(1)).first() is not None:
+                return True
+            return any(owner_is_dead(owner) for owner in conn.execute(select(Task.lease_owner).where(held)).scalars())
 
     @staticmethod
     def _dead_owner_task(session: Session, types: list[str], is_sqlite: bool) -> Task | None:

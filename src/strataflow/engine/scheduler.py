@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, func, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,22 @@ from strataflow.transitions import release_lease, renew_lease
 log = logging.getLogger("strataflow.scheduler")
 
 NOTIFY_CHANNEL = "strataflow_tiers"  # database-wide: a wake-up meant for another schema only costs a claim query
+
+
+_TIERS = select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
+_RUNNING = and_(BatchTier.status == Status.IN_PROGRESS, Batch.status == Status.IN_PROGRESS)
+
+
+def _runnable_tier(now: datetime) -> ColumnElement[bool]:
+    """A live batch's current tier waiting to start, or a running tier whose lease nobody renewed."""
+    active = Batch.status.in_([Status.PENDING, Status.IN_PROGRESS])
+    ready = and_(
+        BatchTier.status == Status.PENDING,
+        BatchTier.tier_num == func.coalesce(Batch.current_tier, 0),
+        BatchTier.task_id.is_not(None),
+    )
+    orphaned = and_(BatchTier.status == Status.IN_PROGRESS, BatchTier.lease_expires_at < now)
+    return and_(active, or_(ready, orphaned))
 
 
 class Scheduler(PollingLoop):
@@ -121,21 +137,10 @@ class Scheduler(PollingLoop):
     # -- claiming ----------------------------------------------------------------
     def claim(self) -> TierFence | None:
         now = utcnow()
-        active = Batch.status.in_([Status.PENDING, Status.IN_PROGRESS])
-        ready = and_(
-            BatchTier.status == Status.PENDING,
-            BatchTier.tier_num == func.coalesce(Batch.current_tier, 0),
-            BatchTier.task_id.is_not(None),
-        )
-        orphaned = and_(BatchTier.status == Status.IN_PROGRESS, BatchTier.lease_expires_at < now)
+        if not self._worth_a_claim(now):
+            return None
         with self.db.transaction() as session:
-            query = (
-                select(BatchTier)
-                .join(Batch, Batch.batch_id == BatchTier.batch_id)
-                .where(active, or_(ready, orphaned))
-                .order_by(Batch.submitted_at)
-                .limit(1)
-            )
+            query = _TIERS.where(_runnable_tier(now)).order_by(Batch.submitted_at).limit(1)
             if not self.db.is_sqlite:
                 # Both rows in one statement, never waiting: cancel and finish lock the batch
                 # and then its tiers, so a claim holding a tier while waiting for its batch
@@ -155,19 +160,29 @@ class Scheduler(PollingLoop):
             )
             return TierFence(self.db, tier.batch_id, tier.tier_num, token, self.lease.total_seconds())
 
+    def _worth_a_claim(self, now: datetime) -> bool:
+        """A read-only look first: an idle poll takes no write lock (SQLite's is the whole database's,
+        and every loop thread asked for it on every poll). What it finds is claimed, or found
+        gone, under the lock; what appears just after it is found at the next poll or wake-up."""
+        runnable = select(BatchTier.batch_id).join(Batch, Batch.batch_id == BatchTier.batch_id)
+        holders = select(BatchTier.lease_owner).join(Batch, Batch.batch_id == BatchTier.batch_id)
+        with self.db.single_read_connection() as conn:
+            if conn.execute(runnable.where(_runnable_tier(now)).limit(1)).first() is not None:
+                return True
+            owners = conn.execute(holders.where(_RUNNING, BatchTier.lease_owner.is_not(None))).scalars()
+            return any(owner_is_dead(owner) for owner in owners)
+
     def _dead_owner_tier(self, session: Session) -> BatchTier | None:
         """A running tier whose holder provably died on this host (leases.owner_is_dead): take it now."""
-        running = and_(BatchTier.status == Status.IN_PROGRESS, Batch.status == Status.IN_PROGRESS)
-        query = select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
         dead = [
             (t.batch_id, t.tier_num, t.lease_owner)
-            for t in session.scalars(query.where(running, BatchTier.lease_owner.is_not(None)))
+            for t in session.scalars(_TIERS.where(_RUNNING, BatchTier.lease_owner.is_not(None)))
             if owner_is_dead(t.lease_owner)
         ]
         for batch_id, tier_num, owner in dead:
             # Lock it, and look again: another claimer may have taken it since it was read.
-            again = query.where(
-                running, BatchTier.batch_id == batch_id, BatchTier.tier_num == tier_num, BatchTier.lease_owner == owner
+            again = _TIERS.where(
+                _RUNNING, BatchTier.batch_id == batch_id, BatchTier.tier_num == tier_num, BatchTier.lease_owner == owner
             ).execution_options(populate_existing=True)
             if not self.db.is_sqlite:  # as in the main claim: a row another claimer holds is not ours
                 again = again.with_for_update(of=(BatchTier, Batch), skip_locked=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from strataflow.blobs.local import LocalBlobStore
 from strataflow.clock import utcnow
@@ -152,3 +153,16 @@ def test_only_the_owner_extends_a_running_lease(db: Database, tmp_path: Path) ->
     assert answers == [False, False, True]
     assert extend_lease(db, task_id, "host-a:1") is False  # finished: no lease to extend
     assert LEASE > timedelta(0) and before < utcnow()
+
+
+def test_an_idle_poll_does_not_wait_for_the_write_lock(db: Database, tmp_path: Path) -> None:
+    """With nothing to claim, a poll only reads: a writer holding SQLite's one write lock does not
+    hold it up (it used to wait up to the busy timeout for the lock, on every poll)."""
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL's claim never waited: FOR UPDATE SKIP LOCKED; nothing to claim, nothing locked")
+    runner = _runner(_context(db, tmp_path), {TaskType.BUCKETS_DELETE: lambda c, t: JobOutcome(Status.COMPLETED)})
+    _task(db)
+    assert runner.run_pending() == 1
+    with db.transaction() as writer:
+        writer.execute(text("UPDATE tasks SET status = status"))  # SQLite's write lock, held
+        assert runner.run_pending() == 0

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from strataflow.clock import as_utc, utcnow
 from strataflow.engine.lifecycle import progress
@@ -161,3 +162,16 @@ def test_a_canceled_batch_is_not_claimed(db: Database) -> None:
     with db.read_session() as session:
         tier = session.get(BatchTier, (batch_id, 0))
         assert tier is not None and tier.status is Status.CANCELED
+
+
+def test_an_idle_poll_does_not_wait_for_the_write_lock(db: Database) -> None:
+    """With nothing to claim, a poll only reads: SQLite's one write lock, held by a long writer
+    (a confirm, a cluster run), does not hold it up. It used to wait up to the busy timeout for
+    the lock on every poll of every loop thread, and take it when it got it."""
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL's claim never waited: FOR UPDATE SKIP LOCKED; nothing to claim, nothing locked")
+    _batch(db)
+    assert _scheduler(db, owner="host-a:1").claim() is not None  # running under a live lease: nothing left
+    with db.transaction() as writer:
+        writer.execute(text("UPDATE batches SET status = status"))  # SQLite's write lock, held
+        assert _scheduler(db, owner="host-b:2").claim() is None
