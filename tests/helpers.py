@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -31,3 +34,24 @@ def assert_error(response: Any, status: int, type_: str | None = None) -> dict[s
     if type_ is not None:
         assert body["error"]["type"] == type_, body
     return dict(body)
+
+
+class ExclusiveHolder:
+    """Another connection holding the SQLite file exclusively, so that every other read must wait
+    (the rare moments a WAL reader waits at all: a recovery, a log restart, a tool like this)."""
+
+    def __init__(self, path: Path, write: str) -> None:
+        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.connection.execute("PRAGMA locking_mode=EXCLUSIVE")
+        self.connection.execute("BEGIN EXCLUSIVE")
+        self.connection.execute(write)  # the lock is taken at the first write
+
+    def release_after(self, seconds: float) -> threading.Thread:
+        def release() -> None:
+            time.sleep(seconds)
+            self.connection.execute("COMMIT")
+            self.connection.close()
+
+        thread = threading.Thread(target=release)
+        thread.start()
+        return thread

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from strataflow.runtime import JOB_HANDLERS
 from strataflow.services.tenancy.auth import DEFAULT_ORG, create_organization, get_organization, issue_key, revoke_key
 from strataflow.services.tenancy.tasks import create_task
 from strataflow.statuses import TaskType
-from tests.helpers import assert_error, wait_task
+from tests.helpers import ExclusiveHolder, assert_error, wait_task
 
 
 def _queue_bucket_delete(client: TestClient, name: str) -> str:
@@ -162,3 +164,24 @@ def test_polling_tells_a_bad_key_from_an_unknown_task(client: TestClient, runtim
 def _unhandled_type() -> TaskType:
     """A task type no job handler runs, so the task stays PENDING while the test polls it."""
     return next(t for t in TaskType if t not in JOB_HANDLERS)
+
+
+def test_a_poll_of_a_busy_sqlite_file_is_answered_from_the_thread_pool(
+    client: TestClient, runtime: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite polls read on the event loop, which may not wait: a file held by another connection
+    sends the read to the thread pool, where it waits for the file and answers."""
+    if not runtime.db.reads_on_event_loop:
+        pytest.skip("PostgreSQL's polls always read from the thread pool")
+    with runtime.db.transaction() as session:
+        task_id = create_task(session, get_organization(session, DEFAULT_ORG).org_id, _unhandled_type()).task_id
+    runtime.stop_background()  # its loops would open connections, each holding a shared lock on the file
+    runtime.db.dispose()
+    holder = ExclusiveHolder(runtime.settings.data_dir / "strataflow.db", "UPDATE tasks SET status = status")
+    releaser = holder.release_after(0.5)
+    with caplog.at_level(logging.INFO, logger="strataflow.api.tasks"):
+        polled = client.get(f"/v1/tasks/{task_id}")
+    releaser.join()
+    assert polled.status_code == 200 and polled.json()["status"] == "PENDING", polled.text
+    assert any("database busy" in r.getMessage() for r in caplog.records)
+    runtime.start_background()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter
@@ -20,14 +21,27 @@ from strataflow.runtime import KILL_HOOKS
 from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
 from strataflow.schemas.tasks import ListTasksRequest, ListTasksResponse, TaskResponse
 from strataflow.services.tenancy import tasks as service
+from strataflow.store.db import ReadWouldWait
+
+log = logging.getLogger("strataflow.api.tasks")
 
 router = APIRouter(prefix="/v1/tasks", tags=["Tasks"], responses=ERROR_RESPONSES)
 
 
 @router.get("/{task_id}", response_model=TaskResponse)
 async def get_task(task_id: str, runtime: RuntimeDep, authorization: AuthorizationDep = None) -> dict[str, Any]:
-    # The polling path: the key and the task are read in one session, in one trip to the thread pool.
-    return await run_in_threadpool(service.read_task_payload, runtime.db, authorization, task_id)
+    # The polling path: the key and the task are read in one statement. On SQLite it runs right
+    # here on the event loop (a local read that waits for no writer in WAL mode), since the trip to
+    # the thread pool cost more than the read; a database busy at that moment is read from the
+    # pool instead, where waiting holds up no other request. PostgreSQL's read is a round trip:
+    # always the pool.
+    db = runtime.db
+    if db.reads_on_event_loop:
+        try:
+            return service.read_task_payload(db, authorization, task_id, on_event_loop=True)
+        except ReadWouldWait:
+            log.info("task read found the database busy; reading from the thread pool", extra={"task_id": task_id})
+    return await run_in_threadpool(service.read_task_payload, db, authorization, task_id)
 
 
 @router.post("/list", response_model=ListTasksResponse)

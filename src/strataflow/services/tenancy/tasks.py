@@ -86,16 +86,21 @@ _TASK_FOR_KEY = (
 )
 
 
-def read_task_payload(db: Database, authorization: str | None, task_id: str) -> dict[str, Any]:
+def read_task_payload(
+    db: Database, authorization: str | None, task_id: str, *, on_event_loop: bool = False
+) -> dict[str, Any]:
     """GET /v1/tasks/{id}: the caller's key and the task in one statement on one Core connection.
 
     A Core connection, not an ORM session, and columns, not the entity: on this path building the
     session and the entity cost more than the read (docs/performance.md, "Task polling").
+    `on_event_loop` reads on `Database.event_loop_read_connection`, which raises `ReadWouldWait`
+    rather than wait for a busy database.
     """
     token = bearer_token(authorization)  # a malformed header is a 401 before any read
     # One statement, so no transaction around it (on SQLite, no BEGIN: the statement is its own
     # snapshot). The fallback read is a statement of its own; it only decides which error to give.
-    with db.single_read_connection() as connection:
+    connect = db.event_loop_read_connection if on_event_loop else db.single_read_connection
+    with connect() as connection:
         row = connection.execute(_TASK_FOR_KEY, {"key_hash": hash_key(token), "task_id": task_id}).first()
         if row is None:
             authenticate(connection, authorization)  # raises 401 for an unknown or revoked key
