@@ -15,10 +15,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import BindParameter, ColumnElement, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
@@ -58,6 +58,19 @@ class JobOutcome:
 Handler = Callable[[JobContext, Task], JobOutcome]
 
 
+def _runnable_task(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """Waiting to run, or running under a lease nobody renewed."""
+    return or_(Task.status == Status.PENDING, (Task.status == Status.PROCESSING) & (Task.lease_expires_at < now))
+
+
+# The idle poll's two reads, built once (building a statement costs more than running it here).
+_MY_TYPES = Task.task_type.in_(bindparam("types", expanding=True))
+_ANY_RUNNABLE_TASK = select(Task.task_id).where(_MY_TYPES, _runnable_task(bindparam("now"))).limit(1)
+_HELD_TASK_OWNERS = select(Task.lease_owner).where(
+    _MY_TYPES, Task.status == Status.PROCESSING, Task.lease_owner.is_not(None)
+)
+
+
 class JobRunner(PollingLoop):
     """Threads that claim PENDING (or lease-expired) API tasks and run their handlers."""
 
@@ -86,14 +99,10 @@ class JobRunner(PollingLoop):
         if not types:
             return None
         now = utcnow()
-        runnable = or_(
-            Task.status == Status.PENDING,
-            (Task.status == Status.PROCESSING) & (Task.lease_expires_at < now),
-        )
-        if not self._worth_a_claim(types, runnable):
+        if not self._worth_a_claim(types, now):
             return None
         with self.context.db.transaction() as session:
-            query = select(Task).where(Task.task_type.in_(types), runnable)
+            query = select(Task).where(Task.task_type.in_(types), _runnable_task(now))
             query = query.order_by(Task.created_at).limit(1)
             if not self.context.db.is_sqlite:
                 query = query.with_for_update(skip_locked=True)
@@ -106,16 +115,15 @@ class JobRunner(PollingLoop):
             claim(session, task, Status.PROCESSING, self.owner, now + LEASE, f"claimed by {self.owner}")
             return task.task_id
 
-    def _worth_a_claim(self, types: list[str], runnable: ColumnElement[bool]) -> bool:
+    def _worth_a_claim(self, types: list[str], now: datetime) -> bool:
         """A read-only look first: an idle poll takes no write lock (SQLite's is the whole database's,
         and every runner thread asked for it on every poll). What it finds is claimed, or found
         gone, under the lock; what appears just after it is found at the next poll or wake-up."""
-        mine = Task.task_type.in_(types)
-        held = and_(mine, Task.status == Status.PROCESSING, Task.lease_owner.is_not(None))
         with self.context.db.single_read_connection() as conn:
-            if conn.execute(select(Task.task_id).where(mine, runnable).limit(1)).first() is not None:
+            if conn.execute(_ANY_RUNNABLE_TASK, {"types": types, "now": now}).first() is not None:
                 return True
-            return any(owner_is_dead(owner) for owner in conn.execute(select(Task.lease_owner).where(held)).scalars())
+            holders = conn.execute(_HELD_TASK_OWNERS, {"types": types}).scalars()
+            return any(owner_is_dead(owner) for owner in holders)
 
     @staticmethod
     def _dead_owner_task(session: Session, types: list[str], is_sqlite: bool) -> Task | None:

@@ -23,7 +23,7 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, func, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -48,7 +48,7 @@ _TIERS = select(BatchTier).join(Batch, Batch.batch_id == BatchTier.batch_id)
 _RUNNING = and_(BatchTier.status == Status.IN_PROGRESS, Batch.status == Status.IN_PROGRESS)
 
 
-def _runnable_tier(now: datetime) -> ColumnElement[bool]:
+def _runnable_tier(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     """A live batch's current tier waiting to start, or a running tier whose lease nobody renewed."""
     active = Batch.status.in_([Status.PENDING, Status.IN_PROGRESS])
     ready = and_(
@@ -58,6 +58,20 @@ def _runnable_tier(now: datetime) -> ColumnElement[bool]:
     )
     orphaned = and_(BatchTier.status == Status.IN_PROGRESS, BatchTier.lease_expires_at < now)
     return and_(active, or_(ready, orphaned))
+
+
+# The idle poll's two reads, built once (building a statement costs more than running it here).
+_ANY_RUNNABLE_TIER = (
+    select(BatchTier.batch_id)
+    .join(Batch, Batch.batch_id == BatchTier.batch_id)
+    .where(_runnable_tier(bindparam("now")))
+    .limit(1)
+)
+_RUNNING_TIER_HOLDERS = (
+    select(BatchTier.lease_owner)
+    .join(Batch, Batch.batch_id == BatchTier.batch_id)
+    .where(_RUNNING, BatchTier.lease_owner.is_not(None))
+)
 
 
 class Scheduler(PollingLoop):
@@ -164,13 +178,10 @@ class Scheduler(PollingLoop):
         """A read-only look first: an idle poll takes no write lock (SQLite's is the whole database's,
         and every loop thread asked for it on every poll). What it finds is claimed, or found
         gone, under the lock; what appears just after it is found at the next poll or wake-up."""
-        runnable = select(BatchTier.batch_id).join(Batch, Batch.batch_id == BatchTier.batch_id)
-        holders = select(BatchTier.lease_owner).join(Batch, Batch.batch_id == BatchTier.batch_id)
         with self.db.single_read_connection() as conn:
-            if conn.execute(runnable.where(_runnable_tier(now)).limit(1)).first() is not None:
+            if conn.execute(_ANY_RUNNABLE_TIER, {"now": now}).first() is not None:
                 return True
-            owners = conn.execute(holders.where(_RUNNING, BatchTier.lease_owner.is_not(None))).scalars()
-            return any(owner_is_dead(owner) for owner in owners)
+            return any(owner_is_dead(owner) for owner in conn.execute(_RUNNING_TIER_HOLDERS).scalars())
 
     def _dead_owner_tier(self, session: Session) -> BatchTier | None:
         """A running tier whose holder provably died on this host (leases.owner_is_dead): take it now."""
