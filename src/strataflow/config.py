@@ -153,7 +153,8 @@ class Settings(BaseSettings):
         default=60.0,
         ge=0,
         description="Ray Data path: stage actors (and their models) kept for later tiers this long after their last "
-        "tier; 0 = stop them when each tier ends.",
+        "tier; 0 = stop them when each tier ends. A Ray cluster started by Strataflow keeps idle worker "
+        "processes as long (at least 1 s).",
     )
     tier_stall_s: float = Field(
         default=300.0,

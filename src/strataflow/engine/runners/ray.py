@@ -176,6 +176,12 @@ class RayRunner:
             options["num_cpus"] = self.settings.ray_num_cpus
         if self.settings.ray_object_store_mb:
             options["object_store_memory"] = self.settings.ray_object_store_mb * 1024 * 1024
+        # Ray stops an idle worker process after 1 s, so each Ray Data tier started its forwarding
+        # workers again (a process start and its imports: about 3 s in front of every tier here).
+        # Idle workers are kept as long as idle stage actors are (a cluster of our own only; a
+        # cluster started elsewhere takes this from `ray start --system-config`).
+        keep_ms = int(max(1.0, self.settings.ray_actor_idle_s) * 1000)
+        options["_system_config"] = {"idle_worker_killing_time_threshold_ms": keep_ms}
         ray.init(**options)
         return True
 
