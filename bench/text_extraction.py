@@ -118,7 +118,8 @@ def time_extractor(model_key: str, texts: list[str], batch_size: int, work: Path
 def time_pipeline(model_key: str, texts: list[str], batch_size: int, work: Path) -> tuple[float, int]:
     """run_collection over in-memory source rows (text in a metadata field): extraction plus LanceDB writes."""
     from strataflow.blobs.local import LocalBlobStore
-    from strataflow.engine.tiers.collection_run import RunContext, run_collection
+    from strataflow.engine.tiers.collection_run import RunContext
+    from strataflow.engine.tiers.overlap import run_collection
     from strataflow.engine.tiers.records import SourceRecord
     from strataflow.index.store import DocumentIndex
     from strataflow.store.tables import Collection

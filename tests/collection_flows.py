@@ -6,7 +6,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from strataflow.engine.tiers.collection_run import RunContext, run_collection
+from strataflow.engine.tiers.collection_run import RunContext
+from strataflow.engine.tiers.overlap import run_collection
 from strataflow.engine.tiers.records import load_document_records, load_object_records
 from strataflow.engine.tiers.results import CollectionRunResult
 from strataflow.runtime import Runtime

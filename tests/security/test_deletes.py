@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from strataflow.app import create_app
-from strataflow.engine.tiers.collection_run import RunContext, run_collection
+from strataflow.engine.tiers.collection_run import RunContext
+from strataflow.engine.tiers.overlap import run_collection
 from strataflow.engine.tiers.records import load_object_records
 from strataflow.runtime import Runtime
 from strataflow.services.buckets.documents import OBJECT_DELETED, live_roots_in

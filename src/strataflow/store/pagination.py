@@ -85,6 +85,13 @@ class ListQuery:
     search: str | None = None
     sorts: list[Any] | None = None
 
+    @classmethod
+    def of(cls, request: Any) -> ListQuery:
+        """From a list request of the contract: its `sorts`, then its single `sort` where it has one."""
+        single = getattr(request, "sort", None)
+        sorts = [*(request.sorts or []), *([single] if single is not None else [])]
+        return cls(request.filters, request.case_sensitive, request.search, sorts or None)
+
 
 def list_page(
     session: Session,

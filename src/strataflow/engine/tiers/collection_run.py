@@ -1,8 +1,8 @@
-"""Run one collection over a list of source records, synchronously.
+"""The parts of running one collection over source records: its plan, inputs, documents, writes.
 
-This is the unit the batch engine schedules: it resolves each record's inputs,
-calls the extractor on a batch of rows, turns its output into documents with
-lineage and passthrough fields, and writes them to the index. Document ids are
+The batch engine's driver (`overlap.ChunkRun`, and `overlap.run_collection` in one process)
+resolves each record's inputs here, calls the extractor on a batch of rows, turns its output
+into documents with lineage and passthrough fields, and writes them to the index. Document ids are
 derived from (collection, source, position), so running the same records
 again overwrites instead of duplicating; documents a source no longer yields
 (a shorter text has fewer chunks) are removed. A row that fails is reported
@@ -14,9 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +24,7 @@ from strataflow.config import Settings
 from strataflow.engine.tiers.outputs import DocumentBuilder
 from strataflow.engine.tiers.records import SourceRecord, input_value
 from strataflow.engine.tiers.results import CollectionRunResult, RowFailure
-from strataflow.extractors.base import ErrorCategory, ExtractContext, ExtractionError, ExtractorInput, RowResult
+from strataflow.extractors.base import ErrorCategory, ExtractionError, ExtractorInput, RowResult
 from strataflow.extractors.limits import ExtractionLimits
 from strataflow.extractors.registry import get_extractor, parse_parameters, vector_storage_name
 from strataflow.index.records import StoredDocument, timestamp
@@ -155,37 +152,6 @@ def document_builder(collection: Collection, plan: InputPlan, blobs: BlobStore) 
     )
 
 
-def run_collection(ctx: RunContext, collection: Collection, records: list[SourceRecord]) -> CollectionRunResult:
-    """Extract `records` through `collection` and write the documents. Per-row failures are returned."""
-    started = time.monotonic()
-    result = CollectionRunResult(collection.collection_id)
-    plan = plan_inputs(CollectionSpec.of(collection))
-    wrong = sorted({r.source_type for r in records} - {plan.spec.source_type})
-    if wrong:
-        raise ValueError(
-            f"collection {collection.collection_id} reads from its {collection.source.get('type')}, "
-            f"not from records of type {wrong}"
-        )
-    builder = document_builder(collection, plan, ctx.blobs)
-    builder.enrich = ctx.enrich
-    ctx.work_root.mkdir(parents=True, exist_ok=True)
-    work_dir = Path(tempfile.mkdtemp(prefix=f"{collection.collection_id}-", dir=ctx.work_root))
-    try:
-        for start in range(0, len(records), ctx.batch_size):
-            if ctx.should_stop():  # canceled: stop at the next batch of rows, not at the end of the chunk
-                break
-            chunk = records[start : start + ctx.batch_size]
-            _run_chunk(ctx, collection, plan, builder, chunk, work_dir, result)
-            shutil.rmtree(work_dir / "rows", ignore_errors=True)  # inputs of finished rows are not needed again
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    if ctx.guard is not None:
-        ctx.guard()
-    ctx.index.maintain(collection.collection_id)
-    result.duration_ms = int((time.monotonic() - started) * 1000)
-    return result
-
-
 def prepare_inputs(
     plan: InputPlan,
     records: list[SourceRecord],
@@ -219,42 +185,6 @@ def prepare_inputs(
         inputs.append(ExtractorInput(row_id=record.source_id, values=values, source=source))
     result.rows_processed += len(records)
     return inputs
-
-
-def _run_chunk(
-    ctx: RunContext,
-    collection: Collection,
-    plan: InputPlan,
-    builder: DocumentBuilder,
-    chunk: list[SourceRecord],
-    work_dir: Path,
-    result: CollectionRunResult,
-) -> None:
-    clock = time.monotonic()
-    inputs = prepare_inputs(plan, chunk, ctx.blobs, work_dir / "rows", result, ctx.limits)
-    result.prepare_ms += (time.monotonic() - clock) * 1000
-    if not inputs:
-        return
-    clock = time.monotonic()
-    try:
-        if ctx.extract is not None:
-            outcomes = ctx.extract(collection.feature_extractor, inputs, work_dir / "extract")
-        else:
-            outcomes = plan.extractor.extract(
-                inputs,
-                plan.params,
-                ExtractContext(work_dir / "extract", ctx.device, ctx.should_stop, limits=ctx.limits),
-            )
-    except Exception as exc:  # an extractor bug fails its rows, not the run
-        log.exception("extractor failed", extra={"collection_id": collection.collection_id})
-        error = ExtractionError(ErrorCategory.RUNTIME, f"{type(exc).__name__}: {exc}")
-        outcomes = [RowResult(i.row_id, error=error) for i in inputs]
-    result.extract_ms += (time.monotonic() - clock) * 1000
-    clock = time.monotonic()
-    write_outcomes(
-        ctx.index, builder, {record.source_id: record for record in chunk}, outcomes, result, ctx.live_roots, ctx.guard
-    )
-    result.write_ms += (time.monotonic() - clock) * 1000
 
 
 def write_outcomes(

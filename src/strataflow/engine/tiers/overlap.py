@@ -1,12 +1,13 @@
 """A collection's rows through a runner, with the next batch extracting while this one is written.
 
-`run_collection` (collection_run.py) runs each batch of rows in strict sequence: prepare its
-inputs, extract, write its documents. On the batch engine's runner the extraction runs in
-another process (the local pool) or on a Ray actor, so in sequence the worker idles while the
-server prepares and writes, and the server idles while the worker extracts. `ChunkRun` keeps
-one batch ahead: batch k+1's inputs are prepared and its extraction submitted before batch k's
-documents are written, across the tier's manifest chunks too. At most two batches are in
-flight (one extracting, one being written), so memory stays bounded by two batches of inputs.
+Each batch of rows is prepared (its inputs read), extracted, and written as documents. On the
+batch engine's runner the extraction runs in another process (the local pool) or on a Ray actor,
+so in strict sequence the worker idles while the server prepares and writes, and the server
+idles while the worker extracts. `ChunkRun` keeps one batch ahead: batch k+1's inputs are
+prepared and its extraction submitted before batch k's documents are written, across the tier's
+manifest chunks too. At most two batches are in flight (one extracting, one being written), so
+memory stays bounded by two batches of inputs. `run_collection` is the same run with nothing
+ahead and the extractor called in this process (tests, benches, one-off runs).
 
 What the sequence promised still holds:
 - batches are written in order, each with the fencing guard before and after its write;
@@ -43,7 +44,7 @@ from strataflow.engine.tiers.collection_run import (
 )
 from strataflow.engine.tiers.records import SourceRecord
 from strataflow.engine.tiers.results import CollectionRunResult
-from strataflow.extractors.base import ErrorCategory, ExtractionError, ExtractorInput, RowResult
+from strataflow.extractors.base import ErrorCategory, ExtractContext, ExtractionError, ExtractorInput, RowResult
 from strataflow.store.tables import Collection
 
 log = logging.getLogger("strataflow.runner")
@@ -221,7 +222,7 @@ class ChunkRun(Generic[T]):
                 batch.result.write_ms += (time.monotonic() - clock) * 1000
         finally:
             shutil.rmtree(batch.scratch, ignore_errors=True)  # after the write: the builder reads extractor outputs
-        _merge(chunk.result, batch.result)
+        chunk.result.merge(batch.result)
         chunk.handled.update(record.source_id for record in batch.records)
         chunk.batches_left -= 1
         if chunk.batches_left:
@@ -243,7 +244,7 @@ class ChunkRun(Generic[T]):
         return outcomes
 
     def _maintain(self) -> None:
-        """The index upkeep after each chunk, as `run_collection` does (the next batch extracts meanwhile)."""
+        """The index upkeep after each chunk (the next batch extracts meanwhile)."""
         if self.ctx.guard is not None:
             self.ctx.guard()
         if self.ctx.index.has_table(self.collection.collection_id):
@@ -261,24 +262,41 @@ class ChunkRun(Generic[T]):
             shutil.rmtree(batch.scratch, ignore_errors=True)
 
 
+def run_collection(ctx: RunContext, collection: Collection, records: list[SourceRecord]) -> CollectionRunResult:
+    """Extract `records` through `collection` and write the documents, one batch after the other,
+    the extraction in this process (or through `ctx.extract`). Per-row failures are returned.
+
+    The batch engine's path with nothing ahead: the same `ChunkRun` over one chunk, so a run here
+    prepares, extracts, writes and stops exactly as a tier does.
+    """
+    started = time.monotonic()
+    result = CollectionRunResult(collection.collection_id)
+
+    def extract_here(config: dict[str, Any], inputs: list[ExtractorInput], scratch: Path) -> Future[list[RowResult]]:
+        answer: Future[list[RowResult]] = Future()
+        try:
+            if ctx.extract is not None:
+                answer.set_result(ctx.extract(config, inputs, scratch))
+            else:
+                context = ExtractContext(scratch, ctx.device, ctx.should_stop, limits=ctx.limits)
+                answer.set_result(run.plan.extractor.extract(inputs, run.plan.params, context))
+        except Exception as exc:  # noqa: BLE001  answered, and so failed to its own rows as a runner's call is
+            answer.set_exception(exc)
+        return answer
+
+    run: ChunkRun[None] = ChunkRun(ctx, collection, [(None, records)], extract_here, ahead=0)
+    for done in run:
+        result.merge(done.result)
+    result.duration_ms = int((time.monotonic() - started) * 1000)
+    return result
+
+
 def _answer(future: Future[list[RowResult]], row_ids: list[str], collection_id: str) -> list[RowResult]:
     try:
         return future.result()
     except Exception as exc:  # an extractor bug fails its rows, not the run
         log.exception("extractor failed", extra={"collection_id": collection_id})
         return [RowResult(row_id, error=_error(exc)) for row_id in row_ids]
-
-
-def _merge(into: CollectionRunResult, batch: CollectionRunResult) -> None:
-    into.rows_processed += batch.rows_processed
-    into.documents_written += batch.documents_written
-    into.document_ids += batch.document_ids
-    into.stale_documents_removed += batch.stale_documents_removed
-    into.failures += batch.failures
-    into.missing_input_ids += batch.missing_input_ids
-    into.prepare_ms += batch.prepare_ms
-    into.extract_ms += batch.extract_ms
-    into.write_ms += batch.write_ms
 
 
 def _error(exc: Exception) -> ExtractionError:

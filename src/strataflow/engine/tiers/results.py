@@ -57,3 +57,16 @@ class CollectionRunResult:
     @property
     def failed_source_ids(self) -> list[str]:
         return [f.source_id for f in self.failures]
+
+    def merge(self, other: CollectionRunResult) -> None:
+        """Add what `other` (a later batch of the same collection) produced; `duration_ms` is the
+        caller's, measured around the whole run."""
+        self.rows_processed += other.rows_processed
+        self.documents_written += other.documents_written
+        self.document_ids += other.document_ids
+        self.stale_documents_removed += other.stale_documents_removed
+        self.failures += other.failures
+        self.missing_input_ids += other.missing_input_ids
+        self.prepare_ms += other.prepare_ms
+        self.extract_ms += other.extract_ms
+        self.write_ms += other.write_ms

@@ -1,6 +1,6 @@
 """What becomes of one manifest row in one collection's run: the classifier both paths share.
 
-The local path (chunks through `run_collection`) and the Ray Data stage ask the
+The local path (chunks through `overlap.ChunkRun`) and the Ray Data stage ask the
 same questions in the same order: is the row this round's work (a retry round
 runs only its failed rows), does it pass the collection's source filters, does
 its object still exist. Only rows classified OK are extracted.

@@ -143,12 +143,7 @@ def list_clusters(
         session,
         select(Cluster).where(Cluster.namespace_id == scope.namespace_id),
         CLUSTER_FIELDS,
-        ListQuery(
-            request.filters,
-            request.case_sensitive,
-            request.search,
-            [*(request.sorts or []), *([request.sort] if request.sort else [])],
-        ),
+        ListQuery.of(request),
         search_columns=(Cluster.cluster_name, Cluster.cluster_id, Cluster.description),
         tie_break=(Cluster.created_at.desc(), Cluster.cluster_id),
         page=page,

@@ -121,7 +121,7 @@ def list_retrievers(
         session,
         select(Retriever).where(Retriever.namespace_id == scope.namespace_id),
         RETRIEVER_FIELDS,
-        ListQuery(request.filters, request.case_sensitive, request.search, request.sorts),
+        ListQuery.of(request),
         search_columns=(Retriever.retriever_name, Retriever.retriever_id, Retriever.description),
         tie_break=(Retriever.created_at.desc(), Retriever.retriever_id),
         page=page,

@@ -141,12 +141,7 @@ def list_taxonomies(
         session,
         select(Taxonomy).where(Taxonomy.namespace_id == scope.namespace_id),
         TAXONOMY_FIELDS,
-        ListQuery(
-            request.filters,
-            request.case_sensitive,
-            request.search,
-            [*(request.sorts or []), *([request.sort] if request.sort else [])],
-        ),
+        ListQuery.of(request),
         search_columns=(Taxonomy.taxonomy_name, Taxonomy.taxonomy_id, Taxonomy.description),
         tie_break=(Taxonomy.created_at.desc(), Taxonomy.taxonomy_id),
         page=page,
