@@ -166,13 +166,13 @@ def _unhandled_type() -> TaskType:
     return next(t for t in TaskType if t not in JOB_HANDLERS)
 
 
+# SQLite only: PostgreSQL's polls always read from the thread pool.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_a_poll_of_a_busy_sqlite_file_is_answered_from_the_thread_pool(
     client: TestClient, runtime: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """SQLite polls read on the event loop, which may not wait: a file held by another connection
     sends the read to the thread pool, where it waits for the file and answers."""
-    if not runtime.db.reads_on_event_loop:
-        pytest.skip("PostgreSQL's polls always read from the thread pool")
     with runtime.db.transaction() as session:
         task_id = create_task(session, get_organization(session, DEFAULT_ORG).org_id, _unhandled_type()).task_id
     runtime.stop_background()  # its loops would open connections, each holding a shared lock on the file

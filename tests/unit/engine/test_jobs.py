@@ -155,11 +155,11 @@ def test_only_the_owner_extends_a_running_lease(db: Database, tmp_path: Path) ->
     assert LEASE > timedelta(0) and before < utcnow()
 
 
+# SQLite only: PostgreSQL's claim never waited (FOR UPDATE SKIP LOCKED), and locks nothing when idle.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_an_idle_poll_does_not_wait_for_the_write_lock(db: Database, tmp_path: Path) -> None:
     """With nothing to claim, a poll only reads: a writer holding SQLite's one write lock does not
     hold it up (it used to wait up to the busy timeout for the lock, on every poll)."""
-    if not db.is_sqlite:
-        pytest.skip("PostgreSQL's claim never waited: FOR UPDATE SKIP LOCKED; nothing to claim, nothing locked")
     runner = _runner(_context(db, tmp_path), {TaskType.BUCKETS_DELETE: lambda c, t: JobOutcome(Status.COMPLETED)})
     _task(db)
     assert runner.run_pending() == 1

@@ -164,12 +164,12 @@ def test_a_canceled_batch_is_not_claimed(db: Database) -> None:
         assert tier is not None and tier.status is Status.CANCELED
 
 
+# SQLite only: PostgreSQL's claim never waited (FOR UPDATE SKIP LOCKED), and locks nothing when idle.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_an_idle_poll_does_not_wait_for_the_write_lock(db: Database) -> None:
     """With nothing to claim, a poll only reads: SQLite's one write lock, held by a long writer
     (a confirm, a cluster run), does not hold it up. It used to wait up to the busy timeout for
     the lock on every poll of every loop thread, and take it when it got it."""
-    if not db.is_sqlite:
-        pytest.skip("PostgreSQL's claim never waited: FOR UPDATE SKIP LOCKED; nothing to claim, nothing locked")
     _batch(db)
     assert _scheduler(db, owner="host-a:1").claim() is not None  # running under a live lease: nothing left
     with db.transaction() as writer:

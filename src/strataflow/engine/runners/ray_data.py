@@ -316,7 +316,7 @@ class RayDataPipelines:
             num_cpus=0,
             # Two batches per warm actor in flight: one running, the next queued behind it, so the actor
             # never waits for the driver, and a cancel finds little in hand.
-            concurrency=2 * len(pool.slots),
+            compute=ray.data.TaskPoolStrategy(size=2 * len(pool.slots)),
             # Their own pooled worker processes: Ray may start an actor in an idle worker process,
             # and an extraction actor's memory ceiling (RLIMIT_DATA) counts what the process already
             # holds; a process that forwarded batches holds Ray Data's buffers, and an actor put
@@ -362,8 +362,8 @@ class RayDataPipelines:
         finally:
             feeder.stop()
             # A cancel or a stall ends the actors (their work in hand with them); a finished tier leaves them warm.
-            self.pools.release(pool, stop=not finished or pool.stalled)
             pool.ledger.forget.remote(tier)  # the tier's suspects go with it; the ledger stays with the pool
+            self.pools.release(pool, stop=not finished or pool.stalled)
             notes.logs.append(f"ray data: dataset {dataset.get_dataset_id()} ended")
             notes.logs.extend(self._stats(dataset))
 

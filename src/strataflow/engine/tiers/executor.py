@@ -547,16 +547,16 @@ class _ManifestChunks:
         wanted, allowed = self.rows
         done = self.run.done_rows(self.collection.collection_id)  # committed by an earlier owner of the tier
         settings = self.executor.settings
-        position = 0
+        end = 0
         for whole in read_manifest(self.executor.blobs, self.key, settings.manifest_chunk_rows):
-            positions = [at for at in range(position, position + len(whole)) if at not in done]
-            position += len(whole)
+            start, end = end, end + len(whole)  # the chunk's rows are positions [start, end) of the manifest
+            positions = [at for at in range(start, end) if at not in done]
             if not positions:
                 continue
             if self.run.job.should_stop():
                 self.stopped = True
                 return
-            chunk = [whole[at - (position - len(whole))] for at in positions]
+            chunk = [whole[at - start] for at in positions]
             classified = [(row, *classify_row(row, wanted, allowed)) for row in chunk]
             records = [record_from_row(row) for row, status, _ in classified if status == RowStatus.OK]
             yield ChunkRows(positions, classified), records
