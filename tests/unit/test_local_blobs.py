@@ -67,6 +67,42 @@ def test_hashes_follow_chunk_order_when_large_chunks_hash_in_parallel(store: Loc
     assert b"".join(store.iter_chunks("ns/b/o/mixed")) == payload
 
 
+def test_batches_written_behind_keep_their_order(store: LocalBlobStore) -> None:
+    # The PUT route queues batch after batch without waiting (write_behind): the file and both
+    # digests must still see the bytes in the order given, small batches and large alike.
+    batches = [
+        [hashlib.shake_256(bytes([n, k])).digest(size) for k, size in enumerate(sizes)]
+        for n, sizes in enumerate([[1 << 20], [100, 3 << 20], [70_000], [10], [1 << 18] * 4, [65_535, 1]] * 3)
+    ]
+    payload = b"".join(b"".join(batch) for batch in batches)
+    with store.open_writer("ns/b/o/behind") as writer:
+        queued = [writer.write_behind(batch) for batch in batches]
+        written = writer.commit()
+    assert all(future.done() and future.exception() is None for future in queued)
+    assert (written.size, written.etag, written.sha256) == (
+        len(payload),
+        hashlib.md5(payload).hexdigest(),
+        hashlib.sha256(payload).hexdigest(),
+    )
+    assert store.path("ns/b/o/behind").read_bytes() == payload
+
+
+def test_a_failed_batch_fails_the_ones_behind_it_and_leaves_no_file(store: LocalBlobStore) -> None:
+    store.put_bytes("ns/keep", b"old")
+    unwritable = memoryview(b"abcdef" * 50_000)[::2]  # not contiguous: neither file nor digest takes it
+    with store.open_writer("ns/keep") as writer:
+        first = writer.write_behind([b"x" * (1 << 20)])
+        broken = writer.write_behind([unwritable])
+        after = writer.write_behind([b"y" * (1 << 20)])
+        assert first.result(10) is None
+        assert isinstance(broken.exception(10), (BufferError, TypeError, ValueError))
+        assert after.exception(10) is not None  # nothing is written past a failure
+        with pytest.raises((BufferError, TypeError, ValueError)):
+            writer.commit()
+    assert store.path("ns/keep").read_bytes() == b"old"
+    assert [p.name for p in store.path("ns/keep").parent.iterdir() if p.name.startswith(".tmp")] == []
+
+
 def test_a_failed_write_leaves_no_file(store: LocalBlobStore) -> None:
     store.put_bytes("ns/keep", b"old")
     with pytest.raises(ConnectionError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Annotated
 
@@ -29,6 +30,7 @@ router = APIRouter(prefix="/v1/blobs", tags=["Blobs"], responses=ERROR_RESPONSES
 Expires = Annotated[str | None, Query(max_length=20)]
 Signature = Annotated[str | None, Query(max_length=128)]
 _BATCH_BYTES = 1 << 20  # bytes handed to the disk thread at a time (measured best of 1, 4, 16 MiB)
+_BATCHES_AHEAD = 4  # batches queued behind the one being received before it waits for the disk
 
 
 def _local_store(runtime: RuntimeDep) -> LocalBlobStore:
@@ -76,10 +78,10 @@ async def put_blob(
 async def _receive(
     request: Request, writer: LocalBlobWriter, limit: int, before_commit: Callable[[], None]
 ) -> WrittenBlob:
-    """Stream the body into `writer`. Hashing and disk writes run in a worker thread while
-    the next bytes arrive, so neither waits on the other; memory stays at a few batches."""
-    loop = asyncio.get_running_loop()
-    pending: asyncio.Future[None] | None = None
+    """Stream the body into `writer`. Each batch is written and hashed on the writer's threads
+    while the next bytes arrive (`write_behind`); at most `_BATCHES_AHEAD` batches wait there,
+    so memory stays at a few MiB whatever the body's size."""
+    ahead: deque[asyncio.Future[None]] = deque()
     batch: list[bytes] = []
     batched = received = 0
     try:
@@ -92,19 +94,18 @@ async def _receive(
             batch.append(chunk)
             batched += len(chunk)
             if batched >= _BATCH_BYTES:
-                if pending is not None:
-                    await pending
                 # the pieces as received, not joined: a join copied every byte once more
-                pending = loop.run_in_executor(None, writer.write_many, batch)
+                ahead.append(asyncio.wrap_future(writer.write_behind(batch)))
                 batch, batched = [], 0
+                if len(ahead) > _BATCHES_AHEAD:
+                    await ahead.popleft()
+        if batch:
+            ahead.append(asyncio.wrap_future(writer.write_behind(batch)))
+        while ahead:
+            await ahead.popleft()
     finally:
-        if pending is not None:  # never leave a write running into a file about to be removed
-            await asyncio.gather(pending, return_exceptions=True)
-    failure = pending.exception() if pending is not None else None
-    if failure is not None:
-        raise failure
-    if batch:
-        await run_in_threadpool(writer.write_many, batch)
+        # never leave a write running into a file about to be removed (abort waits for them too)
+        await asyncio.gather(*ahead, return_exceptions=True)
     await run_in_threadpool(before_commit)
     return await run_in_threadpool(writer.commit)
 

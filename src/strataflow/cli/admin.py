@@ -13,6 +13,8 @@ from strataflow.cli.app import app
 from strataflow.config import Settings
 
 if TYPE_CHECKING:  # imported when a command runs: the runtime loads the whole server
+    import asyncio
+
     from strataflow.store.db import Database
 
 orgs_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
@@ -64,7 +66,7 @@ def serve(
     else:
         console.print("  admin API key: the one given in STRATAFLOW_API_KEY on first start")
     http, loop = _http_stack()
-    console.print(f"  HTTP:      {http} on {loop}")
+    console.print(f"  HTTP:      {'httptools' if isinstance(http, type) else http} on {loop}")
     uvicorn.run(
         create_app(settings, runtime=runtime, run_background=not settings.api_only),
         host=settings.host,
@@ -76,17 +78,22 @@ def serve(
     )
 
 
-def _http_stack() -> tuple[str, str]:
+def _http_stack() -> tuple[type[asyncio.Protocol] | str, str]:
     """httptools and uvloop (pinned in pyproject.toml) halve the CPU a request body costs on its way
-    to the app (issue 24: 2.4 against 4.4 ms per MiB with h11 on asyncio, measured in bench/README.md).
-    Chosen by name, so a missing one is said at start-up instead of uvicorn's silent "auto" fallback."""
+    to the app (issue 24: 2.4 against 4.4 ms per MiB with h11 on asyncio, measured in bench/README.md),
+    and the httptools protocol is ours, which passes a body on without uvicorn's two copies of it
+    (strataflow.api.http_protocol). Chosen by name, so a missing one is said at start-up instead of
+    uvicorn's silent "auto" fallback."""
     from importlib.util import find_spec
 
-    http = "httptools" if find_spec("httptools") else "h11"
     loop = "uvloop" if find_spec("uvloop") else "asyncio"
-    if (http, loop) != ("httptools", "uvloop"):
+    if find_spec("httptools") is None or loop != "uvloop":
         err.print("  warning: httptools or uvloop is not installed: uploads are slower (pip install -e .)")
-    return http, loop
+    if find_spec("httptools") is None:
+        return "h11", loop
+    from strataflow.api.http_protocol import PassThroughBodyProtocol
+
+    return PassThroughBodyProtocol, loop
 
 
 @app.command()
