@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from mixpeek.models.stage_defs_logical_operator import StageDefsLogicalOperator
+from mixpeek.models.stage_params_document_enrich import StageParamsDocumentEnrich
 
 from strataflow.runtime import Runtime
 from tests.collection_flows import add_object, make_bucket, run, text_collection
@@ -261,6 +263,54 @@ def test_shaping_stages(client: TestClient, corpus: dict[str, Any], runtime: Run
         {"query": "unused"},
     )
     assert sorted(titles(first)) == ["Ice", "Moon"]
+
+
+def _enrich(parameters: dict[str, Any]) -> dict[str, Any]:
+    return {"stage_name": "join", "config": {"stage_id": "document_enrich", "parameters": parameters}}
+
+
+def test_document_enrich_with_when_and_the_sdks_typed_parameters(client: TestClient, corpus: dict[str, Any]) -> None:
+    # Built with the SDK's own model, as a user would: its to_dict() sends retriever_id and any
+    # unset output_field as the text 'null', which means "not given".
+    food = StageDefsLogicalOperator.from_dict({"AND": [{"field": "lang", "operator": "eq", "value": "food"}]})
+    joined = StageParamsDocumentEnrich(
+        target_collection_id=corpus["collection"]["collection_id"],
+        source_field="document_id",
+        target_field="document_id",
+        fields_to_merge=["views"],
+        output_field="joined",
+        when=food,
+    ).to_dict()
+    assert joined["retriever_id"] == "null"
+    response = adhoc(client, [search_stage(corpus["feature_uri"]), _enrich(joined)], {"query": "anything"})
+    by_title = {d["title"]: d for d in response.json()["documents"]}
+    assert set(by_title) == {"Fish", "Bread", "Moon", "Cake", "Ice"}, response.text
+    assert {t: d.get("joined") for t, d in by_title.items()} == {
+        "Fish": None,
+        "Bread": {"views": 40},
+        "Moon": None,
+        "Cake": {"views": 25},
+        "Ice": None,
+    }
+    notes = response.json()["stage_statistics"]["stages"]["join"]["metadata"]
+    assert (notes["enriched"], notes["unmatched"], notes["skipped_by_when"]) == (2, 0, 3)
+
+    # Hits the condition leaves out pass through even where allow_missing drops the unmatched.
+    never = StageParamsDocumentEnrich(
+        target_collection_id="passages", source_field="title", target_field="lang", allow_missing=False, when=food
+    ).to_dict()
+    assert never["output_field"] == "null"
+    kept = adhoc(client, [search_stage(corpus["feature_uri"]), _enrich(never)], {"query": "anything"})
+    assert sorted(titles(kept)) == ["Fish", "Ice", "Moon"]
+    assert all("null" not in d for d in kept.json()["documents"])
+
+    bad_when = {**joined, "when": {"AND": [{"field": "lang", "operator": "sounds_like", "value": "x"}]}}
+    refused = adhoc(client, [search_stage(corpus["feature_uri"]), _enrich(bad_when)], {"query": "anything"})
+    assert refused.status_code in (400, 422), refused.text
+    by_retriever = adhoc(
+        client, [search_stage(corpus["feature_uri"]), _enrich({**joined, "retriever_id": "ret_x"})], {"query": "x"}
+    )
+    assert "'retriever_id' is not supported" in assert_error(by_retriever, 400)["error"]["message"]
 
 
 def test_pages_vectors_and_presigned(client: TestClient, corpus: dict[str, Any]) -> None:

@@ -524,6 +524,27 @@ def test_taxonomy_enrich_stage_enriches_hits_without_writing(
     assert response.json()["stage_statistics"]["stages"]["label"]["metadata"]["documents_enriched"] == 3
     assert all("kind" not in d for d in documents(client, "passages"))  # nothing was written
 
+    # `when`: of nine hits, only the baking ones are enriched; the others pass through as they are.
+    stages[0]["config"]["parameters"]["final_top_k"] = 9
+    stages[1]["config"]["parameters"]["when"] = {"AND": [{"field": "title", "operator": "eq", "value": "baking"}]}
+    chosen = client.post(
+        "/v1/retrievers/execute",
+        json={
+            "collection_identifiers": ["passages"],
+            "input_schema": QUERY_SCHEMA,
+            "stages": stages,
+            "inputs": {"query": "bread and the sea"},
+        },
+    )
+    assert chosen.status_code == 200, chosen.text
+    hits = chosen.json()["documents"]
+    assert len(hits) == 9
+    assert sorted((h["title"], h.get("kind")) for h in hits) == sorted(
+        (label, "baking" if label == "baking" else None) for _, label in DOCUMENTS
+    )
+    assert chosen.json()["stage_statistics"]["stages"]["label"]["metadata"]["documents_enriched"] == 3
+    del stages[1]["config"]["parameters"]["when"]
+
     stages[1]["config"]["parameters"]["taxonomy_id"] = "nope"
     missing = client.post(
         "/v1/retrievers/execute",

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from strataflow.errors import ValidationError
@@ -20,12 +20,25 @@ from strataflow.store.tables import Collection
 # Enriches hit documents in place (copies read for this execution; nothing is written) with
 # parameters {top_k, min_score, fields}; returns counts for the stage statistics.
 HitEnricher = Callable[[list[StoredDocument], dict[str, Any]], dict[str, int]]
+SDK_NULL = "null"  # what the SDK's typed stage models send for an optional string left unset
 
 
 class StageParams(BaseModel):
-    """Base of stage parameter models: unknown keys are ignored, as for request bodies."""
+    """Base of stage parameter models: unknown keys are ignored, as for request bodies.
+
+    The SDK's typed stage models (StageParamsDocumentEnrich, StageParamsSample, ...) give their
+    unset optional strings the default text 'null', which `to_dict()` sends as it is. Such a
+    parameter means "not given": it is dropped, so the stage's own default applies.
+    """
 
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sdk_null_is_unset(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            return {key: value for key, value in raw.items() if value != SDK_NULL}
+        return raw
 
 
 @dataclass
@@ -51,6 +64,17 @@ class StageContext:
             clauses.append(f"document_id IN ({quote_ids(ids)})" if ids else "FALSE")
         parts = [c for c in clauses if c]
         return " AND ".join(f"({c})" for c in parts) or None
+
+    def matching(self, hits: list[Hit], filters: dict[str, Any]) -> list[Hit]:
+        """The hits whose stored documents match `filters` (the filter language of attribute_filter)."""
+        keep: set[tuple[str, str]] = set()
+        for collection in self.collections:
+            where = self.where(collection, filters, hits)
+            if where == "(FALSE)":
+                continue
+            ids = self.index.select(collection.collection_id, where, {"document_id": "document_id"})
+            keep |= {(collection.collection_id, str(i)) for i in ids.column("document_id").to_pylist()}
+        return [h for h in hits if h.key in keep]
 
 
 def parse_params(model: type[StageParams], stage_name: str, raw: dict[str, Any]) -> Any:

@@ -5,6 +5,8 @@ the target collection's `target_field` (default `document_id`); the matching doc
 `fields_to_merge` (all its payload when none are named) are copied onto the hit, under
 `output_field` when given, else beside the hit's own fields (existing fields are not overwritten
 unless `strategy` is "replace"). With `allow_missing` false a hit without a match is dropped.
+With `when` (attribute_filter's filter language, on the hits' stored fields) only the hits that
+match it are joined; the others pass through unchanged.
 The target collection is resolved before the run (`StageContext.extra_collections`).
 """
 
@@ -52,10 +54,9 @@ def _picked(payload: dict[str, Any], names: list[str] | None) -> dict[str, Any]:
 
 def document_enrich(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> list[Hit]:
     params: DocumentEnrichParams = parse_params(DocumentEnrichParams, ctx.stage_name, raw)
-    if params.retriever_id or params.when is not None:
+    if params.retriever_id:
         raise BadRequestError(
-            "document_enrich joins by field only: 'retriever_id' and 'when' are not supported",
-            {"stage": ctx.stage_name},
+            "document_enrich joins by field only: 'retriever_id' is not supported", {"stage": ctx.stage_name}
         )
     if hits is None:
         raise BadRequestError(
@@ -67,7 +68,13 @@ def document_enrich(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | No
             f"Collection '{params.target_collection_id}' not found in this namespace",
             {"target_collection_id": params.target_collection_id},
         )
-    keys = {json.dumps(v, default=str): v for h in hits if (v := field_value(h, params.source_field)) is not None}
+    # `when`: only these hits are joined; the others pass through unchanged, whatever allow_missing says.
+    chosen = {h.key for h in (hits if params.when is None else ctx.matching(hits, params.when))}
+    keys = {
+        json.dumps(v, default=str): v
+        for h in hits
+        if h.key in chosen and (v := field_value(h, params.source_field)) is not None
+    }
     values = list(keys.values())[:MAX_LOOKUPS]
     found: dict[str, dict[str, Any]] = {}
     if values:
@@ -79,6 +86,9 @@ def document_enrich(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | No
     kept: list[Hit] = []
     matched = 0
     for hit in hits:
+        if hit.key not in chosen:
+            kept.append(hit)
+            continue
         value = field_value(hit, params.source_field)
         fields = found.get(json.dumps(value, default=str)) if value is not None else None
         if fields is None:
@@ -94,5 +104,5 @@ def document_enrich(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | No
                 if params.strategy.lower() == "replace" or name not in payload:
                     payload[name] = field
         kept.append(hit)
-    ctx.notes.update(enriched=matched, unmatched=len(hits) - matched)
+    ctx.notes.update(enriched=matched, unmatched=len(chosen) - matched, skipped_by_when=len(hits) - len(chosen))
     return kept

@@ -58,14 +58,7 @@ def attribute_filter(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | N
             where = ctx.where(collection, params.filters, None)
             found += [Hit(d, 0.0) for d in ctx.index.query(collection.collection_id, where, limit=params.limit)]
         return found[: params.limit]
-    keep: set[tuple[str, str]] = set()
-    for collection in ctx.collections:
-        where = ctx.where(collection, params.filters, hits)
-        if where == "(FALSE)":
-            continue
-        ids = ctx.index.select(collection.collection_id, where, {"document_id": "document_id"})
-        keep |= {(collection.collection_id, str(i)) for i in ids.column("document_id").to_pylist()}
-    return [h for h in hits if h.key in keep]
+    return ctx.matching(hits, params.filters)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

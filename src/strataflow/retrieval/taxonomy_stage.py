@@ -2,6 +2,8 @@
 
 The join itself belongs to the taxonomies service; the execution is handed one enricher per
 taxonomy the stages name (`StageContext.taxonomies`), loaded before the first stage runs.
+With `when` (attribute_filter's filter language), only the hits whose stored documents match
+it are enriched; the rest pass through unchanged.
 """
 
 from __future__ import annotations
@@ -37,16 +39,13 @@ def taxonomy_enrich(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | No
         raise BadRequestError(
             "taxonomy_enrich enriches the hits of an earlier stage; put a search stage first", {"stage": ctx.stage_name}
         )
-    if params.when is not None:
-        raise BadRequestError(
-            "taxonomy_enrich does not support 'when' yet; filter the hits with an attribute_filter stage first",
-            {"stage": ctx.stage_name},
-        )
     enricher = ctx.taxonomies.get(params.taxonomy_id)
     if enricher is None:
         raise BadRequestError(
             f"Taxonomy '{params.taxonomy_id}' not found in this namespace", {"taxonomy_id": params.taxonomy_id}
         )
-    counts = enricher([h.document for h in hits], params.model_dump())
+    # `when`: only the hits whose stored documents match are enriched; the others pass unchanged.
+    chosen = hits if params.when is None else ctx.matching(hits, params.when)
+    counts = enricher([h.document for h in chosen], params.model_dump())
     ctx.notes.update(counts)
     return hits
