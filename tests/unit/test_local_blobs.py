@@ -87,6 +87,17 @@ def test_batches_written_behind_keep_their_order(store: LocalBlobStore) -> None:
     assert store.path("ns/b/o/behind").read_bytes() == payload
 
 
+def test_a_batch_nobody_waits_for_still_finishes_before_the_file_goes(store: LocalBlobStore) -> None:
+    # A PUT whose client goes away stops waiting for its batches (its asyncio wrapper is canceled);
+    # the batch cannot be canceled under a running lane, and abort waits for it before removing the file.
+    with store.open_writer("ns/b/o/gone") as writer:
+        queued = [writer.write_behind([hashlib.shake_256(bytes([n])).digest(4 << 20)]) for n in range(4)]
+        assert not any(future.cancel() for future in queued)
+    assert all(future.done() and future.exception() is None for future in queued)
+    assert not store.path("ns/b/o/gone").exists()
+    assert [p.name for p in store.path("ns/b/o").iterdir() if p.name.startswith(".tmp")] == []
+
+
 def test_a_failed_batch_fails_the_ones_behind_it_and_leaves_no_file(store: LocalBlobStore) -> None:
     store.put_bytes("ns/keep", b"old")
     unwritable = memoryview(b"abcdef" * 50_000)[::2]  # not contiguous: neither file nor digest takes it
