@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from mixpeek.models.stage_defs_logical_operator import StageDefsLogicalOperator
+from mixpeek.models.stage_params_attribute_filter import StageParamsAttributeFilter
 from mixpeek.models.stage_params_document_enrich import StageParamsDocumentEnrich
+from mixpeek.models.stage_params_group_by import StageParamsGroupBy
+from mixpeek.models.stage_params_mmr import StageParamsMmr
 
 from strataflow.runtime import Runtime
 from tests.collection_flows import add_object, make_bucket, run, text_collection
@@ -263,6 +266,73 @@ def test_shaping_stages(client: TestClient, corpus: dict[str, Any], runtime: Run
         {"query": "unused"},
     )
     assert sorted(titles(first)) == ["Ice", "Moon"]
+
+
+def _sdk_stage(name: str, stage_id: str, parameters: Any) -> dict[str, Any]:
+    """A stage whose parameters come from the SDK's typed model, serialised as the SDK sends them."""
+    return {"stage_name": name, "config": {"stage_id": stage_id, "parameters": json.loads(parameters.to_json())}}
+
+
+def test_shaping_stages_take_the_sdks_typed_parameters(client: TestClient, corpus: dict[str, Any]) -> None:
+    uri = corpus["feature_uri"]
+    simple = StageParamsAttributeFilter(field="lang", operator="eq", value="food")
+    assert sorted(
+        titles(adhoc(client, [search_stage(uri), _sdk_stage("f", "attribute_filter", simple)], {"query": "x"}))
+    ) == [
+        "Bread",
+        "Cake",
+    ]
+    either = StageParamsAttributeFilter(
+        conditions=StageDefsLogicalOperator.from_dict(
+            {
+                "OR": [
+                    {"field": "views", "operator": "gte", "value": 60},
+                    {"field": "title", "operator": "eq", "value": "Fish"},
+                ]
+            }
+        )
+    )  # the SDK also sends its placeholder field 'metadata.status': conditions win
+    first = adhoc(client, [_sdk_stage("f", "attribute_filter", either)], {"query": "unused"})
+    assert sorted(titles(first)) == ["Fish", "Ice", "Moon"]
+
+    ranked = titles(adhoc(client, [search_stage(uri)], {"query": "baking bread"}))
+    one_each = StageParamsGroupBy(group_by_field="lang", output_mode="first")
+    firsts = titles(
+        adhoc(client, [search_stage(uri), _sdk_stage("g", "group_by", one_each)], {"query": "baking bread"})
+    )
+    lang = {title: language for _, title, _, language in PASSAGES}
+    best_of_each = [t for i, t in enumerate(ranked) if lang[t] not in {lang[u] for u in ranked[:i]}]
+    assert firsts == best_of_each and len(firsts) == 3
+    pairs = StageParamsGroupBy(group_by_field="lang", max_per_group=2)  # output_mode 'all': grouped
+    grouped = titles(adhoc(client, [search_stage(uri), _sdk_stage("g", "group_by", pairs)], {"query": "baking bread"}))
+    assert grouped == [t for first in best_of_each for t in ranked if lang[t] == lang[first]]
+    flat = StageParamsGroupBy(group_by_field="lang", max_per_group=2, output_mode="flatten")
+    flattened = titles(adhoc(client, [search_stage(uri), _sdk_stage("g", "group_by", flat)], {"query": "baking bread"}))
+    assert flattened == ranked  # the same hits (no language has more than two), in their ranking
+    everything = titles(
+        adhoc(client, [search_stage(uri), _sdk_stage("g", "group_by", StageParamsGroupBy())], {"query": "baking bread"})
+    )
+    assert sorted(everything) == sorted(ranked)  # by source object, 10 each: every passage is its own group
+
+    diverse = StageParamsMmr(var_lambda=0.3, top_k=3, diversity_feature_uri=uri)
+    assert len(titles(adhoc(client, [search_stage(uri), _sdk_stage("m", "mmr", diverse)], {"query": "flour"}))) == 3
+
+    for stage_id, parameters, words in (
+        ("attribute_filter", {"natural_language": "only food"}, "language model"),
+        (
+            "attribute_filter",
+            {"field": "lang", "operator": "eq", "value": "food", "case_insensitive": True},
+            "case_insensitive",
+        ),
+        ("attribute_filter", {"batch_size": 10}, "give the filter"),
+        ("mmr", {"diversity_fields": ["lang"]}, "diversity_feature_uri"),
+        ("mmr", {"similarity_metric": "euclidean"}, "cosine"),
+        ("group_by", {"output_mode": "nested"}, "output_mode"),
+    ):
+        stage = {"stage_name": "s", "config": {"stage_id": stage_id, "parameters": parameters}}
+        refused = adhoc(client, [search_stage(uri), stage], {"query": "x"})
+        assert refused.status_code == 422, (stage_id, refused.text)
+        assert words in refused.json()["error"]["message"], refused.text
 
 
 def _enrich(parameters: dict[str, Any]) -> dict[str, Any]:

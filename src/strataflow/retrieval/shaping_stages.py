@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from functools import partial
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
-from pydantic import Field
+from pydantic import AliasChoices, Field, model_validator
 
 from strataflow.errors import BadRequestError
 from strataflow.retrieval.context import StageContext, StageParams, parse_params
@@ -19,8 +19,39 @@ FIRST_STAGE_SCAN = 10_000  # a filter as the first stage lists at most this many
 
 
 class AttributeFilterParams(StageParams):
-    filters: dict[str, Any]
+    """`filters` (the documents filter language), or the SDK's StageParamsAttributeFilter shapes:
+    `conditions` (boolean mode, the same language) or one condition as `field`, `operator`, `value`.
+
+    The SDK's model always sends `field` (its default is the placeholder 'metadata.status'), so a
+    condition given by `conditions` wins over `field`, as the SDK documents.
+    """
+
+    filters: dict[str, Any] | None = None
+    conditions: dict[str, Any] | None = None
+    field: str | None = None
+    operator: str | None = None
+    value: Any = None
+    natural_language: str | None = None
+    case_insensitive: bool = False
     limit: int = Field(default=1000, ge=1, le=FIRST_STAGE_SCAN)
+
+    @model_validator(mode="after")
+    def _one_filter(self) -> Self:
+        if self.natural_language:
+            raise ValueError(
+                "natural_language needs a language model, and this server has none: "
+                "give the filter as conditions, or as field, operator and value"
+            )
+        if self.case_insensitive:
+            raise ValueError("case_insensitive is not supported: filters compare strings as stored")
+        if self.filters is None:
+            if self.conditions is not None:
+                self.filters = self.conditions
+            elif self.field and self.operator:
+                self.filters = {"field": self.field, "operator": self.operator, "value": self.value}
+            else:
+                raise ValueError("give the filter as filters or conditions, or as field, operator and value")
+        return self
 
 
 class SortParams(StageParams):
@@ -39,19 +70,42 @@ class DeduplicateParams(StageParams):
 
 
 class GroupByParams(StageParams):
-    field: str = Field(min_length=1)
-    max_per_group: int = Field(default=1, ge=1, le=1000)
+    """The SDK's StageParamsGroupBy (`group_by_field`, also accepted as `field`)."""
+
+    field: str = Field(
+        default="source_object_id", min_length=1, validation_alias=AliasChoices("field", "group_by_field")
+    )
+    max_per_group: int = Field(default=10, ge=1, le=1000)
+    output_mode: str = Field(default="all", pattern="^(first|all|flatten)$")
     limit: int | None = Field(default=None, ge=1)
 
 
 class MmrParams(StageParams):
+    """The SDK's StageParamsMmr, with embedding diversity over one feature (`diversity_feature_uri`,
+    also accepted as `feature_uri`; default the collection's first vector index)."""
+
     lambda_: float = Field(default=0.7, ge=0.0, le=1.0, alias="lambda")
     top_k: int | None = Field(default=None, ge=1)
-    feature_uri: str | None = None
+    feature_uri: str | None = Field(default=None, validation_alias=AliasChoices("feature_uri", "diversity_feature_uri"))
+    diversity_features: list[Any] | None = None
+    diversity_fields: list[str] | None = None
+    similarity_metric: str = "cosine"
+
+    @model_validator(mode="after")
+    def _embedding_diversity_only(self) -> Self:
+        if self.diversity_features or self.diversity_fields:
+            raise ValueError(
+                "mmr measures diversity over one embedding feature here: give diversity_feature_uri "
+                "(diversity_features and diversity_fields are not supported)"
+            )
+        if self.similarity_metric.lower() != "cosine":
+            raise ValueError("mmr compares embeddings by cosine similarity only")
+        return self
 
 
 def attribute_filter(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> list[Hit]:
     params: AttributeFilterParams = parse_params(AttributeFilterParams, ctx.stage_name, raw)
+    assert params.filters is not None  # the model fills it from whichever shape was given
     if hits is None:  # first stage: the filter selects documents (no relevance, score 0)
         found: list[Hit] = []
         for collection in ctx.collections:
@@ -120,15 +174,20 @@ def group_by(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> 
     """The best `max_per_group` hits of each group, groups ordered by their best hit
     (e.g. the best segment of each video with field `root_object_id`)."""
     params: GroupByParams = parse_params(GroupByParams, ctx.stage_name, raw)
+    per_group = 1 if params.output_mode == "first" else params.max_per_group
     groups: dict[str, list[Hit]] = {}
     for hit in hits or []:
         value = field_value(hit, params.field)
         members = groups.setdefault(_identity(value), [])
-        if len(members) < params.max_per_group:
+        if len(members) < per_group:
             members.append(hit)
     ordered = list(groups.values())[: params.limit] if params.limit else list(groups.values())
     ctx.notes.update(groups=len(groups))
-    return [hit for members in ordered for hit in members]
+    kept = [hit for members in ordered for hit in members]
+    if params.output_mode == "flatten":  # the same hits, in the ranking they came in
+        chosen = {id(hit) for hit in kept}
+        return [hit for hit in hits or [] if id(hit) in chosen]
+    return kept
 
 
 def hit_vectors(ctx: StageContext, hits: list[Hit], feature_uri: str | None) -> list[list[float] | None]:
