@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from mixpeek.models.stage_defs_feature_search_group_by import StageDefsFeatureSearchGroupBy
 from mixpeek.models.stage_defs_logical_operator import StageDefsLogicalOperator
 from mixpeek.models.stage_params_attribute_filter import StageParamsAttributeFilter
 from mixpeek.models.stage_params_document_enrich import StageParamsDocumentEnrich
 from mixpeek.models.stage_params_group_by import StageParamsGroupBy
 from mixpeek.models.stage_params_mmr import StageParamsMmr
+from mixpeek.models.stage_params_sort_attribute import StageParamsSortAttribute
 
 from strataflow.runtime import Runtime
 from tests.collection_flows import add_object, make_bucket, run, text_collection
@@ -313,6 +315,31 @@ def test_shaping_stages_take_the_sdks_typed_parameters(client: TestClient, corpu
         adhoc(client, [search_stage(uri), _sdk_stage("g", "group_by", StageParamsGroupBy())], {"query": "baking bread"})
     )
     assert sorted(everything) == sorted(ranked)  # by source object, 10 each: every passage is its own group
+
+    # A search that groups its own candidates: the best two languages, one passage each.
+    by_language = StageDefsFeatureSearchGroupBy(var_field="lang", max_per_group=1, limit=2).to_dict()
+    two = titles(adhoc(client, [search_stage(uri, group_by=by_language)], {"query": "baking bread"}))
+    assert two == best_of_each[:2]
+    ungrouped = adhoc(client, [search_stage(uri, group_by={"field": "lang", "output_mode": "nested"})], {"query": "x"})
+    assert ungrouped.status_code == 422, ungrouped.text
+
+    # nulls_last: hits without the field after the others (the default), or first when ascending.
+    food = {"AND": [{"field": "lang", "operator": "eq", "value": "food"}]}
+    joined = _enrich(
+        {
+            "target_collection_id": "passages",
+            "source_field": "document_id",
+            "target_field": "document_id",
+            "fields_to_merge": ["views"],
+            "output_field": "joined",
+            "when": food,
+        }
+    )
+    others = [t for t in titles(adhoc(client, [search_stage(uri)], {"query": "x"})) if t not in {"Cake", "Bread"}]
+    for nulls_last, expected in ((True, ["Cake", "Bread", *others]), (False, [*others, "Cake", "Bread"])):
+        order = StageParamsSortAttribute(var_field="joined.views", direction="asc", nulls_last=nulls_last)
+        stages = [search_stage(uri), joined, _sdk_stage("s", "sort_attribute", order)]
+        assert titles(adhoc(client, stages, {"query": "x"})) == expected
 
     diverse = StageParamsMmr(var_lambda=0.3, top_k=3, diversity_feature_uri=uri)
     assert len(titles(adhoc(client, [search_stage(uri), _sdk_stage("m", "mmr", diverse)], {"query": "flour"}))) == 3

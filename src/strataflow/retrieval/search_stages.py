@@ -15,6 +15,7 @@ from strataflow.retrieval.context import StageContext, StageParams, parse_params
 from strataflow.retrieval.features import feature_targets
 from strataflow.retrieval.inputs import MISSING
 from strataflow.retrieval.results import Hit, fuse, fuse_with_coverage
+from strataflow.retrieval.shaping_stages import grouped
 
 
 class SearchSpec(StageParams):
@@ -25,10 +26,20 @@ class SearchSpec(StageParams):
     weight: float = 1.0
 
 
+class SearchGroupBy(StageParams):
+    """The SDK's StageDefsFeatureSearchGroupBy: the search's hits grouped by a field."""
+
+    field: str = Field(min_length=1)
+    max_per_group: int = Field(default=1, ge=1, le=100)
+    limit: int = Field(default=25, ge=1, le=500)  # groups; replaces final_top_k
+    output_mode: str = Field(default="all", pattern="^(first|all|flatten)$")
+
+
 class FeatureSearchParams(StageParams):
     searches: list[SearchSpec] = Field(min_length=1)
     final_top_k: int = Field(default=25, ge=1, le=10_000)
     fusion: str = "rrf"
+    group_by: SearchGroupBy | None = None
 
 
 class TextSearchParams(StageParams):
@@ -100,9 +111,15 @@ def feature_search(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | Non
     ctx.notes.update(searches_run=len(rankings), searches_skipped=skipped, candidates=sum(len(r[1]) for r in rankings))
     if not rankings:
         return list(hits or [])
-    if len(rankings) == 1:
-        return rankings[0][1][: params.final_top_k]
-    return fuse(rankings, params.fusion)[: params.final_top_k]
+    ranked = rankings[0][1] if len(rankings) == 1 else fuse(rankings, params.fusion)
+    if params.group_by is None:
+        return ranked[: params.final_top_k]
+    # Grouped: the groups' count replaces final_top_k (the SDK's decompose/recompose, one
+    # video per scene found), over every candidate the searches found.
+    group = params.group_by
+    kept, groups = grouped(ranked, group.field, group.max_per_group, group.limit, group.output_mode)
+    ctx.notes.update(groups=groups)
+    return kept
 
 
 def text_search(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> list[Hit]:

@@ -58,6 +58,7 @@ class SortParams(StageParams):
     field: str | None = None
     direction: str = Field(default="desc", pattern="^(?i)(asc|desc)$")
     sort_by: list[SortOption] | None = None
+    nulls_last: bool = True
 
 
 class LimitParams(StageParams):
@@ -141,7 +142,9 @@ def sort_attribute(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | Non
         present = [h for h in ordered if field_value(h, key.field) is not None]
         missing = [h for h in ordered if field_value(h, key.field) is None]
         present.sort(key=partial(_hit_sort_key, path=key.field), reverse=descending)
-        ordered = present + missing  # documents without the field go last either way
+        # Documents without the field go last; with nulls_last false, where a null sorts (first
+        # ascending, last descending), as the SDK documents.
+        ordered = present + missing if params.nulls_last or descending else missing + present
     return ordered
 
 
@@ -174,20 +177,29 @@ def group_by(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> 
     """The best `max_per_group` hits of each group, groups ordered by their best hit
     (e.g. the best segment of each video with field `root_object_id`)."""
     params: GroupByParams = parse_params(GroupByParams, ctx.stage_name, raw)
-    per_group = 1 if params.output_mode == "first" else params.max_per_group
+    kept, groups = grouped(hits or [], params.field, params.max_per_group, params.limit, params.output_mode)
+    ctx.notes.update(groups=groups)
+    return kept
+
+
+def grouped(
+    hits: list[Hit], field: str, max_per_group: int, limit: int | None, output_mode: str
+) -> tuple[list[Hit], int]:
+    """The best `max_per_group` hits of each value of `field` (one with output_mode 'first'), of the
+    first `limit` groups; and how many groups there were. Groups are ordered by their best hit and
+    keep their members together ('all', 'first'), or the kept hits keep their ranking ('flatten')."""
+    per_group = 1 if output_mode == "first" else max_per_group
     groups: dict[str, list[Hit]] = {}
-    for hit in hits or []:
-        value = field_value(hit, params.field)
-        members = groups.setdefault(_identity(value), [])
+    for hit in hits:
+        members = groups.setdefault(_identity(field_value(hit, field)), [])
         if len(members) < per_group:
             members.append(hit)
-    ordered = list(groups.values())[: params.limit] if params.limit else list(groups.values())
-    ctx.notes.update(groups=len(groups))
+    ordered = list(groups.values())[:limit] if limit else list(groups.values())
     kept = [hit for members in ordered for hit in members]
-    if params.output_mode == "flatten":  # the same hits, in the ranking they came in
+    if output_mode == "flatten":
         chosen = {id(hit) for hit in kept}
-        return [hit for hit in hits or [] if id(hit) in chosen]
-    return kept
+        kept = [hit for hit in hits if id(hit) in chosen]
+    return kept, len(groups)
 
 
 def hit_vectors(ctx: StageContext, hits: list[Hit], feature_uri: str | None) -> list[list[float] | None]:
