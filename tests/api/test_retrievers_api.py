@@ -323,6 +323,12 @@ def test_shaping_stages_take_the_sdks_typed_parameters(client: TestClient, corpu
     ungrouped = adhoc(client, [search_stage(uri, group_by={"field": "lang", "output_mode": "nested"})], {"query": "x"})
     assert ungrouped.status_code == 422, ungrouped.text
 
+    # collection_identifiers: the stage searches those of the retriever's collections it names.
+    by_name = titles(adhoc(client, [search_stage(uri, collection_identifiers=["passages"])], {"query": "baking bread"}))
+    assert by_name == ranked
+    elsewhere = adhoc(client, [search_stage(uri, collection_identifiers=["col_elsewhere"])], {"query": "x"})
+    assert assert_error(elsewhere, 400)["error"]["details"]["unknown"] == ["col_elsewhere"]
+
     # nulls_last: hits without the field after the others (the default), or first when ascending.
     food = {"AND": [{"field": "lang", "operator": "eq", "value": "food"}]}
     joined = _enrich(

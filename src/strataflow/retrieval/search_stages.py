@@ -6,6 +6,7 @@ stage it searches the retriever's collections whole.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pydantic import Field
@@ -40,6 +41,26 @@ class FeatureSearchParams(StageParams):
     final_top_k: int = Field(default=25, ge=1, le=10_000)
     fusion: str = "rrf"
     group_by: SearchGroupBy | None = None
+    collection_identifiers: list[str] | None = None  # of the retriever's collections, the ones searched here
+
+
+def _narrowed(ctx: StageContext, identifiers: list[str] | None) -> StageContext:
+    """The context with only the named collections (ids or names), which must be the retriever's."""
+    if not identifiers:
+        return ctx
+    chosen = [c for c in ctx.collections if c.collection_id in identifiers or c.collection_name in identifiers]
+    known = {c.collection_id for c in chosen} | {c.collection_name for c in chosen}
+    unknown = [i for i in identifiers if i not in known]
+    if unknown:
+        raise BadRequestError(
+            "A stage's collection_identifiers must be among the retriever's collections",
+            {
+                "stage": ctx.stage_name,
+                "unknown": unknown,
+                "retriever_collections": [c.collection_id for c in ctx.collections],
+            },
+        )
+    return replace(ctx, collections=chosen)
 
 
 class TextSearchParams(StageParams):
@@ -100,6 +121,7 @@ def text_ranking(
 
 def feature_search(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> list[Hit]:
     params: FeatureSearchParams = parse_params(FeatureSearchParams, ctx.stage_name, raw)
+    ctx = _narrowed(ctx, params.collection_identifiers)
     rankings = []
     skipped = 0
     for position, spec in enumerate(params.searches):
