@@ -368,6 +368,48 @@ def test_shaping_stages_take_the_sdks_typed_parameters(client: TestClient, corpu
         assert words in refused.json()["error"]["message"], refused.text
 
 
+def test_an_executions_own_filters_narrow_every_search(client: TestClient, corpus: dict[str, Any]) -> None:
+    uri = corpus["feature_uri"]
+    nature = {"AND": [{"field": "lang", "operator": "eq", "value": "nature"}]}
+    # ANDed into the search's own filters: the search ranks only what both allow.
+    searched = adhoc(client, [search_stage(uri)], {"query": "baking bread"}, filters=nature)
+    assert sorted(titles(searched)) == ["Fish", "Ice"]
+    spec = search_stage(uri)
+    spec["config"]["parameters"]["searches"][0]["filters"] = {"field": "views", "operator": "gte", "value": 50}
+    both = adhoc(client, [spec], {"query": "baking bread"}, filters=nature)
+    assert titles(both) == ["Ice"]
+    # A pipeline without a search gets them as a last filter.
+    listed = {
+        "stage_name": "all",
+        "config": {
+            "stage_id": "attribute_filter",
+            "parameters": {"filters": {"field": "views", "operator": "gte", "value": 0}},
+        },
+    }
+    assert sorted(titles(adhoc(client, [listed], {"query": "x"}, filters=nature))) == ["Fish", "Ice"]
+    # A saved retriever: its stored stages stay as they were.
+    created = client.post(
+        "/v1/retrievers",
+        json={
+            "retriever_name": "filtered",
+            "collection_identifiers": ["passages"],
+            "input_schema": QUERY,
+            "stages": [search_stage(uri)],
+        },
+    )
+    assert created.status_code == 200, created.text
+    retriever_id = created.json()["retriever_id"]
+    run = client.post(f"/v1/retrievers/{retriever_id}/execute", json={"inputs": {"query": "bread"}, "filters": nature})
+    assert sorted(titles(run)) == ["Fish", "Ice"]
+    unfiltered = client.post(f"/v1/retrievers/{retriever_id}/execute", json={"inputs": {"query": "bread"}})
+    assert len(titles(unfiltered)) == 5
+    bad = client.post(
+        f"/v1/retrievers/{retriever_id}/execute",
+        json={"inputs": {"query": "bread"}, "filters": {"field": "lang", "operator": "sounds_like", "value": "x"}},
+    )
+    assert_error(bad, 400)
+
+
 def _enrich(parameters: dict[str, Any]) -> dict[str, Any]:
     return {"stage_name": "join", "config": {"stage_id": "document_enrich", "parameters": parameters}}
 

@@ -14,7 +14,7 @@ from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
 from strataflow.api.errors import error_body
 from strataflow.api.retrievers import recorder_for
 from strataflow.errors import StrataflowError
-from strataflow.retrieval.stages import catalogue, normalise_stage
+from strataflow.retrieval.stages import catalogue
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.schemas.retrievers import (
     CloneRetrieverRequest,
@@ -27,7 +27,7 @@ from strataflow.services.retrievers import history
 from strataflow.services.retrievers.crud import get_retriever, retriever_view
 from strataflow.services.retrievers.execution import saved_execution
 from strataflow.services.retrievers.explain import explain
-from strataflow.services.retrievers.operations import batch_item_request, clone_retriever, filter_stage
+from strataflow.services.retrievers.operations import batch_item_request, clone_retriever
 from strataflow.services.retrievers.typeahead import typeahead
 from strataflow.store.pagination import PageRequest
 from strataflow.store.tables import RetrieverExecution
@@ -171,8 +171,6 @@ def execute_batch(
                 with_vectors=return_vectors,
                 presign=return_presigned_urls,
             )
-            if query.filters:
-                run.stages = [*run.stages, normalise_stage(filter_stage(query.filters), len(run.stages))]
             results.append({"index": position, **history.run_recorded(run, recorder_for(runtime, scope, run))})
         except StrataflowError as exc:
             failure = error_body(exc.status_code, exc.message, exc.type, exc.details)

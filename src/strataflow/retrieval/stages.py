@@ -211,3 +211,43 @@ def literal_feature_uris(stages: list[dict[str, Any]]) -> list[str]:
         candidates.append(params.get("feature_uri"))
         uris += [u for u in candidates if isinstance(u, str) and "{{" not in u]
     return uris
+
+
+SEARCH_STAGES = frozenset({"feature_search", "text_search", "hybrid_search"})
+REQUEST_FILTER_STAGE = "__request_filters"
+
+
+def with_request_filters(stages: list[dict[str, Any]], filters: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The stages with an execution's own `filters` ANDed into every search's filters, so each
+    search ranks only what they allow. A pipeline without a search gets them as a last
+    attribute_filter instead. The stored stages are not changed."""
+    if not filters:
+        return stages
+    merged: list[dict[str, Any]] = []
+    searched = False
+    for stage in stages:
+        stage_id = stage["config"]["stage_id"]
+        if stage_id not in SEARCH_STAGES:
+            merged.append(stage)
+            continue
+        searched = True
+        parameters = dict(stage["config"]["parameters"])
+        if stage_id == "feature_search":
+            parameters["searches"] = [
+                {**spec, "filters": _and(spec.get("filters"), filters)} if isinstance(spec, dict) else spec
+                for spec in parameters.get("searches") or []
+            ]
+        else:
+            parameters["filters"] = _and(parameters.get("filters"), filters)
+        merged.append({**stage, "config": {**stage["config"], "parameters": parameters}, "parameters": parameters})
+    if not searched:
+        final = {
+            "stage_name": REQUEST_FILTER_STAGE,
+            "config": {"stage_id": "attribute_filter", "parameters": {"filters": filters}},
+        }
+        merged.append(normalise_stage(final, len(merged)))
+    return merged
+
+
+def _and(first: dict[str, Any] | None, second: dict[str, Any]) -> dict[str, Any]:
+    return {"AND": [first, second]} if first else second

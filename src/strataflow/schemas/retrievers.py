@@ -76,6 +76,8 @@ class ListRetrieversRequest(RequestModel):
 
 class ExecuteRetrieverRequest(RequestModel):
     inputs: dict[str, Any] = Field(default_factory=dict)
+    # This execution's own filters (the documents filter language), ANDed into every search's.
+    filters: dict[str, Any] | None = None
     pagination: dict[str, Any] | None = None
     stream: bool = False
     # Sent by newer SDKs in the body; the query parameters of the same names work too.

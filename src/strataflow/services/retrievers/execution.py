@@ -14,9 +14,11 @@ from strataflow.blobs import BlobStore
 from strataflow.index.store import DocumentIndex
 from strataflow.retrieval.inputs import validate_inputs
 from strataflow.retrieval.pipeline import Execution, ResultPage
+from strataflow.retrieval.stages import with_request_filters
 from strataflow.retrieval.vision_queries import VisionQueries
 from strataflow.schemas.retrievers import AdhocExecuteRequest, ExecuteRetrieverRequest
 from strataflow.services.collections.sources import get_collection
+from strataflow.services.documents.crud import where_of
 from strataflow.services.retrievers.crud import (
     check_pipeline,
     get_retriever,
@@ -58,6 +60,10 @@ def _execution(
 ) -> Execution:
     inputs = validate_inputs(schema, request.inputs)
     page = ResultPage.from_request(request.pagination, request.limit, request.offset)
+    if request.filters:
+        for collection in collections:  # bad filters are a 400 before anything runs
+            where_of(collection, request.filters)
+        stages = with_request_filters(stages, request.filters)
     return Execution(
         index=index,
         collections=collections,

@@ -21,20 +21,11 @@ from strataflow.store.tables import Retriever
 def batch_item_request(request: ExecuteBatchRequest, query: BatchQuery) -> ExecuteRetrieverRequest:
     return ExecuteRetrieverRequest(
         inputs=query.inputs,
+        filters=query.filters,
         limit=request.limit,
         return_vectors=request.return_vectors,
         return_presigned_urls=request.return_presigned_urls,
     )
-
-
-def filter_stage(filters: dict[str, Any]) -> dict[str, Any]:
-    """A query's own filters, applied to the retriever's final hits as one more attribute_filter."""
-    return {
-        "stage_name": "__batch_filters",
-        "stage_type": "filter",
-        "config": {"stage_id": "attribute_filter", "parameters": {"filters": filters}},
-        "parameters": {"filters": filters},
-    }
 
 
 def clone_retriever(
