@@ -410,6 +410,40 @@ def test_an_executions_own_filters_narrow_every_search(client: TestClient, corpu
     assert_error(bad, 400)
 
 
+def test_patch_edits_the_pipeline_and_grows_the_input_schema(client: TestClient, corpus: dict[str, Any]) -> None:
+    uri = corpus["feature_uri"]
+    body = {"retriever_name": "editable", "collection_identifiers": ["passages"], "input_schema": QUERY}
+    rid = client.post("/v1/retrievers", json={**body, "stages": [search_stage(uri)]}).json()["retriever_id"]
+    two = search_stage(uri)
+    two["config"]["parameters"]["final_top_k"] = 2
+    patched = client.patch(f"/v1/retrievers/{rid}", json={"stages": [two]})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["stages"][0]["config"]["parameters"]["final_top_k"] == 2 and patched.json()["version"] == 2
+    assert len(titles(client.post(f"/v1/retrievers/{rid}/execute", json={"inputs": {"query": "bread"}}))) == 2
+
+    grown = {**QUERY, "lang": {"type": "string", "description": "optional, new"}}
+    assert (
+        client.patch(f"/v1/retrievers/{rid}", json={"input_schema": grown}).json()["input_schema"]["lang"]["type"]
+        == "string"
+    )
+    before = client.get(f"/v1/retrievers/{rid}").json()
+    for refused in (
+        {"stages": [search_stage("mixpeek://nowhere@v1/nothing")]},
+        {"input_schema": {"lang": {"type": "string"}}},  # drops 'query'
+        {"input_schema": {**grown, "query": {"type": "number", "required": True}}},
+        {"input_schema": {**grown, "page": {"type": "integer", "required": True}}},
+        {
+            "input_schema": grown,
+            "stages": [two],
+            "description": "half",
+            "collection_identifiers": ["no_such_collection"],
+        },
+    ):
+        answer = client.patch(f"/v1/retrievers/{rid}", json=refused)
+        assert answer.status_code in (400, 404), (refused, answer.text)
+        assert client.get(f"/v1/retrievers/{rid}").json() == before  # nothing changed, not even the version
+
+
 def _enrich(parameters: dict[str, Any]) -> dict[str, Any]:
     return {"stage_name": "join", "config": {"stage_id": "document_enrich", "parameters": parameters}}
 

@@ -65,6 +65,13 @@ class PatchRetrieverRequest(RequestModel):
     description: str | None = None
     tags: list[str] | None = None
     display_config: dict[str, Any] | None = None
+    # The pipeline itself: stages replaced whole, collections re-pointed (both checked as on
+    # create), and the input schema evolved without breaking its callers.
+    stages: list[dict[str, Any]] | None = Field(default=None, min_length=1)
+    collection_identifiers: list[str] | None = Field(
+        default=None, min_length=1, validation_alias=AliasChoices("collection_identifiers", "collection_ids")
+    )
+    input_schema: dict[str, InputField] | None = None
 
 
 class ListRetrieversRequest(RequestModel):

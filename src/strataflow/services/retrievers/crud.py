@@ -53,6 +53,28 @@ def input_schema_dict(schema: dict[str, InputField]) -> dict[str, dict[str, Any]
     return {name: field.model_dump(exclude_none=True) | {"required": field.required} for name, field in schema.items()}
 
 
+def evolved_schema(current: dict[str, dict[str, Any]], wanted: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`wanted` if it keeps every caller of `current` working: every input stays, with its type;
+    none becomes required; a new input is optional. Descriptions, defaults and examples may change."""
+    problems = []
+    for name, field in current.items():
+        if name not in wanted:
+            problems.append(f"input '{name}' cannot be removed")
+        elif wanted[name]["type"] != field["type"]:
+            problems.append(f"input '{name}' cannot change its type ({field['type']} -> {wanted[name]['type']})")
+        elif wanted[name]["required"] and not field.get("required"):
+            problems.append(f"input '{name}' cannot become required")
+    problems += [
+        f"new input '{name}' must be optional" for name in wanted.keys() - current.keys() if wanted[name]["required"]
+    ]
+    if problems:
+        raise BadRequestError(
+            "The input schema may only change without breaking its callers: " + "; ".join(problems),
+            {"problems": problems},
+        )
+    return wanted
+
+
 def check_pipeline(collections: list[Collection], stages: list[Any]) -> list[dict[str, Any]]:
     """Normalised stages whose literal feature URIs all exist in the collections (400 otherwise)."""
     normalised = normalise_stages(stages)
@@ -131,12 +153,23 @@ def list_retrievers(
 def patch_retriever(
     session: Session, scope: NamespaceScope, identifier: str, request: PatchRetrieverRequest
 ) -> Retriever:
-    """Descriptive fields only; each change bumps `version`."""
+    """Descriptive fields, and the pipeline: `stages` (replaced whole) and `collection_identifiers`
+    are checked together as on create; `input_schema` may only grow (`evolved_schema`). Each
+    change bumps `version`; a refused one changes nothing."""
     row = get_retriever(session, scope, identifier)
     changes = request.model_dump(exclude_unset=True)
+    # Every check before any change: a refused patch leaves the retriever as it was.
+    collection_ids, stages, schema = list(row.collection_ids), list(row.stages), dict(row.input_schema)
+    if request.stages is not None or request.collection_identifiers is not None:
+        collections = resolve_collections(session, scope, request.collection_identifiers or collection_ids)
+        stages = check_pipeline(collections, request.stages if request.stages is not None else stages)
+        collection_ids = [c.collection_id for c in collections]
+    if request.input_schema is not None:
+        schema = evolved_schema(schema, input_schema_dict(request.input_schema))
     if changes.get("retriever_name") is not None:
         _check_name_free(session, scope, changes["retriever_name"], row.retriever_id)
         row.retriever_name = changes["retriever_name"]
+    row.collection_ids, row.stages, row.input_schema = collection_ids, stages, schema
     for name in ("description", "tags", "display_config"):
         if name in changes and (changes[name] is not None or name != "tags"):
             setattr(row, name, changes[name])
