@@ -106,6 +106,16 @@ def test_auto_process_submits_new_objects(client: TestClient, namespace: dict[st
         "/v1/buckets/docs/batches?auto_submit=true", json={"object_ids": [plain["object_id"]]}
     ).json()
     assert submitted["status"] == "PENDING" and submitted["task_id"]
+    # The same in the body (the SDK's CreateBatchRequest.auto_submit, or its older trigger_processing);
+    # the query parameter wins when both are given.
+    for body, query, status in (
+        ({"auto_submit": True}, "", "PENDING"),
+        ({"trigger_processing": True}, "", "PENDING"),
+        ({"auto_submit": True}, "?auto_submit=false", "DRAFT"),
+        ({}, "", "DRAFT"),
+    ):
+        made = client.post(f"/v1/buckets/docs/batches{query}", json={"object_ids": [plain["object_id"]], **body})
+        assert made.json()["status"] == status, (body, query, made.text)
 
 
 def test_source_filters_choose_the_rows_a_collection_sees(client: TestClient, namespace: dict[str, Any]) -> None:

@@ -47,11 +47,11 @@ def create_batch(
     session: DbDep,
     runtime: RuntimeDep,
     skip_validation: bool = False,
-    auto_submit: bool = False,
+    auto_submit: bool | None = None,
 ) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
     batch = service.create_batch(session, scope, bucket, request, skip_validation)
-    if auto_submit:
+    if request.submits(auto_submit):
         submission.submit_batch(session, runtime.blobs, scope, bucket, batch.batch_id)
         runtime.wake_scheduler()
     return batch_payload(session, batch)

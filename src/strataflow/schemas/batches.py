@@ -16,6 +16,16 @@ ObjectIds = list[str]
 class CreateBatchRequest(RequestModel):
     object_ids: ObjectIds = Field(min_length=1, max_length=1_000_000)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # Submit at once, as the ?auto_submit query parameter does (which wins when both are given);
+    # trigger_processing is the SDK's deprecated spelling of the same.
+    auto_submit: bool | None = None
+    trigger_processing: bool | None = None
+
+    def submits(self, query: bool | None) -> bool:
+        for choice in (query, self.auto_submit, self.trigger_processing):
+            if choice is not None:
+                return choice
+        return False
 
 
 class AddObjectsToBatchRequest(RequestModel):
