@@ -39,8 +39,7 @@ def test_trigger_reprocesses_one_branch_of_the_dag(client: TestClient, namespace
         chunk_size=1,
         model="wordllama",
     )
-    for _ in range(2):
-        add_object(client, TEXT)
+    objects = [add_object(client, TEXT) for _ in range(2)]
     response = client.post(f"/v1/collections/{first['collection_id']}/trigger", json={})
     assert response.status_code == 202, response.text
     body = response.json()
@@ -66,6 +65,17 @@ def test_trigger_reprocesses_one_branch_of_the_dag(client: TestClient, namespace
         json={"source_filters": {"filters": {"field": "metadata.title", "value": "none"}}},
     )
     assert_error(filtered, 400)
+    # The SDK sends the filter tree bare (a LogicalOperator), not under "filters".
+    bare = {"AND": [{"field": "metadata.title", "operator": "eq", "value": "none"}]}
+    assert_error(client.post(f"/v1/collections/{first['collection_id']}/trigger", json={"source_filters": bare}), 400)
+    one = client.post(f"/v1/collections/{first['collection_id']}/trigger", json={"object_ids": objects[:1]})
+    assert one.status_code == 202 and one.json()["object_count"] == 1, one.text
+    assert client.get(f"/v1/buckets/docs/batches/{one.json()['batch_id']}").json()["object_ids"] == objects[:1]
+    assert wait_task(client, one.json()["task_id"], timeout=60)["status"] == "COMPLETED"
+    stranger = client.post(
+        f"/v1/collections/{first['collection_id']}/trigger", json={"object_ids": [objects[0], "obj_not_here"]}
+    )
+    assert assert_error(stranger, 400)["error"]["details"]["object_ids"] == ["obj_not_here"]
     assert_error(client.post("/v1/collections/col_unknown/trigger", json={}), 404)
     assert_error(
         client.post(f"/v1/collections/{first['collection_id']}/trigger", json={"include_buckets": ["bkt_other"]}), 400

@@ -150,7 +150,13 @@ def trigger_collection(
 ) -> dict[str, Any]:
     request = request or TriggerCollectionRequest()
     answer = trigger.trigger_collection(
-        session, runtime.blobs, scope, collection_identifier, request.include_buckets, request.source_filters
+        session,
+        runtime.blobs,
+        scope,
+        collection_identifier,
+        request.include_buckets,
+        request.source_filters,
+        request.object_ids,
     )
     runtime.wake_scheduler()
     return answer

@@ -123,7 +123,9 @@ class DescribeCollectionFeaturesResponse(ResponseModel):
 class TriggerCollectionRequest(RequestModel):
     include_buckets: list[str] | None = None
     include_collections: list[str] | None = None
+    # The filter tree bare (the SDK's LogicalOperator), or under `filters` as in a collection's source.
     source_filters: dict[str, Any] | None = None
+    object_ids: list[str] | None = Field(default=None, max_length=100_000)
 
 
 class TriggerCollectionResponse(ResponseModel):

@@ -46,8 +46,10 @@ def trigger_collection(
     identifier: str,
     include_buckets: list[str] | None,
     source_filters: dict[str, Any] | None,
+    object_ids: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Create and submit a batch that re-runs this collection (and what depends on it)."""
+    """Create and submit a batch that re-runs this collection (and what depends on it), over the
+    source buckets' objects: all, those `source_filters` match, or the `object_ids` named."""
     collection = get_collection(session, scope, identifier)
     if not collection.enabled:
         raise BadRequestError(f"Collection '{collection.collection_name}' is disabled; enable it to trigger it")
@@ -60,20 +62,23 @@ def trigger_collection(
                 {"buckets": unknown, "source_bucket_ids": bucket_ids},
             )
         bucket_ids = [b for b in bucket_ids if b in include_buckets]
-    filters = (source_filters or {}).get("filters") if isinstance(source_filters, dict) else None
-    clause = compile_filters(filters, OBJECT_FIELDS)
+    clause = compile_filters(_filters_of(source_filters), OBJECT_FIELDS)
+    if object_ids:
+        _check_objects(session, bucket_ids, object_ids)
     answers = []
     for bucket_id in bucket_ids:
         bucket = get_bucket(session, scope, bucket_id)
         query = select(BucketObject.object_id).where(BucketObject.bucket_id == bucket.bucket_id)
         if clause is not None:
             query = query.where(clause)
-        object_ids = list(session.scalars(query.order_by(BucketObject.created_at)))
-        if not object_ids:
+        if object_ids:
+            query = query.where(BucketObject.object_id.in_(object_ids))
+        chosen = list(session.scalars(query.order_by(BucketObject.created_at)))
+        if not chosen:
             continue
-        batch = draft_batch(session, scope, bucket, object_ids, {"triggered_by": collection.collection_id})
+        batch = draft_batch(session, scope, bucket, chosen, {"triggered_by": collection.collection_id})
         task = submit_batch(session, blobs, scope, bucket, batch.batch_id, roots=[collection.collection_id])
-        answers.append((batch, task, len(object_ids)))
+        answers.append((batch, task, len(chosen)))
     if not answers:
         raise BadRequestError(
             "Nothing to process: the collection's source buckets hold no matching objects",
@@ -92,6 +97,32 @@ def trigger_collection(
         "batch_ids": [a[0].batch_id for a in answers],
         "message": f"Processing {sum(a[2] for a in answers)} object(s) in {len(answers)} batch(es)",
     }
+
+
+def _filters_of(source_filters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The filter tree: the SDK sends it bare (AND/OR/NOT), a collection's source keeps it under `filters`."""
+    if not isinstance(source_filters, dict) or not source_filters:
+        return None
+    if "filters" in source_filters:
+        inner = source_filters["filters"]
+        return inner if isinstance(inner, dict) and inner else None
+    return source_filters
+
+
+def _check_objects(session: Session, bucket_ids: list[str], object_ids: list[str]) -> None:
+    found = set(
+        session.scalars(
+            select(BucketObject.object_id).where(
+                BucketObject.bucket_id.in_(bucket_ids), BucketObject.object_id.in_(object_ids)
+            )
+        )
+    )
+    missing = [object_id for object_id in object_ids if object_id not in found]
+    if missing:
+        raise BadRequestError(
+            "object_ids names objects that are not in this collection's source buckets",
+            {"object_ids": missing[:100], "source_bucket_ids": bucket_ids},
+        )
 
 
 def process_objects(
