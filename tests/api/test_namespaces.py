@@ -67,6 +67,14 @@ def test_list_search_sort_and_paginate(client: TestClient) -> None:
     seen = {n["namespace_id"] for n in first["results"] + second["results"]}
     assert len(seen) == 4
     assert client.get("/v1/namespaces").json()["total_count"] == 4
+    # The SDK's other spellings of the same paging: page_size and page (from 1), next_cursor and after.
+    by_name = {"sort": {"field": "namespace_name", "direction": "asc"}}
+    page_two = client.post("/v1/namespaces/list?page_size=2&page=2", json=by_name).json()
+    assert [n["namespace_name"] for n in page_two["results"]] == ["del-ta", "gam-ma"]
+    for spelling in ("next_cursor", "after"):
+        rest = client.post(f"/v1/namespaces/list?limit=3&{spelling}={first['pagination']['next_cursor']}", json={})
+        assert [n["namespace_id"] for n in rest.json()["results"]] == [n["namespace_id"] for n in second["results"]]
+    assert client.post("/v1/namespaces/list?page_size=1000&page=12", json={}).status_code in (400, 422)
     filtered = client.post(
         "/v1/namespaces/list",
         json={"filters": {"field": "namespace_name", "operator": "in", "value": ["al-pha", "GAM-MA"]}},

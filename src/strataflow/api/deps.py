@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Query, Request
 from sqlalchemy.orm import Session
 
+from strataflow.errors import ValidationError
 from strataflow.runtime import Runtime
 from strataflow.services.tenancy.auth import authenticate
 from strataflow.services.tenancy.namespaces import resolve_scope
@@ -84,13 +85,26 @@ def optional_namespace(
 OptionalScopeDep = Annotated[NamespaceScope | None, Depends(optional_namespace)]
 
 
+MAX_OFFSET = 10_000  # deeper pages are a cursor's work
+
+
 async def page_request(
-    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-    offset: Annotated[int, Query(ge=0, le=10000)] = 0,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    offset: Annotated[int | None, Query(ge=0, le=MAX_OFFSET)] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     include_total: bool = False,
+    page_size: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    page: Annotated[int | None, Query(ge=1, le=10000)] = None,
+    next_cursor: Annotated[str | None, Query(max_length=512)] = None,
+    after: Annotated[str | None, Query(max_length=512)] = None,
 ) -> PageRequest:
-    return PageRequest(limit=limit, offset=offset, cursor=cursor, include_total=include_total)
+    """The SDK's list paging in any of its spellings: `limit`/`offset`, `page_size`/`page` (from 1),
+    and a cursor as `cursor`, `next_cursor` or `after`. The first spelling given wins."""
+    size = limit or page_size or 20
+    start = offset if offset is not None else (page - 1) * size if page else 0
+    if start > MAX_OFFSET:
+        raise ValidationError(f"A page may start at most {MAX_OFFSET} items in", {"offset": start})
+    return PageRequest(limit=size, offset=start, cursor=cursor or next_cursor or after, include_total=include_total)
 
 
 PageDep = Annotated[PageRequest, Depends(page_request)]
