@@ -75,6 +75,11 @@ def test_list_search_sort_and_paginate(client: TestClient) -> None:
         rest = client.post(f"/v1/namespaces/list?limit=3&{spelling}={first['pagination']['next_cursor']}", json={})
         assert [n["namespace_id"] for n in rest.json()["results"]] == [n["namespace_id"] for n in second["results"]]
     assert client.post("/v1/namespaces/list?page_size=1000&page=12", json={}).status_code in (400, 422)
+    # In the body, as the SDK's ListNamespacesRequest carries it, paging wins over the query string.
+    in_body = client.post("/v1/namespaces/list?limit=1&offset=0", json={**by_name, "page_size": 2, "page": 2}).json()
+    assert [n["namespace_name"] for n in in_body["results"]] == ["del-ta", "gam-ma"]
+    offset_body = client.post("/v1/namespaces/list?limit=3", json={**by_name, "limit": 1, "offset": 1}).json()
+    assert [n["namespace_name"] for n in offset_body["results"]] == ["be-ta"]
     filtered = client.post(
         "/v1/namespaces/list",
         json={"filters": {"field": "namespace_name", "operator": "in", "value": ["al-pha", "GAM-MA"]}},

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep, paged
 from strataflow.engine.clusters import enrichment, output_documents
 from strataflow.errors import BadRequestError
 from strataflow.schemas.clusters import (
@@ -25,7 +25,6 @@ from strataflow.services.clusters import crud, outputs, runs
 from strataflow.services.clusters.output_collection import output_collection_ids
 from strataflow.services.clusters.views import cluster_view, group_label, groups_view, run_view
 from strataflow.services.tenancy.tasks import task_payload
-from strataflow.store.pagination import PageRequest
 from strataflow.store.tables import Cluster, ClusterRun, Collection
 
 router = APIRouter(prefix="/v1/clusters", tags=["Clusters"], responses=ERROR_RESPONSES)
@@ -41,13 +40,6 @@ def _view(session: Session, cluster: Cluster) -> dict[str, Any]:
     return view
 
 
-def _page(page: PageRequest, body: ListClustersRequest) -> PageRequest:
-    """Body pagination (limit/page_size, offset/page) wins over the query's, as the SDK sends it."""
-    limit = body.limit or body.page_size or page.limit
-    offset = body.offset if body.offset is not None else ((body.page - 1) * limit if body.page else page.offset)
-    return PageRequest(limit=limit, offset=offset, cursor=page.cursor, include_total=page.include_total)
-
-
 @router.post("")
 def create_cluster(
     request: CreateClusterRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
@@ -60,7 +52,7 @@ def list_clusters(
     scope: ScopeDep, session: ReadDbDep, page: PageDep, request: ListClustersRequest | None = None
 ) -> dict[str, Any]:
     body = request or ListClustersRequest()
-    result, total = crud.list_clusters(session, scope, body, _page(page, body))
+    result, total = crud.list_clusters(session, scope, body, paged(page, body))
     views = [_view(session, c) for c in result.rows]
     by_status: dict[str, int] = {}
     for view in views:

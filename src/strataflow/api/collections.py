@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from sqlalchemy.orm import Session
 
-from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep, paged
 from strataflow.clock import isoformat
 from strataflow.engine.lifecycle import trigger
 from strataflow.index.store import DocumentIndex
@@ -82,7 +82,8 @@ def list_collections(
     runtime: RuntimeDep,
     request: ListCollectionsRequest | None = None,
 ) -> dict[str, Any]:
-    result, total = service.list_collections(session, scope, request or ListCollectionsRequest(), page)
+    request = request or ListCollectionsRequest()
+    result, total = service.list_collections(session, scope, request, paged(page, request))
     results = [present(row, runtime.index) for row in result.rows]
     result.pagination["total"] = total
     documents = sum(r["document_count"] for r in results)

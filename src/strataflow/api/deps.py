@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from strataflow.errors import ValidationError
 from strataflow.runtime import Runtime
+from strataflow.schemas.common import BodyPaging
 from strataflow.services.tenancy.auth import authenticate
 from strataflow.services.tenancy.namespaces import resolve_scope
 from strataflow.services.tenancy.scope import NamespaceScope, Principal
@@ -108,3 +109,14 @@ async def page_request(
 
 
 PageDep = Annotated[PageRequest, Depends(page_request)]
+
+
+def paged(query: PageRequest, body: BodyPaging | None) -> PageRequest:
+    """The page a list asks for: its body's paging where the body gives it, else the query's."""
+    if body is None:
+        return query
+    size = body.limit or body.page_size or query.limit
+    start = body.offset if body.offset is not None else (body.page - 1) * size if body.page else query.offset
+    if start > MAX_OFFSET:
+        raise ValidationError(f"A page may start at most {MAX_OFFSET} items in", {"offset": start})
+    return PageRequest(limit=size, offset=start, cursor=query.cursor, include_total=query.include_total)

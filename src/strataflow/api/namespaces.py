@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
-from strataflow.api.deps import DbDep, PageDep, PrincipalDep, ReadDbDep, RuntimeDep
+from strataflow.api.deps import DbDep, PageDep, PrincipalDep, ReadDbDep, RuntimeDep, paged
 from strataflow.clock import isoformat
 from strataflow.schemas.common import ERROR_RESPONSES, AsyncTaskAccepted
 from strataflow.schemas.namespaces import (
@@ -50,7 +50,8 @@ def create_namespace(request: CreateNamespaceRequest, principal: PrincipalDep, s
 def list_namespaces(
     principal: PrincipalDep, session: ReadDbDep, page: PageDep, request: ListNamespacesRequest | None = None
 ) -> dict[str, Any]:
-    result, total = service.list_namespaces(session, principal, request or ListNamespacesRequest(), page)
+    request = request or ListNamespacesRequest()
+    result, total = service.list_namespaces(session, principal, request, paged(page, request))
     return {
         "results": [present(session, r) for r in result.rows],
         "pagination": result.pagination,

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep, paged
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.schemas.taxonomies import (
     ApplyTaxonomyRequest,
@@ -40,7 +40,8 @@ def create_taxonomy(
 def list_taxonomies(
     scope: ScopeDep, session: ReadDbDep, page: PageDep, request: ListTaxonomiesRequest | None = None
 ) -> dict[str, Any]:
-    result, total = service.list_taxonomies(session, scope, request or ListTaxonomiesRequest(), page)
+    request = request or ListTaxonomiesRequest()
+    result, total = service.list_taxonomies(session, scope, request, paged(page, request))
     views = [service.taxonomy_view(r) for r in result.rows]
     return {
         "results": views,

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from strataflow.schemas.common import RequestModel
+from strataflow.schemas.common import BodyPaging, RequestModel
 
 Algorithm = Literal[
     "kmeans",
@@ -115,16 +115,12 @@ class PatchClusterRequest(RequestModel):
     layout_stability: Literal["none", "transform", "align"] | None = None
 
 
-class ListClustersRequest(RequestModel):
+class ListClustersRequest(BodyPaging):
     filters: dict[str, Any] | None = None
     sort: dict[str, Any] | None = None
     sorts: list[dict[str, Any]] | None = None
     search: str | None = None
     case_sensitive: bool = False
-    limit: int | None = Field(default=None, ge=1, le=1000)
-    page_size: int | None = Field(default=None, ge=1, le=1000)
-    offset: int | None = Field(default=None, ge=0)
-    page: int | None = Field(default=None, ge=1)
 
 
 class ExecuteClusterRequest(RequestModel):

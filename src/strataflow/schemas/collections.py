@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from strataflow.schemas.common import PaginationResponse, RequestModel, ResponseModel, SortOption
+from strataflow.schemas.common import BodyPaging, PaginationResponse, RequestModel, ResponseModel, SortOption
 
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_\-]+$"
 
@@ -80,7 +80,7 @@ class PatchCollectionRequest(RequestModel):
     alert_applications: list[dict[str, Any]] | None = None
 
 
-class ListCollectionsRequest(RequestModel):
+class ListCollectionsRequest(BodyPaging):
     filters: dict[str, Any] | None = None
     sort: SortOption | None = None
     search: str | None = None

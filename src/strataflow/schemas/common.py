@@ -15,6 +15,16 @@ class RequestModel(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
+class BodyPaging(RequestModel):
+    """A list request's paging in its body, as the SDK's list models carry it (`limit`/`page_size`,
+    `offset`/`page` from 1); given here, it wins over the query string's (`api.deps.paged`)."""
+
+    limit: int | None = Field(default=None, ge=1, le=1000)
+    page_size: int | None = Field(default=None, ge=1, le=1000)
+    offset: int | None = Field(default=None, ge=0)
+    page: int | None = Field(default=None, ge=1)
+
+
 class ResponseModel(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from strataflow.schemas.common import PaginationResponse, RequestModel, ResponseModel
+from strataflow.schemas.common import BodyPaging, PaginationResponse, RequestModel, ResponseModel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
 
@@ -37,7 +37,7 @@ class PatchNamespaceRequest(UpdateNamespaceRequest):
     infrastructure: dict[str, Any] | None = None
 
 
-class ListNamespacesRequest(RequestModel):
+class ListNamespacesRequest(BodyPaging):
     filters: dict[str, Any] | None = None
     sort: dict[str, Any] | None = None
     search: str | None = None

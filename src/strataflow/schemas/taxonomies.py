@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from strataflow.schemas.common import RequestModel
+from strataflow.schemas.common import BodyPaging, RequestModel
 
 
 class InputMapping(RequestModel):
@@ -104,7 +104,7 @@ class CloneTaxonomyRequest(RequestModel):
     config: TaxonomyConfig | None = None
 
 
-class ListTaxonomiesRequest(RequestModel):
+class ListTaxonomiesRequest(BodyPaging):
     search: str | None = None
     filters: dict[str, Any] | None = None
     sorts: list[dict[str, Any]] | None = None
