@@ -76,6 +76,8 @@ def test_trigger_reprocesses_one_branch_of_the_dag(client: TestClient, namespace
         f"/v1/collections/{first['collection_id']}/trigger", json={"object_ids": [objects[0], "obj_not_here"]}
     )
     assert assert_error(stranger, 400)["error"]["details"]["object_ids"] == ["obj_not_here"]
+    too_many = [f"obj_{n}" for n in range(10_001)]
+    assert_error(client.post(f"/v1/collections/{first['collection_id']}/trigger", json={"object_ids": too_many}), 422)
     assert_error(client.post("/v1/collections/col_unknown/trigger", json={}), 404)
     assert_error(
         client.post(f"/v1/collections/{first['collection_id']}/trigger", json={"include_buckets": ["bkt_other"]}), 400

@@ -467,6 +467,19 @@ def test_bad_input_is_refused_and_changes_nothing(client: TestClient, reference:
     )
 
 
+def _execute(client: TestClient, stages: list[dict[str, Any]], query: str) -> Any:
+    """An ad-hoc execution of `stages` over the passages collection."""
+    return client.post(
+        "/v1/retrievers/execute",
+        json={
+            "collection_identifiers": ["passages"],
+            "input_schema": QUERY_SCHEMA,
+            "stages": stages,
+            "inputs": {"query": query},
+        },
+    )
+
+
 def test_taxonomy_enrich_stage_enriches_hits_without_writing(
     client: TestClient, reference: dict[str, Any], runtime: Runtime
 ) -> None:
@@ -508,15 +521,7 @@ def test_taxonomy_enrich_stage_enriches_hits_without_writing(
             },
         },
     ]
-    response = client.post(
-        "/v1/retrievers/execute",
-        json={
-            "collection_identifiers": ["passages"],
-            "input_schema": QUERY_SCHEMA,
-            "stages": stages,
-            "inputs": {"query": "space missions and planets"},
-        },
-    )
+    response = _execute(client, stages, "space missions and planets")
     assert response.status_code == 200, response.text
     hits = response.json()["documents"]
     assert len(hits) == 3 and all(h["kind"] == "astronomy" for h in hits)
@@ -527,15 +532,7 @@ def test_taxonomy_enrich_stage_enriches_hits_without_writing(
     # `when`: of nine hits, only the baking ones are enriched; the others pass through as they are.
     stages[0]["config"]["parameters"]["final_top_k"] = 9
     stages[1]["config"]["parameters"]["when"] = {"AND": [{"field": "title", "operator": "eq", "value": "baking"}]}
-    chosen = client.post(
-        "/v1/retrievers/execute",
-        json={
-            "collection_identifiers": ["passages"],
-            "input_schema": QUERY_SCHEMA,
-            "stages": stages,
-            "inputs": {"query": "bread and the sea"},
-        },
-    )
+    chosen = _execute(client, stages, "bread and the sea")
     assert chosen.status_code == 200, chosen.text
     hits = chosen.json()["documents"]
     assert len(hits) == 9
@@ -546,15 +543,7 @@ def test_taxonomy_enrich_stage_enriches_hits_without_writing(
     del stages[1]["config"]["parameters"]["when"]
 
     stages[1]["config"]["parameters"]["taxonomy_id"] = "nope"
-    missing = client.post(
-        "/v1/retrievers/execute",
-        json={
-            "collection_identifiers": ["passages"],
-            "input_schema": QUERY_SCHEMA,
-            "stages": stages,
-            "inputs": {"query": "space"},
-        },
-    )
+    missing = _execute(client, stages, "space")
     assert "'nope' not found" in assert_error(missing, 400)["error"]["message"]
 
 

@@ -101,11 +101,20 @@ async def page_request(
 ) -> PageRequest:
     """The SDK's list paging in any of its spellings: `limit`/`offset`, `page_size`/`page` (from 1),
     and a cursor as `cursor`, `next_cursor` or `after`. The first spelling given wins."""
-    size = limit or page_size or 20
-    start = offset if offset is not None else (page - 1) * size if page else 0
+    size, start = _window(limit, page_size, offset, page, PageRequest())
+    return PageRequest(limit=size, offset=start, cursor=cursor or next_cursor or after, include_total=include_total)
+
+
+def _window(
+    limit: int | None, page_size: int | None, offset: int | None, page: int | None, otherwise: PageRequest
+) -> tuple[int, int]:
+    """Size and start from whichever spelling is given (`limit` before `page_size`, `offset` before
+    `page`), else `otherwise`'s; a start past MAX_OFFSET is a 422."""
+    size = limit or page_size or otherwise.limit
+    start = offset if offset is not None else (page - 1) * size if page else otherwise.offset
     if start > MAX_OFFSET:
         raise ValidationError(f"A page may start at most {MAX_OFFSET} items in", {"offset": start})
-    return PageRequest(limit=size, offset=start, cursor=cursor or next_cursor or after, include_total=include_total)
+    return size, start
 
 
 PageDep = Annotated[PageRequest, Depends(page_request)]
@@ -115,8 +124,5 @@ def paged(query: PageRequest, body: BodyPaging | None) -> PageRequest:
     """The page a list asks for: its body's paging where the body gives it, else the query's."""
     if body is None:
         return query
-    size = body.limit or body.page_size or query.limit
-    start = body.offset if body.offset is not None else (body.page - 1) * size if body.page else query.offset
-    if start > MAX_OFFSET:
-        raise ValidationError(f"A page may start at most {MAX_OFFSET} items in", {"offset": start})
+    size, start = _window(body.limit, body.page_size, body.offset, body.page, query)
     return PageRequest(limit=size, offset=start, cursor=query.cursor, include_total=query.include_total)

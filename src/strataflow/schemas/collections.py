@@ -125,7 +125,8 @@ class TriggerCollectionRequest(RequestModel):
     include_collections: list[str] | None = None
     # The filter tree bare (the SDK's LogicalOperator), or under `filters` as in a collection's source.
     source_filters: dict[str, Any] | None = None
-    object_ids: list[str] | None = Field(default=None, max_length=100_000)
+    # At most as many as one IN list can bind on SQLite (its limit is 32,766 variables).
+    object_ids: list[str] | None = Field(default=None, max_length=10_000)
 
 
 class TriggerCollectionResponse(ResponseModel):
