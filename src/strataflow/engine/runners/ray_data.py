@@ -356,7 +356,7 @@ class RayDataPipelines:
                     yield self._take_notes(item, notes)
                     continue
                 if time.monotonic() - last >= self.settings.tier_stall_s:
-                    yield self._stalled(pipeline, pool, notes, returned, time.monotonic() - last)
+                    yield self._stalled(pipeline, pool, notes, returned)
                     break
             finished = True
         finally:
@@ -367,11 +367,11 @@ class RayDataPipelines:
             notes.logs.append(f"ray data: dataset {dataset.get_dataset_id()} ended")
             notes.logs.extend(self._stats(dataset))
 
-    def _stalled(
-        self, pipeline: Pipeline, pool: StagePool, notes: RunNotes, returned: RowRanges, waited_s: float
-    ) -> pa.Table:
+    def _stalled(self, pipeline: Pipeline, pool: StagePool, notes: RunNotes, returned: RowRanges) -> pa.Table:
         """Report why the tier stopped moving, and fail the rows still out with that reason."""
-        reason = stall_reason(waited_s, [slot.actor_id for slot in pool.slots], list(self._warnings.lines))
+        reason = stall_reason(
+            self.settings.tier_stall_s, [slot.actor_id for slot in pool.slots], list(self._warnings.lines)
+        )
         log.error("tier stalled", extra={"dataset": pipeline.name, "reason": reason})
         notes.logs.append(f"ray data: stalled: {reason}")
         if notes.on_stall is not None:

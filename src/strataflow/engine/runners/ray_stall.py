@@ -71,9 +71,13 @@ def actor_states(actor_ids: list[str]) -> dict[str, str]:
     return states
 
 
-def stall_reason(waited_s: float, actor_ids: list[str], ray_data_lines: list[str]) -> str:
-    """One line for the tier: how long nothing moved, where the actors are, and what Ray says it waits for."""
-    parts = [f"no extraction result for {waited_s:.0f}s"]
+def stall_reason(limit_s: float, actor_ids: list[str], ray_data_lines: list[str]) -> str:
+    """One line for the tier: the stall limit it reached, where the actors are, and what Ray says it waits for.
+
+    The limit (`tier_stall_s`), not the measured wait, is named: both runners then say the same, and the
+    wait is only ever the limit plus how late the check came round.
+    """
+    parts = [f"no extraction result for {limit_s:g}s"]
     states = actor_states(actor_ids)
     not_alive = {a[:12]: s for a, s in states.items() if s != "ALIVE"}
     if not_alive:
