@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 
-from strataflow.api.deps import PageDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.api.deps import PageDep, ReadDbDep, RuntimeDep, ScopeDep, paged
 from strataflow.errors import ValidationError
 from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
 from strataflow.schemas.documents import (
@@ -29,6 +30,7 @@ from strataflow.services.collections.sources import get_collection
 from strataflow.services.documents import crud as service
 from strataflow.services.documents import events, queries
 from strataflow.services.documents.model import document_view
+from strataflow.services.documents.vector_choice import vector_choice
 from strataflow.store.pagination import PageRequest
 from strataflow.store.tables import Collection
 
@@ -42,10 +44,9 @@ def _collection(session: Any, scope: Any, identifier: str) -> Collection:
 
 
 def _page(query: PageRequest, body: ListDocumentsRequest) -> PageRequest:
-    """Body values win over query parameters (the SDK puts limit and offset in the body)."""
-    return PageRequest(
-        limit=body.limit if body.limit is not None else query.limit,
-        offset=body.offset if body.offset is not None else query.offset,
+    """Body values win over query parameters (the SDK puts paging, a cursor and include_total in the body)."""
+    return dataclasses.replace(
+        paged(query, body),
         cursor=body.cursor or query.cursor,
         include_total=bool(body.include_total) or query.include_total,
     )
@@ -74,13 +75,14 @@ def list_documents(
 ) -> dict[str, Any]:
     request = request or ListDocumentsRequest()
     collection = _collection(session, scope, collection_identifier)
-    with_vectors = bool(request.return_vectors) or return_vectors  # either place turns it on
+    # Either place (body or query) turns vectors on.
+    vectors = vector_choice(collection, bool(request.return_vectors) or return_vectors, request.return_vector_names)
     presign = request.return_url or request.return_presigned_urls or return_presigned_urls
     blobs = runtime.blobs if presign else None
-    result = queries.list_documents(runtime.index, collection, request, _page(page, request), with_vectors)
+    result = queries.list_documents(runtime.index, collection, request, _page(page, request), vectors.load)
 
     def view(doc: Any) -> dict[str, Any]:
-        return document_view(doc, with_vectors=with_vectors, select=request.select, blobs=blobs)
+        return document_view(doc, vectors=vectors, select=request.select, blobs=blobs)
 
     if result.groups is not None:
         groups = [{**g, "documents": [view(d) for d in g["documents"]]} for g in result.groups]
@@ -232,10 +234,12 @@ def get_document(
     runtime: RuntimeDep,
     return_presigned_urls: bool = False,
     return_vectors: bool = False,
+    return_vector_names: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
-    doc = service.get_document(runtime.index, collection, document_id, return_vectors)
-    return document_view(doc, with_vectors=return_vectors, blobs=runtime.blobs if return_presigned_urls else None)
+    vectors = vector_choice(collection, return_vectors, return_vector_names)
+    doc = service.get_document(runtime.index, collection, document_id, vectors.load)
+    return document_view(doc, vectors=vectors, blobs=runtime.blobs if return_presigned_urls else None)
 
 
 @router.put("/{document_id}", response_model=DocumentResponse)

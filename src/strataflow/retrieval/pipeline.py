@@ -23,6 +23,7 @@ from strataflow.retrieval.results import Hit
 from strataflow.retrieval.stages import stage_kind
 from strataflow.retrieval.vision_queries import VisionQueries
 from strataflow.services.documents.model import document_view
+from strataflow.services.documents.vector_choice import ALL_VECTORS, NO_VECTORS
 from strataflow.store.pagination import decode_cursor, encode_cursor
 from strataflow.store.tables import Collection
 
@@ -179,7 +180,7 @@ class Execution:
         documents = []
         for hit in shown:
             doc = vectors.get(hit.key, hit.document)
-            view = document_view(doc, with_vectors=self.with_vectors, blobs=self.blobs)
+            view = document_view(doc, vectors=ALL_VECTORS if self.with_vectors else NO_VECTORS, blobs=self.blobs)
             view["score"] = hit.score
             if hit.scores:
                 view["search_scores"] = hit.scores

@@ -4,12 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from strataflow.schemas.common import PaginationResponse, RequestModel, ResponseModel, SortDirection, SortOption
+from strataflow.schemas.common import (
+    BodyPaging,
+    PaginationResponse,
+    RequestModel,
+    ResponseModel,
+    SortDirection,
+    SortOption,
+)
+
+MAX_PARTITIONS = 256
 
 
-class ListDocumentsRequest(RequestModel):
+class Partition(RequestModel):
+    index: int = Field(ge=0, description="This reader's partition, from 0 to count - 1.")
+    count: int = Field(ge=1, le=MAX_PARTITIONS, description="How many partitions the documents are split into.")
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> Partition:
+        if self.index >= self.count:
+            raise ValueError(f"partition index {self.index} must be below count {self.count}")
+        return self
+
+
+class ListDocumentsRequest(BodyPaging):
+    """Paging (`limit`/`page_size`, `offset`/`page`) may come in the body, as the SDK sends it, or the query."""
+
     filters: dict[str, Any] | None = None
     sort: SortOption | None = None
     search: str | None = None
@@ -17,12 +39,17 @@ class ListDocumentsRequest(RequestModel):
     return_url: bool | None = None
     return_presigned_urls: bool | None = None
     return_vectors: bool | None = None
+    return_vector_names: bool | list[str] | None = None
+    partition: Partition | None = None
     group_by: str | None = None
     select: list[str] | None = None
-    # The SDK sends these in the body; older clients as query parameters. The body wins.
-    limit: int | None = Field(default=None, ge=1, le=1000)
-    offset: int | None = Field(default=None, ge=0, le=10000)
     include_total: bool | None = None
+
+    @field_validator("group_by", mode="before")
+    @classmethod
+    def _group_by_field(cls, value: Any) -> Any:
+        """The SDK documents an object form too: {"field": "metadata.category"}."""
+        return value.get("field") if isinstance(value, dict) else value
 
 
 class FeatureModel(RequestModel):

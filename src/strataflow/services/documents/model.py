@@ -12,6 +12,7 @@ from strataflow.errors import BadRequestError
 from strataflow.index.filters import Target
 from strataflow.index.records import LINEAGE_COLUMNS, StoredDocument
 from strataflow.services.collections.schema import SYSTEM_FIELDS
+from strataflow.services.documents.vector_choice import NO_VECTORS, VectorChoice, vector_fields
 from strataflow.store.tables import Collection
 
 PRESIGNED_GET_SECONDS = 3600
@@ -117,9 +118,16 @@ def _project(view: dict[str, Any], select: list[str]) -> dict[str, Any]:
 
 
 def document_view(
-    doc: StoredDocument, *, with_vectors: bool = False, select: list[str] | None = None, blobs: BlobStore | None = None
+    doc: StoredDocument,
+    *,
+    vectors: VectorChoice = NO_VECTORS,
+    select: list[str] | None = None,
+    blobs: BlobStore | None = None,
 ) -> dict[str, Any]:
-    """The DocumentResponse shape: user fields at the root, system data under `_internal`."""
+    """The DocumentResponse shape: user fields at the root, system data under `_internal`.
+
+    Vectors asked for are shown whether or not `select` names them: a client that asked for them
+    twice over (select and return_vectors) should not have to name them twice."""
     internal = {
         **doc.internal,
         "document_id": doc.document_id,
@@ -134,6 +142,6 @@ def document_view(
         "document_blobs": [public_blob(e, blobs) for e in internal.get("document_blobs") or []],
         "_internal": internal,
     }
-    if with_vectors:
-        view.update({name: vector for name, vector in doc.vectors.items() if vector is not None})
-    return _project(view, select) if select else view
+    shown = _project(view, select) if select else view
+    shown.update(vector_fields(doc.vectors, vectors))
+    return shown

@@ -18,6 +18,13 @@ from strataflow.schemas.common import SortOption
 from strataflow.schemas.documents import DocumentAggregationRequest, ListDocumentsRequest
 from strataflow.services.documents.crud import where_of
 from strataflow.services.documents.model import resolve_field
+from strataflow.services.documents.partitions import (
+    PartitionCursor,
+    encode_partition_cursor,
+    keyset_clause,
+    partition_clause,
+    resolve_partition,
+)
 from strataflow.store.pagination import PageRequest, encode_cursor
 from strataflow.store.tables import Collection
 
@@ -44,12 +51,7 @@ def _search_clause(search: str) -> str:
 
 
 def _where(collection: Collection, request: ListDocumentsRequest) -> str | None:
-    clauses = [
-        c
-        for c in (where_of(collection, request.filters), _search_clause(request.search) if request.search else None)
-        if c
-    ]
-    return " AND ".join(f"({c})" for c in clauses) or None
+    return _and(where_of(collection, request.filters), _search_clause(request.search) if request.search else None)
 
 
 def _sorted_ids(
@@ -85,6 +87,9 @@ def list_documents(
     index: DocumentIndex, collection: Collection, request: ListDocumentsRequest, page: PageRequest, with_vectors: bool
 ) -> DocumentPage:
     where = _where(collection, request)
+    partition = resolve_partition(request.partition, page.cursor)
+    if partition is not None:
+        return _partition_page(index, collection, where, partition, request, page, with_vectors)
     total = index.count(collection.collection_id, where) if page.include_total else None
     if request.group_by:
         return _grouped(index, collection, where, request.group_by, page, with_vectors, total)
@@ -104,6 +109,50 @@ def list_documents(
     found = {d.document_id: d for d in index.get_many(collection.collection_id, wanted, with_vectors)}
     docs = [found[i] for i in wanted if i in found]
     return DocumentPage(docs, _pagination(start, limit, len(ids) > start + limit, total), total)
+
+
+def _partition_page(
+    index: DocumentIndex,
+    collection: Collection,
+    where: str | None,
+    partition: PartitionCursor,
+    request: ListDocumentsRequest,
+    page: PageRequest,
+    with_vectors: bool,
+) -> DocumentPage:
+    """One page of one partition, in document id order, after the cursor's last id."""
+    if request.sort is not None or request.group_by:
+        raise BadRequestError(
+            "A partition is read in document id order: it takes neither sort nor group_by",
+            {"partition": partition.partition.model_dump()},
+        )
+    where = _and(where, partition_clause(partition.partition))
+    total = index.count(collection.collection_id, where) if page.include_total else None
+    where = _and(where, keyset_clause(partition))
+    offset = page.offset if partition.after is None else 0  # a cursor page starts right after its key
+    docs = index.query(
+        collection.collection_id,
+        where,
+        order=[("document_id", True)],
+        offset=offset,
+        limit=page.limit + 1,
+        with_vectors=with_vectors,
+    )
+    docs, more = docs[: page.limit], len(docs) > page.limit
+    pagination = {
+        "total": total,
+        "page": None,
+        "page_size": page.limit,
+        "total_pages": -(-total // page.limit) if total is not None else None,
+        "next_page": None,
+        "previous_page": None,
+        "next_cursor": encode_partition_cursor(partition.partition, docs[-1].document_id) if more else None,
+    }
+    return DocumentPage(docs, pagination, total)
+
+
+def _and(*clauses: str | None) -> str | None:
+    return " AND ".join(f"({c})" for c in clauses if c) or None
 
 
 def _grouped(
