@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import httpx
 import mixpeek
 import pytest
 from mixpeek import (
@@ -382,3 +383,45 @@ def test_executions_interactions_and_datasets_stay_in_their_namespace(
             RetrieversApi(sdk).list_executions_retrievers(retriever_id)
     finally:
         use_namespace(sdk, home)
+
+
+def test_explain_on_execute_profiles_the_run_it_answers(setup: tuple[mixpeek.ApiClient, str, str]) -> None:
+    sdk, collection_id, retriever_id = setup
+    api = RetrieversApi(sdk)
+    plain = api.execute_retriever(retriever_id, ExecuteRetrieverRequest(inputs={"query": QUERY}, limit=3))
+    assert plain.explain_plan is None
+
+    for explained in (
+        api.execute_retriever(retriever_id, ExecuteRetrieverRequest(inputs={"query": QUERY}, limit=3), explain=True),
+        api.execute_retriever(retriever_id, ExecuteRetrieverRequest(inputs={"query": QUERY}, limit=3, explain=True)),
+    ):
+        plan = explained.explain_plan
+        assert plan is not None and plan["execution_id"] == explained.execution_id
+        statistics = explained.stage_statistics.stages
+        assert [s["stage_name"] for s in plan["stages"]] == ["search", "order"]
+        for stage in plan["stages"]:
+            assert stage["ran"] and stage["input_count"] == statistics[stage["stage_name"]].input_count
+            assert stage["output_count"] == statistics[stage["stage_name"]].output_count
+        [search, order] = plan["stages"]
+        assert search["output_count"] == 3 and plan["documents_returned"] == 3
+        [index] = search["indexes_used"]
+        assert index["kind"] == "vector" and index["collection_id"] == collection_id and index["feature_uri"] == FEATURE
+        assert order["indexes_used"] == [] and plan["bottleneck_stage"] in {"search", "order"}
+        assert explained.documents[0]["text"] == NOTES[2]  # explaining changes nothing in the answer
+
+    # The SDK's ad-hoc execute has no explain argument: the server takes it in the query string.
+    config = sdk.configuration
+    adhoc = httpx.post(
+        f"{config.host}/v1/retrievers/execute?explain=true",
+        headers={"Authorization": f"Bearer {API_KEY}", "X-Namespace": config.api_key["NamespaceHeader"]},
+        json={
+            "collection_identifiers": [collection_id],
+            "stages": [SEARCH.to_dict()],
+            "input_schema": {"query": {"type": "text", "required": True}},
+            "inputs": {"query": QUERY},
+            "filters": {"field": "text", "operator": "contains", "value": "dust"},
+        },
+    ).json()
+    [search] = adhoc["explain_plan"]["stages"]
+    assert search["output_count"] == 1 and len(adhoc["documents"]) == 1
+    assert search["filters_pushed_down"][0]["collection_id"] == collection_id

@@ -26,7 +26,8 @@ from strataflow.schemas.retrievers import (
 )
 from strataflow.services.retrievers import crud as service
 from strataflow.services.retrievers import execution
-from strataflow.services.retrievers.history import ExecutionRecorder, recorded_steps, run_recorded
+from strataflow.services.retrievers.explain import executed_plan
+from strataflow.services.retrievers.history import ExecutionRecorder, recorded_steps
 from strataflow.services.tenancy.scope import NamespaceScope
 
 log = logging.getLogger("strataflow.retrievers")
@@ -64,6 +65,7 @@ def execute_adhoc(
     runtime: RuntimeDep,
     return_presigned_urls: bool = False,
     return_vectors: bool = False,
+    explain: bool = False,
 ) -> Any:
     run = execution.adhoc_execution(
         session,
@@ -75,8 +77,7 @@ def execute_adhoc(
         presign=return_presigned_urls,
         vision=_vision(runtime),
     )
-    recorder = recorder_for(runtime, scope, run)
-    return _stream(run, recorder) if request.stream else run_recorded(run, recorder)
+    return _answer(run, recorder_for(runtime, scope, run), request.stream, explain or request.explain)
 
 
 @router.get("/{retriever_id}")
@@ -107,6 +108,7 @@ def execute_retriever(
     request: ExecuteRetrieverRequest | None = None,
     return_presigned_urls: bool = False,
     return_vectors: bool = False,
+    explain: bool = False,
 ) -> Any:
     request = request or ExecuteRetrieverRequest()
     run = execution.saved_execution(
@@ -120,14 +122,31 @@ def execute_retriever(
         presign=return_presigned_urls,
         vision=_vision(runtime),
     )
-    recorder = recorder_for(runtime, scope, run)
-    return _stream(run, recorder) if request.stream else run_recorded(run, recorder)
+    return _answer(run, recorder_for(runtime, scope, run), request.stream, explain or request.explain)
 
 
 def recorder_for(runtime: Runtime, scope: NamespaceScope, run: Execution) -> ExecutionRecorder:
     return ExecutionRecorder(
         runtime.db, scope, runtime.settings, run.retriever_id, [c.collection_id for c in run.collections]
     )
+
+
+def _answer(run: Execution, recorder: ExecutionRecorder, stream: bool, explain: bool) -> Any:
+    """The run as JSON or as server-sent events; with `explain`, its result carries `explain_plan`."""
+
+    def steps() -> Iterator[dict[str, Any]]:
+        for event in recorded_steps(run, recorder):
+            if explain and event["event"] == "execution_complete":
+                event["result"]["explain_plan"] = executed_plan(run)
+            yield event
+
+    if stream:
+        return _stream(run, steps())
+    result: dict[str, Any] = {}
+    for event in steps():
+        if event["event"] == "execution_complete":
+            result = event["result"]
+    return result
 
 
 def _vision(runtime: Runtime) -> VisionQueries:
@@ -142,12 +161,12 @@ def _sse(event: dict[str, Any]) -> str:
     return f"data: {json.dumps(event, default=str)}\n\n"
 
 
-def _stream(run: Execution, recorder: ExecutionRecorder) -> StreamingResponse:
+def _stream(run: Execution, steps: Iterator[dict[str, Any]]) -> StreamingResponse:
     """Server-sent events; a failure after the stream began becomes an execution_error event."""
 
     def events() -> Iterator[str]:
         try:
-            for event in recorded_steps(run, recorder):
+            for event in steps:
                 yield _sse(event)
         except StrataflowError as exc:
             yield _sse(

@@ -92,6 +92,7 @@ class ExecuteRetrieverRequest(RequestModel):
     offset: int | None = Field(default=None, ge=0)
     return_vectors: bool = False
     return_presigned_urls: bool = False
+    explain: bool = False  # the result then carries explain_plan: this run's per-stage profile
 
 
 class AdhocExecuteRequest(ExecuteRetrieverRequest):

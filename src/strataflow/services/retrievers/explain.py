@@ -1,4 +1,4 @@
-"""execute/explain: the plan of a saved retriever without running it.
+"""execute/explain: the plan of a saved retriever without running it; and `explain=true`: what a run did.
 
 For each stage: what it is, the indexes it would use (vector columns and their model, the BM25
 full-text index), the filters it pushes down to the index (compiled, per collection), and how
@@ -17,9 +17,11 @@ from strataflow.errors import StrataflowError
 from strataflow.index.store import DocumentIndex
 from strataflow.retrieval.features import feature_targets
 from strataflow.retrieval.inputs import MISSING, resolve, validate_inputs
+from strataflow.retrieval.pipeline import Execution
 from strataflow.retrieval.stages import stage_kind
 from strataflow.services.documents.crud import where_of
 from strataflow.services.retrievers.crud import get_retriever, resolve_collections
+from strataflow.services.retrievers.history import stage_profile
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.tables import Collection, RetrieverExecution
 
@@ -35,6 +37,15 @@ def _pushed_filters(collections: list[Collection], filters: Any) -> list[dict[st
             pushed.append({"collection_id": collection.collection_id, "where": where_of(collection, filters)})
         except StrataflowError as exc:
             pushed.append({"collection_id": collection.collection_id, "error": exc.message})
+    return pushed
+
+
+def _stage_filters(collections: list[Collection], stage_id: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The filters a stage pushes down, its own and its searches', compiled per collection."""
+    pushed = _pushed_filters(collections, params.get("filters"))
+    for search in (params.get("searches") if stage_id == "feature_search" else None) or []:
+        if isinstance(search, dict):
+            pushed += _pushed_filters(collections, search.get("filters"))
     return pushed
 
 
@@ -146,12 +157,7 @@ def explain(
             notes.append("its query input is missing: the search is skipped and the hits pass through")
         if not first and stage_id == "attribute_filter":
             notes.append("the filter is pushed down to the index, restricted to the current hits")
-        filters = params.get("filters")
-        searches = params.get("searches") if stage_id == "feature_search" else None
-        pushed = _pushed_filters(collections, filters)
-        for search in searches or []:
-            if isinstance(search, dict):
-                pushed += _pushed_filters(collections, search.get("filters"))
+        pushed = _stage_filters(collections, stage_id, params)
         outgoing = _output_bound(stage_id, params, incoming, first, documents)
         indexes = _indexes(collections, stage_id, params)
         notes += [_index_note(used) for used in indexes]
@@ -205,3 +211,21 @@ def _count_history(session: Session, scope: NamespaceScope, retriever_id: str) -
         .limit(HISTORY)
     ).all()
     return len(rows)
+
+
+def executed_plan(run: Execution) -> dict[str, Any]:
+    """`explain=true` on an execute: this run's profile (per-stage time, counts in and out, the
+    bottleneck) with what each stage used: the indexes it searched and the filters it pushed down."""
+    profile = stage_profile(run.stages, run.statistics, run.elapsed_ms)
+    for entry, stage in zip(profile["stages"], run.stages, strict=True):
+        stage_id = stage["config"]["stage_id"]
+        params = resolve(stage["config"]["parameters"], run.inputs)
+        entry["indexes_used"] = _indexes(run.collections, stage_id, params)
+        entry["filters_pushed_down"] = _stage_filters(run.collections, stage_id, params)
+    return {
+        "execution_id": run.execution_id,
+        **profile,
+        "documents_returned": len(run.ranked),
+        # Stages run as written: nothing is reordered or merged, so there is no optimizer summary to give.
+        "optimization_applied": False,
+    }

@@ -295,24 +295,23 @@ def status_view(row: RetrieverExecution) -> dict[str, Any]:
     }
 
 
-def profile_view(row: RetrieverExecution) -> dict[str, Any]:
-    """Where the time went: each stage's share of the total, the slowest stage named."""
-    statistics: dict[str, Any] = dict(row.stage_statistics.get("stages") or {})
-    total = float(row.stage_statistics.get("total_time_ms") or row.duration_ms or 0.0)
-    stages = []
-    for position, stage in enumerate(row.stages):
+def stage_profile(stages: list[dict[str, Any]], statistics: dict[str, Any], total_ms: float) -> dict[str, Any]:
+    """Where a run's time went: each stage's share of the total, the slowest stage named (a stored
+    execution's profile and an execute's `explain_plan` both read it)."""
+    profiled = []
+    for position, stage in enumerate(stages):
         stats = statistics.get(stage["stage_name"])
         if stats is None:
-            stages.append({"stage_index": position, "stage_name": stage["stage_name"], "ran": False})
+            profiled.append({"stage_index": position, "stage_name": stage["stage_name"], "ran": False})
             continue
-        stages.append(
+        profiled.append(
             {
                 "stage_index": position,
                 "stage_name": stage["stage_name"],
                 "stage_id": stage["config"]["stage_id"],
                 "ran": True,
                 "duration_ms": stats.get("duration_ms", 0.0),
-                "share_of_total": round(float(stats.get("duration_ms", 0.0)) / total, 4) if total else 0.0,
+                "share_of_total": round(float(stats.get("duration_ms", 0.0)) / total_ms, 4) if total_ms else 0.0,
                 "input_count": stats.get("input_count", 0),
                 "output_count": stats.get("output_count", 0),
                 "efficiency": stats.get("efficiency", 0.0),
@@ -320,15 +319,24 @@ def profile_view(row: RetrieverExecution) -> dict[str, Any]:
                 "metadata": stats.get("metadata", {}),
             }
         )
-    ran = [s for s in stages if s["ran"]]
+    ran = [s for s in profiled if s["ran"]]
     slowest = max(ran, key=lambda s: float(s["duration_ms"]), default=None)
+    return {
+        "total_time_ms": total_ms,
+        "stages": profiled,
+        "bottleneck_stage": slowest["stage_name"] if slowest else None,
+    }
+
+
+def profile_view(row: RetrieverExecution) -> dict[str, Any]:
+    """A stored execution's profile."""
+    statistics: dict[str, Any] = dict(row.stage_statistics.get("stages") or {})
+    total = float(row.stage_statistics.get("total_time_ms") or row.duration_ms or 0.0)
     return {
         "execution_id": row.execution_id,
         "retriever_id": row.retriever_id,
         "status": wire_status(row),
-        "total_time_ms": total,
-        "stages": stages,
-        "bottleneck_stage": slowest["stage_name"] if slowest else None,
+        **stage_profile(list(row.stages), statistics, total),
         "total_processed": row.total_processed,
         "total_returned": row.total_returned,
     }
