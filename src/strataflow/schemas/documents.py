@@ -132,3 +132,33 @@ class DocumentLineageResponse(ResponseModel):
     depth: int = 0
     total_steps: int = 0
     message: str | None = None
+
+
+class DocumentCountResponse(ResponseModel):
+    collection_id: str
+    count: int
+
+
+class DistinctValuesRequest(RequestModel):
+    field: str = Field(min_length=1)
+    filters: dict[str, Any] | None = None
+    limit: int | None = Field(default=None, ge=1, le=10000)
+
+
+class DistinctValue(ResponseModel):
+    value: Any
+    count: int
+
+
+class DistinctValuesResponse(ResponseModel):
+    field: str
+    values: list[DistinctValue]
+    total_distinct: int
+    query_info: dict[str, Any] | None = None
+
+
+class SceneDownloadResponse(ResponseModel):
+    download_url: str
+    cached: bool
+    start_time: float
+    end_time: float
