@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from strataflow.index.records import StoredDocument, timestamp
 from strataflow.runtime import Runtime
+from strataflow.store.tables import BucketObject, DocumentFailure
 from tests.collection_flows import add_object, make_bucket, text_collection
 from tests.helpers import assert_error
 
@@ -169,3 +170,58 @@ def test_download_media(client: TestClient, tiers: dict[str, str], runtime: Runt
     assert_error(client.get("/v1/collections/sentences/documents/doc_missing/download"), 404)
     other_namespace(client)
     assert_error(client.get(f"/v1/collections/{tiers['sentences']}/documents/doc_clip/download"), 404)
+
+
+def test_diagnostics(client: TestClient, tiers: dict[str, str], runtime: Runtime) -> None:
+    obj = add_object(client, "Gulls.")
+    batch = client.post("/v1/buckets/docs/batches", json={"object_ids": [obj]})
+    assert batch.status_code == 200, batch.text
+    with runtime.db.session() as session:
+        row = session.get(BucketObject, obj)
+        assert row is not None
+        row.error = "decoder gave up"
+        session.add(
+            DocumentFailure(
+                batch_id=batch.json()["batch_id"],
+                tier_num=0,
+                collection_id=tiers["paragraphs"],
+                row_id=obj,
+                root_object_id=obj,
+                error_type="validation",
+                message="text is empty",
+            )
+        )
+        session.commit()
+    chain = [{"collection_id": tiers["paragraphs"], "document_id": "doc_x", "timestamp": "2026-01-01T00:00:00Z"}]
+    doc = create(client, "paragraphs", text="Gulls.", source_object_id=obj, root_object_id=obj, lineage_chain=chain)
+    client.patch(f"/v1/collections/paragraphs/documents/{doc}", json={"reviewed": True})
+
+    answer = client.get(f"/v1/collections/paragraphs/documents/{doc}/diagnostics")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["document_id"], body["collection_id"], body["source_object_id"]) == (doc, tiers["paragraphs"], obj)
+    visibility = body["visibility_reason"]
+    assert visibility["searchable"] is False and "all_minilm_l6_v2" in visibility["reason"]
+    failures = body["recent_failures"]["failures"]
+    assert [(f["source"], f["error"]) for f in failures] == [
+        ("object", "decoder gave up"),
+        ("document_failures", "text is empty"),
+    ]
+    assert failures[1]["status"] == "FAILED" and failures[1]["collection_id"] == tiers["paragraphs"]
+    history = body["diagnostic_history"]["entries"]
+    assert [e["source"] for e in history] == ["lineage.chain", "ingestion_status", "updated_at"]
+    assert history[0]["timestamp"] == "2026-01-01T00:00:00Z"
+    assert history[1]["detail"]["ingestion_status"] == "COMPLETED"
+
+    features = [{"feature_extractor_id": "text_extractor_v1", "vectors": [0.1] * 384}]
+    embedded = create(client, "paragraphs", text="with a vector", features=features)
+    seen = client.get(f"/v1/collections/paragraphs/documents/{embedded}/diagnostics").json()
+    assert seen["visibility_reason"]["searchable"] is True
+
+    plain = create(client, "paragraphs", text="no object")
+    quiet = client.get(f"/v1/collections/paragraphs/documents/{plain}/diagnostics").json()
+    assert quiet["source_object_id"] is None and quiet["recent_failures"]["failures"] == []
+    assert "no source object" in quiet["recent_failures"]["reason"]
+    assert_error(client.get("/v1/collections/paragraphs/documents/doc_missing/diagnostics"), 404)
+    other_namespace(client)
+    assert_error(client.get(f"/v1/collections/{tiers['paragraphs']}/documents/{doc}/diagnostics"), 404)

@@ -1,4 +1,4 @@
-"""Document count, distinct values, ancestors, descendants and media download through the official SDK:
+"""Document count, distinct values, ancestors, descendants, media download and diagnostics through the SDK:
 its response models must accept what the server returns."""
 
 from __future__ import annotations
@@ -99,6 +99,12 @@ def test_document_tools_through_sdk(sdk: mixpeek.ApiClient) -> None:
     assert download.cached is True and download.start_time == 0 and download.end_time == 0
     with urllib.request.urlopen(download.download_url, timeout=10) as response:
         assert response.read() == b"Low tide."
+
+    diagnostics = documents.get_document_diagnostics(parts, children[0])
+    assert diagnostics.source_object_id == obj.object_id
+    assert diagnostics.visibility_reason.searchable is False  # written without vectors
+    assert diagnostics.recent_failures.failures == [] and obj.object_id in diagnostics.recent_failures.reason
+    assert [e.source for e in diagnostics.diagnostic_history.entries] == ["ingestion_status"]
 
     with pytest.raises(mixpeek.exceptions.NotFoundException):
         documents.get_document_ancestors(parts, "doc_missing")

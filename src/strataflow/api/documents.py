@@ -23,6 +23,7 @@ from strataflow.schemas.documents import (
     DocumentAggregationResponse,
     DocumentCountResponse,
     DocumentCreateRequest,
+    DocumentDiagnosticsResponse,
     DocumentResponse,
     ListDocumentsRequest,
     ListDocumentsResponse,
@@ -31,7 +32,7 @@ from strataflow.schemas.documents import (
 from strataflow.schemas.validation import validate_as
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.documents import crud as service
-from strataflow.services.documents import events, lineage, media, queries
+from strataflow.services.documents import diagnostics, events, lineage, media, queries
 from strataflow.services.documents.model import document_view
 from strataflow.store.pagination import PageRequest
 from strataflow.store.tables import Collection
@@ -279,6 +280,14 @@ def download_document_media(
 ) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     return media.document_download(session, runtime.index, runtime.blobs, scope, collection, document_id)
+
+
+@router.get("/{document_id}/diagnostics", response_model=DocumentDiagnosticsResponse)
+def document_diagnostics(
+    collection_identifier: str, document_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    collection = _collection(session, scope, collection_identifier)
+    return diagnostics.document_diagnostics(session, runtime.index, scope, collection, document_id)
 
 
 @router.get("/{document_id}", response_model=DocumentResponse)

@@ -162,3 +162,28 @@ class SceneDownloadResponse(ResponseModel):
     cached: bool
     start_time: float
     end_time: float
+
+
+class VisibilityReason(ResponseModel):
+    searchable: bool | None = None
+    reason: str
+    source_object_id: str | None = None
+
+
+class RecentFailures(ResponseModel):
+    failures: list[dict[str, Any]] | None = None
+    reason: str | None = None
+
+
+class DiagnosticHistory(ResponseModel):
+    entries: list[dict[str, Any]] | None = None
+    reason: str | None = None
+
+
+class DocumentDiagnosticsResponse(ResponseModel):
+    document_id: str
+    collection_id: str
+    source_object_id: str | None = None
+    visibility_reason: VisibilityReason
+    recent_failures: RecentFailures
+    diagnostic_history: DiagnosticHistory

@@ -163,13 +163,23 @@ def document_descendants(
     return found
 
 
-def _object(session: Session, scope: NamespaceScope, object_id: str) -> BucketObject:
-    row = session.scalar(
+def find_object(session: Session, scope: NamespaceScope, object_id: str) -> BucketObject | None:
+    return session.scalar(
         select(BucketObject).where(BucketObject.object_id == object_id, BucketObject.namespace_id == scope.namespace_id)
     )
+
+
+def _object(session: Session, scope: NamespaceScope, object_id: str) -> BucketObject:
+    row = find_object(session, scope, object_id)
     if row is None:
         raise not_found("Object", object_id)
     return row
+
+
+def source_object_id(doc: StoredDocument) -> str | None:
+    """The object the document was made from: its direct source, else the root of its chain."""
+    value = doc.lineage.get("source_object_id") or doc.lineage.get("root_object_id")
+    return str(value) if value else None
 
 
 def decomposition_tree(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore
@@ -12,9 +11,10 @@ from strataflow.errors import NotFoundError
 from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex
 from strataflow.services.documents.crud import get_document
+from strataflow.services.documents.lineage import find_object, source_object_id
 from strataflow.services.documents.model import PRESIGNED_GET_SECONDS
 from strataflow.services.tenancy.scope import NamespaceScope
-from strataflow.store.tables import BucketObject, Collection
+from strataflow.store.tables import Collection
 
 
 def _document_key(doc: StoredDocument) -> str | None:
@@ -24,13 +24,8 @@ def _document_key(doc: StoredDocument) -> str | None:
 
 def _source_key(session: Session, scope: NamespaceScope, doc: StoredDocument) -> str | None:
     """The stored file of the object the document came from: the blob it was made from when known."""
-    lineage = doc.lineage
-    object_id = lineage.get("source_object_id") or lineage.get("root_object_id")
-    if not object_id:
-        return None
-    obj = session.scalar(
-        select(BucketObject).where(BucketObject.object_id == object_id, BucketObject.namespace_id == scope.namespace_id)
-    )
+    object_id = source_object_id(doc)
+    obj = find_object(session, scope, object_id) if object_id else None
     if obj is None:
         return None
     made_from = {ref.get("blob_id") for ref in doc.internal.get("source_blobs") or []}
