@@ -225,3 +225,33 @@ def test_diagnostics(client: TestClient, tiers: dict[str, str], runtime: Runtime
     assert_error(client.get("/v1/collections/paragraphs/documents/doc_missing/diagnostics"), 404)
     other_namespace(client)
     assert_error(client.get(f"/v1/collections/{tiers['paragraphs']}/documents/{doc}/diagnostics"), 404)
+
+
+def test_schema_validate_is_a_dry_run(client: TestClient, tiers: dict[str, str]) -> None:
+    url = "/v1/collections/paragraphs/documents/schema/validate"
+    vector = "text_extractor_v1_all_minilm_l6_v2"
+    good = client.post(url, json={"text": "Fine.", "chunk_index": 2, "title": "T", vector: [0.0] * 384})
+    assert good.status_code == 200, good.text
+    assert good.json()["valid"] is True and good.json()["violations"] == [] and good.json()["warnings"] == []
+
+    bad = client.post(
+        url,
+        json={
+            "title": 5,
+            "chunk_index": "two",
+            "_secret": 1,
+            "mood": "calm",
+            vector: [0.0] * 3,
+            "_internal": {"echoed": True},
+        },
+    ).json()
+    assert bad["valid"] is False and bad["collection_id"] == tiers["paragraphs"]
+    assert {v["field"]: v["message"] for v in bad["violations"]} == {
+        "title": "Field 'title' must be of type string",
+        "chunk_index": "Field 'chunk_index' must be of type integer",
+        "_secret": "Cannot write system field '_secret'",
+        vector: f"Vector '{vector}' has 3 dimensions; its index has 384",
+    }
+    assert [w["field"] for w in bad["warnings"]] == ["mood"]
+    assert client.get("/v1/collections/paragraphs/documents/count").json()["count"] == 0  # nothing written
+    assert_error(client.post("/v1/collections/nope/documents/schema/validate", json={}), 404)

@@ -1,5 +1,5 @@
-"""Document count, distinct values, ancestors, descendants, media download and diagnostics through the SDK:
-its response models must accept what the server returns."""
+"""Document count, distinct values, ancestors, descendants, media download, diagnostics and schema
+checks through the official SDK: its response models must accept what the server returns."""
 
 from __future__ import annotations
 
@@ -105,6 +105,10 @@ def test_document_tools_through_sdk(sdk: mixpeek.ApiClient) -> None:
     assert diagnostics.visibility_reason.searchable is False  # written without vectors
     assert diagnostics.recent_failures.failures == [] and obj.object_id in diagnostics.recent_failures.reason
     assert [e.source for e in diagnostics.diagnostic_history.entries] == ["ingestion_status"]
+
+    checked = documents.validate_document_schema(parts, {"text": 7, "chunk_index": 1})
+    assert checked["valid"] is False and [v["field"] for v in checked["violations"]] == ["text"]
+    assert documents.count_documents(parts).count == 3  # the check wrote nothing
 
     with pytest.raises(mixpeek.exceptions.NotFoundException):
         documents.get_document_ancestors(parts, "doc_missing")

@@ -32,7 +32,7 @@ from strataflow.schemas.documents import (
 from strataflow.schemas.validation import validate_as
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.documents import crud as service
-from strataflow.services.documents import diagnostics, events, lineage, media, queries
+from strataflow.services.documents import diagnostics, events, lineage, media, queries, schema_check
 from strataflow.services.documents.model import document_view
 from strataflow.store.pagination import PageRequest
 from strataflow.store.tables import Collection
@@ -247,6 +247,17 @@ def distinct_values(
 ) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     return queries.distinct_values(runtime.index, collection, request)
+
+
+@router.post("/schema/validate")
+def validate_document_schema(
+    collection_identifier: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    body: Annotated[dict[str, Any], Body()],
+) -> dict[str, Any]:
+    """A dry run: nothing is written."""
+    return schema_check.validate_document(_collection(session, scope, collection_identifier), body)
 
 
 @router.get("/{document_id}/ancestors", response_model=list[DocumentResponse])
