@@ -77,6 +77,11 @@ def test_count_and_distinct_values(client: TestClient, tiers: dict[str, str]) ->
     column = distinct({"field": "_internal.lineage.source_object_id"})
     assert column["values"] == [{"value": "obj_en", "count": 4}, {"value": "obj_fr", "count": 1}]
     assert distinct({"field": "missing.field"})["values"] == []
+    create(client, "paragraphs", code="3", tags=["a", "b"])
+    create(client, "paragraphs", code=3, tags=["a", "b"])
+    codes = distinct({"field": "code"})["values"]  # a string "3" and the number 3 are different values
+    assert sorted((type(v["value"]).__name__, v["count"]) for v in codes) == [("int", 1), ("str", 1)]
+    assert distinct({"field": "tags"})["values"] == [{"value": ["a", "b"], "count": 2}]
 
     assert_error(client.post("/v1/collections/paragraphs/documents/distinct", json={"field": "a..b"}), 400)
     assert_error(client.post("/v1/collections/paragraphs/documents/distinct", json={"field": "t", "limit": 0}), 422)
