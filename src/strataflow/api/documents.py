@@ -18,17 +18,22 @@ from strataflow.schemas.documents import (
     BatchUpdateDocumentsResponse,
     BulkUpdateDocumentsRequest,
     BulkUpdateDocumentsResponse,
+    DistinctValuesRequest,
+    DistinctValuesResponse,
     DocumentAggregationRequest,
     DocumentAggregationResponse,
+    DocumentCountResponse,
     DocumentCreateRequest,
+    DocumentDiagnosticsResponse,
     DocumentResponse,
     ListDocumentsRequest,
     ListDocumentsResponse,
+    SceneDownloadResponse,
 )
 from strataflow.schemas.validation import validate_as
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.documents import crud as service
-from strataflow.services.documents import events, queries
+from strataflow.services.documents import diagnostics, events, lineage, media, queries, schema_check
 from strataflow.services.documents.model import document_view
 from strataflow.services.documents.vector_choice import vector_choice
 from strataflow.store.pagination import PageRequest
@@ -223,6 +228,79 @@ def aggregate(
 ) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     return queries.aggregate_documents(runtime.index, collection, request)
+
+
+@router.get("/count", response_model=DocumentCountResponse)
+def count_documents(
+    collection_identifier: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Declared before `/{document_id}` so 'count' is never taken for a document id."""
+    collection = _collection(session, scope, collection_identifier)
+    return {"collection_id": collection.collection_id, "count": runtime.index.count(collection.collection_id)}
+
+
+@router.post("/distinct", response_model=DistinctValuesResponse)
+def distinct_values(
+    collection_identifier: str,
+    request: DistinctValuesRequest,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    collection = _collection(session, scope, collection_identifier)
+    return queries.distinct_values(runtime.index, collection, request)
+
+
+@router.post("/schema/validate")
+def validate_document_schema(
+    collection_identifier: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    body: Annotated[dict[str, Any], Body()],
+) -> dict[str, Any]:
+    """A dry run: nothing is written."""
+    return schema_check.validate_document(_collection(session, scope, collection_identifier), body)
+
+
+@router.get("/{document_id}/ancestors", response_model=list[DocumentResponse])
+def document_ancestors(
+    collection_identifier: str, document_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
+) -> list[dict[str, Any]]:
+    collection = _collection(session, scope, collection_identifier)
+    return [
+        document_view(d) for d in lineage.document_ancestors(session, runtime.index, scope, collection, document_id)
+    ]
+
+
+@router.get("/{document_id}/descendants", response_model=list[DocumentResponse])
+def document_descendants(
+    collection_identifier: str,
+    document_id: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    depth: Annotated[int, Query(ge=1, le=lineage.MAX_DESCENDANT_DEPTH)] = 1,
+) -> list[dict[str, Any]]:
+    """Direct children by default (what the SDK documents); `depth` walks further down."""
+    collection = _collection(session, scope, collection_identifier)
+    found = lineage.document_descendants(session, runtime.index, scope, collection, document_id, depth)
+    return [document_view(d) for d in found]
+
+
+@router.get("/{document_id}/download", response_model=SceneDownloadResponse)
+def download_document_media(
+    collection_identifier: str, document_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    collection = _collection(session, scope, collection_identifier)
+    return media.document_download(session, runtime.index, runtime.blobs, scope, collection, document_id)
+
+
+@router.get("/{document_id}/diagnostics", response_model=DocumentDiagnosticsResponse)
+def document_diagnostics(
+    collection_identifier: str, document_id: str, scope: ScopeDep, session: ReadDbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    collection = _collection(session, scope, collection_identifier)
+    return diagnostics.document_diagnostics(session, runtime.index, scope, collection, document_id)
 
 
 @router.get("/{document_id}", response_model=DocumentResponse)

@@ -159,3 +159,58 @@ class DocumentLineageResponse(ResponseModel):
     depth: int = 0
     total_steps: int = 0
     message: str | None = None
+
+
+class DocumentCountResponse(ResponseModel):
+    collection_id: str
+    count: int
+
+
+class DistinctValuesRequest(RequestModel):
+    field: str = Field(min_length=1)
+    filters: dict[str, Any] | None = None
+    limit: int | None = Field(default=None, ge=1, le=10000)
+
+
+class DistinctValue(ResponseModel):
+    value: Any
+    count: int
+
+
+class DistinctValuesResponse(ResponseModel):
+    field: str
+    values: list[DistinctValue]
+    total_distinct: int
+    query_info: dict[str, Any] | None = None
+
+
+class SceneDownloadResponse(ResponseModel):
+    download_url: str
+    cached: bool
+    start_time: float
+    end_time: float
+
+
+class VisibilityReason(ResponseModel):
+    searchable: bool | None = None
+    reason: str
+    source_object_id: str | None = None
+
+
+class RecentFailures(ResponseModel):
+    failures: list[dict[str, Any]] | None = None
+    reason: str | None = None
+
+
+class DiagnosticHistory(ResponseModel):
+    entries: list[dict[str, Any]] | None = None
+    reason: str | None = None
+
+
+class DocumentDiagnosticsResponse(ResponseModel):
+    document_id: str
+    collection_id: str
+    source_object_id: str | None = None
+    visibility_reason: VisibilityReason
+    recent_failures: RecentFailures
+    diagnostic_history: DiagnosticHistory

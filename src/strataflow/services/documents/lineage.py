@@ -10,12 +10,16 @@ from sqlalchemy.orm import Session
 from strataflow.errors import not_found
 from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex, quote_ids
-from strataflow.services.collections.sources import get_collection, upstream_ids
+from strataflow.services.collections.sources import find_collection, get_collection, upstream_ids
 from strataflow.services.documents.crud import get_document
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.tables import BucketObject, Collection
 
 MAX_DOCUMENTS_PER_OBJECT = 10_000
+# Bounds on a lineage walk: a chain longer than this, or a cycle, is data damage, not a pipeline.
+MAX_ANCESTORS = 32
+MAX_DESCENDANTS = 100  # per request, as the SDK documents
+MAX_DESCENDANT_DEPTH = 10
 
 
 def document_lineage(index: DocumentIndex, collection: Collection, document_id: str) -> dict[str, Any]:
@@ -74,26 +78,108 @@ def documents_by_object(
         collections = [get_collection(session, scope, c) for c in dict.fromkeys(collection_ids)]
     else:
         collections = _namespace_collections(session, scope)
-    found = {
+    return _per_collection(index, collections, _root_filter(object_id), MAX_DOCUMENTS_PER_OBJECT), collections
+
+
+def _per_collection(
+    index: DocumentIndex, collections: list[Collection], where: str, limit: int
+) -> dict[str, list[StoredDocument]]:
+    """The documents matching `where` in each collection that has a table, oldest first."""
+    return {
         c.collection_id: index.query(
-            c.collection_id,
-            _root_filter(object_id),
-            order=[("created_at", True), ("document_id", True)],
-            limit=MAX_DOCUMENTS_PER_OBJECT,
+            c.collection_id, where, order=[("created_at", True), ("document_id", True)], limit=limit
         )
         for c in collections
         if index.has_table(c.collection_id)
     }
-    return found, collections
+
+
+def _parent(
+    session: Session, index: DocumentIndex, scope: NamespaceScope, doc: StoredDocument, collection: Collection
+) -> tuple[StoredDocument, Collection] | None:
+    """The document `doc` was made from, and its collection; None at the root or when the parent is gone.
+
+    A lineage that names no source collection (a document created by hand) is looked up in the
+    collections this one reads from."""
+    parent_id = doc.lineage.get("source_document_id")
+    if not parent_id:
+        return None
+    named = doc.lineage.get("source_collection_id")
+    for candidate_id in [named] if named else upstream_ids(collection):
+        candidate = find_collection(session, scope, candidate_id)
+        if candidate is None or not index.has_table(candidate.collection_id):
+            continue
+        parent = index.get(candidate.collection_id, parent_id)
+        if parent is not None:
+            return parent, candidate
+    return None
+
+
+def document_ancestors(
+    session: Session, index: DocumentIndex, scope: NamespaceScope, collection: Collection, document_id: str
+) -> list[StoredDocument]:
+    """The documents this one descends from, root first, immediate parent last (itself excluded)."""
+    doc = get_document(index, collection, document_id)
+    chain: list[StoredDocument] = []
+    seen = {doc.document_id}
+    while len(chain) < MAX_ANCESTORS and (found := _parent(session, index, scope, doc, collection)):
+        doc, collection = found
+        if doc.document_id in seen:
+            break
+        seen.add(doc.document_id)
+        chain.append(doc)
+    return chain[::-1]
+
+
+def document_descendants(
+    session: Session,
+    index: DocumentIndex,
+    scope: NamespaceScope,
+    collection: Collection,
+    document_id: str,
+    depth: int = 1,
+) -> list[StoredDocument]:
+    """Documents of the namespace made from this one (depth 1), from those (depth 2), and so on.
+
+    Level by level, oldest first within a collection; at most MAX_DESCENDANTS in all."""
+    doc = get_document(index, collection, document_id)
+    collections = _namespace_collections(session, scope)
+    found: list[StoredDocument] = []
+    seen = {doc.document_id}
+    frontier = [doc.document_id]
+    for _ in range(min(depth, MAX_DESCENDANT_DEPTH)):
+        if not frontier or len(found) >= MAX_DESCENDANTS:
+            break
+        where = f"source_document_id IN ({quote_ids(frontier)})"
+        level = [
+            d
+            for docs in _per_collection(index, collections, where, MAX_DESCENDANTS).values()
+            for d in docs
+            if d.document_id not in seen
+        ][: MAX_DESCENDANTS - len(found)]
+        seen.update(d.document_id for d in level)
+        found += level
+        frontier = [d.document_id for d in level]
+    return found
+
+
+def find_object(session: Session, scope: NamespaceScope, object_id: str) -> BucketObject | None:
+    return session.scalar(
+        select(BucketObject).where(BucketObject.object_id == object_id, BucketObject.namespace_id == scope.namespace_id)
+    )
 
 
 def _object(session: Session, scope: NamespaceScope, object_id: str) -> BucketObject:
-    row = session.scalar(
-        select(BucketObject).where(BucketObject.object_id == object_id, BucketObject.namespace_id == scope.namespace_id)
-    )
+    row = find_object(session, scope, object_id)
     if row is None:
         raise not_found("Object", object_id)
     return row
+
+
+def source_object_id(doc: StoredDocument) -> str | None:
+    """The object the document was made from: its direct source, else the root of its chain."""
+    value = doc.lineage.get("source_object_id") or doc.lineage.get("root_object_id")
+    return str(value) if value else None
 
 
 def decomposition_tree(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from strataflow.index.filters import Target, sql_string
 from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.common import SortOption
-from strataflow.schemas.documents import DocumentAggregationRequest, ListDocumentsRequest
+from strataflow.schemas.documents import DistinctValuesRequest, DocumentAggregationRequest, ListDocumentsRequest
 from strataflow.services.documents.crud import where_of
 from strataflow.services.documents.model import resolve_field
 from strataflow.services.documents.partitions import (
@@ -29,6 +30,8 @@ from strataflow.store.pagination import PageRequest, encode_cursor
 from strataflow.store.tables import Collection
 
 MAX_GROUPED_DOCUMENTS = 10_000
+# The most values one distinct answer holds (the request's own limit may only lower it).
+MAX_DISTINCT_VALUES = 10_000
 DEFAULT_ORDER = [("created_at", True), ("document_id", True)]
 _FUNCTIONS = {"count", "count_distinct", "sum", "avg", "min", "max"}
 
@@ -275,3 +278,31 @@ def aggregate_documents(
 
 def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, (int, float)) else (1, str(value))
+
+
+def distinct_values(index: DocumentIndex, collection: Collection, request: DistinctValuesRequest) -> dict[str, Any]:
+    """A field's distinct non-null values among the documents matching the filters, most common first."""
+    target = resolve_field(request.field, collection)
+    key = target.json_text() if target.is_json else target.column
+    clauses = [c for c in (where_of(collection, request.filters), f"{key} IS NOT NULL") if c]
+    where = " AND ".join(f"({c})" for c in clauses)
+    texts = index.select(collection.collection_id, where, {"key": key}).column("key").to_pylist()
+    values = [(_decode(t) if target.is_json else t, n) for t, n in Counter(texts).items()]
+    # A JSON null stored in the payload extracts as the text 'null': missing, as far as the caller is concerned.
+    values = [(v, n) for v, n in values if v is not None]
+    values.sort(key=lambda vn: (-vn[1], json.dumps(vn[0], sort_keys=True, default=str)))
+    cap = min(request.limit or MAX_DISTINCT_VALUES, MAX_DISTINCT_VALUES)
+    query_info: dict[str, Any] = {}
+    if request.limit is None and len(values) > cap:
+        query_info = {
+            "truncated": True,
+            "reason": f"more than {MAX_DISTINCT_VALUES} distinct values",
+            "warning": "Only the most common values are listed; add filters to narrow the field's values.",
+        }
+    kept = values[:cap]
+    return {
+        "field": request.field,
+        "values": [{"value": v, "count": n} for v, n in kept],
+        "total_distinct": len(kept),
+        "query_info": query_info,
+    }
