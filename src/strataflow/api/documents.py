@@ -7,9 +7,13 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
+from sqlalchemy.orm import Session
 
 from strataflow.api.deps import PageDep, ReadDbDep, RuntimeDep, ScopeDep, paged
+from strataflow.blobs import BlobStore
 from strataflow.errors import ValidationError
+from strataflow.index.records import StoredDocument
+from strataflow.runtime import Runtime
 from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
 from strataflow.schemas.documents import (
     BatchDeleteDocumentsRequest,
@@ -34,8 +38,10 @@ from strataflow.schemas.validation import validate_as
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.documents import crud as service
 from strataflow.services.documents import diagnostics, events, lineage, media, queries, schema_check
+from strataflow.services.documents.expansion import Expander, expand_names
 from strataflow.services.documents.model import document_view
 from strataflow.services.documents.vector_choice import vector_choice
+from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.pagination import PageRequest
 from strataflow.store.tables import Collection
 
@@ -86,11 +92,14 @@ def list_documents(
     blobs = runtime.blobs if presign else None
     result = queries.list_documents(runtime.index, collection, request, _page(page, request), vectors.load)
 
-    def view(doc: Any) -> dict[str, Any]:
-        return document_view(doc, vectors=vectors, select=request.select, blobs=blobs)
+    expander = _expander(session, runtime, scope, collection, request.expand, blobs)
+
+    def views(docs: list[StoredDocument]) -> list[dict[str, Any]]:
+        shown = [document_view(d, vectors=vectors, select=request.select, blobs=blobs) for d in docs]
+        return _with_expanded(shown, docs, expander)
 
     if result.groups is not None:
-        groups = [{**g, "documents": [view(d) for d in g["documents"]]} for g in result.groups]
+        groups = [{**g, "documents": views(g["documents"])} for g in result.groups]
         return {
             "groups": groups,
             "group_by_field": request.group_by,
@@ -103,7 +112,7 @@ def list_documents(
                 "avg_documents_per_group": sum(g["count"] for g in groups) / len(groups) if groups else 0.0,
             },
         }
-    results = [view(d) for d in result.documents]
+    results = views(result.documents)
     blob_count = sum(len(d.internal.get("document_blobs") or []) for d in result.documents)
     return {
         "results": results,
@@ -114,6 +123,27 @@ def list_documents(
             "avg_blobs_per_document": blob_count / len(results) if results else 0.0,
         },
     }
+
+
+def _expander(
+    session: Session,
+    runtime: Runtime,
+    scope: NamespaceScope,
+    collection: Collection,
+    expand: list[str] | str | None,
+    blobs: BlobStore | None,
+) -> Expander | None:
+    names = expand_names(expand)
+    return Expander(session, runtime.index, scope, collection, names, blobs) if names else None
+
+
+def _with_expanded(
+    shown: list[dict[str, Any]], docs: list[StoredDocument], expander: Expander | None
+) -> list[dict[str, Any]]:
+    if expander is not None:
+        for view, expanded in zip(shown, expander.expanded(docs), strict=True):
+            view["_expanded"] = expanded
+    return shown
 
 
 def _json_query(name: str, value: str | None) -> Any:
@@ -313,11 +343,15 @@ def get_document(
     return_presigned_urls: bool = False,
     return_vectors: bool = False,
     return_vector_names: Annotated[str | None, Query(max_length=4096)] = None,
+    expand: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
     vectors = vector_choice(collection, return_vectors, return_vector_names)
+    blobs = runtime.blobs if return_presigned_urls else None
+    expander = _expander(session, runtime, scope, collection, expand, blobs)
     doc = service.get_document(runtime.index, collection, document_id, vectors.load)
-    return document_view(doc, vectors=vectors, blobs=runtime.blobs if return_presigned_urls else None)
+    [view] = _with_expanded([document_view(doc, vectors=vectors, blobs=blobs)], [doc], expander)
+    return view
 
 
 @router.put("/{document_id}", response_model=DocumentResponse)

@@ -8,8 +8,6 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 
 from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep
-from strataflow.blobs import BlobStore
-from strataflow.clock import isoformat
 from strataflow.engine.lifecycle.trigger import process_objects
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.schemas.objects import (
@@ -27,36 +25,11 @@ from strataflow.schemas.objects import (
 from strataflow.services.buckets.crud import get_bucket
 from strataflow.services.objects import aggregation
 from strataflow.services.objects import crud as service
-from strataflow.store.tables import BucketObject
+from strataflow.services.objects.view import object_view
 
 router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/objects", tags=["Bucket Objects"], responses=ERROR_RESPONSES)
 
-PRESIGNED_GET_SECONDS = 3600
 Policy = Annotated[str | None, Query(pattern="^(insert|update|upsert)$")]
-
-
-def present(row: BucketObject, blobs: BlobStore | None = None) -> dict[str, Any]:
-    """Wire shape; with `blobs`, each stored blob gets a fresh presigned download URL."""
-    blob_list = []
-    for blob in row.blobs:
-        blob = {**blob, "properties": dict(blob.get("properties", {}))}
-        if blobs is not None and blob["properties"].get("key"):
-            blob["properties"]["presigned_url"] = blobs.presigned_get_url(
-                blob["properties"]["key"], PRESIGNED_GET_SECONDS
-            )
-        blob_list.append(blob)
-    return {
-        "object_id": row.object_id,
-        "bucket_id": row.bucket_id,
-        "key_prefix": row.key_prefix,
-        "blobs": blob_list,
-        "source_details": row.source_details,
-        "status": row.status,
-        "error": row.error,
-        "metadata": row.metadata_,
-        "created_at": isoformat(row.created_at),
-        "updated_at": isoformat(row.updated_at),
-    }
 
 
 def _bucket(session: Session, scope: Any, identifier: str) -> Any:
@@ -99,7 +72,7 @@ def create_object(
 ) -> dict[str, Any]:
     bucket = _read_bucket(runtime, scope, bucket_identifier)
     row = service.create_object(runtime.db, runtime.object_writer, bucket, request, policy)
-    answer = present(row)
+    answer = object_view(row)
     if auto_process:
         answer.update(_process_now(runtime, scope, bucket, [row.object_id]))
     return answer
@@ -118,7 +91,7 @@ def create_objects_batch(
     processing = _process_now(runtime, scope, bucket, [r.object_id for r in succeeded]) if auto_process else {}
     return {
         **processing,
-        "succeeded": [present(r) for r in succeeded],
+        "succeeded": [object_view(r) for r in succeeded],
         "failed": failed,
         "total_requested": len(request.objects),
         "succeeded_count": len(succeeded),
@@ -137,7 +110,7 @@ def list_objects(
     request = request or ListObjectsRequest()
     bucket = _bucket(session, scope, bucket_identifier)
     result = service.list_objects(session, scope, bucket, request, page)
-    rows = [present(r) for r in result.rows]
+    rows = [object_view(r) for r in result.rows]
     if request.select:
         keep = set(request.select) | {"object_id", "bucket_id"}
         rows = [{k: v for k, v in row.items() if k in keep} for row in rows]
@@ -178,7 +151,7 @@ def get_object(
 ) -> dict[str, Any]:
     bucket = _bucket(session, scope, bucket_identifier)
     row = service.get_object(session, scope, bucket, object_identifier)
-    return present(row, runtime.blobs if return_presigned_urls else None)
+    return object_view(row, runtime.blobs if return_presigned_urls else None)
 
 
 @router.put("/{object_identifier}", response_model=ObjectResponse)
@@ -192,7 +165,7 @@ def update_object(
     with runtime.db.read_session() as session:  # closed before any blob is fetched or written
         bucket = _bucket(session, scope, bucket_identifier)
         row = service.get_object(session, scope, bucket, object_identifier)
-    return present(service.update_object(runtime.db, runtime.object_writer, bucket, row, request))
+    return object_view(service.update_object(runtime.db, runtime.object_writer, bucket, row, request))
 
 
 @router.patch("/{object_identifier}", response_model=ObjectResponse)
@@ -201,7 +174,7 @@ def patch_object(
 ) -> dict[str, Any]:
     bucket = _bucket(session, scope, bucket_identifier)
     row = service.get_object(session, scope, bucket, object_identifier)
-    return present(service.patch_object(session, bucket, row, request))
+    return object_view(service.patch_object(session, bucket, row, request))
 
 
 @router.delete("/{object_identifier}", status_code=204, response_class=Response)

@@ -43,6 +43,7 @@ class ListDocumentsRequest(BodyPaging):
     partition: Partition | None = None
     group_by: str | None = None
     select: list[str] | None = None
+    expand: list[str] | None = None
     include_total: bool | None = None
 
     @field_validator("group_by", mode="before")

@@ -94,7 +94,7 @@ def _per_collection(
     }
 
 
-def _parent(
+def parent_of(
     session: Session, index: DocumentIndex, scope: NamespaceScope, doc: StoredDocument, collection: Collection
 ) -> tuple[StoredDocument, Collection] | None:
     """The document `doc` was made from, and its collection; None at the root or when the parent is gone.
@@ -122,7 +122,7 @@ def document_ancestors(
     doc = get_document(index, collection, document_id)
     chain: list[StoredDocument] = []
     seen = {doc.document_id}
-    while len(chain) < MAX_ANCESTORS and (found := _parent(session, index, scope, doc, collection)):
+    while len(chain) < MAX_ANCESTORS and (found := parent_of(session, index, scope, doc, collection)):
         doc, collection = found
         if doc.document_id in seen:
             break
