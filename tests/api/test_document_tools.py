@@ -260,3 +260,57 @@ def test_schema_validate_is_a_dry_run(client: TestClient, tiers: dict[str, str])
     assert [w["field"] for w in bad["warnings"]] == ["mood"]
     assert client.get("/v1/collections/paragraphs/documents/count").json()["count"] == 0  # nothing written
     assert_error(client.post("/v1/collections/nope/documents/schema/validate", json={}), 404)
+
+
+def test_expand_resolves_lineage_and_references_inline(client: TestClient, tiers: dict[str, str]) -> None:
+    obj = add_object(client, "Waves. Foam.")
+    root = {"root_object_id": obj, "root_bucket_id": "docs"}
+    paragraph = create(client, "paragraphs", text="Waves. Foam.", source_type="bucket", source_object_id=obj, **root)
+    lineage = {"source_type": "collection", "source_collection_id": tiers["paragraphs"], **root}
+    waves = create(client, "sentences", text="Waves.", source_document_id=paragraph, **lineage)
+    foam = create(client, "sentences", text="Foam.", source_document_id=paragraph, **lineage)
+    word = create(
+        client,
+        "words",
+        text="waves",
+        source_type="collection",
+        source_collection_id=tiers["sentences"],
+        source_document_id=waves,
+        related={"best": foam},
+        see_also=[paragraph, "doc_gone", foam],
+        **root,
+    )
+
+    got = client.get(
+        f"/v1/collections/words/documents/{word}",
+        params={"expand": "parent,root_object,ancestors,children,related.best,see_also"},
+    )
+    assert got.status_code == 200, got.text
+    expanded = got.json()["_expanded"]
+    assert expanded["parent"]["document_id"] == waves and expanded["parent"]["text"] == "Waves."
+    assert expanded["root_object"]["object_id"] == obj and expanded["root_object"]["bucket_id"]
+    assert [d["document_id"] for d in expanded["ancestors"]] == [paragraph, waves]
+    assert expanded["children"] == []
+    assert expanded["related.best"]["document_id"] == foam
+    # A list keeps its order; an id that names nothing is null; one level deep only.
+    assert [d and d["document_id"] for d in expanded["see_also"]] == [paragraph, None, foam]
+    assert all("_expanded" not in d for d in expanded["see_also"] if d)
+
+    listed = client.post(
+        "/v1/collections/sentences/documents/list",
+        json={"expand": ["parent", "children"], "sort": {"field": "text", "direction": "asc"}},
+    )
+    assert listed.status_code == 200, listed.text
+    rows = listed.json()["results"]
+    assert [r["text"] for r in rows] == ["Foam.", "Waves."]
+    assert [r["_expanded"]["parent"]["document_id"] for r in rows] == [paragraph, paragraph]
+    assert [[c["document_id"] for c in r["_expanded"]["children"]] for r in rows] == [[], [word]]
+    plain = client.get(f"/v1/collections/words/documents/{word}").json()
+    assert "_expanded" not in plain
+
+    # Bounded: more than 50 distinct references in one request is a 400, and nothing changes.
+    many = create(client, "words", text="many", refs=[f"doc_{n:04d}" for n in range(51)])
+    too_many = client.get(f"/v1/collections/words/documents/{many}", params={"expand": "refs"})
+    assert "at most 50" in assert_error(too_many, 400)["error"]["message"]
+    assert_error(client.get(f"/v1/collections/words/documents/{word}", params={"expand": "a..b"}), 400)
+    assert client.get("/v1/collections/words/documents/count").json()["count"] == 2
