@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
 from strataflow.api.deps import PageDep, ReadDbDep, RuntimeDep, ScopeDep
 from strataflow.errors import ValidationError
+from strataflow.index.records import StoredDocument
 from strataflow.schemas.common import ERROR_RESPONSES, GenericDeleteResponse
 from strataflow.schemas.documents import (
     BatchDeleteDocumentsRequest,
@@ -96,14 +98,24 @@ def list_documents(
                 "avg_documents_per_group": sum(g["count"] for g in groups) / len(groups) if groups else 0.0,
             },
         }
-    results = [view(d) for d in result.documents]
-    blob_count = sum(len(d.internal.get("document_blobs") or []) for d in result.documents)
+    return flat_listing(result.documents, view, result.pagination, result.total)
+
+
+def flat_listing(
+    documents: list[StoredDocument],
+    view: Callable[[StoredDocument], dict[str, Any]],
+    pagination: dict[str, Any],
+    total: int | None,
+) -> dict[str, Any]:
+    """A ListDocumentsResponse of documents without groups (also the namespace-wide list's)."""
+    results = [view(d) for d in documents]
+    blob_count = sum(len(d.internal.get("document_blobs") or []) for d in documents)
     return {
         "results": results,
-        "pagination": result.pagination,
-        "total_documents": result.total,
+        "pagination": pagination,
+        "total_documents": total,
         "stats": {
-            "total_documents": result.total if result.total is not None else len(results),
+            "total_documents": total if total is not None else len(results),
             "avg_blobs_per_document": blob_count / len(results) if results else 0.0,
         },
     }

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import AliasChoices, ConfigDict, Field, field_validator
 
-from strataflow.schemas.common import PaginationResponse, RequestModel, ResponseModel, SortDirection, SortOption
+from strataflow.schemas.common import (
+    BodyPaging,
+    PaginationResponse,
+    RequestModel,
+    ResponseModel,
+    SortDirection,
+    SortOption,
+)
 
 
 class ListDocumentsRequest(RequestModel):
@@ -23,6 +30,38 @@ class ListDocumentsRequest(RequestModel):
     limit: int | None = Field(default=None, ge=1, le=1000)
     offset: int | None = Field(default=None, ge=0, le=10000)
     include_total: bool | None = None
+
+
+class NamespaceListDocumentsRequest(ListDocumentsRequest, BodyPaging):
+    """The namespace-wide list (`POST /v1/documents/list`): a collection list's body, narrowed to
+    some collections (ids or names, also spelled `collection_id` or `collections`)."""
+
+    collection_ids: list[str] | None = Field(
+        default=None, validation_alias=AliasChoices("collection_ids", "collection_id", "collections")
+    )
+    # Declared so that a caller asking for them gets a clear refusal, not a silent omission.
+    partition: dict[str, Any] | None = None
+    return_vector_names: bool | list[str] | None = None
+    expand: list[str] | None = None
+
+    @field_validator("collection_ids", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class BatchGetDocumentsRequest(RequestModel):
+    document_ids: list[str] = Field(min_length=1, max_length=1000)
+    return_presigned_urls: bool = True  # the contract's default on this route, unlike the others
+
+
+class BatchListQuery(RequestModel):
+    key: str = Field(min_length=1, max_length=128)
+    request: NamespaceListDocumentsRequest
+
+
+class BatchListDocumentsRequest(RequestModel):
+    queries: list[BatchListQuery] = Field(min_length=1, max_length=10)
 
 
 class FeatureModel(RequestModel):
@@ -92,6 +131,21 @@ class ListDocumentsResponse(ResponseModel):
     stats: dict[str, Any] | None = None
     group_by_field: str | None = None
     total_documents: int | None = None
+
+
+class BatchGetDocumentsResponse(ResponseModel):
+    documents: list[dict[str, Any]]
+    not_found: list[str]
+
+
+class BatchListResult(ResponseModel):
+    key: str
+    response: ListDocumentsResponse | None = None
+    error: str | None = None
+
+
+class BatchListDocumentsResponse(ResponseModel):
+    results: list[BatchListResult]
 
 
 class BulkUpdateDocumentsResponse(ResponseModel):

@@ -43,7 +43,7 @@ def _search_clause(search: str) -> str:
     )
 
 
-def _where(collection: Collection, request: ListDocumentsRequest) -> str | None:
+def list_where(collection: Collection, request: ListDocumentsRequest) -> str | None:
     clauses = [
         c
         for c in (where_of(collection, request.filters), _search_clause(request.search) if request.search else None)
@@ -68,7 +68,7 @@ def _sorted_ids(
     return [str(i) for i in keys.column("document_id").take(indices).to_pylist()]
 
 
-def _pagination(start: int, limit: int, has_more: bool, total: int | None) -> dict[str, Any]:
+def pagination_of(start: int, limit: int, has_more: bool, total: int | None) -> dict[str, Any]:
     page = start // limit + 1
     return {
         "total": total,
@@ -84,7 +84,7 @@ def _pagination(start: int, limit: int, has_more: bool, total: int | None) -> di
 def list_documents(
     index: DocumentIndex, collection: Collection, request: ListDocumentsRequest, page: PageRequest, with_vectors: bool
 ) -> DocumentPage:
-    where = _where(collection, request)
+    where = list_where(collection, request)
     total = index.count(collection.collection_id, where) if page.include_total else None
     if request.group_by:
         return _grouped(index, collection, where, request.group_by, page, with_vectors, total)
@@ -97,13 +97,13 @@ def list_documents(
         docs = index.query(
             collection.collection_id, where, order=order, offset=start, limit=limit + 1, with_vectors=with_vectors
         )
-        return DocumentPage(docs[:limit], _pagination(start, limit, len(docs) > limit, total), total)
+        return DocumentPage(docs[:limit], pagination_of(start, limit, len(docs) > limit, total), total)
     assert sort is not None
     ids = _sorted_ids(index, collection, where, target, sort.direction.lower() == "asc")
     wanted = ids[start : start + limit]
     found = {d.document_id: d for d in index.get_many(collection.collection_id, wanted, with_vectors)}
     docs = [found[i] for i in wanted if i in found]
-    return DocumentPage(docs, _pagination(start, limit, len(ids) > start + limit, total), total)
+    return DocumentPage(docs, pagination_of(start, limit, len(ids) > start + limit, total), total)
 
 
 def _grouped(
@@ -139,7 +139,7 @@ def _grouped(
         }
         for k in chosen
     ]
-    pagination = _pagination(page.start, page.limit, len(keys) > page.start + page.limit, total)
+    pagination = pagination_of(page.start, page.limit, len(keys) > page.start + page.limit, total)
     return DocumentPage([], pagination, total, groups)
 
 
