@@ -156,11 +156,12 @@ def list_namespace_documents(
         keys = index.select(
             collection.collection_id, where, columns, order=order, limit=start + limit + 1 if bounded else None
         )
-        tables.append(keys.append_column("collection_id", pa.array([collection.collection_id] * keys.num_rows)))
+        owner = pa.array([collection.collection_id] * keys.num_rows, pa.string())
+        tables.append(keys.append_column("collection_id", owner))
         if page.include_total:
             counts.append(index.count(collection.collection_id, where))
     total = sum(counts) if page.include_total else None
-    merged = pa.concat_tables(tables) if tables else None
+    merged = pa.concat_tables(tables, promote_options="permissive") if tables else None
     if merged is None or merged.num_rows == 0:
         return NamespacePage([], pagination_of(start, limit, False, total), total, unknown)
     ordered = merged.take(pc.sort_indices(merged, sort_keys=[(k, d, "at_end") for k, d in sort_keys]))
