@@ -166,6 +166,8 @@ def test_list_merges_the_collections_in_one_order(client: TestClient, corpus: di
     assert body_pages[2]["pagination"]["next_cursor"] is None and body_pages[0]["pagination"]["page"] == 1
     query_page = _list(client, {"sort": {"field": "views"}}, "?page_size=2&page=2")
     assert _titles(query_page) == ["glaciers", "tides"]
+    body_page = _list(client, {"sort": {"field": "views"}, "page_size": 2, "page": 3}, "?limit=1&offset=0")
+    assert _titles(body_page) == ["yeast"] and body_page["pagination"]["page"] == 3
     walked, cursor = [], None
     while True:
         page = _list(client, {"limit": 2, "cursor": cursor} if cursor else {"limit": 2})
