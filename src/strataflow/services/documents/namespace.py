@@ -105,24 +105,31 @@ def chosen_collections(
     return [c for c in collections if c.collection_id in chosen], unknown
 
 
-def _order(request: NamespaceListDocumentsRequest, collection: Collection) -> tuple[dict[str, str], list[Any], bool]:
-    """The key columns a collection contributes, pyarrow sort keys over them, and whether the
-    collection's own store can apply the order (columns) or only we can (JSON fields).
+@dataclass(frozen=True)
+class _MergeOrder:
+    """How a namespace list orders documents of several collections."""
 
-    Same order as the collection's list (queries.list_documents): a column sort then created_at
+    columns: dict[str, str]  # key name -> SQL expression: what each collection contributes
+    sort_keys: list[tuple[str, str, str]]  # the pyarrow sort of the merged keys
+    store_order: list[tuple[str, bool]] | None  # the same order for the store to apply, when it can (columns)
+
+
+def _merge_order(request: NamespaceListDocumentsRequest, collection: Collection) -> _MergeOrder:
+    """Same order as the collection's list (queries.list_documents): a column sort then created_at
     then document_id; a payload field's numbers by value, then other values by text, then id.
-    """
+    Nulls last, as the store puts them."""
     sort = request.sort
     target = resolve_field(sort.field, collection) if sort else None
     if sort is None or target is None or not target.is_json:
         order = [(target.column, sort.direction.lower() == "asc")] if target and sort else []
         order += [o for o in DEFAULT_ORDER if not order or o[0] != order[0][0]]
         columns = {f"k{i}": column for i, (column, _) in enumerate(order)}
-        keys = [(f"k{i}", "ascending" if asc else "descending") for i, (_, asc) in enumerate(order)]
-        return {"document_id": "document_id", **columns}, keys, True
+        keys = [(f"k{i}", "ascending" if asc else "descending", "at_end") for i, (_, asc) in enumerate(order)]
+        return _MergeOrder({"document_id": "document_id", **columns}, keys, order)
     direction = "ascending" if sort.direction.lower() == "asc" else "descending"
     columns = {"document_id": "document_id", "number": target.number(), "text": target.json_text()}
-    return columns, [("number", direction), ("text", direction), ("document_id", "ascending")], False
+    keys = [("number", direction, "at_end"), ("text", direction, "at_end"), ("document_id", "ascending", "at_end")]
+    return _MergeOrder(columns, keys, None)
 
 
 def list_namespace_documents(
@@ -147,14 +154,19 @@ def list_namespace_documents(
     collections, unknown = chosen_collections(session, scope, request.collection_ids)
     start, limit = page.start, page.limit
     tables: list[pa.Table] = []
-    sort_keys: list[Any] = []
+    sort_keys: list[tuple[str, str, str]] = []
     counts: list[int] = []
     for collection in _with_documents(index, collections):
         where = list_where(collection, request)
-        columns, sort_keys, bounded = _order(request, collection)
-        order = [(columns[k], d == "ascending") for k, d in sort_keys] if bounded else None
+        merge = _merge_order(request, collection)
+        sort_keys = merge.sort_keys
+        bounded = merge.store_order is not None
         keys = index.select(
-            collection.collection_id, where, columns, order=order, limit=start + limit + 1 if bounded else None
+            collection.collection_id,
+            where,
+            merge.columns,
+            order=merge.store_order,
+            limit=start + limit + 1 if bounded else None,
         )
         owner = pa.array([collection.collection_id] * keys.num_rows, pa.string())
         tables.append(keys.append_column("collection_id", owner))
@@ -164,7 +176,7 @@ def list_namespace_documents(
     merged = pa.concat_tables(tables, promote_options="permissive") if tables else None
     if merged is None or merged.num_rows == 0:
         return NamespacePage([], pagination_of(start, limit, False, total), total, unknown)
-    ordered = merged.take(pc.sort_indices(merged, sort_keys=[(k, d, "at_end") for k, d in sort_keys]))
+    ordered = merged.take(pc.sort_indices(merged, sort_keys=sort_keys))
     window = ordered.slice(start, limit).select(["document_id", "collection_id"]).to_pylist()
     documents = _fetch(index, window, with_vectors)
     return NamespacePage(
