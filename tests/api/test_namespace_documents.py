@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from strataflow.store.pagination import MAX_CURSOR_OFFSET, encode_cursor
 from tests.collection_flows import make_bucket, text_collection
 from tests.helpers import assert_error
 
@@ -215,6 +216,10 @@ def test_list_refuses_what_it_cannot_honour(client: TestClient, corpus: dict[str
     assert_error(client.post("/v1/documents/list?offset=10001", json={}), 422)
     assert_error(client.post("/v1/documents/list", json={"filters": {"field": "views", "operator": "nope"}}), 400)
     assert_error(client.post("/v1/documents/list", json={"cursor": "not-a-cursor"}), 400)
+    beyond = encode_cursor(MAX_CURSOR_OFFSET + 1)  # no store can skip that far: once a 500
+    assert_error(client.post("/v1/documents/list", json={"cursor": beyond}), 400, "BadRequestError")
+    far = _list(client, {"cursor": encode_cursor(MAX_CURSOR_OFFSET)})
+    assert far["results"] == [] and far["pagination"]["next_cursor"] is None
 
 
 def test_list_batch_answers_each_query_and_isolates_failures(client: TestClient, corpus: dict[str, Any]) -> None:
