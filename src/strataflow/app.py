@@ -26,6 +26,7 @@ from strataflow.api import (
     health,
     interactions,
     lineage,
+    namespace_documents,
     namespaces,
     objects,
     org_alerts,
@@ -60,6 +61,7 @@ ROUTERS = (
     extractors,
     collections,
     documents,
+    namespace_documents,  # /v1/documents/...: ids alone, across the namespace's collections
     lineage,
     # before retrievers: /v1/retrievers/stages, /typeahead, /interactions, /evaluations are no retriever ids
     retriever_runs,

@@ -147,6 +147,9 @@ def test_vector_names_list_or_return_the_chosen_vectors(client: TestClient, sent
     assert listed["_vectors"] == [storage] and storage not in listed
     fetched = client.get(url, params={"return_vector_names": f"{output},{storage}"}).json()
     assert len(fetched[storage]) == dimensions
+    # The namespace-wide read by id alone takes the same.
+    by_id = client.get(f"/v1/documents/{doc_id}", params={"return_vector_names": output}).json()
+    assert by_id["_vectors"] == [storage] and by_id[storage] == fetched[storage]
 
     unknown = assert_error(
         client.post("/v1/collections/sentences/documents/list", json={"return_vector_names": ["nope"]}), 400

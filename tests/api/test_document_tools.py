@@ -305,6 +305,8 @@ def test_expand_resolves_lineage_and_references_inline(client: TestClient, tiers
     assert [r["text"] for r in rows] == ["Foam.", "Waves."]
     assert [r["_expanded"]["parent"]["document_id"] for r in rows] == [paragraph, paragraph]
     assert [[c["document_id"] for c in r["_expanded"]["children"]] for r in rows] == [[], [word]]
+    by_id = client.get(f"/v1/documents/{word}", params={"expand": "parent"}).json()  # the namespace-wide read
+    assert by_id["_expanded"]["parent"]["document_id"] == waves
     plain = client.get(f"/v1/collections/words/documents/{word}").json()
     assert "_expanded" not in plain
 

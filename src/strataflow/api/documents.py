@@ -54,7 +54,7 @@ def _collection(session: Any, scope: Any, identifier: str) -> Collection:
     return get_collection(session, scope, identifier)
 
 
-def _page(query: PageRequest, body: ListDocumentsRequest) -> PageRequest:
+def list_page(query: PageRequest, body: ListDocumentsRequest) -> PageRequest:
     """Body values win over query parameters (the SDK puts paging, a cursor and include_total in the body)."""
     return dataclasses.replace(
         paged(query, body),
@@ -90,7 +90,7 @@ def list_documents(
     vectors = vector_choice(collection, bool(request.return_vectors) or return_vectors, request.return_vector_names)
     presign = request.return_url or request.return_presigned_urls or return_presigned_urls
     blobs = runtime.blobs if presign else None
-    result = queries.list_documents(runtime.index, collection, request, _page(page, request), vectors.load)
+    result = queries.list_documents(runtime.index, collection, request, list_page(page, request), vectors.load)
 
     expander = _expander(session, runtime, scope, collection, request.expand, blobs)
 
@@ -112,14 +112,20 @@ def list_documents(
                 "avg_documents_per_group": sum(g["count"] for g in groups) / len(groups) if groups else 0.0,
             },
         }
-    results = views(result.documents)
-    blob_count = sum(len(d.internal.get("document_blobs") or []) for d in result.documents)
+    return flat_listing(result.documents, views(result.documents), result.pagination, result.total)
+
+
+def flat_listing(
+    documents: list[StoredDocument], results: list[dict[str, Any]], pagination: dict[str, Any], total: int | None
+) -> dict[str, Any]:
+    """A ListDocumentsResponse of documents (shown as `results`) without groups; also the namespace-wide list's."""
+    blob_count = sum(len(d.internal.get("document_blobs") or []) for d in documents)
     return {
         "results": results,
-        "pagination": result.pagination,
-        "total_documents": result.total,
+        "pagination": pagination,
+        "total_documents": total,
         "stats": {
-            "total_documents": result.total if result.total is not None else len(results),
+            "total_documents": total if total is not None else len(results),
             "avg_blobs_per_document": blob_count / len(results) if results else 0.0,
         },
     }

@@ -262,12 +262,25 @@ class DocumentIndex:
         rows = self._guarded(lambda: query.to_arrow()).to_pylist()
         return [from_row(row, vectors if with_vectors else []) for row in rows]
 
-    def select(self, collection_id: str, where: str | None, expressions: dict[str, str]) -> pa.Table:
-        """Evaluate SQL expressions over every matching row (sort keys, group keys)."""
+    def select(
+        self,
+        collection_id: str,
+        where: str | None,
+        expressions: dict[str, str],
+        *,
+        order: list[tuple[str, bool]] | None = None,
+        limit: int | None = SCAN_ALL,
+    ) -> pa.Table:
+        """Evaluate SQL expressions over matching rows (sort keys, group keys): every row, or the
+        first `limit` in `order` [(column, ascending)], nulls last as in `query`."""
+        from lancedb.query import ColumnOrdering
+
         query = self._table(collection_id).search().select(expressions)
         if where:
             query = query.where(where)
-        return self._guarded(lambda: query.limit(SCAN_ALL).to_arrow())
+        if order:
+            query = query.order_by([ColumnOrdering(column_name=c, ascending=a) for c, a in order])
+        return self._guarded(lambda: query.limit(limit).to_arrow())
 
     def scan(
         self, collection_id: str, columns: list[str], where: str | None, batch_size: int = 8192

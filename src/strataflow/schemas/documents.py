@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
 from strataflow.schemas.common import (
     BodyPaging,
@@ -51,6 +51,34 @@ class ListDocumentsRequest(BodyPaging):
     def _group_by_field(cls, value: Any) -> Any:
         """The SDK documents an object form too: {"field": "metadata.category"}."""
         return value.get("field") if isinstance(value, dict) else value
+
+
+class NamespaceListDocumentsRequest(ListDocumentsRequest):
+    """The namespace-wide list (`POST /v1/documents/list`): a collection list's body, narrowed to
+    some collections (ids or names, also spelled `collection_id` or `collections`)."""
+
+    collection_ids: list[str] | None = Field(
+        default=None, validation_alias=AliasChoices("collection_ids", "collection_id", "collections")
+    )
+
+    @field_validator("collection_ids", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class BatchGetDocumentsRequest(RequestModel):
+    document_ids: list[str] = Field(min_length=1, max_length=1000)
+    return_presigned_urls: bool = True  # the contract's default on this route, unlike the others
+
+
+class BatchListQuery(RequestModel):
+    key: str = Field(min_length=1, max_length=128)
+    request: NamespaceListDocumentsRequest
+
+
+class BatchListDocumentsRequest(RequestModel):
+    queries: list[BatchListQuery] = Field(min_length=1, max_length=10)
 
 
 class FeatureModel(RequestModel):
@@ -120,6 +148,21 @@ class ListDocumentsResponse(ResponseModel):
     stats: dict[str, Any] | None = None
     group_by_field: str | None = None
     total_documents: int | None = None
+
+
+class BatchGetDocumentsResponse(ResponseModel):
+    documents: list[dict[str, Any]]
+    not_found: list[str]
+
+
+class BatchListResult(ResponseModel):
+    key: str
+    response: ListDocumentsResponse | None = None
+    error: str | None = None
+
+
+class BatchListDocumentsResponse(ResponseModel):
+    results: list[BatchListResult]
 
 
 class BulkUpdateDocumentsResponse(ResponseModel):

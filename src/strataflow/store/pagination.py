@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from strataflow.errors import BadRequestError
 from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
 
+MAX_CURSOR_OFFSET = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class PageRequest:
@@ -41,7 +43,8 @@ def decode_cursor(cursor: str) -> int:
         offset = json.loads(base64.urlsafe_b64decode(padded.encode()))["o"]
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise BadRequestError("Invalid pagination cursor", {"cursor": cursor}) from exc
-    if not isinstance(offset, int) or offset < 0:
+    # Past MAX_CURSOR_OFFSET no cursor was ever issued, and the stores' 64-bit limits overflow (a 500).
+    if not isinstance(offset, int) or not 0 <= offset <= MAX_CURSOR_OFFSET:
         raise BadRequestError("Invalid pagination cursor", {"cursor": cursor})
     return offset
 

@@ -12,6 +12,7 @@ from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex, quote_ids
 from strataflow.services.collections.sources import find_collection, get_collection, upstream_ids
 from strataflow.services.documents.crud import get_document
+from strataflow.services.documents.namespace import namespace_collections
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.tables import BucketObject, Collection
 
@@ -56,16 +57,6 @@ def document_lineage(index: DocumentIndex, collection: Collection, document_id: 
     }
 
 
-def _namespace_collections(session: Session, scope: NamespaceScope) -> list[Collection]:
-    return list(
-        session.scalars(
-            select(Collection)
-            .where(Collection.namespace_id == scope.namespace_id)
-            .order_by(Collection.created_at, Collection.collection_id)
-        )
-    )
-
-
 def _root_filter(object_id: str) -> str:
     return f"root_object_id IN ({quote_ids([object_id])})"
 
@@ -77,7 +68,7 @@ def documents_by_object(
     if collection_ids:
         collections = [get_collection(session, scope, c) for c in dict.fromkeys(collection_ids)]
     else:
-        collections = _namespace_collections(session, scope)
+        collections = namespace_collections(session, scope)
     return _per_collection(index, collections, _root_filter(object_id), MAX_DOCUMENTS_PER_OBJECT), collections
 
 
@@ -143,7 +134,7 @@ def document_descendants(
 
     Level by level, oldest first within a collection; at most MAX_DESCENDANTS in all."""
     doc = get_document(index, collection, document_id)
-    collections = _namespace_collections(session, scope)
+    collections = namespace_collections(session, scope)
     found: list[StoredDocument] = []
     seen = {doc.document_id}
     frontier = [doc.document_id]
@@ -187,7 +178,7 @@ def decomposition_tree(
 ) -> dict[str, Any]:
     """Object → collections reading its bucket → collections reading those, with document counts."""
     obj = _object(session, scope, object_id)
-    collections = _namespace_collections(session, scope)
+    collections = namespace_collections(session, scope)
     children: dict[str, list[Collection]] = {}
     roots: list[Collection] = []
     for collection in collections:

@@ -53,7 +53,8 @@ def _search_clause(search: str) -> str:
     )
 
 
-def _where(collection: Collection, request: ListDocumentsRequest) -> str | None:
+def list_where(collection: Collection, request: ListDocumentsRequest) -> str | None:
+    """The filter a list request's `filters` and `search` make together."""
     return _and(where_of(collection, request.filters), _search_clause(request.search) if request.search else None)
 
 
@@ -73,7 +74,7 @@ def _sorted_ids(
     return [str(i) for i in keys.column("document_id").take(indices).to_pylist()]
 
 
-def _pagination(start: int, limit: int, has_more: bool, total: int | None) -> dict[str, Any]:
+def pagination_of(start: int, limit: int, has_more: bool, total: int | None) -> dict[str, Any]:
     page = start // limit + 1
     return {
         "total": total,
@@ -89,7 +90,7 @@ def _pagination(start: int, limit: int, has_more: bool, total: int | None) -> di
 def list_documents(
     index: DocumentIndex, collection: Collection, request: ListDocumentsRequest, page: PageRequest, with_vectors: bool
 ) -> DocumentPage:
-    where = _where(collection, request)
+    where = list_where(collection, request)
     partition = resolve_partition(request.partition, page.cursor)
     if partition is not None:
         return _partition_page(index, collection, where, partition, request, page, with_vectors)
@@ -105,13 +106,13 @@ def list_documents(
         docs = index.query(
             collection.collection_id, where, order=order, offset=start, limit=limit + 1, with_vectors=with_vectors
         )
-        return DocumentPage(docs[:limit], _pagination(start, limit, len(docs) > limit, total), total)
+        return DocumentPage(docs[:limit], pagination_of(start, limit, len(docs) > limit, total), total)
     assert sort is not None
     ids = _sorted_ids(index, collection, where, target, sort.direction.lower() == "asc")
     wanted = ids[start : start + limit]
     found = {d.document_id: d for d in index.get_many(collection.collection_id, wanted, with_vectors)}
     docs = [found[i] for i in wanted if i in found]
-    return DocumentPage(docs, _pagination(start, limit, len(ids) > start + limit, total), total)
+    return DocumentPage(docs, pagination_of(start, limit, len(ids) > start + limit, total), total)
 
 
 def _partition_page(
@@ -191,7 +192,7 @@ def _grouped(
         }
         for k in chosen
     ]
-    pagination = _pagination(page.start, page.limit, len(keys) > page.start + page.limit, total)
+    pagination = pagination_of(page.start, page.limit, len(keys) > page.start + page.limit, total)
     return DocumentPage([], pagination, total, groups)
 
 
