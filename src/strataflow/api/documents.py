@@ -36,8 +36,8 @@ from strataflow.schemas.documents import (
 )
 from strataflow.schemas.validation import validate_as
 from strataflow.services.collections.sources import get_collection
+from strataflow.services.documents import aggregation, diagnostics, events, lineage, media, queries, schema_check
 from strataflow.services.documents import crud as service
-from strataflow.services.documents import diagnostics, events, lineage, media, queries, schema_check
 from strataflow.services.documents.expansion import Expander, expand_names
 from strataflow.services.documents.model import document_view
 from strataflow.services.documents.vector_choice import vector_choice
@@ -263,7 +263,7 @@ def aggregate(
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     collection = _collection(session, scope, collection_identifier)
-    return queries.aggregate_documents(runtime.index, collection, request)
+    return aggregation.aggregate_documents(runtime.index, collection, request)
 
 
 @router.get("/count", response_model=DocumentCountResponse)

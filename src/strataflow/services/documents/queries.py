@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from strataflow.errors import BadRequestError
@@ -16,7 +14,8 @@ from strataflow.index.filters import Target, sql_string
 from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.common import SortOption
-from strataflow.schemas.documents import DistinctValuesRequest, DocumentAggregationRequest, ListDocumentsRequest
+from strataflow.schemas.documents import DistinctValuesRequest, ListDocumentsRequest
+from strataflow.services.documents.aggregation import decode
 from strataflow.services.documents.crud import where_of
 from strataflow.services.documents.model import resolve_field
 from strataflow.services.documents.partitions import (
@@ -33,7 +32,6 @@ MAX_GROUPED_DOCUMENTS = 10_000
 # The most values one distinct answer holds (the request's own limit may only lower it).
 MAX_DISTINCT_VALUES = 10_000
 DEFAULT_ORDER = [("created_at", True), ("document_id", True)]
-_FUNCTIONS = {"count", "count_distinct", "sum", "avg", "min", "max"}
 
 
 @dataclass
@@ -186,7 +184,7 @@ def _grouped(
     found = {d.document_id: d for d in index.get_many(collection.collection_id, wanted, with_vectors)}
     groups = [
         {
-            "group_key": _decode(k) if target.is_json else k,
+            "group_key": decode(k) if target.is_json else k,
             "documents": [found[i] for i in members[k] if i in found],
             "count": len(members[k]),
         }
@@ -196,91 +194,6 @@ def _grouped(
     return DocumentPage([], pagination, total, groups)
 
 
-def _decode(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _metric(function: str, values: list[Any]) -> Any:
-    present = [v for v in values if v is not None]
-    if function == "count":
-        return len(values)
-    if function == "count_distinct":
-        return len({json.dumps(v, sort_keys=True) for v in present})
-    numbers = [float(v) for v in present if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if function == "sum":
-        return sum(numbers)
-    if function == "avg":
-        return sum(numbers) / len(numbers) if numbers else None
-    comparable: list[Any] = list(numbers) or [v for v in present if isinstance(v, str)]
-    if not comparable:
-        return None
-    return min(comparable) if function == "min" else max(comparable)
-
-
-def aggregate_documents(
-    index: DocumentIndex, collection: Collection, request: DocumentAggregationRequest
-) -> dict[str, Any]:
-    """Group-by with count, count_distinct, sum, avg, min and max over document fields."""
-    started = time.perf_counter()
-    expressions: dict[str, str] = {"document_id": "document_id"}
-    groups: list[tuple[str, str, bool]] = []
-    for i, spec in enumerate(request.group_by):
-        if not isinstance(spec.get("field"), str) or not spec["field"]:
-            raise BadRequestError("Each group_by entry needs a 'field'")
-        if spec.get("date_trunc") or spec.get("date_part"):
-            raise BadRequestError("date_trunc and date_part grouping are not supported", {"field": spec["field"]})
-        target = resolve_field(spec["field"], collection)
-        expressions[f"g{i}"] = target.json_text() if target.is_json else target.column
-        groups.append((spec.get("alias") or spec["field"], f"g{i}", target.is_json))
-    metrics: list[tuple[str, str, str | None, bool]] = []
-    for i, op in enumerate(request.aggregations):
-        function = str(op.get("function", "")).lower()
-        if function not in _FUNCTIONS:
-            raise BadRequestError(f"Unsupported aggregation function '{function}'", {"supported": sorted(_FUNCTIONS)})
-        field = str(op.get("field") or op.get("distinct_field") or "")
-        column = None
-        if function != "count":
-            if not field:
-                raise BadRequestError(f"Aggregation '{function}' needs a field", {"function": function})
-            target = resolve_field(field, collection)
-            column = f"m{i}"
-            expressions[column] = target.json_text() if target.is_json else target.column
-        alias = op.get("alias") or (f"{function}_{field}" if field else function)
-        metrics.append((alias, function, column, bool(field) and resolve_field(field, collection).is_json))
-    table: pa.Table = index.select(collection.collection_id, where_of(collection, request.filters), expressions)
-    buckets: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    for row in table.to_pylist():
-        group = {name: (_decode(row[col]) if is_json else row[col]) for name, col, is_json in groups}
-        buckets.setdefault(json.dumps(group, sort_keys=True, default=str), (group, []))[1].append(row)
-    results = []
-    for group, rows in buckets.values():
-        values = {
-            alias: _metric(function, [(_decode(r[col]) if is_json else r[col]) if col else 1 for r in rows])
-            for alias, function, col, is_json in metrics
-        }
-        results.append({"group": group, "metrics": values})
-    if request.sort_by:
-        key, reverse = request.sort_by, request.sort_direction.lower() == "desc"
-        results.sort(key=lambda r: _sort_key(r["metrics"].get(key, r["group"].get(key))), reverse=reverse)
-    if request.limit:
-        results = results[: request.limit]
-    elapsed = round((time.perf_counter() - started) * 1000, 2)
-    return {
-        "results": results,
-        "total_groups": len(results),
-        "query_info": {"execution_time_ms": elapsed, "documents_scanned": table.num_rows},
-    }
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
-
-
 def distinct_values(index: DocumentIndex, collection: Collection, request: DistinctValuesRequest) -> dict[str, Any]:
     """A field's distinct non-null values among the documents matching the filters, most common first."""
     target = resolve_field(request.field, collection)
@@ -288,7 +201,7 @@ def distinct_values(index: DocumentIndex, collection: Collection, request: Disti
     clauses = [c for c in (where_of(collection, request.filters), f"{key} IS NOT NULL") if c]
     where = " AND ".join(f"({c})" for c in clauses)
     texts = index.select(collection.collection_id, where, {"key": key}).column("key").to_pylist()
-    values = [(_decode(t) if target.is_json else t, n) for t, n in Counter(texts).items()]
+    values = [(decode(t) if target.is_json else t, n) for t, n in Counter(texts).items()]
     # A JSON null stored in the payload extracts as the text 'null': missing, as far as the caller is concerned.
     values = [(v, n) for v, n in values if v is not None]
     values.sort(key=lambda vn: (-vn[1], json.dumps(vn[0], sort_keys=True, default=str)))
