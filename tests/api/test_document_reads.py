@@ -165,6 +165,10 @@ def test_page_size_and_page_in_the_body_and_group_by_as_an_object(
     second = _list(client, {**ordered, "page_size": 5, "page": 2})
     assert [d["n"] for d in second["results"]] == [5, 6, 7, 8, 9]
     assert second["pagination"]["page"] == 2 and second["pagination"]["page_size"] == 5
+    # Counted only when asked: never the page size.
+    assert second["total_documents"] is None and second["stats"]["total_documents"] is None
+    counted = _list(client, {**ordered, "page_size": 5, "include_total": True})
+    assert counted["total_documents"] == counted["stats"]["total_documents"] == 40
     grouped = _list(client, {"group_by": {"field": "_internal.lineage.root_object_id"}, "limit": 10})
     assert grouped["group_by_field"] == "_internal.lineage.root_object_id"
     assert sorted(g["count"] for g in grouped["groups"]) == [4, 4, 4, 40]

@@ -106,7 +106,7 @@ def list_documents(
             "pagination": result.pagination,
             "total_documents": result.total,
             "stats": {
-                "total_documents": sum(g["count"] for g in groups),
+                "total_documents": result.total,
                 "avg_blobs_per_document": 0.0,
                 "total_groups": len(groups),
                 "avg_documents_per_group": sum(g["count"] for g in groups) / len(groups) if groups else 0.0,
@@ -125,7 +125,7 @@ def flat_listing(
         "pagination": pagination,
         "total_documents": total,
         "stats": {
-            "total_documents": total if total is not None else len(results),
+            "total_documents": total,  # counted only on include_total, never the page size (as the SDK documents)
             "avg_blobs_per_document": blob_count / len(results) if results else 0.0,
         },
     }
