@@ -15,6 +15,7 @@ from mixpeek import (
     AdhocRetrieversApi,
     BucketObjectsApi,
     BucketsApi,
+    CollectionDocumentsApi,
     CollectionsApi,
     NamespacesApi,
     RetrieverEvaluationsApi,
@@ -425,3 +426,57 @@ def test_explain_on_execute_profiles_the_run_it_answers(setup: tuple[mixpeek.Api
     [search] = adhoc["explain_plan"]["stages"]
     assert search["output_count"] == 1 and len(adhoc["documents"]) == 1
     assert search["filters_pushed_down"][0]["collection_id"] == collection_id
+
+
+def test_execute_writes_its_answer_into_a_collection_and_expands_references(
+    setup: tuple[mixpeek.ApiClient, str, str],
+) -> None:
+    sdk, collection_id, retriever_id = setup
+    api = RetrieversApi(sdk)
+    source = CollectionsApi(sdk).get_collection(collection_id)
+    favourites = CollectionsApi(sdk).create_collection(
+        CreateCollectionRequest.from_dict(
+            {
+                "collection_name": "favourites",
+                "source": source.source.to_dict(),
+                "feature_extractor": source.feature_extractor.to_dict(),
+            }
+        )
+    )
+    request = ExecuteRetrieverRequest(inputs={"query": QUERY}, limit=2, target_collection_id="favourites")
+    first = api.execute_retriever(retriever_id, request)
+    assert first.written_to is not None and first.written_to["documents_written"] == 2
+    assert first.written_to["collection_id"] == favourites.collection_id
+    again = api.execute_retriever(retriever_id, request)  # the same retriever again: the same documents, updated
+    assert again.written_to["document_ids"] == first.written_to["document_ids"]
+
+    docs = CollectionDocumentsApi(sdk)
+    written = docs.list_documents("favourites", return_vectors=True).results
+    assert sorted(d.document_id for d in written) == sorted(first.written_to["document_ids"])
+    by_source = {d.to_dict()["_internal"]["lineage"]["source_document_id"]: d.to_dict() for d in written}
+    assert set(by_source) == {d["document_id"] for d in first.documents}
+    answer = {d["document_id"]: d for d in first.documents}
+    vector = source.to_dict()["vector_indexes"][0]["index"]["name"]
+    for source_id, doc in by_source.items():
+        assert doc["text"] == answer[source_id]["text"] and doc["score"] == pytest.approx(answer[source_id]["score"])
+        assert doc["_internal"]["lineage"]["retriever_id"] == retriever_id
+        assert doc["_internal"]["lineage"]["source_collection_id"] == collection_id
+        assert len(doc[vector]) == len(
+            docs.get_document(collection_id, source_id, return_vectors=True).to_dict()[vector]
+        )
+
+    expanded = api.execute_retriever(
+        retriever_id, ExecuteRetrieverRequest(inputs={"query": QUERY}, limit=3, expand=["root_object"])
+    )
+    for doc in expanded.documents:
+        assert doc["_expanded"]["root_object"]["object_id"] == doc["_internal"]["lineage"]["root_object_id"]
+    assert expanded.consistency_mode == "strong" and expanded.written_to is None
+
+    with pytest.raises(NotFoundException):
+        api.execute_retriever(
+            retriever_id, ExecuteRetrieverRequest(inputs={"query": QUERY}, target_collection_id="nope")
+        )
+    streamed = ExecuteRetrieverRequest(inputs={"query": QUERY}, stream=True, target_collection_id="favourites")
+    with pytest.raises(BadRequestException):
+        api.execute_retriever(retriever_id, streamed)
+    assert len(docs.list_documents("favourites").results) == 2  # refused runs wrote nothing

@@ -140,7 +140,9 @@ def _expander(
     blobs: BlobStore | None,
 ) -> Expander | None:
     names = expand_names(expand)
-    return Expander(session, runtime.index, scope, collection, names, blobs) if names else None
+    return (
+        Expander(session, runtime.index, scope, {collection.collection_id: collection}, names, blobs) if names else None
+    )
 
 
 def _with_expanded(

@@ -26,7 +26,7 @@ from strataflow.schemas.retrievers import (
 )
 from strataflow.services.retrievers import crud as service
 from strataflow.services.retrievers import execution
-from strataflow.services.retrievers.explain import executed_plan
+from strataflow.services.retrievers.answer import AnswerOptions, answer_options
 from strataflow.services.retrievers.history import ExecutionRecorder, recorded_steps
 from strataflow.services.tenancy.scope import NamespaceScope
 
@@ -77,7 +77,8 @@ def execute_adhoc(
         presign=return_presigned_urls,
         vision=_vision(runtime),
     )
-    return _answer(run, recorder_for(runtime, scope, run), request.stream, explain or request.explain)
+    options = answer_options(session, runtime.db, runtime.index, scope, run, request, explain=explain, blobs=run.blobs)
+    return _answer(run, recorder_for(runtime, scope, run), request.stream, options)
 
 
 @router.get("/{retriever_id}")
@@ -122,7 +123,8 @@ def execute_retriever(
         presign=return_presigned_urls,
         vision=_vision(runtime),
     )
-    return _answer(run, recorder_for(runtime, scope, run), request.stream, explain or request.explain)
+    options = answer_options(session, runtime.db, runtime.index, scope, run, request, explain=explain, blobs=run.blobs)
+    return _answer(run, recorder_for(runtime, scope, run), request.stream, options)
 
 
 def recorder_for(runtime: Runtime, scope: NamespaceScope, run: Execution) -> ExecutionRecorder:
@@ -131,13 +133,13 @@ def recorder_for(runtime: Runtime, scope: NamespaceScope, run: Execution) -> Exe
     )
 
 
-def _answer(run: Execution, recorder: ExecutionRecorder, stream: bool, explain: bool) -> Any:
-    """The run as JSON or as server-sent events; with `explain`, its result carries `explain_plan`."""
+def _answer(run: Execution, recorder: ExecutionRecorder, stream: bool, options: AnswerOptions) -> Any:
+    """The run as JSON or as server-sent events; its result finished with what the request asked."""
 
     def steps() -> Iterator[dict[str, Any]]:
         for event in recorded_steps(run, recorder):
-            if explain and event["event"] == "execution_complete":
-                event["result"]["explain_plan"] = executed_plan(run)
+            if event["event"] == "execution_complete":
+                options.finish(run, event["result"])
             yield event
 
     if stream:

@@ -93,6 +93,8 @@ class ExecuteRetrieverRequest(RequestModel):
     return_vectors: bool = False
     return_presigned_urls: bool = False
     explain: bool = False  # the result then carries explain_plan: this run's per-stage profile
+    expand: list[str] | None = None  # references resolved under each result's _expanded
+    target_collection_id: str | None = None  # write the returned documents into this collection
 
 
 class AdhocExecuteRequest(ExecuteRetrieverRequest):

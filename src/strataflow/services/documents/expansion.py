@@ -21,6 +21,7 @@ from strataflow.blobs import BlobStore
 from strataflow.errors import BadRequestError
 from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex
+from strataflow.services.collections.sources import get_collection
 from strataflow.services.documents import lineage
 from strataflow.services.documents.model import document_view
 from strataflow.services.documents.namespace import get_documents
@@ -62,12 +63,13 @@ def _ids_in(value: Any) -> list[str]:
 
 @dataclass
 class Expander:
-    """Resolves `names` for a page of documents of one collection."""
+    """Resolves `names` for a page of documents, of any of `collections` (by id: a retriever's
+    results come from several)."""
 
     session: Session
     index: DocumentIndex
     scope: NamespaceScope
-    collection: Collection
+    collections: dict[str, Collection]
     names: list[str]
     blobs: BlobStore | None = None
 
@@ -95,11 +97,17 @@ class Expander:
                 out[name] = self._lineage[name](self, doc)
         return out
 
+    def _collection(self, doc: StoredDocument) -> Collection:
+        known = self.collections.get(doc.collection_id)
+        if known is None:  # a collection the caller did not expect: looked up once, in this namespace
+            known = self.collections[doc.collection_id] = get_collection(self.session, self.scope, doc.collection_id)
+        return known
+
     def _view(self, doc: StoredDocument) -> dict[str, Any]:
         return document_view(doc, blobs=self.blobs)
 
     def _parent(self, doc: StoredDocument) -> dict[str, Any] | None:
-        found = lineage.parent_of(self.session, self.index, self.scope, doc, self.collection)
+        found = lineage.parent_of(self.session, self.index, self.scope, doc, self._collection(doc))
         return self._view(found[0]) if found else None
 
     def _root_object(self, doc: StoredDocument) -> dict[str, Any] | None:
@@ -108,11 +116,13 @@ class Expander:
         return object_view(row, self.blobs) if row is not None else None
 
     def _ancestors(self, doc: StoredDocument) -> list[dict[str, Any]]:
-        chain = lineage.document_ancestors(self.session, self.index, self.scope, self.collection, doc.document_id)
+        chain = lineage.document_ancestors(self.session, self.index, self.scope, self._collection(doc), doc.document_id)
         return [self._view(d) for d in chain]
 
     def _children(self, doc: StoredDocument) -> list[dict[str, Any]]:
-        found = lineage.document_descendants(self.session, self.index, self.scope, self.collection, doc.document_id)
+        found = lineage.document_descendants(
+            self.session, self.index, self.scope, self._collection(doc), doc.document_id
+        )
         return [self._view(d) for d in found]
 
     _lineage: ClassVar[dict[str, Callable[[Expander, StoredDocument], Any]]] = {
