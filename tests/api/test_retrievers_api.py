@@ -358,7 +358,8 @@ def test_shaping_stages_take_the_sdks_typed_parameters(client: TestClient, corpu
             "case_insensitive",
         ),
         ("attribute_filter", {"batch_size": 10}, "give the filter"),
-        ("mmr", {"diversity_fields": ["lang"]}, "diversity_feature_uri"),
+        ("mmr", {"diversity_fields": ["lang"], "diversity_feature_uri": "mixpeek://x@v1/y"}, "one of"),
+        ("mmr", {"diversity_fields": ["lang"], "diversity_field_weights": {"title": 1}}, "title"),
         ("mmr", {"similarity_metric": "euclidean"}, "cosine"),
         ("group_by", {"output_mode": "nested"}, "output_mode"),
     ):
@@ -661,3 +662,32 @@ def test_bad_input(client: TestClient, corpus: dict[str, Any]) -> None:
     )
     assert_error(unknown_saved, 400)
     assert client.post("/v1/retrievers/list", json={}).json()["total"] == 0  # nothing left behind
+
+
+def test_mmr_diversifies_by_fields_or_weighted_features_and_records_its_score(
+    client: TestClient, corpus: dict[str, Any]
+) -> None:
+    uri = corpus["feature_uri"]
+
+    def mmr(parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        stage = {"stage_name": "m", "config": {"stage_id": "mmr", "parameters": parameters}}
+        response = adhoc(client, [search_stage(uri), stage], {"query": "baking bread and cake"})
+        assert response.status_code == 200, response.text
+        return list(response.json()["documents"])
+
+    # By fields: strong diversity puts one of each kind first, though two food passages rank highest.
+    picked = mmr({"lambda": 0.3, "top_k": 3, "diversity_fields": ["lang"]})
+    assert {d["lang"] for d in picked} == {"food", "nature", "space"}
+    assert picked[0]["lang"] == "food" and picked[0]["scores"]["mmr"] == pytest.approx(0.3)
+    relevant = mmr({"lambda": 1.0, "top_k": 3, "diversity_fields": ["lang"]})
+    assert [d["lang"] for d in relevant[:2]] == ["food", "food"]  # pure relevance: no diversity at all
+
+    # Relevance from another field: pure relevance then ranks by views.
+    by_views = mmr({"lambda": 1.0, "score_field": "views", "mmr_score_field": "debug.mmr"})
+    assert [d["title"] for d in by_views] == ["Moon", "Ice", "Bread", "Cake", "Fish"]
+    assert [d["debug"]["mmr"] for d in by_views] == pytest.approx([1.0, 50 / 80, 30 / 80, 15 / 80, 0.0])
+
+    # Weighted features (one here): the same as naming the feature.
+    weighted = mmr({"lambda": 0.5, "top_k": 4, "diversity_features": [{"feature_uri": uri, "weight": 0.4}]})
+    named = mmr({"lambda": 0.5, "top_k": 4, "diversity_feature_uri": uri})
+    assert [d["document_id"] for d in weighted] == [d["document_id"] for d in named] and len(named) == 4

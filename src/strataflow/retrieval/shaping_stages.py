@@ -6,7 +6,6 @@ import json
 from functools import partial
 from typing import Any, Self
 
-import numpy as np
 from pydantic import AliasChoices, Field, model_validator
 
 from strataflow.errors import BadRequestError
@@ -79,29 +78,6 @@ class GroupByParams(StageParams):
     max_per_group: int = Field(default=10, ge=1, le=1000)
     output_mode: str = Field(default="all", pattern="^(first|all|flatten)$")
     limit: int | None = Field(default=None, ge=1)
-
-
-class MmrParams(StageParams):
-    """The SDK's StageParamsMmr, with embedding diversity over one feature (`diversity_feature_uri`,
-    also accepted as `feature_uri`; default the collection's first vector index)."""
-
-    lambda_: float = Field(default=0.7, ge=0.0, le=1.0, alias="lambda")
-    top_k: int | None = Field(default=None, ge=1)
-    feature_uri: str | None = Field(default=None, validation_alias=AliasChoices("feature_uri", "diversity_feature_uri"))
-    diversity_features: list[Any] | None = None
-    diversity_fields: list[str] | None = None
-    similarity_metric: str = "cosine"
-
-    @model_validator(mode="after")
-    def _embedding_diversity_only(self) -> Self:
-        if self.diversity_features or self.diversity_fields:
-            raise ValueError(
-                "mmr measures diversity over one embedding feature here: give diversity_feature_uri "
-                "(diversity_features and diversity_fields are not supported)"
-            )
-        if self.similarity_metric.lower() != "cosine":
-            raise ValueError("mmr compares embeddings by cosine similarity only")
-        return self
 
 
 def attribute_filter(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> list[Hit]:
@@ -217,31 +193,3 @@ def hit_vectors(ctx: StageContext, hits: list[Hit], feature_uri: str | None) -> 
         for doc in ctx.index.get_many(collection_id, ids, with_vectors=True):
             stored[(collection_id, doc.document_id)] = doc.vectors.get(column)
     return [stored.get(h.key) for h in hits]
-
-
-def mmr(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | None) -> list[Hit]:
-    """Maximal marginal relevance: trade relevance against likeness to hits already picked."""
-    params: MmrParams = parse_params(MmrParams, ctx.stage_name, raw)
-    pool = list(hits or [])
-    if len(pool) < 2:
-        return pool
-    raw_vectors = hit_vectors(ctx, pool, params.feature_uri)
-    dims = max((len(v) for v in raw_vectors if v is not None), default=0)
-    matrix = np.array([v if v is not None else [0.0] * dims for v in raw_vectors], dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    matrix = (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
-    scores = np.array([h.score for h in pool], dtype=np.float32)
-    relevance = (scores - scores.min()) / ((scores.max() - scores.min()) or 1.0)
-    wanted = min(params.top_k or len(pool), len(pool))
-    picked: list[int] = []
-    closest = np.full(len(pool), -np.inf, dtype=np.float32)  # each candidate's likeness to the picked set
-    remaining = np.ones(len(pool), dtype=bool)
-    while len(picked) < wanted:
-        penalty = np.where(np.isfinite(closest), closest, 0.0)
-        value = params.lambda_ * relevance - (1 - params.lambda_) * penalty
-        value[~remaining] = -np.inf
-        best = int(np.argmax(value))
-        picked.append(best)
-        remaining[best] = False
-        closest = np.maximum(closest, matrix @ matrix[best])
-    return [pool[i] for i in picked]

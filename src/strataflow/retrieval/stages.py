@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strataflow.errors import BadRequestError
-from strataflow.retrieval import aggregate_stage, cluster_stage, enrich_stage, taxonomy_stage
+from strataflow.retrieval import aggregate_stage, cluster_stage, enrich_stage, mmr_stage, taxonomy_stage
 from strataflow.retrieval import ordering_stages as ordering
 from strataflow.retrieval import search_stages as search
 from strataflow.retrieval import shaping_stages as shaping
@@ -83,7 +83,7 @@ STAGES: dict[str, StageKind] = {
         "chart",
     ),
     "mmr": StageKind(
-        shaping.mmr, "sort", shaping.MmrParams, "Maximal marginal relevance: relevant and diverse", "spark"
+        mmr_stage.mmr, "sort", mmr_stage.MmrParams, "Maximal marginal relevance: relevant and diverse", "spark"
     ),
     "taxonomy_enrich": StageKind(
         taxonomy_stage.taxonomy_enrich,
