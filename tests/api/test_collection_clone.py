@@ -188,3 +188,50 @@ def test_reconciliation_names_the_objects_that_produced_nothing(
 
     assert_error(client.get("/v1/collections/chunks/reconciliation?limit=0"), 422)
     assert_error(client.get("/v1/collections/chunks/reconciliation?limit=1001"), 422)
+
+
+def test_reconciliation_leaves_out_what_source_filters_exclude(client: TestClient, namespace: dict[str, Any]) -> None:
+    bucket_id = make_bucket(client)
+    source = {
+        "type": "bucket",
+        "bucket_ids": [bucket_id],
+        "source_filters": {"filters": {"field": "metadata.lang", "value": "en"}},
+    }
+    english = text_collection(client, "english", source, split_by="sentences", chunk_size=1, model="wordllama")
+    kept = [add_object(client, TEXT, lang="en") for _ in range(2)]
+    french = add_object(client, TEXT, lang="fr")
+    assert wait_task(client, _submit(client, [*kept, french])["task_id"], timeout=60)["status"] == "COMPLETED"
+
+    report = _reconcile(client, english["collection_id"])
+    assert (report["source_object_count"], report["produced_object_count"], report["delta"]) == (2, 2, 0)
+    assert (report["document_count"], report["discrepancies"]) == (6, [])
+
+
+def test_clone_keeps_a_narrowed_input_schema_and_checks_applications(
+    client: TestClient, namespace: dict[str, Any]
+) -> None:
+    make_bucket(client)
+    narrowed = client.post(
+        "/v1/collections",
+        json={
+            "collection_name": "narrow",
+            "source": {"type": "bucket", "bucket_ids": ["docs"]},
+            "input_schema": {"properties": {"content": {"type": "text"}}},
+            "feature_extractor": {
+                "feature_extractor_name": "text_extractor",
+                "version": "v1",
+                "input_mappings": {"text": "content"},
+                "parameters": {"extractor_type": "text_extractor", "model": "wordllama"},
+            },
+        },
+    )
+    assert narrowed.status_code == 200, narrowed.text
+    assert set(narrowed.json()["input_schema"]["properties"]) == {"content"}
+    clone = _clone(client, "narrow", collection_name="narrow_copy")
+    assert clone.status_code == 200, clone.text
+    assert clone.json()["collection"]["input_schema"] == narrowed.json()["input_schema"]
+
+    # Taxonomy applications are checked as on a create: an unknown taxonomy is refused.
+    bad = _clone(client, "narrow", collection_name="with_taxonomy", taxonomy_applications=[{"taxonomy_id": "tax_nope"}])
+    assert "Taxonomy 'tax_nope' not found" in assert_error(bad, 404, "NotFoundError")["error"]["message"]
+    assert_error(client.get("/v1/collections/with_taxonomy"), 404)

@@ -5,6 +5,7 @@ submitted batch with a tier that runs the collection (bucket batches and trigger
 For a collection reading other collections, an object counts as submitted only if the upstream
 collection(s) hold a document rooted in it: an object that produced nothing upstream was never
 this collection's input, and its loss is the upstream collection's discrepancy, not this one's.
+Objects a bucket source's `source_filters` leave out are not counted: the tier skips them untried.
 Any object a document of the collection is rooted in counts as submitted too (its batch may
 since have been deleted), so `delta` is never negative.
 """
@@ -21,8 +22,10 @@ from sqlalchemy.orm import Session
 from strataflow.clock import as_utc, utcnow
 from strataflow.index.store import DocumentIndex
 from strataflow.services.collections.sources import get_collection, source_kind, upstream_ids
+from strataflow.services.objects.crud import OBJECT_FIELDS
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import TERMINAL
+from strataflow.store.filters import compile_filters
 from strataflow.store.tables import Batch, BatchObject, BatchTier, BucketObject, Collection, DocumentFailure
 
 _CHUNK = 1_000  # ids per IN list: well under SQLite's bound-variable limit
@@ -42,7 +45,9 @@ def reconcile(
     collection = get_collection(session, scope, identifier)
     submissions = submitted_objects(session, collection)
     submitted = set(submissions.bucket_of)
-    if source_kind(collection.source) != "bucket":
+    if source_kind(collection.source) == "bucket":
+        submitted = passing_source_filters(session, collection, submitted)
+    else:
         submitted &= set().union(*(root_objects(index, upstream) for upstream in upstream_ids(collection)))
     produced = root_objects(index, collection.collection_id)
     sources = submitted | produced
@@ -81,6 +86,21 @@ def submitted_objects(session: Session, collection: Collection) -> Submissions:
             if running:
                 found.in_flight.add(object_id)
     return found
+
+
+def passing_source_filters(session: Session, collection: Collection, object_ids: set[str]) -> set[str]:
+    """The objects a bucket-sourced collection's `source_filters` let through: the tier skips the
+    rest without trying them, so they were never this collection's input."""
+    filters = ((collection.source or {}).get("source_filters") or {}).get("filters")
+    clause = compile_filters(filters, OBJECT_FIELDS) if filters else None
+    if clause is None:
+        return object_ids
+    query = select(BucketObject.object_id).where(clause)
+    return {
+        object_id
+        for chunk in _chunks(sorted(object_ids))
+        for object_id in session.scalars(query.where(BucketObject.object_id.in_(chunk)))
+    }
 
 
 def root_objects(index: DocumentIndex, collection_id: str) -> set[str]:
