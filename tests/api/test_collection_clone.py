@@ -6,8 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from strataflow.runtime import Runtime
+from strataflow.statuses import Status
+from strataflow.store.tables import Batch
 from tests.collection_flows import add_object, make_bucket, run, text_collection
 from tests.helpers import assert_error, wait_task
 
@@ -136,11 +139,12 @@ def test_a_refused_clone_creates_nothing(client: TestClient, namespace: dict[str
     assert_error(client.get("/v1/collections/chunks/reconciliation", headers=elsewhere), 404)
 
 
-def _submit(client: TestClient, object_ids: list[str]) -> dict[str, Any]:
+def _submit(client: TestClient, object_ids: list[str]) -> tuple[str, str]:
+    """The batch of these objects, submitted: its id and its task's."""
     batch = client.post("/v1/buckets/docs/batches", json={"object_ids": object_ids}).json()
     task = client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={})
     assert task.status_code == 200, task.text
-    return dict(task.json())
+    return str(batch["batch_id"]), str(task.json()["task_id"])
 
 
 def test_reconciliation_names_the_objects_that_produced_nothing(
@@ -161,8 +165,8 @@ def test_reconciliation_names_the_objects_that_produced_nothing(
     blob_path: Path = runtime.blobs.path(blob_key)
     blob_path.unlink()  # its bytes are gone: the extractor fails on this object alone
 
-    task = _submit(client, [good, lost, textless["object_id"]])
-    assert wait_task(client, task["task_id"], timeout=60)["status"] == "COMPLETED_WITH_ERRORS"
+    batch_id, task_id = _submit(client, [good, lost, textless["object_id"]])
+    assert wait_task(client, task_id, timeout=60)["status"] == "COMPLETED_WITH_ERRORS"
 
     report = _reconcile(client, chunks["collection_id"])
     assert report["collection_id"] == chunks["collection_id"]
@@ -186,6 +190,16 @@ def test_reconciliation_names_the_objects_that_produced_nothing(
     assert downstream["document_count"] == runtime.index.count(pairs["collection_id"]) > 0
     assert downstream["discrepancies"] == []
 
+    # While a batch holding the objects runs again (a retry), the lost ones are in flight, not failed.
+    with runtime.db.session() as session:
+        session.execute(update(Batch).where(Batch.batch_id == batch_id).values(status=Status.PROCESSING))
+        session.commit()
+    in_flight = _reconcile(client, "chunks")
+    assert {d["object_id"]: d["reason"] for d in in_flight["discrepancies"]} == {
+        lost: "processing",
+        textless["object_id"]: "processing",
+    }
+
     assert_error(client.get("/v1/collections/chunks/reconciliation?limit=0"), 422)
     assert_error(client.get("/v1/collections/chunks/reconciliation?limit=1001"), 422)
 
@@ -200,7 +214,7 @@ def test_reconciliation_leaves_out_what_source_filters_exclude(client: TestClien
     english = text_collection(client, "english", source, split_by="sentences", chunk_size=1, model="wordllama")
     kept = [add_object(client, TEXT, lang="en") for _ in range(2)]
     french = add_object(client, TEXT, lang="fr")
-    assert wait_task(client, _submit(client, [*kept, french])["task_id"], timeout=60)["status"] == "COMPLETED"
+    assert wait_task(client, _submit(client, [*kept, french])[1], timeout=60)["status"] == "COMPLETED"
 
     report = _reconcile(client, english["collection_id"])
     assert (report["source_object_count"], report["produced_object_count"], report["delta"]) == (2, 2, 0)
