@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 from sqlalchemy.orm import Session
 
 from strataflow.api.deps import DbDep, PageDep, ReadDbDep, RuntimeDep, ScopeDep, paged
@@ -12,6 +12,9 @@ from strataflow.clock import isoformat
 from strataflow.engine.lifecycle import trigger
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.collections import (
+    CloneCollectionRequest,
+    CloneCollectionResponse,
+    CollectionReconciliationResponse,
     CollectionResponse,
     CreateCollectionRequest,
     DescribeCollectionFeaturesResponse,
@@ -23,6 +26,8 @@ from strataflow.schemas.collections import (
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.services.clusters.auto import check_cluster_applications
 from strataflow.services.collections import crud as service
+from strataflow.services.collections.clone import clone_request
+from strataflow.services.collections.reconciliation import reconcile
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.taxonomies.crud import check_applications
 from strataflow.services.tenancy.scope import NamespaceScope
@@ -72,6 +77,30 @@ def create_collection(
         session, runtime.index, scope, request, check=lambda new: _check_applications(session, scope, new)
     )
     return present(row, runtime.index)
+
+
+@router.post("/{collection_identifier}/clone", response_model=CloneCollectionResponse)
+def clone_collection(
+    collection_identifier: str, request: CloneCollectionRequest, scope: ScopeDep, session: DbDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """A new collection from this one's configuration and the request's overrides; no documents are copied."""
+    original, create = clone_request(session, scope, collection_identifier, request)
+    source_collection_id = original.collection_id
+    row = service.create_collection(
+        session, runtime.index, scope, create, check=lambda new: _check_applications(session, scope, new)
+    )
+    return {"collection": present(row, runtime.index), "source_collection_id": source_collection_id}
+
+
+@router.get("/{collection_identifier}/reconciliation", response_model=CollectionReconciliationResponse)
+def reconcile_collection(
+    collection_identifier: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    return reconcile(session, runtime.index, scope, collection_identifier, limit)
 
 
 @router.post("/list", response_model=ListCollectionsResponse)

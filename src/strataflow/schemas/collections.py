@@ -80,6 +80,19 @@ class PatchCollectionRequest(RequestModel):
     alert_applications: list[dict[str, Any]] | None = None
 
 
+class CloneCollectionRequest(RequestModel):
+    """A new collection from an existing one: each field given replaces the source's, the rest is copied."""
+
+    # The full name rule (length, pattern, uniqueness) is CreateCollectionRequest's: the clone is created by it.
+    collection_name: str = Field(min_length=1)
+    description: str | None = None
+    source: SourceConfig | None = None
+    feature_extractor: FeatureExtractorConfig | None = None
+    enabled: bool | None = None
+    metadata: dict[str, Any] | None = None
+    taxonomy_applications: list[dict[str, Any]] | None = None
+
+
 class ListCollectionsRequest(BodyPaging):
     filters: dict[str, Any] | None = None
     sort: SortOption | None = None
@@ -105,6 +118,31 @@ class ListCollectionsResponse(ResponseModel):
     pagination: PaginationResponse
     total_count: int
     stats: dict[str, Any] | None = None
+
+
+class CloneCollectionResponse(ResponseModel):
+    collection: CollectionResponse
+    source_collection_id: str
+
+
+class ReconciliationDiscrepancy(ResponseModel):
+    object_id: str
+    bucket_id: str | None = None
+    reason: Literal["no_document", "failed", "processing", "skipped", "unknown"]
+    status: str | None = None
+    age_seconds: float | None = None
+    error: str | None = None
+
+
+class CollectionReconciliationResponse(ResponseModel):
+    collection_id: str
+    source_object_count: int
+    produced_object_count: int
+    document_count: int
+    delta: int
+    discrepancies: list[ReconciliationDiscrepancy] = Field(default_factory=list)
+    discrepancies_truncated: bool = False
+    limit: int
 
 
 class CollectionFeature(ResponseModel):
