@@ -339,3 +339,56 @@ def test_aggregate(client: TestClient, bucket: str) -> None:
     assert body["results"][0]["group"]["kind"] == "news"
     bad = {"group_by": [{"field": "metadata.kind"}], "aggregations": [{"function": "median", "field": "x"}]}
     assert_error(client.post("/v1/buckets/docs/objects/aggregate", json=bad), 400)
+
+
+def test_aggregate_unwinds_buckets_and_keeps_groups_by_having(client: TestClient, bucket: str) -> None:
+    tagged = [(["a", "b"], 5), (["a"], 50), (["b", "c"], 500), ([], 7)]
+    for tags, views in tagged:
+        _create(
+            client,
+            {
+                "blobs": [{"property": "content", "type": "text", "data": "x"}],
+                "metadata": {"tags": tags, "views": views},
+            },
+        )
+    url = "/v1/buckets/docs/objects/aggregate"
+    per_tag = client.post(
+        url,
+        json={
+            "unwind": "metadata.tags",
+            "group_by": [{"field": "metadata.tags", "alias": "tag"}],
+            "aggregations": [
+                {"function": "count", "alias": "n"},
+                {"function": "sum", "field": "metadata.views", "alias": "v"},
+            ],
+            "having": [{"field": "n", "operator": "eq", "value": 2}],
+        },
+    )
+    assert per_tag.status_code == 200, per_tag.text
+    assert sorted((r["group"]["tag"], r["metrics"]["v"]) for r in per_tag.json()["results"]) == [
+        ("a", 55.0),
+        ("b", 505.0),
+    ]
+    ranges = client.post(
+        url,
+        json={
+            "group_by": [{"field": "created_at", "date_trunc": "year", "alias": "year"}],
+            "range_buckets": [{"field": "metadata.views", "boundaries": [10, 100]}],
+            "aggregations": [
+                {"function": "count", "alias": "n"},
+                {"function": "min", "field": "created_at", "alias": "first"},
+            ],
+        },
+    ).json()["results"]
+    assert sorted((r["group"]["metadata.views"], r["metrics"]["n"]) for r in ranges) == [
+        ("10-100", 1),
+        ("<10", 2),
+        (">100", 1),
+    ]
+    assert all(r["group"]["year"].endswith("-01-01T00:00:00+00:00") and r["metrics"]["first"] for r in ranges)
+    unwind_column = {
+        "group_by": [{"field": "status"}],
+        "aggregations": [{"function": "count", "alias": "n"}],
+        "unwind": "status",
+    }
+    assert_error(client.post(url, json=unwind_column), 400)

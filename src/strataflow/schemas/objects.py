@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
 
-from strataflow.schemas.common import PaginationResponse, RequestModel, ResponseModel, SortDirection, SortOption
+from strataflow.schemas.aggregation import AggregationRequest, GroupByField
+from strataflow.schemas.common import PaginationResponse, RequestModel, ResponseModel, SortOption
 from strataflow.statuses import Status
 
 
@@ -67,13 +68,8 @@ class ListObjectsRequest(RequestModel):
     select: list[str] | None = None
 
 
-class ObjectAggregationRequest(RequestModel):
-    group_by: list[dict[str, Any]] = Field(min_length=1, max_length=8)
-    aggregations: list[dict[str, Any]] = Field(min_length=1, max_length=16)
-    filters: dict[str, Any] | None = None
-    sort_by: str | None = None
-    sort_direction: SortDirection = "desc"
-    limit: int | None = Field(default=None, ge=1, le=10000)
+class ObjectAggregationRequest(AggregationRequest):
+    group_by: list[GroupByField] = Field(min_length=1, max_length=8)
 
 
 class BlobDetails(ResponseModel):

@@ -9,13 +9,13 @@ from typing import Any
 
 import pyarrow.compute as pc
 
+from strataflow.aggregation_language import decode
 from strataflow.errors import BadRequestError
 from strataflow.index.filters import Target, sql_string
 from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.common import SortOption
 from strataflow.schemas.documents import DistinctValuesRequest, ListDocumentsRequest
-from strataflow.services.documents.aggregation import decode
 from strataflow.services.documents.crud import where_of
 from strataflow.services.documents.model import resolve_field
 from strataflow.services.documents.partitions import (
