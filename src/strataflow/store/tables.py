@@ -167,6 +167,14 @@ class Batch(Base):
     manifest_key: Mapped[str | None] = mapped_column(String(1024), default=None)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     internal_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    batch_name: Mapped[str | None] = mapped_column(String(256), default=None)
+    # The collections asked for at creation (null: every collection fed by the bucket). Every
+    # planning of the tiers (submit, resubmit) starts from it, so a rerun processes the same DAG.
+    collection_scope: Mapped[list[Any] | None] = mapped_column(default=None)
+    dedup_strategy: Mapped[str | None] = mapped_column(String(16), default=None)
+    # Told once per run when the batch ends: sent when webhook_sent_at is null or older than completed_at.
+    webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
+    webhook_sent_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     retry_round: Mapped[int] = mapped_column(Integer, default=0)
     submitted_at: Mapped[datetime | None] = mapped_column(default=None)
