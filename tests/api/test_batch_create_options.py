@@ -204,6 +204,10 @@ def test_webhook_is_told_once_when_the_batch_ends(
     completed = _create(client, {"object_ids": ids})
     done = _run(client, completed["batch_id"], webhook_url=receiver.url)
     assert done["webhook_url"] == receiver.url
+    # A repeated submit returns the first task; a webhook_url it can no longer honour is a 409.
+    submit_again = f"/v1/buckets/docs/batches/{completed['batch_id']}/submit"
+    assert client.post(submit_again, json={"webhook_url": receiver.url}).json()["task_id"] == done["task_id"]
+    assert_error(client.post(submit_again, json={"webhook_url": receiver.url + "/other"}), 409)
     told = _wait_told(receiver, completed["batch_id"])
     assert told["status"] == "COMPLETED" and told["failure_reason"] is None
     assert told["documents_written"] == 4  # two sentences from each of two objects

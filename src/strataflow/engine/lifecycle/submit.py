@@ -9,7 +9,7 @@ from strataflow.blobs import BlobStore
 from strataflow.clock import utcnow
 from strataflow.engine.lifecycle import progress as lifecycle
 from strataflow.engine.manifest import manifest_key
-from strataflow.errors import BadRequestError
+from strataflow.errors import BadRequestError, ConflictError
 from strataflow.services.batches.crud import get_batch
 from strataflow.services.collections.dag import CollectionNode, resolve_tiers, scoped_tiers
 from strataflow.services.collections.sources import collection_nodes
@@ -23,7 +23,7 @@ def _tier_sources(tiers: list[list[str]], nodes: dict[str, CollectionNode], tier
     return sorted({s for cid in tiers[tier_num] for s in nodes[cid].source_ids})
 
 
-def _check_claimed_scope(batch: Batch, tiers: list[list[str]], claimed: list[str] | None) -> None:
+def _check_claimed_scope(tiers: list[list[str]], claimed: list[str] | None) -> None:
     """The deprecated submit-time `collection_ids` must name the batch's first tier: a submit that
     expected other collections fails closed instead of processing what it did not ask for."""
     if claimed is not None and sorted(set(claimed)) != sorted(tiers[0]):
@@ -32,6 +32,18 @@ def _check_claimed_scope(batch: Batch, tiers: list[list[str]], claimed: list[str
             "(set the scope with collection_ids when creating the batch)",
             {"collection_ids": sorted(set(claimed)), "batch_collection_ids": sorted(tiers[0])},
         )
+
+
+def _check_repeat(batch: Batch, claimed_scope: list[str] | None, webhook_url: str | None) -> None:
+    """A repeated submit returns the first one's task; options it cannot honour any more are a 409
+    rather than dropped without a word."""
+    if webhook_url is not None and webhook_url != batch.webhook_url:
+        raise ConflictError(
+            f"Batch {batch.batch_id} was already submitted; its webhook_url is the one given then",
+            {"webhook_url": batch.webhook_url},
+        )
+    if batch.dag_tiers:
+        _check_claimed_scope(batch.dag_tiers, claimed_scope)
 
 
 def _plan(bucket: Bucket, batch: Batch, nodes: dict[str, CollectionNode], roots: list[str] | None) -> list[list[str]]:
@@ -63,6 +75,7 @@ def submit_batch(
     if batch.status != Status.DRAFT:
         existing = session.get(Task, batch.task_id) if batch.task_id else None
         if existing is not None:
+            _check_repeat(batch, claimed_scope, webhook_url)
             return existing
         raise BadRequestError(f"Batch {batch_id} is {batch.status} and cannot be submitted", {"status": batch.status})
     if batch.object_count == 0:
@@ -74,7 +87,7 @@ def submit_batch(
             f"No enabled collection processes bucket '{bucket.bucket_name}'; create a collection on it first",
             {"bucket_id": bucket.bucket_id},
         )
-    _check_claimed_scope(batch, tiers, claimed_scope)
+    _check_claimed_scope(tiers, claimed_scope)
     if webhook_url is not None:
         batch.webhook_url = webhook_url
     first_from_bucket = nodes[tiers[0][0]].source_type == "bucket"
