@@ -64,6 +64,11 @@ def _roots(client: TestClient, collection_id: str) -> set[str]:
     return {d["_internal"]["lineage"]["root_object_id"] for d in body["results"]}
 
 
+def _count(client: TestClient, collection_id: str) -> int:
+    body = client.post(f"/v1/collections/{collection_id}/documents/list?limit=1000", json={}).json()
+    return len(body["results"])
+
+
 def _batch_count(client: TestClient) -> int:
     return int(client.post("/v1/buckets/docs/batches/list", json={}).json()["total_count"])
 
@@ -139,11 +144,16 @@ def test_dedup_skip_leaves_out_objects_with_documents(client: TestClient, namesp
 
     forcing = _create(client, {"object_ids": ids, "dedup_strategy": "force"})
     assert forcing["object_ids"] == ids and forcing["dedup_audit"] is None
+    assert forcing["documents_replaced"] is None
+    # 'replace' reprocesses every object; its documents are replaced in place, never doubled.
+    replacing = _run(client, _create(client, {"object_ids": ids, "dedup_strategy": "replace"})["batch_id"])
+    assert replacing["object_ids"] == ids and replacing["dedup_strategy"] == "replace"
+    assert replacing["documents_replaced"] == 6  # two sentences from each of three objects
+    assert _count(client, chunks) == 6
 
     before = _batch_count(client)
     nothing_left = client.post("/v1/buckets/docs/batches", json={"object_ids": ids, "dedup_strategy": "skip"})
     assert assert_error(nothing_left, 400)["error"]["details"]["dedup_audit"][chunks]["skipped"] == 3
-    assert_error(client.post("/v1/buckets/docs/batches", json={"object_ids": ids, "dedup_strategy": "replace"}), 400)
     assert _batch_count(client) == before
 
 

@@ -143,6 +143,7 @@ class BatchModel(ResponseModel):
     object_ids: list[str] = Field(default_factory=list)
     dedup_strategy: DedupStrategy | None = None
     dedup_audit: dict[str, Any] | None = None
+    documents_replaced: int | None = None
     collection_ids: list[str] | None = None
     error: str | None = None
     error_summary: dict[str, int] | None = None

@@ -56,13 +56,6 @@ def create_batch(
     skip_validation: bool = False,
 ) -> Batch:
     """A DRAFT batch. Every check (objects, scope, dedup) runs before anything is written."""
-    if request.dedup_strategy == "replace":
-        # Refused rather than run as another strategy: removing the replaced objects' old
-        # documents once the new ones are written is not implemented here yet.
-        raise BadRequestError(
-            "dedup_strategy 'replace' is not supported by this server; use 'skip' or 'force'",
-            {"dedup_strategy": request.dedup_strategy, "supported": ["skip", "force"]},
-        )
     object_ids = _chosen_objects(session, scope, bucket, request, skip_validation)
     scoped = list(dict.fromkeys(request.collection_ids)) if request.collection_ids is not None else None
     tiers = planned_tiers(session, scope, bucket, scoped)

@@ -102,7 +102,10 @@ def _with_documents(index: DocumentIndex, collection_id: str, object_ids: list[s
 
 def apply_dedup(index: DocumentIndex, strategy: str | None, first_tier: list[str], object_ids: list[str]) -> Dedup:
     """'skip' leaves out the objects that already have documents in every collection of the
-    batch's first tier (what later tiers read follows from it); 'force' and no strategy keep all.
+    batch's first tier (what later tiers read follows from it); 'replace', 'force' and no
+    strategy keep all. (Processing an object again always replaces its documents here: their ids
+    derive from the source, and a source's documents not written again are removed after the
+    new ones are, see `engine.tiers.collection_run`; so 'force' never makes duplicates.)
 
     An object with documents in only some first-tier collections stays: the others still need it,
     and rewriting the ones it has is harmless (document ids are derived from their source)."""
