@@ -146,11 +146,24 @@ class StatusEvent(Base):
 # --- batches and their tiers (the batch engine) ----------------------------------
 
 
+WEBHOOK_UNTOLD = "webhook_url IS NOT NULL AND (webhook_sent_at IS NULL OR webhook_sent_at < completed_at)"
+
+
 class Batch(Base):
     """A group of objects pushed through the collection DAG, tier by tier."""
 
     __tablename__ = "batches"
-    __table_args__ = (Index("ix_batches_bucket_created", "bucket_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_batches_bucket_created", "bucket_id", "created_at"),
+        # The event dispatcher's look for ended batches whose webhook was not told, every poll:
+        # only batches with a webhook not yet sent for their last end are in it.
+        Index(
+            "ix_batches_webhook_untold",
+            "completed_at",
+            sqlite_where=text(WEBHOOK_UNTOLD),
+            postgresql_where=text(WEBHOOK_UNTOLD),
+        ),
+    )
 
     batch_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"))

@@ -16,6 +16,7 @@ down_revision = "0015_trigger_firings_settled"
 branch_labels = None
 depends_on = None
 
+_UNTOLD = "webhook_url IS NOT NULL AND (webhook_sent_at IS NULL OR webhook_sent_at < completed_at)"
 _JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 
 
@@ -27,9 +28,19 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("dedup_strategy", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("webhook_url", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("webhook_sent_at", sa.DateTime(timezone=True), nullable=True))
+    # Kept small: only batches whose webhook is still to be told of their last end.
+    op.create_index(
+        "ix_batches_webhook_untold",
+        "batches",
+        ["completed_at"],
+        unique=False,
+        sqlite_where=sa.text(_UNTOLD),
+        postgresql_where=sa.text(_UNTOLD),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_batches_webhook_untold", table_name="batches")
     with op.batch_alter_table("batches") as batch_op:
         for column in ("webhook_sent_at", "webhook_url", "dedup_strategy", "collection_scope", "batch_name"):
             batch_op.drop_column(column)
