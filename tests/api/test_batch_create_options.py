@@ -126,6 +126,9 @@ def test_collection_scope_runs_only_the_scoped_collections_and_downstream(
     # A scope naming a collection and one that reads it keeps them a tier apart.
     both = _create(client, {"object_ids": ids, "collections": [after, first]})
     assert both["collection_ids"] == [first, after]
+    # At submit, the deprecated collection_ids may repeat the creation scope as given.
+    done = _run(client, both["batch_id"], collection_ids=[first, after])
+    assert done["dag_tiers"] == [[first], [after]] and _roots(client, other) == set()
 
 
 def test_dedup_skip_leaves_out_objects_with_documents(client: TestClient, namespace: dict[str, Any]) -> None:

@@ -23,10 +23,16 @@ def _tier_sources(tiers: list[list[str]], nodes: dict[str, CollectionNode], tier
     return sorted({s for cid in tiers[tier_num] for s in nodes[cid].source_ids})
 
 
-def _check_claimed_scope(tiers: list[list[str]], claimed: list[str] | None) -> None:
-    """The deprecated submit-time `collection_ids` must name the batch's first tier: a submit that
-    expected other collections fails closed instead of processing what it did not ask for."""
-    if claimed is not None and sorted(set(claimed)) != sorted(tiers[0]):
+def _check_claimed_scope(batch: Batch, tiers: list[list[str]], claimed: list[str] | None) -> None:
+    """The deprecated submit-time `collection_ids` must name the batch's scope (as given at
+    creation, or its first tier): a submit that expected other collections fails closed instead
+    of processing what it did not ask for."""
+    if claimed is None:
+        return
+    accepted = [sorted(tiers[0])]
+    if batch.collection_scope is not None:
+        accepted.append(sorted(set(batch.collection_scope)))
+    if sorted(set(claimed)) not in accepted:
         raise BadRequestError(
             "collection_ids at submit must match the collections the batch was created for "
             "(set the scope with collection_ids when creating the batch)",
@@ -43,7 +49,7 @@ def _check_repeat(batch: Batch, claimed_scope: list[str] | None, webhook_url: st
             {"webhook_url": batch.webhook_url},
         )
     if batch.dag_tiers:
-        _check_claimed_scope(batch.dag_tiers, claimed_scope)
+        _check_claimed_scope(batch, batch.dag_tiers, claimed_scope)
 
 
 def _plan(bucket: Bucket, batch: Batch, nodes: dict[str, CollectionNode], roots: list[str] | None) -> list[list[str]]:
@@ -87,7 +93,7 @@ def submit_batch(
             f"No enabled collection processes bucket '{bucket.bucket_name}'; create a collection on it first",
             {"bucket_id": bucket.bucket_id},
         )
-    _check_claimed_scope(tiers, claimed_scope)
+    _check_claimed_scope(batch, tiers, claimed_scope)
     if webhook_url is not None:
         batch.webhook_url = webhook_url
     first_from_bucket = nodes[tiers[0][0]].source_type == "bucket"
