@@ -37,10 +37,12 @@ from mixpeek.models import (
     CreateNamespaceRequest,
     CreateObjectRequest,
     Data,
+    DedupStrategy,
     FieldPassthrough,
     InputMappings,
     ListBatchesRequest,
     ListDocumentsRequest,
+    LogicalOperatorInput,
     Parameters,
     PatchBatchRequest,
     SourceConfigInput,
@@ -70,8 +72,8 @@ def _wait(sdk: mixpeek.ApiClient, task_id: str) -> str:
     raise AssertionError(f"task {task_id} did not finish")
 
 
-def _world(sdk: mixpeek.ApiClient) -> tuple[str, str, list[str]]:
-    ns = NamespacesApi(sdk).create_namespace(CreateNamespaceRequest(namespace_name="sdk_batches"))
+def _world(sdk: mixpeek.ApiClient, namespace: str = "sdk_batches") -> tuple[str, str, list[str]]:
+    ns = NamespacesApi(sdk).create_namespace(CreateNamespaceRequest(namespace_name=namespace))
     use_namespace(sdk, ns.namespace_id)
     bucket = BucketsApi(sdk).create_bucket(
         BucketCreateRequest(
@@ -163,6 +165,50 @@ def test_batch_flow_through_the_sdk(sdk: mixpeek.ApiClient) -> None:
     with pytest.raises(mixpeek.exceptions.BadRequestException):
         batches.cancel_batch_buckets_batches(bucket_id, held.batch_id)
     assert batches.delete_batch_buckets_batches(bucket_id, held.batch_id).success is True
+
+
+def test_batch_created_from_a_filter_and_a_collection_scope(sdk: mixpeek.ApiClient) -> None:
+    """The SDK's create options reach the server: filters pick the objects, collection_ids the collections."""
+    bucket_id, collection_id, object_ids = _world(sdk, "sdk_batch_options")
+    other = CollectionsApi(sdk).create_collection(
+        CreateCollectionRequest(
+            collection_name="docs_words",
+            source=SourceConfigInput(type=SourceType.BUCKET, bucket_ids=[bucket_id]),
+            feature_extractor=FeatureExtractorConfig(
+                feature_extractor_name="text_extractor",
+                version="v1",
+                input_mappings=InputMappings({"text": "content"}),
+                parameters=Parameters(TextExtractorParams(split_by="words", chunk_size=2)),
+            ),
+        )
+    )
+    batches = BucketBatchesApi(sdk)
+    title_is = LogicalOperatorInput.from_dict(
+        {"AND": [{"field": "metadata.title", "operator": "eq", "value": "doc 1"}]}
+    )
+    request = CreateBatchRequest(
+        filters=title_is, collection_ids=[collection_id], batch_name="doc one", dedup_strategy=DedupStrategy.FORCE
+    )
+    batch = batches.create_batch_buckets_batches(bucket_id, request)
+    assert batch.object_ids == [object_ids[1]] and batch.batch_name == "doc one"
+    assert batch.collection_ids == [collection_id] and batch.dedup_strategy == DedupStrategy.FORCE
+    task = batches.submit_batch_buckets_batches(bucket_id, batch.batch_id, submit_batch_request=SubmitBatchRequest())
+    assert _wait(sdk, task.task_id) == "COMPLETED"
+    done = batches.get_batch_buckets_batches(bucket_id, batch.batch_id)
+    assert done.dag_tiers == [[collection_id]] and done.tier_tasks[0].documents_written == 2
+    documents = CollectionDocumentsApi(sdk)
+    assert len(documents.list_documents(collection_id, list_documents_request=ListDocumentsRequest()).results) == 2
+    untouched = documents.list_documents(other.collection_id, list_documents_request=ListDocumentsRequest())
+    assert untouched.results == []
+    with pytest.raises(mixpeek.exceptions.BadRequestException):
+        batches.create_batch_buckets_batches(
+            bucket_id,
+            CreateBatchRequest(
+                filters=LogicalOperatorInput.from_dict(
+                    {"AND": [{"field": "metadata.title", "operator": "eq", "value": "none"}]}
+                )
+            ),
+        )
 
 
 TEXTS = ["Red fox runs. Blue bird sings.", "Green frog jumps. Gray owl hoots.", "Tall tree grows. Cold wind blows."]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from strataflow.errors import BadRequestError
-from strataflow.services.collections.dag import CollectionNode, find_cycle, refuse_cycles, resolve_tiers
+from strataflow.services.collections.dag import CollectionNode, find_cycle, refuse_cycles, resolve_tiers, scoped_tiers
 
 
 def node(cid: str, source_type: str, *sources: str, enabled: bool = True) -> CollectionNode:
@@ -45,3 +45,23 @@ def test_cycles_are_found_and_refused() -> None:
         refuse_cycles(graph)
     assert resolve_tiers("bkt", graph) == [["col_a"]]
     assert find_cycle(graph[:1]) is None
+
+
+def test_a_scope_keeps_its_collections_downstream_at_their_tiers() -> None:
+    graph = [
+        node("col_chunks", "bucket", "bkt_a"),
+        node("col_frames", "bucket", "bkt_a"),
+        node("col_scenes", "collection", "col_frames"),
+        node("col_summary", "collection", "col_scenes", "col_chunks"),
+        node("col_other", "bucket", "bkt_b"),
+    ]
+    assert scoped_tiers("bkt_a", graph) == resolve_tiers("bkt_a", graph)
+    assert scoped_tiers("bkt_a", graph, ["col_chunks"]) == [["col_chunks"], ["col_summary"]]
+    # Naming a collection and one that reads it still runs them tiers apart (`roots` would not).
+    assert scoped_tiers("bkt_a", graph, ["col_scenes", "col_frames"]) == [
+        ["col_frames"],
+        ["col_scenes"],
+        ["col_summary"],
+    ]
+    assert scoped_tiers("bkt_a", graph, ["col_scenes"]) == [["col_scenes"], ["col_summary"]]
+    assert scoped_tiers("bkt_a", graph, ["col_other"]) == []  # not fed by this bucket

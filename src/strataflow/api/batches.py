@@ -31,6 +31,7 @@ from strataflow.services.batches import crud as service
 from strataflow.services.batches import diagnose as diagnosis
 from strataflow.services.batches import estimate as estimation
 from strataflow.services.batches.members import member_ids
+from strataflow.services.batches.notify import check_notify_url
 from strataflow.services.batches.queue import queue_context, queue_positions
 from strataflow.services.batches.view import batch_payload, tiers_of
 from strataflow.services.buckets.crud import get_bucket
@@ -50,7 +51,7 @@ def create_batch(
     auto_submit: bool | None = None,
 ) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
-    batch = service.create_batch(session, scope, bucket, request, skip_validation)
+    batch = service.create_batch(session, scope, bucket, request, runtime.index, skip_validation)
     if request.submits(auto_submit):
         submission.submit_batch(session, runtime.blobs, scope, bucket, batch.batch_id)
         runtime.wake_scheduler()
@@ -132,8 +133,19 @@ def submit_batch(
     request: SubmitBatchRequest | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
+    options = request or SubmitBatchRequest()
+    if options.webhook_url is not None:
+        check_notify_url(runtime.outbound, options.webhook_url)
     bucket = get_bucket(session, scope, bucket_identifier)
-    task = submission.submit_batch(session, runtime.blobs, scope, bucket, batch_id)
+    task = submission.submit_batch(
+        session,
+        runtime.blobs,
+        scope,
+        bucket,
+        batch_id,
+        claimed_scope=options.collection_ids,
+        webhook_url=options.webhook_url,
+    )
     runtime.wake_scheduler()
     return task_payload(task)
 

@@ -32,6 +32,7 @@ from strataflow.config import Settings
 from strataflow.engine.leases import owner_is_dead, process_owner
 from strataflow.engine.loops import PollingLoop
 from strataflow.outbound import FetchFailed, OutboundClient
+from strataflow.services.batches.notify import notify_finished_batches
 from strataflow.services.events import templates
 from strataflow.services.events.outbox import envelope, on_commit
 from strataflow.services.events.secrets import SecretBox
@@ -100,7 +101,8 @@ class EventDispatcher(PollingLoop):
         if time.monotonic() - self._last_sweep > DEAD_OWNER_SWEEP_S:
             self._last_sweep = time.monotonic()
             self.hand_back_dead()
-        made = 0
+        # Batches submitted with a webhook_url share this loop and its outbound client.
+        made = notify_finished_batches(self.db, self.outbound)
         while not self.stopping:
             group = self.claim_many(self.settings.events_claim_batch)
             if not group:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, model_validator
 
 from strataflow.schemas.common import RequestModel, ResponseModel
 from strataflow.statuses import Status
@@ -13,13 +13,36 @@ from strataflow.statuses import Status
 ObjectIds = list[str]
 
 
+# The most objects a filter may resolve to (the contract's bound on one filter-created batch).
+MAX_FILTERED_OBJECTS = 50_000
+DedupStrategy = Literal["skip", "replace", "force"]
+
+
 class CreateBatchRequest(RequestModel):
-    object_ids: ObjectIds = Field(min_length=1, max_length=1_000_000)
+    """Either `object_ids` or `filters` (optionally capped by `limit`) picks the objects."""
+
+    object_ids: ObjectIds | None = Field(default=None, min_length=1, max_length=1_000_000)
+    filters: dict[str, Any] | None = None
+    limit: int | None = Field(default=None, ge=1, le=MAX_FILTERED_OBJECTS)
+    # The SDK documents `collections` as a shorthand spelling of the same field.
+    collection_ids: list[str] | None = Field(
+        default=None, min_length=1, max_length=100, validation_alias=AliasChoices("collection_ids", "collections")
+    )
+    dedup_strategy: DedupStrategy | None = None
+    batch_name: str | None = Field(default=None, max_length=256)
     metadata: dict[str, Any] = Field(default_factory=dict)
     # Submit at once, as the ?auto_submit query parameter does (which wins when both are given);
     # trigger_processing is the SDK's deprecated spelling of the same.
     auto_submit: bool | None = None
     trigger_processing: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> CreateBatchRequest:
+        if (self.object_ids is None) == (self.filters is None):
+            raise ValueError("give exactly one of object_ids and filters")
+        if self.limit is not None and self.filters is None:
+            raise ValueError("limit caps what filters resolve to; it needs filters")
+        return self
 
     def submits(self, query: bool | None) -> bool:
         for choice in (query, self.auto_submit, self.trigger_processing):
@@ -34,6 +57,9 @@ class AddObjectsToBatchRequest(RequestModel):
 
 class SubmitBatchRequest(RequestModel):
     include_processing_history: bool = True
+    # Deprecated: the scope is set at creation; given here, it must name the batch's first tier.
+    collection_ids: list[str] | None = None
+    webhook_url: str | None = Field(default=None, max_length=2048)
 
 
 class PatchBatchRequest(RequestModel):
@@ -112,8 +138,12 @@ class BatchModel(ResponseModel):
     batch_id: str
     bucket_id: str
     namespace_id: str | None = None
+    batch_name: str | None = None
     status: Status = Status.DRAFT
     object_ids: list[str] = Field(default_factory=list)
+    dedup_strategy: DedupStrategy | None = None
+    dedup_audit: dict[str, Any] | None = None
+    documents_replaced: int | None = None
     collection_ids: list[str] | None = None
     error: str | None = None
     error_summary: dict[str, int] | None = None
@@ -127,6 +157,7 @@ class BatchModel(ResponseModel):
     current_tier: int | None = None
     total_tiers: int = Field(default=1, ge=1)
     dag_tiers: list[list[str]] | None = None
+    webhook_url: str | None = None
     max_node_death_resubmits: int = 3
     max_deploy_resubmits: int = 3
     created_at: str | None = None

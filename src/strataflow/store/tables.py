@@ -146,11 +146,24 @@ class StatusEvent(Base):
 # --- batches and their tiers (the batch engine) ----------------------------------
 
 
+WEBHOOK_UNTOLD = "webhook_url IS NOT NULL AND (webhook_sent_at IS NULL OR webhook_sent_at < completed_at)"
+
+
 class Batch(Base):
     """A group of objects pushed through the collection DAG, tier by tier."""
 
     __tablename__ = "batches"
-    __table_args__ = (Index("ix_batches_bucket_created", "bucket_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_batches_bucket_created", "bucket_id", "created_at"),
+        # The event dispatcher's look for ended batches whose webhook was not told, every poll:
+        # only batches with a webhook not yet sent for their last end are in it.
+        Index(
+            "ix_batches_webhook_untold",
+            "completed_at",
+            sqlite_where=text(WEBHOOK_UNTOLD),
+            postgresql_where=text(WEBHOOK_UNTOLD),
+        ),
+    )
 
     batch_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.org_id", ondelete="CASCADE"))
@@ -167,6 +180,14 @@ class Batch(Base):
     manifest_key: Mapped[str | None] = mapped_column(String(1024), default=None)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     internal_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    batch_name: Mapped[str | None] = mapped_column(String(256), default=None)
+    # The collections asked for at creation (null: every collection fed by the bucket). Every
+    # planning of the tiers (submit, resubmit) starts from it, so a rerun processes the same DAG.
+    collection_scope: Mapped[list[Any] | None] = mapped_column(default=None)
+    dedup_strategy: Mapped[str | None] = mapped_column(String(16), default=None)
+    # Told once per run when the batch ends: sent when webhook_sent_at is null or older than completed_at.
+    webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
+    webhook_sent_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     retry_round: Mapped[int] = mapped_column(Integer, default=0)
     submitted_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -88,7 +88,8 @@ def _back_to_draft(session: Session, batch: Batch) -> None:
     batch.error = None
     batch.dag_tiers = None
     batch.manifest_key = None
-    batch.internal_metadata = {k: v for k, v in (batch.internal_metadata or {}).items() if k == "root_collection_ids"}
+    kept = ("root_collection_ids", "dedup_audit")  # what the batch was made with, not what a run left
+    batch.internal_metadata = {k: v for k, v in (batch.internal_metadata or {}).items() if k in kept}
 
 
 def _rerun_from(session: Session, batch: Batch, from_tier: int) -> None:

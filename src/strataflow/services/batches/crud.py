@@ -7,8 +7,10 @@ from sqlalchemy.orm import Session
 
 from strataflow.errors import BadRequestError, ConflictError, not_found
 from strataflow.ids import new_id
+from strataflow.index.store import DocumentIndex
 from strataflow.schemas.batches import CreateBatchRequest, ListBatchesRequest
 from strataflow.services.batches.members import add_members, check_objects_exist, unknown_objects_filter
+from strataflow.services.batches.selection import apply_dedup, filtered_object_ids, planned_tiers
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import TERMINAL, Status
 from strataflow.store.tables import Batch, BatchTier, Bucket, DocumentFailure
@@ -36,20 +38,50 @@ def _validated(session: Session, bucket: Bucket, object_ids: list[str], skip_val
     return object_ids
 
 
+def _chosen_objects(
+    session: Session, scope: NamespaceScope, bucket: Bucket, request: CreateBatchRequest, skip_validation: bool
+) -> list[str]:
+    if request.filters is not None:
+        return filtered_object_ids(session, scope, bucket, request.filters, request.limit)
+    assert request.object_ids is not None  # the request holds exactly one of the two
+    return _validated(session, bucket, request.object_ids, skip_validation)
+
+
 def create_batch(
-    session: Session, scope: NamespaceScope, bucket: Bucket, request: CreateBatchRequest, skip_validation: bool = False
+    session: Session,
+    scope: NamespaceScope,
+    bucket: Bucket,
+    request: CreateBatchRequest,
+    index: DocumentIndex,
+    skip_validation: bool = False,
 ) -> Batch:
-    object_ids = _validated(session, bucket, request.object_ids, skip_validation)
+    """A DRAFT batch. Every check (objects, scope, dedup) runs before anything is written."""
+    object_ids = _chosen_objects(session, scope, bucket, request, skip_validation)
+    scoped = list(dict.fromkeys(request.collection_ids)) if request.collection_ids is not None else None
+    tiers = planned_tiers(session, scope, bucket, scoped)
+    dedup = apply_dedup(index, request.dedup_strategy, tiers[0] if tiers else [], object_ids)
+    if not dedup.object_ids:
+        raise BadRequestError(
+            "Every object already has documents in the batch's collections (dedup_strategy 'skip'); "
+            "a batch needs at least one object to process",
+            {"dedup_audit": dedup.audit},
+        )
     batch = Batch(
         batch_id=new_id("batch"),
         org_id=scope.org_id,
         namespace_id=scope.namespace_id,
         bucket_id=bucket.bucket_id,
         metadata_=request.metadata,
+        batch_name=request.batch_name,
+        collection_scope=sorted(scoped) if scoped is not None else None,
+        # A scoped draft shows the collections it will run; an unscoped one learns them at submit.
+        collection_ids=[cid for tier in tiers for cid in tier] if scoped is not None else None,
+        dedup_strategy=request.dedup_strategy,
+        internal_metadata={"dedup_audit": dedup.audit} if dedup.audit else {},
     )
     create(session, batch, Status.DRAFT, "created")
     session.flush()
-    batch.object_count = add_members(session, batch.batch_id, object_ids)
+    batch.object_count = add_members(session, batch.batch_id, dedup.object_ids)
     session.commit()
     return batch
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strataflow.index.store import DocumentIndex, quote_ids
-from strataflow.services.collections.dag import resolve_tiers
+from strataflow.services.collections.dag import resolve_tiers, scoped_tiers
 from strataflow.services.collections.sources import collection_nodes, upstream_ids
 from strataflow.statuses import Status
 from strataflow.store.tables import Batch, BatchTier, Collection
@@ -80,13 +80,20 @@ def _extracted(index: DocumentIndex, collection_ids: list[str], object_ids: list
     return len(done or set())
 
 
+def _draft_tiers(session: Session, batch: Batch) -> list[list[str]]:
+    """The tiers submitting the batch would plan (bulk roots, else its creation scope)."""
+    nodes = collection_nodes(session, batch.namespace_id)
+    roots = (batch.internal_metadata or {}).get("root_collection_ids")
+    if roots:
+        return resolve_tiers(batch.bucket_id, nodes, list(roots))
+    scope = list(batch.collection_scope) if batch.collection_scope is not None else None
+    return scoped_tiers(batch.bucket_id, nodes, scope)
+
+
 def estimate_batch(
     session: Session, index: DocumentIndex, batch: Batch, object_ids: list[str], device: str
 ) -> dict[str, Any]:
-    roots = (batch.internal_metadata or {}).get("root_collection_ids")
-    tiers = batch.dag_tiers or resolve_tiers(
-        batch.bucket_id, collection_nodes(session, batch.namespace_id), list(roots) if roots else None
-    )
+    tiers = batch.dag_tiers or _draft_tiers(session, batch)
     rates = measured_rates(session)
     warnings: list[str] = []
     expected_docs: dict[str, float] = {}  # per collection, what it is expected to write
@@ -128,7 +135,7 @@ def estimate_batch(
     return {
         "batch_id": batch.batch_id,
         "collection_ids": [c for tier in tiers for c in tier],
-        "dedup_strategy": (batch.internal_metadata or {}).get("dedup_strategy") or "force",
+        "dedup_strategy": batch.dedup_strategy or (batch.internal_metadata or {}).get("dedup_strategy") or "force",
         "object_count": len(object_ids),
         "already_extracted_count": _extracted(index, tiers[0], object_ids) if tiers else 0,
         "estimated_credits": 0,

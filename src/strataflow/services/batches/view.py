@@ -105,6 +105,13 @@ def tiers_of(session: Session, batch_id: str) -> list[BatchTier]:
     return list(session.scalars(query))
 
 
+def _replaced(batch: Batch, tiers: list[BatchTier]) -> int | None:
+    """A 'replace' batch: the documents it wrote for the objects it replaced, over its tiers."""
+    if batch.dedup_strategy != "replace":
+        return None
+    return sum(int((t.counters or {}).get("documents_written") or 0) for t in tiers)
+
+
 def batch_payload(session: Session, batch: Batch, *, include_object_ids: bool = True) -> dict[str, Any]:
     tiers = tiers_of(session, batch.batch_id)
     summary: Counter[str] = Counter()
@@ -120,8 +127,13 @@ def batch_payload(session: Session, batch: Batch, *, include_object_ids: bool = 
         "batch_id": batch.batch_id,
         "bucket_id": batch.bucket_id,
         "namespace_id": batch.namespace_id,
+        "batch_name": batch.batch_name,
         "status": batch.status,
         "object_ids": object_ids,
+        "dedup_strategy": batch.dedup_strategy,
+        "dedup_audit": (batch.internal_metadata or {}).get("dedup_audit"),
+        "documents_replaced": _replaced(batch, tiers),
+        "webhook_url": batch.webhook_url,
         "collection_ids": batch.collection_ids,
         "error": batch.error,
         "error_summary": dict(summary) or None,

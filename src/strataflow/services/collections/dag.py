@@ -52,6 +52,24 @@ def resolve_tiers(
     return tiers
 
 
+def scoped_tiers(
+    bucket_id: str, collections: Iterable[CollectionNode], scope: Iterable[str] | None = None
+) -> list[list[str]]:
+    """The bucket's tiers kept to `scope` and every collection downstream of it (all of them without one).
+
+    Unlike `roots`, each kept collection stays at its place in the bucket's whole DAG, so a
+    scope naming both a collection and one that reads it still runs them one tier apart.
+    """
+    nodes = {c.collection_id: c for c in collections if c.enabled}
+    tiers = resolve_tiers(bucket_id, nodes.values())
+    if scope is None:
+        return tiers
+    kept = set(scope)
+    for tier in tiers:  # tiers come in dependency order: a reader is met after what it reads
+        kept.update(cid for cid in tier if any(s in kept for s in nodes[cid].source_ids))
+    return [narrowed for narrowed in ([cid for cid in tier if cid in kept] for tier in tiers) if narrowed]
+
+
 def find_cycle(collections: Iterable[CollectionNode]) -> list[str] | None:
     """A cycle among collection sources, as a list of ids, or None. Used when creating collections."""
     graph = {c.collection_id: [s for s in c.source_ids] for c in collections if c.source_type == "collection"}
