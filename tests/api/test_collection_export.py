@@ -1,0 +1,202 @@
+"""POST /v1/collections/{id}/export: files read back through their presigned URLs, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+
+from strataflow.runtime import Runtime
+from tests.collection_flows import add_object, make_bucket, run, text_collection
+from tests.helpers import assert_error
+
+VECTOR = "text_extractor_v1_wordllama_l2_supercat_256"
+ARTICLES = [
+    ("Rivers carve valleys. Glaciers carve fjords. Wind shapes dunes.", "Geology", 30, "en"),
+    ("Bread needs flour. Yeast makes it rise.", "Baking", 5, "en"),
+    ("Le pain a besoin de farine.", "Pain", 12, "fr"),
+]
+LINEAGE = ("lineage_chain", "source_content_hash", "document_created_at")
+GEOLOGY = {"field": "title", "operator": "eq", "value": "Geology"}
+
+
+@pytest.fixture
+def chunks(client: TestClient, namespace: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+    """Six one-sentence documents with 256-dimension vectors, made by the real extractor."""
+    make_bucket(client)
+    collection = text_collection(
+        client,
+        "sentences",
+        {"type": "bucket", "bucket_ids": ["docs"]},
+        split_by="sentences",
+        chunk_size=1,
+        model="wordllama",
+        passthrough=("title", "views", "lang"),
+    )
+    objects = [add_object(client, text, title=title, views=views, lang=lang) for text, title, views, lang in ARTICLES]
+    assert run(runtime, collection["collection_id"], objects).documents_written == 6
+    listed = client.post("/v1/collections/sentences/documents/list", json={"limit": 100, "return_vectors": True})
+    assert listed.status_code == 200, listed.text
+    documents = {d["document_id"]: d for d in listed.json()["results"]}
+    assert len(documents) == 6
+    return {"collection": collection, "objects": objects, "documents": documents}
+
+
+def export(client: TestClient, body: dict[str, Any], collection: str = "sentences") -> dict[str, Any]:
+    response = client.post(f"/v1/collections/{collection}/export", json=body)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def fetch(client: TestClient, url: str) -> bytes:
+    """GET a presigned URL through the app, without the API key: the signature is the credential."""
+    parts = urlsplit(url)
+    response = client.get(f"{parts.path}?{parts.query}", headers={"Authorization": ""})
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def exported_files(runtime: Runtime) -> list[str]:
+    """Names of the export files in the local blob store (its etag sidecars left out)."""
+    root = Path(runtime.settings.data_dir)
+    return sorted(p.name for p in root.rglob("documents.*") if "exports" in p.parts and ".etag" not in p.name)
+
+
+def test_parquet_by_default_with_every_user_field(client: TestClient, chunks: dict[str, Any], runtime: Runtime) -> None:
+    answer = export(client, {})
+    assert answer["format"] == "parquet" and answer["document_count"] == 6
+    assert answer["vectors_download_url"] is None and answer["vectors_s3_path"] is None
+    collection_id = chunks["collection"]["collection_id"]
+    assert f"/collections/{collection_id}/exports/" in answer["s3_path"] and answer["s3_path"].endswith(".parquet")
+    assert datetime.fromisoformat(answer["exported_at"]).tzinfo is not None
+    data = fetch(client, answer["download_url"])
+    assert answer["file_size_bytes"] == len(data)
+    table = pq.read_table(io.BytesIO(data))
+    assert table.column_names[:2] == ["document_id", "collection_id"]
+    assert {"text", "title", "views", "lang"} <= set(table.column_names) and VECTOR not in table.column_names
+    assert table.schema.field("views").type == pa.int64()
+    rows = {r["document_id"]: r for r in table.to_pylist()}
+    assert set(rows) == set(chunks["documents"])
+    for doc_id, doc in chunks["documents"].items():
+        assert rows[doc_id]["collection_id"] == collection_id
+        assert (rows[doc_id]["text"], rows[doc_id]["title"], rows[doc_id]["views"]) == (
+            doc["text"],
+            doc["title"],
+            doc["views"],
+        )
+    assert sorted(r["text"] for r in rows.values() if r["lang"] == "fr") == ["Le pain a besoin de farine."]
+    assert exported_files(runtime) == ["documents.parquet"]
+
+
+def test_csv_with_filter_selected_fields_and_lineage(client: TestClient, chunks: dict[str, Any]) -> None:
+    answer = export(
+        client,
+        {
+            "format": "csv",
+            "filters": {"AND": [GEOLOGY]},
+            "select_fields": ["text", "views", "_internal.lineage.root_object_id", "document_id"],
+            "include_lineage": True,
+        },
+    )
+    assert answer["format"] == "csv" and answer["document_count"] == 3 and answer["s3_path"].endswith(".csv")
+    as_text = pacsv.ConvertOptions(column_types={"document_created_at": pa.string()})  # not parsed as a time
+    table = pacsv.read_csv(io.BytesIO(fetch(client, answer["download_url"])), convert_options=as_text)
+    assert table.column_names == [
+        "document_id",
+        "text",
+        "views",
+        "_internal.lineage.root_object_id",
+        "lineage_chain",
+        "source_content_hash",
+        "document_created_at",
+    ]
+    rows = table.to_pylist()
+    assert sorted(r["text"] for r in rows) == ["Glaciers carve fjords.", "Rivers carve valleys.", "Wind shapes dunes."]
+    collection_id = chunks["collection"]["collection_id"]
+    for row in rows:
+        doc = chunks["documents"][row["document_id"]]
+        assert row["views"] == 30 and row["_internal.lineage.root_object_id"] == chunks["objects"][0]
+        chain = json.loads(row["lineage_chain"])  # a JSON-encoded list in CSV
+        assert [(s["collection_id"], s["document_id"]) for s in chain] == [(collection_id, row["document_id"])]
+        assert row["source_content_hash"] is None  # the project records no hash of a document's source
+        assert row["document_created_at"] == doc["_internal"]["created_at"]
+
+
+def test_json_lines_sample_and_vectors_file(client: TestClient, chunks: dict[str, Any]) -> None:
+    answer = export(
+        client,
+        {
+            "format": "json",
+            "sample_size": 4,
+            "include_vectors": True,
+            "include_lineage": True,
+            "select_fields": ["text"],
+        },
+    )
+    assert answer["format"] == "json" and answer["document_count"] == 4 and answer["s3_path"].endswith(".jsonl")
+    lines = fetch(client, answer["download_url"]).decode().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert len(rows) == 4 and all(set(r) == {"document_id", "text", *LINEAGE} for r in rows)
+    for row in rows:
+        assert row["text"] == chunks["documents"][row["document_id"]]["text"]
+        assert isinstance(row["lineage_chain"], list) and len(row["lineage_chain"]) == 1  # a list in JSON
+
+    assert answer["vectors_s3_path"].endswith("vectors.parquet")
+    vectors = pq.read_table(io.BytesIO(fetch(client, answer["vectors_download_url"])))
+    assert vectors.column_names == ["document_id", VECTOR]
+    assert vectors.schema.field(VECTOR).type == pa.list_(pa.float32(), 256)
+    assert vectors.column("document_id").to_pylist() == [r["document_id"] for r in rows]
+    for doc_id, vector in zip(vectors.column("document_id").to_pylist(), vectors.column(VECTOR).to_pylist()):
+        assert vector == pytest.approx(chunks["documents"][doc_id][VECTOR])
+
+
+def test_empty_collection_and_a_filter_matching_nothing(client: TestClient, chunks: dict[str, Any]) -> None:
+    answer = export(
+        client, {"filters": {"field": "title", "operator": "eq", "value": "Nothing"}, "include_vectors": True}
+    )
+    assert answer["document_count"] == 0
+    table = pq.read_table(io.BytesIO(fetch(client, answer["download_url"])))
+    assert table.num_rows == 0 and table.column_names == ["document_id", "collection_id"]
+    vectors = pq.read_table(io.BytesIO(fetch(client, answer["vectors_download_url"])))
+    assert vectors.num_rows == 0 and vectors.schema.field(VECTOR).type == pa.list_(pa.float32(), 256)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"format": "xml"}, 422, "format"),
+        ({"sample_size": 0}, 422, "sample_size"),
+        ({"sample_size": 1_000_001}, 422, "sample_size"),
+        ({"filters": {"field": "title", "operator": "no_such_operator", "value": 1}}, 400, ""),
+        ({"filters": {"field": "a..b", "operator": "eq", "value": 1}}, 400, "a..b"),
+        ({"select_fields": ["metadata..title"]}, 400, "metadata..title"),
+        ({"select_fields": [VECTOR]}, 400, "include_vectors"),
+        ({"destination": {"connection_id": "conn_1", "prefix": "x/"}}, 400, "destination"),
+        ({"format": "webdataset"}, 400, "webdataset"),
+        ({"include_media": True}, 400, "include_media"),
+    ],
+)
+def test_bad_input_writes_nothing(
+    client: TestClient, chunks: dict[str, Any], runtime: Runtime, body: dict[str, Any], status: int, words: str
+) -> None:
+    answer = assert_error(client.post("/v1/collections/sentences/export", json=body), status)
+    assert words in json.dumps(answer["error"])
+    assert exported_files(runtime) == []
+
+
+def test_another_namespace_collection_is_not_found(client: TestClient, chunks: dict[str, Any]) -> None:
+    response = client.post("/v1/namespaces", json={"namespace_name": "other", "feature_extractors": []})
+    assert response.status_code == 200, response.text
+    collection_id = chunks["collection"]["collection_id"]
+    refused = client.post(f"/v1/collections/{collection_id}/export", json={}, headers={"X-Namespace": "other"})
+    assert_error(refused, 404, "NotFoundError")
+    assert export(client, {}, collection_id)["document_count"] == 6  # its own namespace still exports it
