@@ -15,7 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from strataflow.errors import ConflictError
+from strataflow.index.records import StoredDocument, timestamp
 from strataflow.runtime import Runtime
+from strataflow.services.documents.export import Column, TableSink
 from tests.collection_flows import add_object, make_bucket, run, text_collection
 from tests.helpers import assert_error
 
@@ -200,3 +203,66 @@ def test_another_namespace_collection_is_not_found(client: TestClient, chunks: d
     refused = client.post(f"/v1/collections/{collection_id}/export", json={}, headers={"X-Namespace": "other"})
     assert_error(refused, 404, "NotFoundError")
     assert export(client, {}, collection_id)["document_count"] == 6  # its own namespace still exports it
+
+
+def test_many_batches_mixed_kinds_and_a_sample_across_batches(
+    client: TestClient, namespace: dict[str, Any], runtime: Runtime
+) -> None:
+    """5,000 documents are three record batches: the sample cap cuts the second one, and each
+    column's type holds every value of every batch."""
+    make_bucket(client)
+    collection_id = text_collection(client, "many", {"type": "bucket", "bucket_ids": ["docs"]})["collection_id"]
+    runtime.index.append(
+        collection_id,
+        [
+            StoredDocument(
+                f"doc_{i:05d}",
+                collection_id,
+                {"n": i, "ratio": i if i % 2 else i + 0.5, "mixed": i if i % 2 else f"s{i}", "even": i % 2 == 0},
+                created_at=timestamp(),
+            )
+            for i in range(5000)
+        ],
+    )
+    answer = export(client, {"sample_size": 3000}, "many")
+    assert answer["document_count"] == 3000
+    table = pq.read_table(io.BytesIO(fetch(client, answer["download_url"])))
+    assert table.num_rows == 3000 and len(set(table.column("document_id").to_pylist())) == 3000
+    types = {name: table.schema.field(name).type for name in ("n", "ratio", "mixed", "even")}
+    assert types == {"n": pa.int64(), "ratio": pa.float64(), "mixed": pa.string(), "even": pa.bool_()}
+    for row in table.to_pylist():
+        i = row["n"]
+        assert row["document_id"] == f"doc_{i:05d}" and row["even"] == (i % 2 == 0)
+        assert row["ratio"] == (i if i % 2 else i + 0.5)
+        assert json.loads(row["mixed"]) == (i if i % 2 else f"s{i}")  # mixed kinds: JSON-encoded
+
+    whole = export(client, {"format": "csv"}, "many")
+    assert whole["document_count"] == 5000
+    assert fetch(client, whole["download_url"]).decode().count("\n") == 5001  # header and every row
+
+
+def test_a_failed_upload_leaves_no_export(
+    client: TestClient, chunks: dict[str, Any], runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_stream = runtime.blobs.put_stream
+
+    def failing(key: str, stream: Any, content_type: str | None = None) -> Any:
+        if key.endswith("vectors.parquet"):
+            raise OSError("disk full")
+        return put_stream(key, stream, content_type)
+
+    monkeypatch.setattr(runtime.blobs, "put_stream", failing)
+    assert_error(client.post("/v1/collections/sentences/export", json={"include_vectors": True}), 500)
+    assert exported_files(runtime) == []  # the documents file went back out with the vectors'
+
+
+def test_a_row_that_fits_no_column_is_a_conflict(tmp_path: Path) -> None:
+    """A document written between the column pass and the write pass: refused, never dropped."""
+    sink = TableSink(tmp_path / "out.parquet", "parquet", {"document_id": Column(pa.string()), "n": Column(pa.int64())})
+    sink.write([{"document_id": "doc_1", "n": 1}])
+    with pytest.raises(ConflictError):
+        sink.write([{"document_id": "doc_2", "n": 2, "new": "field"}])
+    with pytest.raises(ConflictError):
+        sink.write([{"document_id": "doc_3", "n": "three"}])
+    sink.close()
+    assert pq.read_table(tmp_path / "out.parquet").to_pylist() == [{"document_id": "doc_1", "n": 1}]

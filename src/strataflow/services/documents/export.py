@@ -142,7 +142,7 @@ def write_files(index: DocumentIndex, plan: ExportPlan, folder: Path) -> Written
     documents = folder / _FILES[plan.fmt][0]
     count = 0
     with ExitStack() as stack:
-        sink: _Sink = _JsonLinesSink(documents) if columns is None else _TableSink(documents, plan.fmt, columns)
+        sink: _Sink = _JsonLinesSink(documents) if columns is None else TableSink(documents, plan.fmt, columns)
         stack.callback(sink.close)
         vectors = None if plan.vectors is None else _VectorSink(folder / _VECTORS_FILE, plan.vectors)
         if vectors is not None:
@@ -259,7 +259,7 @@ class _JsonLinesSink:
         self._file.close()
 
 
-class _TableSink:
+class TableSink:
     """Parquet or CSV through PyArrow's streaming writers, one record batch per batch read."""
 
     def __init__(self, path: Path, fmt: str, columns: dict[str, Column]) -> None:
