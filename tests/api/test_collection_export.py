@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 from strataflow.errors import ConflictError
 from strataflow.index.records import StoredDocument, timestamp
 from strataflow.runtime import Runtime
+from strataflow.services.documents import webdataset
 from strataflow.services.documents.export import Column, TableSink
 from tests.collection_flows import add_object, make_bucket, run, text_collection
 from tests.helpers import assert_error
@@ -184,8 +186,9 @@ def test_empty_collection_and_a_filter_matching_nothing(client: TestClient, chun
         ({"select_fields": ["metadata..title"]}, 400, "metadata..title"),
         ({"select_fields": [VECTOR]}, 400, "include_vectors"),
         ({"destination": {"connection_id": "conn_1", "prefix": "x/"}}, 400, "destination"),
-        ({"format": "webdataset"}, 400, "webdataset"),
         ({"include_media": True}, 400, "include_media"),
+        ({"format": "csv", "samples_per_shard": 10}, 400, "samples_per_shard"),
+        ({"format": "webdataset", "samples_per_shard": 0}, 422, "samples_per_shard"),
     ],
 )
 def test_bad_input_writes_nothing(
@@ -259,10 +262,80 @@ def test_a_failed_upload_leaves_no_export(
 def test_a_row_that_fits_no_column_is_a_conflict(tmp_path: Path) -> None:
     """A document written between the column pass and the write pass: refused, never dropped."""
     sink = TableSink(tmp_path / "out.parquet", "parquet", {"document_id": Column(pa.string()), "n": Column(pa.int64())})
-    sink.write([{"document_id": "doc_1", "n": 1}])
+    sink.write([], [{"document_id": "doc_1", "n": 1}])
     with pytest.raises(ConflictError):
-        sink.write([{"document_id": "doc_2", "n": 2, "new": "field"}])
+        sink.write([], [{"document_id": "doc_2", "n": 2, "new": "field"}])
     with pytest.raises(ConflictError):
-        sink.write([{"document_id": "doc_3", "n": "three"}])
+        sink.write([], [{"document_id": "doc_3", "n": "three"}])
     sink.close()
     assert pq.read_table(tmp_path / "out.parquet").to_pylist() == [{"document_id": "doc_1", "n": 1}]
+
+
+def shard_members(client: TestClient, url: str) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(fetch(client, url))) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+def test_webdataset_shards_with_media(client: TestClient, chunks: dict[str, Any]) -> None:
+    answer = export(
+        client, {"format": "webdataset", "samples_per_shard": 4, "include_media": True, "include_lineage": True}
+    )
+    assert answer["format"] == "webdataset" and answer["document_count"] == 6 and answer["shard_count"] == 2
+    assert answer["shard_pattern"] == "documents-{000000..000001}.tar"
+    assert answer["s3_path"].endswith("/") and "/exports/" in answer["s3_path"]
+    shards = answer["shards"]
+    assert [(s["filename"], s["sample_count"]) for s in shards] == [
+        ("documents-000000.tar", 4),
+        ("documents-000001.tar", 2),
+    ]
+    assert answer["download_url"] == shards[0]["download_url"]
+    texts = {obj: text.encode() for obj, (text, *_) in zip(chunks["objects"], ARTICLES, strict=True)}
+    members: dict[str, bytes] = {}
+    for shard in shards:
+        got = shard_members(client, shard["download_url"])
+        assert shard["file_size_bytes"] == len(fetch(client, shard["download_url"]))
+        assert len(got) == 2 * shard["sample_count"]
+        members.update(got)
+    assert answer["file_size_bytes"] == sum(s["file_size_bytes"] for s in shards)
+    for doc_id, doc in chunks["documents"].items():
+        row = json.loads(members[f"{doc_id}.json"])
+        assert row["text"] == doc["text"] and row["document_id"] == doc_id and len(row["lineage_chain"]) == 1
+        assert members[f"{doc_id}.txt"] == texts[doc["_internal"]["lineage"]["root_object_id"]]
+    media_bytes = sum(len(texts[d["_internal"]["lineage"]["root_object_id"]]) for d in chunks["documents"].values())
+    assert answer["media"] == {
+        "samples_with_media": 6,
+        "samples_without_media": 0,
+        "members_written": 6,
+        "members_skipped_too_large": 0,
+        "objects_not_found": 0,
+        "download_failures": 0,
+        "media_bytes": media_bytes,
+    }
+
+
+def test_webdataset_media_that_cannot_ship_is_counted(
+    client: TestClient, chunks: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for body in ({"metadata": {"note": "no source"}}, {"root_object_id": "obj_gone", "source_object_id": "obj_gone"}):
+        made = client.post("/v1/collections/sentences/documents", json=body)
+        assert made.status_code == 200, made.text
+    monkeypatch.setattr(webdataset, "MAX_MEDIA_MEMBER_BYTES", 40)  # the geology article (63 bytes) is too large
+    answer = export(client, {"format": "webdataset", "include_media": True})
+    assert answer["document_count"] == 8 and answer["shard_count"] == 1
+    assert answer["shard_pattern"] == "documents-000000.tar"
+    members = shard_members(client, answer["download_url"])
+    assert sum(name.endswith(".json") for name in members) == 8 and len(members) == 8 + 3
+    assert answer["media"] == {
+        "samples_with_media": 3,
+        "samples_without_media": 5,
+        "members_written": 3,
+        "members_skipped_too_large": 3,
+        "objects_not_found": 1,
+        "download_failures": 0,
+        "media_bytes": 2 * len(ARTICLES[1][0]) + len(ARTICLES[2][0].encode()),
+    }
+
+    nothing = export(client, {"format": "webdataset", "filters": {"field": "title", "operator": "eq", "value": "-"}})
+    assert (nothing["document_count"], nothing["shard_count"], nothing["shards"][0]["sample_count"]) == (0, 1, 0)
+    assert "media" not in nothing or nothing["media"] is None
+    assert shard_members(client, nothing["download_url"]) == {}

@@ -177,4 +177,4 @@ def export_collection(
     """Synchronous, as the SDK's call is: it answers with the download URL. Memory stays bounded
     (the export streams the collection in batches); time grows with the collection."""
     collection = get_collection(session, scope, collection_identifier)
-    return export_documents(runtime.index, runtime.blobs, collection, request or CollectionExportRequest())
+    return export_documents(session, runtime.index, runtime.blobs, collection, request or CollectionExportRequest())

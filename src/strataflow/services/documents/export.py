@@ -24,8 +24,9 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from sqlalchemy.orm import Session
 
-from strataflow.blobs import BlobStore
+from strataflow.blobs import BlobStore, WrittenBlob
 from strataflow.clock import utcnow
 from strataflow.errors import BadRequestError, ConflictError
 from strataflow.ids import new_id
@@ -35,6 +36,14 @@ from strataflow.schemas.collections import CollectionExportRequest
 from strataflow.services.collections.crud import document_blob_prefix
 from strataflow.services.documents.crud import where_of
 from strataflow.services.documents.model import PRESIGNED_GET_SECONDS, document_view, vector_names
+from strataflow.services.documents.webdataset import (
+    Media,
+    MediaSummary,
+    ShardWriter,
+    fetch_media,
+    media_of,
+    shard_pattern,
+)
 from strataflow.store.tables import Collection
 
 BATCH_ROWS = 2048
@@ -50,6 +59,7 @@ _FILES = {
     "csv": ("documents.csv", "text/csv"),
 }
 _VECTORS_FILE = "vectors.parquet"
+MAX_LISTED_SHARDS = 200  # the response lists this many shards; shard_count and the pattern name all
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,8 @@ class ExportPlan:
     select: list[str] | None  # dot paths into the document view; None: every user field
     limit: int | None
     lineage: bool
+    per_shard: int  # webdataset: samples per tar shard
+    media: bool  # webdataset: the source object's file in each sample
     # Vector columns to export (name: dimensions); None when not asked. Asked of a collection
     # without vectors, the vectors file holds document ids alone rather than going missing.
     vectors: dict[str, int] | None
@@ -78,9 +90,10 @@ class Column:
 
 @dataclass(frozen=True)
 class WrittenFiles:
-    documents: Path
+    documents: list[Path]  # one file, or the webdataset shards in order
+    samples: list[int]  # documents in each
     vectors: Path | None
-    count: int
+    media: MediaSummary | None = None
 
 
 def plan_export(index: DocumentIndex, collection: Collection, request: CollectionExportRequest) -> ExportPlan:
@@ -92,11 +105,9 @@ def plan_export(index: DocumentIndex, collection: Collection, request: Collectio
             " through download_url and copy it there",
             {"field": "destination"},
         )
-    if fmt == "webdataset" or request.include_media:
-        raise BadRequestError(
-            "The webdataset format (and include_media, which only it uses) is not supported; use parquet, json or csv",
-            {"field": "format" if fmt == "webdataset" else "include_media", "supported": sorted(_FILES)},
-        )
+    for name, value in (("include_media", request.include_media), ("samples_per_shard", request.samples_per_shard)):
+        if fmt != "webdataset" and value != CollectionExportRequest.model_fields[name].default:
+            raise BadRequestError(f"{name} applies to the webdataset format only", {"field": name, "format": fmt})
     vectors = index.vector_columns(collection.collection_id) if request.include_vectors else None
     return ExportPlan(
         collection_id=collection.collection_id,
@@ -105,6 +116,8 @@ def plan_export(index: DocumentIndex, collection: Collection, request: Collectio
         select=_select_paths(request.select_fields, collection),
         limit=request.sample_size,
         lineage=request.include_lineage,
+        per_shard=request.samples_per_shard,
+        media=request.include_media,
         vectors=vectors,
     )
 
@@ -127,32 +140,41 @@ def _select_paths(paths: list[str] | None, collection: Collection) -> list[str] 
 
 
 def export_documents(
-    index: DocumentIndex, blobs: BlobStore, collection: Collection, request: CollectionExportRequest
+    session: Session, index: DocumentIndex, blobs: BlobStore, collection: Collection, request: CollectionExportRequest
 ) -> dict[str, Any]:
-    """Write the export, upload it, and answer with presigned URLs (the SDK's CollectionExportResponse)."""
+    """Write the export, upload it, and answer with presigned URLs (the SDK's CollectionExportResponse).
+    `session` reads source objects, for a webdataset export's media only."""
     plan = plan_export(index, collection, request)
     with tempfile.TemporaryDirectory(prefix="strataflow-export-") as folder:
-        files = write_files(index, plan, Path(folder))
+        media = _MediaReader(session, blobs, collection.namespace_id, Path(folder)) if plan.media else None
+        files = write_files(index, plan, Path(folder), media)
         prefix = f"{document_blob_prefix(collection)}exports/{new_id('export')}/"
         return _upload(blobs, plan, files, prefix, utcnow())
 
 
-def write_files(index: DocumentIndex, plan: ExportPlan, folder: Path) -> WrittenFiles:
-    columns = None if plan.fmt == "json" else _columns(index, plan)
-    documents = folder / _FILES[plan.fmt][0]
-    count = 0
+def write_files(
+    index: DocumentIndex, plan: ExportPlan, folder: Path, media: _MediaReader | None = None
+) -> WrittenFiles:
     with ExitStack() as stack:
-        sink: _Sink = _JsonLinesSink(documents) if columns is None else TableSink(documents, plan.fmt, columns)
+        sink = _open_sink(index, plan, folder, media)
         stack.callback(sink.close)
         vectors = None if plan.vectors is None else _VectorSink(folder / _VECTORS_FILE, plan.vectors)
         if vectors is not None:
             stack.callback(vectors.close)
         for docs, batch in _batches(index, plan):
-            sink.write([_row(doc, plan) for doc in docs])
+            sink.write(docs, [_row(doc, plan) for doc in docs])
             if vectors is not None:
                 vectors.write(batch)
-            count += len(docs)
-    return WrittenFiles(documents, vectors.path if vectors is not None else None, count)
+    paths, samples = sink.files()
+    return WrittenFiles(paths, samples, vectors.path if vectors is not None else None, media.summary if media else None)
+
+
+def _open_sink(index: DocumentIndex, plan: ExportPlan, folder: Path, media: _MediaReader | None) -> _Sink:
+    if plan.fmt == "webdataset":
+        return _ShardSink(ShardWriter(folder, plan.per_shard), media)
+    if plan.fmt == "json":
+        return _JsonLinesSink(folder / _FILES["json"][0])
+    return TableSink(folder / _FILES[plan.fmt][0], plan.fmt, _columns(index, plan))
 
 
 def _batches(index: DocumentIndex, plan: ExportPlan) -> Iterator[tuple[list[StoredDocument], pa.RecordBatch]]:
@@ -241,28 +263,43 @@ def _columns(index: DocumentIndex, plan: ExportPlan) -> dict[str, Column]:
 
 
 class _Sink(Protocol):
-    def write(self, rows: list[dict[str, Any]]) -> None: ...
+    def write(self, docs: list[StoredDocument], rows: list[dict[str, Any]]) -> None:
+        """`rows` are `docs` as exported, in the same order."""
+        ...
 
     def close(self) -> None: ...
+
+    def files(self) -> tuple[list[Path], list[int]]:
+        """The files written (closed) and how many documents each holds."""
+        ...
 
 
 class _JsonLinesSink:
     """One JSON object per line; objects and lists stay nested."""
 
     def __init__(self, path: Path) -> None:
+        self._path = path
         self._file = path.open("w", encoding="utf-8")
+        self._count = 0
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
+    def write(self, docs: list[StoredDocument], rows: list[dict[str, Any]]) -> None:
         self._file.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
+        self._count += len(rows)
 
     def close(self) -> None:
         self._file.close()
+
+    def files(self) -> tuple[list[Path], list[int]]:
+        self.close()
+        return [self._path], [self._count]
 
 
 class TableSink:
     """Parquet or CSV through PyArrow's streaming writers, one record batch per batch read."""
 
     def __init__(self, path: Path, fmt: str, columns: dict[str, Column]) -> None:
+        self._path = path
+        self._count = 0
         self._columns = columns
         self._schema = pa.schema([pa.field(name, column.type) for name, column in columns.items()])
         self._writer: pq.ParquetWriter | pacsv.CSVWriter = (
@@ -272,7 +309,7 @@ class TableSink:
         )
         self._closed = False
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
+    def write(self, docs: list[StoredDocument], rows: list[dict[str, Any]]) -> None:
         if any(name not in self._columns for row in rows for name in row):
             raise _changed()
         data = {name: [_cell(row.get(name), column.as_json) for row in rows] for name, column in self._columns.items()}
@@ -281,11 +318,72 @@ class TableSink:
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise _changed() from exc
         self._writer.write_batch(batch)
+        self._count += len(rows)
 
     def close(self) -> None:
         if not self._closed:  # a CSV writer closed twice raises
             self._closed = True
             self._writer.close()
+
+    def files(self) -> tuple[list[Path], list[int]]:
+        self.close()
+        return [self._path], [self._count]
+
+
+class _MediaReader:
+    """Source files of a webdataset export's samples, copied to the export's folder one at a time."""
+
+    def __init__(self, session: Session, blobs: BlobStore, namespace_id: str, folder: Path) -> None:
+        self._session = session
+        self._blobs = blobs
+        self._namespace_id = namespace_id
+        self._folder = folder
+        self.summary = MediaSummary()
+
+    def for_batch(self, docs: list[StoredDocument]) -> dict[str, Media | None]:
+        return media_of(self._session, self._namespace_id, docs)
+
+    def fetch(self, media: Media) -> Path | None:
+        return fetch_media(self._blobs, media, self._folder, self.summary)
+
+
+class _ShardSink:
+    """WebDataset shards: each row as `<id>.json`, with its source file when media is asked for."""
+
+    def __init__(self, writer: ShardWriter, media: _MediaReader | None) -> None:
+        self._writer = writer
+        self._media = media
+
+    def write(self, docs: list[StoredDocument], rows: list[dict[str, Any]]) -> None:
+        found = self._media.for_batch(docs) if self._media is not None else {}
+        for doc, row in zip(docs, rows, strict=True):
+            self._add(doc, row, found)
+
+    def _add(self, doc: StoredDocument, row: dict[str, Any], found: dict[str, Media | None]) -> None:
+        if self._media is None:
+            self._writer.add(doc.document_id, row)
+            return
+        summary = self._media.summary
+        if doc.document_id not in found:
+            summary.objects_not_found += 1
+        media = found.get(doc.document_id)
+        copy = self._media.fetch(media) if media is not None else None
+        if copy is None or media is None:
+            summary.samples_without_media += 1
+            self._writer.add(doc.document_id, row)
+            return
+        self._writer.add(doc.document_id, row, copy, media.extension)
+        summary.samples_with_media += 1
+        summary.members_written += 1
+        summary.media_bytes += copy.stat().st_size
+        copy.unlink()  # one source file on disk at a time, beside the shards
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def files(self) -> tuple[list[Path], list[int]]:
+        shards = self._writer.close()
+        return [shard.path for shard in shards], [shard.samples for shard in shards]
 
 
 def _cell(value: Any, as_json: bool) -> Any:
@@ -323,28 +421,56 @@ class _VectorSink:
 def _upload(
     blobs: BlobStore, plan: ExportPlan, files: WrittenFiles, prefix: str, exported_at: datetime
 ) -> dict[str, Any]:
-    """Store the documents file, then the vectors file; a vectors upload that fails takes the
-    documents file back out, so an export is there whole or not at all."""
-    name, content_type = _FILES[plan.fmt]
-    key = prefix + name
-    with files.documents.open("rb") as handle:
-        written = blobs.put_stream(key, handle, content_type)
+    """Store every file under the export's own prefix; an upload that fails takes the prefix back
+    out, so an export is there whole or not at all."""
+    content_type = _FILES[plan.fmt][1] if plan.fmt in _FILES else "application/x-tar"
+    try:
+        written = [_put(blobs, prefix + path.name, path, content_type) for path in files.documents]
+        if files.vectors is not None:
+            _put(blobs, prefix + _VECTORS_FILE, files.vectors, "application/vnd.apache.parquet")
+    except BaseException:
+        blobs.delete_prefix(prefix)
+        raise
+    first = prefix + files.documents[0].name
     answer: dict[str, Any] = {
-        "download_url": blobs.presigned_get_url(key, PRESIGNED_GET_SECONDS),
-        "s3_path": blobs.uri(key),
+        "download_url": blobs.presigned_get_url(first, PRESIGNED_GET_SECONDS),
+        "s3_path": blobs.uri(first),
         "format": plan.fmt,
-        "document_count": files.count,
-        "file_size_bytes": written.size,
+        "document_count": sum(files.samples),
+        "file_size_bytes": sum(w.size for w in written),
         "exported_at": exported_at.isoformat(),
     }
     if files.vectors is not None:
-        vectors_key = prefix + _VECTORS_FILE
-        try:
-            with files.vectors.open("rb") as handle:
-                blobs.put_stream(vectors_key, handle, "application/vnd.apache.parquet")
-        except BaseException:
-            blobs.delete(key)
-            raise
-        answer["vectors_download_url"] = blobs.presigned_get_url(vectors_key, PRESIGNED_GET_SECONDS)
-        answer["vectors_s3_path"] = blobs.uri(vectors_key)
+        answer["vectors_download_url"] = blobs.presigned_get_url(prefix + _VECTORS_FILE, PRESIGNED_GET_SECONDS)
+        answer["vectors_s3_path"] = blobs.uri(prefix + _VECTORS_FILE)
+    if plan.fmt == "webdataset":
+        answer.update(_shards(blobs, prefix, files, written))
+    return answer
+
+
+def _put(blobs: BlobStore, key: str, path: Path, content_type: str) -> WrittenBlob:
+    with path.open("rb") as handle:
+        return blobs.put_stream(key, handle, content_type)
+
+
+def _shards(blobs: BlobStore, prefix: str, files: WrittenFiles, written: list[WrittenBlob]) -> dict[str, Any]:
+    """A webdataset export's shard fields: the prefix holding them, their pattern and the first 200."""
+    shards = [
+        {
+            "filename": blob.key.rsplit("/", 1)[-1],
+            "s3_path": blobs.uri(blob.key),
+            "download_url": blobs.presigned_get_url(blob.key, PRESIGNED_GET_SECONDS),
+            "sample_count": samples,
+            "file_size_bytes": blob.size,
+        }
+        for blob, samples in zip(written[:MAX_LISTED_SHARDS], files.samples, strict=False)
+    ]
+    answer: dict[str, Any] = {
+        "s3_path": blobs.uri(prefix.rstrip("/")) + "/",
+        "shard_count": len(written),
+        "shard_pattern": shard_pattern(len(written)),
+        "shards": shards,
+    }
+    if files.media is not None:
+        answer["media"] = files.media.as_dict()
     return answer
