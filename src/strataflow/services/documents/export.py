@@ -1,4 +1,5 @@
-"""Export a collection's documents as one file in blob storage: Parquet, JSON lines or CSV.
+"""Export a collection's documents to blob storage: one Parquet, JSON lines or CSV file, or the
+tar shards of a WebDataset (`webdataset.py`), with the vectors in a Parquet file of their own.
 
 The collection is read in record batches (`DocumentIndex.scan`) and each batch is written out
 before the next is read, so memory holds one batch whatever the collection's size. Parquet and
