@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 import urllib.request
 
 import mixpeek
@@ -92,6 +93,21 @@ def test_export_through_sdk(sdk: mixpeek.ApiClient) -> None:
     vectors = pq.read_table(io.BytesIO(_download(lines.vectors_download_url)))
     assert vectors.num_rows == 2 and vectors.column_names[0] == "document_id"
     assert vectors.column(1).null_count == 2  # documents written without vectors
+
+    shards = collections.export_collection(
+        collection,
+        CollectionExportRequest(format=ExportFormat.WEBDATASET, samples_per_shard=2, include_media=True),
+    )
+    assert shards.format == ExportFormat.WEBDATASET and shards.document_count == 3 and shards.shard_count == 2
+    assert shards.shard_pattern == "documents-{000000..000001}.tar"
+    assert [(s.filename, s.sample_count) for s in shards.shards or []] == [
+        ("documents-000000.tar", 2),
+        ("documents-000001.tar", 1),
+    ]
+    assert shards.media is not None and shards.media.samples_without_media == 3  # no source objects
+    with tarfile.open(fileobj=io.BytesIO(_download(shards.shards[1].download_url))) as tar:
+        names = [m.name for m in tar.getmembers()]
+    assert len(names) == 1 and names[0].removesuffix(".json") in ids.values()
 
     with pytest.raises(mixpeek.exceptions.BadRequestException):
         collections.export_collection(
