@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -314,25 +315,38 @@ def test_webdataset_shards_with_media(client: TestClient, chunks: dict[str, Any]
 
 
 def test_webdataset_media_that_cannot_ship_is_counted(
-    client: TestClient, chunks: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    client: TestClient, chunks: dict[str, Any], runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for body in ({"metadata": {"note": "no source"}}, {"root_object_id": "obj_gone", "source_object_id": "obj_gone"}):
         made = client.post("/v1/collections/sentences/documents", json=body)
         assert made.status_code == 200, made.text
     monkeypatch.setattr(webdataset, "MAX_MEDIA_MEMBER_BYTES", 40)  # the geology article (63 bytes) is too large
+    iter_chunks = runtime.blobs.iter_chunks
+
+    def failing(key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The French article's file breaks off after its first bytes."""
+        data = b"".join(iter_chunks(key, chunk_size))
+        yield data[:5]
+        if data == ARTICLES[2][0].encode():
+            raise OSError("connection reset")
+        yield data[5:]
+
+    monkeypatch.setattr(runtime.blobs, "iter_chunks", failing)
     answer = export(client, {"format": "webdataset", "include_media": True})
     assert answer["document_count"] == 8 and answer["shard_count"] == 1
     assert answer["shard_pattern"] == "documents-000000.tar"
     members = shard_members(client, answer["download_url"])
-    assert sum(name.endswith(".json") for name in members) == 8 and len(members) == 8 + 3
+    media = {name: body for name, body in members.items() if not name.endswith(".json")}
+    assert sum(name.endswith(".json") for name in members) == 8
+    assert list(media.values()) == [ARTICLES[1][0].encode()] * 2  # only the baking article's two sentences
     assert answer["media"] == {
-        "samples_with_media": 3,
-        "samples_without_media": 5,
-        "members_written": 3,
+        "samples_with_media": 2,
+        "samples_without_media": 6,
+        "members_written": 2,
         "members_skipped_too_large": 3,
         "objects_not_found": 1,
-        "download_failures": 0,
-        "media_bytes": 2 * len(ARTICLES[1][0]) + len(ARTICLES[2][0].encode()),
+        "download_failures": 1,
+        "media_bytes": 2 * len(ARTICLES[1][0]),
     }
 
     nothing = export(client, {"format": "webdataset", "filters": {"field": "title", "operator": "eq", "value": "-"}})

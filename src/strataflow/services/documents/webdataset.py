@@ -13,8 +13,8 @@ import io
 import json
 import mimetypes
 import re
+import secrets
 import tarfile
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -157,6 +157,7 @@ def _extension(blob: dict[str, Any]) -> str:
 
 def fetch_media(blobs: BlobStore, media: Media, folder: Path, summary: MediaSummary) -> Path | None:
     """The file copied to `folder`, or None with the reason counted in `summary`."""
+    target = folder / f"media-{secrets.token_hex(8)}"
     try:
         info = blobs.head(media.key)
         if info is None:
@@ -165,10 +166,13 @@ def fetch_media(blobs: BlobStore, media: Media, folder: Path, summary: MediaSumm
         if info.size > MAX_MEDIA_MEMBER_BYTES:
             summary.members_skipped_too_large += 1
             return None
-        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as out:
+        with target.open("wb") as out:
             for chunk in blobs.iter_chunks(media.key):
                 out.write(chunk)
-        return Path(out.name)
-    except OSError:
+        return target
+    # The stores' errors share no type (OSError on disk, botocore's on S3): any failure to read
+    # is this sample's failed download, counted, and the export goes on.
+    except Exception:  # noqa: BLE001
+        target.unlink(missing_ok=True)
         summary.download_failures += 1
         return None
