@@ -18,7 +18,6 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -150,7 +149,7 @@ def export_documents(
         media = _MediaReader(session, blobs, collection.namespace_id, Path(folder)) if plan.media else None
         files = write_files(index, plan, Path(folder), media)
         prefix = f"{document_blob_prefix(collection)}exports/{new_id('export')}/"
-        return _upload(blobs, plan, files, prefix, utcnow())
+        return _upload(blobs, plan, files, prefix)
 
 
 def write_files(
@@ -419,9 +418,7 @@ class _VectorSink:
 # -- upload ----------------------------------------------------------------------------------------
 
 
-def _upload(
-    blobs: BlobStore, plan: ExportPlan, files: WrittenFiles, prefix: str, exported_at: datetime
-) -> dict[str, Any]:
+def _upload(blobs: BlobStore, plan: ExportPlan, files: WrittenFiles, prefix: str) -> dict[str, Any]:
     """Store every file under the export's own prefix; an upload that fails takes the prefix back
     out, so an export is there whole or not at all."""
     content_type = _FILES[plan.fmt][1] if plan.fmt in _FILES else "application/x-tar"
@@ -439,7 +436,7 @@ def _upload(
         "format": plan.fmt,
         "document_count": sum(files.samples),
         "file_size_bytes": sum(w.size for w in written),
-        "exported_at": exported_at.isoformat(),
+        "exported_at": utcnow().isoformat(),  # once every file is stored
     }
     if files.vectors is not None:
         answer["vectors_download_url"] = blobs.presigned_get_url(prefix + _VECTORS_FILE, PRESIGNED_GET_SECONDS)
