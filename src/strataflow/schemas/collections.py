@@ -170,3 +170,25 @@ class CollectionExportResponse(ResponseModel):
     exported_at: str
     vectors_download_url: str | None = None
     vectors_s3_path: str | None = None
+    shard_count: int | None = None  # webdataset only, as the four below
+    shard_pattern: str | None = None
+    shards: list[ExportShard] | None = None
+    media: ExportMediaSummary | None = None
+
+
+class ExportShard(ResponseModel):
+    filename: str
+    s3_path: str
+    download_url: str
+    sample_count: int
+    file_size_bytes: int
+
+
+class ExportMediaSummary(ResponseModel):
+    samples_with_media: int
+    samples_without_media: int
+    members_written: int
+    members_skipped_too_large: int
+    objects_not_found: int
+    download_failures: int
+    media_bytes: int
