@@ -32,6 +32,7 @@ ID_FORMATS: dict[str, tuple[str, int]] = {
     "dataset": ("ds_", 12),
     "evaluation": ("eval_", 14),
     "alert": ("alt_", 14),
+    "export": ("exp_", 16),
 }
 
 

@@ -14,6 +14,8 @@ from strataflow.index.store import DocumentIndex
 from strataflow.schemas.collections import (
     CloneCollectionRequest,
     CloneCollectionResponse,
+    CollectionExportRequest,
+    CollectionExportResponse,
     CollectionReconciliationResponse,
     CollectionResponse,
     CreateCollectionRequest,
@@ -29,6 +31,7 @@ from strataflow.services.collections import crud as service
 from strataflow.services.collections.clone import clone_request
 from strataflow.services.collections.reconciliation import reconcile
 from strataflow.services.collections.sources import get_collection
+from strataflow.services.documents.export import export_documents
 from strataflow.services.taxonomies.crud import check_applications
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.store.tables import Collection
@@ -190,3 +193,17 @@ def trigger_collection(
     )
     runtime.wake_scheduler()
     return answer
+
+
+@router.post("/{collection_identifier}/export", response_model=CollectionExportResponse)
+def export_collection(
+    collection_identifier: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    runtime: RuntimeDep,
+    request: CollectionExportRequest | None = None,
+) -> dict[str, Any]:
+    """Synchronous, as the SDK's call is: it answers with the download URL. Memory stays bounded
+    (the export streams the collection in batches); time grows with the collection."""
+    collection = get_collection(session, scope, collection_identifier)
+    return export_documents(session, runtime.index, runtime.blobs, collection, request or CollectionExportRequest())

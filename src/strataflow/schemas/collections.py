@@ -177,3 +177,56 @@ class TriggerCollectionResponse(ResponseModel):
     document_count: int | None = None
     total_tiers: int
     message: str
+
+
+class ExportDestination(RequestModel):
+    connection_id: str
+    prefix: str = ""
+
+
+class CollectionExportRequest(RequestModel):
+    """The SDK's CollectionExportRequest. `webdataset` and `destination` are part of the contract
+    but refused by the service (a 400 naming them), never ignored."""
+
+    format: Literal["parquet", "json", "csv", "webdataset"] | None = None  # None: parquet
+    include_vectors: bool = False
+    include_lineage: bool = False
+    select_fields: list[str] | None = Field(default=None, max_length=1000)
+    filters: dict[str, Any] | None = None
+    sample_size: int | None = Field(default=None, ge=1, le=1_000_000)
+    include_media: bool = False
+    samples_per_shard: int = Field(default=1000, ge=1, le=100_000)
+    destination: ExportDestination | None = None
+
+
+class CollectionExportResponse(ResponseModel):
+    download_url: str
+    s3_path: str
+    format: str
+    document_count: int
+    file_size_bytes: int
+    exported_at: str
+    vectors_download_url: str | None = None
+    vectors_s3_path: str | None = None
+    shard_count: int | None = None  # webdataset only, as the four below
+    shard_pattern: str | None = None
+    shards: list[ExportShard] | None = None
+    media: ExportMediaSummary | None = None
+
+
+class ExportShard(ResponseModel):
+    filename: str
+    s3_path: str
+    download_url: str
+    sample_count: int
+    file_size_bytes: int
+
+
+class ExportMediaSummary(ResponseModel):
+    samples_with_media: int
+    samples_without_media: int
+    members_written: int
+    members_skipped_too_large: int
+    objects_not_found: int
+    download_failures: int
+    media_bytes: int

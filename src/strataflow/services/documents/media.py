@@ -14,7 +14,7 @@ from strataflow.services.documents.crud import get_document
 from strataflow.services.documents.lineage import find_object, source_object_id
 from strataflow.services.documents.model import PRESIGNED_GET_SECONDS
 from strataflow.services.tenancy.scope import NamespaceScope
-from strataflow.store.tables import Collection
+from strataflow.store.tables import BucketObject, Collection
 
 
 def _document_key(doc: StoredDocument) -> str | None:
@@ -22,16 +22,21 @@ def _document_key(doc: StoredDocument) -> str | None:
     return next((str(e["key"]) for e in doc.internal.get("document_blobs") or [] if e.get("key")), None)
 
 
-def _source_key(session: Session, scope: NamespaceScope, doc: StoredDocument) -> str | None:
-    """The stored file of the object the document came from: the blob it was made from when known."""
-    object_id = source_object_id(doc)
-    obj = find_object(session, scope, object_id) if object_id else None
-    if obj is None:
-        return None
+def source_blob(obj: BucketObject, doc: StoredDocument) -> dict[str, Any] | None:
+    """The object's stored blob the document came from: the blob it was made from when known,
+    else the object's first stored blob; None when the object keeps no file."""
     made_from = {ref.get("blob_id") for ref in doc.internal.get("source_blobs") or []}
     stored = [b for b in obj.blobs if (b.get("properties") or {}).get("key")]
     stored.sort(key=lambda b: b.get("blob_id") not in made_from)  # the blobs it was made from first
-    return str(stored[0]["properties"]["key"]) if stored else None
+    return stored[0] if stored else None
+
+
+def _source_key(session: Session, scope: NamespaceScope, doc: StoredDocument) -> str | None:
+    """The stored file of the object the document came from."""
+    object_id = source_object_id(doc)
+    obj = find_object(session, scope, object_id) if object_id else None
+    blob = source_blob(obj, doc) if obj is not None else None
+    return str(blob["properties"]["key"]) if blob is not None else None
 
 
 def _seconds(doc: StoredDocument, name: str) -> float | None:
