@@ -84,6 +84,49 @@ def test_trigger_reprocesses_one_branch_of_the_dag(client: TestClient, namespace
     )
 
 
+def test_trigger_dedup_skips_what_is_done_and_refuses_what_it_cannot_do(
+    client: TestClient, namespace: dict[str, Any]
+) -> None:
+    bucket_id = make_bucket(client)
+    first = text_collection(client, "first", {"type": "bucket", "bucket_ids": [bucket_id]}, model="wordllama")
+    child = text_collection(
+        client, "child", {"type": "collection", "collection_id": "first"}, mapping="text", model="wordllama"
+    )
+    url = f"/v1/collections/{first['collection_id']}/trigger"
+    done = [add_object(client, TEXT) for _ in range(2)]
+    ran = client.post(url, json={})
+    assert wait_task(client, ran.json()["task_id"], timeout=60)["status"] == "COMPLETED"
+    fresh = add_object(client, TEXT)
+
+    skipping = client.post(url, json={"dedup_strategy": "skip"})
+    assert skipping.status_code == 202, skipping.text
+    body = skipping.json()
+    assert body["object_count"] == 1 and "2 already processed" in body["message"]
+    batch = client.get(f"/v1/buckets/docs/batches/{body['batch_id']}").json()
+    assert batch["object_ids"] == [fresh] and batch["dedup_strategy"] == "skip"
+    assert wait_task(client, body["task_id"], timeout=60)["status"] == "COMPLETED"
+    # Now everything is done: skipping leaves nothing, which is a 400 naming why; force runs all.
+    nothing = assert_error(client.post(url, json={"dedup_strategy": "skip"}), 400)
+    assert "already has documents" in nothing["error"]["message"]
+    forced = client.post(url, json={"dedup_strategy": "force"}).json()
+    assert forced["object_count"] == 3 and sorted(done + [fresh]) == sorted(
+        client.get(f"/v1/buckets/docs/batches/{forced['batch_id']}").json()["object_ids"]
+    )
+    assert wait_task(client, forced["task_id"], timeout=60)["status"] == "COMPLETED"
+
+    # Asked for and not possible here: refused with a reason, never silently turned into a reprocess.
+    batches = client.post("/v1/buckets/docs/batches/list", json={}).json()["results"]
+    reembed = client.post(url, json={"reembed": {"outputs": ["transcription_embedding"]}})
+    assert "reembed" in assert_error(reembed, 422)["error"]["message"]
+    child_url = f"/v1/collections/{child['collection_id']}/trigger"
+    assert_error(client.post(child_url, json={"include_collections": ["other"]}), 404)
+    assert_error(client.post(url, json={"include_collections": ["first"]}), 400)  # a bucket-sourced collection
+    named = client.post(child_url, json={"include_collections": ["first"]})  # every source named: accepted
+    assert named.status_code == 202, named.text
+    assert named.json()["source_collection_ids"] == [first["collection_id"]]
+    assert len(client.post("/v1/buckets/docs/batches/list", json={}).json()["results"]) == len(batches) + 1
+
+
 def test_auto_process_submits_new_objects(client: TestClient, namespace: dict[str, Any]) -> None:
     bucket_id = make_bucket(client)
     plain = client.post(

@@ -190,6 +190,9 @@ def trigger_collection(
         request.include_buckets,
         request.source_filters,
         request.object_ids,
+        index=runtime.index,
+        dedup_strategy=request.dedup_strategy,
+        include_collections=request.include_collections,
     )
     runtime.wake_scheduler()
     return answer

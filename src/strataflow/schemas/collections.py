@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -165,6 +165,19 @@ class TriggerCollectionRequest(RequestModel):
     source_filters: dict[str, Any] | None = None
     # At most as many as one IN list can bind on SQLite (its limit is 32,766 variables).
     object_ids: list[str] | None = Field(default=None, max_length=10_000)
+    # As on batch create; none (the default here) reprocesses every matching object.
+    dedup_strategy: Literal["skip", "replace", "force"] | None = None
+    # Declared so that asking for them is refused with a reason, never silently dropped.
+    reembed: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _no_reembed(self) -> Self:
+        if self.reembed is not None:
+            raise ValueError(
+                "reembed (re-embedding the text documents already store) is not supported: "
+                "trigger without it to reprocess the sources"
+            )
+        return self
 
 
 class TriggerCollectionResponse(ResponseModel):

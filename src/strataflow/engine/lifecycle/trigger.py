@@ -11,15 +11,17 @@ from strataflow.blobs import BlobStore
 from strataflow.engine.lifecycle.submit import submit_batch
 from strataflow.errors import BadRequestError
 from strataflow.ids import new_id
+from strataflow.index.store import DocumentIndex
 from strataflow.services.batches.members import add_members
+from strataflow.services.batches.selection import apply_dedup
 from strataflow.services.buckets.crud import get_bucket
 from strataflow.services.collections.dag import resolve_tiers
-from strataflow.services.collections.sources import collection_nodes, get_collection, root_bucket_ids
+from strataflow.services.collections.sources import collection_nodes, get_collection, root_bucket_ids, upstream_ids
 from strataflow.services.objects.crud import OBJECT_FIELDS
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
 from strataflow.store.filters import compile_filters
-from strataflow.store.tables import Batch, Bucket, BucketObject, Task
+from strataflow.store.tables import Batch, Bucket, BucketObject, Collection, Task
 from strataflow.transitions import create
 
 
@@ -47,12 +49,19 @@ def trigger_collection(
     include_buckets: list[str] | None,
     source_filters: dict[str, Any] | None,
     object_ids: list[str] | None = None,
+    *,
+    index: DocumentIndex,
+    dedup_strategy: str | None = None,
+    include_collections: list[str] | None = None,
 ) -> dict[str, Any]:
     """Create and submit a batch that re-runs this collection (and what depends on it), over the
-    source buckets' objects: all, those `source_filters` match, or the `object_ids` named."""
+    source buckets' objects: all, those `source_filters` match, or the `object_ids` named; with
+    `dedup_strategy` 'skip', only those without documents in the collection yet."""
     collection = get_collection(session, scope, identifier)
     if not collection.enabled:
         raise BadRequestError(f"Collection '{collection.collection_name}' is disabled; enable it to trigger it")
+    if include_collections is not None:
+        _check_include_collections(session, scope, collection, include_collections)
     bucket_ids = root_bucket_ids(collection)
     if include_buckets:
         unknown = sorted(set(include_buckets) - set(bucket_ids))
@@ -66,6 +75,7 @@ def trigger_collection(
     if object_ids:
         _check_objects(session, bucket_ids, object_ids)
     answers = []
+    skipped = 0
     for bucket_id in bucket_ids:
         bucket = get_bucket(session, scope, bucket_id)
         query = select(BucketObject.object_id).where(BucketObject.bucket_id == bucket.bucket_id)
@@ -73,29 +83,38 @@ def trigger_collection(
             query = query.where(clause)
         if object_ids:
             query = query.where(BucketObject.object_id.in_(object_ids))
-        chosen = list(session.scalars(query.order_by(BucketObject.created_at)))
+        matched = list(session.scalars(query.order_by(BucketObject.created_at)))
+        dedup = apply_dedup(index, dedup_strategy, [collection.collection_id], matched)
+        chosen = dedup.object_ids
+        skipped += len(matched) - len(chosen)
         if not chosen:
             continue
         batch = draft_batch(session, scope, bucket, chosen, {"triggered_by": collection.collection_id})
+        batch.dedup_strategy = dedup_strategy
+        if dedup.audit:
+            batch.internal_metadata = {**(batch.internal_metadata or {}), "dedup_audit": dedup.audit}
         task = submit_batch(session, blobs, scope, bucket, batch.batch_id, roots=[collection.collection_id])
         answers.append((batch, task, len(chosen)))
     if not answers:
-        raise BadRequestError(
-            "Nothing to process: the collection's source buckets hold no matching objects",
-            {"source_bucket_ids": bucket_ids},
+        why = (
+            f"every matching object ({skipped}) already has documents in it (dedup_strategy 'skip')"
+            if skipped
+            else "the collection's source buckets hold no matching objects"
         )
+        raise BadRequestError(f"Nothing to process: {why}", {"source_bucket_ids": bucket_ids, "skipped": skipped})
     batch, task, _count = answers[0]
     return {
         "batch_id": batch.batch_id,
         "task_id": task.task_id,
         "collection_id": collection.collection_id,
         "source_bucket_ids": bucket_ids,
-        "source_collection_ids": (collection.source or {}).get("collection_ids"),
+        "source_collection_ids": upstream_ids(collection) or None,
         "object_count": sum(a[2] for a in answers),
         "document_count": None,
         "total_tiers": batch.total_tiers,
         "batch_ids": [a[0].batch_id for a in answers],
-        "message": f"Processing {sum(a[2] for a in answers)} object(s) in {len(answers)} batch(es)",
+        "message": f"Processing {sum(a[2] for a in answers)} object(s) in {len(answers)} batch(es)"
+        + (f"; {skipped} already processed, skipped" if skipped else ""),
     }
 
 
@@ -107,6 +126,23 @@ def _filters_of(source_filters: dict[str, Any] | None) -> dict[str, Any] | None:
         inner = source_filters["filters"]
         return inner if isinstance(inner, dict) and inner else None
     return source_filters
+
+
+def _check_include_collections(
+    session: Session, scope: NamespaceScope, collection: Collection, include: list[str]
+) -> None:
+    """A trigger re-runs a collection over every source collection's documents of the chosen
+    objects: naming all of them is accepted, naming fewer (or others) is refused, not ignored."""
+    sources = set(upstream_ids(collection))
+    if not sources:
+        raise BadRequestError("include_collections applies to collections that read other collections")
+    named = {get_collection(session, scope, c).collection_id for c in include}
+    if named != sources:
+        raise BadRequestError(
+            "A trigger re-runs the collection over all of its source collections: "
+            "include_collections must name every one of them, or be left out",
+            {"include_collections": include, "source_collection_ids": sorted(sources)},
+        )
 
 
 def _check_objects(session: Session, bucket_ids: list[str], object_ids: list[str]) -> None:

@@ -134,6 +134,8 @@ def fire_collection(context: JobContext, trigger: Trigger) -> str:
             trigger.target_id,
             config.get("include_buckets"),
             config.get("source_filters"),
+            index=context.services["index"],
+            dedup_strategy=config.get("dedup_strategy"),
         )
         session.commit()
         return str(answer["task_id"])
