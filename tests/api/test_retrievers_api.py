@@ -691,3 +691,37 @@ def test_mmr_diversifies_by_fields_or_weighted_features_and_records_its_score(
     weighted = mmr({"lambda": 0.5, "top_k": 4, "diversity_features": [{"feature_uri": uri, "weight": 0.4}]})
     named = mmr({"lambda": 0.5, "top_k": 4, "diversity_feature_uri": uri})
     assert [d["document_id"] for d in weighted] == [d["document_id"] for d in named] and len(named) == 4
+
+
+def test_feature_search_facets_count_every_matching_document(client: TestClient, corpus: dict[str, Any]) -> None:
+    uri = corpus["feature_uri"]
+    facets = [{"key": "lang"}, {"key": "views", "limit": 2}]
+    stage = search_stage(uri, facets=facets, final_top_k=1)
+    response = adhoc(client, [stage], {"query": "bread"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["documents"]) == 1  # the page is one document; the facets count all five
+    by_key = {f["key"]: f for f in body["facets"]}
+    assert by_key["lang"]["values"] == [
+        {"value": "food", "count": 2},
+        {"value": "nature", "count": 2},
+        {"value": "space", "count": 1},
+    ]
+    assert by_key["views"]["total_distinct"] == 5 and len(by_key["views"]["values"]) == 2
+    assert body["stage_statistics"]["stages"]["search"]["metadata"]["facets"] == body["facets"]
+
+    # The search's filters narrow the facets as they narrow the search.
+    nature = {"field": "lang", "operator": "ne", "value": "space"}
+    filtered = search_stage(uri, facets=[{"key": "lang"}])
+    filtered["config"]["parameters"]["searches"][0]["filters"] = nature
+    narrowed = adhoc(client, [filtered], {"query": "bread"}).json()["facets"]
+    assert narrowed == [
+        {
+            "key": "lang",
+            "values": [{"value": "food", "count": 2}, {"value": "nature", "count": 2}],
+            "total_distinct": 2,
+        }
+    ]
+    assert adhoc(client, [search_stage(uri)], {"query": "bread"}).json()["facets"] is None
+    bad = adhoc(client, [search_stage(uri, facets=[{"key": "lang", "limit": 0}])], {"query": "bread"})
+    assert bad.status_code == 422, bad.text

@@ -192,6 +192,10 @@ class Execution:
             "documents": documents,
             "pagination": self.page.describe(len(hits)),
             "stage_statistics": {"stages": statistics, "total_time_ms": elapsed_ms},
+            # The last stage's facets, where a facet consumer looks first (they stay in its statistics too).
+            "facets": next(
+                (s["metadata"]["facets"] for s in reversed(statistics.values()) if "facets" in s["metadata"]), None
+            ),
             **({"aggregations": self.aggregations} if self.aggregations else {}),
             "budget": {
                 "credits_used": 0.0,

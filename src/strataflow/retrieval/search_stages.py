@@ -13,6 +13,7 @@ from pydantic import Field
 
 from strataflow.errors import BadRequestError
 from strataflow.retrieval.context import StageContext, StageParams, parse_params
+from strataflow.retrieval.facets import FacetField, facet_counts
 from strataflow.retrieval.features import feature_targets
 from strataflow.retrieval.inputs import MISSING
 from strataflow.retrieval.results import Hit, fuse, fuse_with_coverage
@@ -42,6 +43,7 @@ class FeatureSearchParams(StageParams):
     fusion: str = "rrf"
     group_by: SearchGroupBy | None = None
     collection_identifiers: list[str] | None = None  # of the retriever's collections, the ones searched here
+    facets: list[FacetField] | None = Field(default=None, max_length=20)
 
 
 def _narrowed(ctx: StageContext, identifiers: list[str] | None) -> StageContext:
@@ -131,6 +133,8 @@ def feature_search(ctx: StageContext, raw: dict[str, Any], hits: list[Hit] | Non
             continue
         rankings.append((f"{position}:{spec.feature_uri}", vector_ranking(ctx, spec, hits), spec.weight))
     ctx.notes.update(searches_run=len(rankings), searches_skipped=skipped, candidates=sum(len(r[1]) for r in rankings))
+    if params.facets:
+        ctx.notes.update(facets=facet_counts(ctx, params.facets, [s.filters for s in params.searches], hits))
     if not rankings:
         return list(hits or [])
     ranked = rankings[0][1] if len(rankings) == 1 else fuse(rankings, params.fusion)

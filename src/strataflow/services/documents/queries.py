@@ -194,17 +194,26 @@ def _grouped(
     return DocumentPage([], pagination, total, groups)
 
 
+def value_counts(index: DocumentIndex, collection: Collection, where: str | None, field: str) -> Counter[str]:
+    """How many matching documents hold each value of a field, keyed by the value's JSON text
+    (so lists and objects count too); documents without the field are left out."""
+    target = resolve_field(field, collection)
+    key = target.json_text() if target.is_json else target.column
+    where = " AND ".join(f"({c})" for c in (where, f"{key} IS NOT NULL") if c)
+    texts = index.select(collection.collection_id, where, {"key": key}).column("key").to_pylist()
+    return Counter(t if target.is_json else json.dumps(t, default=str) for t in texts)
+
+
+def most_common(counts: Counter[str]) -> list[tuple[Any, int]]:
+    """The values of `value_counts` decoded, most common first, ties by value."""
+    # A JSON null stored in the payload extracts as the text 'null': missing, as far as the caller is concerned.
+    values = [(decode(t), n) for t, n in counts.items() if decode(t) is not None]
+    return sorted(values, key=lambda vn: (-vn[1], json.dumps(vn[0], sort_keys=True, default=str)))
+
+
 def distinct_values(index: DocumentIndex, collection: Collection, request: DistinctValuesRequest) -> dict[str, Any]:
     """A field's distinct non-null values among the documents matching the filters, most common first."""
-    target = resolve_field(request.field, collection)
-    key = target.json_text() if target.is_json else target.column
-    clauses = [c for c in (where_of(collection, request.filters), f"{key} IS NOT NULL") if c]
-    where = " AND ".join(f"({c})" for c in clauses)
-    texts = index.select(collection.collection_id, where, {"key": key}).column("key").to_pylist()
-    values = [(decode(t) if target.is_json else t, n) for t, n in Counter(texts).items()]
-    # A JSON null stored in the payload extracts as the text 'null': missing, as far as the caller is concerned.
-    values = [(v, n) for v, n in values if v is not None]
-    values.sort(key=lambda vn: (-vn[1], json.dumps(vn[0], sort_keys=True, default=str)))
+    values = most_common(value_counts(index, collection, where_of(collection, request.filters), request.field))
     cap = min(request.limit or MAX_DISTINCT_VALUES, MAX_DISTINCT_VALUES)
     query_info: dict[str, Any] = {}
     if request.limit is None and len(values) > cap:
