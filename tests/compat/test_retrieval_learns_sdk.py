@@ -48,6 +48,7 @@ from mixpeek.models import (
     GroundTruthQuery,
     InteractionType,
     ListExecutionsRequest,
+    ReadConsistencyOption,
     RetrieverInputSchemaFieldInput,
     RetrieverInputSchemaFieldType,
     ScorePredictionsRequest,
@@ -471,6 +472,19 @@ def test_execute_writes_its_answer_into_a_collection_and_expands_references(
     for doc in expanded.documents:
         assert doc["_expanded"]["root_object"]["object_id"] == doc["_internal"]["lineage"]["root_object_id"]
     assert expanded.consistency_mode == "strong" and expanded.written_to is None
+    # Every read here is strong; the SDK's consistency options are taken, and answered honestly.
+    eventual = api.execute_retriever(
+        retriever_id,
+        ExecuteRetrieverRequest(
+            inputs={"query": QUERY},
+            limit=3,
+            consistency=ReadConsistencyOption(mode="eventual", max_staleness_ms=500),
+            write_token="wt_anything",
+            skip_cache=True,
+        ),
+    )
+    assert eventual.consistency_mode == "strong" and eventual.cache_hit is False
+    assert [d["document_id"] for d in eventual.documents] == [d["document_id"] for d in expanded.documents]
 
     with pytest.raises(NotFoundException):
         api.execute_retriever(

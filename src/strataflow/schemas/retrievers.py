@@ -81,6 +81,11 @@ class ListRetrieversRequest(RequestModel):
     case_sensitive: bool = False
 
 
+class ReadConsistency(RequestModel):
+    mode: Literal["strong", "eventual"]
+    max_staleness_ms: int | None = Field(default=None, ge=0)
+
+
 class ExecuteRetrieverRequest(RequestModel):
     inputs: dict[str, Any] = Field(default_factory=dict)
     # This execution's own filters (the documents filter language), ANDed into every search's.
@@ -95,6 +100,11 @@ class ExecuteRetrieverRequest(RequestModel):
     explain: bool = False  # the result then carries explain_plan: this run's per-stage profile
     expand: list[str] | None = None  # references resolved under each result's _expanded
     target_collection_id: str | None = None  # write the returned documents into this collection
+    # Read consistency: one store, so every read is strong; 'eventual' is served strongly too (it
+    # only allows lag), and a write_token has nothing to wait for. There is no result cache to skip.
+    consistency: ReadConsistency | None = None
+    write_token: str | None = Field(default=None, max_length=512)
+    skip_cache: bool = False
 
 
 class AdhocExecuteRequest(ExecuteRetrieverRequest):
