@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from strataflow.errors import BadRequestError
+from strataflow.paths import value_at
 from strataflow.schemas.aggregation import AggregationOperation, AggregationRequest, HavingCondition, RangeBucket
 
 _FUNCTIONS = ("count", "count_distinct", "sum", "avg", "min", "max", "first", "last", "push", "add_to_set")
@@ -75,19 +76,13 @@ def _unwound(records: list[dict[str, Any]], request: AggregationRequest) -> list
     for record in records:
         array = record.get(unwind)
         for element in array if isinstance(array, list) else [] if array is None else [array]:
-            rows.append({**record, **{f: _at(element, path) for f, path in inner.items()}})
+            rows.append({**record, **{f: value_at(element, path) for f, path in inner.items()}})
     return rows
 
 
 def _all_fields(request: AggregationRequest) -> list[str]:
     read = [g.field for g in request.group_by] + [b.field for b in request.range_buckets or []]
     return read + [f for op in request.aggregations if (f := _read_field(op))]
-
-
-def _at(value: Any, path: tuple[str, ...]) -> Any:
-    for part in path:
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
 
 
 def _instant(value: Any) -> datetime | None:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import Field
 
 from strataflow.errors import BadRequestError
+from strataflow.paths import value_at
 from strataflow.retrieval.context import StageContext, StageParams, parse_params
 from strataflow.retrieval.results import Hit, field_value
 from strataflow.services.documents.crud import where_of
@@ -44,9 +45,7 @@ def _picked(payload: dict[str, Any], names: list[str] | None) -> dict[str, Any]:
         return dict(payload)
     picked: dict[str, Any] = {}
     for name in names:
-        value: Any = payload
-        for part in name.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+        value = value_at(payload, name)
         if value is not None:
             picked[name] = value
     return picked

@@ -16,6 +16,7 @@ import numpy as np
 
 from strataflow.blobs import BlobStore
 from strataflow.index.store import DocumentIndex
+from strataflow.paths import value_at
 from strataflow.services.clusters.artifact import ArtifactWriter
 from strataflow.services.clusters.runs import source_where
 from strataflow.store.tables import Collection
@@ -24,9 +25,7 @@ MISSING = "(none)"
 
 
 def _value(payload: dict[str, Any], path: str) -> str:
-    value: Any = payload
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+    value = value_at(payload, path)
     if value is None:
         return MISSING
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)

@@ -21,6 +21,7 @@ from strataflow.blobs import BlobStore
 from strataflow.errors import BadRequestError
 from strataflow.index.records import StoredDocument
 from strataflow.index.store import DocumentIndex
+from strataflow.paths import value_at
 from strataflow.services.collections.sources import get_collection
 from strataflow.services.documents import lineage
 from strataflow.services.documents.model import document_view
@@ -46,13 +47,6 @@ def expand_names(value: list[str] | str | None) -> list[str]:
     return names
 
 
-def _at(payload: dict[str, Any], path: str) -> Any:
-    value: Any = payload
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
 def _ids_in(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
@@ -76,7 +70,7 @@ class Expander:
     def expanded(self, docs: list[StoredDocument]) -> list[dict[str, Any]]:
         """One `_expanded` mapping per document, in order."""
         fields = [n for n in self.names if n not in LINEAGE_NAMES]
-        wanted = list(dict.fromkeys(i for doc in docs for f in fields for i in _ids_in(_at(doc.payload, f))))
+        wanted = list(dict.fromkeys(i for doc in docs for f in fields for i in _ids_in(value_at(doc.payload, f))))
         if len(wanted) > MAX_REFERENCES:
             raise BadRequestError(
                 f"expand resolves at most {MAX_REFERENCES} distinct references per request; "
@@ -91,7 +85,7 @@ class Expander:
         out: dict[str, Any] = {}
         for name in self.names:
             if name in fields:
-                value = _at(doc.payload, name)
+                value = value_at(doc.payload, name)
                 out[name] = [views.get(i) for i in _ids_in(value)] if isinstance(value, list) else views.get(value)
             else:
                 out[name] = self._lineage[name](self, doc)

@@ -32,6 +32,7 @@ from strataflow.errors import BadRequestError, ConflictError
 from strataflow.ids import new_id
 from strataflow.index.records import StoredDocument, from_row
 from strataflow.index.store import DocumentIndex
+from strataflow.paths import value_at
 from strataflow.schemas.collections import CollectionExportRequest
 from strataflow.services.collections.crud import document_blob_prefix
 from strataflow.services.documents.crud import where_of
@@ -196,19 +197,12 @@ def _row(doc: StoredDocument, plan: ExportPlan) -> dict[str, Any]:
         row: dict[str, Any] = {"document_id": doc.document_id, "collection_id": doc.collection_id, **doc.payload}
     else:
         view = document_view(doc)
-        row = {"document_id": doc.document_id, **{path: _at(view, path) for path in plan.select}}
+        row = {"document_id": doc.document_id, **{path: value_at(view, path) for path in plan.select}}
     if plan.lineage:
         row["lineage_chain"] = doc.lineage.get("chain") or []
         row["source_content_hash"] = None  # see LINEAGE_FIELDS
         row["document_created_at"] = doc.created_at or None
     return row
-
-
-def _at(view: dict[str, Any], path: str) -> Any:
-    value: Any = view
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
 
 
 # -- column types (Parquet and CSV) ---------------------------------------------------------------

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from strataflow.errors import BadRequestError, StrataflowError
 from strataflow.index.store import DocumentIndex
+from strataflow.paths import value_at
 from strataflow.services.documents.crud import where_of
 from strataflow.services.retrievers.history import query_summary
 from strataflow.services.tenancy.scope import NamespaceScope
@@ -32,9 +33,7 @@ def _field_values(index: DocumentIndex, collections: list[Collection], field: st
             continue
         where = where_of(collection, {"AND": [{"field": field, "operator": "starts_with", "value": prefix}]})
         for doc in index.query(collection.collection_id, where, limit=SCAN_PER_COLLECTION):
-            value: Any = doc.payload
-            for part in field.split("."):
-                value = value.get(part) if isinstance(value, dict) else None
+            value = value_at(doc.payload, field)
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, str) and item.lower().startswith(prefix.lower()):
                     counts[item] += 1

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from strataflow.paths import value_at
 from strataflow.schemas.taxonomies import EnrichmentField
-from strataflow.services.taxonomies.join import JoinPlan, Match, dig, path_node_id
+from strataflow.services.taxonomies.join import JoinPlan, Match, path_node_id
 
 RECORD_KEY = "taxonomies"
 
@@ -63,7 +64,7 @@ def apply(
         plain = []
     for match in plain:
         for spec in _fields_of(match):
-            value = dig(match.node_payload, spec.field_path)
+            value = value_at(match.node_payload, spec.field_path)
             if value is not None:
                 _put(payload, written, appended, spec.target, value, spec.merge_mode == "append")
     if hierarchical and matches:
@@ -131,7 +132,7 @@ def hierarchy_fields(plan: JoinPlan, matches: list[Match]) -> dict[str, Any]:
             if match is None:
                 continue
             for spec in _fields_of(match):
-                value = dig(match.node_payload, spec.field_path)
+                value = value_at(match.node_payload, spec.field_path)
                 if value is not None:
                     fields.setdefault(tier + spec.target, value)
     return fields

@@ -15,6 +15,7 @@ from typing import Any
 
 from strataflow.errors import StrataflowError
 from strataflow.index.store import DocumentIndex
+from strataflow.paths import value_at
 from strataflow.retrieval.inputs import validate_inputs
 from strataflow.retrieval.pipeline import Execution, ResultPage
 from strataflow.schemas.taxonomies import EnrichmentField, InputMapping
@@ -128,9 +129,9 @@ def mapped_inputs(mappings: list[InputMapping], subject: Subject) -> dict[str, A
         elif mapping.source_type == "vector":
             value = subject.vectors.get(mapping.path or "")
         else:
-            value = dig(subject.payload, mapping.path or mapping.input_key)
+            value = value_at(subject.payload, mapping.path or mapping.input_key)
             if value is None and isinstance(subject.payload.get("payload"), dict):
-                value = dig(subject.payload["payload"], mapping.path or mapping.input_key)
+                value = value_at(subject.payload["payload"], mapping.path or mapping.input_key)
         if value is None or (hasattr(value, "__len__") and len(value) == 0):
             return None
         inputs[mapping.input_key] = list(value) if mapping.source_type == "vector" else value
@@ -167,7 +168,7 @@ def search_matches(
 
 def path_match(subject: Subject, path_field: str, separator: str) -> Match | None:
     """A path hierarchy: the document's own path names its node; no search is run."""
-    segments = path_segments(dig(subject.payload, path_field), separator)
+    segments = path_segments(value_at(subject.payload, path_field), separator)
     if not segments:
         return None
     return Match(path_node_id(segments), segments[-1], 1.0, {}, [], segments, len(segments) - 1)
@@ -198,14 +199,6 @@ def path_nodes(segments: list[str]) -> list[dict[str, Any]]:
         }
         for i in range(len(segments))
     ]
-
-
-def dig(value: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
 
 
 def safe_match(plan: JoinPlan, index: DocumentIndex, subject: Subject) -> tuple[list[Match], str | None]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from strataflow.filter_language import walk
 from strataflow.index.records import StoredDocument
-from strataflow.services.taxonomies.join import dig
+from strataflow.paths import value_at
 
 Predicate = Callable[[StoredDocument], bool]
 
@@ -23,8 +23,8 @@ def _value(doc: StoredDocument, name: str) -> Any:
     if name in ("document_id", "collection_id"):
         return getattr(doc, name)
     if name.startswith("_internal."):
-        return dig(doc.internal, name[len("_internal.") :])
-    return dig(doc.payload, name)
+        return value_at(doc.internal, name[len("_internal.") :])
+    return value_at(doc.payload, name)
 
 
 def _number(value: Any) -> bool:
