@@ -59,7 +59,7 @@ class CreateRetrieverRequest(RequestModel):
     tags: list[str] = Field(default_factory=list)
     display_config: dict[str, Any] | None = None
     # Stored and returned as given. The hosted marketplace's visibility, marketplace_listing_id and
-    # requires_subscription are not declared: there is no marketplace here (ignored, named in warnings).
+    # requires_subscription are not declared: there is no marketplace here (ignored, they change nothing).
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
