@@ -132,6 +132,10 @@ def test_crud_and_saved_execute(client: TestClient, corpus: dict[str, Any]) -> N
     assert patched["metadata"] == {"seed": 7, "owner": {"team": "search"}}  # not sent: kept
     replaced = client.patch(f"/v1/retrievers/{rid}", json={"metadata": {"seed": 8}}).json()
     assert replaced["metadata"] == {"seed": 8} and client.get(f"/v1/retrievers/{rid}").json()["metadata"] == {"seed": 8}
+    copy = client.post(f"/v1/retrievers/{rid}/clone", json={"retriever_name": "copy"})
+    assert copy.status_code == 200, copy.text
+    assert copy.json()["retriever"]["metadata"] == {"seed": 8}
+    client.delete(f"/v1/retrievers/{copy.json()['retriever']['retriever_id']}")
 
     result = client.post(
         f"/v1/retrievers/{rid}/execute",
