@@ -218,3 +218,38 @@ def test_diagnose_audit_and_estimate_explain_a_batch(
     }
     warm = client.post(f"{base}/estimate-cost").json()
     assert warm["cpu_seconds"] > 0 and warm["expected_documents"] > 0 and warm["already_extracted_count"] == 0
+
+
+def test_bucket_batch_list_filters_and_cursor(client: TestClient, namespace: dict[str, Any], runtime: Runtime) -> None:
+    bucket_id = make_bucket(client)
+    source = {"type": "bucket", "bucket_ids": [bucket_id]}
+    first, second = (text_collection(client, name, source)["collection_id"] for name in ("first", "second"))
+    runtime.stop_background()
+    ids = {}
+    for scope in ([first], [second], [first, second]):
+        body = {"object_ids": [add_object(client, TEXT)], "collection_ids": scope}
+        batch = client.post("/v1/buckets/docs/batches", json=body).json()
+        client.post(f"/v1/buckets/docs/batches/{batch['batch_id']}/submit", json={})
+        ids[tuple(scope)] = batch["batch_id"]
+
+    def listed(**body: Any) -> list[str]:
+        response = client.post("/v1/buckets/docs/batches/list", json=body)
+        assert response.status_code == 200, response.text
+        return sorted(b["batch_id"] for b in response.json()["results"])
+
+    assert listed(collection_id=first) == sorted([ids[(first,)], ids[(first, second)]])
+    assert listed(collection_id=second) == sorted([ids[(second,)], ids[(first, second)]])
+    assert listed(collection_id=first[:-1]) == []
+    assert len(listed(bucket_id=bucket_id)) == len(listed(bucket_id="docs")) == 3
+    make_bucket(client, "other")
+    assert listed(bucket_id="other") == []  # another bucket than the path's: nothing, never a wider scope
+    assert len(listed(namespace_id=namespace["namespace_id"])) == 3
+    client.post("/v1/namespaces", json={"namespace_name": "elsewhere", "feature_extractors": []})
+    assert_error(client.post("/v1/buckets/docs/batches/list", json={"namespace_id": "elsewhere"}), 400)
+    page = client.post("/v1/buckets/docs/batches/list", json={"limit": 2}).json()
+    assert len(page["results"]) == 2 and page["pagination"]["has_more"] is True
+    rest = client.post("/v1/buckets/docs/batches/list", json={"limit": 2, "cursor": page["pagination"]["next_cursor"]})
+    assert len(rest.json()["results"]) == 1 and rest.json()["pagination"]["next_cursor"] is None
+    seen = {b["batch_id"] for b in page["results"] + rest.json()["results"]}
+    assert seen == set(ids.values())
+    runtime.start_background()

@@ -114,9 +114,13 @@ def test_batch_document_changes_are_one_event_with_bounded_ids(
     assert second["payload"]["count"] == 3 and second["payload"]["filters"] == flt
     assert second["payload"]["fields"] == ["seen"] and len(second["payload"]["document_ids"]) == 3
 
-    deleted = client.request("DELETE", "/v1/collections/notes/documents/batch", json={"document_ids": ids})
+    too_long = {"document_ids": ids, "reason": "x" * 501}
+    assert_error(client.request("DELETE", "/v1/collections/notes/documents/batch", json=too_long), 422)
+    body = {"document_ids": ids, "reason": "GDPR erasure #42"}
+    deleted = client.request("DELETE", "/v1/collections/notes/documents/batch", json=body)
     assert deleted.status_code == 200 and deleted.json()["deleted_count"] == 5, deleted.text
     [gone] = _events(client, "documents.deleted.batch")
+    assert gone["payload"]["reason"] == "GDPR erasure #42"
     assert gone["payload"]["count"] == 5 and gone["payload"]["document_ids_truncated"] is True
     assert len(gone["payload"]["document_ids"]) == 3 and set(gone["payload"]["document_ids"]) <= set(ids)
     # Nothing matched: no event.

@@ -113,6 +113,15 @@ def test_presigned_download_urls_on_request(client: TestClient, bucket: str) -> 
     signed = client.get(f"/v1/buckets/docs/objects/{obj['object_id']}?return_presigned_urls=true").json()
     url = signed["blobs"][0]["properties"]["presigned_url"]
     assert "/v1/blobs/" in url and "signature=" in url and "expires=" in url
+    listed = client.post("/v1/buckets/docs/objects/list", json={}).json()["results"]
+    assert "presigned_url" not in listed[0]["blobs"][0]["properties"]
+    for answer in (
+        client.post("/v1/buckets/docs/objects/list", json={"return_presigned_urls": True}),
+        client.post("/v1/buckets/docs/objects/list?return_presigned_urls=true", json={}),
+        client.get("/v1/buckets/docs/objects?return_presigned_urls=true"),
+    ):
+        signed_url = answer.json()["results"][0]["blobs"][0]["properties"]["presigned_url"]
+        assert signed_url.split("?")[0] == url.split("?")[0] and "signature=" in signed_url
 
 
 @pytest.mark.parametrize(

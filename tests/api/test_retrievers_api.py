@@ -97,11 +97,13 @@ def test_crud_and_saved_execute(client: TestClient, corpus: dict[str, Any]) -> N
             "input_schema": QUERY,
             "tags": ["demo"],
             "requires_subscription": False,
+            "metadata": {"seed": 7, "owner": {"team": "search"}},
         },
     )
     assert created.status_code == 200, created.text
     body = created.json()
     rid = body["retriever_id"]
+    assert body["metadata"] == body["retriever"]["metadata"] == {"seed": 7, "owner": {"team": "search"}}
     assert body["retriever"]["retriever_id"] == rid and body["fusion"] is None and body["version"] == 1
     assert body["collection_ids"] == body["collection_identifiers"] == [corpus["collection"]["collection_id"]]
     stage = body["stages"][0]
@@ -111,6 +113,7 @@ def test_crud_and_saved_execute(client: TestClient, corpus: dict[str, Any]) -> N
     assert client.get("/v1/retrievers/passages_search").json()["retriever_id"] == rid
     listed = client.post("/v1/retrievers/list", json={"search": "PASSAGES"}).json()
     assert [r["retriever_id"] for r in listed["results"]] == [rid] and listed["total"] == 1
+    assert listed["results"][0]["metadata"] == {"seed": 7, "owner": {"team": "search"}}
     assert client.get("/v1/retrievers").json()["total"] == 1
     assert_error(
         client.post(
@@ -126,6 +129,13 @@ def test_crud_and_saved_execute(client: TestClient, corpus: dict[str, Any]) -> N
 
     patched = client.patch(f"/v1/retrievers/{rid}", json={"description": "moon and bread", "tags": ["x"]}).json()
     assert patched["description"] == "moon and bread" and patched["version"] == 2 and patched["tags"] == ["x"]
+    assert patched["metadata"] == {"seed": 7, "owner": {"team": "search"}}  # not sent: kept
+    replaced = client.patch(f"/v1/retrievers/{rid}", json={"metadata": {"seed": 8}}).json()
+    assert replaced["metadata"] == {"seed": 8} and client.get(f"/v1/retrievers/{rid}").json()["metadata"] == {"seed": 8}
+    copy = client.post(f"/v1/retrievers/{rid}/clone", json={"retriever_name": "copy"})
+    assert copy.status_code == 200, copy.text
+    assert copy.json()["retriever"]["metadata"] == {"seed": 8}
+    client.delete(f"/v1/retrievers/{copy.json()['retriever']['retriever_id']}")
 
     result = client.post(
         f"/v1/retrievers/{rid}/execute",

@@ -148,6 +148,10 @@ def test_batch_flow_through_the_sdk(sdk: mixpeek.ApiClient) -> None:
     assert patched.metadata.to_dict() == {"a": 1}
     listed = batches.list_batches_buckets(bucket_id, ListBatchesRequest(status="COMPLETED"))
     assert listed.total_count == 1 and listed.results[0].batch_id == batch.batch_id
+    scoped = batches.list_batches_buckets(bucket_id, ListBatchesRequest(collection_id=collection_id, limit=1))
+    assert [b.batch_id for b in scoped.results] == [batch.batch_id] and scoped.pagination["next_cursor"] is None
+    absent = ListBatchesRequest(collection_id="col_absent0000", bucket_id=bucket_id)
+    assert batches.list_batches_buckets(bucket_id, absent).total_count == 0
     failed = batches.get_failed_documents_buckets_batches_batch(bucket_id, batch.batch_id, tier_num=0)
     assert failed["total"] == 0
     logs = batches.get_batch_logs_buckets_batches(bucket_id, batch.batch_id)

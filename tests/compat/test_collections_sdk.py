@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import mixpeek
 import pytest
 from mixpeek import (
@@ -65,7 +66,9 @@ def worker(live_server: LiveServer) -> Iterator[Runtime]:
     runtime.close()
 
 
-def test_collections_documents_and_lineage_through_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> None:
+def test_collections_documents_and_lineage_through_sdk(
+    sdk: mixpeek.ApiClient, worker: Runtime, live_server: LiveServer
+) -> None:
     ns = NamespacesApi(sdk).create_namespace(CreateNamespaceRequest(namespace_name="sdk_collections"))
     use_namespace(sdk, ns.namespace_id)
     bucket = BucketsApi(sdk).create_bucket(
@@ -176,9 +179,14 @@ def test_collections_documents_and_lineage_through_sdk(sdk: mixpeek.ApiClient, w
     )
     assert made.document_id.startswith("doc_")
     removed = documents.batch_delete(
-        sentences.collection_id, BatchDeleteDocumentsRequest(document_ids=[made.document_id])
+        sentences.collection_id, BatchDeleteDocumentsRequest(document_ids=[made.document_id], reason="sdk cleanup")
     )
     assert removed.deleted_count == 1
+    headers = {"Authorization": f"Bearer {API_KEY}", "X-Namespace": ns.namespace_id}
+    events = httpx.get(
+        f"{live_server.url}/v1/events", params={"event_type": "documents.deleted.batch"}, headers=headers
+    ).json()
+    assert [e["payload"]["reason"] for e in events["results"]] == ["sdk cleanup"]
 
     lineage_api = DocumentLineageApi(sdk)
     lineage = lineage_api.get_document_lineage(sentences.collection_id, first.document_id)

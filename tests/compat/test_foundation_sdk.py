@@ -131,6 +131,11 @@ def test_buckets_objects_and_tasks_through_sdk(sdk: mixpeek.ApiClient) -> None:
     assert fetched.blobs[0].properties["presigned_url"].startswith("http")
     page = objects.list_objects_buckets(bucket_id, limit=2, list_objects_request=ListObjectsRequest())
     assert len(page.results) == 2 and page.pagination.next_cursor
+    assert all("presigned_url" not in o.blobs[0].properties for o in page.results)
+    signed = objects.list_objects_buckets(
+        bucket_id, list_objects_request=ListObjectsRequest(return_presigned_urls=True)
+    )
+    assert all(o.blobs[0].properties["presigned_url"].startswith("http") for o in signed.results)
     rest = objects.list_objects_buckets(bucket_id, cursor=page.pagination.next_cursor, limit=10)
     assert len(rest.results) == 2
     objects.delete_object_buckets(bucket_id, created.object_id)

@@ -108,9 +108,14 @@ def test_retrievers_through_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> None
     api = RetrieversApi(sdk)
     created = api.create_retriever(
         CreateRetrieverRequest(
-            retriever_name="notes_search", collection_identifiers=[collection_id], stages=[stage], input_schema=schema
+            retriever_name="notes_search",
+            collection_identifiers=[collection_id],
+            stages=[stage],
+            input_schema=schema,
+            metadata={"seed_version": 3},
         )
     )
+    assert created.metadata == {"seed_version": 3}
     assert created.retriever_id.startswith("ret_") and created.collection_identifiers == [collection_id]
     assert created.stages[0].parameters["final_top_k"] == 10
 
@@ -126,6 +131,8 @@ def test_retrievers_through_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> None
     assert [r.retriever_id for r in listed.results] == [created.retriever_id]
     api.patch_retriever(created.retriever_id, PatchRetrieverRequest(description="notes by meaning"))
     assert api.get_retriever(created.retriever_id).description == "notes by meaning"
+    api.patch_retriever(created.retriever_id, PatchRetrieverRequest(metadata={"seed_version": 4}))
+    assert api.get_retriever(created.retriever_id).metadata == {"seed_version": 4}
 
     adhoc = AdhocRetrieversApi(sdk).execute_adhoc_retriever(
         AdhocExecuteRequest(

@@ -10,7 +10,15 @@ import time
 import mixpeek
 import pytest
 import urllib3
-from mixpeek import BucketObjectsApi, BucketsApi, BucketUploadsApi, NamespacesApi, TasksApi
+from mixpeek import (
+    BucketBatchesApi,
+    BucketObjectsApi,
+    BucketsApi,
+    BucketUploadsApi,
+    CollectionsApi,
+    NamespacesApi,
+    TasksApi,
+)
 from mixpeek.models import (
     BaseFeatureExtractorModelInput,
     BatchConfirmRequest,
@@ -20,6 +28,7 @@ from mixpeek.models import (
     BucketSchemaFieldType,
     BucketSchemaInput,
     ConfirmUploadRequest,
+    CreateCollectionRequest,
     CreateNamespaceRequest,
     CreateUploadRequest,
     ListUploadsRequest,
@@ -89,7 +98,36 @@ def test_create_put_confirm_through_sdk(sdk: mixpeek.ApiClient, bucket_id: str) 
         up.upload_id,
         confirm_upload_request=ConfirmUploadRequest(etag=put.headers.get("ETag"), file_size_bytes=len(payload)),
     )
-    assert conf.status.value == "COMPLETED" and conf.object_id.startswith("obj_")
+    assert conf.status.value == "COMPLETED" and conf.object_id.startswith("obj_") and conf.batch_id is None
+    unprocessed = uploads.confirm_upload_buckets(
+        bucket_id, up.upload_id, confirm_upload_request=ConfirmUploadRequest(auto_submit_batch=True)
+    )
+    assert unprocessed.batch_id is None and "no collection processes this bucket" in unprocessed.message
+    collection = CollectionsApi(sdk).create_collection(
+        CreateCollectionRequest.from_dict(
+            {
+                "collection_name": "hello_chunks",
+                "source": {"type": "bucket", "bucket_ids": [bucket_id]},
+                "feature_extractor": {
+                    "feature_extractor_name": "text_extractor",
+                    "version": "v1",
+                    "input_mappings": {"text": "content"},
+                },
+            }
+        )
+    )
+    submitted = uploads.confirm_upload_buckets(
+        bucket_id, up.upload_id, confirm_upload_request=ConfirmUploadRequest(auto_submit_batch=True)
+    )
+    assert submitted.batch_id.startswith("btch_") and _wait(sdk, submitted.task_id).status.value == "COMPLETED"
+    repeated = uploads.confirm_upload_buckets(
+        bucket_id, up.upload_id, confirm_upload_request=ConfirmUploadRequest(auto_submit_batch=True)
+    )
+    assert repeated.batch_id == submitted.batch_id
+    assert (
+        collection.collection_id
+        in BucketBatchesApi(sdk).get_batch_buckets_batches(bucket_id, submitted.batch_id).collection_ids
+    )
 
     obj = BucketObjectsApi(sdk).get_object_buckets(bucket_id, conf.object_id)
     assert obj.blobs[0].var_property == "content" and obj.blobs[0].details.size_bytes == len(payload)

@@ -63,8 +63,8 @@ def list_batches(
     bucket_identifier: str, scope: ScopeDep, session: ReadDbDep, request: ListBatchesRequest | None = None
 ) -> dict[str, Any]:
     bucket = get_bucket(session, scope, bucket_identifier)
-    rows, total = service.list_batches(session, scope, bucket, request or ListBatchesRequest())
-    return {"results": [batch_payload(session, b) for b in rows], "total_count": total}
+    rows, total, pagination = service.list_batches(session, scope, bucket, request or ListBatchesRequest())
+    return {"results": [batch_payload(session, b) for b in rows], "total_count": total, "pagination": pagination}
 
 
 @router.post("/bulk-submit")

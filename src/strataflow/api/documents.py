@@ -251,7 +251,9 @@ def batch_delete(
     collection = _collection(session, scope, collection_identifier)
     results = service.delete_documents(runtime.index, runtime.blobs, collection, request)
     gone = list(dict.fromkeys(r["document_id"] for r in results if r["success"]))
-    events.documents_batch(runtime.db, collection, "documents.deleted.batch", gone, filters=request.filters)
+    events.documents_batch(
+        runtime.db, collection, "documents.deleted.batch", gone, filters=request.filters, reason=request.reason
+    )
     deleted = sum(1 for r in results if r["success"])
     return {"deleted_count": deleted, "failed_count": len(results) - deleted, "results": results}
 

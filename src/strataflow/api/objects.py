@@ -105,12 +105,16 @@ def list_objects(
     scope: ScopeDep,
     session: ReadDbDep,
     page: PageDep,
+    runtime: RuntimeDep,
     request: ListObjectsRequest | None = None,
+    return_presigned_urls: bool = False,
 ) -> dict[str, Any]:
+    """`return_presigned_urls` (body or query string, as on the single object): each stored blob signed."""
     request = request or ListObjectsRequest()
     bucket = _bucket(session, scope, bucket_identifier)
     result = service.list_objects(session, scope, bucket, request, page)
-    rows = [object_view(r) for r in result.rows]
+    signer = runtime.blobs if request.return_presigned_urls or return_presigned_urls else None
+    rows = [object_view(r, signer) for r in result.rows]
     if request.select:
         keep = set(request.select) | {"object_id", "bucket_id"}
         rows = [{k: v for k, v in row.items() if k in keep} for row in rows]
@@ -128,8 +132,15 @@ def list_objects(
 
 
 @router.get("", response_model=ListObjectsResponse)
-def list_objects_get(bucket_identifier: str, scope: ScopeDep, session: ReadDbDep, page: PageDep) -> dict[str, Any]:
-    return list_objects(bucket_identifier, scope, session, page, None)
+def list_objects_get(
+    bucket_identifier: str,
+    scope: ScopeDep,
+    session: ReadDbDep,
+    page: PageDep,
+    runtime: RuntimeDep,
+    return_presigned_urls: bool = False,
+) -> dict[str, Any]:
+    return list_objects(bucket_identifier, scope, session, page, runtime, None, return_presigned_urls)
 
 
 @router.post("/aggregate", response_model=ObjectAggregationResponse)

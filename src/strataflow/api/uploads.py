@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from strataflow.api.deps import PageDep, RuntimeDep, ScopeDep
+from strataflow.engine.lifecycle.trigger import process_upload
 from strataflow.runtime import Runtime
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.schemas.uploads import (
@@ -38,6 +39,7 @@ from strataflow.services.uploads import crud as uploads
 from strataflow.services.uploads import multipart as upload_multipart
 from strataflow.services.uploads.confirm import Claim
 from strataflow.services.uploads.jobs import confirm_upload, request_batch_confirm
+from strataflow.statuses import Status
 from strataflow.store.tables import Bucket
 
 router = APIRouter(prefix="/v1/buckets/{bucket_identifier}/uploads", tags=["Bucket Uploads"], responses=ERROR_RESPONSES)
@@ -157,7 +159,26 @@ def confirm_upload_route(
     answer, queued = confirm_upload(runtime.jobs.context, scope, bucket, upload_id, claim, var_async)
     if queued:
         runtime.jobs.notify()
+    if request.auto_submit_batch:
+        answer.update(_auto_submit(runtime, scope, bucket, upload_id))
     return answer
+
+
+def _auto_submit(runtime: Runtime, scope: NamespaceScope, bucket: Bucket, upload_id: str) -> dict[str, Any]:
+    """auto_submit_batch: the new object's batch (`batch_id`, its `task_id`), made once per upload. Nothing
+    while the confirm runs in the background, nor for a duplicate or an upload that makes no object."""
+    with runtime.db.session() as session:
+        row = uploads.get_upload(session, bucket, upload_id, for_update=True)
+        if row.status != Status.COMPLETED or row.object_id is None or row.is_duplicate or row.skipped_unique_key:
+            return {}
+        made = process_upload(
+            session, runtime.blobs, scope, get_bucket(session, scope, bucket.bucket_id), upload_id, row.object_id
+        )
+        session.commit()
+    if made is None:
+        return {"message": "Upload confirmed; no collection processes this bucket, so no batch was submitted."}
+    runtime.wake_scheduler()
+    return {"batch_id": made[0], "task_id": made[1]}
 
 
 @router.post("/{upload_id}/multipart", response_model=MultipartResponse)

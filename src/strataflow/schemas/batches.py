@@ -67,21 +67,22 @@ class PatchBatchRequest(RequestModel):
 
 
 class ListBatchesRequest(RequestModel):
-    status: Status | None = None
-    offset: int = Field(default=0, ge=0)
-    limit: int = Field(default=100, ge=1, le=1000)
-
-
-class ListAllBatchesRequest(RequestModel):
-    """Batches across buckets. `sort_by` / `sort_direction` go beyond the contract (newest first by default)."""
+    """A bucket's batches, filtered. `namespace_id` (id or name) must name the X-Namespace namespace (else a 400);
+    `bucket_id` (id or name) naming another bucket than the path's matches nothing; `collection_id` keeps the
+    batches one of whose planned tiers runs that collection; `cursor` is a previous page's `next_cursor`."""
 
     status: Status | None = None
     collection_id: str | None = None
     bucket_id: str | None = None  # id or name
-    namespace_id: str | None = None  # id or name; must agree with X-Namespace when both are sent
+    namespace_id: str | None = None  # id or name; must agree with X-Namespace
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=512)
+
+
+class ListAllBatchesRequest(ListBatchesRequest):
+    """Batches across buckets. `sort_by` / `sort_direction` go beyond the contract (newest first by default)."""
+
     sort_by: Literal["created_at", "updated_at", "status", "object_count"] = "created_at"
     sort_direction: Literal["asc", "desc"] = "desc"
 

@@ -125,6 +125,7 @@ class BatchUpdateDocumentsRequest(RequestModel):
 class BatchDeleteDocumentsRequest(RequestModel):
     document_ids: list[str] | None = Field(default=None, max_length=10000)
     filters: dict[str, Any] | None = None
+    reason: str | None = Field(default=None, max_length=500)  # carried in the documents.deleted.batch event
 
 
 class DocumentAggregationRequest(AggregationRequest):

@@ -66,6 +66,7 @@ class ListObjectsRequest(RequestModel):
     sort: SortOption | None = None
     search: str | None = None
     select: list[str] | None = None
+    return_presigned_urls: bool = False  # each stored blob gets a fresh download URL (1 hour)
 
 
 class ObjectAggregationRequest(AggregationRequest):

@@ -58,6 +58,9 @@ class CreateRetrieverRequest(RequestModel):
     budget_limits: BudgetLimits | None = None
     tags: list[str] = Field(default_factory=list)
     display_config: dict[str, Any] | None = None
+    # Stored and returned as given. The hosted marketplace's visibility, marketplace_listing_id and
+    # requires_subscription are not declared: there is no marketplace here (ignored, they change nothing).
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class PatchRetrieverRequest(RequestModel):
@@ -65,6 +68,7 @@ class PatchRetrieverRequest(RequestModel):
     description: str | None = None
     tags: list[str] | None = None
     display_config: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None  # replaces the stored metadata whole
     # The pipeline itself: stages replaced whole, collections re-pointed (both checked as on
     # create), and the input schema evolved without breaking its callers.
     stages: list[dict[str, Any]] | None = Field(default=None, min_length=1)

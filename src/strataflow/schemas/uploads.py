@@ -70,6 +70,8 @@ class ConfirmUploadRequest(RequestModel):
     # Beyond the contract: for a multipart upload, the parts the client sent and
     # the ETags it got back; when given, each must match what storage holds.
     parts: list[PartRef] | None = Field(default=None, max_length=10_000)
+    # Create and submit a batch of the new object (once per upload); see docs/uploads.md.
+    auto_submit_batch: bool = False
 
 
 class ConfirmUploadResponse(ResponseModel):
@@ -82,6 +84,7 @@ class ConfirmUploadResponse(ResponseModel):
     completed_at: str | None = None
     object_id: str | None = None
     task_id: str | None = None
+    batch_id: str | None = None  # made by auto_submit_batch
     message: str | None = None
 
 

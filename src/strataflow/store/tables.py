@@ -392,6 +392,8 @@ class Retriever(Base):
     budget_limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
     tags: Mapped[list[Any]] = mapped_column(default=list)
     display_config: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # The caller's own key-value metadata (null for a retriever made before revision 0017).
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", default=None)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

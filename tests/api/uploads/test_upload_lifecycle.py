@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from strataflow.runtime import Runtime
 from tests.api.uploads.conftest import create, md5, put, sha256, upload_and_confirm
+from tests.collection_flows import text_collection
 from tests.helpers import assert_error, wait_task
 
 BASE = "/v1/buckets/files/uploads"
@@ -291,3 +292,23 @@ def test_deleting_the_bucket_removes_upload_bytes(client: TestClient, bucket: di
     assert wait_task(client, task["task_id"])["status"] == "COMPLETED"
     assert runtime.blobs.head(confirmed_upload["s3_key"]) is None
     assert runtime.blobs.head(pending["s3_key"]) is None
+
+
+def test_confirm_with_auto_submit_batch_processes_the_object_once(client: TestClient, bucket: dict[str, Any]) -> None:
+    source = {"type": "bucket", "bucket_ids": [bucket["bucket_id"]]}
+    collection = text_collection(client, "notes", source, split_by="sentences", chunk_size=1)["collection_id"]
+    data = b"Cats purr softly. Dogs bark loudly."
+    upload = create(client)
+    stored = put(client, upload["presigned_url"], data, upload["content_type"])
+    url = f"{BASE}/{upload['upload_id']}/confirm"
+    first = client.post(url, json={"etag": stored.headers["ETag"], "auto_submit_batch": True}).json()
+    assert first["status"] == "COMPLETED" and first["batch_id"].startswith("btch_"), first
+    again = client.post(url, json={"auto_submit_batch": True}).json()
+    assert (again["batch_id"], again["task_id"]) == (first["batch_id"], first["task_id"])  # idempotent
+    assert client.post(url, json={}).json().get("batch_id") is None  # not asked for: not told
+    assert wait_task(client, first["task_id"])["status"] == "COMPLETED"
+    [batch] = client.post("/v1/buckets/files/batches/list", json={}).json()["results"]
+    assert batch["batch_id"] == first["batch_id"] and batch["status"] == "COMPLETED"
+    assert batch["object_ids"] == [first["object_id"]]
+    docs = client.post(f"/v1/collections/{collection}/documents/list", json={}).json()
+    assert len(docs["results"]) == 2

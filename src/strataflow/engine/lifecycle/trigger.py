@@ -169,3 +169,30 @@ def process_objects(
         return None
     batch = draft_batch(session, scope, bucket, object_ids, {"auto_process": True})
     return submit_batch(session, blobs, scope, bucket, batch.batch_id)
+
+
+def upload_batch(session: Session, scope: NamespaceScope, bucket: Bucket, upload_id: str) -> Batch | None:
+    """The batch `auto_submit_batch` made for this upload's object, if any (internal: no PATCH can hide it)."""
+    query = select(Batch).where(
+        Batch.bucket_id == bucket.bucket_id,
+        Batch.namespace_id == scope.namespace_id,
+        Batch.internal_metadata["upload_id"].as_string() == upload_id,
+    )
+    return session.scalar(query)
+
+
+def process_upload(
+    session: Session, blobs: BlobStore, scope: NamespaceScope, bucket: Bucket, upload_id: str, object_id: str
+) -> tuple[str, str | None] | None:
+    """auto_submit_batch: (batch id, task id) of the upload's object batch, made and submitted once; a
+    repeated confirm finds the same one. None when no collection reads the bucket. The caller holds
+    the upload row locked, so two confirms never both make one."""
+    found = upload_batch(session, scope, bucket, upload_id)
+    if found is not None:
+        return found.batch_id, found.task_id
+    if not resolve_tiers(bucket.bucket_id, collection_nodes(session, scope.namespace_id)):
+        return None
+    batch = draft_batch(session, scope, bucket, [object_id], {"auto_process": True})
+    batch.internal_metadata = {**(batch.internal_metadata or {}), "upload_id": upload_id}
+    task = submit_batch(session, blobs, scope, bucket, batch.batch_id)
+    return batch.batch_id, task.task_id

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import Select, String, cast, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from strataflow.errors import BadRequestError, not_found
-from strataflow.schemas.batches import ListAllBatchesRequest
+from strataflow.schemas.batches import ListAllBatchesRequest, ListBatchesRequest
 from strataflow.services.tenancy.namespaces import get_namespace
 from strataflow.services.tenancy.scope import NamespaceScope, Principal
 from strataflow.store.pagination import decode_cursor, encode_cursor
@@ -44,13 +44,8 @@ def _contains_id(column: Any, value: str) -> ColumnElement[bool]:
     return cast(column, String).like(f'%"{escaped}"%', escape="\\")
 
 
-def list_all_batches(
-    session: Session, principal: Principal, header: NamespaceScope | None, request: ListAllBatchesRequest
-) -> tuple[list[Batch], int, dict[str, Any]]:
-    query = select(Batch).where(Batch.org_id == principal.org_id)
-    namespace_id = namespace_filter(session, principal, header, request.namespace_id)
-    if namespace_id is not None:
-        query = query.where(Batch.namespace_id == namespace_id)
+def filtered(query: Select[Batch], request: ListBatchesRequest) -> Select[Batch]:
+    """The status, bucket (id or name) and collection (one of the planned tiers runs it) filters."""
     if request.status is not None:
         query = query.where(Batch.status == request.status.value)
     if request.bucket_id is not None:
@@ -60,9 +55,20 @@ def list_all_batches(
         query = query.where(Batch.bucket_id.in_(buckets))
     if request.collection_id is not None:
         query = query.where(_contains_id(Batch.collection_ids, request.collection_id))
+    return query
+
+
+def paged(
+    session: Session,
+    query: Select[Batch],
+    request: ListBatchesRequest,
+    sort_by: str = "created_at",
+    sort_direction: str = "desc",
+) -> tuple[list[Batch], int, dict[str, Any]]:
+    """One page (from `cursor`, else `offset`), the total, and the pagination block with `next_cursor`."""
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    column = SORTABLE[request.sort_by]
-    order = column.asc() if request.sort_direction == "asc" else column.desc()
+    column = SORTABLE[sort_by]
+    order = column.asc() if sort_direction == "asc" else column.desc()
     start = decode_cursor(request.cursor) if request.cursor else request.offset
     rows = list(session.scalars(query.order_by(order, Batch.batch_id).offset(start).limit(request.limit + 1)))
     more = len(rows) > request.limit
@@ -72,10 +78,20 @@ def list_all_batches(
         "total": total,
         "has_more": more,
         "next_cursor": encode_cursor(start + request.limit) if more else None,
-        "sort_by": request.sort_by,
-        "sort_direction": request.sort_direction,
+        "sort_by": sort_by,
+        "sort_direction": sort_direction,
     }
     return rows[: request.limit], total, pagination
+
+
+def list_all_batches(
+    session: Session, principal: Principal, header: NamespaceScope | None, request: ListAllBatchesRequest
+) -> tuple[list[Batch], int, dict[str, Any]]:
+    query = select(Batch).where(Batch.org_id == principal.org_id)
+    namespace_id = namespace_filter(session, principal, header, request.namespace_id)
+    if namespace_id is not None:
+        query = query.where(Batch.namespace_id == namespace_id)
+    return paged(session, filtered(query, request), request, request.sort_by, request.sort_direction)
 
 
 def batch_by_id(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from typing import Any
+
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from strataflow.errors import BadRequestError, ConflictError, not_found
 from strataflow.ids import new_id
 from strataflow.index.store import DocumentIndex
 from strataflow.schemas.batches import CreateBatchRequest, ListBatchesRequest
+from strataflow.services.batches import across
 from strataflow.services.batches.members import add_members, check_objects_exist, unknown_objects_filter
 from strataflow.services.batches.selection import apply_dedup, filtered_object_ids, planned_tiers
 from strataflow.services.tenancy.scope import NamespaceScope
@@ -106,15 +109,21 @@ def add_objects(
     return batch
 
 
+def _check_namespace(scope: NamespaceScope, requested: str | None) -> None:
+    """A bucket's batches never leave the caller's namespace: `namespace_id` naming another one is a 400."""
+    if requested is not None and requested not in (scope.namespace_id, scope.namespace_name):
+        raise BadRequestError(
+            "namespace_id in the body names another namespace than the X-Namespace header",
+            {"namespace_id": requested, "x_namespace": scope.namespace_name},
+        )
+
+
 def list_batches(
     session: Session, scope: NamespaceScope, bucket: Bucket, request: ListBatchesRequest
-) -> tuple[list[Batch], int]:
+) -> tuple[list[Batch], int, dict[str, Any]]:
+    _check_namespace(scope, request.namespace_id)
     base = select(Batch).where(Batch.bucket_id == bucket.bucket_id, Batch.namespace_id == scope.namespace_id)
-    if request.status is not None:
-        base = base.where(Batch.status == request.status.value)
-    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    query = base.order_by(Batch.created_at.desc(), Batch.batch_id).offset(request.offset).limit(request.limit)
-    return list(session.scalars(query)), total
+    return across.paged(session, across.filtered(base, request), request)
 
 
 def patch_batch(

@@ -66,8 +66,10 @@ def documents_batch(
     *,
     filters: dict[str, Any] | None = None,
     fields: list[str] | None = None,
+    reason: str | None = None,
 ) -> None:
-    """`documents.updated.batch` or `documents.deleted.batch`: one event per request, ids bounded."""
+    """`documents.updated.batch` or `documents.deleted.batch`: one event per request, ids bounded;
+    the caller's `reason` (a delete's) is carried when given."""
     if not document_ids:
         return
     payload: dict[str, Any] = {
@@ -79,4 +81,6 @@ def documents_batch(
     }
     if fields is not None:
         payload["fields"] = fields
+    if reason is not None:
+        payload["reason"] = reason
     _record(db, collection, event_type, collection.collection_id, payload)

@@ -111,6 +111,7 @@ def create_retriever(session: Session, scope: NamespaceScope, request: CreateRet
         budget_limits=request.budget_limits.model_dump() if request.budget_limits else {},
         tags=request.tags,
         display_config=request.display_config,
+        metadata_=request.metadata,
         version=1,
         created_at=now,
         updated_at=now,
@@ -173,6 +174,8 @@ def patch_retriever(
     for name in ("description", "tags", "display_config"):
         if name in changes and (changes[name] is not None or name != "tags"):
             setattr(row, name, changes[name])
+    if request.metadata is not None:
+        row.metadata_ = request.metadata
     row.version += 1
     row.updated_at = utcnow()
     session.commit()
@@ -200,6 +203,7 @@ def retriever_view(row: Retriever) -> dict[str, Any]:
         "feature_dependencies": None,
         "tags": list(row.tags or []),
         "display_config": row.display_config,
+        "metadata": dict(row.metadata_ or {}),
         "version": row.version,
         "fusion": None,
         "is_published": False,

@@ -43,6 +43,7 @@ def clone_retriever(
         "budget_limits": given.get("budget_limits", dict(source.budget_limits or {})) or None,
         "tags": given.get("tags", list(source.tags or [])),
         "display_config": given.get("display_config", source.display_config),
+        "metadata": dict(source.metadata_ or {}),
     }
     source_id = source.retriever_id
     return create_retriever(session, scope, CreateRetrieverRequest.model_validate(body)), source_id
