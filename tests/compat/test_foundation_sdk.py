@@ -100,6 +100,11 @@ def test_buckets_objects_and_tasks_through_sdk(sdk: mixpeek.ApiClient) -> None:
     buckets, objects = BucketsApi(sdk), BucketObjectsApi(sdk)
     assert buckets.get_bucket("docs").bucket_id == bucket_id
     assert buckets.list_buckets(list_buckets_request=ListBucketsRequest()).total_count == 1
+    _bucket(sdk, "archive")
+    sorted_page = buckets.list_buckets(
+        list_buckets_request=ListBucketsRequest(sorts=[{"field": "bucket_name", "direction": "asc"}], page_size=1)
+    )
+    assert [b.bucket_name for b in sorted_page.results] == ["archive"] and sorted_page.total_count == 2
     renamed = buckets.update_bucket(bucket_id, BucketUpdateRequest(description="texts"))
     assert renamed.description == "texts"
 
