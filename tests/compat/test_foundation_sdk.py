@@ -86,6 +86,12 @@ def test_namespaces_through_sdk(sdk: mixpeek.ApiClient) -> None:
     assert api.get_namespace(ns_id).feature_extractors[0].feature_extractor_id == "text_extractor_v1"
     listed = api.list_namespaces(list_namespaces_request=ListNamespacesRequest(search="sdk_"))
     assert listed.total_count >= 1 and any(n.namespace_id == ns_id for n in listed.results)
+    _namespace(sdk, "sdk_other")
+    by_name = ListNamespacesRequest(search="sdk_", sorts=[{"field": "namespace_name", "direction": "asc"}])
+    assert [n.namespace_name for n in api.list_namespaces(list_namespaces_request=by_name).results] == [
+        "sdk_ns",
+        "sdk_other",
+    ]
     patched = api.patch_namespace(ns_id, PatchNamespaceRequest(description="patched"))
     assert patched.description == "patched"
     with pytest.raises(mixpeek.exceptions.ConflictException) as conflict:
