@@ -87,7 +87,6 @@ def test_list_search_sort_and_paginate(client: TestClient) -> None:
     assert sorted(n["namespace_name"] for n in filtered["results"]) == ["al-pha", "gam-ma"]
 
 
-
 def test_list_sorts(client: TestClient) -> None:
     for name, description in [("al-pha", "b"), ("be-ta", "a"), ("gam-ma", "b"), ("del-ta", "a")]:
         _create(client, name, description=description)
@@ -104,6 +103,7 @@ def test_list_sorts(client: TestClient) -> None:
     bad = assert_error(client.post("/v1/namespaces/list", json={"sorts": [{"field": "secret"}]}), 400)
     assert "secret" in bad["error"]["message"]
     assert_error(client.post("/v1/namespaces/list", json={"sorts": [{"direction": "asc"}]}), 400)
+
 
 def test_patch_and_put_rename_with_conflict_check(client: TestClient) -> None:
     media = _create(client, "media")
