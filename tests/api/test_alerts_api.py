@@ -502,3 +502,24 @@ def test_a_taken_over_claim_records_nothing_and_later_markings_wait(
         assert row is not None and row.status is Status.PENDING and row.documents == ["doc_2"]
     assert evaluate_pending(context) == 1  # the marking that came meanwhile
     assert [r.source_documents for r in _ingest_runs(runtime, alert_id)] == [["doc_1"], ["doc_2"]]
+
+
+def test_alert_lists_filter_and_sort(client: TestClient, world: dict[str, Any]) -> None:
+    for name, cooldown in [("alpha", 60), ("bravo", 0), ("charlie", 60)]:
+        assert client.post("/v1/alerts", json=_alert(world, name, cooldown_seconds=cooldown)).status_code == 200
+        assert (
+            _org(client, method="post", json=_alert(world, f"org-{name}", cooldown_seconds=cooldown)).status_code == 200
+        )
+    body = {
+        "filters": {"AND": [{"field": "cooldown_seconds", "operator": "gt", "value": 0}]},
+        "sort": {"field": "name", "direction": "asc"},  # created last first without it
+    }
+    listed = client.post("/v1/alerts/list", json=body).json()
+    assert [a["name"] for a in listed["results"]] == ["alpha", "charlie"] and listed["total_count"] == 2
+    assert [a["name"] for a in client.request("GET", "/v1/alerts", json=body).json()["results"]] == ["alpha", "charlie"]
+    for path, method in (("/list", "POST"), ("", "GET")):
+        org = client.request(method, f"/v1/organizations/alerts{path}", json=body).json()
+        assert [a["name"] for a in org["results"]] == ["org-alpha", "org-charlie"]
+    for bad in ({"sort": {"field": "secret"}}, {"filters": {"field": "secret", "value": 1}}):
+        assert_error(client.post("/v1/alerts/list", json=bad), 400)
+        assert_error(_org(client, "/list", "post", json=bad), 400)

@@ -75,6 +75,28 @@ def test_list_paginates_in_body_and_filters(client: TestClient, namespace: dict[
     assert_error(client.post("/v1/buckets/list", json={"limit": 0}), 422)
 
 
+def test_list_sorts_and_body_pages(client: TestClient, namespace: dict[str, Any]) -> None:
+    for name, rank in [("b0", 2), ("b1", 1), ("b2", 2), ("b3", 1)]:
+        _bucket(client, name, metadata={"rank": rank})
+    sorts = [{"field": "metadata.rank", "direction": "asc"}, {"field": "bucket_name", "direction": "desc"}]
+    ordered = client.post("/v1/buckets/list", json={"sorts": sorts}).json()
+    assert [b["bucket_name"] for b in ordered["results"]] == ["b3", "b1", "b2", "b0"]
+    # `sorts` is primary, the legacy `sort` only breaks its ties
+    both = {"sorts": sorts[:1], "sort": {"field": "bucket_name", "direction": "asc"}}
+    assert [b["bucket_name"] for b in client.post("/v1/buckets/list", json=both).json()["results"]] == [
+        "b1",
+        "b3",
+        "b0",
+        "b2",
+    ]
+    page = client.post("/v1/buckets/list", json={"sorts": sorts, "page": 2, "page_size": 3}).json()
+    assert [b["bucket_name"] for b in page["results"]] == ["b0"]
+    assert page["pagination"]["page"] == 2 and page["pagination"]["page_size"] == 3
+    assert page["pagination"]["total_pages"] == 2 and page["total_count"] == 4
+    body = assert_error(client.post("/v1/buckets/list", json={"sorts": [{"field": "secret"}]}), 400)
+    assert "secret" in body["error"]["message"]
+
+
 def test_put_and_patch(client: TestClient, namespace: dict[str, Any]) -> None:
     bucket = _bucket(client, description="old", metadata={"a": 1})
     patched = client.patch("/v1/buckets/clips", json={"metadata": {"b": 2}}).json()

@@ -99,6 +99,16 @@ def test_schedules_and_bad_input(client: TestClient, cluster: str) -> None:
 
     listed = client.post("/v1/clusters/triggers/list", json={"cluster_id": cluster}).json()
     assert listed["total"] == 2
+    assert [t["trigger_type"] for t in listed["results"]] == ["cron", "interval"]  # newest first by default
+    for sort_by, direction, order in (("trigger_type", "desc", ["interval", "cron"]), ("created_at", "asc", None)):
+        asked = {"cluster_id": cluster, "sort_by": sort_by, "direction": direction}
+        sorted_list = client.post("/v1/clusters/triggers/list", json=asked).json()
+        assert [t["trigger_type"] for t in sorted_list["results"]] == (order or ["interval", "cron"])
+    only_cron = client.post("/v1/clusters/triggers/list", json={"trigger_type": "cron", "limit": 1}).json()
+    assert [t["trigger_id"] for t in only_cron["results"]] == [cron["trigger_id"]] and only_cron["total"] == 1
+    bad = assert_error(client.post("/v1/clusters/triggers/list", json={"sort_by": "secret"}), 400)
+    assert "secret" in bad["error"]["message"]
+    assert_error(client.post("/v1/clusters/triggers/list", json={"direction": "sideways"}), 422)
     paused = client.post(f"/v1/clusters/triggers/{body['trigger_id']}/pause").json()
     assert paused["status"] == "paused" and paused["next_scheduled_at"] is None
     resumed = client.post(f"/v1/clusters/triggers/{body['trigger_id']}/resume").json()
@@ -146,6 +156,9 @@ def test_firing_runs_the_cluster_once_per_slot(client: TestClient, cluster: str,
         and first["job_id"] == fired["last_execution_job_id"]
     )
     assert newest["status"] == "skipped"
+    for status, expected in (("completed", [first]), ("SKIPPED", [newest]), ("failed", [])):
+        filtered = client.post(f"/v1/clusters/triggers/{tid}/history", json={"status_filter": status}).json()
+        assert filtered["executions"] == expected and filtered["total"] == len(expected)
     assert client.get(f"/v1/clusters/{cluster}").json()["num_clusters"] == 3
 
     client.post(f"/v1/clusters/triggers/{tid}/pause")

@@ -255,3 +255,26 @@ def test_namespace_deletion_removes_collections_and_tables(
     task = client.delete(f"/v1/namespaces/{namespace['namespace_id']}").json()
     assert wait_task(client, task["task_id"])["status"] == "COMPLETED"
     assert not runtime.index.has_table(created["collection_id"])
+
+
+def test_list_sorts_and_include_system(client: TestClient, namespace: dict[str, Any]) -> None:
+    make_bucket(client)
+    for name, rank in [("alpha", 1), ("bravo", 2), ("charlie", 1)]:
+        text_collection(client, name, {"type": "bucket", "bucket_ids": ["docs"]}, model="wordllama")
+        client.patch(f"/v1/collections/{name}", json={"metadata": {"rank": rank}})
+    sorts = [{"field": "metadata.rank", "direction": "desc"}, {"field": "collection_name", "direction": "desc"}]
+    listed = client.post("/v1/collections/list", json={"sorts": sorts}).json()
+    assert [c["collection_name"] for c in listed["results"]] == ["bravo", "charlie", "alpha"]
+    # `sorts` is primary; the legacy `sort` breaks its ties only
+    both = {"sorts": sorts[:1], "sort": {"field": "collection_name", "direction": "asc"}, "page_size": 2, "page": 2}
+    assert [c["collection_name"] for c in client.post("/v1/collections/list", json=both).json()["results"]] == [
+        "charlie"
+    ]
+    # Strataflow has no system collections: include_system lists the same collections
+    system = client.post("/v1/collections/list", json={"sorts": sorts, "include_system": True}).json()
+    assert [c["collection_name"] for c in system["results"]] == ["bravo", "charlie", "alpha"] and system[
+        "total_count"
+    ] == 3
+    body = assert_error(client.post("/v1/collections/list", json={"sorts": [{"field": "secret"}]}), 400)
+    assert "secret" in body["error"]["message"]
+    assert_error(client.post("/v1/collections/list", json={"include_system": "maybe"}), 422)

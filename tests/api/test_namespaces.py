@@ -87,6 +87,24 @@ def test_list_search_sort_and_paginate(client: TestClient) -> None:
     assert sorted(n["namespace_name"] for n in filtered["results"]) == ["al-pha", "gam-ma"]
 
 
+def test_list_sorts(client: TestClient) -> None:
+    for name, description in [("al-pha", "b"), ("be-ta", "a"), ("gam-ma", "b"), ("del-ta", "a")]:
+        _create(client, name, description=description)
+    sorts = [{"field": "description", "direction": "asc"}, {"field": "namespace_name", "direction": "desc"}]
+    body = client.post("/v1/namespaces/list", json={"sorts": sorts}).json()
+    assert [n["namespace_name"] for n in body["results"]] == ["del-ta", "be-ta", "gam-ma", "al-pha"]
+    # `sorts` is primary; the legacy `sort` breaks its ties only
+    both = {"sorts": sorts[:1], "sort": {"field": "namespace_name", "direction": "asc"}, "page_size": 3}
+    assert [n["namespace_name"] for n in client.post("/v1/namespaces/list", json=both).json()["results"]] == [
+        "be-ta",
+        "del-ta",
+        "al-pha",
+    ]
+    bad = assert_error(client.post("/v1/namespaces/list", json={"sorts": [{"field": "secret"}]}), 400)
+    assert "secret" in bad["error"]["message"]
+    assert_error(client.post("/v1/namespaces/list", json={"sorts": [{"direction": "asc"}]}), 400)
+
+
 def test_patch_and_put_rename_with_conflict_check(client: TestClient) -> None:
     media = _create(client, "media")
     _create(client, "other")

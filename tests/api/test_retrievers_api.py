@@ -735,3 +735,36 @@ def test_feature_search_facets_count_every_matching_document(client: TestClient,
     assert adhoc(client, [search_stage(uri)], {"query": "bread"}).json()["facets"] is None
     bad = adhoc(client, [search_stage(uri, facets=[{"key": "lang", "limit": 0}])], {"query": "bread"})
     assert bad.status_code == 422, bad.text
+
+
+def test_list_takes_a_single_sort(client: TestClient, namespace: dict[str, Any]) -> None:
+    make_bucket(client)
+    collection = text_collection(client, "passages", {"type": "bucket", "bucket_ids": ["docs"]}, model="minilm")
+    features = client.get(f"/v1/collections/{collection['collection_id']}/features").json()["features"]
+    for name, description in [("alpha", "b"), ("bravo", "a"), ("charlie", "b")]:
+        created = client.post(
+            "/v1/retrievers",
+            json={
+                "retriever_name": name,
+                "description": description,
+                "collection_identifiers": ["passages"],
+                "stages": [search_stage(features[0]["feature_uri"])],
+                "input_schema": QUERY,
+            },
+        )
+        assert created.status_code == 200, created.text
+
+    def names(body: dict[str, Any]) -> list[str]:
+        response = client.post("/v1/retrievers/list", json=body)
+        assert response.status_code == 200, response.text
+        return [r["retriever_name"] for r in response.json()["results"]]
+
+    # created last first without a sort
+    assert names({"sort": {"field": "retriever_name", "direction": "asc"}}) == ["alpha", "bravo", "charlie"]
+    # with `sorts` too, the single sort follows them
+    by_description = [{"field": "description", "direction": "desc"}]
+    both = {"sorts": by_description, "sort": {"field": "retriever_name", "direction": "asc"}}
+    assert names(both) == ["alpha", "charlie", "bravo"]
+    bad = assert_error(client.post("/v1/retrievers/list", json={"sort": {"field": "secret"}}), 400)
+    assert "secret" in bad["error"]["message"]
+    assert_error(client.post("/v1/retrievers/list", json={"sort": {"field": "retriever_name", "direction": "up"}}), 422)

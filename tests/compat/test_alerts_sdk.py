@@ -26,6 +26,8 @@ from mixpeek.models import (
     NotificationChannel,
     NotificationChannelConfig,
     PatchAlertRequest,
+    SortDirection,
+    SortOption,
     SystemCondition,
     SystemConditionType,
     TriggerOn,
@@ -158,6 +160,17 @@ def test_organisation_alerts_through_the_sdk(sdk: mixpeek.ApiClient, server: Liv
     assert listed.stats is not None and listed.stats.enabled_alerts == 2
     searched = alerts.list_org_alerts_organizations_0(list_alerts_request=ListAlertsRequest(search="EMPTY"))
     assert [a.alert_id for a in searched.results] == [empty.alert_id]
+    by_name = ListAlertsRequest(sort=SortOption(field="name", direction=SortDirection.DESC))  # newest first without
+    assert [a.name for a in alerts.list_org_alerts_organizations_0(list_alerts_request=by_name).results] == [
+        "gone-dark",
+        "empty-collections",
+    ]
+    only_empty = ListAlertsRequest.from_dict(
+        {"filters": {"AND": [{"field": "name", "operator": "eq", "value": "empty-collections"}]}}
+    )
+    assert only_empty is not None and only_empty.filters is not None
+    filtered = alerts.list_org_alerts_organizations_0(list_alerts_request=only_empty)
+    assert [a.alert_id for a in filtered.results] == [empty.alert_id]
     assert alerts.get_org_alert_organizations("gone-dark").alert_id == gone_dark.alert_id
     patched = alerts.patch_org_alert_organizations(
         empty.alert_id, PatchAlertRequest(description="collections with nothing in them", cooldown_seconds=60)

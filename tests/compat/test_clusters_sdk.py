@@ -181,6 +181,12 @@ def test_clusters_through_the_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> No
     listed_triggers = triggers.list_triggers_clusters(SharedClustersTriggersModelsListTriggersRequest(cluster_id=cid))
     assert listed_triggers.total == 1
     assert triggers.get_trigger_history_clusters(trigger.trigger_id, TriggerHistoryRequest()).total == 0
+    by_type = SharedClustersTriggersModelsListTriggersRequest(cluster_id=cid, sort_by="trigger_type", direction="asc")
+    assert [t.trigger_id for t in triggers.list_triggers_clusters(by_type).results] == [trigger.trigger_id]
+    with pytest.raises(BadRequestException):  # sort_by is read, not dropped
+        triggers.list_triggers_clusters(SharedClustersTriggersModelsListTriggersRequest(sort_by="secret"))
+    failed = TriggerHistoryRequest(status_filter="failed")
+    assert triggers.get_trigger_history_clusters(trigger.trigger_id, failed).executions == []
     triggers.delete_trigger_clusters(trigger.trigger_id)
 
     clusters.delete_cluster(cid)

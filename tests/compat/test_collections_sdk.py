@@ -127,6 +127,12 @@ def test_collections_documents_and_lineage_through_sdk(
     assert collections.get_collection("essay_paragraphs").collection_id == created.collection_id
     listed = collections.list_collections(list_collections_request=ListCollectionsRequest(search="essay"))
     assert listed.total_count == 2
+    by_name = collections.list_collections(
+        list_collections_request=ListCollectionsRequest(
+            sorts=[{"field": "collection_name", "direction": "desc"}], include_system=True, page_size=1
+        )
+    )
+    assert [c.collection_name for c in by_name.results] == ["essay_sentences"] and by_name.total_count == 2
     features = collections.describe_collection_features(created.collection_id).features
     assert features[0].feature_uri == "mixpeek://text_extractor@v1/all_minilm_l6_v2"
     assert features[0].vector_index.dimensions == 384

@@ -86,6 +86,12 @@ def test_namespaces_through_sdk(sdk: mixpeek.ApiClient) -> None:
     assert api.get_namespace(ns_id).feature_extractors[0].feature_extractor_id == "text_extractor_v1"
     listed = api.list_namespaces(list_namespaces_request=ListNamespacesRequest(search="sdk_"))
     assert listed.total_count >= 1 and any(n.namespace_id == ns_id for n in listed.results)
+    _namespace(sdk, "sdk_other")
+    by_name = ListNamespacesRequest(search="sdk_", sorts=[{"field": "namespace_name", "direction": "asc"}])
+    assert [n.namespace_name for n in api.list_namespaces(list_namespaces_request=by_name).results] == [
+        "sdk_ns",
+        "sdk_other",
+    ]
     patched = api.patch_namespace(ns_id, PatchNamespaceRequest(description="patched"))
     assert patched.description == "patched"
     with pytest.raises(mixpeek.exceptions.ConflictException) as conflict:
@@ -100,6 +106,11 @@ def test_buckets_objects_and_tasks_through_sdk(sdk: mixpeek.ApiClient) -> None:
     buckets, objects = BucketsApi(sdk), BucketObjectsApi(sdk)
     assert buckets.get_bucket("docs").bucket_id == bucket_id
     assert buckets.list_buckets(list_buckets_request=ListBucketsRequest()).total_count == 1
+    _bucket(sdk, "archive")
+    sorted_page = buckets.list_buckets(
+        list_buckets_request=ListBucketsRequest(sorts=[{"field": "bucket_name", "direction": "asc"}], page_size=1)
+    )
+    assert [b.bucket_name for b in sorted_page.results] == ["archive"] and sorted_page.total_count == 2
     renamed = buckets.update_bucket(bucket_id, BucketUpdateRequest(description="texts"))
     assert renamed.description == "texts"
 

@@ -26,6 +26,8 @@ from mixpeek.models import (
     PatchRetrieverRequest,
     RetrieverInputSchemaFieldInput,
     RetrieverInputSchemaFieldType,
+    SortDirection,
+    SortOption,
     StageConfigInput,
     StageType,
 )
@@ -129,6 +131,12 @@ def test_retrievers_through_sdk(sdk: mixpeek.ApiClient, worker: Runtime) -> None
     assert fetched.retriever_name == "notes_search" and fetched.version >= 1
     listed = api.list_retrievers(list_retrievers_request=ListRetrieversRequest(search="notes"))
     assert [r.retriever_id for r in listed.results] == [created.retriever_id]
+    by_name = ListRetrieversRequest(sort=SortOption(field="retriever_name", direction=SortDirection.DESC))
+    assert [r.retriever_id for r in api.list_retrievers(list_retrievers_request=by_name).results] == [
+        created.retriever_id
+    ]
+    with pytest.raises(BadRequestException):  # the single sort is read, not dropped
+        api.list_retrievers(list_retrievers_request=ListRetrieversRequest(sort=SortOption(field="secret")))
     api.patch_retriever(created.retriever_id, PatchRetrieverRequest(description="notes by meaning"))
     assert api.get_retriever(created.retriever_id).description == "notes by meaning"
     api.patch_retriever(created.retriever_id, PatchRetrieverRequest(metadata={"seed_version": 4}))

@@ -23,7 +23,7 @@ def create_alert(request: CreateAlertRequest, scope: ScopeDep, session: DbDep) -
 
 def list_page(session: Any, owner: crud.Owner, page: Any, body: ListAlertsRequest) -> dict[str, Any]:
     """ListAlertsResponse for a namespace's alerts or the organisation's own (api/org_alerts.py)."""
-    result, total = crud.list_alerts(session, owner, body.search, body.case_sensitive, page)
+    result, total = crud.list_alerts(session, owner, body, page)
     return {
         "results": [crud.alert_view(r) for r in result.rows],
         "pagination": {**result.pagination, "total": total},
@@ -36,8 +36,11 @@ _list = list_page
 
 
 @router.get("")
-def list_alerts(scope: ScopeDep, session: ReadDbDep, page: PageDep) -> dict[str, Any]:
-    return _list(session, scope, page, ListAlertsRequest())
+def list_alerts(
+    scope: ScopeDep, session: ReadDbDep, page: PageDep, request: ListAlertsRequest | None = None
+) -> dict[str, Any]:
+    """The SDK sends its ListAlertsRequest as a body on the GET too."""
+    return _list(session, scope, page, request or ListAlertsRequest())
 
 
 @router.post("/list")

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
-from strataflow.api.deps import DbDep, ReadDbDep, RuntimeDep, ScopeDep
+from strataflow.api.deps import DbDep, ReadDbDep, RuntimeDep, ScopeDep, paged
 from strataflow.clock import isoformat
 from strataflow.schemas.buckets import (
     BucketCreateRequest,
@@ -18,7 +18,10 @@ from strataflow.schemas.buckets import (
 )
 from strataflow.schemas.common import ERROR_RESPONSES, AsyncTaskAccepted
 from strataflow.services.buckets import crud as service
+from strataflow.store.pagination import PageRequest
 from strataflow.store.tables import Bucket
+
+DEFAULT_PAGE = PageRequest(limit=10)
 
 router = APIRouter(prefix="/v1/buckets", tags=["Buckets"], responses=ERROR_RESPONSES)
 
@@ -59,23 +62,17 @@ def create_bucket(request: BucketCreateRequest, scope: ScopeDep, session: DbDep)
 
 @router.post("/list", response_model=ListBucketsResponse)
 def list_buckets(scope: ScopeDep, session: ReadDbDep, request: ListBucketsRequest | None = None) -> dict[str, Any]:
+    """Paging in the body (`limit`/`page_size`, `offset`/`page`; 10 a page unless given)."""
     request = request or ListBucketsRequest()
-    rows, total = service.list_buckets(session, scope, request)
-    stats = service.bucket_stats(session, [r.bucket_id for r in rows])
-    results = [present(r, stats[r.bucket_id]) for r in rows]
-    page_number = request.offset // request.limit + 1
-    has_more = request.offset + len(rows) < total
+    result, total = service.list_buckets(session, scope, request, paged(DEFAULT_PAGE, request))
+    stats = service.bucket_stats(session, [r.bucket_id for r in result.rows])
+    results = [present(r, stats[r.bucket_id]) for r in result.rows]
+    size = result.pagination["page_size"]
+    result.pagination.update(total=total, total_pages=-(-total // size))
     return {
         "results": results,
         "total_count": total,
-        "pagination": {
-            "total": total,
-            "page": page_number,
-            "page_size": request.limit,
-            "total_pages": -(-total // request.limit),
-            "next_page": str(page_number + 1) if has_more else None,
-            "previous_page": str(page_number - 1) if page_number > 1 else None,
-        },
+        "pagination": result.pagination,
         "stats": {
             "total_objects": sum(r["object_count"] for r in results),
             "total_size_bytes": sum(r["total_size_bytes"] for r in results),

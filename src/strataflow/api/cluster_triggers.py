@@ -18,6 +18,7 @@ from strataflow.schemas.clusters import (
 from strataflow.schemas.common import ERROR_RESPONSES
 from strataflow.services.clusters.crud import get_cluster
 from strataflow.services.triggers import crud as triggers
+from strataflow.store.pagination import PageRequest
 
 router = APIRouter(prefix="/v1/clusters/triggers", tags=["Cluster Triggers"], responses=ERROR_RESPONSES)
 TARGET = "cluster"
@@ -54,9 +55,10 @@ def create_trigger(request: CreateTriggerRequest, scope: ScopeDep, session: DbDe
 @router.post("/list")
 def list_triggers(scope: ScopeDep, session: ReadDbDep, request: ListTriggersRequest | None = None) -> dict[str, Any]:
     body = request or ListTriggersRequest()
-    rows, total = triggers.list_triggers(session, scope, TARGET, body.cluster_id, body.status, body.offset, body.limit)
-    if body.trigger_type:
-        rows = [r for r in rows if r.trigger_type == body.trigger_type]
+    where = {"target_id": body.cluster_id, "status": body.status, "trigger_type": body.trigger_type}
+    sort = {"field": body.sort_by, "direction": body.direction}
+    page = PageRequest(limit=body.limit, offset=body.offset)
+    rows, total = triggers.list_triggers(session, scope, TARGET, where, sort, page)
     return {"results": [_view(r) for r in rows], "total": total, "offset": body.offset, "limit": body.limit}
 
 
@@ -95,7 +97,7 @@ def trigger_history(
 ) -> dict[str, Any]:
     body = request or TriggerHistoryRequest()
     row = triggers.get_trigger(session, scope, TARGET, trigger_id)
-    items, total = triggers.history(session, row, body.offset, body.limit)
+    items, total = triggers.history(session, row, body.offset, body.limit, body.status_filter)
     return {
         "trigger_id": row.trigger_id,
         "executions": items,

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from strataflow.schemas.common import RequestModel
+from strataflow.schemas.common import RequestModel, SortOption
 
 
 class AlertThresholdRequest(RequestModel):
@@ -75,6 +75,8 @@ class PatchAlertRequest(RequestModel):
 
 class ListAlertsRequest(RequestModel):
     search: str | None = Field(default=None, max_length=200)
+    filters: dict[str, Any] | None = None  # the lists' filter language
+    sort: SortOption | None = None
     case_sensitive: bool = False
 
 

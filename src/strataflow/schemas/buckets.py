@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from strataflow.schemas.common import PaginationResponse, RequestModel, ResponseModel
+from strataflow.schemas.common import BodyPaging, PaginationResponse, RequestModel, ResponseModel
 from strataflow.statuses import Status
 
 
@@ -24,13 +24,14 @@ class BucketUpdateRequest(RequestModel):
     metadata: dict[str, Any] | None = None
 
 
-class ListBucketsRequest(RequestModel):
+class ListBucketsRequest(BodyPaging):
+    """`sorts` ({field, direction} entries, the first primary) come before the legacy single `sort`."""
+
     search: str | None = None
     filters: dict[str, Any] | None = None
     sort: dict[str, Any] | None = None
+    sorts: list[dict[str, Any]] | None = None
     case_sensitive: bool = False
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
 
 
 class BucketResponse(ResponseModel):

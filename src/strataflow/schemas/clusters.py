@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from strataflow.schemas.common import BodyPaging, RequestModel
+from strataflow.schemas.common import BodyPaging, RequestModel, SortDirection
 
 Algorithm = Literal[
     "kmeans",
@@ -177,8 +177,12 @@ class ListTriggersRequest(RequestModel):
     status: str | None = None
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=50, ge=1, le=1000)
+    sort_by: str = Field(default="created_at", min_length=1)  # a trigger field; an unknown one is a 400
+    direction: SortDirection = "desc"
 
 
 class TriggerHistoryRequest(RequestModel):
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=50, ge=1, le=1000)
+    # only the firings whose status (their job's, else their own) is this one, in any case
+    status_filter: str | None = None

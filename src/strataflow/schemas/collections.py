@@ -94,10 +94,16 @@ class CloneCollectionRequest(RequestModel):
 
 
 class ListCollectionsRequest(BodyPaging):
+    """`sorts` ({field, direction} entries, the first primary) come before the legacy single `sort`.
+    `include_system` asks for the namespace's system collections too (Mixpeek's `_direct_upsert`);
+    Strataflow has none, so it changes nothing."""
+
     filters: dict[str, Any] | None = None
     sort: SortOption | None = None
+    sorts: list[dict[str, Any]] | None = None
     search: str | None = None
     case_sensitive: bool = False
+    include_system: bool = False
 
 
 class CollectionResponse(ResponseModel):

@@ -38,8 +38,11 @@ class PatchNamespaceRequest(UpdateNamespaceRequest):
 
 
 class ListNamespacesRequest(BodyPaging):
+    """`sorts` ({field, direction} entries, the first primary) come before the legacy single `sort`."""
+
     filters: dict[str, Any] | None = None
     sort: dict[str, Any] | None = None
+    sorts: list[dict[str, Any]] | None = None
     search: str | None = None
     case_sensitive: bool = False
 

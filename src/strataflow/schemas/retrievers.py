@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 
-from strataflow.schemas.common import RequestModel
+from strataflow.schemas.common import RequestModel, SortOption
 
 InputType = Literal[
     "string",
@@ -82,6 +82,7 @@ class ListRetrieversRequest(RequestModel):
     search: str | None = None
     filters: dict[str, Any] | None = None
     sorts: list[dict[str, Any]] | None = None
+    sort: SortOption | None = None  # the SDK's single sort; where `sorts` comes too, it follows them
     case_sensitive: bool = False
 
 

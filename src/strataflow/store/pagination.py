@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
@@ -92,8 +93,9 @@ class ListQuery:
     def of(cls, request: Any) -> ListQuery:
         """From a list request of the contract: its `sorts`, then its single `sort` where it has one."""
         single = getattr(request, "sort", None)
-        sorts = [*(request.sorts or []), *([single] if single is not None else [])]
-        return cls(request.filters, request.case_sensitive, request.search, sorts or None)
+        sorts = [*(getattr(request, "sorts", None) or []), *([single] if single is not None else [])]
+        plain = [s.model_dump() if isinstance(s, BaseModel) else s for s in sorts]
+        return cls(request.filters, request.case_sensitive, request.search, plain or None)
 
 
 def list_page(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,7 @@ from strataflow.ids import new_id
 from strataflow.schemas.alerts import (
     AlertThresholdRequest,
     CreateAlertRequest,
+    ListAlertsRequest,
     NamespaceSelectorRequest,
     NotificationConfigRequest,
     PatchAlertRequest,
@@ -27,7 +28,8 @@ from strataflow.services.events.outbox import emit
 from strataflow.services.retrievers.crud import get_retriever
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
-from strataflow.store.pagination import Page, PageRequest, paginate
+from strataflow.store.filters import FieldMap
+from strataflow.store.pagination import ListQuery, Page, PageRequest, list_page
 from strataflow.store.tables import Alert, Namespace, Retriever, Webhook
 
 TRIGGER_ON = ("results", "no_results")
@@ -337,19 +339,45 @@ def delete_alert(session: Session, owner: Owner, identifier: str) -> str:
     return row.alert_id
 
 
-def list_alerts(
-    session: Session, owner: Owner, search: str | None, case_sensitive: bool, page: PageRequest
-) -> tuple[Page, int]:
+ALERT_FIELDS = FieldMap(
+    columns={
+        "alert_id": Alert.alert_id,
+        "name": Alert.name,
+        "description": Alert.description,
+        "source": Alert.source,
+        "retriever_id": Alert.retriever_id,
+        "enabled": Alert.enabled,
+        "cooldown_seconds": Alert.cooldown_seconds,
+        "last_fired_at": Alert.last_fired_at,
+        "created_at": Alert.created_at,
+        "updated_at": Alert.updated_at,
+    },
+    json_columns={"metadata": Alert.metadata_, "condition": Alert.condition},
+)
+
+
+def list_alerts(session: Session, owner: Owner, request: ListAlertsRequest, page: PageRequest) -> tuple[Page, int]:
+    """The owner's alerts, narrowed by `search` (case-sensitive when asked) and `filters`, sorted by `sort`."""
     query: Select[Any] = select(Alert).where(_owned(owner))
-    if search:
-        pattern = f"%{search.replace('%', '').replace('_', '')}%"
-        columns = (Alert.alert_id, Alert.name, Alert.description)
-        if case_sensitive:
-            query = query.where(or_(*(c.like(pattern) for c in columns)))
-        else:
-            query = query.where(or_(*(func.lower(c).like(pattern.lower()) for c in columns)))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    return paginate(session, query.order_by(Alert.created_at.desc(), Alert.alert_id), page), total
+    if request.search:
+        query = query.where(_search(request.search, request.case_sensitive))
+    return list_page(
+        session,
+        query,
+        ALERT_FIELDS,
+        ListQuery(request.filters, request.case_sensitive, None, [request.sort.model_dump()] if request.sort else None),
+        search_columns=(),
+        tie_break=(Alert.created_at.desc(), Alert.alert_id),
+        page=page,
+    )
+
+
+def _search(search: str, case_sensitive: bool) -> ColumnElement[bool]:
+    pattern = f"%{search.replace('%', '').replace('_', '')}%"
+    columns = (Alert.alert_id, Alert.name, Alert.description)
+    if case_sensitive:
+        return or_(*(c.like(pattern) for c in columns))
+    return or_(*(func.lower(c).like(pattern.lower()) for c in columns))
 
 
 def list_stats(session: Session, owner: Owner) -> dict[str, Any]:

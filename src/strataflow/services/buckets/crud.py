@@ -19,7 +19,8 @@ from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.services.tenancy.tasks import create_task
 from strataflow.statuses import Status, TaskType
 from strataflow.store.db import deleted_rows
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
+from strataflow.store.filters import FieldMap
+from strataflow.store.pagination import ListQuery, Page, PageRequest, list_page
 from strataflow.store.tables import Bucket, BucketObject, Task, Upload
 from strataflow.transitions import create, transition
 
@@ -93,21 +94,18 @@ def update_bucket(
     return row
 
 
-def list_buckets(session: Session, scope: NamespaceScope, request: ListBucketsRequest) -> tuple[list[Bucket], int]:
-    base = select(Bucket).where(_visible(scope))
-    clause = compile_filters(request.filters, BUCKET_FIELDS, case_sensitive=request.case_sensitive)
-    if clause is not None:
-        base = base.where(clause)
-    if request.search:
-        base = base.where(text_search(request.search, Bucket.bucket_name, Bucket.bucket_id, Bucket.description))
-    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    query = base
-    if request.sort:
-        query = query.order_by(
-            sort_expression(str(request.sort.get("field", "")), request.sort.get("direction", "asc"), BUCKET_FIELDS)
-        )
-    query = query.order_by(Bucket.created_at.desc(), Bucket.bucket_id).offset(request.offset).limit(request.limit)
-    return list(session.scalars(query)), total
+def list_buckets(
+    session: Session, scope: NamespaceScope, request: ListBucketsRequest, page: PageRequest
+) -> tuple[Page, int]:
+    return list_page(
+        session,
+        select(Bucket).where(_visible(scope)),
+        BUCKET_FIELDS,
+        ListQuery.of(request),
+        search_columns=(Bucket.bucket_name, Bucket.bucket_id, Bucket.description),
+        tie_break=(Bucket.created_at.desc(), Bucket.bucket_id),
+        page=page,
+    )
 
 
 def bucket_stats(session: Session, bucket_ids: list[str]) -> dict[str, dict[str, int]]:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,8 +29,8 @@ from strataflow.services.collections.sources import ResolvedSource, dependants, 
 from strataflow.services.events.outbox import emit
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.statuses import Status
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
-from strataflow.store.pagination import Page, PageRequest, paginate
+from strataflow.store.filters import FieldMap
+from strataflow.store.pagination import ListQuery, Page, PageRequest, list_page
 from strataflow.store.tables import Batch, BatchTier, Collection, CollectionSource
 
 log = logging.getLogger("strataflow.collections")
@@ -226,19 +226,15 @@ def vector_table_columns(collection: Collection) -> dict[str, int]:
 def list_collections(
     session: Session, scope: NamespaceScope, request: ListCollectionsRequest, page: PageRequest
 ) -> tuple[Page, int]:
-    query = select(Collection).where(Collection.namespace_id == scope.namespace_id)
-    clause = compile_filters(request.filters, COLLECTION_FIELDS, case_sensitive=request.case_sensitive)
-    if clause is not None:
-        query = query.where(clause)
-    if request.search:
-        query = query.where(
-            text_search(request.search, Collection.collection_name, Collection.collection_id, Collection.description)
-        )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    if request.sort is not None:
-        query = query.order_by(sort_expression(request.sort.field, request.sort.direction, COLLECTION_FIELDS))
-    query = query.order_by(Collection.created_at.desc(), Collection.collection_id)
-    return paginate(session, query, page), total
+    return list_page(
+        session,
+        select(Collection).where(Collection.namespace_id == scope.namespace_id),
+        COLLECTION_FIELDS,
+        ListQuery.of(request),
+        search_columns=(Collection.collection_name, Collection.collection_id, Collection.description),
+        tie_break=(Collection.created_at.desc(), Collection.collection_id),
+        page=page,
+    )
 
 
 def patch_collection(

@@ -19,8 +19,8 @@ from strataflow.services.tenancy.scope import NamespaceScope, Principal
 from strataflow.services.tenancy.tasks import create_task
 from strataflow.statuses import Status, TaskType
 from strataflow.store.db import deleted_rows
-from strataflow.store.filters import FieldMap, compile_filters, sort_expression, text_search
-from strataflow.store.pagination import Page, PageRequest, paginate
+from strataflow.store.filters import FieldMap
+from strataflow.store.pagination import ListQuery, Page, PageRequest, list_page
 from strataflow.store.tables import Bucket, BucketObject, Collection, Namespace, Task
 from strataflow.transitions import create, transition
 
@@ -121,22 +121,15 @@ def update_namespace(
 def list_namespaces(
     session: Session, principal: Principal, request: ListNamespacesRequest, page: PageRequest
 ) -> tuple[Page, int]:
-    base = select(Namespace).where(_visible(principal.org_id))
-    clause = compile_filters(request.filters, NAMESPACE_FIELDS, case_sensitive=request.case_sensitive)
-    if clause is not None:
-        base = base.where(clause)
-    if request.search:
-        base = base.where(
-            text_search(request.search, Namespace.namespace_name, Namespace.namespace_id, Namespace.description)
-        )
-    query = base
-    if request.sort:
-        query = query.order_by(
-            sort_expression(str(request.sort.get("field", "")), request.sort.get("direction", "asc"), NAMESPACE_FIELDS)
-        )
-    query = query.order_by(Namespace.created_at.desc(), Namespace.namespace_id)
-    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    return paginate(session, query, page), total
+    return list_page(
+        session,
+        select(Namespace).where(_visible(principal.org_id)),
+        NAMESPACE_FIELDS,
+        ListQuery.of(request),
+        search_columns=(Namespace.namespace_name, Namespace.namespace_id, Namespace.description),
+        tie_break=(Namespace.created_at.desc(), Namespace.namespace_id),
+        page=page,
+    )
 
 
 def namespace_counts(session: Session, namespace_id: str) -> dict[str, int]:

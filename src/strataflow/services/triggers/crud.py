@@ -15,6 +15,8 @@ from strataflow.services.collections.sources import get_collection
 from strataflow.services.events.outbox import emit
 from strataflow.services.tenancy.scope import NamespaceScope
 from strataflow.services.triggers.schedule import next_fire, normalise, schedule_collection
+from strataflow.store.filters import FieldMap
+from strataflow.store.pagination import ListQuery, PageRequest, list_page
 from strataflow.store.tables import Task, Trigger, TriggerFiring
 from strataflow.transitions import move_trigger
 
@@ -86,25 +88,50 @@ def get_trigger(session: Session, scope: NamespaceScope, target_type: str, trigg
     return row
 
 
+TRIGGER_FIELDS = FieldMap(
+    columns={
+        "trigger_id": Trigger.trigger_id,
+        "trigger_type": Trigger.trigger_type,
+        "status": Trigger.status,
+        "description": Trigger.description,
+        "next_scheduled_at": Trigger.next_run_at,
+        "last_triggered_at": Trigger.last_triggered_at,
+        "execution_count": Trigger.execution_count,
+        "consecutive_failures": Trigger.consecutive_failures,
+        "last_execution_status": Trigger.last_status,
+        "created_at": Trigger.created_at,
+        "updated_at": Trigger.updated_at,
+    }
+)
+
+
 def list_triggers(
     session: Session,
     scope: NamespaceScope,
     target_type: str,
-    target_id: str | None,
-    status: str | None,
-    offset: int,
-    limit: int,
+    where: dict[str, str | None],
+    sort: dict[str, str],
+    page: PageRequest,
 ) -> tuple[list[Trigger], int]:
+    """The target type's triggers narrowed by `where` (`target_id`, `status`, `trigger_type`), sorted by
+    `sort` ({field, direction}; an unknown field is a 400) and then newest first."""
     query = select(Trigger).where(Trigger.namespace_id == scope.namespace_id, Trigger.target_type == target_type)
-    if target_id:
-        query = query.where(Trigger.target_id == target_id)
-    if status:
-        query = query.where(Trigger.status == _status(status))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = list(
-        session.scalars(query.order_by(Trigger.created_at.desc(), Trigger.trigger_id).offset(offset).limit(limit))
+    if where.get("target_id"):
+        query = query.where(Trigger.target_id == where["target_id"])
+    if where.get("status"):
+        query = query.where(Trigger.status == _status(str(where["status"])))
+    if where.get("trigger_type"):
+        query = query.where(Trigger.trigger_type == where["trigger_type"])
+    result, total = list_page(
+        session,
+        query,
+        TRIGGER_FIELDS,
+        ListQuery(sorts=[sort]),
+        search_columns=(),
+        tie_break=(Trigger.created_at.desc(), Trigger.trigger_id),
+        page=page,
     )
-    return rows, total
+    return result.rows, total
 
 
 def update_trigger(
@@ -169,9 +196,15 @@ def trigger_event(session: Session, event_type: str, row: Trigger, **extra: Any)
     )
 
 
-def history(session: Session, row: Trigger, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-    """Firings, newest first, each with the current status of the job it started."""
+def history(
+    session: Session, row: Trigger, offset: int, limit: int, status: str | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """Firings, newest first, each with the current status of the job it started; with `status`,
+    only those whose status (the job's, else the firing's) is that one, in any case."""
     query = select(TriggerFiring).where(TriggerFiring.trigger_id == row.trigger_id)
+    if status:
+        shown = func.lower(func.coalesce(Task.status, TriggerFiring.status))
+        query = query.outerjoin(Task, Task.task_id == TriggerFiring.job_id).where(shown == status.lower())
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     firings = list(session.scalars(query.order_by(TriggerFiring.firing_id.desc()).offset(offset).limit(limit)))
     tasks = {
