@@ -202,11 +202,12 @@ def trigger_collection(
 def export_collection(
     collection_identifier: str,
     scope: ScopeDep,
-    session: ReadDbDep,
     runtime: RuntimeDep,
     request: CollectionExportRequest | None = None,
 ) -> dict[str, Any]:
     """Synchronous, as the SDK's call is: it answers with the download URL. Memory stays bounded
-    (the export streams the collection in batches); time grows with the collection."""
-    collection = get_collection(session, scope, collection_identifier)
-    return export_documents(session, runtime.index, runtime.blobs, collection, request or CollectionExportRequest())
+    (the export streams the collection in batches); time grows with the collection, so the
+    collection is read in a session closed before the export starts."""
+    with runtime.db.read_session() as session:
+        collection = get_collection(session, scope, collection_identifier)
+    return export_documents(runtime.db, runtime.index, runtime.blobs, collection, request or CollectionExportRequest())

@@ -24,7 +24,6 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from sqlalchemy.orm import Session
 
 from strataflow.blobs import BlobStore, WrittenBlob
 from strataflow.clock import utcnow
@@ -45,6 +44,7 @@ from strataflow.services.documents.webdataset import (
     media_of,
     shard_pattern,
 )
+from strataflow.store.db import Database
 from strataflow.store.tables import Collection
 
 BATCH_ROWS = 2048
@@ -141,13 +141,14 @@ def _select_paths(paths: list[str] | None, collection: Collection) -> list[str] 
 
 
 def export_documents(
-    session: Session, index: DocumentIndex, blobs: BlobStore, collection: Collection, request: CollectionExportRequest
+    db: Database, index: DocumentIndex, blobs: BlobStore, collection: Collection, request: CollectionExportRequest
 ) -> dict[str, Any]:
     """Write the export, upload it, and answer with presigned URLs (the SDK's CollectionExportResponse).
-    `session` reads source objects, for a webdataset export's media only."""
+    `db` reads source objects, for a webdataset export's media only: one short session per batch,
+    so a long export holds no database connection while it reads, writes and uploads."""
     plan = plan_export(index, collection, request)
     with tempfile.TemporaryDirectory(prefix="strataflow-export-") as folder:
-        media = _MediaReader(session, blobs, collection.namespace_id, Path(folder)) if plan.media else None
+        media = _MediaReader(db, blobs, collection.namespace_id, Path(folder)) if plan.media else None
         files = write_files(index, plan, Path(folder), media)
         prefix = f"{document_blob_prefix(collection)}exports/{new_id('export')}/"
         return _upload(blobs, plan, files, prefix)
@@ -327,15 +328,16 @@ class TableSink:
 class _MediaReader:
     """Source files of a webdataset export's samples, copied to the export's folder one at a time."""
 
-    def __init__(self, session: Session, blobs: BlobStore, namespace_id: str, folder: Path) -> None:
-        self._session = session
+    def __init__(self, db: Database, blobs: BlobStore, namespace_id: str, folder: Path) -> None:
+        self._db = db
         self._blobs = blobs
         self._namespace_id = namespace_id
         self._folder = folder
         self.summary = MediaSummary()
 
     def for_batch(self, docs: list[StoredDocument]) -> dict[str, Media | None]:
-        return media_of(self._session, self._namespace_id, docs)
+        with self._db.read_session() as session:
+            return media_of(session, self._namespace_id, docs)
 
     def fetch(self, media: Media) -> Path | None:
         return fetch_media(self._blobs, media, self._folder, self.summary)
